@@ -1,0 +1,252 @@
+package stream
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// MaxRegistrationBytes bounds the body of an origin registration. SRS's
+// heartbeat with "summaries" on is a few KiB.
+const MaxRegistrationBytes = 64 << 10
+
+// Errors returned by ParseRegistration and ParseEndpoint.
+var (
+	ErrRegistration = errors.New("stream: bad origin registration")
+	ErrEndpoint     = errors.New("stream: bad endpoint")
+)
+
+// Registration is SRS's heartbeat body with "ports on". Numbers may arrive as
+// JSON strings or numbers, so those fields are decoded loosely.
+type Registration struct {
+	DeviceID json.RawMessage `json:"device_id"`
+	IP       string          `json:"ip"`
+	Server   string          `json:"server"`
+	Service  json.RawMessage `json:"service"`
+	PID      json.RawMessage `json:"pid"`
+	RTMP     []string        `json:"rtmp"`
+	HTTP     []string        `json:"http"`
+	API      []string        `json:"api"`
+	SRT      []string        `json:"srt"`
+	RTC      []string        `json:"rtc"`
+}
+
+// ParseRegistration validates an SRS heartbeat body and turns it into an
+// Origin. remoteIP (the request's peer address, may be empty) stands in when
+// the body's ip is empty or unspecified. The origin must name itself
+// ("server"; "device_id" is used when server is absent) and at least one
+// endpoint. Unknown fields are ignored.
+func ParseRegistration(body []byte, remoteIP string) (Origin, error) {
+	if len(body) > MaxRegistrationBytes {
+		return Origin{}, fmt.Errorf("%w: body larger than %d bytes", ErrRegistration, MaxRegistrationBytes)
+	}
+	var r Registration
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&r); err != nil {
+		return Origin{}, fmt.Errorf("%w: %v", ErrRegistration, err)
+	}
+	o := Origin{
+		ID:      strings.TrimSpace(r.Server),
+		IP:      strings.TrimSpace(r.IP),
+		Service: looseString(r.Service),
+		PID:     looseString(r.PID),
+	}
+	if o.ID == "" {
+		o.ID = looseString(r.DeviceID)
+	}
+	if o.ID == "" {
+		return Origin{}, fmt.Errorf("%w: missing \"server\" id", ErrRegistration)
+	}
+	if len(o.ID) > MaxPartLen || strings.ContainsAny(o.ID, " \t\r\n/?#") {
+		return Origin{}, fmt.Errorf("%w: bad \"server\" id %q", ErrRegistration, o.ID)
+	}
+	if o.IP == "" || isUnspecified(o.IP) {
+		o.IP = remoteIP
+	}
+	if o.IP == "" {
+		return Origin{}, fmt.Errorf("%w: missing \"ip\"", ErrRegistration)
+	}
+	if !validHost(o.IP) {
+		return Origin{}, fmt.Errorf("%w: bad \"ip\" %q", ErrRegistration, o.IP)
+	}
+	lists := []struct {
+		name string
+		in   []string
+		out  *string
+	}{
+		{"rtmp", r.RTMP, &o.RTMP}, {"http", r.HTTP, &o.HTTP}, {"api", r.API, &o.API},
+		{"srt", r.SRT, &o.SRT}, {"rtc", r.RTC, &o.RTC},
+	}
+	any := false
+	for _, l := range lists {
+		if len(l.in) == 0 {
+			continue
+		}
+		ep, err := ParseEndpoint(l.in[0], o.IP)
+		if err != nil {
+			return Origin{}, fmt.Errorf("%w: %s: %v", ErrRegistration, l.name, err)
+		}
+		*l.out = ep
+		any = true
+	}
+	if !any {
+		return Origin{}, fmt.Errorf("%w: no endpoints (rtmp, http, api, srt or rtc)", ErrRegistration)
+	}
+	return o, nil
+}
+
+// ParseEndpoint turns one of SRS's port forms into "host:port":
+//
+//	"1935", "0.0.0.0:1935", "10.0.0.5:1935", "[::]:1935",
+//	"udp://0.0.0.0:8000", "udp://8000", "tcp://:1935"
+//
+// An empty or unspecified host (0.0.0.0, ::) means defaultHost.
+func ParseEndpoint(s, defaultHost string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("%w: empty", ErrEndpoint)
+	}
+	if len(s) > 300 {
+		return "", fmt.Errorf("%w: too long", ErrEndpoint)
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		switch strings.ToLower(s[:i]) {
+		case "udp", "tcp", "srt", "rtmp", "http", "https":
+		default:
+			return "", fmt.Errorf("%w: unknown scheme in %q", ErrEndpoint, s)
+		}
+		s = strings.TrimSuffix(s[i+3:], "/")
+	}
+	var host, port string
+	if p, err := strconv.Atoi(s); err == nil || isDigits(s) {
+		_ = p
+		port = s
+	} else {
+		h, pt, err := net.SplitHostPort(s)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %v", ErrEndpoint, s, err)
+		}
+		host, port = h, pt
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || !isDigits(port) {
+		return "", fmt.Errorf("%w: bad port %q", ErrEndpoint, port)
+	}
+	if host == "" || isUnspecified(host) {
+		host = defaultHost
+	}
+	if host == "" || !validHost(host) {
+		return "", fmt.Errorf("%w: bad host %q", ErrEndpoint, host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n)), nil
+}
+
+// ParseStaticOrigin parses the --origin flag form
+// "id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000".
+// Port values take every form ParseEndpoint accepts.
+func ParseStaticOrigin(s string) (Origin, error) {
+	o := Origin{Static: true}
+	ports := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return Origin{}, fmt.Errorf("%w: %q is not key=value", ErrRegistration, kv)
+		}
+		switch k = strings.ToLower(strings.TrimSpace(k)); k {
+		case "id", "name", "server":
+			o.ID = strings.TrimSpace(v)
+		case "ip", "host":
+			o.IP = strings.TrimSpace(v)
+		case "rtmp", "http", "api", "srt", "rtc":
+			ports[k] = v
+		default:
+			return Origin{}, fmt.Errorf("%w: unknown key %q", ErrRegistration, k)
+		}
+	}
+	if o.ID == "" || strings.ContainsAny(o.ID, " /?#") {
+		return Origin{}, fmt.Errorf("%w: missing or bad id", ErrRegistration)
+	}
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
+	if !validHost(o.IP) {
+		return Origin{}, fmt.Errorf("%w: bad ip %q", ErrRegistration, o.IP)
+	}
+	if len(ports) == 0 {
+		return Origin{}, fmt.Errorf("%w: origin %q has no endpoints", ErrRegistration, o.ID)
+	}
+	for k, v := range ports {
+		ep, err := ParseEndpoint(v, o.IP)
+		if err != nil {
+			return Origin{}, fmt.Errorf("%w: %s: %v", ErrRegistration, k, err)
+		}
+		switch k {
+		case "rtmp":
+			o.RTMP = ep
+		case "http":
+			o.HTTP = ep
+		case "api":
+			o.API = ep
+		case "srt":
+			o.SRT = ep
+		case "rtc":
+			o.RTC = ep
+		}
+	}
+	return o, nil
+}
+
+func looseString(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.TrimSpace(s)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isUnspecified(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsUnspecified()
+}
+
+// validHost accepts an IP literal or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(h, "-") && !strings.HasPrefix(h, ".")
+}
