@@ -1,0 +1,158 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NginxModule is where Debian's libnginx-mod-rtmp installs the RTMP module.
+const NginxModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+// Nginx is a running nginx-rtmp origin: RTMP on RTMPAddr, and HLS (.m3u8,
+// .ts) and DASH (.mpd, .m4v, .m4a) files of app "live" over HTTP on HTTPAddr
+// under /live/.
+type Nginx struct {
+	RTMPAddr string
+	HTTPAddr string
+	Dir      string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+// NginxOptions selects what the origin writes besides RTMP.
+type NginxOptions struct {
+	HLS  bool
+	DASH bool
+}
+
+// StartNginx starts an nginx-rtmp origin on free loopback ports. The test is
+// skipped when nginx or the RTMP module is missing. The process is killed at
+// the end of the test.
+func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
+	t.Helper()
+	Need(t, "nginx")
+	if _, err := os.Stat(NginxModule); err != nil {
+		t.Skipf("nginx rtmp module not installed (%s)", NginxModule)
+	}
+	dir := t.TempDir()
+	n := &Nginx{
+		RTMPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
+		Dir:      dir,
+		done:     make(chan struct{}),
+	}
+	for _, d := range []string{"hls/live", "dash/live", "tmp", "logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var app strings.Builder
+	app.WriteString("            live on;\n            wait_key on;\n")
+	if opt.HLS {
+		fmt.Fprintf(&app, "            hls on;\n            hls_path %s/hls/live;\n            hls_fragment 1s;\n            hls_playlist_length 10s;\n", dir)
+	}
+	if opt.DASH {
+		fmt.Fprintf(&app, "            dash on;\n            dash_path %s/dash/live;\n            dash_fragment 2s;\n            dash_playlist_length 20s;\n", dir)
+	}
+	conf := fmt.Sprintf(`load_module %[1]s;
+user root;
+daemon off;
+master_process off;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/logs/error.log info;
+events { worker_connections 1024; }
+rtmp {
+    server {
+        listen %[3]s;
+        chunk_size 4096;
+        application live {
+%[5]s        }
+    }
+}
+http {
+    access_log off;
+    client_body_temp_path %[2]s/tmp/body;
+    proxy_temp_path %[2]s/tmp/proxy;
+    fastcgi_temp_path %[2]s/tmp/fastcgi;
+    uwsgi_temp_path %[2]s/tmp/uwsgi;
+    scgi_temp_path %[2]s/tmp/scgi;
+    types {
+        application/vnd.apple.mpegurl m3u8;
+        video/mp2t ts;
+        application/dash+xml mpd;
+        video/mp4 m4v mp4;
+        audio/mp4 m4a;
+    }
+    server {
+        listen %[4]s;
+        add_header Cache-Control no-cache;
+        location ~ \.(m3u8|ts)$ { root %[2]s/hls; }
+        location ~ \.(mpd|m4v|m4a|mp4|m4s)$ { root %[2]s/dash; }
+    }
+}
+`, NginxModule, dir, n.RTMPAddr, n.HTTPAddr, app.String())
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := newLockedBuffer()
+	n.cmd = exec.Command("nginx", "-p", dir, "-c", confPath)
+	n.cmd.Stdout, n.cmd.Stderr = out, out
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	go func() { n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(n.Kill)
+	deadline := time.Now().Add(10 * time.Second)
+	for !tcpUp(n.RTMPAddr) || !tcpUp(n.HTTPAddr) {
+		select {
+		case <-n.done:
+			logs, _ := os.ReadFile(filepath.Join(dir, "logs", "error.log"))
+			t.Fatalf("nginx exited: %s %s", tail(out.String(), 2000), tail(string(logs), 2000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not start listening on %s and %s", n.RTMPAddr, n.HTTPAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return n
+}
+
+// Kill stops the origin at once (SIGKILL), as a crash would. It is safe to
+// call more than once.
+func (n *Nginx) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+	<-n.done
+}
+
+// ErrorLog returns nginx's error log, for test failure messages.
+func (n *Nginx) ErrorLog() string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "logs", "error.log"))
+	return string(b)
+}
+
+func tcpUp(addr string) bool {
+	c, err := dialTimeout(addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
