@@ -124,4 +124,3 @@ func (l *lockedBuffer) String() string {
 	defer func() { l.ch <- struct{}{} }()
 	return string(l.b)
 }
-
