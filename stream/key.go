@@ -138,9 +138,6 @@ func vhostFromQuery(rawQuery string) string {
 	if rawQuery == "" {
 		return ""
 	}
-	// SRS also accepts "...vhost...name" with dots; that legacy form is
-	// normalised to a query first.
-	rawQuery = strings.ReplaceAll(rawQuery, "...", "&")
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil && len(q) == 0 {
 		return ""

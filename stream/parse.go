@@ -75,6 +75,20 @@ func rtmpURLPath(tcURL string) (path, query string, err error) {
 		s = s[j:]
 	}
 	path, query = SplitQuery(s)
+	// SRS's legacy form carries parameters in the app with "..." separators:
+	// "live...vhost...v1" means app "live" with vhost=v1.
+	if i := strings.Index(path, "..."); i >= 0 {
+		parts := strings.Split(path[i+3:], "...")
+		path = path[:i]
+		var q []string
+		for j := 0; j+1 < len(parts); j += 2 {
+			q = append(q, url.QueryEscape(parts[j])+"="+url.QueryEscape(parts[j+1]))
+		}
+		if query != "" {
+			q = append(q, query)
+		}
+		query = strings.Join(q, "&")
+	}
 	return path, query, nil
 }
 

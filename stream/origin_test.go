@@ -1,0 +1,172 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	tests := []struct{ in, host, want string }{
+		{"1935", "10.0.0.5", "10.0.0.5:1935"},
+		{"0.0.0.0:1935", "10.0.0.5", "10.0.0.5:1935"},
+		{"10.0.0.6:1935", "10.0.0.5", "10.0.0.6:1935"},
+		{"udp://0.0.0.0:8000", "10.0.0.5", "10.0.0.5:8000"},
+		{"udp://8000", "10.0.0.5", "10.0.0.5:8000"},
+		{"tcp://:1935", "10.0.0.5", "10.0.0.5:1935"},
+		{"[::]:1935", "10.0.0.5", "10.0.0.5:1935"},
+		{"[::1]:1935", "10.0.0.5", "[::1]:1935"},
+		{" 8080 ", "h.example.com", "h.example.com:8080"},
+	}
+	for _, tt := range tests {
+		got, err := ParseEndpoint(tt.in, tt.host)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseEndpoint(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "0", "65536", "-1", "abc", "1.2.3.4", "ftp://1935", "udp://", "1935x", ":", "host:port", strings.Repeat("9", 400)} {
+		if got, err := ParseEndpoint(bad, "10.0.0.5"); !errors.Is(err, ErrEndpoint) {
+			t.Errorf("ParseEndpoint(%q) = %q, %v; want ErrEndpoint", bad, got, err)
+		}
+	}
+}
+
+const srsHeartbeat = `{"device_id":"","ip":"10.0.0.5","server":"vid-0xr1z3n","service":"f8s2k1","pid":"12345",
+"rtmp":["1935"],"http":["0.0.0.0:8080"],"api":["1985"],"srt":["udp://0.0.0.0:10080"],"rtc":["udp://8000"],
+"summaries":{"ok":true}}`
+
+func TestParseRegistration(t *testing.T) {
+	o, err := ParseRegistration([]byte(srsHeartbeat), "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Origin{ID: "vid-0xr1z3n", IP: "10.0.0.5", Service: "f8s2k1", PID: "12345",
+		RTMP: "10.0.0.5:1935", HTTP: "10.0.0.5:8080", API: "10.0.0.5:1985", SRT: "10.0.0.5:10080", RTC: "10.0.0.5:8000"}
+	if o != want {
+		t.Errorf("got %+v\nwant %+v", o, want)
+	}
+
+	// Numeric pid, empty ip (peer address stands in), device_id as the id.
+	o, err = ParseRegistration([]byte(`{"device_id":"dev1","ip":"","pid":42,"rtmp":["19350"]}`), "127.0.0.1")
+	if err != nil || o.ID != "dev1" || o.PID != "42" || o.RTMP != "127.0.0.1:19350" {
+		t.Errorf("got %+v %v", o, err)
+	}
+
+	bad := map[string]string{
+		"not json":      `not json`,
+		"empty":         ``,
+		"array":         `[]`,
+		"no id":         `{"ip":"10.0.0.5","rtmp":["1935"]}`,
+		"no endpoints":  `{"server":"s","ip":"10.0.0.5"}`,
+		"bad port":      `{"server":"s","ip":"10.0.0.5","rtmp":["99999"]}`,
+		"bad port text": `{"server":"s","ip":"10.0.0.5","rtmp":["abc"]}`,
+		"bad ip":        `{"server":"s","ip":"not an ip!","rtmp":["1935"]}`,
+		"bad id":        `{"server":"a/b","ip":"10.0.0.5","rtmp":["1935"]}`,
+		"wrong type":    `{"server":5,"ip":"10.0.0.5","rtmp":["1935"]}`,
+		"ports not arr": `{"server":"s","ip":"10.0.0.5","rtmp":"1935"}`,
+		"huge":          `{"server":"` + strings.Repeat("x", MaxRegistrationBytes) + `"}`,
+	}
+	for name, body := range bad {
+		if _, err := ParseRegistration([]byte(body), ""); !errors.Is(err, ErrRegistration) {
+			t.Errorf("%s: err = %v, want ErrRegistration", name, err)
+		}
+	}
+	if _, err := ParseRegistration([]byte(`{"server":"s","rtmp":["1935"]}`), ""); err == nil {
+		t.Error("registration without ip or peer address accepted")
+	}
+}
+
+func TestParseStaticOrigin(t *testing.T) {
+	o, err := ParseStaticOrigin("id=o1,ip=127.0.0.1,rtmp=19351,http=18081,api=19851,srt=10081,rtc=8001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ID != "o1" || o.RTMP != "127.0.0.1:19351" || o.HTTP != "127.0.0.1:18081" || o.RTC != "127.0.0.1:8001" || !o.Static {
+		t.Errorf("got %+v", o)
+	}
+	for _, bad := range []string{"", "ip=127.0.0.1,rtmp=1", "id=o1", "id=o1,rtmp=x", "id=o1,foo=1,rtmp=1", "id=o1,rtmp"} {
+		if _, err := ParseStaticOrigin(bad); err == nil {
+			t.Errorf("ParseStaticOrigin(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSelect(t *testing.T) {
+	k := Key{DefaultVhost, "live", "s"}
+	if _, err := Select(k, nil); !errors.Is(err, ErrNoOrigin) {
+		t.Fatalf("no candidates: %v", err)
+	}
+	cs := []Candidate{
+		{ID: "a", Healthy: true, Streams: 3},
+		{ID: "b", Healthy: true, Streams: 1},
+		{ID: "c", Healthy: false, Streams: 0},
+		{ID: "d", Healthy: true, Draining: true, Streams: 0},
+	}
+	if id, _ := Select(k, cs); id != "b" {
+		t.Errorf("least loaded healthy origin: got %q, want b", id)
+	}
+	cs[0].Streams, cs[1].Streams = 0, 0
+	id1, _ := Select(k, cs)
+	// Order of candidates does not matter.
+	rev := []Candidate{cs[3], cs[2], cs[1], cs[0]}
+	id2, _ := Select(k, rev)
+	if id1 != id2 {
+		t.Errorf("selection depends on order: %q vs %q", id1, id2)
+	}
+	if h, _ := SelectByHash(k, cs); h != id1 {
+		t.Errorf("equal load: Select %q != SelectByHash %q", id1, h)
+	}
+	if _, err := Select(k, []Candidate{{ID: "x"}, {ID: "y", Healthy: true, Draining: true}}); !errors.Is(err, ErrNoOrigin) {
+		t.Errorf("no usable origin: %v", err)
+	}
+}
+
+// Ties are spread over origins: with equal load every origin wins some keys.
+func TestSelectSpreadsTies(t *testing.T) {
+	cs := []Candidate{{ID: "o1", Healthy: true}, {ID: "o2", Healthy: true}, {ID: "o3", Healthy: true}}
+	wins := map[string]int{}
+	for i := 0; i < 300; i++ {
+		id, _ := Select(Key{DefaultVhost, "live", fmt.Sprintf("s%d", i)}, cs)
+		wins[id]++
+	}
+	for _, c := range cs {
+		if wins[c.ID] < 50 {
+			t.Errorf("origin %s won %d of 300 keys: %v", c.ID, wins[c.ID], wins)
+		}
+	}
+}
+
+func FuzzParseRegistration(f *testing.F) {
+	f.Add([]byte(srsHeartbeat), "127.0.0.1")
+	f.Add([]byte(`{"server":"s","ip":"0.0.0.0","rtmp":["tcp://:1935"]}`), "10.0.0.1")
+	f.Add([]byte(`{"server":"s","ip":"::1","rtc":["udp://[::]:8000"]}`), "")
+	f.Add([]byte(`{`), "")
+	f.Fuzz(func(t *testing.T, body []byte, remote string) {
+		o, err := ParseRegistration(body, remote)
+		if err != nil {
+			if !errors.Is(err, ErrRegistration) {
+				t.Fatalf("error %v is not ErrRegistration", err)
+			}
+			return
+		}
+		if o.ID == "" || o.IP == "" {
+			t.Fatalf("accepted origin without id or ip: %+v", o)
+		}
+		if o.RTMP == "" && o.HTTP == "" && o.API == "" && o.SRT == "" && o.RTC == "" {
+			t.Fatalf("accepted origin without endpoints: %+v", o)
+		}
+	})
+}
+
+func FuzzParseEndpoint(f *testing.F) {
+	for _, s := range []string{"1935", "0.0.0.0:1935", "udp://0.0.0.0:8000", "udp://8000", "tcp://:1935", "[::]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ep, err := ParseEndpoint(s, "127.0.0.1")
+		if err == nil && ep == "" {
+			t.Fatal("empty endpoint without error")
+		}
+	})
+}
