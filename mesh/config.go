@@ -1,0 +1,277 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Config configures one mesh node. Zero fields take the value from
+// DefaultConfig, so a caller only sets what it wants to change. The package
+// reads no flags or environment variables: cmd/srs-mesh fills this struct.
+type Config struct {
+	// NodeID is the stable identity of the node: its memberlist name and its
+	// Raft server id. Required. A restarted node must keep its id.
+	NodeID string
+	// DataDir holds the Raft log (raft.db, raft-boltdb) and file snapshots.
+	// It is created if absent. Required.
+	DataDir string
+	// BootstrapExpect is the number of nodes that must see each other in
+	// gossip before the cluster is formed, and the voter count below which
+	// dead nodes are never reaped. Default 1 (a single node bootstraps itself).
+	BootstrapExpect int
+	// Join lists gossip "host:port" addresses of peers. DNS names are allowed;
+	// joining is retried in the background until at least one peer answers.
+	Join []string
+	// GossipAddr is the memberlist bind "ip:port" (TCP and UDP). Default
+	// "0.0.0.0:7946".
+	GossipAddr string
+	// RaftAddr is the Raft TCP transport bind "ip:port". Default "0.0.0.0:7947".
+	RaftAddr string
+	// AdvertiseAddr is the IP other nodes use to reach this node. Default: the
+	// bind IP when it is specific, else the first non-loopback interface IP.
+	AdvertiseAddr string
+	// APIAddr is the advertised "ip:port" of this node's system API. Followers
+	// forward writes to the leader's APIAddr, so a node without one can still
+	// route but cannot accept forwarded writes.
+	APIAddr string
+	// StaticOrigins are registered by the leader whenever it gains leadership.
+	StaticOrigins []stream.Origin
+
+	// OriginTimeout bounds how long a dead origin may stay healthy: it is
+	// marked unhealthy after two failed probes or after probes have failed
+	// for OriginTimeout/2, whichever comes first. Default 4s.
+	OriginTimeout time.Duration
+	// ProbeInterval is how often the leader probes every origin. Default 1s.
+	ProbeInterval time.Duration
+	// HeartbeatTimeout is how long an origin that can only be judged by its
+	// heartbeats (no TCP endpoint) stays healthy without one. SRS heartbeats
+	// every 10 s. Default 30s.
+	HeartbeatTimeout time.Duration
+	// ReapTimeout is how long a failed (not gracefully left) node stays a Raft
+	// voter before the leader removes it. Default 30s.
+	ReapTimeout time.Duration
+	// AssignmentTTL is how long an assignment no node has reported using
+	// survives before the leader deletes it. Default 10m.
+	AssignmentTTL time.Duration
+	// TouchInterval is how often a node reports the keys it used. Default 10s.
+	TouchInterval time.Duration
+	// RouteTimeout bounds Route when it has to write an assignment. Default 3s.
+	RouteTimeout time.Duration
+
+	// GossipKey, when set, encrypts gossip (16, 24 or 32 bytes, AES).
+	GossipKey []byte
+	// Token, when set, is required on the write endpoints of the system API
+	// (registration, drain, internal forwarding) as "Authorization: Bearer
+	// <token>" or "?token=<token>".
+	Token string
+
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Timers of Raft and memberlist. The defaults suit a LAN (failover in
+	// about one to two seconds); tests shorten them.
+	RaftHeartbeatTimeout   time.Duration // default 1s
+	RaftElectionTimeout    time.Duration // default 1s
+	RaftLeaderLeaseTimeout time.Duration // default 500ms
+	RaftCommitTimeout      time.Duration // default 20ms
+	GossipProbeInterval    time.Duration // default 1s
+	GossipProbeTimeout     time.Duration // default 500ms
+	// RaftNoSync skips fsync of the Raft log. Unsafe; for tests only.
+	RaftNoSync bool
+}
+
+// Defaults, also documented on the Config fields.
+const (
+	DefaultGossipPort = 7946
+	DefaultRaftPort   = 7947
+)
+
+// DefaultConfig returns the defaults of every optional field.
+func DefaultConfig() Config {
+	return Config{
+		BootstrapExpect:        1,
+		GossipAddr:             fmt.Sprintf("0.0.0.0:%d", DefaultGossipPort),
+		RaftAddr:               fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort),
+		OriginTimeout:          4 * time.Second,
+		ProbeInterval:          time.Second,
+		HeartbeatTimeout:       30 * time.Second,
+		ReapTimeout:            30 * time.Second,
+		AssignmentTTL:          10 * time.Minute,
+		TouchInterval:          10 * time.Second,
+		RouteTimeout:           3 * time.Second,
+		RaftHeartbeatTimeout:   time.Second,
+		RaftElectionTimeout:    time.Second,
+		RaftLeaderLeaseTimeout: 500 * time.Millisecond,
+		RaftCommitTimeout:      20 * time.Millisecond,
+		GossipProbeInterval:    time.Second,
+		GossipProbeTimeout:     500 * time.Millisecond,
+	}
+}
+
+// Configuration errors returned by New.
+var (
+	ErrConfig = errors.New("mesh: bad config")
+)
+
+// probeTimeout is the TCP connect timeout of one health probe.
+func (c *Config) probeTimeout() time.Duration {
+	t := time.Second
+	if q := c.OriginTimeout / 4; q < t {
+		t = q
+	}
+	if t < 10*time.Millisecond {
+		t = 10 * time.Millisecond
+	}
+	return t
+}
+
+// unhealthyBound is the worst-case time from an origin's death to the leader
+// deciding it is unhealthy: the probe phase (one interval), then two failed
+// probes, each lasting at most probeTimeout, or failing for OriginTimeout/2.
+func (c *Config) unhealthyBound() time.Duration {
+	step := c.ProbeInterval
+	if pt := c.probeTimeout(); pt > step {
+		step = pt
+	}
+	byCount := c.ProbeInterval + 2*step
+	byTime := c.ProbeInterval + c.OriginTimeout/2 + step
+	if byTime < byCount {
+		return byTime
+	}
+	return byCount
+}
+
+// withDefaults fills zero fields and validates the result.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.NodeID == "" {
+		return c, fmt.Errorf("%w: NodeID is required", ErrConfig)
+	}
+	if len(c.NodeID) > 128 {
+		return c, fmt.Errorf("%w: NodeID longer than 128 bytes", ErrConfig)
+	}
+	if c.DataDir == "" {
+		return c, fmt.Errorf("%w: DataDir is required", ErrConfig)
+	}
+	if c.BootstrapExpect < 0 {
+		return c, fmt.Errorf("%w: BootstrapExpect %d < 0", ErrConfig, c.BootstrapExpect)
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setStr := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	setDur := func(name string, v *time.Duration, def time.Duration) error {
+		if *v < 0 {
+			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
+		}
+		if *v == 0 {
+			*v = def
+		}
+		return nil
+	}
+	setInt(&c.BootstrapExpect, d.BootstrapExpect)
+	setStr(&c.GossipAddr, d.GossipAddr)
+	setStr(&c.RaftAddr, d.RaftAddr)
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"OriginTimeout", &c.OriginTimeout, d.OriginTimeout},
+		{"ProbeInterval", &c.ProbeInterval, d.ProbeInterval},
+		{"HeartbeatTimeout", &c.HeartbeatTimeout, d.HeartbeatTimeout},
+		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
+		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
+		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
+		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
+		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
+		{"RaftElectionTimeout", &c.RaftElectionTimeout, d.RaftElectionTimeout},
+		{"RaftLeaderLeaseTimeout", &c.RaftLeaderLeaseTimeout, d.RaftLeaderLeaseTimeout},
+		{"RaftCommitTimeout", &c.RaftCommitTimeout, d.RaftCommitTimeout},
+		{"GossipProbeInterval", &c.GossipProbeInterval, d.GossipProbeInterval},
+		{"GossipProbeTimeout", &c.GossipProbeTimeout, d.GossipProbeTimeout},
+	} {
+		if err := setDur(f.name, f.v, f.def); err != nil {
+			return c, err
+		}
+	}
+	if c.RaftLeaderLeaseTimeout > c.RaftHeartbeatTimeout {
+		c.RaftLeaderLeaseTimeout = c.RaftHeartbeatTimeout
+	}
+	switch len(c.GossipKey) {
+	case 0, 16, 24, 32:
+	default:
+		return c, fmt.Errorf("%w: GossipKey must be 16, 24 or 32 bytes, not %d", ErrConfig, len(c.GossipKey))
+	}
+	if _, err := netip.ParseAddrPort(c.GossipAddr); err != nil {
+		return c, fmt.Errorf("%w: GossipAddr %q: %v", ErrConfig, c.GossipAddr, err)
+	}
+	raftBind, err := netip.ParseAddrPort(c.RaftAddr)
+	if err != nil {
+		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrConfig, c.RaftAddr, err)
+	}
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = defaultAdvertise(raftBind.Addr())
+	}
+	if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
+		return c, fmt.Errorf("%w: AdvertiseAddr %q is not a specific IP", ErrConfig, c.AdvertiseAddr)
+	}
+	if c.APIAddr != "" {
+		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+			return c, fmt.Errorf("%w: APIAddr %q: %v", ErrConfig, c.APIAddr, err)
+		}
+	}
+	for _, o := range c.StaticOrigins {
+		if o.ID == "" {
+			return c, fmt.Errorf("%w: static origin without id", ErrConfig)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// defaultAdvertise returns bind when it is a specific address, else the first
+// non-loopback unicast IPv4 (then IPv6) of the host, else loopback.
+func defaultAdvertise(bind netip.Addr) string {
+	if bind.IsValid() && !bind.IsUnspecified() {
+		return bind.String()
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		var v6 string
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := pfx.Addr()
+			if ip.IsLoopback() || ip.IsLinkLocalUnicast() || !ip.IsGlobalUnicast() {
+				continue
+			}
+			if ip.Is4() {
+				return ip.String()
+			}
+			if v6 == "" {
+				v6 = ip.String()
+			}
+		}
+		if v6 != "" {
+			return v6
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,341 @@
+package mesh
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+func mustCmd(t testing.TB, typ cmdType, body any) []byte {
+	t.Helper()
+	b, err := encodeCommand(typ, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func apply(t testing.TB, f *fsm, typ cmdType, body any) applyResult {
+	t.Helper()
+	r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: mustCmd(t, typ, body)})
+	return r.(applyResult)
+}
+
+func testOrigin(id string) stream.Origin {
+	return stream.Origin{ID: id, IP: "127.0.0.1", RTMP: "127.0.0.1:1935", Service: "s1", PID: "1"}
+}
+
+func fsmWith(t testing.TB, ids ...string) *fsm {
+	f := newFSM()
+	for _, id := range ids {
+		if r := apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 1000}); r.err() != nil {
+			t.Fatal(r.err())
+		}
+	}
+	return f
+}
+
+func assignKey(t testing.TB, f *fsm, key string, now int64) applyResult {
+	t.Helper()
+	return apply(t, f, cmdAssign, assignCmd{Key: key, NowMs: now})
+}
+
+func TestFSMRegisterOrigin(t *testing.T) {
+	f := fsmWith(t, "o1")
+	st := f.originStates()
+	if len(st) != 1 || !st[0].Healthy || st[0].LastHeartbeatMs != 1000 {
+		t.Fatalf("after register: %+v", st)
+	}
+	// Probes decide health of a TCP origin: a plain heartbeat does not undo
+	// an unhealthy verdict...
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o1", Healthy: false, Reason: "probe failed"}}})
+	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 2000})
+	st = f.originStates()
+	if st[0].Healthy || st[0].LastHeartbeatMs != 2000 || st[0].Reason != "probe failed" {
+		t.Fatalf("heartbeat must refresh but not heal: %+v", st[0])
+	}
+	// ...but a restarted origin (new pid) starts healthy.
+	o := testOrigin("o1")
+	o.PID = "2"
+	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: o, Heartbeat: true, NowMs: 3000})
+	if st = f.originStates(); !st[0].Healthy || st[0].Origin.PID != "2" {
+		t.Fatalf("restart must heal: %+v", st[0])
+	}
+	// A UDP-only origin is judged by heartbeats.
+	u := stream.Origin{ID: "u1", IP: "127.0.0.1", SRT: "127.0.0.1:10080"}
+	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: u, Heartbeat: true, NowMs: 1})
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "u1", Healthy: false, Reason: "stale"}}})
+	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: u, Heartbeat: true, NowMs: 2})
+	if s := f.originStates()[1]; !s.Healthy || s.Reason != "" {
+		t.Fatalf("heartbeat must heal udp-only origin: %+v", s)
+	}
+	if r := apply(t, f, cmdRegisterOrigin, registerOriginCmd{}); !errors.Is(r.err(), ErrBadCommand) {
+		t.Fatalf("origin without id: %v", r.err())
+	}
+}
+
+func TestFSMRemoveOrigin(t *testing.T) {
+	f := fsmWith(t, "o1")
+	assignKey(t, f, "v/live/a", 1)
+	if r := apply(t, f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}); r.err() != nil {
+		t.Fatal(r.err())
+	}
+	if st := f.state(); len(st.Origins) != 0 || len(st.Assignments) != 0 || len(f.streams) != 0 {
+		t.Fatalf("after remove: %+v %v", st, f.streams)
+	}
+	if r := apply(t, f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}); !errors.Is(r.err(), ErrUnknownOrigin) {
+		t.Fatalf("remove unknown: %v", r.err())
+	}
+}
+
+func TestFSMSetDraining(t *testing.T) {
+	f := fsmWith(t, "o1", "o2")
+	if r := apply(t, f, cmdSetDraining, setDrainingCmd{ID: "o3", Draining: true}); !errors.Is(r.err(), ErrUnknownOrigin) {
+		t.Fatalf("drain unknown: %v", r.err())
+	}
+	first := assignKey(t, f, "v/live/a", 1).Origin.ID
+	apply(t, f, cmdSetDraining, setDrainingCmd{ID: first, Draining: true})
+	// The draining origin keeps its stream, both for local reads and Assign.
+	if o, ok := f.route("v/live/a"); !ok || o.ID != first {
+		t.Fatalf("route after drain = %v %v, want %s", o.ID, ok, first)
+	}
+	if r := assignKey(t, f, "v/live/a", 2); r.Origin.ID != first || r.Created {
+		t.Fatalf("assign after drain moved the stream: %+v", r)
+	}
+	// New streams avoid it.
+	for i := range 20 {
+		if r := assignKey(t, f, fmt.Sprintf("v/live/n%d", i), 3); r.Origin.ID == first {
+			t.Fatalf("new key assigned to draining origin")
+		}
+	}
+	apply(t, f, cmdSetDraining, setDrainingCmd{ID: first, Draining: false})
+	if st := f.originStates(); st[0].Draining || st[1].Draining {
+		t.Fatalf("undrain: %+v", st)
+	}
+}
+
+func TestFSMAssignBalancesAndIsStable(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	for i := range 30 {
+		r := assignKey(t, f, fmt.Sprintf("v/live/s%d", i), int64(i))
+		if r.err() != nil || !r.Created {
+			t.Fatalf("assign %d: %+v", i, r)
+		}
+	}
+	for _, id := range []string{"o1", "o2", "o3"} {
+		if f.streams[id] != 10 {
+			t.Fatalf("streams = %v, want 10 each", f.streams)
+		}
+	}
+	r1 := assignKey(t, f, "v/live/s7", 100)
+	if r1.Created || r1.Origin.ID != f.assignedOrigin("v/live/s7") {
+		t.Fatalf("existing assignment must be returned unchanged: %+v", r1)
+	}
+	if a := f.assignments["v/live/s7"]; a.LastUsedMs != 100 || a.CreatedMs != 7 {
+		t.Fatalf("assign must refresh last use only: %+v", a)
+	}
+	if r := assignKey(t, f, "not-a-key", 1); !errors.Is(r.err(), ErrBadCommand) {
+		t.Fatalf("bad key: %v", r.err())
+	}
+}
+
+func TestFSMAssignDeterministic(t *testing.T) {
+	// Two replicas applying the same log hold the same state, whatever the
+	// map iteration order.
+	var log [][]byte
+	for _, id := range []string{"o1", "o2", "o3", "o4"} {
+		log = append(log, mustCmd(t, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 5}))
+	}
+	log = append(log, mustCmd(t, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o2", Healthy: false}}}))
+	for i := range 100 {
+		log = append(log, mustCmd(t, cmdAssign, assignCmd{Key: fmt.Sprintf("v/app/k%d", i%70), NowMs: int64(i)}))
+	}
+	var want []byte
+	for replica := range 5 {
+		f := newFSM()
+		for i, d := range log {
+			f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: d})
+		}
+		got, _ := json.Marshal(f.state())
+		if replica == 0 {
+			want = got
+		} else if !bytes.Equal(got, want) {
+			t.Fatalf("replica %d diverged", replica)
+		}
+	}
+}
+
+func TestFSMReassignUnhealthyOrUnknown(t *testing.T) {
+	f := fsmWith(t, "o1", "o2")
+	first := assignKey(t, f, "v/live/a", 1).Origin.ID
+	other := "o1"
+	if first == "o1" {
+		other = "o2"
+	}
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: first, Healthy: false, Reason: "refused"}}})
+	if _, ok := f.route("v/live/a"); ok {
+		t.Fatal("route must treat an assignment to an unhealthy origin as absent")
+	}
+	r := assignKey(t, f, "v/live/a", 2)
+	if !r.Created || r.Origin.ID != other {
+		t.Fatalf("reassign = %+v, want %s", r, other)
+	}
+	if f.streams[first] != 0 || f.streams[other] != 1 {
+		t.Fatalf("streams after move: %v", f.streams)
+	}
+	// No usable origin at all.
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: other, Healthy: false}}})
+	if r := assignKey(t, f, "v/live/b", 3); !errors.Is(r.err(), stream.ErrNoOrigin) {
+		t.Fatalf("no origin: %+v", r)
+	}
+	// Healing restores the origin; unknown ids in a health change are ignored.
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: other, Healthy: true, ProbeMs: 9}, {ID: "gone"}}})
+	if o, ok := f.route("v/live/a"); !ok || o.ID != other {
+		t.Fatalf("route after heal: %v %v", o, ok)
+	}
+	if s := f.originStates(); s[0].LastProbeMs != 9 && s[1].LastProbeMs != 9 {
+		t.Fatalf("probe time not recorded: %+v", s)
+	}
+}
+
+func TestFSMTouchAndGC(t *testing.T) {
+	f := fsmWith(t, "o1")
+	assignKey(t, f, "v/live/a", 100)
+	assignKey(t, f, "v/live/b", 100)
+	apply(t, f, cmdTouch, touchCmd{Keys: []string{"v/live/a", "v/live/unknown"}, NowMs: 500})
+	apply(t, f, cmdTouch, touchCmd{Keys: []string{"v/live/a"}, NowMs: 400}) // never goes back
+	if a := f.assignments["v/live/a"]; a.LastUsedMs != 500 {
+		t.Fatalf("touch: %+v", a)
+	}
+	stale := f.staleKeys(300, 10)
+	if len(stale) != 1 || stale[0] != "v/live/b" {
+		t.Fatalf("stale = %v", stale)
+	}
+	// The delete carries the cutoff: "a" was touched after it and survives.
+	apply(t, f, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: []string{"v/live/a", "v/live/b"}, CutoffMs: 300})
+	if _, ok := f.assignments["v/live/b"]; ok {
+		t.Fatal("b not collected")
+	}
+	if _, ok := f.assignments["v/live/a"]; !ok {
+		t.Fatal("a collected despite recent use")
+	}
+	if f.streams["o1"] != 1 {
+		t.Fatalf("streams = %v", f.streams)
+	}
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Close() error  { return nil }
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	for i := range 10 {
+		assignKey(t, f, fmt.Sprintf("v/live/s%d", i), int64(i))
+	}
+	apply(t, f, cmdSetDraining, setDrainingCmd{ID: "o2", Draining: true})
+	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o3", Healthy: false, Reason: "x"}}})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the snapshot was taken do not leak into it.
+	assignKey(t, f, "v/live/late", 99)
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	g := fsmWith(t, "junk")
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	want := f.state()
+	want.Assignments = want.Assignments[:0]
+	for _, ka := range f.state().Assignments {
+		if ka.Key != "v/live/late" {
+			want.Assignments = append(want.Assignments, ka)
+		}
+	}
+	a, _ := json.Marshal(want)
+	b, _ := json.Marshal(g.state())
+	if !bytes.Equal(a, b) {
+		t.Fatalf("restore mismatch:\n%s\n%s", a, b)
+	}
+	for id, n := range g.streams {
+		c := 0
+		for _, ka := range want.Assignments {
+			if ka.Origin == id {
+				c++
+			}
+		}
+		if c != n {
+			t.Fatalf("streams[%s] = %d, want %d", id, n, c)
+		}
+	}
+	if err := g.Restore(io.NopCloser(bytes.NewReader([]byte("{")))); err == nil {
+		t.Fatal("restore of garbage must fail")
+	}
+}
+
+func TestDecodeCommandErrors(t *testing.T) {
+	for _, tc := range [][]byte{nil, {1}, {99, '{', '}'}, {byte(cmdAssign), 'x'}, append([]byte{byte(cmdTouch)}, make([]byte, maxCommandBytes)...)} {
+		if _, _, err := decodeCommand(tc); !errors.Is(err, ErrBadCommand) {
+			t.Errorf("decode(%.10q) = %v", tc, err)
+		}
+	}
+	f := newFSM()
+	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{0}}).(applyResult); !errors.Is(r.err(), ErrBadCommand) {
+		t.Fatalf("apply garbage: %+v", r)
+	}
+	if r := f.Apply(&raft.Log{Type: raft.LogNoop}).(applyResult); r.err() != nil {
+		t.Fatalf("non-command log: %+v", r)
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	seeds := [][]byte{
+		mustCmd(f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 1}),
+		mustCmd(f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}),
+		mustCmd(f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o1", Healthy: false, Reason: "r"}}}),
+		mustCmd(f, cmdSetDraining, setDrainingCmd{ID: "o1", Draining: true}),
+		mustCmd(f, cmdAssign, assignCmd{Key: "v/live/a", NowMs: 2}),
+		mustCmd(f, cmdTouch, touchCmd{Keys: []string{"v/live/a"}, NowMs: 3}),
+		mustCmd(f, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: []string{"v/live/a"}, CutoffMs: 4}),
+		{byte(cmdAssign), 'n', 'u', 'l', 'l'},
+		{byte(cmdSetHealth), '{', '"', 'c', 'h', 'a', 'n', 'g', 'e', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
+		{0xff, '{', '}'},
+		{},
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := fsmWith(t, "o1", "o2")
+		assignKey(t, m, "v/live/a", 1)
+		r := m.Apply(&raft.Log{Type: raft.LogCommand, Data: data}).(applyResult)
+		_ = r.err()
+		// The state must stay serializable and consistent.
+		st := m.state()
+		n := 0
+		for _, c := range m.streams {
+			n += c
+		}
+		if n != len(st.Assignments) {
+			t.Fatalf("streams total %d != %d assignments", n, len(st.Assignments))
+		}
+	})
+}
