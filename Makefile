@@ -1,0 +1,47 @@
+# srs-mesh developer targets. The README's test command is the one CI runs.
+GO      ?= go
+BIN     ?= bin/srs-mesh
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: build test unit e2e bench fuzz vet fmt clean deps
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/srs-mesh
+
+# Everything: unit, in-process mesh and end-to-end tests (e2e tests skip
+# cleanly when ffmpeg or nginx-rtmp are missing; `make deps` installs them).
+test:
+	$(GO) test -count=1 -timeout 30m ./...
+
+unit:
+	$(GO) test -count=1 -short ./stream/... ./mesh/... ./protocols/... ./cmd/...
+
+e2e:
+	$(GO) test -count=1 -timeout 20m -v ./test/...
+
+# Benchmarks whose figures are recorded in docs/benchmarks.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/... ./mesh/... ./protocols/...
+
+# Short runs of every fuzz target (go test runs one -fuzz target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# Debian packages the end-to-end tests use.
+deps:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg nginx libnginx-mod-rtmp srt-tools
+
+clean:
+	rm -rf bin
