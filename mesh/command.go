@@ -159,7 +159,7 @@ type applyResult struct {
 	// Created is true when an assign created or moved the assignment.
 	Created bool `json:"created,omitempty"`
 	// Code and Message describe a failure; Code is one of the errCode values.
-	Code    string `json:"code,omitempty"`
+	Code    string `json:"error,omitempty"`
 	Message string `json:"message,omitempty"`
 }
 

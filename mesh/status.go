@@ -21,6 +21,9 @@ type Status struct {
 	Origins       []OriginStatus     `json:"origins"`
 	Assignments   []AssignmentStatus `json:"assignments"`
 	GeneratedUnix int64              `json:"generated_unix_ms"`
+	// DegradedRoutes counts routes this node answered without quorum by
+	// rendezvous hash over the origins it believed healthy.
+	DegradedRoutes uint64 `json:"degraded_routes"`
 }
 
 // MemberStatus is one node of the mesh, merged from gossip and Raft.

@@ -1,0 +1,218 @@
+package mesh
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Handler returns the system API of the node:
+//
+//	POST /api/v1/srs/register            SRS heartbeat (token)   -> {"code":0,"data":{"origin":"<id>"}}
+//	GET  /mesh/v1/status                 Status
+//	POST /mesh/v1/origins/{id}/drain     (token)                 -> {"code":0,"data":{"origin":"<id>","draining":true}}
+//	POST /mesh/v1/origins/{id}/undrain   (token)                 -> {"code":0,"data":{"origin":"<id>","draining":false}}
+//	GET  /healthz                        200 while the node runs
+//	GET  /readyz                         200 with a leader and the log applied, else 503
+//	POST /mesh/v1/internal/apply         forwarded command (token; between nodes)
+//	POST /mesh/v1/internal/leave         graceful leave request (token; between nodes)
+//
+// Errors are {"code":<HTTP status>,"message":"..."} with a 4xx or 5xx status.
+// The token (Config.Token) is accepted as "Authorization: Bearer <token>" or
+// "?token=<token>".
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.auth(n.handleRegister)))
+	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
+	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
+	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
+	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
+	}))
+	mux.HandleFunc("/readyz", n.method(http.MethodGet, n.handleReady))
+	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.auth(n.handleInternalApply)))
+	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.auth(n.handleInternalLeave)))
+	return mux
+}
+
+// apiError is the JSON error body of the system API.
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Code: status, Message: msg})
+}
+
+func writeOK(w http.ResponseWriter, data any) {
+	writeJSON(w, http.StatusOK, map[string]any{"code": 0, "data": data})
+}
+
+// method rejects other methods with a JSON 405 (HEAD is allowed for GET).
+func (n *Node) method(m string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m && !(m == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", m)
+			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// auth requires Config.Token, when set.
+func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.cfg.Token != "" && !tokenOK(r, n.cfg.Token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+			writeError(w, http.StatusUnauthorized, ErrUnauthorized.Error())
+			return
+		}
+		h(w, r)
+	}
+}
+
+func tokenOK(r *http.Request, want string) bool {
+	got := r.URL.Query().Get("token")
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, v, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			got = strings.TrimSpace(v)
+		}
+	}
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// writeErrorFor maps a Node error to an HTTP status.
+func writeErrorFor(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, ErrUnknownOrigin):
+		status = http.StatusNotFound
+	case errors.Is(err, ErrBadCommand), errors.Is(err, stream.ErrRegistration):
+		status = http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		status = http.StatusBadGateway
+	}
+	writeError(w, status, err.Error())
+}
+
+func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, stream.MaxRegistrationBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "registration body larger than "+strconv.Itoa(stream.MaxRegistrationBytes)+" bytes")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	o, err := stream.ParseRegistration(body, remoteIP)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := n.RegisterOrigin(r.Context(), o); err != nil {
+		n.log.Warn("origin registration failed", "origin", o.ID, "err", err)
+		writeErrorFor(w, err)
+		return
+	}
+	writeOK(w, map[string]string{"origin": o.ID})
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !n.ready() {
+		writeError(w, http.StatusServiceUnavailable, "no leader or log not applied yet")
+		return
+	}
+	writeOK(w, map[string]string{"status": "ready"})
+}
+
+func (n *Node) handleDrain(draining bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if id == "" {
+			writeError(w, http.StatusBadRequest, "missing origin id")
+			return
+		}
+		if err := n.SetDraining(r.Context(), id, draining); err != nil {
+			writeErrorFor(w, err)
+			return
+		}
+		writeOK(w, map[string]any{"origin": id, "draining": draining})
+	}
+}
+
+// handleInternalApply applies a command forwarded by a follower. It answers
+// 421 when this node is not the leader (the follower retries elsewhere) and
+// never forwards again, so forwarding cannot loop.
+func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "command too large")
+		return
+	}
+	if _, _, err := decodeCommand(data); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !n.IsLeader() {
+		writeError(w, http.StatusMisdirectedRequest, ErrNotLeader.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RouteTimeout)
+	defer cancel()
+	f := n.raft.Apply(data, n.cfg.RouteTimeout)
+	if err := f.Error(); err != nil {
+		if ctx.Err() == nil && !n.IsLeader() {
+			writeError(w, http.StatusMisdirectedRequest, err.Error())
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	res, _ := f.Response().(applyResult)
+	writeOK(w, res)
+}
+
+func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.ID == "" {
+		writeError(w, http.StatusBadRequest, "body must be {\"id\":\"<node id>\"}")
+		return
+	}
+	removed, err := n.removeOnLeave(req.ID)
+	if errors.Is(err, ErrNotLeader) {
+		writeError(w, http.StatusMisdirectedRequest, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeOK(w, map[string]any{"id": req.ID, "removed": removed})
+}

@@ -1,0 +1,221 @@
+package mesh
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// nodeMeta is the memberlist metadata of a node (JSON, at most
+// memberlist.MetaMaxSize bytes).
+type nodeMeta struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	API  string `json:"api,omitempty"`
+	// HasState is true once the node belongs to a Raft cluster; a fresh
+	// node never bootstraps a new cluster while a peer reports state.
+	HasState bool `json:"state,omitempty"`
+}
+
+func decodeMeta(b []byte) (nodeMeta, bool) {
+	var m nodeMeta
+	if len(b) == 0 || json.Unmarshal(b, &m) != nil || m.ID == "" || m.Raft == "" {
+		return nodeMeta{}, false
+	}
+	return m, true
+}
+
+// Gossip states of a peer as shown in MemberStatus.GossipState.
+const (
+	gossipAlive   = "alive"
+	gossipSuspect = "suspect"
+	gossipDead    = "dead"
+	gossipLeft    = "left"
+)
+
+func gossipStateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return gossipAlive
+	case memberlist.StateSuspect:
+		return gossipSuspect
+	case memberlist.StateLeft:
+		return gossipLeft
+	}
+	return gossipDead
+}
+
+// peer is this node's view of another node, maintained from gossip events.
+type peer struct {
+	meta       nodeMeta
+	gossipAddr string
+	state      string
+	since      time.Time
+}
+
+// memberEvent is one gossip callback, copied out of memberlist's locks.
+type memberEvent struct {
+	kind       string // join, leave, update
+	name       string
+	gossipAddr string
+	meta       []byte
+	state      memberlist.NodeStateType
+}
+
+// gossipDelegate implements memberlist.Delegate (metadata only) and
+// memberlist.EventDelegate (events are queued, never handled inline).
+type gossipDelegate struct{ n *Node }
+
+func (d gossipDelegate) NodeMeta(limit int) []byte {
+	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load()}
+	b, _ := json.Marshal(m)
+	if len(b) > limit {
+		m.API = ""
+		b, _ = json.Marshal(m)
+	}
+	return b
+}
+func (gossipDelegate) NotifyMsg([]byte)                           {}
+func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d gossipDelegate) NotifyJoin(node *memberlist.Node)   { d.enqueue("join", node) }
+func (d gossipDelegate) NotifyLeave(node *memberlist.Node)  { d.enqueue("leave", node) }
+func (d gossipDelegate) NotifyUpdate(node *memberlist.Node) { d.enqueue("update", node) }
+
+// enqueue hands the event to the gossip loop. It blocks while the queue is
+// full (back-pressure on memberlist) but never after the node is closed.
+func (d gossipDelegate) enqueue(kind string, node *memberlist.Node) {
+	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...), state: node.State}
+	select {
+	case d.n.events <- ev:
+	case <-d.n.ctx.Done():
+	}
+}
+
+// gossipLoop owns the peers map's updates: it consumes gossip events and
+// wakes the bootstrap and leader loops.
+func (n *Node) gossipLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ev := <-n.events:
+			n.handleMemberEvent(ev)
+			kick(n.bootstrapKick)
+			kick(n.reconcileKick)
+		}
+	}
+}
+
+func (n *Node) handleMemberEvent(ev memberEvent) {
+	meta, ok := decodeMeta(ev.meta)
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	p := n.peers[ev.name]
+	if p == nil {
+		if !ok {
+			return // not a mesh node
+		}
+		p = &peer{}
+		n.peers[ev.name] = p
+	}
+	if ok {
+		p.meta = meta
+	}
+	p.gossipAddr = ev.gossipAddr
+	state := gossipAlive
+	if ev.kind == "leave" {
+		state = gossipDead
+		if ev.state == memberlist.StateLeft {
+			state = gossipLeft
+		}
+	}
+	if state != p.state {
+		p.state, p.since = state, time.Now()
+		n.log.Info("gossip member", "member", ev.name, "state", state, "addr", ev.gossipAddr)
+	}
+}
+
+// kick wakes a loop without blocking (channels have a buffer of one).
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// peerSnapshot copies the peers map.
+func (n *Node) peerSnapshot() map[string]peer {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make(map[string]peer, len(n.peers))
+	for id, p := range n.peers {
+		out[id] = *p
+	}
+	return out
+}
+
+// aliveMembers returns the metadata of the alive gossip members (including
+// this node), sorted by id.
+func (n *Node) aliveMembers() []nodeMeta {
+	var out []nodeMeta
+	for _, m := range n.ml.Members() {
+		if m.State != memberlist.StateAlive {
+			continue
+		}
+		if meta, ok := decodeMeta(m.Meta); ok && meta.ID == m.Name {
+			out = append(out, meta)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// apiAddrOf returns the system API address a node advertises in gossip.
+func (n *Node) apiAddrOf(id string) string {
+	n.peersMu.Lock()
+	p := n.peers[id]
+	n.peersMu.Unlock()
+	if p != nil && p.meta.API != "" {
+		return p.meta.API
+	}
+	for _, m := range n.ml.Members() {
+		if m.Name == id {
+			if meta, ok := decodeMeta(m.Meta); ok {
+				return meta.API
+			}
+		}
+	}
+	return ""
+}
+
+// joinLoop joins the configured peers, retrying (DNS names included) until
+// this node sees at least one other member.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := n.ml.Join(n.cfg.Join)
+		if n.ml.NumMembers() > 1 {
+			n.log.Info("joined mesh", "peers", strings.Join(n.cfg.Join, ","), "members", n.ml.NumMembers())
+			n.joined.Store(true)
+			kick(n.bootstrapKick)
+			return
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			n.log.Warn("join failed, retrying", "peers", strings.Join(n.cfg.Join, ","), "attempt", attempt, "err", err)
+		}
+		if !n.sleep(backoff) {
+			return
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}

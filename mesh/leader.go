@@ -1,0 +1,352 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// leaderLoop runs the leader's duties while this node leads: it registers the
+// static origins, reconciles Raft voters with gossip, probes origins and
+// collects unused assignments. ctx is cancelled when leadership is lost.
+func (n *Node) leaderLoop(ctx context.Context) {
+	defer n.wg.Done()
+	n.log.Info("gained leadership")
+	defer n.log.Info("leader loop stopped")
+	// Apply everything committed by the previous leader before acting on
+	// the state.
+	for {
+		if err := n.raft.Barrier(5 * time.Second).Error(); err == nil {
+			break
+		} else if ctx.Err() != nil || !n.IsLeader() {
+			return
+		}
+	}
+	for _, o := range n.cfg.StaticOrigins {
+		o.Static = true
+		if cur, ok := n.fsm.origin(o.ID); ok && cur == o {
+			continue
+		}
+		if _, err := n.applyLocal(ctx, cmdRegisterOrigin, registerOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
+			n.log.Warn("register static origin", "origin", o.ID, "err", err)
+		}
+	}
+	hc := newHealthChecker(n)
+	reap := map[string]time.Time{}
+	n.reconcile(ctx, reap)
+
+	probeT := time.NewTicker(n.cfg.ProbeInterval)
+	defer probeT.Stop()
+	reconcileT := time.NewTicker(time.Second)
+	defer reconcileT.Stop()
+	gcEvery := min(max(n.cfg.AssignmentTTL/10, time.Second), time.Minute)
+	gcT := time.NewTicker(gcEvery)
+	defer gcT.Stop()
+	hc.round(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-probeT.C:
+			hc.round(ctx)
+		case <-reconcileT.C:
+			n.reconcile(ctx, reap)
+		case <-n.reconcileKick:
+			n.reconcile(ctx, reap)
+		case <-gcT.C:
+			n.collectGarbage(ctx)
+		}
+	}
+}
+
+// applyLocal applies a command on this (leader) node.
+func (n *Node) applyLocal(ctx context.Context, t cmdType, body any) (applyResult, error) {
+	data, err := encodeCommand(t, body)
+	if err != nil {
+		return applyResult{}, err
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return applyResult{}, err
+	}
+	res, _ := f.Response().(applyResult)
+	return res, res.err()
+}
+
+// reconcile makes the Raft voters follow gossip membership:
+//
+//   - an alive member that is not a voter (or moved its Raft address) is added;
+//   - a member that left gracefully is removed when removeSafe allows it;
+//   - a member that failed (dead, or unknown to gossip) is removed after
+//     ReapTimeout, and only while the voters that remain are at least
+//     BootstrapExpect: the intended cluster size is never shrunk by failures,
+//     because removing a dead voter from a minimal cluster would lower its
+//     fault tolerance, not raise it.
+//
+// reap records when each voter was first seen failed; it is owned by the
+// leader loop.
+func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
+	if ctx.Err() != nil {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	servers := f.Configuration().Servers
+	voters := map[string]raft.Server{}
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters[string(s.ID)] = s
+		}
+	}
+	peers := n.peerSnapshot()
+	for _, m := range n.aliveMembers() {
+		if m.ID == n.cfg.NodeID {
+			continue
+		}
+		if s, ok := voters[m.ID]; ok && string(s.Address) == m.Raft {
+			continue
+		}
+		n.log.Info("adding voter", "member", m.ID, "raft", m.Raft)
+		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, 5*time.Second).Error(); err != nil {
+			n.log.Warn("add voter", "member", m.ID, "err", err)
+			return
+		}
+		voters[m.ID] = raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft), Suffrage: raft.Voter}
+	}
+	alive := map[string]bool{n.cfg.NodeID: true}
+	for _, m := range n.aliveMembers() {
+		alive[m.ID] = true
+	}
+	for id := range voters {
+		if id == n.cfg.NodeID {
+			continue
+		}
+		if alive[id] {
+			delete(reap, id)
+			continue
+		}
+		p, known := peers[id]
+		if known && p.state == gossipLeft {
+			if ok, _ := n.removeSafe(id, voters, alive); ok {
+				n.removeVoter(id, "left", voters)
+			}
+			continue
+		}
+		since, ok := reap[id]
+		if !ok {
+			reap[id] = time.Now()
+			continue
+		}
+		if time.Since(since) >= n.cfg.ReapTimeout && len(voters)-1 >= n.cfg.BootstrapExpect {
+			n.removeVoter(id, "failed", voters)
+			delete(reap, id)
+		}
+	}
+}
+
+// removeSafe reports whether removing voter id keeps a working quorum: at
+// least one voter remains and the alive remaining voters are a majority of
+// the new configuration.
+func (n *Node) removeSafe(id string, voters map[string]raft.Server, alive map[string]bool) (bool, string) {
+	if _, ok := voters[id]; !ok {
+		return false, "not a voter"
+	}
+	remaining, up := 0, 0
+	for v := range voters {
+		if v == id {
+			continue
+		}
+		remaining++
+		if alive[v] {
+			up++
+		}
+	}
+	if remaining == 0 {
+		return false, "last voter"
+	}
+	if up < remaining/2+1 {
+		return false, fmt.Sprintf("only %d of %d remaining voters are alive", up, remaining)
+	}
+	return true, ""
+}
+
+func (n *Node) removeVoter(id, why string, voters map[string]raft.Server) {
+	n.log.Info("removing voter", "member", id, "reason", why)
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
+		n.log.Warn("remove voter", "member", id, "err", err)
+		return
+	}
+	delete(voters, id)
+}
+
+// removeOnLeave handles a graceful leave request on the leader.
+func (n *Node) removeOnLeave(id string) (bool, error) {
+	if !n.IsLeader() {
+		return false, ErrNotLeader
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, err
+	}
+	voters := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters[string(s.ID)] = s
+		}
+	}
+	if _, ok := voters[id]; !ok {
+		return false, nil
+	}
+	alive := map[string]bool{n.cfg.NodeID: true}
+	for _, m := range n.aliveMembers() {
+		alive[m.ID] = true
+	}
+	alive[id] = false
+	if ok, why := n.removeSafe(id, voters, alive); !ok {
+		n.log.Warn("refusing to remove leaving voter", "member", id, "reason", why)
+		return false, nil
+	}
+	n.removeVoter(id, "leave", voters)
+	_, still := voters[id]
+	return !still, nil
+}
+
+// collectGarbage deletes assignments that no node has used for
+// AssignmentTTL, by the leader's clock.
+func (n *Node) collectGarbage(ctx context.Context) {
+	cutoff := time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli()
+	for ctx.Err() == nil {
+		keys := n.fsm.staleKeys(cutoff, 1000)
+		if len(keys) == 0 {
+			return
+		}
+		if _, err := n.applyLocal(ctx, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: keys, CutoffMs: cutoff}); err != nil {
+			n.log.Warn("assignment gc", "err", err)
+			return
+		}
+		n.log.Debug("collected assignments", "count", len(keys))
+	}
+}
+
+// healthChecker is the leader's probe state; owned by one leader loop.
+type healthChecker struct {
+	n     *Node
+	track map[string]*probeTrack
+}
+
+type probeTrack struct {
+	fails        int
+	failingSince time.Time
+}
+
+func newHealthChecker(n *Node) *healthChecker {
+	return &healthChecker{n: n, track: map[string]*probeTrack{}}
+}
+
+type probeResult struct {
+	id  string
+	ok  bool
+	err error
+	at  time.Time
+}
+
+// round probes every origin with a TCP endpoint in parallel (each bounded by
+// the probe timeout), judges UDP-only registered origins by heartbeat age, and
+// writes one SetHealth command with the changes, if any. An origin becomes
+// unhealthy after two consecutive failed probes or after failing for
+// OriginTimeout/2, and healthy again on the first successful probe.
+func (h *healthChecker) round(ctx context.Context) {
+	n := h.n
+	origins := n.fsm.originStates()
+	timeout := n.cfg.probeTimeout()
+	results := make([]probeResult, len(origins))
+	var wg sync.WaitGroup
+	for i, s := range origins {
+		ep := probeEndpoint(s.Origin)
+		if ep == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{Timeout: timeout}
+			c, err := d.DialContext(ctx, "tcp", ep)
+			if err == nil {
+				c.Close()
+			}
+			results[i] = probeResult{id: s.Origin.ID, ok: err == nil, err: err, at: time.Now()}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	var changes []healthChange
+	seen := map[string]bool{}
+	for i, s := range origins {
+		id := s.Origin.ID
+		seen[id] = true
+		if probeEndpoint(s.Origin) == "" {
+			if s.Origin.Static {
+				continue
+			}
+			fresh := now.UnixMilli()-s.LastHeartbeatMs <= n.cfg.HeartbeatTimeout.Milliseconds()
+			if fresh != s.Healthy {
+				c := healthChange{ID: id, Healthy: fresh}
+				if !fresh {
+					c.Reason = "no heartbeat for " + n.cfg.HeartbeatTimeout.String()
+				}
+				changes = append(changes, c)
+			}
+			continue
+		}
+		r := results[i]
+		t := h.track[id]
+		if t == nil {
+			t = &probeTrack{}
+			h.track[id] = t
+		}
+		if r.ok {
+			n.lastProbeOK.Store(id, r.at.UnixMilli())
+			t.fails, t.failingSince = 0, time.Time{}
+			if !s.Healthy {
+				changes = append(changes, healthChange{ID: id, Healthy: true, ProbeMs: r.at.UnixMilli()})
+			}
+			continue
+		}
+		if t.fails == 0 {
+			t.failingSince = r.at
+		}
+		t.fails++
+		if s.Healthy && (t.fails >= 2 || r.at.Sub(t.failingSince) >= n.cfg.OriginTimeout/2) {
+			changes = append(changes, healthChange{ID: id, Healthy: false,
+				Reason: fmt.Sprintf("probe %s failed %d times: %v", probeEndpoint(s.Origin), t.fails, r.err)})
+		}
+	}
+	for id := range h.track {
+		if !seen[id] {
+			delete(h.track, id)
+			n.lastProbeOK.Delete(id)
+		}
+	}
+	if len(changes) == 0 {
+		return
+	}
+	for _, c := range changes {
+		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
+	}
+	if _, err := n.applyLocal(ctx, cmdSetHealth, setHealthCmd{Changes: changes, NowMs: now.UnixMilli()}); err != nil {
+		n.log.Warn("write origin health", "err", err)
+	}
+}

@@ -1,0 +1,53 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+)
+
+// logWriter adapts the line-oriented loggers of hashicorp/raft (hclog) and
+// memberlist (log.Logger) to slog. Each line's "[LEVEL]" tag becomes the slog
+// level; lines below warn are dropped to keep the libraries' chatter out of
+// the node's logs.
+type logWriter struct {
+	log *slog.Logger
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(p, []byte{'\n'}) {
+		s := strings.TrimSpace(string(line))
+		if s == "" {
+			continue
+		}
+		level, msg := parseLogLevel(s)
+		if level < slog.LevelWarn {
+			continue
+		}
+		w.log.Log(context.Background(), level, msg)
+	}
+	return len(p), nil
+}
+
+// parseLogLevel finds the first "[LEVEL]" tag of a line and returns the level
+// and the rest of the line.
+func parseLogLevel(s string) (slog.Level, string) {
+	i := strings.IndexByte(s, '[')
+	j := strings.IndexByte(s, ']')
+	if i < 0 || j < i {
+		return slog.LevelInfo, s
+	}
+	msg := strings.TrimSpace(s[j+1:])
+	switch strings.ToUpper(s[i+1 : j]) {
+	case "TRACE", "DEBUG":
+		return slog.LevelDebug, msg
+	case "INFO":
+		return slog.LevelInfo, msg
+	case "WARN", "WARNING":
+		return slog.LevelWarn, msg
+	case "ERR", "ERROR":
+		return slog.LevelError, msg
+	}
+	return slog.LevelInfo, s
+}

@@ -1,0 +1,331 @@
+// Package meshtest starts in-process srs-mesh clusters for tests: N real
+// mesh.Nodes (Raft and memberlist on 127.0.0.1, distinct free ports, temp
+// data dirs, millisecond timers), each with its system API served over HTTP.
+package meshtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+)
+
+// WaitFor polls cond every 10ms until it holds, failing the test with msg
+// after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback port that is free for both TCP and UDP at the
+// time of the call.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// FastConfig returns a config for node id with free loopback ports, dataDir,
+// and timers shortened for tests (elections within about a second even on a
+// loaded machine).
+func FastConfig(t testing.TB, id, dataDir string) mesh.Config {
+	cfg := mesh.DefaultConfig()
+	cfg.NodeID = id
+	cfg.DataDir = dataDir
+	cfg.GossipAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	cfg.RaftAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	cfg.AdvertiseAddr = "127.0.0.1"
+	cfg.RaftHeartbeatTimeout = 400 * time.Millisecond
+	cfg.RaftElectionTimeout = 400 * time.Millisecond
+	cfg.RaftLeaderLeaseTimeout = 200 * time.Millisecond
+	cfg.RaftCommitTimeout = 5 * time.Millisecond
+	cfg.GossipProbeInterval = 300 * time.Millisecond
+	cfg.GossipProbeTimeout = 200 * time.Millisecond
+	cfg.ProbeInterval = 200 * time.Millisecond
+	cfg.OriginTimeout = time.Second
+	cfg.TouchInterval = 500 * time.Millisecond
+	cfg.ReapTimeout = 3 * time.Second
+	cfg.RaftNoSync = true
+	return cfg
+}
+
+// Options configures Start.
+type Options struct {
+	// N is the number of nodes (default 3); BootstrapExpect is N.
+	N int
+	// Token is set on every node.
+	Token string
+	// Logger receives every node's logs; nil discards them.
+	Logger *slog.Logger
+	// Tweak changes node i's config before it starts.
+	Tweak func(i int, cfg *mesh.Config)
+}
+
+// Member is one node of a test cluster with its system API server.
+type Member struct {
+	Config mesh.Config
+	// URL is the base URL of the node's system API, "http://127.0.0.1:port".
+	URL string
+
+	mu   sync.Mutex
+	node *mesh.Node
+	srv  *http.Server
+	done chan struct{}
+}
+
+// Node returns the running node (nil after Kill).
+func (m *Member) Node() *mesh.Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.node
+}
+
+// Cluster is an in-process mesh.
+type Cluster struct {
+	t       testing.TB
+	Members []*Member
+}
+
+// Start starts an N-node cluster (all nodes join the first one by gossip and
+// bootstrap together) and registers its shutdown with t.Cleanup. It does not
+// wait for a leader; see WaitLeader.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.N == 0 {
+		opts.N = 3
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	root := t.TempDir()
+	c := &Cluster{t: t}
+	var seed string
+	for i := range opts.N {
+		id := fmt.Sprintf("node%d", i)
+		cfg := FastConfig(t, id, filepath.Join(root, id))
+		cfg.BootstrapExpect = opts.N
+		cfg.Token = opts.Token
+		cfg.Logger = logger
+		if i == 0 {
+			seed = cfg.GossipAddr
+		} else {
+			cfg.Join = []string{seed}
+		}
+		if opts.Tweak != nil {
+			opts.Tweak(i, &cfg)
+		}
+		c.Members = append(c.Members, &Member{Config: cfg})
+	}
+	t.Cleanup(c.Close)
+	for i := range c.Members {
+		if err := c.startMember(i, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// startMember starts node i's API listener (on apiAddr, or a new port) and
+// the node itself.
+func (c *Cluster) startMember(i int, apiAddr string) error {
+	m := c.Members[i]
+	if apiAddr == "" {
+		apiAddr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for range 100 { // the old listener's port may take a moment to free
+		if ln, err = net.Listen("tcp", apiAddr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	m.Config.APIAddr = ln.Addr().String()
+	m.URL = "http://" + m.Config.APIAddr
+	n, err := mesh.New(m.Config)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start %s: %w", m.Config.NodeID, err)
+	}
+	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.t.Logf("%s: serve: %v", m.Config.NodeID, err)
+		}
+	}()
+	m.mu.Lock()
+	m.node, m.srv, m.done = n, srv, done
+	m.mu.Unlock()
+	return nil
+}
+
+// Node returns member i's node.
+func (c *Cluster) Node(i int) *mesh.Node { return c.Members[i].Node() }
+
+// Kill closes member i without leaving the mesh (a crash, as peers see it).
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	m := c.Members[i]
+	m.mu.Lock()
+	n, srv, done := m.node, m.srv, m.done
+	m.node, m.srv = nil, nil
+	m.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+		<-done
+	}
+	if n != nil {
+		if err := n.Close(); err != nil {
+			c.t.Logf("close %s: %v", m.Config.NodeID, err)
+		}
+	}
+}
+
+// Leave makes member i leave gracefully, then kills it.
+func (c *Cluster) Leave(i int) error {
+	n := c.Node(i)
+	if n == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.Leave(ctx)
+	c.Kill(i)
+	return err
+}
+
+// Restart starts a killed member again with the same id, data dir and
+// addresses.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	if err := c.startMember(i, c.Members[i].Config.APIAddr); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Running returns the indexes of running members.
+func (c *Cluster) Running() []int {
+	var out []int
+	for i, m := range c.Members {
+		if m.Node() != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Leader returns the index of the running member that is leader and is
+// recognised as leader by every running member, or -1.
+func (c *Cluster) Leader() int {
+	leader := -1
+	for _, i := range c.Running() {
+		if c.Node(i).IsLeader() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		return -1
+	}
+	id := c.Members[leader].Config.NodeID
+	for _, i := range c.Running() {
+		if c.Node(i).Status().Leader != id {
+			return -1
+		}
+	}
+	return leader
+}
+
+// WaitLeader waits until the running members agree on a leader and returns
+// its index.
+func (c *Cluster) WaitLeader(timeout time.Duration) int {
+	c.t.Helper()
+	leader := -1
+	WaitFor(c.t, timeout, "a leader", func() bool {
+		leader = c.Leader()
+		return leader >= 0
+	})
+	return leader
+}
+
+// WaitVoters waits until the leader's configuration has exactly n voters
+// and every running member has applied the leader's commit index.
+func (c *Cluster) WaitVoters(timeout time.Duration, n int) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, fmt.Sprintf("%d voters", n), func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		st := c.Node(l).Status()
+		voters := 0
+		for _, m := range st.Members {
+			if m.Voter {
+				voters++
+			}
+		}
+		return voters == n
+	})
+}
+
+// WaitApplied waits until every running member has applied at least the
+// leader's current commit index.
+func (c *Cluster) WaitApplied(timeout time.Duration) {
+	c.t.Helper()
+	l := c.WaitLeader(timeout)
+	idx := c.Node(l).Status().CommitIndex
+	WaitFor(c.t, timeout, "replicas to apply the log", func() bool {
+		for _, i := range c.Running() {
+			if c.Node(i).Status().AppliedIndex < idx {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Close kills every member. It is registered with t.Cleanup by Start.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range c.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Kill(i)
+		}()
+	}
+	wg.Wait()
+}

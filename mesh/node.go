@@ -1,0 +1,518 @@
+// Package mesh owns the cluster side of srs-mesh: gossip membership
+// (hashicorp/memberlist), the Raft node (hashicorp/raft) and its replicated
+// state machine of origins and stream assignments, write forwarding from
+// followers to the leader, the leader's duties (origin health probes, Raft
+// membership reconciliation, assignment garbage collection) and the system
+// API (origin registration, cluster status, drain, health checks).
+//
+// A Node is self-contained: several run in one process in tests. It reads no
+// flags or environment; cmd/srs-mesh builds its Config.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Node is one member of the mesh. Its methods are safe for concurrent use.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm   *fsm
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	ml    *memberlist.Memberlist
+
+	raftAdvertise string
+	hasState      atomic.Bool
+	joined        atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	events        chan memberEvent
+	bootstrapKick chan struct{}
+	reconcileKick chan struct{}
+
+	peersMu sync.Mutex
+	peers   map[string]*peer
+
+	client *http.Client
+	act    activity
+
+	// lastProbeOK holds, on the leader, the last successful probe per origin
+	// (unix ms), shown in Status without writing every probe to the log.
+	lastProbeOK sync.Map
+
+	degradedMu   sync.Mutex
+	degradedKeys map[string]struct{}
+	degraded     atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the Raft store in cfg.DataDir, starts the Raft
+// transport and memberlist listeners and the node's background loops. It
+// returns once the node is listening, not once a leader exists. A node with
+// existing Raft state rejoins its cluster; a fresh one bootstraps as described
+// on Config.BootstrapExpect or waits to be added by the leader.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "mesh", "node", cfg.NodeID),
+		fsm:           newFSM(),
+		events:        make(chan memberEvent, 256),
+		bootstrapKick: make(chan struct{}, 1),
+		reconcileKick: make(chan struct{}, 1),
+		peers:         map[string]*peer{},
+		degradedKeys:  map[string]struct{}{},
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     30 * time.Second,
+		}},
+	}
+	n.act.init()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.open(); err != nil {
+		n.cancel()
+		n.shutdown()
+		return nil, err
+	}
+	n.start()
+	return n, nil
+}
+
+// open creates the stores, transport, Raft and memberlist.
+func (n *Node) open() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("mesh: data dir: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:        "raft",
+		Level:       hclog.Warn,
+		Output:      &logWriter{log: n.log.With("lib", "raft")},
+		DisableTime: true,
+	})
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+		NoSync:      cfg.RaftNoSync,
+	})
+	if err != nil {
+		return fmt.Errorf("mesh: open raft store: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("mesh: snapshot store: %w", err)
+	}
+	bind := netip.MustParseAddrPort(cfg.RaftAddr)
+	adv := &net.TCPAddr{IP: net.ParseIP(cfg.AdvertiseAddr), Port: int(bind.Port())}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 5*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("mesh: raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+	n.trans = trans
+	n.raftAdvertise = string(trans.LocalAddr())
+
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("mesh: read raft state: %w", err)
+	}
+	n.hasState.Store(existing)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
+	rc.ElectionTimeout = cfg.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.RaftLeaderLeaseTimeout
+	rc.CommitTimeout = cfg.RaftCommitTimeout
+	rc.Logger = hlog
+	// A node removed while partitioned must be able to come back when the
+	// leader re-adds it, so removal does not shut Raft down.
+	rc.ShutdownOnRemove = false
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("mesh: start raft: %w", err)
+	}
+	n.raft = r
+
+	gossipBind := netip.MustParseAddrPort(cfg.GossipAddr)
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.NodeID
+	mc.BindAddr = gossipBind.Addr().String()
+	mc.BindPort = int(gossipBind.Port())
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = int(gossipBind.Port())
+	mc.ProbeInterval = cfg.GossipProbeInterval
+	mc.ProbeTimeout = cfg.GossipProbeTimeout
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.PushPullInterval = 15 * time.Second
+	mc.Delegate = gossipDelegate{n}
+	mc.Events = gossipDelegate{n}
+	mc.LogOutput = &logWriter{log: n.log.With("lib", "memberlist")}
+	if len(cfg.GossipKey) > 0 {
+		mc.SecretKey = cfg.GossipKey
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("mesh: gossip on %s: %w", cfg.GossipAddr, err)
+	}
+	n.ml = ml
+	return nil
+}
+
+// start runs the background loops; each is waited for in Close.
+func (n *Node) start() {
+	n.wg.Add(4)
+	go n.gossipLoop()
+	go n.leadershipLoop()
+	go n.bootstrapLoop()
+	go n.activityLoop()
+	if len(n.cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	n.log.Info("node started", "raft", n.raftAdvertise, "gossip", n.cfg.GossipAddr, "api", n.cfg.APIAddr,
+		"bootstrap_expect", n.cfg.BootstrapExpect, "existing_state", n.hasState.Load())
+}
+
+// sleep waits for d or until the node closes; it reports false on close.
+func (n *Node) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
+}
+
+// bootstrapLoop forms the cluster when this node is fresh: once
+// BootstrapExpect alive members see each other and none of them already
+// belongs to a cluster, the BootstrapExpect members with the lowest ids all
+// bootstrap with the same sorted configuration. A node outside that set (or
+// any node that sees a peer with state) waits for the leader to add it.
+func (n *Node) bootstrapLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for !n.hasState.Load() {
+		if n.raft.LastIndex() > 0 {
+			n.markHasState()
+			return
+		}
+		if len(n.cfg.Join) == 0 || n.joined.Load() {
+			if n.tryBootstrap() {
+				n.markHasState()
+				return
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		case <-n.bootstrapKick:
+		}
+	}
+}
+
+func (n *Node) tryBootstrap() bool {
+	members := n.aliveMembers()
+	for _, m := range members {
+		if m.HasState && m.ID != n.cfg.NodeID {
+			return false // an existing cluster will add us
+		}
+	}
+	if len(members) < n.cfg.BootstrapExpect {
+		return false
+	}
+	members = members[:n.cfg.BootstrapExpect]
+	var conf raft.Configuration
+	self := false
+	for _, m := range members {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
+		self = self || m.ID == n.cfg.NodeID
+	}
+	if !self {
+		return false
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		n.log.Error("bootstrap failed", "err", err)
+		return false
+	}
+	n.log.Info("bootstrapped cluster", "voters", len(conf.Servers))
+	return true
+}
+
+func (n *Node) markHasState() {
+	n.hasState.Store(true)
+	if err := n.ml.UpdateNode(time.Second); err != nil {
+		n.log.Debug("gossip metadata update", "err", err)
+	}
+}
+
+// leadershipLoop starts the leader loop when this node gains leadership and
+// cancels it when it loses it. Each leader loop is waited for in Close.
+func (n *Node) leadershipLoop() {
+	defer n.wg.Done()
+	var stop context.CancelFunc
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			if stop != nil {
+				stop()
+				stop = nil
+			}
+			if isLeader {
+				stop = n.startLeaderLoop()
+			}
+		}
+	}
+}
+
+func (n *Node) startLeaderLoop() context.CancelFunc {
+	ctx, cancel := context.WithCancel(n.ctx)
+	n.wg.Add(1)
+	go n.leaderLoop(ctx)
+	return cancel
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leave leaves the mesh gracefully: a leader first hands leadership to
+// another voter, then the node asks the leader to remove it from the Raft
+// voters (the leader refuses if the remaining voters could not keep quorum),
+// and finally it announces its departure over gossip. The node keeps running
+// until Close; call Close after Leave.
+func (n *Node) Leave(ctx context.Context) error {
+	var errs []error
+	if n.IsLeader() && n.voterCount() > 1 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("mesh: leadership transfer: %w", err))
+		}
+	}
+	if n.voterCount() > 1 {
+		if err := n.requestRemoval(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	timeout := 2 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		if rem := time.Until(d); rem < timeout {
+			timeout = max(rem, 100*time.Millisecond)
+		}
+	}
+	if err := n.ml.Leave(timeout); err != nil {
+		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// voterCount returns the number of voters in the latest configuration.
+func (n *Node) voterCount() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// Close stops the node without leaving the mesh (peers see it fail): it stops
+// every loop, shuts Raft and memberlist down, closes the stores and waits for
+// all goroutines. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		n.closeErr = n.shutdown()
+		n.log.Info("node closed")
+	})
+	return n.closeErr
+}
+
+func (n *Node) shutdown() error {
+	var errs []error
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.ml != nil {
+		if err := n.ml.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.wg.Wait()
+	if n.trans != nil {
+		if err := n.trans.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.client.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+// Status reports this node's view of the mesh.
+func (n *Node) Status() Status {
+	st := Status{
+		NodeID:        n.cfg.NodeID,
+		RaftState:     n.raft.State().String(),
+		GeneratedUnix: time.Now().UnixMilli(),
+	}
+	addr, id := n.raft.LeaderWithID()
+	st.Leader, st.LeaderAddr = string(id), string(addr)
+	stats := n.raft.Stats()
+	st.Term = parseUint(stats["term"])
+	st.CommitIndex = parseUint(stats["commit_index"])
+	st.AppliedIndex = parseUint(stats["applied_index"])
+	st.LastLogIndex = parseUint(stats["last_log_index"])
+	st.DegradedRoutes = n.degraded.Load()
+
+	members := map[string]*MemberStatus{}
+	get := func(id string) *MemberStatus {
+		m := members[id]
+		if m == nil {
+			m = &MemberStatus{ID: id, RaftRole: "none"}
+			members[id] = m
+		}
+		return m
+	}
+	for id, p := range n.peerSnapshot() {
+		m := get(id)
+		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.gossipAddr, p.meta.Raft, p.meta.API, p.state
+	}
+	for _, gm := range n.ml.Members() {
+		if meta, ok := decodeMeta(gm.Meta); ok {
+			m := get(gm.Name)
+			m.GossipAddr, m.RaftAddr, m.APIAddr = gm.Address(), meta.Raft, meta.API
+			m.GossipState = gossipStateName(gm.State)
+		}
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			m := get(string(s.ID))
+			if m.RaftAddr == "" {
+				m.RaftAddr = string(s.Address)
+			}
+			m.Voter = s.Suffrage == raft.Voter
+			m.RaftRole = "nonvoter"
+			if m.Voter {
+				m.RaftRole = "voter"
+			}
+			if s.ID == id {
+				m.RaftRole = "leader"
+			}
+		}
+	}
+	for _, m := range members {
+		st.Members = append(st.Members, *m)
+	}
+	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return strings.Compare(a.ID, b.ID) })
+
+	fs := n.fsm.state()
+	streams := map[string]int{}
+	healthy := map[string]bool{}
+	for _, a := range fs.Assignments {
+		streams[a.Origin]++
+	}
+	for _, s := range fs.Origins {
+		o := s.Origin
+		healthy[o.ID] = s.Healthy
+		probe := s.LastProbeMs
+		if v, ok := n.lastProbeOK.Load(o.ID); ok && v.(int64) > probe {
+			probe = v.(int64)
+		}
+		st.Origins = append(st.Origins, OriginStatus{
+			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
+			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Streams: streams[o.ID],
+			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
+			HealthReason: s.Reason,
+		})
+	}
+	for _, a := range fs.Assignments {
+		st.Assignments = append(st.Assignments, AssignmentStatus{
+			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
+			OriginHealthy: healthy[a.Origin],
+		})
+	}
+	if st.Members == nil {
+		st.Members = []MemberStatus{}
+	}
+	if st.Origins == nil {
+		st.Origins = []OriginStatus{}
+	}
+	if st.Assignments == nil {
+		st.Assignments = []AssignmentStatus{}
+	}
+	return st
+}
+
+// ready reports whether the node knows a leader and has applied every entry
+// it knows to be committed.
+func (n *Node) ready() bool {
+	_, id := n.raft.LeaderWithID()
+	return id != "" && n.raft.AppliedIndex() >= n.raft.CommitIndex() && n.raft.AppliedIndex() > 0
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
+var _ io.Writer = (*logWriter)(nil)
+
+// Origin returns a known origin by id, as this node's replica has it.
+func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.origin(id) }

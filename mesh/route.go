@@ -1,0 +1,374 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Route returns the origin that owns key. An existing assignment whose origin
+// is healthy (draining origins keep their streams) is answered from the local
+// replica without any network round trip. Otherwise an Assign command is
+// written through the leader, bounded by Config.RouteTimeout; the choice is
+// made inside the replicated apply, so concurrent first uses of a key on any
+// nodes get the same origin.
+//
+// Without a reachable leader within the bound, Route degrades: it picks by
+// rendezvous hash (stream.SelectByHash) among the origins this node believes
+// healthy, so nodes with the same view agree, and nothing is written; the
+// first Route after quorum returns creates the real assignment. The error
+// wraps stream.ErrNoOrigin when no origin can take the stream, and is ctx's
+// error when the caller gives up first.
+func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	n.act.used(ks)
+	if o, ok := n.fsm.route(ks); ok {
+		return o, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
+	defer cancel()
+	res, err := n.apply(actx, cmdAssign, assignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
+	switch {
+	case err == nil && res.Origin != nil:
+		return *res.Origin, nil
+	case err == nil:
+		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
+	case ctx.Err() != nil:
+		return stream.Origin{}, ctx.Err()
+	case errors.Is(err, ErrNoLeader):
+		return n.routeDegraded(key, ks)
+	}
+	return stream.Origin{}, err
+}
+
+func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
+	id, err := stream.SelectByHash(key, n.fsm.candidates())
+	if err != nil {
+		return stream.Origin{}, fmt.Errorf("%w: no leader, and no origin known healthy for %s", stream.ErrNoOrigin, ks)
+	}
+	o, ok := n.fsm.origin(id)
+	if !ok {
+		return stream.Origin{}, fmt.Errorf("%w: %s", stream.ErrNoOrigin, ks)
+	}
+	n.degraded.Add(1)
+	n.degradedMu.Lock()
+	_, logged := n.degradedKeys[ks]
+	if !logged {
+		if len(n.degradedKeys) >= 10000 {
+			clear(n.degradedKeys)
+		}
+		n.degradedKeys[ks] = struct{}{}
+	}
+	n.degradedMu.Unlock()
+	if !logged {
+		n.log.Warn("no leader: routing by hash without an assignment", "stream", ks, "origin", id)
+	}
+	return o, nil
+}
+
+// Track records a live client session of proto on key at this node, so that
+// the key's assignment is reported as used (and not collected) while the
+// session lasts. The returned end func is idempotent.
+func (n *Node) Track(key stream.Key, proto string) (end func()) {
+	ks := key.String()
+	n.act.begin(ks)
+	var once sync.Once
+	return func() { once.Do(func() { n.act.end(ks) }) }
+}
+
+// RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
+// heartbeat time). On a follower the write is forwarded to the leader; it is
+// bounded by ctx, or by RouteTimeout when ctx has no deadline.
+func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
+	if o.ID == "" {
+		return fmt.Errorf("%w: origin without id", stream.ErrRegistration)
+	}
+	ctx, cancel := n.writeContext(ctx)
+	defer cancel()
+	_, err := n.apply(ctx, cmdRegisterOrigin, registerOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
+	return err
+}
+
+// SetDraining drains (no new streams; existing ones stay) or undrains an
+// origin. It fails with ErrUnknownOrigin for an unknown id.
+func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) error {
+	ctx, cancel := n.writeContext(ctx)
+	defer cancel()
+	_, err := n.apply(ctx, cmdSetDraining, setDrainingCmd{ID: originID, Draining: draining})
+	return err
+}
+
+func (n *Node) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RouteTimeout)
+}
+
+// apply writes a command: through Raft on the leader, or forwarded to the
+// leader's system API on a follower. It retries across elections and leader
+// changes until ctx is done, then fails with ErrNoLeader. A command that was
+// applied but failed (unknown origin, no origin) returns its error at once.
+// Every command is idempotent, so a retry after an ambiguous failure is safe.
+func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, error) {
+	data, err := encodeCommand(t, body)
+	if err != nil {
+		return applyResult{}, err
+	}
+	backoff := 10 * time.Millisecond
+	var last error = ErrNoLeader
+	for {
+		if n.ctx.Err() != nil {
+			return applyResult{}, ErrClosed
+		}
+		if ctx.Err() != nil {
+			return applyResult{}, fmt.Errorf("%w: %v", ErrNoLeader, last)
+		}
+		if n.IsLeader() {
+			timeout := time.Second
+			if d, ok := ctx.Deadline(); ok {
+				timeout = time.Until(d)
+			}
+			f := n.raft.Apply(data, timeout)
+			err := f.Error()
+			if err == nil {
+				res, _ := f.Response().(applyResult)
+				return res, res.err()
+			}
+			if errors.Is(err, raft.ErrRaftShutdown) {
+				return applyResult{}, ErrClosed
+			}
+			last = err
+		} else if _, id := n.raft.LeaderWithID(); id == "" {
+			last = ErrNoLeader
+		} else if api := n.apiAddrOf(string(id)); api == "" {
+			last = fmt.Errorf("leader %s advertises no API address", id)
+		} else {
+			res, err := n.forward(ctx, api, data)
+			if err == nil {
+				return res, res.err()
+			}
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errForward) {
+				return applyResult{}, err
+			}
+			last = err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		case <-n.ctx.Done():
+			t.Stop()
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+// errForward marks a transport-level forwarding failure, which is retried.
+var errForward = errors.New("mesh: forward to leader")
+
+// Internal endpoints of the system API, used between nodes.
+const (
+	pathInternalApply = "/mesh/v1/internal/apply"
+	pathInternalLeave = "/mesh/v1/internal/leave"
+)
+
+// forward posts a command to the leader's internal apply endpoint.
+func (n *Node) forward(ctx context.Context, api string, data []byte) (applyResult, error) {
+	var env struct {
+		Code    int         `json:"code"`
+		Message string      `json:"message"`
+		Data    applyResult `json:"data"`
+	}
+	status, err := n.postInternal(ctx, api, pathInternalApply, data, &env)
+	if err != nil {
+		return applyResult{}, err
+	}
+	switch {
+	case status == http.StatusOK:
+		return env.Data, nil
+	case status == http.StatusMisdirectedRequest:
+		return applyResult{}, ErrNotLeader
+	case status == http.StatusUnauthorized:
+		return applyResult{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
+	case status == http.StatusBadRequest:
+		return applyResult{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+	}
+	return applyResult{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
+}
+
+// postInternal sends one internal request with the token and decodes the JSON
+// reply into out.
+func (n *Node) postInternal(ctx context.Context, api, path string, body []byte, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errForward, err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if n.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errForward, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCommandBytes))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errForward, err)
+	}
+	if err := json.Unmarshal(b, out); err != nil && resp.StatusCode == http.StatusOK {
+		return 0, fmt.Errorf("%w: bad reply: %v", errForward, err)
+	}
+	return resp.StatusCode, nil
+}
+
+// requestRemoval asks the leader to remove this node from the voters,
+// waiting out a leadership transfer in progress.
+func (n *Node) requestRemoval(ctx context.Context) error {
+	ctx, cancel := n.writeContext(ctx)
+	defer cancel()
+	body, _ := json.Marshal(map[string]string{"id": n.cfg.NodeID})
+	for {
+		_, id := n.raft.LeaderWithID()
+		if id != "" && string(id) != n.cfg.NodeID {
+			if api := n.apiAddrOf(string(id)); api != "" {
+				var env struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				}
+				status, err := n.postInternal(ctx, api, pathInternalLeave, body, &env)
+				if err == nil && status == http.StatusOK {
+					return nil
+				}
+				if err == nil && status != http.StatusMisdirectedRequest {
+					return fmt.Errorf("mesh: leave: leader answered HTTP %d: %s", status, env.Message)
+				}
+			}
+		} else if string(id) == n.cfg.NodeID {
+			if _, err := n.removeOnLeave(n.cfg.NodeID); err != nil && !errors.Is(err, ErrNotLeader) {
+				return err
+			}
+			return nil
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return fmt.Errorf("%w: leave: %v", ErrNoLeader, ctx.Err())
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// activity collects the keys this node routed since the last report and the
+// keys of live sessions.
+type activity struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+	live map[string]int
+}
+
+func (a *activity) init() {
+	a.keys = map[string]struct{}{}
+	a.live = map[string]int{}
+}
+
+// maxPendingKeys bounds the keys waiting for the next report.
+const maxPendingKeys = 1 << 17
+
+func (a *activity) used(k string) {
+	a.mu.Lock()
+	if len(a.keys) < maxPendingKeys {
+		a.keys[k] = struct{}{}
+	}
+	a.mu.Unlock()
+}
+
+func (a *activity) begin(k string) {
+	a.mu.Lock()
+	a.live[k]++
+	a.keys[k] = struct{}{}
+	a.mu.Unlock()
+}
+
+func (a *activity) end(k string) {
+	a.mu.Lock()
+	if a.live[k] <= 1 {
+		delete(a.live, k)
+	} else {
+		a.live[k]--
+	}
+	a.mu.Unlock()
+}
+
+// take returns the pending and live keys and clears the pending ones.
+func (a *activity) take() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.keys)+len(a.live))
+	for k := range a.keys {
+		out = append(out, k)
+	}
+	for k := range a.live {
+		if _, dup := a.keys[k]; !dup {
+			out = append(out, k)
+		}
+	}
+	clear(a.keys)
+	return out
+}
+
+// activityLoop reports used keys with a Touch command every TouchInterval.
+func (n *Node) activityLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.TouchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.flushActivity()
+		}
+	}
+}
+
+func (n *Node) flushActivity() {
+	keys := n.act.take()
+	now := time.Now().UnixMilli()
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 1000)]
+		keys = keys[len(batch):]
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RouteTimeout)
+		_, err := n.apply(ctx, cmdTouch, touchCmd{Keys: batch, NowMs: now})
+		cancel()
+		if err != nil {
+			n.log.Debug("report stream activity", "err", err)
+			for _, k := range batch {
+				n.act.used(k)
+			}
+		}
+	}
+}
