@@ -1,0 +1,219 @@
+package httpstream
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// A segment token names an origin resource without any state on the node
+// that issued it: it carries the origin's HTTP endpoint ("host:port"), the
+// origin path, an expiry and an HMAC over all of them. Every node of a mesh
+// shares the HMAC key, so a playlist fetched from one node may have its
+// segments fetched from any other.
+//
+// Wire form (before base64url without padding):
+//
+//	version(1) kind(1) expiry(uvarint, unix seconds) len(origin)(uvarint) origin
+//	len(path)(uvarint) path mac(16)
+//
+// where mac is HMAC-SHA256 over everything before it, truncated to 128 bits.
+const (
+	tokenVersion = 1
+	tokenMACLen  = 16
+	// MaxTokenLen bounds an encoded token; longer input is rejected before it
+	// is decoded.
+	MaxTokenLen = 1024
+	// maxTokenField bounds the origin and path carried in a token.
+	maxTokenField = 512
+)
+
+// TokenKind says how the path in a token is used.
+type TokenKind byte
+
+const (
+	// TokenFile tokens name exactly one origin path (HLS segments, keys,
+	// init sections and variant playlists).
+	TokenFile TokenKind = 1
+	// TokenDir tokens name a directory ending in '/'; any path below it may
+	// be fetched (DASH segment templates resolved against a BaseURL).
+	TokenDir TokenKind = 2
+)
+
+// Token errors. Callers answer ErrTokenExpired with 403 and the others with
+// 400.
+var (
+	ErrTokenMalformed = errors.New("httpstream: malformed token")
+	ErrTokenTooLong   = errors.New("httpstream: token too long")
+	ErrTokenSignature = errors.New("httpstream: token signature mismatch")
+	ErrTokenExpired   = errors.New("httpstream: token expired")
+	ErrTokenVersion   = errors.New("httpstream: unknown token version")
+)
+
+// Token is the decoded content of a segment token.
+type Token struct {
+	Kind TokenKind
+	// Origin is the origin's HTTP endpoint, "host:port".
+	Origin string
+	// Path is the escaped origin path: the file for TokenFile, a directory
+	// ending in '/' for TokenDir.
+	Path string
+	// Expiry is when the token stops being accepted (second precision).
+	Expiry time.Time
+}
+
+// tokenCodec signs and verifies tokens with one key.
+type tokenCodec struct {
+	key []byte
+}
+
+// Encode returns the base64url form of t signed with the codec's key. It
+// fails only when a field is out of bounds.
+func (c tokenCodec) Encode(t Token) (string, error) {
+	if err := t.check(); err != nil {
+		return "", err
+	}
+	var raw [2 + 3*binary.MaxVarintLen64 + 2*maxTokenField + tokenMACLen]byte
+	b := raw[:0]
+	b = append(b, tokenVersion, byte(t.Kind))
+	b = binary.AppendUvarint(b, uint64(max(t.Expiry.Unix(), 0)))
+	b = binary.AppendUvarint(b, uint64(len(t.Origin)))
+	b = append(b, t.Origin...)
+	b = binary.AppendUvarint(b, uint64(len(t.Path)))
+	b = append(b, t.Path...)
+	b = c.sign(b)
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// sign appends the truncated MAC of b to b.
+func (c tokenCodec) sign(b []byte) []byte {
+	m := hmac.New(sha256.New, c.key)
+	m.Write(b)
+	var sum [sha256.Size]byte
+	return append(b, m.Sum(sum[:0])[:tokenMACLen]...)
+}
+
+// Decode verifies s and returns its content. A token whose expiry is not
+// after now is rejected with ErrTokenExpired (only after its signature has
+// been checked, so the error never confirms a forged token's fields).
+func (c tokenCodec) Decode(s string, now time.Time) (Token, error) {
+	if len(s) > MaxTokenLen {
+		return Token{}, ErrTokenTooLong
+	}
+	var raw [MaxTokenLen]byte
+	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(s))
+	if err != nil {
+		return Token{}, fmt.Errorf("%w: base64: %v", ErrTokenMalformed, err)
+	}
+	b := raw[:n]
+	if len(b) < 2+tokenMACLen {
+		return Token{}, fmt.Errorf("%w: %d bytes is too short", ErrTokenMalformed, n)
+	}
+	body, mac := b[:len(b)-tokenMACLen], b[len(b)-tokenMACLen:]
+	m := hmac.New(sha256.New, c.key)
+	m.Write(body)
+	var sum [sha256.Size]byte
+	if !hmac.Equal(m.Sum(sum[:0])[:tokenMACLen], mac) {
+		return Token{}, ErrTokenSignature
+	}
+	if body[0] != tokenVersion {
+		return Token{}, fmt.Errorf("%w: %d", ErrTokenVersion, body[0])
+	}
+	t := Token{Kind: TokenKind(body[1])}
+	rest := body[2:]
+	exp, k := binary.Uvarint(rest)
+	if k <= 0 || exp > 1<<40 {
+		return Token{}, fmt.Errorf("%w: expiry", ErrTokenMalformed)
+	}
+	rest = rest[k:]
+	t.Expiry = time.Unix(int64(exp), 0)
+	var ok bool
+	if t.Origin, rest, ok = readField(rest); !ok {
+		return Token{}, fmt.Errorf("%w: origin", ErrTokenMalformed)
+	}
+	if t.Path, rest, ok = readField(rest); !ok {
+		return Token{}, fmt.Errorf("%w: path", ErrTokenMalformed)
+	}
+	if len(rest) != 0 {
+		return Token{}, fmt.Errorf("%w: %d trailing bytes", ErrTokenMalformed, len(rest))
+	}
+	if err := t.check(); err != nil {
+		return Token{}, err
+	}
+	if !now.Before(t.Expiry) {
+		return Token{}, ErrTokenExpired
+	}
+	return t, nil
+}
+
+// readField reads a uvarint length and that many bytes.
+func readField(b []byte) (string, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxTokenField || uint64(len(b)-k) < n {
+		return "", nil, false
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], true
+}
+
+// check validates the fields of a token: a known kind, a plausible
+// "host:port" origin, and an absolute origin path free of dot segments,
+// queries, fragments, backslashes and control characters. It runs on encode
+// and on decode, so a token never names a path outside what its issuer saw.
+func (t Token) check() error {
+	if t.Kind != TokenFile && t.Kind != TokenDir {
+		return fmt.Errorf("%w: kind %d", ErrTokenMalformed, t.Kind)
+	}
+	if t.Origin == "" || len(t.Origin) > maxTokenField || strings.ContainsAny(t.Origin, "/?#@\\ ") || !strings.Contains(t.Origin, ":") {
+		return fmt.Errorf("%w: origin %q", ErrTokenMalformed, t.Origin)
+	}
+	if len(t.Path) > maxTokenField || !cleanOriginPath(t.Path) {
+		return fmt.Errorf("%w: path %q", ErrTokenMalformed, t.Path)
+	}
+	if (t.Kind == TokenDir) != strings.HasSuffix(t.Path, "/") {
+		return fmt.Errorf("%w: path %q does not fit kind %d", ErrTokenMalformed, t.Path, t.Kind)
+	}
+	return nil
+}
+
+// cleanOriginPath reports whether p is an absolute, escaped URL path with no
+// '.' or '..' segment, no empty inner segment, and no character that would
+// end the path or confuse a server ('?', '#', '\\', controls, spaces).
+func cleanOriginPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '\\' {
+			return false
+		}
+	}
+	return cleanRelPath(p[1:], true)
+}
+
+// cleanRelPath reports whether the relative path p has no dot segments and
+// (unless it is a directory) no empty segments. Escaped dots ("%2e") count
+// as dots.
+func cleanRelPath(p string, allowTrailingSlash bool) bool {
+	if p == "" {
+		return allowTrailingSlash
+	}
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		if seg == "" {
+			if i == len(segs)-1 && allowTrailingSlash {
+				continue
+			}
+			return false
+		}
+		s := strings.ReplaceAll(strings.ToLower(seg), "%2e", ".")
+		if s == "." || s == ".." || strings.Contains(strings.ToLower(seg), "%2f") || strings.Contains(strings.ToLower(seg), "%5c") {
+			return false
+		}
+	}
+	return true
+}
