@@ -1,0 +1,74 @@
+package httpstream
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// serveMPDByKey serves "/app/stream.mpd" from key's origin, rewritten so
+// that its segments resolve under "/_dash/<token>/" (see rewriteMPD). This
+// covers SRS's layout (segments under "/app/stream/") and nginx-rtmp's
+// ("/app/stream-<time>.m4v" next to the MPD) alike.
+func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
+	origin := s.route(w, r, key)
+	if origin == "" {
+		return
+	}
+	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(origin), rewriteMPD, "application/dash+xml")
+}
+
+// serveDASHToken serves "/_dash/<token>/<rest>": the origin file rest below
+// the directory the token names. rest must be a clean relative path.
+func (s *Server) serveDASHToken(w http.ResponseWriter, r *http.Request, p string) {
+	tokStr, rest, ok := strings.Cut(p, "/")
+	if !ok || rest == "" {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	tok, ok := s.decodeToken(w, tokStr, TokenDir)
+	if !ok {
+		return
+	}
+	if !cleanRelPath(rest, false) || strings.ContainsAny(rest, "\\") {
+		writeError(w, http.StatusBadRequest, "bad segment path")
+		return
+	}
+	s.proxyFile(w, r, tok.Origin, tok.Path+rest)
+}
+
+// dashMapper maps URLs of an MPD fetched from origin to
+// "/_dash/<token>/<rest>?<query>", where the token names the longest
+// directory of the URL's path that holds no template identifier and rest is
+// the remainder (templates included). URLs on other hosts are left alone.
+func (s *Server) dashMapper(origin string) uriMapper {
+	exp := s.tokenExpiry()
+	return func(u *url.URL) (string, bool) {
+		if !onOrigin(u, origin) {
+			return "", false
+		}
+		p := u.EscapedPath()
+		if p == "" {
+			p = "/"
+		}
+		cut := len(p)
+		if i := strings.IndexByte(p, '$'); i >= 0 {
+			cut = i
+		}
+		dirEnd := strings.LastIndexByte(p[:cut], '/') + 1
+		if dirEnd == 0 {
+			return "", false
+		}
+		tok, err := s.tokens.Encode(Token{Kind: TokenDir, Origin: origin, Path: p[:dirEnd], Expiry: exp})
+		if err != nil {
+			return "", false
+		}
+		out := dashPrefix + tok + "/" + p[dirEnd:]
+		if u.RawQuery != "" {
+			out += "?" + u.RawQuery
+		}
+		return out, true
+	}
+}

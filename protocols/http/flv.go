@@ -1,0 +1,177 @@
+package httpstream
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (plus the
+// legacy ones proxies still see); they never cross the proxy.
+var hopHeaders = []string{
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// liveProto names the session protocol of a streaming suffix.
+func liveProto(suffix string) string {
+	return strings.TrimPrefix(suffix, ".")
+}
+
+// serveLive proxies an HTTP-FLV, HTTP-TS (or audio-only) live stream routed
+// by key, flushing every chunk the origin sends.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Key, suffix string) {
+	origin := s.route(w, r, key)
+	if origin == "" {
+		return
+	}
+	resp, ok := s.fetch(w, r, r.Method, origin, keyPath(key, suffix), r.URL.RawQuery, nil)
+	if !ok {
+		return
+	}
+	defer resp.Body.Close()
+	if s.sessions != nil && resp.StatusCode/100 == 2 {
+		end := s.sessions.Track(key, liveProto(suffix))
+		defer end()
+	}
+	s.relay(w, r, resp)
+}
+
+// fetch sends a request for origin path (escaped) and query to origin with
+// the client's headers, minus hop-by-hop headers and those in drop. It
+// writes the 502 answer itself and returns false when the origin cannot be
+// reached; when the client has gone it writes nothing.
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, path, query string, drop []string) (*http.Response, bool) {
+	u := &url.URL{Scheme: "http", Host: origin, RawQuery: query}
+	u.Path, _ = url.PathUnescape(path)
+	u.RawPath = path
+	out, err := http.NewRequestWithContext(r.Context(), method, u.String(), nil)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "bad origin URL")
+		return nil, false
+	}
+	copyHeader(out.Header, r.Header)
+	for _, h := range drop {
+		out.Header.Del(h)
+	}
+	setForwarded(out.Header, r)
+	resp, err := s.transport.RoundTrip(out)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil, false
+		}
+		s.log.Warn("origin unreachable", "origin", origin, "path", path, "err", err)
+		writeError(w, http.StatusBadGateway, "origin unreachable")
+		return nil, false
+	}
+	return resp, true
+}
+
+// relay copies the origin's status and headers to the client and streams
+// the body, flushing after every read so that the first bytes (an FLV header
+// and its first tags) reach the player at once. It returns when either side
+// ends; the caller closes resp.Body, which ends the origin leg.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	copyHeader(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF && r.Context().Err() == nil {
+				s.log.Debug("origin stream ended", "err", rerr)
+			}
+			return
+		}
+	}
+}
+
+// copyHeader adds src's end-to-end headers to dst: hop-by-hop headers, and
+// any header that src's Connection header names, are left out.
+func copyHeader(dst, src http.Header) {
+	var named []string
+	for _, v := range src.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				named = append(named, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+next:
+	for k, vv := range src {
+		for _, h := range hopHeaders {
+			if k == h {
+				continue next
+			}
+		}
+		for _, h := range named {
+			if k == h {
+				continue next
+			}
+		}
+		dst[k] = append(dst[k], vv...)
+	}
+}
+
+// setForwarded appends the client's address to X-Forwarded-For and sets
+// X-Real-IP, X-Forwarded-Host and X-Forwarded-Proto when no earlier proxy
+// did, so that the origin (SRS reads X-Forwarded-For and X-Real-IP) sees the
+// viewer rather than the node.
+func setForwarded(h http.Header, r *http.Request) {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if ip != "" {
+		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
+		} else {
+			h.Set("X-Forwarded-For", ip)
+		}
+		if h.Get("X-Real-Ip") == "" {
+			h.Set("X-Real-Ip", ip)
+		}
+	}
+	if h.Get("X-Forwarded-Host") == "" && r.Host != "" {
+		h.Set("X-Forwarded-Host", r.Host)
+	}
+	if h.Get("X-Forwarded-Proto") == "" {
+		if r.TLS != nil {
+			h.Set("X-Forwarded-Proto", "https")
+		} else {
+			h.Set("X-Forwarded-Proto", "http")
+		}
+	}
+}
+
+// escapePath escapes a decoded URL path the way net/url does.
+func escapePath(p string) string {
+	return (&url.URL{Path: p}).EscapedPath()
+}

@@ -1,0 +1,203 @@
+package httpstream
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Request headers not forwarded when fetching a document to rewrite: the
+// proxy needs the whole, uncompressed, current document (a 304 would leave
+// the client with tokens that expire).
+var documentDropHeaders = []string{"Accept-Encoding", "Range", "If-Range", "If-None-Match", "If-Modified-Since"}
+
+// Response headers that describe the origin's bytes, not the rewritten ones.
+var documentRespDropHeaders = []string{"Content-Length", "Content-Encoding", "Content-Md5", "Etag", "Last-Modified", "Accept-Ranges", "Content-Range"}
+
+// servePlaylistByKey serves "/app/stream.m3u8" from key's origin. The
+// client's query goes to the origin (SRS's hls_ctx, auth tokens).
+func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
+	origin := s.route(w, r, key)
+	if origin == "" {
+		return
+	}
+	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(origin, keyPath(key, ".m3u8"), key), rewritePlaylist, "application/vnd.apple.mpegurl")
+}
+
+// serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section
+// or (for .m3u8 names) a variant playlist, which is rewritten in turn.
+func (s *Server) serveHLSToken(w http.ResponseWriter, r *http.Request, rest string) {
+	tokStr, name, ok := strings.Cut(rest, "/")
+	if !ok {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	tok, ok := s.decodeToken(w, tokStr, TokenFile)
+	if !ok {
+		return
+	}
+	if name != path.Base(tok.Path) {
+		writeError(w, http.StatusBadRequest, "name does not match token")
+		return
+	}
+	if isPlaylistName(tok.Path) {
+		s.serveDocument(w, r, tok.Origin, tok.Path, s.hlsMapper(tok.Origin, "", stream.Key{}), rewritePlaylist, "application/vnd.apple.mpegurl")
+		return
+	}
+	s.proxyFile(w, r, tok.Origin, tok.Path)
+}
+
+// proxyFile relays one origin file (a segment) with the client's method,
+// headers (Range included) and query.
+func (s *Server) proxyFile(w http.ResponseWriter, r *http.Request, origin, p string) {
+	resp, ok := s.fetch(w, r, r.Method, origin, p, r.URL.RawQuery, nil)
+	if !ok {
+		return
+	}
+	defer resp.Body.Close()
+	s.relay(w, r, resp)
+}
+
+// decodeToken verifies a token of the given kind, or answers 400 (403 when
+// it expired) and returns false.
+func (s *Server) decodeToken(w http.ResponseWriter, str string, kind TokenKind) (Token, bool) {
+	tok, err := s.tokens.Decode(str, s.now())
+	switch {
+	case err == ErrTokenExpired:
+		writeError(w, http.StatusForbidden, "token expired; reload the playlist")
+		return Token{}, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid token")
+		return Token{}, false
+	case tok.Kind != kind:
+		writeError(w, http.StatusBadRequest, "invalid token")
+		return Token{}, false
+	}
+	return tok, true
+}
+
+// isPlaylistName reports whether an origin path names an HLS playlist.
+func isPlaylistName(p string) bool {
+	return strings.HasSuffix(p, ".m3u8") || strings.HasSuffix(p, ".m3u")
+}
+
+// rewriter is rewritePlaylist or rewriteMPD.
+type rewriter func(src []byte, base *url.URL, m uriMapper) ([]byte, error)
+
+// serveDocument fetches a playlist or MPD (always with GET, so that HEAD
+// answers carry the rewritten length), rewrites it with m and answers with
+// a corrected Content-Length. Non-200 answers from the origin are relayed
+// unchanged, so a 404 stays a 404.
+func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p string, m uriMapper, rw rewriter, defaultType string) {
+	resp, ok := s.fetch(w, r, http.MethodGet, origin, p, r.URL.RawQuery, documentDropHeaders)
+	if !ok {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.relay(w, r, resp)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPlaylistSize+1))
+	if err != nil {
+		if r.Context().Err() == nil {
+			writeError(w, http.StatusBadGateway, "origin closed the document early")
+		}
+		return
+	}
+	if len(body) > MaxPlaylistSize {
+		writeError(w, http.StatusBadGateway, "origin document too large")
+		return
+	}
+	base := &url.URL{Scheme: "http", Host: origin, RawQuery: r.URL.RawQuery}
+	base.Path, _ = url.PathUnescape(p)
+	base.RawPath = p
+	out, err := rw(body, base, m)
+	if err != nil {
+		s.log.Warn("cannot rewrite origin document", "origin", origin, "path", p, "err", err)
+		writeError(w, http.StatusBadGateway, "origin sent an invalid document")
+		return
+	}
+	h := w.Header()
+	copyHeader(h, resp.Header)
+	for _, k := range documentRespDropHeaders {
+		h.Del(k)
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", defaultType)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(out)
+	}
+}
+
+// hlsMapper maps URIs of a playlist fetched from origin. A URI naming the
+// playlist's own path (selfPath, "" for playlists reached by token) goes
+// back to the stream URL routed by key with its query (SRS answers the
+// first request with a master playlist pointing to
+// "livestream.m3u8?hls_ctx=..."). Any other URI on the origin becomes
+// "/_hls/<token>/<name>?<query>". URIs on other hosts are left alone.
+func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
+	exp := s.tokenExpiry()
+	return func(u *url.URL) (string, bool) {
+		if !onOrigin(u, origin) {
+			return "", false
+		}
+		p := u.EscapedPath()
+		if selfPath != "" && p == selfPath {
+			if q := withVhost(u.RawQuery, key); q != "" {
+				return p + "?" + q, true
+			}
+			return p, true
+		}
+		tok, err := s.tokens.Encode(Token{Kind: TokenFile, Origin: origin, Path: p, Expiry: exp})
+		if err != nil {
+			return "", false
+		}
+		out := hlsPrefix + tok + "/" + path.Base(p)
+		if u.RawQuery != "" {
+			out += "?" + u.RawQuery
+		}
+		return out, true
+	}
+}
+
+// withVhost adds "vhost=" to a query when key's vhost is not the default
+// and the query names none, so that the URL maps to the same key.
+func withVhost(q string, key stream.Key) string {
+	if key.Vhost == "" || key.Vhost == stream.DefaultVhost {
+		return q
+	}
+	v, _ := url.ParseQuery(q)
+	if v.Get("vhost") != "" || v.Get("domain") != "" {
+		return q
+	}
+	if q != "" {
+		q += "&"
+	}
+	return q + "vhost=" + url.QueryEscape(key.Vhost)
+}
+
+// onOrigin reports whether u is a plain http URL on origin ("host:port";
+// a URL without a port means port 80), with no user info.
+func onOrigin(u *url.URL, origin string) bool {
+	if u.Scheme != "http" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = strings.TrimSuffix(host, ":") + ":80"
+	}
+	return strings.EqualFold(host, origin)
+}
+
+// tokenExpiry is when tokens issued now expire.
+func (s *Server) tokenExpiry() time.Time { return s.now().Add(s.ttl) }

@@ -1,0 +1,268 @@
+// Package httpstream is the HTTP stream proxy of srs-mesh: HTTP-FLV and
+// HTTP-TS (streaming reverse proxy), HLS (.m3u8 playlists with .ts or fMP4
+// segments) and DASH (.mpd with fMP4 segments) in front of SRS-compatible
+// origins.
+//
+// A stream URL ("/app/stream.flv|.ts|.m3u8|.mpd") is routed by its stream key.
+// Segment URLs do not name a stream reliably, so playlists and MPDs are
+// rewritten to point segments at token URLs that any node can serve with no
+// per-viewer state:
+//
+//	/_hls/<token>/<name>[?query]   token names one origin file (TokenFile)
+//	/_dash/<token>/<rest>[?query]  token names an origin directory (TokenDir)
+//
+// A token carries the origin's HTTP endpoint, the origin path and an expiry,
+// signed with HMAC-SHA256 under Config.TokenSecret, which every node of a mesh
+// shares. The query the client sends on any URL is passed to the origin.
+package httpstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Router maps a stream key to the origin that holds (or will hold) it.
+type Router interface {
+	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
+}
+
+// Sessions records viewers. Track is called when a streaming response starts
+// and the returned function when it ends.
+type Sessions interface {
+	Track(key stream.Key, proto string) (end func())
+}
+
+// Config configures a Server. Zero durations take the defaults below.
+type Config struct {
+	// Router is required.
+	Router Router
+	// Sessions is optional.
+	Sessions Sessions
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// TokenSecret is the HMAC key of segment tokens. Every node of a mesh
+	// must use the same secret so that any node serves any node's tokens.
+	// Required.
+	TokenSecret []byte
+	// TokenTTL is how long a segment token stays valid after its playlist
+	// was served. Default DefaultTokenTTL.
+	TokenTTL time.Duration
+	// DialTimeout bounds connecting to an origin. Default DefaultDialTimeout.
+	DialTimeout time.Duration
+	// Transport carries requests to origins. Default: an http.Transport
+	// using DialTimeout. Redirects are never followed; they reach the client.
+	Transport http.RoundTripper
+	// Now is the clock for token expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults for Config.
+const (
+	DefaultTokenTTL    = 10 * time.Minute
+	DefaultDialTimeout = 3 * time.Second
+	// originHeaderTimeout bounds the wait for an origin's response headers.
+	originHeaderTimeout = 10 * time.Second
+)
+
+// Configuration errors.
+var (
+	ErrNoRouter = errors.New("httpstream: Config.Router is required")
+	ErrNoSecret = errors.New("httpstream: Config.TokenSecret is required")
+)
+
+// Server proxies HTTP streams to origins. It is safe for concurrent use.
+type Server struct {
+	router    Router
+	sessions  Sessions
+	log       *slog.Logger
+	tokens    tokenCodec
+	ttl       time.Duration
+	transport http.RoundTripper
+	now       func() time.Time
+
+	ctx    context.Context // canceled by Close; ends every response
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // one per request in flight
+}
+
+// New validates cfg, applies defaults and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Router == nil {
+		return nil, ErrNoRouter
+	}
+	if len(cfg.TokenSecret) == 0 {
+		return nil, ErrNoSecret
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Transport == nil {
+		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+		cfg.Transport = &http.Transport{
+			DialContext:           d.DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: originHeaderTimeout,
+		}
+	}
+	s := &Server{
+		router:    cfg.Router,
+		sessions:  cfg.Sessions,
+		log:       cfg.Logger.With("proto", "http"),
+		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
+		ttl:       cfg.TokenTTL,
+		transport: cfg.Transport,
+		now:       cfg.Now,
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Handler returns the handler serving every stream URL. Paths it does not
+// know get a 404 JSON answer.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Close ends every streaming response, waits for the handlers in flight to
+// return and refuses new requests with 503. It is safe to call twice.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// enter registers a request in flight; it fails once Close has begun.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// URL prefixes of token routes.
+const (
+	hlsPrefix  = "/_hls/"
+	dashPrefix = "/_dash/"
+)
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		return
+	}
+	defer s.wg.Done()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	// Requests end when the client goes away or the server closes.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rc := http.NewResponseController(w)
+	stop := context.AfterFunc(s.ctx, func() {
+		cancel()
+		rc.SetWriteDeadline(time.Now()) // unblock a write to a stalled client
+	})
+	defer stop()
+	r = r.WithContext(ctx)
+
+	p := r.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(p, hlsPrefix):
+		s.serveHLSToken(w, r, p[len(hlsPrefix):])
+		return
+	case strings.HasPrefix(p, dashPrefix):
+		s.serveDASHToken(w, r, p[len(dashPrefix):])
+		return
+	}
+	key, suffix, err := stream.FromHTTPPath(r.URL.Path, r.URL.RawQuery)
+	if errors.Is(err, stream.ErrUnknownSuffix) {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch suffix {
+	case ".flv", ".ts", ".aac", ".mp3":
+		s.serveLive(w, r, key, suffix)
+	case ".m3u8":
+		s.servePlaylistByKey(w, r, key)
+	case ".mpd":
+		s.serveMPDByKey(w, r, key)
+	default:
+		writeError(w, http.StatusNotFound, "not found")
+	}
+}
+
+// route asks the router for key's origin and returns its HTTP endpoint, or
+// writes the error answer (503) and returns "".
+func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) string {
+	o, err := s.router.Route(r.Context(), key)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.log.Warn("no origin", "stream", key.String(), "err", err)
+			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
+		}
+		return ""
+	}
+	if o.HTTP == "" {
+		writeError(w, http.StatusServiceUnavailable, "origin has no HTTP endpoint")
+		return ""
+	}
+	return o.HTTP
+}
+
+// keyPath is the escaped origin path of key's stream with a suffix.
+func keyPath(key stream.Key, suffix string) string {
+	return escapePath(key.Path() + suffix)
+}
+
+// apiError is the JSON body of every error the proxy itself answers.
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeError answers with status and a short JSON message.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(apiError{Code: status, Message: msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(b)+1))
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
