@@ -30,23 +30,10 @@ func decodeMeta(b []byte) (nodeMeta, bool) {
 
 // Gossip states of a peer as shown in MemberStatus.GossipState.
 const (
-	gossipAlive   = "alive"
-	gossipSuspect = "suspect"
-	gossipDead    = "dead"
-	gossipLeft    = "left"
+	gossipAlive = "alive"
+	gossipDead  = "dead"
+	gossipLeft  = "left"
 )
-
-func gossipStateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return gossipAlive
-	case memberlist.StateSuspect:
-		return gossipSuspect
-	case memberlist.StateLeft:
-		return gossipLeft
-	}
-	return gossipDead
-}
 
 // peer is this node's view of another node, maintained from gossip events.
 type peer struct {
@@ -62,7 +49,6 @@ type memberEvent struct {
 	name       string
 	gossipAddr string
 	meta       []byte
-	state      memberlist.NodeStateType
 }
 
 // gossipDelegate implements memberlist.Delegate (metadata only) and
@@ -90,7 +76,7 @@ func (d gossipDelegate) NotifyUpdate(node *memberlist.Node) { d.enqueue("update"
 // enqueue hands the event to the gossip loop. It blocks while the queue is
 // full (back-pressure on memberlist) but never after the node is closed.
 func (d gossipDelegate) enqueue(kind string, node *memberlist.Node) {
-	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...), state: node.State}
+	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...)}
 	select {
 	case d.n.events <- ev:
 	case <-d.n.ctx.Done():
@@ -129,12 +115,16 @@ func (n *Node) handleMemberEvent(ev memberEvent) {
 		p.meta = meta
 	}
 	p.gossipAddr = ev.gossipAddr
+	// memberlist does not tell a graceful leave from a failure in its
+	// events; a node that asked the leader to remove it is "left".
 	state := gossipAlive
 	if ev.kind == "leave" {
 		state = gossipDead
-		if ev.state == memberlist.StateLeft {
+		if _, ok := n.left[ev.name]; ok {
 			state = gossipLeft
 		}
+	} else if ev.kind == "join" {
+		delete(n.left, ev.name)
 	}
 	if state != p.state {
 		p.state, p.since = state, time.Now()
@@ -150,6 +140,29 @@ func kick(ch chan struct{}) {
 	}
 }
 
+// markLeft records that a node left gracefully.
+func (n *Node) markLeft(id string) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	n.left[id] = time.Now()
+	if p := n.peers[id]; p != nil && p.state != gossipAlive {
+		p.state = gossipLeft
+	}
+}
+
+// recentlyLeft reports whether id left gracefully in the last minute and has
+// not rejoined since.
+func (n *Node) recentlyLeft(id string) bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	t, ok := n.left[id]
+	if ok && time.Since(t) > time.Minute {
+		delete(n.left, id)
+		return false
+	}
+	return ok
+}
+
 // peerSnapshot copies the peers map.
 func (n *Node) peerSnapshot() map[string]peer {
 	n.peersMu.Lock()
@@ -161,14 +174,11 @@ func (n *Node) peerSnapshot() map[string]peer {
 	return out
 }
 
-// aliveMembers returns the metadata of the alive gossip members (including
-// this node), sorted by id.
+// aliveMembers returns the metadata of the gossip members that are not dead
+// or left (including this node), sorted by id.
 func (n *Node) aliveMembers() []nodeMeta {
 	var out []nodeMeta
-	for _, m := range n.ml.Members() {
-		if m.State != memberlist.StateAlive {
-			continue
-		}
+	for _, m := range n.ml.Members() { // alive or suspect
 		if meta, ok := decodeMeta(m.Meta); ok && meta.ID == m.Name {
 			out = append(out, meta)
 		}

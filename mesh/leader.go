@@ -116,6 +116,9 @@ func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
 		if s, ok := voters[m.ID]; ok && string(s.Address) == m.Raft {
 			continue
 		}
+		if n.recentlyLeft(m.ID) {
+			continue // its gossip leave has not reached us yet
+		}
 		n.log.Info("adding voter", "member", m.ID, "raft", m.Raft)
 		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, 5*time.Second).Error(); err != nil {
 			n.log.Warn("add voter", "member", m.ID, "err", err)
@@ -212,6 +215,7 @@ func (n *Node) removeOnLeave(id string) (bool, error) {
 		alive[m.ID] = true
 	}
 	alive[id] = false
+	n.markLeft(id)
 	if ok, why := n.removeSafe(id, voters, alive); !ok {
 		n.log.Warn("refusing to remove leaving voter", "member", id, "reason", why)
 		return false, nil

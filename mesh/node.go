@@ -61,6 +61,9 @@ type Node struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*peer
+	// left holds, on the leader, nodes removed on a graceful leave and
+	// when; they are not re-added until they rejoin gossip.
+	left map[string]time.Time
 
 	client *http.Client
 	act    activity
@@ -95,6 +98,7 @@ func New(cfg Config) (*Node, error) {
 		bootstrapKick: make(chan struct{}, 1),
 		reconcileKick: make(chan struct{}, 1),
 		peers:         map[string]*peer{},
+		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
@@ -323,9 +327,9 @@ func (n *Node) startLeaderLoop() context.CancelFunc {
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
 // Leave leaves the mesh gracefully: a leader first hands leadership to
-// another voter, then the node asks the leader to remove it from the Raft
-// voters (the leader refuses if the remaining voters could not keep quorum),
-// and finally it announces its departure over gossip. The node keeps running
+// another voter, then the node announces its departure over gossip, and
+// finally asks the leader to remove it from the Raft voters (the leader
+// refuses if the remaining voters could not keep quorum). The node keeps running
 // until Close; call Close after Leave.
 func (n *Node) Leave(ctx context.Context) error {
 	var errs []error
@@ -334,19 +338,21 @@ func (n *Node) Leave(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("mesh: leadership transfer: %w", err))
 		}
 	}
-	if n.voterCount() > 1 {
-		if err := n.requestRemoval(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	// Leave gossip first, so that the leader does not re-add the voter it
+	// is about to remove.
 	timeout := 2 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		if rem := time.Until(d); rem < timeout {
-			timeout = max(rem, 100*time.Millisecond)
+			timeout = max(rem/2, 100*time.Millisecond)
 		}
 	}
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))
+	}
+	if n.voterCount() > 1 {
+		if err := n.requestRemoval(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -438,7 +444,7 @@ func (n *Node) Status() Status {
 		if meta, ok := decodeMeta(gm.Meta); ok {
 			m := get(gm.Name)
 			m.GossipAddr, m.RaftAddr, m.APIAddr = gm.Address(), meta.Raft, meta.API
-			m.GossipState = gossipStateName(gm.State)
+			m.GossipState = gossipAlive
 		}
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {

@@ -114,8 +114,8 @@ type Cluster struct {
 	Members []*Member
 }
 
-// Start starts an N-node cluster (all nodes join the first one by gossip and
-// bootstrap together) and registers its shutdown with t.Cleanup. It does not
+// Start starts an N-node cluster (every node joins the others by gossip and
+// they bootstrap together) and registers its shutdown with t.Cleanup. It does not
 // wait for a leader; see WaitLeader.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
@@ -128,22 +128,25 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	root := t.TempDir()
 	c := &Cluster{t: t}
-	var seed string
 	for i := range opts.N {
 		id := fmt.Sprintf("node%d", i)
 		cfg := FastConfig(t, id, filepath.Join(root, id))
 		cfg.BootstrapExpect = opts.N
 		cfg.Token = opts.Token
 		cfg.Logger = logger
-		if i == 0 {
-			seed = cfg.GossipAddr
-		} else {
-			cfg.Join = []string{seed}
+		c.Members = append(c.Members, &Member{Config: cfg})
+	}
+	// Every node knows every other node's gossip address, as a StatefulSet
+	// would configure it, so any node can restart and rejoin.
+	for i, m := range c.Members {
+		for j, o := range c.Members {
+			if i != j {
+				m.Config.Join = append(m.Config.Join, o.Config.GossipAddr)
+			}
 		}
 		if opts.Tweak != nil {
-			opts.Tweak(i, &cfg)
+			opts.Tweak(i, &m.Config)
 		}
-		c.Members = append(c.Members, &Member{Config: cfg})
 	}
 	t.Cleanup(c.Close)
 	for i := range c.Members {
