@@ -110,7 +110,7 @@ func rewriteMPD(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
 				baseText, baseContent = baseText[:0], end
 				if bytes.HasSuffix(raw, []byte("/>")) {
 					// <BaseURL/>: the parent's own base.
-					if repl, ok := m(parent.base); ok {
+					if repl, ok := m(parent.base.ResolveReference(&url.URL{Path: "./"})); ok {
 						out = append(out, src[last:start]...)
 						out = append(out, '<')
 						out = append(out, qualifier(t.Name)...)
@@ -151,7 +151,11 @@ func rewriteMPD(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
 				skipEnd = false
 			case top.name == "BaseURL" && baseContent >= 0 && len(stack) >= 2:
 				parent := &stack[len(stack)-2]
-				ref, err := url.Parse(strings.TrimSpace(string(baseText)))
+				text := strings.TrimSpace(string(baseText))
+				if text == "" {
+					text = "./"
+				}
+				ref, err := url.Parse(text)
 				if err == nil {
 					resolved := parent.base.ResolveReference(ref)
 					if repl, ok := m(resolved); ok {
