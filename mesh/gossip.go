@@ -174,15 +174,18 @@ func (n *Node) peerSnapshot() map[string]peer {
 	return out
 }
 
-// aliveMembers returns the metadata of the gossip members that are not dead
-// or left (including this node), sorted by id.
+// aliveMembers returns the metadata of the gossip members that are alive
+// (this node included), sorted by id. It reads the event-fed peers map, never
+// memberlist's own node structs (which memberlist mutates without locking).
 func (n *Node) aliveMembers() []nodeMeta {
 	var out []nodeMeta
-	for _, m := range n.ml.Members() { // alive or suspect
-		if meta, ok := decodeMeta(m.Meta); ok && meta.ID == m.Name {
-			out = append(out, meta)
+	n.peersMu.Lock()
+	for id, p := range n.peers {
+		if p.state == gossipAlive && p.meta.ID == id {
+			out = append(out, p.meta)
 		}
 	}
+	n.peersMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
@@ -190,17 +193,9 @@ func (n *Node) aliveMembers() []nodeMeta {
 // apiAddrOf returns the system API address a node advertises in gossip.
 func (n *Node) apiAddrOf(id string) string {
 	n.peersMu.Lock()
-	p := n.peers[id]
-	n.peersMu.Unlock()
-	if p != nil && p.meta.API != "" {
+	defer n.peersMu.Unlock()
+	if p := n.peers[id]; p != nil {
 		return p.meta.API
-	}
-	for _, m := range n.ml.Members() {
-		if m.Name == id {
-			if meta, ok := decodeMeta(m.Meta); ok {
-				return meta.API
-			}
-		}
 	}
 	return ""
 }

@@ -440,13 +440,6 @@ func (n *Node) Status() Status {
 		m := get(id)
 		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.gossipAddr, p.meta.Raft, p.meta.API, p.state
 	}
-	for _, gm := range n.ml.Members() {
-		if meta, ok := decodeMeta(gm.Meta); ok {
-			m := get(gm.Name)
-			m.GossipAddr, m.RaftAddr, m.APIAddr = gm.Address(), meta.Raft, meta.API
-			m.GossipState = gossipAlive
-		}
-	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			m := get(string(s.ID))
