@@ -1,0 +1,332 @@
+package httpstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// TestMain fails the package when goroutines started by the tests outlive
+// them (polling, since closed connections wind down asynchronously).
+func TestMain(m *testing.M) {
+	base := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > base {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				fmt.Fprintf(os.Stderr, "goroutines leaked: %d > baseline %d\n%s\n", runtime.NumGoroutine(), base, buf[:n])
+				code = 1
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	os.Exit(code)
+}
+
+// flvHeader is an FLV file header plus an empty first PreviousTagSize.
+var flvHeader = []byte{'F', 'L', 'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0}
+
+// sessions records Track calls.
+type sessions struct {
+	mu     sync.Mutex
+	active map[string]int
+	total  int
+}
+
+func (s *sessions) Track(k stream.Key, proto string) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil {
+		s.active = map[string]int{}
+	}
+	id := k.String() + " " + proto
+	s.active[id]++
+	s.total++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.active[id]--
+			s.mu.Unlock()
+		})
+	}
+}
+
+func (s *sessions) count(id string) (active, total int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[id], s.total
+}
+
+// proxyFor starts a Server routing every key to origin (host:port) behind an
+// httptest server.
+func proxyFor(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
+	t.Helper()
+	s, err := New(Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		s.Close()
+		ts.Close()
+	})
+	return s, ts
+}
+
+func hostOf(ts *httptest.Server) string { return strings.TrimPrefix(ts.URL, "http://") }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func decodeAPIError(t *testing.T, resp *http.Response) apiError {
+	t.Helper()
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("error content type %q", ct)
+	}
+	var e apiError
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatalf("error body: %v", err)
+	}
+	if e.Code != resp.StatusCode || e.Message == "" {
+		t.Errorf("error body %+v for status %d", e, resp.StatusCode)
+	}
+	return e
+}
+
+// An FLV stream reaches the player tag by tag while the origin is still
+// sending, with the origin's headers and the client's query intact, and the
+// origin request ends when the player leaves.
+func TestFLVStreaming(t *testing.T) {
+	release := make(chan struct{})
+	var originDone atomic.Bool
+	type seen struct {
+		method, query, xff, realIP, drop, ua string
+		proxyAuth                           bool
+	}
+	got := make(chan seen, 4)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Method, r.URL.RawQuery, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Real-Ip"), r.Header.Get("X-Drop"), r.Header.Get("User-Agent"), r.Header.Get("Proxy-Authorization") != ""}
+		if r.URL.Path != "/live/s.flv" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "video/x-flv")
+		w.Header().Set("X-Origin", "srs")
+		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return
+		}
+		w.Write(flvHeader)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			originDone.Store(true)
+		}
+	}))
+	defer origin.Close()
+	defer close(release)
+	sess := &sessions{}
+	_, proxy := proxyFor(t, hostOf(origin), sess)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, proxy.URL+"/live/s.flv?token=abc&x=1", nil)
+	req.Header.Set("User-Agent", "player/1")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.Header.Set("Connection", "X-Drop")
+	req.Header.Set("X-Drop", "1")
+	req.Header.Set("Proxy-Authorization", "Basic eA==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/x-flv" || resp.Header.Get("X-Origin") != "srs" {
+		t.Fatalf("status %d headers %v", resp.StatusCode, resp.Header)
+	}
+	for _, h := range []string{"Proxy-Authenticate", "Keep-Alive"} {
+		if resp.Header.Get(h) != "" {
+			t.Errorf("hop-by-hop header %s reached the client", h)
+		}
+	}
+	s := <-got
+	if s.method != "GET" || s.query != "token=abc&x=1" || s.ua != "player/1" || s.drop != "" || s.proxyAuth {
+		t.Errorf("origin saw %+v", s)
+	}
+	if s.xff != "203.0.113.9, 127.0.0.1" || s.realIP != "127.0.0.1" {
+		t.Errorf("origin saw X-Forwarded-For %q X-Real-IP %q", s.xff, s.realIP)
+	}
+	// The FLV header arrives while the origin is still streaming.
+	first := make([]byte, len(flvHeader))
+	readDone := make(chan error, 1)
+	go func() { _, err := io.ReadFull(resp.Body, first); readDone <- err }()
+	select {
+	case err := <-readDone:
+		if err != nil || string(first) != string(flvHeader) {
+			t.Fatalf("first bytes %q, %v", first, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("first FLV bytes not flushed while the origin streams")
+	}
+	const id = stream.DefaultVhost + "/live/s flv"
+	if a, _ := sess.count(id); a != 1 {
+		t.Errorf("active sessions %d, want 1", a)
+	}
+	// The player leaves: the origin request ends and the session closes.
+	cancel()
+	waitFor(t, 5*time.Second, "origin request canceled", originDone.Load)
+	waitFor(t, 5*time.Second, "session ended", func() bool { a, _ := sess.count(id); return a == 0 })
+
+	// HEAD is forwarded as HEAD.
+	resp, err = http.Head(proxy.URL + "/live/s.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if s := <-got; s.method != "HEAD" || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/x-flv" {
+		t.Errorf("HEAD: origin saw %q, status %d, headers %v", s.method, resp.StatusCode, resp.Header)
+	}
+
+	// A 404 stays a 404.
+	resp, err = http.Get(proxy.URL + "/live/other.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-got
+	if resp.StatusCode != 404 {
+		t.Errorf("missing stream: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// Error answers are short JSON documents with the right status.
+func TestErrors(t *testing.T) {
+	dead := deadAddr(t)
+	_, proxy := proxyFor(t, dead, nil)
+	noRoute := newTestServer(t, nil)
+	noRouteTS := httptest.NewServer(noRoute.Handler())
+	defer noRouteTS.Close()
+
+	tests := []struct {
+		name, url, method string
+		status            int
+	}{
+		{"dead origin flv", proxy.URL + "/live/s.flv", "GET", http.StatusBadGateway},
+		{"dead origin m3u8", proxy.URL + "/live/s.m3u8", "GET", http.StatusBadGateway},
+		{"dead origin mpd", proxy.URL + "/live/s.mpd", "GET", http.StatusBadGateway},
+		{"no origin", noRouteTS.URL + "/live/s.flv", "GET", http.StatusServiceUnavailable},
+		{"unknown path", proxy.URL + "/favicon.ico", "GET", http.StatusNotFound},
+		{"root", proxy.URL + "/", "GET", http.StatusNotFound},
+		{"bad key", proxy.URL + "/live/../s.flv", "GET", http.StatusBadRequest},
+		{"no app", proxy.URL + "/s.flv", "GET", http.StatusBadRequest},
+		{"method", proxy.URL + "/live/s.flv", "POST", http.StatusMethodNotAllowed},
+		{"forged hls token", proxy.URL + "/_hls/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/s-1.ts", "GET", http.StatusBadRequest},
+		{"garbage hls token", proxy.URL + "/_hls/%21%21/s-1.ts", "GET", http.StatusBadRequest},
+		{"hls token without name", proxy.URL + "/_hls/abc", "GET", http.StatusNotFound},
+		{"forged dash token", proxy.URL + "/_dash/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/s-1.m4v", "GET", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, tt.url, nil)
+			req.URL.Opaque = "" // keep dot segments as sent
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			decodeAPIError(t, resp)
+		})
+	}
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Close ends streaming responses and waits for their handlers.
+func TestCloseEndsStreams(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "video/x-flv")
+		w.Write(flvHeader)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer origin.Close()
+	s, proxy := proxyFor(t, hostOf(origin), nil)
+	resp, err := http.Get(proxy.URL + "/live/s.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, len(flvHeader))); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		// A clean end is fine too: the response is over either way.
+	}
+	resp, err = http.Get(proxy.URL + "/live/s.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("after Close: status %d", resp.StatusCode)
+	}
+	decodeAPIError(t, resp)
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{TokenSecret: []byte("x")}); !errors.Is(err, ErrNoRouter) {
+		t.Errorf("no router: %v", err)
+	}
+	if _, err := New(Config{Router: staticRouter("h:1")}); !errors.Is(err, ErrNoSecret) {
+		t.Errorf("no secret: %v", err)
+	}
+}
