@@ -1,0 +1,200 @@
+package mesh_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+const srsHeartbeat = `{"ip":"127.0.0.1","server":"vid-x","service":"abc","pid":"123","rtmp":["1935"],"http":["8080"],"api":["1985"],"srt":["10080"],"rtc":["udp://0.0.0.0:8000"]}`
+
+type apiReply struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func serve(t *testing.T, h http.Handler, method, target, body string, hdr map[string]string) (int, apiReply) {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var r apiReply
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: content type %q, body %q", method, target, ct, rec.Body.String())
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatalf("%s %s: reply is not JSON: %q", method, target, rec.Body.String())
+	}
+	if (rec.Code == http.StatusOK) != (r.Code == 0) {
+		t.Fatalf("%s %s: HTTP %d with code %d", method, target, rec.Code, r.Code)
+	}
+	if r.Code != 0 && r.Message == "" {
+		t.Fatalf("%s %s: error without message", method, target)
+	}
+	return rec.Code, r
+}
+
+func TestRegisterEndpoint(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1, Token: "s3cret", Logger: testLogger()})
+	c.WaitLeader(clusterTimeout)
+	h := c.Node(0).Handler()
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	tests := []struct {
+		name   string
+		method string
+		target string
+		body   string
+		hdr    map[string]string
+		status int
+	}{
+		{"srs heartbeat", "POST", "/api/v1/srs/register", srsHeartbeat, auth, 200},
+		{"token in query", "POST", "/api/v1/srs/register?token=s3cret", srsHeartbeat, nil, 200},
+		{"missing token", "POST", "/api/v1/srs/register", srsHeartbeat, nil, 401},
+		{"wrong token", "POST", "/api/v1/srs/register?token=nope", srsHeartbeat, nil, 401},
+		{"wrong bearer", "POST", "/api/v1/srs/register", srsHeartbeat, map[string]string{"Authorization": "Bearer x"}, 401},
+		{"missing server", "POST", "/api/v1/srs/register", `{"ip":"127.0.0.1","rtmp":["1935"]}`, auth, 400},
+		{"no endpoints", "POST", "/api/v1/srs/register", `{"ip":"127.0.0.1","server":"s"}`, auth, 400},
+		{"bad port", "POST", "/api/v1/srs/register", `{"ip":"127.0.0.1","server":"s","rtmp":["99999"]}`, auth, 400},
+		{"bad port text", "POST", "/api/v1/srs/register", `{"ip":"127.0.0.1","server":"s","rtmp":["rtmp"]}`, auth, 400},
+		{"not json", "POST", "/api/v1/srs/register", `server=s&rtmp=1935`, auth, 400},
+		{"empty body", "POST", "/api/v1/srs/register", ``, auth, 400},
+		{"oversized", "POST", "/api/v1/srs/register", `{"server":"s","pad":"` + strings.Repeat("x", stream.MaxRegistrationBytes) + `"}`, auth, 413},
+		{"wrong method", "GET", "/api/v1/srs/register", "", auth, 405},
+		{"drain unknown", "POST", "/mesh/v1/origins/nope/drain", "", auth, 404},
+		{"drain needs token", "POST", "/mesh/v1/origins/vid-x/drain", "", nil, 401},
+		{"drain", "POST", "/mesh/v1/origins/vid-x/drain", "", auth, 200},
+		{"undrain", "POST", "/mesh/v1/origins/vid-x/undrain?token=s3cret", "", nil, 200},
+		{"drain wrong method", "GET", "/mesh/v1/origins/vid-x/drain", "", auth, 405},
+		{"internal apply needs token", "POST", "/mesh/v1/internal/apply", "x", nil, 401},
+		{"internal apply garbage", "POST", "/mesh/v1/internal/apply", "x", auth, 400},
+		{"healthz", "GET", "/healthz", "", nil, 200},
+		{"readyz", "GET", "/readyz", "", nil, 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, r := serve(t, h, tc.method, tc.target, tc.body, tc.hdr)
+			if status != tc.status {
+				t.Fatalf("HTTP %d (%+v), want %d", status, r, tc.status)
+			}
+			if status == 200 && strings.Contains(tc.target, "register") {
+				var d struct{ Origin string }
+				if json.Unmarshal(r.Data, &d); d.Origin != "vid-x" {
+					t.Fatalf("data = %s", r.Data)
+				}
+			}
+		})
+	}
+	st := c.Node(0).Status()
+	if len(st.Origins) != 1 {
+		t.Fatalf("origins = %+v", st.Origins)
+	}
+	o := st.Origins[0]
+	if o.ID != "vid-x" || o.RTMP != "127.0.0.1:1935" || o.RTC != "127.0.0.1:8000" || o.Service != "abc" || o.Draining || o.LastHeartbeatUnixMs == 0 {
+		t.Fatalf("registered origin = %+v", o)
+	}
+}
+
+func TestStatusAndReadyEndpoints(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1, Logger: testLogger()})
+	h := c.Node(0).Handler()
+	c.WaitLeader(clusterTimeout)
+	meshtest.WaitFor(t, clusterTimeout, "ready", func() bool {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code == 200
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/mesh/v1/status", nil))
+	var st mesh.Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != 200 {
+		t.Fatalf("status: %d %v", rec.Code, err)
+	}
+	if st.NodeID != "node0" || st.Leader != "node0" || st.RaftState != "Leader" || len(st.Members) != 1 || st.Members[0].RaftRole != "leader" || st.AppliedIndex == 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	if st.Origins == nil || st.Assignments == nil {
+		t.Fatal("status lists must be [] not null")
+	}
+	if code, _ := serve(t, h, "POST", "/mesh/v1/status", "", nil); code != 405 {
+		t.Fatalf("POST status: %d", code)
+	}
+	// Without a token configured, writes need none.
+	if code, r := serve(t, h, "POST", "/api/v1/srs/register", srsHeartbeat, nil); code != 200 {
+		t.Fatalf("register without token config: %d %+v", code, r)
+	}
+}
+
+func TestRegisterViaFollowerReachesAllNodes(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 3, Token: "tok", Logger: testLogger()})
+	l := c.WaitLeader(clusterTimeout)
+	c.WaitVoters(clusterTimeout, 3)
+	f := (l + 1) % 3
+	resp, err := http.Post(c.Members[f].URL+"/api/v1/srs/register?token=tok", "application/json", strings.NewReader(srsHeartbeat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"code":0`) {
+		t.Fatalf("register via follower: %d %s", resp.StatusCode, b)
+	}
+	meshtest.WaitFor(t, 5*time.Second, "origin on every node", func() bool {
+		for i := range c.Members {
+			st := c.Node(i).Status()
+			if len(st.Origins) != 1 || st.Origins[0].ID != "vid-x" {
+				return false
+			}
+		}
+		return true
+	})
+	// Drain through another follower, over HTTP.
+	f2 := (l + 2) % 3
+	req, _ := http.NewRequest("POST", c.Members[f2].URL+"/mesh/v1/origins/vid-x/drain", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("drain via follower: %d", resp.StatusCode)
+	}
+	meshtest.WaitFor(t, 5*time.Second, "drain on every node", func() bool {
+		for i := range c.Members {
+			if st := c.Node(i).Status(); len(st.Origins) != 1 || !st.Origins[0].Draining {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestRegisterWithoutLeaderIs503(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 3, Logger: testLogger(), Tweak: func(i int, cfg *mesh.Config) {
+		cfg.RouteTimeout = 300 * time.Millisecond
+	}})
+	c.WaitLeader(clusterTimeout)
+	c.Kill(1)
+	c.Kill(2)
+	meshtest.WaitFor(t, clusterTimeout, "node0 to lose its leader", func() bool { return c.Node(0).Status().Leader == "" })
+	code, _ := serve(t, c.Node(0).Handler(), "POST", "/api/v1/srs/register", srsHeartbeat, nil)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("register without quorum: HTTP %d", code)
+	}
+	meshtest.WaitFor(t, clusterTimeout, "readyz to fail without a leader", func() bool {
+		code, _ := serve(t, c.Node(0).Handler(), "GET", "/readyz", "", nil)
+		return code == http.StatusServiceUnavailable
+	})
+}
