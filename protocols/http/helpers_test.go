@@ -2,6 +2,9 @@ package httpstream
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -17,3 +20,9 @@ func staticRouter(httpAddr string) Router {
 		return stream.Origin{ID: "o1", HTTP: httpAddr}, nil
 	})
 }
+
+// httpClient is for probing origins directly in tests.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// quietLogger drops the warnings tests provoke on purpose.
+var quietLogger = slog.New(slog.DiscardHandler)

@@ -80,7 +80,7 @@ func (s *sessions) count(id string) (active, total int) {
 // httptest server.
 func proxyFor(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := New(Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second})
+	s, err := New(Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
