@@ -130,7 +130,7 @@ func TestFLVStreaming(t *testing.T) {
 	var originDone atomic.Bool
 	type seen struct {
 		method, query, xff, realIP, drop, ua string
-		proxyAuth                           bool
+		proxyAuth                            bool
 	}
 	got := make(chan seen, 4)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
