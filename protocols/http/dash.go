@@ -45,6 +45,7 @@ func (s *Server) serveDASHToken(w http.ResponseWriter, r *http.Request, p string
 // the remainder (templates included). URLs on other hosts are left alone.
 func (s *Server) dashMapper(origin string) uriMapper {
 	exp := s.tokenExpiry()
+	signer := s.tokens.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
 			return "", false
@@ -61,7 +62,7 @@ func (s *Server) dashMapper(origin string) uriMapper {
 		if dirEnd == 0 {
 			return "", false
 		}
-		tok, err := s.tokens.Encode(Token{Kind: TokenDir, Origin: origin, Path: p[:dirEnd], Expiry: exp})
+		tok, err := signer.Encode(Token{Kind: TokenDir, Origin: origin, Path: p[:dirEnd], Expiry: exp})
 		if err != nil {
 			return "", false
 		}

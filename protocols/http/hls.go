@@ -147,6 +147,7 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p
 // "/_hls/<token>/<name>?<query>". URIs on other hosts are left alone.
 func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
 	exp := s.tokenExpiry()
+	signer := s.tokens.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
 			return "", false
@@ -158,7 +159,7 @@ func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
 			}
 			return p, true
 		}
-		tok, err := s.tokens.Encode(Token{Kind: TokenFile, Origin: origin, Path: p, Expiry: exp})
+		tok, err := signer.Encode(Token{Kind: TokenFile, Origin: origin, Path: p, Expiry: exp})
 		if err != nil {
 			return "", false
 		}
