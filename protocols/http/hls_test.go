@@ -228,3 +228,40 @@ func TestDASHSRSLayoutTwoNodes(t *testing.T) {
 		}
 	}
 }
+
+// A master playlist whose variants live at other paths: the variant is
+// reached by token and rewritten in turn, relative to its own location.
+func TestHLSVariantByToken(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".m3u8") {
+			w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		}
+		switch r.URL.Path {
+		case "/live/s.m3u8":
+			io.WriteString(w, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhi/index.m3u8\n")
+		case "/live/hi/index.m3u8":
+			io.WriteString(w, "#EXTM3U\n#EXTINF:2,\nseg-1.ts\n")
+		default:
+			fmt.Fprintf(w, "file %s", r.URL.Path)
+		}
+	}))
+	defer origin.Close()
+	_, a := proxyFor(t, hostOf(origin), nil)
+	_, b := proxyFor(t, hostOf(origin), nil)
+	_, master := get(t, a.URL+"/live/s.m3u8")
+	v := uriLines(master)
+	if len(v) != 1 || !strings.HasPrefix(v[0], hlsPrefix) || !strings.HasSuffix(v[0], "/index.m3u8") {
+		t.Fatalf("variants %q", v)
+	}
+	resp, media := get(t, b.URL+v[0])
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/vnd.apple.mpegurl" {
+		t.Fatalf("variant: %d %v", resp.StatusCode, resp.Header)
+	}
+	segs := uriLines(media)
+	if len(segs) != 1 {
+		t.Fatalf("segments %q", segs)
+	}
+	if resp, body := get(t, a.URL+segs[0]); resp.StatusCode != 200 || body != "file /live/hi/seg-1.ts" {
+		t.Errorf("segment: %d %q", resp.StatusCode, body)
+	}
+}
