@@ -2,6 +2,7 @@ package httpstream
 
 import (
 	"net/http"
+	"path"
 	"net/url"
 	"strings"
 
@@ -37,6 +38,42 @@ func (s *Server) serveDASHToken(w http.ResponseWriter, r *http.Request, p string
 		return
 	}
 	s.proxyFile(w, r, tok.Origin, tok.Path+rest)
+}
+
+// dashSegmentKey is the fallback for DASH clients that ignore the BaseURL
+// the proxy inserts and ask for segments by their origin path. It derives
+// the stream key from the two known layouts:
+//
+//	nginx-rtmp: /app/stream-<time>.m4v|m4a, /app/stream-init.m4v|m4a
+//	SRS:        /app/stream/<name>.m4s|mp4
+func dashSegmentKey(p, rawQuery string) (stream.Key, bool) {
+	dir, file := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	var streamPath string
+	switch path.Ext(file) {
+	case ".m4v", ".m4a":
+		i := strings.LastIndexByte(file, '-')
+		if i <= 0 {
+			return stream.Key{}, false
+		}
+		streamPath = dir + "/" + file[:i]
+	case ".m4s", ".mp4":
+		streamPath = dir
+	default:
+		return stream.Key{}, false
+	}
+	key, _, err := stream.FromHTTPPath(streamPath+".mpd", rawQuery)
+	return key, err == nil
+}
+
+// serveDASHByPath relays a DASH segment asked for by its origin path from
+// key's origin (see dashSegmentKey).
+func (s *Server) serveDASHByPath(w http.ResponseWriter, r *http.Request, key stream.Key) {
+	origin := s.route(w, r, key)
+	if origin == "" {
+		return
+	}
+	s.proxyFile(w, r, origin, escapePath(r.URL.Path))
 }
 
 // dashMapper maps URLs of an MPD fetched from origin to

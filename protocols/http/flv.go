@@ -42,7 +42,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 		return
 	}
 	defer resp.Body.Close()
-	if s.sessions != nil && resp.StatusCode/100 == 2 {
+	if s.sessions != nil && r.Method == http.MethodGet && resp.StatusCode/100 == 2 {
 		end := s.sessions.Track(key, liveProto(suffix))
 		defer end()
 	}

@@ -208,6 +208,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key, suffix, err := stream.FromHTTPPath(r.URL.Path, r.URL.RawQuery)
 	if errors.Is(err, stream.ErrUnknownSuffix) {
+		if key, ok := dashSegmentKey(r.URL.Path, r.URL.RawQuery); ok {
+			s.serveDASHByPath(w, r, key)
+			return
+		}
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
