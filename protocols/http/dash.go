@@ -2,8 +2,8 @@ package httpstream
 
 import (
 	"net/http"
-	"path"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/srs-mesh/srs-mesh/stream"
