@@ -14,6 +14,19 @@
 // A token carries the origin's HTTP endpoint, the origin path and an expiry,
 // signed with HMAC-SHA256 under Config.TokenSecret, which every node of a mesh
 // shares. The query the client sends on any URL is passed to the origin.
+//
+// Playlist URIs are rewritten to absolute paths on the node; a variant that
+// names the playlist's own path (SRS's "livestream.m3u8?hls_ctx=...") goes
+// back to the stream URL, routed by key with its query. MPDs get a <BaseURL>
+// naming a "/_dash/" directory token. DASH clients that ignore BaseURL still
+// reach the origin by the segment's own path (nginx-rtmp's
+// "/app/stream-<t>.m4v", SRS's "/app/stream/<name>.m4s"), routed by key.
+//
+// Answers the proxy makes itself are JSON ({"code":N,"message":"..."}): 400
+// for a bad stream key or token, 403 for an expired token, 404 for unknown
+// paths, 405 for methods other than GET and HEAD, 502 when the origin cannot
+// be reached or sends an invalid document, 503 when no origin is routed.
+// Anything the origin answers (a 404 included) is relayed as it is.
 package httpstream
 
 import (
