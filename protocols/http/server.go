@@ -61,7 +61,8 @@ type Config struct {
 	Router Router
 	// Sessions is optional.
 	Sessions Sessions
-	// Logger defaults to slog.Default().
+	// Logger defaults to slog.Default(). The caller narrows it (e.g. with
+	// "proto"); the server adds per-request attributes.
 	Logger *slog.Logger
 	// TokenSecret is the HMAC key of segment tokens. Every node of a mesh
 	// must use the same secret so that any node serves any node's tokens.
@@ -143,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		router:    cfg.Router,
 		sessions:  cfg.Sessions,
-		log:       cfg.Logger.With("proto", "http"),
+		log:       cfg.Logger,
 		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
 		ttl:       cfg.TokenTTL,
 		transport: cfg.Transport,
