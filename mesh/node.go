@@ -48,6 +48,8 @@ type Node struct {
 	ml    *memberlist.Memberlist
 
 	raftAdvertise string
+	// startIndex is the last log index on disk when the node started.
+	startIndex uint64
 	hasState      atomic.Bool
 	joined        atomic.Bool
 
@@ -168,6 +170,9 @@ func (n *Node) open() error {
 	// A node removed while partitioned must be able to come back when the
 	// leader re-adds it, so removal does not shut Raft down.
 	rc.ShutdownOnRemove = false
+	if last, err := store.LastIndex(); err == nil {
+		n.startIndex = last
+	}
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("mesh: start raft: %w", err)
@@ -398,6 +403,9 @@ func (n *Node) shutdown() error {
 	}
 	n.wg.Wait()
 	if n.trans != nil {
+		// Close pooled outbound connections too: Close alone leaves them
+		// open, and the peers' goroutines reading them would never return.
+		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -499,11 +507,17 @@ func (n *Node) Status() Status {
 	return st
 }
 
-// ready reports whether the node knows a leader and has applied every entry
-// it knows to be committed.
+// readyLag is how far the applied index may trail the commit index on a
+// ready node (the FSM applies asynchronously after commit).
+const readyLag = 1024
+
+// ready reports whether the node knows a leader and has caught up: it has
+// applied the log it found on disk at start and trails the commit index by
+// less than readyLag entries.
 func (n *Node) ready() bool {
 	_, id := n.raft.LeaderWithID()
-	return id != "" && n.raft.AppliedIndex() >= n.raft.CommitIndex() && n.raft.AppliedIndex() > 0
+	applied := n.raft.AppliedIndex()
+	return id != "" && applied > 0 && applied >= n.startIndex && n.raft.CommitIndex() < applied+readyLag
 }
 
 func parseUint(s string) uint64 {
