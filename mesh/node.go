@@ -50,8 +50,8 @@ type Node struct {
 	raftAdvertise string
 	// startIndex is the last log index on disk when the node started.
 	startIndex uint64
-	hasState      atomic.Bool
-	joined        atomic.Bool
+	hasState   atomic.Bool
+	joined     atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
