@@ -1,0 +1,442 @@
+package webrtc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+const (
+	// relayBufSize is the largest packet the relay carries. WebRTC keeps
+	// packets under the path MTU; a packet that fills the buffer is dropped
+	// as oversized rather than forwarded truncated.
+	relayBufSize = 8192
+	// maxClientAddrs bounds the client addresses (ICE candidates, NAT
+	// rebindings) one session remembers.
+	maxClientAddrs = 4
+	// txRing is how many Binding request transaction ids a session remembers
+	// to route the origin's responses back to the address that asked.
+	txRing = 8
+	// resolveTimeout bounds resolving an origin's RTC host name.
+	resolveTimeout = 2 * time.Second
+)
+
+// relaySession is one relayed ICE session: one upstream socket connected to
+// the origin, one reader goroutine copying origin -> client.
+type relaySession struct {
+	rec      RTCSession
+	upstream *net.UDPConn
+	end      func()
+	// lastActive is a coarse unix-nanosecond stamp (Server.now).
+	lastActive atomic.Int64
+
+	mu     sync.Mutex
+	client netip.AddrPort                 // where origin packets go
+	addrs  [maxClientAddrs]netip.AddrPort // every address mapped to this session
+	naddrs int
+	tx     [txRing]struct {
+		id   [12]byte
+		addr netip.AddrPort
+	}
+	txNext int
+	closed bool
+}
+
+// ServeUDP runs the media relay on pc until Close, which closes pc. With a
+// *net.UDPConn the relay allocates nothing per packet. It returns nil after
+// Close and ErrServing if called twice.
+func (s *Server) ServeUDP(pc net.PacketConn) error {
+	uc, ok := pc.(udpConn)
+	if !ok {
+		uc = packetConnAdapter{pc}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		return ErrClosed
+	}
+	if s.pc != nil {
+		s.mu.Unlock()
+		return ErrServing
+	}
+	s.pc = uc
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.sweep()
+	buf := make([]byte, relayBufSize)
+	for {
+		n, from, err := uc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// ICMP errors surface on some platforms as read errors; the
+			// socket is still usable.
+			continue
+		}
+		if n == len(buf) {
+			s.st.oversize.Add(1)
+			continue
+		}
+		s.handlePacket(buf[:n], from)
+	}
+}
+
+// handlePacket relays one packet from a client. It runs on the listener's
+// read loop: it never blocks on the network, and on an established session it
+// allocates nothing.
+func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
+	if classify(p) == classOther {
+		s.st.malformed.Add(1)
+		return
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if p[0] <= 3 {
+		user, h, err := STUNUsername(p)
+		switch {
+		case err == nil && h.isRequest():
+			if !s.learn(user, h, from) {
+				return
+			}
+		case errors.Is(err, ErrSTUNNoUsername):
+			// Indications and responses carry no USERNAME: forward them
+			// on a known flow only.
+		case err != nil:
+			s.st.malformed.Add(1)
+			return
+		}
+	}
+	s.mu.RLock()
+	rs := s.byAddr[from]
+	s.mu.RUnlock()
+	if rs == nil {
+		s.st.noSession.Add(1)
+		return
+	}
+	rs.lastActive.Store(s.now.Load())
+	if _, err := rs.upstream.Write(p); err != nil {
+		s.st.upstream.Add(1)
+		return
+	}
+	s.st.clientPackets.Add(1)
+	s.st.clientBytes.Add(uint64(len(p)))
+}
+
+// learn handles a STUN request with a USERNAME from a client: it maps from
+// to the session that username names (opening the session on its first
+// request) and records where the origin's response must go. It reports
+// whether the packet should be forwarded.
+func (s *Server) learn(user []byte, h stunHeader, from netip.AddrPort) bool {
+	s.mu.RLock()
+	rs := s.byUfrag[string(user)]
+	mapped := rs != nil && s.byAddr[from] == rs
+	s.mu.RUnlock()
+	if rs == nil {
+		rec, ok := s.cfg.Store.LookupRTCSession(string(user))
+		if !ok {
+			s.st.unknownUfrag.Add(1)
+			return false
+		}
+		rs = s.open(rec, from)
+		if rs == nil {
+			return false
+		}
+		mapped = true
+	}
+	if !mapped {
+		s.mapAddr(rs, from)
+	}
+	rs.mu.Lock()
+	rs.client = from
+	t := &rs.tx[rs.txNext]
+	t.id, t.addr = h.TxID, from
+	rs.txNext = (rs.txNext + 1) % txRing
+	rs.mu.Unlock()
+	return true
+}
+
+// mapAddr points from at rs: a new candidate of the client or a NAT
+// rebinding. The session keeps its last maxClientAddrs addresses.
+func (s *Server) mapAddr(rs *relaySession, from netip.AddrPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byUfrag[rs.rec.Ufrag] != rs {
+		return // reclaimed meanwhile
+	}
+	if old := s.byAddr[from]; old != nil && old != rs {
+		old.forget(from)
+	}
+	s.byAddr[from] = rs
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.naddrs == maxClientAddrs {
+		if s.byAddr[rs.addrs[0]] == rs {
+			delete(s.byAddr, rs.addrs[0])
+		}
+		copy(rs.addrs[:], rs.addrs[1:])
+		rs.naddrs--
+	}
+	rs.addrs[rs.naddrs] = from
+	rs.naddrs++
+}
+
+// forget removes addr from the session's address list (the address now
+// belongs to another session). Called with Server.mu held.
+func (rs *relaySession) forget(addr netip.AddrPort) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for i := 0; i < rs.naddrs; i++ {
+		if rs.addrs[i] == addr {
+			copy(rs.addrs[i:], rs.addrs[i+1:rs.naddrs])
+			rs.naddrs--
+			return
+		}
+	}
+}
+
+// open starts relaying rec for a client at from. When the origin's address
+// is a host name it is resolved in the background and the client's next
+// retransmission finds the session; open then returns nil.
+func (s *Server) open(rec RTCSession, from netip.AddrPort) *relaySession {
+	origin, err := netip.ParseAddrPort(rec.OriginRTC)
+	if err == nil {
+		return s.start(rec, origin, from)
+	}
+	s.mu.Lock()
+	if s.closed || s.resolves[rec.Ufrag] || len(s.resolves) >= s.cfg.MaxSessions {
+		s.mu.Unlock()
+		return nil
+	}
+	s.resolves[rec.Ufrag] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.resolves, rec.Ufrag)
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(s.ctx, resolveTimeout)
+		defer cancel()
+		ua, err := net.DefaultResolver.LookupNetIP(ctx, "ip", hostOf(rec.OriginRTC))
+		port, perr := portOf(rec.OriginRTC)
+		if err != nil || perr != nil || len(ua) == 0 {
+			s.st.badOrigin.Add(1)
+			s.log.Warn("cannot resolve origin RTC address", "origin", rec.OriginID, "rtc", rec.OriginRTC, "err", err)
+			return
+		}
+		s.start(rec, netip.AddrPortFrom(ua[0].Unmap(), port), from)
+	}()
+	return nil
+}
+
+// start opens the upstream socket and the reader goroutine of a session.
+func (s *Server) start(rec RTCSession, origin netip.AddrPort, from netip.AddrPort) *relaySession {
+	end := func() {}
+	if key, err := stream.ParseKey(rec.Key); err == nil && s.cfg.Sessions != nil {
+		end = s.cfg.Sessions.Track(key, "webrtc")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		end()
+		return nil
+	}
+	if rs := s.byUfrag[rec.Ufrag]; rs != nil {
+		s.mu.Unlock()
+		end()
+		return rs
+	}
+	if len(s.byUfrag) >= s.cfg.MaxSessions {
+		s.mu.Unlock()
+		end()
+		s.st.tableFull.Add(1)
+		return nil
+	}
+	up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(origin))
+	if err != nil {
+		s.mu.Unlock()
+		end()
+		s.st.badOrigin.Add(1)
+		s.log.Warn("cannot open upstream socket", "origin", rec.OriginID, "rtc", origin, "err", err)
+		return nil
+	}
+	rs := &relaySession{rec: rec, upstream: up, client: from, end: end}
+	rs.addrs[0], rs.naddrs = from, 1
+	rs.lastActive.Store(s.now.Load())
+	if old := s.byAddr[from]; old != nil {
+		old.forget(from)
+	}
+	s.byAddr[from] = rs
+	s.byUfrag[rec.Ufrag] = rs
+	pc := s.pc
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	s.log.Info("relay session started", "stream", rec.Key, "origin", rec.OriginID,
+		"rtc", origin, "peer", from, "ufrag", rec.Ufrag)
+	go s.readOrigin(rs, pc)
+	return rs
+}
+
+// readOrigin copies the origin's packets to the client until the session's
+// upstream socket is closed.
+func (s *Server) readOrigin(rs *relaySession, pc udpConn) {
+	defer s.wg.Done()
+	buf := make([]byte, relayBufSize)
+	for {
+		n, err := rs.upstream.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ECONNREFUSED from an ICMP error: the origin's port is
+			// closed for now. Keep reading; idleness reclaims us.
+			s.st.upstream.Add(1)
+			if s.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if n == len(buf) {
+			s.st.oversize.Add(1)
+			continue
+		}
+		p := buf[:n]
+		rs.lastActive.Store(s.now.Load())
+		dst := rs.destination(p)
+		if _, err := pc.WriteToUDPAddrPort(p, dst); err != nil {
+			s.st.upstream.Add(1)
+			continue
+		}
+		s.st.originPackets.Add(1)
+		s.st.originBytes.Add(uint64(n))
+	}
+}
+
+// destination is where an origin packet goes: a STUN response goes to the
+// address that sent the matching request, everything else to the address of
+// the client's latest Binding request.
+func (rs *relaySession) destination(p []byte) netip.AddrPort {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if len(p) >= stunHeaderLen && p[0] <= 3 {
+		if h, _, err := parseSTUNHeader(p); err == nil && h.isResponse() {
+			for i := range rs.tx {
+				if rs.tx[i].id == h.TxID && rs.tx[i].addr.IsValid() {
+					return rs.tx[i].addr
+				}
+			}
+		}
+	}
+	return rs.client
+}
+
+// sweep advances the coarse clock and reclaims idle sessions and sessions
+// that were deleted from the store (a DELETE through another node).
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.now.Store(now.UnixNano())
+			idleBefore := now.Add(-s.cfg.IdleTimeout).UnixNano()
+			var idle, gone []*relaySession
+			s.mu.RLock()
+			for u, rs := range s.byUfrag {
+				if rs.lastActive.Load() < idleBefore {
+					idle = append(idle, rs)
+				} else if _, ok := s.cfg.Store.LookupRTCSession(u); !ok {
+					gone = append(gone, rs)
+				}
+			}
+			s.mu.RUnlock()
+			for _, rs := range idle {
+				s.reclaim(rs, "idle", true)
+			}
+			for _, rs := range gone {
+				s.reclaim(rs, "deleted", false)
+			}
+		}
+	}
+}
+
+// dropSession reclaims the local relay of a session, if any (after a DELETE).
+func (s *Server) dropSession(ufrag string) {
+	s.mu.RLock()
+	rs := s.byUfrag[ufrag]
+	s.mu.RUnlock()
+	if rs != nil {
+		s.reclaim(rs, "deleted", false)
+	}
+}
+
+// reclaim removes a session from the tables and closes its upstream socket,
+// which ends its reader. When forget is true the session is also deleted
+// from the store: a flow silent for IdleTimeout is over.
+func (s *Server) reclaim(rs *relaySession, reason string, forget bool) {
+	s.mu.Lock()
+	if s.byUfrag[rs.rec.Ufrag] == rs {
+		delete(s.byUfrag, rs.rec.Ufrag)
+	}
+	rs.mu.Lock()
+	already := rs.closed
+	rs.closed = true
+	for i := 0; i < rs.naddrs; i++ {
+		if s.byAddr[rs.addrs[i]] == rs {
+			delete(s.byAddr, rs.addrs[i])
+		}
+	}
+	rs.mu.Unlock()
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	rs.upstream.Close()
+	rs.end()
+	s.log.Info("relay session ended", "stream", rs.rec.Key, "origin", rs.rec.OriginID,
+		"ufrag", rs.rec.Ufrag, "reason", reason)
+	if forget {
+		ctx, cancel := context.WithTimeout(s.ctx, DefaultHTTPTimeout)
+		defer cancel()
+		if err := s.cfg.Store.DeleteRTCSession(ctx, rs.rec.Ufrag); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("cannot delete idle session", "ufrag", rs.rec.Ufrag, "err", err)
+		}
+	}
+}
+
+// hostOf and portOf split "host:port".
+func hostOf(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return h
+}
+
+func portOf(hostport string) (uint16, error) {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0, err
+	}
+	ap, err := netip.ParseAddrPort("0.0.0.0:" + p)
+	if err != nil {
+		return 0, err
+	}
+	return ap.Port(), nil
+}

@@ -1,0 +1,282 @@
+// Package webrtc is the WebRTC proxy of srs-mesh: the WHIP/WHEP and SRS
+// /rtc/v1/ signalling proxy on the HTTP API listener, and the UDP media relay
+// on the WebRTC port.
+//
+// Signalling forwards each offer to the origin that holds the stream, rewrites
+// the answer's candidates to the node's own UDP address, and records the ICE
+// session ("answerUfrag:offerUfrag" -> origin) in a SessionStore that the mesh
+// replicates. The relay identifies a new UDP flow by the USERNAME of its first
+// STUN Binding request, looks the session up in the store, and from then on
+// copies packets between the client and one upstream socket connected to the
+// origin. Any node can therefore relay any session, whichever node answered
+// the offer.
+package webrtc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Router maps a stream key to the origin that holds (or will hold) it.
+type Router interface {
+	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
+}
+
+// Sessions records relayed sessions. Track is called when the relay starts
+// carrying a session and the returned function when the session ends.
+type Sessions interface {
+	Track(key stream.Key, proto string) (end func())
+}
+
+// Config configures a Server. Zero values take the defaults below.
+type Config struct {
+	// Router is required.
+	Router Router
+	// Store is required; it is shared (replicated) by every node of a mesh.
+	Store SessionStore
+	// Sessions is optional.
+	Sessions Sessions
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Candidate is the address announced in every answer candidate (IP and
+	// port): where clients send their media. Required.
+	Candidate netip.AddrPort
+	// IdleTimeout reclaims a relayed session that carried no packet for this
+	// long. ICE consent checks keep a live session busy every few seconds.
+	// Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxSessions bounds the relay's session table. Default DefaultMaxSessions.
+	MaxSessions int
+	// HTTPClient carries signalling to origins. Redirects are not followed.
+	// Default: a client with a DefaultHTTPTimeout timeout.
+	HTTPClient *http.Client
+	// SweepInterval is how often idle sessions, and sessions deleted through
+	// another node, are reclaimed. Default IdleTimeout/10, within [10ms, 1s].
+	SweepInterval time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultIdleTimeout = 30 * time.Second
+	DefaultMaxSessions = 4096
+	DefaultHTTPTimeout = 5 * time.Second
+)
+
+// Configuration and lifecycle errors.
+var (
+	ErrNoRouter    = errors.New("webrtc: Config.Router is required")
+	ErrNoStore     = errors.New("webrtc: Config.Store is required")
+	ErrNoCandidate = errors.New("webrtc: Config.Candidate is required")
+	ErrClosed      = errors.New("webrtc: server closed")
+	ErrServing     = errors.New("webrtc: ServeUDP already running")
+)
+
+func (c *Config) setDefaults() error {
+	if c.Router == nil {
+		return ErrNoRouter
+	}
+	if c.Store == nil {
+		return ErrNoStore
+	}
+	if !c.Candidate.IsValid() || c.Candidate.Port() == 0 || c.Candidate.Addr().IsUnspecified() {
+		return ErrNoCandidate
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = min(max(c.IdleTimeout/10, 10*time.Millisecond), time.Second)
+	}
+	return nil
+}
+
+// Server is one node's WebRTC proxy. Create it with New, mount Handler on the
+// HTTP API listener, run ServeUDP on the WebRTC port, and Close it.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	httpClient *http.Client
+	ownClient  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.RWMutex
+	closed   bool
+	pc       udpConn // set by ServeUDP
+	byAddr   map[netip.AddrPort]*relaySession
+	byUfrag  map[string]*relaySession
+	resolves map[string]bool // ufrags whose origin address is being resolved
+
+	// now is a coarse clock (unix nanoseconds) the sweeper advances; the hot
+	// path stamps sessions with it instead of reading the clock.
+	now atomic.Int64
+
+	st counters
+}
+
+// counters are the Server's statistics, updated atomically.
+type counters struct {
+	clientPackets, clientBytes atomic.Uint64
+	originPackets, originBytes atomic.Uint64
+
+	malformed, unknownUfrag, noSession, tableFull,
+	upstream, oversize, badOrigin atomic.Uint64
+
+	offers, answers, deletes, signallingErrors atomic.Uint64
+}
+
+// Stats is a snapshot of a Server's counters.
+type Stats struct {
+	// Sessions is the number of sessions the relay carries now.
+	Sessions int
+	// Client* count packets relayed from clients to origins, Origin* the
+	// other way.
+	ClientPackets, ClientBytes uint64
+	OriginPackets, OriginBytes uint64
+	// Dropped packets, by reason.
+	DroppedMalformed    uint64 // not STUN/DTLS/RTP by first byte, or bad STUN
+	DroppedUnknownUfrag uint64 // STUN Binding request for no known session
+	DroppedNoSession    uint64 // other packet from an address with no session
+	DroppedTableFull    uint64 // new session refused: MaxSessions reached
+	DroppedUpstream     uint64 // write to, or read from, the origin failed
+	DroppedOversize     uint64 // packet larger than the relay buffer
+	DroppedBadOrigin    uint64 // session names an origin address that does not resolve
+	// Signalling.
+	Offers, Answers, Deletes, SignallingErrors uint64
+}
+
+// Dropped is the total of dropped packets.
+func (s Stats) Dropped() uint64 {
+	return s.DroppedMalformed + s.DroppedUnknownUfrag + s.DroppedNoSession + s.DroppedTableFull +
+		s.DroppedUpstream + s.DroppedOversize + s.DroppedBadOrigin
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With("proto", "webrtc"),
+		httpClient: cfg.HTTPClient,
+		byAddr:     make(map[netip.AddrPort]*relaySession),
+		byUfrag:    make(map[string]*relaySession),
+		resolves:   make(map[string]bool),
+	}
+	if s.httpClient == nil {
+		s.httpClient = &http.Client{Timeout: DefaultHTTPTimeout}
+		s.ownClient = true
+	}
+	if s.httpClient.CheckRedirect == nil {
+		c := *s.httpClient
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		s.httpClient = &c
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.now.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// Close stops the relay (closing the socket given to ServeUDP), ends every
+// session the relay carries, and waits for every goroutine the Server started.
+// Sessions stay in the Store: another node may be relaying them. Close is
+// idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	pc := s.pc
+	sessions := make([]*relaySession, 0, len(s.byUfrag))
+	for _, rs := range s.byUfrag {
+		sessions = append(sessions, rs)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	if pc != nil {
+		pc.Close()
+	}
+	for _, rs := range sessions {
+		s.reclaim(rs, "server closed", false)
+	}
+	s.wg.Wait()
+	if s.ownClient {
+		s.httpClient.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.byUfrag)
+	s.mu.RUnlock()
+	c := &s.st
+	return Stats{
+		Sessions:            n,
+		ClientPackets:       c.clientPackets.Load(),
+		ClientBytes:         c.clientBytes.Load(),
+		OriginPackets:       c.originPackets.Load(),
+		OriginBytes:         c.originBytes.Load(),
+		DroppedMalformed:    c.malformed.Load(),
+		DroppedUnknownUfrag: c.unknownUfrag.Load(),
+		DroppedNoSession:    c.noSession.Load(),
+		DroppedTableFull:    c.tableFull.Load(),
+		DroppedUpstream:     c.upstream.Load(),
+		DroppedOversize:     c.oversize.Load(),
+		DroppedBadOrigin:    c.badOrigin.Load(),
+		Offers:              c.offers.Load(),
+		Answers:             c.answers.Load(),
+		Deletes:             c.deletes.Load(),
+		SignallingErrors:    c.signallingErrors.Load(),
+	}
+}
+
+// udpConn is the part of *net.UDPConn the relay uses; it reads and writes
+// without allocating an address per packet.
+type udpConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	Close() error
+}
+
+// packetConnAdapter lets any net.PacketConn serve, at the cost of an address
+// allocation per packet.
+type packetConnAdapter struct{ net.PacketConn }
+
+func (a packetConnAdapter) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, addr, err := a.ReadFrom(b)
+	if err != nil {
+		return n, netip.AddrPort{}, err
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return n, netip.AddrPort{}, nil
+	}
+	return n, ua.AddrPort(), nil
+}
+
+func (a packetConnAdapter) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return a.WriteTo(b, net.UDPAddrFromAddrPort(addr))
+}
