@@ -1,0 +1,226 @@
+package srt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/datarhei/gosrt/packet"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/harness"
+)
+
+// routerFunc is a Router made of a function.
+type routerFunc func(ctx context.Context, key stream.Key) (stream.Origin, error)
+
+func (f routerFunc) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return f(ctx, key)
+}
+
+var _ Router = routerFunc(nil)
+
+// staticRouter routes every stream to one SRT endpoint.
+func staticRouter(addr string) Router {
+	return routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
+		return stream.Origin{ID: "origin-" + addr, SRT: addr}, nil
+	})
+}
+
+// fakeSessions records Track calls.
+type fakeSessions struct {
+	mu     sync.Mutex
+	active map[stream.Key]int
+	total  int
+}
+
+func (f *fakeSessions) Track(key stream.Key, proto string) func() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active == nil {
+		f.active = make(map[stream.Key]int)
+	}
+	f.active[key]++
+	f.total++
+	return func() {
+		f.mu.Lock()
+		f.active[key]--
+		f.mu.Unlock()
+	}
+}
+
+func (f *fakeSessions) count(key stream.Key) (active, total int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.active[key], f.total
+}
+
+// checkGoroutines fails the test if, after its cleanups (registered later,
+// so run earlier), the number of goroutines does not return to what it was.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > base {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines: %d, want <= %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// startServer runs a server on a fresh 127.0.0.1 port until the test ends.
+func startServer(t testing.TB, cfg Config) (*Server, netip.AddrPort) {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(pc) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// hsPacket builds an SRT handshake packet: header, CIF, then extensions
+// given as (type, body) pairs.
+func hsPacket(dest uint32, version uint32, typ packet.HandshakeType, socketID, cookie uint32, exts ...ext) []byte {
+	b := make([]byte, hsMinLen)
+	binary.BigEndian.PutUint16(b[0:], 0x8000) // control, HANDSHAKE
+	binary.BigEndian.PutUint32(b[offDestID:], dest)
+	binary.BigEndian.PutUint32(b[offVersion:], version)
+	var extField uint16
+	for _, e := range exts {
+		switch e.typ {
+		case packet.EXTTYPE_HSREQ, packet.EXTTYPE_HSRSP:
+			extField |= 1
+		case packet.EXTTYPE_KMREQ, packet.EXTTYPE_KMRSP:
+			extField |= 2
+		default:
+			extField |= 4
+		}
+	}
+	if version == hsv4 {
+		extField = udtDgram
+	}
+	binary.BigEndian.PutUint16(b[offExtFld:], extField)
+	binary.BigEndian.PutUint32(b[headerLen+8:], 0x1234) // ISN
+	binary.BigEndian.PutUint32(b[headerLen+12:], 1500)  // MTU
+	binary.BigEndian.PutUint32(b[headerLen+16:], 8192)  // flow window
+	binary.BigEndian.PutUint32(b[offHSType:], uint32(typ))
+	binary.BigEndian.PutUint32(b[offSockID:], socketID)
+	binary.BigEndian.PutUint32(b[offCookie:], cookie)
+	for _, e := range exts {
+		var h [4]byte
+		binary.BigEndian.PutUint16(h[0:], uint16(e.typ))
+		words := len(e.body) / 4
+		if e.words >= 0 {
+			words = e.words
+		}
+		binary.BigEndian.PutUint16(h[2:], uint16(words))
+		b = append(b, h[:]...)
+		b = append(b, e.body...)
+	}
+	return b
+}
+
+type ext struct {
+	typ   packet.CtrlSubType
+	body  []byte
+	words int // length field; -1 means len(body)/4
+}
+
+func sidExt(sid string) ext { return ext{packet.EXTTYPE_SID, encodeSID(sid), -1} }
+
+func hsreqExt() ext {
+	body := make([]byte, 12)
+	binary.BigEndian.PutUint32(body[0:], 0x010501)
+	binary.BigEndian.PutUint32(body[4:], 0xbf)
+	binary.BigEndian.PutUint16(body[8:], 120)
+	binary.BigEndian.PutUint16(body[10:], 120)
+	return ext{packet.EXTTYPE_HSREQ, body, -1}
+}
+
+// needSRT skips the test unless FFmpeg was built with SRT.
+func needSRT(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts FFmpeg")
+	}
+	harness.Need(t, "ffmpeg", "ffprobe")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-protocols").Output()
+	if err != nil {
+		t.Skipf("ffmpeg -protocols: %v", err)
+	}
+	for _, l := range strings.Fields(string(out)) {
+		if l == "srt" {
+			return
+		}
+	}
+	t.Skip("ffmpeg has no SRT protocol")
+}
+
+// waitSRTListener waits until an SRT listener answers an induction at addr.
+func waitSRTListener(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	probe := hsPacket(0, hsv4, packet.HSTYPE_INDUCTION, 0x0badcafe, 0)
+	buf := make([]byte, maxPacket)
+	harness.WaitFor(t, timeout, "SRT listener at "+addr, func() bool {
+		c.Write(probe)
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				time.Sleep(100 * time.Millisecond) // refused: not bound yet
+			}
+			return false
+		}
+		hs, err := parseHandshake(buf[:n])
+		return err == nil && hs.Type == packet.HSTYPE_INDUCTION
+	})
+}
+
+// countFrames returns the number of video frames ffprobe decodes in path.
+func countFrames(t *testing.T, path string) int {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
+	}
+	var n int
+	for _, c := range strings.TrimSpace(string(out)) {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

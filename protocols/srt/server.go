@@ -1,0 +1,528 @@
+// Package srt is srs-mesh's SRT proxy. It listens on one UDP socket, reads
+// the stream id from each caller's handshake, asks a Router for the origin
+// that owns the stream, and relays the caller's SRT session to that origin
+// transparently: the SRT connection terminates at the origin, so latency
+// buffers are not doubled and encryption (KMREQ/KMRSP) stays end to end.
+//
+// The package owns the UDP listener loop, the per-session state machines and
+// their upstream sockets. It reads no flags or environment and imports no
+// other srs-mesh package but stream.
+package srt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/datarhei/gosrt/packet"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Router finds the origin that serves a stream. Route may block (it may ask
+// the mesh leader); the server calls it from the session's goroutine with a
+// context bounded by Config.HandshakeTimeout, never from the listener loop.
+type Router interface {
+	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
+}
+
+// Sessions is told about every established SRT session; the returned end
+// function is called exactly once when the session is gone. proto is "srt".
+type Sessions interface {
+	Track(key stream.Key, proto string) (end func())
+}
+
+// Config configures a Server. Zero durations and sizes take the defaults
+// documented on each field.
+type Config struct {
+	// Router resolves stream keys to origins. Required.
+	Router Router
+	// Sessions, if not nil, is told about established sessions.
+	Sessions Sessions
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// HandshakeTimeout bounds routing plus the handshake with the origin;
+	// a caller whose origin does not answer in time is rejected. Default 3s
+	// (libsrt callers give up after 3s by default).
+	HandshakeTimeout time.Duration
+	// IdleTimeout reclaims a session when no packet went either way for
+	// that long. Default 30s.
+	IdleTimeout time.Duration
+	// MaxSessions bounds the session table, handshaking sessions included;
+	// callers beyond it are rejected with SRT_REJ_RESOURCE. Default 4096.
+	MaxSessions int
+}
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 3 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultMaxSessions      = 4096
+)
+
+// Errors returned by New and Serve.
+var (
+	ErrNoRouter      = errors.New("srt: config has no Router")
+	ErrServerClosed  = errors.New("srt: server closed")
+	ErrAlreadyServed = errors.New("srt: Serve called twice")
+)
+
+// Reject reasons, the keys of Stats.Rejects.
+const (
+	RejectBadStreamID   = "bad_streamid"    // stream id names no valid stream
+	RejectNoOrigin      = "no_origin"       // Router returned an error
+	RejectOriginTimeout = "origin_timeout"  // origin did not finish the handshake in time
+	RejectOriginRefused = "origin_refused"  // origin port unreachable or bad origin address
+	RejectOriginRejects = "origin_rejected" // origin answered with a rejection (relayed as is)
+	RejectTableFull     = "table_full"      // MaxSessions reached
+	RejectVersion       = "version"         // caller is not HSv5
+	RejectClosing       = "closing"         // server is shutting down
+	RejectBadCookie     = "bad_cookie"      // conclusion with a stale or forged cookie (dropped)
+)
+
+// Stats is a snapshot of the server's counters. Client and origin counts are
+// packets relayed in each direction after the handshake started.
+type Stats struct {
+	Sessions         int // sessions in the table (handshaking, established or lingering after a reject)
+	Established      int // sessions relaying data
+	PacketsToOrigin  uint64
+	BytesToOrigin    uint64
+	PacketsToClient  uint64
+	BytesToClient    uint64
+	Malformed        uint64            // packets dropped because they did not parse
+	NoSession        uint64            // packets dropped because no session matched
+	Rejects          map[string]uint64 // handshakes refused, by reason
+	HandshakesServed uint64            // induction responses sent
+}
+
+// Server is an SRT proxy. Create it with New, run it with Serve, stop it
+// with Close.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	secret     [32]byte
+	listenerID uint32
+	now        func() time.Time // replaced in tests
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // session goroutines and the janitor
+
+	mu          sync.RWMutex
+	conn        packetConn           // set by Serve
+	byCaller    map[sessKey]*session // (caller addr, caller socket id)
+	byPeer      map[sessKey]*session // (caller addr, origin socket id), established only
+	closed      bool
+	serving     bool
+	serveDone   chan struct{}
+	established int
+
+	stats counters
+	// scratch is the listener loop's buffer for handshake replies.
+	scratch [hsMinLen]byte
+}
+
+type sessKey struct {
+	addr netip.AddrPort
+	id   uint32
+}
+
+type counters struct {
+	pktToOrigin, bytesToOrigin atomic.Uint64
+	pktToClient, bytesToClient atomic.Uint64
+	malformed, noSession       atomic.Uint64
+	inductions                 atomic.Uint64
+	rejMu                      sync.Mutex
+	rejects                    map[string]uint64
+}
+
+func (c *counters) reject(reason string) {
+	c.rejMu.Lock()
+	c.rejects[reason]++
+	c.rejMu.Unlock()
+}
+
+// New validates cfg, applies defaults and returns a server that is not yet
+// serving.
+func New(cfg Config) (*Server, error) {
+	if cfg.Router == nil {
+		return nil, ErrNoRouter
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       log.With("proto", "srt"),
+		now:       time.Now,
+		byCaller:  make(map[sessKey]*session),
+		byPeer:    make(map[sessKey]*session),
+		serveDone: make(chan struct{}),
+	}
+	s.stats.rejects = make(map[string]uint64)
+	if _, err := rand.Read(s.secret[:]); err != nil {
+		return nil, fmt.Errorf("srt: cookie secret: %w", err)
+	}
+	var id [4]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("srt: listener id: %w", err)
+	}
+	s.listenerID = binary.BigEndian.Uint32(id[:])&0x3fffffff | 1
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// packetConn is the listener socket as the server uses it: *net.UDPConn
+// satisfies it without allocating per packet; other net.PacketConns are
+// adapted (and allocate an address per packet).
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	Close() error
+}
+
+type genericConn struct{ pc net.PacketConn }
+
+func (g genericConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, a, err := g.pc.ReadFrom(b)
+	if err != nil {
+		return n, netip.AddrPort{}, err
+	}
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return n, ua.AddrPort(), nil
+	}
+	ap, perr := netip.ParseAddrPort(a.String())
+	if perr != nil {
+		return 0, netip.AddrPort{}, nil // unusable peer: read as an empty packet
+	}
+	return n, ap, nil
+}
+
+func (g genericConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return g.pc.WriteTo(b, net.UDPAddrFromAddrPort(addr))
+}
+
+func (g genericConn) Close() error { return g.pc.Close() }
+
+// Serve reads SRT packets from pc until Close is called or pc fails. The
+// server owns pc from then on and closes it. Serve returns nil after Close,
+// ErrServerClosed if Close came first, and the read error otherwise (after
+// closing every session).
+func (s *Server) Serve(pc net.PacketConn) error {
+	var c packetConn
+	if u, ok := pc.(*net.UDPConn); ok {
+		c = u
+	} else {
+		c = genericConn{pc}
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		pc.Close()
+		return ErrServerClosed
+	case s.serving:
+		s.mu.Unlock()
+		return ErrAlreadyServed
+	}
+	s.serving = true
+	s.conn = c
+	s.mu.Unlock()
+	defer close(s.serveDone)
+
+	s.wg.Add(1)
+	go s.janitor()
+
+	err := s.readLoop(c)
+
+	s.mu.Lock()
+	closing := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	c.Close()
+	s.closeAll()
+	s.wg.Wait()
+	if closing {
+		return nil
+	}
+	return err
+}
+
+// readLoop is the listener loop: it reads, parses just enough to dispatch,
+// and never waits on an origin.
+func (s *Server) readLoop(c packetConn) error {
+	buf := make([]byte, maxPacket)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		s.dispatch(buf[:n], from)
+	}
+}
+
+// maxPacket is the size of every receive buffer. SRT packets are at most
+// one MTU (1500 bytes); anything larger is not SRT.
+const maxPacket = 2048
+
+// dispatch handles one datagram from a caller. It is called only from the
+// listener loop (and from tests/fuzzers standing in for it), so the scratch
+// buffer needs no lock. It does not allocate for packets of an established
+// session.
+func (s *Server) dispatch(b []byte, from netip.AddrPort) {
+	if len(b) < headerLen || !from.IsValid() {
+		s.stats.malformed.Add(1)
+		return
+	}
+	dest := destID(b)
+	hsPkt := isControl(b, packet.CTRLTYPE_HANDSHAKE)
+	if !hsPkt || (dest != 0 && dest != s.listenerID) {
+		s.mu.RLock()
+		ss := s.byPeer[sessKey{from, dest}]
+		s.mu.RUnlock()
+		if ss != nil {
+			ss.fromClient(b)
+			return
+		}
+		if !hsPkt {
+			s.stats.noSession.Add(1)
+			return
+		}
+	}
+	s.handleHandshake(b, from)
+}
+
+// handleHandshake answers inductions itself, and turns a conclusion into a
+// session (or a rejection). Retransmitted handshakes are idempotent: the
+// cookie is a function of the caller address, and a conclusion from a known
+// (address, socket id) goes to its existing session.
+func (s *Server) handleHandshake(b []byte, from netip.AddrPort) {
+	hs, err := parseHandshake(b)
+	if err != nil {
+		s.stats.malformed.Add(1)
+		s.log.Debug("malformed handshake", "peer", from, "err", err)
+		return
+	}
+	switch hs.Type {
+	case packet.HSTYPE_INDUCTION:
+		s.stats.inductions.Add(1)
+		resp := appendInductionResponse(s.scratch[:0], b, s.listenerID, s.cookie(from, 0), from)
+		s.write(resp, from)
+		return
+	case packet.HSTYPE_CONCLUSION:
+	default:
+		// WAVEHAND/AGREEMENT are rendezvous; rejections from a caller
+		// mean nothing to a listener.
+		s.stats.noSession.Add(1)
+		return
+	}
+
+	key := sessKey{from, hs.SocketID}
+	s.mu.RLock()
+	ss := s.byCaller[key]
+	s.mu.RUnlock()
+	if ss != nil {
+		ss.retransmittedConclusion()
+		return
+	}
+	if hs.Cookie != s.cookie(from, 0) && hs.Cookie != s.cookie(from, -1) {
+		s.stats.reject(RejectBadCookie)
+		return
+	}
+	if hs.Version != hsv5 {
+		s.rejectNow(b, from, rejVersion, RejectVersion, nil)
+		return
+	}
+	info, err := stream.FromSRTStreamID(hs.StreamID)
+	if err != nil {
+		s.rejectNow(b, from, rejxBadReq, RejectBadStreamID, err)
+		return
+	}
+
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		s.rejectNow(b, from, rejClose, RejectClosing, nil)
+		return
+	case len(s.byCaller) >= s.cfg.MaxSessions:
+		s.mu.Unlock()
+		s.rejectNow(b, from, rejResource, RejectTableFull, nil)
+		return
+	}
+	ss = newSession(s, key, info, b)
+	s.byCaller[key] = ss
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go ss.run()
+}
+
+// rejectNow sends a rejection from the listener loop.
+func (s *Server) rejectNow(req []byte, to netip.AddrPort, code uint32, reason string, err error) {
+	s.stats.reject(reason)
+	s.log.Info("srt caller rejected", "peer", to, "reason", reason, "code", code, "err", err)
+	s.write(appendRejection(s.scratch[:0], req, s.listenerID, code), to)
+}
+
+// write sends b to a caller through the listener socket. Safe for
+// concurrent use.
+func (s *Server) write(b []byte, to netip.AddrPort) bool {
+	s.mu.RLock()
+	c := s.conn
+	s.mu.RUnlock()
+	if c == nil {
+		return false
+	}
+	_, err := c.WriteToUDPAddrPort(b, to)
+	return err == nil
+}
+
+// cookie is the SYN cookie for a caller address in the current minute
+// (delta 0) or the previous one (delta -1).
+func (s *Server) cookie(addr netip.AddrPort, delta int64) uint32 {
+	return cookieFor(&s.secret, addr, s.now().Unix()/60+delta)
+}
+
+// janitor reclaims idle sessions.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	tick := min(s.cfg.IdleTimeout/4, time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var idle []*session
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := s.now().Add(-s.cfg.IdleTimeout).UnixNano()
+		idle = idle[:0]
+		s.mu.RLock()
+		for _, ss := range s.byCaller {
+			if ss.lastSeen.Load() < cutoff {
+				idle = append(idle, ss)
+			}
+		}
+		s.mu.RUnlock()
+		for _, ss := range idle {
+			ss.close("idle")
+		}
+	}
+}
+
+// closeAll closes every session; their goroutines remove themselves.
+func (s *Server) closeAll() {
+	s.mu.RLock()
+	all := make([]*session, 0, len(s.byCaller))
+	for _, ss := range s.byCaller {
+		all = append(all, ss)
+	}
+	s.mu.RUnlock()
+	for _, ss := range all {
+		ss.close("server closed")
+	}
+}
+
+// Close stops the listener, closes every session and its upstream socket,
+// and waits for all of the server's goroutines. It is safe to call more
+// than once and before Serve.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	wasClosed := s.closed
+	s.closed = true
+	serving := s.serving
+	c := s.conn
+	s.mu.Unlock()
+	s.cancel()
+	if serving {
+		if !wasClosed {
+			c.Close()
+		}
+		<-s.serveDone
+		return nil
+	}
+	s.closeAll()
+	s.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		PacketsToOrigin:  s.stats.pktToOrigin.Load(),
+		BytesToOrigin:    s.stats.bytesToOrigin.Load(),
+		PacketsToClient:  s.stats.pktToClient.Load(),
+		BytesToClient:    s.stats.bytesToClient.Load(),
+		Malformed:        s.stats.malformed.Load(),
+		NoSession:        s.stats.noSession.Load(),
+		HandshakesServed: s.stats.inductions.Load(),
+		Rejects:          make(map[string]uint64),
+	}
+	s.mu.RLock()
+	st.Sessions = len(s.byCaller)
+	st.Established = s.established
+	s.mu.RUnlock()
+	s.stats.rejMu.Lock()
+	for k, v := range s.stats.rejects {
+		st.Rejects[k] = v
+	}
+	s.stats.rejMu.Unlock()
+	return st
+}
+
+// remove drops a finished session from the tables.
+func (s *Server) remove(ss *session) {
+	s.mu.Lock()
+	if s.byCaller[ss.key] == ss {
+		delete(s.byCaller, ss.key)
+	}
+	if ss.peerKey.addr.IsValid() && s.byPeer[ss.peerKey] == ss {
+		delete(s.byPeer, ss.peerKey)
+		s.established--
+	}
+	s.mu.Unlock()
+}
+
+// establish makes the session reachable by the socket id the caller will
+// address (the origin's), before the origin's conclusion is relayed.
+func (s *Server) establish(ss *session, originID uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	ss.peerKey = sessKey{ss.key.addr, originID}
+	if old := s.byPeer[ss.peerKey]; old != nil && old != ss {
+		// A caller reused an address and the origin reused a socket id:
+		// the newer session wins, the old one is reclaimed.
+		old.close("superseded")
+		s.established--
+	}
+	s.byPeer[ss.peerKey] = ss
+	s.established++
+	return true
+}

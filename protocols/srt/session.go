@@ -1,0 +1,345 @@
+package srt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/datarhei/gosrt/packet"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Session errors, reported in logs and mapped to rejection codes.
+var (
+	ErrOriginTimeout = errors.New("srt: origin did not complete the handshake in time")
+	ErrOriginRefused = errors.New("srt: origin refused the connection")
+	ErrBadOrigin     = errors.New("srt: origin has no usable SRT address")
+)
+
+// Handshake pacing, as libsrt does it: a request is resent every 250 ms
+// until answered. A rejected session stays in the table for rejectLinger so
+// that retransmitted conclusions get the same rejection instead of a new
+// route.
+const (
+	handshakeResend = 250 * time.Millisecond
+	rejectLinger    = time.Second
+)
+
+// session is one caller's SRT connection relayed to one origin. Its
+// goroutine (run) is the state machine: route, handshake with the origin on
+// the caller's behalf, then read the upstream socket and relay to the caller
+// until SHUTDOWN, idle reclaim or server close. The listener loop only calls
+// fromClient and retransmittedConclusion, which never block.
+type session struct {
+	srv     *Server
+	key     sessKey // caller address and caller socket id
+	peerKey sessKey // caller address and origin socket id; set by Server.establish
+	info    stream.SRTRequestInfo
+	log     *slog.Logger
+	out     packetConn // the listener socket, to reach the caller
+	// conclusion is the caller's first conclusion request, forwarded to the
+	// origin with the origin's cookie patched in.
+	conclusion []byte
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	lastSeen atomic.Int64           // unix nanoseconds of the last packet either way
+	reply    atomic.Pointer[[]byte] // the answer given to the caller (origin's conclusion response or a rejection)
+
+	// up is set once by run before the session is established, and read
+	// by the listener loop only after (Server.establish orders the two).
+	up        *net.UDPConn
+	upMu      sync.Mutex
+	closed    bool
+	closeOnce sync.Once
+
+	// origin and originAddr are used by run's goroutine only.
+	origin     string
+	originAddr netip.AddrPort
+}
+
+func newSession(s *Server, key sessKey, info stream.SRTRequestInfo, conclusion []byte) *session {
+	ss := &session{
+		srv:        s,
+		key:        key,
+		info:       info,
+		out:        s.conn,
+		conclusion: append([]byte(nil), conclusion...),
+		log:        s.log.With("stream", info.Key.String(), "peer", key.addr, "mode", string(info.Mode)),
+	}
+	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	ss.lastSeen.Store(s.now().UnixNano())
+	return ss
+}
+
+// fromClient relays one caller packet to the origin. Called by the
+// listener loop for established sessions only; it does not allocate.
+func (ss *session) fromClient(b []byte) {
+	ss.lastSeen.Store(ss.srv.now().UnixNano())
+	if _, err := ss.up.Write(b); err == nil {
+		ss.srv.stats.pktToOrigin.Add(1)
+		ss.srv.stats.bytesToOrigin.Add(uint64(len(b)))
+	}
+	if isControl(b, packet.CTRLTYPE_SHUTDOWN) {
+		ss.close("caller shutdown")
+	}
+}
+
+// retransmittedConclusion answers a conclusion the caller sent again: with
+// the cached answer once there is one, and not at all while the origin
+// handshake is still running (the session resends to the origin itself).
+func (ss *session) retransmittedConclusion() {
+	if r := ss.reply.Load(); r != nil && ss.out != nil {
+		ss.out.WriteToUDPAddrPort(*r, ss.key.addr)
+	}
+}
+
+// close ends the session; run notices and cleans up. It never blocks and
+// takes no server lock.
+func (ss *session) close(reason string) {
+	ss.closeOnce.Do(func() {
+		ss.log.Debug("srt session closing", "reason", reason)
+		ss.cancel()
+		ss.upMu.Lock()
+		ss.closed = true
+		if ss.up != nil {
+			ss.up.Close()
+		}
+		ss.upMu.Unlock()
+	})
+}
+
+func (ss *session) setUp(up *net.UDPConn) bool {
+	ss.upMu.Lock()
+	defer ss.upMu.Unlock()
+	if ss.closed {
+		return false
+	}
+	ss.up = up
+	return true
+}
+
+// run is the session's goroutine.
+func (ss *session) run() {
+	defer ss.srv.wg.Done()
+	defer ss.srv.remove(ss)
+	defer ss.close("done")
+
+	buf := make([]byte, maxPacket)
+	resp, err := ss.handshake(buf)
+	if err != nil {
+		code, reason := uint32(rejxGatewayTO), RejectOriginTimeout
+		var route routeError
+		switch {
+		case ss.ctx.Err() != nil:
+			code, reason = rejClose, RejectClosing
+		case errors.As(err, &route):
+			code, reason = rejxUnavail, RejectNoOrigin
+		case errors.Is(err, ErrOriginRefused), errors.Is(err, ErrBadOrigin):
+			code, reason = rejxGateway, RejectOriginRefused
+		}
+		ss.reject(appendRejection(nil, ss.conclusion, ss.srv.listenerID, code), reason, err)
+		return
+	}
+	hs, _ := parseHandshake(resp) // validated by handshake
+	if _, rejected := rejectionReason(hs.Type); rejected {
+		ss.reject(append([]byte(nil), resp...), RejectOriginRejects, fmt.Errorf("origin rejected: %s", hs.Type))
+		return
+	}
+	if !ss.srv.establish(ss, hs.SocketID) {
+		return
+	}
+	cached := append([]byte(nil), resp...)
+	ss.reply.Store(&cached)
+	ss.send(cached)
+	ss.log.Info("srt session established", "origin", ss.origin, "origin_addr", ss.originAddr,
+		"origin_socket", hs.SocketID, "encrypted", hs.HasKM)
+	if t := ss.srv.cfg.Sessions; t != nil {
+		if end := t.Track(ss.info.Key, "srt"); end != nil {
+			defer end()
+		}
+	}
+	ss.relay(buf)
+}
+
+// routeError marks a Router failure.
+type routeError struct{ err error }
+
+func (e routeError) Error() string { return "route: " + e.err.Error() }
+func (e routeError) Unwrap() error { return e.err }
+
+// handshake routes the stream and performs the caller-listener handshake
+// with the origin on the caller's behalf, all within HandshakeTimeout. It
+// returns the origin's answer to the caller's conclusion: a conclusion
+// response or a rejection, both addressed to the caller's socket id.
+func (ss *session) handshake(buf []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.HandshakeTimeout)
+	defer cancel()
+	origin, err := ss.srv.cfg.Router.Route(ctx, ss.info.Key)
+	if err != nil {
+		return nil, routeError{err}
+	}
+	addr, err := resolveUDP(ctx, origin.SRT)
+	if err != nil {
+		return nil, err
+	}
+	ss.origin, ss.originAddr = origin.ID, addr
+	up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOriginRefused, err)
+	}
+	if !ss.setUp(up) {
+		up.Close()
+		return nil, context.Canceled
+	}
+	deadline, _ := ctx.Deadline()
+
+	induction := appendInductionRequest(make([]byte, 0, hsMinLen), ss.conclusion, addr.Addr())
+	resp, hs, err := ss.exchange(induction, buf, deadline, func(hs handshake) bool {
+		return hs.Type == packet.HSTYPE_INDUCTION
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, rejected := rejectionReason(hs.Type); rejected {
+		return resp, nil
+	}
+	conclusion := append([]byte(nil), ss.conclusion...)
+	setCookie(conclusion, hs.Cookie)
+	resp, _, err = ss.exchange(conclusion, buf, deadline, func(hs handshake) bool {
+		return hs.Type == packet.HSTYPE_CONCLUSION
+	})
+	return resp, err
+}
+
+// exchange sends req to the origin every handshakeResend until a handshake
+// addressed to the caller's socket arrives for which want is true (or that
+// is a rejection), or deadline passes.
+func (ss *session) exchange(req, buf []byte, deadline time.Time, want func(handshake) bool) ([]byte, handshake, error) {
+	for {
+		if ss.ctx.Err() != nil {
+			return nil, handshake{}, ss.ctx.Err()
+		}
+		if _, err := ss.up.Write(req); err != nil && !isRefused(err) {
+			return nil, handshake{}, fmt.Errorf("%w: %v", ErrOriginRefused, err)
+		}
+		resend := time.Now().Add(handshakeResend)
+		for {
+			ss.up.SetReadDeadline(earliest(resend, deadline))
+			n, err := ss.up.Read(buf)
+			if err != nil {
+				var ne net.Error
+				switch {
+				case ss.ctx.Err() != nil:
+					return nil, handshake{}, ss.ctx.Err()
+				case errors.As(err, &ne) && ne.Timeout():
+				case isRefused(err):
+					return nil, handshake{}, fmt.Errorf("%w: %v", ErrOriginRefused, err)
+				default:
+					return nil, handshake{}, err
+				}
+				if !time.Now().Before(deadline) {
+					return nil, handshake{}, ErrOriginTimeout
+				}
+				break // resend
+			}
+			hs, err := parseHandshake(buf[:n])
+			if err != nil || (hs.DestID != ss.key.id && hs.DestID != 0) {
+				continue // stray packet: keep waiting
+			}
+			if _, rejected := rejectionReason(hs.Type); rejected || want(hs) {
+				ss.up.SetReadDeadline(time.Time{})
+				return buf[:n], hs, nil
+			}
+		}
+	}
+}
+
+// relay copies origin packets to the caller until the session closes or
+// the origin shuts it down. One buffer, no allocation per packet.
+func (ss *session) relay(buf []byte) {
+	for {
+		n, err := ss.up.Read(buf)
+		if err != nil {
+			if isRefused(err) && ss.ctx.Err() == nil {
+				continue // a late ICMP error; idle reclaim ends a dead origin
+			}
+			return
+		}
+		b := buf[:n]
+		ss.lastSeen.Store(ss.srv.now().UnixNano())
+		if ss.send(b) {
+			ss.srv.stats.pktToClient.Add(1)
+			ss.srv.stats.bytesToClient.Add(uint64(n))
+		}
+		if n >= headerLen && isControl(b, packet.CTRLTYPE_SHUTDOWN) {
+			ss.log.Debug("origin shut the session down")
+			return
+		}
+	}
+}
+
+// reject answers the caller with rej, keeps answering retransmits with it
+// for rejectLinger, and ends the session.
+func (ss *session) reject(rej []byte, reason string, err error) {
+	ss.srv.stats.reject(reason)
+	ss.log.Info("srt caller rejected", "reason", reason, "origin", ss.origin, "origin_addr", ss.originAddr, "err", err)
+	ss.reply.Store(&rej)
+	ss.send(rej)
+	t := time.NewTimer(rejectLinger)
+	defer t.Stop()
+	select {
+	case <-ss.ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (ss *session) send(b []byte) bool {
+	if ss.out == nil {
+		return false
+	}
+	_, err := ss.out.WriteToUDPAddrPort(b, ss.key.addr)
+	return err == nil
+}
+
+// resolveUDP turns an origin's "host:port" into an address, resolving names
+// within ctx.
+func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	if hostport == "" {
+		return netip.AddrPort{}, fmt.Errorf("%w: empty SRT endpoint", ErrBadOrigin)
+	}
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return ap, nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q: %v", ErrBadOrigin, hostport, err)
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q: %v", ErrBadOrigin, hostport, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q: %v", ErrBadOrigin, hostport, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)), nil
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
