@@ -413,3 +413,11 @@ func TestNoGoroutineLeak(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestEncryptedGossipForms(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	c := startCluster(t, 3, func(i int, cfg *mesh.Config) { cfg.GossipKey = key })
+	if l := c.Leader(); l < 0 {
+		t.Fatal("no leader with encrypted gossip")
+	}
+}
