@@ -33,8 +33,9 @@ type Config struct {
 	GossipAddr string
 	// RaftAddr is the Raft TCP transport bind "ip:port". Default "0.0.0.0:7947".
 	RaftAddr string
-	// AdvertiseAddr is the IP other nodes use to reach this node. Default: the
-	// bind IP when it is specific, else the first non-loopback interface IP.
+	// AdvertiseAddr is the IP other nodes use to reach this node (for both
+	// Raft and gossip). Default: the Raft (else gossip) bind IP when it is
+	// specific, else the first non-loopback interface IP, else 127.0.0.1.
 	AdvertiseAddr string
 	// APIAddr is the advertised "ip:port" of this node's system API. Followers
 	// forward writes to the leader's APIAddr, so a node without one can still
@@ -215,7 +216,8 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("%w: GossipKey must be 16, 24 or 32 bytes, not %d", ErrConfig, len(c.GossipKey))
 	}
-	if _, err := netip.ParseAddrPort(c.GossipAddr); err != nil {
+	gossipBind, err := netip.ParseAddrPort(c.GossipAddr)
+	if err != nil {
 		return c, fmt.Errorf("%w: GossipAddr %q: %v", ErrConfig, c.GossipAddr, err)
 	}
 	raftBind, err := netip.ParseAddrPort(c.RaftAddr)
@@ -223,7 +225,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrConfig, c.RaftAddr, err)
 	}
 	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = defaultAdvertise(raftBind.Addr())
+		bind := raftBind.Addr()
+		if bind.IsUnspecified() {
+			bind = gossipBind.Addr()
+		}
+		c.AdvertiseAddr = defaultAdvertise(bind)
 	}
 	if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
 		return c, fmt.Errorf("%w: AdvertiseAddr %q is not a specific IP", ErrConfig, c.AdvertiseAddr)

@@ -79,9 +79,11 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 	return o, nil
 }
 
-// Track records a live client session of proto on key at this node, so that
-// the key's assignment is reported as used (and not collected) while the
-// session lasts. The returned end func is idempotent.
+// Track records a live client session on key at this node (proto names the
+// client's protocol, e.g. "rtmp", for the caller's bookkeeping), so that the
+// key's assignment is reported as used every TouchInterval, and therefore not
+// garbage-collected, while the session lasts. The returned end func is
+// idempotent.
 func (n *Node) Track(key stream.Key, proto string) (end func()) {
 	ks := key.String()
 	n.act.begin(ks)
