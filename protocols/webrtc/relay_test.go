@@ -1,0 +1,282 @@
+package webrtc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestRelayForwardsBothWays(t *testing.T) {
+	checkGoroutines(t)
+	sessions := &fakeSessions{}
+	e := startRelay(t, nil, func(c *Config) { c.Sessions = sessions })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+
+	req := bindingRequest(t, "ans1:off1")
+	resp := exchange(t, client, e.addr, req)
+	if !isBindingSuccess(resp) || stunTxID(resp) != stunTxID(req) {
+		t.Fatalf("no binding success through the relay: %x", resp)
+	}
+	if up := e.origin.lastSender(); up == addrOf(client) || !up.IsValid() {
+		t.Fatalf("origin saw %v: the packet did not go through an upstream socket", up)
+	}
+	for i := range 10 {
+		p := rtpPacket(byte(i), "media")
+		if got := exchange(t, client, e.addr, p); !bytes.Equal(got, p) {
+			t.Fatalf("echo %d: %x", i, got)
+		}
+	}
+	st := e.srv.Stats()
+	if st.Sessions != 1 || st.ClientPackets != 11 || st.OriginPackets != 11 || st.Dropped() != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 1 {
+		t.Fatalf("tracked sessions: %d", n)
+	}
+	e.srv.Close()
+	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 0 {
+		t.Fatalf("tracked sessions after Close: %d", n)
+	}
+	if e.store.Len() != 1 {
+		t.Fatal("Close removed the session from the store; another node may relay it")
+	}
+}
+
+func TestRelayDropsBadPackets(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, nil)
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+
+	send := func(p []byte) {
+		t.Helper()
+		if _, err := client.WriteToUDPAddrPort(p, e.addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(truncated22)                                    // crashes SRS's proxy
+	send([]byte{0x00})                                   // one-byte "STUN"
+	send([]byte{0xff, 0xff})                             // not in any RFC 7983 range
+	send([]byte{0x40, 1, 2, 3})                          // TURN channel: not relayed
+	send(rtpPacket(1, "x"))                              // media before any STUN
+	send(bindingRequest(t, "nosuch:off1"))               // unknown session
+	send(append(bindingRequest(t, "ans1:off1"), 0)[:19]) // short header
+	want := Stats{DroppedMalformed: 4, DroppedNoSession: 1, DroppedUnknownUfrag: 1}
+	eventually(t, 2*time.Second, func() error {
+		st := e.srv.Stats()
+		if st.DroppedMalformed != want.DroppedMalformed+1 || st.DroppedNoSession != want.DroppedNoSession ||
+			st.DroppedUnknownUfrag != want.DroppedUnknownUfrag {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
+	// The relay still works.
+	if resp := exchange(t, client, e.addr, bindingRequest(t, "ans1:off1")); !isBindingSuccess(resp) {
+		t.Fatalf("relay broken after bad packets: %x", resp)
+	}
+	if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// A NAT rebinding: the client's port changes mid-session. The next Binding
+// request from the new port moves the session there; the origin sees no
+// change (same upstream socket).
+func TestRelayNATRebinding(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, nil)
+	e.addSession(t, "ans1:off1")
+	a, b := udpListen(t), udpListen(t)
+
+	exchange(t, a, e.addr, bindingRequest(t, "ans1:off1"))
+	up := e.origin.lastSender()
+	exchange(t, a, e.addr, rtpPacket(1, "from a"))
+
+	// Media from the new port alone is not trusted.
+	if _, err := b.WriteToUDPAddrPort(rtpPacket(2, "b before stun"), e.addr); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, func() error {
+		if e.srv.Stats().DroppedNoSession != 1 {
+			return fmt.Errorf("stats: %+v", e.srv.Stats())
+		}
+		return nil
+	})
+	if resp := exchange(t, b, e.addr, bindingRequest(t, "ans1:off1")); !isBindingSuccess(resp) {
+		t.Fatalf("binding from new port: %x", resp)
+	}
+	if got := e.origin.lastSender(); got != up {
+		t.Fatalf("origin saw a new address %v (was %v)", got, up)
+	}
+	// Packets the origin sends on its own now reach the new port.
+	p := rtpPacket(3, "to b")
+	if _, err := e.origin.conn.WriteToUDPAddrPort(p, up); err != nil {
+		t.Fatal(err)
+	}
+	if got := readOne(t, b); !bytes.Equal(got, p) {
+		t.Fatalf("b got %x", got)
+	}
+	if st := e.srv.Stats(); st.Sessions != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// Binding responses go back to the address whose request they answer, even
+// when requests from two client candidates interleave.
+func TestRelayRoutesSTUNResponsesByTransaction(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, nil)
+	e.addSession(t, "ans1:off1")
+	a, b := udpListen(t), udpListen(t)
+	ra, rb := bindingRequest(t, "ans1:off1"), bindingRequest(t, "ans1:off1")
+	// Send both requests before reading either response.
+	a.WriteToUDPAddrPort(ra, e.addr)
+	eventually(t, time.Second, func() error {
+		if e.srv.Stats().OriginPackets != 1 {
+			return fmt.Errorf("no response relayed yet")
+		}
+		return nil
+	})
+	b.WriteToUDPAddrPort(rb, e.addr)
+	if got := readOne(t, a); stunTxID(got) != stunTxID(ra) {
+		t.Fatal("a got the wrong response")
+	}
+	if got := readOne(t, b); stunTxID(got) != stunTxID(rb) {
+		t.Fatal("b got the wrong response")
+	}
+}
+
+func TestRelayReclaimsIdleSessions(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	eventually(t, 3*time.Second, func() error {
+		if st := e.srv.Stats(); st.Sessions != 0 || e.store.Len() != 0 {
+			return fmt.Errorf("sessions %d, stored %d", st.Sessions, e.store.Len())
+		}
+		return nil
+	})
+	// Media on the reclaimed flow is dropped.
+	client.WriteToUDPAddrPort(rtpPacket(1, "late"), e.addr)
+	eventually(t, time.Second, func() error {
+		if e.srv.Stats().DroppedNoSession != 1 {
+			return fmt.Errorf("stats: %+v", e.srv.Stats())
+		}
+		return nil
+	})
+}
+
+// A DELETE handled by another node removes the session from the shared
+// store; the node relaying it notices and reclaims its socket.
+func TestRelayReclaimsSessionsDeletedElsewhere(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, func(c *Config) { c.SweepInterval = 10 * time.Millisecond })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	if e.srv.Stats().Sessions != 1 {
+		t.Fatal("no session")
+	}
+	e.store.DeleteRTCSession(context.Background(), "ans1:off1")
+	eventually(t, 2*time.Second, func() error {
+		if n := e.srv.Stats().Sessions; n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+}
+
+func TestRelaySessionTableIsBounded(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, func(c *Config) { c.MaxSessions = 1 })
+	e.addSession(t, "ans1:off1")
+	e.addSession(t, "ans2:off2")
+	a, b := udpListen(t), udpListen(t)
+	exchange(t, a, e.addr, bindingRequest(t, "ans1:off1"))
+	b.WriteToUDPAddrPort(bindingRequest(t, "ans2:off2"), e.addr)
+	eventually(t, time.Second, func() error {
+		if st := e.srv.Stats(); st.DroppedTableFull != 1 || st.Sessions != 1 {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
+}
+
+// The per-packet path allocates nothing once a session is established.
+func TestHandlePacketAllocs(t *testing.T) {
+	e := startRelay(t, nil, nil)
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	from := addrOf(client)
+	rtp := rtpPacket(1, "media payload")
+	req := bindingRequest(t, "ans1:off1")
+	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(rtp, from) }); n != 0 {
+		t.Errorf("RTP: %v allocs per packet", n)
+	}
+	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(req, from) }); n != 0 {
+		t.Errorf("STUN on an established flow: %v allocs per packet", n)
+	}
+	bad := truncated22
+	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(bad, from) }); n != 0 {
+		t.Errorf("malformed: %v allocs per packet", n)
+	}
+}
+
+func FuzzHandlePacket(f *testing.F) {
+	f.Add(bindingRequest(f, "ans1:off1"), uint16(1))
+	f.Add(truncated22, uint16(1))
+	f.Add(rtpPacket(1, "x"), uint16(1))
+	f.Add([]byte{22, 254, 253, 0, 0}, uint16(2)) // DTLS record header
+	f.Add([]byte{}, uint16(3))
+	e := startRelay(f, nil, nil)
+	e.addSession(f, "ans1:off1")
+	f.Fuzz(func(t *testing.T, p []byte, port uint16) {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port|1)
+		e.srv.handlePacket(p, from)
+		if n := e.srv.Stats().Sessions; n > 1 {
+			t.Fatalf("%d sessions from one stored session", n)
+		}
+	})
+}
+
+// BenchmarkRelay measures one packet round trip client -> origin -> client,
+// directly and through an established relay session, in the same run.
+func BenchmarkRelay(b *testing.B) {
+	payload := rtpPacket(1, string(make([]byte, 1000)))
+	run := func(b *testing.B, client *net.UDPConn, to netip.AddrPort) {
+		buf := make([]byte, 2048)
+		client.SetReadDeadline(time.Time{})
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			if _, err := client.WriteToUDPAddrPort(payload, to); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := client.Read(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "roundtrips/s")
+	}
+	b.Run("direct", func(b *testing.B) {
+		o := startFakeOrigin(b)
+		run(b, udpListen(b), addrOf(o.conn))
+	})
+	b.Run("relay", func(b *testing.B) {
+		e := startRelay(b, nil, nil)
+		e.addSession(b, "ans1:off1")
+		client := udpListen(b)
+		exchange(b, client, e.addr, bindingRequest(b, "ans1:off1"))
+		run(b, client, e.addr)
+	})
+}
