@@ -196,6 +196,7 @@ func New(cfg Config) (*Server, error) {
 type packetConn interface {
 	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	SetReadDeadline(t time.Time) error
 	Close() error
 }
 
@@ -219,6 +220,8 @@ func (g genericConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 func (g genericConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	return g.pc.WriteTo(b, net.UDPAddrFromAddrPort(addr))
 }
+
+func (g genericConn) SetReadDeadline(t time.Time) error { return g.pc.SetReadDeadline(t) }
 
 func (g genericConn) Close() error { return g.pc.Close() }
 
@@ -253,14 +256,16 @@ func (s *Server) Serve(pc net.PacketConn) error {
 
 	err := s.readLoop(c)
 
+	// Sessions say goodbye through the listener socket, so it is closed
+	// last.
 	s.mu.Lock()
 	closing := s.closed
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
-	c.Close()
 	s.closeAll()
 	s.wg.Wait()
+	c.Close()
 	if closing {
 		return nil
 	}
@@ -274,6 +279,9 @@ func (s *Server) readLoop(c packetConn) error {
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrServerClosed
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
@@ -460,7 +468,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	if serving {
 		if !wasClosed {
-			c.Close()
+			// Unblock the listener loop; Serve closes the socket once
+			// every session is gone.
+			c.SetReadDeadline(time.Unix(1, 0))
 		}
 		<-s.serveDone
 		return nil

@@ -2,6 +2,7 @@ package srt
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,8 +104,9 @@ func (ss *session) retransmittedConclusion() {
 	}
 }
 
-// close ends the session; run notices and cleans up. It never blocks and
-// takes no server lock.
+// close ends the session: it cancels the session's context and unblocks
+// its upstream read; run notices, says goodbye if it must, and closes the
+// upstream socket. close never blocks and takes no server lock.
 func (ss *session) close(reason string) {
 	ss.closeOnce.Do(func() {
 		ss.log.Debug("srt session closing", "reason", reason)
@@ -112,10 +114,18 @@ func (ss *session) close(reason string) {
 		ss.upMu.Lock()
 		ss.closed = true
 		if ss.up != nil {
-			ss.up.Close()
+			ss.up.SetReadDeadline(time.Unix(1, 0))
 		}
 		ss.upMu.Unlock()
 	})
+}
+
+func (ss *session) closeUp() {
+	ss.upMu.Lock()
+	defer ss.upMu.Unlock()
+	if ss.up != nil {
+		ss.up.Close()
+	}
 }
 
 func (ss *session) setUp(up *net.UDPConn) bool {
@@ -132,6 +142,7 @@ func (ss *session) setUp(up *net.UDPConn) bool {
 func (ss *session) run() {
 	defer ss.srv.wg.Done()
 	defer ss.srv.remove(ss)
+	defer ss.closeUp()
 	defer ss.close("done")
 
 	buf := make([]byte, maxPacket)
@@ -169,6 +180,20 @@ func (ss *session) run() {
 		}
 	}
 	ss.relay(buf)
+	if ss.srv.ctx.Err() != nil {
+		// The server is going away: tell both ends now rather than let
+		// them time out.
+		ss.send(shutdownPacket(ss.key.id))
+		ss.up.Write(shutdownPacket(hs.SocketID))
+	}
+}
+
+// shutdownPacket is an SRT SHUTDOWN control packet for socket dest.
+func shutdownPacket(dest uint32) []byte {
+	b := make([]byte, headerLen+4)
+	binary.BigEndian.PutUint16(b[0:], 0x8000|uint16(packet.CTRLTYPE_SHUTDOWN))
+	binary.BigEndian.PutUint32(b[offDestID:], dest)
+	return b
 }
 
 // routeError marks a Router failure.

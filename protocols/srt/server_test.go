@@ -1,0 +1,562 @@
+package srt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/datarhei/gosrt/packet"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/harness"
+)
+
+const (
+	fakeOriginCookie = 0x0c0ffee0
+	fakeOriginSocket = 0x0a0b0c0d
+)
+
+// fakeOrigin is an SRT listener that speaks just enough of the handshake:
+// it answers inductions with its cookie, conclusions with a conclusion
+// response (or a rejection), and records everything else.
+type fakeOrigin struct {
+	pc     *net.UDPConn
+	silent bool   // never answer
+	reject uint32 // if non-zero, reject conclusions with this reason
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	conclusions [][]byte
+	data        [][]byte
+	proxy       netip.AddrPort // where the last conclusion came from
+	received    atomic.Int64
+}
+
+func newFakeOrigin(t testing.TB, silent bool, reject uint32) *fakeOrigin {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &fakeOrigin{pc: pc, silent: silent, reject: reject}
+	o.wg.Add(1)
+	go o.serve()
+	t.Cleanup(func() { pc.Close(); o.wg.Wait() })
+	return o
+}
+
+func (o *fakeOrigin) addr() string { return o.pc.LocalAddr().String() }
+
+func (o *fakeOrigin) serve() {
+	defer o.wg.Done()
+	buf := make([]byte, maxPacket)
+	for {
+		n, from, err := o.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		o.received.Add(1)
+		b := buf[:n]
+		if o.silent {
+			continue
+		}
+		hs, err := parseHandshake(b)
+		if err != nil {
+			o.mu.Lock()
+			o.data = append(o.data, append([]byte(nil), b...))
+			o.mu.Unlock()
+			continue
+		}
+		switch hs.Type {
+		case packet.HSTYPE_INDUCTION:
+			o.pc.WriteToUDPAddrPort(appendInductionResponse(nil, b, fakeOriginSocket, fakeOriginCookie, from), from)
+		case packet.HSTYPE_CONCLUSION:
+			if hs.Cookie != fakeOriginCookie {
+				continue
+			}
+			o.mu.Lock()
+			o.conclusions = append(o.conclusions, append([]byte(nil), b...))
+			o.proxy = from
+			o.mu.Unlock()
+			if o.reject != 0 {
+				o.pc.WriteToUDPAddrPort(appendRejection(nil, b, fakeOriginSocket, o.reject), from)
+				continue
+			}
+			resp := append([]byte(nil), b...)
+			binary.BigEndian.PutUint32(resp[offDestID:], hs.SocketID)
+			binary.BigEndian.PutUint32(resp[offSockID:], fakeOriginSocket)
+			o.pc.WriteToUDPAddrPort(resp, from)
+		}
+	}
+}
+
+func (o *fakeOrigin) snapshot() (conclusions, data [][]byte, proxy netip.AddrPort) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([][]byte(nil), o.conclusions...), append([][]byte(nil), o.data...), o.proxy
+}
+
+// caller is a hand-driven SRT caller.
+type caller struct {
+	t   testing.TB
+	c   *net.UDPConn
+	sid uint32
+	buf []byte
+}
+
+func newCaller(t testing.TB, proxy netip.AddrPort, socketID uint32) *caller {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &caller{t: t, c: c, sid: socketID, buf: make([]byte, maxPacket)}
+}
+
+func (c *caller) send(b []byte) {
+	if _, err := c.c.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// read returns the next packet, or nil after d.
+func (c *caller) read(d time.Duration) []byte {
+	c.c.SetReadDeadline(time.Now().Add(d))
+	n, err := c.c.Read(c.buf)
+	if err != nil {
+		return nil
+	}
+	return append([]byte(nil), c.buf[:n]...)
+}
+
+// induct performs the induction phase and returns the proxy's cookie.
+func (c *caller) induct() uint32 {
+	c.t.Helper()
+	c.send(hsPacket(0, hsv4, packet.HSTYPE_INDUCTION, c.sid, 0))
+	b := c.read(2 * time.Second)
+	hs, err := parseHandshake(b)
+	if err != nil || hs.Type != packet.HSTYPE_INDUCTION || hs.ExtField != srtMagic || hs.Version != 5 || hs.DestID != c.sid {
+		c.t.Fatalf("induction response %+v %v", hs, err)
+	}
+	return hs.Cookie
+}
+
+func (c *caller) conclusion(cookie uint32, exts ...ext) []byte {
+	return hsPacket(0, hsv5, packet.HSTYPE_CONCLUSION, c.sid, cookie, exts...)
+}
+
+// dataPacket is an SRT data packet for the given destination socket.
+func dataPacket(dest, seq uint32, payload int) []byte {
+	b := make([]byte, headerLen+payload)
+	binary.BigEndian.PutUint32(b[0:], seq&0x7fffffff)
+	binary.BigEndian.PutUint32(b[4:], 0xc0000001)
+	binary.BigEndian.PutUint32(b[offDestID:], dest)
+	for i := headerLen; i < len(b); i++ {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func kmreqExt() ext {
+	// The KMREQ body from the FFmpeg capture.
+	return ext{packet.EXTTYPE_KMREQ, ffConclusionKM[len(ffConclusionKM)-56:], -1}
+}
+
+func TestRelayEndToEnd(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	var routes atomic.Int32
+	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+		routes.Add(1)
+		if key.String() != "__defaultVhost__/live/cam" {
+			t.Errorf("key %s", key)
+		}
+		return stream.Origin{ID: "o1", SRT: origin.addr()}, nil
+	})
+	sessions := &fakeSessions{}
+	srv, proxy := startServer(t, Config{Router: router, Sessions: sessions})
+	c := newCaller(t, proxy, 0x11111111)
+
+	cookie := c.induct()
+	if again := c.induct(); again != cookie {
+		t.Fatalf("retransmitted induction got cookie %#x, then %#x", cookie, again)
+	}
+	concl := c.conclusion(cookie, hsreqExt(), kmreqExt(), sidExt("#!::r=live/cam,m=publish,secret=abc"))
+	c.send(concl)
+	resp := c.read(3 * time.Second)
+	hs, err := parseHandshake(resp)
+	if err != nil || hs.Type != packet.HSTYPE_CONCLUSION || hs.SocketID != fakeOriginSocket || hs.DestID != c.sid {
+		t.Fatalf("conclusion response %+v %v", hs, err)
+	}
+
+	// The origin saw the caller's conclusion byte for byte, but for the cookie.
+	got, _, _ := origin.snapshot()
+	if len(got) != 1 {
+		t.Fatalf("origin got %d conclusions", len(got))
+	}
+	want := append([]byte(nil), concl...)
+	setCookie(want, fakeOriginCookie)
+	if !bytes.Equal(got[0], want) {
+		t.Fatalf("origin got a different conclusion:\n got %x\nwant %x", got[0], want)
+	}
+
+	// A retransmitted conclusion gets the cached answer and is not routed again.
+	c.send(concl)
+	if again := c.read(2 * time.Second); !bytes.Equal(again, resp) {
+		t.Fatalf("retransmitted conclusion answered with %x", again)
+	}
+	if n := routes.Load(); n != 1 {
+		t.Errorf("routed %d times", n)
+	}
+
+	// Data both ways, verbatim.
+	up := dataPacket(fakeOriginSocket, 1, 1316)
+	c.send(up)
+	harness.WaitFor(t, 2*time.Second, "data at origin", func() bool {
+		_, data, _ := origin.snapshot()
+		return len(data) == 1 && bytes.Equal(data[0], up)
+	})
+	_, _, proxyLeg := origin.snapshot()
+	down := dataPacket(c.sid, 7, 100)
+	origin.pc.WriteToUDPAddrPort(down, proxyLeg)
+	if b := c.read(2 * time.Second); !bytes.Equal(b, down) {
+		t.Fatalf("caller got %x", b)
+	}
+	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "cam"}
+	if a, _ := sessions.count(key); a != 1 {
+		t.Errorf("tracked %d sessions", a)
+	}
+	st := srv.Stats()
+	if st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
+		t.Errorf("stats %+v", st)
+	}
+
+	// SHUTDOWN from the caller is relayed and reclaims the session.
+	c.send(shutdownPacket(fakeOriginSocket))
+	harness.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+	if a, total := sessions.count(key); a != 0 || total != 1 {
+		t.Errorf("sessions active %d total %d", a, total)
+	}
+	// Packets for the gone session are counted and dropped.
+	c.send(dataPacket(fakeOriginSocket, 2, 10))
+	harness.WaitFor(t, 2*time.Second, "no-session drop counted", func() bool { return srv.Stats().NoSession == 1 })
+}
+
+func TestOriginShutdownReclaimsSession(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
+	c := newCaller(t, proxy, 0x2222)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if c.read(3*time.Second) == nil {
+		t.Fatal("no conclusion response")
+	}
+	_, _, leg := origin.snapshot()
+	origin.pc.WriteToUDPAddrPort(shutdownPacket(c.sid), leg)
+	if b := c.read(2 * time.Second); b == nil || !isControl(b, packet.CTRLTYPE_SHUTDOWN) {
+		t.Fatalf("caller got %x, want SHUTDOWN", b)
+	}
+	harness.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+}
+
+func TestIdleSessionReclaimed(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr()), IdleTimeout: 300 * time.Millisecond})
+	c := newCaller(t, proxy, 0x3333)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if c.read(3*time.Second) == nil {
+		t.Fatal("no conclusion response")
+	}
+	if srv.Stats().Established != 1 {
+		t.Fatalf("stats %+v", srv.Stats())
+	}
+	harness.WaitFor(t, 3*time.Second, "idle session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+}
+
+// rejection reads the caller's next packet and returns its rejection
+// reason.
+func (c *caller) rejection(d time.Duration) uint32 {
+	c.t.Helper()
+	b := c.read(d)
+	hs, err := parseHandshake(b)
+	if err != nil {
+		c.t.Fatalf("no rejection: %x %v", b, err)
+	}
+	r, ok := rejectionReason(hs.Type)
+	if !ok || hs.DestID != c.sid {
+		c.t.Fatalf("not a rejection for us: %+v", hs)
+	}
+	return r
+}
+
+func TestRouterErrorRejectsImmediately(t *testing.T) {
+	checkGoroutines(t)
+	router := routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
+		return stream.Origin{}, stream.ErrNoOrigin
+	})
+	srv, proxy := startServer(t, Config{Router: router})
+	c := newCaller(t, proxy, 0x4444)
+	start := time.Now()
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if r := c.rejection(time.Second); r != rejxUnavail {
+		t.Errorf("reason %d", r)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("rejected after %v", d)
+	}
+	if srv.Stats().Rejects[RejectNoOrigin] != 1 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+}
+
+func TestBadStreamIDRejected(t *testing.T) {
+	checkGoroutines(t)
+	srv, proxy := startServer(t, Config{Router: staticRouter("127.0.0.1:1")})
+	for i, sid := range []string{"#!::r=live/a b,m=publish", "#!::r=live/s,m=bogus", "#!::r=../x"} {
+		c := newCaller(t, proxy, uint32(0x5000+i))
+		c.send(c.conclusion(c.induct(), sidExt(sid)))
+		if r := c.rejection(time.Second); r != rejxBadReq {
+			t.Errorf("%q: reason %d", sid, r)
+		}
+	}
+	if got := srv.Stats().Rejects[RejectBadStreamID]; got != 3 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+}
+
+func TestOriginRejectionRelayed(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 10) // SRT_REJ_BADSECRET
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
+	c := newCaller(t, proxy, 0x6666)
+	cookie := c.induct()
+	c.send(c.conclusion(cookie, sidExt("live/x")))
+	if r := c.rejection(2 * time.Second); r != 10 {
+		t.Errorf("reason %d", r)
+	}
+	// A retransmitted conclusion gets the same rejection, not a new route.
+	c.send(c.conclusion(cookie, sidExt("live/x")))
+	if r := c.rejection(time.Second); r != 10 {
+		t.Errorf("retransmit: reason %d", r)
+	}
+	if got, _, _ := origin.snapshot(); len(got) != 1 {
+		t.Errorf("origin got %d conclusions", len(got))
+	}
+	if srv.Stats().Rejects[RejectOriginRejects] != 1 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+}
+
+// An origin that swallows packets (no ICMP) is given HandshakeTimeout; the
+// listener keeps serving other callers meanwhile.
+func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
+	checkGoroutines(t)
+	silent := newFakeOrigin(t, true, 0)
+	healthy := newFakeOrigin(t, false, 0)
+	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+		if key.Stream == "silent" {
+			return stream.Origin{SRT: silent.addr()}, nil
+		}
+		return stream.Origin{SRT: healthy.addr()}, nil
+	})
+	const timeout = 600 * time.Millisecond
+	srv, proxy := startServer(t, Config{Router: router, HandshakeTimeout: timeout})
+
+	stuck := newCaller(t, proxy, 0x7001)
+	start := time.Now()
+	stuck.send(stuck.conclusion(stuck.induct(), sidExt("live/silent")))
+	harness.WaitFor(t, time.Second, "silent origin tried", func() bool { return silent.received.Load() > 0 })
+
+	ok := newCaller(t, proxy, 0x7002)
+	ok.send(ok.conclusion(ok.induct(), sidExt("live/ok")))
+	if b := ok.read(time.Second); b == nil {
+		t.Fatal("healthy caller blocked behind the silent origin")
+	}
+	if time.Since(start) >= timeout {
+		t.Errorf("healthy caller answered only after %v", time.Since(start))
+	}
+
+	if r := stuck.rejection(3 * timeout); r != rejxGatewayTO {
+		t.Errorf("reason %d", r)
+	}
+	took := time.Since(start)
+	t.Logf("silent origin: rejected after %v (HandshakeTimeout %v); origin saw %d retransmits", took.Round(time.Millisecond), timeout, silent.received.Load())
+	if took < timeout || took > 2*timeout {
+		t.Errorf("rejected after %v, want about %v", took, timeout)
+	}
+	if silent.received.Load() < 2 {
+		t.Errorf("induction was not retransmitted to the origin")
+	}
+	if srv.Stats().Rejects[RejectOriginTimeout] != 1 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+}
+
+func TestConclusionRetransmittedWhileRoutingIsNotRerouted(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	release := make(chan struct{})
+	var routes atomic.Int32
+	router := routerFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
+		routes.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return stream.Origin{}, ctx.Err()
+		}
+		return stream.Origin{SRT: origin.addr()}, nil
+	})
+	_, proxy := startServer(t, Config{Router: router})
+	c := newCaller(t, proxy, 0x8888)
+	concl := c.conclusion(c.induct(), sidExt("live/x"))
+	for range 3 {
+		c.send(concl)
+		if b := c.read(100 * time.Millisecond); b != nil {
+			t.Fatalf("answered before routing finished: %x", b)
+		}
+	}
+	close(release)
+	if b := c.read(2 * time.Second); b == nil {
+		t.Fatal("no conclusion response")
+	}
+	if n := routes.Load(); n != 1 {
+		t.Errorf("routed %d times", n)
+	}
+}
+
+func TestSessionTableBounded(t *testing.T) {
+	checkGoroutines(t)
+	release := make(chan struct{})
+	router := routerFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return stream.Origin{}, errors.New("released")
+	})
+	srv, proxy := startServer(t, Config{Router: router, MaxSessions: 2})
+	defer close(release)
+	for i := range 2 {
+		c := newCaller(t, proxy, uint32(0x9000+i))
+		c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	}
+	harness.WaitFor(t, time.Second, "two sessions", func() bool { return srv.Stats().Sessions == 2 })
+	c := newCaller(t, proxy, 0x9100)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if r := c.rejection(time.Second); r != rejResource {
+		t.Errorf("reason %d", r)
+	}
+	if srv.Stats().Sessions != 2 || srv.Stats().Rejects[RejectTableFull] != 1 {
+		t.Errorf("stats %+v", srv.Stats())
+	}
+}
+
+func TestConclusionChecks(t *testing.T) {
+	checkGoroutines(t)
+	srv, proxy := startServer(t, Config{Router: staticRouter("127.0.0.1:1")})
+
+	// A forged or stale cookie is dropped without an answer.
+	c := newCaller(t, proxy, 0xa001)
+	cookie := c.induct()
+	c.send(c.conclusion(cookie+1, sidExt("live/x")))
+	if b := c.read(200 * time.Millisecond); b != nil {
+		t.Errorf("bad cookie answered: %x", b)
+	}
+	if srv.Stats().Rejects[RejectBadCookie] != 1 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+
+	// An HSv4 conclusion is refused with SRT_REJ_VERSION.
+	c.send(hsPacket(0, hsv4, packet.HSTYPE_CONCLUSION, c.sid, cookie))
+	if r := c.rejection(time.Second); r != rejVersion {
+		t.Errorf("reason %d", r)
+	}
+
+	// Malformed packets are counted and dropped.
+	for _, b := range [][]byte{{1}, make([]byte, 15), append([]byte{0x80, 0, 0, 0}, make([]byte, 30)...),
+		hsPacket(0, hsv5, packet.HSTYPE_CONCLUSION, 1, cookie, ext{packet.EXTTYPE_SID, []byte("ab"), 1})} {
+		c.send(b)
+	}
+	harness.WaitFor(t, time.Second, "malformed counted", func() bool { return srv.Stats().Malformed == 4 })
+}
+
+// Refused origins (nothing listening; the kernel answers with ICMP) are
+// reported at once, not after HandshakeTimeout.
+func TestRefusedOriginRejectedFast(t *testing.T) {
+	checkGoroutines(t)
+	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(harness.FreeUDPPort(t)))
+	srv, proxy := startServer(t, Config{Router: staticRouter(dead.String()), HandshakeTimeout: 5 * time.Second})
+	c := newCaller(t, proxy, 0xb001)
+	start := time.Now()
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if r := c.rejection(6 * time.Second); r != rejxGateway {
+		t.Errorf("reason %d", r)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refused origin reported after %v", d)
+	}
+	if srv.Stats().Rejects[RejectOriginRefused] != 1 {
+		t.Errorf("rejects %+v", srv.Stats().Rejects)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	checkGoroutines(t)
+	if _, err := New(Config{}); !errors.Is(err, ErrNoRouter) {
+		t.Fatalf("New without router: %v", err)
+	}
+	s, err := New(Config{Router: staticRouter("127.0.0.1:1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(pc); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+
+	// Close while sessions are handshaking: every goroutine is waited for.
+	origin := newFakeOrigin(t, true, 0)
+	s, proxy := startServer(t, Config{Router: staticRouter(origin.addr()), HandshakeTimeout: time.Minute})
+	c := newCaller(t, proxy, 0xc001)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	harness.WaitFor(t, time.Second, "handshaking", func() bool { return origin.received.Load() > 0 })
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if r := c.rejection(time.Second); r != rejClose {
+		t.Errorf("reason %d", r)
+	}
+}
+
+// The listener path for an established session does not allocate.
+func TestDispatchDoesNotAllocate(t *testing.T) {
+	origin := newFakeOrigin(t, false, 0)
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
+	c := newCaller(t, proxy, 0xd001)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if c.read(3*time.Second) == nil {
+		t.Fatal("no conclusion response")
+	}
+	from := c.c.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt := dataPacket(fakeOriginSocket, 1, 1316)
+	if n := testing.AllocsPerRun(1000, func() { srv.dispatch(pkt, from) }); n != 0 {
+		t.Errorf("%v allocations per packet", n)
+	}
+}
