@@ -1,6 +1,7 @@
 package webrtc
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -192,7 +193,7 @@ func startNodes(t *testing.T, store SessionStore, router Router) (n1, n2 *meshNo
 		t.Cleanup(func() {
 			n.http.Close()
 			srv.Close()
-			if err := <-served; err != nil {
+			if err := <-served; err != nil && !errors.Is(err, ErrClosed) {
 				t.Errorf("ServeUDP: %v", err)
 			}
 		})

@@ -207,7 +207,7 @@ func startRelay(t testing.TB, store *MemorySessionStore, mod func(*Config)) *rel
 	go func() { served <- srv.ServeUDP(pc) }()
 	t.Cleanup(func() {
 		srv.Close()
-		if err := <-served; err != nil {
+		if err := <-served; err != nil && !errors.Is(err, ErrClosed) {
 			t.Errorf("ServeUDP: %v", err)
 		}
 	})

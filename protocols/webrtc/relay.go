@@ -104,7 +104,7 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	if p[0] <= 3 {
 		user, h, err := STUNUsername(p)
 		switch {
-		case err == nil && h.isRequest():
+		case err == nil && h.Type == stunBindingRequest:
 			if !s.learn(user, h, from) {
 				return
 			}
@@ -132,7 +132,7 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	s.st.clientBytes.Add(uint64(len(p)))
 }
 
-// learn handles a STUN request with a USERNAME from a client: it maps from
+// learn handles a STUN Binding request with a USERNAME from a client: it maps from
 // to the session that username names (opening the session on its first
 // request) and records where the origin's response must go. It reports
 // whether the packet should be forwarded.

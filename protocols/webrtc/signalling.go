@@ -15,8 +15,9 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Signalling paths. The Handler expects the full path: mount it on
-// "/rtc/v1/" without stripping the prefix.
+// Signalling paths. Mount the Handler on "/rtc/v1/"; a request whose path
+// lost that prefix (http.StripPrefix) gets it back, so that the origin sees
+// the path the client used.
 const (
 	PathWHIP     = "/rtc/v1/whip/"
 	PathWHEP     = "/rtc/v1/whep/"
@@ -54,6 +55,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.ctx.Err() != nil {
 		s.fail(w, http.StatusServiceUnavailable, ErrClosed.Error())
 		return
+	}
+	if !strings.HasPrefix(r.URL.Path, "/rtc/v1/") {
+		u := *r.URL
+		u.Path, u.RawPath = "/rtc/v1/"+strings.TrimPrefix(u.Path, "/"), ""
+		r = r.WithContext(r.Context())
+		r.URL = &u
 	}
 	path := r.URL.Path
 	if !strings.HasSuffix(path, "/") {

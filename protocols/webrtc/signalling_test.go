@@ -292,3 +292,17 @@ func TestSRSJSONAPI(t *testing.T) {
 		t.Fatalf("stored %+v", s)
 	}
 }
+
+func TestHandlerUnderStripPrefix(t *testing.T) {
+	e := startSignalling(t)
+	h := httptest.NewServer(http.StripPrefix("/rtc/v1", e.srv.Handler()))
+	defer h.Close()
+	resp, err := http.Post(h.URL+"/rtc/v1/whep/?app=live&stream=s", "application/sdp", strings.NewReader(offerSDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if req, _ := e.api.last(); resp.StatusCode != 201 || req != "POST /rtc/v1/whep/?app=live&stream=s" {
+		t.Fatalf("%d, origin got %q", resp.StatusCode, req)
+	}
+}
