@@ -1,0 +1,276 @@
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// conn is one client session: set-up with the client, the origin leg, and
+// the relay between them.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
+
+	client *leg
+
+	// What the client asked for, learnt during set-up.
+	connectTxn   float64
+	connectObj   amf0.Object
+	connectArgs  []any // arguments after the connect object
+	tcURL        string
+	publish      bool
+	streamCmd    command // the publish or play command
+	clientStream uint32  // message stream id of the client's publish/play
+	req          stream.RTMPRequest
+
+	mu       sync.Mutex
+	originNC net.Conn // set once the origin is dialled
+	closed   bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		s:   s,
+		nc:  nc,
+		log: s.log.With("peer", nc.RemoteAddr().String()),
+	}
+}
+
+// closeAll closes the client and origin connections; it unblocks every
+// read and write of the session. Safe to call more than once and from any
+// goroutine.
+func (c *conn) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.nc.Close()
+	if c.originNC != nil {
+		c.originNC.Close()
+	}
+}
+
+// setOrigin records the origin connection so that closeAll reaches it. It
+// reports false (and closes nc) when the session is already closing.
+func (c *conn) setOrigin(nc net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		nc.Close()
+		return false
+	}
+	c.originNC = nc
+	return true
+}
+
+// serve runs the whole session and returns when both connections are closed
+// and every goroutine of the session has ended.
+func (c *conn) serve(ctx context.Context) {
+	stop := context.AfterFunc(ctx, c.closeAll)
+	defer stop()
+	defer c.closeAll()
+
+	st := &c.s.stats
+	c.client = newLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize)
+	deadline := time.Now().Add(c.s.cfg.HandshakeTimeout)
+	c.nc.SetDeadline(deadline)
+	if err := handshake.Server(c.client.conn, uint32(0)); err != nil {
+		st.clientFailures.Add(1)
+		c.log.Debug("handshake failed", "err", err)
+		return
+	}
+	if err := c.identify(); err != nil {
+		st.clientFailures.Add(1)
+		c.log.Info("client set-up failed", "err", err)
+		return
+	}
+	c.log = c.log.With("stream", c.req.Key.String())
+
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	origin, err := c.s.cfg.Router.Route(rctx, c.req.Key)
+	cancel()
+	if err != nil {
+		st.routeFailures.Add(1)
+		c.log.Warn("no origin for stream", "err", err)
+		c.refuse(fmt.Sprintf("no origin for %s: %v", c.req.Key, err))
+		return
+	}
+	if origin.RTMP == "" {
+		st.routeFailures.Add(1)
+		c.log.Warn("origin has no RTMP endpoint", "origin", origin.ID)
+		c.refuse(fmt.Sprintf("origin %s of %s serves no RTMP", origin.ID, c.req.Key))
+		return
+	}
+	c.log = c.log.With("origin", origin.ID)
+
+	// The client waits for our answer while the origin leg opens; its
+	// writes must not block longer than that.
+	c.nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout + time.Second))
+	o, err := c.dialOrigin(ctx, origin.RTMP)
+	if err != nil {
+		st.originFailures.Add(1)
+		c.log.Warn("origin leg failed", "addr", origin.RTMP, "err", err)
+		c.refuse(err.Error())
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+
+	if c.s.cfg.Sessions != nil {
+		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp")
+		defer end()
+	}
+	gauge := &st.players
+	if c.publish {
+		gauge = &st.publishers
+	}
+	gauge.Add(1)
+	defer gauge.Add(-1)
+	start := time.Now()
+	c.log.Info("relaying", "publish", c.publish)
+	err = c.relay(o)
+	c.log.Info("session ended", "publish", c.publish, "duration", time.Since(start).Round(time.Millisecond),
+		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
+}
+
+// identify answers the client's commands until it publishes or plays, and
+// derives the stream key.
+func (c *conn) identify() error {
+	cl := c.client
+	for {
+		m, err := cl.r.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if handled, err := cl.handleControl(&m); handled || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !isCommand(&m) {
+			continue
+		}
+		cmd, err := parseCommand(&m)
+		if err != nil {
+			return err
+		}
+		switch cmd.Name {
+		case "connect":
+			if err := c.onConnect(&cmd); err != nil {
+				return err
+			}
+		case "releaseStream", "FCPublish", "FCUnpublish", "_checkbw", "getStreamLength":
+			if err := cl.writeCommand(csidCommand, m.StreamID, "_result", cmd.Txn, nil, amf0.Undefined{}); err != nil {
+				return err
+			}
+		case "createStream":
+			if err := cl.writeCommand(csidCommand, m.StreamID, "_result", cmd.Txn, nil, 1.0); err != nil {
+				return err
+			}
+		case "publish", "play":
+			if c.connectObj == nil {
+				return fmt.Errorf("%w: %s before connect", ErrProtocol, cmd.Name)
+			}
+			c.publish = cmd.Name == "publish"
+			c.streamCmd = cmd
+			c.clientStream = m.StreamID
+			name, _ := cmd.arg(0).(string)
+			tcURL := c.tcURL
+			if tcURL == "" {
+				tcURL = "rtmp:///" + c.connectObj.String("app")
+			}
+			req, err := stream.FromRTMP(tcURL, name)
+			if err != nil {
+				code := codePlayNotFound
+				if c.publish {
+					code = codePublishBadName
+				}
+				c.sendStatus(levelError, code, fmt.Sprintf("bad stream name %q: %v", name, err))
+				c.lingerClose()
+				return fmt.Errorf("%w: %q: %w", ErrBadStream, name, err)
+			}
+			c.req = req
+			return nil
+		default:
+			// deleteStream, closeStream, getStreamLength variants and
+			// unknown calls need no answer before the stream is known.
+		}
+		if err := cl.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// onConnect records the client's connect command and answers it as SRS
+// does: window size, peer bandwidth, chunk size, then _result.
+func (c *conn) onConnect(cmd *command) error {
+	if c.connectObj != nil {
+		return fmt.Errorf("%w: second connect", ErrProtocol)
+	}
+	obj, _ := cmd.Obj.(amf0.Object)
+	if obj == nil {
+		return fmt.Errorf("%w: connect without command object", ErrProtocol)
+	}
+	c.connectObj = obj
+	c.connectTxn = cmd.Txn
+	c.connectArgs = cmd.Args
+	c.tcURL = obj.String("tcUrl")
+	enc, _ := obj.Number("objectEncoding")
+
+	cl := c.client
+	cl.mu.Lock()
+	err := errors.Join(
+		cl.w.WriteControl(chunk.TypeWindowAckSize, ackWindow),
+		cl.w.WriteSetPeerBandwidth(ackWindow, 2),
+		cl.w.SetChunkSize(clientChunkSize),
+	)
+	cl.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	props := amf0.Object{{Key: "fmsVer", Value: fmsVersion}, {Key: "capabilities", Value: fmsCapabilities}, {Key: "mode", Value: 1.0}}
+	info := status(levelStatus, codeConnectSuccess, connectSuccessDetail).Set("objectEncoding", enc)
+	return cl.writeCommand(csidCommand, 0, "_result", cmd.Txn, props, info)
+}
+
+// sendStatus writes an onStatus to the client on its publish/play stream.
+func (c *conn) sendStatus(level, code, description string) error {
+	if err := c.client.writeCommand(csidStream, c.clientStream, "onStatus", 0, nil, status(level, code, description)); err != nil {
+		return err
+	}
+	return c.client.flush()
+}
+
+// refuse tells the client why its publish or play failed and closes the
+// connection gracefully, so the message is not lost to a reset.
+func (c *conn) refuse(description string) {
+	code := codePlayFailed
+	if c.publish {
+		code = codePublishFailed
+	}
+	c.nc.SetDeadline(time.Now().Add(time.Second))
+	c.sendStatus(levelError, code, description)
+	c.lingerClose()
+}
+
+// lingerClose half-closes the client connection and discards what it still
+// sends for a short while, so that the last message reaches it before the
+// connection is torn down.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+}

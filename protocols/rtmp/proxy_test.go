@@ -1,0 +1,164 @@
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/harness"
+)
+
+// fakeRouter routes with a function and records the keys it was asked for.
+type fakeRouter struct {
+	route func(ctx context.Context, key stream.Key) (stream.Origin, error)
+	keys  chan stream.Key
+}
+
+func (f *fakeRouter) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	if f.keys != nil {
+		select {
+		case f.keys <- key:
+		default:
+		}
+	}
+	return f.route(ctx, key)
+}
+
+func routeTo(addr string) *fakeRouter {
+	return &fakeRouter{
+		keys: make(chan stream.Key, 16),
+		route: func(context.Context, stream.Key) (stream.Origin, error) {
+			return stream.Origin{ID: "o1", RTMP: addr}, nil
+		},
+	}
+}
+
+// fakeSessions counts tracked sessions.
+type fakeSessions struct{ live chan int }
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startProxy starts a Server on a loopback port and closes it at the end of
+// the test, checking that Serve returned nil.
+func startProxy(t testing.TB, cfg Config) (*Server, string) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, ln.Addr().String()
+}
+
+// waitGoroutines polls until the number of goroutines is back to at most
+// base, failing after a deadline with a dump of the remaining ones.
+func waitGoroutines(t testing.TB, base int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), base, buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{}); !errors.Is(err, ErrNoRouter) {
+		t.Fatalf("no router: %v", err)
+	}
+	if _, err := New(Config{Router: routeTo("x"), IdleTimeout: -1}); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("negative timeout: %v", err)
+	}
+	s, err := New(Config{Router: routeTo("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.HandshakeTimeout != DefaultHandshakeTimeout || s.cfg.MaxConns != DefaultMaxConns || s.cfg.MaxMessageSize != DefaultMaxMessageSize {
+		t.Fatalf("defaults: %+v", s.cfg)
+	}
+	s.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := s.Serve(ln); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+}
+
+// TestNginxPublishPlay publishes with FFmpeg through the proxy to a real
+// nginx-rtmp origin and plays it back through the proxy, with a stream name
+// query on both.
+func TestNginxPublishPlay(t *testing.T) {
+	harness.Need(t, "ffmpeg")
+	base := runtime.NumGoroutine()
+	n := harness.StartNginx(t, harness.NginxOptions{})
+	r := routeTo(n.RTMPAddr)
+	s, addr := startProxy(t, Config{Router: r})
+
+	pub := harness.PublishRTMP(t, "rtmp://"+addr+"/live/s?secret=abc")
+	select {
+	case k := <-r.keys:
+		if want := (stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}); k != want {
+			t.Fatalf("routed %v, want %v", k, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("publisher never routed: %s", pub.Output())
+	}
+	res := harness.PlayUntil(t, "rtmp://"+addr+"/live/s", 2*time.Second, 20, 20*time.Second)
+	t.Logf("played %d frames through the proxy", res.VideoFrames)
+	res = harness.PlayUntil(t, "rtmp://"+addr+"/live/s?token=xyz", time.Second, 10, 20*time.Second)
+	t.Logf("played %d frames with a query", res.VideoFrames)
+	// The origin has it under the plain name.
+	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", time.Second, 10, 20*time.Second)
+	if pub.Exited() {
+		t.Fatalf("publisher exited: %s", pub.Output())
+	}
+	st := s.Stats()
+	if st.Publishers != 1 || st.BytesIn == 0 || st.OriginBytesOut == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	pub.Kill()
+	s.Close()
+	if st := s.Stats(); st.ConnsOpen != 0 {
+		t.Fatalf("conns open after Close: %+v", st)
+	}
+	n.Kill()
+	waitGoroutines(t, base+2)
+}
+
+func TestStreamKeyDerivation(t *testing.T) {
+	// Smoke check that the stream package splits what the proxy forwards.
+	req, err := stream.FromRTMP("rtmp://h:1935/live?vhost=v1", "s?secret=abc")
+	if err != nil || req.StreamQuery != "secret=abc" || req.AppQuery != "vhost=v1" || req.Key.Vhost != "v1" {
+		t.Fatalf("%+v %v", req, err)
+	}
+	_ = strings.Contains
+}

@@ -1,0 +1,299 @@
+// Package rtmp is srs-mesh's RTMP proxy. It answers a client's connect,
+// createStream and the other set-up commands itself, learns the stream from
+// publish or play, asks a Router which origin owns the stream, replays the
+// session to that origin and then relays messages between the two
+// connections, re-chunking them with each connection's own chunk state.
+//
+// The package depends on the mesh only through the Router and Sessions
+// interfaces; tests use fakes.
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Router is what the proxy needs from the mesh: the origin that owns a
+// stream (creating the assignment on first use). Route is called once per
+// client session, after the client named its stream, with a context bounded
+// by Config.HandshakeTimeout.
+type Router interface {
+	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
+}
+
+// Sessions is told about live client sessions, for stream statistics. Track
+// is called when a session starts relaying; end is called once when it stops.
+type Sessions interface {
+	Track(key stream.Key, proto string) (end func())
+}
+
+// Config configures a Server. Zero values select the defaults.
+type Config struct {
+	// Router picks the origin of a stream. Required.
+	Router Router
+	// Sessions, when not nil, is told about every relayed session.
+	Sessions Sessions
+	// Logger receives session logs. The server adds stream, peer and origin
+	// attributes; the caller adds its own (such as proto=rtmp). Default:
+	// slog.Default() with proto=rtmp.
+	Logger *slog.Logger
+	// HandshakeTimeout bounds the handshake and the commands up to publish
+	// or play, and the call to the Router, so a silent client cannot hold a
+	// connection. Default 10s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds opening the origin leg: TCP connect, handshake and
+	// replay of the session until the origin accepts publish or play.
+	// Default 3s.
+	DialTimeout time.Duration
+	// IdleTimeout ends a session when the side that sends media has sent
+	// nothing for this long, or when a write cannot make progress for this
+	// long. Default 30s.
+	IdleTimeout time.Duration
+	// MaxMessageSize is the largest RTMP message accepted from either side;
+	// a longer message ends the session. Default 8 MiB.
+	MaxMessageSize uint32
+	// MaxConns is the most client connections served at once; more are
+	// closed as soon as they are accepted. Default 10000.
+	MaxConns int
+}
+
+// Defaults of Config.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 3 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultMaxMessageSize   = 8 << 20
+	DefaultMaxConns         = 10000
+)
+
+// Errors of the server.
+var (
+	ErrNoRouter      = errors.New("rtmp: config has no Router")
+	ErrBadConfig     = errors.New("rtmp: invalid config")
+	ErrServerClosed  = errors.New("rtmp: server closed")
+	ErrProtocol      = errors.New("rtmp: protocol error")
+	ErrBadStream     = errors.New("rtmp: bad stream name")
+	ErrNoOrigin      = errors.New("rtmp: no origin for stream")
+	ErrOriginRefused = errors.New("rtmp: origin refused")
+	ErrOriginDown    = errors.New("rtmp: origin unreachable")
+)
+
+func (c *Config) setDefaults() error {
+	if c.Router == nil {
+		return ErrNoRouter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default().With("proto", "rtmp")
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
+		return ErrBadConfig
+	}
+	return nil
+}
+
+// Server accepts RTMP clients and relays them to their origins.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	stats  counters
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	wg        sync.WaitGroup
+}
+
+// New validates cfg, fills in defaults and returns a Server that is not yet
+// accepting connections.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}, nil
+}
+
+// Serve accepts connections on ln until Close, and returns nil then. It
+// returns another error if accepting fails for a reason other than Close,
+// and ErrServerClosed if the Server was already closed. Serve may be called
+// for several listeners at once; Close closes them all.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return nil
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.accept(nc)
+	}
+}
+
+// isTemporary reports whether an accept error is worth retrying (a busy
+// process out of file descriptors, a timeout).
+func isTemporary(err error) bool {
+	var ne interface {
+		Temporary() bool
+		Timeout() bool
+	}
+	return errors.As(err, &ne) && (ne.Temporary() || ne.Timeout())
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// accept starts serving one client connection, or refuses it when the
+// server is full or closed.
+func (s *Server) accept(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if s.stats.connsOpen.Load() >= int64(s.cfg.MaxConns) {
+		s.mu.Unlock()
+		s.stats.connsRefused.Add(1)
+		s.log.Warn("connection refused: too many connections", "peer", nc.RemoteAddr().String(), "max", s.cfg.MaxConns)
+		nc.Close()
+		return
+	}
+	s.stats.connsOpen.Add(1)
+	s.stats.connsAccepted.Add(1)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.stats.connsOpen.Add(-1)
+		newConn(s, nc).serve(s.ctx)
+	}()
+}
+
+// Close stops accepting, closes every client and origin connection and
+// waits until every goroutine of the Server has ended. It is safe to call
+// more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	// ConnsOpen is the number of client connections being served.
+	ConnsOpen int64
+	// ConnsAccepted counts client connections served since New.
+	ConnsAccepted uint64
+	// ConnsRefused counts connections closed because MaxConns was reached.
+	ConnsRefused uint64
+	// Publishers and Players are the sessions relaying now.
+	Publishers int64
+	Players    int64
+	// BytesIn and BytesOut count bytes read from and written to clients;
+	// OriginBytesIn and OriginBytesOut the same for origins.
+	BytesIn        uint64
+	BytesOut       uint64
+	OriginBytesIn  uint64
+	OriginBytesOut uint64
+	// ClientFailures counts sessions that ended during handshake or set-up
+	// because of the client (timeout, garbage, protocol error, bad name).
+	ClientFailures uint64
+	// RouteFailures counts sessions the Router found no origin for.
+	RouteFailures uint64
+	// OriginFailures counts sessions whose origin was down or refused.
+	OriginFailures uint64
+}
+
+type counters struct {
+	connsOpen      atomic.Int64
+	connsAccepted  atomic.Uint64
+	connsRefused   atomic.Uint64
+	publishers     atomic.Int64
+	players        atomic.Int64
+	bytesIn        atomic.Uint64
+	bytesOut       atomic.Uint64
+	originBytesIn  atomic.Uint64
+	originBytesOut atomic.Uint64
+	clientFailures atomic.Uint64
+	routeFailures  atomic.Uint64
+	originFailures atomic.Uint64
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		ConnsOpen:      c.connsOpen.Load(),
+		ConnsAccepted:  c.connsAccepted.Load(),
+		ConnsRefused:   c.connsRefused.Load(),
+		Publishers:     c.publishers.Load(),
+		Players:        c.players.Load(),
+		BytesIn:        c.bytesIn.Load(),
+		BytesOut:       c.bytesOut.Load(),
+		OriginBytesIn:  c.originBytesIn.Load(),
+		OriginBytesOut: c.originBytesOut.Load(),
+		ClientFailures: c.clientFailures.Load(),
+		RouteFailures:  c.routeFailures.Load(),
+		OriginFailures: c.originFailures.Load(),
+	}
+}
