@@ -10,6 +10,26 @@
 // copies packets between the client and one upstream socket connected to the
 // origin. Any node can therefore relay any session, whichever node answered
 // the offer.
+//
+// Signalling URLs, on the HTTP API listener (Handler, mounted on /rtc/v1/):
+//
+//	POST /rtc/v1/whip/?app=&stream=       WHIP publish, body application/sdp
+//	POST /rtc/v1/whep/?app=&stream=       WHEP play (also /rtc/v1/whip-play/)
+//	POST /rtc/v1/publish/, /rtc/v1/play/  SRS's JSON API {"sdp","streamurl",...}
+//	DELETE <Location>                     end a WHIP/WHEP session
+//	OPTIONS *                             CORS preflight
+//
+// Each offer is forwarded to http://<origin API><same path and query>. The
+// origin's Location is resolved against the origin and stored as the
+// session's Resource; the client gets a Location relative to the node: the
+// origin's path and query when the path is under /rtc/v1/ (SRS's
+// "/rtc/v1/whip/?action=delete&token=...&app=...&stream=...") or PathSession
+// otherwise, plus "mesh_session=<answerUfrag:offerUfrag>". A DELETE with that
+// parameter finds the session in the replicated store on any node; without
+// it, a Location that names app and stream is routed by its stream key.
+//
+// Sessions are keyed by the full ICE username of the client's Binding
+// requests, "answerUfrag:offerUfrag" (the ICE-lite origin's ufrag first).
 package webrtc
 
 import (

@@ -287,8 +287,8 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, status, err.Error())
 			return
 		}
-		q.Del(SessionParam)
-		target = (&url.URL{Scheme: "http", Host: o.API, Path: r.URL.Path, RawQuery: q.Encode()}).String()
+		target = (&url.URL{Scheme: "http", Host: o.API, Path: r.URL.Path, RawPath: r.URL.RawPath,
+			RawQuery: withoutParam(r.URL.RawQuery, SessionParam)}).String()
 	} else {
 		s.fail(w, http.StatusNotFound, ErrNoSession.Error())
 		return
@@ -326,6 +326,19 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(status)
+}
+
+// withoutParam removes every name=... pair from a raw query, keeping the
+// others as they were sent.
+func withoutParam(rawQuery, name string) string {
+	var keep []string
+	for _, kv := range strings.Split(rawQuery, "&") {
+		if kv == "" || kv == name || strings.HasPrefix(kv, name+"=") {
+			continue
+		}
+		keep = append(keep, kv)
+	}
+	return strings.Join(keep, "&")
 }
 
 // deleteAtOrigin ends an answered session at the origin when the node cannot

@@ -180,11 +180,11 @@ func TestWHIPLocationOutsideRTCPath(t *testing.T) {
 // SRS origin without the mesh parameter) is routed by the stream it names.
 func TestDeleteRoutedByStream(t *testing.T) {
 	e := startSignalling(t)
-	resp, body := e.do(t, "DELETE", "/rtc/v1/whip/?action=delete&token=t9&app=live&stream=s", "", "")
+	resp, body := e.do(t, "DELETE", "/rtc/v1/whip/?action=delete&token=t9&app=live&stream=s&mesh_session=x%3Ay", "", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	if req, _ := e.api.last(); req != "DELETE /rtc/v1/whip/?action=delete&app=live&stream=s&token=t9" {
+	if req, _ := e.api.last(); req != "DELETE /rtc/v1/whip/?action=delete&token=t9&app=live&stream=s" {
 		t.Fatalf("origin got %q", req)
 	}
 }
