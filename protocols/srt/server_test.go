@@ -27,25 +27,31 @@ const (
 // it answers inductions with its cookie, conclusions with a conclusion
 // response (or a rejection), and records everything else.
 type fakeOrigin struct {
-	pc     *net.UDPConn
-	silent bool   // never answer
-	reject uint32 // if non-zero, reject conclusions with this reason
-	wg     sync.WaitGroup
+	pc        *net.UDPConn
+	silent    bool   // never answer
+	reject    uint32 // if non-zero, reject conclusions with this reason
+	countOnly bool   // count data packets instead of keeping them (benchmarks)
+	wg        sync.WaitGroup
 
 	mu          sync.Mutex
 	conclusions [][]byte
 	data        [][]byte
 	proxy       netip.AddrPort // where the last conclusion came from
 	received    atomic.Int64
+	dataCount   atomic.Int64
 }
 
 func newFakeOrigin(t testing.TB, silent bool, reject uint32) *fakeOrigin {
+	return startFakeOrigin(t, &fakeOrigin{silent: silent, reject: reject})
+}
+
+func startFakeOrigin(t testing.TB, o *fakeOrigin) *fakeOrigin {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &fakeOrigin{pc: pc, silent: silent, reject: reject}
+	o.pc = pc
 	o.wg.Add(1)
 	go o.serve()
 	t.Cleanup(func() { pc.Close(); o.wg.Wait() })
@@ -69,6 +75,10 @@ func (o *fakeOrigin) serve() {
 		}
 		hs, err := parseHandshake(b)
 		if err != nil {
+			if o.countOnly {
+				o.dataCount.Add(1)
+				continue
+			}
 			o.mu.Lock()
 			o.data = append(o.data, append([]byte(nil), b...))
 			o.mu.Unlock()
