@@ -1,0 +1,305 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// listKind is one of SRS's listed resources.
+type listKind struct {
+	path     string // "streams": /api/v1/streams/
+	single   string // "stream": the field of a one-entry answer
+	notFound int    // SRS's code for an unknown id
+}
+
+// apiError is the body of every error this package makes.
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Code: status, Message: msg})
+}
+
+// writeOriginSelectError answers a failed selectOrigins.
+func writeOriginSelectError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("%v %q", err, r.URL.Query().Get("origin")))
+}
+
+// header is the part of SRS's answers that names the server.
+type header struct {
+	Code    int    `json:"code"`
+	Server  string `json:"server"`
+	Service string `json:"service"`
+	PID     string `json:"pid"`
+}
+
+func (s *Server) header() header {
+	return header{Server: s.cfg.NodeID, Service: s.service, PID: s.pid}
+}
+
+// parseVersion splits "v1.2.3-rc1" into 1, 2, 3. Missing or malformed parts
+// are 0.
+func parseVersion(v string) (major, minor, revision int) {
+	v = strings.TrimPrefix(v, "v")
+	if i := strings.IndexAny(v, "-+ "); i >= 0 {
+		v = v[:i]
+	}
+	parts := strings.SplitN(v, ".", 3)
+	nums := [3]int{}
+	for i, p := range parts {
+		if n, err := strconv.Atoi(p); err == nil && n >= 0 {
+			nums[i] = n
+		}
+	}
+	return nums[0], nums[1], nums[2]
+}
+
+// handleVersions answers srs-mesh's version in SRS's shape.
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	major, minor, revision := parseVersion(s.cfg.Version)
+	writeJSON(w, http.StatusOK, struct {
+		header
+		Data any `json:"data"`
+	}{s.header(), map[string]any{
+		"major": major, "minor": minor, "revision": revision,
+		"version": s.cfg.Version, "product": "srs-mesh",
+	}})
+}
+
+// handleSummaries answers every origin's summaries and cluster totals:
+//
+//	{"code":0,"server":..,"data":{"ok":true,"now_ms":..,
+//	  "totals":{"origins":2,"origins_ok":1,"conn_srs":..,...},
+//	  "origins":[{"id":..,"ok":true,"data":{<origin's data>}},{"id":..,"ok":false,"error":".."}]}}
+func (s *Server) handleSummaries(w http.ResponseWriter, r *http.Request) {
+	origins, err := s.selectOrigins(r)
+	if err != nil {
+		writeOriginSelectError(w, r, err)
+		return
+	}
+	answers := s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/summaries", nil)
+	results, totals := mergeSummaries(answers)
+	writeJSON(w, http.StatusOK, struct {
+		header
+		Data any `json:"data"`
+	}{s.header(), struct {
+		OK      bool               `json:"ok"`
+		NowMs   int64              `json:"now_ms"`
+		Totals  map[string]float64 `json:"totals"`
+		Origins []SummaryResult    `json:"origins"`
+	}{true, time.Now().UnixMilli(), totals, results}})
+}
+
+// paging reads SRS's ?start=&count=. With neither, every entry is wanted
+// (count -1); with either, missing ones take SRS's defaults (0 and 10).
+func paging(q url.Values) (start, count int, err error) {
+	_, hasStart := q["start"]
+	_, hasCount := q["count"]
+	if !hasStart && !hasCount {
+		return 0, -1, nil
+	}
+	start, count = 0, 10
+	if hasStart {
+		if start, err = strconv.Atoi(q.Get("start")); err != nil || start < 0 {
+			return 0, 0, errors.New("start must be a number >= 0")
+		}
+	}
+	if hasCount {
+		if count, err = strconv.Atoi(q.Get("count")); err != nil || count < 0 {
+			return 0, 0, errors.New("count must be a number >= 0")
+		}
+	}
+	return start, count, nil
+}
+
+// handleList answers the streams or clients of every origin:
+//
+//	{"code":0,"server":<node>,"service":..,"pid":..,
+//	 "streams":[{<origin's entry>...,"origin":<id>,"node":<node>}],
+//	 "origins":[{"id":..,"ok":true,"count":N},{"id":..,"ok":false,"error":".."}]}
+//
+// Entries come in origin id order, each origin's in its own order. ?start= and
+// ?count= page through the merged list (each origin is asked for its first
+// start+count entries); without them every origin is asked for up to
+// DefaultFanoutCount entries and all are answered.
+func (s *Server) handleList(l listKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		origins, err := s.selectOrigins(r)
+		if err != nil {
+			writeOriginSelectError(w, r, err)
+			return
+		}
+		start, count, err := paging(r.URL.Query())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ask := DefaultFanoutCount
+		if count >= 0 {
+			ask = min(start+count, MaxFanoutCount)
+		}
+		q := url.Values{"start": {"0"}, "count": {strconv.Itoa(ask)}}
+		answers := s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/"+l.path+"/", q)
+		entries, results := mergeList(l.path, s.cfg.NodeID, answers)
+		for _, res := range results {
+			if !res.OK {
+				s.cfg.Logger.Warn("origin left out of "+l.path, "origin", res.ID, "error", res.Error)
+			}
+		}
+		entries = window(entries, start, count)
+		body := struct {
+			header
+			Streams *[]json.RawMessage `json:"streams,omitempty"`
+			Clients *[]json.RawMessage `json:"clients,omitempty"`
+			Origins []OriginResult     `json:"origins"`
+		}{header: s.header(), Origins: results}
+		if l.path == "streams" {
+			body.Streams = &entries
+		} else {
+			body.Clients = &entries
+		}
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// handleOne answers GET of one stream or client, found on whichever origin
+// has it (its entry gains "origin" and "node"), and forwards DELETE to that
+// origin, relaying the origin's answer.
+func (s *Server) handleOne(l listKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		origins, err := s.selectOrigins(r)
+		if err != nil {
+			writeOriginSelectError(w, r, err)
+			return
+		}
+		id := r.PathValue("id")
+		path := "/api/v1/" + l.path + "/" + url.PathEscape(id)
+		var doc map[string]json.RawMessage
+		hit, found, failed := s.find(r.Context(), origins, path, func(a answer) bool {
+			if a.Err != nil {
+				return false
+			}
+			d, err := parseSRS(a.Body)
+			if err != nil || len(d[l.single]) == 0 {
+				return false
+			}
+			doc = d // only the accepted answer's document is kept
+			return true
+		})
+		if !found {
+			asked := 0
+			for _, o := range origins {
+				if askable(o) == nil {
+					asked++
+				}
+			}
+			if asked == 0 {
+				writeError(w, http.StatusServiceUnavailable, ErrNoHealthyOrigin.Error())
+				return
+			}
+			msg := fmt.Sprintf("%s %q not found on any origin", l.single, id)
+			if len(failed) > 0 {
+				var b strings.Builder
+				for _, f := range failed {
+					fmt.Fprintf(&b, "; %s: %v", f.ID, f.Err)
+				}
+				msg += " (some origins did not answer" + b.String() + ")"
+			}
+			writeJSON(w, http.StatusNotFound, apiError{Code: l.notFound, Message: msg})
+			return
+		}
+		if r.Method == http.MethodGet {
+			d, err := decorate(doc[l.single], hit.ID, s.cfg.NodeID)
+			if err != nil {
+				writeError(w, http.StatusBadGateway, hit.ID+": "+err.Error())
+				return
+			}
+			doc[l.single] = d
+			writeJSON(w, http.StatusOK, doc)
+			return
+		}
+		var owner OriginInfo
+		for _, o := range origins {
+			if o.Origin.ID == hit.ID {
+				owner = o
+			}
+		}
+		a := s.fetch(r.Context(), owner, http.MethodDelete, path, nil)
+		if a.Status == 0 {
+			writeError(w, http.StatusBadGateway, hit.ID+": "+a.Err.Error())
+			return
+		}
+		s.cfg.Logger.Info("deleted "+l.single, "id", id, "origin", hit.ID, "status", a.Status)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.Status)
+		_, _ = w.Write(a.Body)
+	}
+}
+
+// handleProxy sends any other /api/v1/ call to the origin named by ?origin=,
+// without that parameter, and relays the answer. A relative redirect keeps
+// ?origin= so that following it comes back to the same origin.
+func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
+	if !r.URL.Query().Has("origin") {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %s is answered by one origin: add ?origin=<id>", ErrOriginParamNeeded, r.URL.Path))
+		return
+	}
+	origins, err := s.selectOrigins(r)
+	if err != nil {
+		writeOriginSelectError(w, r, err)
+		return
+	}
+	o := origins[0]
+	if o.Origin.API == "" {
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", o.Origin.ID, ErrNoAPIEndpoint))
+		return
+	}
+	id := o.Origin.ID
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: o.Origin.API})
+			q := pr.In.URL.Query()
+			q.Del("origin")
+			pr.Out.URL.RawQuery = q.Encode()
+			pr.Out.Host = o.Origin.API
+			pr.SetXForwarded()
+		},
+		Transport: s.client.Transport,
+		ModifyResponse: func(res *http.Response) error {
+			for k := range res.Header {
+				if strings.HasPrefix(k, "Access-Control-") {
+					res.Header.Del(k) // ours are already set
+				}
+			}
+			if loc, err := url.Parse(res.Header.Get("Location")); err == nil && loc.Host == "" && strings.HasPrefix(loc.Path, "/") {
+				q := loc.Query()
+				q.Set("origin", id)
+				loc.RawQuery = q.Encode()
+				res.Header.Set("Location", loc.String())
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.cfg.Logger.Warn("proxy to origin failed", "origin", id, "path", r.URL.Path, "error", err)
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("origin %s: %v", id, err))
+		},
+	}
+	ctx, cancel := s.timeoutCtx(r.Context())
+	defer cancel()
+	rp.ServeHTTP(w, r.WithContext(ctx))
+}

@@ -1,0 +1,261 @@
+// Package api is the SRS-compatible HTTP API of srs-mesh (/api/v1/...): it
+// answers cluster-wide questions by asking every origin, and proxies the rest
+// of SRS's API to the origin a request names.
+//
+// Routes (all answers are JSON; CORS headers as SRS sends them; OPTIONS is
+// answered with 200 and no body):
+//
+//	GET    /api/v1/versions        srs-mesh's own version, in SRS's shape
+//	GET    /api/v1/summaries       every origin's summaries plus cluster totals
+//	GET    /api/v1/streams         the streams of all origins, each entry with "origin" and "node"
+//	GET    /api/v1/clients         the clients of all origins, likewise
+//	GET    /api/v1/streams/{id}    the stream, found on whichever origin has it
+//	DELETE /api/v1/streams/{id}    forwarded to the origin that has it
+//	GET    /api/v1/clients/{id}    the client, found on whichever origin has it
+//	DELETE /api/v1/clients/{id}    kicks the client on the origin that has it
+//	*      /api/v1/...?origin=<id> proxied to that origin (the parameter is removed)
+//
+// Aggregating answers ask every healthy origin (draining ones included)
+// concurrently, each within Config.PerOriginTimeout and reading at most
+// Config.MaxResponseBytes. An origin that fails is listed in the answer's
+// "origins" array with "ok":false and its error; the answer is still a 200
+// with what the other origins said. ?origin=<id> restricts an aggregating
+// answer to one origin.
+//
+// SRS ids (vid-..., client ids) are per origin, so a stream or client is found
+// by asking every origin; the first that answers HTTP 200 with code 0 owns it.
+// ?origin=<id> skips the search.
+//
+// Errors made here are {"code":N,"message":"..."} with a 4xx or 5xx status:
+// 400 for a call that needs ?origin=, 404 for an unknown origin or path, 502
+// when the named origin cannot be reached, 503 when no origin can be asked.
+// A stream or client that no origin has is a 404 with SRS's own codes
+// (2048 for streams, 2049 for clients). Whatever an origin answers to a
+// proxied call is relayed as it is.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Origins is the mesh's view of the origins, as this package needs it.
+type Origins interface {
+	// Origins returns every known origin with its replicated health. The
+	// caller does not modify the slice.
+	Origins() []OriginInfo
+}
+
+// OriginInfo is one origin and its health as the mesh sees it.
+type OriginInfo struct {
+	Origin   stream.Origin
+	Healthy  bool
+	Draining bool
+}
+
+// Defaults of Config.
+const (
+	DefaultPerOriginTimeout = 2 * time.Second
+	DefaultMaxResponseBytes = 8 << 20
+	// DefaultFanoutCount is the page size asked of every origin when the
+	// client names no count (SRS's own default is 10).
+	DefaultFanoutCount = 1000
+	// MaxFanoutCount bounds start+count asked of one origin.
+	MaxFanoutCount = 100000
+)
+
+// SRS error codes reused in answers.
+const (
+	codeStreamNotFound = 2048 // ERROR_RTMP_STREAM_NOT_FOUND
+	codeClientNotFound = 2049 // ERROR_RTMP_CLIENT_NOT_FOUND
+)
+
+// Errors.
+var (
+	ErrNoOrigins         = errors.New("api: Config.Origins is required")
+	ErrUnknownOrigin     = errors.New("api: unknown origin")
+	ErrNoAPIEndpoint     = errors.New("api: origin has no HTTP API endpoint")
+	ErrOriginUnhealthy   = errors.New("api: origin is unhealthy; not asked")
+	ErrResponseTooLarge  = errors.New("api: origin answer too large")
+	ErrOriginStatus      = errors.New("api: origin answered an HTTP error")
+	ErrOriginCode        = errors.New("api: origin answered a non-zero code")
+	ErrBadOriginAnswer   = errors.New("api: origin answer is not SRS JSON")
+	ErrNoHealthyOrigin   = errors.New("api: no healthy origin with an HTTP API")
+	ErrOriginParamNeeded = errors.New("api: this call goes to one origin: add ?origin=<id>")
+)
+
+// Config configures a Server.
+type Config struct {
+	// Origins is required.
+	Origins Origins
+	// NodeID names this node in answers ("server", and "node" on entries).
+	NodeID string
+	// Logger defaults to a logger that discards.
+	Logger *slog.Logger
+	// HTTPClient carries requests to origins. Default: a client of its own
+	// (released by Close). Its own Timeout, if any, applies on top of
+	// PerOriginTimeout. Redirects are never followed.
+	HTTPClient *http.Client
+	// PerOriginTimeout bounds each request to an origin, connect to last
+	// byte. Default DefaultPerOriginTimeout.
+	PerOriginTimeout time.Duration
+	// MaxResponseBytes bounds what is read from one origin when its answer
+	// is merged. Default DefaultMaxResponseBytes. Proxied answers are
+	// streamed and not bounded.
+	MaxResponseBytes int64
+	// Version is srs-mesh's version ("1.2.3", "v1.2.3-rc1", "dev"),
+	// answered by /api/v1/versions. Default "0.0.0-dev".
+	Version string
+}
+
+// withDefaults fills in zero fields.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PerOriginTimeout <= 0 {
+		c.PerOriginTimeout = DefaultPerOriginTimeout
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.Version == "" {
+		c.Version = "0.0.0-dev"
+	}
+	return c
+}
+
+// Server answers the SRS HTTP API for a mesh. It is safe for concurrent use.
+type Server struct {
+	cfg       Config
+	client    *http.Client
+	ownClient bool
+	service   string // SRS's "service": a random id of this process's server
+	pid       string
+	handler   http.Handler
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Origins == nil {
+		return nil, ErrNoOrigins
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, pid: strconv.Itoa(os.Getpid())}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s.service = hex.EncodeToString(b[:])
+	base := cfg.HTTPClient
+	if base == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.IdleConnTimeout = 30 * time.Second
+		tr.MaxIdleConnsPerHost = 4
+		base = &http.Client{Transport: tr}
+		s.ownClient = true
+	}
+	// A copy that never follows redirects: SRS redirects "/api/v1/streams"
+	// to "/api/v1/streams/", and a proxied redirect must reach the client.
+	c := *base
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	s.client = &c
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the handler of /api/v1/. Paths outside it get a JSON 404.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close releases idle connections to origins held by the default client. The
+// handler stays usable.
+func (s *Server) Close() {
+	if s.ownClient {
+		s.client.CloseIdleConnections()
+	}
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range []string{"/api/v1/versions", "/api/v1/versions/{$}"} {
+		mux.HandleFunc("GET "+p, s.handleVersions)
+	}
+	for _, p := range []string{"/api/v1/summaries", "/api/v1/summaries/{$}"} {
+		mux.HandleFunc("GET "+p, s.handleSummaries)
+	}
+	kinds := []listKind{
+		{path: "streams", single: "stream", notFound: codeStreamNotFound},
+		{path: "clients", single: "client", notFound: codeClientNotFound},
+	}
+	for _, l := range kinds {
+		mux.HandleFunc("GET /api/v1/"+l.path, s.handleList(l))
+		mux.HandleFunc("GET /api/v1/"+l.path+"/{$}", s.handleList(l))
+		mux.HandleFunc("GET /api/v1/"+l.path+"/{id}", s.handleOne(l))
+		mux.HandleFunc("DELETE /api/v1/"+l.path+"/{id}", s.handleOne(l))
+	}
+	mux.HandleFunc("/api/v1/", s.handleProxy)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API: "+r.URL.Path)
+	})
+	return cors(mux)
+}
+
+// cors adds the headers SRS adds to every API answer and answers preflights.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Headers", "*")
+		h.Set("Access-Control-Allow-Methods", "*")
+		h.Set("Access-Control-Expose-Headers", "*")
+		h.Set("Access-Control-Allow-Credentials", "false")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// selectOrigins returns the origins a request asks: the one named by
+// ?origin=, or all of them, sorted by id.
+func (s *Server) selectOrigins(r *http.Request) ([]OriginInfo, error) {
+	all := sortedOrigins(s.cfg.Origins.Origins())
+	name, named := r.URL.Query()["origin"]
+	if !named {
+		return all, nil
+	}
+	id := ""
+	if len(name) > 0 {
+		id = name[0]
+	}
+	for _, o := range all {
+		if o.Origin.ID == id {
+			return []OriginInfo{o}, nil
+		}
+	}
+	return nil, ErrUnknownOrigin
+}
+
+// askable reports why an origin is not asked in a fan-out (nil: ask it).
+func askable(o OriginInfo) error {
+	switch {
+	case o.Origin.API == "":
+		return ErrNoAPIEndpoint
+	case !o.Healthy:
+		return ErrOriginUnhealthy
+	}
+	return nil
+}
+
+// timeoutCtx bounds one request to one origin.
+func (s *Server) timeoutCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.PerOriginTimeout)
+}
