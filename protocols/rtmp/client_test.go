@@ -1,0 +1,215 @@
+package rtmp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
+)
+
+// testPeer is a minimal RTMP endpoint built from this package's wire code,
+// used as a client of the proxy and as a fake origin.
+type testPeer struct {
+	nc net.Conn
+	r  *chunk.Reader
+	w  *chunk.Writer
+	// began is the stream id of the last stream begin event seen.
+	began uint32
+}
+
+func newTestPeer(nc net.Conn) *testPeer {
+	return &testPeer{nc: nc, r: chunk.NewReader(nc, 16<<20, 4096), w: chunk.NewWriter(nc, 4096)}
+}
+
+func dialTestPeer(t testing.TB, addr string) *testPeer {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(15 * time.Second))
+	if err := handshake.Client(nc, 0); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	return newTestPeer(nc)
+}
+
+func (p *testPeer) command(csid, sid uint32, vals ...any) error {
+	b, err := amf0.AppendAll(nil, vals...)
+	if err != nil {
+		return err
+	}
+	if err := p.w.WriteMessage(&chunk.Message{CSID: csid, Type: chunk.TypeCommandAMF0, StreamID: sid, Payload: b}); err != nil {
+		return err
+	}
+	return p.w.Flush()
+}
+
+// next returns the next command, skipping other messages.
+func (p *testPeer) next() (command, chunk.Message, error) {
+	for {
+		m, err := p.r.ReadMessage()
+		if err != nil {
+			return command{}, m, err
+		}
+		if isUserControlStreamEvent(&m) && binary.BigEndian.Uint16(m.Payload) == chunk.EventStreamBegin {
+			p.began = binary.BigEndian.Uint32(m.Payload[2:])
+		}
+		if isCommand(&m) {
+			c, err := parseCommand(&m)
+			return c, m, err
+		}
+	}
+}
+
+// until reads commands until one named name arrives.
+func (p *testPeer) until(name string) (command, error) {
+	for {
+		c, _, err := p.next()
+		if err != nil {
+			return c, err
+		}
+		if c.Name == name {
+			return c, nil
+		}
+	}
+}
+
+// start runs connect, createStream and publish or play as FFmpeg does, and
+// returns the first onStatus on the stream.
+func (p *testPeer) start(tcURL, name string, publish bool) (amf0.Object, error) {
+	app := tcURL[len("rtmp://"):]
+	if i := indexByte(app, '/'); i >= 0 {
+		app = app[i+1:]
+	}
+	if err := p.command(3, 0, "connect", 1.0, amf0.Object{{Key: "app", Value: app}, {Key: "tcUrl", Value: tcURL}, {Key: "flashVer", Value: "FMLE/3.0"}}); err != nil {
+		return nil, err
+	}
+	c, err := p.until("_result")
+	if err != nil || c.Txn != 1 {
+		return nil, fmt.Errorf("connect: %v %v", c, err)
+	}
+	if publish {
+		p.command(3, 0, "releaseStream", 2.0, nil, name)
+		p.command(3, 0, "FCPublish", 3.0, nil, name)
+	}
+	p.command(3, 0, "createStream", 4.0, nil)
+	for {
+		c, err = p.until("_result")
+		if err != nil {
+			return nil, err
+		}
+		if c.Txn == 4 {
+			break
+		}
+	}
+	sid, _ := c.arg(0).(float64)
+	if publish {
+		err = p.command(5, uint32(sid), "publish", 5.0, nil, name, "live")
+	} else {
+		err = p.command(5, uint32(sid), "play", 5.0, nil, name, -2000.0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err = p.until("onStatus")
+	if err != nil {
+		return nil, err
+	}
+	return c.info(), nil
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// fakeOrigin is an RTMP origin that accepts publish and play and records
+// the names and tcUrls it was given. refuse, when set, is the onStatus
+// code it answers publish and play with, at level error.
+type fakeOrigin struct {
+	ln     net.Listener
+	Addr   string
+	names  chan string
+	tcURLs chan string
+	refuse string
+	// media, when set, is written to players after Play.Start.
+	media []chunk.Message
+	done  chan struct{}
+}
+
+func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &fakeOrigin{ln: ln, Addr: ln.Addr().String(), names: make(chan string, 16), tcURLs: make(chan string, 16), refuse: refuse, done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go o.serve(nc)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-o.done })
+	return o
+}
+
+func (o *fakeOrigin) serve(nc net.Conn) {
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if handshake.Server(nc, 0) != nil {
+		return
+	}
+	p := newTestPeer(nc)
+	p.w.SetChunkSize(4096)
+	p.w.WriteControl(chunk.TypeWindowAckSize, 5000000)
+	for {
+		c, m, err := p.next()
+		if err != nil {
+			return
+		}
+		switch c.Name {
+		case "connect":
+			obj, _ := c.Obj.(amf0.Object)
+			o.tcURLs <- obj.String("tcUrl")
+			p.command(3, 0, "_result", c.Txn, nil, status("status", codeConnectSuccess, "ok"))
+		case "createStream":
+			p.command(3, 0, "_result", c.Txn, nil, 7.0)
+		case "publish", "play":
+			name, _ := c.arg(0).(string)
+			o.names <- name
+			if o.refuse != "" {
+				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, o.refuse, "refused by test origin"))
+				continue
+			}
+			if c.Name == "publish" {
+				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePublishStart, "go"))
+				continue
+			}
+			p.w.WriteUserControl(chunk.EventStreamBegin, m.StreamID)
+			p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePlayReset, "reset"))
+			p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePlayStart, "start"))
+			for i := range o.media {
+				mm := o.media[i]
+				mm.StreamID = m.StreamID
+				p.w.WriteMessage(&mm)
+			}
+			p.w.Flush()
+		}
+	}
+}
