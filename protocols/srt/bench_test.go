@@ -3,7 +3,6 @@ package srt
 import (
 	"net"
 	"net/netip"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -18,32 +17,32 @@ import (
 //	upstream  caller -> server listener -> session socket -> origin
 //	downstream origin -> session socket -> server listener -> caller
 //
-// A window of packets in flight keeps the loopback sockets from dropping,
-// so pkts/s is delivered throughput. cpu-ns/pkt is the whole process
+// A window of packets in flight (credits returned by the receiver) keeps
+// the loopback sockets from dropping, so pkts/s is delivered throughput. cpu-ns/pkt is the whole process
 // (sender and sink included, as in direct); the difference to direct is
 // the server's cost.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("direct", func(b *testing.B) {
-		sink := startFakeOrigin(b, &fakeOrigin{countOnly: true})
+		sink := startFakeOrigin(b, &fakeOrigin{countOnly: true, credit: make(chan struct{}, 2*window)})
 		c, err := net.DialUDP("udp", nil, sink.pc.LocalAddr().(*net.UDPAddr))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer c.Close()
-		blast(b, c, fakeOriginSocket, &sink.dataCount)
+		blast(b, c, fakeOriginSocket, &sink.dataCount, sink.credit)
 	})
 	b.Run("upstream", func(b *testing.B) {
-		origin := startFakeOrigin(b, &fakeOrigin{countOnly: true})
+		origin := startFakeOrigin(b, &fakeOrigin{countOnly: true, credit: make(chan struct{}, 2*window)})
 		_, proxy := startServer(b, Config{Router: staticRouter(origin.addr())})
 		c := newCaller(b, proxy, 0xbe0001)
 		c.send(c.conclusion(c.induct(), hsreqExt(), sidExt("live/bench")))
 		if c.read(3*time.Second) == nil {
 			b.Fatal("no conclusion response")
 		}
-		blast(b, c.c, fakeOriginSocket, &origin.dataCount)
+		blast(b, c.c, fakeOriginSocket, &origin.dataCount, origin.credit)
 	})
 	b.Run("downstream", func(b *testing.B) {
-		origin := startFakeOrigin(b, &fakeOrigin{countOnly: true})
+		origin := startFakeOrigin(b, &fakeOrigin{countOnly: true, credit: make(chan struct{}, 2*window)})
 		_, proxy := startServer(b, Config{Router: staticRouter(origin.addr())})
 		c := newCaller(b, proxy, 0xbe0002)
 		c.send(c.conclusion(c.induct(), hsreqExt(), sidExt("live/bench")))
@@ -52,6 +51,7 @@ func BenchmarkRelay(b *testing.B) {
 		}
 		_, _, leg := origin.snapshot()
 		var got atomic.Int64
+		credit := make(chan struct{}, 2*window)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -62,10 +62,14 @@ func BenchmarkRelay(b *testing.B) {
 					return
 				}
 				got.Add(1)
+				select {
+				case credit <- struct{}{}:
+				default:
+				}
 			}
 		}()
 		up := &addrWriter{pc: origin.pc, to: leg}
-		blast(b, up, c.sid, &got)
+		blast(b, up, c.sid, &got, credit)
 		c.c.Close()
 		<-done
 	})
@@ -80,44 +84,61 @@ type addrWriter struct {
 
 func (w *addrWriter) Write(b []byte) (int, error) { return w.pc.WriteToUDPAddrPort(b, w.to) }
 
+// window is the number of packets a benchmark keeps in flight.
+const window = 32
+
 // blast sends b.N data packets to dest through w, keeping at most window
-// packets ahead of what the sink counted, and reports throughput and CPU.
-func blast(b *testing.B, w packetWriter, dest uint32, received *atomic.Int64) {
-	const window = 64
+// packets unacknowledged by the receiver's credits, and reports throughput,
+// CPU and loss. A credit that does not come within 50 ms is written off as
+// a lost datagram.
+func blast(b *testing.B, w packetWriter, dest uint32, received *atomic.Int64, credit <-chan struct{}) {
 	pkt := dataPacket(dest, 0, 1316)
 	base := received.Load()
+	stall := time.NewTimer(time.Hour)
+	defer stall.Stop()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
-	cpu0 := cpuTime()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
-	var sent, written int64 // written off: presumed lost
+	inflight := 0
 	for i := 0; i < b.N; i++ {
-		stall := time.Now()
-		for sent-written-(received.Load()-base) >= window {
-			if time.Since(stall) > 50*time.Millisecond {
-				// Datagrams were lost; do not wait for them forever.
-				written = sent - (received.Load() - base)
-				break
+		if inflight >= window {
+			stall.Reset(50 * time.Millisecond)
+			select {
+			case <-credit:
+				inflight--
+			case <-stall.C:
+				inflight = 0
 			}
-			runtime.Gosched()
+			for drained := false; !drained; {
+				select {
+				case <-credit:
+					inflight--
+				default:
+					drained = true
+				}
+			}
+			inflight = max(inflight, 0)
 		}
 		pkt[3] = byte(i)
 		if _, err := w.Write(pkt); err != nil {
 			b.Fatal(err)
 		}
-		sent++
+		inflight++
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	sent := int64(b.N)
+	deadline := time.Now().Add(time.Second)
 	for received.Load()-base < sent && time.Now().Before(deadline) {
-		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
-	delivered := received.Load() - base
+	delivered := min(received.Load()-base, sent)
 	b.ReportMetric(float64(delivered)/elapsed.Seconds(), "pkts/s")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/pkt")
-	b.ReportMetric(100*float64(sent-min(delivered, sent))/float64(sent), "loss%")
+	b.ReportMetric(float64(cpu)/float64(sent), "cpu-ns/pkt")
+	b.ReportMetric(100*float64(sent-delivered)/float64(sent), "loss%")
 }
 
 // cpuTime is the process's user+system CPU time in nanoseconds.

@@ -28,9 +28,10 @@ const (
 // response (or a rejection), and records everything else.
 type fakeOrigin struct {
 	pc        *net.UDPConn
-	silent    bool   // never answer
-	reject    uint32 // if non-zero, reject conclusions with this reason
-	countOnly bool   // count data packets instead of keeping them (benchmarks)
+	silent    bool          // never answer
+	reject    uint32        // if non-zero, reject conclusions with this reason
+	countOnly bool          // count data packets instead of keeping them (benchmarks)
+	credit    chan struct{} // with countOnly: one token per data packet, if there is room
 	wg        sync.WaitGroup
 
 	mu          sync.Mutex
@@ -73,12 +74,17 @@ func (o *fakeOrigin) serve() {
 		if o.silent {
 			continue
 		}
+		if o.countOnly && n > 0 && b[0]&0x80 == 0 {
+			// A data packet: count it without parsing (benchmarks).
+			o.dataCount.Add(1)
+			select {
+			case o.credit <- struct{}{}:
+			default:
+			}
+			continue
+		}
 		hs, err := parseHandshake(b)
 		if err != nil {
-			if o.countOnly {
-				o.dataCount.Add(1)
-				continue
-			}
 			o.mu.Lock()
 			o.data = append(o.data, append([]byte(nil), b...))
 			o.mu.Unlock()
@@ -569,4 +575,25 @@ func TestDispatchDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { srv.dispatch(pkt, from) }); n != 0 {
 		t.Errorf("%v allocations per packet", n)
 	}
+}
+
+// Closing the server tells both ends of every established session, so
+// that callers reconnect at once instead of waiting for SRT's peer timeout.
+func TestCloseSendsShutdownBothWays(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
+	c := newCaller(t, proxy, 0xe001)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if c.read(3*time.Second) == nil {
+		t.Fatal("no conclusion response")
+	}
+	srv.Close()
+	if b := c.read(time.Second); b == nil || !isControl(b, packet.CTRLTYPE_SHUTDOWN) || destID(b) != c.sid {
+		t.Fatalf("caller got %x, want SHUTDOWN", b)
+	}
+	harness.WaitFor(t, time.Second, "SHUTDOWN at origin", func() bool {
+		_, data, _ := origin.snapshot()
+		return len(data) == 1 && isControl(data[0], packet.CTRLTYPE_SHUTDOWN) && destID(data[0]) == fakeOriginSocket
+	})
 }
