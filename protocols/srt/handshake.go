@@ -37,14 +37,13 @@ const (
 // Errors returned by parseHandshake. They say where decoding stopped; the
 // server counts them and drops the packet.
 var (
-	ErrShortPacket      = errors.New("srt: packet shorter than the 16-byte header")
-	ErrNotHandshake     = errors.New("srt: not a handshake control packet")
-	ErrTruncatedHS      = errors.New("srt: handshake shorter than its 48-byte body")
-	ErrTruncatedExt     = errors.New("srt: handshake extension header truncated")
-	ErrExtLength        = errors.New("srt: handshake extension longer than the packet")
-	ErrShortSID         = errors.New("srt: stream id extension shorter than 4 bytes")
-	ErrLongSID          = errors.New("srt: stream id extension longer than 512 bytes")
-	ErrUnsupportedHSVer = errors.New("srt: handshake version is not 5")
+	ErrShortPacket  = errors.New("srt: packet shorter than the 16-byte header")
+	ErrNotHandshake = errors.New("srt: not a handshake control packet")
+	ErrTruncatedHS  = errors.New("srt: handshake shorter than its 48-byte body")
+	ErrTruncatedExt = errors.New("srt: handshake extension header truncated")
+	ErrExtLength    = errors.New("srt: handshake extension longer than the packet")
+	ErrShortSID     = errors.New("srt: stream id extension shorter than 4 bytes")
+	ErrLongSID      = errors.New("srt: stream id extension longer than 512 bytes")
 )
 
 // Handshake rejection codes. On the wire a rejection is a handshake whose
@@ -52,7 +51,6 @@ var (
 // (SRT_REJ_*), reasons from 1000 are application codes (SRT_REJX_*, most of
 // them 1000 + an HTTP status), as SRS uses them.
 const (
-	rejPeer       = 2    // SRT_REJ_PEER
 	rejResource   = 3    // SRT_REJ_RESOURCE: session table full
 	rejClose      = 7    // SRT_REJ_CLOSE: the server is closing
 	rejVersion    = 8    // SRT_REJ_VERSION: not an HSv5 caller
