@@ -1,0 +1,147 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+)
+
+// updateScreenshotEnv makes TestChromium write docs/dashboard.png.
+const updateScreenshotEnv = "SRS_MESH_UPDATE_SCREENSHOT"
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium not installed")
+	return ""
+}
+
+// chromium runs a headless browser on url with extra arguments and returns
+// what it printed on stdout. The whole process group is killed when ctx ends.
+func chromium(ctx context.Context, t *testing.T, bin, url string, extra ...string) []byte {
+	t.Helper()
+	args := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000",
+	}
+	args = append(append(args, extra...), url)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+func fakeStatus() mesh.Status {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+	return mesh.Status{
+		NodeID: "mesh-node-1", Leader: "mesh-node-1", LeaderAddr: "10.0.0.11:7947",
+		RaftState: "Leader", Term: 3, CommitIndex: 42, AppliedIndex: 42, LastLogIndex: 42,
+		GeneratedUnix: now,
+		Members: []mesh.MemberStatus{
+			{ID: "mesh-node-1", GossipAddr: "10.0.0.11:7946", RaftAddr: "10.0.0.11:7947", APIAddr: "10.0.0.11:12025", GossipState: "alive", RaftRole: "leader", Voter: true},
+			{ID: "mesh-node-2", GossipAddr: "10.0.0.12:7946", RaftAddr: "10.0.0.12:7947", APIAddr: "10.0.0.12:12025", GossipState: "alive", RaftRole: "voter", Voter: true},
+			{ID: "mesh-node-3", GossipAddr: "10.0.0.13:7946", RaftAddr: "10.0.0.13:7947", APIAddr: "10.0.0.13:12025", GossipState: "suspect", RaftRole: "voter", Voter: true},
+		},
+		Origins: []mesh.OriginStatus{
+			{ID: "srs-origin-a", IP: "10.0.1.5", RTMP: "10.0.1.5:1935", HTTP: "10.0.1.5:8080", API: "10.0.1.5:1985", SRT: "10.0.1.5:10080", RTC: "10.0.1.5:8000",
+				Healthy: true, Streams: 1, Service: "w9r1727y", PID: "7256", LastHeartbeatUnixMs: now - 4000, LastProbeUnixMs: now - 1000},
+			{ID: "srs-origin-b", IP: "10.0.1.6", RTMP: "10.0.1.6:1935", HTTP: "10.0.1.6:8080", API: "10.0.1.6:1985",
+				Healthy: true, Draining: true, Streams: 0, LastHeartbeatUnixMs: now - 7000, LastProbeUnixMs: now - 2000},
+		},
+		Assignments: []mesh.AssignmentStatus{
+			{Key: "__defaultVhost__/live/livestream", Origin: "srs-origin-a", CreatedUnixMs: now - 600000, LastUsedUnixMs: now - 2000, OriginHealthy: true},
+		},
+	}
+}
+
+// TestChromium renders the dashboard in a real headless Chromium against a
+// fake node and checks what the page shows. With SRS_MESH_UPDATE_SCREENSHOT=1
+// it also writes docs/dashboard.png at 1280x800.
+func TestChromium(t *testing.T) {
+	bin := chromiumPath(t)
+	mux := http.NewServeMux()
+	mux.Handle("/", Handler())
+	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(fakeStatus())
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom := string(chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
+	for _, want := range []string{
+		"mesh-node-1", "mesh-node-2", "mesh-node-3", ">leader<", "suspect",
+		"srs-origin-a", "srs-origin-b", "draining", "10.0.1.5:1935",
+		"__defaultVhost__/live/livestream",
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered page lacks %q", want)
+		}
+	}
+	if strings.Contains(dom, "Cannot reach node") {
+		t.Errorf("error banner shown with a working node")
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+
+	if os.Getenv(updateScreenshotEnv) == "1" {
+		shot := filepath.Join(t.TempDir(), "dashboard.png")
+		chromium(ctx, t, bin, srv.URL+"/", "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
+		png, err := os.ReadFile(shot)
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.MkdirAll("../../docs", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("../../docs/dashboard.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestChromiumBanner checks that a node that answers errors gets the
+// "cannot reach node" banner with the node's message.
+func TestChromiumBanner(t *testing.T) {
+	bin := chromiumPath(t)
+	mux := http.NewServeMux()
+	mux.Handle("/", Handler())
+	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"code":503,"message":"raft is shutting down"}`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom := string(chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
+	if !strings.Contains(dom, "Cannot reach node: raft is shutting down") {
+		t.Fatalf("no banner in:\n%s", dom)
+	}
+}
