@@ -145,3 +145,44 @@ func TestChromiumBanner(t *testing.T) {
 		t.Fatalf("no banner in:\n%s", dom)
 	}
 }
+
+// TestChromiumTokenAndStreams checks that drain and undrain buttons appear
+// once a token is in the tab's sessionStorage, and that the optional stream
+// list adds its columns to the streams table.
+func TestChromiumTokenAndStreams(t *testing.T) {
+	bin := chromiumPath(t)
+	mux := http.NewServeMux()
+	mux.Handle("/", Handler())
+	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(fakeStatus())
+	})
+	mux.HandleFunc("GET /mesh/v1/streams", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"code":0,"streams":[{"key":"__defaultVhost__/live/livestream","origin":"srs-origin-a","clients":{"rtmp":1,"flv":3},"kbps":{"recv_30s":2500}}]}`))
+	})
+	// A page of the same origin puts a token in sessionStorage, as the token
+	// form does, and goes on to the dashboard in the same tab.
+	mux.HandleFunc("GET /set-token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte(`<script>sessionStorage.setItem("srs-mesh.token","secret");location.replace("/");</script>`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom := string(chromium(ctx, t, bin, srv.URL+"/set-token", "--dump-dom"))
+	for _, want := range []string{
+		`data-origin="srs-origin-a" data-action="drain"`,
+		`data-origin="srs-origin-b" data-action="undrain"`,
+		">clients rtmp<", ">clients flv<", ">kbps recv_30s<", ">2500<",
+		"Token set for this tab.",
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+}
