@@ -1,0 +1,73 @@
+// Command srs-mesh runs and inspects an srs-mesh node: a proxy for SRS origin
+// clusters whose nodes agree on stream placement with Raft and find each
+// other by gossip.
+//
+// Flags and SRS_MESH_* environment variables are read here and nowhere else.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Set by the linker: -ldflags "-X main.version=v1.2.3 -X main.commit=abc".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "srs-mesh",
+		Short: "A proxy mesh for SRS origin clusters (RTMP, HTTP-FLV, HLS, DASH, SRT, WebRTC)",
+		Long: `srs-mesh sits in front of a cluster of SRS origins. Clients connect to any
+node; the node finds the origin that owns the stream and relays to it. Nodes
+agree on stream placement with Raft and find each other by gossip.`,
+		SilenceUsage: true,
+	}
+	root.AddCommand(newServeCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
+		newDrainCmd(true), newDrainCmd(false), newVersionCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			if commit != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "srs-mesh %s (%s)\n", version, commit)
+				return
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "srs-mesh %s\n", version)
+		},
+	}
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	httpstream "github.com/srs-mesh/srs-mesh/protocols/http"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// serveOptions are the raw values of the serve flags.
+type serveOptions struct {
+	nodeID          string
+	dataDir         string
+	bootstrapExpect int
+	join            []string
+	gossipAddr      string
+	raftAddr        string
+	advertiseAddr   string
+	systemAPI       string
+	rtmpAddr        string
+	httpAddr        string
+	apiAddr         string
+	rtcAddr         string
+	rtcCandidate    string
+	srtAddr         string
+	origins         []string
+	originTimeout   time.Duration
+	drainTimeout    time.Duration
+	token           string
+	gossipKey       string
+	logLevel        string
+	logFormat       string
+}
+
+// envPrefix is prepended to a flag's name (upper case, dashes as
+// underscores) to form the environment variable that sets it.
+const envPrefix = "SRS_MESH_"
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node",
+		Long: `Run an srs-mesh node. With no flags it runs a single-node mesh on the
+default ports (RTMP 1935, HTTP 8080, system API 12025).
+
+Every flag can also be set with an environment variable SRS_MESH_<FLAG>, upper
+case with dashes as underscores (SRS_MESH_BOOTSTRAP_EXPECT=3). Repeatable flags
+take a comma-separated list (--origin: separated by ';').`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), o)
+		},
+	}
+	host, _ := os.Hostname()
+	f := cmd.Flags()
+	f.StringVar(&o.nodeID, "node-id", host, "unique, stable id of this node (default: hostname)")
+	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 1, "number of nodes that form a new cluster together")
+	f.StringSliceVar(&o.join, "join", nil, "gossip address (host:port) of another node; repeatable; DNS names are retried until they resolve")
+	f.StringVar(&o.gossipAddr, "gossip-addr", "0.0.0.0:7946", "gossip bind address (tcp and udp)")
+	f.StringVar(&o.raftAddr, "raft-addr", "0.0.0.0:7947", "Raft bind address")
+	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP address other nodes use for this node (default: the bind address if specific, else the first non-loopback address)")
+	f.StringVar(&o.systemAPI, "system-api", ":12025", "system API address: origin registration, cluster API, metrics")
+	f.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address (empty disables)")
+	f.StringVar(&o.httpAddr, "http", ":8080", "HTTP streaming listen address: HTTP-FLV, HTTP-TS, HLS, DASH (empty disables)")
+	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (reserved)")
+	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (reserved)")
+	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "address announced in WebRTC candidates (reserved)")
+	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (reserved)")
+	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
+	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
+	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain); also accepted as ?token=")
+	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// applyEnv sets every flag that was not given on the command line from its
+// SRS_MESH_* environment variable, if present.
+func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		v, ok := lookup(name)
+		if !ok {
+			return
+		}
+		var values []string
+		switch fl.Value.Type() {
+		case "stringArray":
+			values = strings.Split(v, ";")
+		default:
+			values = []string{v}
+		}
+		for _, one := range values {
+			if strings.TrimSpace(one) == "" && len(values) > 1 {
+				continue
+			}
+			if err := fs.Set(fl.Name, strings.TrimSpace(one)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// buildMeshConfig turns flags into a mesh.Config. It also returns the system
+// API listen address.
+func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
+	cfg := mesh.DefaultConfig()
+	if strings.TrimSpace(o.nodeID) == "" {
+		return cfg, errors.New("--node-id is empty and the hostname is unknown")
+	}
+	if o.bootstrapExpect < 1 {
+		return cfg, fmt.Errorf("--bootstrap-expect must be at least 1, got %d", o.bootstrapExpect)
+	}
+	cfg.NodeID = o.nodeID
+	cfg.DataDir = o.dataDir
+	cfg.BootstrapExpect = o.bootstrapExpect
+	cfg.Join = o.join
+	cfg.GossipAddr = o.gossipAddr
+	cfg.RaftAddr = o.raftAddr
+	cfg.AdvertiseAddr = o.advertiseAddr
+	cfg.OriginTimeout = o.originTimeout
+	cfg.Token = o.token
+	cfg.Logger = log
+	if o.gossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
+		if err != nil {
+			return cfg, fmt.Errorf("--gossip-key: not base64: %w", err)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return cfg, fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes, got %d", n)
+		}
+		cfg.GossipKey = key
+	}
+	for _, spec := range o.origins {
+		org, err := stream.ParseStaticOrigin(spec)
+		if err != nil {
+			return cfg, fmt.Errorf("--origin %q: %w", spec, err)
+		}
+		cfg.StaticOrigins = append(cfg.StaticOrigins, org)
+	}
+	// The system API address other nodes use to forward writes here.
+	_, port, err := net.SplitHostPort(o.systemAPI)
+	if err != nil {
+		return cfg, fmt.Errorf("--system-api: %w", err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return cfg, fmt.Errorf("--system-api: bad port %q", port)
+	}
+	advIP := o.advertiseAddr
+	if advIP == "" {
+		advIP = defaultAdvertiseIP(o.gossipAddr)
+	}
+	cfg.AdvertiseAddr = advIP
+	cfg.APIAddr = net.JoinHostPort(advIP, port)
+	return cfg, nil
+}
+
+// segmentSecret derives the key that signs HLS/DASH segment tokens. Every
+// node of a mesh must derive the same key, so it comes from the shared token
+// (or gossip key) when one is set, and from a fixed label otherwise: tokens
+// then only prove integrity, not secrecy, which is enough to keep forged
+// tokens from reaching arbitrary origins because they name no address.
+func segmentSecret(o serveOptions) []byte {
+	h := sha256.New()
+	h.Write([]byte("srs-mesh segment token v1\x00"))
+	h.Write([]byte(o.token))
+	h.Write([]byte{0})
+	h.Write([]byte(o.gossipKey))
+	return h.Sum(nil)
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	log = log.With("node", o.nodeID)
+	cfg, err := buildMeshConfig(o, log)
+	if err != nil {
+		return err
+	}
+
+	// Listen first, so that a port in use fails before we join a mesh.
+	sysLn, err := net.Listen("tcp", o.systemAPI)
+	if err != nil {
+		return fmt.Errorf("system API: %w", err)
+	}
+	var rtmpLn, httpLn net.Listener
+	if o.rtmpAddr != "" {
+		if rtmpLn, err = net.Listen("tcp", o.rtmpAddr); err != nil {
+			sysLn.Close()
+			return fmt.Errorf("rtmp: %w", err)
+		}
+	}
+	if o.httpAddr != "" {
+		if httpLn, err = net.Listen("tcp", o.httpAddr); err != nil {
+			sysLn.Close()
+			if rtmpLn != nil {
+				rtmpLn.Close()
+			}
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+
+	node, err := mesh.New(cfg)
+	if err != nil {
+		sysLn.Close()
+		if rtmpLn != nil {
+			rtmpLn.Close()
+		}
+		if httpLn != nil {
+			httpLn.Close()
+		}
+		return fmt.Errorf("mesh: %w", err)
+	}
+	log.Info("node started", "system_api", sysLn.Addr().String(), "advertise", cfg.AdvertiseAddr,
+		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				serveErr <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	sysSrv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	run("system api", func() error {
+		if err := sysSrv.Serve(sysLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+
+	var rtmpSrv *rtmp.Server
+	if rtmpLn != nil {
+		rtmpSrv, err = rtmp.New(rtmp.Config{Router: node, Sessions: node, Logger: log.With("proto", "rtmp")})
+		if err != nil {
+			return err
+		}
+		log.Info("rtmp listening", "addr", rtmpLn.Addr().String())
+		run("rtmp", func() error { return rtmpSrv.Serve(rtmpLn) })
+	}
+
+	var httpSrv *http.Server
+	var hs *httpstream.Server
+	if httpLn != nil {
+		hs, err = httpstream.New(httpstream.Config{Router: node, Sessions: node,
+			Logger: log.With("proto", "http"), TokenSecret: segmentSecret(o)})
+		if err != nil {
+			return err
+		}
+		httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("http streaming listening", "addr", httpLn.Addr().String())
+		run("http", func() error {
+			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+
+	var fatal error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case fatal = <-serveErr:
+		log.Error("listener failed", "err", fatal)
+	}
+
+	// Stop accepting clients, give streams the drain timeout, leave the mesh.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout+5*time.Second)
+	defer cancel()
+	if httpSrv != nil {
+		httpSrv.Close()
+		hs.Close()
+	}
+	if rtmpSrv != nil {
+		rtmpSrv.Close()
+	}
+	if err := node.Leave(shutdownCtx); err != nil {
+		log.Warn("leaving the mesh", "err", err)
+	}
+	sysSrv.Shutdown(shutdownCtx)
+	node.Close()
+	wg.Wait()
+	return fatal
+}
+
+// defaultAdvertiseIP picks the address other nodes use for this one: the
+// gossip bind IP when it is specific, else the first non-loopback unicast
+// address of the host, else 127.0.0.1.
+func defaultAdvertiseIP(gossipAddr string) string {
+	if host, _, err := net.SplitHostPort(gossipAddr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			return ip.String()
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportRules enforces the layering: cmd -> mesh, protocols/* -> stream.
+// Protocol packages never import mesh or each other, stream imports nothing
+// of ours, and mesh imports no protocol.
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/srs-mesh/srs-mesh/"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], mod)
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, mod) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, mod)
+			switch {
+			case pkg == "stream" && dep != "stream":
+				t.Errorf("stream imports %s: the domain package imports nothing of ours", dep)
+			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "mesh"):
+				t.Errorf("%s imports %s: protocols declare the interface they need instead", pkg, dep)
+			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "protocols/") &&
+				protocolOf(pkg) != protocolOf(dep):
+				t.Errorf("%s imports %s: protocols do not import each other", pkg, dep)
+			case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
+				t.Errorf("%s imports %s: mesh knows no protocol", pkg, dep)
+			case !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "test") && strings.HasPrefix(dep, "cmd/"):
+				t.Errorf("%s imports %s", pkg, dep)
+			}
+		}
+	}
+}
+
+// protocolOf returns "protocols/rtmp" for "protocols/rtmp/chunk".
+func protocolOf(pkg string) string {
+	parts := strings.SplitN(pkg, "/", 3)
+	if len(parts) < 2 {
+		return pkg
+	}
+	return parts[0] + "/" + parts[1]
+}
