@@ -158,7 +158,7 @@ func (s *Server) handleList(l listKind) http.HandlerFunc {
 		entries, results := mergeList(l.path, s.cfg.NodeID, answers)
 		for _, res := range results {
 			if !res.OK {
-				s.cfg.Logger.Warn("origin left out of "+l.path, "origin", res.ID, "error", res.Error)
+				s.cfg.Logger.Debug("origin left out of "+l.path, "origin", res.ID, "error", res.Error)
 			}
 		}
 		entries = window(entries, start, count)
@@ -256,7 +256,11 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 // ?origin= so that following it comes back to the same origin.
 func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	if !r.URL.Query().Has("origin") {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %s is answered by one origin: add ?origin=<id>", ErrOriginParamNeeded, r.URL.Path))
+		var ids []string
+		for _, o := range sortedOrigins(s.cfg.Origins.Origins()) {
+			ids = append(ids, o.Origin.ID)
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s: add ?origin=<id> (origins: %s)", ErrOriginParamNeeded, r.URL.Path, strings.Join(ids, ", ")))
 		return
 	}
 	origins, err := s.selectOrigins(r)

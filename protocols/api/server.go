@@ -90,7 +90,7 @@ var (
 	ErrOriginCode        = errors.New("api: origin answered a non-zero code")
 	ErrBadOriginAnswer   = errors.New("api: origin answer is not SRS JSON")
 	ErrNoHealthyOrigin   = errors.New("api: no healthy origin with an HTTP API")
-	ErrOriginParamNeeded = errors.New("api: this call goes to one origin: add ?origin=<id>")
+	ErrOriginParamNeeded = errors.New("api: this call goes to one origin")
 )
 
 // Config configures a Server.

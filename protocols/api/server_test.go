@@ -300,7 +300,7 @@ func TestProxyByOrigin(t *testing.T) {
 
 	var e apiError
 	res := do(t, "GET", hs.URL+"/api/v1/vhosts/", &e)
-	if res.StatusCode != 400 || e.Code != 400 || !strings.Contains(e.Message, "?origin=<id>") {
+	if res.StatusCode != 400 || e.Code != 400 || !strings.Contains(e.Message, "?origin=<id>") || !strings.Contains(e.Message, "o1, o2, o3") {
 		t.Fatalf("no origin: %d %+v", res.StatusCode, e)
 	}
 	if res.Header.Get("Access-Control-Allow-Origin") != "*" {
