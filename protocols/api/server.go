@@ -28,7 +28,8 @@
 //
 // Errors made here are {"code":N,"message":"..."} with a 4xx or 5xx status:
 // 400 for a call that needs ?origin=, 404 for an unknown origin or path, 502
-// when the named origin cannot be reached, 503 when no origin can be asked.
+// when the named origin cannot be reached, 503 when a stream or client is
+// looked up while no origin can be asked.
 // A stream or client that no origin has is a 404 with SRS's own codes
 // (2048 for streams, 2049 for clients). Whatever an origin answers to a
 // proxied call is relayed as it is.
