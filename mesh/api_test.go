@@ -150,7 +150,7 @@ func TestRegisterViaFollowerReachesAllNodes(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"code":0`) {
 		t.Fatalf("register via follower: %d %s", resp.StatusCode, b)
 	}
-	meshtest.WaitFor(t, 5*time.Second, "origin on every node", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "origin on every node", func() bool {
 		for i := range c.Members {
 			st := c.Node(i).Status()
 			if len(st.Origins) != 1 || st.Origins[0].ID != "vid-x" {
@@ -171,7 +171,7 @@ func TestRegisterViaFollowerReachesAllNodes(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("drain via follower: %d", resp.StatusCode)
 	}
-	meshtest.WaitFor(t, 5*time.Second, "drain on every node", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "drain on every node", func() bool {
 		for i := range c.Members {
 			if st := c.Node(i).Status(); len(st.Origins) != 1 || !st.Origins[0].Draining {
 				return false

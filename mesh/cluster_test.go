@@ -98,6 +98,17 @@ func assignmentsOf(n *mesh.Node) map[string]string {
 
 func TestClusterForms(t *testing.T) {
 	c := startCluster(t, 3, nil)
+	for i := range c.Members {
+		meshtest.WaitFor(t, clusterTimeout, "every node to see 3 voters", func() bool {
+			voters := 0
+			for _, m := range c.Node(i).Status().Members {
+				if m.Voter {
+					voters++
+				}
+			}
+			return voters == 3
+		})
+	}
 	leaders := 0
 	for i := range c.Members {
 		st := c.Node(i).Status()
@@ -189,7 +200,7 @@ func TestLeaderKilledNewLeaderAcceptsWrites(t *testing.T) {
 	}
 	c.WaitApplied(clusterTimeout)
 
-	old := c.Leader()
+	old := c.WaitLeader(clusterTimeout)
 	killed := time.Now()
 	c.Kill(old)
 	survivor := (old + 1) % 3
@@ -228,7 +239,7 @@ func TestRestartedNodeKeepsStateAndRejoins(t *testing.T) {
 		want[key(i).String()] = o.ID
 	}
 	c.WaitApplied(clusterTimeout)
-	victim := (c.Leader() + 1) % 3
+	victim := (c.WaitLeader(clusterTimeout) + 1) % 3
 	c.Kill(victim)
 	// A write while it is down reaches it after the restart.
 	o, err := c.Node((victim+1)%3).Route(ctx, key(100))
@@ -263,7 +274,7 @@ func TestRestartedNodeKeepsStateAndRejoins(t *testing.T) {
 
 func TestGracefulLeaveRemovesVoter(t *testing.T) {
 	c := startCluster(t, 3, nil)
-	l := c.Leader()
+	l := c.WaitLeader(clusterTimeout)
 	// The leader leaves: leadership moves and the voter is removed.
 	if err := c.Leave(l); err != nil {
 		t.Fatalf("leave: %v", err)
@@ -297,7 +308,7 @@ func TestOriginHealthFailover(t *testing.T) {
 	}
 	a.close()
 	died := time.Now()
-	leader := c.Node(c.Leader())
+	leader := c.Node(c.WaitLeader(clusterTimeout))
 	meshtest.WaitFor(t, 5*time.Second, "oa to turn unhealthy", func() bool {
 		for _, o := range leader.Status().Origins {
 			if o.ID == "ob" && !o.Healthy {
@@ -417,7 +428,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 func TestEncryptedGossipForms(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	c := startCluster(t, 3, func(i int, cfg *mesh.Config) { cfg.GossipKey = key })
-	if l := c.Leader(); l < 0 {
+	if l := c.WaitLeader(clusterTimeout); l < 0 || !c.Node(l).IsLeader() {
 		t.Fatal("no leader with encrypted gossip")
 	}
 }

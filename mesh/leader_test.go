@@ -30,7 +30,7 @@ func TestActivityKeepsAssignmentsAndGCRemovesIdle(t *testing.T) {
 	}
 	end := c.Node(2).Track(live, "rtmp")
 	defer end()
-	meshtest.WaitFor(t, 10*time.Second, "idle assignment collected everywhere", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "idle assignment collected everywhere", func() bool {
 		for i := range c.Members {
 			if hasAssignment(c.Node(i), idle) {
 				return false
@@ -42,8 +42,13 @@ func TestActivityKeepsAssignmentsAndGCRemovesIdle(t *testing.T) {
 	if _, err := c.Node(0).Route(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, 10*time.Second, "second idle assignment collected", func() bool {
-		return !hasAssignment(c.Node(c.Leader()), later)
+	meshtest.WaitFor(t, clusterTimeout, "second idle assignment collected", func() bool {
+		for i := range c.Members {
+			if hasAssignment(c.Node(i), later) {
+				return false
+			}
+		}
+		return true
 	})
 	for i := range c.Members {
 		if !hasAssignment(c.Node(i), live) {
@@ -66,7 +71,7 @@ func TestStaticAndHeartbeatOrigins(t *testing.T) {
 		}
 		return mesh.OriginStatus{}, false
 	}
-	meshtest.WaitFor(t, 5*time.Second, "static origin registered by the leader", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "static origin registered by the leader", func() bool {
 		o, ok := origin("static1")
 		return ok && o.Static && o.Healthy
 	})
@@ -75,19 +80,19 @@ func TestStaticAndHeartbeatOrigins(t *testing.T) {
 	if err := c.Node(1).RegisterOrigin(context.Background(), udp); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, 5*time.Second, "udp origin unhealthy without heartbeats", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "udp origin unhealthy without heartbeats", func() bool {
 		o, ok := origin("srt1")
 		return ok && !o.Healthy && o.HealthReason != ""
 	})
 	if err := c.Node(2).RegisterOrigin(context.Background(), udp); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, 5*time.Second, "udp origin healthy after a heartbeat", func() bool {
+	meshtest.WaitFor(t, clusterTimeout, "udp origin healthy after a heartbeat", func() bool {
 		o, ok := origin("srt1")
 		return ok && o.Healthy
 	})
 	// The static origin survives a leader change.
-	c.Kill(c.Leader())
+	c.Kill(c.WaitLeader(clusterTimeout))
 	c.WaitLeader(clusterTimeout)
 	for _, i := range c.Running() {
 		n := c.Node(i)

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,15 +35,17 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 }
 
 // FreePort returns a loopback port that is free for both TCP and UDP at the
-// time of the call.
+// time of the call. It is drawn at random below the usual ephemeral range
+// (32768-60999 on Linux), so that outgoing connections, whose local ports the
+// kernel takes from that range, do not grab it before the node binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		ln.Close()
 		if err == nil {
@@ -63,9 +67,9 @@ func FastConfig(t testing.TB, id, dataDir string) mesh.Config {
 	cfg.GossipAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	cfg.RaftAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	cfg.AdvertiseAddr = "127.0.0.1"
-	cfg.RaftHeartbeatTimeout = 400 * time.Millisecond
-	cfg.RaftElectionTimeout = 400 * time.Millisecond
-	cfg.RaftLeaderLeaseTimeout = 200 * time.Millisecond
+	cfg.RaftHeartbeatTimeout = 600 * time.Millisecond
+	cfg.RaftElectionTimeout = 600 * time.Millisecond
+	cfg.RaftLeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.RaftCommitTimeout = 5 * time.Millisecond
 	cfg.GossipProbeInterval = 300 * time.Millisecond
 	cfg.GossipProbeTimeout = 200 * time.Millisecond
@@ -128,9 +132,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	root := t.TempDir()
 	c := &Cluster{t: t}
+	used := map[string]bool{}
 	for i := range opts.N {
 		id := fmt.Sprintf("node%d", i)
 		cfg := FastConfig(t, id, filepath.Join(root, id))
+		for used[cfg.GossipAddr] || used[cfg.RaftAddr] || cfg.GossipAddr == cfg.RaftAddr {
+			cfg = FastConfig(t, id, filepath.Join(root, id))
+		}
+		used[cfg.GossipAddr], used[cfg.RaftAddr] = true, true
 		cfg.BootstrapExpect = opts.N
 		cfg.Token = opts.Token
 		cfg.Logger = logger
@@ -304,20 +313,36 @@ func (c *Cluster) WaitVoters(timeout time.Duration, n int) {
 	})
 }
 
-// WaitApplied waits until every running member has applied at least the
-// leader's current commit index.
+// WaitApplied waits until every running member's replica holds the same
+// origins (health, drain) and assignments as the leader's. Raft's applied
+// index runs slightly ahead of the state machine, so tests compare state.
 func (c *Cluster) WaitApplied(timeout time.Duration) {
 	c.t.Helper()
-	l := c.WaitLeader(timeout)
-	idx := c.Node(l).Status().CommitIndex
-	WaitFor(c.t, timeout, "replicas to apply the log", func() bool {
+	WaitFor(c.t, timeout, "replicas to converge", func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		want := replicaState(c.Node(l).Status())
 		for _, i := range c.Running() {
-			if c.Node(i).Status().AppliedIndex < idx {
+			if replicaState(c.Node(i).Status()) != want {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+// replicaState renders the replicated part of a status.
+func replicaState(st mesh.Status) string {
+	var b strings.Builder
+	for _, o := range st.Origins {
+		fmt.Fprintf(&b, "o %s %v %v %d %s|", o.ID, o.Healthy, o.Draining, o.Streams, o.RTMP)
+	}
+	for _, a := range st.Assignments {
+		fmt.Fprintf(&b, "a %s %s %d|", a.Key, a.Origin, a.LastUsedUnixMs)
+	}
+	return b.String()
 }
 
 // Close kills every member. It is registered with t.Cleanup by Start.
