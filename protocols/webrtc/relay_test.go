@@ -218,14 +218,24 @@ func TestHandlePacketAllocs(t *testing.T) {
 	from := addrOf(client)
 	rtp := rtpPacket(1, "media payload")
 	req := bindingRequest(t, "ans1:off1")
-	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(rtp, from) }); n != 0 {
+	// AllocsPerRun counts the whole process, and the fake origin's reader
+	// (test code) allocates while it answers forwarded packets; the least
+	// of a few runs is the relay's own figure.
+	allocs := func(f func()) float64 {
+		least := testing.AllocsPerRun(200, f)
+		for i := 0; i < 4 && least > 0; i++ {
+			least = min(least, testing.AllocsPerRun(200, f))
+		}
+		return least
+	}
+	if n := allocs(func() { e.srv.handlePacket(rtp, from) }); n != 0 {
 		t.Errorf("RTP: %v allocs per packet", n)
 	}
-	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(req, from) }); n != 0 {
+	if n := allocs(func() { e.srv.handlePacket(req, from) }); n != 0 {
 		t.Errorf("STUN on an established flow: %v allocs per packet", n)
 	}
 	bad := truncated22
-	if n := testing.AllocsPerRun(200, func() { e.srv.handlePacket(bad, from) }); n != 0 {
+	if n := allocs(func() { e.srv.handlePacket(bad, from) }); n != 0 {
 		t.Errorf("malformed: %v allocs per packet", n)
 	}
 }
