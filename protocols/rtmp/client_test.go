@@ -34,6 +34,11 @@ func dialTestPeer(t testing.TB, addr string) *testPeer {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(15 * time.Second))
+	return dialed(t, nc)
+}
+
+func dialed(t testing.TB, nc net.Conn) *testPeer {
+	t.Helper()
 	if err := handshake.Client(nc, 0); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
