@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -20,6 +21,8 @@ type testPeer struct {
 	w  *chunk.Writer
 	// began is the stream id of the last stream begin event seen.
 	began uint32
+	// onMessage, when set, sees every message next reads.
+	onMessage func(*chunk.Message)
 }
 
 func newTestPeer(nc net.Conn) *testPeer {
@@ -62,6 +65,9 @@ func (p *testPeer) next() (command, chunk.Message, error) {
 		m, err := p.r.ReadMessage()
 		if err != nil {
 			return command{}, m, err
+		}
+		if p.onMessage != nil {
+			p.onMessage(&m)
 		}
 		if isUserControlStreamEvent(&m) && binary.BigEndian.Uint16(m.Payload) == chunk.EventStreamBegin {
 			p.began = binary.BigEndian.Uint32(m.Payload[2:])
@@ -150,6 +156,10 @@ type fakeOrigin struct {
 	refuse string
 	// media, when set, is written to players after Play.Start.
 	media []chunk.Message
+	// received gets a copy of every audio and video message published.
+	received chan chunk.Message
+	// pongs gets the time of every ping response.
+	pongs chan uint32
 	done  chan struct{}
 }
 
@@ -159,7 +169,8 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &fakeOrigin{ln: ln, Addr: ln.Addr().String(), names: make(chan string, 16), tcURLs: make(chan string, 16), refuse: refuse, done: make(chan struct{})}
+	o := &fakeOrigin{ln: ln, Addr: ln.Addr().String(), names: make(chan string, 16), tcURLs: make(chan string, 16), refuse: refuse,
+		received: make(chan chunk.Message, 1024), pongs: make(chan uint32, 16), done: make(chan struct{})}
 	go func() {
 		defer close(o.done)
 		for {
@@ -183,10 +194,28 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 	p := newTestPeer(nc)
 	p.w.SetChunkSize(4096)
 	p.w.WriteControl(chunk.TypeWindowAckSize, 5000000)
+	p.onMessage = func(m *chunk.Message) {
+		switch {
+		case m.Type == chunk.TypeAudio || m.Type == chunk.TypeVideo:
+			cp := *m
+			cp.Payload = bytes.Clone(m.Payload)
+			select {
+			case o.received <- cp:
+			default:
+			}
+		case m.Type == chunk.TypeUserControl && len(m.Payload) >= 6 && binary.BigEndian.Uint16(m.Payload) == chunk.EventPingResponse:
+			o.pongs <- binary.BigEndian.Uint32(m.Payload[2:])
+		}
+	}
 	for {
 		c, m, err := p.next()
 		if err != nil {
 			return
+		}
+		if c.Name == "ping" {
+			// Test hook: the publisher asks the origin to ping the proxy.
+			p.w.WriteUserControl(chunk.EventPingRequest, 1234)
+			p.w.Flush()
 		}
 		switch c.Name {
 		case "connect":

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,9 +39,6 @@ func routeTo(addr string) *fakeRouter {
 		},
 	}
 }
-
-// fakeSessions counts tracked sessions.
-type fakeSessions struct{ live chan int }
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
@@ -152,13 +148,4 @@ func TestNginxPublishPlay(t *testing.T) {
 	}
 	n.Kill()
 	waitGoroutines(t, base+2)
-}
-
-func TestStreamKeyDerivation(t *testing.T) {
-	// Smoke check that the stream package splits what the proxy forwards.
-	req, err := stream.FromRTMP("rtmp://h:1935/live?vhost=v1", "s?secret=abc")
-	if err != nil || req.StreamQuery != "secret=abc" || req.AppQuery != "vhost=v1" || req.Key.Vhost != "v1" {
-		t.Fatalf("%+v %v", req, err)
-	}
-	_ = strings.Contains
 }

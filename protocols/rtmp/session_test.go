@@ -381,3 +381,54 @@ func TestIdleAndClose(t *testing.T) {
 type sessionsFunc func(stream.Key, string) func()
 
 func (f sessionsFunc) Track(k stream.Key, proto string) func() { return f(k, proto) }
+
+// TestPublishRelayChunking: a publisher that changes its chunk size in the
+// middle of the stream, uses 2- and 3-byte chunk stream ids and extended
+// timestamps, and sends ping-worthy traffic, reaches the origin intact. The
+// origin's ping is answered by the proxy on the origin leg.
+func TestPublishRelayChunking(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr)})
+	p := dialTestPeer(t, addr)
+	if info, err := p.start("rtmp://"+addr+"/live", "c", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	var sent []chunk.Message
+	ts := uint32(0xfffff0)
+	for i := 0; i < 60; i++ {
+		if i%10 == 0 {
+			if err := p.w.SetChunkSize([]uint32{1, 128, 4096, 77, 65536, 3}[i/10]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ts += 7
+		csid := []uint32{4, 6, 64, 319, 320, 65599}[i%6]
+		m := chunk.Message{CSID: csid, Type: uint8(chunk.TypeAudio + i%2), StreamID: 1, Timestamp: ts, Payload: payload(1 + i*997%9000)}
+		m.Payload[0] = byte(i)
+		if err := p.w.WriteMessage(&m); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m)
+	}
+	if err := p.command(3, 0, "ping", 0.0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range sent {
+		select {
+		case got := <-o.received:
+			if got.Timestamp != want.Timestamp || got.Type != want.Type || got.StreamID != 7 || !bytes.Equal(got.Payload, want.Payload) {
+				t.Fatalf("message %d: got %v, want %v", i, &got, &want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("origin received %d of %d messages", i, len(sent))
+		}
+	}
+	select {
+	case v := <-o.pongs:
+		if v != 1234 {
+			t.Fatalf("pong %d", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong from the proxy")
+	}
+}
