@@ -9,18 +9,26 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/dashboard"
+	"github.com/srs-mesh/srs-mesh/protocols/api"
 	httpstream "github.com/srs-mesh/srs-mesh/protocols/http"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
+	"github.com/srs-mesh/srs-mesh/protocols/srt"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -84,10 +92,10 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringVar(&o.systemAPI, "system-api", ":12025", "system API address: origin registration, cluster API, metrics")
 	f.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address (empty disables)")
 	f.StringVar(&o.httpAddr, "http", ":8080", "HTTP streaming listen address: HTTP-FLV, HTTP-TS, HLS, DASH (empty disables)")
-	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (reserved)")
-	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (reserved)")
-	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "address announced in WebRTC candidates (reserved)")
-	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (reserved)")
+	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (empty disables)")
+	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (empty disables)")
+	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
+	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
@@ -223,66 +231,80 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	var candidate netip.AddrPort
+	if o.rtcAddr != "" {
+		if candidate, err = rtcCandidate(o.rtcCandidate, cfg.AdvertiseAddr, o.rtcAddr); err != nil {
+			return err
+		}
+	}
 
 	// Listen first, so that a port in use fails before we join a mesh.
-	sysLn, err := net.Listen("tcp", o.systemAPI)
+	var lns listeners
+	defer lns.closeAll()
+	sysLn, err := lns.tcp("system API", o.systemAPI)
 	if err != nil {
-		return fmt.Errorf("system API: %w", err)
+		return err
 	}
-	var rtmpLn, httpLn net.Listener
-	if o.rtmpAddr != "" {
-		if rtmpLn, err = net.Listen("tcp", o.rtmpAddr); err != nil {
-			sysLn.Close()
-			return fmt.Errorf("rtmp: %w", err)
-		}
+	rtmpLn, err := lns.tcp("rtmp", o.rtmpAddr)
+	if err != nil {
+		return err
 	}
-	if o.httpAddr != "" {
-		if httpLn, err = net.Listen("tcp", o.httpAddr); err != nil {
-			sysLn.Close()
-			if rtmpLn != nil {
-				rtmpLn.Close()
-			}
-			return fmt.Errorf("http: %w", err)
-		}
+	httpLn, err := lns.tcp("http", o.httpAddr)
+	if err != nil {
+		return err
+	}
+	apiLn, err := lns.tcp("api", o.apiAddr)
+	if err != nil {
+		return err
+	}
+	srtPC, err := lns.udp("srt", o.srtAddr)
+	if err != nil {
+		return err
+	}
+	rtcPC, err := lns.udp("rtc", o.rtcAddr)
+	if err != nil {
+		return err
 	}
 
 	node, err := mesh.New(cfg)
 	if err != nil {
-		sysLn.Close()
-		if rtmpLn != nil {
-			rtmpLn.Close()
-		}
-		if httpLn != nil {
-			httpLn.Close()
-		}
 		return fmt.Errorf("mesh: %w", err)
 	}
+	defer node.Close()
 	log.Info("node started", "system_api", sysLn.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
 
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 4)
+	serveErr := make(chan error, 8)
+	var draining atomic.Bool
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil {
+			if err := f(); err != nil && !draining.Load() {
 				serveErr <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
+	serveHTTP := func(name string, srv *http.Server, ln net.Listener) {
+		log.Info(name+" listening", "addr", ln.Addr().String())
+		run(name, func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 
-	sysSrv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	run("system api", func() error {
-		if err := sysSrv.Serve(sysLn); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	reg := prometheus.NewRegistry()
+	router := newTimedRouter(node, reg)
+	collector := &meshCollector{node: node, httpS: &httpStats{}}
+	sysSrv := &http.Server{Handler: systemHandler(node, &draining, newMetricsHandler(reg, collector)),
+		ReadHeaderTimeout: 10 * time.Second}
 
 	var rtmpSrv *rtmp.Server
 	if rtmpLn != nil {
-		rtmpSrv, err = rtmp.New(rtmp.Config{Router: node, Sessions: node, Logger: log.With("proto", "rtmp")})
+		rtmpSrv, err = rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp")})
 		if err != nil {
 			return err
 		}
@@ -293,46 +315,207 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var httpSrv *http.Server
 	var hs *httpstream.Server
 	if httpLn != nil {
-		hs, err = httpstream.New(httpstream.Config{Router: node, Sessions: node,
+		hs, err = httpstream.New(httpstream.Config{Router: router, Sessions: node,
 			Logger: log.With("proto", "http"), TokenSecret: segmentSecret(o)})
 		if err != nil {
 			return err
 		}
-		httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		log.Info("http streaming listening", "addr", httpLn.Addr().String())
-		run("http", func() error {
-			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		httpSrv = &http.Server{Handler: collector.httpS.wrap(hs.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		serveHTTP("http streaming", httpSrv, httpLn)
 	}
+
+	var srtSrv *srt.Server
+	if srtPC != nil {
+		srtSrv, err = srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})
+		if err != nil {
+			return err
+		}
+		log.Info("srt listening", "addr", srtPC.LocalAddr().String())
+		run("srt", func() error { return srtSrv.Serve(srtPC) })
+	}
+
+	var rtcSrv *webrtc.Server
+	if rtcPC != nil {
+		rtcSrv, err = webrtc.New(webrtc.Config{Router: router, Store: newRTCStore(node), Sessions: node,
+			Logger: log.With("proto", "webrtc"), Candidate: candidate})
+		if err != nil {
+			return err
+		}
+		log.Info("webrtc media listening", "addr", rtcPC.LocalAddr().String(), "candidate", candidate.String())
+		run("webrtc", func() error { return rtcSrv.ServeUDP(rtcPC) })
+	}
+
+	var apiSrv *http.Server
+	var srsAPI *api.Server
+	if apiLn != nil {
+		srsAPI, err = api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
+			Logger: log.With("proto", "api"), Version: version})
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/api/", srsAPI.Handler())
+		if rtcSrv != nil {
+			mux.Handle("/rtc/", rtcSrv.Handler())
+		}
+		apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		serveHTTP("http api", apiSrv, apiLn)
+	}
+
+	collector.rtmp, collector.srt, collector.rtc = rtmpSrv, srtSrv, rtcSrv
+	serveHTTP("system api", sysSrv, sysLn)
 
 	var fatal error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		log.Info("shutting down: refusing new clients, draining sessions", "drain_timeout", o.drainTimeout)
 	case fatal = <-serveErr:
 		log.Error("listener failed", "err", fatal)
 	}
 
-	// Stop accepting clients, give streams the drain timeout, leave the mesh.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout+5*time.Second)
+	// Drain: fail readiness, stop accepting, let live sessions finish within
+	// the drain timeout, then leave the mesh.
+	draining.Store(true)
+	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 	defer cancel()
-	if httpSrv != nil {
-		httpSrv.Close()
+	if fatal != nil {
+		cancel()
+	}
+	if rtmpLn != nil {
+		rtmpLn.Close()
+	}
+	var dwg sync.WaitGroup
+	for _, srv := range []*http.Server{httpSrv, apiSrv} {
+		if srv != nil {
+			dwg.Add(1)
+			go func() { defer dwg.Done(); srv.Shutdown(drainCtx) }()
+		}
+	}
+	if rtmpSrv != nil {
+		waitIdle(drainCtx, func() bool { return rtmpSrv.Stats().ConnsOpen == 0 })
+	}
+	dwg.Wait()
+	if hs != nil {
 		hs.Close()
 	}
 	if rtmpSrv != nil {
 		rtmpSrv.Close()
 	}
-	if err := node.Leave(shutdownCtx); err != nil {
+	if srtSrv != nil {
+		srtSrv.Close()
+	}
+	if rtcSrv != nil {
+		rtcSrv.Close()
+	}
+	if srsAPI != nil {
+		srsAPI.Close()
+	}
+	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelLeave()
+	if err := node.Leave(leaveCtx); err != nil {
 		log.Warn("leaving the mesh", "err", err)
 	}
-	sysSrv.Shutdown(shutdownCtx)
+	sysSrv.Shutdown(leaveCtx)
 	node.Close()
 	wg.Wait()
+	log.Info("stopped")
 	return fatal
+}
+
+// waitIdle polls idle every 100 ms until it is true or ctx ends.
+func waitIdle(ctx context.Context, idle func() bool) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !idle() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// systemHandler is the system API: the mesh's routes, /metrics, and the
+// dashboard at /, with readiness failing while the node drains.
+func systemHandler(node *mesh.Node, draining *atomic.Bool, metrics http.Handler) http.Handler {
+	meshAPI := node.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/api/", meshAPI)
+	mux.Handle("/mesh/", meshAPI)
+	mux.Handle("/healthz", meshAPI)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"code":503,"message":"node is draining"}` + "\n"))
+			return
+		}
+		meshAPI.ServeHTTP(w, r)
+	})
+	mux.Handle("/metrics", metrics)
+	mux.Handle("/", dashboard.Handler())
+	return mux
+}
+
+// listeners opens the client and system listeners; an empty address
+// disables one (nil is returned). closeAll closes whatever is still open.
+type listeners struct {
+	closers []interface{ Close() error }
+}
+
+func (l *listeners) tcp(name, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	l.closers = append(l.closers, ln)
+	return ln, nil
+}
+
+func (l *listeners) udp(name, addr string) (net.PacketConn, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	l.closers = append(l.closers, pc)
+	return pc, nil
+}
+
+func (l *listeners) closeAll() {
+	for _, c := range l.closers {
+		c.Close()
+	}
+}
+
+// rtcCandidate is the address announced in WebRTC answers: --rtc-candidate
+// (an IP, or IP:port) or the advertise address, with the --rtc port.
+func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
+	_, portStr, err := net.SplitHostPort(rtcAddr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--rtc: %w", err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--rtc: bad port %q", portStr)
+	}
+	host := advertise
+	if flag != "" {
+		if ap, err := netip.ParseAddrPort(flag); err == nil {
+			return ap, nil
+		}
+		host = flag
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", host)
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), nil
 }
 
 // defaultAdvertiseIP picks the address other nodes use for this one: the

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/protocols/api"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// The protocol packages declare the small interfaces they need; these
+// adapters give them the mesh's view without either side importing the other.
+
+// apiOrigins is the origin list of the SRS API aggregation.
+type apiOrigins struct{ node *mesh.Node }
+
+func (a apiOrigins) Origins() []api.OriginInfo {
+	st := a.node.Status()
+	out := make([]api.OriginInfo, 0, len(st.Origins))
+	for _, o := range st.Origins {
+		out = append(out, api.OriginInfo{
+			Origin: stream.Origin{ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
+				Service: o.Service, PID: o.PID, Static: o.Static},
+			Healthy:  o.Healthy,
+			Draining: o.Draining,
+		})
+	}
+	return out
+}
+
+// newRTCStore returns the store of WebRTC ICE sessions.
+func newRTCStore(node *mesh.Node) webrtc.SessionStore {
+	_ = node
+	return webrtc.NewMemorySessionStore()
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
+	"github.com/srs-mesh/srs-mesh/protocols/srt"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// The Prometheus exporter. Protocol servers keep their own atomic counters
+// (their Stats); the collector reads them at scrape time, so the data path
+// pays nothing for metrics. Only route latency and HTTP streaming, which have
+// no counters of their own, are measured here.
+
+const ns = "srs_mesh"
+
+var (
+	descConns = prometheus.NewDesc(ns+"_connections", "Client connections or sessions open now, by protocol.",
+		[]string{"proto"}, nil)
+	descSessions = prometheus.NewDesc(ns+"_sessions", "Relaying client sessions now, by protocol and kind (publish, play, session).",
+		[]string{"proto", "kind"}, nil)
+	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total", "Bytes relayed, by protocol and direction (client_to_origin, origin_to_client).",
+		[]string{"proto", "direction"}, nil)
+	descPackets = prometheus.NewDesc(ns+"_relayed_packets_total", "UDP packets relayed, by protocol and direction.",
+		[]string{"proto", "direction"}, nil)
+	descFailures = prometheus.NewDesc(ns+"_session_failures_total", "Client sessions that failed, by protocol and reason.",
+		[]string{"proto", "reason"}, nil)
+	descDropped = prometheus.NewDesc(ns+"_dropped_packets_total", "UDP packets dropped, by protocol and reason.",
+		[]string{"proto", "reason"}, nil)
+	descOriginStreams = prometheus.NewDesc(ns+"_origin_streams", "Streams assigned to an origin.",
+		[]string{"origin"}, nil)
+	descOriginHealthy = prometheus.NewDesc(ns+"_origin_healthy", "1 when the origin is healthy, else 0.",
+		[]string{"origin"}, nil)
+	descOriginDraining = prometheus.NewDesc(ns+"_origin_draining", "1 when the origin is draining, else 0.",
+		[]string{"origin"}, nil)
+	descAssignments = prometheus.NewDesc(ns+"_assignments", "Stream assignments in the replicated table.", nil, nil)
+	descRaftState   = prometheus.NewDesc(ns+"_raft_state", "1 for this node's current Raft state.",
+		[]string{"state"}, nil)
+	descRaftTerm    = prometheus.NewDesc(ns+"_raft_term", "Current Raft term.", nil, nil)
+	descRaftCommit  = prometheus.NewDesc(ns+"_raft_commit_index", "Raft commit index.", nil, nil)
+	descRaftApplied = prometheus.NewDesc(ns+"_raft_applied_index", "Raft applied index.", nil, nil)
+	descRaftLeader  = prometheus.NewDesc(ns+"_raft_leader", "1 when this node sees a leader, else 0.", nil, nil)
+	descMembers     = prometheus.NewDesc(ns+"_gossip_members", "Gossip members by state.",
+		[]string{"state"}, nil)
+)
+
+// meshCollector reads the mesh's status and the protocol servers' counters
+// at scrape time. A nil server is skipped.
+type meshCollector struct {
+	node  *mesh.Node
+	rtmp  *rtmp.Server
+	srt   *srt.Server
+	rtc   *webrtc.Server
+	httpS *httpStats
+}
+
+func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	const c2o, o2c = "client_to_origin", "origin_to_client"
+
+	if s := c.rtmp; s != nil {
+		st := s.Stats()
+		gauge(descConns, float64(st.ConnsOpen), "rtmp")
+		gauge(descSessions, float64(st.Publishers), "rtmp", "publish")
+		gauge(descSessions, float64(st.Players), "rtmp", "play")
+		counter(descBytes, st.BytesIn, "rtmp", c2o)
+		counter(descBytes, st.BytesOut, "rtmp", o2c)
+		counter(descFailures, st.ClientFailures, "rtmp", "client")
+		counter(descFailures, st.RouteFailures, "rtmp", "no_route")
+		counter(descFailures, st.OriginFailures, "rtmp", "origin")
+		counter(descFailures, st.ConnsRefused, "rtmp", "too_many_connections")
+	}
+	if s := c.srt; s != nil {
+		st := s.Stats()
+		gauge(descConns, float64(st.Sessions), "srt")
+		gauge(descSessions, float64(st.Established), "srt", "session")
+		counter(descBytes, st.BytesToOrigin, "srt", c2o)
+		counter(descBytes, st.BytesToClient, "srt", o2c)
+		counter(descPackets, st.PacketsToOrigin, "srt", c2o)
+		counter(descPackets, st.PacketsToClient, "srt", o2c)
+		counter(descDropped, st.Malformed, "srt", "malformed")
+		counter(descDropped, st.NoSession, "srt", "no_session")
+		for reason, n := range st.Rejects {
+			counter(descFailures, n, "srt", reason)
+		}
+	}
+	if s := c.rtc; s != nil {
+		st := s.Stats()
+		gauge(descConns, float64(st.Sessions), "webrtc")
+		gauge(descSessions, float64(st.Sessions), "webrtc", "session")
+		counter(descBytes, st.ClientBytes, "webrtc", c2o)
+		counter(descBytes, st.OriginBytes, "webrtc", o2c)
+		counter(descPackets, st.ClientPackets, "webrtc", c2o)
+		counter(descPackets, st.OriginPackets, "webrtc", o2c)
+		for reason, n := range map[string]uint64{
+			"malformed": st.DroppedMalformed, "unknown_ufrag": st.DroppedUnknownUfrag, "no_session": st.DroppedNoSession,
+			"table_full": st.DroppedTableFull, "upstream": st.DroppedUpstream, "oversize": st.DroppedOversize,
+			"bad_origin": st.DroppedBadOrigin,
+		} {
+			counter(descDropped, n, "webrtc", reason)
+		}
+		counter(descFailures, st.SignallingErrors, "webrtc", "signalling")
+	}
+	if h := c.httpS; h != nil {
+		gauge(descConns, float64(h.open.Load()), "http")
+		counter(descBytes, h.bytesOut.Load(), "http", o2c)
+		counter(descFailures, h.failures.Load(), "http", "status_5xx")
+	}
+
+	st := c.node.Status()
+	for _, o := range st.Origins {
+		gauge(descOriginStreams, float64(o.Streams), o.ID)
+		gauge(descOriginHealthy, boolFloat(o.Healthy), o.ID)
+		gauge(descOriginDraining, boolFloat(o.Draining), o.ID)
+	}
+	gauge(descAssignments, float64(len(st.Assignments)))
+	for _, state := range []string{"Leader", "Follower", "Candidate", "Shutdown"} {
+		gauge(descRaftState, boolFloat(st.RaftState == state), strings.ToLower(state))
+	}
+	gauge(descRaftTerm, float64(st.Term))
+	gauge(descRaftCommit, float64(st.CommitIndex))
+	gauge(descRaftApplied, float64(st.AppliedIndex))
+	gauge(descRaftLeader, boolFloat(st.Leader != ""))
+	members := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	for _, m := range st.Members {
+		if m.GossipState != "" {
+			members[m.GossipState]++
+		}
+	}
+	for state, n := range members {
+		gauge(descMembers, float64(n), state)
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// timedRouter measures every Route call (a local read for a known stream, a
+// replicated assignment for a new one) into a histogram.
+type timedRouter struct {
+	node *mesh.Node
+	hist *prometheus.HistogramVec
+}
+
+func newTimedRouter(node *mesh.Node, reg prometheus.Registerer) *timedRouter {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns,
+		Name:      "assignment_duration_seconds",
+		Help:      "Time to find or create a stream's origin assignment, by result (ok, error).",
+		Buckets:   []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"result"})
+	reg.MustRegister(h)
+	return &timedRouter{node: node, hist: h}
+}
+
+func (r *timedRouter) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	start := time.Now()
+	o, err := r.node.Route(ctx, key)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	r.hist.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return o, err
+}
+
+// httpStats counts HTTP streaming requests and bytes.
+type httpStats struct {
+	open     atomic.Int64
+	bytesOut atomic.Uint64
+	failures atomic.Uint64
+}
+
+// wrap counts requests in flight and response bytes of h. The writer it
+// passes on unwraps to the original, so flushing keeps working.
+func (s *httpStats) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.open.Add(1)
+		defer s.open.Add(-1)
+		cw := &countingWriter{ResponseWriter: w, stats: s}
+		h.ServeHTTP(cw, r)
+	})
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	stats *httpStats
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if code >= 500 {
+		w.stats.failures.Add(1)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.stats.bytesOut.Add(uint64(n))
+	return n, err
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// newMetricsHandler registers the collectors and returns /metrics.
+func newMetricsHandler(reg *prometheus.Registry, c *meshCollector) http.Handler {
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
