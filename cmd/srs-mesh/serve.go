@@ -391,9 +391,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 			go func() { defer dwg.Done(); srv.Shutdown(drainCtx) }()
 		}
 	}
-	if rtmpSrv != nil {
-		waitIdle(drainCtx, func() bool { return rtmpSrv.Stats().ConnsOpen == 0 })
-	}
+	// UDP protocols have no listener to close: they keep serving, and the
+	// drain waits for their sessions too.
+	waitIdle(drainCtx, func() bool {
+		return (rtmpSrv == nil || rtmpSrv.Stats().ConnsOpen == 0) &&
+			(srtSrv == nil || srtSrv.Stats().Established == 0) &&
+			(rtcSrv == nil || rtcSrv.Stats().Sessions == 0)
+	})
 	dwg.Wait()
 	if hs != nil {
 		hs.Close()
