@@ -41,7 +41,7 @@ fmt:
 
 # Debian packages the end-to-end tests use.
 deps:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg nginx libnginx-mod-rtmp srt-tools
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg nginx libnginx-mod-rtmp srt-tools chromium
 
 clean:
 	rm -rf bin
