@@ -344,9 +344,9 @@ func TestIdleAndClose(t *testing.T) {
 	if _, err := idle.start("rtmp://"+addr+"/live", "idle", true); err != nil {
 		t.Fatal(err)
 	}
-	<-tracked
+	waitChan(t, tracked)
 	expectClosed(t, idle.nc, 3*time.Second)
-	<-ended
+	waitChan(t, ended)
 
 	// Close ends a live session.
 	s, err := New(Config{Router: routeTo(o.Addr), Sessions: sess, Logger: testLogger(t)})
@@ -361,14 +361,14 @@ func TestIdleAndClose(t *testing.T) {
 	if _, err := pl.start("rtmp://"+addr+"/live", "p", false); err != nil {
 		t.Fatal(err)
 	}
-	<-tracked
+	waitChan(t, tracked)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	<-ended
+	waitChan(t, ended)
 	expectClosed(t, pl.nc, 3*time.Second)
 	if st := s.Stats(); st.ConnsOpen != 0 || st.Publishers != 0 || st.Players != 0 {
 		t.Fatalf("stats after Close %+v", st)
@@ -376,6 +376,18 @@ func TestIdleAndClose(t *testing.T) {
 	idle.nc.Close()
 	pl.nc.Close()
 	waitGoroutines(t, base+4)
+}
+
+func waitChan[T any](t testing.TB, ch chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting")
+		var zero T
+		return zero
+	}
 }
 
 type sessionsFunc func(stream.Key, string) func()
