@@ -40,10 +40,15 @@ type Node struct {
 	SystemAPI  string
 	RTMPAddr   string
 	HTTPAddr   string
-	Bin        string
-	Args       []string
-	proc       *Proc
-	t          testing.TB
+	// APIAddr (SRS API and WebRTC signalling, tcp), RTCAddr (WebRTC media,
+	// udp) and SRTAddr (udp) are empty unless NodeSpec.Protocols is set.
+	APIAddr string
+	RTCAddr string
+	SRTAddr string
+	Bin     string
+	Args    []string
+	proc    *Proc
+	t       testing.TB
 }
 
 // NodeSpec names the node and the arguments beyond its addresses.
@@ -51,6 +56,10 @@ type NodeSpec struct {
 	ID      string
 	DataDir string // default: a new temporary directory
 	Extra   []string
+	// Protocols also enables the SRS API, WebRTC and SRT listeners on free
+	// loopback ports, announcing 127.0.0.1 in WebRTC candidates. By default
+	// a node serves only RTMP and HTTP streams.
+	Protocols bool
 }
 
 // NewNode allocates addresses for a node without starting it, so that a
@@ -71,6 +80,14 @@ func NewNode(t testing.TB, bin string, spec NodeSpec) *Node {
 	if n.DataDir == "" {
 		n.DataDir = t.TempDir()
 	}
+	listeners := []string{"--api", "", "--rtc", "", "--srt", ""}
+	if spec.Protocols {
+		n.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t, false))
+		n.RTCAddr = fmt.Sprintf("127.0.0.1:%d", FreeUDPPort(t))
+		n.SRTAddr = fmt.Sprintf("127.0.0.1:%d", FreeUDPPort(t))
+		listeners = []string{"--api", n.APIAddr, "--rtc", n.RTCAddr, "--srt", n.SRTAddr,
+			"--rtc-candidate", "127.0.0.1"}
+	}
 	n.Args = append([]string{"serve",
 		"--node-id", n.ID,
 		"--data-dir", n.DataDir,
@@ -80,9 +97,8 @@ func NewNode(t testing.TB, bin string, spec NodeSpec) *Node {
 		"--system-api", n.SystemAPI,
 		"--rtmp", n.RTMPAddr,
 		"--http", n.HTTPAddr,
-		"--api", "", "--rtc", "", "--srt", "",
-		"--log-level", "debug",
-	}, spec.Extra...)
+	}, listeners...)
+	n.Args = append(append(n.Args, "--log-level", "debug"), spec.Extra...)
 	return n
 }
 
@@ -122,6 +138,11 @@ func (n *Node) Logs() string {
 // RTMPURL is the rtmp:// URL of app/stream on this node.
 func (n *Node) RTMPURL(path string) string {
 	return "rtmp://" + n.RTMPAddr + "/" + strings.TrimPrefix(path, "/")
+}
+
+// HTTPURL is the http:// URL of path on this node's HTTP streaming port.
+func (n *Node) HTTPURL(path string) string {
+	return "http://" + n.HTTPAddr + "/" + strings.TrimPrefix(path, "/")
 }
 
 // Status fetches GET /mesh/v1/status into v.
