@@ -24,6 +24,7 @@ type conn struct {
 	log *slog.Logger
 
 	client *leg
+	origin *originLeg // once dialled, also when set-up with it failed
 
 	// What the client asked for, learnt during set-up.
 	connectTxn   float64
@@ -82,7 +83,14 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.closeAll()
 
 	st := &c.s.stats
-	c.client = newLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize)
+	c.client = newLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)
+	defer func() {
+		// Every goroutine that used the legs has ended by now.
+		c.client.release()
+		if c.origin != nil {
+			c.origin.release()
+		}
+	}()
 	deadline := time.Now().Add(c.s.cfg.HandshakeTimeout)
 	c.nc.SetDeadline(deadline)
 	if err := handshake.Server(c.client.conn, uint32(0)); err != nil {

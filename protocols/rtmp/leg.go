@@ -1,7 +1,9 @@
 package rtmp
 
 import (
+	"bufio"
 	"encoding/binary"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -67,17 +69,63 @@ type leg struct {
 	w       *chunk.Writer
 	scratch []byte
 
+	pool *bufPool
+	br   *bufio.Reader
+	bw   *bufio.Writer
+
 	// Acknowledgement state of the read side, used only by the reader.
 	peerWindow uint32
 	lastAck    uint64
 }
 
-func newLeg(nc net.Conn, in, out *atomic.Uint64, maxMessage uint32) *leg {
+func newLeg(nc net.Conn, in, out *atomic.Uint64, maxMessage uint32, pool *bufPool) *leg {
 	tc := &timedConn{Conn: nc, in: in, out: out}
+	br, bw := pool.get(tc)
 	return &leg{
 		conn: tc,
-		r:    chunk.NewReader(tc, maxMessage, readBufSize),
-		w:    chunk.NewWriter(tc, writeBufSize),
+		r:    chunk.NewReader(br, maxMessage, readBufSize),
+		w:    chunk.NewWriter(bw, writeBufSize),
+		pool: pool, br: br, bw: bw,
+	}
+}
+
+// release returns the leg's I/O buffers to the pool. The leg must not be
+// used afterwards.
+func (l *leg) release() {
+	l.pool.put(l.br, l.bw)
+	l.br, l.bw = nil, nil
+}
+
+// bufPool recycles the buffered readers and writers of closed legs, so that
+// connection churn does not allocate 32 KiB per leg.
+type bufPool struct {
+	r, w sync.Pool
+}
+
+func (p *bufPool) get(c io.ReadWriter) (*bufio.Reader, *bufio.Writer) {
+	br, _ := p.r.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(c, readBufSize)
+	} else {
+		br.Reset(c)
+	}
+	bw, _ := p.w.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(c, writeBufSize)
+	} else {
+		bw.Reset(c)
+	}
+	return br, bw
+}
+
+func (p *bufPool) put(br *bufio.Reader, bw *bufio.Writer) {
+	if br != nil {
+		br.Reset(nil)
+		p.r.Put(br)
+	}
+	if bw != nil {
+		bw.Reset(nil)
+		p.w.Put(bw)
 	}
 }
 

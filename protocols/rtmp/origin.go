@@ -84,7 +84,8 @@ func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) 
 	}
 	nc.SetDeadline(time.Now().Add(timeout))
 	st := &c.s.stats
-	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.MaxMessageSize)}
+	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)}
+	c.origin = o
 	if err := handshake.Client(o.conn, 0); err != nil {
 		return nil, originErr(addr, "handshake", err)
 	}

@@ -120,6 +120,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	stats  counters
+	bufs   bufPool
 
 	mu        sync.Mutex
 	closed    bool
