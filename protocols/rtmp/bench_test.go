@@ -181,3 +181,26 @@ func dialBenchPeer(b *testing.B, addr string) *testPeer {
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	return dialed(b, nc)
 }
+
+// BenchmarkSetup measures publish set-up (TCP connect to Publish.Start)
+// against an in-process origin, directly and through the proxy, so that
+// the proxy's own cost is not hidden by an origin's latency.
+func BenchmarkSetup(b *testing.B) {
+	o := startFakeOrigin(b, "")
+	_, proxy := startProxy(b, Config{Router: routeTo(o.Addr)})
+	for _, tg := range []struct{ name, addr string }{{"direct", o.Addr}, {"proxy", proxy}} {
+		b.Run(tg.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				p := dialBenchPeer(b, tg.addr)
+				info, err := p.start("rtmp://"+tg.addr+"/live", "s"+strconv.Itoa(i), true)
+				if err != nil || info.String("code") != codePublishStart {
+					b.Fatalf("%v %v", info, err)
+				}
+				p.nc.Close()
+				<-o.names
+				<-o.tcURLs
+			}
+		})
+	}
+}
