@@ -1,0 +1,382 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/test/harness"
+)
+
+// The "operating the cluster" scenarios: what an operator sees and does on a
+// live mesh (stream lists, draining an origin, metrics, stopping a node, the
+// dashboard, tokens).
+
+// startNamedCluster is startCluster with chosen node ids.
+func startNamedCluster(t *testing.T, ids []string, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{}
+	for _, id := range ids {
+		c.nodes = append(c.nodes, harness.NewNode(t, binary, harness.NodeSpec{ID: id}))
+	}
+	for i, nd := range c.nodes {
+		args := []string{"--bootstrap-expect", strconv.Itoa(len(ids))}
+		for j, other := range c.nodes {
+			if j != i {
+				args = append(args, "--join", other.GossipAddr)
+			}
+		}
+		nd.Args = append(nd.Args, append(args, extra...)...)
+	}
+	harness.DumpOnFailure(t, c.nodes...)
+	for _, nd := range c.nodes {
+		nd.Start()
+	}
+	c.waitFormed(t, len(ids), 30*time.Second)
+	return c
+}
+
+// waitOriginsHealthy waits until every running node sees want origins, all
+// healthy.
+func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
+	t.Helper()
+	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d healthy origins on every node", want), func() bool {
+		for _, nd := range c.nodes {
+			if nd.Proc() == nil || nd.Proc().Exited() {
+				continue
+			}
+			var st mesh.Status
+			if nd.Status(&st) != nil || len(st.Origins) != want {
+				return false
+			}
+			for _, o := range st.Origins {
+				if !o.Healthy {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// waitAssigned waits until every running node has an assignment for key
+// and they agree, and returns its origin.
+func (c *cluster) waitAssigned(t *testing.T, key string) string {
+	t.Helper()
+	var owner string
+	harness.WaitFor(t, 20*time.Second, key+" assigned on every node", func() bool {
+		owner = ""
+		for _, nd := range c.nodes {
+			if nd.Proc() == nil || nd.Proc().Exited() {
+				continue
+			}
+			var st mesh.Status
+			if nd.Status(&st) != nil {
+				return false
+			}
+			a, ok := assignmentOf(st, key)
+			if !ok || (owner != "" && a.Origin != owner) {
+				return false
+			}
+			owner = a.Origin
+		}
+		return owner != ""
+	})
+	return owner
+}
+
+// twoNginx starts two nginx-rtmp origins, o1 and o2, and returns them with
+// their --origin flags.
+func twoNginx(t *testing.T) (map[string]*harness.Nginx, []string) {
+	t.Helper()
+	harness.Need(t, "ffmpeg", "nginx")
+	o1 := harness.StartNginx(t, harness.NginxOptions{})
+	o2 := harness.StartNginx(t, harness.NginxOptions{})
+	return map[string]*harness.Nginx{"o1": o1, "o2": o2},
+		[]string{"--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2)}
+}
+
+// otherOrigin is the id of the origin of {o1, o2} that is not id.
+func otherOrigin(id string) string {
+	if id == "o1" {
+		return "o2"
+	}
+	return "o1"
+}
+
+// meshStream is an entry of GET /mesh/v1/streams.
+type meshStream struct {
+	Key    string `json:"key"`
+	Origin string `json:"origin"`
+}
+
+// meshStreams fetches a node's stream list: GET /mesh/v1/streams when the
+// node has it, else the assignments of /mesh/v1/status. The bool says which
+// one answered.
+func meshStreams(nd *harness.Node) ([]meshStream, bool, error) {
+	resp, err := http.Get("http://" + nd.SystemAPI + "/mesh/v1/streams")
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		var doc struct {
+			Streams []meshStream `json:"streams"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			return nil, true, fmt.Errorf("/mesh/v1/streams: %w", err)
+		}
+		return doc.Streams, true, nil
+	}
+	if resp.StatusCode != http.StatusNotFound {
+		return nil, true, fmt.Errorf("/mesh/v1/streams: %s", resp.Status)
+	}
+	var st mesh.Status
+	if err := nd.Status(&st); err != nil {
+		return nil, false, err
+	}
+	var out []meshStream
+	for _, a := range st.Assignments {
+		out = append(out, meshStream{Key: a.Key, Origin: a.Origin})
+	}
+	return out, false, nil
+}
+
+// TestOpsStreams publishes two streams through two different nodes of a
+// 3-node mesh with two nginx-rtmp origins: the fewest-streams policy puts
+// them on different origins, each stream is on its origin, and every node
+// lists both streams with their origins.
+func TestOpsStreams(t *testing.T) {
+	origins, flags := twoNginx(t)
+	c := startCluster(t, 3, flags...)
+	c.waitOriginsHealthy(t, 2)
+
+	keys := map[string]string{"__defaultVhost__/live/alpha": "live/alpha", "__defaultVhost__/live/beta": "live/beta"}
+	owners := map[string]string{}
+	i := 0
+	for _, key := range []string{"__defaultVhost__/live/alpha", "__defaultVhost__/live/beta"} {
+		harness.PublishRTMP(t, c.nodes[i].RTMPURL(keys[key]))
+		owners[key] = c.waitAssigned(t, key)
+		t.Logf("%s published through %s, assigned to %s", key, c.nodes[i].ID, owners[key])
+		i++
+	}
+	if owners["__defaultVhost__/live/alpha"] == owners["__defaultVhost__/live/beta"] {
+		t.Fatalf("both streams on %s; the fewest-streams policy should spread them", owners["__defaultVhost__/live/alpha"])
+	}
+	for key, owner := range owners {
+		res := harness.PlayUntil(t, "rtmp://"+origins[owner].RTMPAddr+"/"+keys[key], time.Second, 5, 20*time.Second)
+		t.Logf("%s plays directly from %s (%d frames)", key, owner, res.VideoFrames)
+	}
+
+	for _, nd := range c.nodes {
+		list, fromStreams, err := meshStreams(nd)
+		if err != nil {
+			t.Fatalf("streams of %s: %v", nd.ID, err)
+		}
+		t.Logf("%s lists %d streams (from /mesh/v1/streams: %v)", nd.ID, len(list), fromStreams)
+		got := map[string]string{}
+		for _, s := range list {
+			got[s.Key] = s.Origin
+		}
+		for key, owner := range owners {
+			if got[key] != owner {
+				t.Errorf("%s lists %s on %q, want %s (from /mesh/v1/streams: %v)", nd.ID, key, got[key], owner, fromStreams)
+			}
+		}
+	}
+	for _, nd := range c.nodes {
+		out := runCLI(t, "streams", "--addr", nd.SystemAPI)
+		for key, owner := range owners {
+			if !lineHas(out, key, owner) {
+				t.Errorf("srs-mesh streams via %s lacks %s on %s:\n%s", nd.ID, key, owner, out)
+			}
+		}
+	}
+}
+
+// lineHas reports whether one line of out contains every word.
+func lineHas(out string, words ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// runCLI runs the srs-mesh binary with args and returns its combined
+// output, failing the test when it exits non-zero.
+func runCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := cliOutput(args...)
+	if err != nil {
+		t.Fatalf("srs-mesh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// fakeSRSAPI is an SRS HTTP API that answers /api/v1/streams/ and
+// /api/v1/clients/ with one published stream, the way SRS does, plus a TCP
+// port that accepts connections so that the mesh's RTMP health probe passes.
+type fakeSRSAPI struct {
+	id       string
+	api      *httptest.Server
+	rtmpPort int
+}
+
+func startFakeSRSAPI(t *testing.T, id, streamName string) *fakeSRSAPI {
+	t.Helper()
+	f := &fakeSRSAPI{id: id}
+	reply := func(w http.ResponseWriter, extra map[string]any) {
+		doc := map[string]any{"code": 0, "server": "vid-" + id, "service": "svc-" + id, "pid": "4242"}
+		for k, v := range extra {
+			doc[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(doc)
+	}
+	sid, cid := "vid-"+streamName, "cid-"+streamName
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/streams/", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]any{"streams": []map[string]any{{
+			"id": sid, "name": streamName, "vhost": "vid-vh0001", "app": "live",
+			"tcUrl": "rtmp://127.0.0.1/live", "url": "/live/" + streamName, "clients": 1, "frames": 250,
+			"kbps":    map[string]any{"recv_30s": 420, "send_30s": 0},
+			"publish": map[string]any{"active": true, "cid": cid},
+		}}})
+	})
+	mux.HandleFunc("GET /api/v1/clients/", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]any{"clients": []map[string]any{{
+			"id": cid, "vhost": "vid-vh0001", "stream": sid, "ip": "127.0.0.1", "url": "/live/" + streamName,
+			"name": streamName, "type": "fmle-publish", "publish": true,
+		}}})
+	})
+	f.api = httptest.NewServer(mux)
+	t.Cleanup(f.api.Close)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	f.rtmpPort = ln.Addr().(*net.TCPAddr).Port
+	return f
+}
+
+func (f *fakeSRSAPI) flag() string {
+	return fmt.Sprintf("id=%s,ip=127.0.0.1,rtmp=%d,api=%d", f.id, f.rtmpPort, f.api.Listener.Addr().(*net.TCPAddr).Port)
+}
+
+// TestOpsAPIStreams checks the SRS API aggregation of the real binary: with
+// two origins that have an SRS HTTP API (small fakes answering SRS's JSON),
+// GET /api/v1/streams and /api/v1/clients on every node's --api port list
+// the streams of both origins, each with its origin's id.
+func TestOpsAPIStreams(t *testing.T) {
+	a := startFakeSRSAPI(t, "srs-a", "cam1")
+	b := startFakeSRSAPI(t, "srs-b", "cam2")
+	ids := []string{"n1", "n2", "n3"}
+	c := &cluster{}
+	apiAddrs := map[string]string{}
+	for _, id := range ids {
+		api := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, false))
+		apiAddrs[id] = api
+		c.nodes = append(c.nodes, harness.NewNode(t, binary, harness.NodeSpec{ID: id}))
+	}
+	for i, nd := range c.nodes {
+		nd.Args = append(nd.Args, "--bootstrap-expect", "3", "--api", apiAddrs[nd.ID],
+			"--origin", a.flag(), "--origin", b.flag())
+		for j, other := range c.nodes {
+			if j != i {
+				nd.Args = append(nd.Args, "--join", other.GossipAddr)
+			}
+		}
+	}
+	harness.DumpOnFailure(t, c.nodes...)
+	for _, nd := range c.nodes {
+		nd.Start()
+	}
+	c.waitFormed(t, 3, 30*time.Second)
+	c.waitOriginsHealthy(t, 2)
+
+	type entry struct {
+		Name   string `json:"name"`
+		ID     string `json:"id"`
+		Origin string `json:"origin"`
+		Node   string `json:"node"`
+	}
+	for _, nd := range c.nodes {
+		for _, list := range []string{"streams", "clients"} {
+			var doc struct {
+				Code    int     `json:"code"`
+				Streams []entry `json:"streams"`
+				Clients []entry `json:"clients"`
+				Origins []struct {
+					ID string `json:"id"`
+					OK bool   `json:"ok"`
+				} `json:"origins"`
+			}
+			url := "http://" + apiAddrs[nd.ID] + "/api/v1/" + list
+			harness.WaitFor(t, 15*time.Second, url+" answers for both origins", func() bool {
+				doc.Streams, doc.Clients, doc.Origins = nil, nil, nil
+				if harness.GetJSON(url, &doc) != nil || len(doc.Origins) != 2 {
+					return false
+				}
+				return doc.Origins[0].OK && doc.Origins[1].OK
+			})
+			entries := doc.Streams
+			if list == "clients" {
+				entries = doc.Clients
+			}
+			got := map[string]entry{}
+			for _, e := range entries {
+				got[e.Name] = e
+			}
+			if doc.Code != 0 || len(entries) != 2 || got["cam1"].Origin != "srs-a" || got["cam2"].Origin != "srs-b" ||
+				got["cam1"].Node != nd.ID || got["cam2"].Node != nd.ID {
+				t.Fatalf("GET %s: code %d, entries %+v", url, doc.Code, entries)
+			}
+		}
+		t.Logf("%s: /api/v1/streams and /api/v1/clients list cam1 on srs-a and cam2 on srs-b", nd.ID)
+	}
+}
+
+// cliOutput runs the srs-mesh binary with args (bounded to a minute) and
+// returns its combined output.
+func cliOutput(args ...string) (string, error) {
+	return cliOutputEnv(nil, args...)
+}
+
+// cliOutputEnv is cliOutput with extra environment variables.
+func cliOutputEnv(env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
