@@ -380,3 +380,70 @@ func cliOutputEnv(env []string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// waitDraining waits until every running node sees origin id with the given
+// draining state.
+func (c *cluster) waitDraining(t *testing.T, id string, draining bool) {
+	t.Helper()
+	harness.WaitFor(t, 10*time.Second, fmt.Sprintf("%s draining=%v on every node", id, draining), func() bool {
+		for _, nd := range c.nodes {
+			if nd.Proc() == nil || nd.Proc().Exited() {
+				continue
+			}
+			var st mesh.Status
+			if nd.Status(&st) != nil {
+				return false
+			}
+			if o, ok := originOf(st, id); !ok || o.Draining != draining {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestOpsDrain drains an origin with the CLI: the next new stream goes to
+// the other origin even though the drained one has fewer streams, and the
+// first new stream after undrain goes back to it.
+func TestOpsDrain(t *testing.T) {
+	origins, flags := twoNginx(t)
+	c := startCluster(t, 3, flags...)
+	c.waitOriginsHealthy(t, 2)
+
+	pub1 := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/first"))
+	busy := c.waitAssigned(t, "__defaultVhost__/live/first")
+	idle := otherOrigin(busy)
+	pub1.Kill()
+	t.Logf("first stream on %s; draining %s", busy, idle)
+
+	out := runCLI(t, "drain", idle, "--addr", c.nodes[1].SystemAPI)
+	if !strings.Contains(out, idle) {
+		t.Errorf("drain printed %q", out)
+	}
+	c.waitDraining(t, idle, true)
+	if out := runCLI(t, "origins", "--addr", c.nodes[2].SystemAPI); !lineHas(out, idle, "yes") {
+		t.Errorf("srs-mesh origins does not show %s draining:\n%s", idle, out)
+	}
+
+	// Fewest streams would pick idle; draining sends the stream to busy.
+	harness.PublishRTMP(t, c.nodes[2].RTMPURL("live/second"))
+	if got := c.waitAssigned(t, "__defaultVhost__/live/second"); got != busy {
+		t.Fatalf("stream published while %s drains went to %s, want %s", idle, got, busy)
+	}
+	harness.PlayUntil(t, "rtmp://"+origins[busy].RTMPAddr+"/live/second", time.Second, 5, 20*time.Second)
+	t.Logf("second stream on %s while %s drains", busy, idle)
+
+	runCLI(t, "undrain", idle, "--addr", c.nodes[2].SystemAPI)
+	c.waitDraining(t, idle, false)
+	harness.PublishRTMP(t, c.nodes[1].RTMPURL("live/third"))
+	if got := c.waitAssigned(t, "__defaultVhost__/live/third"); got != idle {
+		t.Fatalf("stream published after undrain went to %s, want %s", got, idle)
+	}
+	harness.PlayUntil(t, "rtmp://"+origins[idle].RTMPAddr+"/live/third", time.Second, 5, 20*time.Second)
+	t.Logf("third stream on %s after undrain", idle)
+
+	// Draining an unknown origin is an error, not a silent success.
+	if out, err := cliOutput("drain", "nope", "--addr", c.nodes[0].SystemAPI); err == nil {
+		t.Errorf("drain of an unknown origin succeeded: %s", out)
+	}
+}
