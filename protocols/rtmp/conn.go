@@ -211,8 +211,8 @@ func (c *conn) identify() error {
 			c.req = req
 			return nil
 		default:
-			// deleteStream, closeStream, getStreamLength variants and
-			// unknown calls need no answer before the stream is known.
+			// deleteStream, closeStream and unknown calls need no answer
+			// before the stream is known.
 		}
 		if err := cl.flush(); err != nil {
 			return err
