@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,11 +142,13 @@ func TestNginxPublishPlay(t *testing.T) {
 	if st.Publishers != 1 || st.BytesIn == 0 || st.OriginBytesOut == 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	pub.Kill()
-	s.Close()
-	if st := s.Stats(); st.ConnsOpen != 0 {
-		t.Fatalf("conns open after Close: %+v", st)
-	}
+	// The origin dies: the proxy closes the publisher's connection, and
+	// FFmpeg gives up.
 	n.Kill()
+	if err := pub.Wait(15 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
+		t.Fatalf("publisher still running after its origin died: %v", err)
+	}
+	harness.WaitFor(t, 5*time.Second, "sessions ended", func() bool { return s.Stats().ConnsOpen == 0 })
+	s.Close()
 	waitGoroutines(t, base+2)
 }

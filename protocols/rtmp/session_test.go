@@ -444,3 +444,67 @@ func TestPublishRelayChunking(t *testing.T) {
 		t.Fatal("no pong from the proxy")
 	}
 }
+
+// TestAcknowledgements: a client that announces a window gets
+// Acknowledgements from the proxy as it publishes.
+func TestAcknowledgements(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr)})
+	p := dialTestPeer(t, addr)
+	p.w.WriteControl(chunk.TypeWindowAckSize, 4000)
+	if info, err := p.start("rtmp://"+addr+"/live", "a", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	for i := 0; i < 10; i++ {
+		p.w.WriteMessage(&chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Timestamp: uint32(i * 40), Payload: payload(2000)})
+	}
+	p.w.Flush()
+	var acks []uint32
+	for len(acks) < 3 {
+		m, err := p.r.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d acks: %v", len(acks), err)
+		}
+		if m.Type == chunk.TypeAck {
+			acks = append(acks, binary.BigEndian.Uint32(m.Payload))
+		}
+	}
+	for i := 1; i < len(acks); i++ {
+		if acks[i]-acks[i-1] < 4000 {
+			t.Fatalf("acks %v closer than the window", acks)
+		}
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	amf0Body := []byte{0x02, 0, 4, 'p', 'l', 'a', 'y', 0x00, 0x40, 0x14, 0, 0, 0, 0, 0, 0, 0x05, 0x02, 0, 1, 's'}
+	tests := []struct {
+		name string
+		m    chunk.Message
+		want command
+		err  bool
+	}{
+		{"amf0", chunk.Message{Type: chunk.TypeCommandAMF0, Payload: amf0Body}, command{Name: "play", Txn: 5, Args: []any{"s"}}, false},
+		{"amf3 envelope", chunk.Message{Type: chunk.TypeCommandAMF3, Payload: append([]byte{0}, amf0Body...)}, command{Name: "play", Txn: 5, Args: []any{"s"}}, false},
+		{"empty", chunk.Message{Type: chunk.TypeCommandAMF0}, command{}, true},
+		{"name not a string", chunk.Message{Type: chunk.TypeCommandAMF0, Payload: []byte{0x05}}, command{}, true},
+		{"truncated", chunk.Message{Type: chunk.TypeCommandAMF0, Payload: amf0Body[:10]}, command{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCommand(&tt.m)
+			if (err != nil) != tt.err {
+				t.Fatalf("err %v", err)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrProtocol) {
+					t.Fatalf("error %v does not wrap ErrProtocol", err)
+				}
+				return
+			}
+			if got.Name != tt.want.Name || got.Txn != tt.want.Txn || got.Obj != nil || len(got.Args) != 1 || got.Args[0] != tt.want.Args[0] {
+				t.Fatalf("got %+v", got)
+			}
+		})
+	}
+}
