@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 )
@@ -445,5 +449,151 @@ func TestOpsDrain(t *testing.T) {
 	// Draining an unknown origin is an error, not a silent success.
 	if out, err := cliOutput("drain", "nope", "--addr", c.nodes[0].SystemAPI); err == nil {
 		t.Errorf("drain of an unknown origin succeeded: %s", out)
+	}
+}
+
+// scrape fetches and parses a node's /metrics.
+func scrape(t *testing.T, nd *harness.Node) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + nd.SystemAPI + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", nd.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics of %s: %s", nd.ID, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics of %s do not parse: %v", nd.ID, err)
+	}
+	return fams
+}
+
+// metric finds the sample of family name whose labels include labels
+// (name=value pairs).
+func metric(fams map[string]*dto.MetricFamily, name string, labels ...string) (*dto.Metric, bool) {
+	f, ok := fams[name]
+	if !ok {
+		return nil, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		return m, true
+	}
+	return nil, false
+}
+
+// value is the value of a gauge or counter sample, or -1 when there is
+// none.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	m, ok := metric(fams, name, labels...)
+	if !ok {
+		return -1
+	}
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return -1
+}
+
+// TestMetrics scrapes /metrics of every node of a 3-node mesh after RTMP
+// traffic through node 1 and checks that the exposition parses and carries
+// sane values for connections, sessions, bytes, origins, Raft and gossip.
+func TestMetrics(t *testing.T) {
+	_, flags := twoNginx(t)
+	c := startCluster(t, 3, flags...)
+	c.waitOriginsHealthy(t, 2)
+
+	const key = "__defaultVhost__/live/metrics"
+	pub := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/metrics"))
+	owner := c.waitAssigned(t, key)
+	harness.PlayUntil(t, c.nodes[0].RTMPURL("live/metrics"), 2*time.Second, 10, 30*time.Second)
+	if pub.Exited() {
+		t.Fatalf("publisher exited: %s", pub.Output())
+	}
+
+	// The publisher is live: one RTMP publish session on node 1, and its
+	// bytes counted towards the origin.
+	var fams map[string]*dto.MetricFamily
+	harness.WaitFor(t, 10*time.Second, "node 1 counts the live publisher", func() bool {
+		fams = scrape(t, c.nodes[0])
+		return value(fams, "srs_mesh_sessions", "proto", "rtmp", "kind", "publish") == 1 &&
+			value(fams, "srs_mesh_connections", "proto", "rtmp") >= 1
+	})
+	up := value(fams, "srs_mesh_relayed_bytes_total", "proto", "rtmp", "direction", "client_to_origin")
+	down := value(fams, "srs_mesh_relayed_bytes_total", "proto", "rtmp", "direction", "origin_to_client")
+	if up <= 10000 || down <= 1000 {
+		t.Errorf("rtmp relayed bytes: %v to origins, %v to clients; want both > 0 after a publish and a play", up, down)
+	}
+	if _, ok := fams["srs_mesh_session_failures_total"]; !ok {
+		t.Errorf("no srs_mesh_session_failures_total")
+	}
+	if v := value(fams, "srs_mesh_session_failures_total", "proto", "rtmp", "reason", "no_route"); v != 0 {
+		t.Errorf("rtmp no_route failures = %v, want 0", v)
+	}
+	hist, ok := metric(fams, "srs_mesh_assignment_duration_seconds", "result", "ok")
+	if !ok || hist.GetHistogram().GetSampleCount() == 0 {
+		t.Errorf("srs_mesh_assignment_duration_seconds{result=ok} has no samples: %v", hist)
+	} else {
+		h := hist.GetHistogram()
+		t.Logf("node 1: %d routes, mean %.2f ms; rtmp bytes %v up, %v down",
+			h.GetSampleCount(), 1000*h.GetSampleSum()/float64(h.GetSampleCount()), up, down)
+	}
+
+	leaders := 0
+	for _, nd := range c.nodes {
+		fams := scrape(t, nd)
+		for _, id := range []string{"o1", "o2"} {
+			if v := value(fams, "srs_mesh_origin_healthy", "origin", id); v != 1 {
+				t.Errorf("%s: origin_healthy{%s} = %v, want 1", nd.ID, id, v)
+			}
+			want := 0.0
+			if id == owner {
+				want = 1
+			}
+			if v := value(fams, "srs_mesh_origin_streams", "origin", id); v != want {
+				t.Errorf("%s: origin_streams{%s} = %v, want %v", nd.ID, id, v, want)
+			}
+		}
+		states := 0.0
+		for _, s := range []string{"leader", "follower", "candidate", "shutdown"} {
+			states += value(fams, "srs_mesh_raft_state", "state", s)
+		}
+		if states != 1 {
+			t.Errorf("%s: raft_state sums to %v over its states, want 1", nd.ID, states)
+		}
+		if value(fams, "srs_mesh_raft_state", "state", "leader") == 1 {
+			leaders++
+		}
+		term := value(fams, "srs_mesh_raft_term")
+		commit := value(fams, "srs_mesh_raft_commit_index")
+		applied := value(fams, "srs_mesh_raft_applied_index")
+		if term < 1 || commit < 1 || applied < 1 {
+			t.Errorf("%s: raft term %v, commit %v, applied %v; want all >= 1", nd.ID, term, commit, applied)
+		}
+		if v := value(fams, "srs_mesh_gossip_members", "state", "alive"); v != 3 {
+			t.Errorf("%s: gossip_members{alive} = %v, want 3", nd.ID, v)
+		}
+		t.Logf("%s: term %v, commit %v, applied %v, leader %v", nd.ID, term, commit, applied,
+			value(fams, "srs_mesh_raft_state", "state", "leader"))
+	}
+	if leaders != 1 {
+		t.Errorf("%d nodes export raft_state{leader} = 1, want 1", leaders)
 	}
 }
