@@ -194,6 +194,7 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, _ := f.Response().(applyResult)
+	res.Index = f.Index()
 	writeOK(w, res)
 }
 

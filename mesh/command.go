@@ -21,6 +21,9 @@ const (
 	cmdAssign            cmdType = 5
 	cmdTouch             cmdType = 6
 	cmdDeleteAssignments cmdType = 7
+	cmdPutRTCSession     cmdType = 8
+	cmdDeleteRTCSession  cmdType = 9
+	cmdExpireRTCSessions cmdType = 10
 )
 
 func (t cmdType) String() string {
@@ -39,6 +42,12 @@ func (t cmdType) String() string {
 		return "touch"
 	case cmdDeleteAssignments:
 		return "delete_assignments"
+	case cmdPutRTCSession:
+		return "put_rtc_session"
+	case cmdDeleteRTCSession:
+		return "delete_rtc_session"
+	case cmdExpireRTCSessions:
+		return "expire_rtc_sessions"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -105,6 +114,25 @@ type deleteAssignmentsCmd struct {
 	CutoffMs int64    `json:"cutoff_ms"`
 }
 
+// putRTCSessionCmd stores a WebRTC ICE session, replacing one with the same
+// ufrag. The session carries its own creation time.
+type putRTCSessionCmd struct {
+	Session RTCSession `json:"session"`
+}
+
+// deleteRTCSessionCmd removes one session; an absent one is not an error.
+type deleteRTCSessionCmd struct {
+	Ufrag string `json:"ufrag"`
+}
+
+// expireRTCSessionsCmd deletes the listed sessions that were still created
+// before CutoffMs when the command is applied (a session put again meanwhile
+// survives).
+type expireRTCSessionsCmd struct {
+	Ufrags   []string `json:"ufrags"`
+	CutoffMs int64    `json:"cutoff_ms"`
+}
+
 // encodeCommand renders a command as its type byte and JSON body.
 func encodeCommand(t cmdType, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
@@ -142,6 +170,12 @@ func decodeCommand(data []byte) (cmdType, any, error) {
 		body = new(touchCmd)
 	case cmdDeleteAssignments:
 		body = new(deleteAssignmentsCmd)
+	case cmdPutRTCSession:
+		body = new(putRTCSessionCmd)
+	case cmdDeleteRTCSession:
+		body = new(deleteRTCSessionCmd)
+	case cmdExpireRTCSessions:
+		body = new(expireRTCSessionsCmd)
 	default:
 		return t, nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
 	}
@@ -158,6 +192,10 @@ type applyResult struct {
 	Origin *stream.Origin `json:"origin,omitempty"`
 	// Created is true when an assign created or moved the assignment.
 	Created bool `json:"created,omitempty"`
+	// Index is the Raft log index of the command; a follower that forwarded
+	// it waits for its own replica to reach it when the caller needs to
+	// read its own write.
+	Index uint64 `json:"index,omitempty"`
 	// Code and Message describe a failure; Code is one of the errCode values.
 	Code    string `json:"error,omitempty"`
 	Message string `json:"message,omitempty"`

@@ -60,6 +60,11 @@ type Config struct {
 	// AssignmentTTL is how long an assignment no node has reported using
 	// survives before the leader deletes it. Default 10m.
 	AssignmentTTL time.Duration
+	// RTCSessionTTL is how long a WebRTC ICE session survives after its
+	// offer was answered; the leader deletes older ones. The relay deletes
+	// sessions that end normally, so this only catches clients that vanish
+	// without a DELETE. Default 24h.
+	RTCSessionTTL time.Duration
 	// TouchInterval is how often a node reports the keys it used. Default 10s.
 	TouchInterval time.Duration
 	// RouteTimeout bounds Route when it has to write an assignment. Default 3s.
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:       30 * time.Second,
 		ReapTimeout:            30 * time.Second,
 		AssignmentTTL:          10 * time.Minute,
+		RTCSessionTTL:          24 * time.Hour,
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
 		RaftHeartbeatTimeout:   time.Second,
@@ -195,6 +201,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"HeartbeatTimeout", &c.HeartbeatTimeout, d.HeartbeatTimeout},
 		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
 		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
+		{"RTCSessionTTL", &c.RTCSessionTTL, d.RTCSessionTTL},
 		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,7 +30,8 @@ type assignment struct {
 	LastUsedMs int64  `json:"last_used_ms"`
 }
 
-// fsm is the replicated state of the mesh: origins and assignments. It
+// fsm is the replicated state of the mesh: origins, assignments and WebRTC
+// ICE sessions. It
 // implements raft.FSM; its Apply is deterministic (no clock, no I/O), so every
 // replica that applies the same log holds the same state. Reads take the
 // read lock and never touch the network.
@@ -39,6 +41,15 @@ type fsm struct {
 	assignments map[string]*assignment
 	// streams counts assignments per origin id (the load Select balances).
 	streams map[string]int
+	// rtc holds the ICE sessions by ufrag; rtcAge orders them by age for
+	// deterministic eviction at MaxRTCSessions.
+	rtc    map[string]*rtcEntry
+	rtcAge rtcHeap
+
+	// index is the Raft index of the last applied log entry; applied is
+	// closed (and cleared) when it advances, for waitApplied.
+	index   uint64
+	applied chan struct{}
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -48,15 +59,60 @@ func newFSM() *fsm {
 		origins:     map[string]*originState{},
 		assignments: map[string]*assignment{},
 		streams:     map[string]int{},
+		rtc:         map[string]*rtcEntry{},
 	}
 }
 
 // Apply applies one committed log entry and returns an applyResult.
 func (f *fsm) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return applyResult{}
+	var res applyResult
+	if l.Type == raft.LogCommand {
+		res = f.applyCommand(l.Data)
 	}
-	return f.applyCommand(l.Data)
+	f.mu.Lock()
+	if l.Index > f.index {
+		f.index = l.Index
+	}
+	f.notifyLocked()
+	f.mu.Unlock()
+	return res
+}
+
+// notifyLocked wakes the waiters of waitApplied. f.mu is held.
+func (f *fsm) notifyLocked() {
+	if f.applied != nil {
+		close(f.applied)
+		f.applied = nil
+	}
+}
+
+// waitApplied waits until the replica has applied log index idx, or ctx is
+// done.
+func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.mu.Lock()
+		if f.index >= idx {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.applied == nil {
+			f.applied = make(chan struct{})
+		}
+		ch := f.applied
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// appliedIndex is the Raft index of the last applied entry.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
 }
 
 // applyCommand decodes and applies one command.
@@ -82,6 +138,12 @@ func (f *fsm) applyCommand(data []byte) applyResult {
 		return f.applyTouch(c)
 	case *deleteAssignmentsCmd:
 		return f.applyDelete(c)
+	case *putRTCSessionCmd:
+		return f.applyPutRTCSession(c)
+	case *deleteRTCSessionCmd:
+		return f.applyDeleteRTCSession(c)
+	case *expireRTCSessionsCmd:
+		return f.applyExpireRTCSessions(c)
 	}
 	return failResult(codeBadCommand, ErrBadCommand)
 }
@@ -311,6 +373,10 @@ func (f *fsm) staleKeys(cutoffMs int64, max int) []string {
 type fsmState struct {
 	Origins     []originState   `json:"origins"`
 	Assignments []keyAssignment `json:"assignments"`
+	RTCSessions []RTCSession    `json:"rtc_sessions,omitempty"`
+	// Index is the last applied log index when the state was copied (raft
+	// takes snapshots between applies, so it is the snapshot's index).
+	Index uint64 `json:"index,omitempty"`
 }
 
 type keyAssignment struct {
@@ -326,8 +392,16 @@ func (f *fsm) state() fsmState {
 	for k, a := range f.assignments {
 		st.Assignments = append(st.Assignments, keyAssignment{Key: k, assignment: *a})
 	}
+	if len(f.rtc) > 0 {
+		st.RTCSessions = make([]RTCSession, 0, len(f.rtc))
+		for _, e := range f.rtc {
+			st.RTCSessions = append(st.RTCSessions, e.s)
+		}
+	}
+	st.Index = f.index
 	f.mu.RUnlock()
 	sort.Slice(st.Assignments, func(i, j int) bool { return st.Assignments[i].Key < st.Assignments[j].Key })
+	sort.Slice(st.RTCSessions, func(i, j int) bool { return st.RTCSessions[i].Ufrag < st.RTCSessions[j].Ufrag })
 	return st
 }
 
@@ -355,8 +429,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		assignments[ka.Key] = &a
 		streams[a.Origin]++
 	}
+	rtc, age := buildRTCTable(st.RTCSessions)
 	f.mu.Lock()
 	f.origins, f.assignments, f.streams = origins, assignments, streams
+	f.rtc, f.rtcAge = rtc, age
+	if st.Index > f.index {
+		f.index = st.Index
+	}
+	f.notifyLocked()
 	f.mu.Unlock()
 	return nil
 }

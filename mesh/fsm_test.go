@@ -315,6 +315,11 @@ func FuzzApply(f *testing.F) {
 		mustCmd(f, cmdAssign, assignCmd{Key: "v/live/a", NowMs: 2}),
 		mustCmd(f, cmdTouch, touchCmd{Keys: []string{"v/live/a"}, NowMs: 3}),
 		mustCmd(f, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: []string{"v/live/a"}, CutoffMs: 4}),
+		mustCmd(f, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("ans:off", 5)}),
+		mustCmd(f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "ans:off"}),
+		mustCmd(f, cmdExpireRTCSessions, expireRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, CutoffMs: 6}),
+		{byte(cmdPutRTCSession), '{', '"', 's', 'e', 's', 's', 'i', 'o', 'n', '"', ':', 'n', 'u', 'l', 'l', '}'},
+		{byte(cmdExpireRTCSessions), '{', '"', 'u', 'f', 'r', 'a', 'g', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
 		{byte(cmdAssign), 'n', 'u', 'l', 'l'},
 		{byte(cmdSetHealth), '{', '"', 'c', 'h', 'a', 'n', 'g', 'e', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
 		{0xff, '{', '}'},
@@ -326,6 +331,7 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := fsmWith(t, "o1", "o2")
 		assignKey(t, m, "v/live/a", 1)
+		apply(t, m, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("ans:off", 1)})
 		r := m.Apply(&raft.Log{Type: raft.LogCommand, Data: data}).(applyResult)
 		_ = r.err()
 		// The state must stay serializable and consistent.
@@ -336,6 +342,14 @@ func FuzzApply(f *testing.F) {
 		}
 		if n != len(st.Assignments) {
 			t.Fatalf("streams total %d != %d assignments", n, len(st.Assignments))
+		}
+		if len(m.rtc) != len(m.rtcAge) || len(m.rtc) > MaxRTCSessions {
+			t.Fatalf("%d rtc sessions, %d in the age heap", len(m.rtc), len(m.rtcAge))
+		}
+		for i, e := range m.rtcAge {
+			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.validate() != nil {
+				t.Fatalf("age heap entry %d inconsistent: %+v", i, e)
+			}
 		}
 	})
 }

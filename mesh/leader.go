@@ -12,7 +12,7 @@ import (
 
 // leaderLoop runs the leader's duties while this node leads: it registers the
 // static origins, reconciles Raft voters with gossip, probes origins and
-// collects unused assignments. ctx is cancelled when leadership is lost.
+// collects unused assignments and expired WebRTC sessions. ctx is cancelled when leadership is lost.
 func (n *Node) leaderLoop(ctx context.Context) {
 	defer n.wg.Done()
 	n.log.Info("gained leadership")
@@ -43,7 +43,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer probeT.Stop()
 	reconcileT := time.NewTicker(time.Second)
 	defer reconcileT.Stop()
-	gcEvery := min(max(n.cfg.AssignmentTTL/10, time.Second), time.Minute)
+	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL)/10, time.Second), time.Minute)
 	gcT := time.NewTicker(gcEvery)
 	defer gcT.Stop()
 	hc.round(ctx)
@@ -59,6 +59,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			n.reconcile(ctx, reap)
 		case <-gcT.C:
 			n.collectGarbage(ctx)
+			n.collectRTCSessions(ctx)
 		}
 	}
 }

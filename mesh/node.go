@@ -1,6 +1,7 @@
 // Package mesh owns the cluster side of srs-mesh: gossip membership
 // (hashicorp/memberlist), the Raft node (hashicorp/raft) and its replicated
-// state machine of origins and stream assignments, write forwarding from
+// state machine of origins, stream assignments and WebRTC ICE sessions, write
+// forwarding from
 // followers to the leader, the leader's duties (origin health probes, Raft
 // membership reconciliation, assignment garbage collection) and the system
 // API (origin registration, cluster status, drain, health checks).
@@ -434,6 +435,7 @@ func (n *Node) Status() Status {
 	st.AppliedIndex = parseUint(stats["applied_index"])
 	st.LastLogIndex = parseUint(stats["last_log_index"])
 	st.DegradedRoutes = n.degraded.Load()
+	st.RTCSessions = n.fsm.rtcSessionCount()
 
 	members := map[string]*MemberStatus{}
 	get := func(id string) *MemberStatus {

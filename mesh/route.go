@@ -148,6 +148,7 @@ func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, err
 			err := f.Error()
 			if err == nil {
 				res, _ := f.Response().(applyResult)
+				res.Index = f.Index()
 				return res, res.err()
 			}
 			if errors.Is(err, raft.ErrRaftShutdown) {

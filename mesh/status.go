@@ -21,6 +21,8 @@ type Status struct {
 	Origins       []OriginStatus     `json:"origins"`
 	Assignments   []AssignmentStatus `json:"assignments"`
 	GeneratedUnix int64              `json:"generated_unix_ms"`
+	// RTCSessions is the number of replicated WebRTC ICE sessions.
+	RTCSessions int `json:"rtc_sessions"`
 	// DegradedRoutes counts routes this node answered without quorum by
 	// rendezvous hash over the origins it believed healthy.
 	DegradedRoutes uint64 `json:"degraded_routes"`

@@ -314,7 +314,8 @@ func (c *Cluster) WaitVoters(timeout time.Duration, n int) {
 }
 
 // WaitApplied waits until every running member's replica holds the same
-// origins (health, drain) and assignments as the leader's. Raft's applied
+// origins (health, drain), assignments and number of WebRTC sessions as the
+// leader's. Raft's applied
 // index runs slightly ahead of the state machine, so tests compare state.
 func (c *Cluster) WaitApplied(timeout time.Duration) {
 	c.t.Helper()
@@ -342,6 +343,7 @@ func replicaState(st mesh.Status) string {
 	for _, a := range st.Assignments {
 		fmt.Fprintf(&b, "a %s %s %d|", a.Key, a.Origin, a.LastUsedUnixMs)
 	}
+	fmt.Fprintf(&b, "r %d", st.RTCSessions)
 	return b.String()
 }
 

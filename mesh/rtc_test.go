@@ -1,0 +1,178 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func rtcSess(ufrag string, created int64) RTCSession {
+	return RTCSession{Ufrag: ufrag, OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a",
+		Resource: "http://127.0.0.1:1985/rtc/v1/whep/?token=x", CreatedUnixMs: created}
+}
+
+func TestFSMPutLookupDeleteRTCSession(t *testing.T) {
+	f := newFSM()
+	s := rtcSess("a:b", 100)
+	if r := apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: s}); r.err() != nil {
+		t.Fatal(r.err())
+	}
+	if got, ok := f.rtcSession("a:b"); !ok || got != s {
+		t.Fatalf("lookup = %+v %v", got, ok)
+	}
+	// A put with the same ufrag replaces the session.
+	s2 := s
+	s2.OriginID, s2.CreatedUnixMs = "o2", 200
+	apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: s2})
+	if got, _ := f.rtcSession("a:b"); got != s2 || f.rtcSessionCount() != 1 {
+		t.Fatalf("replace: %+v, %d sessions", got, f.rtcSessionCount())
+	}
+	if r := apply(t, f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "a:b"}); r.err() != nil {
+		t.Fatal(r.err())
+	}
+	if _, ok := f.rtcSession("a:b"); ok {
+		t.Fatal("deleted session still found")
+	}
+	// Deleting an absent session is not an error.
+	if r := apply(t, f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "a:b"}); r.err() != nil {
+		t.Fatal(r.err())
+	}
+	for _, bad := range []RTCSession{{}, {Ufrag: strings.Repeat("u", maxUfragBytes+1)}, {Ufrag: "x", Resource: strings.Repeat("r", maxResourceBytes+1)}} {
+		if r := apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: bad}); !errors.Is(r.err(), ErrBadCommand) {
+			t.Fatalf("put %.20q: %+v", bad.Ufrag, r)
+		}
+	}
+	if f.rtcSessionCount() != 0 || len(f.rtcAge) != 0 {
+		t.Fatalf("table not empty: %d %d", f.rtcSessionCount(), len(f.rtcAge))
+	}
+}
+
+func TestFSMExpireRTCSessions(t *testing.T) {
+	f := newFSM()
+	for i, u := range []string{"a:1", "b:1", "c:1"} {
+		apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess(u, int64(100*(i+1)))})
+	}
+	stale := f.staleRTCSessions(250, 10)
+	if fmt.Sprint(stale) != "[a:1 b:1]" {
+		t.Fatalf("stale = %v", stale)
+	}
+	if got := f.staleRTCSessions(250, 1); fmt.Sprint(got) != "[a:1]" {
+		t.Fatalf("stale max 1 = %v (oldest first)", got)
+	}
+	// "b:1" is put again (a new offer with the same ufrag) after the leader
+	// decided to expire it: it survives.
+	apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("b:1", 300)})
+	apply(t, f, cmdExpireRTCSessions, expireRTCSessionsCmd{Ufrags: stale, CutoffMs: 250})
+	if _, ok := f.rtcSession("a:1"); ok {
+		t.Fatal("a:1 not expired")
+	}
+	for _, u := range []string{"b:1", "c:1"} {
+		if _, ok := f.rtcSession(u); !ok {
+			t.Fatalf("%s expired", u)
+		}
+	}
+}
+
+func TestFSMRTCSessionCapEvictsOldestDeterministically(t *testing.T) {
+	// Two replicas apply the same log in which sessions arrive out of age
+	// order; both must evict the same ones.
+	var log [][]byte
+	for i := range MaxRTCSessions + 50 {
+		// Creation times collide in pairs, so ties are broken by ufrag.
+		created := int64((i*7919)%(MaxRTCSessions+50)) / 2
+		log = append(log, mustCmd(t, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess(fmt.Sprintf("u%06d:x", i), created)}))
+	}
+	replicas := []*fsm{newFSM(), newFSM()}
+	for _, f := range replicas {
+		for i, data := range log {
+			f.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(i + 1), Data: data})
+		}
+		if n := f.rtcSessionCount(); n != MaxRTCSessions {
+			t.Fatalf("%d sessions, want the cap %d", n, MaxRTCSessions)
+		}
+		// Every survivor is at least as new as every evicted session.
+		minAlive := int64(1 << 62)
+		for _, e := range f.rtc {
+			minAlive = min(minAlive, e.s.CreatedUnixMs)
+		}
+		if minAlive != 25 {
+			t.Fatalf("oldest surviving session created at %d, want 25", minAlive)
+		}
+	}
+	a, _ := json.Marshal(replicas[0].state())
+	b, _ := json.Marshal(replicas[1].state())
+	if !bytes.Equal(a, b) {
+		t.Fatal("replicas diverged after eviction")
+	}
+}
+
+func TestFSMSnapshotRestoreRTCSessions(t *testing.T) {
+	f := fsmWith(t, "o1")
+	for i := range 5 {
+		f.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(10 + i),
+			Data: mustCmd(t, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess(fmt.Sprintf("s%d:x", i), int64(i))})})
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "s0:x"}) // after the snapshot
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM()
+	apply(t, g, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("junk:x", 1)})
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.rtcSessionCount(); n != 5 {
+		t.Fatalf("restored %d sessions, want 5", n)
+	}
+	if _, ok := g.rtcSession("junk:x"); ok {
+		t.Fatal("restore kept old state")
+	}
+	if s, ok := g.rtcSession("s0:x"); !ok || s != rtcSess("s0:x", 0) {
+		t.Fatalf("restored session = %+v %v", s, ok)
+	}
+	if g.appliedIndex() != 14 {
+		t.Fatalf("restored index %d, want 14", g.appliedIndex())
+	}
+	// The age heap works after a restore.
+	apply(t, g, cmdExpireRTCSessions, expireRTCSessionsCmd{Ufrags: g.staleRTCSessions(3, 10), CutoffMs: 3})
+	if n := g.rtcSessionCount(); n != 2 {
+		t.Fatalf("after expiry: %d sessions, want 2", n)
+	}
+	// A snapshot of an older version without sessions restores to none.
+	if err := g.Restore(io.NopCloser(strings.NewReader(`{"origins":[],"assignments":[]}`))); err != nil || g.rtcSessionCount() != 0 {
+		t.Fatalf("restore without sessions: %v, %d", err, g.rtcSessionCount())
+	}
+}
+
+func TestFSMWaitApplied(t *testing.T) {
+	f := newFSM()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.waitApplied(ctx, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait for an index never applied: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.waitApplied(context.Background(), 3) }()
+	for i := uint64(1); i <= 3; i++ {
+		f.Apply(&raft.Log{Type: raft.LogCommand, Index: i, Data: mustCmd(t, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "x"})})
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.waitApplied(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+}
