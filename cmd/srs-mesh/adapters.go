@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/api"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
@@ -27,8 +29,33 @@ func (a apiOrigins) Origins() []api.OriginInfo {
 	return out
 }
 
-// newRTCStore returns the store of WebRTC ICE sessions.
-func newRTCStore(node *mesh.Node) webrtc.SessionStore {
-	_ = node
-	return webrtc.NewMemorySessionStore()
+// newRTCStore returns the store of WebRTC ICE sessions: the mesh's
+// replicated session table, so that any node can relay a session's UDP flow.
+func newRTCStore(node *mesh.Node) webrtc.SessionStore { return rtcStore{node} }
+
+// rtcStore adapts mesh.Node's session methods to webrtc.SessionStore.
+type rtcStore struct{ node *mesh.Node }
+
+var _ webrtc.SessionStore = rtcStore{}
+
+func (s rtcStore) PutRTCSession(ctx context.Context, r webrtc.RTCSession) error {
+	return s.node.PutRTCSession(ctx, mesh.RTCSession{
+		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
+		Resource: r.Resource, CreatedUnixMs: r.CreatedUnixMs,
+	})
+}
+
+func (s rtcStore) LookupRTCSession(ufrag string) (webrtc.RTCSession, bool) {
+	r, ok := s.node.LookupRTCSession(ufrag)
+	if !ok {
+		return webrtc.RTCSession{}, false
+	}
+	return webrtc.RTCSession{
+		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
+		Resource: r.Resource, CreatedUnixMs: r.CreatedUnixMs,
+	}, true
+}
+
+func (s rtcStore) DeleteRTCSession(ctx context.Context, ufrag string) error {
+	return s.node.DeleteRTCSession(ctx, ufrag)
 }
