@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -595,5 +596,157 @@ func TestMetrics(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Errorf("%d nodes export raft_state{leader} = 1, want 1", leaders)
+	}
+}
+
+// httpStatus is the status code of GET url (0 when it cannot be reached).
+func httpStatus(url string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// cliStatus runs "srs-mesh status --json" against a node.
+func cliStatus(t *testing.T, nd *harness.Node) mesh.Status {
+	t.Helper()
+	out, err := exec.Command(binary, "status", "--json", "--addr", nd.SystemAPI).Output()
+	if err != nil {
+		t.Fatalf("srs-mesh status --json via %s: %v", nd.ID, err)
+	}
+	var st mesh.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("srs-mesh status --json via %s: %v\n%s", nd.ID, err, out)
+	}
+	return st
+}
+
+// memberOf finds a member by id.
+func memberOf(st mesh.Status, id string) (mesh.MemberStatus, bool) {
+	for _, m := range st.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return mesh.MemberStatus{}, false
+}
+
+// voters counts the Raft voters in a status document.
+func voters(st mesh.Status) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// gone reports whether a node has left: it is no Raft voter and gossip
+// does not see it alive.
+func gone(st mesh.Status, id string) bool {
+	m, ok := memberOf(st, id)
+	return !ok || (!m.Voter && m.GossipState != "alive" && m.GossipState != "suspect")
+}
+
+// TestNodeDrain stops the leader with SIGTERM while an RTMP player reads
+// through it: the node turns unready and refuses new RTMP connections, the player
+// keeps receiving frames, and once the player stops the node exits 0 long
+// before --drain-timeout and leaves the mesh, which keeps assigning streams.
+func TestNodeDrain(t *testing.T) {
+	const drainTimeout = 30 * time.Second
+	_, flags := twoNginx(t)
+	c := startCluster(t, 3, append(flags, "--drain-timeout", drainTimeout.String())...)
+	c.waitOriginsHealthy(t, 2)
+	// Drain the leader, the hardest case: it must hand leadership over
+	// before it leaves.
+	var n1, n2, n3 *harness.Node
+	leader := c.status(t, 0).Leader
+	for _, nd := range c.nodes {
+		switch {
+		case nd.ID == leader:
+			n3 = nd
+		case n1 == nil:
+			n1 = nd
+		default:
+			n2 = nd
+		}
+	}
+
+	pub := harness.PublishRTMP(t, n1.RTMPURL("live/drain"))
+	c.waitAssigned(t, "__defaultVhost__/live/drain")
+	player := harness.StartPlayer(t, n3.RTMPURL("live/drain"))
+	harness.WaitFor(t, 30*time.Second, "player decodes frames through "+n3.ID, func() bool {
+		return player.Frames() >= 25 || player.Exited()
+	})
+	if player.Exited() {
+		t.Fatalf("player exited: %s", player.Output())
+	}
+	var before mesh.Status
+	if err := n3.Status(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	sigterm := time.Now()
+	if err := n3.Proc().Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, 5*time.Second, n3.ID+" /readyz answers 503 while draining", func() bool {
+		return httpStatus("http://"+n3.SystemAPI+"/readyz") == http.StatusServiceUnavailable
+	})
+	if code := httpStatus("http://" + n3.SystemAPI + "/healthz"); code != http.StatusOK {
+		t.Errorf("%s /healthz answers %d while draining, want 200", n3.ID, code)
+	}
+	harness.WaitFor(t, 5*time.Second, n3.ID+" refuses new RTMP connections", func() bool {
+		conn, err := net.DialTimeout("tcp", n3.RTMPAddr, time.Second)
+		if err != nil {
+			return true
+		}
+		conn.Close()
+		return false
+	})
+	from := player.Frames()
+	harness.WaitFor(t, 20*time.Second, "player keeps receiving 3 s of frames after SIGTERM", func() bool {
+		return player.Frames() >= from+75 || player.Exited()
+	})
+	if player.Exited() || n3.Proc().Exited() {
+		t.Fatalf("player exited %v, node exited %v during the drain; player: %s", player.Exited(), n3.Proc().Exited(), player.Output())
+	}
+	t.Logf("player went from %d to %d frames during the drain (%v after SIGTERM)",
+		from, player.Frames(), time.Since(sigterm).Round(100*time.Millisecond))
+
+	player.Kill()
+	stopped := time.Now()
+	if err := n3.Proc().Wait(15 * time.Second); err != nil {
+		t.Fatalf("%s after the last session ended: %v", n3.ID, err)
+	}
+	t.Logf("%s exited 0 %v after its last session ended (%v after SIGTERM, drain timeout %v)",
+		n3.ID, time.Since(stopped).Round(10*time.Millisecond), time.Since(sigterm).Round(10*time.Millisecond), drainTimeout)
+	if time.Since(sigterm) > drainTimeout-5*time.Second {
+		t.Errorf("%s took %v to exit; it should not wait for the drain timeout", n3.ID, time.Since(sigterm))
+	}
+
+	for _, nd := range []*harness.Node{n1, n2} {
+		harness.WaitFor(t, 20*time.Second, nd.ID+" sees "+n3.ID+" gone", func() bool {
+			st := cliStatus(t, nd)
+			return gone(st, n3.ID) && voters(st) == 2 && st.Leader != "" && st.Leader != n3.ID
+		})
+	}
+	st := cliStatus(t, n1)
+	m, _ := memberOf(st, n3.ID)
+	t.Logf("after the drain: leader %s (was %s in term %d, now term %d), %d voters, %s shown as %+v",
+		st.Leader, before.Leader, before.Term, st.Term, voters(st), n3.ID, m)
+
+	harness.PublishRTMP(t, n2.RTMPURL("live/after-drain"))
+	owner := c.waitAssigned(t, "__defaultVhost__/live/after-drain")
+	harness.PlayUntil(t, n1.RTMPURL("live/after-drain"), time.Second, 5, 30*time.Second)
+	t.Logf("new stream after the drain assigned to %s and playable", owner)
+	if pub.Exited() {
+		t.Errorf("publisher through %s exited: %s", n1.ID, pub.Output())
 	}
 }
