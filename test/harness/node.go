@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,11 +70,11 @@ func NewNode(t testing.TB, bin string, spec NodeSpec) *Node {
 	n := &Node{
 		ID:         spec.ID,
 		DataDir:    spec.DataDir,
-		GossipAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, true)),
-		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		SystemAPI:  fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		RTMPAddr:   fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
+		GossipAddr: fmt.Sprintf("127.0.0.1:%d", UniquePort(t, true)),
+		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", UniquePort(t, false)),
+		SystemAPI:  fmt.Sprintf("127.0.0.1:%d", UniquePort(t, false)),
+		RTMPAddr:   fmt.Sprintf("127.0.0.1:%d", UniquePort(t, false)),
+		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", UniquePort(t, false)),
 		Bin:        bin,
 		t:          t,
 	}
@@ -82,9 +83,9 @@ func NewNode(t testing.TB, bin string, spec NodeSpec) *Node {
 	}
 	listeners := []string{"--api", "", "--rtc", "", "--srt", ""}
 	if spec.Protocols {
-		n.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t, false))
-		n.RTCAddr = fmt.Sprintf("127.0.0.1:%d", FreeUDPPort(t))
-		n.SRTAddr = fmt.Sprintf("127.0.0.1:%d", FreeUDPPort(t))
+		n.APIAddr = fmt.Sprintf("127.0.0.1:%d", UniquePort(t, false))
+		n.RTCAddr = fmt.Sprintf("127.0.0.1:%d", UniqueUDPPort(t))
+		n.SRTAddr = fmt.Sprintf("127.0.0.1:%d", UniqueUDPPort(t))
 		listeners = []string{"--api", n.APIAddr, "--rtc", n.RTCAddr, "--srt", n.SRTAddr,
 			"--rtc-candidate", "127.0.0.1"}
 	}
@@ -100,6 +101,42 @@ func NewNode(t testing.TB, bin string, spec NodeSpec) *Node {
 	}, listeners...)
 	n.Args = append(append(n.Args, "--log-level", "debug"), spec.Extra...)
 	return n
+}
+
+// handedOut holds the ports UniquePort and UniqueUDPPort returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// unique calls free until it returns a port not handed out before.
+func unique(t testing.TB, free func() int) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for i := 0; i < 100; i++ {
+		if p := free(); !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			return p
+		}
+	}
+	t.Fatal("no free port that was not handed out before")
+	return 0
+}
+
+// UniquePort is FreePort for ports that are bound later, as a node's are:
+// the kernel may offer a port again until someone binds it, so a set of
+// nodes allocated before any starts could otherwise share one. It never
+// returns a port it returned before in this process.
+func UniquePort(t testing.TB, udp bool) int {
+	t.Helper()
+	return unique(t, func() int { return FreePort(t, udp) })
+}
+
+// UniqueUDPPort is FreeUDPPort with the guarantee of UniquePort.
+func UniqueUDPPort(t testing.TB) int {
+	t.Helper()
+	return unique(t, func() int { return FreeUDPPort(t) })
 }
 
 // Start runs the node in the background; it is killed when the test ends.
