@@ -17,6 +17,7 @@ import (
 // Handler returns the system API of the node:
 //
 //	POST /api/v1/srs/register            SRS heartbeat (token)   -> {"code":0,"data":{"origin":"<id>"}}
+//	POST /api/v1/srs/register/{token}    the same, token in the path (see below)
 //	GET  /mesh/v1/status                 Status
 //	POST /mesh/v1/origins/{id}/drain     (token)                 -> {"code":0,"data":{"origin":"<id>","draining":true}}
 //	POST /mesh/v1/origins/{id}/undrain   (token)                 -> {"code":0,"data":{"origin":"<id>","draining":false}}
@@ -28,9 +29,18 @@ import (
 // Errors are {"code":<HTTP status>,"message":"..."} with a 4xx or 5xx status.
 // The token (Config.Token) is accepted as "Authorization: Bearer <token>" or
 // "?token=<token>".
+//
+// SRS's heartbeat client posts to the path of heartbeat.url and drops its
+// query, so registration also takes the token as the last path segment:
+// heartbeat.url http://mesh:12025/api/v1/srs/register/<token>. A token in the
+// path must be the right one (401 otherwise); an empty one ("register/")
+// falls back to the header and query forms. When no token is configured, any
+// path token is accepted, so SRS configs that carry a token keep working
+// against a mesh that does not require one. The token is never logged.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.auth(n.handleRegister)))
+	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
@@ -86,6 +96,36 @@ func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 		h(w, r)
 	}
 }
+
+// pathAuth is auth for routes whose last path segment, {token...}, may carry
+// the token (the only form SRS's heartbeat can send).
+func (n *Node) pathAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := r.PathValue("token")
+		if got == "" {
+			n.auth(h)(w, r)
+			return
+		}
+		if n.cfg.Token == "" {
+			if n.pathTokenIgnored.CompareAndSwap(false, true) {
+				n.log.Info("registration URL carries a token but none is configured; accepting it", "path", redactedRegisterPath)
+			}
+			h(w, r)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.Token)) != 1 {
+			n.log.Debug("registration with a wrong token in the path", "path", redactedRegisterPath, "peer", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+			writeError(w, http.StatusUnauthorized, ErrUnauthorized.Error())
+			return
+		}
+		n.log.Debug("registration with the token in the path", "path", redactedRegisterPath, "peer", r.RemoteAddr)
+		h(w, r)
+	}
+}
+
+// redactedRegisterPath is what logs show of a registration path with a token.
+const redactedRegisterPath = "/api/v1/srs/register/<redacted>"
 
 func tokenOK(r *http.Request, want string) bool {
 	got := r.URL.Query().Get("token")

@@ -1,11 +1,14 @@
 package mesh_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +200,79 @@ func TestRegisterWithoutLeaderIs503(t *testing.T) {
 		code, _ := serve(t, c.Node(0).Handler(), "GET", "/readyz", "", nil)
 		return code == http.StatusServiceUnavailable
 	})
+}
+
+// lockedBuffer collects logs written by many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestRegisterTokenInPath(t *testing.T) {
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := meshtest.Start(t, meshtest.Options{N: 1, Token: "s3cret-path", Logger: logger})
+	c.WaitLeader(clusterTimeout)
+	h := c.Node(0).Handler()
+	auth := map[string]string{"Authorization": "Bearer s3cret-path"}
+	tests := []struct {
+		name   string
+		method string
+		target string
+		hdr    map[string]string
+		status int
+	}{
+		{"token in path", "POST", "/api/v1/srs/register/s3cret-path", nil, 200},
+		{"wrong token in path", "POST", "/api/v1/srs/register/wr0ng-path", nil, 401},
+		{"wrong path token wins over a right bearer", "POST", "/api/v1/srs/register/wr0ng-path", auth, 401},
+		{"token prefix in path", "POST", "/api/v1/srs/register/s3cret", nil, 401},
+		{"token and more in path", "POST", "/api/v1/srs/register/s3cret-path/x", nil, 401},
+		{"empty path token", "POST", "/api/v1/srs/register/", nil, 401},
+		{"empty path token with bearer", "POST", "/api/v1/srs/register/", auth, 200},
+		{"empty path token with query", "POST", "/api/v1/srs/register/?token=s3cret-path", nil, 200},
+		{"path token wrong method", "GET", "/api/v1/srs/register/s3cret-path", nil, 405},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, r := serve(t, h, tc.method, tc.target, srsHeartbeat, tc.hdr)
+			if status != tc.status {
+				t.Fatalf("HTTP %d (%+v), want %d", status, r, tc.status)
+			}
+		})
+	}
+	if st := c.Node(0).Status(); len(st.Origins) != 1 || st.Origins[0].ID != "vid-x" {
+		t.Fatalf("origins = %+v", st.Origins)
+	}
+	out := logs.String()
+	for _, secret := range []string{"s3cret", "wr0ng-path"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("token %q in the logs:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "register/<redacted>") {
+		t.Fatalf("path form not logged:\n%s", out)
+	}
+}
+
+func TestRegisterTokenInPathWithoutConfiguredToken(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1, Logger: testLogger()})
+	c.WaitLeader(clusterTimeout)
+	h := c.Node(0).Handler()
+	for _, target := range []string{"/api/v1/srs/register/anything", "/api/v1/srs/register/", "/api/v1/srs/register"} {
+		if status, r := serve(t, h, "POST", target, srsHeartbeat, nil); status != 200 {
+			t.Fatalf("POST %s: HTTP %d (%+v)", target, status, r)
+		}
+	}
 }

@@ -74,7 +74,9 @@ type Config struct {
 	GossipKey []byte
 	// Token, when set, is required on the write endpoints of the system API
 	// (registration, drain, internal forwarding) as "Authorization: Bearer
-	// <token>" or "?token=<token>".
+	// <token>" or "?token=<token>"; registration also takes it as the last
+	// path segment, /api/v1/srs/register/<token>, the only form an SRS
+	// heartbeat can send.
 	Token string
 
 	// Logger receives the node's logs; nil discards them.

@@ -75,6 +75,10 @@ type Node struct {
 	// (unix ms), shown in Status without writing every probe to the log.
 	lastProbeOK sync.Map
 
+	// pathTokenIgnored is set once the node has logged that it accepted a
+	// token in a registration path while none is configured.
+	pathTokenIgnored atomic.Bool
+
 	degradedMu   sync.Mutex
 	degradedKeys map[string]struct{}
 	degraded     atomic.Uint64
