@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,9 +53,9 @@ func startNamedCluster(t *testing.T, ids []string, extra ...string) *cluster {
 	return c
 }
 
-// waitOriginsHealthy waits until every running node sees want origins, all
-// healthy.
-func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
+// waitRunningHealthy waits until every running node (stopped ones are
+// skipped) sees want origins, all healthy.
+func (c *cluster) waitRunningHealthy(t *testing.T, want int) {
 	t.Helper()
 	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d healthy origins on every node", want), func() bool {
 		for _, nd := range c.nodes {
@@ -74,9 +76,9 @@ func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
 	})
 }
 
-// waitAssigned waits until every running node has an assignment for key
-// and they agree, and returns its origin.
-func (c *cluster) waitAssigned(t *testing.T, key string) string {
+// waitRunningAssigned waits until every running node (stopped ones are
+// skipped) has an assignment for key and they agree, and returns its origin.
+func (c *cluster) waitRunningAssigned(t *testing.T, key string) string {
 	t.Helper()
 	var owner string
 	harness.WaitFor(t, 20*time.Second, key+" assigned on every node", func() bool {
@@ -164,14 +166,14 @@ func meshStreams(nd *harness.Node) ([]meshStream, bool, error) {
 func TestOpsStreams(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitOriginsHealthy(t, 2)
+	c.waitRunningHealthy(t, 2)
 
 	keys := map[string]string{"__defaultVhost__/live/alpha": "live/alpha", "__defaultVhost__/live/beta": "live/beta"}
 	owners := map[string]string{}
 	i := 0
 	for _, key := range []string{"__defaultVhost__/live/alpha", "__defaultVhost__/live/beta"} {
 		harness.PublishRTMP(t, c.nodes[i].RTMPURL(keys[key]))
-		owners[key] = c.waitAssigned(t, key)
+		owners[key] = c.waitRunningAssigned(t, key)
 		t.Logf("%s published through %s, assigned to %s", key, c.nodes[i].ID, owners[key])
 		i++
 	}
@@ -324,7 +326,7 @@ func TestOpsAPIStreams(t *testing.T) {
 		nd.Start()
 	}
 	c.waitFormed(t, 3, 30*time.Second)
-	c.waitOriginsHealthy(t, 2)
+	c.waitRunningHealthy(t, 2)
 
 	type entry struct {
 		Name   string `json:"name"`
@@ -413,10 +415,10 @@ func (c *cluster) waitDraining(t *testing.T, id string, draining bool) {
 func TestOpsDrain(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitOriginsHealthy(t, 2)
+	c.waitRunningHealthy(t, 2)
 
 	pub1 := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/first"))
-	busy := c.waitAssigned(t, "__defaultVhost__/live/first")
+	busy := c.waitRunningAssigned(t, "__defaultVhost__/live/first")
 	idle := otherOrigin(busy)
 	pub1.Kill()
 	t.Logf("first stream on %s; draining %s", busy, idle)
@@ -432,7 +434,7 @@ func TestOpsDrain(t *testing.T) {
 
 	// Fewest streams would pick idle; draining sends the stream to busy.
 	harness.PublishRTMP(t, c.nodes[2].RTMPURL("live/second"))
-	if got := c.waitAssigned(t, "__defaultVhost__/live/second"); got != busy {
+	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/second"); got != busy {
 		t.Fatalf("stream published while %s drains went to %s, want %s", idle, got, busy)
 	}
 	harness.PlayUntil(t, "rtmp://"+origins[busy].RTMPAddr+"/live/second", time.Second, 5, 20*time.Second)
@@ -441,7 +443,7 @@ func TestOpsDrain(t *testing.T) {
 	runCLI(t, "undrain", idle, "--addr", c.nodes[2].SystemAPI)
 	c.waitDraining(t, idle, false)
 	harness.PublishRTMP(t, c.nodes[1].RTMPURL("live/third"))
-	if got := c.waitAssigned(t, "__defaultVhost__/live/third"); got != idle {
+	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/third"); got != idle {
 		t.Fatalf("stream published after undrain went to %s, want %s", got, idle)
 	}
 	harness.PlayUntil(t, "rtmp://"+origins[idle].RTMPAddr+"/live/third", time.Second, 5, 20*time.Second)
@@ -519,11 +521,11 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 func TestMetrics(t *testing.T) {
 	_, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitOriginsHealthy(t, 2)
+	c.waitRunningHealthy(t, 2)
 
 	const key = "__defaultVhost__/live/metrics"
 	pub := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/metrics"))
-	owner := c.waitAssigned(t, key)
+	owner := c.waitRunningAssigned(t, key)
 	harness.PlayUntil(t, c.nodes[0].RTMPURL("live/metrics"), 2*time.Second, 10, 30*time.Second)
 	if pub.Exited() {
 		t.Fatalf("publisher exited: %s", pub.Output())
@@ -662,7 +664,7 @@ func TestNodeDrain(t *testing.T) {
 	const drainTimeout = 30 * time.Second
 	_, flags := twoNginx(t)
 	c := startCluster(t, 3, append(flags, "--drain-timeout", drainTimeout.String())...)
-	c.waitOriginsHealthy(t, 2)
+	c.waitRunningHealthy(t, 2)
 	// Drain the leader, the hardest case: it must hand leadership over
 	// before it leaves.
 	var n1, n2, n3 *harness.Node
@@ -679,7 +681,7 @@ func TestNodeDrain(t *testing.T) {
 	}
 
 	pub := harness.PublishRTMP(t, n1.RTMPURL("live/drain"))
-	c.waitAssigned(t, "__defaultVhost__/live/drain")
+	c.waitRunningAssigned(t, "__defaultVhost__/live/drain")
 	player := harness.StartPlayer(t, n3.RTMPURL("live/drain"))
 	harness.WaitFor(t, 30*time.Second, "player decodes frames through "+n3.ID, func() bool {
 		return player.Frames() >= 25 || player.Exited()
@@ -743,10 +745,107 @@ func TestNodeDrain(t *testing.T) {
 		st.Leader, before.Leader, before.Term, st.Term, voters(st), n3.ID, m)
 
 	harness.PublishRTMP(t, n2.RTMPURL("live/after-drain"))
-	owner := c.waitAssigned(t, "__defaultVhost__/live/after-drain")
+	owner := c.waitRunningAssigned(t, "__defaultVhost__/live/after-drain")
 	harness.PlayUntil(t, n1.RTMPURL("live/after-drain"), time.Second, 5, 30*time.Second)
 	t.Logf("new stream after the drain assigned to %s and playable", owner)
 	if pub.Exited() {
 		t.Errorf("publisher through %s exited: %s", n1.ID, pub.Output())
+	}
+}
+
+// chromiumBin returns a Chromium binary or skips the test.
+func chromiumBin(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed")
+	return ""
+}
+
+// chromium runs headless Chromium on url with extra flags and returns what it
+// printed on stdout. The process group is killed when ctx ends.
+func chromium(ctx context.Context, t *testing.T, bin, url string, extra ...string) []byte {
+	t.Helper()
+	args := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000",
+	}
+	cmd := exec.CommandContext(ctx, bin, append(append(args, extra...), url)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// TestDashboard renders the dashboard of a live 3-node mesh in headless
+// Chromium and checks that the page shows the nodes, the origins and the
+// live streams, and a drained origin as draining. With SRS_MESH_UPDATE_SCREENSHOT=1 it writes
+// docs/dashboard.png.
+func TestDashboard(t *testing.T) {
+	bin := chromiumBin(t)
+	harness.Need(t, "ffmpeg", "nginx")
+	a := harness.StartNginx(t, harness.NginxOptions{})
+	b := harness.StartNginx(t, harness.NginxOptions{})
+	ids := []string{"srs-mesh-0", "srs-mesh-1", "srs-mesh-2"}
+	c := startNamedCluster(t, ids, "--origin", originFlag("origin-a", a), "--origin", originFlag("origin-b", b))
+	c.waitRunningHealthy(t, 2)
+	keys := []string{"__defaultVhost__/live/livestream", "__defaultVhost__/live/camera-2"}
+	for i, key := range keys {
+		harness.PublishRTMP(t, c.nodes[i].RTMPURL(strings.TrimPrefix(key, "__defaultVhost__/")))
+		c.waitRunningAssigned(t, key)
+	}
+
+	// A drained origin, so that the page shows that state too.
+	runCLI(t, "drain", "origin-b", "--addr", c.nodes[0].SystemAPI)
+	c.waitDraining(t, "origin-b", true)
+
+	// The leader's page: only the leader probes origins, so its page also
+	// shows when each origin last answered a probe.
+	var page *harness.Node
+	leader := c.status(t, 0).Leader
+	for _, nd := range c.nodes {
+		if nd.ID == leader {
+			page = nd
+		}
+	}
+	if page == nil {
+		t.Fatalf("leader %q is not one of %v", leader, ids)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := "http://" + page.SystemAPI + "/"
+	dom := string(chromium(ctx, t, bin, url, "--dump-dom"))
+	want := append(append([]string{"origin-a", "origin-b", a.RTMPAddr, b.RTMPAddr, ">leader<", "draining"}, ids...), keys...)
+	for _, w := range want {
+		if !strings.Contains(dom, w) {
+			t.Errorf("rendered dashboard lacks %q", w)
+		}
+	}
+	if strings.Contains(dom, "Cannot reach node") {
+		t.Errorf("dashboard shows the error banner against a working node")
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+
+	if os.Getenv("SRS_MESH_UPDATE_SCREENSHOT") == "1" {
+		shot := filepath.Join(t.TempDir(), "dashboard.png")
+		chromium(ctx, t, bin, url, "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
+		png, err := os.ReadFile(shot)
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile("../docs/dashboard.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
