@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -388,9 +389,9 @@ func cliOutputEnv(env []string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// waitDraining waits until every running node sees origin id with the given
+// waitRunningDraining waits until every running node sees origin id with the given
 // draining state.
-func (c *cluster) waitDraining(t *testing.T, id string, draining bool) {
+func (c *cluster) waitRunningDraining(t *testing.T, id string, draining bool) {
 	t.Helper()
 	harness.WaitFor(t, 10*time.Second, fmt.Sprintf("%s draining=%v on every node", id, draining), func() bool {
 		for _, nd := range c.nodes {
@@ -427,7 +428,7 @@ func TestOpsDrain(t *testing.T) {
 	if !strings.Contains(out, idle) {
 		t.Errorf("drain printed %q", out)
 	}
-	c.waitDraining(t, idle, true)
+	c.waitRunningDraining(t, idle, true)
 	if out := runCLI(t, "origins", "--addr", c.nodes[2].SystemAPI); !lineHas(out, idle, "yes") {
 		t.Errorf("srs-mesh origins does not show %s draining:\n%s", idle, out)
 	}
@@ -441,7 +442,7 @@ func TestOpsDrain(t *testing.T) {
 	t.Logf("second stream on %s while %s drains", busy, idle)
 
 	runCLI(t, "undrain", idle, "--addr", c.nodes[2].SystemAPI)
-	c.waitDraining(t, idle, false)
+	c.waitRunningDraining(t, idle, false)
 	harness.PublishRTMP(t, c.nodes[1].RTMPURL("live/third"))
 	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/third"); got != idle {
 		t.Fatalf("stream published after undrain went to %s, want %s", got, idle)
@@ -806,7 +807,7 @@ func TestDashboard(t *testing.T) {
 
 	// A drained origin, so that the page shows that state too.
 	runCLI(t, "drain", "origin-b", "--addr", c.nodes[0].SystemAPI)
-	c.waitDraining(t, "origin-b", true)
+	c.waitRunningDraining(t, "origin-b", true)
 
 	// The leader's page: only the leader probes origins, so its page also
 	// shows when each origin last answered a probe.
@@ -846,6 +847,153 @@ func TestDashboard(t *testing.T) {
 		}
 		if err := os.WriteFile("../docs/dashboard.png", png, 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// post sends a POST with an optional bearer token and body and returns the
+// status code and body.
+func post(t *testing.T, url, bearer, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = io.Copy(&b, io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, b.String()
+}
+
+// heartbeat is the body SRS's heartbeat (ports on) posts for server id.
+func heartbeat(id string, rtmpPort int) string {
+	return fmt.Sprintf(`{"device_id":%q,"ip":"127.0.0.1","server":%q,"service":"s%s","pid":"4242",`+
+		`"rtmp":["0.0.0.0:%d"],"http":["8080"],"api":["1985"],"srt":["udp://0.0.0.0:10080"],"rtc":["udp://0.0.0.0:8000"]}`,
+		id, id, id, rtmpPort)
+}
+
+// TestAuth runs a mesh with --token: registration and drain without the
+// token (or with a wrong one) get 401, and with it, as a bearer header,
+// ?token= or the registration path segment, they succeed and replicate. The
+// CLI's --token and SRS_MESH_TOKEN work; reads stay open.
+func TestAuth(t *testing.T) {
+	const token = "op-s3cret-token"
+	origin := startFakeSRSAPI(t, "unused", "x") // only its accepting TCP port
+	c := startCluster(t, 3, "--token", token)
+	// Writes through a follower also check that forwarding to the leader
+	// carries the token.
+	var nd *harness.Node
+	leader := c.status(t, 0).Leader
+	for _, n := range c.nodes {
+		if n.ID != leader {
+			nd = n
+			break
+		}
+	}
+	base := "http://" + nd.SystemAPI
+	reg := base + "/api/v1/srs/register"
+
+	for _, tc := range []struct{ name, url, bearer string }{
+		{"no token", reg, ""},
+		{"wrong bearer", reg, "nope"},
+		{"wrong query", reg + "?token=nope", ""},
+		{"wrong path", reg + "/nope", ""},
+	} {
+		code, body := post(t, tc.url, tc.bearer, heartbeat("srs-denied", origin.rtmpPort))
+		if code != http.StatusUnauthorized {
+			t.Errorf("register with %s: %d %s, want 401", tc.name, code, body)
+		}
+	}
+	accepted := []string{}
+	for _, tc := range []struct{ id, url, bearer string }{
+		{"srs-bearer", reg, token},
+		{"srs-query", reg + "?token=" + token, ""},
+		{"srs-path", reg + "/" + token, ""},
+	} {
+		code, body := post(t, tc.url, tc.bearer, heartbeat(tc.id, origin.rtmpPort))
+		if tc.id == "srs-path" && code == http.StatusNotFound {
+			t.Logf("no registration route with the token in the path: %s", body)
+			continue
+		}
+		if code != http.StatusOK || !strings.Contains(body, `"code":0`) {
+			t.Fatalf("register %s: %d %s, want 200 with code 0", tc.id, code, body)
+		}
+		accepted = append(accepted, tc.id)
+	}
+	harness.WaitFor(t, 10*time.Second, "registered origins on every node", func() bool {
+		for _, n := range c.nodes {
+			var st mesh.Status
+			if n.Status(&st) != nil {
+				return false
+			}
+			for _, id := range accepted {
+				if _, ok := originOf(st, id); !ok {
+					return false
+				}
+			}
+			if _, ok := originOf(st, "srs-denied"); ok {
+				t.Fatalf("%s knows the origin registered without the token", n.ID)
+			}
+		}
+		return true
+	})
+	t.Logf("registered with the token: %v", accepted)
+
+	drain := base + "/mesh/v1/origins/srs-bearer/drain"
+	if code, body := post(t, drain, "", ""); code != http.StatusUnauthorized {
+		t.Errorf("drain without token: %d %s, want 401", code, body)
+	}
+	if code, body := post(t, drain, "nope", ""); code != http.StatusUnauthorized {
+		t.Errorf("drain with a wrong token: %d %s, want 401", code, body)
+	}
+	if out, err := cliOutputEnv([]string{"SRS_MESH_TOKEN="}, "drain", "srs-bearer", "--addr", nd.SystemAPI); err == nil ||
+		!strings.Contains(out, "401") {
+		t.Errorf("srs-mesh drain without --token: err %v, output %q; want a 401 error", err, out)
+	}
+	if out, err := cliOutputEnv([]string{"SRS_MESH_TOKEN="}, "drain", "srs-bearer", "--addr", nd.SystemAPI, "--token", "nope"); err == nil {
+		t.Errorf("srs-mesh drain with a wrong --token succeeded: %s", out)
+	}
+	for _, n := range c.nodes {
+		var st mesh.Status
+		if err := n.Status(&st); err != nil {
+			t.Fatalf("status without a token: %v", err)
+		}
+		if o, _ := originOf(st, "srs-bearer"); o.Draining {
+			t.Fatalf("%s shows srs-bearer draining after unauthorized drains", n.ID)
+		}
+	}
+
+	runCLI(t, "drain", "srs-bearer", "--addr", nd.SystemAPI, "--token", token)
+	c.waitRunningDraining(t, "srs-bearer", true)
+	if out, err := cliOutputEnv([]string{"SRS_MESH_TOKEN=" + token}, "undrain", "srs-bearer", "--addr", nd.SystemAPI); err != nil {
+		t.Fatalf("srs-mesh undrain with SRS_MESH_TOKEN: %v\n%s", err, out)
+	}
+	c.waitRunningDraining(t, "srs-bearer", false)
+	if code, body := post(t, base+"/mesh/v1/origins/srs-query/drain?token="+token, "", ""); code != http.StatusOK {
+		t.Fatalf("drain with ?token=: %d %s", code, body)
+	}
+	c.waitRunningDraining(t, "srs-query", true)
+
+	// Reads need no token.
+	for _, path := range []string{"/mesh/v1/status", "/metrics", "/healthz", "/readyz", "/"} {
+		if code := httpStatus(base + path); code != http.StatusOK {
+			t.Errorf("GET %s without a token: %d, want 200", path, code)
+		}
+	}
+	// The token never reaches the logs, not even from the path form.
+	for _, n := range c.nodes {
+		if strings.Contains(n.Logs(), token) {
+			t.Errorf("the logs of %s contain the token", n.ID)
 		}
 	}
 }
