@@ -19,6 +19,8 @@ import (
 //	POST /api/v1/srs/register            SRS heartbeat (token)   -> {"code":0,"data":{"origin":"<id>"}}
 //	POST /api/v1/srs/register/{token}    the same, token in the path (see below)
 //	GET  /mesh/v1/status                 Status
+//	GET  /mesh/v1/streams                ClusterStreams (asks every alive node, 1 s each)
+//	GET  /mesh/v1/local/sessions         LocalSessions (this node's live sessions)
 //	POST /mesh/v1/origins/{id}/drain     (token)                 -> {"code":0,"data":{"origin":"<id>","draining":true}}
 //	POST /mesh/v1/origins/{id}/undrain   (token)                 -> {"code":0,"data":{"origin":"<id>","draining":false}}
 //	GET  /healthz                        200 while the node runs
@@ -42,6 +44,8 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.auth(n.handleRegister)))
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
+	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
+	mux.HandleFunc(pathLocalSessions, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,16 +81,29 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 	return o, nil
 }
 
-// Track records a live client session on key at this node (proto names the
-// client's protocol, e.g. "rtmp", for the caller's bookkeeping), so that the
-// key's assignment is reported as used every TouchInterval, and therefore not
-// garbage-collected, while the session lasts. The returned end func is
-// idempotent.
+// Track records a live client session on key at this node, so that the key's
+// assignment is reported as used every TouchInterval, and therefore not
+// garbage-collected, while the session lasts. proto names the client's
+// protocol ("rtmp", "flv", "srt", ...; lower case, at most 32 bytes, "other"
+// when empty); sessions are counted per protocol in LocalSessions and
+// GET /mesh/v1/streams. The returned end func is idempotent.
 func (n *Node) Track(key stream.Key, proto string) (end func()) {
 	ks := key.String()
-	n.act.begin(ks)
+	proto = normProto(proto)
+	n.act.begin(ks, proto)
 	var once sync.Once
-	return func() { once.Do(func() { n.act.end(ks) }) }
+	return func() { once.Do(func() { n.act.end(ks, proto) }) }
+}
+
+// normProto bounds a protocol label.
+func normProto(p string) string {
+	if p == "" {
+		return "other"
+	}
+	if len(p) > 32 {
+		p = p[:32]
+	}
+	return strings.ToLower(p)
 }
 
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
@@ -286,16 +301,16 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // activity collects the keys this node routed since the last report and the
-// keys of live sessions.
+// live sessions per key and protocol.
 type activity struct {
 	mu   sync.Mutex
 	keys map[string]struct{}
-	live map[string]int
+	live map[string]map[string]int
 }
 
 func (a *activity) init() {
 	a.keys = map[string]struct{}{}
-	a.live = map[string]int{}
+	a.live = map[string]map[string]int{}
 }
 
 // maxPendingKeys bounds the keys waiting for the next report.
@@ -309,21 +324,42 @@ func (a *activity) used(k string) {
 	a.mu.Unlock()
 }
 
-func (a *activity) begin(k string) {
+func (a *activity) begin(k, proto string) {
 	a.mu.Lock()
-	a.live[k]++
+	m := a.live[k]
+	if m == nil {
+		m = map[string]int{}
+		a.live[k] = m
+	}
+	m[proto]++
 	a.keys[k] = struct{}{}
 	a.mu.Unlock()
 }
 
-func (a *activity) end(k string) {
+func (a *activity) end(k, proto string) {
 	a.mu.Lock()
-	if a.live[k] <= 1 {
-		delete(a.live, k)
-	} else {
-		a.live[k]--
+	if m := a.live[k]; m != nil {
+		if m[proto] <= 1 {
+			delete(m, proto)
+		} else {
+			m[proto]--
+		}
+		if len(m) == 0 {
+			delete(a.live, k)
+		}
 	}
 	a.mu.Unlock()
+}
+
+// sessions copies the live session counts.
+func (a *activity) sessions() map[string]map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]map[string]int, len(a.live))
+	for k, m := range a.live {
+		out[k] = maps.Clone(m)
+	}
+	return out
 }
 
 // take returns the pending and live keys and clears the pending ones.
