@@ -58,6 +58,32 @@ func (c *clientOptions) getStatus(ctx context.Context) (mesh.Status, []byte, err
 	return st, body, nil
 }
 
+// getStreams fetches the cluster-wide stream list with live session counts.
+// Nodes that predate GET /mesh/v1/streams answer 404; callers fall back to
+// the assignments of the status document.
+func (c *clientOptions) getStreams(ctx context.Context) (mesh.ClusterStreams, []byte, error) {
+	var doc mesh.ClusterStreams
+	body, err := c.do(ctx, http.MethodGet, "/mesh/v1/streams")
+	if err != nil {
+		return doc, nil, err
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return doc, nil, fmt.Errorf("bad streams document from %s: %w", c.addr, err)
+	}
+	return doc, body, nil
+}
+
+// streamsFromStatus builds a stream list without session counts from the
+// assignments of a status document.
+func streamsFromStatus(st mesh.Status) mesh.ClusterStreams {
+	doc := mesh.ClusterStreams{Streams: []mesh.StreamClients{}, Nodes: []mesh.NodeAnswer{}, GeneratedUnix: st.GeneratedUnix}
+	for _, a := range st.Assignments {
+		doc.Streams = append(doc.Streams, mesh.StreamClients{Key: a.Key, Origin: a.Origin, OriginHealthy: a.OriginHealthy,
+			CreatedUnixMs: a.CreatedUnixMs, LastUsedUnixMs: a.LastUsedUnixMs})
+	}
+	return doc
+}
+
 func (c *clientOptions) do(ctx context.Context, method, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -110,7 +136,13 @@ func newStatusCmd() *cobra.Command {
 			fmt.Fprintln(w)
 			printOrigins(w, st, time.Now())
 			fmt.Fprintln(w)
-			printAssignments(w, st, time.Now())
+			// Session counts are optional: an older node, or a slow
+			// fan-out, still leaves the assignments to show.
+			if doc, _, err := c.getStreams(cmd.Context()); err == nil {
+				printAssignments(w, doc, true, time.Now())
+			} else {
+				printAssignments(w, streamsFromStatus(st), false, time.Now())
+			}
 			return nil
 		},
 	}
@@ -144,17 +176,29 @@ func newStreamsCmd() *cobra.Command {
 	var c clientOptions
 	cmd := &cobra.Command{
 		Use:   "streams",
-		Short: "List stream assignments (stream key -> origin)",
-		Args:  cobra.NoArgs,
+		Short: "List streams: origin and live clients per protocol over the mesh",
+		Long: `List every assigned stream and every stream with live clients, with its
+origin and its clients summed over all nodes (GET /mesh/v1/streams). With
+--json, print that document. Against a node without /mesh/v1/streams, list
+the assignments of /mesh/v1/status without client counts.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := c.getStatus(cmd.Context())
+			doc, raw, err := c.getStreams(cmd.Context())
+			counted := err == nil
 			if err != nil {
-				return err
+				st, _, serr := c.getStatus(cmd.Context())
+				if serr != nil {
+					return serr
+				}
+				doc, raw = streamsFromStatus(st), nil
 			}
 			if c.json {
-				return writeJSON(cmd.OutOrStdout(), st.Assignments)
+				if raw != nil {
+					return printJSON(cmd.OutOrStdout(), raw)
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
 			}
-			printAssignments(cmd.OutOrStdout(), st, time.Now())
+			printStreams(cmd.OutOrStdout(), doc, counted, time.Now())
 			return nil
 		},
 	}
@@ -259,18 +303,78 @@ func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 	tw.Flush()
 }
 
-func printAssignments(w io.Writer, st mesh.Status, now time.Time) {
-	fmt.Fprintf(w, "STREAMS (%d)\n", len(st.Assignments))
+// printAssignments is the streams table of "status": total clients per
+// stream when counted is true, else "-".
+func printAssignments(w io.Writer, doc mesh.ClusterStreams, counted bool, now time.Time) {
+	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "KEY\tORIGIN\tAGE\tLAST USED")
-	for _, a := range st.Assignments {
-		origin := a.Origin
-		if !a.OriginHealthy {
-			origin += " (down)"
+	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE\tLAST USED")
+	for _, s := range doc.Streams {
+		clients := "-"
+		if counted {
+			clients = fmt.Sprint(s.TotalClients)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(a.Key, 40), clip(origin, 20), age(now, a.CreatedUnixMs), age(now, a.LastUsedUnixMs))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(s.Key, 32), clip(streamOrigin(s), 14), clients,
+			age(now, s.CreatedUnixMs), age(now, s.LastUsedUnixMs))
 	}
 	tw.Flush()
+	printMissingNodes(w, doc)
+}
+
+// printStreams is the table of "streams": clients per protocol.
+func printStreams(w io.Writer, doc mesh.ClusterStreams, counted bool, now time.Time) {
+	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
+	tw := newTable(w)
+	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE")
+	for _, s := range doc.Streams {
+		clients := "-"
+		if counted {
+			clients = clientsText(s.Clients)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 14), clip(clients, 20), age(now, s.CreatedUnixMs))
+	}
+	tw.Flush()
+	printMissingNodes(w, doc)
+}
+
+// streamOrigin renders a stream's origin: "-" when unassigned, marked when
+// the origin is down.
+func streamOrigin(s mesh.StreamClients) string {
+	switch {
+	case s.Origin == "":
+		return "-"
+	case !s.OriginHealthy:
+		return s.Origin + " (down)"
+	}
+	return s.Origin
+}
+
+// clientsText renders client counts by protocol, "flv:1 rtmp:2", or "0".
+func clientsText(m map[string]int) string {
+	protos := make([]string, 0, len(m))
+	for p, n := range m {
+		if n > 0 {
+			protos = append(protos, p)
+		}
+	}
+	if len(protos) == 0 {
+		return "0"
+	}
+	sort.Strings(protos)
+	parts := make([]string, len(protos))
+	for i, p := range protos {
+		parts[i] = fmt.Sprintf("%s:%d", p, m[p])
+	}
+	return strings.Join(parts, " ")
+}
+
+// printMissingNodes notes the nodes whose clients are not in the counts.
+func printMissingNodes(w io.Writer, doc mesh.ClusterStreams) {
+	for _, n := range doc.Nodes {
+		if !n.OK {
+			fmt.Fprintln(w, clip(fmt.Sprintf("(clients on %s not counted: %s)", n.ID, n.Error), 79))
+		}
+	}
 }
 
 // age renders how long ago a Unix millisecond timestamp was, compactly.
