@@ -132,14 +132,14 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	})
 
 	const toOrigin = `srs_mesh_relayed_packets_total{direction="client_to_origin",proto="srt"}`
-	before := metric(t, c.nodes[0], toOrigin)
+	before := srtMetric(t, c.nodes[0], toOrigin)
 	start := time.Now()
 	deadPub := srtPublisher(t, "srt://"+c.nodes[0].SRTAddr+"?streamid=#!::r=live/dead,m=publish", 3*time.Second)
 	if err := deadPub.Wait(30 * time.Second); err == nil {
 		t.Fatalf("publisher to a dead origin succeeded: %s", deadPub.Output())
 	}
 	took := time.Since(start)
-	during := metric(t, c.nodes[0], toOrigin)
+	during := srtMetric(t, c.nodes[0], toOrigin)
 	msg := strings.TrimSpace(deadPub.Output())
 	msg = msg[strings.LastIndexByte(msg, '\n')+1:]
 	t.Logf("dead origin: publisher refused after %v (%s); live/ok relayed %.0f packets to srt1 meanwhile",
@@ -155,11 +155,11 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	if owner := c.waitAssigned(t, "__defaultVhost__/live/dead"); owner != "srt2" {
 		t.Errorf("live/dead assigned to %s, want srt2", owner)
 	}
-	if n := metricSum(t, c.nodes[0], "srs_mesh_session_failures_total", `proto="srt"`); n == 0 {
+	if n := srtMetricSum(t, c.nodes[0], "srs_mesh_session_failures_total", `proto="srt"`); n == 0 {
 		t.Errorf("no SRT session failure counted on n1")
 	}
 	harness.WaitFor(t, 10*time.Second, "live/ok still relayed after the refusal", func() bool {
-		return metric(t, c.nodes[0], toOrigin) > during
+		return srtMetric(t, c.nodes[0], toOrigin) > during
 	})
 
 	if err := ok.Wait(okDur + 30*time.Second); err != nil {
@@ -295,11 +295,11 @@ func setDraining(t *testing.T, nd *harness.Node, id string, drain bool) {
 	}
 }
 
-// metric returns the value of one exposition line of a node's /metrics,
+// srtMetric returns the value of one exposition line of a node's /metrics,
 // named exactly (name and labels as Prometheus prints them), or 0.
-func metric(t *testing.T, nd *harness.Node, series string) float64 {
+func srtMetric(t *testing.T, nd *harness.Node, series string) float64 {
 	t.Helper()
-	for _, l := range metricLines(t, nd) {
+	for _, l := range srtMetricLines(t, nd) {
 		if name, v, ok := strings.Cut(l, " "); ok && name == series {
 			f, _ := strconv.ParseFloat(v, 64)
 			return f
@@ -308,12 +308,12 @@ func metric(t *testing.T, nd *harness.Node, series string) float64 {
 	return 0
 }
 
-// metricSum adds the values of every series of a metric whose labels
+// srtMetricSum adds the values of every series of a metric whose labels
 // contain label.
-func metricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
+func srtMetricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
 	t.Helper()
 	var sum float64
-	for _, l := range metricLines(t, nd) {
+	for _, l := range srtMetricLines(t, nd) {
 		series, v, ok := strings.Cut(l, " ")
 		if ok && strings.HasPrefix(series, name+"{") && strings.Contains(series, label) {
 			f, _ := strconv.ParseFloat(v, 64)
@@ -323,7 +323,7 @@ func metricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
 	return sum
 }
 
-func metricLines(t *testing.T, nd *harness.Node) []string {
+func srtMetricLines(t *testing.T, nd *harness.Node) []string {
 	t.Helper()
 	resp, err := e2eHTTP.Get("http://" + nd.SystemAPI + "/metrics")
 	if err != nil {
