@@ -132,14 +132,14 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	})
 
 	const toOrigin = `srs_mesh_relayed_packets_total{direction="client_to_origin",proto="srt"}`
-	before := srtMetric(t, c.nodes[0], toOrigin)
+	before := nodeMetric(t, c.nodes[0], toOrigin)
 	start := time.Now()
 	deadPub := srtPublisher(t, "srt://"+c.nodes[0].SRTAddr+"?streamid=#!::r=live/dead,m=publish", 3*time.Second)
 	if err := deadPub.Wait(30 * time.Second); err == nil {
 		t.Fatalf("publisher to a dead origin succeeded: %s", deadPub.Output())
 	}
 	took := time.Since(start)
-	during := srtMetric(t, c.nodes[0], toOrigin)
+	during := nodeMetric(t, c.nodes[0], toOrigin)
 	msg := strings.TrimSpace(deadPub.Output())
 	msg = msg[strings.LastIndexByte(msg, '\n')+1:]
 	t.Logf("dead origin: publisher refused after %v (%s); live/ok relayed %.0f packets to srt1 meanwhile",
@@ -155,11 +155,11 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	if owner := c.waitAssigned(t, "__defaultVhost__/live/dead"); owner != "srt2" {
 		t.Errorf("live/dead assigned to %s, want srt2", owner)
 	}
-	if n := srtMetricSum(t, c.nodes[0], "srs_mesh_session_failures_total", `proto="srt"`); n == 0 {
+	if n := nodeMetricSum(t, c.nodes[0], "srs_mesh_session_failures_total", `proto="srt"`); n == 0 {
 		t.Errorf("no SRT session failure counted on n1")
 	}
 	harness.WaitFor(t, 10*time.Second, "live/ok still relayed after the refusal", func() bool {
-		return srtMetric(t, c.nodes[0], toOrigin) > during
+		return nodeMetric(t, c.nodes[0], toOrigin) > during
 	})
 
 	if err := ok.Wait(okDur + 30*time.Second); err != nil {
@@ -295,11 +295,11 @@ func setDraining(t *testing.T, nd *harness.Node, id string, drain bool) {
 	}
 }
 
-// srtMetric returns the value of one exposition line of a node's /metrics,
+// nodeMetric returns the value of one exposition line of a node's /metrics,
 // named exactly (name and labels as Prometheus prints them), or 0.
-func srtMetric(t *testing.T, nd *harness.Node, series string) float64 {
+func nodeMetric(t *testing.T, nd *harness.Node, series string) float64 {
 	t.Helper()
-	for _, l := range srtMetricLines(t, nd) {
+	for _, l := range nodeMetricLines(t, nd) {
 		if name, v, ok := strings.Cut(l, " "); ok && name == series {
 			f, _ := strconv.ParseFloat(v, 64)
 			return f
@@ -308,12 +308,12 @@ func srtMetric(t *testing.T, nd *harness.Node, series string) float64 {
 	return 0
 }
 
-// srtMetricSum adds the values of every series of a metric whose labels
+// nodeMetricSum adds the values of every series of a metric whose labels
 // contain label.
-func srtMetricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
+func nodeMetricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
 	t.Helper()
 	var sum float64
-	for _, l := range srtMetricLines(t, nd) {
+	for _, l := range nodeMetricLines(t, nd) {
 		series, v, ok := strings.Cut(l, " ")
 		if ok && strings.HasPrefix(series, name+"{") && strings.Contains(series, label) {
 			f, _ := strconv.ParseFloat(v, 64)
@@ -323,7 +323,7 @@ func srtMetricSum(t *testing.T, nd *harness.Node, name, label string) float64 {
 	return sum
 }
 
-func srtMetricLines(t *testing.T, nd *harness.Node) []string {
+func nodeMetricLines(t *testing.T, nd *harness.Node) []string {
 	t.Helper()
 	resp, err := e2eHTTP.Get("http://" + nd.SystemAPI + "/metrics")
 	if err != nil {
