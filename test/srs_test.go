@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -16,7 +18,7 @@ import (
 func startSRSMesh(t *testing.T) (*cluster, []*harness.SRS) {
 	t.Helper()
 	harness.Need(t, "ffmpeg")
-	c := startCluster(t, 3)
+	c := startProtocolCluster(t, 3, nil)
 	var origins []*harness.SRS
 	for i, via := range []int{0, 2} {
 		origins = append(origins, harness.StartSRS(t, harness.SRSOptions{
@@ -43,7 +45,7 @@ func startSRSMesh(t *testing.T) (*cluster, []*harness.SRS) {
 
 // TestSRSOriginsRTMPAndHTTP checks the mesh against real SRS origins that
 // register through their heartbeat: RTMP publish through one node, then RTMP,
-// HTTP-FLV and HLS plays through the others.
+// HTTP-FLV, HLS and DASH plays through the others.
 func TestSRSOriginsRTMPAndHTTP(t *testing.T) {
 	c, _ := startSRSMesh(t)
 	pub := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/srs?secret=x"))
@@ -53,7 +55,107 @@ func TestSRSOriginsRTMPAndHTTP(t *testing.T) {
 	t.Logf("HTTP-FLV play through n3: %d frames", res.VideoFrames)
 	res = harness.PlayUntil(t, "http://"+c.nodes[1].HTTPAddr+"/live/srs.m3u8", 2*time.Second, 10, 60*time.Second)
 	t.Logf("HLS play through n2: %d frames", res.VideoFrames)
+	res = harness.PlayUntil(t, "http://"+c.nodes[2].HTTPAddr+"/live/srs.mpd", 2*time.Second, 10, 60*time.Second)
+	t.Logf("DASH play through n3: %d frames", res.VideoFrames)
 	if pub.Exited() {
 		t.Fatalf("publisher exited: %s", pub.Output())
+	}
+}
+
+// TestSRSOriginsSRT publishes over SRT through node 1 into a real SRS
+// origin, then plays it over SRT (m=request) through node 2 and over RTMP
+// (SRS's srt_to_rtmp) through node 3: all protocols meet at one key.
+func TestSRSOriginsSRT(t *testing.T) {
+	c, _ := startSRSMesh(t)
+	needFFmpegSRT(t)
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
+	args = append(args, harness.TestSourceArgs()...)
+	args = append(args, harness.EncodeArgs()...)
+	args = append(args, "-f", "mpegts", "srt://"+c.nodes[0].SRTAddr+"?streamid=#!::r=live/srt1,m=publish")
+	pub := harness.Start(t, "ffmpeg", args...)
+	res := harness.PlayUntil(t, "srt://"+c.nodes[1].SRTAddr+"?streamid=#!::r=live/srt1,m=request", 2*time.Second, 10, 60*time.Second)
+	t.Logf("SRT play through n2: %d frames", res.VideoFrames)
+	res = harness.PlayUntil(t, c.nodes[2].RTMPURL("live/srt1"), 2*time.Second, 10, 60*time.Second)
+	t.Logf("RTMP play through n3: %d frames", res.VideoFrames)
+	if pub.Exited() {
+		t.Fatalf("SRT publisher exited: %s", pub.Output())
+	}
+}
+
+// TestSRSOriginsAPI checks the cluster-wide SRS API against real SRS
+// origins: two streams published through the mesh land on different
+// origins, /api/v1/streams and /api/v1/clients on any node list them with
+// their origins, and DELETE of a client through the mesh kicks it.
+func TestSRSOriginsAPI(t *testing.T) {
+	c, _ := startSRSMesh(t)
+	pubs := map[string]*harness.Proc{}
+	for _, name := range []string{"api1", "api2"} {
+		pubs[name] = harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/"+name))
+		harness.PlayUntil(t, c.nodes[1].RTMPURL("live/"+name), time.Second, 5, 30*time.Second)
+	}
+	o1, o2 := c.waitAssigned(t, "__defaultVhost__/live/api1"), c.waitAssigned(t, "__defaultVhost__/live/api2")
+	if o1 == o2 {
+		t.Fatalf("both streams on %s; the policy spreads new streams", o1)
+	}
+
+	type entry struct {
+		ID     string `json:"id"`
+		Name   string `json:"name"`
+		Origin string `json:"origin"`
+		Type   string `json:"type"`
+		Stream string `json:"stream"`
+	}
+	var streams struct {
+		Code    int     `json:"code"`
+		Streams []entry `json:"streams"`
+	}
+	harness.WaitFor(t, 20*time.Second, "/api/v1/streams lists both streams with their origins", func() bool {
+		if harness.GetJSON("http://"+c.nodes[2].APIAddr+"/api/v1/streams", &streams) != nil {
+			return false
+		}
+		seen := map[string]string{}
+		for _, s := range streams.Streams {
+			seen[s.Name] = s.Origin
+		}
+		return seen["api1"] == o1 && seen["api2"] == o2
+	})
+
+	var clients struct {
+		Code    int     `json:"code"`
+		Clients []entry `json:"clients"`
+	}
+	var kick entry
+	harness.WaitFor(t, 20*time.Second, "/api/v1/clients lists the publishers", func() bool {
+		if harness.GetJSON("http://"+c.nodes[1].APIAddr+"/api/v1/clients", &clients) != nil {
+			return false
+		}
+		for _, cl := range clients.Clients {
+			if cl.Origin == o2 && cl.Type == "fmle-publish" {
+				kick = cl
+				return true
+			}
+		}
+		return false
+	})
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+c.nodes[0].APIAddr+"/api/v1/clients/"+kick.ID, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Code int `json:"code"`
+	}
+	json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || answer.Code != 0 {
+		t.Fatalf("DELETE client %s: %s code %d", kick.ID, resp.Status, answer.Code)
+	}
+	if err := pubs["api2"].Wait(15 * time.Second); err == nil {
+		t.Log("kicked publisher exited")
+	} else if !pubs["api2"].Exited() {
+		t.Fatalf("publisher of api2 still running after its client was deleted")
+	}
+	if pubs["api1"].Exited() {
+		t.Fatalf("publisher of api1 exited too: %s", pubs["api1"].Output())
 	}
 }
