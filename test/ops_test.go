@@ -182,7 +182,7 @@ func TestOpsStreams(t *testing.T) {
 		t.Fatalf("both streams on %s; the fewest-streams policy should spread them", owners["__defaultVhost__/live/alpha"])
 	}
 	for key, owner := range owners {
-		res := harness.PlayUntil(t, "rtmp://"+origins[owner].RTMPAddr+"/"+keys[key], time.Second, 5, 20*time.Second)
+		res := harness.PlayUntil(t, "rtmp://"+origins[owner].RTMPAddr+"/"+keys[key], 2*time.Second, 5, 30*time.Second)
 		t.Logf("%s plays directly from %s (%d frames)", key, owner, res.VideoFrames)
 	}
 
@@ -438,7 +438,7 @@ func TestOpsDrain(t *testing.T) {
 	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/second"); got != busy {
 		t.Fatalf("stream published while %s drains went to %s, want %s", idle, got, busy)
 	}
-	harness.PlayUntil(t, "rtmp://"+origins[busy].RTMPAddr+"/live/second", time.Second, 5, 20*time.Second)
+	harness.PlayUntil(t, "rtmp://"+origins[busy].RTMPAddr+"/live/second", 2*time.Second, 5, 30*time.Second)
 	t.Logf("second stream on %s while %s drains", busy, idle)
 
 	runCLI(t, "undrain", idle, "--addr", c.nodes[2].SystemAPI)
@@ -447,7 +447,7 @@ func TestOpsDrain(t *testing.T) {
 	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/third"); got != idle {
 		t.Fatalf("stream published after undrain went to %s, want %s", got, idle)
 	}
-	harness.PlayUntil(t, "rtmp://"+origins[idle].RTMPAddr+"/live/third", time.Second, 5, 20*time.Second)
+	harness.PlayUntil(t, "rtmp://"+origins[idle].RTMPAddr+"/live/third", 2*time.Second, 5, 30*time.Second)
 	t.Logf("third stream on %s after undrain", idle)
 
 	// Draining an unknown origin is an error, not a silent success.
@@ -747,7 +747,7 @@ func TestNodeDrain(t *testing.T) {
 
 	harness.PublishRTMP(t, n2.RTMPURL("live/after-drain"))
 	owner := c.waitRunningAssigned(t, "__defaultVhost__/live/after-drain")
-	harness.PlayUntil(t, n1.RTMPURL("live/after-drain"), time.Second, 5, 30*time.Second)
+	harness.PlayUntil(t, n1.RTMPURL("live/after-drain"), 2*time.Second, 5, 30*time.Second)
 	t.Logf("new stream after the drain assigned to %s and playable", owner)
 	if pub.Exited() {
 		t.Errorf("publisher through %s exited: %s", n1.ID, pub.Output())

@@ -263,7 +263,7 @@ func TestStatefulSetRollingRestart(t *testing.T) {
 	if after[key] != owner {
 		t.Errorf("%s on %s after the restart, was on %s", key, after[key], owner)
 	}
-	harness.PlayUntil(t, "rtmp://"+origins[owner].RTMPAddr+"/live/rolling", time.Second, 5, 20*time.Second)
+	harness.PlayUntil(t, "rtmp://"+origins[owner].RTMPAddr+"/live/rolling", 2*time.Second, 5, 30*time.Second)
 	c.waitVoters(t, 3, 10*time.Second)
 	t.Logf("after: %v; publisher reconnected %d times (%s), player %d times (%s), %d frames played",
 		after, pub.reconnects, strings.Join(pub.via, ","), player.reconnects, strings.Join(player.via, ","), player.frames())
@@ -302,13 +302,13 @@ func TestStatefulSetScaleDown(t *testing.T) {
 	// The publisher through srs-mesh-2 was cut; it reconnects through
 	// srs-mesh-0 to the same origin.
 	harness.PublishRTMP(t, p0.RTMPURL("live/before-scale"))
-	harness.PlayUntil(t, p1.RTMPURL("live/before-scale"), time.Second, 5, 30*time.Second)
+	harness.PlayUntil(t, p1.RTMPURL("live/before-scale"), 2*time.Second, 5, 30*time.Second)
 	if a, _ := assignmentOf(c.status(t, 1), old); a.Origin != owner {
 		t.Errorf("%s moved from %s to %s", old, owner, a.Origin)
 	}
 	harness.PublishRTMP(t, p1.RTMPURL("live/after-scale"))
 	got := c.waitRunningAssigned(t, "__defaultVhost__/live/after-scale")
-	harness.PlayUntil(t, p0.RTMPURL("live/after-scale"), time.Second, 5, 30*time.Second)
+	harness.PlayUntil(t, p0.RTMPURL("live/after-scale"), 2*time.Second, 5, 30*time.Second)
 	t.Logf("new stream after the scale-down assigned to %s and playable through %s", got, p0.ID)
 }
 
