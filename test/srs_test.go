@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -158,4 +159,40 @@ func TestSRSOriginsAPI(t *testing.T) {
 	if pubs["api1"].Exited() {
 		t.Fatalf("publisher of api1 exited too: %s", pubs["api1"].Output())
 	}
+}
+
+// TestSRSOriginsWebRTC publishes H.264 and Opus over WHIP through node 1
+// into a real SRS origin and plays them over WHEP through node 2.
+func TestSRSOriginsWebRTC(t *testing.T) {
+	c, _ := startSRSMesh(t)
+	n1, n2 := c.nodes[0], c.nodes[1]
+	api := rtcClientAPI(t)
+
+	pub := startRTCPublisher(t, api, "http://"+n1.APIAddr+"/rtc/v1/whip/?app=live&stream=rtc1", n1, n1)
+	player := startRTCPlayer(t, api, "http://"+n2.APIAddr+"/rtc/v1/whep/?app=live&stream=rtc1", n2, n2)
+	player.waitPackets(t, 20, "WHEP player through n2")
+	t.Logf("WHEP through n2: %d video, %d audio packets", player.video.Load(), player.audio.Load())
+	rtcDelete(t, n2, player.location)
+	player.close()
+	rtcDelete(t, n1, pub.location)
+	pub.close()
+}
+
+// TestSRSOriginsRTMPOverWHEP publishes over RTMP through node 1 and plays
+// over WHEP through node 3 (SRS's rtmp_to_rtc; video only, since audio
+// would need SRS's AAC-to-Opus transcoding).
+func TestSRSOriginsRTMPOverWHEP(t *testing.T) {
+	if os.Getenv(harness.SRSBinaryEnv) != "" && !harness.SRSHasFFmpegFit() {
+		t.Skip("this SRS has no FFmpeg transcoder (--ffmpeg-fit=off), so it cannot bridge RTMP to WebRTC")
+	}
+	c, _ := startSRSMesh(t)
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	api := rtcClientAPI(t)
+	harness.PublishRTMP(t, n1.RTMPURL("live/rtmp2rtc"))
+	harness.PlayUntil(t, n2.RTMPURL("live/rtmp2rtc"), time.Second, 5, 30*time.Second)
+	viewer := startRTCPlayer(t, api, "http://"+n3.APIAddr+"/rtc/v1/whep/?app=live&stream=rtmp2rtc", n3, n3)
+	harness.WaitFor(t, 30*time.Second, "RTMP stream received over WHEP through n3", func() bool {
+		return viewer.video.Load() >= 20
+	})
+	t.Logf("RTMP over WHEP through n3: %d video packets", viewer.video.Load())
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,3 +168,11 @@ func (s *SRS) Kill() { s.proc.Kill() }
 
 // Logs returns what SRS printed.
 func (s *SRS) Logs() string { return s.proc.Output() }
+
+// SRSHasFFmpegFit reports whether the SRS binary was built with its FFmpeg
+// transcoder (configure --ffmpeg-fit=on), which SRS needs to bridge RTMP to
+// WebRTC. It looks for libavcodec's symbols in the binary.
+func SRSHasFFmpegFit() bool {
+	b, err := os.ReadFile(os.Getenv(SRSBinaryEnv))
+	return err == nil && bytes.Contains(b, []byte("avcodec_send_frame"))
+}
