@@ -241,3 +241,19 @@ func FuzzFromHTTPPath(f *testing.F) {
 		}
 	})
 }
+
+func FuzzFromWebRTC(f *testing.F) {
+	f.Add("app=live&stream=s", "")
+	f.Add("", "webrtc://127.0.0.1:1985/live/s?vhost=v")
+	f.Add("stream=s&vhost=x", "webrtc://h/a/b/c")
+	f.Fuzz(func(t *testing.T, rawQuery, streamURL string) {
+		q, _ := url.ParseQuery(rawQuery)
+		k, err := FromWebRTC(q, streamURL)
+		if err != nil {
+			return
+		}
+		if err := k.Validate(); err != nil {
+			t.Fatalf("returned invalid key %q: %v", k, err)
+		}
+	})
+}
