@@ -122,48 +122,18 @@ func otherOrigin(id string) string {
 	return "o1"
 }
 
-// meshStream is an entry of GET /mesh/v1/streams.
-type meshStream struct {
-	Key    string `json:"key"`
-	Origin string `json:"origin"`
-}
-
-// meshStreams fetches a node's stream list: GET /mesh/v1/streams when the
-// node has it, else the assignments of /mesh/v1/status. The bool says which
-// one answered.
-func meshStreams(nd *harness.Node) ([]meshStream, bool, error) {
-	resp, err := http.Get("http://" + nd.SystemAPI + "/mesh/v1/streams")
-	if err != nil {
-		return nil, false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		var doc struct {
-			Streams []meshStream `json:"streams"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-			return nil, true, fmt.Errorf("/mesh/v1/streams: %w", err)
-		}
-		return doc.Streams, true, nil
-	}
-	if resp.StatusCode != http.StatusNotFound {
-		return nil, true, fmt.Errorf("/mesh/v1/streams: %s", resp.Status)
-	}
-	var st mesh.Status
-	if err := nd.Status(&st); err != nil {
-		return nil, false, err
-	}
-	var out []meshStream
-	for _, a := range st.Assignments {
-		out = append(out, meshStream{Key: a.Key, Origin: a.Origin})
-	}
-	return out, false, nil
+// meshStreams fetches a node's GET /mesh/v1/streams.
+func meshStreams(nd *harness.Node) (mesh.ClusterStreams, error) {
+	var doc mesh.ClusterStreams
+	err := harness.GetJSON("http://"+nd.SystemAPI+"/mesh/v1/streams", &doc)
+	return doc, err
 }
 
 // TestOpsStreams publishes two streams through two different nodes of a
 // 3-node mesh with two nginx-rtmp origins: the fewest-streams policy puts
 // them on different origins, each stream is on its origin, and every node
-// lists both streams with their origins.
+// lists both streams with their origins and the client sessions summed over
+// all nodes.
 func TestOpsStreams(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
@@ -186,20 +156,44 @@ func TestOpsStreams(t *testing.T) {
 		t.Logf("%s plays directly from %s (%d frames)", key, owner, res.VideoFrames)
 	}
 
+	// Players: alpha through n2 and n3, beta through n3. Every node then
+	// lists both streams with their origins and the sessions of all nodes:
+	// alpha 3 (publisher on n1, players on n2 and n3), beta 2 (publisher on
+	// n2, player on n3).
+	harness.StartPlayer(t, c.nodes[1].RTMPURL("live/alpha"))
+	harness.StartPlayer(t, c.nodes[2].RTMPURL("live/alpha"))
+	harness.StartPlayer(t, c.nodes[2].RTMPURL("live/beta"))
+	want := map[string]map[string]int{
+		"__defaultVhost__/live/alpha": {"n1": 1, "n2": 1, "n3": 1},
+		"__defaultVhost__/live/beta":  {"n2": 1, "n3": 1},
+	}
 	for _, nd := range c.nodes {
-		list, fromStreams, err := meshStreams(nd)
-		if err != nil {
-			t.Fatalf("streams of %s: %v", nd.ID, err)
-		}
-		t.Logf("%s lists %d streams (from /mesh/v1/streams: %v)", nd.ID, len(list), fromStreams)
-		got := map[string]string{}
-		for _, s := range list {
-			got[s.Key] = s.Origin
-		}
-		for key, owner := range owners {
-			if got[key] != owner {
-				t.Errorf("%s lists %s on %q, want %s (from /mesh/v1/streams: %v)", nd.ID, key, got[key], owner, fromStreams)
+		var doc mesh.ClusterStreams
+		harness.WaitFor(t, 30*time.Second, nd.ID+" lists both streams with the sessions of every node", func() bool {
+			var err error
+			if doc, err = meshStreams(nd); err != nil {
+				return false
 			}
+			found := 0
+			for _, s := range doc.Streams {
+				w, ok := want[s.Key]
+				if !ok {
+					continue
+				}
+				if s.Origin != owners[s.Key] || !s.OriginHealthy || s.TotalClients != len(w) || s.Clients["rtmp"] != len(w) {
+					return false
+				}
+				for id, n := range w {
+					if s.Nodes[id] != n {
+						return false
+					}
+				}
+				found++
+			}
+			return found == len(want)
+		})
+		for _, s := range doc.Streams {
+			t.Logf("%s: %s on %s, clients %v, by node %v", nd.ID, s.Key, s.Origin, s.Clients, s.Nodes)
 		}
 	}
 	for _, nd := range c.nodes {
