@@ -226,8 +226,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	log = log.With("node", o.nodeID)
+	// The mesh names the node in its own log lines; everything else here
+	// gets the attribute from this logger.
 	cfg, err := buildMeshConfig(o, log)
+	log = log.With("node", o.nodeID)
 	if err != nil {
 		return err
 	}
