@@ -23,6 +23,12 @@ type RTCSession struct {
 	Key string `json:"key"`
 	// Resource is the origin's WHIP/WHEP resource URL ("" for SRS's JSON API).
 	Resource string `json:"resource,omitempty"`
+	// Pwd is the origin's ICE password from the answer (a=ice-pwd), with
+	// which the relay checks the MESSAGE-INTEGRITY of the client's Binding
+	// requests. Commands and snapshots written before the field existed
+	// decode with Pwd empty, and such sessions are relayed unchecked. It is
+	// a secret: it never appears in logs or in the status API.
+	Pwd string `json:"pwd,omitempty"`
 	// CreatedUnixMs is when the offer was answered; the leader deletes
 	// sessions older than Config.RTCSessionTTL.
 	CreatedUnixMs int64 `json:"created_unix_ms"`
@@ -40,6 +46,9 @@ const (
 	maxUfragBytes    = 520
 	maxRTCFieldBytes = 1024
 	maxResourceBytes = 4096
+	// maxPwdBytes bounds Pwd: an ICE password is at most 256 characters
+	// (RFC 8839).
+	maxPwdBytes = 256
 )
 
 // validate checks a session before it is written and when it is applied.
@@ -53,6 +62,8 @@ func (s RTCSession) validate() error {
 		return fmt.Errorf("%w: rtc session field longer than %d bytes", ErrBadCommand, maxRTCFieldBytes)
 	case len(s.Resource) > maxResourceBytes:
 		return fmt.Errorf("%w: rtc session resource longer than %d bytes", ErrBadCommand, maxResourceBytes)
+	case len(s.Pwd) > maxPwdBytes:
+		return fmt.Errorf("%w: rtc session pwd longer than %d bytes", ErrBadCommand, maxPwdBytes)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 	// Written on a follower (forwarded to the leader): the follower reads
 	// its own write at once, the third node soon after.
 	s := mesh.RTCSession{Ufrag: "ans1:off1", OriginID: "o1", OriginRTC: "127.0.0.1:8000",
-		Key: "__defaultVhost__/live/s1", Resource: "http://127.0.0.1:1985/rtc/v1/whep/?x=1", CreatedUnixMs: now}
+		Key: "__defaultVhost__/live/s1", Resource: "http://127.0.0.1:1985/rtc/v1/whep/?x=1", Pwd: "0123456789abcdef0123456789", CreatedUnixMs: now}
 	if err := c.Node(follower).PutRTCSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 func rtcSess(ufrag string, created int64) RTCSession {
 	return RTCSession{Ufrag: ufrag, OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a",
-		Resource: "http://127.0.0.1:1985/rtc/v1/whep/?token=x", CreatedUnixMs: created}
+		Resource: "http://127.0.0.1:1985/rtc/v1/whep/?token=x", Pwd: "0123456789abcdef0123456789", CreatedUnixMs: created}
 }
 
 func TestFSMPutLookupDeleteRTCSession(t *testing.T) {
@@ -45,7 +45,8 @@ func TestFSMPutLookupDeleteRTCSession(t *testing.T) {
 	if r := apply(t, f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "a:b"}); r.err() != nil {
 		t.Fatal(r.err())
 	}
-	for _, bad := range []RTCSession{{}, {Ufrag: strings.Repeat("u", maxUfragBytes+1)}, {Ufrag: "x", Resource: strings.Repeat("r", maxResourceBytes+1)}} {
+	for _, bad := range []RTCSession{{}, {Ufrag: strings.Repeat("u", maxUfragBytes+1)}, {Ufrag: "x", Resource: strings.Repeat("r", maxResourceBytes+1)},
+		{Ufrag: "x", Pwd: strings.Repeat("p", maxPwdBytes+1)}} {
 		if r := apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: bad}); !errors.Is(r.err(), ErrBadCommand) {
 			t.Fatalf("put %.20q: %+v", bad.Ufrag, r)
 		}
@@ -154,6 +155,37 @@ func TestFSMSnapshotRestoreRTCSessions(t *testing.T) {
 	// A snapshot of an older version without sessions restores to none.
 	if err := g.Restore(io.NopCloser(strings.NewReader(`{"origins":[],"assignments":[]}`))); err != nil || g.rtcSessionCount() != 0 {
 		t.Fatalf("restore without sessions: %v, %d", err, g.rtcSessionCount())
+	}
+}
+
+// Commands and snapshots written by nodes that did not record the ICE
+// password still decode; their sessions have an empty Pwd.
+func TestFSMRTCSessionWithoutPwd(t *testing.T) {
+	f := newFSM()
+	old := append([]byte{byte(cmdPutRTCSession)},
+		`{"session":{"ufrag":"a:b","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","created_unix_ms":7}}`...)
+	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Data: old}).(applyResult); r.err() != nil {
+		t.Fatal(r.err())
+	}
+	want := RTCSession{Ufrag: "a:b", OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a", CreatedUnixMs: 7}
+	if got, ok := f.rtcSession("a:b"); !ok || got != want {
+		t.Fatalf("old command: %+v %v", got, ok)
+	}
+	snap := `{"origins":[],"assignments":[],"rtc_sessions":[` +
+		`{"ufrag":"c:d","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","created_unix_ms":8},` +
+		`{"ufrag":"e:f","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","pwd":"p1","created_unix_ms":9},` +
+		`{"ufrag":"g:h","pwd":"` + strings.Repeat("p", maxPwdBytes+1) + `","created_unix_ms":9}]}`
+	if err := f.Restore(io.NopCloser(strings.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := f.rtcSession("c:d"); !ok || s.Pwd != "" {
+		t.Fatalf("old snapshot: %+v %v", s, ok)
+	}
+	if s, ok := f.rtcSession("e:f"); !ok || s.Pwd != "p1" {
+		t.Fatalf("snapshot with pwd: %+v %v", s, ok)
+	}
+	if _, ok := f.rtcSession("g:h"); ok || f.rtcSessionCount() != 2 {
+		t.Fatalf("restored a session with an oversized pwd; %d sessions", f.rtcSessionCount())
 	}
 }
 

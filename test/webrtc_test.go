@@ -78,6 +78,24 @@ func TestWebRTCThroughMesh(t *testing.T) {
 			t.Errorf("%s relays %v WebRTC sessions, want %v", c.nodes[i].ID, got, want)
 		}
 	}
+	// The nodes checked the MESSAGE-INTEGRITY of the clients' Binding
+	// requests with the origin's ICE password, replicated with the session
+	// (the n1/n3 player's to node 3); pion signs them correctly.
+	const integrity = `srs_mesh_dropped_packets_total{proto="webrtc",reason="integrity"}`
+	for _, nd := range c.nodes {
+		found := false
+		for _, l := range nodeMetricLines(t, nd) {
+			if series, v, ok := strings.Cut(l, " "); ok && series == integrity {
+				found = true
+				if v != "0" {
+					t.Errorf("%s dropped %s Binding requests that failed the integrity check", nd.ID, v)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s exports no %s", nd.ID, integrity)
+		}
+	}
 
 	// DELETE the n1/n3 player through node 3 (not the node that took its
 	// offer), then the n2 player through node 2: each relay and origin

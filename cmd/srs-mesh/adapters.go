@@ -41,7 +41,7 @@ var _ webrtc.SessionStore = rtcStore{}
 func (s rtcStore) PutRTCSession(ctx context.Context, r webrtc.RTCSession) error {
 	return s.node.PutRTCSession(ctx, mesh.RTCSession{
 		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
-		Resource: r.Resource, CreatedUnixMs: r.CreatedUnixMs,
+		Resource: r.Resource, Pwd: r.Pwd, CreatedUnixMs: r.CreatedUnixMs,
 	})
 }
 
@@ -52,7 +52,7 @@ func (s rtcStore) LookupRTCSession(ufrag string) (webrtc.RTCSession, bool) {
 	}
 	return webrtc.RTCSession{
 		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
-		Resource: r.Resource, CreatedUnixMs: r.CreatedUnixMs,
+		Resource: r.Resource, Pwd: r.Pwd, CreatedUnixMs: r.CreatedUnixMs,
 	}, true
 }
 

@@ -115,7 +115,7 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range map[string]uint64{
 			"malformed": st.DroppedMalformed, "unknown_ufrag": st.DroppedUnknownUfrag, "no_session": st.DroppedNoSession,
 			"table_full": st.DroppedTableFull, "upstream": st.DroppedUpstream, "oversize": st.DroppedOversize,
-			"bad_origin": st.DroppedBadOrigin,
+			"bad_origin": st.DroppedBadOrigin, "integrity": st.DroppedIntegrity,
 		} {
 			counter(descDropped, n, "webrtc", reason)
 		}

@@ -267,6 +267,19 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	if origin.Sessions() != 2 || store.Len() != 2 {
 		t.Fatalf("origin sessions %d, stored %d", origin.Sessions(), store.Len())
 	}
+	// Both sessions carry the origin's ICE password, so each relay checked
+	// the MESSAGE-INTEGRITY of the client's Binding requests; pion signs
+	// them correctly.
+	store.mu.RLock()
+	for u, rec := range store.m {
+		if rec.Pwd == "" {
+			t.Errorf("session %s stored without the origin's ICE password", u)
+		}
+	}
+	store.mu.RUnlock()
+	if d := s1.DroppedIntegrity + s2.DroppedIntegrity; d != 0 {
+		t.Fatalf("%d Binding requests failed the integrity check:\n%+v\n%+v", d, s1, s2)
+	}
 	if !strings.HasPrefix(play.location, "/rtc/v1/") || !strings.Contains(play.location, SessionParam+"=") {
 		t.Fatalf("player Location %q", play.location)
 	}

@@ -214,12 +214,20 @@ func startRelay(t testing.TB, store *MemorySessionStore, mod func(*Config)) *rel
 	return &relayEnv{srv: srv, store: store, origin: startFakeOrigin(t), addr: addrOf(pc)}
 }
 
-// addSession stores a session whose origin is the fake origin.
+// addSession stores a session whose origin is the fake origin and whose
+// ICE password is testPwd.
 func (e *relayEnv) addSession(t testing.TB, ufrag string) {
+	t.Helper()
+	e.addSessionPwd(t, ufrag, testPwd)
+}
+
+// addSessionPwd stores a session with the ICE password pwd ("" for a session
+// stored by a node that does not record it).
+func (e *relayEnv) addSessionPwd(t testing.TB, ufrag, pwd string) {
 	t.Helper()
 	err := e.store.PutRTCSession(context.Background(), RTCSession{
 		Ufrag: ufrag, OriginID: "o1", OriginRTC: addrOf(e.origin.conn).String(),
-		Key: "__defaultVhost__/live/s", CreatedUnixMs: time.Now().UnixMilli(),
+		Key: "__defaultVhost__/live/s", Pwd: pwd, CreatedUnixMs: time.Now().UnixMilli(),
 	})
 	if err != nil {
 		t.Fatal(err)

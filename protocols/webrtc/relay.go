@@ -105,7 +105,7 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 		user, h, err := STUNUsername(p)
 		switch {
 		case err == nil && h.Type == stunBindingRequest:
-			if !s.learn(user, h, from) {
+			if !s.learn(p, user, h, from) {
 				return
 			}
 		case errors.Is(err, ErrSTUNNoUsername):
@@ -132,11 +132,21 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	s.st.clientBytes.Add(uint64(len(p)))
 }
 
-// learn handles a STUN Binding request with a USERNAME from a client: it maps from
-// to the session that username names (opening the session on its first
-// request) and records where the origin's response must go. It reports
+// learn handles a STUN Binding request p with a USERNAME from a client: it
+// maps from to the session that username names (opening the session on its
+// first request) and records where the origin's response must go. It reports
 // whether the packet should be forwarded.
-func (s *Server) learn(user []byte, h stunHeader, from netip.AddrPort) bool {
+//
+// Knowing the username is not enough to take a session's media: a request
+// that would open the session or map a new address to it (a new candidate, a
+// NAT rebinding) must carry a MESSAGE-INTEGRITY made with the session's Pwd,
+// which only the client, the origin and the mesh know; otherwise it is
+// dropped and counted, and the session keeps its addresses. Requests from an
+// address already mapped to the session skip the check: that address proved
+// itself when it was mapped, and the per-packet path stays allocation-free.
+// A session stored without a Pwd (by an older node) is relayed without the
+// check.
+func (s *Server) learn(p, user []byte, h stunHeader, from netip.AddrPort) bool {
 	s.mu.RLock()
 	rs := s.byUfrag[string(user)]
 	mapped := rs != nil && s.byAddr[from] == rs
@@ -147,6 +157,9 @@ func (s *Server) learn(user []byte, h stunHeader, from netip.AddrPort) bool {
 			s.st.unknownUfrag.Add(1)
 			return false
 		}
+		if !s.verified(p, rec.Pwd) {
+			return false
+		}
 		rs = s.open(rec, from)
 		if rs == nil {
 			return false
@@ -154,6 +167,9 @@ func (s *Server) learn(user []byte, h stunHeader, from netip.AddrPort) bool {
 		mapped = true
 	}
 	if !mapped {
+		if !s.verified(p, rs.rec.Pwd) {
+			return false
+		}
 		s.mapAddr(rs, from)
 	}
 	rs.mu.Lock()
@@ -162,6 +178,21 @@ func (s *Server) learn(user []byte, h stunHeader, from netip.AddrPort) bool {
 	t.id, t.addr = h.TxID, from
 	rs.txNext = (rs.txNext + 1) % txRing
 	rs.mu.Unlock()
+	return true
+}
+
+// verified reports whether the Binding request p carries a valid
+// MESSAGE-INTEGRITY for a session whose origin's ICE password is pwd, and
+// counts it as dropped when not. An empty pwd (a session stored by an older
+// node) is not checked.
+func (s *Server) verified(p []byte, pwd string) bool {
+	if pwd == "" {
+		return true
+	}
+	if err := STUNCheckIntegrity(p, []byte(pwd)); err != nil {
+		s.st.integrity.Add(1)
+		return false
+	}
 	return true
 }
 

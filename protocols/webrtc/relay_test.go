@@ -127,6 +127,86 @@ func TestRelayNATRebinding(t *testing.T) {
 	}
 }
 
+// Knowing a session's username is not enough to take its media: a Binding
+// request from a new address must be signed with the origin's ICE password.
+// One that is not is dropped and counted, and the session stays where it was.
+func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, nil)
+	e.addSession(t, "ans1:off1")
+	e.addSession(t, "ans2:off2")
+	a, attacker := udpListen(t), udpListen(t)
+
+	// A session is not opened by an unsigned or wrongly signed request.
+	attacker.WriteToUDPAddrPort(bindingRequestPwd(t, "ans2:off2", "guess"), e.addr)
+	attacker.WriteToUDPAddrPort(bindingRequestPwd(t, "ans2:off2", ""), e.addr)
+	eventually(t, time.Second, func() error {
+		if st := e.srv.Stats(); st.DroppedIntegrity != 2 || st.Sessions != 0 {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
+
+	if resp := exchange(t, a, e.addr, bindingRequest(t, "ans1:off1")); !isBindingSuccess(resp) {
+		t.Fatalf("signed binding: %x", resp)
+	}
+	up := e.origin.lastSender()
+
+	// Nor is it moved to the attacker's address.
+	for _, req := range [][]byte{
+		bindingRequestPwd(t, "ans1:off1", "guess"),
+		bindingRequestPwd(t, "ans1:off1", ""),
+		rfc5769Request, // signed, but for another session
+	} {
+		if _, err := attacker.WriteToUDPAddrPort(req, e.addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attacker.WriteToUDPAddrPort(rtpPacket(9, "injected"), e.addr)
+	eventually(t, time.Second, func() error {
+		st := e.srv.Stats()
+		if st.DroppedIntegrity != 4 || st.DroppedUnknownUfrag != 1 || st.DroppedNoSession != 1 {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
+	p := rtpPacket(3, "still to a")
+	if _, err := e.origin.conn.WriteToUDPAddrPort(p, up); err != nil {
+		t.Fatal(err)
+	}
+	if got := readOne(t, a); !bytes.Equal(got, p) {
+		t.Fatalf("a got %x", got)
+	}
+	if got := exchange(t, a, e.addr, rtpPacket(4, "a")); !bytes.Equal(got, rtpPacket(4, "a")) {
+		t.Fatalf("echo to a: %x", got)
+	}
+	attacker.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := attacker.Read(make([]byte, 2048)); err == nil {
+		t.Fatalf("attacker received %d bytes", n)
+	}
+	if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// A session stored without a password (by a node that predates it) is
+// relayed as before: a Binding request needs no MESSAGE-INTEGRITY.
+func TestRelaySessionWithoutPwdIsNotChecked(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, nil)
+	e.addSessionPwd(t, "ans1:off1", "")
+	a, b := udpListen(t), udpListen(t)
+	if resp := exchange(t, a, e.addr, bindingRequestPwd(t, "ans1:off1", "")); !isBindingSuccess(resp) {
+		t.Fatalf("unsigned binding: %x", resp)
+	}
+	if resp := exchange(t, b, e.addr, bindingRequestPwd(t, "ans1:off1", "any")); !isBindingSuccess(resp) {
+		t.Fatalf("binding from a new address: %x", resp)
+	}
+	if st := e.srv.Stats(); st.Sessions != 1 || st.DroppedIntegrity != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
 // Binding responses go back to the address whose request they answer, even
 // when requests from two client candidates interleave.
 func TestRelayRoutesSTUNResponsesByTransaction(t *testing.T) {
@@ -247,13 +327,16 @@ func FuzzHandlePacket(f *testing.F) {
 	f.Add(rtpPacket(1, "x"), uint16(1))
 	f.Add([]byte{22, 254, 253, 0, 0}, uint16(2)) // DTLS record header
 	f.Add([]byte{}, uint16(3))
+	f.Add(bindingRequestPwd(f, "ans1:off1", "guess"), uint16(4))
+	f.Add(bindingRequestPwd(f, "ans2:off2", ""), uint16(5))
 	e := startRelay(f, nil, nil)
 	e.addSession(f, "ans1:off1")
+	e.addSessionPwd(f, "ans2:off2", "")
 	f.Fuzz(func(t *testing.T, p []byte, port uint16) {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port|1)
 		e.srv.handlePacket(p, from)
-		if n := e.srv.Stats().Sessions; n > 1 {
-			t.Fatalf("%d sessions from one stored session", n)
+		if n := e.srv.Stats().Sessions; n > 2 {
+			t.Fatalf("%d sessions from two stored sessions", n)
 		}
 	})
 }

@@ -19,6 +19,9 @@ var (
 // maxUfragLen bounds an ICE ufrag (RFC 8839 allows 4 to 256 characters).
 const maxUfragLen = 256
 
+// MaxPwdLen bounds an ICE password (RFC 8839 allows 22 to 256 characters).
+const MaxPwdLen = 256
+
 // ParseSDP checks that b is a session description pion/sdp accepts and returns
 // its ICE ufrag: the first a=ice-ufrag, at session or media level. It does not
 // modify b.
@@ -45,6 +48,28 @@ func iceUfrag(b []byte) string {
 		}
 		v = bytes.TrimSpace(v)
 		if len(v) == 0 || len(v) > maxUfragLen || bytes.ContainsAny(v, ": \t") {
+			continue
+		}
+		return string(v)
+	}
+	return ""
+}
+
+// ICEPwd returns the value of the first valid a=ice-pwd line of b, at session
+// or media level, or "" when there is none. A valid value is 1 to MaxPwdLen
+// printable ASCII characters without spaces (RFC 8839's ice-chars are a
+// subset). In an answer it is the key of the MESSAGE-INTEGRITY of the
+// client's Binding requests to the answerer.
+func ICEPwd(b []byte) string {
+	for len(b) > 0 {
+		line, rest := nextLine(b)
+		b = rest
+		v, ok := bytes.CutPrefix(trimEOL(line), []byte("a=ice-pwd:"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || len(v) > MaxPwdLen || bytes.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) {
 			continue
 		}
 		return string(v)

@@ -151,6 +151,22 @@ func TestParseSDP(t *testing.T) {
 	}
 }
 
+func TestICEPwd(t *testing.T) {
+	long := strings.Repeat("p", MaxPwdLen+1)
+	for _, tc := range []struct{ sdp, want string }{
+		{answer, "0123456789abcdef0123456789"},
+		{crlf(answer), "0123456789abcdef0123456789"},
+		{"v=0\na=ice-pwd: sessionlevelpwd0123456789 \nm=audio 9 RTP/AVP 0\na=ice-pwd:medialevel\n", "sessionlevelpwd0123456789"},
+		{"v=0\nm=audio 9 RTP/AVP 0\na=ice-pwd:\na=ice-pwd:" + long + "\na=ice-pwd:a b\na=ice-pwd:a\rb\na=ice-pwd:caf\u00e9\na=ice-pwd:ok/+pwd\n", "ok/+pwd"},
+		{strings.ReplaceAll(answer, "a=ice-pwd:", "a=x-pwd:"), ""},
+		{"", ""},
+	} {
+		if got := ICEPwd([]byte(tc.sdp)); got != tc.want {
+			t.Errorf("ICEPwd(%.40q) = %q, want %q", tc.sdp, got, tc.want)
+		}
+	}
+}
+
 func FuzzRewriteSDP(f *testing.F) {
 	f.Add([]byte(answer))
 	f.Add([]byte(crlf(answer)))
@@ -170,5 +186,8 @@ func FuzzRewriteSDP(f *testing.F) {
 			t.Fatalf("not idempotent:\n%q\n%q", out, again)
 		}
 		_, _ = ParseSDP(b)
+		if pwd := ICEPwd(b); len(pwd) > MaxPwdLen || strings.ContainsFunc(pwd, func(r rune) bool { return r <= ' ' || r > '~' }) {
+			t.Fatalf("bad pwd %q", pwd)
+		}
 	})
 }

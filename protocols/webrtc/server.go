@@ -6,8 +6,9 @@
 // the answer's candidates to the node's own UDP address, and records the ICE
 // session ("answerUfrag:offerUfrag" -> origin) in a SessionStore that the mesh
 // replicates. The relay identifies a new UDP flow by the USERNAME of its first
-// STUN Binding request, looks the session up in the store, and from then on
-// copies packets between the client and one upstream socket connected to the
+// STUN Binding request, looks the session up in the store, checks the
+// request's MESSAGE-INTEGRITY with the origin's ICE password recorded at
+// signalling, and from then on copies packets between the client and one upstream socket connected to the
 // origin. Any node can therefore relay any session, whichever node answered
 // the offer.
 //
@@ -157,7 +158,7 @@ type counters struct {
 	originPackets, originBytes atomic.Uint64
 
 	malformed, unknownUfrag, noSession, tableFull,
-	upstream, oversize, badOrigin atomic.Uint64
+	upstream, oversize, badOrigin, integrity atomic.Uint64
 
 	offers, answers, deletes, signallingErrors atomic.Uint64
 }
@@ -178,6 +179,7 @@ type Stats struct {
 	DroppedUpstream     uint64 // write to, or read from, the origin failed
 	DroppedOversize     uint64 // packet larger than the relay buffer
 	DroppedBadOrigin    uint64 // session names an origin address that does not resolve
+	DroppedIntegrity    uint64 // Binding request from a new address without a valid MESSAGE-INTEGRITY
 	// Signalling.
 	Offers, Answers, Deletes, SignallingErrors uint64
 }
@@ -185,7 +187,7 @@ type Stats struct {
 // Dropped is the total of dropped packets.
 func (s Stats) Dropped() uint64 {
 	return s.DroppedMalformed + s.DroppedUnknownUfrag + s.DroppedNoSession + s.DroppedTableFull +
-		s.DroppedUpstream + s.DroppedOversize + s.DroppedBadOrigin
+		s.DroppedUpstream + s.DroppedOversize + s.DroppedBadOrigin + s.DroppedIntegrity
 }
 
 // New validates cfg and returns a Server.
@@ -266,6 +268,7 @@ func (s *Server) Stats() Stats {
 		DroppedUpstream:     c.upstream.Load(),
 		DroppedOversize:     c.oversize.Load(),
 		DroppedBadOrigin:    c.badOrigin.Load(),
+		DroppedIntegrity:    c.integrity.Load(),
 		Offers:              c.offers.Load(),
 		Answers:             c.answers.Load(),
 		Deletes:             c.deletes.Load(),

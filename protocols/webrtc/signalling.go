@@ -216,6 +216,7 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		OriginID:      o.ID,
 		OriginRTC:     o.RTC,
 		Key:           of.key.String(),
+		Pwd:           ICEPwd(ans),
 		CreatedUnixMs: time.Now().UnixMilli(),
 	}
 	location := ""
@@ -419,6 +420,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		OriginID:      o.ID,
 		OriginRTC:     o.RTC,
 		Key:           of.key.String(),
+		Pwd:           ICEPwd([]byte(res.SDP)),
 		CreatedUnixMs: time.Now().UnixMilli(),
 	}
 	if err := s.cfg.Store.PutRTCSession(r.Context(), sess); err != nil {

@@ -141,6 +141,7 @@ func TestWHIPAnswerAndDelete(t *testing.T) {
 			}
 			sess, ok := e.store.LookupRTCSession("ans1:off1")
 			if !ok || sess.OriginRTC != "10.0.0.5:8000" || sess.OriginID != "o1" || sess.Key != "__defaultVhost__/live/s" ||
+				sess.Pwd != "0123456789abcdef0123456789" ||
 				sess.Resource != e.api.URL+"/rtc/v1/whip/?action=delete&token=t1&app=live&stream=s&session=ans1:off1" {
 				t.Fatalf("stored session %+v", sess)
 			}
@@ -288,7 +289,7 @@ func TestSRSJSONAPI(t *testing.T) {
 	if k := e.router.keys[len(e.router.keys)-1]; k.String() != "v.example/live/s" {
 		t.Fatalf("routed %v", k)
 	}
-	if s, ok := e.store.LookupRTCSession("ans1:off1"); !ok || s.Resource != "" {
+	if s, ok := e.store.LookupRTCSession("ans1:off1"); !ok || s.Resource != "" || s.Pwd != "0123456789abcdef0123456789" {
 		t.Fatalf("stored %+v", s)
 	}
 }

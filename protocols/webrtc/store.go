@@ -21,6 +21,13 @@ type RTCSession struct {
 	// Location resolved against the origin's API address), the target of a
 	// DELETE. Empty for SRS's JSON API, which has no resource.
 	Resource string
+	// Pwd is the origin's ICE password (the answer's a=ice-pwd), the key of
+	// the MESSAGE-INTEGRITY of the client's Binding requests. The relay maps
+	// a client address to the session only after checking it. Empty when
+	// the answer had none or the session was stored by a node that predates
+	// the field; such a session is relayed without the check. It is a
+	// secret: never log it.
+	Pwd string
 	// CreatedUnixMs is when the offer was answered, for garbage collection.
 	CreatedUnixMs int64
 }
