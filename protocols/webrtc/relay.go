@@ -397,11 +397,15 @@ func (s *Server) sweep() {
 				}
 			}
 			s.mu.RUnlock()
+			// An idle flow is reclaimed here only: the client may have
+			// moved to another node (a NAT rebinding that a load balancer
+			// hashed elsewhere), which still relays it from the store. The
+			// store entry ends with a DELETE or the mesh's session TTL.
 			for _, rs := range idle {
-				s.reclaim(rs, "idle", true)
+				s.reclaim(rs, "idle")
 			}
 			for _, rs := range gone {
-				s.reclaim(rs, "deleted", false)
+				s.reclaim(rs, "deleted")
 			}
 		}
 	}
@@ -413,14 +417,14 @@ func (s *Server) dropSession(ufrag string) {
 	rs := s.byUfrag[ufrag]
 	s.mu.RUnlock()
 	if rs != nil {
-		s.reclaim(rs, "deleted", false)
+		s.reclaim(rs, "deleted")
 	}
 }
 
-// reclaim removes a session from the tables and closes its upstream socket,
-// which ends its reader. When forget is true the session is also deleted
-// from the store: a flow silent for IdleTimeout is over.
-func (s *Server) reclaim(rs *relaySession, reason string, forget bool) {
+// reclaim removes a session from this node's tables and closes its upstream
+// socket, which ends its reader. The stored session is left alone: only a
+// DELETE or the store's own expiry ends it for every node.
+func (s *Server) reclaim(rs *relaySession, reason string) {
 	s.mu.Lock()
 	if s.byUfrag[rs.rec.Ufrag] == rs {
 		delete(s.byUfrag, rs.rec.Ufrag)
@@ -442,13 +446,6 @@ func (s *Server) reclaim(rs *relaySession, reason string, forget bool) {
 	rs.end()
 	s.log.Info("relay session ended", "stream", rs.rec.Key, "origin", rs.rec.OriginID,
 		"ufrag", rs.rec.Ufrag, "reason", reason)
-	if forget {
-		ctx, cancel := context.WithTimeout(s.ctx, DefaultHTTPTimeout)
-		defer cancel()
-		if err := s.cfg.Store.DeleteRTCSession(ctx, rs.rec.Ufrag); err != nil && s.ctx.Err() == nil {
-			s.log.Warn("cannot delete idle session", "ufrag", rs.rec.Ufrag, "err", err)
-		}
-	}
 }
 
 // hostOf and portOf split "host:port".

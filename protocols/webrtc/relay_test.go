@@ -238,8 +238,9 @@ func TestRelayReclaimsIdleSessions(t *testing.T) {
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)
 	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	// The relay is reclaimed; the stored session stays for other nodes.
 	eventually(t, 3*time.Second, func() error {
-		if st := e.srv.Stats(); st.Sessions != 0 || e.store.Len() != 0 {
+		if st := e.srv.Stats(); st.Sessions != 0 || e.store.Len() != 1 {
 			return fmt.Errorf("sessions %d, stored %d", st.Sessions, e.store.Len())
 		}
 		return nil
@@ -252,6 +253,43 @@ func TestRelayReclaimsIdleSessions(t *testing.T) {
 		}
 		return nil
 	})
+	// A validated Binding request opens the flow again.
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	if st := e.srv.Stats(); st.Sessions != 1 {
+		t.Fatalf("session not reopened: %+v", st)
+	}
+}
+
+// A client whose NAT binding changes may reach another node (a load
+// balancer hashes the new address elsewhere). The first node's flow goes
+// idle; reclaiming it must not end the session the second node relays.
+func TestRelayIdleElsewhereKeepsMovedFlow(t *testing.T) {
+	checkGoroutines(t)
+	store := NewMemorySessionStore()
+	a := startRelay(t, store, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
+	b := startRelay(t, store, func(c *Config) {
+		c.IdleTimeout = 5 * time.Second
+		c.SweepInterval = 10 * time.Millisecond
+	})
+	a.addSession(t, "ans1:off1")
+	first, moved := udpListen(t), udpListen(t)
+	exchange(t, first, a.addr, bindingRequest(t, "ans1:off1"))
+	exchange(t, moved, b.addr, bindingRequest(t, "ans1:off1"))
+	eventually(t, 3*time.Second, func() error {
+		if st := a.srv.Stats(); st.Sessions != 0 {
+			return fmt.Errorf("node a still relays: %+v", st)
+		}
+		return nil
+	})
+	// Across many of b's sweeps after a's reclaim, b still relays the
+	// moved flow.
+	for i := 0; i < 20; i++ {
+		exchange(t, moved, b.addr, rtpPacket(byte(i+1), "still here"))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := b.srv.Stats(); st.Sessions != 1 || store.Len() != 1 {
+		t.Fatalf("moved flow ended: sessions %d, stored %d", st.Sessions, store.Len())
+	}
 }
 
 // A DELETE handled by another node removes the session from the shared

@@ -240,7 +240,7 @@ func (s *Server) Close() error {
 		pc.Close()
 	}
 	for _, rs := range sessions {
-		s.reclaim(rs, "server closed", false)
+		s.reclaim(rs, "server closed")
 	}
 	s.wg.Wait()
 	if s.ownClient {
