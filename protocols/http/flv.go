@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -97,6 +98,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, resp *http.Respon
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
+			if err := rc.SetWriteDeadline(time.Now().Add(s.writeTTL)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return
+			}
 			if _, err := w.Write(buf[:n]); err != nil {
 				return
 			}

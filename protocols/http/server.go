@@ -73,6 +73,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// DialTimeout bounds connecting to an origin. Default DefaultDialTimeout.
 	DialTimeout time.Duration
+	// WriteTimeout bounds each write of a streamed body (FLV, TS) to the
+	// client: a player that stops reading for this long is dropped, and
+	// its origin request ends with it. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// Transport carries requests to origins. Default: an http.Transport
 	// using DialTimeout. Redirects are never followed; they reach the client.
 	Transport http.RoundTripper
@@ -82,8 +86,9 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultTokenTTL    = 10 * time.Minute
-	DefaultDialTimeout = 3 * time.Second
+	DefaultTokenTTL     = 10 * time.Minute
+	DefaultDialTimeout  = 3 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
 	// originHeaderTimeout bounds the wait for an origin's response headers.
 	originHeaderTimeout = 10 * time.Second
 )
@@ -101,6 +106,7 @@ type Server struct {
 	log       *slog.Logger
 	tokens    tokenCodec
 	ttl       time.Duration
+	writeTTL  time.Duration
 	transport http.RoundTripper
 	now       func() time.Time
 
@@ -129,6 +135,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -147,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
 		ttl:       cfg.TokenTTL,
+		writeTTL:  cfg.WriteTimeout,
 		transport: cfg.Transport,
 		now:       cfg.Now,
 	}

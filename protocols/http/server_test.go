@@ -330,3 +330,43 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("no secret: %v", err)
 	}
 }
+
+// A player that stops reading is dropped after WriteTimeout, and its
+// origin request ends with it, instead of holding both forever.
+func TestFLVStalledPlayerIsDropped(t *testing.T) {
+	originDone := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(originDone)
+		w.Header().Set("Content-Type", "video/x-flv")
+		chunk := make([]byte, 64<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer origin.Close()
+	s, err := New(Config{Router: staticRouter(hostOf(origin)), TokenSecret: []byte("k"), Logger: quietLogger,
+		WriteTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(s.Handler())
+	defer func() { s.Close(); proxy.Close() }()
+
+	// A raw client with a tiny receive buffer that sends a request and
+	// never reads the answer.
+	c, err := net.Dial("tcp", hostOf(proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET /live/s.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-originDone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("origin request still open 20 s after the player stopped reading")
+	}
+}
