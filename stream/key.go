@@ -78,13 +78,18 @@ func (k Key) Validate() error {
 		if len(p) > MaxPartLen {
 			return ErrPartTooLong
 		}
-		for _, seg := range strings.Split(p, "/") {
+		for rest := p; ; {
+			seg, tail, more := strings.Cut(rest, "/")
 			if seg == "" {
 				return fmt.Errorf("%w: empty path segment in %q", ErrBadKey, p)
 			}
 			if seg == "." || seg == ".." {
 				return ErrDotSegment
 			}
+			if !more {
+				break
+			}
+			rest = tail
 		}
 		for i := 0; i < len(p); i++ {
 			c := p[i]

@@ -257,3 +257,11 @@ func FuzzFromWebRTC(f *testing.F) {
 		}
 	})
 }
+
+// Validating a key, which every route does, allocates nothing.
+func TestValidateAllocs(t *testing.T) {
+	k := Key{DefaultVhost, "live/sub", "livestream"}
+	if n := testing.AllocsPerRun(100, func() { _ = k.Validate() }); n != 0 {
+		t.Errorf("Validate allocates %v times", n)
+	}
+}
