@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -121,6 +122,38 @@ func parseOffer(sdpOffer []byte, q url.Values, streamURL string) (offer, int, er
 	return offer{key: key, ufrag: ufrag}, 0, nil
 }
 
+// offerExchange is an offer that reached its origin, and the origin's reply.
+type offerExchange struct {
+	offer  offer
+	origin stream.Origin
+	resp   *http.Response
+	answer []byte
+	log    *slog.Logger
+}
+
+// exchange validates the offer SDP, routes its stream and forwards body to
+// the origin. On failure it has answered the client and returns false.
+func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body []byte, streamURL string) (offerExchange, bool) {
+	of, status, err := parseOffer(sdpOffer, r.URL.Query(), streamURL)
+	if err != nil {
+		s.fail(w, status, err.Error())
+		return offerExchange{}, false
+	}
+	o, status, err := s.route(r.Context(), of.key)
+	if err != nil {
+		s.fail(w, status, err.Error())
+		return offerExchange{}, false
+	}
+	log := s.log.With("stream", of.key.String(), "origin", o.ID, "peer", r.RemoteAddr)
+	resp, ans, err := s.forward(r, o, body)
+	if err != nil {
+		log.Warn("origin signalling failed", "err", err)
+		s.fail(w, http.StatusBadGateway, "origin: "+err.Error())
+		return offerExchange{}, false
+	}
+	return offerExchange{offer: of, origin: o, resp: resp, answer: ans, log: log}, true
+}
+
 // route asks the Router for the stream's origin.
 func (s *Server) route(ctx context.Context, key stream.Key) (stream.Origin, int, error) {
 	o, err := s.cfg.Router.Route(ctx, key)
@@ -181,23 +214,11 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}
-	of, status, err := parseOffer(body, r.URL.Query(), "")
-	if err != nil {
-		s.fail(w, status, err.Error())
+	ex, ok := s.exchange(w, r, body, body, "")
+	if !ok {
 		return
 	}
-	o, status, err := s.route(r.Context(), of.key)
-	if err != nil {
-		s.fail(w, status, err.Error())
-		return
-	}
-	log := s.log.With("stream", of.key.String(), "origin", o.ID, "peer", r.RemoteAddr)
-	resp, ans, err := s.forward(r, o, body)
-	if err != nil {
-		log.Warn("origin signalling failed", "err", err)
-		s.fail(w, http.StatusBadGateway, "origin: "+err.Error())
-		return
-	}
+	of, o, resp, ans, log := ex.offer, ex.origin, ex.resp, ex.answer, ex.log
 	if resp.StatusCode/100 != 2 {
 		// The origin refused: pass its answer through.
 		copyHeader(w.Header(), resp.Header, "Content-Type")
@@ -380,23 +401,11 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, fmt.Sprintf("%v: %v", errBadJSON, err))
 		return
 	}
-	of, status, err := parseOffer([]byte(req.SDP), r.URL.Query(), req.StreamURL)
-	if err != nil {
-		s.fail(w, status, err.Error())
+	ex, ok := s.exchange(w, r, []byte(req.SDP), body, req.StreamURL)
+	if !ok {
 		return
 	}
-	o, status, err := s.route(r.Context(), of.key)
-	if err != nil {
-		s.fail(w, status, err.Error())
-		return
-	}
-	log := s.log.With("stream", of.key.String(), "origin", o.ID, "peer", r.RemoteAddr)
-	resp, ans, err := s.forward(r, o, body)
-	if err != nil {
-		log.Warn("origin signalling failed", "err", err)
-		s.fail(w, http.StatusBadGateway, "origin: "+err.Error())
-		return
-	}
+	of, o, resp, ans, log := ex.offer, ex.origin, ex.resp, ex.answer, ex.log
 	var fields map[string]json.RawMessage
 	var res struct {
 		Code int    `json:"code"`
