@@ -196,3 +196,23 @@ func TestSRSOriginsRTMPOverWHEP(t *testing.T) {
 	})
 	t.Logf("RTMP over WHEP through n3: %d video packets", viewer.video.Load())
 }
+
+// TestSRSEdgeThroughMesh puts a real SRS edge server in front of the mesh,
+// as in an SRS edge cluster whose upstream is the mesh: a player on the
+// edge pulls a stream published through node 1 via node 2, and a publisher
+// on the edge is forwarded through node 3 to the assigned origin.
+func TestSRSEdgeThroughMesh(t *testing.T) {
+	c, _ := startSRSMesh(t)
+	edge := harness.StartSRS(t, harness.SRSOptions{ID: "edge", EdgeOf: c.nodes[1].RTMPAddr})
+
+	harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/edgeplay"))
+	harness.PlayUntil(t, c.nodes[2].RTMPURL("live/edgeplay"), time.Second, 5, 30*time.Second)
+	res := harness.PlayUntil(t, "rtmp://"+edge.RTMPAddr+"/live/edgeplay", 2*time.Second, 10, 60*time.Second)
+	t.Logf("played through an SRS edge pulling via n2: %d frames", res.VideoFrames)
+
+	edge2 := harness.StartSRS(t, harness.SRSOptions{ID: "edge2", EdgeOf: c.nodes[2].RTMPAddr})
+	harness.PublishRTMP(t, "rtmp://"+edge2.RTMPAddr+"/live/edgepush")
+	res = harness.PlayUntil(t, c.nodes[0].RTMPURL("live/edgepush"), 2*time.Second, 10, 60*time.Second)
+	t.Logf("published through an SRS edge pushing via n3, played through n1: %d frames", res.VideoFrames)
+	c.waitAssigned(t, "__defaultVhost__/live/edgepush")
+}

@@ -36,6 +36,10 @@ type SRSOptions struct {
 	// HeartbeatInterval (default 2s).
 	HeartbeatURL      string
 	HeartbeatInterval time.Duration
+	// EdgeOf, when set, makes this SRS an edge server of the default vhost
+	// that pulls and pushes streams through this RTMP address ("ip:port"),
+	// e.g. an srs-mesh node.
+	EdgeOf string
 }
 
 // StartSRS starts a real SRS origin, or skips the test when SRS_MESH_TEST_SRS
@@ -78,6 +82,10 @@ func StartSRS(t testing.TB, opt SRSOptions) *SRS {
     ports on;
 }`, interval.Seconds(), opt.HeartbeatURL, opt.ID)
 	}
+	edge := ""
+	if opt.EdgeOf != "" {
+		edge = fmt.Sprintf("cluster { mode remote; origin %s; }", opt.EdgeOf)
+	}
 	conf := fmt.Sprintf(`listen %[1]s;
 max_connections 1000;
 daemon off;
@@ -106,6 +114,7 @@ srt_server {
 stats { network 0; }
 %[7]s
 vhost __defaultVhost__ {
+    %[8]s
     http_remux {
         enabled on;
         mount [vhost]/[app]/[stream].flv;
@@ -134,7 +143,7 @@ vhost __defaultVhost__ {
         gop_cache on;
     }
 }
-`, s.RTMPAddr, dir, s.APIAddr, s.HTTPAddr, s.RTCPort, s.SRTPort, heartbeat)
+`, s.RTMPAddr, dir, s.APIAddr, s.HTTPAddr, s.RTCPort, s.SRTPort, heartbeat, edge)
 	confPath := filepath.Join(dir, "srs.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
