@@ -216,3 +216,36 @@ func TestSRSEdgeThroughMesh(t *testing.T) {
 	t.Logf("published through an SRS edge pushing via n3, played through n1: %d frames", res.VideoFrames)
 	c.waitAssigned(t, "__defaultVhost__/live/edgepush")
 }
+
+// TestSRSHeartbeatWithToken runs the mesh with --token: a real SRS origin
+// registers with the token in the heartbeat URL's path (SRS drops the URL's
+// query), and one with a wrong token is refused.
+func TestSRSHeartbeatWithToken(t *testing.T) {
+	harness.Need(t, "ffmpeg")
+	c := startProtocolCluster(t, 3, nil, "--token", "s3cret")
+	harness.StartSRS(t, harness.SRSOptions{ID: "good",
+		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/s3cret"})
+	harness.StartSRS(t, harness.SRSOptions{ID: "bad",
+		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/wrong"})
+	harness.WaitFor(t, 30*time.Second, "the origin with the token registered on every node", func() bool {
+		for _, nd := range c.nodes {
+			var st mesh.Status
+			if nd.Status(&st) != nil || len(st.Origins) != 1 || !st.Origins[0].Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	// Several heartbeats later, still only the origin with the token.
+	var st mesh.Status
+	harness.WaitFor(t, 15*time.Second, "a few heartbeats pass", func() bool {
+		return c.nodes[0].Status(&st) == nil && len(st.Origins) == 1 && st.Origins[0].LastHeartbeatUnixMs > 0 &&
+			time.Since(time.UnixMilli(st.Origins[0].LastHeartbeatUnixMs)) < 3*time.Second &&
+			st.CommitIndex > 8
+	})
+	if len(st.Origins) != 1 {
+		t.Fatalf("origins: %+v", st.Origins)
+	}
+	harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/tok"))
+	harness.PlayUntil(t, c.nodes[2].RTMPURL("live/tok"), time.Second, 5, 30*time.Second)
+}
