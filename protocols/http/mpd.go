@@ -168,7 +168,9 @@ func rewriteMPD(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
 					}
 				}
 				baseContent = -1
-			case len(stack) == 1 && !mpdBase:
+			case len(stack) == 1 && !mpdBase && end > start:
+				// (A self-closing <MPD/> has no content to resolve, and
+				// no place inside it for a BaseURL.)
 				insertBase(start, qualifier(t.Name), top.base)
 				mpdBase = true
 			}
