@@ -188,7 +188,7 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 func (o *fakeOrigin) serve(nc net.Conn) {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	if handshake.Server(nc, 0) != nil {
+	if _, err := handshake.Server(nc, 0); err != nil {
 		return
 	}
 	p := newTestPeer(nc)

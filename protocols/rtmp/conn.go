@@ -93,11 +93,16 @@ func (c *conn) serve(ctx context.Context) {
 	}()
 	deadline := time.Now().Add(c.s.cfg.HandshakeTimeout)
 	c.nc.SetDeadline(deadline)
-	if err := handshake.Server(c.client.conn, uint32(0)); err != nil {
+	kind, err := handshake.Server(c.client.conn, uint32(0))
+	if err != nil {
 		st.clientFailures.Add(1)
-		c.log.Debug("handshake failed", "err", err)
+		c.log.Debug("handshake failed", "handshake", kind, "err", err)
 		return
 	}
+	if kind == handshake.Complex {
+		st.complexHandshakes.Add(1)
+	}
+	c.log.Debug("handshake done", "handshake", kind)
 	if err := c.identify(); err != nil {
 		st.clientFailures.Add(1)
 		c.log.Info("client set-up failed", "err", err)

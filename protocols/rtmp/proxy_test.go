@@ -139,7 +139,8 @@ func TestNginxPublishPlay(t *testing.T) {
 		t.Fatalf("publisher exited: %s", pub.Output())
 	}
 	st := s.Stats()
-	if st.Publishers != 1 || st.BytesIn == 0 || st.OriginBytesOut == 0 {
+	// FFmpeg signs its C1, and checks our S1 and S2 when it plays.
+	if st.Publishers != 1 || st.BytesIn == 0 || st.OriginBytesOut == 0 || st.ComplexHandshakes != 3 {
 		t.Fatalf("stats %+v", st)
 	}
 	// The origin dies: the proxy closes the publisher's connection, and

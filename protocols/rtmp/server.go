@@ -256,6 +256,9 @@ type Stats struct {
 	BytesOut       uint64
 	OriginBytesIn  uint64
 	OriginBytesOut uint64
+	// ComplexHandshakes counts clients that signed their C1 and got the
+	// complex (Flash Player 9) handshake; the others got the simple one.
+	ComplexHandshakes uint64
 	// ClientFailures counts sessions that ended during handshake or set-up
 	// because of the client (timeout, garbage, protocol error, bad name).
 	ClientFailures uint64
@@ -266,35 +269,37 @@ type Stats struct {
 }
 
 type counters struct {
-	connsOpen      atomic.Int64
-	connsAccepted  atomic.Uint64
-	connsRefused   atomic.Uint64
-	publishers     atomic.Int64
-	players        atomic.Int64
-	bytesIn        atomic.Uint64
-	bytesOut       atomic.Uint64
-	originBytesIn  atomic.Uint64
-	originBytesOut atomic.Uint64
-	clientFailures atomic.Uint64
-	routeFailures  atomic.Uint64
-	originFailures atomic.Uint64
+	connsOpen         atomic.Int64
+	connsAccepted     atomic.Uint64
+	connsRefused      atomic.Uint64
+	publishers        atomic.Int64
+	players           atomic.Int64
+	bytesIn           atomic.Uint64
+	bytesOut          atomic.Uint64
+	originBytesIn     atomic.Uint64
+	originBytesOut    atomic.Uint64
+	complexHandshakes atomic.Uint64
+	clientFailures    atomic.Uint64
+	routeFailures     atomic.Uint64
+	originFailures    atomic.Uint64
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		ConnsOpen:      c.connsOpen.Load(),
-		ConnsAccepted:  c.connsAccepted.Load(),
-		ConnsRefused:   c.connsRefused.Load(),
-		Publishers:     c.publishers.Load(),
-		Players:        c.players.Load(),
-		BytesIn:        c.bytesIn.Load(),
-		BytesOut:       c.bytesOut.Load(),
-		OriginBytesIn:  c.originBytesIn.Load(),
-		OriginBytesOut: c.originBytesOut.Load(),
-		ClientFailures: c.clientFailures.Load(),
-		RouteFailures:  c.routeFailures.Load(),
-		OriginFailures: c.originFailures.Load(),
+		ConnsOpen:         c.connsOpen.Load(),
+		ConnsAccepted:     c.connsAccepted.Load(),
+		ConnsRefused:      c.connsRefused.Load(),
+		Publishers:        c.publishers.Load(),
+		Players:           c.players.Load(),
+		BytesIn:           c.bytesIn.Load(),
+		BytesOut:          c.bytesOut.Load(),
+		OriginBytesIn:     c.originBytesIn.Load(),
+		OriginBytesOut:    c.originBytesOut.Load(),
+		ComplexHandshakes: c.complexHandshakes.Load(),
+		ClientFailures:    c.clientFailures.Load(),
+		RouteFailures:     c.routeFailures.Load(),
+		OriginFailures:    c.originFailures.Load(),
 	}
 }

@@ -3,6 +3,7 @@ package handshake
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -17,6 +18,8 @@ type rw struct {
 func (p *rw) Read(b []byte) (int, error)  { return p.in.Read(b) }
 func (p *rw) Write(b []byte) (int, error) { return p.out.Write(b) }
 
+// c0c1 returns C0 and a C1 whose version field is non-zero but which is
+// not signed.
 func c0c1(version byte) []byte {
 	b := make([]byte, 1+Size)
 	b[0] = version
@@ -45,9 +48,12 @@ func TestServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &rw{in: bytes.NewReader(tt.in)}
-			err := Server(p, 42)
+			kind, err := Server(p, 42)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			if kind != Simple {
+				t.Fatalf("%v handshake, want simple", kind)
 			}
 			if p.out.Len() != tt.wantOut {
 				t.Fatalf("wrote %d bytes, want %d", p.out.Len(), tt.wantOut)
@@ -84,7 +90,11 @@ func TestClientServer(t *testing.T) {
 			return
 		}
 		defer b.Close()
-		errc <- Server(b, 1)
+		kind, err := Server(b, 1)
+		if err == nil && kind != Simple {
+			err = fmt.Errorf("%v handshake, want simple", kind)
+		}
+		errc <- err
 	}()
 	a, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -115,14 +125,37 @@ func FuzzHandshake(f *testing.F) {
 	f.Add(c0c1(3))
 	f.Add([]byte{3})
 	f.Add([]byte{0x16, 0x03, 0x01})
+	for _, l := range layouts {
+		f.Add(append(signedC0C1(l), make([]byte, Size)...))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		p := &rw{in: bytes.NewReader(in)}
-		err := Server(p, 0)
+		kind, err := Server(p, 0)
 		if err == nil && len(in) < 1+2*Size {
 			t.Fatalf("handshake succeeded on %d bytes", len(in))
 		}
 		if err != nil && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrShort) {
 			t.Fatalf("unexpected error %v", err)
+		}
+		if p.out.Len() != 1+2*Size {
+			return
+		}
+		// Whatever the answer, it is a consistent one.
+		out := p.out.Bytes()
+		c1, s1, s2 := in[1:1+Size], out[1:1+Size], out[1+Size:]
+		switch kind {
+		case Simple:
+			if !bytes.Equal(s2, c1) || !bytes.Equal(s1[4:8], []byte{0, 0, 0, 0}) {
+				t.Fatal("simple answer with a signed S1 or an S2 that does not echo C1")
+			}
+		case Complex:
+			cd, _, ok := testClientDigest(c1)
+			if !ok {
+				t.Fatal("complex answer to a C1 that does not verify")
+			}
+			if _, err := verifyServer(s1, s2, cd); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }
