@@ -7,14 +7,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
-	"github.com/pion/rtp"
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
@@ -134,19 +130,11 @@ func TestWebRTCThroughMesh(t *testing.T) {
 // rtcClientAPI is a pion API for test clients: full ICE, loopback UDP only.
 func rtcClientAPI(t *testing.T) *pionwebrtc.API {
 	t.Helper()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	var se pionwebrtc.SettingEngine
-	se.LoggerFactory = lf
-	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	var me pionwebrtc.MediaEngine
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me))
+	return api
 }
 
 // rtcSignal POSTs the local offer (after gathering) to url and applies the
@@ -204,106 +192,44 @@ func rtcSignal(t *testing.T, pc *pionwebrtc.PeerConnection, url string, signalli
 
 // rtcPublisher sends H.264 and Opus RTP over WHIP until closed.
 type rtcPublisher struct {
+	*webrtctest.Publisher
 	pc       *pionwebrtc.PeerConnection
 	location string
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
 }
 
 func startRTCPublisher(t *testing.T, api *pionwebrtc.API, url string, signalling, media *harness.Node) *rtcPublisher {
 	t.Helper()
-	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	wp, err := webrtctest.NewPublisher(api)
 	if err != nil {
 		t.Fatal(err)
 	}
-	video, err := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	audio, err := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range []pionwebrtc.TrackLocal{video, audio} {
-		if _, err := pc.AddTransceiverFromTrack(tr, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := &rtcPublisher{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
-	t.Cleanup(p.close)
-	p.location = rtcSignal(t, pc, url, signalling, media)
-	go func() {
-		defer close(p.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		idr := append([]byte{0x65}, make([]byte, 600)...) // an H.264 IDR slice NAL
-		opus := make([]byte, 80)
-		for seq := uint16(0); ; seq++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
-			video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 900}, Payload: idr})
-			audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 480}, Payload: opus})
-		}
-	}()
+	t.Cleanup(wp.Close)
+	p := &rtcPublisher{Publisher: wp, pc: wp.PC}
+	p.location = rtcSignal(t, wp.PC, url, signalling, media)
+	wp.Start()
 	return p
 }
 
-func (p *rtcPublisher) close() {
-	p.once.Do(func() {
-		close(p.stop)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
-		p.pc.Close()
-	})
-}
+func (p *rtcPublisher) close() { p.Close() }
 
 // rtcPlayer receives over WHEP and counts RTP packets per kind.
 type rtcPlayer struct {
+	*webrtctest.Player
 	pc           *pionwebrtc.PeerConnection
 	location     string
 	media        *harness.Node
-	video, audio atomic.Uint64
-	wg           sync.WaitGroup
-	once         sync.Once
+	video, audio *atomic.Uint64
 }
 
 func startRTCPlayer(t *testing.T, api *pionwebrtc.API, url string, signalling, media *harness.Node) *rtcPlayer {
 	t.Helper()
-	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	wp, err := webrtctest.NewPlayer(api)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rtcPlayer{pc: pc, media: media}
-	t.Cleanup(p.close)
-	for _, k := range []pionwebrtc.RTPCodecType{pionwebrtc.RTPCodecTypeVideo, pionwebrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
-		n := &p.audio
-		if tr.Kind() == pionwebrtc.RTPCodecTypeVideo {
-			n = &p.video
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				n.Add(1)
-			}
-		}()
-	})
-	p.location = rtcSignal(t, pc, url, signalling, media)
+	t.Cleanup(wp.Close)
+	p := &rtcPlayer{Player: wp, pc: wp.PC, media: media, video: &wp.Video, audio: &wp.Audio}
+	p.location = rtcSignal(t, wp.PC, url, signalling, media)
 	return p
 }
 
@@ -316,12 +242,7 @@ func (p *rtcPlayer) waitPackets(t *testing.T, n uint64, what string) {
 	})
 }
 
-func (p *rtcPlayer) close() {
-	p.once.Do(func() {
-		p.pc.Close()
-		p.wg.Wait()
-	})
-}
+func (p *rtcPlayer) close() { p.Close() }
 
 // selectedRemote is the remote address of the ICE pair pc selected.
 func selectedRemote(pc *pionwebrtc.PeerConnection) string {

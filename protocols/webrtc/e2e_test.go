@@ -8,14 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
-	"github.com/pion/rtp"
 	pionwebrtc "github.com/pion/webrtc/v4"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 )
@@ -23,19 +19,11 @@ import (
 // clientAPI is a pion API for test clients: full ICE, loopback UDP only.
 func clientAPI(t testing.TB) *pionwebrtc.API {
 	t.Helper()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	var se pionwebrtc.SettingEngine
-	se.LoggerFactory = lf
-	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	var me pionwebrtc.MediaEngine
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me))
+	return api
 }
 
 // signal POSTs the local offer (after gathering) to url and applies the
@@ -68,103 +56,47 @@ func signal(t testing.TB, hc *http.Client, pc *pionwebrtc.PeerConnection, url st
 
 // publisher sends H.264 and Opus RTP over WHIP until the test ends.
 type publisher struct {
+	*webrtctest.Publisher
 	pc       *pionwebrtc.PeerConnection
 	location string
-	stop     chan struct{}
-	done     chan struct{}
 }
 
 func startPublisher(t testing.TB, api *pionwebrtc.API, hc *http.Client, url string) *publisher {
 	t.Helper()
-	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	wp, err := webrtctest.NewPublisher(api)
 	if err != nil {
 		t.Fatal(err)
 	}
-	video, _ := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
-	audio, _ := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
-	for _, tr := range []pionwebrtc.TrackLocal{video, audio} {
-		if _, err := pc.AddTransceiverFromTrack(tr, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := &publisher{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
-	p.location = signal(t, hc, pc, url)
-	go func() {
-		defer close(p.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		idr := append([]byte{0x65}, make([]byte, 600)...) // an H.264 IDR slice NAL
-		opus := make([]byte, 80)
-		for seq := uint16(0); ; seq++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
-			video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 900}, Payload: idr})
-			audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 480}, Payload: opus})
-		}
-	}()
-	t.Cleanup(p.close)
+	t.Cleanup(wp.Close)
+	p := &publisher{Publisher: wp, pc: wp.PC}
+	p.location = signal(t, hc, wp.PC, url)
+	wp.Start()
 	return p
 }
 
-func (p *publisher) close() {
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	<-p.done
-	p.pc.Close()
-}
+func (p *publisher) close() { p.Close() }
 
 // player receives over WHEP and counts RTP packets per kind.
 type player struct {
+	*webrtctest.Player
 	pc           *pionwebrtc.PeerConnection
 	location     string
-	video, audio atomic.Uint64
-	wg           sync.WaitGroup
+	video, audio *atomic.Uint64
 }
 
 func startPlayer(t testing.TB, api *pionwebrtc.API, hc *http.Client, url string) *player {
 	t.Helper()
-	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	wp, err := webrtctest.NewPlayer(api)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &player{pc: pc}
-	for _, k := range []pionwebrtc.RTPCodecType{pionwebrtc.RTPCodecTypeVideo, pionwebrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
-		n := &p.audio
-		if tr.Kind() == pionwebrtc.RTPCodecTypeVideo {
-			n = &p.video
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				n.Add(1)
-			}
-		}()
-	})
-	p.location = signal(t, hc, pc, url)
-	t.Cleanup(p.close)
+	t.Cleanup(wp.Close)
+	p := &player{Player: wp, pc: wp.PC, video: &wp.Video, audio: &wp.Audio}
+	p.location = signal(t, hc, wp.PC, url)
 	return p
 }
 
-func (p *player) close() {
-	p.pc.Close()
-	p.wg.Wait()
-}
+func (p *player) close() { p.Close() }
 
 // meshNode is one Server with its own HTTP listener and UDP socket.
 type meshNode struct {

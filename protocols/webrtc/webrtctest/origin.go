@@ -80,14 +80,9 @@ func Start(opts Options) (*Origin, error) {
 	lf.DefaultLogLevel = logging.LogLevelDisabled
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: lf.NewLogger("udpmux")})
 
-	var se pionwebrtc.SettingEngine
-	se.LoggerFactory = lf
+	se := loopbackSettings(lf)
 	se.SetLite(!opts.FullICE)
 	se.SetICEUDPMux(mux)
-	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	var me pionwebrtc.MediaEngine
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		mux.Close()
