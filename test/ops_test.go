@@ -748,45 +748,12 @@ func TestNodeDrain(t *testing.T) {
 	}
 }
 
-// chromiumBin returns a Chromium binary or skips the test.
-func chromiumBin(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium is not installed")
-	return ""
-}
-
-// chromium runs headless Chromium on url with extra flags and returns what it
-// printed on stdout. The process group is killed when ctx ends.
-func chromium(ctx context.Context, t *testing.T, bin, url string, extra ...string) []byte {
-	t.Helper()
-	args := []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000",
-	}
-	cmd := exec.CommandContext(ctx, bin, append(append(args, extra...), url)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.String())
-	}
-	return stdout.Bytes()
-}
-
 // TestDashboard renders the dashboard of a live 3-node mesh in headless
 // Chromium and checks that the page shows the nodes, the origins and the
 // live streams, and a drained origin as draining. With SRS_MESH_UPDATE_SCREENSHOT=1 it writes
 // docs/dashboard.png.
 func TestDashboard(t *testing.T) {
-	bin := chromiumBin(t)
+	bin := harness.ChromiumBin(t)
 	harness.Need(t, "ffmpeg", "nginx")
 	a := harness.StartNginx(t, harness.NginxOptions{})
 	b := harness.StartNginx(t, harness.NginxOptions{})
@@ -818,7 +785,7 @@ func TestDashboard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url := "http://" + page.SystemAPI + "/"
-	dom := string(chromium(ctx, t, bin, url, "--dump-dom"))
+	dom := string(harness.Chromium(ctx, t, bin, url, "--dump-dom"))
 	want := append(append([]string{"origin-a", "origin-b", a.RTMPAddr, b.RTMPAddr, ">leader<", "draining"}, ids...), keys...)
 	for _, w := range want {
 		if !strings.Contains(dom, w) {
@@ -834,7 +801,7 @@ func TestDashboard(t *testing.T) {
 
 	if os.Getenv("SRS_MESH_UPDATE_SCREENSHOT") == "1" {
 		shot := filepath.Join(t.TempDir(), "dashboard.png")
-		chromium(ctx, t, bin, url, "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
+		harness.Chromium(ctx, t, bin, url, "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
 		png, err := os.ReadFile(shot)
 		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 			t.Fatalf("screenshot: %v", err)

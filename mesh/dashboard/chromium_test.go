@@ -7,51 +7,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/test/harness"
 )
 
 // updateScreenshotEnv makes TestChromium write docs/dashboard.png.
 const updateScreenshotEnv = "SRS_MESH_UPDATE_SCREENSHOT"
-
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed")
-	return ""
-}
-
-// chromium runs a headless browser on url with extra arguments and returns
-// what it printed on stdout. The whole process group is killed when ctx ends.
-func chromium(ctx context.Context, t *testing.T, bin, url string, extra ...string) []byte {
-	t.Helper()
-	args := []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000",
-	}
-	args = append(append(args, extra...), url)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.String())
-	}
-	return stdout.Bytes()
-}
 
 func fakeStatus() mesh.Status {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
@@ -80,7 +46,7 @@ func fakeStatus() mesh.Status {
 // fake node and checks what the page shows. With SRS_MESH_UPDATE_SCREENSHOT=1
 // it also writes docs/dashboard.png at 1280x800.
 func TestChromium(t *testing.T) {
-	bin := chromiumPath(t)
+	bin := harness.ChromiumBin(t)
 	mux := http.NewServeMux()
 	mux.Handle("/", Handler())
 	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +58,7 @@ func TestChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dom := string(chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
+	dom := string(harness.Chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
 	for _, want := range []string{
 		"mesh-node-1", "mesh-node-2", "mesh-node-3", ">leader<", "suspect",
 		"srs-origin-a", "srs-origin-b", "draining", "10.0.1.5:1935",
@@ -111,7 +77,7 @@ func TestChromium(t *testing.T) {
 
 	if os.Getenv(updateScreenshotEnv) == "1" {
 		shot := filepath.Join(t.TempDir(), "dashboard.png")
-		chromium(ctx, t, bin, srv.URL+"/", "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
+		harness.Chromium(ctx, t, bin, srv.URL+"/", "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
 		png, err := os.ReadFile(shot)
 		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 			t.Fatalf("screenshot: %v", err)
@@ -128,7 +94,7 @@ func TestChromium(t *testing.T) {
 // TestChromiumBanner checks that a node that answers errors gets the
 // "cannot reach node" banner with the node's message.
 func TestChromiumBanner(t *testing.T) {
-	bin := chromiumPath(t)
+	bin := harness.ChromiumBin(t)
 	mux := http.NewServeMux()
 	mux.Handle("/", Handler())
 	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +106,7 @@ func TestChromiumBanner(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dom := string(chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
+	dom := string(harness.Chromium(ctx, t, bin, srv.URL+"/", "--dump-dom"))
 	if !strings.Contains(dom, "Cannot reach node: raft is shutting down") {
 		t.Fatalf("no banner in:\n%s", dom)
 	}
@@ -150,7 +116,7 @@ func TestChromiumBanner(t *testing.T) {
 // once a token is in the tab's sessionStorage, and that the optional stream
 // list adds its columns to the streams table.
 func TestChromiumTokenAndStreams(t *testing.T) {
-	bin := chromiumPath(t)
+	bin := harness.ChromiumBin(t)
 	mux := http.NewServeMux()
 	mux.Handle("/", Handler())
 	mux.HandleFunc("GET /mesh/v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +137,7 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dom := string(chromium(ctx, t, bin, srv.URL+"/set-token", "--dump-dom"))
+	dom := string(harness.Chromium(ctx, t, bin, srv.URL+"/set-token", "--dump-dom"))
 	for _, want := range []string{
 		`data-origin="srs-origin-a" data-action="drain"`,
 		`data-origin="srs-origin-b" data-action="undrain"`,
