@@ -54,55 +54,6 @@ func startNamedCluster(t *testing.T, ids []string, extra ...string) *cluster {
 	return c
 }
 
-// waitRunningHealthy waits until every running node (stopped ones are
-// skipped) sees want origins, all healthy.
-func (c *cluster) waitRunningHealthy(t *testing.T, want int) {
-	t.Helper()
-	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d healthy origins on every node", want), func() bool {
-		for _, nd := range c.nodes {
-			if nd.Proc() == nil || nd.Proc().Exited() {
-				continue
-			}
-			var st mesh.Status
-			if nd.Status(&st) != nil || len(st.Origins) != want {
-				return false
-			}
-			for _, o := range st.Origins {
-				if !o.Healthy {
-					return false
-				}
-			}
-		}
-		return true
-	})
-}
-
-// waitRunningAssigned waits until every running node (stopped ones are
-// skipped) has an assignment for key and they agree, and returns its origin.
-func (c *cluster) waitRunningAssigned(t *testing.T, key string) string {
-	t.Helper()
-	var owner string
-	harness.WaitFor(t, 20*time.Second, key+" assigned on every node", func() bool {
-		owner = ""
-		for _, nd := range c.nodes {
-			if nd.Proc() == nil || nd.Proc().Exited() {
-				continue
-			}
-			var st mesh.Status
-			if nd.Status(&st) != nil {
-				return false
-			}
-			a, ok := assignmentOf(st, key)
-			if !ok || (owner != "" && a.Origin != owner) {
-				return false
-			}
-			owner = a.Origin
-		}
-		return owner != ""
-	})
-	return owner
-}
-
 // twoNginx starts two nginx-rtmp origins, o1 and o2, and returns them with
 // their --origin flags.
 func twoNginx(t *testing.T) (map[string]*harness.Nginx, []string) {
@@ -137,14 +88,14 @@ func meshStreams(nd *harness.Node) (mesh.ClusterStreams, error) {
 func TestOpsStreams(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 
 	keys := map[string]string{"__defaultVhost__/live/alpha": "live/alpha", "__defaultVhost__/live/beta": "live/beta"}
 	owners := map[string]string{}
 	i := 0
 	for _, key := range []string{"__defaultVhost__/live/alpha", "__defaultVhost__/live/beta"} {
 		harness.PublishRTMP(t, c.nodes[i].RTMPURL(keys[key]))
-		owners[key] = c.waitRunningAssigned(t, key)
+		owners[key] = c.waitAssigned(t, key)
 		t.Logf("%s published through %s, assigned to %s", key, c.nodes[i].ID, owners[key])
 		i++
 	}
@@ -321,7 +272,7 @@ func TestOpsAPIStreams(t *testing.T) {
 		nd.Start()
 	}
 	c.waitFormed(t, 3, 30*time.Second)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 
 	type entry struct {
 		Name   string `json:"name"`
@@ -410,10 +361,10 @@ func (c *cluster) waitRunningDraining(t *testing.T, id string, draining bool) {
 func TestOpsDrain(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 
 	pub1 := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/first"))
-	busy := c.waitRunningAssigned(t, "__defaultVhost__/live/first")
+	busy := c.waitAssigned(t, "__defaultVhost__/live/first")
 	idle := otherOrigin(busy)
 	pub1.Kill()
 	t.Logf("first stream on %s; draining %s", busy, idle)
@@ -429,7 +380,7 @@ func TestOpsDrain(t *testing.T) {
 
 	// Fewest streams would pick idle; draining sends the stream to busy.
 	harness.PublishRTMP(t, c.nodes[2].RTMPURL("live/second"))
-	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/second"); got != busy {
+	if got := c.waitAssigned(t, "__defaultVhost__/live/second"); got != busy {
 		t.Fatalf("stream published while %s drains went to %s, want %s", idle, got, busy)
 	}
 	harness.PlayUntil(t, "rtmp://"+origins[busy].RTMPAddr+"/live/second", 2*time.Second, 5, 30*time.Second)
@@ -438,7 +389,7 @@ func TestOpsDrain(t *testing.T) {
 	runCLI(t, "undrain", idle, "--addr", c.nodes[2].SystemAPI)
 	c.waitRunningDraining(t, idle, false)
 	harness.PublishRTMP(t, c.nodes[1].RTMPURL("live/third"))
-	if got := c.waitRunningAssigned(t, "__defaultVhost__/live/third"); got != idle {
+	if got := c.waitAssigned(t, "__defaultVhost__/live/third"); got != idle {
 		t.Fatalf("stream published after undrain went to %s, want %s", got, idle)
 	}
 	harness.PlayUntil(t, "rtmp://"+origins[idle].RTMPAddr+"/live/third", 2*time.Second, 5, 30*time.Second)
@@ -516,11 +467,11 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 func TestMetrics(t *testing.T) {
 	_, flags := twoNginx(t)
 	c := startCluster(t, 3, flags...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 
 	const key = "__defaultVhost__/live/metrics"
 	pub := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/metrics"))
-	owner := c.waitRunningAssigned(t, key)
+	owner := c.waitAssigned(t, key)
 	harness.PlayUntil(t, c.nodes[0].RTMPURL("live/metrics"), 2*time.Second, 10, 30*time.Second)
 	if pub.Exited() {
 		t.Fatalf("publisher exited: %s", pub.Output())
@@ -659,7 +610,7 @@ func TestNodeDrain(t *testing.T) {
 	const drainTimeout = 30 * time.Second
 	_, flags := twoNginx(t)
 	c := startCluster(t, 3, append(flags, "--drain-timeout", drainTimeout.String())...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 	// Drain the leader, the hardest case: it must hand leadership over
 	// before it leaves.
 	var n1, n2, n3 *harness.Node
@@ -676,7 +627,7 @@ func TestNodeDrain(t *testing.T) {
 	}
 
 	pub := harness.PublishRTMP(t, n1.RTMPURL("live/drain"))
-	c.waitRunningAssigned(t, "__defaultVhost__/live/drain")
+	c.waitAssigned(t, "__defaultVhost__/live/drain")
 	player := harness.StartPlayer(t, n3.RTMPURL("live/drain"))
 	harness.WaitFor(t, 30*time.Second, "player decodes frames through "+n3.ID, func() bool {
 		return player.Frames() >= 25 || player.Exited()
@@ -740,7 +691,7 @@ func TestNodeDrain(t *testing.T) {
 		st.Leader, before.Leader, before.Term, st.Term, voters(st), n3.ID, m)
 
 	harness.PublishRTMP(t, n2.RTMPURL("live/after-drain"))
-	owner := c.waitRunningAssigned(t, "__defaultVhost__/live/after-drain")
+	owner := c.waitAssigned(t, "__defaultVhost__/live/after-drain")
 	harness.PlayUntil(t, n1.RTMPURL("live/after-drain"), 2*time.Second, 5, 30*time.Second)
 	t.Logf("new stream after the drain assigned to %s and playable", owner)
 	if pub.Exited() {
@@ -759,11 +710,11 @@ func TestDashboard(t *testing.T) {
 	b := harness.StartNginx(t, harness.NginxOptions{})
 	ids := []string{"srs-mesh-0", "srs-mesh-1", "srs-mesh-2"}
 	c := startNamedCluster(t, ids, "--origin", originFlag("origin-a", a), "--origin", originFlag("origin-b", b))
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 	keys := []string{"__defaultVhost__/live/livestream", "__defaultVhost__/live/camera-2"}
 	for i, key := range keys {
 		harness.PublishRTMP(t, c.nodes[i].RTMPURL(strings.TrimPrefix(key, "__defaultVhost__/")))
-		c.waitRunningAssigned(t, key)
+		c.waitAssigned(t, key)
 	}
 
 	// A drained origin, so that the page shows that state too.

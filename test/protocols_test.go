@@ -43,11 +43,15 @@ func startProtocolCluster(t *testing.T, n int, perNode func(i int, nodes []*harn
 	return c
 }
 
-// waitOriginsHealthy waits until every node knows want origins, all healthy.
+// waitOriginsHealthy waits until every running node (stopped ones are
+// skipped) knows want origins, all healthy.
 func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
 	t.Helper()
 	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d origins healthy on every node", want), func() bool {
 		for _, nd := range c.nodes {
+			if nd.Proc() == nil || nd.Proc().Exited() {
+				continue
+			}
 			var st mesh.Status
 			if nd.Status(&st) != nil || len(st.Origins) != want {
 				return false
@@ -62,16 +66,20 @@ func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
 	})
 }
 
-// waitAssigned waits until every node has an assignment for key and they all
-// name the same origin, which it returns.
+// waitAssigned waits until every running node (stopped ones are skipped)
+// has an assignment for key and they all name the same origin, which it
+// returns.
 func (c *cluster) waitAssigned(t *testing.T, key string) string {
 	t.Helper()
 	var owner string
-	harness.WaitFor(t, 15*time.Second, "assignment of "+key+" replicated to all nodes", func() bool {
+	harness.WaitFor(t, 20*time.Second, "assignment of "+key+" replicated to all nodes", func() bool {
 		owner = ""
-		for i := range c.nodes {
+		for _, nd := range c.nodes {
+			if nd.Proc() == nil || nd.Proc().Exited() {
+				continue
+			}
 			var st mesh.Status
-			if c.nodes[i].Status(&st) != nil {
+			if nd.Status(&st) != nil {
 				return false
 			}
 			a, ok := assignmentOf(st, key)
@@ -80,7 +88,7 @@ func (c *cluster) waitAssigned(t *testing.T, key string) string {
 			}
 			owner = a.Origin
 		}
-		return true
+		return owner != ""
 	})
 	return owner
 }

@@ -218,18 +218,18 @@ func assignments(t *testing.T, nd *harness.Node) map[string]string {
 func TestStatefulSetRollingRestart(t *testing.T) {
 	origins, flags := twoNginx(t)
 	c := startStatefulSet(t, append(flags, "--drain-timeout", "3s")...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 
 	const key = "__defaultVhost__/live/rolling"
 	pub := newLBClient(t, c.nodes, "live/rolling", false, 0)
-	owner := c.waitRunningAssigned(t, key)
+	owner := c.waitAssigned(t, key)
 	player := newLBClient(t, c.nodes, "live/rolling", true, 1)
 	clients := []*lbClient{pub, player}
 	waitTicking(t, 30*time.Second, "player decodes frames", clients, func() bool { return player.frames() >= 25 })
 	// A second stream that nobody uses during the restarts must keep its
 	// origin too.
 	idle := harness.PublishRTMP(t, c.nodes[2].RTMPURL("live/idle"))
-	c.waitRunningAssigned(t, "__defaultVhost__/live/idle")
+	c.waitAssigned(t, "__defaultVhost__/live/idle")
 	idle.Kill()
 	before := assignments(t, c.nodes[0])
 	t.Logf("before: %v; publishing via %s, playing via %s", before, pub.node.ID, player.node.ID)
@@ -276,12 +276,12 @@ func TestStatefulSetRollingRestart(t *testing.T) {
 func TestStatefulSetScaleDown(t *testing.T) {
 	_, flags := twoNginx(t)
 	c := startStatefulSet(t, append(flags, "--drain-timeout", "3s")...)
-	c.waitRunningHealthy(t, 2)
+	c.waitOriginsHealthy(t, 2)
 	p0, p1, p2 := c.nodes[0], c.nodes[1], c.nodes[2]
 
 	const old = "__defaultVhost__/live/before-scale"
 	harness.PublishRTMP(t, p2.RTMPURL("live/before-scale"))
-	owner := c.waitRunningAssigned(t, old)
+	owner := c.waitAssigned(t, old)
 
 	if err := p2.Stop(30 * time.Second); err != nil {
 		t.Fatalf("%s after SIGTERM: %v", p2.ID, err)
@@ -307,7 +307,7 @@ func TestStatefulSetScaleDown(t *testing.T) {
 		t.Errorf("%s moved from %s to %s", old, owner, a.Origin)
 	}
 	harness.PublishRTMP(t, p1.RTMPURL("live/after-scale"))
-	got := c.waitRunningAssigned(t, "__defaultVhost__/live/after-scale")
+	got := c.waitAssigned(t, "__defaultVhost__/live/after-scale")
 	harness.PlayUntil(t, p0.RTMPURL("live/after-scale"), 2*time.Second, 5, 30*time.Second)
 	t.Logf("new stream after the scale-down assigned to %s and playable through %s", got, p0.ID)
 }
