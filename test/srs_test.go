@@ -68,7 +68,7 @@ func TestSRSOriginsRTMPAndHTTP(t *testing.T) {
 // (SRS's srt_to_rtmp) through node 3: all protocols meet at one key.
 func TestSRSOriginsSRT(t *testing.T) {
 	c, _ := startSRSMesh(t)
-	needFFmpegSRT(t)
+	harness.NeedFFmpegSRT(t)
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
 	args = append(args, harness.TestSourceArgs()...)
 	args = append(args, harness.EncodeArgs()...)

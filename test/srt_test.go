@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"bufio"
-	wire "encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +24,7 @@ import (
 // scenario, which drains srt1 instead so that a new stream lands on the dead
 // origin while an existing one keeps streaming to srt1.
 func TestSRTThroughMesh(t *testing.T) {
-	needFFmpegSRT(t)
+	harness.NeedFFmpegSRT(t)
 	live := fmt.Sprintf("127.0.0.1:%d", harness.UniqueUDPPort(t))
 	dead := fmt.Sprintf("127.0.0.1:%d", harness.UniqueUDPPort(t))
 	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
@@ -84,7 +81,7 @@ func srtPublish(t *testing.T, c *cluster, origin, name, query string) {
 	if err := rec.Wait(15 * time.Second); err != nil {
 		rec.Stop(5 * time.Second)
 	}
-	n := countVideoFrames(t, out)
+	n := harness.CountVideoFrames(t, out)
 	t.Logf("published live/%s through n1 in %v; the origin recorded %d video frames", name,
 		time.Since(start).Round(10*time.Millisecond), n)
 	if n < 25 {
@@ -103,7 +100,7 @@ func srtPlay(t *testing.T, c *cluster, origin, name, query string) {
 	args = append(args, harness.EncodeArgs()...)
 	args = append(args, "-f", "mpegts", "srt://"+origin+"?mode=listener"+query)
 	src := harness.Start(t, "ffmpeg", args...)
-	waitSRTListener(t, origin, 20*time.Second)
+	harness.WaitSRTListener(t, origin, 20*time.Second)
 	res := harness.PlayUntil(t, "srt://"+c.nodes[1].SRTAddr+"?streamid=#!::r=live/"+name+",m=request"+query,
 		2*time.Second, 10, 60*time.Second)
 	t.Logf("played live/%s through n2: %d frames", name, res.VideoFrames)
@@ -169,28 +166,11 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 		rec.Stop(5 * time.Second)
 	}
 	// 12 s at 25 fps is 300 frames; the bound leaves room for a slow start.
-	if n := countVideoFrames(t, out); n < 150 {
+	if n := harness.CountVideoFrames(t, out); n < 150 {
 		t.Fatalf("srt1 recorded %d video frames of live/ok, want >= 150", n)
 	} else {
 		t.Logf("srt1 recorded %d video frames of live/ok", n)
 	}
-}
-
-// needFFmpegSRT skips the test unless FFmpeg and ffprobe exist and FFmpeg
-// was built with SRT.
-func needFFmpegSRT(t *testing.T) {
-	t.Helper()
-	harness.Need(t, "ffmpeg", "ffprobe")
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-protocols").Output()
-	if err != nil {
-		t.Skipf("ffmpeg -protocols: %v", err)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if p == "srt" {
-			return
-		}
-	}
-	t.Skip("ffmpeg has no SRT protocol")
 }
 
 // srtRecorder starts FFmpeg as an SRT listener at addr that records what it
@@ -200,7 +180,7 @@ func srtRecorder(t *testing.T, addr, query string) (out string, p *harness.Proc)
 	out = filepath.Join(t.TempDir(), "origin.ts")
 	p = harness.Start(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
 		"-i", "srt://"+addr+"?mode=listener"+query, "-c", "copy", "-f", "mpegts", out)
-	waitSRTListener(t, addr, 20*time.Second)
+	harness.WaitSRTListener(t, addr, 20*time.Second)
 	return out, p
 }
 
@@ -213,69 +193,6 @@ func srtPublisher(t *testing.T, url string, d time.Duration) *harness.Proc {
 	args = append(args, harness.EncodeArgs()...)
 	args = append(args, "-t", strconv.FormatFloat(d.Seconds(), 'f', 1, 64), "-f", "mpegts", url)
 	return harness.Start(t, "ffmpeg", args...)
-}
-
-// srtInduction is an SRT (UDT version 4) induction handshake: the first
-// packet a caller sends, which a listener answers without creating state.
-func srtInduction() []byte {
-	b := make([]byte, 64)
-	wire.BigEndian.PutUint32(b[0:], 0x80000000) // control packet, type HANDSHAKE
-	wire.BigEndian.PutUint32(b[16:], 4)         // version 4
-	wire.BigEndian.PutUint16(b[22:], 2)         // UDT_DGRAM
-	wire.BigEndian.PutUint32(b[24:], 0x1234)    // initial sequence number
-	wire.BigEndian.PutUint32(b[28:], 1500)      // MTU
-	wire.BigEndian.PutUint32(b[32:], 8192)      // flow window
-	wire.BigEndian.PutUint32(b[36:], 1)         // handshake type INDUCTION
-	wire.BigEndian.PutUint32(b[40:], 0x0badcafe)
-	return b
-}
-
-// waitSRTListener waits until an SRT listener answers an induction at addr.
-// The induction leaves no state behind, so the listener still takes the
-// next caller.
-func waitSRTListener(t *testing.T, addr string, timeout time.Duration) {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	probe := srtInduction()
-	buf := make([]byte, 1500)
-	harness.WaitFor(t, timeout, "SRT listener at "+addr, func() bool {
-		c.Write(probe)
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				time.Sleep(100 * time.Millisecond) // refused: not bound yet
-			}
-			return false
-		}
-		return n >= 40 && buf[0]&0x80 != 0 && wire.BigEndian.Uint32(buf[36:40]) == 1
-	})
-}
-
-// countVideoFrames returns the number of video frames ffprobe decodes in
-// path.
-func countVideoFrames(t *testing.T, path string) int {
-	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
-	}
-	// One number per stream (and, with some builds, per program).
-	fields := strings.Fields(string(out))
-	if len(fields) == 0 {
-		t.Fatalf("ffprobe %s: no frame count", path)
-	}
-	n, err := strconv.Atoi(strings.TrimSuffix(fields[0], ","))
-	if err != nil {
-		t.Fatalf("ffprobe %s: %q", path, out)
-	}
-	return n
 }
 
 // setDraining drains or undrains an origin through a node's system API.

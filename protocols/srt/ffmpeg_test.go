@@ -21,7 +21,7 @@ func srtOrigin(t *testing.T, query string) (addr, out string, p *harness.Proc) {
 	out = filepath.Join(t.TempDir(), "origin.ts")
 	p = harness.Start(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
 		"-i", "srt://"+addr+"?mode=listener"+query, "-c", "copy", "-f", "mpegts", out)
-	waitSRTListener(t, addr, 10*time.Second)
+	harness.WaitSRTListener(t, addr, 10*time.Second)
 	return addr, out, p
 }
 
@@ -57,7 +57,7 @@ func publishThrough(t *testing.T, query string) {
 	if err := origin.Wait(10 * time.Second); err != nil {
 		origin.Stop(5 * time.Second)
 	}
-	if n := countFrames(t, out); n < 25 {
+	if n := harness.CountVideoFrames(t, out); n < 25 {
 		t.Fatalf("origin recorded %d video frames, want >= 25: %s", n, origin.Output())
 	} else {
 		t.Logf("origin recorded %d video frames", n)
@@ -109,7 +109,7 @@ func TestFFmpegPlay(t *testing.T) {
 	args = append(args, harness.EncodeArgs()...)
 	args = append(args, "-f", "mpegts", "srt://"+originAddr+"?mode=listener")
 	harness.Start(t, "ffmpeg", args...)
-	waitSRTListener(t, originAddr, 10*time.Second)
+	harness.WaitSRTListener(t, originAddr, 10*time.Second)
 
 	srv, proxy := startServer(t, Config{Router: staticRouter(originAddr)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -171,7 +171,7 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	if err := origin.Wait(10 * time.Second); err != nil {
 		origin.Stop(5 * time.Second)
 	}
-	if n := countFrames(t, out); n < 50 {
+	if n := harness.CountVideoFrames(t, out); n < 50 {
 		t.Fatalf("healthy origin recorded %d frames", n)
 	}
 }

@@ -3,10 +3,8 @@ package srt
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -180,65 +178,11 @@ func hsreqExt() ext {
 	return ext{packet.EXTTYPE_HSREQ, body, -1}
 }
 
-// needSRT skips the test unless FFmpeg was built with SRT.
+// needSRT skips the test in -short mode or unless FFmpeg was built with SRT.
 func needSRT(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts FFmpeg")
 	}
-	harness.Need(t, "ffmpeg", "ffprobe")
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-protocols").Output()
-	if err != nil {
-		t.Skipf("ffmpeg -protocols: %v", err)
-	}
-	for _, l := range strings.Fields(string(out)) {
-		if l == "srt" {
-			return
-		}
-	}
-	t.Skip("ffmpeg has no SRT protocol")
-}
-
-// waitSRTListener waits until an SRT listener answers an induction at addr.
-func waitSRTListener(t *testing.T, addr string, timeout time.Duration) {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	probe := hsPacket(0, hsv4, packet.HSTYPE_INDUCTION, 0x0badcafe, 0)
-	buf := make([]byte, maxPacket)
-	harness.WaitFor(t, timeout, "SRT listener at "+addr, func() bool {
-		c.Write(probe)
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				time.Sleep(100 * time.Millisecond) // refused: not bound yet
-			}
-			return false
-		}
-		hs, err := parseHandshake(buf[:n])
-		return err == nil && hs.Type == packet.HSTYPE_INDUCTION
-	})
-}
-
-// countFrames returns the number of video frames ffprobe decodes in path.
-func countFrames(t *testing.T, path string) int {
-	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
-	}
-	var n int
-	for _, c := range strings.TrimSpace(string(out)) {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
+	harness.NeedFFmpegSRT(t)
 }
