@@ -18,7 +18,7 @@ func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key strea
 	if origin == "" {
 		return
 	}
-	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(origin), rewriteMPD, "application/dash+xml")
+	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(origin), rewriteMPD, mpdCacheControl, "application/dash+xml")
 }
 
 // serveDASHToken serves "/_dash/<token>/<rest>": the origin file rest below
@@ -81,7 +81,6 @@ func (s *Server) serveDASHByPath(w http.ResponseWriter, r *http.Request, key str
 // directory of the URL's path that holds no template identifier and rest is
 // the remainder (templates included). URLs on other hosts are left alone.
 func (s *Server) dashMapper(origin string) uriMapper {
-	exp := s.tokenExpiry()
 	signer := s.tokens.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
@@ -99,7 +98,7 @@ func (s *Server) dashMapper(origin string) uriMapper {
 		if dirEnd == 0 {
 			return "", false
 		}
-		tok, err := signer.Encode(Token{Kind: TokenDir, Origin: origin, Path: p[:dirEnd], Expiry: exp})
+		tok, err := signer.Encode(Token{Kind: TokenDir, Origin: origin, Path: p[:dirEnd]})
 		if err != nil {
 			return "", false
 		}

@@ -47,7 +47,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 		end := s.sessions.Track(key, liveProto(suffix))
 		defer end()
 	}
-	s.relay(w, r, resp)
+	s.relay(w, r, resp, cacheNone)
 }
 
 // fetch sends a request for origin path (escaped) and query to origin with
@@ -83,9 +83,12 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, p
 // relay copies the origin's status and headers to the client and streams
 // the body, flushing after every read so that the first bytes (an FLV header
 // and its first tags) reach the player at once. It returns when either side
-// ends; the caller closes resp.Body, which ends the origin leg.
-func (s *Server) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+// ends; the caller closes resp.Body, which ends the origin leg. cache is the
+// Cache-Control of a 2xx answer the origin sent none for.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, cache string) {
 	copyHeader(w.Header(), resp.Header)
+	setCacheDefault(w.Header(), resp.StatusCode, cache)
+	setCORS(w.Header())
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return

@@ -7,7 +7,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -27,7 +26,7 @@ func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key 
 	if origin == "" {
 		return
 	}
-	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(origin, keyPath(key, ".m3u8"), key), rewritePlaylist, "application/vnd.apple.mpegurl")
+	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(origin, keyPath(key, ".m3u8"), key), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section
@@ -47,7 +46,7 @@ func (s *Server) serveHLSToken(w http.ResponseWriter, r *http.Request, rest stri
 		return
 	}
 	if isPlaylistName(tok.Path) {
-		s.serveDocument(w, r, tok.Origin, tok.Path, s.hlsMapper(tok.Origin, "", stream.Key{}), rewritePlaylist, "application/vnd.apple.mpegurl")
+		s.serveDocument(w, r, tok.Origin, tok.Path, s.hlsMapper(tok.Origin, "", stream.Key{}), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
 		return
 	}
 	s.proxyFile(w, r, tok.Origin, tok.Path)
@@ -61,7 +60,7 @@ func (s *Server) proxyFile(w http.ResponseWriter, r *http.Request, origin, p str
 		return
 	}
 	defer resp.Body.Close()
-	s.relay(w, r, resp)
+	s.relay(w, r, resp, s.segCache)
 }
 
 // decodeToken verifies a token of the given kind, or answers 400 (403 when
@@ -90,18 +89,26 @@ func isPlaylistName(p string) bool {
 // rewriter is rewritePlaylist or rewriteMPD.
 type rewriter func(src []byte, base *url.URL, m uriMapper) ([]byte, error)
 
+// cachePolicy gives the Cache-Control of a rewritten document:
+// playlistCacheControl or mpdCacheControl.
+type cachePolicy func(doc []byte) string
+
 // serveDocument fetches a playlist or MPD (always with GET, so that HEAD
 // answers carry the rewritten length), rewrites it with m and answers with
-// a corrected Content-Length. Non-200 answers from the origin are relayed
-// unchanged, so a 404 stays a 404.
-func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p string, m uriMapper, rw rewriter, defaultType string) {
+// a corrected Content-Length and the Cache-Control that cp gives. Non-200
+// answers from the origin are relayed unchanged, so a 404 stays a 404.
+//
+// The answer depends only on the origin's document and the mesh's token key,
+// so every node, and every reload within the origin's update interval, gives
+// the same bytes.
+func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p string, m uriMapper, rw rewriter, cp cachePolicy, defaultType string) {
 	resp, ok := s.fetch(w, r, http.MethodGet, origin, p, r.URL.RawQuery, documentDropHeaders)
 	if !ok {
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		s.relay(w, r, resp)
+		s.relay(w, r, resp, cacheNone)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPlaylistSize+1))
@@ -133,6 +140,8 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p
 		h.Set("Content-Type", defaultType)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(out)))
+	h.Set("Cache-Control", cp(body))
+	setCORS(h)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(out)
@@ -146,7 +155,6 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p
 // "livestream.m3u8?hls_ctx=..."). Any other URI on the origin becomes
 // "/_hls/<token>/<name>?<query>". URIs on other hosts are left alone.
 func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
-	exp := s.tokenExpiry()
 	signer := s.tokens.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
@@ -159,7 +167,7 @@ func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
 			}
 			return p, true
 		}
-		tok, err := signer.Encode(Token{Kind: TokenFile, Origin: origin, Path: p, Expiry: exp})
+		tok, err := signer.Encode(Token{Kind: TokenFile, Origin: origin, Path: p})
 		if err != nil {
 			return "", false
 		}
@@ -199,6 +207,3 @@ func onOrigin(u *url.URL, origin string) bool {
 	}
 	return strings.EqualFold(host, origin)
 }
-
-// tokenExpiry is when tokens issued now expire.
-func (s *Server) tokenExpiry() time.Time { return s.now().Add(s.ttl) }

@@ -168,10 +168,11 @@ func TestHLSTwoNodes(t *testing.T) {
 	}
 }
 
-// Tokens from another mesh (another secret) or expired ones are refused.
+// Tokens from another mesh (another secret) or expired version 1 ones are
+// refused.
 func TestHLSTokenRejected(t *testing.T) {
 	origin := fakeSRS(t)
-	_, a := proxyFor(t, hostOf(origin), nil)
+	sa, a := proxyFor(t, hostOf(origin), nil)
 	_, media := get(t, a.URL+"/live/s.m3u8?hls_ctx=ctx1")
 	seg := uriLines(media)[2]
 
@@ -180,17 +181,19 @@ func TestHLSTokenRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	later, err := New(Config{Router: staticRouter(hostOf(origin)), TokenSecret: []byte("mesh-secret"), Now: func() time.Time { return time.Now().Add(DefaultTokenTTL + time.Second) }})
+	tokStr, name, _ := strings.Cut(strings.TrimPrefix(seg, hlsPrefix), "/")
+	tok, err := sa.tokens.Decode(tokStr, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer later.Close()
+	expired := hlsPrefix + encodeV1(sa.tokens, tok, time.Now().Add(-time.Second)) + "/" + name
 	for _, c := range []struct {
 		s      *Server
+		url    string
 		status int
-	}{{other, 400}, {later, 403}} {
+	}{{other, seg, 400}, {sa, expired, 403}} {
 		w := httptest.NewRecorder()
-		c.s.Handler().ServeHTTP(w, httptest.NewRequest("GET", seg, nil))
+		c.s.Handler().ServeHTTP(w, httptest.NewRequest("GET", c.url, nil))
 		if w.Code != c.status || !strings.Contains(w.Body.String(), `"code":`) {
 			t.Errorf("status %d body %q, want %d", w.Code, w.Body, c.status)
 		}

@@ -11,9 +11,17 @@
 //	/_hls/<token>/<name>[?query]   token names one origin file (TokenFile)
 //	/_dash/<token>/<rest>[?query]  token names an origin directory (TokenDir)
 //
-// A token carries the origin's HTTP endpoint, the origin path and an expiry,
-// signed with HMAC-SHA256 under Config.TokenSecret, which every node of a mesh
-// shares. The query the client sends on any URL is passed to the origin.
+// A token carries the origin's HTTP endpoint and the origin path, signed
+// with HMAC-SHA256 under Config.TokenSecret, which every node of a mesh
+// shares. It holds no time, so a segment keeps one URI on every reload and
+// every node (players such as hls.js require it), and a rewritten document
+// is the same bytes from any node. The query the client sends on any URL is
+// passed to the origin.
+//
+// Every answer allows cross-origin reads (web players run on other sites),
+// OPTIONS preflights are answered, and Cache-Control lets a CDN share
+// playlists for half their target duration and segments for
+// Config.SegmentMaxAge.
 //
 // Playlist URIs are rewritten to absolute paths on the node; a variant that
 // names the playlist's own path (SRS's "livestream.m3u8?hls_ctx=...") goes
@@ -68,9 +76,6 @@ type Config struct {
 	// must use the same secret so that any node serves any node's tokens.
 	// Required.
 	TokenSecret []byte
-	// TokenTTL is how long a segment token stays valid after its playlist
-	// was served. Default DefaultTokenTTL.
-	TokenTTL time.Duration
 	// DialTimeout bounds connecting to an origin. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// WriteTimeout bounds each write of a streamed body (FLV, TS) to the
@@ -80,13 +85,17 @@ type Config struct {
 	// Transport carries requests to origins. Default: an http.Transport
 	// using DialTimeout. Redirects are never followed; they reach the client.
 	Transport http.RoundTripper
-	// Now is the clock for token expiry. Default time.Now.
+	// SegmentMaxAge is the Cache-Control max-age of segments, init sections
+	// and keys whose origin sent no Cache-Control. Default
+	// DefaultSegmentMaxAge.
+	SegmentMaxAge time.Duration
+	// Now is the clock that ends version 1 tokens (see Token). Default
+	// time.Now.
 	Now func() time.Time
 }
 
 // Defaults for Config.
 const (
-	DefaultTokenTTL     = 10 * time.Minute
 	DefaultDialTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
 	// originHeaderTimeout bounds the wait for an origin's response headers.
@@ -105,8 +114,8 @@ type Server struct {
 	sessions  Sessions
 	log       *slog.Logger
 	tokens    tokenCodec
-	ttl       time.Duration
 	writeTTL  time.Duration
+	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
 	now       func() time.Time
 
@@ -129,14 +138,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.TokenTTL <= 0 {
-		cfg.TokenTTL = DefaultTokenTTL
-	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.SegmentMaxAge <= 0 {
+		cfg.SegmentMaxAge = DefaultSegmentMaxAge
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -155,8 +164,8 @@ func New(cfg Config) (*Server, error) {
 		sessions:  cfg.Sessions,
 		log:       cfg.Logger,
 		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
-		ttl:       cfg.TokenTTL,
 		writeTTL:  cfg.WriteTimeout,
+		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
 		now:       cfg.Now,
 	}
@@ -205,8 +214,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
+	if r.Method == http.MethodOptions {
+		servePreflight(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+		w.Header().Set("Allow", corsAllowMethods)
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
@@ -290,7 +303,8 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", fmt.Sprint(len(b)+1))
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", cacheNone)
+	setCORS(h)
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }

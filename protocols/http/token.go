@@ -14,19 +14,31 @@ import (
 
 // A segment token names an origin resource without any state on the node
 // that issued it: it carries the origin's HTTP endpoint ("host:port"), the
-// origin path, an expiry and an HMAC over all of them. Every node of a mesh
-// shares the HMAC key, so a playlist fetched from one node may have its
-// segments fetched from any other.
+// origin path and an HMAC over both. Every node of a mesh shares the HMAC
+// key, so a playlist fetched from one node may have its segments fetched
+// from any other.
+//
+// A token is a pure function of the key and the origin object: it holds no
+// time. The same segment therefore gets the same URI on every reload of its
+// playlist and on every node, which players require (hls.js treats a changed
+// URI under an unchanged media sequence number as a broken playlist) and
+// which lets HTTP caches share playlists and segments between viewers. A
+// token grants no more than its playlist did: one file (or one directory for
+// DASH) of one origin, fetched with the client's own query, which the origin
+// still authorizes. Rotating the key revokes every token.
 //
 // Wire form (before base64url without padding):
 //
-//	version(1) kind(1) expiry(uvarint, unix seconds) len(origin)(uvarint) origin
-//	len(path)(uvarint) path mac(16)
+//	version(1)=2 kind(1) len(origin)(uvarint) origin len(path)(uvarint) path mac(16)
 //
 // where mac is HMAC-SHA256 over everything before it, truncated to 128 bits.
+// Version 1 tokens, issued by earlier releases, also carried an expiry
+// (uvarint unix seconds after kind); they are still accepted until that
+// expiry, so that a rolling upgrade does not break players.
 const (
-	tokenVersion = 1
-	tokenMACLen  = 16
+	tokenVersion   = 2
+	tokenVersionV1 = 1
+	tokenMACLen    = 16
 	// MaxTokenLen bounds an encoded token; longer input is rejected before it
 	// is decoded.
 	MaxTokenLen = 1024
@@ -46,8 +58,8 @@ const (
 	TokenDir TokenKind = 2
 )
 
-// Token errors. Callers answer ErrTokenExpired with 403 and the others with
-// 400.
+// Token errors. Callers answer ErrTokenExpired (an expired version 1 token)
+// with 403 and the others with 400.
 var (
 	ErrTokenMalformed = errors.New("httpstream: malformed token")
 	ErrTokenTooLong   = errors.New("httpstream: token too long")
@@ -64,8 +76,6 @@ type Token struct {
 	// Path is the escaped origin path: the file for TokenFile, a directory
 	// ending in '/' for TokenDir.
 	Path string
-	// Expiry is when the token stops being accepted (second precision).
-	Expiry time.Time
 }
 
 // tokenCodec signs and verifies tokens with one key.
@@ -95,10 +105,9 @@ func (s *tokenSigner) Encode(t Token) (string, error) {
 	if err := t.check(); err != nil {
 		return "", err
 	}
-	var raw [2 + 3*binary.MaxVarintLen64 + 2*maxTokenField + tokenMACLen]byte
+	var raw [2 + 2*binary.MaxVarintLen64 + 2*maxTokenField + tokenMACLen]byte
 	b := raw[:0]
 	b = append(b, tokenVersion, byte(t.Kind))
-	b = binary.AppendUvarint(b, uint64(max(t.Expiry.Unix(), 0)))
 	b = binary.AppendUvarint(b, uint64(len(t.Origin)))
 	b = append(b, t.Origin...)
 	b = binary.AppendUvarint(b, uint64(len(t.Path)))
@@ -118,9 +127,10 @@ func (c tokenCodec) sign(b []byte) []byte {
 	return append(b, m.Sum(sum[:0])[:tokenMACLen]...)
 }
 
-// Decode verifies s and returns its content. A token whose expiry is not
-// after now is rejected with ErrTokenExpired (only after its signature has
-// been checked, so the error never confirms a forged token's fields).
+// Decode verifies s and returns its content. A version 1 token whose expiry
+// is not after now is rejected with ErrTokenExpired (only after its
+// signature has been checked, so the error never confirms a forged token's
+// fields).
 func (c tokenCodec) Decode(s string, now time.Time) (Token, error) {
 	if len(s) > MaxTokenLen {
 		return Token{}, ErrTokenTooLong
@@ -141,17 +151,20 @@ func (c tokenCodec) Decode(s string, now time.Time) (Token, error) {
 	if !hmac.Equal(m.Sum(sum[:0])[:tokenMACLen], mac) {
 		return Token{}, ErrTokenSignature
 	}
-	if body[0] != tokenVersion {
+	if body[0] != tokenVersion && body[0] != tokenVersionV1 {
 		return Token{}, fmt.Errorf("%w: %d", ErrTokenVersion, body[0])
 	}
 	t := Token{Kind: TokenKind(body[1])}
 	rest := body[2:]
-	exp, k := binary.Uvarint(rest)
-	if k <= 0 || exp > 1<<40 {
-		return Token{}, fmt.Errorf("%w: expiry", ErrTokenMalformed)
+	var expiry time.Time
+	if body[0] == tokenVersionV1 {
+		exp, k := binary.Uvarint(rest)
+		if k <= 0 || exp > 1<<40 {
+			return Token{}, fmt.Errorf("%w: expiry", ErrTokenMalformed)
+		}
+		rest = rest[k:]
+		expiry = time.Unix(int64(exp), 0)
 	}
-	rest = rest[k:]
-	t.Expiry = time.Unix(int64(exp), 0)
 	var ok bool
 	if t.Origin, rest, ok = readField(rest); !ok {
 		return Token{}, fmt.Errorf("%w: origin", ErrTokenMalformed)
@@ -165,7 +178,7 @@ func (c tokenCodec) Decode(s string, now time.Time) (Token, error) {
 	if err := t.check(); err != nil {
 		return Token{}, err
 	}
-	if !now.Before(t.Expiry) {
+	if !expiry.IsZero() && !now.Before(expiry) {
 		return Token{}, ErrTokenExpired
 	}
 	return t, nil

@@ -2,6 +2,7 @@ package httpstream
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +10,17 @@ import (
 )
 
 var testNow = time.Unix(1_700_000_000, 0)
+
+// encodeV1 issues a version 1 token (with an expiry), as earlier releases
+// did.
+func encodeV1(c tokenCodec, t Token, expiry time.Time) string {
+	b := binary.AppendUvarint([]byte{tokenVersionV1, byte(t.Kind)}, uint64(expiry.Unix()))
+	b = binary.AppendUvarint(b, uint64(len(t.Origin)))
+	b = append(b, t.Origin...)
+	b = binary.AppendUvarint(b, uint64(len(t.Path)))
+	b = append(b, t.Path...)
+	return base64.RawURLEncoding.EncodeToString(c.sign(b))
+}
 
 func TestTokenRoundTrip(t *testing.T) {
 	c := tokenCodec{key: []byte("secret")}
@@ -18,7 +30,6 @@ func TestTokenRoundTrip(t *testing.T) {
 		{Kind: TokenDir, Origin: "origin-1.example.com:80", Path: "/live/"},
 		{Kind: TokenDir, Origin: "10.0.0.5:8080", Path: "/"},
 	} {
-		tok.Expiry = testNow.Add(time.Minute)
 		s, err := c.Encode(tok)
 		if err != nil {
 			t.Fatalf("encode %+v: %v", tok, err)
@@ -30,7 +41,7 @@ func TestTokenRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decode %+v: %v", tok, err)
 		}
-		if got != tok && !(got.Expiry.Equal(tok.Expiry) && got.Kind == tok.Kind && got.Origin == tok.Origin && got.Path == tok.Path) {
+		if got != tok {
 			t.Errorf("got %+v, want %+v", got, tok)
 		}
 	}
@@ -38,7 +49,6 @@ func TestTokenRoundTrip(t *testing.T) {
 
 func TestTokenEncodeRejects(t *testing.T) {
 	c := tokenCodec{key: []byte("secret")}
-	exp := testNow.Add(time.Minute)
 	for _, tok := range []Token{
 		{Kind: 0, Origin: "h:1", Path: "/a.ts"},
 		{Kind: TokenFile, Origin: "", Path: "/a.ts"},
@@ -53,7 +63,6 @@ func TestTokenEncodeRejects(t *testing.T) {
 		{Kind: TokenDir, Origin: "h:1", Path: "/live"},
 		{Kind: TokenFile, Origin: "h:1", Path: "/" + strings.Repeat("a", maxTokenField)},
 	} {
-		tok.Expiry = exp
 		if s, err := c.Encode(tok); err == nil {
 			t.Errorf("encode %+v = %q, want error", tok, s)
 		}
@@ -62,7 +71,7 @@ func TestTokenEncodeRejects(t *testing.T) {
 
 func TestTokenDecodeRejects(t *testing.T) {
 	c := tokenCodec{key: []byte("secret")}
-	good, err := c.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts", Expiry: testNow.Add(time.Minute)})
+	good, err := c.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +82,18 @@ func TestTokenDecodeRejects(t *testing.T) {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	// A token for another key with valid structure.
-	other, _ := tokenCodec{key: []byte("other")}.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts", Expiry: testNow.Add(time.Minute)})
+	other, _ := tokenCodec{key: []byte("other")}.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts"})
 	// A correctly signed token carrying an unknown version.
-	v2 := append([]byte(nil), raw[:len(raw)-tokenMACLen]...)
-	v2[0] = 2
-	v2tok := base64.RawURLEncoding.EncodeToString(c.sign(v2))
+	v3 := append([]byte(nil), raw[:len(raw)-tokenMACLen]...)
+	v3[0] = 3
+	v3tok := base64.RawURLEncoding.EncodeToString(c.sign(v3))
+	// A version 1 token (with an expiry) as earlier releases issued it.
+	v1tok := encodeV1(c, Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts"}, testNow.Add(time.Minute))
 	// A correctly signed token with trailing garbage inside the signed body.
 	trail := append(append([]byte(nil), raw[:len(raw)-tokenMACLen]...), 'x')
 	trailTok := base64.RawURLEncoding.EncodeToString(c.sign(trail))
 	// A correctly signed token whose path escapes its directory.
 	evil := []byte{tokenVersion, byte(TokenFile)}
-	evil = append(evil, 0xff, 0xff, 0xff, 0xff, 0x0f) // large but valid uvarint expiry
 	evil = append(evil, 3, 'h', ':', '1', 9)
 	evil = append(evil, "/../a.ts"...)
 	evilTok := base64.RawURLEncoding.EncodeToString(c.sign(evil))
@@ -98,16 +108,16 @@ func TestTokenDecodeRejects(t *testing.T) {
 		{"not base64", "!!!!", testNow, ErrTokenMalformed},
 		{"padding", good + "=", testNow, ErrTokenMalformed},
 		{"truncated", good[:len(good)-4], testNow, ErrTokenSignature},
-		{"truncated odd", good[:len(good)-3], testNow, ErrTokenMalformed},
+		{"truncated odd", good[:len(good)-len(good)%4-3], testNow, ErrTokenMalformed},
 		{"short", good[:10], testNow, ErrTokenMalformed},
 		{"tiny", "AAAA", testNow, ErrTokenMalformed},
 		{"oversized", strings.Repeat("A", MaxTokenLen+1), testNow, ErrTokenTooLong},
 		{"flipped body", flip(5), testNow, ErrTokenSignature},
 		{"flipped mac", flip(len(raw) - 1), testNow, ErrTokenSignature},
 		{"wrong key", other, testNow, ErrTokenSignature},
-		{"expired", good, testNow.Add(time.Minute), ErrTokenExpired},
-		{"long expired", good, testNow.Add(time.Hour), ErrTokenExpired},
-		{"version", v2tok, testNow, ErrTokenVersion},
+		{"v1 expired", v1tok, testNow.Add(time.Minute), ErrTokenExpired},
+		{"v1 long expired", v1tok, testNow.Add(time.Hour), ErrTokenExpired},
+		{"version", v3tok, testNow, ErrTokenVersion},
 		{"trailing", trailTok, testNow, ErrTokenMalformed},
 		{"dotdot", evilTok, testNow, ErrTokenMalformed},
 	}
@@ -119,19 +129,43 @@ func TestTokenDecodeRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.Decode(good, testNow.Add(59*time.Second)); err != nil {
-		t.Errorf("token rejected before expiry: %v", err)
+	if got, err := c.Decode(v1tok, testNow.Add(59*time.Second)); err != nil || got.Path != "/live/s-1.ts" {
+		t.Errorf("version 1 token before its expiry: %+v, %v", got, err)
+	}
+	if _, err := c.Decode(good, testNow.Add(100*365*24*time.Hour)); err != nil {
+		t.Errorf("token rejected later: %v", err)
+	}
+}
+
+// A token is a pure function of the key and the origin object: issuing it
+// again, at another time or from another codec with the same key, gives the
+// same string (so playlist reloads and other nodes give the same URIs).
+func TestTokenStable(t *testing.T) {
+	tok := Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts"}
+	a, err := tokenCodec{key: []byte("k")}.Encode(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tokenCodec{key: []byte("k")}.signer()
+	for range 3 {
+		if b, _ := s.Encode(tok); b != a {
+			t.Fatalf("token %q, then %q", a, b)
+		}
+	}
+	if b, _ := (tokenCodec{key: []byte("other")}).Encode(tok); b == a {
+		t.Fatal("another key gave the same token")
 	}
 }
 
 func FuzzToken(f *testing.F) {
 	c := tokenCodec{key: []byte("fuzz")}
-	good, _ := c.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts", Expiry: testNow.Add(time.Minute)})
-	dir, _ := c.Encode(Token{Kind: TokenDir, Origin: "127.0.0.1:8080", Path: "/live/", Expiry: testNow.Add(time.Minute)})
+	good, _ := c.Encode(Token{Kind: TokenFile, Origin: "127.0.0.1:8080", Path: "/live/s-1.ts"})
+	dir, _ := c.Encode(Token{Kind: TokenDir, Origin: "127.0.0.1:8080", Path: "/live/"})
 	f.Add(good, "127.0.0.1:8080", "/live/s-1.ts")
 	f.Add(dir, "h:1", "/a/")
 	f.Add("", "", "")
 	f.Add("AQE", "h:1", "/..")
+	f.Add("AgEDaDoxCS8uLi9hLnRz", "h:1", "/../a.ts")
 	f.Fuzz(func(t *testing.T, s, origin, path string) {
 		// Arbitrary input never panics, and anything accepted is well formed.
 		if tok, err := c.Decode(s, testNow); err == nil {
@@ -141,7 +175,7 @@ func FuzzToken(f *testing.F) {
 		}
 		// Anything encodable round-trips.
 		for _, kind := range []TokenKind{TokenFile, TokenDir} {
-			in := Token{Kind: kind, Origin: origin, Path: path, Expiry: testNow.Add(time.Minute)}
+			in := Token{Kind: kind, Origin: origin, Path: path}
 			enc, err := c.Encode(in)
 			if err != nil {
 				continue
