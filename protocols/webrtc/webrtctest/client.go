@@ -78,20 +78,68 @@ func (p *Publisher) Start() {
 	}
 	go func() {
 		defer close(p.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		idr := append([]byte{0x65}, make([]byte, 600)...) // an H.264 IDR slice NAL
-		opus := make([]byte, 80)
-		for seq := uint16(0); ; seq++ {
+		p.send(true)
+	}()
+}
+
+// StartRTP is Start with real video: the H.264 RTP packets (packetization
+// mode 1, e.g. FFmpeg's "-f rtp" output) that arrive on src are sent as the
+// video track, so that a real decoder shows pictures; audio stays
+// synthetic. Both sender goroutines end at Close, which does not close src.
+func (p *Publisher) StartRTP(src net.PacketConn) {
+	if !p.started.CompareAndSwap(false, true) {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		p.send(false)
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1600)
+		var pkt rtp.Packet
+		for {
 			select {
 			case <-p.stop:
 				return
-			case <-tick.C:
+			default:
 			}
-			p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 900}, Payload: idr})
-			p.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 480}, Payload: opus})
+			src.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, _, err := src.ReadFrom(buf)
+			if err != nil {
+				continue
+			}
+			if pkt.Unmarshal(buf[:n]) == nil {
+				p.video.WriteRTP(&pkt)
+			}
 		}
 	}()
+	go func() {
+		wg.Wait()
+		close(p.done)
+	}()
+}
+
+// send writes one synthetic packet per track (only audio unless video)
+// every 10 ms until Close.
+func (p *Publisher) send(video bool) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	idr := append([]byte{0x65}, make([]byte, 600)...) // an H.264 IDR slice NAL
+	opus := make([]byte, 80)
+	for seq := uint16(0); ; seq++ {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		if video {
+			p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 900}, Payload: idr})
+		}
+		p.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 480}, Payload: opus})
+	}
 }
 
 // Close stops sending, waits for the sender and closes the peer connection.
