@@ -187,6 +187,10 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	if n.leaving.Load() {
+		writeError(w, http.StatusServiceUnavailable, "node is draining")
+		return
+	}
 	if !n.ready() {
 		writeError(w, http.StatusServiceUnavailable, "no leader or log not applied yet")
 		return

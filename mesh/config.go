@@ -234,11 +234,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrConfig, c.RaftAddr, err)
 	}
 	if c.AdvertiseAddr == "" {
-		bind := raftBind.Addr()
-		if bind.IsUnspecified() {
-			bind = gossipBind.Addr()
-		}
-		c.AdvertiseAddr = defaultAdvertise(bind)
+		c.AdvertiseAddr = DefaultAdvertiseAddr(raftBind.String(), gossipBind.String())
 	}
 	if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
 		return c, fmt.Errorf("%w: AdvertiseAddr %q is not a specific IP", ErrConfig, c.AdvertiseAddr)
@@ -257,6 +253,28 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// DefaultAdvertiseAddr is the address a node advertises when none is
+// configured, for its Raft and gossip bind addresses ("ip:port"): the Raft
+// bind IP when it is specific, else the gossip bind IP when that is, else
+// the host's first global unicast address (IPv4 first), else 127.0.0.1.
+// Config's defaults use the same rule.
+func DefaultAdvertiseAddr(raftAddr, gossipAddr string) string {
+	bind := bindIP(raftAddr)
+	if !bind.IsValid() || bind.IsUnspecified() {
+		bind = bindIP(gossipAddr)
+	}
+	return defaultAdvertise(bind)
+}
+
+// bindIP is the IP of "ip:port", or the zero Addr.
+func bindIP(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
 
 // defaultAdvertise returns bind when it is a specific address, else the first

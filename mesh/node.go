@@ -53,6 +53,9 @@ type Node struct {
 	startIndex uint64
 	hasState   atomic.Bool
 	joined     atomic.Bool
+	// leaving is set by StopReady: the node is shutting down and
+	// /readyz fails from then on.
+	leaving atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -520,7 +523,15 @@ const readyLag = 1024
 // ready reports whether the node knows a leader and has caught up: it has
 // applied the log it found on disk at start and trails the commit index by
 // less than readyLag entries.
+// StopReady makes /readyz answer 503 from now on, so that load balancers
+// stop sending new clients while the node drains its sessions and leaves.
+// It is the one place readiness is lowered for a shutdown.
+func (n *Node) StopReady() { n.leaving.Store(true) }
+
 func (n *Node) ready() bool {
+	if n.leaving.Load() {
+		return false
+	}
 	_, id := n.raft.LeaderWithID()
 	applied := n.raft.AppliedIndex()
 	return id != "" && applied > 0 && applied >= n.startIndex && n.raft.CommitIndex() < applied+readyLag

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	httpstream "github.com/srs-mesh/srs-mesh/protocols/http"
+	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 )

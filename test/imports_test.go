@@ -8,7 +8,9 @@ import (
 
 // TestImportRules enforces the layering: cmd -> mesh, protocols/* -> stream.
 // Protocol packages never import mesh or each other, stream imports nothing
-// of ours, and mesh imports no protocol.
+// of ours, and mesh imports no protocol. Support shared by protocols (such as
+// protocols/internal/drain) lives under protocols/internal and imports only
+// stream.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/srs-mesh/srs-mesh/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
@@ -28,8 +30,10 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("stream imports %s: the domain package imports nothing of ours", dep)
 			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "mesh"):
 				t.Errorf("%s imports %s: protocols declare the interface they need instead", pkg, dep)
+			case strings.HasPrefix(pkg, "protocols/internal/") && dep != "stream" && !strings.HasPrefix(dep, "protocols/internal/"):
+				t.Errorf("%s imports %s: shared protocol support imports only stream", pkg, dep)
 			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "protocols/") &&
-				protocolOf(pkg) != protocolOf(dep):
+				!strings.HasPrefix(dep, "protocols/internal/") && protocolOf(pkg) != protocolOf(dep):
 				t.Errorf("%s imports %s: protocols do not import each other", pkg, dep)
 			case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
 				t.Errorf("%s imports %s: mesh knows no protocol", pkg, dep)

@@ -1,34 +1,21 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/srs-mesh/srs-mesh/mesh"
-	"github.com/srs-mesh/srs-mesh/mesh/dashboard"
-	"github.com/srs-mesh/srs-mesh/protocols/api"
-	httpstream "github.com/srs-mesh/srs-mesh/protocols/http"
-	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
-	"github.com/srs-mesh/srs-mesh/protocols/srt"
-	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -200,303 +187,11 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	}
 	advIP := o.advertiseAddr
 	if advIP == "" {
-		advIP = defaultAdvertiseIP(o.gossipAddr)
+		advIP = mesh.DefaultAdvertiseAddr(o.raftAddr, o.gossipAddr)
 	}
 	cfg.AdvertiseAddr = advIP
 	cfg.APIAddr = net.JoinHostPort(advIP, port)
 	return cfg, nil
-}
-
-// segmentSecret derives the key that signs HLS/DASH segment tokens. Every
-// node of a mesh must derive the same key, so it comes from the shared token
-// (or gossip key) when one is set, and from a fixed label otherwise: tokens
-// then only prove integrity, not secrecy, which is enough to keep forged
-// tokens from reaching arbitrary origins because they name no address.
-func segmentSecret(o serveOptions) []byte {
-	h := sha256.New()
-	h.Write([]byte("srs-mesh segment token v1\x00"))
-	h.Write([]byte(o.token))
-	h.Write([]byte{0})
-	h.Write([]byte(o.gossipKey))
-	return h.Sum(nil)
-}
-
-func runServe(ctx context.Context, o serveOptions) error {
-	log, err := newLogger(o.logLevel, o.logFormat)
-	if err != nil {
-		return err
-	}
-	// The mesh names the node in its own log lines; everything else here
-	// gets the attribute from this logger.
-	cfg, err := buildMeshConfig(o, log)
-	log = log.With("node", o.nodeID)
-	if err != nil {
-		return err
-	}
-	var candidate netip.AddrPort
-	if o.rtcAddr != "" {
-		if candidate, err = rtcCandidate(o.rtcCandidate, cfg.AdvertiseAddr, o.rtcAddr); err != nil {
-			return err
-		}
-	}
-
-	// Listen first, so that a port in use fails before we join a mesh.
-	var lns listeners
-	defer lns.closeAll()
-	sysLn, err := lns.tcp("system API", o.systemAPI)
-	if err != nil {
-		return err
-	}
-	rtmpLn, err := lns.tcp("rtmp", o.rtmpAddr)
-	if err != nil {
-		return err
-	}
-	httpLn, err := lns.tcp("http", o.httpAddr)
-	if err != nil {
-		return err
-	}
-	apiLn, err := lns.tcp("api", o.apiAddr)
-	if err != nil {
-		return err
-	}
-	srtPC, err := lns.udp("srt", o.srtAddr)
-	if err != nil {
-		return err
-	}
-	rtcPC, err := lns.udp("rtc", o.rtcAddr)
-	if err != nil {
-		return err
-	}
-
-	node, err := mesh.New(cfg)
-	if err != nil {
-		return fmt.Errorf("mesh: %w", err)
-	}
-	defer node.Close()
-	log.Info("node started", "system_api", sysLn.Addr().String(), "advertise", cfg.AdvertiseAddr,
-		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
-
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 8)
-	var draining atomic.Bool
-	run := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !draining.Load() {
-				serveErr <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	serveHTTP := func(name string, srv *http.Server, ln net.Listener) {
-		log.Info(name+" listening", "addr", ln.Addr().String())
-		run(name, func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-	}
-
-	reg := prometheus.NewRegistry()
-	router := newTimedRouter(node, reg)
-	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	sysSrv := &http.Server{Handler: systemHandler(node, &draining, newMetricsHandler(reg, collector)),
-		ReadHeaderTimeout: 10 * time.Second}
-
-	var rtmpSrv *rtmp.Server
-	if rtmpLn != nil {
-		rtmpSrv, err = rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp")})
-		if err != nil {
-			return err
-		}
-		log.Info("rtmp listening", "addr", rtmpLn.Addr().String())
-		run("rtmp", func() error { return rtmpSrv.Serve(rtmpLn) })
-	}
-
-	var httpSrv *http.Server
-	var hs *httpstream.Server
-	if httpLn != nil {
-		hs, err = httpstream.New(httpstream.Config{Router: router, Sessions: node,
-			Logger: log.With("proto", "http"), TokenSecret: segmentSecret(o)})
-		if err != nil {
-			return err
-		}
-		httpSrv = &http.Server{Handler: collector.httpS.wrap(hs.Handler()), ReadHeaderTimeout: 10 * time.Second}
-		serveHTTP("http streaming", httpSrv, httpLn)
-	}
-
-	var srtSrv *srt.Server
-	if srtPC != nil {
-		srtSrv, err = srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})
-		if err != nil {
-			return err
-		}
-		log.Info("srt listening", "addr", srtPC.LocalAddr().String())
-		run("srt", func() error { return srtSrv.Serve(srtPC) })
-	}
-
-	var rtcSrv *webrtc.Server
-	if rtcPC != nil {
-		rtcSrv, err = webrtc.New(webrtc.Config{Router: router, Store: newRTCStore(node), Sessions: node,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate})
-		if err != nil {
-			return err
-		}
-		log.Info("webrtc media listening", "addr", rtcPC.LocalAddr().String(), "candidate", candidate.String())
-		run("webrtc", func() error { return rtcSrv.ServeUDP(rtcPC) })
-	}
-
-	var apiSrv *http.Server
-	var srsAPI *api.Server
-	if apiLn != nil {
-		srsAPI, err = api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
-			Logger: log.With("proto", "api"), Version: version})
-		if err != nil {
-			return err
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/api/", srsAPI.Handler())
-		if rtcSrv != nil {
-			mux.Handle("/rtc/", rtcSrv.Handler())
-		}
-		apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		serveHTTP("http api", apiSrv, apiLn)
-	}
-
-	collector.rtmp, collector.srt, collector.rtc = rtmpSrv, srtSrv, rtcSrv
-	serveHTTP("system api", sysSrv, sysLn)
-
-	var fatal error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: refusing new clients, draining sessions", "drain_timeout", o.drainTimeout)
-	case fatal = <-serveErr:
-		log.Error("listener failed", "err", fatal)
-	}
-
-	// Drain: fail readiness, stop accepting, let live sessions finish within
-	// the drain timeout, then leave the mesh.
-	draining.Store(true)
-	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
-	defer cancel()
-	if fatal != nil {
-		cancel()
-	}
-	if rtmpLn != nil {
-		rtmpLn.Close()
-	}
-	var dwg sync.WaitGroup
-	for _, srv := range []*http.Server{httpSrv, apiSrv} {
-		if srv != nil {
-			dwg.Add(1)
-			go func() { defer dwg.Done(); srv.Shutdown(drainCtx) }()
-		}
-	}
-	// UDP protocols have no listener to close: they keep serving, and the
-	// drain waits for their sessions too.
-	waitIdle(drainCtx, func() bool {
-		return (rtmpSrv == nil || rtmpSrv.Stats().ConnsOpen == 0) &&
-			(srtSrv == nil || srtSrv.Stats().Established == 0) &&
-			(rtcSrv == nil || rtcSrv.Stats().Sessions == 0)
-	})
-	dwg.Wait()
-	if hs != nil {
-		hs.Close()
-	}
-	if rtmpSrv != nil {
-		rtmpSrv.Close()
-	}
-	if srtSrv != nil {
-		srtSrv.Close()
-	}
-	if rtcSrv != nil {
-		rtcSrv.Close()
-	}
-	if srsAPI != nil {
-		srsAPI.Close()
-	}
-	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelLeave()
-	if err := node.Leave(leaveCtx); err != nil {
-		log.Warn("leaving the mesh", "err", err)
-	}
-	sysSrv.Shutdown(leaveCtx)
-	node.Close()
-	wg.Wait()
-	log.Info("stopped")
-	return fatal
-}
-
-// waitIdle polls idle every 100 ms until it is true or ctx ends.
-func waitIdle(ctx context.Context, idle func() bool) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for !idle() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// systemHandler is the system API: the mesh's routes, /metrics, and the
-// dashboard at /, with readiness failing while the node drains.
-func systemHandler(node *mesh.Node, draining *atomic.Bool, metrics http.Handler) http.Handler {
-	meshAPI := node.Handler()
-	mux := http.NewServeMux()
-	mux.Handle("/api/", meshAPI)
-	mux.Handle("/mesh/", meshAPI)
-	mux.Handle("/healthz", meshAPI)
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte(`{"code":503,"message":"node is draining"}` + "\n"))
-			return
-		}
-		meshAPI.ServeHTTP(w, r)
-	})
-	mux.Handle("/metrics", metrics)
-	mux.Handle("/", dashboard.Handler())
-	return mux
-}
-
-// listeners opens the client and system listeners; an empty address
-// disables one (nil is returned). closeAll closes whatever is still open.
-type listeners struct {
-	closers []interface{ Close() error }
-}
-
-func (l *listeners) tcp(name, addr string) (net.Listener, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	l.closers = append(l.closers, ln)
-	return ln, nil
-}
-
-func (l *listeners) udp(name, addr string) (net.PacketConn, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	l.closers = append(l.closers, pc)
-	return pc, nil
-}
-
-func (l *listeners) closeAll() {
-	for _, c := range l.closers {
-		c.Close()
-	}
 }
 
 // rtcCandidate is the address announced in WebRTC answers: --rtc-candidate
@@ -522,24 +217,4 @@ func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", host)
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
-}
-
-// defaultAdvertiseIP picks the address other nodes use for this one: the
-// gossip bind IP when it is specific, else the first non-loopback unicast
-// address of the host, else 127.0.0.1.
-func defaultAdvertiseIP(gossipAddr string) string {
-	if host, _, err := net.SplitHostPort(gossipAddr); err == nil {
-		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-			return ip.String()
-		}
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && n.IP.IsGlobalUnicast() {
-				return n.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
 }

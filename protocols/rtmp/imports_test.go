@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestImports: the RTMP proxy depends on the domain package and the standard
-// library only; never on the mesh or another protocol.
+// TestImports: the RTMP proxy depends on the domain package, the shared
+// protocol support under protocols/internal and the standard library only;
+// never on the mesh or another protocol.
 func TestImports(t *testing.T) {
 	for _, dir := range []string{".", "amf0", "chunk", "handshake"} {
 		pkg, err := build.ImportDir(dir, 0)
@@ -18,7 +19,8 @@ func TestImports(t *testing.T) {
 			if !strings.Contains(imp, ".") {
 				continue // standard library
 			}
-			if imp == "github.com/srs-mesh/srs-mesh/stream" || strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/rtmp/") {
+			if imp == "github.com/srs-mesh/srs-mesh/stream" || strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/rtmp/") ||
+				strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/internal/") {
 				continue
 			}
 			t.Errorf("%s imports %s", dir, imp)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -124,8 +125,10 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
+	draining  bool // Drain closed the listeners
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
+	live      drain.Group // client connections, for Drain
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet
@@ -149,6 +152,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return ErrServerClosed
 	}
+	if s.draining {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -161,7 +169,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.stopped() {
 				return nil
 			}
 			if isTemporary(err) {
@@ -191,10 +199,11 @@ func isTemporary(err error) bool {
 	return errors.As(err, &ne) && (ne.Temporary() || ne.Timeout())
 }
 
-func (s *Server) isClosed() bool {
+// stopped reports whether Close or Drain closed the listeners.
+func (s *Server) stopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.draining
 }
 
 // accept starts serving one client connection, or refuses it when the
@@ -206,7 +215,13 @@ func (s *Server) accept(nc net.Conn) {
 		nc.Close()
 		return
 	}
+	if !s.live.Enter() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
 	if s.stats.connsOpen.Load() >= int64(s.cfg.MaxConns) {
+		s.live.Leave()
 		s.mu.Unlock()
 		s.stats.connsRefused.Add(1)
 		s.log.Warn("connection refused: too many connections", "peer", nc.RemoteAddr().String(), "max", s.cfg.MaxConns)
@@ -219,9 +234,23 @@ func (s *Server) accept(nc net.Conn) {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer s.live.Leave()
 		defer s.stats.connsOpen.Add(-1)
 		newConn(s, nc).serve(s.ctx)
 	}()
+}
+
+// Drain stops accepting (every Serve returns nil) and waits until every
+// client connection has ended by itself, or ctx ends; then it returns
+// ctx.Err() and the connections keep running until Close.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	return s.live.Drain(ctx)
 }
 
 // Close stops accepting, closes every client and origin connection and

@@ -508,3 +508,56 @@ func TestParseCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestDrain: Drain stops accepting at once (Serve returns nil, a new client
+// is refused) and returns once the live session ends by itself; with an
+// expired context it returns the context's error and leaves the session
+// running.
+func TestDrain(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	s, err := New(Config{Router: routeTo(o.Addr), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	addr := ln.Addr().String()
+	pl := dialTestPeer(t, addr)
+	if _, err := pl.start("rtmp://"+addr+"/live", "p", true); err != nil {
+		t.Fatal(err)
+	}
+
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Drain(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain with an expired context = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after Drain: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("a new client connected while draining")
+	}
+	if err := pl.command(3, 0, "_checkbw", 9.0, nil); err != nil {
+		t.Fatalf("the live session ended with the drain: %v", err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Drain returned %v with a session live", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	pl.nc.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return after the last session ended")
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/datarhei/gosrt/packet"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -115,6 +116,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // session goroutines and the janitor
+	live   drain.Group    // established sessions, for Drain
 
 	mu          sync.RWMutex
 	conn        packetConn           // set by Serve
@@ -372,7 +374,7 @@ func (s *Server) handleHandshake(b []byte, from netip.AddrPort) {
 
 	s.mu.Lock()
 	switch {
-	case s.closed:
+	case s.closed || s.live.Draining():
 		s.mu.Unlock()
 		s.rejectNow(b, from, rejClose, RejectClosing, nil)
 		return
@@ -480,6 +482,13 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Drain refuses new callers (SRT_REJ_CLOSE) while established sessions go
+// on, and waits until every established session has ended, or ctx ends
+// (then it returns ctx.Err() and the sessions keep running until Close).
+func (s *Server) Drain(ctx context.Context) error {
+	return s.live.Drain(ctx)
+}
+
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
@@ -513,6 +522,7 @@ func (s *Server) remove(ss *session) {
 	if ss.peerKey.addr.IsValid() && s.byPeer[ss.peerKey] == ss {
 		delete(s.byPeer, ss.peerKey)
 		s.established--
+		s.live.Leave()
 	}
 	s.mu.Unlock()
 }
@@ -531,8 +541,10 @@ func (s *Server) establish(ss *session, originID uint32) bool {
 		// the newer session wins, the old one is reclaimed.
 		old.close("superseded")
 		s.established--
+		s.live.Leave()
 	}
 	s.byPeer[ss.peerKey] = ss
 	s.established++
+	s.live.Join() // a caller admitted before a drain still gets its session
 	return true
 }

@@ -597,3 +597,46 @@ func TestCloseSendsShutdownBothWays(t *testing.T) {
 		return len(data) == 1 && isControl(data[0], packet.CTRLTYPE_SHUTDOWN) && destID(data[0]) == fakeOriginSocket
 	})
 }
+
+// TestDrain: while draining, a new caller is rejected with SRT_REJ_CLOSE and
+// an established session keeps relaying; Drain returns once that session
+// ends.
+func TestDrain(t *testing.T) {
+	checkGoroutines(t)
+	origin := newFakeOrigin(t, false, 0)
+	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
+	c := newCaller(t, proxy, 0xd001)
+	c.send(c.conclusion(c.induct(), sidExt("live/x")))
+	if c.read(3*time.Second) == nil {
+		t.Fatal("no conclusion response")
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Drain(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain with an expired context = %v", err)
+	}
+
+	late := newCaller(t, proxy, 0xd002)
+	late.send(late.conclusion(late.induct(), sidExt("live/y")))
+	if r := late.rejection(3 * time.Second); r != rejClose {
+		t.Errorf("caller during drain: reason %d, want %d", r, rejClose)
+	}
+	up := dataPacket(fakeOriginSocket, 1, 100)
+	c.send(up)
+	harness.WaitFor(t, 2*time.Second, "data at origin during drain", func() bool {
+		_, data, _ := origin.snapshot()
+		return len(data) == 1
+	})
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Drain(context.Background()) }()
+	c.send(shutdownPacket(fakeOriginSocket))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return after the session ended")
+	}
+}

@@ -311,6 +311,7 @@ func (s *Server) start(rec RTCSession, origin netip.AddrPort, from netip.AddrPor
 	}
 	s.byAddr[from] = rs
 	s.byUfrag[rec.Ufrag] = rs
+	s.live.Join()
 	pc := s.pc
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -444,6 +445,7 @@ func (s *Server) reclaim(rs *relaySession, reason string) {
 	}
 	rs.upstream.Close()
 	rs.end()
+	s.live.Leave()
 	s.log.Info("relay session ended", "stream", rs.rec.Key, "origin", rs.rec.OriginID,
 		"ufrag", rs.rec.Ufrag, "reason", reason)
 }

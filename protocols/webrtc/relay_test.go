@@ -3,9 +3,13 @@ package webrtc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -424,4 +428,41 @@ func processCPU() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestDrain: while draining, new offers get 503 and the relay keeps
+// carrying its session; Drain returns once that session is gone.
+func TestDrain(t *testing.T) {
+	checkGoroutines(t)
+	e := startRelay(t, nil, func(c *Config) { c.SweepInterval = 10 * time.Millisecond })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.srv.Drain(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain with an expired context = %v", err)
+	}
+	w := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/rtc/v1/whep/?app=live&stream=s", strings.NewReader("v=0\r\n")))
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"code":503`) {
+		t.Fatalf("offer while draining: %d %s", w.Code, w.Body)
+	}
+	p := rtpPacket(1, "media")
+	if got := exchange(t, client, e.addr, p); !bytes.Equal(got, p) {
+		t.Fatalf("relay while draining: %x", got)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Drain(context.Background()) }()
+	e.store.DeleteRTCSession(context.Background(), "ans1:off1")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return after the session ended")
+	}
 }

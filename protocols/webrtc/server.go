@@ -44,6 +44,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -137,6 +138,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	live   drain.Group // relay sessions, for Drain
 
 	mu       sync.RWMutex
 	closed   bool
@@ -247,6 +249,14 @@ func (s *Server) Close() error {
 		s.httpClient.CloseIdleConnections()
 	}
 	return nil
+}
+
+// Drain refuses new offers (503) while DELETEs and the relay go on, and
+// waits until this node relays no session, or ctx ends (then it returns
+// ctx.Err() and the sessions keep running until Close). A client whose
+// session was answered before the drain may still start its flow here.
+func (s *Server) Drain(ctx context.Context) error {
+	return s.live.Drain(ctx)
 }
 
 // Stats returns a snapshot of the counters.

@@ -72,6 +72,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveDelete(w, r)
 	case r.Method != http.MethodPost:
 		s.fail(w, http.StatusMethodNotAllowed, "method not allowed")
+	case s.live.Draining():
+		s.fail(w, http.StatusServiceUnavailable, "node is draining; offer to another node")
 	case path == PathWHIP || path == PathWHEP || path == PathWHIPPlay:
 		s.serveWHIP(w, r)
 	case path == PathPublish || path == PathPlay:

@@ -187,3 +187,15 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+func TestDeriveTokenSecret(t *testing.T) {
+	a := DeriveTokenSecret("token", "key")
+	if len(a) != 32 || string(a) != string(DeriveTokenSecret("token", "key")) {
+		t.Fatalf("not a stable 32-byte key: %x", a)
+	}
+	for _, other := range [][]string{{"token", "other"}, {"tokenkey", ""}, {"", "tokenkey"}, {}} {
+		if string(DeriveTokenSecret(other...)) == string(a) {
+			t.Errorf("%q gives the same key", other)
+		}
+	}
+}

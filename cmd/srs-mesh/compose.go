@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/dashboard"
+	"github.com/srs-mesh/srs-mesh/protocols/api"
+	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
+	"github.com/srs-mesh/srs-mesh/protocols/srt"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+)
+
+// part is one client-facing server of a node. Serve runs until Close (nil)
+// or a failure. Drain stops taking new clients and waits for the live ones
+// to end, or for ctx. Close ends whatever still runs and waits for it.
+type part struct {
+	name  string
+	serve func() error
+	drain func(ctx context.Context) error
+	close func()
+}
+
+// httpPart serves h on ln with an http.Server; draining is the server's
+// graceful Shutdown, and then closes run in order.
+func httpPart(name string, ln net.Listener, h http.Handler, closes ...func()) part {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return part{
+		name: name,
+		serve: func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+		drain: srv.Shutdown,
+		close: func() {
+			srv.Close()
+			for _, c := range closes {
+				c()
+			}
+		},
+	}
+}
+
+// runServe is the composition root of a node: it opens the listeners, starts
+// the mesh and one part per protocol, and on ctx's end (or a part's failure)
+// drains the parts within --drain-timeout, closes them and leaves the mesh.
+func runServe(ctx context.Context, o serveOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	// The mesh names the node in its own log lines; everything else here
+	// gets the attribute from this logger.
+	cfg, err := buildMeshConfig(o, log)
+	log = log.With("node", o.nodeID)
+	if err != nil {
+		return err
+	}
+	var candidate netip.AddrPort
+	if o.rtcAddr != "" {
+		if candidate, err = rtcCandidate(o.rtcCandidate, cfg.AdvertiseAddr, o.rtcAddr); err != nil {
+			return err
+		}
+	}
+	// Listen first, so that a port in use fails before we join a mesh.
+	var lns listeners
+	defer lns.closeAll()
+	if err := lns.open(o); err != nil {
+		return err
+	}
+
+	node, err := mesh.New(cfg)
+	if err != nil {
+		return fmt.Errorf("mesh: %w", err)
+	}
+	defer node.Close()
+	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
+		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+
+	reg := prometheus.NewRegistry()
+	collector := &meshCollector{node: node, httpS: &httpStats{}}
+	parts, err := clientParts(o, lns, node, newTimedRouter(node, reg), collector, candidate, log)
+	if err != nil {
+		return err
+	}
+	system := httpPart("system api", lns.system, systemHandler(node, newMetricsHandler(reg, collector)))
+
+	serveErr := make(chan error, len(parts)+1)
+	var wg sync.WaitGroup
+	for _, p := range append(parts, system) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.serve(); err != nil {
+				serveErr <- fmt.Errorf("%s: %w", p.name, err)
+			}
+		}()
+	}
+
+	var fatal error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: refusing new clients, draining sessions", "drain_timeout", o.drainTimeout)
+	case fatal = <-serveErr:
+		log.Error("listener failed", "err", fatal)
+	}
+	node.StopReady()
+	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	if fatal != nil {
+		cancel()
+	}
+	drainAll(drainCtx, parts)
+	for _, p := range parts {
+		p.close()
+	}
+	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelLeave()
+	if err := node.Leave(leaveCtx); err != nil {
+		log.Warn("leaving the mesh", "err", err)
+	}
+	system.drain(leaveCtx)
+	system.close()
+	node.Close()
+	wg.Wait()
+	log.Info("stopped")
+	return fatal
+}
+
+// clientParts builds one part per enabled client protocol, in the order
+// they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
+// port (SRS's API and WebRTC signalling).
+func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRouter, collector *meshCollector,
+	candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
+	var parts []part
+	if lns.rtmp != nil {
+		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp")})
+		if err != nil {
+			return nil, err
+		}
+		collector.rtmp = s
+		log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
+		parts = append(parts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: s.Drain, close: func() { s.Close() }})
+	}
+	if lns.http != nil {
+		hs, err := httpstream.New(httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
+			TokenSecret: httpstream.DeriveTokenSecret(o.token, o.gossipKey)})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("http streaming listening", "addr", lns.http.Addr().String())
+		parts = append(parts, httpPart("http streaming", lns.http, collector.httpS.wrap(hs.Handler()), func() { hs.Close() }))
+	}
+	if lns.srt != nil {
+		s, err := srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})
+		if err != nil {
+			return nil, err
+		}
+		collector.srt = s
+		log.Info("srt listening", "addr", lns.srt.LocalAddr().String())
+		parts = append(parts, part{name: "srt", serve: func() error { return s.Serve(lns.srt) }, drain: s.Drain, close: func() { s.Close() }})
+	}
+	var rtc *webrtc.Server
+	if lns.rtc != nil {
+		s, err := webrtc.New(webrtc.Config{Router: router, Store: newRTCStore(node), Sessions: node,
+			Logger: log.With("proto", "webrtc"), Candidate: candidate})
+		if err != nil {
+			return nil, err
+		}
+		rtc, collector.rtc = s, s
+		log.Info("webrtc media listening", "addr", lns.rtc.LocalAddr().String(), "candidate", candidate.String())
+		parts = append(parts, part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }})
+	}
+	if lns.api != nil {
+		srsAPI, err := api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
+			Logger: log.With("proto", "api"), Version: version})
+		if err != nil {
+			return nil, err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/api/", srsAPI.Handler())
+		if rtc != nil {
+			mux.Handle("/rtc/", rtc.Handler())
+		}
+		log.Info("http api listening", "addr", lns.api.Addr().String())
+		parts = append(parts, httpPart("http api", lns.api, mux, srsAPI.Close))
+	}
+	return parts, nil
+}
+
+// drainAll drains every part at once and returns when all are drained or
+// ctx ends.
+func drainAll(ctx context.Context, parts []part) {
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.drain(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// systemHandler is the system API: the mesh's routes (readiness included,
+// which the node lowers itself when it begins to drain), /metrics, and the
+// dashboard at /.
+func systemHandler(node *mesh.Node, metrics http.Handler) http.Handler {
+	meshAPI := node.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/api/", meshAPI)
+	mux.Handle("/mesh/", meshAPI)
+	mux.Handle("/healthz", meshAPI)
+	mux.Handle("/readyz", meshAPI)
+	mux.Handle("/metrics", metrics)
+	mux.Handle("/", dashboard.Handler())
+	return mux
+}
+
+// listeners are the node's sockets, opened before it joins a mesh; an empty
+// address leaves one nil. closeAll closes whatever is still open.
+type listeners struct {
+	system, rtmp, http, api net.Listener
+	srt, rtc                net.PacketConn
+	closers                 []interface{ Close() error }
+}
+
+// open opens every listener o names.
+func (l *listeners) open(o serveOptions) error {
+	var err error
+	for _, t := range []struct {
+		name, addr string
+		ln         *net.Listener
+	}{{"system API", o.systemAPI, &l.system}, {"rtmp", o.rtmpAddr, &l.rtmp}, {"http", o.httpAddr, &l.http}, {"api", o.apiAddr, &l.api}} {
+		if *t.ln, err = l.tcp(t.name, t.addr); err != nil {
+			return err
+		}
+	}
+	if l.system == nil {
+		return errors.New("--system-api must not be empty")
+	}
+	if l.srt, err = l.udp("srt", o.srtAddr); err != nil {
+		return err
+	}
+	l.rtc, err = l.udp("rtc", o.rtcAddr)
+	return err
+}
+
+func (l *listeners) tcp(name, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	l.closers = append(l.closers, ln)
+	return ln, nil
+}
+
+func (l *listeners) udp(name, addr string) (net.PacketConn, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	l.closers = append(l.closers, pc)
+	return pc, nil
+}
+
+func (l *listeners) closeAll() {
+	for _, c := range l.closers {
+		c.Close()
+	}
+}
