@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // Handler returns the system API of the node:
@@ -49,7 +50,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
+		httpjson.Write(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
 	}))
 	mux.HandleFunc("/readyz", n.method(http.MethodGet, n.handleReady))
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.auth(n.handleInternalApply)))
@@ -57,32 +58,12 @@ func (n *Node) Handler() http.Handler {
 	return mux
 }
 
-// apiError is the JSON error body of the system API.
-type apiError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, apiError{Code: status, Message: msg})
-}
-
-func writeOK(w http.ResponseWriter, data any) {
-	writeJSON(w, http.StatusOK, map[string]any{"code": 0, "data": data})
-}
-
 // method rejects other methods with a JSON 405 (HEAD is allowed for GET).
 func (n *Node) method(m string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != m && !(m == http.MethodGet && r.Method == http.MethodHead) {
 			w.Header().Set("Allow", m)
-			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+			httpjson.Error(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 			return
 		}
 		h(w, r)
@@ -94,7 +75,7 @@ func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if n.cfg.Token != "" && !tokenOK(r, n.cfg.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
-			writeError(w, http.StatusUnauthorized, ErrUnauthorized.Error())
+			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
 			return
 		}
 		h(w, r)
@@ -120,7 +101,7 @@ func (n *Node) pathAuth(h http.HandlerFunc) http.HandlerFunc {
 		if subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.Token)) != 1 {
 			n.log.Debug("registration with a wrong token in the path", "path", redactedRegisterPath, "peer", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
-			writeError(w, http.StatusUnauthorized, ErrUnauthorized.Error())
+			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
 			return
 		}
 		n.log.Debug("registration with the token in the path", "path", redactedRegisterPath, "peer", r.RemoteAddr)
@@ -154,7 +135,7 @@ func writeErrorFor(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnauthorized):
 		status = http.StatusBadGateway
 	}
-	writeError(w, status, err.Error())
+	httpjson.Error(w, status, err.Error())
 }
 
 func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -162,16 +143,16 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "registration body larger than "+strconv.Itoa(stream.MaxRegistrationBytes)+" bytes")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "registration body larger than "+strconv.Itoa(stream.MaxRegistrationBytes)+" bytes")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
 	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
 	o, err := stream.ParseRegistration(body, remoteIP)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := n.RegisterOrigin(r.Context(), o); err != nil {
@@ -179,37 +160,37 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeErrorFor(w, err)
 		return
 	}
-	writeOK(w, map[string]string{"origin": o.ID})
+	httpjson.OK(w, map[string]string{"origin": o.ID})
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.Status())
+	httpjson.Write(w, http.StatusOK, n.Status())
 }
 
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	if n.leaving.Load() {
-		writeError(w, http.StatusServiceUnavailable, "node is draining")
+		httpjson.Error(w, http.StatusServiceUnavailable, "node is draining")
 		return
 	}
 	if !n.ready() {
-		writeError(w, http.StatusServiceUnavailable, "no leader or log not applied yet")
+		httpjson.Error(w, http.StatusServiceUnavailable, "no leader or log not applied yet")
 		return
 	}
-	writeOK(w, map[string]string{"status": "ready"})
+	httpjson.OK(w, map[string]string{"status": "ready"})
 }
 
 func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if id == "" {
-			writeError(w, http.StatusBadRequest, "missing origin id")
+			httpjson.Error(w, http.StatusBadRequest, "missing origin id")
 			return
 		}
 		if err := n.SetDraining(r.Context(), id, draining); err != nil {
 			writeErrorFor(w, err)
 			return
 		}
-		writeOK(w, map[string]any{"origin": id, "draining": draining})
+		httpjson.OK(w, map[string]any{"origin": id, "draining": draining})
 	}
 }
 
@@ -219,15 +200,15 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "command too large")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "command too large")
 		return
 	}
 	if _, _, err := decodeCommand(data); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !n.IsLeader() {
-		writeError(w, http.StatusMisdirectedRequest, ErrNotLeader.Error())
+		httpjson.Error(w, http.StatusMisdirectedRequest, ErrNotLeader.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RouteTimeout)
@@ -235,15 +216,15 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	f := n.raft.Apply(data, n.cfg.RouteTimeout)
 	if err := f.Error(); err != nil {
 		if ctx.Err() == nil && !n.IsLeader() {
-			writeError(w, http.StatusMisdirectedRequest, err.Error())
+			httpjson.Error(w, http.StatusMisdirectedRequest, err.Error())
 			return
 		}
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	res, _ := f.Response().(applyResult)
 	res.Index = f.Index()
-	writeOK(w, res)
+	httpjson.OK(w, res)
 }
 
 func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
@@ -251,17 +232,17 @@ func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
 		ID string `json:"id"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.ID == "" {
-		writeError(w, http.StatusBadRequest, "body must be {\"id\":\"<node id>\"}")
+		httpjson.Error(w, http.StatusBadRequest, "body must be {\"id\":\"<node id>\"}")
 		return
 	}
 	removed, err := n.removeOnLeave(req.ID)
 	if errors.Is(err, ErrNotLeader) {
-		writeError(w, http.StatusMisdirectedRequest, err.Error())
+		httpjson.Error(w, http.StatusMisdirectedRequest, err.Error())
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeOK(w, map[string]any{"id": req.ID, "removed": removed})
+	httpjson.OK(w, map[string]any{"id": req.ID, "removed": removed})
 }

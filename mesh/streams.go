@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // LocalSessions is the answer of GET /mesh/v1/local/sessions: the live client
@@ -211,9 +213,9 @@ func (n *Node) fetchLocalSessions(ctx context.Context, api string) (LocalSession
 }
 
 func (n *Node) handleLocalSessions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.LocalSessions())
+	httpjson.Write(w, http.StatusOK, n.LocalSessions())
 }
 
 func (n *Node) handleStreams(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.ClusterStreams(r.Context()))
+	httpjson.Write(w, http.StatusOK, n.ClusterStreams(r.Context()))
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // listKind is one of SRS's listed resources.
@@ -20,24 +22,11 @@ type listKind struct {
 }
 
 // apiError is the body of every error this package makes.
-type apiError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, apiError{Code: status, Message: msg})
-}
+type apiError = httpjson.ErrorBody
 
 // writeOriginSelectError answers a failed selectOrigins.
 func writeOriginSelectError(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, http.StatusNotFound, fmt.Sprintf("%v %q", err, r.URL.Query().Get("origin")))
+	httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("%v %q", err, r.URL.Query().Get("origin")))
 }
 
 // header is the part of SRS's answers that names the server.
@@ -72,7 +61,7 @@ func parseVersion(v string) (major, minor, revision int) {
 // handleVersions answers srs-mesh's version in SRS's shape.
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 	major, minor, revision := parseVersion(s.cfg.Version)
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		header
 		Data any `json:"data"`
 	}{s.header(), map[string]any{
@@ -94,7 +83,7 @@ func (s *Server) handleSummaries(w http.ResponseWriter, r *http.Request) {
 	}
 	answers := s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/summaries", nil)
 	results, totals := mergeSummaries(answers)
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		header
 		Data any `json:"data"`
 	}{s.header(), struct {
@@ -146,7 +135,7 @@ func (s *Server) handleList(l listKind) http.HandlerFunc {
 		}
 		start, count, err := paging(r.URL.Query())
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		ask := DefaultFanoutCount
@@ -173,7 +162,7 @@ func (s *Server) handleList(l listKind) http.HandlerFunc {
 		} else {
 			body.Clients = &entries
 		}
-		writeJSON(w, http.StatusOK, body)
+		httpjson.Write(w, http.StatusOK, body)
 	}
 }
 
@@ -209,7 +198,7 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 				}
 			}
 			if asked == 0 {
-				writeError(w, http.StatusServiceUnavailable, ErrNoHealthyOrigin.Error())
+				httpjson.Error(w, http.StatusServiceUnavailable, ErrNoHealthyOrigin.Error())
 				return
 			}
 			msg := fmt.Sprintf("%s %q not found on any origin", l.single, id)
@@ -220,17 +209,17 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 				}
 				msg += " (some origins did not answer" + b.String() + ")"
 			}
-			writeJSON(w, http.StatusNotFound, apiError{Code: l.notFound, Message: msg})
+			httpjson.Write(w, http.StatusNotFound, apiError{Code: l.notFound, Message: msg})
 			return
 		}
 		if r.Method == http.MethodGet {
 			d, err := decorate(doc[l.single], hit.ID, s.cfg.NodeID)
 			if err != nil {
-				writeError(w, http.StatusBadGateway, hit.ID+": "+err.Error())
+				httpjson.Error(w, http.StatusBadGateway, hit.ID+": "+err.Error())
 				return
 			}
 			doc[l.single] = d
-			writeJSON(w, http.StatusOK, doc)
+			httpjson.Write(w, http.StatusOK, doc)
 			return
 		}
 		var owner OriginInfo
@@ -241,7 +230,7 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 		}
 		a := s.fetch(r.Context(), owner, http.MethodDelete, path, nil)
 		if a.Status == 0 {
-			writeError(w, http.StatusBadGateway, hit.ID+": "+a.Err.Error())
+			httpjson.Error(w, http.StatusBadGateway, hit.ID+": "+a.Err.Error())
 			return
 		}
 		s.cfg.Logger.Info("deleted "+l.single, "id", id, "origin", hit.ID, "status", a.Status)
@@ -260,7 +249,7 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 		for _, o := range sortedOrigins(s.cfg.Origins.Origins()) {
 			ids = append(ids, o.Origin.ID)
 		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s: add ?origin=<id> (origins: %s)", ErrOriginParamNeeded, r.URL.Path, strings.Join(ids, ", ")))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("%v: %s: add ?origin=<id> (origins: %s)", ErrOriginParamNeeded, r.URL.Path, strings.Join(ids, ", ")))
 		return
 	}
 	origins, err := s.selectOrigins(r)
@@ -270,7 +259,7 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	o := origins[0]
 	if o.Origin.API == "" {
-		writeError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", o.Origin.ID, ErrNoAPIEndpoint))
+		httpjson.Error(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", o.Origin.ID, ErrNoAPIEndpoint))
 		return
 	}
 	id := o.Origin.ID
@@ -300,7 +289,7 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.cfg.Logger.Warn("proxy to origin failed", "origin", id, "path", r.URL.Path, "error", err)
-			writeError(w, http.StatusBadGateway, fmt.Sprintf("origin %s: %v", id, err))
+			httpjson.Error(w, http.StatusBadGateway, fmt.Sprintf("origin %s: %v", id, err))
 		},
 	}
 	ctx, cancel := s.timeoutCtx(r.Context())

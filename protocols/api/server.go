@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // Origins is the mesh's view of the origins, as this package needs it.
@@ -203,7 +204,7 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.HandleFunc("/api/v1/", s.handleProxy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API: "+r.URL.Path)
+		httpjson.Error(w, http.StatusNotFound, "no such API: "+r.URL.Path)
 	})
 	return cors(mux)
 }
