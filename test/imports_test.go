@@ -52,3 +52,12 @@ func protocolOf(pkg string) string {
 	}
 	return parts[0] + "/" + parts[1]
 }
+
+// TestModTidy: go.mod and go.sum are as `go mod tidy` leaves them, so every
+// module we import directly is a direct requirement.
+func TestModTidy(t *testing.T) {
+	out, err := exec.Command("go", "mod", "tidy", "-diff").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go mod tidy -diff: %v\n%s", err, out)
+	}
+}

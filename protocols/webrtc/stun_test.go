@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // testPwd is the origin's ICE password of the sessions relay tests store.
