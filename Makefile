@@ -15,8 +15,10 @@ build:
 test:
 	$(GO) test -count=1 -timeout 30m ./...
 
+# Unit tests, plus the layering rules (imports, go.mod) that test/ checks.
 unit:
 	$(GO) test -count=1 -short ./stream/... ./mesh/... ./protocols/... ./cmd/...
+	$(GO) test -count=1 -run '^(TestImportRules|TestModTidy)$$' ./test/
 
 e2e:
 	$(GO) test -count=1 -timeout 20m -v ./test/...
