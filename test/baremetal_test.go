@@ -12,6 +12,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // docBlock returns the fenced code block that follows the marker
@@ -108,7 +109,7 @@ func TestBareMetalDoc(t *testing.T) {
 	statusJSON := func(ip string, st *mesh.Status) error {
 		return harness.GetJSON("http://"+ip+":12025/mesh/v1/status", st)
 	}
-	harness.WaitFor(t, 30*time.Second, "three hosts form a cluster", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "three hosts form a cluster", func() bool {
 		var st mesh.Status
 		return statusJSON("127.0.0.11", &st) == nil && st.Leader != "" && len(st.Members) == 3
 	})
@@ -139,7 +140,7 @@ func TestBareMetalDoc(t *testing.T) {
 		t.Fatalf("add block does not run srs-mesh: %v", add)
 	}
 	fourth := startDocCommand(t, binary+" "+strings.Join(add[1:], " "), env)
-	harness.WaitFor(t, 30*time.Second, "fourth host becomes a voter", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "fourth host becomes a voter", func() bool {
 		var st mesh.Status
 		if statusJSON("127.0.0.11", &st) != nil || len(st.Members) != 4 {
 			return false
@@ -159,7 +160,7 @@ func TestBareMetalDoc(t *testing.T) {
 	if err := stopProc(fourth, 45*time.Second); err != nil {
 		t.Fatalf("mesh-4 did not stop cleanly: %v\n%s", err, lastLines(fourth.Output(), 30))
 	}
-	harness.WaitFor(t, 30*time.Second, "mesh-4 removed from the voter set", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "mesh-4 removed from the voter set", func() bool {
 		var st mesh.Status
 		if statusJSON("127.0.0.12", &st) != nil || st.Leader == "" {
 			return false

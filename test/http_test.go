@@ -17,6 +17,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // startHTTPStreamMesh starts two nginx-rtmp origins writing HLS and DASH and
@@ -30,7 +31,7 @@ func startHTTPStreamMesh(t *testing.T) (*cluster, map[string]*harness.Nginx) {
 	c := startProtocolCluster(t, 3, nil, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2))
 	c.waitOriginsHealthy(t, 2)
 	pub := harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/s"))
-	harness.WaitFor(t, 60*time.Second, "playlist and MPD served through node 2", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "playlist and MPD served through node 2", func() bool {
 		if pub.Exited() {
 			t.Fatalf("publisher exited: %s", pub.Output())
 		}
@@ -73,7 +74,7 @@ func TestHLSSegmentsFromAnyNode(t *testing.T) {
 
 	// HLS: every segment URI from another node than the playlist's.
 	var segs []string
-	harness.WaitFor(t, 30*time.Second, "playlist with at least two segments", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "playlist with at least two segments", func() bool {
 		resp, body := httpGet(t, c.nodes[1].HTTPURL("live/s.m3u8"))
 		segs = uriLines(string(body))
 		return resp.StatusCode == http.StatusOK && len(segs) >= 2
@@ -94,7 +95,7 @@ func TestHLSSegmentsFromAnyNode(t *testing.T) {
 	// resolved against the rewritten BaseURL, from the other nodes.
 	var mpd string
 	var names []string
-	harness.WaitFor(t, 30*time.Second, "MPD with a BaseURL and segment timelines", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "MPD with a BaseURL and segment timelines", func() bool {
 		resp, body := httpGet(t, c.nodes[1].HTTPURL("live/s.mpd"))
 		mpd = string(body)
 		names = dashSegments(mpd)

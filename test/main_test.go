@@ -12,6 +12,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // binary is the srs-mesh binary built once for all tests of the package.
@@ -69,7 +70,7 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 // same leader.
 func (c *cluster) waitFormed(t *testing.T, want int, timeout time.Duration) {
 	t.Helper()
-	harness.WaitFor(t, timeout, fmt.Sprintf("%d nodes agree on a leader", want), func() bool {
+	testkit.WaitFor(t, timeout, fmt.Sprintf("%d nodes agree on a leader", want), func() bool {
 		leader := ""
 		for _, nd := range c.nodes {
 			if nd.Proc() == nil || nd.Proc().Exited() {

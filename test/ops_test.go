@@ -24,6 +24,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // The "operating the cluster" scenarios: what an operator sees and does on a
@@ -120,7 +121,7 @@ func TestOpsStreams(t *testing.T) {
 	}
 	for _, nd := range c.nodes {
 		var doc mesh.ClusterStreams
-		harness.WaitFor(t, 30*time.Second, nd.ID+" lists both streams with the sessions of every node", func() bool {
+		testkit.WaitFor(t, 30*time.Second, nd.ID+" lists both streams with the sessions of every node", func() bool {
 			var err error
 			if doc, err = meshStreams(nd); err != nil {
 				return false
@@ -254,7 +255,7 @@ func TestOpsAPIStreams(t *testing.T) {
 	c := &cluster{}
 	apiAddrs := map[string]string{}
 	for _, id := range ids {
-		api := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, false))
+		api := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false))
 		apiAddrs[id] = api
 		c.nodes = append(c.nodes, harness.NewNode(t, binary, harness.NodeSpec{ID: id}))
 	}
@@ -292,7 +293,7 @@ func TestOpsAPIStreams(t *testing.T) {
 				} `json:"origins"`
 			}
 			url := "http://" + apiAddrs[nd.ID] + "/api/v1/" + list
-			harness.WaitFor(t, 15*time.Second, url+" answers for both origins", func() bool {
+			testkit.WaitFor(t, 15*time.Second, url+" answers for both origins", func() bool {
 				doc.Streams, doc.Clients, doc.Origins = nil, nil, nil
 				if harness.GetJSON(url, &doc) != nil || len(doc.Origins) != 2 {
 					return false
@@ -338,7 +339,7 @@ func cliOutputEnv(env []string, args ...string) (string, error) {
 // draining state.
 func (c *cluster) waitRunningDraining(t *testing.T, id string, draining bool) {
 	t.Helper()
-	harness.WaitFor(t, 10*time.Second, fmt.Sprintf("%s draining=%v on every node", id, draining), func() bool {
+	testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("%s draining=%v on every node", id, draining), func() bool {
 		for _, nd := range c.nodes {
 			if nd.Proc() == nil || nd.Proc().Exited() {
 				continue
@@ -480,7 +481,7 @@ func TestMetrics(t *testing.T) {
 	// The publisher is live: one RTMP publish session on node 1, and its
 	// bytes counted towards the origin.
 	var fams map[string]*dto.MetricFamily
-	harness.WaitFor(t, 10*time.Second, "node 1 counts the live publisher", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "node 1 counts the live publisher", func() bool {
 		fams = scrape(t, c.nodes[0])
 		return value(fams, "srs_mesh_sessions", "proto", "rtmp", "kind", "publish") == 1 &&
 			value(fams, "srs_mesh_connections", "proto", "rtmp") >= 1
@@ -629,7 +630,7 @@ func TestNodeDrain(t *testing.T) {
 	pub := harness.PublishRTMP(t, n1.RTMPURL("live/drain"))
 	c.waitAssigned(t, "__defaultVhost__/live/drain")
 	player := harness.StartPlayer(t, n3.RTMPURL("live/drain"))
-	harness.WaitFor(t, 30*time.Second, "player decodes frames through "+n3.ID, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "player decodes frames through "+n3.ID, func() bool {
 		return player.Frames() >= 25 || player.Exited()
 	})
 	if player.Exited() {
@@ -644,13 +645,13 @@ func TestNodeDrain(t *testing.T) {
 	if err := n3.Proc().Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	harness.WaitFor(t, 5*time.Second, n3.ID+" /readyz answers 503 while draining", func() bool {
+	testkit.WaitFor(t, 5*time.Second, n3.ID+" /readyz answers 503 while draining", func() bool {
 		return httpStatus("http://"+n3.SystemAPI+"/readyz") == http.StatusServiceUnavailable
 	})
 	if code := httpStatus("http://" + n3.SystemAPI + "/healthz"); code != http.StatusOK {
 		t.Errorf("%s /healthz answers %d while draining, want 200", n3.ID, code)
 	}
-	harness.WaitFor(t, 5*time.Second, n3.ID+" refuses new RTMP connections", func() bool {
+	testkit.WaitFor(t, 5*time.Second, n3.ID+" refuses new RTMP connections", func() bool {
 		conn, err := net.DialTimeout("tcp", n3.RTMPAddr, time.Second)
 		if err != nil {
 			return true
@@ -659,7 +660,7 @@ func TestNodeDrain(t *testing.T) {
 		return false
 	})
 	from := player.Frames()
-	harness.WaitFor(t, 20*time.Second, "player keeps receiving 3 s of frames after SIGTERM", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "player keeps receiving 3 s of frames after SIGTERM", func() bool {
 		return player.Frames() >= from+75 || player.Exited()
 	})
 	if player.Exited() || n3.Proc().Exited() {
@@ -680,7 +681,7 @@ func TestNodeDrain(t *testing.T) {
 	}
 
 	for _, nd := range []*harness.Node{n1, n2} {
-		harness.WaitFor(t, 20*time.Second, nd.ID+" sees "+n3.ID+" gone", func() bool {
+		testkit.WaitFor(t, 20*time.Second, nd.ID+" sees "+n3.ID+" gone", func() bool {
 			st := cliStatus(t, nd)
 			return gone(st, n3.ID) && voters(st) == 2 && st.Leader != "" && st.Leader != n3.ID
 		})
@@ -842,7 +843,7 @@ func TestAuth(t *testing.T) {
 		}
 		accepted = append(accepted, tc.id)
 	}
-	harness.WaitFor(t, 10*time.Second, "registered origins on every node", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "registered origins on every node", func() bool {
 		for _, n := range c.nodes {
 			var st mesh.Status
 			if n.Status(&st) != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // startProtocolCluster is startCluster with every client listener enabled
@@ -47,7 +48,7 @@ func startProtocolCluster(t *testing.T, n int, perNode func(i int, nodes []*harn
 // skipped) knows want origins, all healthy.
 func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
 	t.Helper()
-	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d origins healthy on every node", want), func() bool {
+	testkit.WaitFor(t, 20*time.Second, fmt.Sprintf("%d origins healthy on every node", want), func() bool {
 		for _, nd := range c.nodes {
 			if nd.Proc() == nil || nd.Proc().Exited() {
 				continue
@@ -72,7 +73,7 @@ func (c *cluster) waitOriginsHealthy(t *testing.T, want int) {
 func (c *cluster) waitAssigned(t *testing.T, key string) string {
 	t.Helper()
 	var owner string
-	harness.WaitFor(t, 20*time.Second, "assignment of "+key+" replicated to all nodes", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "assignment of "+key+" replicated to all nodes", func() bool {
 		owner = ""
 		for _, nd := range c.nodes {
 			if nd.Proc() == nil || nd.Proc().Exited() {

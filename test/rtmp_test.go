@@ -9,6 +9,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestRTMPThroughMesh is the foundation scenario: three srs-mesh processes
@@ -22,7 +23,7 @@ func TestRTMPThroughMesh(t *testing.T) {
 	origins := map[string]*harness.Nginx{"o1": o1, "o2": o2}
 	c := startCluster(t, 3, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2))
 
-	harness.WaitFor(t, 15*time.Second, "both origins healthy on every node", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "both origins healthy on every node", func() bool {
 		for i := range c.nodes {
 			var st mesh.Status
 			if c.nodes[i].Status(&st) != nil || len(st.Origins) != 2 {
@@ -52,7 +53,7 @@ func TestRTMPThroughMesh(t *testing.T) {
 	// Every node agrees on the assignment, and the stream is on that origin
 	// and not on the other one.
 	var owner string
-	harness.WaitFor(t, 10*time.Second, "assignment replicated to all nodes", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "assignment replicated to all nodes", func() bool {
 		owner = ""
 		for i := range c.nodes {
 			a, ok := assignmentOf(c.status(t, i), key)
@@ -108,7 +109,7 @@ func TestRTMPThroughMesh(t *testing.T) {
 	pub.Kill()
 	killed := time.Now()
 	origins[owner].Kill()
-	harness.WaitFor(t, 10*time.Second, owner+" marked unhealthy", func() bool {
+	testkit.WaitFor(t, 10*time.Second, owner+" marked unhealthy", func() bool {
 		o, ok := originOf(c.status(t, 2), owner)
 		return ok && !o.Healthy
 	})

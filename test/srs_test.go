@@ -10,6 +10,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // startSRSMesh starts a 3-node mesh and two real SRS origins that register
@@ -27,7 +28,7 @@ func startSRSMesh(t *testing.T) (*cluster, []*harness.SRS) {
 			HeartbeatURL: "http://" + c.nodes[via].SystemAPI + "/api/v1/srs/register",
 		}))
 	}
-	harness.WaitFor(t, 30*time.Second, "both SRS origins registered and healthy on every node", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "both SRS origins registered and healthy on every node", func() bool {
 		for i := range c.nodes {
 			var st mesh.Status
 			if c.nodes[i].Status(&st) != nil || len(st.Origins) != 2 {
@@ -110,7 +111,7 @@ func TestSRSOriginsAPI(t *testing.T) {
 		Code    int     `json:"code"`
 		Streams []entry `json:"streams"`
 	}
-	harness.WaitFor(t, 20*time.Second, "/api/v1/streams lists both streams with their origins", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "/api/v1/streams lists both streams with their origins", func() bool {
 		if harness.GetJSON("http://"+c.nodes[2].APIAddr+"/api/v1/streams", &streams) != nil {
 			return false
 		}
@@ -126,7 +127,7 @@ func TestSRSOriginsAPI(t *testing.T) {
 		Clients []entry `json:"clients"`
 	}
 	var kick entry
-	harness.WaitFor(t, 20*time.Second, "/api/v1/clients lists the publishers", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "/api/v1/clients lists the publishers", func() bool {
 		if harness.GetJSON("http://"+c.nodes[1].APIAddr+"/api/v1/clients", &clients) != nil {
 			return false
 		}
@@ -191,7 +192,7 @@ func TestSRSOriginsRTMPOverWHEP(t *testing.T) {
 	harness.PublishRTMP(t, n1.RTMPURL("live/rtmp2rtc"))
 	harness.PlayUntil(t, n2.RTMPURL("live/rtmp2rtc"), time.Second, 5, 30*time.Second)
 	viewer := startRTCPlayer(t, api, "http://"+n3.APIAddr+"/rtc/v1/whep/?app=live&stream=rtmp2rtc", n3, n3)
-	harness.WaitFor(t, 30*time.Second, "RTMP stream received over WHEP through n3", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "RTMP stream received over WHEP through n3", func() bool {
 		return viewer.video.Load() >= 20
 	})
 	t.Logf("RTMP over WHEP through n3: %d video packets", viewer.video.Load())
@@ -227,7 +228,7 @@ func TestSRSHeartbeatWithToken(t *testing.T) {
 		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/s3cret"})
 	harness.StartSRS(t, harness.SRSOptions{ID: "bad",
 		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/wrong"})
-	harness.WaitFor(t, 30*time.Second, "the origin with the token registered on every node", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the origin with the token registered on every node", func() bool {
 		for _, nd := range c.nodes {
 			var st mesh.Status
 			if nd.Status(&st) != nil || len(st.Origins) != 1 || !st.Origins[0].Healthy {
@@ -238,7 +239,7 @@ func TestSRSHeartbeatWithToken(t *testing.T) {
 	})
 	// Several heartbeats later, still only the origin with the token.
 	var st mesh.Status
-	harness.WaitFor(t, 15*time.Second, "a few heartbeats pass", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "a few heartbeats pass", func() bool {
 		return c.nodes[0].Status(&st) == nil && len(st.Origins) == 1 && st.Origins[0].LastHeartbeatUnixMs > 0 &&
 			time.Since(time.UnixMilli(st.Origins[0].LastHeartbeatUnixMs)) < 3*time.Second &&
 			st.CommitIndex > 8

@@ -15,6 +15,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestSRTThroughMesh relays SRT through a 3-node mesh to origins made of
@@ -115,13 +116,13 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	out, rec := srtRecorder(t, origin, "")
 	const okDur = 12 * time.Second
 	ok := srtPublisher(t, "srt://"+c.nodes[0].SRTAddr+"?streamid=#!::r=live/ok,m=publish", okDur)
-	harness.WaitFor(t, 20*time.Second, "live/ok recorded by srt1", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "live/ok recorded by srt1", func() bool {
 		fi, err := os.Stat(out)
 		return err == nil && fi.Size() > 0
 	})
 	setDraining(t, c.nodes[1], "srt1", true)
 	setDraining(t, c.nodes[1], "srt2", false)
-	harness.WaitFor(t, 10*time.Second, "drain states replicated to n1", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "drain states replicated to n1", func() bool {
 		st := c.status(t, 0)
 		o1, _ := originOf(st, "srt1")
 		o2, _ := originOf(st, "srt2")
@@ -155,7 +156,7 @@ func srtDeadOrigin(t *testing.T, c *cluster, origin string) {
 	if n := nodeMetricSum(t, c.nodes[0], "srs_mesh_session_failures_total", `proto="srt"`); n == 0 {
 		t.Errorf("no SRT session failure counted on n1")
 	}
-	harness.WaitFor(t, 10*time.Second, "live/ok still relayed after the refusal", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "live/ok still relayed after the refusal", func() bool {
 		return nodeMetric(t, c.nodes[0], toOrigin) > during
 	})
 

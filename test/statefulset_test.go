@@ -12,6 +12,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // The "deploy" scenarios: three processes on loopback that behave like the
@@ -71,7 +72,7 @@ func startStatefulSet(t *testing.T, extra ...string) *cluster {
 // alive in gossip, and the same leader among them.
 func (c *cluster) waitVoters(t *testing.T, want int, timeout time.Duration) {
 	t.Helper()
-	harness.WaitFor(t, timeout, fmt.Sprintf("%d alive voters and a leader on every running node", want), func() bool {
+	testkit.WaitFor(t, timeout, fmt.Sprintf("%d alive voters and a leader on every running node", want), func() bool {
 		return c.hasVoters(want)
 	})
 }
@@ -187,7 +188,7 @@ func (c *lbClient) frames() int {
 // waits.
 func waitTicking(t *testing.T, timeout time.Duration, msg string, clients []*lbClient, cond func() bool) {
 	t.Helper()
-	harness.WaitFor(t, timeout, msg, func() bool {
+	testkit.WaitFor(t, timeout, msg, func() bool {
 		for _, c := range clients {
 			c.tick()
 		}
@@ -332,7 +333,7 @@ func TestStatefulSetGossipKey(t *testing.T) {
 	nd.Args = append(append(append([]string(nil), base...), join...), "--gossip-key", otherGossipKey)
 	nd.Start()
 
-	harness.WaitFor(t, 30*time.Second, "srs-mesh-3 logs why it cannot join", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "srs-mesh-3 logs why it cannot join", func() bool {
 		return gossipKeyLog.MatchString(nd.Logs())
 	})
 	for _, line := range strings.Split(nd.Logs(), "\n") {

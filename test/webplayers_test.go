@@ -15,6 +15,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // Web players must play for webRun after they start, and currentTime must
@@ -99,7 +100,7 @@ func TestWebPlayersThroughMesh(t *testing.T) {
 	}
 	byOrigin := map[string]string{onA: "a", onB: "b"}
 	nginxName, srsName := byOrigin["plain"], byOrigin["srsstyle"]
-	harness.WaitFor(t, 60*time.Second, "playlists and MPD served through the nodes", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "playlists and MPD served through the nodes", func() bool {
 		for _, p := range pubs {
 			if p.Exited() {
 				t.Fatalf("publisher exited: %s", p.Output())
@@ -132,7 +133,7 @@ func TestPlaylistsIdenticalAcrossNodes(t *testing.T) {
 	c, _ := startHTTPStreamMesh(t)
 	first := map[int]string{}
 	var cc string
-	harness.WaitFor(t, 30*time.Second, "a playlist with segments through n1", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "a playlist with segments through n1", func() bool {
 		resp, body := httpGet(t, c.nodes[0].HTTPURL("live/s.m3u8"))
 		first, cc = bySequence(string(body)), resp.Header.Get("Cache-Control")
 		return resp.StatusCode == http.StatusOK && len(first) >= 2
@@ -212,7 +213,7 @@ func TestWebPlayersSRSOrigins(t *testing.T) {
 	if originHTTP == "" {
 		t.Fatalf("live/web assigned to unknown origin %q", owner)
 	}
-	harness.WaitFor(t, 60*time.Second, "playlist and MPD through the nodes", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "playlist and MPD through the nodes", func() bool {
 		if pub.Exited() {
 			t.Fatalf("publisher exited: %s", pub.Output())
 		}
@@ -278,7 +279,7 @@ func TestWHEPFromBrowser(t *testing.T) {
 	t.Cleanup(pub.Close)
 	rtcSignal(t, pub.PC, "http://"+c.nodes[0].APIAddr+"/rtc/v1/whip/?app=live&stream=web", c.nodes[0], c.nodes[0])
 	pub.StartRTP(src)
-	harness.WaitFor(t, 20*time.Second, "origin receives the published stream", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "origin receives the published stream", func() bool {
 		return origin.Tracks("live", "web") == 2 && origin.PublishedPackets() > 50
 	})
 
@@ -289,7 +290,7 @@ func TestWHEPFromBrowser(t *testing.T) {
 	if r.Location == "" || !strings.Contains(strings.Join(r.Events, " "), "DELETE 200") {
 		t.Errorf("WHEP session: Location %q, events %q", r.Location, r.Events)
 	}
-	harness.WaitFor(t, 10*time.Second, "the browser's session ended on the origin", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the browser's session ended on the origin", func() bool {
 		return origin.Sessions() == baseline
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestWebRTCThroughMesh runs WHIP and WHEP sessions through a 3-node mesh in
@@ -42,7 +43,7 @@ func TestWebRTCThroughMesh(t *testing.T) {
 
 	// Publish through node 1, media to node 1.
 	pub := startRTCPublisher(t, api, "http://"+n1.APIAddr+"/rtc/v1/whip/"+query, n1, n1)
-	harness.WaitFor(t, 20*time.Second, "origin receives both published tracks", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "origin receives both published tracks", func() bool {
 		return origin.Tracks("live", "s") == 2 && origin.PublishedPackets() > 50
 	})
 	if owner := c.waitAssigned(t, "__defaultVhost__/live/s"); owner != "rtc1" {
@@ -98,22 +99,22 @@ func TestWebRTCThroughMesh(t *testing.T) {
 	// session ends, and the publisher keeps publishing.
 	rtcDelete(t, n3, p3.location)
 	p3.close()
-	harness.WaitFor(t, 15*time.Second, "n3 relay and origin session of the first deleted player gone", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "n3 relay and origin session of the first deleted player gone", func() bool {
 		return origin.Sessions() == baseline+2 && rtcRelaySessions(t, n3) == 0
 	})
 	rtcDelete(t, n2, p2.location)
 	p2.close()
-	harness.WaitFor(t, 15*time.Second, "n2 relay and origin session of the second deleted player gone", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "n2 relay and origin session of the second deleted player gone", func() bool {
 		return origin.Sessions() == baseline+1 && rtcRelaySessions(t, n2) == 0
 	})
 	before := origin.PublishedPackets()
-	harness.WaitFor(t, 10*time.Second, "publisher still publishing", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "publisher still publishing", func() bool {
 		return origin.PublishedPackets() > before+20
 	})
 
 	rtcDelete(t, n1, pub.location)
 	pub.close()
-	harness.WaitFor(t, 15*time.Second, "every session gone from the origin and the nodes", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "every session gone from the origin and the nodes", func() bool {
 		if origin.Sessions() != baseline {
 			return false
 		}
@@ -237,7 +238,7 @@ func startRTCPlayer(t *testing.T, api *pionwebrtc.API, url string, signalling, m
 // packets.
 func (p *rtcPlayer) waitPackets(t *testing.T, n uint64, what string) {
 	t.Helper()
-	harness.WaitFor(t, 30*time.Second, fmt.Sprintf("%s receives %d video and %d audio packets", what, n, n), func() bool {
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("%s receives %d video and %d audio packets", what, n, n), func() bool {
 		return p.video.Load() >= n && p.audio.Load() >= n
 	})
 }

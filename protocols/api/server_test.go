@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 type listDoc struct {
@@ -38,7 +39,7 @@ func TestNewRequiresOrigins(t *testing.T) {
 }
 
 func TestVersions(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	_, hs := newTestServer(t, Config{Version: "v1.4.2-rc1"})
 	var doc struct {
 		Code   int    `json:"code"`
@@ -73,7 +74,7 @@ func TestParseVersion(t *testing.T) {
 }
 
 func TestStreamsAggregated(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o1 := newFakeSRS(t, "o1", "cam1", "cam2")
 	o2 := newFakeSRS(t, "o2", "livestream")
 	_, hs := newTestServer(t, Config{}, o2.info(), o1.info())
@@ -114,7 +115,7 @@ func TestStreamsAggregated(t *testing.T) {
 }
 
 func TestClientsPaging(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o1 := newFakeSRS(t, "o1", "a", "b", "c")
 	o2 := newFakeSRS(t, "o2", "d", "e")
 	_, hs := newTestServer(t, Config{}, o1.info(), o2.info())
@@ -156,7 +157,7 @@ func TestClientsPaging(t *testing.T) {
 // one has no API: the answer still comes back in bounded time with the
 // healthy origin's streams and says what happened to each of the others.
 func TestAggregationDownAndSlow(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	good := newFakeSRS(t, "good", "livestream")
 	slow := newFakeSRS(t, "slow", "x")
 	slow.slow = true
@@ -211,7 +212,7 @@ func TestAggregationDownAndSlow(t *testing.T) {
 }
 
 func TestResponseBounded(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	big := newFakeSRS(t, "big")
 	big.body = []byte(`{"code":0,"streams":[` + strings.Repeat(`{"id":"x"},`, 1000) + `{}]}`)
 	ok := newFakeSRS(t, "ok", "s")
@@ -227,7 +228,7 @@ func TestResponseBounded(t *testing.T) {
 }
 
 func TestOneByID(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o1 := newFakeSRS(t, "o1", "a")
 	o2 := newFakeSRS(t, "o2", "b", "c")
 	_, hs := newTestServer(t, Config{}, o1.info(), o2.info(), deadOrigin(t, "o3"))
@@ -277,7 +278,7 @@ func TestOneByID(t *testing.T) {
 }
 
 func TestNoHealthyOrigin(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o := newFakeSRS(t, "o1", "a")
 	info := o.info()
 	info.Healthy = false
@@ -293,7 +294,7 @@ func TestNoHealthyOrigin(t *testing.T) {
 }
 
 func TestProxyByOrigin(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o1 := newFakeSRS(t, "o1")
 	o2 := newFakeSRS(t, "o2")
 	_, hs := newTestServer(t, Config{}, o1.info(), o2.info(), deadOrigin(t, "o3"))
@@ -342,7 +343,7 @@ func TestProxyByOrigin(t *testing.T) {
 }
 
 func TestCORSPreflight(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	_, hs := newTestServer(t, Config{})
 	for _, p := range []string{"/api/v1/streams/", "/api/v1/clients/x", "/api/v1/anything"} {
 		res := do(t, "OPTIONS", hs.URL+p, nil)
@@ -353,7 +354,7 @@ func TestCORSPreflight(t *testing.T) {
 }
 
 func TestSummaries(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	o1 := newFakeSRS(t, "o1", "a", "b")
 	o2 := newFakeSRS(t, "o2", "c")
 	_, hs := newTestServer(t, Config{}, o1.info(), o2.info(), deadOrigin(t, "o3"))

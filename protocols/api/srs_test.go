@@ -8,13 +8,14 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestRealSRS aggregates two real SRS origins, each with its own publisher,
 // and kicks one publisher through the API. It is skipped unless
 // SRS_MESH_TEST_SRS names an SRS binary.
 func TestRealSRS(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	a := harness.StartSRS(t, harness.SRSOptions{ID: "srs-a"})
 	b := harness.StartSRS(t, harness.SRSOptions{ID: "srs-b"})
 	origins := []OriginInfo{
@@ -27,7 +28,7 @@ func TestRealSRS(t *testing.T) {
 	pubB := harness.PublishRTMP(t, "rtmp://"+b.RTMPAddr+"/live/cam-b")
 
 	var streams listDoc
-	harness.WaitFor(t, 20*time.Second, "both streams listed", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "both streams listed", func() bool {
 		streams = listDoc{}
 		do(t, "GET", hs.URL+"/api/v1/streams", &streams)
 		var got []string

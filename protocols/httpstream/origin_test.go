@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // startNginxStream starts an nginx-rtmp origin writing HLS and DASH and
@@ -22,7 +23,7 @@ func startNginxStream(t *testing.T) *harness.Nginx {
 	harness.Need(t, "ffmpeg")
 	n := harness.StartNginx(t, harness.NginxOptions{HLS: true, DASH: true})
 	harness.PublishRTMP(t, "rtmp://"+n.RTMPAddr+"/live/s")
-	harness.WaitFor(t, 30*time.Second, "HLS and DASH written by the origin", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "HLS and DASH written by the origin", func() bool {
 		for _, p := range []string{"/live/s.m3u8", "/live/s.mpd"} {
 			resp, err := httpClient.Get("http://" + n.HTTPAddr + p)
 			if err != nil {
@@ -128,7 +129,7 @@ func TestRealOriginHTTPFLV(t *testing.T) {
 		t.Skip("real origin test")
 	}
 	harness.Need(t, "ffmpeg")
-	port := harness.FreePort(t, false)
+	port := testkit.FreePort(t, false)
 	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
 	args = append(args, harness.TestSourceArgs()...)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestMain fails the package when goroutines started by the tests outlive
@@ -30,16 +31,9 @@ func TestMain(m *testing.M) {
 	base := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 && !fuzzing {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				fmt.Fprintf(os.Stderr, "goroutines leaked: %d > baseline %d\n%s\n", runtime.NumGoroutine(), base, buf[:n])
-				code = 1
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := testkit.GoroutinesBack(base, 10*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
+			code = 1
 		}
 	}
 	os.Exit(code)
@@ -97,18 +91,6 @@ func proxyFor(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Se
 }
 
 func hostOf(ts *httptest.Server) string { return strings.TrimPrefix(ts.URL, "http://") }
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func decodeAPIError(t *testing.T, resp *http.Response) apiError {
 	t.Helper()
@@ -209,8 +191,8 @@ func TestFLVStreaming(t *testing.T) {
 	}
 	// The player leaves: the origin request ends and the session closes.
 	cancel()
-	waitFor(t, 5*time.Second, "origin request canceled", originDone.Load)
-	waitFor(t, 5*time.Second, "session ended", func() bool { a, _ := sess.count(id); return a == 0 })
+	testkit.WaitFor(t, 5*time.Second, "origin request canceled", originDone.Load)
+	testkit.WaitFor(t, 5*time.Second, "session ended", func() bool { a, _ := sess.count(id); return a == 0 })
 
 	// HEAD is forwarded as HEAD.
 	resp, err = http.Head(proxy.URL + "/live/s.flv")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // fakeRouter routes with a function and records the keys it was asked for.
@@ -72,21 +73,6 @@ func startProxy(t testing.TB, cfg Config) (*Server, string) {
 		}
 	})
 	return s, ln.Addr().String()
-}
-
-// waitGoroutines polls until the number of goroutines is back to at most
-// base, failing after a deadline with a dump of the remaining ones.
-func waitGoroutines(t testing.TB, base int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), base, buf[:n])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestNewValidates(t *testing.T) {
@@ -149,7 +135,9 @@ func TestNginxPublishPlay(t *testing.T) {
 	if err := pub.Wait(15 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
 		t.Fatalf("publisher still running after its origin died: %v", err)
 	}
-	harness.WaitFor(t, 5*time.Second, "sessions ended", func() bool { return s.Stats().ConnsOpen == 0 })
+	testkit.WaitFor(t, 5*time.Second, "sessions ended", func() bool { return s.Stats().ConnsOpen == 0 })
 	s.Close()
-	waitGoroutines(t, base+2)
+	if err := testkit.GoroutinesBack(base+2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func recv(t testing.TB, ch chan string) string {
@@ -308,7 +309,9 @@ func TestBadClients(t *testing.T) {
 	if st := s.Stats(); st.ClientFailures < uint64(len(tests)) || st.ConnsOpen != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	waitGoroutines(t, base+4)
+	if err := testkit.GoroutinesBack(base+4, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestMaxConns(t *testing.T) {
@@ -375,7 +378,9 @@ func TestIdleAndClose(t *testing.T) {
 	}
 	idle.nc.Close()
 	pl.nc.Close()
-	waitGoroutines(t, base+4)
+	if err := testkit.GoroutinesBack(base+4, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func waitChan[T any](t testing.TB, ch chan T) T {

@@ -10,13 +10,14 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // srtOrigin starts FFmpeg as an SRT listener that records what it receives
 // to a TS file, and waits until it answers handshakes.
 func srtOrigin(t *testing.T, query string) (addr, out string, p *harness.Proc) {
 	t.Helper()
-	port := harness.FreeUDPPort(t)
+	port := testkit.FreeUDPPort(t)
 	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	out = filepath.Join(t.TempDir(), "origin.ts")
 	p = harness.Start(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
@@ -39,14 +40,14 @@ func publish(t *testing.T, url string, dur time.Duration) *harness.Proc {
 // that the origin recorded a decodable stream.
 func publishThrough(t *testing.T, query string) {
 	needSRT(t)
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	originAddr, out, origin := srtOrigin(t, query)
 	sessions := &fakeSessions{}
 	srv, proxy := startServer(t, Config{Router: staticRouter(originAddr), Sessions: sessions})
 
 	pub := publish(t, "srt://"+proxy.String()+"?streamid=#!::r=live/s,m=publish"+query, 3*time.Second)
 	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
-	harness.WaitFor(t, 10*time.Second, "session tracked", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "session tracked", func() bool {
 		a, _ := sessions.count(key)
 		return a == 1
 	})
@@ -62,7 +63,7 @@ func publishThrough(t *testing.T, query string) {
 	} else {
 		t.Logf("origin recorded %d video frames", n)
 	}
-	harness.WaitFor(t, 5*time.Second, "session reclaimed after SHUTDOWN", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "session reclaimed after SHUTDOWN", func() bool {
 		return srv.Stats().Sessions == 0
 	})
 	if a, total := sessions.count(key); a != 0 || total != 1 {
@@ -85,7 +86,7 @@ func TestFFmpegPublishEncrypted(t *testing.T) {
 // caller through the proxy.
 func TestFFmpegWrongPassphraseRejectedByOrigin(t *testing.T) {
 	needSRT(t)
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	originAddr, _, _ := srtOrigin(t, "&passphrase=srs-mesh-secret-1&pbkeylen=16")
 	srv, proxy := startServer(t, Config{Router: staticRouter(originAddr)})
 	start := time.Now()
@@ -101,8 +102,8 @@ func TestFFmpegWrongPassphraseRejectedByOrigin(t *testing.T) {
 
 func TestFFmpegPlay(t *testing.T) {
 	needSRT(t)
-	checkGoroutines(t)
-	port := harness.FreeUDPPort(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
+	port := testkit.FreeUDPPort(t)
 	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
 	args = append(args, harness.TestSourceArgs()...)
@@ -128,9 +129,9 @@ func TestFFmpegPlay(t *testing.T) {
 // is refused quickly while a publisher on a healthy origin keeps streaming.
 func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	needSRT(t)
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	healthy, out, origin := srtOrigin(t, "")
-	dead := fmt.Sprintf("127.0.0.1:%d", harness.FreeUDPPort(t))
+	dead := fmt.Sprintf("127.0.0.1:%d", testkit.FreeUDPPort(t))
 	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		if key.Stream == "dead" {
 			return stream.Origin{ID: "dead", SRT: dead}, nil
@@ -140,7 +141,7 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	srv, proxy := startServer(t, Config{Router: router})
 
 	pub := publish(t, "srt://"+proxy.String()+"?streamid=#!::r=live/ok,m=publish", 6*time.Second)
-	harness.WaitFor(t, 10*time.Second, "healthy session established", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "healthy session established", func() bool {
 		return srv.Stats().Established == 1
 	})
 	before := srv.Stats().PacketsToOrigin
@@ -159,7 +160,7 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 		t.Errorf("rejects: %+v", srv.Stats().Rejects)
 	}
 	mid := srv.Stats().PacketsToOrigin
-	harness.WaitFor(t, 5*time.Second, "healthy stream still relayed", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "healthy stream still relayed", func() bool {
 		return srv.Stats().PacketsToOrigin > mid
 	})
 	if mid <= before {

@@ -10,7 +10,7 @@ import (
 	"github.com/datarhei/gosrt/packet"
 
 	"github.com/srs-mesh/srs-mesh/stream"
-	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // handshakeSeeds are real and synthetic handshakes, valid and broken.
@@ -54,7 +54,7 @@ func FuzzParseHandshake(f *testing.F) {
 // established session. Nothing may panic, the table stays bounded, and every
 // goroutine is gone after Close.
 func FuzzHandlePacket(f *testing.F) {
-	checkGoroutines(f)
+	testkit.CheckOwnGoroutines(f, "protocols/srt.")
 	origin := newFakeOrigin(f, false, 0)
 	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		switch key.Stream {
@@ -90,7 +90,7 @@ func FuzzHandlePacket(f *testing.F) {
 	// One established session, so that data and control packets from the
 	// peer reach the forwarding path.
 	s.dispatch(hsPacket(0, hsv5, packet.HSTYPE_CONCLUSION, 0x5eed, cookie, hsreqExt(), sidExt("live/est")), peer)
-	harness.WaitFor(f, 3*time.Second, "seed session established", func() bool { return s.Stats().Established == 1 })
+	testkit.WaitFor(f, 3*time.Second, "seed session established", func() bool { return s.Stats().Established == 1 })
 
 	for _, b := range handshakeSeeds() {
 		f.Add(b)

@@ -5,11 +5,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/datarhei/gosrt/packet"
 
@@ -59,42 +56,6 @@ func (f *fakeSessions) count(key stream.Key) (active, total int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.active[key], f.total
-}
-
-// checkGoroutines fails the test if, after its cleanups (registered later,
-// so run earlier), goroutines running this package's code remain. It looks
-// at stacks rather than counts because the testing and fuzzing machinery
-// starts goroutines of its own.
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			leaked := ourGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines left:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-// ourGoroutines returns the stacks of goroutines other than the caller's
-// that run code of this package.
-func ourGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "protocols/srt.") && !strings.Contains(g, "protocols/srt.ourGoroutines") {
-			out = append(out, g)
-		}
-	}
-	return out
 }
 
 // startServer runs a server on a fresh 127.0.0.1 port until the test ends.

@@ -15,7 +15,7 @@ import (
 	"github.com/datarhei/gosrt/packet"
 
 	"github.com/srs-mesh/srs-mesh/stream"
-	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 const (
@@ -187,7 +187,7 @@ func kmreqExt() ext {
 }
 
 func TestRelayEndToEnd(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	var routes atomic.Int32
 	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
@@ -236,7 +236,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	// Data both ways, verbatim.
 	up := dataPacket(fakeOriginSocket, 1, 1316)
 	c.send(up)
-	harness.WaitFor(t, 2*time.Second, "data at origin", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "data at origin", func() bool {
 		_, data, _ := origin.snapshot()
 		return len(data) == 1 && bytes.Equal(data[0], up)
 	})
@@ -257,17 +257,17 @@ func TestRelayEndToEnd(t *testing.T) {
 
 	// SHUTDOWN from the caller is relayed and reclaims the session.
 	c.send(shutdownPacket(fakeOriginSocket))
-	harness.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+	testkit.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
 	if a, total := sessions.count(key); a != 0 || total != 1 {
 		t.Errorf("sessions active %d total %d", a, total)
 	}
 	// Packets for the gone session are counted and dropped.
 	c.send(dataPacket(fakeOriginSocket, 2, 10))
-	harness.WaitFor(t, 2*time.Second, "no-session drop counted", func() bool { return srv.Stats().NoSession == 1 })
+	testkit.WaitFor(t, 2*time.Second, "no-session drop counted", func() bool { return srv.Stats().NoSession == 1 })
 }
 
 func TestOriginShutdownReclaimsSession(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
 	c := newCaller(t, proxy, 0x2222)
@@ -280,11 +280,11 @@ func TestOriginShutdownReclaimsSession(t *testing.T) {
 	if b := c.read(2 * time.Second); b == nil || !isControl(b, packet.CTRLTYPE_SHUTDOWN) {
 		t.Fatalf("caller got %x, want SHUTDOWN", b)
 	}
-	harness.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+	testkit.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
 }
 
 func TestIdleSessionReclaimed(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr()), IdleTimeout: 300 * time.Millisecond})
 	c := newCaller(t, proxy, 0x3333)
@@ -295,7 +295,7 @@ func TestIdleSessionReclaimed(t *testing.T) {
 	if srv.Stats().Established != 1 {
 		t.Fatalf("stats %+v", srv.Stats())
 	}
-	harness.WaitFor(t, 3*time.Second, "idle session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
+	testkit.WaitFor(t, 3*time.Second, "idle session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
 }
 
 // rejection reads the caller's next packet and returns its rejection
@@ -315,7 +315,7 @@ func (c *caller) rejection(d time.Duration) uint32 {
 }
 
 func TestRouterErrorRejectsImmediately(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	router := routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
 		return stream.Origin{}, stream.ErrNoOrigin
 	})
@@ -335,7 +335,7 @@ func TestRouterErrorRejectsImmediately(t *testing.T) {
 }
 
 func TestBadStreamIDRejected(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	srv, proxy := startServer(t, Config{Router: staticRouter("127.0.0.1:1")})
 	for i, sid := range []string{"#!::r=live/a b,m=publish", "#!::r=live/s,m=bogus", "#!::r=../x"} {
 		c := newCaller(t, proxy, uint32(0x5000+i))
@@ -350,7 +350,7 @@ func TestBadStreamIDRejected(t *testing.T) {
 }
 
 func TestOriginRejectionRelayed(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 10) // SRT_REJ_BADSECRET
 	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
 	c := newCaller(t, proxy, 0x6666)
@@ -375,7 +375,7 @@ func TestOriginRejectionRelayed(t *testing.T) {
 // An origin that swallows packets (no ICMP) is given HandshakeTimeout; the
 // listener keeps serving other callers meanwhile.
 func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	silent := newFakeOrigin(t, true, 0)
 	healthy := newFakeOrigin(t, false, 0)
 	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
@@ -390,7 +390,7 @@ func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
 	stuck := newCaller(t, proxy, 0x7001)
 	start := time.Now()
 	stuck.send(stuck.conclusion(stuck.induct(), sidExt("live/silent")))
-	harness.WaitFor(t, time.Second, "silent origin tried", func() bool { return silent.received.Load() > 0 })
+	testkit.WaitFor(t, time.Second, "silent origin tried", func() bool { return silent.received.Load() > 0 })
 
 	ok := newCaller(t, proxy, 0x7002)
 	ok.send(ok.conclusion(ok.induct(), sidExt("live/ok")))
@@ -418,7 +418,7 @@ func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
 }
 
 func TestConclusionRetransmittedWhileRoutingIsNotRerouted(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	release := make(chan struct{})
 	var routes atomic.Int32
@@ -450,7 +450,7 @@ func TestConclusionRetransmittedWhileRoutingIsNotRerouted(t *testing.T) {
 }
 
 func TestSessionTableBounded(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	release := make(chan struct{})
 	router := routerFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
 		select {
@@ -465,7 +465,7 @@ func TestSessionTableBounded(t *testing.T) {
 		c := newCaller(t, proxy, uint32(0x9000+i))
 		c.send(c.conclusion(c.induct(), sidExt("live/x")))
 	}
-	harness.WaitFor(t, time.Second, "two sessions", func() bool { return srv.Stats().Sessions == 2 })
+	testkit.WaitFor(t, time.Second, "two sessions", func() bool { return srv.Stats().Sessions == 2 })
 	c := newCaller(t, proxy, 0x9100)
 	c.send(c.conclusion(c.induct(), sidExt("live/x")))
 	if r := c.rejection(time.Second); r != rejResource {
@@ -477,7 +477,7 @@ func TestSessionTableBounded(t *testing.T) {
 }
 
 func TestConclusionChecks(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	srv, proxy := startServer(t, Config{Router: staticRouter("127.0.0.1:1")})
 
 	// A forged or stale cookie is dropped without an answer.
@@ -502,14 +502,14 @@ func TestConclusionChecks(t *testing.T) {
 		hsPacket(0, hsv5, packet.HSTYPE_CONCLUSION, 1, cookie, ext{packet.EXTTYPE_SID, []byte("ab"), 1})} {
 		c.send(b)
 	}
-	harness.WaitFor(t, time.Second, "malformed counted", func() bool { return srv.Stats().Malformed == 4 })
+	testkit.WaitFor(t, time.Second, "malformed counted", func() bool { return srv.Stats().Malformed == 4 })
 }
 
 // Refused origins (nothing listening; the kernel answers with ICMP) are
 // reported at once, not after HandshakeTimeout.
 func TestRefusedOriginRejectedFast(t *testing.T) {
-	checkGoroutines(t)
-	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(harness.FreeUDPPort(t)))
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
+	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testkit.FreeUDPPort(t)))
 	srv, proxy := startServer(t, Config{Router: staticRouter(dead.String()), HandshakeTimeout: 5 * time.Second})
 	c := newCaller(t, proxy, 0xb001)
 	start := time.Now()
@@ -526,7 +526,7 @@ func TestRefusedOriginRejectedFast(t *testing.T) {
 }
 
 func TestLifecycle(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	if _, err := New(Config{}); !errors.Is(err, ErrNoRouter) {
 		t.Fatalf("New without router: %v", err)
 	}
@@ -550,7 +550,7 @@ func TestLifecycle(t *testing.T) {
 	s, proxy := startServer(t, Config{Router: staticRouter(origin.addr()), HandshakeTimeout: time.Minute})
 	c := newCaller(t, proxy, 0xc001)
 	c.send(c.conclusion(c.induct(), sidExt("live/x")))
-	harness.WaitFor(t, time.Second, "handshaking", func() bool { return origin.received.Load() > 0 })
+	testkit.WaitFor(t, time.Second, "handshaking", func() bool { return origin.received.Load() > 0 })
 	start := time.Now()
 	s.Close()
 	if d := time.Since(start); d > time.Second {
@@ -580,7 +580,7 @@ func TestDispatchDoesNotAllocate(t *testing.T) {
 // Closing the server tells both ends of every established session, so
 // that callers reconnect at once instead of waiting for SRT's peer timeout.
 func TestCloseSendsShutdownBothWays(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
 	c := newCaller(t, proxy, 0xe001)
@@ -592,7 +592,7 @@ func TestCloseSendsShutdownBothWays(t *testing.T) {
 	if b := c.read(time.Second); b == nil || !isControl(b, packet.CTRLTYPE_SHUTDOWN) || destID(b) != c.sid {
 		t.Fatalf("caller got %x, want SHUTDOWN", b)
 	}
-	harness.WaitFor(t, time.Second, "SHUTDOWN at origin", func() bool {
+	testkit.WaitFor(t, time.Second, "SHUTDOWN at origin", func() bool {
 		_, data, _ := origin.snapshot()
 		return len(data) == 1 && isControl(data[0], packet.CTRLTYPE_SHUTDOWN) && destID(data[0]) == fakeOriginSocket
 	})
@@ -602,7 +602,7 @@ func TestCloseSendsShutdownBothWays(t *testing.T) {
 // an established session keeps relaying; Drain returns once that session
 // ends.
 func TestDrain(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	srv, proxy := startServer(t, Config{Router: staticRouter(origin.addr())})
 	c := newCaller(t, proxy, 0xd001)
@@ -623,7 +623,7 @@ func TestDrain(t *testing.T) {
 	}
 	up := dataPacket(fakeOriginSocket, 1, 100)
 	c.send(up)
-	harness.WaitFor(t, 2*time.Second, "data at origin during drain", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "data at origin during drain", func() bool {
 		_, data, _ := origin.snapshot()
 		return len(data) == 1
 	})

@@ -14,6 +14,7 @@ import (
 
 	pionwebrtc "github.com/pion/webrtc/v4"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // clientAPI is a pion API for test clients: full ICE, loopback UDP only.
@@ -138,7 +139,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real WebRTC sessions")
 	}
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	origin, err := webrtctest.Start(webrtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 
 	// Publish through node 1's HTTP; the media flows through node 2.
 	pub := startPublisher(t, api, hc, n1.http.URL+"/rtc/v1/whip/?app=live&stream=cam")
-	eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if n := origin.Tracks("live", "cam"); n != 2 {
 			return fmt.Errorf("origin has %d tracks (n2 stats %+v)", n, n2.srv.Stats())
 		}
@@ -160,7 +161,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	})
 	// Play through node 2's HTTP; the media flows through node 1.
 	play := startPlayer(t, api, hc, n2.http.URL+"/rtc/v1/whep/?app=live&stream=cam")
-	eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if v, a := play.video.Load(), play.audio.Load(); v < 20 || a < 20 {
 			return fmt.Errorf("player got %d video, %d audio packets (n1 %+v)", v, a, n1.srv.Stats())
 		}
@@ -231,7 +232,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 		}
 	}
 	del(n2, play.location)
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if o, s := origin.Sessions(), n1.srv.Stats().Sessions; o != 1 || s != 0 || store.Len() != 1 {
 			return fmt.Errorf("origin sessions %d, node 1 sessions %d, stored %d", o, s, store.Len())
 		}
@@ -239,7 +240,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	})
 	play.close()
 	before := origin.PublishedPackets()
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if origin.PublishedPackets() < before+10 {
 			return fmt.Errorf("publisher stalled after the player left")
 		}
@@ -247,7 +248,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	})
 
 	del(n1, pub.location)
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if o, s := origin.Sessions(), n2.srv.Stats().Sessions; o != 0 || s != 0 || store.Len() != 0 {
 			return fmt.Errorf("origin sessions %d, node 2 sessions %d, stored %d", o, s, store.Len())
 		}

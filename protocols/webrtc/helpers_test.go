@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -72,48 +71,6 @@ func quietLogger() *slog.Logger {
 type testWriter struct{}
 
 func (testWriter) Write(p []byte) (int, error) { fmt.Print(string(p)); return len(p), nil }
-
-// checkGoroutines fails the test if goroutines started during it are still
-// running once its other cleanups have run. Call it first in a test.
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		err := waitFor(5*time.Second, func() error {
-			if n := runtime.NumGoroutine(); n > base {
-				return fmt.Errorf("%d goroutines, %d at start", n, base)
-			}
-			return nil
-		})
-		if err != nil {
-			buf := make([]byte, 1<<20)
-			t.Errorf("goroutine leak: %v\n%s", err, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
-
-// waitFor polls cond until it returns nil or d passes.
-func waitFor(d time.Duration, cond func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// eventually fails the test unless cond holds within d.
-func eventually(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	if err := waitFor(d, cond); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // udpListen opens a UDP socket on 127.0.0.1 closed at the end of the test.
 func udpListen(t testing.TB) *net.UDPConn {

@@ -13,10 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func TestRelayForwardsBothWays(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	sessions := &fakeSessions{}
 	e := startRelay(t, nil, func(c *Config) { c.Sessions = sessions })
 	e.addSession(t, "ans1:off1")
@@ -53,7 +55,7 @@ func TestRelayForwardsBothWays(t *testing.T) {
 }
 
 func TestRelayDropsBadPackets(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, nil)
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)
@@ -72,7 +74,7 @@ func TestRelayDropsBadPackets(t *testing.T) {
 	send(bindingRequest(t, "nosuch:off1"))               // unknown session
 	send(append(bindingRequest(t, "ans1:off1"), 0)[:19]) // short header
 	want := Stats{DroppedMalformed: 4, DroppedNoSession: 1, DroppedUnknownUfrag: 1}
-	eventually(t, 2*time.Second, func() error {
+	testkit.Eventually(t, 2*time.Second, func() error {
 		st := e.srv.Stats()
 		if st.DroppedMalformed != want.DroppedMalformed+1 || st.DroppedNoSession != want.DroppedNoSession ||
 			st.DroppedUnknownUfrag != want.DroppedUnknownUfrag {
@@ -93,7 +95,7 @@ func TestRelayDropsBadPackets(t *testing.T) {
 // request from the new port moves the session there; the origin sees no
 // change (same upstream socket).
 func TestRelayNATRebinding(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, nil)
 	e.addSession(t, "ans1:off1")
 	a, b := udpListen(t), udpListen(t)
@@ -106,7 +108,7 @@ func TestRelayNATRebinding(t *testing.T) {
 	if _, err := b.WriteToUDPAddrPort(rtpPacket(2, "b before stun"), e.addr); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		if e.srv.Stats().DroppedNoSession != 1 {
 			return fmt.Errorf("stats: %+v", e.srv.Stats())
 		}
@@ -135,7 +137,7 @@ func TestRelayNATRebinding(t *testing.T) {
 // request from a new address must be signed with the origin's ICE password.
 // One that is not is dropped and counted, and the session stays where it was.
 func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, nil)
 	e.addSession(t, "ans1:off1")
 	e.addSession(t, "ans2:off2")
@@ -144,7 +146,7 @@ func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
 	// A session is not opened by an unsigned or wrongly signed request.
 	attacker.WriteToUDPAddrPort(bindingRequestPwd(t, "ans2:off2", "guess"), e.addr)
 	attacker.WriteToUDPAddrPort(bindingRequestPwd(t, "ans2:off2", ""), e.addr)
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		if st := e.srv.Stats(); st.DroppedIntegrity != 2 || st.Sessions != 0 {
 			return fmt.Errorf("stats: %+v", st)
 		}
@@ -167,7 +169,7 @@ func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
 		}
 	}
 	attacker.WriteToUDPAddrPort(rtpPacket(9, "injected"), e.addr)
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		st := e.srv.Stats()
 		if st.DroppedIntegrity != 4 || st.DroppedUnknownUfrag != 1 || st.DroppedNoSession != 1 {
 			return fmt.Errorf("stats: %+v", st)
@@ -196,7 +198,7 @@ func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
 // A session stored without a password (by a node that predates it) is
 // relayed as before: a Binding request needs no MESSAGE-INTEGRITY.
 func TestRelaySessionWithoutPwdIsNotChecked(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, nil)
 	e.addSessionPwd(t, "ans1:off1", "")
 	a, b := udpListen(t), udpListen(t)
@@ -214,14 +216,14 @@ func TestRelaySessionWithoutPwdIsNotChecked(t *testing.T) {
 // Binding responses go back to the address whose request they answer, even
 // when requests from two client candidates interleave.
 func TestRelayRoutesSTUNResponsesByTransaction(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, nil)
 	e.addSession(t, "ans1:off1")
 	a, b := udpListen(t), udpListen(t)
 	ra, rb := bindingRequest(t, "ans1:off1"), bindingRequest(t, "ans1:off1")
 	// Send both requests before reading either response.
 	a.WriteToUDPAddrPort(ra, e.addr)
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		if e.srv.Stats().OriginPackets != 1 {
 			return fmt.Errorf("no response relayed yet")
 		}
@@ -237,13 +239,13 @@ func TestRelayRoutesSTUNResponsesByTransaction(t *testing.T) {
 }
 
 func TestRelayReclaimsIdleSessions(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)
 	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
 	// The relay is reclaimed; the stored session stays for other nodes.
-	eventually(t, 3*time.Second, func() error {
+	testkit.Eventually(t, 3*time.Second, func() error {
 		if st := e.srv.Stats(); st.Sessions != 0 || e.store.Len() != 1 {
 			return fmt.Errorf("sessions %d, stored %d", st.Sessions, e.store.Len())
 		}
@@ -251,7 +253,7 @@ func TestRelayReclaimsIdleSessions(t *testing.T) {
 	})
 	// Media on the reclaimed flow is dropped.
 	client.WriteToUDPAddrPort(rtpPacket(1, "late"), e.addr)
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		if e.srv.Stats().DroppedNoSession != 1 {
 			return fmt.Errorf("stats: %+v", e.srv.Stats())
 		}
@@ -268,7 +270,7 @@ func TestRelayReclaimsIdleSessions(t *testing.T) {
 // balancer hashes the new address elsewhere). The first node's flow goes
 // idle; reclaiming it must not end the session the second node relays.
 func TestRelayIdleElsewhereKeepsMovedFlow(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	store := NewMemorySessionStore()
 	a := startRelay(t, store, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
 	b := startRelay(t, store, func(c *Config) {
@@ -279,7 +281,7 @@ func TestRelayIdleElsewhereKeepsMovedFlow(t *testing.T) {
 	first, moved := udpListen(t), udpListen(t)
 	exchange(t, first, a.addr, bindingRequest(t, "ans1:off1"))
 	exchange(t, moved, b.addr, bindingRequest(t, "ans1:off1"))
-	eventually(t, 3*time.Second, func() error {
+	testkit.Eventually(t, 3*time.Second, func() error {
 		if st := a.srv.Stats(); st.Sessions != 0 {
 			return fmt.Errorf("node a still relays: %+v", st)
 		}
@@ -299,7 +301,7 @@ func TestRelayIdleElsewhereKeepsMovedFlow(t *testing.T) {
 // A DELETE handled by another node removes the session from the shared
 // store; the node relaying it notices and reclaims its socket.
 func TestRelayReclaimsSessionsDeletedElsewhere(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, func(c *Config) { c.SweepInterval = 10 * time.Millisecond })
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)
@@ -308,7 +310,7 @@ func TestRelayReclaimsSessionsDeletedElsewhere(t *testing.T) {
 		t.Fatal("no session")
 	}
 	e.store.DeleteRTCSession(context.Background(), "ans1:off1")
-	eventually(t, 2*time.Second, func() error {
+	testkit.Eventually(t, 2*time.Second, func() error {
 		if n := e.srv.Stats().Sessions; n != 0 {
 			return fmt.Errorf("%d sessions", n)
 		}
@@ -317,14 +319,14 @@ func TestRelayReclaimsSessionsDeletedElsewhere(t *testing.T) {
 }
 
 func TestRelaySessionTableIsBounded(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, func(c *Config) { c.MaxSessions = 1 })
 	e.addSession(t, "ans1:off1")
 	e.addSession(t, "ans2:off2")
 	a, b := udpListen(t), udpListen(t)
 	exchange(t, a, e.addr, bindingRequest(t, "ans1:off1"))
 	b.WriteToUDPAddrPort(bindingRequest(t, "ans2:off2"), e.addr)
-	eventually(t, time.Second, func() error {
+	testkit.Eventually(t, time.Second, func() error {
 		if st := e.srv.Stats(); st.DroppedTableFull != 1 || st.Sessions != 1 {
 			return fmt.Errorf("stats: %+v", st)
 		}
@@ -433,7 +435,7 @@ func processCPU() int64 {
 // TestDrain: while draining, new offers get 503 and the relay keeps
 // carrying its session; Drain returns once that session is gone.
 func TestDrain(t *testing.T) {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, func(c *Config) { c.SweepInterval = 10 * time.Millisecond })
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)

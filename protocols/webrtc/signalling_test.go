@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 const offerSDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" +
@@ -77,7 +78,7 @@ type sigEnv struct {
 }
 
 func startSignalling(t *testing.T) *sigEnv {
-	checkGoroutines(t)
+	testkit.CheckGoroutines(t)
 	api := startFakeAPI(t)
 	e := &sigEnv{store: NewMemorySessionStore(), api: api}
 	e.router = &fakeRouter{origin: stream.Origin{ID: "o1", API: strings.TrimPrefix(api.URL, "http://"), RTC: "10.0.0.5:8000"}}

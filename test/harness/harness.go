@@ -5,12 +5,13 @@
 package harness
 
 import (
-	"fmt"
 	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // Need skips the test unless every named executable is on PATH.
@@ -23,62 +24,10 @@ func Need(t testing.TB, tools ...string) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. When
-// udp is true the same port is also free for UDP.
-func FreePort(t testing.TB, udp bool) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if udp {
-			pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err != nil {
-				ln.Close()
-				continue
-			}
-			pc.Close()
-		}
-		ln.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func FreeUDPPort(t testing.TB) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen udp: %v", err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
-// WaitFor polls cond every 50 ms until it is true or timeout passes, then
-// fails the test with msg.
-func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // WaitTCP waits until something accepts TCP connections on addr.
 func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
-	WaitFor(t, timeout, "tcp "+addr+" accepting", func() bool {
+	testkit.WaitFor(t, timeout, "tcp "+addr+" accepting", func() bool {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
 			return false

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // NginxModule is where Debian's libnginx-mod-rtmp installs the RTMP module.
@@ -42,8 +44,8 @@ func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
 	}
 	dir := t.TempDir()
 	n := &Nginx{
-		RTMPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
+		RTMPAddr: fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false)),
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false)),
 		Dir:      dir,
 		done:     make(chan struct{}),
 	}

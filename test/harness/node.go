@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // BuildSRSMesh compiles ./cmd/srs-mesh of the module that contains the
@@ -130,13 +132,13 @@ func unique(t testing.TB, free func() int) int {
 // returns a port it returned before in this process.
 func UniquePort(t testing.TB, udp bool) int {
 	t.Helper()
-	return unique(t, func() int { return FreePort(t, udp) })
+	return unique(t, func() int { return testkit.FreePort(t, udp) })
 }
 
 // UniqueUDPPort is FreeUDPPort with the guarantee of UniquePort.
 func UniqueUDPPort(t testing.TB) int {
 	t.Helper()
-	return unique(t, func() int { return FreeUDPPort(t) })
+	return unique(t, func() int { return testkit.FreeUDPPort(t) })
 }
 
 // Start runs the node in the background; it is killed when the test ends.

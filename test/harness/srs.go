@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // SRSBinaryEnv names the environment variable that points at an SRS binary
@@ -57,11 +59,11 @@ func StartSRS(t testing.TB, opt SRSOptions) *SRS {
 	dir := t.TempDir()
 	s := &SRS{
 		ID:       opt.ID,
-		RTMPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		APIAddr:  fmt.Sprintf("127.0.0.1:%d", FreePort(t, false)),
-		SRTPort:  FreeUDPPort(t),
-		RTCPort:  FreeUDPPort(t),
+		RTMPAddr: fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false)),
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false)),
+		APIAddr:  fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t, false)),
+		SRTPort:  testkit.FreeUDPPort(t),
+		RTCPort:  testkit.FreeUDPPort(t),
 		Dir:      dir,
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "html"), 0o755); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // NeedFFmpegSRT skips the test unless FFmpeg and ffprobe exist and FFmpeg
@@ -55,7 +57,7 @@ func WaitSRTListener(t testing.TB, addr string, timeout time.Duration) {
 	defer c.Close()
 	probe := srtInduction()
 	buf := make([]byte, 1500)
-	WaitFor(t, timeout, "SRT listener at "+addr, func() bool {
+	testkit.WaitFor(t, timeout, "SRT listener at "+addr, func() bool {
 		c.Write(probe)
 		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		n, err := c.Read(buf)
