@@ -117,7 +117,7 @@ type deleteAssignmentsCmd struct {
 // putRTCSessionCmd stores a WebRTC ICE session, replacing one with the same
 // ufrag. The session carries its own creation time.
 type putRTCSessionCmd struct {
-	Session RTCSession `json:"session"`
+	Session stream.RTCSession `json:"session"`
 }
 
 // deleteRTCSessionCmd removes one session; an absent one is not an error.

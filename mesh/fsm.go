@@ -371,9 +371,9 @@ func (f *fsm) staleKeys(cutoffMs int64, max int) []string {
 // fsmState is the serialized form of the FSM, in snapshots and tests. Slices
 // are sorted so that equal states serialize identically.
 type fsmState struct {
-	Origins     []originState   `json:"origins"`
-	Assignments []keyAssignment `json:"assignments"`
-	RTCSessions []RTCSession    `json:"rtc_sessions,omitempty"`
+	Origins     []originState       `json:"origins"`
+	Assignments []keyAssignment     `json:"assignments"`
+	RTCSessions []stream.RTCSession `json:"rtc_sessions,omitempty"`
 	// Index is the last applied log index when the state was copied (raft
 	// takes snapshots between applies, so it is the snapshot's index).
 	Index uint64 `json:"index,omitempty"`
@@ -393,7 +393,7 @@ func (f *fsm) state() fsmState {
 		st.Assignments = append(st.Assignments, keyAssignment{Key: k, assignment: *a})
 	}
 	if len(f.rtc) > 0 {
-		st.RTCSessions = make([]RTCSession, 0, len(f.rtc))
+		st.RTCSessions = make([]stream.RTCSession, 0, len(f.rtc))
 		for _, e := range f.rtc {
 			st.RTCSessions = append(st.RTCSessions, e.s)
 		}

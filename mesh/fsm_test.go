@@ -347,7 +347,7 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("%d rtc sessions, %d in the age heap", len(m.rtc), len(m.rtcAge))
 		}
 		for i, e := range m.rtcAge {
-			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.validate() != nil {
+			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.Validate() != nil {
 				t.Fatalf("age heap entry %d inconsistent: %+v", i, e)
 			}
 		}

@@ -6,33 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"time"
-)
 
-// RTCSession is one WebRTC ICE session, replicated so that a client's UDP flow
-// can be relayed by any node, not only the one that answered its offer (a
-// load balancer does not keep the HTTP request and the UDP flow together).
-type RTCSession struct {
-	// Ufrag is the session key: the full ICE username of the client's STUN
-	// Binding requests, "answerUfrag:offerUfrag".
-	Ufrag string `json:"ufrag"`
-	// OriginID is the origin that answered the offer.
-	OriginID string `json:"origin"`
-	// OriginRTC is the origin's WebRTC UDP endpoint, "host:port".
-	OriginRTC string `json:"origin_rtc"`
-	// Key is the stream key.
-	Key string `json:"key"`
-	// Resource is the origin's WHIP/WHEP resource URL ("" for SRS's JSON API).
-	Resource string `json:"resource,omitempty"`
-	// Pwd is the origin's ICE password from the answer (a=ice-pwd), with
-	// which the relay checks the MESSAGE-INTEGRITY of the client's Binding
-	// requests. Commands and snapshots written before the field existed
-	// decode with Pwd empty, and such sessions are relayed unchecked. It is
-	// a secret: it never appears in logs or in the status API.
-	Pwd string `json:"pwd,omitempty"`
-	// CreatedUnixMs is when the offer was answered; the leader deletes
-	// sessions older than Config.RTCSessionTTL.
-	CreatedUnixMs int64 `json:"created_unix_ms"`
-}
+	"github.com/srs-mesh/srs-mesh/stream"
+)
 
 // MaxRTCSessions bounds the replicated session table. Putting a new session
 // into a full table evicts the oldest one (smallest CreatedUnixMs, then
@@ -40,37 +16,18 @@ type RTCSession struct {
 // Config field, because replicas must agree on it.
 const MaxRTCSessions = 100_000
 
-// Size limits of a session's fields. An ICE ufrag is at most 256 characters
-// (RFC 8839), so a username "a:b" at most 513.
-const (
-	maxUfragBytes    = 520
-	maxRTCFieldBytes = 1024
-	maxResourceBytes = 4096
-	// maxPwdBytes bounds Pwd: an ICE password is at most 256 characters
-	// (RFC 8839).
-	maxPwdBytes = 256
-)
-
-// validate checks a session before it is written and when it is applied.
-func (s RTCSession) validate() error {
-	switch {
-	case s.Ufrag == "":
-		return fmt.Errorf("%w: rtc session without ufrag", ErrBadCommand)
-	case len(s.Ufrag) > maxUfragBytes:
-		return fmt.Errorf("%w: rtc session ufrag longer than %d bytes", ErrBadCommand, maxUfragBytes)
-	case len(s.OriginID) > maxRTCFieldBytes, len(s.OriginRTC) > maxRTCFieldBytes, len(s.Key) > maxRTCFieldBytes:
-		return fmt.Errorf("%w: rtc session field longer than %d bytes", ErrBadCommand, maxRTCFieldBytes)
-	case len(s.Resource) > maxResourceBytes:
-		return fmt.Errorf("%w: rtc session resource longer than %d bytes", ErrBadCommand, maxResourceBytes)
-	case len(s.Pwd) > maxPwdBytes:
-		return fmt.Errorf("%w: rtc session pwd longer than %d bytes", ErrBadCommand, maxPwdBytes)
+// validateRTCSession checks a session before it is written and when it is
+// applied: an invalid one is a malformed command.
+func validateRTCSession(s stream.RTCSession) error {
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadCommand, err)
 	}
 	return nil
 }
 
 // rtcEntry is a stored session and its position in the age heap.
 type rtcEntry struct {
-	s   RTCSession
+	s   stream.RTCSession
 	idx int
 }
 
@@ -106,11 +63,11 @@ func (h *rtcHeap) Pop() any {
 
 // buildRTCTable indexes restored sessions. Invalid or duplicate entries are
 // dropped and the table is cut to MaxRTCSessions (oldest dropped first).
-func buildRTCTable(sessions []RTCSession) (map[string]*rtcEntry, rtcHeap) {
+func buildRTCTable(sessions []stream.RTCSession) (map[string]*rtcEntry, rtcHeap) {
 	m := make(map[string]*rtcEntry, len(sessions))
 	h := make(rtcHeap, 0, len(sessions))
 	for _, s := range sessions {
-		if s.validate() != nil {
+		if validateRTCSession(s) != nil {
 			continue
 		}
 		if _, dup := m[s.Ufrag]; dup {
@@ -130,7 +87,7 @@ func buildRTCTable(sessions []RTCSession) (map[string]*rtcEntry, rtcHeap) {
 
 func (f *fsm) applyPutRTCSession(c *putRTCSessionCmd) applyResult {
 	s := c.Session
-	if err := s.validate(); err != nil {
+	if err := validateRTCSession(s); err != nil {
 		return failResult(codeBadCommand, err)
 	}
 	if e, ok := f.rtc[s.Ufrag]; ok {
@@ -170,10 +127,10 @@ func (f *fsm) applyExpireRTCSessions(c *expireRTCSessionsCmd) applyResult {
 }
 
 // rtcSession reads one session from the local replica.
-func (f *fsm) rtcSession(ufrag string) (RTCSession, bool) {
+func (f *fsm) rtcSession(ufrag string) (stream.RTCSession, bool) {
 	f.mu.RLock()
 	e, ok := f.rtc[ufrag]
-	var s RTCSession
+	var s stream.RTCSession
 	if ok {
 		s = e.s
 	}
@@ -217,8 +174,8 @@ func (f *fsm) staleRTCSessions(cutoffMs int64, max int) []string {
 // node too, so that LookupRTCSession here finds it at once. If this node's
 // replica lags beyond the bound, PutRTCSession still returns nil: the session
 // is committed, and this replica will have it as soon as it catches up.
-func (n *Node) PutRTCSession(ctx context.Context, s RTCSession) error {
-	if err := s.validate(); err != nil {
+func (n *Node) PutRTCSession(ctx context.Context, s stream.RTCSession) error {
+	if err := validateRTCSession(s); err != nil {
 		return err
 	}
 	return n.applyAndWait(ctx, cmdPutRTCSession, putRTCSessionCmd{Session: s})
@@ -227,7 +184,7 @@ func (n *Node) PutRTCSession(ctx context.Context, s RTCSession) error {
 // DeleteRTCSession removes a session from the replicated table; deleting an
 // absent session is not an error. Bounds and read-your-write as PutRTCSession.
 func (n *Node) DeleteRTCSession(ctx context.Context, ufrag string) error {
-	if ufrag == "" || len(ufrag) > maxUfragBytes {
+	if ufrag == "" || len(ufrag) > stream.MaxRTCUfragBytes {
 		return nil // such a session cannot exist
 	}
 	return n.applyAndWait(ctx, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: ufrag})
@@ -235,7 +192,7 @@ func (n *Node) DeleteRTCSession(ctx context.Context, ufrag string) error {
 
 // LookupRTCSession reads a session from this node's replica: a map read under
 // a read lock, no network.
-func (n *Node) LookupRTCSession(ufrag string) (RTCSession, bool) {
+func (n *Node) LookupRTCSession(ufrag string) (stream.RTCSession, bool) {
 	return n.fsm.rtcSession(ufrag)
 }
 

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-func rtcSess(ufrag string, created int64) RTCSession {
-	return RTCSession{Ufrag: ufrag, OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a",
+func rtcSess(ufrag string, created int64) stream.RTCSession {
+	return stream.RTCSession{Ufrag: ufrag, OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a",
 		Resource: "http://127.0.0.1:1985/rtc/v1/whep/?token=x", Pwd: "0123456789abcdef0123456789", CreatedUnixMs: created}
 }
 
@@ -45,8 +47,8 @@ func TestFSMPutLookupDeleteRTCSession(t *testing.T) {
 	if r := apply(t, f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "a:b"}); r.err() != nil {
 		t.Fatal(r.err())
 	}
-	for _, bad := range []RTCSession{{}, {Ufrag: strings.Repeat("u", maxUfragBytes+1)}, {Ufrag: "x", Resource: strings.Repeat("r", maxResourceBytes+1)},
-		{Ufrag: "x", Pwd: strings.Repeat("p", maxPwdBytes+1)}} {
+	for _, bad := range []stream.RTCSession{{}, {Ufrag: strings.Repeat("u", stream.MaxRTCUfragBytes+1)}, {Ufrag: "x", Resource: strings.Repeat("r", stream.MaxRTCResourceBytes+1)},
+		{Ufrag: "x", Pwd: strings.Repeat("p", stream.MaxRTCPwdBytes+1)}} {
 		if r := apply(t, f, cmdPutRTCSession, putRTCSessionCmd{Session: bad}); !errors.Is(r.err(), ErrBadCommand) {
 			t.Fatalf("put %.20q: %+v", bad.Ufrag, r)
 		}
@@ -167,14 +169,14 @@ func TestFSMRTCSessionWithoutPwd(t *testing.T) {
 	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Data: old}).(applyResult); r.err() != nil {
 		t.Fatal(r.err())
 	}
-	want := RTCSession{Ufrag: "a:b", OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a", CreatedUnixMs: 7}
+	want := stream.RTCSession{Ufrag: "a:b", OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a", CreatedUnixMs: 7}
 	if got, ok := f.rtcSession("a:b"); !ok || got != want {
 		t.Fatalf("old command: %+v %v", got, ok)
 	}
 	snap := `{"origins":[],"assignments":[],"rtc_sessions":[` +
 		`{"ufrag":"c:d","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","created_unix_ms":8},` +
 		`{"ufrag":"e:f","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","pwd":"p1","created_unix_ms":9},` +
-		`{"ufrag":"g:h","pwd":"` + strings.Repeat("p", maxPwdBytes+1) + `","created_unix_ms":9}]}`
+		`{"ufrag":"g:h","pwd":"` + strings.Repeat("p", stream.MaxRTCPwdBytes+1) + `","created_unix_ms":9}]}`
 	if err := f.Restore(io.NopCloser(strings.NewReader(snap))); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ type rtcStore struct{ node *mesh.Node }
 var _ webrtc.SessionStore = rtcStore{}
 
 func (s rtcStore) PutRTCSession(ctx context.Context, r webrtc.RTCSession) error {
-	return s.node.PutRTCSession(ctx, mesh.RTCSession{
+	return s.node.PutRTCSession(ctx, stream.RTCSession{
 		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
 		Resource: r.Resource, Pwd: r.Pwd, CreatedUnixMs: r.CreatedUnixMs,
 	})
