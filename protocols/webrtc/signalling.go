@@ -232,7 +232,7 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadGateway, "origin answer: "+err.Error())
 		return
 	}
-	sess := RTCSession{
+	sess := stream.RTCSession{
 		Ufrag:         ansUfrag + ":" + of.ufrag,
 		OriginID:      o.ID,
 		OriginRTC:     o.RTC,
@@ -424,7 +424,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadGateway, "origin answer: "+err.Error())
 		return
 	}
-	sess := RTCSession{
+	sess := stream.RTCSession{
 		Ufrag:         ansUfrag + ":" + of.ufrag,
 		OriginID:      o.ID,
 		OriginRTC:     o.RTC,
