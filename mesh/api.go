@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -213,12 +214,12 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 // 421 when this node is not the leader (the follower retries elsewhere) and
 // never forwards again, so forwarding cannot loop.
 func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, state.MaxCommandBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "command too large")
 		return
 	}
-	if _, _, err := decodeCommand(data); err != nil {
+	if _, err := state.Decode(data); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -237,7 +238,7 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	res, _ := f.Response().(applyResult)
+	res, _ := f.Response().(state.Result)
 	res.Index = f.Index()
 	writeOK(w, res)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -37,12 +38,12 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 	}
 	ks := key.String()
 	n.act.used(ks)
-	if o, ok := n.fsm.route(ks); ok {
+	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
 	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
-	res, err := n.apply(actx, cmdAssign, assignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
+	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
 	switch {
 	case err == nil && res.Origin != nil:
 		return *res.Origin, nil
@@ -57,11 +58,11 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
 
 func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
-	id, err := stream.SelectByHash(key, n.fsm.candidates())
+	id, err := stream.SelectByHash(key, n.fsm.Candidates())
 	if err != nil {
 		return stream.Origin{}, fmt.Errorf("%w: no leader, and no origin known healthy for %s", stream.ErrNoOrigin, ks)
 	}
-	o, ok := n.fsm.origin(id)
+	o, ok := n.fsm.Origin(id)
 	if !ok {
 		return stream.Origin{}, fmt.Errorf("%w: %s", stream.ErrNoOrigin, ks)
 	}
@@ -115,7 +116,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, cmdRegisterOrigin, registerOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
 	return err
 }
 
@@ -124,7 +125,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) error {
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, cmdSetDraining, setDrainingCmd{ID: originID, Draining: draining})
+	_, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining})
 	return err
 }
 
@@ -140,19 +141,19 @@ func (n *Node) writeContext(ctx context.Context) (context.Context, context.Cance
 // changes until ctx is done, then fails with ErrNoLeader. A command that was
 // applied but failed (unknown origin, no origin) returns its error at once.
 // Every command is idempotent, so a retry after an ambiguous failure is safe.
-func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, error) {
-	data, err := encodeCommand(t, body)
+func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error) {
+	data, err := state.Encode(c)
 	if err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
 	backoff := 10 * time.Millisecond
 	var last error = ErrNoLeader
 	for {
 		if n.ctx.Err() != nil {
-			return applyResult{}, ErrClosed
+			return state.Result{}, ErrClosed
 		}
 		if ctx.Err() != nil {
-			return applyResult{}, fmt.Errorf("%w: %v", ErrNoLeader, last)
+			return state.Result{}, fmt.Errorf("%w: %v", ErrNoLeader, last)
 		}
 		if n.IsLeader() {
 			timeout := time.Second
@@ -162,12 +163,12 @@ func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, err
 			f := n.raft.Apply(data, timeout)
 			err := f.Error()
 			if err == nil {
-				res, _ := f.Response().(applyResult)
+				res, _ := f.Response().(state.Result)
 				res.Index = f.Index()
-				return res, res.err()
+				return res, resultErr(res)
 			}
 			if errors.Is(err, raft.ErrRaftShutdown) {
-				return applyResult{}, ErrClosed
+				return state.Result{}, ErrClosed
 			}
 			last = err
 		} else if _, id := n.raft.LeaderWithID(); id == "" {
@@ -177,10 +178,10 @@ func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, err
 		} else {
 			res, err := n.forward(ctx, api, data)
 			if err == nil {
-				return res, res.err()
+				return res, resultErr(res)
 			}
 			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errForward) {
-				return applyResult{}, err
+				return state.Result{}, err
 			}
 			last = err
 		}
@@ -206,27 +207,27 @@ const (
 )
 
 // forward posts a command to the leader's internal apply endpoint.
-func (n *Node) forward(ctx context.Context, api string, data []byte) (applyResult, error) {
+func (n *Node) forward(ctx context.Context, api string, data []byte) (state.Result, error) {
 	var env struct {
-		Code    int         `json:"code"`
-		Message string      `json:"message"`
-		Data    applyResult `json:"data"`
+		Code    int          `json:"code"`
+		Message string       `json:"message"`
+		Data    state.Result `json:"data"`
 	}
 	status, err := n.postInternal(ctx, api, pathInternalApply, data, &env)
 	if err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
 	switch {
 	case status == http.StatusOK:
 		return env.Data, nil
 	case status == http.StatusMisdirectedRequest:
-		return applyResult{}, ErrNotLeader
+		return state.Result{}, ErrNotLeader
 	case status == http.StatusUnauthorized:
-		return applyResult{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
+		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
-		return applyResult{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
 	}
-	return applyResult{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
+	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
 }
 
 // postInternal sends one internal request with the token and decodes the JSON
@@ -245,7 +246,7 @@ func (n *Node) postInternal(ctx context.Context, api, path string, body []byte, 
 		return 0, fmt.Errorf("%w: %v", errForward, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCommandBytes))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, state.MaxCommandBytes))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errForward, err)
 	}
@@ -401,7 +402,7 @@ func (n *Node) flushActivity() {
 		batch := keys[:min(len(keys), 1000)]
 		keys = keys[len(batch):]
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RouteTimeout)
-		_, err := n.apply(ctx, cmdTouch, touchCmd{Keys: batch, NowMs: now})
+		_, err := n.apply(ctx, state.TouchCmd{Keys: batch, NowMs: now})
 		cancel()
 		if err != nil {
 			n.log.Debug("report stream activity", "err", err)

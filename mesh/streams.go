@@ -145,7 +145,7 @@ func (n *Node) ClusterStreams(ctx context.Context) ClusterStreams {
 		}
 		return s
 	}
-	st := n.fsm.state()
+	st := n.fsm.Contents()
 	healthy := make(map[string]bool, len(st.Origins))
 	for _, o := range st.Origins {
 		healthy[o.Origin.ID] = o.Healthy
