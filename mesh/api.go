@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -46,7 +47,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
-	mux.HandleFunc(pathLocalSessions, n.method(http.MethodGet, n.handleLocalSessions))
+	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
