@@ -34,6 +34,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -70,7 +71,7 @@ type Node struct {
 	left map[string]time.Time
 
 	client *http.Client
-	act    activity
+	act    *activity.Recorder
 
 	// lastProbeOK holds, on the leader, the last successful probe per origin
 	// (unix ms), shown in Status without writing every probe to the log.
@@ -108,6 +109,7 @@ func New(cfg Config) (*Node, error) {
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
+		act:           activity.New(),
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
@@ -115,7 +117,6 @@ func New(cfg Config) (*Node, error) {
 			IdleConnTimeout:     30 * time.Second,
 		}},
 	}
-	n.act.init()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {
 		n.cancel()

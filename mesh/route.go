@@ -7,10 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,7 +34,7 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 		return stream.Origin{}, err
 	}
 	ks := key.String()
-	n.act.used(ks)
+	n.act.Used(ks)
 	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
 	}
@@ -89,22 +86,7 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 // when empty); sessions are counted per protocol in LocalSessions and
 // GET /mesh/v1/streams. The returned end func is idempotent.
 func (n *Node) Track(key stream.Key, proto string) (end func()) {
-	ks := key.String()
-	proto = normProto(proto)
-	n.act.begin(ks, proto)
-	var once sync.Once
-	return func() { once.Do(func() { n.act.end(ks, proto) }) }
-}
-
-// normProto bounds a protocol label.
-func normProto(p string) string {
-	if p == "" {
-		return "other"
-	}
-	if len(p) > 32 {
-		p = p[:32]
-	}
-	return strings.ToLower(p)
+	return n.act.Begin(key.String(), proto)
 }
 
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
@@ -301,85 +283,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// activity collects the keys this node routed since the last report and the
-// live sessions per key and protocol.
-type activity struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-	live map[string]map[string]int
-}
-
-func (a *activity) init() {
-	a.keys = map[string]struct{}{}
-	a.live = map[string]map[string]int{}
-}
-
-// maxPendingKeys bounds the keys waiting for the next report.
-const maxPendingKeys = 1 << 17
-
-func (a *activity) used(k string) {
-	a.mu.Lock()
-	if len(a.keys) < maxPendingKeys {
-		a.keys[k] = struct{}{}
-	}
-	a.mu.Unlock()
-}
-
-func (a *activity) begin(k, proto string) {
-	a.mu.Lock()
-	m := a.live[k]
-	if m == nil {
-		m = map[string]int{}
-		a.live[k] = m
-	}
-	m[proto]++
-	a.keys[k] = struct{}{}
-	a.mu.Unlock()
-}
-
-func (a *activity) end(k, proto string) {
-	a.mu.Lock()
-	if m := a.live[k]; m != nil {
-		if m[proto] <= 1 {
-			delete(m, proto)
-		} else {
-			m[proto]--
-		}
-		if len(m) == 0 {
-			delete(a.live, k)
-		}
-	}
-	a.mu.Unlock()
-}
-
-// sessions copies the live session counts.
-func (a *activity) sessions() map[string]map[string]int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[string]map[string]int, len(a.live))
-	for k, m := range a.live {
-		out[k] = maps.Clone(m)
-	}
-	return out
-}
-
-// take returns the pending and live keys and clears the pending ones.
-func (a *activity) take() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]string, 0, len(a.keys)+len(a.live))
-	for k := range a.keys {
-		out = append(out, k)
-	}
-	for k := range a.live {
-		if _, dup := a.keys[k]; !dup {
-			out = append(out, k)
-		}
-	}
-	clear(a.keys)
-	return out
-}
-
 // activityLoop reports used keys with a Touch command every TouchInterval.
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
@@ -396,7 +299,7 @@ func (n *Node) activityLoop() {
 }
 
 func (n *Node) flushActivity() {
-	keys := n.act.take()
+	keys := n.act.Take()
 	now := time.Now().UnixMilli()
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), 1000)]
@@ -407,7 +310,7 @@ func (n *Node) flushActivity() {
 		if err != nil {
 			n.log.Debug("report stream activity", "err", err)
 			for _, k := range batch {
-				n.act.used(k)
+				n.act.Used(k)
 			}
 		}
 	}

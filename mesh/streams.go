@@ -10,7 +10,7 @@ import (
 // LocalSessions returns this node's live sessions, the answer of
 // GET /mesh/v1/local/sessions.
 func (n *Node) LocalSessions() streams.Local {
-	return streams.NewLocal(n.cfg.NodeID, n.act.sessions())
+	return streams.NewLocal(n.cfg.NodeID, n.act.Sessions())
 }
 
 // ClusterStreams asks every alive member for its live sessions (in parallel,
