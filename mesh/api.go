@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
@@ -46,7 +48,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
-	mux.HandleFunc(pathLocalSessions, n.method(http.MethodGet, n.handleLocalSessions))
+	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
@@ -198,12 +200,12 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 // 421 when this node is not the leader (the follower retries elsewhere) and
 // never forwards again, so forwarding cannot loop.
 func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, state.MaxCommandBytes))
 	if err != nil {
 		httpjson.Error(w, http.StatusRequestEntityTooLarge, "command too large")
 		return
 	}
-	if _, _, err := decodeCommand(data); err != nil {
+	if _, err := state.Decode(data); err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -222,7 +224,7 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	res, _ := f.Response().(applyResult)
+	res, _ := f.Response().(state.Result)
 	res.Index = f.Index()
 	httpjson.OK(w, res)
 }

@@ -1,6 +1,10 @@
 package mesh
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+)
 
 // Errors returned by Node methods. Callers compare with errors.Is.
 var (
@@ -14,4 +18,23 @@ var (
 	ErrClosed = errors.New("mesh: node closed")
 	// ErrUnauthorized means a write endpoint was called without the token.
 	ErrUnauthorized = errors.New("mesh: missing or wrong token")
+	// ErrBadCommand means a malformed write: a bad stream key, an origin
+	// without id, an invalid RTC session. It is state.ErrBadCommand.
+	ErrBadCommand = state.ErrBadCommand
+	// ErrUnknownOrigin means a write named an origin the mesh does not
+	// know. It is state.ErrUnknownOrigin.
+	ErrUnknownOrigin = state.ErrUnknownOrigin
 )
+
+// codeNotLeader is the failure code of a forwarded state.Result that stands
+// for ErrNotLeader. No node writes it today (a follower learns it reached a
+// former leader from HTTP 421), but a result carrying it is retried.
+const codeNotLeader = "not_leader"
+
+// resultErr is res.Err(), with codeNotLeader mapped to ErrNotLeader.
+func resultErr(res state.Result) error {
+	if res.Code == codeNotLeader {
+		return ErrNotLeader
+	}
+	return res.Err()
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
 
 // leaderLoop runs the leader's duties while this node leads: it registers the
@@ -28,10 +30,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 	for _, o := range n.cfg.StaticOrigins {
 		o.Static = true
-		if cur, ok := n.fsm.origin(o.ID); ok && cur == o {
+		if cur, ok := n.fsm.Origin(o.ID); ok && cur == o {
 			continue
 		}
-		if _, err := n.applyLocal(ctx, cmdRegisterOrigin, registerOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
+		if _, err := n.applyLocal(ctx, state.RegisterOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
 			n.log.Warn("register static origin", "origin", o.ID, "err", err)
 		}
 	}
@@ -65,10 +67,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 }
 
 // applyLocal applies a command on this (leader) node.
-func (n *Node) applyLocal(ctx context.Context, t cmdType, body any) (applyResult, error) {
-	data, err := encodeCommand(t, body)
+func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, error) {
+	data, err := state.Encode(c)
 	if err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -76,10 +78,10 @@ func (n *Node) applyLocal(ctx context.Context, t cmdType, body any) (applyResult
 	}
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
-	res, _ := f.Response().(applyResult)
-	return res, res.err()
+	res, _ := f.Response().(state.Result)
+	return res, resultErr(res)
 }
 
 // reconcile makes the Raft voters follow gossip membership:
@@ -231,11 +233,11 @@ func (n *Node) removeOnLeave(id string) (bool, error) {
 func (n *Node) collectGarbage(ctx context.Context) {
 	cutoff := time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli()
 	for ctx.Err() == nil {
-		keys := n.fsm.staleKeys(cutoff, 1000)
+		keys := n.fsm.StaleKeys(cutoff, 1000)
 		if len(keys) == 0 {
 			return
 		}
-		if _, err := n.applyLocal(ctx, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: keys, CutoffMs: cutoff}); err != nil {
+		if _, err := n.applyLocal(ctx, state.DeleteAssignmentsCmd{Keys: keys, CutoffMs: cutoff}); err != nil {
 			n.log.Warn("assignment gc", "err", err)
 			return
 		}
@@ -272,12 +274,12 @@ type probeResult struct {
 // OriginTimeout/2, and healthy again on the first successful probe.
 func (h *healthChecker) round(ctx context.Context) {
 	n := h.n
-	origins := n.fsm.originStates()
+	origins := n.fsm.Origins()
 	timeout := n.cfg.probeTimeout()
 	results := make([]probeResult, len(origins))
 	var wg sync.WaitGroup
 	for i, s := range origins {
-		ep := probeEndpoint(s.Origin)
+		ep := state.ProbeEndpoint(s.Origin)
 		if ep == "" {
 			continue
 		}
@@ -297,18 +299,18 @@ func (h *healthChecker) round(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	var changes []healthChange
+	var changes []state.HealthChange
 	seen := map[string]bool{}
 	for i, s := range origins {
 		id := s.Origin.ID
 		seen[id] = true
-		if probeEndpoint(s.Origin) == "" {
+		if state.ProbeEndpoint(s.Origin) == "" {
 			if s.Origin.Static {
 				continue
 			}
 			fresh := now.UnixMilli()-s.LastHeartbeatMs <= n.cfg.HeartbeatTimeout.Milliseconds()
 			if fresh != s.Healthy {
-				c := healthChange{ID: id, Healthy: fresh}
+				c := state.HealthChange{ID: id, Healthy: fresh}
 				if !fresh {
 					c.Reason = "no heartbeat for " + n.cfg.HeartbeatTimeout.String()
 				}
@@ -326,7 +328,7 @@ func (h *healthChecker) round(ctx context.Context) {
 			n.lastProbeOK.Store(id, r.at.UnixMilli())
 			t.fails, t.failingSince = 0, time.Time{}
 			if !s.Healthy {
-				changes = append(changes, healthChange{ID: id, Healthy: true, ProbeMs: r.at.UnixMilli()})
+				changes = append(changes, state.HealthChange{ID: id, Healthy: true, ProbeMs: r.at.UnixMilli()})
 			}
 			continue
 		}
@@ -335,8 +337,8 @@ func (h *healthChecker) round(ctx context.Context) {
 		}
 		t.fails++
 		if s.Healthy && (t.fails >= 2 || r.at.Sub(t.failingSince) >= n.cfg.OriginTimeout/2) {
-			changes = append(changes, healthChange{ID: id, Healthy: false,
-				Reason: fmt.Sprintf("probe %s failed %d times: %v", probeEndpoint(s.Origin), t.fails, r.err)})
+			changes = append(changes, state.HealthChange{ID: id, Healthy: false,
+				Reason: fmt.Sprintf("probe %s failed %d times: %v", state.ProbeEndpoint(s.Origin), t.fails, r.err)})
 		}
 	}
 	for id := range h.track {
@@ -351,7 +353,7 @@ func (h *healthChecker) round(ctx context.Context) {
 	for _, c := range changes {
 		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
 	}
-	if _, err := n.applyLocal(ctx, cmdSetHealth, setHealthCmd{Changes: changes, NowMs: now.UnixMilli()}); err != nil {
+	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: now.UnixMilli()}); err != nil {
 		n.log.Warn("write origin health", "err", err)
 	}
 }

@@ -1,10 +1,10 @@
 // Package mesh owns the cluster side of srs-mesh: gossip membership
-// (hashicorp/memberlist), the Raft node (hashicorp/raft) and its replicated
-// state machine of origins, stream assignments and WebRTC ICE sessions, write
-// forwarding from
-// followers to the leader, the leader's duties (origin health probes, Raft
-// membership reconciliation, assignment garbage collection) and the system
-// API (origin registration, cluster status, drain, health checks).
+// (hashicorp/memberlist), the Raft node (hashicorp/raft) over the replicated
+// state machine of package mesh/state (origins, stream assignments and WebRTC
+// ICE sessions), write forwarding from followers to the leader, the leader's
+// duties (origin health probes, Raft membership reconciliation, garbage
+// collection of assignments and sessions) and the system API (origin
+// registration, cluster status, drain, health checks).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
 // flags or environment; cmd/srs-mesh builds its Config.
@@ -34,6 +34,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/srs-mesh/srs-mesh/mesh/activity"
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -42,7 +44,7 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	fsm   *fsm
+	fsm   *state.FSM
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
@@ -72,7 +74,7 @@ type Node struct {
 	left map[string]time.Time
 
 	client *http.Client
-	act    activity
+	act    *activity.Recorder
 
 	// lastProbeOK holds, on the leader, the last successful probe per origin
 	// (unix ms), shown in Status without writing every probe to the log.
@@ -103,13 +105,14 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:           cfg,
 		log:           cfg.Logger.With("component", "mesh", "node", cfg.NodeID),
-		fsm:           newFSM(),
+		fsm:           state.NewFSM(),
 		events:        make(chan memberEvent, 256),
 		bootstrapKick: make(chan struct{}, 1),
 		reconcileKick: make(chan struct{}, 1),
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
+		act:           activity.New(),
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
@@ -117,7 +120,6 @@ func New(cfg Config) (*Node, error) {
 			IdleConnTimeout:     30 * time.Second,
 		}},
 	}
-	n.act.init()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {
 		n.cancel()
@@ -442,7 +444,7 @@ func (n *Node) Status() Status {
 	st.AppliedIndex = parseUint(stats["applied_index"])
 	st.LastLogIndex = parseUint(stats["last_log_index"])
 	st.DegradedRoutes = n.degraded.Load()
-	st.RTCSessions = n.fsm.rtcSessionCount()
+	st.RTCSessions = n.fsm.RTCSessionCount()
 
 	members := map[string]*MemberStatus{}
 	get := func(id string) *MemberStatus {
@@ -478,7 +480,7 @@ func (n *Node) Status() Status {
 	}
 	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return strings.Compare(a.ID, b.ID) })
 
-	fs := n.fsm.state()
+	fs := n.fsm.Contents()
 	streams := map[string]int{}
 	healthy := map[string]bool{}
 	for _, a := range fs.Assignments {
@@ -545,4 +547,4 @@ func parseUint(s string) uint64 {
 var _ io.Writer = (*logWriter)(nil)
 
 // Origin returns a known origin by id, as this node's replica has it.
-func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.origin(id) }
+func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }

@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -36,13 +34,13 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 		return stream.Origin{}, err
 	}
 	ks := key.String()
-	n.act.used(ks)
-	if o, ok := n.fsm.route(ks); ok {
+	n.act.Used(ks)
+	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
 	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
-	res, err := n.apply(actx, cmdAssign, assignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
+	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
 	switch {
 	case err == nil && res.Origin != nil:
 		return *res.Origin, nil
@@ -57,11 +55,11 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
 
 func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
-	id, err := stream.SelectByHash(key, n.fsm.candidates())
+	id, err := stream.SelectByHash(key, n.fsm.Candidates())
 	if err != nil {
 		return stream.Origin{}, fmt.Errorf("%w: no leader, and no origin known healthy for %s", stream.ErrNoOrigin, ks)
 	}
-	o, ok := n.fsm.origin(id)
+	o, ok := n.fsm.Origin(id)
 	if !ok {
 		return stream.Origin{}, fmt.Errorf("%w: %s", stream.ErrNoOrigin, ks)
 	}
@@ -88,22 +86,7 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 // when empty); sessions are counted per protocol in LocalSessions and
 // GET /mesh/v1/streams. The returned end func is idempotent.
 func (n *Node) Track(key stream.Key, proto string) (end func()) {
-	ks := key.String()
-	proto = normProto(proto)
-	n.act.begin(ks, proto)
-	var once sync.Once
-	return func() { once.Do(func() { n.act.end(ks, proto) }) }
-}
-
-// normProto bounds a protocol label.
-func normProto(p string) string {
-	if p == "" {
-		return "other"
-	}
-	if len(p) > 32 {
-		p = p[:32]
-	}
-	return strings.ToLower(p)
+	return n.act.Begin(key.String(), proto)
 }
 
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
@@ -115,7 +98,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, cmdRegisterOrigin, registerOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
 	return err
 }
 
@@ -124,7 +107,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) error {
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, cmdSetDraining, setDrainingCmd{ID: originID, Draining: draining})
+	_, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining})
 	return err
 }
 
@@ -140,19 +123,19 @@ func (n *Node) writeContext(ctx context.Context) (context.Context, context.Cance
 // changes until ctx is done, then fails with ErrNoLeader. A command that was
 // applied but failed (unknown origin, no origin) returns its error at once.
 // Every command is idempotent, so a retry after an ambiguous failure is safe.
-func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, error) {
-	data, err := encodeCommand(t, body)
+func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error) {
+	data, err := state.Encode(c)
 	if err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
 	backoff := 10 * time.Millisecond
 	var last error = ErrNoLeader
 	for {
 		if n.ctx.Err() != nil {
-			return applyResult{}, ErrClosed
+			return state.Result{}, ErrClosed
 		}
 		if ctx.Err() != nil {
-			return applyResult{}, fmt.Errorf("%w: %v", ErrNoLeader, last)
+			return state.Result{}, fmt.Errorf("%w: %v", ErrNoLeader, last)
 		}
 		if n.IsLeader() {
 			timeout := time.Second
@@ -162,12 +145,12 @@ func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, err
 			f := n.raft.Apply(data, timeout)
 			err := f.Error()
 			if err == nil {
-				res, _ := f.Response().(applyResult)
+				res, _ := f.Response().(state.Result)
 				res.Index = f.Index()
-				return res, res.err()
+				return res, resultErr(res)
 			}
 			if errors.Is(err, raft.ErrRaftShutdown) {
-				return applyResult{}, ErrClosed
+				return state.Result{}, ErrClosed
 			}
 			last = err
 		} else if _, id := n.raft.LeaderWithID(); id == "" {
@@ -177,10 +160,10 @@ func (n *Node) apply(ctx context.Context, t cmdType, body any) (applyResult, err
 		} else {
 			res, err := n.forward(ctx, api, data)
 			if err == nil {
-				return res, res.err()
+				return res, resultErr(res)
 			}
 			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errForward) {
-				return applyResult{}, err
+				return state.Result{}, err
 			}
 			last = err
 		}
@@ -206,27 +189,27 @@ const (
 )
 
 // forward posts a command to the leader's internal apply endpoint.
-func (n *Node) forward(ctx context.Context, api string, data []byte) (applyResult, error) {
+func (n *Node) forward(ctx context.Context, api string, data []byte) (state.Result, error) {
 	var env struct {
-		Code    int         `json:"code"`
-		Message string      `json:"message"`
-		Data    applyResult `json:"data"`
+		Code    int          `json:"code"`
+		Message string       `json:"message"`
+		Data    state.Result `json:"data"`
 	}
 	status, err := n.postInternal(ctx, api, pathInternalApply, data, &env)
 	if err != nil {
-		return applyResult{}, err
+		return state.Result{}, err
 	}
 	switch {
 	case status == http.StatusOK:
 		return env.Data, nil
 	case status == http.StatusMisdirectedRequest:
-		return applyResult{}, ErrNotLeader
+		return state.Result{}, ErrNotLeader
 	case status == http.StatusUnauthorized:
-		return applyResult{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
+		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
-		return applyResult{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
 	}
-	return applyResult{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
+	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
 }
 
 // postInternal sends one internal request with the token and decodes the JSON
@@ -245,7 +228,7 @@ func (n *Node) postInternal(ctx context.Context, api, path string, body []byte, 
 		return 0, fmt.Errorf("%w: %v", errForward, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCommandBytes))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, state.MaxCommandBytes))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errForward, err)
 	}
@@ -300,85 +283,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// activity collects the keys this node routed since the last report and the
-// live sessions per key and protocol.
-type activity struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-	live map[string]map[string]int
-}
-
-func (a *activity) init() {
-	a.keys = map[string]struct{}{}
-	a.live = map[string]map[string]int{}
-}
-
-// maxPendingKeys bounds the keys waiting for the next report.
-const maxPendingKeys = 1 << 17
-
-func (a *activity) used(k string) {
-	a.mu.Lock()
-	if len(a.keys) < maxPendingKeys {
-		a.keys[k] = struct{}{}
-	}
-	a.mu.Unlock()
-}
-
-func (a *activity) begin(k, proto string) {
-	a.mu.Lock()
-	m := a.live[k]
-	if m == nil {
-		m = map[string]int{}
-		a.live[k] = m
-	}
-	m[proto]++
-	a.keys[k] = struct{}{}
-	a.mu.Unlock()
-}
-
-func (a *activity) end(k, proto string) {
-	a.mu.Lock()
-	if m := a.live[k]; m != nil {
-		if m[proto] <= 1 {
-			delete(m, proto)
-		} else {
-			m[proto]--
-		}
-		if len(m) == 0 {
-			delete(a.live, k)
-		}
-	}
-	a.mu.Unlock()
-}
-
-// sessions copies the live session counts.
-func (a *activity) sessions() map[string]map[string]int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[string]map[string]int, len(a.live))
-	for k, m := range a.live {
-		out[k] = maps.Clone(m)
-	}
-	return out
-}
-
-// take returns the pending and live keys and clears the pending ones.
-func (a *activity) take() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]string, 0, len(a.keys)+len(a.live))
-	for k := range a.keys {
-		out = append(out, k)
-	}
-	for k := range a.live {
-		if _, dup := a.keys[k]; !dup {
-			out = append(out, k)
-		}
-	}
-	clear(a.keys)
-	return out
-}
-
 // activityLoop reports used keys with a Touch command every TouchInterval.
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
@@ -395,18 +299,18 @@ func (n *Node) activityLoop() {
 }
 
 func (n *Node) flushActivity() {
-	keys := n.act.take()
+	keys := n.act.Take()
 	now := time.Now().UnixMilli()
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), 1000)]
 		keys = keys[len(batch):]
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RouteTimeout)
-		_, err := n.apply(ctx, cmdTouch, touchCmd{Keys: batch, NowMs: now})
+		_, err := n.apply(ctx, state.TouchCmd{Keys: batch, NowMs: now})
 		cancel()
 		if err != nil {
 			n.log.Debug("report stream activity", "err", err)
 			for _, k := range batch {
-				n.act.used(k)
+				n.act.Used(k)
 			}
 		}
 	}

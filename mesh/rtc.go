@@ -1,214 +1,16 @@
 package mesh
 
+// The Node's side of the replicated WebRTC ICE session table (the table
+// itself is state.FSM's): writes through the leader that read their own
+// write, local lookups, and the leader's garbage collection.
+
 import (
-	"container/heap"
 	"context"
-	"fmt"
-	"sort"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
-
-// RTCSession is one WebRTC ICE session, replicated so that a client's UDP flow
-// can be relayed by any node, not only the one that answered its offer (a
-// load balancer does not keep the HTTP request and the UDP flow together).
-type RTCSession struct {
-	// Ufrag is the session key: the full ICE username of the client's STUN
-	// Binding requests, "answerUfrag:offerUfrag".
-	Ufrag string `json:"ufrag"`
-	// OriginID is the origin that answered the offer.
-	OriginID string `json:"origin"`
-	// OriginRTC is the origin's WebRTC UDP endpoint, "host:port".
-	OriginRTC string `json:"origin_rtc"`
-	// Key is the stream key.
-	Key string `json:"key"`
-	// Resource is the origin's WHIP/WHEP resource URL ("" for SRS's JSON API).
-	Resource string `json:"resource,omitempty"`
-	// Pwd is the origin's ICE password from the answer (a=ice-pwd), with
-	// which the relay checks the MESSAGE-INTEGRITY of the client's Binding
-	// requests. Commands and snapshots written before the field existed
-	// decode with Pwd empty, and such sessions are relayed unchecked. It is
-	// a secret: it never appears in logs or in the status API.
-	Pwd string `json:"pwd,omitempty"`
-	// CreatedUnixMs is when the offer was answered; the leader deletes
-	// sessions older than Config.RTCSessionTTL.
-	CreatedUnixMs int64 `json:"created_unix_ms"`
-}
-
-// MaxRTCSessions bounds the replicated session table. Putting a new session
-// into a full table evicts the oldest one (smallest CreatedUnixMs, then
-// smallest Ufrag), the same one on every replica. It is a constant, not a
-// Config field, because replicas must agree on it.
-const MaxRTCSessions = 100_000
-
-// Size limits of a session's fields. An ICE ufrag is at most 256 characters
-// (RFC 8839), so a username "a:b" at most 513.
-const (
-	maxUfragBytes    = 520
-	maxRTCFieldBytes = 1024
-	maxResourceBytes = 4096
-	// maxPwdBytes bounds Pwd: an ICE password is at most 256 characters
-	// (RFC 8839).
-	maxPwdBytes = 256
-)
-
-// validate checks a session before it is written and when it is applied.
-func (s RTCSession) validate() error {
-	switch {
-	case s.Ufrag == "":
-		return fmt.Errorf("%w: rtc session without ufrag", ErrBadCommand)
-	case len(s.Ufrag) > maxUfragBytes:
-		return fmt.Errorf("%w: rtc session ufrag longer than %d bytes", ErrBadCommand, maxUfragBytes)
-	case len(s.OriginID) > maxRTCFieldBytes, len(s.OriginRTC) > maxRTCFieldBytes, len(s.Key) > maxRTCFieldBytes:
-		return fmt.Errorf("%w: rtc session field longer than %d bytes", ErrBadCommand, maxRTCFieldBytes)
-	case len(s.Resource) > maxResourceBytes:
-		return fmt.Errorf("%w: rtc session resource longer than %d bytes", ErrBadCommand, maxResourceBytes)
-	case len(s.Pwd) > maxPwdBytes:
-		return fmt.Errorf("%w: rtc session pwd longer than %d bytes", ErrBadCommand, maxPwdBytes)
-	}
-	return nil
-}
-
-// rtcEntry is a stored session and its position in the age heap.
-type rtcEntry struct {
-	s   RTCSession
-	idx int
-}
-
-// rtcHeap orders sessions oldest first; ties are broken by ufrag, so the
-// order is total and the eviction victim is the same on every replica
-// whatever the heap's layout.
-type rtcHeap []*rtcEntry
-
-func (h rtcHeap) Len() int { return len(h) }
-func (h rtcHeap) Less(i, j int) bool {
-	if h[i].s.CreatedUnixMs != h[j].s.CreatedUnixMs {
-		return h[i].s.CreatedUnixMs < h[j].s.CreatedUnixMs
-	}
-	return h[i].s.Ufrag < h[j].s.Ufrag
-}
-func (h rtcHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *rtcHeap) Push(x any) {
-	e := x.(*rtcEntry)
-	e.idx = len(*h)
-	*h = append(*h, e)
-}
-func (h *rtcHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.idx = -1
-	return e
-}
-
-// buildRTCTable indexes restored sessions. Invalid or duplicate entries are
-// dropped and the table is cut to MaxRTCSessions (oldest dropped first).
-func buildRTCTable(sessions []RTCSession) (map[string]*rtcEntry, rtcHeap) {
-	m := make(map[string]*rtcEntry, len(sessions))
-	h := make(rtcHeap, 0, len(sessions))
-	for _, s := range sessions {
-		if s.validate() != nil {
-			continue
-		}
-		if _, dup := m[s.Ufrag]; dup {
-			continue
-		}
-		e := &rtcEntry{s: s, idx: len(h)}
-		m[s.Ufrag] = e
-		h = append(h, e)
-	}
-	heap.Init(&h)
-	for h.Len() > MaxRTCSessions {
-		e := heap.Pop(&h).(*rtcEntry)
-		delete(m, e.s.Ufrag)
-	}
-	return m, h
-}
-
-func (f *fsm) applyPutRTCSession(c *putRTCSessionCmd) applyResult {
-	s := c.Session
-	if err := s.validate(); err != nil {
-		return failResult(codeBadCommand, err)
-	}
-	if e, ok := f.rtc[s.Ufrag]; ok {
-		e.s = s
-		heap.Fix(&f.rtcAge, e.idx)
-		return applyResult{}
-	}
-	for len(f.rtc) >= MaxRTCSessions {
-		e := heap.Pop(&f.rtcAge).(*rtcEntry)
-		delete(f.rtc, e.s.Ufrag)
-	}
-	e := &rtcEntry{s: s}
-	f.rtc[s.Ufrag] = e
-	heap.Push(&f.rtcAge, e)
-	return applyResult{}
-}
-
-func (f *fsm) deleteRTCLocked(ufrag string) {
-	if e, ok := f.rtc[ufrag]; ok {
-		heap.Remove(&f.rtcAge, e.idx)
-		delete(f.rtc, ufrag)
-	}
-}
-
-func (f *fsm) applyDeleteRTCSession(c *deleteRTCSessionCmd) applyResult {
-	f.deleteRTCLocked(c.Ufrag)
-	return applyResult{}
-}
-
-func (f *fsm) applyExpireRTCSessions(c *expireRTCSessionsCmd) applyResult {
-	for _, u := range c.Ufrags {
-		if e, ok := f.rtc[u]; ok && e.s.CreatedUnixMs < c.CutoffMs {
-			f.deleteRTCLocked(u)
-		}
-	}
-	return applyResult{}
-}
-
-// rtcSession reads one session from the local replica.
-func (f *fsm) rtcSession(ufrag string) (RTCSession, bool) {
-	f.mu.RLock()
-	e, ok := f.rtc[ufrag]
-	var s RTCSession
-	if ok {
-		s = e.s
-	}
-	f.mu.RUnlock()
-	return s, ok
-}
-
-// rtcSessionCount is the number of stored sessions.
-func (f *fsm) rtcSessionCount() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return len(f.rtc)
-}
-
-// staleRTCSessions returns up to max ufrags of sessions created before
-// cutoffMs, oldest first.
-func (f *fsm) staleRTCSessions(cutoffMs int64, max int) []string {
-	f.mu.RLock()
-	var old []*rtcEntry
-	for _, e := range f.rtc {
-		if e.s.CreatedUnixMs < cutoffMs {
-			old = append(old, e)
-		}
-	}
-	sort.Slice(old, func(i, j int) bool { return rtcHeap(old).Less(i, j) })
-	if len(old) > max {
-		old = old[:max]
-	}
-	out := make([]string, len(old))
-	for i, e := range old {
-		out[i] = e.s.Ufrag
-	}
-	f.mu.RUnlock()
-	return out
-}
 
 // PutRTCSession stores a WebRTC ICE session in the replicated table,
 // replacing any session with the same Ufrag. On a follower the write is
@@ -217,39 +19,40 @@ func (f *fsm) staleRTCSessions(cutoffMs int64, max int) []string {
 // node too, so that LookupRTCSession here finds it at once. If this node's
 // replica lags beyond the bound, PutRTCSession still returns nil: the session
 // is committed, and this replica will have it as soon as it catches up.
-func (n *Node) PutRTCSession(ctx context.Context, s RTCSession) error {
-	if err := s.validate(); err != nil {
+func (n *Node) PutRTCSession(ctx context.Context, s stream.RTCSession) error {
+	c := state.PutRTCSessionCmd{Session: s}
+	if err := c.Validate(); err != nil {
 		return err
 	}
-	return n.applyAndWait(ctx, cmdPutRTCSession, putRTCSessionCmd{Session: s})
+	return n.applyAndWait(ctx, c)
 }
 
 // DeleteRTCSession removes a session from the replicated table; deleting an
 // absent session is not an error. Bounds and read-your-write as PutRTCSession.
 func (n *Node) DeleteRTCSession(ctx context.Context, ufrag string) error {
-	if ufrag == "" || len(ufrag) > maxUfragBytes {
+	if ufrag == "" || len(ufrag) > stream.MaxRTCUfragBytes {
 		return nil // such a session cannot exist
 	}
-	return n.applyAndWait(ctx, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: ufrag})
+	return n.applyAndWait(ctx, state.DeleteRTCSessionCmd{Ufrag: ufrag})
 }
 
 // LookupRTCSession reads a session from this node's replica: a map read under
 // a read lock, no network.
-func (n *Node) LookupRTCSession(ufrag string) (RTCSession, bool) {
-	return n.fsm.rtcSession(ufrag)
+func (n *Node) LookupRTCSession(ufrag string) (stream.RTCSession, bool) {
+	return n.fsm.RTCSession(ufrag)
 }
 
 // applyAndWait writes a command bounded by RouteTimeout and then waits, within
 // the same bound, until this node's replica has applied it.
-func (n *Node) applyAndWait(ctx context.Context, t cmdType, body any) error {
+func (n *Node) applyAndWait(ctx context.Context, c state.Command) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
-	res, err := n.apply(ctx, t, body)
+	res, err := n.apply(ctx, c)
 	if err != nil {
 		return err
 	}
-	if err := n.fsm.waitApplied(ctx, res.Index); err != nil {
-		n.log.Debug("write committed but not yet applied here", "cmd", t.String(), "index", res.Index)
+	if err := n.fsm.WaitApplied(ctx, res.Index); err != nil {
+		n.log.Debug("write committed but not yet applied here", "cmd", c.Type().String(), "index", res.Index)
 	}
 	return nil
 }
@@ -260,11 +63,11 @@ func (n *Node) applyAndWait(ctx context.Context, t cmdType, body any) error {
 func (n *Node) collectRTCSessions(ctx context.Context) {
 	cutoff := time.Now().Add(-n.cfg.RTCSessionTTL).UnixMilli()
 	for ctx.Err() == nil {
-		ufrags := n.fsm.staleRTCSessions(cutoff, 1000)
+		ufrags := n.fsm.StaleRTCSessions(cutoff, 1000)
 		if len(ufrags) == 0 {
 			return
 		}
-		if _, err := n.applyLocal(ctx, cmdExpireRTCSessions, expireRTCSessionsCmd{Ufrags: ufrags, CutoffMs: cutoff}); err != nil {
+		if _, err := n.applyLocal(ctx, state.ExpireRTCSessionsCmd{Ufrags: ufrags, CutoffMs: cutoff}); err != nil {
 			n.log.Warn("rtc session gc", "err", err)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 func TestRTCSessionReplicated(t *testing.T) {
@@ -20,7 +21,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 
 	// Written on a follower (forwarded to the leader): the follower reads
 	// its own write at once, the third node soon after.
-	s := mesh.RTCSession{Ufrag: "ans1:off1", OriginID: "o1", OriginRTC: "127.0.0.1:8000",
+	s := stream.RTCSession{Ufrag: "ans1:off1", OriginID: "o1", OriginRTC: "127.0.0.1:8000",
 		Key: "__defaultVhost__/live/s1", Resource: "http://127.0.0.1:1985/rtc/v1/whep/?x=1", Pwd: "0123456789abcdef0123456789", CreatedUnixMs: now}
 	if err := c.Node(follower).PutRTCSession(ctx, s); err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 	old.Ufrag, old.CreatedUnixMs = "old:x", now-time.Hour.Milliseconds()
 	fresh := s
 	fresh.Ufrag, fresh.CreatedUnixMs = "fresh:x", time.Now().Add(time.Hour).UnixMilli()
-	for _, x := range []mesh.RTCSession{old, fresh} {
+	for _, x := range []stream.RTCSession{old, fresh} {
 		if err := c.Node(follower).PutRTCSession(ctx, x); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 	if _, ok := c.Node(other).LookupRTCSession(fresh.Ufrag); !ok {
 		t.Fatal("fresh session collected")
 	}
-	if err := c.Node(0).PutRTCSession(ctx, mesh.RTCSession{}); err == nil {
+	if err := c.Node(0).PutRTCSession(ctx, stream.RTCSession{}); err == nil {
 		t.Fatal("session without ufrag accepted")
 	}
 }
@@ -91,7 +92,7 @@ func TestRTCSessionWithoutQuorumFailsWithinBound(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	err := c.Node(survivor).PutRTCSession(context.Background(), mesh.RTCSession{Ufrag: "a:b", CreatedUnixMs: 1})
+	err := c.Node(survivor).PutRTCSession(context.Background(), stream.RTCSession{Ufrag: "a:b", CreatedUnixMs: 1})
 	if err == nil {
 		t.Fatal("put without quorum succeeded")
 	}
@@ -105,7 +106,7 @@ func BenchmarkLookupRTCSession(b *testing.B) {
 	c := startCluster(b, 1, nil)
 	n := c.Node(0)
 	for i := range 1000 {
-		if err := n.PutRTCSession(context.Background(), mesh.RTCSession{Ufrag: fmt.Sprintf("a%d:b", i), CreatedUnixMs: 1}); err != nil {
+		if err := n.PutRTCSession(context.Background(), stream.RTCSession{Ufrag: fmt.Sprintf("a%d:b", i), CreatedUnixMs: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}

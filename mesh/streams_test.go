@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 )
 
 func getDoc(t *testing.T, url string, out any) {
@@ -26,13 +26,13 @@ func getDoc(t *testing.T, url string, out any) {
 	}
 }
 
-func streamOf(doc mesh.ClusterStreams, key string) (mesh.StreamClients, bool) {
+func streamOf(doc streams.Cluster, key string) (streams.Stream, bool) {
 	for _, s := range doc.Streams {
 		if s.Key == key {
 			return s, true
 		}
 	}
-	return mesh.StreamClients{}, false
+	return streams.Stream{}, false
 }
 
 func TestClusterStreamsSumsSessions(t *testing.T) {
@@ -59,14 +59,14 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 	end()
 	end()
 
-	var local mesh.LocalSessions
+	var local streams.Local
 	getDoc(t, c.Members[1].URL+"/mesh/v1/local/sessions", &local)
 	if local.Node != "node1" || len(local.Streams) != 2 || local.Streams[0].Key != key(1).String() ||
 		local.Streams[0].Clients["flv"] != 1 || local.Streams[1].Clients["srt"] != 1 {
 		t.Fatalf("local sessions of node1: %+v", local)
 	}
 
-	var doc mesh.ClusterStreams
+	var doc streams.Cluster
 	getDoc(t, c.Members[2].URL+"/mesh/v1/streams", &doc)
 	if len(doc.Nodes) != 3 {
 		t.Fatalf("nodes = %+v", doc.Nodes)
@@ -99,7 +99,7 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("streams with a dead node took %v", d)
 	}
-	var bad []mesh.NodeAnswer
+	var bad []streams.NodeAnswer
 	for _, n := range doc.Nodes {
 		if !n.OK {
 			bad = append(bad, n)
@@ -115,7 +115,7 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 		t.Fatal("unassigned stream listed after its session ended")
 	}
 	meshtest.WaitFor(t, clusterTimeout, "node2 seen dead by gossip", func() bool {
-		var d mesh.ClusterStreams
+		var d streams.Cluster
 		getDoc(t, c.Members[0].URL+"/mesh/v1/streams", &d)
 		for _, n := range d.Nodes {
 			if n.ID == "node2" {

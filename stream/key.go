@@ -1,6 +1,7 @@
 // Package stream is the pure domain of srs-mesh: the canonical stream Key and
 // the functions that derive it from each protocol's request, the Origin record,
-// and the deterministic origin selection policy.
+// the RTCSession record of a WebRTC ICE session, and the deterministic origin
+// selection policy.
 //
 // The package does no I/O, reads no clock and starts no goroutines, so every
 // node of a mesh (and every Raft replica) computes the same answer from the

@@ -6,42 +6,119 @@ import (
 	"testing"
 )
 
+// modulePrefix is the import path prefix of this module's packages.
+const modulePrefix = "github.com/srs-mesh/srs-mesh/"
+
 // TestImportRules enforces the layering: cmd -> mesh, protocols/* -> stream.
 // Protocol packages never import mesh or each other, stream imports nothing
-// of ours, and mesh imports no protocol. Support shared by protocols (such as
-// protocols/internal/drain) lives under protocols/internal and imports only
-// stream.
+// of ours, mesh imports no protocol, and mesh/state, the deterministic core
+// of the mesh, imports no clock, no network, no gossip and nothing of ours but
+// stream. It checks every import of every package's non-test files, the
+// standard library and third-party modules included. Support shared by
+// protocols (such as protocols/internal/drain) lives under protocols/internal
+// and imports only stream.
 func TestImportRules(t *testing.T) {
-	const mod = "github.com/srs-mesh/srs-mesh/"
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, modulePrefix+"...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
-		pkg := strings.TrimPrefix(fields[0], mod)
-		for _, imp := range fields[1:] {
-			if !strings.HasPrefix(imp, mod) {
-				continue
-			}
-			dep := strings.TrimPrefix(imp, mod)
-			switch {
-			case pkg == "stream" && dep != "stream":
-				t.Errorf("stream imports %s: the domain package imports nothing of ours", dep)
-			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "mesh"):
-				t.Errorf("%s imports %s: protocols declare the interface they need instead", pkg, dep)
-			case strings.HasPrefix(pkg, "protocols/internal/") && dep != "stream" && !strings.HasPrefix(dep, "protocols/internal/"):
-				t.Errorf("%s imports %s: shared protocol support imports only stream", pkg, dep)
-			case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "protocols/") &&
-				!strings.HasPrefix(dep, "protocols/internal/") && protocolOf(pkg) != protocolOf(dep):
-				t.Errorf("%s imports %s: protocols do not import each other", pkg, dep)
-			case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
-				t.Errorf("%s imports %s: mesh knows no protocol", pkg, dep)
-			case !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "test") && strings.HasPrefix(dep, "cmd/"):
-				t.Errorf("%s imports %s", pkg, dep)
+		for _, v := range importViolations(strings.TrimPrefix(fields[0], modulePrefix), fields[1:]) {
+			t.Error(v)
+		}
+	}
+}
+
+// The checker itself: each rule fires on an import list that breaks it, and
+// stays quiet on one that keeps it.
+func TestImportRulesFire(t *testing.T) {
+	for _, tc := range []struct {
+		pkg     string
+		imports []string
+		bad     []string // the imports that must be reported, in order
+	}{
+		{"mesh/state", []string{"time"}, []string{"time"}},
+		{"mesh/state", []string{"net", "net/http", "net/netip"}, []string{"net", "net/http", "net/netip"}},
+		{"mesh/state", []string{"github.com/hashicorp/memberlist"}, []string{"github.com/hashicorp/memberlist"}},
+		{"mesh/state", []string{modulePrefix + "mesh", modulePrefix + "mesh/streams"}, []string{"mesh", "mesh/streams"}},
+		{"mesh/state/sub", []string{"time"}, []string{"time"}},
+		{"mesh/state", []string{"container/heap", "context", "encoding/json", "github.com/hashicorp/raft",
+			"github.com/srs-mesh/srs-mesh/stream", "network", "timeline"}, nil},
+		// The rule is mesh/state's alone.
+		{"mesh", []string{"time", "net/http", "github.com/hashicorp/memberlist", modulePrefix + "mesh/state"}, nil},
+		{"mesh/statefulness", []string{"time"}, nil},
+
+		{"stream", []string{"strings", modulePrefix + "mesh/state"}, []string{"mesh/state"}},
+		{"protocols/webrtc", []string{modulePrefix + "mesh/state"}, []string{"mesh/state"}},
+		{"protocols/rtmp", []string{modulePrefix + "protocols/http", modulePrefix + "protocols/rtmp/chunk"}, []string{"protocols/http"}},
+		{"mesh/streams", []string{modulePrefix + "protocols/api"}, []string{"protocols/api"}},
+		{"mesh", []string{modulePrefix + "cmd/srs-mesh"}, []string{"cmd/srs-mesh"}},
+		{"cmd/srs-mesh", []string{modulePrefix + "mesh", modulePrefix + "protocols/webrtc", modulePrefix + "stream"}, nil},
+		// Shared protocol support: any protocol may use it; it uses only stream.
+		{"protocols/rtmp", []string{modulePrefix + "protocols/internal/drain", modulePrefix + "stream/httpjson"}, nil},
+		{"protocols/internal/drain", []string{modulePrefix + "protocols/rtmp"}, []string{"protocols/rtmp"}},
+	} {
+		got := importViolations(tc.pkg, tc.imports)
+		if len(got) != len(tc.bad) {
+			t.Errorf("%s importing %v: got %q, want reports of %v", tc.pkg, tc.imports, got, tc.bad)
+			continue
+		}
+		for i, imp := range tc.bad {
+			if !strings.HasPrefix(got[i], tc.pkg+" imports "+imp+":") {
+				t.Errorf("%s importing %v: report %q does not name %s", tc.pkg, tc.imports, got[i], imp)
 			}
 		}
 	}
+}
+
+// importViolations returns one report per import that breaks a rule: pkg is
+// a package path inside the module ("mesh/state"), imports are the full
+// import paths of its non-test files, standard library and third-party
+// included.
+func importViolations(pkg string, imports []string) []string {
+	var out []string
+	report := func(dep, why string) { out = append(out, pkg+" imports "+dep+": "+why) }
+	isState := pkg == "mesh/state" || strings.HasPrefix(pkg, "mesh/state/")
+	for _, imp := range imports {
+		dep, ours := strings.CutPrefix(imp, modulePrefix)
+		if isState {
+			switch {
+			case imp == "time":
+				report(dep, "the state machine reads no clock; commands carry their times")
+				continue
+			case imp == "net" || strings.HasPrefix(imp, "net/"):
+				report(dep, "the state machine does no network I/O")
+				continue
+			case imp == "github.com/hashicorp/memberlist" || strings.HasPrefix(imp, "github.com/hashicorp/memberlist/"):
+				report(dep, "the state machine knows no gossip")
+				continue
+			case ours && dep != "stream":
+				report(dep, "the state machine imports nothing of ours but stream")
+				continue
+			}
+		}
+		if !ours {
+			continue
+		}
+		switch {
+		case pkg == "stream" && dep != "stream":
+			report(dep, "the domain package imports nothing of ours")
+		case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "mesh"):
+			report(dep, "protocols declare the interface they need instead")
+		case strings.HasPrefix(pkg, "protocols/internal/") && dep != "stream" && !strings.HasPrefix(dep, "stream/") &&
+			!strings.HasPrefix(dep, "protocols/internal/"):
+			report(dep, "shared protocol support imports only stream")
+		case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "protocols/") &&
+			!strings.HasPrefix(dep, "protocols/internal/") && protocolOf(pkg) != protocolOf(dep):
+			report(dep, "protocols do not import each other")
+		case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
+			report(dep, "mesh knows no protocol")
+		case !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "test") && strings.HasPrefix(dep, "cmd/"):
+			report(dep, "only commands import commands")
+		}
+	}
+	return out
 }
 
 // protocolOf returns "protocols/rtmp" for "protocols/rtmp/chunk".

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -75,8 +76,8 @@ func otherOrigin(id string) string {
 }
 
 // meshStreams fetches a node's GET /mesh/v1/streams.
-func meshStreams(nd *harness.Node) (mesh.ClusterStreams, error) {
-	var doc mesh.ClusterStreams
+func meshStreams(nd *harness.Node) (streams.Cluster, error) {
+	var doc streams.Cluster
 	err := harness.GetJSON("http://"+nd.SystemAPI+"/mesh/v1/streams", &doc)
 	return doc, err
 }
@@ -120,7 +121,7 @@ func TestOpsStreams(t *testing.T) {
 		"__defaultVhost__/live/beta":  {"n2": 1, "n3": 1},
 	}
 	for _, nd := range c.nodes {
-		var doc mesh.ClusterStreams
+		var doc streams.Cluster
 		testkit.WaitFor(t, 30*time.Second, nd.ID+" lists both streams with the sessions of every node", func() bool {
 			var err error
 			if doc, err = meshStreams(nd); err != nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/api"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
@@ -31,31 +29,8 @@ func (a apiOrigins) Origins() []api.OriginInfo {
 
 // newRTCStore returns the store of WebRTC ICE sessions: the mesh's
 // replicated session table, so that any node can relay a session's UDP flow.
-func newRTCStore(node *mesh.Node) webrtc.SessionStore { return rtcStore{node} }
+// mesh.Node and the webrtc package share stream.RTCSession, so the node is
+// the store as it is.
+func newRTCStore(node *mesh.Node) webrtc.SessionStore { return node }
 
-// rtcStore adapts mesh.Node's session methods to webrtc.SessionStore.
-type rtcStore struct{ node *mesh.Node }
-
-var _ webrtc.SessionStore = rtcStore{}
-
-func (s rtcStore) PutRTCSession(ctx context.Context, r webrtc.RTCSession) error {
-	return s.node.PutRTCSession(ctx, mesh.RTCSession{
-		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
-		Resource: r.Resource, Pwd: r.Pwd, CreatedUnixMs: r.CreatedUnixMs,
-	})
-}
-
-func (s rtcStore) LookupRTCSession(ufrag string) (webrtc.RTCSession, bool) {
-	r, ok := s.node.LookupRTCSession(ufrag)
-	if !ok {
-		return webrtc.RTCSession{}, false
-	}
-	return webrtc.RTCSession{
-		Ufrag: r.Ufrag, OriginID: r.OriginID, OriginRTC: r.OriginRTC, Key: r.Key,
-		Resource: r.Resource, Pwd: r.Pwd, CreatedUnixMs: r.CreatedUnixMs,
-	}, true
-}
-
-func (s rtcStore) DeleteRTCSession(ctx context.Context, ufrag string) error {
-	return s.node.DeleteRTCSession(ctx, ufrag)
-}
+var _ webrtc.SessionStore = (*mesh.Node)(nil)

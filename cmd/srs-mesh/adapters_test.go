@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
-	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 func TestRTCStoreRoundTrip(t *testing.T) {
@@ -14,7 +14,7 @@ func TestRTCStoreRoundTrip(t *testing.T) {
 	c.WaitLeader(15 * time.Second)
 	store := newRTCStore(c.Node(0))
 	ctx := context.Background()
-	s := webrtc.RTCSession{Ufrag: "ans:off", OriginID: "o1", OriginRTC: "10.0.0.5:8000",
+	s := stream.RTCSession{Ufrag: "ans:off", OriginID: "o1", OriginRTC: "10.0.0.5:8000",
 		Key: "__defaultVhost__/live/a", Resource: "http://10.0.0.5:1985/rtc/v1/whip/?session=1",
 		Pwd: "0123456789abcdef0123456789", CreatedUnixMs: 42}
 	if err := store.PutRTCSession(ctx, s); err != nil {

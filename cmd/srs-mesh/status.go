@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 )
 
 // clientOptions are the flags shared by the commands that talk to a node's
@@ -61,8 +62,8 @@ func (c *clientOptions) getStatus(ctx context.Context) (mesh.Status, []byte, err
 // getStreams fetches the cluster-wide stream list with live session counts.
 // Nodes that predate GET /mesh/v1/streams answer 404; callers fall back to
 // the assignments of the status document.
-func (c *clientOptions) getStreams(ctx context.Context) (mesh.ClusterStreams, []byte, error) {
-	var doc mesh.ClusterStreams
+func (c *clientOptions) getStreams(ctx context.Context) (streams.Cluster, []byte, error) {
+	var doc streams.Cluster
 	body, err := c.do(ctx, http.MethodGet, "/mesh/v1/streams")
 	if err != nil {
 		return doc, nil, err
@@ -75,10 +76,10 @@ func (c *clientOptions) getStreams(ctx context.Context) (mesh.ClusterStreams, []
 
 // streamsFromStatus builds a stream list without session counts from the
 // assignments of a status document.
-func streamsFromStatus(st mesh.Status) mesh.ClusterStreams {
-	doc := mesh.ClusterStreams{Streams: []mesh.StreamClients{}, Nodes: []mesh.NodeAnswer{}, GeneratedUnix: st.GeneratedUnix}
+func streamsFromStatus(st mesh.Status) streams.Cluster {
+	doc := streams.Cluster{Streams: []streams.Stream{}, Nodes: []streams.NodeAnswer{}, GeneratedUnix: st.GeneratedUnix}
 	for _, a := range st.Assignments {
-		doc.Streams = append(doc.Streams, mesh.StreamClients{Key: a.Key, Origin: a.Origin, OriginHealthy: a.OriginHealthy,
+		doc.Streams = append(doc.Streams, streams.Stream{Key: a.Key, Origin: a.Origin, OriginHealthy: a.OriginHealthy,
 			CreatedUnixMs: a.CreatedUnixMs, LastUsedUnixMs: a.LastUsedUnixMs})
 	}
 	return doc
@@ -305,7 +306,7 @@ func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 
 // printAssignments is the streams table of "status": total clients per
 // stream when counted is true, else "-".
-func printAssignments(w io.Writer, doc mesh.ClusterStreams, counted bool, now time.Time) {
+func printAssignments(w io.Writer, doc streams.Cluster, counted bool, now time.Time) {
 	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE\tLAST USED")
@@ -322,7 +323,7 @@ func printAssignments(w io.Writer, doc mesh.ClusterStreams, counted bool, now ti
 }
 
 // printStreams is the table of "streams": clients per protocol.
-func printStreams(w io.Writer, doc mesh.ClusterStreams, counted bool, now time.Time) {
+func printStreams(w io.Writer, doc streams.Cluster, counted bool, now time.Time) {
 	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE")
@@ -339,7 +340,7 @@ func printStreams(w io.Writer, doc mesh.ClusterStreams, counted bool, now time.T
 
 // streamOrigin renders a stream's origin: "-" when unassigned, marked when
 // the origin is down.
-func streamOrigin(s mesh.StreamClients) string {
+func streamOrigin(s streams.Stream) string {
 	switch {
 	case s.Origin == "":
 		return "-"
@@ -369,7 +370,7 @@ func clientsText(m map[string]int) string {
 }
 
 // printMissingNodes notes the nodes whose clients are not in the counts.
-func printMissingNodes(w io.Writer, doc mesh.ClusterStreams) {
+func printMissingNodes(w io.Writer, doc streams.Cluster) {
 	for _, n := range doc.Nodes {
 		if !n.OK {
 			fmt.Fprintln(w, clip(fmt.Sprintf("(clients on %s not counted: %s)", n.ID, n.Error), 79))

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 )
 
 func TestStreamTablesFit80Columns(t *testing.T) {
 	now := time.Now()
-	doc := mesh.ClusterStreams{
-		Streams: []mesh.StreamClients{
+	doc := streams.Cluster{
+		Streams: []streams.Stream{
 			{Key: "__defaultVhost__/live/" + strings.Repeat("x", 60), Origin: strings.Repeat("o", 30), OriginHealthy: false,
 				Clients: map[string]int{"rtmp": 12345, "flv": 999, "webrtc": 77, "srt": 3, "hls": 1}, TotalClients: 13425,
 				CreatedUnixMs: now.Add(-400 * 24 * time.Hour).UnixMilli(), LastUsedUnixMs: now.UnixMilli()},
@@ -20,7 +20,7 @@ func TestStreamTablesFit80Columns(t *testing.T) {
 				TotalClients: 3, CreatedUnixMs: now.UnixMilli()},
 			{Key: "__defaultVhost__/live/b", Clients: map[string]int{}},
 		},
-		Nodes: []mesh.NodeAnswer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
+		Nodes: []streams.NodeAnswer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
 	}
 	var a, b bytes.Buffer
 	printStreams(&a, doc, true, now)

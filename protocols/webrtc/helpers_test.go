@@ -182,7 +182,7 @@ func (e *relayEnv) addSession(t testing.TB, ufrag string) {
 // stored by a node that does not record it).
 func (e *relayEnv) addSessionPwd(t testing.TB, ufrag, pwd string) {
 	t.Helper()
-	err := e.store.PutRTCSession(context.Background(), RTCSession{
+	err := e.store.PutRTCSession(context.Background(), stream.RTCSession{
 		Ufrag: ufrag, OriginID: "o1", OriginRTC: addrOf(e.origin.conn).String(),
 		Key: "__defaultVhost__/live/s", Pwd: pwd, CreatedUnixMs: time.Now().UnixMilli(),
 	})

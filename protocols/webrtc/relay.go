@@ -30,7 +30,7 @@ const (
 // relaySession is one relayed ICE session: one upstream socket connected to
 // the origin, one reader goroutine copying origin -> client.
 type relaySession struct {
-	rec      RTCSession
+	rec      stream.RTCSession
 	upstream *net.UDPConn
 	end      func()
 	// lastActive is a coarse unix-nanosecond stamp (Server.now).
@@ -238,7 +238,7 @@ func (rs *relaySession) forget(addr netip.AddrPort) {
 // open starts relaying rec for a client at from. When the origin's address
 // is a host name it is resolved in the background and the client's next
 // retransmission finds the session; open then returns nil.
-func (s *Server) open(rec RTCSession, from netip.AddrPort) *relaySession {
+func (s *Server) open(rec stream.RTCSession, from netip.AddrPort) *relaySession {
 	origin, err := netip.ParseAddrPort(rec.OriginRTC)
 	if err == nil {
 		return s.start(rec, origin, from)
@@ -273,7 +273,7 @@ func (s *Server) open(rec RTCSession, from netip.AddrPort) *relaySession {
 }
 
 // start opens the upstream socket and the reader goroutine of a session.
-func (s *Server) start(rec RTCSession, origin netip.AddrPort, from netip.AddrPort) *relaySession {
+func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.AddrPort) *relaySession {
 	end := func() {}
 	if key, err := stream.ParseKey(rec.Key); err == nil && s.cfg.Sessions != nil {
 		end = s.cfg.Sessions.Track(key, "webrtc")

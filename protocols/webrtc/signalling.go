@@ -156,6 +156,21 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body
 	return offerExchange{offer: of, origin: o, resp: resp, answer: ans, log: log}, true
 }
 
+// session is the ICE session of an exchange whose origin answered with
+// answerSDP, of ufrag ansUfrag: keyed "ansUfrag:offerUfrag", relayed to the
+// origin's WebRTC endpoint, checked with the answer's ICE password, created
+// now. Resource is the caller's to set when the origin handed one out.
+func (ex offerExchange) session(ansUfrag string, answerSDP []byte) stream.RTCSession {
+	return stream.RTCSession{
+		Ufrag:         ansUfrag + ":" + ex.offer.ufrag,
+		OriginID:      ex.origin.ID,
+		OriginRTC:     ex.origin.RTC,
+		Key:           ex.offer.key.String(),
+		Pwd:           ICEPwd(answerSDP),
+		CreatedUnixMs: time.Now().UnixMilli(),
+	}
+}
+
 // route asks the Router for the stream's origin.
 func (s *Server) route(ctx context.Context, key stream.Key) (stream.Origin, int, error) {
 	o, err := s.cfg.Router.Route(ctx, key)
@@ -220,7 +235,7 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	of, o, resp, ans, log := ex.offer, ex.origin, ex.resp, ex.answer, ex.log
+	o, resp, ans, log := ex.origin, ex.resp, ex.answer, ex.log
 	if resp.StatusCode/100 != 2 {
 		// The origin refused: pass its answer through.
 		copyHeader(w.Header(), resp.Header, "Content-Type")
@@ -234,14 +249,7 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadGateway, "origin answer: "+err.Error())
 		return
 	}
-	sess := RTCSession{
-		Ufrag:         ansUfrag + ":" + of.ufrag,
-		OriginID:      o.ID,
-		OriginRTC:     o.RTC,
-		Key:           of.key.String(),
-		Pwd:           ICEPwd(ans),
-		CreatedUnixMs: time.Now().UnixMilli(),
-	}
+	sess := ex.session(ansUfrag, ans)
 	location := ""
 	if loc := resp.Header.Get("Location"); loc != "" {
 		sess.Resource, location = rewriteLocation(r.URL, o.API, loc, sess.Ufrag)
@@ -407,7 +415,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	of, o, resp, ans, log := ex.offer, ex.origin, ex.resp, ex.answer, ex.log
+	resp, ans, log := ex.resp, ex.answer, ex.log
 	var fields map[string]json.RawMessage
 	var res struct {
 		Code int    `json:"code"`
@@ -426,14 +434,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadGateway, "origin answer: "+err.Error())
 		return
 	}
-	sess := RTCSession{
-		Ufrag:         ansUfrag + ":" + of.ufrag,
-		OriginID:      o.ID,
-		OriginRTC:     o.RTC,
-		Key:           of.key.String(),
-		Pwd:           ICEPwd([]byte(res.SDP)),
-		CreatedUnixMs: time.Now().UnixMilli(),
-	}
+	sess := ex.session(ansUfrag, []byte(res.SDP))
 	if err := s.cfg.Store.PutRTCSession(r.Context(), sess); err != nil {
 		s.fail(w, http.StatusServiceUnavailable, "cannot store session: "+err.Error())
 		return

@@ -1,4 +1,4 @@
-package mesh
+package state
 
 import (
 	"bytes"
@@ -13,97 +13,97 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-func mustCmd(t testing.TB, typ cmdType, body any) []byte {
+func mustCmd(t testing.TB, c Command) []byte {
 	t.Helper()
-	b, err := encodeCommand(typ, body)
+	b, err := Encode(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func apply(t testing.TB, f *fsm, typ cmdType, body any) applyResult {
+func apply(t testing.TB, f *FSM, c Command) Result {
 	t.Helper()
-	r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: mustCmd(t, typ, body)})
-	return r.(applyResult)
+	r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: mustCmd(t, c)})
+	return r.(Result)
 }
 
 func testOrigin(id string) stream.Origin {
 	return stream.Origin{ID: id, IP: "127.0.0.1", RTMP: "127.0.0.1:1935", Service: "s1", PID: "1"}
 }
 
-func fsmWith(t testing.TB, ids ...string) *fsm {
-	f := newFSM()
+func fsmWith(t testing.TB, ids ...string) *FSM {
+	f := NewFSM()
 	for _, id := range ids {
-		if r := apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 1000}); r.err() != nil {
-			t.Fatal(r.err())
+		if r := apply(t, f, RegisterOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 1000}); r.Err() != nil {
+			t.Fatal(r.Err())
 		}
 	}
 	return f
 }
 
-func assignKey(t testing.TB, f *fsm, key string, now int64) applyResult {
+func assignKey(t testing.TB, f *FSM, key string, now int64) Result {
 	t.Helper()
-	return apply(t, f, cmdAssign, assignCmd{Key: key, NowMs: now})
+	return apply(t, f, AssignCmd{Key: key, NowMs: now})
 }
 
 func TestFSMRegisterOrigin(t *testing.T) {
 	f := fsmWith(t, "o1")
-	st := f.originStates()
+	st := f.Origins()
 	if len(st) != 1 || !st[0].Healthy || st[0].LastHeartbeatMs != 1000 {
 		t.Fatalf("after register: %+v", st)
 	}
 	// Probes decide health of a TCP origin: a plain heartbeat does not undo
 	// an unhealthy verdict...
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o1", Healthy: false, Reason: "probe failed"}}})
-	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 2000})
-	st = f.originStates()
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: "o1", Healthy: false, Reason: "probe failed"}}})
+	apply(t, f, RegisterOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 2000})
+	st = f.Origins()
 	if st[0].Healthy || st[0].LastHeartbeatMs != 2000 || st[0].Reason != "probe failed" {
 		t.Fatalf("heartbeat must refresh but not heal: %+v", st[0])
 	}
 	// ...but a restarted origin (new pid) starts healthy.
 	o := testOrigin("o1")
 	o.PID = "2"
-	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: o, Heartbeat: true, NowMs: 3000})
-	if st = f.originStates(); !st[0].Healthy || st[0].Origin.PID != "2" {
+	apply(t, f, RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: 3000})
+	if st = f.Origins(); !st[0].Healthy || st[0].Origin.PID != "2" {
 		t.Fatalf("restart must heal: %+v", st[0])
 	}
 	// A UDP-only origin is judged by heartbeats.
 	u := stream.Origin{ID: "u1", IP: "127.0.0.1", SRT: "127.0.0.1:10080"}
-	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: u, Heartbeat: true, NowMs: 1})
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "u1", Healthy: false, Reason: "stale"}}})
-	apply(t, f, cmdRegisterOrigin, registerOriginCmd{Origin: u, Heartbeat: true, NowMs: 2})
-	if s := f.originStates()[1]; !s.Healthy || s.Reason != "" {
+	apply(t, f, RegisterOriginCmd{Origin: u, Heartbeat: true, NowMs: 1})
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: "u1", Healthy: false, Reason: "stale"}}})
+	apply(t, f, RegisterOriginCmd{Origin: u, Heartbeat: true, NowMs: 2})
+	if s := f.Origins()[1]; !s.Healthy || s.Reason != "" {
 		t.Fatalf("heartbeat must heal udp-only origin: %+v", s)
 	}
-	if r := apply(t, f, cmdRegisterOrigin, registerOriginCmd{}); !errors.Is(r.err(), ErrBadCommand) {
-		t.Fatalf("origin without id: %v", r.err())
+	if r := apply(t, f, RegisterOriginCmd{}); !errors.Is(r.Err(), ErrBadCommand) {
+		t.Fatalf("origin without id: %v", r.Err())
 	}
 }
 
 func TestFSMRemoveOrigin(t *testing.T) {
 	f := fsmWith(t, "o1")
 	assignKey(t, f, "v/live/a", 1)
-	if r := apply(t, f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}); r.err() != nil {
-		t.Fatal(r.err())
+	if r := apply(t, f, RemoveOriginCmd{ID: "o1"}); r.Err() != nil {
+		t.Fatal(r.Err())
 	}
-	if st := f.state(); len(st.Origins) != 0 || len(st.Assignments) != 0 || len(f.streams) != 0 {
+	if st := f.Contents(); len(st.Origins) != 0 || len(st.Assignments) != 0 || len(f.streams) != 0 {
 		t.Fatalf("after remove: %+v %v", st, f.streams)
 	}
-	if r := apply(t, f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}); !errors.Is(r.err(), ErrUnknownOrigin) {
-		t.Fatalf("remove unknown: %v", r.err())
+	if r := apply(t, f, RemoveOriginCmd{ID: "o1"}); !errors.Is(r.Err(), ErrUnknownOrigin) {
+		t.Fatalf("remove unknown: %v", r.Err())
 	}
 }
 
 func TestFSMSetDraining(t *testing.T) {
 	f := fsmWith(t, "o1", "o2")
-	if r := apply(t, f, cmdSetDraining, setDrainingCmd{ID: "o3", Draining: true}); !errors.Is(r.err(), ErrUnknownOrigin) {
-		t.Fatalf("drain unknown: %v", r.err())
+	if r := apply(t, f, SetDrainingCmd{ID: "o3", Draining: true}); !errors.Is(r.Err(), ErrUnknownOrigin) {
+		t.Fatalf("drain unknown: %v", r.Err())
 	}
 	first := assignKey(t, f, "v/live/a", 1).Origin.ID
-	apply(t, f, cmdSetDraining, setDrainingCmd{ID: first, Draining: true})
+	apply(t, f, SetDrainingCmd{ID: first, Draining: true})
 	// The draining origin keeps its stream, both for local reads and Assign.
-	if o, ok := f.route("v/live/a"); !ok || o.ID != first {
+	if o, ok := f.Route("v/live/a"); !ok || o.ID != first {
 		t.Fatalf("route after drain = %v %v, want %s", o.ID, ok, first)
 	}
 	if r := assignKey(t, f, "v/live/a", 2); r.Origin.ID != first || r.Created {
@@ -115,8 +115,8 @@ func TestFSMSetDraining(t *testing.T) {
 			t.Fatalf("new key assigned to draining origin")
 		}
 	}
-	apply(t, f, cmdSetDraining, setDrainingCmd{ID: first, Draining: false})
-	if st := f.originStates(); st[0].Draining || st[1].Draining {
+	apply(t, f, SetDrainingCmd{ID: first, Draining: false})
+	if st := f.Origins(); st[0].Draining || st[1].Draining {
 		t.Fatalf("undrain: %+v", st)
 	}
 }
@@ -125,7 +125,7 @@ func TestFSMAssignBalancesAndIsStable(t *testing.T) {
 	f := fsmWith(t, "o1", "o2", "o3")
 	for i := range 30 {
 		r := assignKey(t, f, fmt.Sprintf("v/live/s%d", i), int64(i))
-		if r.err() != nil || !r.Created {
+		if r.Err() != nil || !r.Created {
 			t.Fatalf("assign %d: %+v", i, r)
 		}
 	}
@@ -141,8 +141,8 @@ func TestFSMAssignBalancesAndIsStable(t *testing.T) {
 	if a := f.assignments["v/live/s7"]; a.LastUsedMs != 100 || a.CreatedMs != 7 {
 		t.Fatalf("assign must refresh last use only: %+v", a)
 	}
-	if r := assignKey(t, f, "not-a-key", 1); !errors.Is(r.err(), ErrBadCommand) {
-		t.Fatalf("bad key: %v", r.err())
+	if r := assignKey(t, f, "not-a-key", 1); !errors.Is(r.Err(), ErrBadCommand) {
+		t.Fatalf("bad key: %v", r.Err())
 	}
 }
 
@@ -151,19 +151,19 @@ func TestFSMAssignDeterministic(t *testing.T) {
 	// map iteration order.
 	var log [][]byte
 	for _, id := range []string{"o1", "o2", "o3", "o4"} {
-		log = append(log, mustCmd(t, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 5}))
+		log = append(log, mustCmd(t, RegisterOriginCmd{Origin: testOrigin(id), Heartbeat: true, NowMs: 5}))
 	}
-	log = append(log, mustCmd(t, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o2", Healthy: false}}}))
+	log = append(log, mustCmd(t, SetHealthCmd{Changes: []HealthChange{{ID: "o2", Healthy: false}}}))
 	for i := range 100 {
-		log = append(log, mustCmd(t, cmdAssign, assignCmd{Key: fmt.Sprintf("v/app/k%d", i%70), NowMs: int64(i)}))
+		log = append(log, mustCmd(t, AssignCmd{Key: fmt.Sprintf("v/app/k%d", i%70), NowMs: int64(i)}))
 	}
 	var want []byte
 	for replica := range 5 {
-		f := newFSM()
+		f := NewFSM()
 		for i, d := range log {
 			f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: d})
 		}
-		got, _ := json.Marshal(f.state())
+		got, _ := json.Marshal(f.Contents())
 		if replica == 0 {
 			want = got
 		} else if !bytes.Equal(got, want) {
@@ -179,8 +179,8 @@ func TestFSMReassignUnhealthyOrUnknown(t *testing.T) {
 	if first == "o1" {
 		other = "o2"
 	}
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: first, Healthy: false, Reason: "refused"}}})
-	if _, ok := f.route("v/live/a"); ok {
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: first, Healthy: false, Reason: "refused"}}})
+	if _, ok := f.Route("v/live/a"); ok {
 		t.Fatal("route must treat an assignment to an unhealthy origin as absent")
 	}
 	r := assignKey(t, f, "v/live/a", 2)
@@ -191,16 +191,16 @@ func TestFSMReassignUnhealthyOrUnknown(t *testing.T) {
 		t.Fatalf("streams after move: %v", f.streams)
 	}
 	// No usable origin at all.
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: other, Healthy: false}}})
-	if r := assignKey(t, f, "v/live/b", 3); !errors.Is(r.err(), stream.ErrNoOrigin) {
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: other, Healthy: false}}})
+	if r := assignKey(t, f, "v/live/b", 3); !errors.Is(r.Err(), stream.ErrNoOrigin) {
 		t.Fatalf("no origin: %+v", r)
 	}
 	// Healing restores the origin; unknown ids in a health change are ignored.
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: other, Healthy: true, ProbeMs: 9}, {ID: "gone"}}})
-	if o, ok := f.route("v/live/a"); !ok || o.ID != other {
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: other, Healthy: true, ProbeMs: 9}, {ID: "gone"}}})
+	if o, ok := f.Route("v/live/a"); !ok || o.ID != other {
 		t.Fatalf("route after heal: %v %v", o, ok)
 	}
-	if s := f.originStates(); s[0].LastProbeMs != 9 && s[1].LastProbeMs != 9 {
+	if s := f.Origins(); s[0].LastProbeMs != 9 && s[1].LastProbeMs != 9 {
 		t.Fatalf("probe time not recorded: %+v", s)
 	}
 }
@@ -209,17 +209,17 @@ func TestFSMTouchAndGC(t *testing.T) {
 	f := fsmWith(t, "o1")
 	assignKey(t, f, "v/live/a", 100)
 	assignKey(t, f, "v/live/b", 100)
-	apply(t, f, cmdTouch, touchCmd{Keys: []string{"v/live/a", "v/live/unknown"}, NowMs: 500})
-	apply(t, f, cmdTouch, touchCmd{Keys: []string{"v/live/a"}, NowMs: 400}) // never goes back
+	apply(t, f, TouchCmd{Keys: []string{"v/live/a", "v/live/unknown"}, NowMs: 500})
+	apply(t, f, TouchCmd{Keys: []string{"v/live/a"}, NowMs: 400}) // never goes back
 	if a := f.assignments["v/live/a"]; a.LastUsedMs != 500 {
 		t.Fatalf("touch: %+v", a)
 	}
-	stale := f.staleKeys(300, 10)
+	stale := f.StaleKeys(300, 10)
 	if len(stale) != 1 || stale[0] != "v/live/b" {
 		t.Fatalf("stale = %v", stale)
 	}
 	// The delete carries the cutoff: "a" was touched after it and survives.
-	apply(t, f, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: []string{"v/live/a", "v/live/b"}, CutoffMs: 300})
+	apply(t, f, DeleteAssignmentsCmd{Keys: []string{"v/live/a", "v/live/b"}, CutoffMs: 300})
 	if _, ok := f.assignments["v/live/b"]; ok {
 		t.Fatal("b not collected")
 	}
@@ -245,8 +245,8 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	for i := range 10 {
 		assignKey(t, f, fmt.Sprintf("v/live/s%d", i), int64(i))
 	}
-	apply(t, f, cmdSetDraining, setDrainingCmd{ID: "o2", Draining: true})
-	apply(t, f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o3", Healthy: false, Reason: "x"}}})
+	apply(t, f, SetDrainingCmd{ID: "o2", Draining: true})
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: "o3", Healthy: false, Reason: "x"}}})
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -263,15 +263,15 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	want := f.state()
+	want := f.Contents()
 	want.Assignments = want.Assignments[:0]
-	for _, ka := range f.state().Assignments {
+	for _, ka := range f.Contents().Assignments {
 		if ka.Key != "v/live/late" {
 			want.Assignments = append(want.Assignments, ka)
 		}
 	}
 	a, _ := json.Marshal(want)
-	b, _ := json.Marshal(g.state())
+	b, _ := json.Marshal(g.Contents())
 	if !bytes.Equal(a, b) {
 		t.Fatalf("restore mismatch:\n%s\n%s", a, b)
 	}
@@ -292,36 +292,36 @@ func TestFSMSnapshotRestore(t *testing.T) {
 }
 
 func TestDecodeCommandErrors(t *testing.T) {
-	for _, tc := range [][]byte{nil, {1}, {99, '{', '}'}, {byte(cmdAssign), 'x'}, append([]byte{byte(cmdTouch)}, make([]byte, maxCommandBytes)...)} {
-		if _, _, err := decodeCommand(tc); !errors.Is(err, ErrBadCommand) {
+	for _, tc := range [][]byte{nil, {1}, {99, '{', '}'}, {byte(CmdAssign), 'x'}, append([]byte{byte(CmdTouch)}, make([]byte, MaxCommandBytes)...)} {
+		if _, err := Decode(tc); !errors.Is(err, ErrBadCommand) {
 			t.Errorf("decode(%.10q) = %v", tc, err)
 		}
 	}
-	f := newFSM()
-	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{0}}).(applyResult); !errors.Is(r.err(), ErrBadCommand) {
+	f := NewFSM()
+	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{0}}).(Result); !errors.Is(r.Err(), ErrBadCommand) {
 		t.Fatalf("apply garbage: %+v", r)
 	}
-	if r := f.Apply(&raft.Log{Type: raft.LogNoop}).(applyResult); r.err() != nil {
+	if r := f.Apply(&raft.Log{Type: raft.LogNoop}).(Result); r.Err() != nil {
 		t.Fatalf("non-command log: %+v", r)
 	}
 }
 
 func FuzzApply(f *testing.F) {
 	seeds := [][]byte{
-		mustCmd(f, cmdRegisterOrigin, registerOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 1}),
-		mustCmd(f, cmdRemoveOrigin, removeOriginCmd{ID: "o1"}),
-		mustCmd(f, cmdSetHealth, setHealthCmd{Changes: []healthChange{{ID: "o1", Healthy: false, Reason: "r"}}}),
-		mustCmd(f, cmdSetDraining, setDrainingCmd{ID: "o1", Draining: true}),
-		mustCmd(f, cmdAssign, assignCmd{Key: "v/live/a", NowMs: 2}),
-		mustCmd(f, cmdTouch, touchCmd{Keys: []string{"v/live/a"}, NowMs: 3}),
-		mustCmd(f, cmdDeleteAssignments, deleteAssignmentsCmd{Keys: []string{"v/live/a"}, CutoffMs: 4}),
-		mustCmd(f, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("ans:off", 5)}),
-		mustCmd(f, cmdDeleteRTCSession, deleteRTCSessionCmd{Ufrag: "ans:off"}),
-		mustCmd(f, cmdExpireRTCSessions, expireRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, CutoffMs: 6}),
-		{byte(cmdPutRTCSession), '{', '"', 's', 'e', 's', 's', 'i', 'o', 'n', '"', ':', 'n', 'u', 'l', 'l', '}'},
-		{byte(cmdExpireRTCSessions), '{', '"', 'u', 'f', 'r', 'a', 'g', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
-		{byte(cmdAssign), 'n', 'u', 'l', 'l'},
-		{byte(cmdSetHealth), '{', '"', 'c', 'h', 'a', 'n', 'g', 'e', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
+		mustCmd(f, RegisterOriginCmd{Origin: testOrigin("o1"), Heartbeat: true, NowMs: 1}),
+		mustCmd(f, RemoveOriginCmd{ID: "o1"}),
+		mustCmd(f, SetHealthCmd{Changes: []HealthChange{{ID: "o1", Healthy: false, Reason: "r"}}}),
+		mustCmd(f, SetDrainingCmd{ID: "o1", Draining: true}),
+		mustCmd(f, AssignCmd{Key: "v/live/a", NowMs: 2}),
+		mustCmd(f, TouchCmd{Keys: []string{"v/live/a"}, NowMs: 3}),
+		mustCmd(f, DeleteAssignmentsCmd{Keys: []string{"v/live/a"}, CutoffMs: 4}),
+		mustCmd(f, PutRTCSessionCmd{Session: rtcSess("ans:off", 5)}),
+		mustCmd(f, DeleteRTCSessionCmd{Ufrag: "ans:off"}),
+		mustCmd(f, ExpireRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, CutoffMs: 6}),
+		{byte(CmdPutRTCSession), '{', '"', 's', 'e', 's', 's', 'i', 'o', 'n', '"', ':', 'n', 'u', 'l', 'l', '}'},
+		{byte(CmdExpireRTCSessions), '{', '"', 'u', 'f', 'r', 'a', 'g', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
+		{byte(CmdAssign), 'n', 'u', 'l', 'l'},
+		{byte(CmdSetHealth), '{', '"', 'c', 'h', 'a', 'n', 'g', 'e', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
 		{0xff, '{', '}'},
 		{},
 	}
@@ -331,11 +331,11 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := fsmWith(t, "o1", "o2")
 		assignKey(t, m, "v/live/a", 1)
-		apply(t, m, cmdPutRTCSession, putRTCSessionCmd{Session: rtcSess("ans:off", 1)})
-		r := m.Apply(&raft.Log{Type: raft.LogCommand, Data: data}).(applyResult)
-		_ = r.err()
+		apply(t, m, PutRTCSessionCmd{Session: rtcSess("ans:off", 1)})
+		r := m.Apply(&raft.Log{Type: raft.LogCommand, Data: data}).(Result)
+		_ = r.Err()
 		// The state must stay serializable and consistent.
-		st := m.state()
+		st := m.Contents()
 		n := 0
 		for _, c := range m.streams {
 			n += c
@@ -347,7 +347,7 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("%d rtc sessions, %d in the age heap", len(m.rtc), len(m.rtcAge))
 		}
 		for i, e := range m.rtcAge {
-			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.validate() != nil {
+			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.Validate() != nil {
 				t.Fatalf("age heap entry %d inconsistent: %+v", i, e)
 			}
 		}

@@ -1,4 +1,14 @@
-package mesh
+// Package state is the replicated state machine of the mesh: origins with
+// their health, stream assignments and WebRTC ICE sessions; the typed
+// commands that change it, with their encoding in the Raft log; and the
+// snapshots that carry it between replicas.
+//
+// The package is the deterministic core of the mesh. It reads no clock, does
+// no I/O besides a snapshot's reader and writer, and knows neither gossip nor
+// Raft's transport: every time a command needs travels inside the command, so
+// that the same log gives the same state on every replica. The mesh package
+// writes the commands (through the Raft leader) and reads the state.
+package state
 
 import (
 	"context"
@@ -13,32 +23,35 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// originState is an origin with its replicated health.
-type originState struct {
+// OriginState is an origin with its replicated health. Times are unix
+// milliseconds taken from the commands.
+type OriginState struct {
 	Origin          stream.Origin `json:"origin"`
 	Healthy         bool          `json:"healthy"`
 	Draining        bool          `json:"draining,omitempty"`
 	LastHeartbeatMs int64         `json:"last_heartbeat_ms,omitempty"`
 	LastProbeMs     int64         `json:"last_probe_ms,omitempty"`
-	Reason          string        `json:"reason,omitempty"`
+	// Reason says why the origin is unhealthy ("" when healthy).
+	Reason string `json:"reason,omitempty"`
 }
 
-// assignment is one stream key's origin.
-type assignment struct {
+// Assignment is one stream key's origin: the origin id, when the assignment
+// was created and when a node last reported the key in use (unix ms).
+type Assignment struct {
 	Origin     string `json:"origin"`
 	CreatedMs  int64  `json:"created_ms"`
 	LastUsedMs int64  `json:"last_used_ms"`
 }
 
-// fsm is the replicated state of the mesh: origins, assignments and WebRTC
-// ICE sessions. It
-// implements raft.FSM; its Apply is deterministic (no clock, no I/O), so every
-// replica that applies the same log holds the same state. Reads take the
-// read lock and never touch the network.
-type fsm struct {
+// FSM is the replicated state of the mesh: origins, assignments and WebRTC
+// ICE sessions. It implements raft.FSM. Apply is deterministic: no clock, no
+// I/O, no map-order dependence; the same log gives the same state on every
+// replica. Reads take a read lock and never touch the network. All methods
+// are safe for concurrent use.
+type FSM struct {
 	mu          sync.RWMutex
-	origins     map[string]*originState
-	assignments map[string]*assignment
+	origins     map[string]*OriginState
+	assignments map[string]*Assignment
 	// streams counts assignments per origin id (the load Select balances).
 	streams map[string]int
 	// rtc holds the ICE sessions by ufrag; rtcAge orders them by age for
@@ -47,25 +60,29 @@ type fsm struct {
 	rtcAge rtcHeap
 
 	// index is the Raft index of the last applied log entry; applied is
-	// closed (and cleared) when it advances, for waitApplied.
+	// closed (and cleared) when it advances, for WaitApplied.
 	index   uint64
 	applied chan struct{}
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var _ raft.FSM = (*FSM)(nil)
 
-func newFSM() *fsm {
-	return &fsm{
-		origins:     map[string]*originState{},
-		assignments: map[string]*assignment{},
+// NewFSM returns an empty state, as a fresh replica starts before it applies
+// the log or restores a snapshot.
+func NewFSM() *FSM {
+	return &FSM{
+		origins:     map[string]*OriginState{},
+		assignments: map[string]*Assignment{},
 		streams:     map[string]int{},
 		rtc:         map[string]*rtcEntry{},
 	}
 }
 
-// Apply applies one committed log entry and returns an applyResult.
-func (f *fsm) Apply(l *raft.Log) any {
-	var res applyResult
+// Apply applies one committed log entry and returns its Result (for entries
+// that are not commands, an empty one). A malformed or failing command changes
+// nothing and returns a failed Result; Apply never panics on its input.
+func (f *FSM) Apply(l *raft.Log) any {
+	var res Result
 	if l.Type == raft.LogCommand {
 		res = f.applyCommand(l.Data)
 	}
@@ -78,17 +95,18 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return res
 }
 
-// notifyLocked wakes the waiters of waitApplied. f.mu is held.
-func (f *fsm) notifyLocked() {
+// notifyLocked wakes the waiters of WaitApplied. f.mu is held.
+func (f *FSM) notifyLocked() {
 	if f.applied != nil {
 		close(f.applied)
 		f.applied = nil
 	}
 }
 
-// waitApplied waits until the replica has applied log index idx, or ctx is
-// done.
-func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
+// WaitApplied waits until the replica has applied (or restored a snapshot
+// at) log index idx, and returns nil, or until ctx is done, and returns
+// ctx's error.
+func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
 	for {
 		f.mu.Lock()
 		if f.index >= idx {
@@ -109,50 +127,52 @@ func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
 }
 
 // appliedIndex is the Raft index of the last applied entry.
-func (f *fsm) appliedIndex() uint64 {
+func (f *FSM) appliedIndex() uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.index
 }
 
 // applyCommand decodes and applies one command.
-func (f *fsm) applyCommand(data []byte) applyResult {
-	_, body, err := decodeCommand(data)
+func (f *FSM) applyCommand(data []byte) Result {
+	body, err := Decode(data)
 	if err != nil {
 		return failResult(codeBadCommand, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch c := body.(type) {
-	case *registerOriginCmd:
+	case *RegisterOriginCmd:
 		return f.applyRegister(c)
-	case *removeOriginCmd:
+	case *RemoveOriginCmd:
 		return f.applyRemove(c)
-	case *setHealthCmd:
+	case *SetHealthCmd:
 		return f.applySetHealth(c)
-	case *setDrainingCmd:
+	case *SetDrainingCmd:
 		return f.applySetDraining(c)
-	case *assignCmd:
+	case *AssignCmd:
 		return f.applyAssign(c)
-	case *touchCmd:
+	case *TouchCmd:
 		return f.applyTouch(c)
-	case *deleteAssignmentsCmd:
+	case *DeleteAssignmentsCmd:
 		return f.applyDelete(c)
-	case *putRTCSessionCmd:
+	case *PutRTCSessionCmd:
 		return f.applyPutRTCSession(c)
-	case *deleteRTCSessionCmd:
+	case *DeleteRTCSessionCmd:
 		return f.applyDeleteRTCSession(c)
-	case *expireRTCSessionsCmd:
+	case *ExpireRTCSessionsCmd:
 		return f.applyExpireRTCSessions(c)
 	}
 	return failResult(codeBadCommand, ErrBadCommand)
 }
 
 // hasTCPEndpoint reports whether the leader can probe the origin by TCP.
-func hasTCPEndpoint(o stream.Origin) bool { return probeEndpoint(o) != "" }
+func hasTCPEndpoint(o stream.Origin) bool { return ProbeEndpoint(o) != "" }
 
-// probeEndpoint is the endpoint the leader probes: RTMP, else HTTP, else API.
-func probeEndpoint(o stream.Origin) string {
+// ProbeEndpoint is the endpoint the leader probes: RTMP, else HTTP, else API;
+// "" for an origin that can only be judged by its heartbeats. Apply and the
+// leader's probes must agree on it: a heartbeat heals an origin without one.
+func ProbeEndpoint(o stream.Origin) string {
 	for _, ep := range []string{o.RTMP, o.HTTP, o.API} {
 		if ep != "" {
 			return ep
@@ -165,14 +185,14 @@ func probeEndpoint(o stream.Origin) string {
 // probes correct that within seconds). A known origin keeps its health, which
 // the probes own, except that a restart (new service or pid) or a heartbeat of
 // an origin that cannot be probed marks it healthy. Draining survives.
-func (f *fsm) applyRegister(c *registerOriginCmd) applyResult {
+func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	o := c.Origin
 	if o.ID == "" {
 		return failResult(codeBadCommand, fmt.Errorf("%w: origin without id", ErrBadCommand))
 	}
 	s, ok := f.origins[o.ID]
 	if !ok {
-		s = &originState{Healthy: true}
+		s = &OriginState{Healthy: true}
 		f.origins[o.ID] = s
 	} else {
 		restarted := (o.Service != "" && o.Service != s.Origin.Service) || (o.PID != "" && o.PID != s.Origin.PID)
@@ -185,10 +205,10 @@ func (f *fsm) applyRegister(c *registerOriginCmd) applyResult {
 		s.LastHeartbeatMs = c.NowMs
 	}
 	out := o
-	return applyResult{Origin: &out}
+	return Result{Origin: &out}
 }
 
-func (f *fsm) applyRemove(c *removeOriginCmd) applyResult {
+func (f *FSM) applyRemove(c *RemoveOriginCmd) Result {
 	if _, ok := f.origins[c.ID]; !ok {
 		return failResult(codeUnknownOrigin, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.ID))
 	}
@@ -199,10 +219,10 @@ func (f *fsm) applyRemove(c *removeOriginCmd) applyResult {
 		}
 	}
 	delete(f.streams, c.ID)
-	return applyResult{}
+	return Result{}
 }
 
-func (f *fsm) applySetHealth(c *setHealthCmd) applyResult {
+func (f *FSM) applySetHealth(c *SetHealthCmd) Result {
 	for _, ch := range c.Changes {
 		s, ok := f.origins[ch.ID]
 		if !ok {
@@ -217,23 +237,23 @@ func (f *fsm) applySetHealth(c *setHealthCmd) applyResult {
 			s.LastProbeMs = ch.ProbeMs
 		}
 	}
-	return applyResult{}
+	return Result{}
 }
 
-func (f *fsm) applySetDraining(c *setDrainingCmd) applyResult {
+func (f *FSM) applySetDraining(c *SetDrainingCmd) Result {
 	s, ok := f.origins[c.ID]
 	if !ok {
 		return failResult(codeUnknownOrigin, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.ID))
 	}
 	s.Draining = c.Draining
 	out := s.Origin
-	return applyResult{Origin: &out}
+	return Result{Origin: &out}
 }
 
 // applyAssign returns the key's existing assignment when its origin is known
 // and healthy (a draining origin keeps the streams it has), and otherwise
 // picks an origin with stream.Select over the current origins and load.
-func (f *fsm) applyAssign(c *assignCmd) applyResult {
+func (f *FSM) applyAssign(c *AssignCmd) Result {
 	key, err := stream.ParseKey(c.Key)
 	if err != nil {
 		return failResult(codeBadCommand, fmt.Errorf("%w: %v", ErrBadCommand, err))
@@ -245,7 +265,7 @@ func (f *fsm) applyAssign(c *assignCmd) applyResult {
 				a.LastUsedMs = c.NowMs
 			}
 			out := s.Origin
-			return applyResult{Origin: &out}
+			return Result{Origin: &out}
 		}
 	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
@@ -259,13 +279,13 @@ func (f *fsm) applyAssign(c *assignCmd) applyResult {
 	if a != nil {
 		f.decStreams(a.Origin)
 	}
-	f.assignments[c.Key] = &assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs}
+	f.assignments[c.Key] = &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs}
 	f.streams[id]++
 	out := f.origins[id].Origin
-	return applyResult{Origin: &out, Created: true}
+	return Result{Origin: &out, Created: true}
 }
 
-func (f *fsm) decStreams(id string) {
+func (f *FSM) decStreams(id string) {
 	if f.streams[id] <= 1 {
 		delete(f.streams, id)
 		return
@@ -273,27 +293,29 @@ func (f *fsm) decStreams(id string) {
 	f.streams[id]--
 }
 
-func (f *fsm) applyTouch(c *touchCmd) applyResult {
+func (f *FSM) applyTouch(c *TouchCmd) Result {
 	for _, k := range c.Keys {
 		if a := f.assignments[k]; a != nil && c.NowMs > a.LastUsedMs {
 			a.LastUsedMs = c.NowMs
 		}
 	}
-	return applyResult{}
+	return Result{}
 }
 
-func (f *fsm) applyDelete(c *deleteAssignmentsCmd) applyResult {
+func (f *FSM) applyDelete(c *DeleteAssignmentsCmd) Result {
 	for _, k := range c.Keys {
 		if a := f.assignments[k]; a != nil && a.LastUsedMs < c.CutoffMs {
 			delete(f.assignments, k)
 			f.decStreams(a.Origin)
 		}
 	}
-	return applyResult{}
+	return Result{}
 }
 
-// route returns the origin of an existing assignment whose origin is healthy.
-func (f *fsm) route(key string) (stream.Origin, bool) {
+// Route returns the origin of key's assignment when that origin is known and
+// healthy (a draining origin keeps its streams); otherwise false, and the
+// caller writes an AssignCmd.
+func (f *FSM) Route(key string) (stream.Origin, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	a := f.assignments[key]
@@ -307,8 +329,8 @@ func (f *fsm) route(key string) (stream.Origin, bool) {
 	return s.Origin, true
 }
 
-// origin returns a known origin.
-func (f *fsm) origin(id string) (stream.Origin, bool) {
+// Origin returns a known origin by id.
+func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s, ok := f.origins[id]
@@ -319,7 +341,7 @@ func (f *fsm) origin(id string) (stream.Origin, bool) {
 }
 
 // assignedOrigin returns the origin id a key is assigned to ("" if none).
-func (f *fsm) assignedOrigin(key string) string {
+func (f *FSM) assignedOrigin(key string) string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if a := f.assignments[key]; a != nil {
@@ -328,8 +350,9 @@ func (f *fsm) assignedOrigin(key string) string {
 	return ""
 }
 
-// candidates returns every origin as the selection policy sees it.
-func (f *fsm) candidates() []stream.Candidate {
+// Candidates returns every origin as the selection policy sees it, in no
+// particular order.
+func (f *FSM) Candidates() []stream.Candidate {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]stream.Candidate, 0, len(f.origins))
@@ -339,11 +362,11 @@ func (f *fsm) candidates() []stream.Candidate {
 	return out
 }
 
-// originStates returns copies of all origins, sorted by id.
-func (f *fsm) originStates() []originState {
+// Origins returns copies of all origins with their health, sorted by id.
+func (f *FSM) Origins() []OriginState {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]originState, 0, len(f.origins))
+	out := make([]OriginState, 0, len(f.origins))
 	for _, s := range f.origins {
 		out = append(out, *s)
 	}
@@ -351,8 +374,9 @@ func (f *fsm) originStates() []originState {
 	return out
 }
 
-// staleKeys returns up to max keys last used before cutoffMs, sorted.
-func (f *fsm) staleKeys(cutoffMs int64, max int) []string {
+// StaleKeys returns up to max keys last used before cutoffMs (unix ms),
+// sorted: the keys a DeleteAssignmentsCmd with that cutoff would delete.
+func (f *FSM) StaleKeys(cutoffMs int64, max int) []string {
 	f.mu.RLock()
 	var out []string
 	for k, a := range f.assignments {
@@ -368,32 +392,37 @@ func (f *fsm) staleKeys(cutoffMs int64, max int) []string {
 	return out
 }
 
-// fsmState is the serialized form of the FSM, in snapshots and tests. Slices
-// are sorted so that equal states serialize identically.
-type fsmState struct {
-	Origins     []originState   `json:"origins"`
-	Assignments []keyAssignment `json:"assignments"`
-	RTCSessions []RTCSession    `json:"rtc_sessions,omitempty"`
+// Contents is the whole state as one value: the JSON form of a snapshot, and
+// what the mesh's status reads. Slices are sorted (origins by id,
+// assignments by key, sessions by ufrag), so that equal states serialize
+// identically.
+type Contents struct {
+	Origins     []OriginState   `json:"origins"`
+	Assignments []KeyAssignment `json:"assignments"`
+	// RTCSessions carry their ICE passwords (Pwd): never show them as they
+	// are.
+	RTCSessions []stream.RTCSession `json:"rtc_sessions,omitempty"`
 	// Index is the last applied log index when the state was copied (raft
 	// takes snapshots between applies, so it is the snapshot's index).
 	Index uint64 `json:"index,omitempty"`
 }
 
-type keyAssignment struct {
+// KeyAssignment is an Assignment with its stream key, as listed in Contents.
+type KeyAssignment struct {
 	Key string `json:"key"`
-	assignment
+	Assignment
 }
 
-// state copies the whole state under the read lock.
-func (f *fsm) state() fsmState {
-	st := fsmState{Origins: f.originStates()}
+// Contents copies the whole state under the read lock.
+func (f *FSM) Contents() Contents {
+	st := Contents{Origins: f.Origins()}
 	f.mu.RLock()
-	st.Assignments = make([]keyAssignment, 0, len(f.assignments))
+	st.Assignments = make([]KeyAssignment, 0, len(f.assignments))
 	for k, a := range f.assignments {
-		st.Assignments = append(st.Assignments, keyAssignment{Key: k, assignment: *a})
+		st.Assignments = append(st.Assignments, KeyAssignment{Key: k, Assignment: *a})
 	}
 	if len(f.rtc) > 0 {
-		st.RTCSessions = make([]RTCSession, 0, len(f.rtc))
+		st.RTCSessions = make([]stream.RTCSession, 0, len(f.rtc))
 		for _, e := range f.rtc {
 			st.RTCSessions = append(st.RTCSessions, e.s)
 		}
@@ -406,26 +435,28 @@ func (f *fsm) state() fsmState {
 }
 
 // Snapshot copies the state under the lock; Persist writes it outside.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{st: f.state()}, nil
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{st: f.Contents()}, nil
 }
 
-// Restore replaces the whole state with a snapshot's.
-func (f *fsm) Restore(rc io.ReadCloser) error {
+// Restore replaces the whole state with a snapshot's, as written by Snapshot
+// or by older versions (fields they lack decode empty). Invalid or duplicate
+// RTC sessions are dropped, and the session table is cut to MaxRTCSessions.
+func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var st fsmState
+	var st Contents
 	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return fmt.Errorf("mesh: restore snapshot: %w", err)
 	}
-	origins := make(map[string]*originState, len(st.Origins))
+	origins := make(map[string]*OriginState, len(st.Origins))
 	for i := range st.Origins {
 		s := st.Origins[i]
 		origins[s.Origin.ID] = &s
 	}
-	assignments := make(map[string]*assignment, len(st.Assignments))
+	assignments := make(map[string]*Assignment, len(st.Assignments))
 	streams := map[string]int{}
 	for _, ka := range st.Assignments {
-		a := ka.assignment
+		a := ka.Assignment
 		assignments[ka.Key] = &a
 		streams[a.Origin]++
 	}
@@ -441,7 +472,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ st fsmState }
+// fsmSnapshot is a copy of the state taken by Snapshot; Persist writes it as
+// JSON.
+type fsmSnapshot struct{ st Contents }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := json.NewEncoder(sink).Encode(s.st); err != nil {

@@ -1,0 +1,297 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// CmdType is the first byte of an encoded command and names its body.
+//
+// A command is one Raft log entry: a type byte followed by a JSON body (one of
+// the *Cmd types). Every timestamp a command needs travels inside it, in unix
+// milliseconds, so that applying the log is deterministic on every replica.
+// The encoding is stored in the Raft log: a CmdType value never changes
+// meaning and the bodies' JSON field names never change, so that entries
+// written by older nodes still decode.
+type CmdType uint8
+
+// The command types. Values are written to the Raft log; new types take new
+// values.
+const (
+	CmdRegisterOrigin    CmdType = 1
+	CmdRemoveOrigin      CmdType = 2
+	CmdSetHealth         CmdType = 3
+	CmdSetDraining       CmdType = 4
+	CmdAssign            CmdType = 5
+	CmdTouch             CmdType = 6
+	CmdDeleteAssignments CmdType = 7
+	CmdPutRTCSession     CmdType = 8
+	CmdDeleteRTCSession  CmdType = 9
+	CmdExpireRTCSessions CmdType = 10
+)
+
+// String is the command's name for logs, "assign" or "cmd(99)".
+func (t CmdType) String() string {
+	switch t {
+	case CmdRegisterOrigin:
+		return "register_origin"
+	case CmdRemoveOrigin:
+		return "remove_origin"
+	case CmdSetHealth:
+		return "set_health"
+	case CmdSetDraining:
+		return "set_draining"
+	case CmdAssign:
+		return "assign"
+	case CmdTouch:
+		return "touch"
+	case CmdDeleteAssignments:
+		return "delete_assignments"
+	case CmdPutRTCSession:
+		return "put_rtc_session"
+	case CmdDeleteRTCSession:
+		return "delete_rtc_session"
+	case CmdExpireRTCSessions:
+		return "expire_rtc_sessions"
+	}
+	return fmt.Sprintf("cmd(%d)", uint8(t))
+}
+
+// MaxCommandBytes bounds one encoded command: Decode refuses larger ones, so it
+// also bounds the body of a write forwarded to the leader.
+const MaxCommandBytes = 1 << 20
+
+// Errors of command decoding and application. Their text starts with "mesh:",
+// as the mesh API shows them.
+var (
+	// ErrBadCommand means a command that does not decode or whose content is
+	// invalid (an origin without id, a malformed key or RTC session).
+	ErrBadCommand = errors.New("mesh: malformed command")
+	// ErrUnknownOrigin means a command names an origin the state does not
+	// hold.
+	ErrUnknownOrigin = errors.New("mesh: unknown origin")
+)
+
+// Command is a command body, one of the *Cmd types of this package (or a
+// pointer to one). Type names the body in its encoding.
+type Command interface {
+	Type() CmdType
+}
+
+// Type implements Command.
+func (RegisterOriginCmd) Type() CmdType { return CmdRegisterOrigin }
+
+// Type implements Command.
+func (RemoveOriginCmd) Type() CmdType { return CmdRemoveOrigin }
+
+// Type implements Command.
+func (SetHealthCmd) Type() CmdType { return CmdSetHealth }
+
+// Type implements Command.
+func (SetDrainingCmd) Type() CmdType { return CmdSetDraining }
+
+// Type implements Command.
+func (AssignCmd) Type() CmdType { return CmdAssign }
+
+// Type implements Command.
+func (TouchCmd) Type() CmdType { return CmdTouch }
+
+// Type implements Command.
+func (DeleteAssignmentsCmd) Type() CmdType { return CmdDeleteAssignments }
+
+// Type implements Command.
+func (PutRTCSessionCmd) Type() CmdType { return CmdPutRTCSession }
+
+// Type implements Command.
+func (DeleteRTCSessionCmd) Type() CmdType { return CmdDeleteRTCSession }
+
+// Type implements Command.
+func (ExpireRTCSessionsCmd) Type() CmdType { return CmdExpireRTCSessions }
+
+// RegisterOriginCmd upserts an origin. Heartbeat is true for SRS heartbeats and
+// API registrations (NowMs becomes the last heartbeat); false for static
+// origins registered by the leader.
+type RegisterOriginCmd struct {
+	Origin    stream.Origin `json:"origin"`
+	Heartbeat bool          `json:"heartbeat,omitempty"`
+	NowMs     int64         `json:"now_ms"`
+}
+
+// RemoveOriginCmd removes an origin and every assignment to it. It fails with
+// ErrUnknownOrigin for an unknown id.
+type RemoveOriginCmd struct {
+	ID string `json:"id"`
+}
+
+// HealthChange is one origin's new health as decided by the leader's probes.
+// A healthy origin's Reason is cleared.
+type HealthChange struct {
+	ID      string `json:"id"`
+	Healthy bool   `json:"healthy"`
+	Reason  string `json:"reason,omitempty"`
+	// ProbeMs is the time of the last successful probe (0: unchanged).
+	ProbeMs int64 `json:"probe_ms,omitempty"`
+}
+
+// SetHealthCmd applies the leader's health verdicts; changes for origins
+// removed meanwhile are ignored.
+type SetHealthCmd struct {
+	Changes []HealthChange `json:"changes"`
+	NowMs   int64          `json:"now_ms"`
+}
+
+// SetDrainingCmd drains (no new streams; existing ones stay) or undrains an
+// origin. It fails with ErrUnknownOrigin for an unknown id.
+type SetDrainingCmd struct {
+	ID       string `json:"id"`
+	Draining bool   `json:"draining"`
+}
+
+// AssignCmd returns the origin of Key, creating or repairing the assignment
+// when it is absent or its origin is unknown or unhealthy (a draining origin
+// keeps the streams it has). It fails with ErrBadCommand for a malformed key
+// and with stream.ErrNoOrigin when no origin can take the stream.
+type AssignCmd struct {
+	Key   string `json:"key"`
+	NowMs int64  `json:"now_ms"`
+}
+
+// TouchCmd records that the keys were in use at NowMs.
+type TouchCmd struct {
+	Keys  []string `json:"keys"`
+	NowMs int64    `json:"now_ms"`
+}
+
+// DeleteAssignmentsCmd deletes the listed assignments whose last use is still
+// older than CutoffMs when the command is applied (a Touch that raced with the
+// leader's decision wins).
+type DeleteAssignmentsCmd struct {
+	Keys     []string `json:"keys"`
+	CutoffMs int64    `json:"cutoff_ms"`
+}
+
+// PutRTCSessionCmd stores a WebRTC ICE session, replacing one with the same
+// ufrag. The session carries its own creation time. A full table evicts its
+// oldest session (see MaxRTCSessions). An invalid session (see Validate) is
+// refused with ErrBadCommand.
+type PutRTCSessionCmd struct {
+	Session stream.RTCSession `json:"session"`
+}
+
+// DeleteRTCSessionCmd removes one session; an absent one is not an error.
+type DeleteRTCSessionCmd struct {
+	Ufrag string `json:"ufrag"`
+}
+
+// ExpireRTCSessionsCmd deletes the listed sessions that were still created
+// before CutoffMs when the command is applied (a session put again meanwhile
+// survives).
+type ExpireRTCSessionsCmd struct {
+	Ufrags   []string `json:"ufrags"`
+	CutoffMs int64    `json:"cutoff_ms"`
+}
+
+// Validate reports the error Apply would return for the command's session,
+// so that a writer can refuse it before it reaches the log.
+func (c PutRTCSessionCmd) Validate() error { return validateRTCSession(c.Session) }
+
+// Encode renders a command as its type byte and JSON body, the data of a Raft
+// log entry.
+func Encode(c Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(b)+1)
+	out = append(out, byte(c.Type()))
+	return append(out, b...), nil
+}
+
+// Decode parses the data of a Raft log entry into its command body, a pointer
+// to one of the *Cmd types. Any malformed, unknown or oversized input fails
+// with ErrBadCommand; Decode never panics.
+func Decode(data []byte) (Command, error) {
+	if len(data) < 2 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(data))
+	}
+	if len(data) > MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes is too large", ErrBadCommand, len(data))
+	}
+	t := CmdType(data[0])
+	var body Command
+	switch t {
+	case CmdRegisterOrigin:
+		body = new(RegisterOriginCmd)
+	case CmdRemoveOrigin:
+		body = new(RemoveOriginCmd)
+	case CmdSetHealth:
+		body = new(SetHealthCmd)
+	case CmdSetDraining:
+		body = new(SetDrainingCmd)
+	case CmdAssign:
+		body = new(AssignCmd)
+	case CmdTouch:
+		body = new(TouchCmd)
+	case CmdDeleteAssignments:
+		body = new(DeleteAssignmentsCmd)
+	case CmdPutRTCSession:
+		body = new(PutRTCSessionCmd)
+	case CmdDeleteRTCSession:
+		body = new(DeleteRTCSessionCmd)
+	case CmdExpireRTCSessions:
+		body = new(ExpireRTCSessionsCmd)
+	default:
+		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
+	}
+	if err := json.Unmarshal(data[1:], body); err != nil {
+		return nil, fmt.Errorf("%w: %s body: %v", ErrBadCommand, t, err)
+	}
+	return body, nil
+}
+
+// Result is what applying one command returns (FSM.Apply's value), both to a
+// local raft.Apply caller and, as JSON, to a follower that forwarded the
+// command. A failed command leaves the state unchanged and sets Code.
+type Result struct {
+	// Origin is the assigned origin (assign) or the registered one.
+	Origin *stream.Origin `json:"origin,omitempty"`
+	// Created is true when an assign created or moved the assignment.
+	Created bool `json:"created,omitempty"`
+	// Index is the Raft log index of the command; a follower that forwarded
+	// it waits for its own replica to reach it when the caller needs to
+	// read its own write.
+	Index uint64 `json:"index,omitempty"`
+	// Code and Message describe a failure; Err maps them back to an error.
+	Code    string `json:"error,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Machine-readable failure codes of Result, mapped back to errors by Err.
+const (
+	codeNoOrigin      = "no_origin"
+	codeUnknownOrigin = "unknown_origin"
+	codeBadCommand    = "bad_command"
+)
+
+func failResult(code string, err error) Result {
+	return Result{Code: code, Message: err.Error()}
+}
+
+// Err turns a failed result back into an error: nil on success, else an error
+// wrapping stream.ErrNoOrigin, ErrUnknownOrigin or (for any other code)
+// ErrBadCommand, with the result's Message.
+func (r Result) Err() error {
+	switch r.Code {
+	case "":
+		return nil
+	case codeNoOrigin:
+		return fmt.Errorf("%w (%s)", stream.ErrNoOrigin, r.Message)
+	case codeUnknownOrigin:
+		return fmt.Errorf("%w (%s)", ErrUnknownOrigin, r.Message)
+	default:
+		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
+	}
+}

@@ -1,0 +1,218 @@
+// Package streams builds the cluster-wide view of the mesh's streams, the
+// answer of GET /mesh/v1/streams: every assigned stream and every stream with
+// live client sessions on some node, with the sessions summed over the nodes
+// that answered. Each node reports its own sessions (GET
+// /mesh/v1/local/sessions, a Local); Collect asks the other nodes in
+// parallel, each within FanoutTimeout, and joins the sums with the
+// assignments of the asking node's replica.
+//
+// The package holds the documents and their assembly only: which nodes to ask
+// and the local sessions come from the mesh.
+package streams
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+)
+
+// Local is the answer of GET /mesh/v1/local/sessions: the live client
+// sessions one node relays, per stream key and protocol.
+//
+//	{"node":"n1","streams":[{"key":"__defaultVhost__/live/a","clients":{"rtmp":2,"flv":1}}]}
+//
+// Streams are sorted by key; a stream without sessions is not listed.
+type Local struct {
+	Node    string        `json:"node"`
+	Streams []LocalStream `json:"streams"`
+}
+
+// LocalStream is one stream's sessions on one node, by protocol.
+type LocalStream struct {
+	Key     string         `json:"key"`
+	Clients map[string]int `json:"clients"`
+}
+
+// Cluster is the answer of GET /mesh/v1/streams: every assigned stream and
+// every stream with live sessions on some node, with the sessions summed over
+// the nodes that answered, and how each node answered.
+//
+//	{"streams":[{"key":"__defaultVhost__/live/a","origin":"o1","origin_healthy":true,
+//	             "clients":{"rtmp":3,"flv":1},"total_clients":4,"nodes":{"n1":3,"n2":1},
+//	             "created_unix_ms":1700000000000,"last_used_unix_ms":1700000060000}],
+//	 "nodes":[{"id":"n1","ok":true},{"id":"n3","ok":false,"error":"..."}],
+//	 "generated_unix_ms":1700000061000}
+//
+// The counts are a best-effort sum: a node that does not answer within a
+// second is listed with ok false and its sessions are missing.
+type Cluster struct {
+	Streams       []Stream     `json:"streams"`
+	Nodes         []NodeAnswer `json:"nodes"`
+	GeneratedUnix int64        `json:"generated_unix_ms"`
+}
+
+// Stream is one stream of Cluster.
+type Stream struct {
+	Key string `json:"key"`
+	// Origin is the assigned origin ("" when the stream has live sessions
+	// but no assignment, e.g. routed without quorum or just collected).
+	Origin        string `json:"origin"`
+	OriginHealthy bool   `json:"origin_healthy"`
+	// Clients counts live sessions by protocol over all answering nodes.
+	Clients      map[string]int `json:"clients"`
+	TotalClients int            `json:"total_clients"`
+	// Nodes counts live sessions by node id (nodes without any are left out).
+	Nodes          map[string]int `json:"nodes"`
+	CreatedUnixMs  int64          `json:"created_unix_ms,omitempty"`
+	LastUsedUnixMs int64          `json:"last_used_unix_ms,omitempty"`
+}
+
+// NodeAnswer says whether one node's sessions are in Cluster.
+type NodeAnswer struct {
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// PathLocal is the per-node endpoint Collect asks, served by every node.
+const PathLocal = "/mesh/v1/local/sessions"
+
+// FanoutTimeout bounds each node's answer to Collect.
+const FanoutTimeout = time.Second
+
+// maxLocalBytes bounds one node's answer.
+const maxLocalBytes = 32 << 20
+
+// NewLocal is node's Local for its live sessions, counted by stream key and
+// then protocol. It keeps the inner maps as they are.
+func NewLocal(node string, live map[string]map[string]int) Local {
+	out := Local{Node: node, Streams: make([]LocalStream, 0, len(live))}
+	for k, m := range live {
+		out.Streams = append(out.Streams, LocalStream{Key: k, Clients: m})
+	}
+	slices.SortFunc(out.Streams, func(a, b LocalStream) int { return cmp.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Replica is the replicated state whose assignments and origin health Collect
+// joins with the sessions; *state.FSM is one.
+type Replica interface {
+	Contents() state.Contents
+}
+
+// Peer is another node to ask: its id and system API address ("host:port"),
+// or, when Skip is set, why it is listed as not ok without being asked.
+type Peer struct {
+	ID, API, Skip string
+}
+
+// Collect asks every peer that is not skipped for its Local over HTTP with
+// client (in parallel, each bounded by FanoutTimeout and by ctx), then joins
+// the sums of self and of the peers that answered with the assignments and
+// origin health that replica holds once the answers are in. Peers are listed
+// in Nodes whether or not they answered.
+func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer, replica Replica) Cluster {
+	answers := make([]NodeAnswer, len(peers)+1)
+	results := make([]Local, len(peers)+1)
+	answers[0], results[0] = NodeAnswer{ID: self.Node, OK: true}, self
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		answers[i+1] = NodeAnswer{ID: p.ID, Error: p.Skip}
+		if p.Skip != "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ls, err := fetch(ctx, client, p.API)
+			if err != nil {
+				answers[i+1].Error = err.Error()
+				return
+			}
+			answers[i+1].OK, results[i+1] = true, ls
+		}()
+	}
+	wg.Wait()
+
+	byKey := map[string]*Stream{}
+	get := func(key string) *Stream {
+		s := byKey[key]
+		if s == nil {
+			s = &Stream{Key: key, Clients: map[string]int{}, Nodes: map[string]int{}}
+			byKey[key] = s
+		}
+		return s
+	}
+	st := replica.Contents()
+	healthy := make(map[string]bool, len(st.Origins))
+	for _, o := range st.Origins {
+		healthy[o.Origin.ID] = o.Healthy
+	}
+	for _, a := range st.Assignments {
+		s := get(a.Key)
+		s.Origin, s.OriginHealthy = a.Origin, healthy[a.Origin]
+		s.CreatedUnixMs, s.LastUsedUnixMs = a.CreatedMs, a.LastUsedMs
+	}
+	for i, ls := range results {
+		if !answers[i].OK {
+			continue
+		}
+		for _, sc := range ls.Streams {
+			if sc.Key == "" {
+				continue
+			}
+			s := get(sc.Key)
+			for proto, c := range sc.Clients {
+				if c <= 0 {
+					continue
+				}
+				s.Clients[proto] += c
+				s.TotalClients += c
+				s.Nodes[answers[i].ID] += c
+			}
+		}
+	}
+	out := Cluster{Streams: make([]Stream, 0, len(byKey)), Nodes: answers, GeneratedUnix: time.Now().UnixMilli()}
+	for _, s := range byKey {
+		out.Streams = append(out.Streams, *s)
+	}
+	slices.SortFunc(out.Streams, func(a, b Stream) int { return cmp.Compare(a.Key, b.Key) })
+	slices.SortFunc(out.Nodes, func(a, b NodeAnswer) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// fetch asks one node for its live sessions.
+func fetch(ctx context.Context, client *http.Client, api string) (Local, error) {
+	ctx, cancel := context.WithTimeout(ctx, FanoutTimeout)
+	defer cancel()
+	var ls Local
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+PathLocal, nil)
+	if err != nil {
+		return ls, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return ls, fmt.Errorf("%s: no answer within %v", api, FanoutTimeout)
+		}
+		return ls, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return ls, fmt.Errorf("%s: HTTP %d", api, resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLocalBytes)).Decode(&ls); err != nil {
+		return ls, fmt.Errorf("%s: bad answer: %v", api, err)
+	}
+	return ls, nil
+}

@@ -1,0 +1,100 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+type fakeReplica state.Contents
+
+func (r fakeReplica) Contents() state.Contents { return state.Contents(r) }
+
+func TestCollectSumsAnswers(t *testing.T) {
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != PathLocal {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(Local{Node: "n2", Streams: []LocalStream{
+			{Key: "v/live/a", Clients: map[string]int{"flv": 2, "bogus": -1}},
+			{Key: "v/live/b", Clients: map[string]int{"srt": 1}},
+			{Key: "", Clients: map[string]int{"rtmp": 9}},
+		}})
+	}))
+	defer peer.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+
+	self := NewLocal("n1", map[string]map[string]int{"v/live/a": {"rtmp": 1}})
+	replica := fakeReplica{
+		Origins: []state.OriginState{{Origin: stream.Origin{ID: "o1"}, Healthy: true}},
+		Assignments: []state.KeyAssignment{
+			{Key: "v/live/a", Assignment: state.Assignment{Origin: "o1", CreatedMs: 5, LastUsedMs: 6}},
+			{Key: "v/live/idle", Assignment: state.Assignment{Origin: "o2"}},
+		},
+	}
+	peers := []Peer{
+		{ID: "n4", Skip: "gossip state dead"},
+		{ID: "n2", API: strings.TrimPrefix(peer.URL, "http://")},
+		{ID: "n3", API: strings.TrimPrefix(broken.URL, "http://")},
+	}
+	doc := Collect(context.Background(), &http.Client{}, self, peers, replica)
+
+	if len(doc.Nodes) != 4 || !doc.Nodes[0].OK || !doc.Nodes[1].OK || doc.Nodes[2].OK || doc.Nodes[2].Error == "" ||
+		doc.Nodes[3] != (NodeAnswer{ID: "n4", Error: "gossip state dead"}) {
+		t.Fatalf("nodes = %+v", doc.Nodes)
+	}
+	if len(doc.Streams) != 3 {
+		t.Fatalf("streams = %+v", doc.Streams)
+	}
+	a, b, idle := doc.Streams[0], doc.Streams[1], doc.Streams[2]
+	if a.Key != "v/live/a" || a.Origin != "o1" || !a.OriginHealthy || a.CreatedUnixMs != 5 || a.LastUsedUnixMs != 6 ||
+		a.TotalClients != 3 || a.Clients["rtmp"] != 1 || a.Clients["flv"] != 2 || a.Nodes["n1"] != 1 || a.Nodes["n2"] != 2 {
+		t.Fatalf("assigned stream = %+v", a)
+	}
+	if b.Key != "v/live/b" || b.Origin != "" || b.TotalClients != 1 || b.Nodes["n2"] != 1 {
+		t.Fatalf("unassigned stream = %+v", b)
+	}
+	if idle.Key != "v/live/idle" || idle.Origin != "o2" || idle.OriginHealthy || idle.TotalClients != 0 || idle.Clients == nil {
+		t.Fatalf("idle stream = %+v", idle)
+	}
+}
+
+func TestFetchIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("{"))
+	}))
+	defer garbage.Close()
+
+	client := &http.Client{}
+	start := time.Now()
+	_, err := fetch(context.Background(), client, strings.TrimPrefix(hung.URL, "http://"))
+	if err == nil || !strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("hung node: %v", err)
+	}
+	if d := time.Since(start); d < FanoutTimeout || d > FanoutTimeout+time.Second {
+		t.Fatalf("hung node answered after %v", d)
+	}
+	if _, err := fetch(context.Background(), client, strings.TrimPrefix(garbage.URL, "http://")); err == nil {
+		t.Fatal("garbage answer accepted")
+	}
+}
