@@ -15,6 +15,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 const srsHeartbeat = `{"ip":"127.0.0.1","server":"vid-x","service":"abc","pid":"123","rtmp":["1935"],"http":["8080"],"api":["1985"],"srt":["10080"],"rtc":["udp://0.0.0.0:8000"]}`
@@ -113,7 +114,7 @@ func TestStatusAndReadyEndpoints(t *testing.T) {
 	c := meshtest.Start(t, meshtest.Options{N: 1, Logger: testLogger()})
 	h := c.Node(0).Handler()
 	c.WaitLeader(clusterTimeout)
-	meshtest.WaitFor(t, clusterTimeout, "ready", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "ready", func() bool {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 		return rec.Code == 200
@@ -153,7 +154,7 @@ func TestRegisterViaFollowerReachesAllNodes(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"code":0`) {
 		t.Fatalf("register via follower: %d %s", resp.StatusCode, b)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "origin on every node", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "origin on every node", func() bool {
 		for i := range c.Members {
 			st := c.Node(i).Status()
 			if len(st.Origins) != 1 || st.Origins[0].ID != "vid-x" {
@@ -174,7 +175,7 @@ func TestRegisterViaFollowerReachesAllNodes(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("drain via follower: %d", resp.StatusCode)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "drain on every node", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "drain on every node", func() bool {
 		for i := range c.Members {
 			if st := c.Node(i).Status(); len(st.Origins) != 1 || !st.Origins[0].Draining {
 				return false
@@ -191,12 +192,12 @@ func TestRegisterWithoutLeaderIs503(t *testing.T) {
 	c.WaitLeader(clusterTimeout)
 	c.Kill(1)
 	c.Kill(2)
-	meshtest.WaitFor(t, clusterTimeout, "node0 to lose its leader", func() bool { return c.Node(0).Status().Leader == "" })
+	testkit.WaitFor(t, clusterTimeout, "node0 to lose its leader", func() bool { return c.Node(0).Status().Leader == "" })
 	code, _ := serve(t, c.Node(0).Handler(), "POST", "/api/v1/srs/register", srsHeartbeat, nil)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("register without quorum: HTTP %d", code)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "readyz to fail without a leader", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "readyz to fail without a leader", func() bool {
 		code, _ := serve(t, c.Node(0).Handler(), "GET", "/readyz", "", nil)
 		return code == http.StatusServiceUnavailable
 	})

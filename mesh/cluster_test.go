@@ -16,6 +16,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 var verboseLogs = flag.Bool("mesh.log", false, "print node logs")
@@ -99,7 +100,7 @@ func assignmentsOf(n *mesh.Node) map[string]string {
 func TestClusterForms(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	for i := range c.Members {
-		meshtest.WaitFor(t, clusterTimeout, "every node to see 3 voters", func() bool {
+		testkit.WaitFor(t, clusterTimeout, "every node to see 3 voters", func() bool {
 			voters := 0
 			for _, m := range c.Node(i).Status().Members {
 				if m.Voter {
@@ -250,7 +251,7 @@ func TestRestartedNodeKeepsStateAndRejoins(t *testing.T) {
 
 	c.Restart(victim)
 	n := c.Node(victim)
-	meshtest.WaitFor(t, clusterTimeout, "restarted node to catch up", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "restarted node to catch up", func() bool {
 		as := assignmentsOf(n)
 		for k, o := range want {
 			if as[k] != o {
@@ -309,7 +310,7 @@ func TestOriginHealthFailover(t *testing.T) {
 	a.close()
 	died := time.Now()
 	leader := c.Node(c.WaitLeader(clusterTimeout))
-	meshtest.WaitFor(t, 5*time.Second, "oa to turn unhealthy", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "oa to turn unhealthy", func() bool {
 		for _, o := range leader.Status().Origins {
 			if o.ID == "ob" && !o.Healthy {
 				t.Fatalf("healthy origin ob flapped: %+v", o)
@@ -409,19 +410,8 @@ func TestNoGoroutineLeak(t *testing.T) {
 		c.Close()
 		o.close()
 	}()
-	var now int
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC() // closes sockets of dropped connections
-		now = runtime.NumGoroutine()
-		if now <= base+2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: %d before, %d after close\n%s", base, now, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testkit.GoroutinesBack(base+2, 10*time.Second); err != nil {
+		t.Fatalf("after close: %v", err)
 	}
 }
 

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
-	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func hasAssignment(n *mesh.Node, k stream.Key) bool {
@@ -30,7 +30,7 @@ func TestActivityKeepsAssignmentsAndGCRemovesIdle(t *testing.T) {
 	}
 	end := c.Node(2).Track(live, "rtmp")
 	defer end()
-	meshtest.WaitFor(t, clusterTimeout, "idle assignment collected everywhere", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "idle assignment collected everywhere", func() bool {
 		for i := range c.Members {
 			if hasAssignment(c.Node(i), idle) {
 				return false
@@ -42,7 +42,7 @@ func TestActivityKeepsAssignmentsAndGCRemovesIdle(t *testing.T) {
 	if _, err := c.Node(0).Route(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "second idle assignment collected", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "second idle assignment collected", func() bool {
 		for i := range c.Members {
 			if hasAssignment(c.Node(i), later) {
 				return false
@@ -71,7 +71,7 @@ func TestStaticAndHeartbeatOrigins(t *testing.T) {
 		}
 		return mesh.OriginStatus{}, false
 	}
-	meshtest.WaitFor(t, clusterTimeout, "static origin registered by the leader", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "static origin registered by the leader", func() bool {
 		o, ok := origin("static1")
 		return ok && o.Static && o.Healthy
 	})
@@ -80,14 +80,14 @@ func TestStaticAndHeartbeatOrigins(t *testing.T) {
 	if err := c.Node(1).RegisterOrigin(context.Background(), udp); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "udp origin unhealthy without heartbeats", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "udp origin unhealthy without heartbeats", func() bool {
 		o, ok := origin("srt1")
 		return ok && !o.Healthy && o.HealthReason != ""
 	})
 	if err := c.Node(2).RegisterOrigin(context.Background(), udp); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "udp origin healthy after a heartbeat", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "udp origin healthy after a heartbeat", func() bool {
 		o, ok := origin("srt1")
 		return ok && o.Healthy
 	})

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
-	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func TestRTCSessionReplicated(t *testing.T) {
@@ -29,7 +29,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 	if got, ok := c.Node(follower).LookupRTCSession(s.Ufrag); !ok || got != s {
 		t.Fatalf("lookup on the writing node right after put: %+v %v", got, ok)
 	}
-	meshtest.WaitFor(t, clusterTimeout, "session on every node", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "session on every node", func() bool {
 		for i := range 3 {
 			if got, ok := c.Node(i).LookupRTCSession(s.Ufrag); !ok || got != s {
 				return false
@@ -48,7 +48,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 	if _, ok := c.Node(other).LookupRTCSession(s.Ufrag); ok {
 		t.Fatal("session found on the deleting node after delete")
 	}
-	meshtest.WaitFor(t, clusterTimeout, "session deleted on every node", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "session deleted on every node", func() bool {
 		for i := range 3 {
 			if _, ok := c.Node(i).LookupRTCSession(s.Ufrag); ok {
 				return false
@@ -70,7 +70,7 @@ func TestRTCSessionReplicated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	meshtest.WaitFor(t, clusterTimeout, "expired session collected", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "expired session collected", func() bool {
 		_, ok := c.Node(other).LookupRTCSession(old.Ufrag)
 		return !ok
 	})

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func getDoc(t *testing.T, url string, out any) {
@@ -114,7 +114,7 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 	if _, ok := streamOf(doc, key(2).String()); ok {
 		t.Fatal("unassigned stream listed after its session ended")
 	}
-	meshtest.WaitFor(t, clusterTimeout, "node2 seen dead by gossip", func() bool {
+	testkit.WaitFor(t, clusterTimeout, "node2 seen dead by gossip", func() bool {
 		var d streams.Cluster
 		getDoc(t, c.Members[0].URL+"/mesh/v1/streams", &d)
 		for _, n := range d.Nodes {

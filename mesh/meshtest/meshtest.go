@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -19,43 +18,8 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
-
-// WaitFor polls cond every 10ms until it holds, failing the test with msg
-// after timeout.
-func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// FreePort returns a loopback port that is free for both TCP and UDP at the
-// time of the call. It is drawn at random below the usual ephemeral range
-// (32768-60999 on Linux), so that outgoing connections, whose local ports the
-// kernel takes from that range, do not grab it before the node binds it.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 // FastConfig returns a config for node id with free loopback ports, dataDir,
 // and timers shortened for tests (elections within about a second even on a
@@ -64,8 +28,8 @@ func FastConfig(t testing.TB, id, dataDir string) mesh.Config {
 	cfg := mesh.DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = dataDir
-	cfg.GossipAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	cfg.RaftAddr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	cfg.GossipAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t, true))
+	cfg.RaftAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t, true))
 	cfg.AdvertiseAddr = "127.0.0.1"
 	cfg.RaftHeartbeatTimeout = 600 * time.Millisecond
 	cfg.RaftElectionTimeout = 600 * time.Millisecond
@@ -286,7 +250,7 @@ func (c *Cluster) Leader() int {
 func (c *Cluster) WaitLeader(timeout time.Duration) int {
 	c.t.Helper()
 	leader := -1
-	WaitFor(c.t, timeout, "a leader", func() bool {
+	testkit.WaitFor(c.t, timeout, "a leader", func() bool {
 		leader = c.Leader()
 		return leader >= 0
 	})
@@ -297,7 +261,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 // and every running member has applied the leader's commit index.
 func (c *Cluster) WaitVoters(timeout time.Duration, n int) {
 	c.t.Helper()
-	WaitFor(c.t, timeout, fmt.Sprintf("%d voters", n), func() bool {
+	testkit.WaitFor(c.t, timeout, fmt.Sprintf("%d voters", n), func() bool {
 		l := c.Leader()
 		if l < 0 {
 			return false
@@ -319,7 +283,7 @@ func (c *Cluster) WaitVoters(timeout time.Duration, n int) {
 // index runs slightly ahead of the state machine, so tests compare state.
 func (c *Cluster) WaitApplied(timeout time.Duration) {
 	c.t.Helper()
-	WaitFor(c.t, timeout, "replicas to converge", func() bool {
+	testkit.WaitFor(c.t, timeout, "replicas to converge", func() bool {
 		l := c.Leader()
 		if l < 0 {
 			return false
