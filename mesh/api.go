@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -28,8 +29,6 @@ import (
 //	POST /mesh/v1/origins/{id}/undrain   (token)                 -> {"code":0,"data":{"origin":"<id>","draining":false}}
 //	GET  /healthz                        200 while the node runs
 //	GET  /readyz                         200 with a leader and the log applied, else 503
-//	POST /mesh/v1/internal/apply         forwarded command (token; between nodes)
-//	POST /mesh/v1/internal/leave         graceful leave request (token; between nodes)
 //
 // Errors are {"code":<HTTP status>,"message":"..."} with a 4xx or 5xx status.
 // The token (Config.Token) is accepted as "Authorization: Bearer <token>" or
@@ -55,8 +54,39 @@ func (n *Node) Handler() http.Handler {
 		httpjson.Write(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
 	}))
 	mux.HandleFunc("/readyz", n.method(http.MethodGet, n.handleReady))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Error(w, http.StatusNotFound, "no such API: "+r.URL.Path)
+	})
+	return mux
+}
+
+// forwardable reports whether a follower forwards commands of type t on
+// behalf of its clients and origins. The others (health, GC, session
+// expiry, removals) are written by the leader itself and are refused from
+// the network.
+func forwardable(t state.CmdType) bool {
+	switch t {
+	case state.CmdRegisterOrigin, state.CmdSetDraining, state.CmdAssign, state.CmdTouch,
+		state.CmdPutRTCSession, state.CmdDeleteRTCSession:
+		return true
+	}
+	return false
+}
+
+// internalHandler is the node-to-node API, served on the cluster port only
+// (mutual TLS when Config.TLS is set, so only members reach it):
+//
+//	POST /mesh/v1/internal/apply   a command a follower forwards (token)
+//	POST /mesh/v1/internal/leave   a member's graceful leave (token; with TLS, only its own)
+//	GET  /mesh/v1/local/sessions   this node's live sessions, for /mesh/v1/streams
+func (n *Node) internalHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.auth(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.auth(n.handleInternalLeave)))
+	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Error(w, http.StatusNotFound, "no such internal API: "+r.URL.Path)
+	})
 	return mux
 }
 
@@ -196,17 +226,23 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 	}
 }
 
-// handleInternalApply applies a command forwarded by a follower. It answers
-// 421 when this node is not the leader (the follower retries elsewhere) and
-// never forwards again, so forwarding cannot loop.
+// handleInternalApply applies a command forwarded by a follower: 403 for a
+// command followers never forward, 421 when this node is not the leader (the
+// follower retries elsewhere); it never forwards again, so forwarding cannot
+// loop.
 func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, state.MaxCommandBytes))
 	if err != nil {
 		httpjson.Error(w, http.StatusRequestEntityTooLarge, "command too large")
 		return
 	}
-	if _, err := state.Decode(data); err != nil {
+	c, err := state.Decode(data)
+	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !forwardable(c.Type()) {
+		httpjson.Error(w, http.StatusForbidden, "command "+c.Type().String()+" is the leader's own and is never forwarded")
 		return
 	}
 	if !n.IsLeader() {
@@ -237,6 +273,12 @@ func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusBadRequest, "body must be {\"id\":\"<node id>\"}")
 		return
 	}
+	if n.cfg.TLS != nil {
+		if peer, err := peerOf(r); err != nil || peer != req.ID {
+			httpjson.Error(w, http.StatusForbidden, "a member may only ask to remove itself")
+			return
+		}
+	}
 	removed, err := n.removeOnLeave(req.ID)
 	if errors.Is(err, ErrNotLeader) {
 		httpjson.Error(w, http.StatusMisdirectedRequest, err.Error())
@@ -247,4 +289,12 @@ func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.OK(w, map[string]any{"id": req.ID, "removed": removed})
+}
+
+// peerOf is the node id of the member that sent r over mutual TLS.
+func peerOf(r *http.Request) (string, error) {
+	if r.TLS == nil {
+		return "", errors.New("mesh: request without TLS")
+	}
+	return clustertls.PeerNodeID(*r.TLS)
 }

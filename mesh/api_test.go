@@ -81,8 +81,8 @@ func TestRegisterEndpoint(t *testing.T) {
 		{"drain", "POST", "/mesh/v1/origins/vid-x/drain", "", auth, 200},
 		{"undrain", "POST", "/mesh/v1/origins/vid-x/undrain?token=s3cret", "", nil, 200},
 		{"drain wrong method", "GET", "/mesh/v1/origins/vid-x/drain", "", auth, 405},
-		{"internal apply needs token", "POST", "/mesh/v1/internal/apply", "x", nil, 401},
-		{"internal apply garbage", "POST", "/mesh/v1/internal/apply", "x", auth, 400},
+		{"no internal apply on the system API", "POST", "/mesh/v1/internal/apply", "x", auth, 404},
+		{"no internal leave on the system API", "POST", "/mesh/v1/internal/leave", `{"id":"n1"}`, auth, 404},
 		{"healthz", "GET", "/healthz", "", nil, 200},
 		{"readyz", "GET", "/readyz", "", nil, 200},
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -31,15 +32,21 @@ type Config struct {
 	// GossipAddr is the memberlist bind "ip:port" (TCP and UDP). Default
 	// "0.0.0.0:7946".
 	GossipAddr string
-	// RaftAddr is the Raft TCP transport bind "ip:port". Default "0.0.0.0:7947".
+	// RaftAddr is the bind "ip:port" of the cluster port, which carries Raft
+	// and the node-to-node API. Default "0.0.0.0:7947".
 	RaftAddr string
+	// TLS, when set, makes every connection of the cluster port mutual TLS
+	// with certificates of one CA, and a joining member becomes a voter only
+	// after the leader has seen its certificate name it. Nil: plain TCP, for
+	// loopback clusters and explicitly insecure ones.
+	TLS *clustertls.Config
 	// AdvertiseAddr is the IP other nodes use to reach this node (for both
 	// Raft and gossip). Default: the Raft (else gossip) bind IP when it is
 	// specific, else the first non-loopback interface IP, else 127.0.0.1.
 	AdvertiseAddr string
-	// APIAddr is the advertised "ip:port" of this node's system API. Followers
-	// forward writes to the leader's APIAddr, so a node without one can still
-	// route but cannot accept forwarded writes.
+	// APIAddr is the advertised "ip:port" of this node's system API, shown
+	// in the status of the mesh. (Nodes reach each other on the cluster
+	// port, RaftAddr.)
 	APIAddr string
 	// StaticOrigins are registered by the leader whenever it gains leadership.
 	StaticOrigins []stream.Origin

@@ -190,15 +190,6 @@ func (n *Node) aliveMembers() []nodeMeta {
 	return out
 }
 
-// apiAddrOf returns the system API address a node advertises in gossip.
-func (n *Node) apiAddrOf(id string) string {
-	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
-	if p := n.peers[id]; p != nil {
-		return p.meta.API
-	}
-	return ""
-}
 
 // joinLoop joins the configured peers, retrying (DNS names included) until
 // this node sees at least one other member.

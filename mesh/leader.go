@@ -122,6 +122,10 @@ func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
 		if n.recentlyLeft(m.ID) {
 			continue // its gossip leave has not reached us yet
 		}
+		if err := n.proveMember(m); err != nil {
+			n.log.Warn("not adding an unproven member as a voter", "member", m.ID, "raft", m.Raft, "err", err)
+			continue
+		}
 		n.log.Info("adding voter", "member", m.ID, "raft", m.Raft)
 		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, 5*time.Second).Error(); err != nil {
 			n.log.Warn("add voter", "member", m.ID, "err", err)

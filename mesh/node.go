@@ -12,6 +12,7 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
+	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
+	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -73,8 +76,12 @@ type Node struct {
 	// when; they are not re-added until they rejoin gossip.
 	left map[string]time.Time
 
-	client *http.Client
-	act    *activity.Recorder
+	// port carries Raft and the internal API (internal), mutual TLS when
+	// Config.TLS is set; client calls peers' internal APIs through it.
+	port     *clusterport.Port
+	internal *http.Server
+	client   *http.Client
+	act      *activity.Recorder
 
 	// lastProbeOK holds, on the leader, the last successful probe per origin
 	// (unix ms), shown in Status without writing every probe to the log.
@@ -113,12 +120,6 @@ func New(cfg Config) (*Node, error) {
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		act:           activity.New(),
-		client: &http.Client{Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 32,
-			IdleConnTimeout:     30 * time.Second,
-		}},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {
@@ -157,10 +158,35 @@ func (n *Node) open() error {
 	}
 	bind := netip.MustParseAddrPort(cfg.RaftAddr)
 	adv := &net.TCPAddr{IP: net.ParseIP(cfg.AdvertiseAddr), Port: int(bind.Port())}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 5*time.Second, hlog)
-	if err != nil {
-		return fmt.Errorf("mesh: raft transport on %s: %w", cfg.RaftAddr, err)
+	opts := clusterport.Options{Advertise: adv, Logger: n.log.With("component", "cluster-port")}
+	if cfg.TLS != nil {
+		opts.ServerTLS, opts.ClientTLS = cfg.TLS.Server(), cfg.TLS.Client()
 	}
+	port, err := clusterport.Listen(cfg.RaftAddr, opts)
+	if err != nil {
+		return fmt.Errorf("mesh: cluster port on %s: %w", cfg.RaftAddr, err)
+	}
+	n.port = port
+	n.client = &http.Client{Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return port.Dialer().Dial(ctx, addr, clusterport.ServiceHTTP)
+		},
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+	n.internal = &http.Server{Handler: n.internalHandler(), ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.internal.Serve(port.HTTP())
+	}()
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: port.Raft(), MaxPool: 3, Timeout: 5 * time.Second, Logger: hlog,
+	})
 	n.trans = trans
 	n.raftAdvertise = string(trans.LocalAddr())
 
@@ -284,6 +310,10 @@ func (n *Node) tryBootstrap() bool {
 	var conf raft.Configuration
 	self := false
 	for _, m := range members {
+		if err := n.proveMember(m); err != nil {
+			n.log.Warn("not bootstrapping with an unproven member", "member", m.ID, "raft", m.Raft, "err", err)
+			return false
+		}
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
 		self = self || m.ID == n.cfg.NodeID
 	}
@@ -411,6 +441,12 @@ func (n *Node) shutdown() error {
 			errs = append(errs, err)
 		}
 	}
+	if n.internal != nil {
+		n.internal.Close()
+	}
+	if n.port != nil {
+		n.port.Close()
+	}
 	n.wg.Wait()
 	if n.trans != nil {
 		// Close pooled outbound connections too: Close alone leaves them
@@ -425,7 +461,9 @@ func (n *Node) shutdown() error {
 			errs = append(errs, err)
 		}
 	}
-	n.client.CloseIdleConnections()
+	if n.client != nil {
+		n.client.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
 
@@ -548,3 +586,33 @@ var _ io.Writer = (*logWriter)(nil)
 
 // Origin returns a known origin by id, as this node's replica has it.
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
+
+// proveMember checks, when the cluster port uses mutual TLS, that the node m
+// claims to be in gossip answers on its cluster address with a certificate of
+// the cluster CA that names it. Gossip alone proves nothing: metadata is
+// whatever a member sends. Without TLS there is nothing to prove with, and
+// membership rests on the gossip key and the network (see docs/security.md).
+func (n *Node) proveMember(m nodeMeta) error {
+	if n.cfg.TLS == nil || m.ID == n.cfg.NodeID {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+	defer cancel()
+	c, err := n.port.Dialer().Dial(ctx, m.Raft, clusterport.ServiceHTTP)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return errors.New("cluster port answered without TLS")
+	}
+	id, err := clustertls.PeerNodeID(tc.ConnectionState())
+	if err != nil {
+		return err
+	}
+	if id != m.ID {
+		return fmt.Errorf("its certificate names %q", id)
+	}
+	return nil
+}

@@ -119,7 +119,7 @@ func (n *Node) writeContext(ctx context.Context) (context.Context, context.Cance
 }
 
 // apply writes a command: through Raft on the leader, or forwarded to the
-// leader's system API on a follower. It retries across elections and leader
+// leader's internal API (on its cluster port) on a follower. It retries across elections and leader
 // changes until ctx is done, then fails with ErrNoLeader. A command that was
 // applied but failed (unknown origin, no origin) returns its error at once.
 // Every command is idempotent, so a retry after an ambiguous failure is safe.
@@ -153,12 +153,10 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 				return state.Result{}, ErrClosed
 			}
 			last = err
-		} else if _, id := n.raft.LeaderWithID(); id == "" {
+		} else if addr, id := n.raft.LeaderWithID(); id == "" || addr == "" {
 			last = ErrNoLeader
-		} else if api := n.apiAddrOf(string(id)); api == "" {
-			last = fmt.Errorf("leader %s advertises no API address", id)
 		} else {
-			res, err := n.forward(ctx, api, data)
+			res, err := n.forward(ctx, string(addr), data)
 			if err == nil {
 				return res, resultErr(res)
 			}
@@ -182,20 +180,21 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 // errForward marks a transport-level forwarding failure, which is retried.
 var errForward = errors.New("mesh: forward to leader")
 
-// Internal endpoints of the system API, used between nodes.
+// Internal endpoints, served on the cluster port.
 const (
 	pathInternalApply = "/mesh/v1/internal/apply"
 	pathInternalLeave = "/mesh/v1/internal/leave"
 )
 
-// forward posts a command to the leader's internal apply endpoint.
-func (n *Node) forward(ctx context.Context, api string, data []byte) (state.Result, error) {
+// forward posts a command to the internal apply endpoint of the leader's
+// cluster port at addr.
+func (n *Node) forward(ctx context.Context, addr string, data []byte) (state.Result, error) {
 	var env struct {
 		Code    int          `json:"code"`
 		Message string       `json:"message"`
 		Data    state.Result `json:"data"`
 	}
-	status, err := n.postInternal(ctx, api, pathInternalApply, data, &env)
+	status, err := n.postInternal(ctx, addr, pathInternalApply, data, &env)
 	if err != nil {
 		return state.Result{}, err
 	}
@@ -209,13 +208,13 @@ func (n *Node) forward(ctx context.Context, api string, data []byte) (state.Resu
 	case status == http.StatusBadRequest:
 		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
 	}
-	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, api, status, env.Message)
+	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, env.Message)
 }
 
-// postInternal sends one internal request with the token and decodes the JSON
-// reply into out.
-func (n *Node) postInternal(ctx context.Context, api, path string, body []byte, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+path, bytes.NewReader(body))
+// postInternal sends one internal request with the token to the cluster
+// port at addr and decodes the JSON reply into out.
+func (n *Node) postInternal(ctx context.Context, addr, path string, body []byte, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errForward, err)
 	}
@@ -245,9 +244,9 @@ func (n *Node) requestRemoval(ctx context.Context) error {
 	defer cancel()
 	body, _ := json.Marshal(map[string]string{"id": n.cfg.NodeID})
 	for {
-		_, id := n.raft.LeaderWithID()
+		addr, id := n.raft.LeaderWithID()
 		if id != "" && string(id) != n.cfg.NodeID {
-			if api := n.apiAddrOf(string(id)); api != "" {
+			if api := string(addr); api != "" {
 				var env struct {
 					Code    int    `json:"code"`
 					Message string `json:"message"`

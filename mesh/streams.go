@@ -27,10 +27,10 @@ func (n *Node) ClusterStreams(ctx context.Context) streams.Cluster {
 		case p.state == gossipLeft:
 		case p.state != gossipAlive:
 			peers = append(peers, streams.Peer{ID: id, Skip: "gossip state " + p.state})
-		case p.meta.API == "":
-			peers = append(peers, streams.Peer{ID: id, Skip: "no API address"})
+		case p.meta.Raft == "":
+			peers = append(peers, streams.Peer{ID: id, Skip: "no cluster address"})
 		default:
-			peers = append(peers, streams.Peer{ID: id, API: p.meta.API})
+			peers = append(peers, streams.Peer{ID: id, API: p.meta.Raft})
 		}
 	}
 	return streams.Collect(ctx, n.client, n.LocalSessions(), peers, n.fsm)
