@@ -25,8 +25,8 @@ import (
 //	GET  /mesh/v1/status                 Status
 //	GET  /mesh/v1/streams                ClusterStreams (asks every alive node, 1 s each)
 //	GET  /mesh/v1/local/sessions         LocalSessions (this node's live sessions)
-//	POST /mesh/v1/origins/{id}/drain     (token)                 -> {"code":0,"data":{"origin":"<id>","draining":true}}
-//	POST /mesh/v1/origins/{id}/undrain   (token)                 -> {"code":0,"data":{"origin":"<id>","draining":false}}
+//	POST /mesh/v1/origins/{id}/drain     (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":true}}
+//	POST /mesh/v1/origins/{id}/undrain   (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":false}}
 //	GET  /healthz                        200 while the node runs
 //	GET  /readyz                         200 with a leader and the log applied, else 503
 //
@@ -48,8 +48,8 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
-	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.auth(n.handleDrain(true))))
-	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.auth(n.handleDrain(false))))
+	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.headerAuth(n.handleDrain(true))))
+	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.headerAuth(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
 	}))
@@ -108,6 +108,29 @@ func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 		if n.cfg.Token != "" && !tokenOK(r, n.cfg.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
 			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
+			return
+		}
+		h(w, r)
+	}
+}
+
+// headerAuth guards operator writes (drain, undrain) against cross-site
+// requests: they need an Authorization header, which a web page cannot make
+// a browser send to another site without the preflight this API never
+// grants. With a token set it must be "Bearer <token>"; the query form is not
+// taken. Without one, any Authorization header will do ("Bearer -").
+func (n *Node) headerAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hdr := r.Header.Get("Authorization")
+		ok := hdr != ""
+		if n.cfg.Token != "" {
+			scheme, v, found := strings.Cut(hdr, " ")
+			ok = found && strings.EqualFold(scheme, "Bearer") &&
+				subtle.ConstantTimeCompare([]byte(strings.TrimSpace(v)), []byte(n.cfg.Token)) == 1
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error()+": an Authorization header is required")
 			return
 		}
 		h(w, r)

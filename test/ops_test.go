@@ -797,8 +797,9 @@ func heartbeat(id string, rtmpPort int) string {
 }
 
 // TestAuth runs a mesh with --token: registration and drain without the
-// token (or with a wrong one) get 401, and with it, as a bearer header,
-// ?token= or the registration path segment, they succeed and replicate. The
+// token (or with a wrong one) get 401, and with it they succeed and
+// replicate: registration takes a bearer header, ?token= or the path
+// segment; drain only the bearer header. The
 // CLI's --token and SRS_MESH_TOKEN work; reads stay open.
 func TestAuth(t *testing.T) {
 	const token = "op-s3cret-token"
@@ -893,8 +894,13 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("srs-mesh undrain with SRS_MESH_TOKEN: %v\n%s", err, out)
 	}
 	c.waitRunningDraining(t, "srs-bearer", false)
-	if code, body := post(t, base+"/mesh/v1/origins/srs-query/drain?token="+token, "", ""); code != http.StatusOK {
-		t.Fatalf("drain with ?token=: %d %s", code, body)
+	// Operator writes take the token from the Authorization header only:
+	// a web page can put it in a URL, not in a header.
+	if code, body := post(t, base+"/mesh/v1/origins/srs-query/drain?token="+token, "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("drain with ?token=: %d %s, want 401", code, body)
+	}
+	if code, body := post(t, base+"/mesh/v1/origins/srs-query/drain", token, ""); code != http.StatusOK {
+		t.Fatalf("drain with the bearer token: %d %s", code, body)
 	}
 	c.waitRunningDraining(t, "srs-query", true)
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +63,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	resolveAddrs(&o)
+	if bad := insecurities(o); len(bad) > 0 {
+		if !o.insecure {
+			return fmt.Errorf("refusing to start an open node (see docs/security.md; --insecure overrides):\n  %s", strings.Join(bad, "\n  "))
+		}
+		for _, b := range bad {
+			log.Warn("INSECURE: running with --insecure although "+b, "node", o.nodeID)
+		}
+	}
 	// The mesh names the node in its own log lines; everything else here
 	// gets the attribute from this logger.
 	cfg, err := buildMeshConfig(o, log)
@@ -71,7 +81,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
-		if candidate, err = rtcCandidate(o.rtcCandidate, cfg.AdvertiseAddr, o.rtcAddr); err != nil {
+		// Clients reach the media port, not the cluster: a node whose
+		// cluster stays on loopback announces the host's address.
+		base := cfg.AdvertiseAddr
+		if isLoopback(net.JoinHostPort(base, "0")) && !isLoopback(o.rtcAddr) {
+			base = mesh.DefaultAdvertiseAddr("", "")
+		}
+		if candidate, err = rtcCandidate(o.rtcCandidate, base, o.rtcAddr); err != nil {
 			return err
 		}
 	}

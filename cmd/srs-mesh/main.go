@@ -52,7 +52,7 @@ node; the node finds the origin that owns the stream and relays to it. Nodes
 agree on stream placement with Raft and find each other by gossip.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(newServeCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
+	root.AddCommand(newServeCmd(), newTLSCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
 		newDrainCmd(true), newDrainCmd(false), newVersionCmd())
 	return root
 }

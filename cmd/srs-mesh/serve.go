@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -40,6 +41,10 @@ type serveOptions struct {
 	drainTimeout    time.Duration
 	token           string
 	gossipKey       string
+	tlsCAFile       string
+	tlsCertFile     string
+	tlsKeyFile      string
+	insecure        bool
 	logLevel        string
 	logFormat       string
 }
@@ -73,10 +78,10 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 1, "number of nodes that form a new cluster together")
 	f.StringSliceVar(&o.join, "join", nil, "gossip address (host:port) of another node; repeatable; DNS names are retried until they resolve")
-	f.StringVar(&o.gossipAddr, "gossip-addr", "0.0.0.0:7946", "gossip bind address (tcp and udp)")
-	f.StringVar(&o.raftAddr, "raft-addr", "0.0.0.0:7947", "Raft bind address")
+	f.StringVar(&o.gossipAddr, "gossip-addr", "", "gossip bind address, tcp and udp (default: 127.0.0.1:7946 for a lone node with no --join and --bootstrap-expect 1, else 0.0.0.0:7946)")
+	f.StringVar(&o.raftAddr, "raft-addr", "", "cluster port: Raft and node-to-node HTTP (default: 127.0.0.1:7947 for a lone node, else 0.0.0.0:7947)")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP address other nodes use for this node (default: the bind address if specific, else the first non-loopback address)")
-	f.StringVar(&o.systemAPI, "system-api", ":12025", "system API address: origin registration, cluster API, metrics")
+	f.StringVar(&o.systemAPI, "system-api", "", "system API address: origin registration, cluster API, metrics (default: :12025 with --token, else 127.0.0.1:12025)")
 	f.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address (empty disables)")
 	f.StringVar(&o.httpAddr, "http", ":8080", "HTTP streaming listen address: HTTP-FLV, HTTP-TS, HLS, DASH (empty disables)")
 	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (empty disables)")
@@ -88,6 +93,10 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
+	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
+	f.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM certificate of this node, signed by the CA, naming --node-id")
+	f.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
+	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token (logs a warning)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -169,6 +178,19 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 			return cfg, fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes, got %d", n)
 		}
 		cfg.GossipKey = key
+	}
+	if o.tlsCAFile != "" || o.tlsCertFile != "" || o.tlsKeyFile != "" {
+		if o.tlsCAFile == "" || o.tlsCertFile == "" || o.tlsKeyFile == "" {
+			return cfg, errors.New("--tls-ca-file, --tls-cert-file and --tls-key-file go together")
+		}
+		tc, err := clustertls.Load(o.tlsCAFile, o.tlsCertFile, o.tlsKeyFile)
+		if err != nil {
+			return cfg, err
+		}
+		if tc.NodeID != o.nodeID {
+			return cfg, fmt.Errorf("--tls-cert-file names node %q, but --node-id is %q: make a certificate for this node with `srs-mesh tls cert --node-id %s`", tc.NodeID, o.nodeID, o.nodeID)
+		}
+		cfg.TLS = tc
 	}
 	for _, spec := range o.origins {
 		org, err := stream.ParseStaticOrigin(spec)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// Default addresses, chosen by resolveAddrs.
+const (
+	defaultGossipPort = "7946"
+	defaultRaftPort   = "7947"
+	defaultSystemPort = "12025"
+)
+
+// resolveAddrs fills the addresses whose default depends on the other
+// flags. A lone node (no --join, --bootstrap-expect 1) keeps its cluster
+// ports on loopback, so `srs-mesh serve` with no flags is a working, closed
+// single node; anything that forms a mesh binds every interface. The system
+// API binds every interface only when a --token protects its writes.
+func resolveAddrs(o *serveOptions) {
+	lone := len(o.join) == 0 && o.bootstrapExpect <= 1
+	host := "0.0.0.0"
+	if lone {
+		host = "127.0.0.1"
+	}
+	if o.gossipAddr == "" {
+		o.gossipAddr = net.JoinHostPort(host, defaultGossipPort)
+	}
+	if o.raftAddr == "" {
+		o.raftAddr = net.JoinHostPort(host, defaultRaftPort)
+	}
+	if o.systemAPI == "" {
+		if o.token != "" {
+			o.systemAPI = ":" + defaultSystemPort
+		} else {
+			o.systemAPI = "127.0.0.1:" + defaultSystemPort
+		}
+	}
+}
+
+// insecurities lists why o would run a node that strangers can reach and
+// subvert, naming the flags that fix each: cluster ports (gossip, Raft)
+// off loopback need the gossip key and the TLS files; a system API off
+// loopback needs a token. serve refuses to start with any unless --insecure.
+func insecurities(o serveOptions) []string {
+	var out []string
+	var missing []string
+	if o.gossipKey == "" {
+		missing = append(missing, "--gossip-key")
+	}
+	if o.tlsCAFile == "" || o.tlsCertFile == "" || o.tlsKeyFile == "" {
+		missing = append(missing, "--tls-ca-file", "--tls-cert-file", "--tls-key-file")
+	}
+	if len(missing) > 0 {
+		for _, a := range []struct{ flag, addr string }{{"--gossip-addr", o.gossipAddr}, {"--raft-addr", o.raftAddr}} {
+			if !isLoopback(a.addr) {
+				out = append(out, fmt.Sprintf("%s %s is not on loopback and %s %s not set",
+					a.flag, a.addr, strings.Join(missing, ", "), isOrAre(len(missing))))
+			}
+		}
+	}
+	if o.token == "" && !isLoopback(o.systemAPI) {
+		out = append(out, fmt.Sprintf("--system-api %s is not on loopback and --token is not set", o.systemAPI))
+	}
+	return out
+}
+
+func isOrAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// isLoopback reports whether a bind address "host:port" listens on loopback
+// only. An empty or unspecified host (every interface) and host names other
+// than localhost are not loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
