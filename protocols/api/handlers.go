@@ -241,7 +241,7 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 }
 
 // handleProxy sends any other /api/v1/ call to the origin named by ?origin=,
-// without that parameter, and relays the answer. A relative redirect keeps
+// without that parameter and ?token=, and relays the answer. A relative redirect keeps
 // ?origin= so that following it comes back to the same origin.
 func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	if !r.URL.Query().Has("origin") {
@@ -268,6 +268,7 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 			pr.SetURL(&url.URL{Scheme: "http", Host: o.Origin.API})
 			q := pr.In.URL.Query()
 			q.Del("origin")
+			q.Del("token")
 			pr.Out.URL.RawQuery = q.Encode()
 			pr.Out.Host = o.Origin.API
 			pr.SetXForwarded()

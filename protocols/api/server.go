@@ -10,10 +10,19 @@
 //	GET    /api/v1/streams         the streams of all origins, each entry with "origin" and "node"
 //	GET    /api/v1/clients         the clients of all origins, likewise
 //	GET    /api/v1/streams/{id}    the stream, found on whichever origin has it
-//	DELETE /api/v1/streams/{id}    forwarded to the origin that has it
+//	DELETE /api/v1/streams/{id}    forwarded to the origin that has it (token)
 //	GET    /api/v1/clients/{id}    the client, found on whichever origin has it
-//	DELETE /api/v1/clients/{id}    kicks the client on the origin that has it
-//	*      /api/v1/...?origin=<id> proxied to that origin (the parameter is removed)
+//	DELETE /api/v1/clients/{id}    kicks the client on the origin that has it (token)
+//	*      /api/v1/...?origin=<id> proxied to that origin (the parameter is removed; token)
+//
+// When Config.Token is set, every request that may change an origin (any
+// method but GET, HEAD and OPTIONS: DELETE, POST, PUT, PATCH...) and every
+// request with ?origin= (which is proxied to that origin) must carry the
+// token, as "Authorization: Bearer <token>" or "?token=<token>"; otherwise
+// it is a 401 with a JSON error and a Bearer challenge (realm "srs-mesh").
+// GET and HEAD without ?origin= (the cluster-wide answers: SRS's read API)
+// and OPTIONS preflights need no token. ?token= is removed from what is
+// proxied to an origin, and the token is never logged.
 //
 // Paths are checked before routing, on their escaped form: a path must be
 // below /api/v1/ (the bare /api/v1 redirects to /api/v1/), and none of its
@@ -101,6 +110,7 @@ var (
 	ErrNoHealthyOrigin   = errors.New("api: no healthy origin with an HTTP API")
 	ErrOriginParamNeeded = errors.New("api: this call goes to one origin")
 	ErrBadPath           = errors.New("api: bad path")
+	ErrUnauthorized      = errors.New("api: this call needs the mesh's token")
 )
 
 // Config configures a Server.
@@ -125,6 +135,10 @@ type Config struct {
 	// Version is srs-mesh's version ("1.2.3", "v1.2.3-rc1", "dev"),
 	// answered by /api/v1/versions. Default "0.0.0-dev".
 	Version string
+	// Token is the mesh's bearer token. When set, every request but GET,
+	// HEAD and OPTIONS, and every request with ?origin=, must carry it
+	// (see the package doc). Empty: no request needs a token.
+	Token string
 }
 
 // withDefaults fills in zero fields.
@@ -214,7 +228,7 @@ func (s *Server) routes() http.Handler {
 	// Every other path below /api/v1/ is proxied; checkPath lets no path
 	// outside it through but apiRoot, which the mux redirects to /api/v1/.
 	mux.HandleFunc("/api/v1/", s.handleProxy)
-	return cors(checkPath(preflight(mux)))
+	return cors(checkPath(preflight(requireToken(s.cfg.Token, mux))))
 }
 
 // cors adds the headers SRS adds to every API answer, errors included.
