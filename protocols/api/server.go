@@ -21,8 +21,15 @@
 // token, as "Authorization: Bearer <token>" or "?token=<token>"; otherwise
 // it is a 401 with a JSON error and a Bearer challenge (realm "srs-mesh").
 // GET and HEAD without ?origin= (the cluster-wide answers: SRS's read API)
-// and OPTIONS preflights need no token. ?token= is removed from what is
-// proxied to an origin, and the token is never logged.
+// and OPTIONS preflights need no token. The token is never sent to an
+// origin or logged.
+//
+// A proxied call is built from the named origin's API endpoint (host:port,
+// as the mesh replicates it), the checked path and the query without
+// "origin" and "token"; the client's hop-by-hop headers, credentials
+// (Authorization, Cookie, Proxy-*) and forwarding claims (Forwarded,
+// X-Forwarded-*, X-Real-Ip) are dropped, and X-Forwarded-For,
+// X-Forwarded-Host and X-Forwarded-Proto are set from the connection.
 //
 // Paths are checked before routing, on their escaped form: a path must be
 // below /api/v1/ (the bare /api/v1 redirects to /api/v1/), and none of its
