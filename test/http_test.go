@@ -333,7 +333,8 @@ func (o *flvOrigin) seen() ([]*http.Request, int) {
 
 // TestHTTPFLVThroughMesh plays a live HTTP-FLV stream of an HTTP-only origin
 // through the mesh: FFmpeg decodes it through node 2, and the viewer's query
-// string reaches the origin while the origin's headers reach the viewer.
+// string and allowed headers reach the origin while the origin's headers
+// reach the viewer.
 func TestHTTPFLVThroughMesh(t *testing.T) {
 	harness.Need(t, "ffmpeg")
 	o := startFLVOrigin(t)
@@ -347,7 +348,7 @@ func TestHTTPFLVThroughMesh(t *testing.T) {
 		t.Fatalf("live/s assigned to %s", owner)
 	}
 
-	// The query and the viewer's own headers reach the origin.
+	// The query and the viewer's User-Agent reach the origin.
 	reqs, _ := o.seen()
 	var got *http.Request
 	for _, r := range reqs {
@@ -369,13 +370,18 @@ func TestHTTPFLVThroughMesh(t *testing.T) {
 	}
 
 	// Through node 3 with a plain client: the origin's headers and the FLV
-	// signature come back, and the query (with characters that need escaping)
-	// arrives byte for byte.
+	// signature come back, the query (with characters that need escaping)
+	// arrives byte for byte, an allowed header (Referer) arrives, a header
+	// off the allow-list does not, and X-Real-IP names the real peer, not
+	// the one the client claims.
 	const query = "token=a%2Fb%3D&sign=x+y&n=1"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.nodes[2].HTTPURL("live/s.flv?"+query), nil)
 	req.Header.Set("X-Viewer", "e2e")
+	req.Header.Set("Referer", "http://player.example/e2e")
+	req.Header.Set("X-Real-IP", "6.6.6.6")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
 	resp, err := e2eHTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -392,8 +398,17 @@ func TestHTTPFLVThroughMesh(t *testing.T) {
 	}
 	reqs, conns := o.seen()
 	last := reqs[len(reqs)-1]
-	if last.URL.RawQuery != query || last.Header.Get("X-Viewer") != "e2e" {
-		t.Errorf("origin got query %q and X-Viewer %q, want %q and e2e", last.URL.RawQuery, last.Header.Get("X-Viewer"), query)
+	if last.URL.RawQuery != query {
+		t.Errorf("origin got query %q, want %q", last.URL.RawQuery, query)
+	}
+	if ref := last.Header.Get("Referer"); ref != "http://player.example/e2e" {
+		t.Errorf("origin got Referer %q, want the viewer's", ref)
+	}
+	if v := last.Header.Values("X-Viewer"); len(v) != 0 {
+		t.Errorf("origin got X-Viewer %q: not on the allow-list", v)
+	}
+	if ip, xff := last.Header.Get("X-Real-Ip"), last.Header.Get("X-Forwarded-For"); ip != "127.0.0.1" || xff != "127.0.0.1" {
+		t.Errorf("origin got X-Real-IP %q X-Forwarded-For %q, want the peer 127.0.0.1", ip, xff)
 	}
 	t.Logf("the origin accepted %d TCP connections for %d requests (the rest are the leader's health probes)", conns, len(reqs))
 }

@@ -202,7 +202,7 @@ func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRo
 	}
 	if lns.api != nil {
 		srsAPI, err := api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
-			Logger: log.With("proto", "api"), Version: version})
+			Logger: log.With("proto", "api"), Version: version, Token: o.token})
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,8 +177,10 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 			writeOriginSelectError(w, r, err)
 			return
 		}
+		// The id is one clean, decoded segment (checkPath): no '/', no
+		// dot segment. originURL escapes it.
 		id := r.PathValue("id")
-		path := "/api/v1/" + l.path + "/" + url.PathEscape(id)
+		path := "/api/v1/" + l.path + "/" + id
 		var doc map[string]json.RawMessage
 		hit, found, failed := s.find(r.Context(), origins, path, func(a answer) bool {
 			if a.Err != nil {
@@ -240,9 +243,10 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 	}
 }
 
-// handleProxy sends any other /api/v1/ call to the origin named by ?origin=,
-// without that parameter, and relays the answer. A relative redirect keeps
-// ?origin= so that following it comes back to the same origin.
+// handleProxy sends any other /api/v1/ call to the origin named by ?origin=
+// (see proxyURL and stripClientHeaders) and relays the answer. A relative
+// redirect keeps ?origin= so that following it comes back to the same
+// origin.
 func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	if !r.URL.Query().Has("origin") {
 		var ids []string
@@ -265,11 +269,9 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	id := o.Origin.ID
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: o.Origin.API})
-			q := pr.In.URL.Query()
-			q.Del("origin")
-			pr.Out.URL.RawQuery = q.Encode()
+			pr.Out.URL = proxyURL(o, pr.In.URL)
 			pr.Out.Host = o.Origin.API
+			stripClientHeaders(pr.Out.Header)
 			pr.SetXForwarded()
 		},
 		Transport: s.client.Transport,
@@ -295,4 +297,53 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.timeoutCtx(r.Context())
 	defer cancel()
 	rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// proxyURL is the URL a proxied call is sent to: the origin's API endpoint
+// (host:port, as the mesh replicates it), the request's path (clean and
+// decoded by checkPath) and its query without "origin" and "token". Nothing
+// else of the client's URL is used.
+func proxyURL(o OriginInfo, in *url.URL) *url.URL {
+	q := in.Query()
+	q.Del("origin")
+	q.Del("token")
+	return &url.URL{Scheme: "http", Host: o.Origin.API, Path: in.Path, RawQuery: q.Encode()}
+}
+
+// stripClientHeaders removes from the headers of a proxied call those that
+// are not the origin's business or that would let a client speak for the
+// node: hop-by-hop headers (RFC 9110 section 7.6.1, and any the Connection
+// header names), credentials (Authorization, Cookie, Proxy-*) and the
+// client's forwarding claims (Forwarded, X-Forwarded-*, X-Real-Ip). Names
+// are compared case-insensitively with '_' taken as '-', as some servers
+// read them.
+func stripClientHeaders(h http.Header) {
+	var named []string
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				named = append(named, headerName(f))
+			}
+		}
+	}
+	for k := range h {
+		name := headerName(k)
+		switch {
+		case slices.Contains(named, name),
+			strings.HasPrefix(name, "proxy-"),
+			strings.HasPrefix(name, "x-forwarded-"):
+			delete(h, k)
+			continue
+		}
+		switch name {
+		case "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+			"authorization", "cookie", "forwarded", "x-real-ip":
+			delete(h, k)
+		}
+	}
+}
+
+// headerName is the form of a header name stripClientHeaders compares.
+func headerName(k string) string {
+	return strings.ReplaceAll(strings.ToLower(k), "_", "-")
 }

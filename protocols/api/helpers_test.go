@@ -32,8 +32,9 @@ type fakeSRS struct {
 	mu       sync.Mutex
 	streams  []map[string]any
 	clients  []map[string]any
-	requests []string // method + " " + request URI
-	deleted  []string // client ids kicked
+	requests []string      // method + " " + request URI
+	headers  []http.Header // of each request
+	deleted  []string      // client ids kicked
 
 	// slow makes every request wait until the client goes away.
 	slow bool
@@ -63,6 +64,16 @@ func (f *fakeSRS) log() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.requests...)
+}
+
+// lastHeader returns the headers of the last request.
+func (f *fakeSRS) lastHeader() http.Header {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.headers) == 0 {
+		return nil
+	}
+	return f.headers[len(f.headers)-1]
 }
 
 func srsStream(id, name, cid string) map[string]any {
@@ -101,6 +112,7 @@ func (f *fakeSRS) reply(w http.ResponseWriter, extra map[string]any) {
 func (f *fakeSRS) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	f.headers = append(f.headers, r.Header.Clone())
 	slow, body := f.slow, f.body
 	f.mu.Unlock()
 	if slow {

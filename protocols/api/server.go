@@ -10,10 +10,34 @@
 //	GET    /api/v1/streams         the streams of all origins, each entry with "origin" and "node"
 //	GET    /api/v1/clients         the clients of all origins, likewise
 //	GET    /api/v1/streams/{id}    the stream, found on whichever origin has it
-//	DELETE /api/v1/streams/{id}    forwarded to the origin that has it
+//	DELETE /api/v1/streams/{id}    forwarded to the origin that has it (token)
 //	GET    /api/v1/clients/{id}    the client, found on whichever origin has it
-//	DELETE /api/v1/clients/{id}    kicks the client on the origin that has it
-//	*      /api/v1/...?origin=<id> proxied to that origin (the parameter is removed)
+//	DELETE /api/v1/clients/{id}    kicks the client on the origin that has it (token)
+//	*      /api/v1/...?origin=<id> proxied to that origin (the parameter is removed; token)
+//
+// When Config.Token is set, every request that may change an origin (any
+// method but GET, HEAD and OPTIONS: DELETE, POST, PUT, PATCH...) and every
+// request with ?origin= (which is proxied to that origin) must carry the
+// token, as "Authorization: Bearer <token>" or "?token=<token>"; otherwise
+// it is a 401 with a JSON error and a Bearer challenge (realm "srs-mesh").
+// GET and HEAD without ?origin= (the cluster-wide answers: SRS's read API)
+// and OPTIONS preflights need no token. The token is never sent to an
+// origin or logged.
+//
+// A proxied call is built from the named origin's API endpoint (host:port,
+// as the mesh replicates it), the checked path and the query without
+// "origin" and "token"; the client's hop-by-hop headers, credentials
+// (Authorization, Cookie, Proxy-*) and forwarding claims (Forwarded,
+// X-Forwarded-*, X-Real-Ip) are dropped, and X-Forwarded-For,
+// X-Forwarded-Host and X-Forwarded-Proto are set from the connection.
+//
+// Paths are checked before routing, on their escaped form: a path must be
+// below /api/v1/ (the bare /api/v1 redirects to /api/v1/), and none of its
+// segments may be empty ("//"; one trailing slash is kept, as SRS's
+// collections answer at "/api/v1/streams/"), "." or ".." once decoded
+// ("%2e%2e" included), or hold an encoded slash or backslash (%2f, %5c), a
+// backslash, a control character (%00 included) or an encoded percent sign.
+// Anything else is a 400 and reaches no origin.
 //
 // Aggregating answers ask every healthy origin (draining ones included)
 // concurrently, each within Config.PerOriginTimeout and reading at most
@@ -27,12 +51,12 @@
 // ?origin=<id> skips the search.
 //
 // Errors made here are {"code":N,"message":"..."} with a 4xx or 5xx status:
-// 400 for a call that needs ?origin=, 404 for an unknown origin or path, 502
-// when the named origin cannot be reached, 503 when a stream or client is
-// looked up while no origin can be asked.
-// A stream or client that no origin has is a 404 with SRS's own codes
-// (2048 for streams, 2049 for clients). Whatever an origin answers to a
-// proxied call is relayed as it is.
+// 400 for a bad path or a call that needs ?origin=, 404 for an unknown
+// origin, 502 when the named origin cannot be reached, 503 when a stream or
+// client is looked up while no origin can be asked. A stream or client that
+// no origin has is a 404 with SRS's own codes (2048 for streams, 2049 for
+// clients). Whatever an origin answers to a proxied call is relayed as it
+// is.
 package api
 
 import (
@@ -47,7 +71,6 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
-	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // Origins is the mesh's view of the origins, as this package needs it.
@@ -93,6 +116,8 @@ var (
 	ErrBadOriginAnswer   = errors.New("api: origin answer is not SRS JSON")
 	ErrNoHealthyOrigin   = errors.New("api: no healthy origin with an HTTP API")
 	ErrOriginParamNeeded = errors.New("api: this call goes to one origin")
+	ErrBadPath           = errors.New("api: bad path")
+	ErrUnauthorized      = errors.New("api: this call needs the mesh's token")
 )
 
 // Config configures a Server.
@@ -117,6 +142,10 @@ type Config struct {
 	// Version is srs-mesh's version ("1.2.3", "v1.2.3-rc1", "dev"),
 	// answered by /api/v1/versions. Default "0.0.0-dev".
 	Version string
+	// Token is the mesh's bearer token. When set, every request but GET,
+	// HEAD and OPTIONS, and every request with ?origin=, must carry it
+	// (see the package doc). Empty: no request needs a token.
+	Token string
 }
 
 // withDefaults fills in zero fields.
@@ -173,7 +202,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the handler of /api/v1/. Paths outside it get a JSON 404.
+// Handler returns the handler of /api/v1/. Paths outside it, and paths
+// inside it that are not clean (see the package doc), get a JSON 400.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close releases idle connections to origins held by the default client. The
@@ -202,14 +232,13 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("GET /api/v1/"+l.path+"/{id}", s.handleOne(l))
 		mux.HandleFunc("DELETE /api/v1/"+l.path+"/{id}", s.handleOne(l))
 	}
+	// Every other path below /api/v1/ is proxied; checkPath lets no path
+	// outside it through but apiRoot, which the mux redirects to /api/v1/.
 	mux.HandleFunc("/api/v1/", s.handleProxy)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Error(w, http.StatusNotFound, "no such API: "+r.URL.Path)
-	})
-	return cors(mux)
+	return cors(checkPath(preflight(requireToken(s.cfg.Token, mux))))
 }
 
-// cors adds the headers SRS adds to every API answer and answers preflights.
+// cors adds the headers SRS adds to every API answer, errors included.
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -218,6 +247,14 @@ func cors(next http.Handler) http.Handler {
 		h.Set("Access-Control-Allow-Methods", "*")
 		h.Set("Access-Control-Expose-Headers", "*")
 		h.Set("Access-Control-Allow-Credentials", "false")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// preflight answers OPTIONS with 200 and no body, as SRS does. It is never
+// sent to an origin.
+func preflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusOK)
 			return

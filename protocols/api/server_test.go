@@ -337,7 +337,7 @@ func TestProxyByOrigin(t *testing.T) {
 	if res := do(t, "GET", hs.URL+"/api/v1/vhosts/?origin=o3", &e); res.StatusCode != 502 || e.Code != 502 {
 		t.Fatalf("dead origin: %d %+v", res.StatusCode, e)
 	}
-	if res := do(t, "GET", hs.URL+"/other", &e); res.StatusCode != 404 {
+	if res := do(t, "GET", hs.URL+"/other", &e); res.StatusCode != 400 || e.Code != 400 {
 		t.Fatalf("outside /api/v1/: %d %+v", res.StatusCode, e)
 	}
 }

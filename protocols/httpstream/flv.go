@@ -3,7 +3,6 @@ package httpstream
 import (
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,9 +50,9 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 }
 
 // fetch sends a request for origin path (escaped) and query to origin with
-// the client's headers, minus hop-by-hop headers and those in drop. It
-// writes the 502 answer itself and returns false when the origin cannot be
-// reached; when the client has gone it writes nothing.
+// the headers originRequestHeader makes of the client's (those in drop left
+// out). It writes the 502 answer itself and returns false when the origin
+// cannot be reached; when the client has gone it writes nothing.
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, path, query string, drop []string) (*http.Response, bool) {
 	u := &url.URL{Scheme: "http", Host: origin, RawQuery: query}
 	u.Path, _ = url.PathUnescape(path)
@@ -63,11 +62,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, p
 		writeError(w, http.StatusBadGateway, "bad origin URL")
 		return nil, false
 	}
-	copyHeader(out.Header, r.Header)
-	for _, h := range drop {
-		out.Header.Del(h)
-	}
-	setForwarded(out.Header, r)
+	out.Header = originRequestHeader(r, drop)
 	resp, err := s.transport.RoundTrip(out)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -121,16 +116,10 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, resp *http.Respon
 }
 
 // copyHeader adds src's end-to-end headers to dst: hop-by-hop headers, and
-// any header that src's Connection header names, are left out.
+// any header that src's Connection header names, are left out. It copies an
+// origin's response headers to the client.
 func copyHeader(dst, src http.Header) {
-	var named []string
-	for _, v := range src.Values("Connection") {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				named = append(named, http.CanonicalHeaderKey(f))
-			}
-		}
-	}
+	named := connectionNamed(src)
 next:
 	for k, vv := range src {
 		for _, h := range hopHeaders {
@@ -144,37 +133,6 @@ next:
 			}
 		}
 		dst[k] = append(dst[k], vv...)
-	}
-}
-
-// setForwarded appends the client's address to X-Forwarded-For and sets
-// X-Real-IP, X-Forwarded-Host and X-Forwarded-Proto when no earlier proxy
-// did, so that the origin (SRS reads X-Forwarded-For and X-Real-IP) sees the
-// viewer rather than the node.
-func setForwarded(h http.Header, r *http.Request) {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
-	if ip != "" {
-		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
-		} else {
-			h.Set("X-Forwarded-For", ip)
-		}
-		if h.Get("X-Real-Ip") == "" {
-			h.Set("X-Real-Ip", ip)
-		}
-	}
-	if h.Get("X-Forwarded-Host") == "" && r.Host != "" {
-		h.Set("X-Forwarded-Host", r.Host)
-	}
-	if h.Get("X-Forwarded-Proto") == "" {
-		if r.TLS != nil {
-			h.Set("X-Forwarded-Proto", "https")
-		} else {
-			h.Set("X-Forwarded-Proto", "http")
-		}
 	}
 }
 

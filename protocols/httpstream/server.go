@@ -18,6 +18,17 @@
 // is the same bytes from any node. The query the client sends on any URL is
 // passed to the origin.
 //
+// Of the client's request headers only those an origin has use for reach it
+// (see forwardable): Accept, Accept-Language, Range, If-Range,
+// If-None-Match, If-Modified-Since, User-Agent, Referer, Origin,
+// Cache-Control, Pragma, and Accept-Encoding for streams and segments;
+// requests for playlists and MPDs leave out Accept-Encoding, ranges and
+// revalidation, since the proxy needs the whole current document. The node
+// sets X-Forwarded-For and X-Real-IP to the IP of the TCP peer,
+// X-Forwarded-Proto to the connection's scheme and X-Forwarded-Host to the
+// request's Host; what the client sends in them is never passed on. The
+// origin's response headers reach the client, less hop-by-hop ones.
+//
 // Every answer allows cross-origin reads (web players run on other sites),
 // OPTIONS preflights are answered, and Cache-Control lets a CDN share
 // playlists for half their target duration and segments for
