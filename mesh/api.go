@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -185,6 +186,8 @@ func writeErrorFor(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, ErrUnknownOrigin):
 		status = http.StatusNotFound
+	case errors.Is(err, ErrRegistrationRefused):
+		status = http.StatusForbidden
 	case errors.Is(err, ErrBadCommand), errors.Is(err, stream.ErrRegistration):
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
@@ -218,8 +221,34 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	httpjson.OK(w, map[string]string{"origin": o.ID})
 }
 
+// handleStatus answers the status document. Why an origin is unhealthy (a
+// dial error names addresses and ports) is shown only to operators: with a
+// token, requests that carry it; without one, requests from loopback.
+// Everyone else sees healthy or unhealthy.
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, n.Status())
+	st := n.Status()
+	if !n.operator(r) {
+		for i := range st.Origins {
+			if st.Origins[i].HealthReason != "" {
+				st.Origins[i].HealthReason = "unhealthy"
+			}
+		}
+	}
+	httpjson.Write(w, http.StatusOK, st)
+}
+
+// operator reports whether r comes from an operator: it carries the token,
+// or, on a mesh without one, it comes from loopback.
+func (n *Node) operator(r *http.Request) bool {
+	if n.cfg.Token != "" {
+		return tokenOK(r, n.cfg.Token)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {

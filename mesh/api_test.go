@@ -3,10 +3,12 @@ package mesh_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +277,72 @@ func TestRegisterTokenInPathWithoutConfiguredToken(t *testing.T) {
 	for _, target := range []string{"/api/v1/srs/register/anything", "/api/v1/srs/register/", "/api/v1/srs/register"} {
 		if status, r := serve(t, h, "POST", target, srsHeartbeat, nil); status != 200 {
 			t.Fatalf("POST %s: HTTP %d (%+v)", target, status, r)
+		}
+	}
+}
+
+// Registrations are refused (403) when they name an address the mesh must
+// not dial, move an origin without the token, overwrite a static origin or
+// pass the cap; the status shows a dial error to operators only.
+func TestRegistrationGuards(t *testing.T) {
+	static := stream.Origin{ID: "st", IP: "127.0.0.1", RTMP: "127.0.0.1:1", Static: true}
+	c := meshtest.Start(t, meshtest.Options{N: 1, Logger: testLogger(), Tweak: func(_ int, cfg *mesh.Config) {
+		cfg.MaxOrigins = 3
+		cfg.OriginAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("169.254.0.0/16")}
+		cfg.StaticOrigins = []stream.Origin{static}
+	}})
+	c.WaitLeader(clusterTimeout)
+	testkit.WaitFor(t, clusterTimeout, "the static origin", func() bool { return len(c.Node(0).Status().Origins) == 1 })
+	h := c.Node(0).Handler()
+	beat := func(server, ip string, port int) string {
+		return fmt.Sprintf(`{"ip":%q,"server":%q,"service":"s","pid":"1","rtmp":["%d"]}`, ip, server, port)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{"link-local even when allowed", beat("a", "169.254.169.254", 80), 403},
+		{"outside --origin-allow", beat("a", "10.0.0.5", 1935), 403},
+		{"a heartbeat over a static origin", beat("st", "127.0.0.1", 2), 403},
+		{"first registration", beat("a", "127.0.0.1", 1935), 200},
+		{"a move without the token", beat("a", "127.0.0.2", 1935), 403},
+		{"a refresh", beat("a", "127.0.0.1", 1935), 200},
+		{"the third origin", beat("b", "127.0.0.1", 1936), 200},
+		{"past the cap", beat("c", "127.0.0.1", 1937), 403},
+	} {
+		if status, r := serve(t, h, "POST", "/api/v1/srs/register", tc.body, nil); status != tc.status {
+			t.Errorf("%s: HTTP %d %+v, want %d", tc.name, status, r, tc.status)
+		}
+	}
+	if o := c.Node(0).Status(); len(o.Origins) != 3 {
+		t.Fatalf("origins: %+v", o.Origins)
+	}
+
+	// Static origin st has no listener: it turns unhealthy with a dial
+	// error, which only loopback readers (no token here) see.
+	testkit.WaitFor(t, clusterTimeout, "st unhealthy", func() bool {
+		for _, o := range c.Node(0).Status().Origins {
+			if o.ID == "st" && !o.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	for _, remote := range []string{"127.0.0.1:5555", "192.0.2.7:5555"} {
+		req := httptest.NewRequest("GET", "/mesh/v1/status", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var st mesh.Status
+		json.Unmarshal(rec.Body.Bytes(), &st)
+		for _, o := range st.Origins {
+			if o.ID != "st" {
+				continue
+			}
+			if leaks := strings.Contains(o.HealthReason, "127.0.0.1:1"); leaks != (remote == "127.0.0.1:5555") {
+				t.Errorf("reader %s sees health reason %q", remote, o.HealthReason)
+			}
 		}
 	}
 }

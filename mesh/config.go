@@ -61,6 +61,18 @@ type Config struct {
 	// heartbeats (no TCP endpoint) stays healthy without one. SRS heartbeats
 	// every 10 s. Default 30s.
 	HeartbeatTimeout time.Duration
+	// OriginTTL is how long a registered (not static) origin stays known
+	// after its last heartbeat; the leader then removes it and its
+	// assignments. Default 10m.
+	OriginTTL time.Duration
+	// MaxOrigins bounds the known origins: the registration of a new origin
+	// beyond it is refused (static origins count toward it but are never
+	// refused). Default 1000.
+	MaxOrigins int
+	// OriginAllow, when not empty, lists the networks every address of a
+	// registered origin must fall in. Link-local, multicast and unspecified
+	// addresses are refused whatever it says.
+	OriginAllow []netip.Prefix
 	// ReapTimeout is how long a failed (not gracefully left) node stays a Raft
 	// voter before the leader removes it. Default 30s.
 	ReapTimeout time.Duration
@@ -116,6 +128,8 @@ func DefaultConfig() Config {
 		OriginTimeout:          4 * time.Second,
 		ProbeInterval:          time.Second,
 		HeartbeatTimeout:       30 * time.Second,
+		OriginTTL:              10 * time.Minute,
+		MaxOrigins:             1000,
 		ReapTimeout:            30 * time.Second,
 		AssignmentTTL:          10 * time.Minute,
 		RTCSessionTTL:          24 * time.Hour,
@@ -198,6 +212,7 @@ func (c Config) withDefaults() (Config, error) {
 		return nil
 	}
 	setInt(&c.BootstrapExpect, d.BootstrapExpect)
+	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setStr(&c.GossipAddr, d.GossipAddr)
 	setStr(&c.RaftAddr, d.RaftAddr)
 	for _, f := range []struct {
@@ -208,6 +223,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"OriginTimeout", &c.OriginTimeout, d.OriginTimeout},
 		{"ProbeInterval", &c.ProbeInterval, d.ProbeInterval},
 		{"HeartbeatTimeout", &c.HeartbeatTimeout, d.HeartbeatTimeout},
+		{"OriginTTL", &c.OriginTTL, d.OriginTTL},
 		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
 		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
 		{"RTCSessionTTL", &c.RTCSessionTTL, d.RTCSessionTTL},

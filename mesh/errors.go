@@ -24,6 +24,10 @@ var (
 	// ErrUnknownOrigin means a write named an origin the mesh does not
 	// know. It is state.ErrUnknownOrigin.
 	ErrUnknownOrigin = state.ErrUnknownOrigin
+	// ErrRegistrationRefused is an origin registration that the mesh's
+	// rules refuse (a static origin, an unauthenticated move, the cap, an
+	// address it must not dial).
+	ErrRegistrationRefused = state.ErrRegistrationRefused
 )
 
 // codeNotLeader is the failure code of a forwarded state.Result that stands

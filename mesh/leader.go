@@ -45,7 +45,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer probeT.Stop()
 	reconcileT := time.NewTicker(time.Second)
 	defer reconcileT.Stop()
-	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL)/10, time.Second), time.Minute)
+	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL, n.cfg.OriginTTL)/10, time.Second), time.Minute)
 	gcT := time.NewTicker(gcEvery)
 	defer gcT.Stop()
 	hc.round(ctx)
@@ -60,6 +60,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-n.reconcileKick:
 			n.reconcile(ctx, reap)
 		case <-gcT.C:
+			n.collectOrigins(ctx)
 			n.collectGarbage(ctx)
 			n.collectRTCSessions(ctx)
 		}
@@ -234,6 +235,23 @@ func (n *Node) removeOnLeave(id string) (bool, error) {
 
 // collectGarbage deletes assignments that no node has used for
 // AssignmentTTL, by the leader's clock.
+// collectOrigins removes registered origins whose heartbeats stopped
+// OriginTTL ago, with their assignments. Static origins stay.
+func (n *Node) collectOrigins(ctx context.Context) {
+	cutoff := time.Now().Add(-n.cfg.OriginTTL).UnixMilli()
+	for _, s := range n.fsm.Origins() {
+		if s.Origin.Static || s.LastHeartbeatMs == 0 || s.LastHeartbeatMs > cutoff || ctx.Err() != nil {
+			continue
+		}
+		if _, err := n.applyLocal(ctx, state.RemoveOriginCmd{ID: s.Origin.ID, StaleBeforeMs: cutoff}); err != nil {
+			n.log.Warn("remove silent origin", "origin", s.Origin.ID, "err", err)
+			continue
+		}
+		n.log.Info("removed an origin whose heartbeats stopped", "origin", s.Origin.ID,
+			"last_heartbeat", time.UnixMilli(s.LastHeartbeatMs).UTC().Format(time.RFC3339), "ttl", n.cfg.OriginTTL)
+	}
+}
+
 func (n *Node) collectGarbage(ctx context.Context) {
 	cutoff := time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli()
 	for ctx.Err() == nil {

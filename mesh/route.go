@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -92,14 +94,61 @@ func (n *Node) Track(key stream.Key, proto string) (end func()) {
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
 // heartbeat time). On a follower the write is forwarded to the leader; it is
 // bounded by ctx, or by RouteTimeout when ctx has no deadline.
+//
+// Every address must be one the mesh may dial (see Config.OriginAllow), and
+// the rules of state.RegisterOriginCmd apply: the registration counts as
+// authenticated when the mesh has a token, since callers (the system API)
+// checked it. Refusals wrap ErrRegistrationRefused.
 func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	if o.ID == "" {
 		return fmt.Errorf("%w: origin without id", stream.ErrRegistration)
 	}
+	if err := n.dialable(o); err != nil {
+		return err
+	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: time.Now().UnixMilli()})
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, Authenticated: n.cfg.Token != "",
+		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
 	return err
+}
+
+// dialable checks every address of a registered origin: an IP (names are
+// not resolved), neither link-local, multicast nor unspecified, and inside
+// Config.OriginAllow when that is set.
+func (n *Node) dialable(o stream.Origin) error {
+	check := func(what, hostport string) error {
+		if hostport == "" {
+			return nil
+		}
+		host := hostport
+		if h, _, err := net.SplitHostPort(hostport); err == nil {
+			host = h
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q is not an IP address", ErrRegistrationRefused, what, hostport)
+		}
+		ip = ip.Unmap()
+		if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+			return fmt.Errorf("%w: %s %s is a link-local, multicast or unspecified address", ErrRegistrationRefused, what, ip)
+		}
+		if len(n.cfg.OriginAllow) == 0 {
+			return nil
+		}
+		for _, p := range n.cfg.OriginAllow {
+			if p.Contains(ip) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: %s %s is outside the allowed networks", ErrRegistrationRefused, what, ip)
+	}
+	for _, e := range []struct{ what, addr string }{{"ip", o.IP}, {"rtmp", o.RTMP}, {"http", o.HTTP}, {"api", o.API}, {"srt", o.SRT}, {"rtc", o.RTC}} {
+		if err := check(e.what, e.addr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetDraining drains (no new streams; existing ones stay) or undrains an

@@ -38,6 +38,9 @@ type serveOptions struct {
 	srtAddr         string
 	origins         []string
 	originTimeout   time.Duration
+	originTTL       time.Duration
+	maxOrigins      int
+	originAllow     []string
 	drainTimeout    time.Duration
 	token           string
 	gossipKey       string
@@ -90,6 +93,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
+	f.DurationVar(&o.originTTL, "origin-ttl", 10*time.Minute, "how long a registered origin stays known after its last heartbeat (static origins stay)")
+	f.IntVar(&o.maxOrigins, "max-origins", 1000, "most origins the mesh knows; registrations of new ones beyond it are refused")
+	f.StringSliceVar(&o.originAllow, "origin-allow", nil, "CIDR that every address of a registered origin must fall in; repeatable (default: any, except link-local, multicast and unspecified)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
@@ -167,6 +173,18 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.RaftAddr = o.raftAddr
 	cfg.AdvertiseAddr = o.advertiseAddr
 	cfg.OriginTimeout = o.originTimeout
+	cfg.OriginTTL = o.originTTL
+	if o.maxOrigins < 1 {
+		return cfg, fmt.Errorf("--max-origins must be at least 1, got %d", o.maxOrigins)
+	}
+	cfg.MaxOrigins = o.maxOrigins
+	for _, c := range o.originAllow {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return cfg, fmt.Errorf("--origin-allow %q: %w", c, err)
+		}
+		cfg.OriginAllow = append(cfg.OriginAllow, p.Masked())
+	}
 	cfg.Token = o.token
 	cfg.Logger = log
 	if o.gossipKey != "" {

@@ -73,6 +73,9 @@ var (
 	// ErrUnknownOrigin means a command names an origin the state does not
 	// hold.
 	ErrUnknownOrigin = errors.New("mesh: unknown origin")
+	// ErrRegistrationRefused is a registration that the rules of
+	// RegisterOriginCmd refuse.
+	ErrRegistrationRefused = errors.New("mesh: registration refused")
 )
 
 // Command is a command body, one of the *Cmd types of this package (or a
@@ -114,16 +117,30 @@ func (ExpireRTCSessionsCmd) Type() CmdType { return CmdExpireRTCSessions }
 // RegisterOriginCmd upserts an origin. Heartbeat is true for SRS heartbeats and
 // API registrations (NowMs becomes the last heartbeat); false for static
 // origins registered by the leader.
+//
+// Registrations are bounded and guarded:
+//   - a heartbeat (Heartbeat) never overwrites a static origin;
+//   - an existing origin's addresses change only through a registration the
+//     receiving node authenticated (Authenticated: the mesh has a token and
+//     the request carried it), or a static one;
+//   - a new origin is refused once MaxOrigins (when positive) are known.
+//
+// Refusals fail with ErrRegistrationRefused.
 type RegisterOriginCmd struct {
-	Origin    stream.Origin `json:"origin"`
-	Heartbeat bool          `json:"heartbeat,omitempty"`
-	NowMs     int64         `json:"now_ms"`
+	Origin        stream.Origin `json:"origin"`
+	Heartbeat     bool          `json:"heartbeat,omitempty"`
+	Authenticated bool          `json:"authenticated,omitempty"`
+	MaxOrigins    int           `json:"max_origins,omitempty"`
+	NowMs         int64         `json:"now_ms"`
 }
 
 // RemoveOriginCmd removes an origin and every assignment to it. It fails with
-// ErrUnknownOrigin for an unknown id.
+// ErrUnknownOrigin for an unknown id. With StaleBeforeMs set, it removes the
+// origin only if its last heartbeat is older (a heartbeat that raced the
+// leader's decision keeps the origin).
 type RemoveOriginCmd struct {
-	ID string `json:"id"`
+	ID            string `json:"id"`
+	StaleBeforeMs int64  `json:"stale_before_ms,omitempty"`
 }
 
 // HealthChange is one origin's new health as decided by the leader's probes.
@@ -274,6 +291,7 @@ const (
 	codeNoOrigin      = "no_origin"
 	codeUnknownOrigin = "unknown_origin"
 	codeBadCommand    = "bad_command"
+	codeRefused       = "registration_refused"
 )
 
 func failResult(code string, err error) Result {
@@ -281,8 +299,8 @@ func failResult(code string, err error) Result {
 }
 
 // Err turns a failed result back into an error: nil on success, else an error
-// wrapping stream.ErrNoOrigin, ErrUnknownOrigin or (for any other code)
-// ErrBadCommand, with the result's Message.
+// wrapping stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused or
+// (for any other code) ErrBadCommand, with the result's Message.
 func (r Result) Err() error {
 	switch r.Code {
 	case "":
@@ -291,6 +309,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", stream.ErrNoOrigin, r.Message)
 	case codeUnknownOrigin:
 		return fmt.Errorf("%w (%s)", ErrUnknownOrigin, r.Message)
+	case codeRefused:
+		return fmt.Errorf("%w (%s)", ErrRegistrationRefused, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

@@ -191,6 +191,14 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 		return failResult(codeBadCommand, fmt.Errorf("%w: origin without id", ErrBadCommand))
 	}
 	s, ok := f.origins[o.ID]
+	switch {
+	case ok && s.Origin.Static && !o.Static:
+		return failResult(codeRefused, fmt.Errorf("%w: %q is a static origin; heartbeats do not change it", ErrRegistrationRefused, o.ID))
+	case ok && !o.Static && !c.Authenticated && !sameEndpoints(s.Origin, o):
+		return failResult(codeRefused, fmt.Errorf("%w: the addresses of %q change only through a registration with the token", ErrRegistrationRefused, o.ID))
+	case !ok && !o.Static && c.MaxOrigins > 0 && len(f.origins) >= c.MaxOrigins:
+		return failResult(codeRefused, fmt.Errorf("%w: %d origins are registered, the most allowed", ErrRegistrationRefused, len(f.origins)))
+	}
 	if !ok {
 		s = &OriginState{Healthy: true}
 		f.origins[o.ID] = s
@@ -208,9 +216,19 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	return Result{Origin: &out}
 }
 
+// sameEndpoints reports whether two records of an origin name the same
+// addresses.
+func sameEndpoints(a, b stream.Origin) bool {
+	return a.IP == b.IP && a.RTMP == b.RTMP && a.HTTP == b.HTTP && a.API == b.API && a.SRT == b.SRT && a.RTC == b.RTC
+}
+
 func (f *FSM) applyRemove(c *RemoveOriginCmd) Result {
-	if _, ok := f.origins[c.ID]; !ok {
+	s, ok := f.origins[c.ID]
+	if !ok {
 		return failResult(codeUnknownOrigin, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.ID))
+	}
+	if c.StaleBeforeMs > 0 && s.LastHeartbeatMs >= c.StaleBeforeMs {
+		return Result{}
 	}
 	delete(f.origins, c.ID)
 	for k, a := range f.assignments {

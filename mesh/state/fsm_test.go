@@ -353,3 +353,78 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// The registration rules: a heartbeat never overwrites a static origin, an
+// unauthenticated heartbeat never moves an origin to other addresses, and
+// new origins stop at MaxOrigins.
+func TestFSMRegistrationRules(t *testing.T) {
+	f := NewFSM()
+	static := testOrigin("static")
+	static.Static = true
+	if r := apply(t, f, RegisterOriginCmd{Origin: static, NowMs: 1}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	moved := testOrigin("static")
+	moved.RTMP = "10.6.6.6:1935"
+	for _, c := range []RegisterOriginCmd{
+		{Origin: moved, Heartbeat: true, NowMs: 2},
+		{Origin: moved, Heartbeat: true, Authenticated: true, NowMs: 2},
+	} {
+		if r := apply(t, f, c); !errors.Is(r.Err(), ErrRegistrationRefused) {
+			t.Errorf("heartbeat over a static origin (authenticated %v): %v", c.Authenticated, r.Err())
+		}
+	}
+	if o, _ := f.Origin("static"); o != static {
+		t.Fatalf("static origin now %+v", o)
+	}
+
+	o := testOrigin("srs1")
+	if r := apply(t, f, RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: 3}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	// The same addresses (a restart: new service and pid) need no token.
+	restarted := o
+	restarted.Service, restarted.PID = "s2", "2"
+	if r := apply(t, f, RegisterOriginCmd{Origin: restarted, Heartbeat: true, NowMs: 4}); r.Err() != nil {
+		t.Fatalf("restart at the same addresses: %v", r.Err())
+	}
+	elsewhere := restarted
+	elsewhere.IP, elsewhere.RTMP = "10.6.6.6", "10.6.6.6:1935"
+	if r := apply(t, f, RegisterOriginCmd{Origin: elsewhere, Heartbeat: true, NowMs: 5}); !errors.Is(r.Err(), ErrRegistrationRefused) {
+		t.Fatalf("unauthenticated move: %v", r.Err())
+	}
+	if got, _ := f.Origin("srs1"); got != restarted {
+		t.Fatalf("origin moved to %+v", got)
+	}
+	if r := apply(t, f, RegisterOriginCmd{Origin: elsewhere, Heartbeat: true, Authenticated: true, NowMs: 6}); r.Err() != nil {
+		t.Fatalf("authenticated move: %v", r.Err())
+	}
+
+	// Two origins are known; a cap of 2 refuses a third but not a refresh.
+	if r := apply(t, f, RegisterOriginCmd{Origin: testOrigin("srs3"), Heartbeat: true, MaxOrigins: 2, NowMs: 7}); !errors.Is(r.Err(), ErrRegistrationRefused) {
+		t.Fatalf("origin over the cap: %v", r.Err())
+	}
+	if r := apply(t, f, RegisterOriginCmd{Origin: elsewhere, Heartbeat: true, MaxOrigins: 2, NowMs: 8}); r.Err() != nil {
+		t.Fatalf("refresh at the cap: %v", r.Err())
+	}
+	if n := len(f.Origins()); n != 2 {
+		t.Fatalf("%d origins", n)
+	}
+}
+
+// A conditional removal keeps an origin that heartbeat after the cutoff.
+func TestFSMRemoveStaleOrigin(t *testing.T) {
+	f := fsmWith(t, "o1") // last heartbeat at 1000
+	if r := apply(t, f, RemoveOriginCmd{ID: "o1", StaleBeforeMs: 1000}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if _, ok := f.Origin("o1"); !ok {
+		t.Fatal("an origin that heartbeat at the cutoff was removed")
+	}
+	if r := apply(t, f, RemoveOriginCmd{ID: "o1", StaleBeforeMs: 1001}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if _, ok := f.Origin("o1"); ok {
+		t.Fatal("a stale origin was kept")
+	}
+}
