@@ -190,7 +190,6 @@ func (n *Node) aliveMembers() []nodeMeta {
 	return out
 }
 
-
 // joinLoop joins the configured peers, retrying (DNS names included) until
 // this node sees at least one other member.
 func (n *Node) joinLoop() {

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"sync"
@@ -26,6 +27,14 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			break
 		} else if ctx.Err() != nil || !n.IsLeader() {
 			return
+		}
+	}
+	if _, ok := n.fsm.TokenKey(); !ok {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err == nil {
+			if _, err := n.applyLocal(ctx, state.SetTokenKeyCmd{Key: key}); err != nil {
+				n.log.Warn("set the segment-token key", "err", err)
+			}
 		}
 	}
 	for _, o := range n.cfg.StaticOrigins {

@@ -173,7 +173,7 @@ func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRo
 	}
 	if lns.http != nil {
 		hs, err := httpstream.New(httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
-			TokenSecret: httpstream.DeriveTokenSecret(o.token, o.gossipKey)})
+			Tokens: node})
 		if err != nil {
 			return nil, err
 		}

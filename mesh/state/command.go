@@ -31,6 +31,7 @@ const (
 	CmdPutRTCSession     CmdType = 8
 	CmdDeleteRTCSession  CmdType = 9
 	CmdExpireRTCSessions CmdType = 10
+	CmdSetTokenKey       CmdType = 11
 )
 
 // String is the command's name for logs, "assign" or "cmd(99)".
@@ -56,6 +57,8 @@ func (t CmdType) String() string {
 		return "delete_rtc_session"
 	case CmdExpireRTCSessions:
 		return "expire_rtc_sessions"
+	case CmdSetTokenKey:
+		return "set_token_key"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -215,6 +218,17 @@ type ExpireRTCSessionsCmd struct {
 // so that a writer can refuse it before it reaches the log.
 func (c PutRTCSessionCmd) Validate() error { return validateRTCSession(c.Session) }
 
+// SetTokenKeyCmd sets the mesh's segment-token key: the HMAC key with which
+// every node signs and checks HLS and DASH segment tokens. The leader writes
+// one, random, when the mesh has none; the first key applied stays, so a
+// second leader's racing write changes nothing. Key is 16 to 64 bytes.
+type SetTokenKeyCmd struct {
+	Key []byte `json:"key"`
+}
+
+// Type implements Command.
+func (SetTokenKeyCmd) Type() CmdType { return CmdSetTokenKey }
+
 // Encode renders a command as its type byte and JSON body, the data of a Raft
 // log entry.
 func Encode(c Command) ([]byte, error) {
@@ -254,6 +268,8 @@ func Decode(data []byte) (Command, error) {
 		body = new(TouchCmd)
 	case CmdDeleteAssignments:
 		body = new(DeleteAssignmentsCmd)
+	case CmdSetTokenKey:
+		body = new(SetTokenKeyCmd)
 	case CmdPutRTCSession:
 		body = new(PutRTCSessionCmd)
 	case CmdDeleteRTCSession:

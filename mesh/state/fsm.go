@@ -58,6 +58,8 @@ type FSM struct {
 	// deterministic eviction at MaxRTCSessions.
 	rtc    map[string]*rtcEntry
 	rtcAge rtcHeap
+	// tokenKey signs segment tokens; nil until the leader sets one.
+	tokenKey []byte
 
 	// index is the Raft index of the last applied log entry; applied is
 	// closed (and cleared) when it advances, for WaitApplied.
@@ -162,6 +164,14 @@ func (f *FSM) applyCommand(data []byte) Result {
 		return f.applyDeleteRTCSession(c)
 	case *ExpireRTCSessionsCmd:
 		return f.applyExpireRTCSessions(c)
+	case *SetTokenKeyCmd:
+		if len(c.Key) < 16 || len(c.Key) > 64 {
+			return failResult(codeBadCommand, fmt.Errorf("%w: a token key of %d bytes", ErrBadCommand, len(c.Key)))
+		}
+		if f.tokenKey == nil {
+			f.tokenKey = append([]byte(nil), c.Key...)
+		}
+		return Result{}
 	}
 	return failResult(codeBadCommand, ErrBadCommand)
 }
@@ -415,7 +425,10 @@ func (f *FSM) StaleKeys(cutoffMs int64, max int) []string {
 // assignments by key, sessions by ufrag), so that equal states serialize
 // identically.
 type Contents struct {
-	Origins     []OriginState   `json:"origins"`
+	Origins []OriginState `json:"origins"`
+	// TokenKey is the segment-token key (SetTokenKeyCmd): a secret, never
+	// to be shown.
+	TokenKey    []byte          `json:"token_key,omitempty"`
 	Assignments []KeyAssignment `json:"assignments"`
 	// RTCSessions carry their ICE passwords (Pwd): never show them as they
 	// are.
@@ -446,10 +459,19 @@ func (f *FSM) Contents() Contents {
 		}
 	}
 	st.Index = f.index
+	st.TokenKey = f.tokenKey
 	f.mu.RUnlock()
 	sort.Slice(st.Assignments, func(i, j int) bool { return st.Assignments[i].Key < st.Assignments[j].Key })
 	sort.Slice(st.RTCSessions, func(i, j int) bool { return st.RTCSessions[i].Ufrag < st.RTCSessions[j].Ufrag })
 	return st
+}
+
+// TokenKey returns the mesh's segment-token key, or false before the leader
+// has set one. The slice must not be modified.
+func (f *FSM) TokenKey() ([]byte, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tokenKey, f.tokenKey != nil
 }
 
 // Snapshot copies the state under the lock; Persist writes it outside.
@@ -482,6 +504,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.origins, f.assignments, f.streams = origins, assignments, streams
 	f.rtc, f.rtcAge = rtc, age
+	f.tokenKey = st.TokenKey
 	if st.Index > f.index {
 		f.index = st.Index
 	}

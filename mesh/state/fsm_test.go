@@ -428,3 +428,34 @@ func TestFSMRemoveStaleOrigin(t *testing.T) {
 		t.Fatal("a stale origin was kept")
 	}
 }
+
+// The first token key applied stays; a bad one is refused; a snapshot keeps
+// it.
+func TestFSMTokenKey(t *testing.T) {
+	f := NewFSM()
+	if _, ok := f.TokenKey(); ok {
+		t.Fatal("a key before any was set")
+	}
+	first := bytes.Repeat([]byte{1}, 32)
+	for _, c := range []SetTokenKeyCmd{{Key: first}, {Key: bytes.Repeat([]byte{2}, 32)}} {
+		if r := apply(t, f, c); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	if r := apply(t, f, SetTokenKeyCmd{Key: []byte("short")}); !errors.Is(r.Err(), ErrBadCommand) {
+		t.Fatalf("a 5-byte key: %v", r.Err())
+	}
+	if k, ok := f.TokenKey(); !ok || !bytes.Equal(k, first) {
+		t.Fatalf("key %x", k)
+	}
+	snap, _ := f.Snapshot()
+	var sink memSink
+	snap.Persist(&sink)
+	g := NewFSM()
+	if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := g.TokenKey(); !ok || !bytes.Equal(k, first) {
+		t.Fatalf("restored key %x", k)
+	}
+}

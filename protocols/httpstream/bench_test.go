@@ -29,7 +29,7 @@ func BenchmarkRewritePlaylist(b *testing.B) {
 	b.SetBytes(int64(len(src)))
 	b.ReportAllocs()
 	for b.Loop() {
-		m := s.hlsMapper("127.0.0.1:8080", "/live/livestream.m3u8", key)
+		m := s.hlsMapper(s.tokens, "127.0.0.1:8080", "/live/livestream.m3u8", key)
 		if _, err := rewritePlaylist(src, base, m); err != nil {
 			b.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func BenchmarkRewriteMPD(b *testing.B) {
 	b.SetBytes(int64(len(src)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := rewriteMPD(src, base, s.dashMapper("127.0.0.1:8080")); err != nil {
+		if _, err := rewriteMPD(src, base, s.dashMapper(s.tokens, "127.0.0.1:8080")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -18,7 +18,11 @@ func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key strea
 	if origin == "" {
 		return
 	}
-	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(origin), rewriteMPD, mpdCacheControl, "application/dash+xml")
+	c, ok := s.codec(w)
+	if !ok {
+		return
+	}
+	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(c, origin), rewriteMPD, mpdCacheControl, "application/dash+xml")
 }
 
 // serveDASHToken serves "/_dash/<token>/<rest>": the origin file rest below
@@ -80,8 +84,8 @@ func (s *Server) serveDASHByPath(w http.ResponseWriter, r *http.Request, key str
 // "/_dash/<token>/<rest>?<query>", where the token names the longest
 // directory of the URL's path that holds no template identifier and rest is
 // the remainder (templates included). URLs on other hosts are left alone.
-func (s *Server) dashMapper(origin string) uriMapper {
-	signer := s.tokens.signer()
+func (s *Server) dashMapper(c tokenCodec, origin string) uriMapper {
+	signer := c.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
 			return "", false

@@ -26,7 +26,11 @@ func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key 
 	if origin == "" {
 		return
 	}
-	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(origin, keyPath(key, ".m3u8"), key), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
+	c, ok := s.codec(w)
+	if !ok {
+		return
+	}
+	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(c, origin, keyPath(key, ".m3u8"), key), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section
@@ -46,7 +50,8 @@ func (s *Server) serveHLSToken(w http.ResponseWriter, r *http.Request, rest stri
 		return
 	}
 	if isPlaylistName(tok.Path) {
-		s.serveDocument(w, r, tok.Origin, tok.Path, s.hlsMapper(tok.Origin, "", stream.Key{}), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
+		c, _ := s.codec(w) // decodeToken had the key
+		s.serveDocument(w, r, tok.Origin, tok.Path, s.hlsMapper(c, tok.Origin, "", stream.Key{}), rewritePlaylist, playlistCacheControl, "application/vnd.apple.mpegurl")
 		return
 	}
 	s.proxyFile(w, r, tok.Origin, tok.Path)
@@ -63,10 +68,15 @@ func (s *Server) proxyFile(w http.ResponseWriter, r *http.Request, origin, p str
 	s.relay(w, r, resp, s.segCache)
 }
 
-// decodeToken verifies a token of the given kind, or answers 400 (403 when
-// it expired) and returns false.
+// decodeToken verifies a token of the given kind that names an origin of
+// the mesh, or answers 400 (403 when it expired, 503 without a key) and
+// returns false.
 func (s *Server) decodeToken(w http.ResponseWriter, str string, kind TokenKind) (Token, bool) {
-	tok, err := s.tokens.Decode(str, s.now())
+	c, ok := s.codec(w)
+	if !ok {
+		return Token{}, false
+	}
+	tok, err := c.Decode(str, s.now())
 	switch {
 	case err == ErrTokenExpired:
 		writeError(w, http.StatusForbidden, "token expired; reload the playlist")
@@ -76,6 +86,9 @@ func (s *Server) decodeToken(w http.ResponseWriter, str string, kind TokenKind) 
 		return Token{}, false
 	case tok.Kind != kind:
 		writeError(w, http.StatusBadRequest, "invalid token")
+		return Token{}, false
+	case s.authority != nil && !s.authority.KnownHTTPOrigin(tok.Origin):
+		writeError(w, http.StatusBadRequest, "the token names no origin of this mesh")
 		return Token{}, false
 	}
 	return tok, true
@@ -154,8 +167,8 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p
 // first request with a master playlist pointing to
 // "livestream.m3u8?hls_ctx=..."). Any other URI on the origin becomes
 // "/_hls/<token>/<name>?<query>". URIs on other hosts are left alone.
-func (s *Server) hlsMapper(origin, selfPath string, key stream.Key) uriMapper {
-	signer := s.tokens.signer()
+func (s *Server) hlsMapper(c tokenCodec, origin, selfPath string, key stream.Key) uriMapper {
+	signer := c.signer()
 	return func(u *url.URL) (string, bool) {
 		if !onOrigin(u, origin) {
 			return "", false

@@ -239,7 +239,7 @@ func TestRewriteMPDRejects(t *testing.T) {
 // for the MPD's directory on the origin.
 func TestDASHMapperTokens(t *testing.T) {
 	s := newTestServer(t, nil)
-	out, err := rewriteMPD([]byte(srsMPD), mustURL(t, "http://127.0.0.1:8080/live/livestream.mpd"), s.dashMapper("127.0.0.1:8080"))
+	out, err := rewriteMPD([]byte(srsMPD), mustURL(t, "http://127.0.0.1:8080/live/livestream.mpd"), s.dashMapper(s.tokens, "127.0.0.1:8080"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func FuzzRewriteMPD(f *testing.F) {
 	s := newTestServer(f, nil)
 	base, _ := url.Parse("http://127.0.0.1:8080/live/s.mpd")
 	f.Fuzz(func(t *testing.T, in string) {
-		m := s.dashMapper("127.0.0.1:8080")
+		m := s.dashMapper(s.tokens, "127.0.0.1:8080")
 		out, err := rewriteMPD([]byte(in), base, m)
 		if err != nil {
 			return

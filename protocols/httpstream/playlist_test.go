@@ -140,7 +140,7 @@ func TestHLSMapper(t *testing.T) {
 	base := mustURL(t, "http://127.0.0.1:8080/live/livestream.m3u8")
 	in := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlivestream.m3u8?hls_ctx=abc\n#EXT-X-STREAM-INF:BANDWIDTH=2\nother.m3u8\n#EXTINF:2,\nlivestream-1.ts?hls_ctx=abc\n#EXTINF:2,\nhttp://cdn/x.ts\n"
 
-	got, err := rewritePlaylist([]byte(in), base, s.hlsMapper("127.0.0.1:8080", "/live/livestream.m3u8", key))
+	got, err := rewritePlaylist([]byte(in), base, s.hlsMapper(s.tokens, "127.0.0.1:8080", "/live/livestream.m3u8", key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestHLSMapper(t *testing.T) {
 		t.Errorf("foreign host rewritten: %q", lines[8])
 	}
 
-	got, _ = rewritePlaylist([]byte(in), base, s.hlsMapper("127.0.0.1:8080", "/live/livestream.m3u8", vkey))
+	got, _ = rewritePlaylist([]byte(in), base, s.hlsMapper(s.tokens, "127.0.0.1:8080", "/live/livestream.m3u8", vkey))
 	if l := strings.Split(string(got), "\n")[2]; l != "/live/livestream.m3u8?hls_ctx=abc&vhost=v1" {
 		t.Errorf("vhost variant = %q", l)
 	}
@@ -179,7 +179,7 @@ func FuzzRewritePlaylist(f *testing.F) {
 	base, _ := url.Parse("http://127.0.0.1:8080/live/s.m3u8?hls_ctx=1")
 	key := stream.Key{Vhost: "v", App: "live", Stream: "s"}
 	f.Fuzz(func(t *testing.T, in string) {
-		m := s.hlsMapper("127.0.0.1:8080", "/live/s.m3u8", key)
+		m := s.hlsMapper(s.tokens, "127.0.0.1:8080", "/live/s.m3u8", key)
 		out, err := rewritePlaylist([]byte(in), base, m)
 		if err != nil {
 			return

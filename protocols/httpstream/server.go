@@ -68,6 +68,16 @@ type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
 
+// TokenAuthority is what segment tokens need from the mesh.
+type TokenAuthority interface {
+	// TokenKey returns the key every node signs and checks tokens with, or
+	// false while this node does not know it yet.
+	TokenKey() ([]byte, bool)
+	// KnownHTTPOrigin reports whether hostport is the HTTP endpoint of an
+	// origin of the mesh.
+	KnownHTTPOrigin(hostport string) bool
+}
+
 // Sessions records viewers. Track is called when a streaming response starts
 // and the returned function when it ends.
 type Sessions interface {
@@ -83,8 +93,14 @@ type Config struct {
 	// Logger defaults to slog.Default(). The caller narrows it (e.g. with
 	// "proto"); the server adds per-request attributes.
 	Logger *slog.Logger
-	// TokenSecret is the HMAC key of segment tokens. Every node of a mesh
-	// must use the same secret so that any node serves any node's tokens.
+	// Tokens, when set, supplies the HMAC key of segment tokens (the mesh
+	// replicates a random one; it may be unknown just after start, and
+	// documents are answered 503 until it is) and the origins a token may
+	// name: a token for any other HTTP endpoint is refused.
+	Tokens TokenAuthority
+	// TokenSecret is the HMAC key of segment tokens when Tokens is nil.
+	// Every node of a mesh must use the same secret so that any node serves
+	// any node's tokens. Without Tokens, a token may name any origin.
 	// Required.
 	TokenSecret []byte
 	// DialTimeout bounds connecting to an origin. Default DefaultDialTimeout.
@@ -116,7 +132,7 @@ const (
 // Configuration errors.
 var (
 	ErrNoRouter = errors.New("httpstream: Config.Router is required")
-	ErrNoSecret = errors.New("httpstream: Config.TokenSecret is required")
+	ErrNoSecret = errors.New("httpstream: Config.Tokens or Config.TokenSecret is required")
 )
 
 // Server proxies HTTP streams to origins. It is safe for concurrent use.
@@ -125,6 +141,7 @@ type Server struct {
 	sessions  Sessions
 	log       *slog.Logger
 	tokens    tokenCodec
+	authority TokenAuthority // nil: tokens is the key and names any origin
 	writeTTL  time.Duration
 	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
@@ -143,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Router == nil {
 		return nil, ErrNoRouter
 	}
-	if len(cfg.TokenSecret) == 0 {
+	if len(cfg.TokenSecret) == 0 && cfg.Tokens == nil {
 		return nil, ErrNoSecret
 	}
 	if cfg.Logger == nil {
@@ -175,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:  cfg.Sessions,
 		log:       cfg.Logger,
 		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
+		authority: cfg.Tokens,
 		writeTTL:  cfg.WriteTimeout,
 		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
@@ -200,6 +218,20 @@ func (s *Server) Close() error {
 		t.CloseIdleConnections()
 	}
 	return nil
+}
+
+// codec returns the token codec with the current key, or answers 503 and
+// returns false while the mesh's key is not known here.
+func (s *Server) codec(w http.ResponseWriter) (tokenCodec, bool) {
+	if s.authority == nil {
+		return s.tokens, true
+	}
+	key, ok := s.authority.TokenKey()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "the mesh has no segment-token key yet")
+		return tokenCodec{}, false
+	}
+	return tokenCodec{key: key}, true
 }
 
 // enter registers a request in flight; it fails once Close has begun.

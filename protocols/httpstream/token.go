@@ -250,21 +250,3 @@ func cleanRelPath(p string, allowTrailingSlash bool) bool {
 	}
 	return true
 }
-
-// DeriveTokenSecret derives the key that signs segment tokens from the
-// secrets every node of a mesh shares (its API token and gossip key), so that
-// every node derives the same key with no extra configuration. With no
-// shared secret the key is a fixed label: tokens then prove integrity, not
-// secrecy. They still name only an origin path on an origin's HTTP endpoint,
-// never an arbitrary URL.
-func DeriveTokenSecret(shared ...string) []byte {
-	h := sha256.New()
-	h.Write([]byte("srs-mesh segment token v1\x00"))
-	for i, s := range shared {
-		if i > 0 {
-			h.Write([]byte{0})
-		}
-		h.Write([]byte(s))
-	}
-	return h.Sum(nil)
-}

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -188,14 +190,42 @@ func FuzzToken(f *testing.F) {
 	})
 }
 
-func TestDeriveTokenSecret(t *testing.T) {
-	a := DeriveTokenSecret("token", "key")
-	if len(a) != 32 || string(a) != string(DeriveTokenSecret("token", "key")) {
-		t.Fatalf("not a stable 32-byte key: %x", a)
+// authority is a TokenAuthority with a settable key and one known origin.
+type authority struct {
+	key    []byte
+	origin string
+}
+
+func (a *authority) TokenKey() ([]byte, bool)       { return a.key, a.key != nil }
+func (a *authority) KnownHTTPOrigin(hp string) bool { return hp == a.origin }
+
+// With a mesh authority, documents wait for the mesh's key (503), and a
+// token signed with that key still fails when it names an origin the mesh
+// does not know.
+func TestTokenAuthority(t *testing.T) {
+	origin := fakeSRS(t)
+	a := &authority{origin: hostOf(origin)}
+	s, err := New(Config{Router: staticRouter(hostOf(origin)), Tokens: a, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, other := range [][]string{{"token", "other"}, {"tokenkey", ""}, {"", "tokenkey"}, {}} {
-		if string(DeriveTokenSecret(other...)) == string(a) {
-			t.Errorf("%q gives the same key", other)
-		}
+	defer s.Close()
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	if resp, _ := get(t, ts.URL+"/live/s.m3u8?hls_ctx=c"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("playlist before the mesh has a key: %d", resp.StatusCode)
+	}
+	a.key = []byte("0123456789abcdef0123456789abcdef")
+	_, media := get(t, ts.URL+"/live/s.m3u8?hls_ctx=c")
+	seg := uriLines(media)[2]
+	if resp, body := get(t, ts.URL+seg); resp.StatusCode != 200 {
+		t.Fatalf("segment of a known origin: %d %s", resp.StatusCode, body)
+	}
+	forged, err := tokenCodec{key: a.key}.Encode(Token{Kind: TokenFile, Origin: "169.254.169.254:80", Path: "/latest/meta-data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(t, ts.URL+hlsPrefix+forged+"/meta-data"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("token for a foreign origin: %d %s", resp.StatusCode, body)
 	}
 }
