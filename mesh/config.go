@@ -73,6 +73,16 @@ type Config struct {
 	// registered origin must fall in. Link-local, multicast and unspecified
 	// addresses are refused whatever it says.
 	OriginAllow []netip.Prefix
+	// MaxPlayOnly bounds the assignments made for players of streams nobody
+	// publishes (see RoutePlay). Default 1000.
+	MaxPlayOnly int
+	// PlayOnlyTTL is how long such an assignment stays once no node reports
+	// it in use. Default 1m.
+	PlayOnlyTTL time.Duration
+	// PlayOnlyRate is how many such assignments per second one node writes
+	// at most (bursts of twice as many); beyond it, plays are routed without
+	// writing. Default 20.
+	PlayOnlyRate int
 	// ReapTimeout is how long a failed (not gracefully left) node stays a Raft
 	// voter before the leader removes it. Default 30s.
 	ReapTimeout time.Duration
@@ -129,6 +139,9 @@ func DefaultConfig() Config {
 		ProbeInterval:          time.Second,
 		HeartbeatTimeout:       30 * time.Second,
 		OriginTTL:              10 * time.Minute,
+		MaxPlayOnly:            1000,
+		PlayOnlyTTL:            time.Minute,
+		PlayOnlyRate:           20,
 		MaxOrigins:             1000,
 		ReapTimeout:            30 * time.Second,
 		AssignmentTTL:          10 * time.Minute,
@@ -213,6 +226,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	setInt(&c.BootstrapExpect, d.BootstrapExpect)
 	setInt(&c.MaxOrigins, d.MaxOrigins)
+	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
+	setInt(&c.PlayOnlyRate, d.PlayOnlyRate)
 	setStr(&c.GossipAddr, d.GossipAddr)
 	setStr(&c.RaftAddr, d.RaftAddr)
 	for _, f := range []struct {
@@ -224,6 +239,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"ProbeInterval", &c.ProbeInterval, d.ProbeInterval},
 		{"HeartbeatTimeout", &c.HeartbeatTimeout, d.HeartbeatTimeout},
 		{"OriginTTL", &c.OriginTTL, d.OriginTTL},
+		{"PlayOnlyTTL", &c.PlayOnlyTTL, d.PlayOnlyTTL},
 		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
 		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
 		{"RTCSessionTTL", &c.RTCSessionTTL, d.RTCSessionTTL},

@@ -54,7 +54,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer probeT.Stop()
 	reconcileT := time.NewTicker(time.Second)
 	defer reconcileT.Stop()
-	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL, n.cfg.OriginTTL)/10, time.Second), time.Minute)
+	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL, n.cfg.OriginTTL, n.cfg.PlayOnlyTTL)/10, time.Second), time.Minute)
 	gcT := time.NewTicker(gcEvery)
 	defer gcT.Stop()
 	hc.round(ctx)
@@ -262,9 +262,15 @@ func (n *Node) collectOrigins(ctx context.Context) {
 }
 
 func (n *Node) collectGarbage(ctx context.Context) {
-	cutoff := time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli()
+	n.deleteStale(ctx, time.Now().Add(-n.cfg.PlayOnlyTTL).UnixMilli(), n.fsm.StalePlayOnlyKeys)
+	n.deleteStale(ctx, time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli(), n.fsm.StaleKeys)
+}
+
+// deleteStale deletes, in batches, the assignments stale lists as unused
+// since cutoff.
+func (n *Node) deleteStale(ctx context.Context, cutoff int64, stale func(int64, int) []string) {
 	for ctx.Err() == nil {
-		keys := n.fsm.StaleKeys(cutoff, 1000)
+		keys := stale(cutoff, 1000)
 		if len(keys) == 0 {
 			return
 		}

@@ -34,6 +34,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
@@ -95,6 +96,11 @@ type Node struct {
 	degradedKeys map[string]struct{}
 	degraded     atomic.Uint64
 
+	// playLimit bounds this node's play-only writes (RoutePlay); unwritten
+	// counts the plays routed past it without a write.
+	playLimit *rate.Limiter
+	unwritten atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -120,6 +126,7 @@ func New(cfg Config) (*Node, error) {
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		act:           activity.New(),
+		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {

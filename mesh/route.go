@@ -56,6 +56,59 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 	return stream.Origin{}, err
 }
 
+// RoutePlay is Route for a player. When key has an assignment it is the
+// same local read. When it has none (nobody publishes the stream through the
+// mesh yet, or the player is anonymous noise) the write is bounded: at most
+// Config.PlayOnlyRate play-only assignments per second from this node, and
+// at most Config.MaxPlayOnly in the mesh, each gone Config.PlayOnlyTTL after
+// its last use. Past either bound the player is routed without a write, to
+// the origin the mesh would choose now (stream.Select over this replica),
+// where a publisher arriving next lands as well.
+func (n *Node) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	n.act.Used(ks)
+	if o, ok := n.fsm.Route(ks); ok {
+		return o, nil
+	}
+	if !n.playLimit.Allow() {
+		return n.routeUnwritten(key, ks)
+	}
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
+	defer cancel()
+	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), PlayOnly: true, MaxPlayOnly: n.cfg.MaxPlayOnly})
+	switch {
+	case err == nil && res.Origin != nil:
+		return *res.Origin, nil
+	case err == nil:
+		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
+	case ctx.Err() != nil:
+		return stream.Origin{}, ctx.Err()
+	case errors.Is(err, state.ErrPlayOnlyFull):
+		return n.routeUnwritten(key, ks)
+	case errors.Is(err, ErrNoLeader):
+		return n.routeDegraded(key, ks)
+	}
+	return stream.Origin{}, err
+}
+
+// routeUnwritten picks the origin the mesh would assign key to now, from
+// this replica, and writes nothing.
+func (n *Node) routeUnwritten(key stream.Key, ks string) (stream.Origin, error) {
+	n.unwritten.Add(1)
+	id, err := stream.Select(key, n.fsm.Candidates())
+	if err != nil {
+		return stream.Origin{}, fmt.Errorf("%w for %s", err, ks)
+	}
+	o, ok := n.fsm.Origin(id)
+	if !ok {
+		return stream.Origin{}, fmt.Errorf("%w: %s", stream.ErrNoOrigin, ks)
+	}
+	return o, nil
+}
+
 func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 	id, err := stream.SelectByHash(key, n.fsm.Candidates())
 	if err != nil {

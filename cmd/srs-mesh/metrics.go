@@ -178,8 +178,17 @@ func newTimedRouter(node *mesh.Node, reg prometheus.Registerer) *timedRouter {
 }
 
 func (r *timedRouter) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return r.timed(ctx, key, r.node.Route)
+}
+
+// RoutePlay is Route for players (mesh.Node.RoutePlay), timed alike.
+func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return r.timed(ctx, key, r.node.RoutePlay)
+}
+
+func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(context.Context, stream.Key) (stream.Origin, error)) (stream.Origin, error) {
 	start := time.Now()
-	o, err := r.node.Route(ctx, key)
+	o, err := route(ctx, key)
 	result := "ok"
 	if err != nil {
 		result = "error"

@@ -76,6 +76,8 @@ var (
 	// ErrUnknownOrigin means a command names an origin the state does not
 	// hold.
 	ErrUnknownOrigin = errors.New("mesh: unknown origin")
+	// ErrPlayOnlyFull is a play-only AssignCmd refused at MaxPlayOnly.
+	ErrPlayOnlyFull = errors.New("mesh: too many streams with players and no publisher")
 	// ErrRegistrationRefused is a registration that the rules of
 	// RegisterOriginCmd refuse.
 	ErrRegistrationRefused = errors.New("mesh: registration refused")
@@ -174,9 +176,18 @@ type SetDrainingCmd struct {
 // when it is absent or its origin is unknown or unhealthy (a draining origin
 // keeps the streams it has). It fails with ErrBadCommand for a malformed key
 // and with stream.ErrNoOrigin when no origin can take the stream.
+//
+// PlayOnly marks a write made for a player of a stream that nobody has
+// published through the mesh: the new assignment is play-only, and it is
+// refused with ErrPlayOnlyFull once MaxPlayOnly (when positive) play-only
+// assignments exist. A later assignment of the same key without PlayOnly (a
+// publisher) keeps the origin and clears the mark. Anonymous players thus
+// bound what they can add to the state.
 type AssignCmd struct {
-	Key   string `json:"key"`
-	NowMs int64  `json:"now_ms"`
+	Key         string `json:"key"`
+	NowMs       int64  `json:"now_ms"`
+	PlayOnly    bool   `json:"play_only,omitempty"`
+	MaxPlayOnly int    `json:"max_play_only,omitempty"`
 }
 
 // TouchCmd records that the keys were in use at NowMs.
@@ -308,6 +319,7 @@ const (
 	codeUnknownOrigin = "unknown_origin"
 	codeBadCommand    = "bad_command"
 	codeRefused       = "registration_refused"
+	codePlayOnlyFull  = "play_only_full"
 )
 
 func failResult(code string, err error) Result {
@@ -327,6 +339,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrUnknownOrigin, r.Message)
 	case codeRefused:
 		return fmt.Errorf("%w (%s)", ErrRegistrationRefused, r.Message)
+	case codePlayOnlyFull:
+		return fmt.Errorf("%w (%s)", ErrPlayOnlyFull, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

@@ -41,6 +41,8 @@ type Assignment struct {
 	Origin     string `json:"origin"`
 	CreatedMs  int64  `json:"created_ms"`
 	LastUsedMs int64  `json:"last_used_ms"`
+	// PlayOnly: only players have used the key so far (AssignCmd).
+	PlayOnly bool `json:"play_only,omitempty"`
 }
 
 // FSM is the replicated state of the mesh: origins, assignments and WebRTC
@@ -60,6 +62,8 @@ type FSM struct {
 	rtcAge rtcHeap
 	// tokenKey signs segment tokens; nil until the leader sets one.
 	tokenKey []byte
+	// playOnly counts the assignments with PlayOnly set.
+	playOnly int
 
 	// index is the Raft index of the last applied log entry; applied is
 	// closed (and cleared) when it advances, for WaitApplied.
@@ -244,6 +248,9 @@ func (f *FSM) applyRemove(c *RemoveOriginCmd) Result {
 	for k, a := range f.assignments {
 		if a.Origin == c.ID {
 			delete(f.assignments, k)
+			if a.PlayOnly {
+				f.playOnly--
+			}
 		}
 	}
 	delete(f.streams, c.ID)
@@ -292,9 +299,17 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 			if c.NowMs > a.LastUsedMs {
 				a.LastUsedMs = c.NowMs
 			}
+			if a.PlayOnly && !c.PlayOnly {
+				a.PlayOnly = false
+				f.playOnly--
+			}
 			out := s.Origin
 			return Result{Origin: &out}
 		}
+	}
+	playOnly := c.PlayOnly && (a == nil || a.PlayOnly)
+	if playOnly && a == nil && c.MaxPlayOnly > 0 && f.playOnly >= c.MaxPlayOnly {
+		return failResult(codePlayOnlyFull, fmt.Errorf("%w: %d, the most allowed", ErrPlayOnlyFull, f.playOnly))
 	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
@@ -306,8 +321,14 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	}
 	if a != nil {
 		f.decStreams(a.Origin)
+		if a.PlayOnly {
+			f.playOnly--
+		}
 	}
-	f.assignments[c.Key] = &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs}
+	f.assignments[c.Key] = &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
+	if playOnly {
+		f.playOnly++
+	}
 	f.streams[id]++
 	out := f.origins[id].Origin
 	return Result{Origin: &out, Created: true}
@@ -335,6 +356,9 @@ func (f *FSM) applyDelete(c *DeleteAssignmentsCmd) Result {
 		if a := f.assignments[k]; a != nil && a.LastUsedMs < c.CutoffMs {
 			delete(f.assignments, k)
 			f.decStreams(a.Origin)
+			if a.PlayOnly {
+				f.playOnly--
+			}
 		}
 	}
 	return Result{}
@@ -405,10 +429,26 @@ func (f *FSM) Origins() []OriginState {
 // StaleKeys returns up to max keys last used before cutoffMs (unix ms),
 // sorted: the keys a DeleteAssignmentsCmd with that cutoff would delete.
 func (f *FSM) StaleKeys(cutoffMs int64, max int) []string {
+	return f.staleKeys(cutoffMs, max, false)
+}
+
+// StalePlayOnlyKeys is StaleKeys for play-only assignments alone.
+func (f *FSM) StalePlayOnlyKeys(cutoffMs int64, max int) []string {
+	return f.staleKeys(cutoffMs, max, true)
+}
+
+// PlayOnlyCount is the number of play-only assignments.
+func (f *FSM) PlayOnlyCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.playOnly
+}
+
+func (f *FSM) staleKeys(cutoffMs int64, max int, playOnly bool) []string {
 	f.mu.RLock()
 	var out []string
 	for k, a := range f.assignments {
-		if a.LastUsedMs < cutoffMs {
+		if a.LastUsedMs < cutoffMs && (!playOnly || a.PlayOnly) {
 			out = append(out, k)
 		}
 	}
@@ -495,14 +535,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	assignments := make(map[string]*Assignment, len(st.Assignments))
 	streams := map[string]int{}
+	playOnly := 0
 	for _, ka := range st.Assignments {
 		a := ka.Assignment
 		assignments[ka.Key] = &a
 		streams[a.Origin]++
+		if a.PlayOnly {
+			playOnly++
+		}
 	}
 	rtc, age := buildRTCTable(st.RTCSessions)
 	f.mu.Lock()
-	f.origins, f.assignments, f.streams = origins, assignments, streams
+	f.origins, f.assignments, f.streams, f.playOnly = origins, assignments, streams, playOnly
 	f.rtc, f.rtcAge = rtc, age
 	f.tokenKey = st.TokenKey
 	if st.Index > f.index {

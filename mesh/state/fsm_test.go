@@ -459,3 +459,44 @@ func TestFSMTokenKey(t *testing.T) {
 		t.Fatalf("restored key %x", k)
 	}
 }
+
+// Play-only assignments stop at MaxPlayOnly; a publisher's assignment of a
+// play-only key keeps its origin and clears the mark; deletions keep the
+// count right.
+func TestFSMPlayOnly(t *testing.T) {
+	f := fsmWith(t, "o1", "o2")
+	play := func(k string) Result {
+		return apply(t, f, AssignCmd{Key: k, NowMs: 10, PlayOnly: true, MaxPlayOnly: 2})
+	}
+	first := play("v/live/a")
+	if first.Err() != nil || !first.Created {
+		t.Fatalf("first play-only: %+v", first)
+	}
+	if r := play("v/live/b"); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if r := play("v/live/c"); !errors.Is(r.Err(), ErrPlayOnlyFull) {
+		t.Fatalf("third play-only: %v", r.Err())
+	}
+	if r := play("v/live/a"); r.Err() != nil || r.Created {
+		t.Fatalf("a known play-only key at the cap: %+v", r)
+	}
+	pub := apply(t, f, AssignCmd{Key: "v/live/a", NowMs: 11})
+	if pub.Err() != nil || pub.Origin.ID != first.Origin.ID {
+		t.Fatalf("publisher of a play-only key: %+v, want origin %s", pub, first.Origin.ID)
+	}
+	if n := f.PlayOnlyCount(); n != 1 || f.assignments["v/live/a"].PlayOnly {
+		t.Fatalf("play-only count %d after a publisher", n)
+	}
+	if r := play("v/live/c"); r.Err() != nil {
+		t.Fatalf("play-only under the cap again: %v", r.Err())
+	}
+	if keys := f.StalePlayOnlyKeys(11, 10); len(keys) != 2 {
+		t.Fatalf("stale play-only keys %v", keys)
+	}
+	apply(t, f, DeleteAssignmentsCmd{Keys: []string{"v/live/b", "v/live/c"}, CutoffMs: 11})
+	apply(t, f, RemoveOriginCmd{ID: first.Origin.ID})
+	if n := f.PlayOnlyCount(); n != 0 {
+		t.Fatalf("play-only count %d after deletions", n)
+	}
+}

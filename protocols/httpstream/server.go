@@ -63,6 +63,14 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
+// PlayRouter is implemented by Routers that bound what players of streams
+// nobody publishes can add to the mesh's state (srs-mesh's mesh does).
+// Plays go through RoutePlay when the Router has it, and through Route
+// otherwise.
+type PlayRouter interface {
+	RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error)
+}
+
 // Router maps a stream key to the origin that holds (or will hold) it.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
@@ -314,7 +322,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route asks the router for key's origin and returns its HTTP endpoint, or
 // writes the error answer (503) and returns "".
 func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) string {
-	o, err := s.router.Route(r.Context(), key)
+	route := s.router.Route
+	if pr, ok := s.router.(PlayRouter); ok {
+		route = pr.RoutePlay // every HTTP stream URL is a play
+	}
+	o, err := route(r.Context(), key)
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)

@@ -111,7 +111,11 @@ func (c *conn) serve(ctx context.Context) {
 	c.log = c.log.With("stream", c.req.Key.String())
 
 	rctx, cancel := context.WithDeadline(ctx, deadline)
-	origin, err := c.s.cfg.Router.Route(rctx, c.req.Key)
+	route := c.s.cfg.Router.Route
+	if pr, ok := c.s.cfg.Router.(PlayRouter); ok && !c.publish {
+		route = pr.RoutePlay
+	}
+	origin, err := route(rctx, c.req.Key)
 	cancel()
 	if err != nil {
 		st.routeFailures.Add(1)

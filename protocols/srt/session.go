@@ -209,7 +209,11 @@ func (e routeError) Unwrap() error { return e.err }
 func (ss *session) handshake(buf []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.HandshakeTimeout)
 	defer cancel()
-	origin, err := ss.srv.cfg.Router.Route(ctx, ss.info.Key)
+	route := ss.srv.cfg.Router.Route
+	if pr, ok := ss.srv.cfg.Router.(PlayRouter); ok && ss.info.Mode != stream.SRTPublish {
+		route = pr.RoutePlay
+	}
+	origin, err := route(ctx, ss.info.Key)
 	if err != nil {
 		return nil, routeError{err}
 	}

@@ -141,7 +141,8 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body
 		s.fail(w, status, err.Error())
 		return offerExchange{}, false
 	}
-	o, status, err := s.route(r.Context(), of.key)
+	play := strings.Contains(r.URL.Path, "/whep/") || strings.Contains(r.URL.Path, "/whip-play/") || strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/play")
+	o, status, err := s.route(r.Context(), of.key, play)
 	if err != nil {
 		s.fail(w, status, err.Error())
 		return offerExchange{}, false
@@ -171,9 +172,13 @@ func (ex offerExchange) session(ansUfrag string, answerSDP []byte) stream.RTCSes
 	}
 }
 
-// route asks the Router for the stream's origin.
-func (s *Server) route(ctx context.Context, key stream.Key) (stream.Origin, int, error) {
-	o, err := s.cfg.Router.Route(ctx, key)
+// route asks the Router for the stream's origin (RoutePlay for a play).
+func (s *Server) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, int, error) {
+	route := s.cfg.Router.Route
+	if pr, ok := s.cfg.Router.(PlayRouter); ok && play {
+		route = pr.RoutePlay
+	}
+	o, err := route(ctx, key)
 	switch {
 	case errors.Is(err, stream.ErrNoOrigin):
 		return o, http.StatusServiceUnavailable, err
@@ -314,7 +319,7 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		o, status, err := s.route(r.Context(), key)
+		o, status, err := s.route(r.Context(), key, true) // a DELETE adds no stream
 		if err != nil {
 			s.fail(w, status, err.Error())
 			return
