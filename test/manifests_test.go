@@ -107,6 +107,10 @@ func loadManifests(t *testing.T) manifests {
 }
 
 // serveFlags returns the flags of `srs-mesh serve` with their defaults, as
+// resolvedDefaults are the ports of the flags whose default address serve
+// picks at start (loopback for a lone node; see the flags' help).
+var resolvedDefaults = map[string]string{"gossip-addr": ":7946", "raft-addr": ":7947", "system-api": ":12025"}
+
 // its --help prints them.
 func serveFlags(t *testing.T) map[string]string {
 	t.Helper()
@@ -224,6 +228,9 @@ func TestManifests(t *testing.T) {
 			continue
 		}
 		def := flags[pf.flag]
+		if def == "" {
+			def = resolvedDefaults[pf.flag]
+		}
 		if !strings.HasSuffix(def, fmt.Sprintf(":%d", p.ContainerPort)) {
 			t.Errorf("port %s = %d, but --%s defaults to %q", name, p.ContainerPort, pf.flag, def)
 		}
@@ -289,7 +296,7 @@ func TestManifests(t *testing.T) {
 	if len(joins) != int(*sts.Spec.Replicas) {
 		t.Errorf("--join lists %d names, want %d", len(joins), *sts.Spec.Replicas)
 	}
-	gossipPort := flags["gossip-addr"][strings.LastIndexByte(flags["gossip-addr"], ':')+1:]
+	gossipPort := resolvedDefaults["gossip-addr"][strings.LastIndexByte(resolvedDefaults["gossip-addr"], ':')+1:]
 	for i := 0; i < int(*sts.Spec.Replicas); i++ {
 		want := fmt.Sprintf("%s-%d.%s.$(POD_NAMESPACE).svc.cluster.local:%s", sts.Name, i, headless.Name, gossipPort)
 		if i >= len(joins) || joins[i] != want {
