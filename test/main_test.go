@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 // cluster is a set of srs-mesh nodes that joined each other.
 type cluster struct {
 	nodes []*harness.Node
+	// certs is the directory of the cluster's TLS files (clusterCerts),
+	// when it has them.
+	certs string
 }
 
 // startCluster starts n nodes with --bootstrap-expect n, each joining all

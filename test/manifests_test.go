@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -25,6 +26,7 @@ type manifests struct {
 	configMaps   []corev1.ConfigMap
 	secrets      []corev1.Secret
 	pdbs         []policyv1.PodDisruptionBudget
+	policies     []networkingv1.NetworkPolicy
 }
 
 func loadManifests(t *testing.T) manifests {
@@ -72,6 +74,9 @@ func loadManifests(t *testing.T) manifests {
 			case "PodDisruptionBudget":
 				m.pdbs = append(m.pdbs, policyv1.PodDisruptionBudget{})
 				target = &m.pdbs[len(m.pdbs)-1]
+			case "NetworkPolicy":
+				m.policies = append(m.policies, networkingv1.NetworkPolicy{})
+				target = &m.policies[len(m.policies)-1]
 			default:
 				t.Fatalf("%s#%d: unexpected kind %q", f, i, meta.Kind)
 			}
@@ -408,4 +413,100 @@ func parseSeconds(s string) (int64, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// The production shape of the manifests: cluster traffic is mutual TLS with
+// a certificate per pod (made by an init container from the CA Secret, the
+// main container seeing the CA certificate only), gossip is encrypted, writes
+// need the token, and a NetworkPolicy keeps gossip and Raft to the mesh's
+// own pods and the system API to origins, operators and the mesh.
+func TestManifestsSecure(t *testing.T) {
+	m := loadManifests(t)
+	if len(m.statefulSets) != 1 {
+		t.Fatalf("%d StatefulSets", len(m.statefulSets))
+	}
+	pod := m.statefulSets[0].Spec.Template.Spec
+	c := pod.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"--tls-ca-file=/ca/ca.pem", "--tls-cert-file=/tls/$(POD_NAME).pem", "--tls-key-file=/tls/$(POD_NAME)-key.pem"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("serve lacks %s", want)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			env[e.Name] = e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	if env["SRS_MESH_GOSSIP_KEY"] == "" || env["SRS_MESH_TOKEN"] == "" {
+		t.Errorf("gossip key and token must come from a Secret: %v", env)
+	}
+	if len(pod.InitContainers) != 1 || strings.Join(pod.InitContainers[0].Args, " ") == "" ||
+		!strings.HasPrefix(strings.Join(pod.InitContainers[0].Args, " "), "tls cert --node-id=$(POD_NAME)") {
+		t.Fatalf("no init container making the pod's certificate: %+v", pod.InitContainers)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = v
+	}
+	for _, vm := range c.VolumeMounts {
+		if v := vols[vm.Name]; v.Secret != nil {
+			if len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "ca.pem" {
+				t.Errorf("the node mounts Secret %s beyond the CA certificate: %+v", v.Secret.SecretName, v.Secret.Items)
+			}
+		}
+	}
+	if v := vols["tls"]; v.EmptyDir == nil || v.EmptyDir.Medium != corev1.StorageMediumMemory {
+		t.Errorf("the pod's key is not kept in memory: %+v", v)
+	}
+
+	if len(m.policies) != 1 {
+		t.Fatalf("%d NetworkPolicies", len(m.policies))
+	}
+	np := m.policies[0]
+	if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "srs-mesh" {
+		t.Errorf("the policy selects %v", np.Spec.PodSelector)
+	}
+	// Who may reach each named port.
+	open := map[string]bool{}
+	from := map[string][]networkingv1.NetworkPolicyPeer{}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			name := p.Port.String()
+			if len(rule.From) == 0 {
+				open[name] = true
+			}
+			from[name] = append(from[name], rule.From...)
+		}
+	}
+	for _, p := range []string{"rtmp", "http", "api", "rtc", "srt"} {
+		if !open[p] {
+			t.Errorf("client port %s is not open to everyone", p)
+		}
+	}
+	for _, p := range []string{"gossip-tcp", "gossip-udp", "raft"} {
+		if open[p] || len(from[p]) != 1 || from[p][0].PodSelector == nil ||
+			from[p][0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "srs-mesh" || from[p][0].NamespaceSelector != nil {
+			t.Errorf("cluster port %s must be open to the mesh's pods only: %+v", p, from[p])
+		}
+	}
+	if open["system"] || len(from["system"]) == 0 {
+		t.Errorf("the system API must not be open to everyone: %+v", from["system"])
+	}
+	allowed := map[string]bool{}
+	for _, peer := range from["system"] {
+		if peer.PodSelector == nil {
+			t.Errorf("system API peer without a pod selector: %+v", peer)
+			continue
+		}
+		for k, v := range peer.PodSelector.MatchLabels {
+			allowed[k+"="+v] = true
+		}
+	}
+	for _, want := range []string{"app.kubernetes.io/name=srs-origin", "srs-mesh.io/operator=true"} {
+		if !allowed[want] {
+			t.Errorf("system API not open to %s: %v", want, allowed)
+		}
+	}
 }

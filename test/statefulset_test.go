@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -43,17 +44,41 @@ func podIDs(replicas int) []string {
 	return ids
 }
 
+// clusterCerts makes a cluster CA and a certificate for every id with
+// `srs-mesh tls`, as the StatefulSet's init container does, and returns
+// their directory: ca.pem, <id>.pem, <id>-key.pem.
+func clusterCerts(t *testing.T, ids ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	runCLI(t, "tls", "ca", "--out-dir", dir)
+	for _, id := range ids {
+		runCLI(t, "tls", "cert", "--node-id", id, "--host", "127.0.0.1", "--ca-cert", filepath.Join(dir, "ca.pem"),
+			"--ca-key", filepath.Join(dir, "ca-key.pem"), "--out-dir", dir)
+	}
+	return dir
+}
+
+// tlsFlags are the --tls-* flags of node id with certificates in dir.
+func tlsFlags(dir, id string) []string {
+	return []string{"--tls-ca-file", filepath.Join(dir, "ca.pem"), "--tls-cert-file", filepath.Join(dir, id+".pem"),
+		"--tls-key-file", filepath.Join(dir, id+"-key.pem")}
+}
+
 // startStatefulSet starts srs-mesh-0..2 with the manifest's flags (plus
-// extra) and waits until they form a cluster.
+// extra), mutual TLS with certificates made as the manifest's init
+// container makes them included, and waits until they form a cluster.
 func startStatefulSet(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	c := &cluster{}
 	for _, id := range podIDs(3) {
 		c.nodes = append(c.nodes, harness.NewNode(t, binary, harness.NodeSpec{ID: id}))
 	}
+	certs := clusterCerts(t, podIDs(3)...)
+	c.certs = certs
 	for _, nd := range c.nodes {
 		args := []string{"--bootstrap-expect", "3", "--gossip-key", gossipKey, "--token", "statefulset-token",
 			"--log-format", "json"}
+		args = append(args, tlsFlags(certs, nd.ID)...)
 		for _, peer := range c.nodes {
 			args = append(args, "--join", peer.GossipAddr)
 		}
@@ -326,7 +351,10 @@ func TestStatefulSetGossipKey(t *testing.T) {
 	nd := harness.NewNode(t, binary, harness.NodeSpec{ID: "srs-mesh-3"})
 	harness.DumpOnFailure(t, nd)
 	base := append([]string(nil), nd.Args...)
-	join := []string{"--bootstrap-expect", "3", "--token", "statefulset-token", "--log-format", "json"}
+	runCLI(t, "tls", "cert", "--node-id", "srs-mesh-3", "--ca-cert", filepath.Join(c.certs, "ca.pem"),
+		"--ca-key", filepath.Join(c.certs, "ca-key.pem"), "--out-dir", c.certs)
+	join := append([]string{"--bootstrap-expect", "3", "--token", "statefulset-token", "--log-format", "json"},
+		tlsFlags(c.certs, "srs-mesh-3")...)
 	for _, peer := range c.nodes {
 		join = append(join, "--join", peer.GossipAddr)
 	}
