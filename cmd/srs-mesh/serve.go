@@ -38,6 +38,9 @@ type serveOptions struct {
 	origins         []string
 	originTimeout   time.Duration
 	drainTimeout    time.Duration
+	httpReadTimeout time.Duration
+	httpIdleTimeout time.Duration
+	maxHTTPConns    int
 	token           string
 	gossipKey       string
 	logLevel        string
@@ -86,6 +89,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
+	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
+	f.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "on the HTTP ports, how long a keep-alive connection may wait for its next request (0: no limit)")
+	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
