@@ -33,10 +33,89 @@ type part struct {
 	close func()
 }
 
-// httpPart serves h on ln with an http.Server; draining is the server's
-// graceful Shutdown, and then closes run in order.
-func httpPart(name string, ln net.Listener, h http.Handler, closes ...func()) part {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// httpLimits bound every HTTP listener of a node (--http, --api and
+// --system-api): how long a request may take to arrive, how long an idle
+// keep-alive connection is kept, how large request headers may be, and how
+// many connections may be open at once. Responses are not bounded: HTTP-FLV
+// and HTTP-TS streams run for hours.
+type httpLimits struct {
+	readTimeout time.Duration          // a request's headers and body; 0: none (headers still within maxHeaderWait)
+	idleTimeout time.Duration          // between requests on a connection; 0: none
+	maxConns    int                    // per listener; 0: no cap
+	refused     *prometheus.CounterVec // connections refused over maxConns, by listener; may be nil
+}
+
+const (
+	// maxHeaderWait is the longest time a request's headers may take,
+	// whatever --http-read-timeout says.
+	maxHeaderWait = 10 * time.Second
+	// maxHeaderBytes bounds a request line and headers; SRS's own requests
+	// and players' (tokens in queries included) need a few KiB.
+	maxHeaderBytes = 64 << 10
+)
+
+// newHTTPLimits checks the limit flags of o.
+func newHTTPLimits(o serveOptions) (httpLimits, error) {
+	switch {
+	case o.httpReadTimeout < 0:
+		return httpLimits{}, fmt.Errorf("--http-read-timeout must not be negative, got %v", o.httpReadTimeout)
+	case o.httpIdleTimeout < 0:
+		return httpLimits{}, fmt.Errorf("--http-idle-timeout must not be negative, got %v", o.httpIdleTimeout)
+	case o.maxHTTPConns < 0:
+		return httpLimits{}, fmt.Errorf("--max-http-conns must not be negative, got %d", o.maxHTTPConns)
+	}
+	return httpLimits{
+		readTimeout: o.httpReadTimeout,
+		idleTimeout: o.httpIdleTimeout,
+		maxConns:    o.maxHTTPConns,
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns,
+			Name:      "connections_refused_total",
+			Help:      "HTTP connections refused because --max-http-conns were open, by listener (http, api, system).",
+		}, []string{"listener"}),
+	}, nil
+}
+
+// server is an http.Server for h within l.
+//
+// ReadTimeout bounds reading a request, headers and body, and does not cut
+// a long response: once the body has been read (at once when there is none)
+// net/http clears the read deadline and only watches for the client going
+// away, and no WriteTimeout is set. When a handler leaves a body unread, the
+// deadline stays but nothing reads while the handler writes; the rest of the
+// body is then read within the deadline, or the connection is closed.
+func (l httpLimits) server(h http.Handler) *http.Server {
+	headerWait := maxHeaderWait
+	if l.readTimeout > 0 && l.readTimeout < headerWait {
+		headerWait = l.readTimeout
+	}
+	idle := l.idleTimeout
+	if idle == 0 {
+		idle = -1 // zero would mean ReadTimeout to http.Server
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: headerWait, ReadTimeout: l.readTimeout,
+		IdleTimeout: idle, MaxHeaderBytes: maxHeaderBytes}
+}
+
+// listen caps the connections open at once on ln, counting refusals under
+// the listener label.
+func (l httpLimits) listen(label string, ln net.Listener) net.Listener {
+	if l.maxConns <= 0 {
+		return ln
+	}
+	var onRefuse func()
+	if l.refused != nil {
+		onRefuse = l.refused.WithLabelValues(label).Inc
+	}
+	return newConnLimit(ln, l.maxConns, onRefuse)
+}
+
+// httpPart serves h on ln (its refusals counted as listener label) with an
+// http.Server within lim; draining is the server's graceful Shutdown, and
+// then closes run in order.
+func httpPart(name, label string, ln net.Listener, h http.Handler, lim httpLimits, closes ...func()) part {
+	srv := lim.server(h)
+	ln = lim.listen(label, ln)
 	return part{
 		name: name,
 		serve: func() error {
@@ -79,6 +158,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	lim, err := newHTTPLimits(o)
+	if err != nil {
+		return err
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -107,12 +190,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(lim.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, node, newTimedRouter(node, reg), collector, candidate, log)
+	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, candidate, log)
 	if err != nil {
 		return err
 	}
-	system := httpPart("system api", lns.system, systemHandler(node, newMetricsHandler(reg, collector)))
+	system := httpPart("system api", "system", lns.system, systemHandler(node, newMetricsHandler(reg, collector)), lim)
 
 	serveErr := make(chan error, len(parts)+1)
 	var wg sync.WaitGroup
@@ -159,7 +243,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 // clientParts builds one part per enabled client protocol, in the order
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
-func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRouter, collector *meshCollector,
+func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, collector *meshCollector,
 	candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
 	var parts []part
 	if lns.rtmp != nil {
@@ -178,7 +262,7 @@ func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRo
 			return nil, err
 		}
 		log.Info("http streaming listening", "addr", lns.http.Addr().String())
-		parts = append(parts, httpPart("http streaming", lns.http, collector.httpS.wrap(hs.Handler()), func() { hs.Close() }))
+		parts = append(parts, httpPart("http streaming", "http", lns.http, collector.httpS.wrap(hs.Handler()), lim, func() { hs.Close() }))
 	}
 	if lns.srt != nil {
 		s, err := srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})
@@ -212,7 +296,7 @@ func clientParts(o serveOptions, lns listeners, node *mesh.Node, router *timedRo
 			mux.Handle("/rtc/", rtc.Handler())
 		}
 		log.Info("http api listening", "addr", lns.api.Addr().String())
-		parts = append(parts, httpPart("http api", lns.api, mux, srsAPI.Close))
+		parts = append(parts, httpPart("http api", "api", lns.api, mux, lim, srsAPI.Close))
 	}
 	return parts, nil
 }

@@ -42,6 +42,9 @@ type serveOptions struct {
 	maxOrigins      int
 	originAllow     []string
 	drainTimeout    time.Duration
+	httpReadTimeout time.Duration
+	httpIdleTimeout time.Duration
+	maxHTTPConns    int
 	token           string
 	gossipKey       string
 	tlsCAFile       string
@@ -97,6 +100,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.IntVar(&o.maxOrigins, "max-origins", 1000, "most origins the mesh knows; registrations of new ones beyond it are refused")
 	f.StringSliceVar(&o.originAllow, "origin-allow", nil, "CIDR that every address of a registered origin must fall in; repeatable (default: any, except link-local, multicast and unspecified)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
+	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
+	f.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "on the HTTP ports, how long a keep-alive connection may wait for its next request (0: no limit)")
+	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+// servePart runs httpPart for h within lim on a loopback port, as the
+// listener "test", and returns its address. The part is closed at cleanup.
+func servePart(t *testing.T, lim httpLimits, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httpPart("test", "test", ln, h, lim)
+	done := make(chan error, 1)
+	go func() { done <- p.serve() }()
+	t.Cleanup(func() {
+		p.close()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// get sends a keep-alive GET on c and reads the answer.
+func get(c net.Conn, br *bufio.Reader) (*http.Response, string, error) {
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		return nil, "", err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	return resp, string(body), err
+}
+
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+
+// A streaming response (HTTP-FLV) runs far longer than the read timeout,
+// with or without a request body read first, and its request context is not
+// cancelled on the way.
+func TestHTTPStreamOutlivesReadTimeout(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	const streamFor = time.Second
+	result := make(chan string, 4) // never blocks a handler, even when a subtest fails
+	addr := servePart(t, httpLimits{readTimeout: 200 * time.Millisecond, idleTimeout: 200 * time.Millisecond},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := io.ReadAll(r.Body); err != nil {
+				result <- "body: " + err.Error()
+				return
+			}
+			rc := http.NewResponseController(w)
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for start := time.Now(); time.Since(start) < streamFor; {
+				select {
+				case <-r.Context().Done():
+					result <- fmt.Sprintf("context ended after %v: %v", time.Since(start), r.Context().Err())
+					return
+				case <-tick.C:
+				}
+				if _, err := io.WriteString(w, "x"); err != nil {
+					result <- "write: " + err.Error()
+					return
+				}
+				if err := rc.Flush(); err != nil {
+					result <- "flush: " + err.Error()
+					return
+				}
+			}
+			result <- "streamed"
+		}))
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			var body io.Reader
+			if method == http.MethodPost {
+				body = strings.NewReader("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n") // a WHIP offer's shape
+			}
+			req, _ := http.NewRequest(method, "http://"+addr+"/live/a.flv", body)
+			start := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			handler := "still running"
+			select {
+			case handler = <-result:
+			case <-time.After(5 * time.Second):
+			}
+			if err != nil || handler != "streamed" {
+				t.Fatalf("after %v and %d bytes: read error %v; handler: %s", time.Since(start), len(got), err, handler)
+			}
+			if d := time.Since(start); d < streamFor {
+				t.Fatalf("stream ended after %v", d)
+			}
+		})
+	}
+}
+
+// A slowloris client that sends its headers a byte at a time is closed by
+// the header timeout, and so is one that sends nothing.
+func TestHTTPSlowHeadersClosed(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	var served atomic.Int64
+	addr := servePart(t, httpLimits{readTimeout: 300 * time.Millisecond, idleTimeout: time.Minute},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+
+	t.Run("slowloris", func(t *testing.T) {
+		c := dial(t, addr)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			// 200 header bytes at 20 a second would take 10 s.
+			for _, b := range []byte("GET / HTTP/1.1\r\nHost: test\r\nX-Pad: " + strings.Repeat("a", 200) + "\r\n\r\n") {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+			}
+		}()
+		if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	})
+	t.Run("silent", func(t *testing.T) {
+		c := dial(t, addr)
+		if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	})
+	if n := served.Load(); n != 0 {
+		t.Fatalf("handler ran %d times", n)
+	}
+}
+
+// A request body sent a byte every 300 ms is cut by the read timeout: the
+// handler's read fails and the connection is closed.
+func TestHTTPSlowBodyCut(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	bodyErr := make(chan error, 1)
+	addr := servePart(t, httpLimits{readTimeout: 500 * time.Millisecond, idleTimeout: time.Minute},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, err := io.ReadAll(r.Body)
+			bodyErr <- err
+			if err != nil {
+				http.Error(w, "slow body", http.StatusBadRequest)
+			}
+		}))
+	c := dial(t, addr)
+	if _, err := io.WriteString(c, "POST /api/v1/srs/register HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for range 100 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte{'a'}); err != nil {
+				return
+			}
+		}
+	}()
+	if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+	select {
+	case err := <-bodyErr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("body read: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler never finished reading the body")
+	}
+}
+
+// An idle keep-alive connection is closed after the idle timeout.
+func TestHTTPIdleKeepAliveClosed(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	const idle = 300 * time.Millisecond
+	addr := servePart(t, httpLimits{readTimeout: 5 * time.Second, idleTimeout: idle}, okHandler)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		resp, body, err := get(c, br)
+		if err != nil || resp.StatusCode != http.StatusOK || body != "ok" || resp.Close {
+			t.Fatalf("request %d: %v %v %q", i, resp, err, body)
+		}
+	}
+	d := waitClosed(t, c, 5*time.Second)
+	if d < idle/2 || d > 3*time.Second {
+		t.Fatalf("idle connection closed after %v, want about %v", d, idle)
+	}
+}
+
+// Request headers over maxHeaderBytes are refused with 431.
+func TestHTTPHeadersTooLarge(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	addr := servePart(t, httpLimits{readTimeout: 5 * time.Second, idleTimeout: time.Minute}, okHandler)
+	c := dial(t, addr)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	go io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\nX-Pad: "+strings.Repeat("a", maxHeaderBytes+8<<10)+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+}
+
+// With a cap of 2, a third connection is answered 503 and closed while the
+// first two keep working; closing one frees its slot.
+func TestHTTPConnCap(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	lim := httpLimits{readTimeout: 5 * time.Second, idleTimeout: time.Minute, maxConns: 2}
+	lim.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "refused"}, []string{"listener"})
+	addr := servePart(t, lim, okHandler)
+	refused := func() float64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(lim.refused)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "test" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	if n := refused(); n != 0 {
+		t.Fatalf("refused counter %v before any refusal, want 0", n)
+	}
+
+	type client struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	open := func() client {
+		c := dial(t, addr)
+		return client{c, bufio.NewReader(c)}
+	}
+	mustOK := func(cl client, what string) {
+		t.Helper()
+		resp, body, err := get(cl.c, cl.br)
+		if err != nil || resp.StatusCode != http.StatusOK || body != "ok" {
+			t.Fatalf("%s: %v %v %q", what, resp, err, body)
+		}
+	}
+	mustRefuse := func(cl client, what string) {
+		t.Helper()
+		cl.c.SetDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(cl.br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var body struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close || err != nil ||
+			body.Code != 503 || body.Message != "too many connections" ||
+			resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d close=%v %+v %v", what, resp.StatusCode, resp.Close, body, err)
+		}
+		waitClosed(t, cl.c, 3*time.Second)
+	}
+
+	c1, c2 := open(), open()
+	mustOK(c1, "first connection")
+	mustOK(c2, "second connection")
+	mustRefuse(open(), "third connection")
+	mustOK(c1, "first connection after the refusal")
+	mustOK(c2, "second connection after the refusal")
+	if n := refused(); n != 1 {
+		t.Fatalf("refused counter %v, want 1", n)
+	}
+
+	c1.c.Close()
+	var c4 client
+	testkit.Eventually(t, 5*time.Second, func() error {
+		c4 = open()
+		resp, _, err := get(c4.c, c4.br)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	mustRefuse(open(), "connection over the cap again")
+	mustOK(c2, "second connection at the end")
+	mustOK(c4, "connection in the freed slot")
+}
+
+func TestHTTPLimitFlags(t *testing.T) {
+	cmd := newServeCmd()
+	if err := cmd.Flags().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SRS_MESH_MAX_HTTP_CONNS": "7", "SRS_MESH_HTTP_IDLE_TIMEOUT": "0"}
+	if err := applyEnv(cmd.Flags(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"http-read-timeout": "10s", "http-idle-timeout": "0s", "max-http-conns": "7"} {
+		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %s, want %s", name, got, want)
+		}
+	}
+
+	lim, err := newHTTPLimits(serveOptions{httpReadTimeout: 10 * time.Second, httpIdleTimeout: 60 * time.Second, maxHTTPConns: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := lim.server(okHandler)
+	if srv.ReadHeaderTimeout != 10*time.Second || srv.ReadTimeout != 10*time.Second || srv.IdleTimeout != time.Minute ||
+		srv.WriteTimeout != 0 || srv.MaxHeaderBytes != 64<<10 {
+		t.Errorf("defaults: header %v read %v idle %v write %v max header %d", srv.ReadHeaderTimeout, srv.ReadTimeout,
+			srv.IdleTimeout, srv.WriteTimeout, srv.MaxHeaderBytes)
+	}
+	srv = httpLimits{readTimeout: 0, idleTimeout: 0}.server(okHandler)
+	if srv.ReadHeaderTimeout != maxHeaderWait || srv.ReadTimeout != 0 || srv.IdleTimeout >= 0 {
+		t.Errorf("no limits: header %v read %v idle %v", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.IdleTimeout)
+	}
+	srv = httpLimits{readTimeout: time.Second}.server(okHandler)
+	if srv.ReadHeaderTimeout != time.Second {
+		t.Errorf("header timeout %v with a 1s read timeout", srv.ReadHeaderTimeout)
+	}
+	for _, o := range []serveOptions{{httpReadTimeout: -time.Second}, {httpIdleTimeout: -time.Second}, {maxHTTPConns: -1}} {
+		if _, err := newHTTPLimits(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
