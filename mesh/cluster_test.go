@@ -273,8 +273,10 @@ func TestRestartedNodeKeepsStateAndRejoins(t *testing.T) {
 	}
 }
 
+// A graceful leave removes the voter while the voters stay at or above
+// BootstrapExpect (2 here).
 func TestGracefulLeaveRemovesVoter(t *testing.T) {
-	c := startCluster(t, 3, nil)
+	c := startCluster(t, 3, func(_ int, cfg *mesh.Config) { cfg.BootstrapExpect = 2 })
 	l := c.WaitLeader(clusterTimeout)
 	// The leader leaves: leadership moves and the voter is removed.
 	if err := c.Leave(l); err != nil {
@@ -421,4 +423,67 @@ func TestEncryptedGossipForms(t *testing.T) {
 	if l := c.WaitLeader(clusterTimeout); l < 0 || !c.Node(l).IsLeader() {
 		t.Fatal("no leader with encrypted gossip")
 	}
+}
+
+// Every node leaves at once (SIGTERM on all): no leave takes the voter set
+// below BootstrapExpect, so any two of the three, restarted, elect a leader.
+// A node restarted alone (no quorum) still routes the streams that were
+// assigned, from the snapshot it wrote on leaving.
+func TestFullStopRestartsWithAMajority(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	registerOrigins(t, c, startOrigin(t, "o1"))
+	want := map[string]string{}
+	for i := range 5 {
+		o, err := c.Node(i%3).Route(context.Background(), key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key(i).String()] = o.ID
+	}
+	c.WaitApplied(clusterTimeout)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Leave(i) // errors (no leader to ask, mid-way) are part of the scenario
+		}()
+	}
+	wg.Wait()
+
+	// One node alone: no quorum, but the assigned streams route, from the
+	// state it restored (not by the degraded hash choice).
+	c.Restart(2)
+	if st := c.Node(2).Status(); len(st.Assignments) < len(want) {
+		t.Fatalf("alone after the full stop, %d assignments restored, want %d", len(st.Assignments), len(want))
+	}
+	for k, id := range want {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		o, err := c.Node(2).Route(ctx, mustKey(t, k))
+		cancel()
+		if err != nil || o.ID != id {
+			t.Fatalf("alone after the full stop, %s routes to %q (%v), want %s", k, o.ID, err, id)
+		}
+	}
+	if st := c.Node(2).Status(); st.DegradedRoutes != 0 {
+		t.Fatalf("%d routes took the degraded choice", st.DegradedRoutes)
+	}
+	// With a second node there is a majority and a leader.
+	c.Restart(0)
+	l := c.WaitLeader(clusterTimeout)
+	if l < 0 {
+		t.Fatal("no leader with two of three nodes back")
+	}
+	if _, err := c.Node(l).Route(context.Background(), key(99)); err != nil {
+		t.Fatalf("a new stream after the restart: %v", err)
+	}
+}
+
+func mustKey(t *testing.T, s string) stream.Key {
+	t.Helper()
+	k, err := stream.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -194,6 +194,12 @@ func (n *Node) removeSafe(id string, voters map[string]raft.Server, alive map[st
 	if remaining == 0 {
 		return false, "last voter"
 	}
+	if remaining < n.cfg.BootstrapExpect {
+		// A full stop (every node leaving at once) must leave a voter set
+		// that any majority of the nodes can restart. Lower
+		// --bootstrap-expect to shrink the mesh below it.
+		return false, fmt.Sprintf("%d voters would stay, fewer than --bootstrap-expect %d", remaining, n.cfg.BootstrapExpect)
+	}
 	if up < remaining/2+1 {
 		return false, fmt.Sprintf("only %d of %d remaining voters are alive", up, remaining)
 	}

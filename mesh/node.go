@@ -381,7 +381,9 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // Leave leaves the mesh gracefully: a leader first hands leadership to
 // another voter, then the node announces its departure over gossip, and
 // finally asks the leader to remove it from the Raft voters (the leader
-// refuses if the remaining voters could not keep quorum). The node keeps running
+// refuses if the remaining voters could not keep quorum, or would be fewer
+// than BootstrapExpect). Last, it snapshots its state, so that a restart
+// routes the assigned streams even without quorum. The node keeps running
 // until Close; call Close after Leave.
 func (n *Node) Leave(ctx context.Context) error {
 	var errs []error
@@ -405,6 +407,13 @@ func (n *Node) Leave(ctx context.Context) error {
 		if err := n.requestRemoval(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Write what this replica has applied into a snapshot, so that a
+	// restart without quorum still routes every stream that was assigned:
+	// Raft restores snapshots at start, but applies later log entries only
+	// once a leader commits them.
+	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		n.log.Warn("snapshot on leave", "err", err)
 	}
 	return errors.Join(errs...)
 }
