@@ -21,6 +21,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
 // part is one client-facing server of a node. Serve runs until Close (nil)
@@ -295,6 +296,9 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		if rtc != nil {
 			mux.Handle("/rtc/", rtc.Handler())
 		}
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			httpjson.Error(w, http.StatusBadRequest, "this port serves SRS's API under /api/v1/ and WebRTC signalling under /rtc/v1/ only")
+		})
 		log.Info("http api listening", "addr", lns.api.Addr().String())
 		parts = append(parts, httpPart("http api", "api", lns.api, mux, lim, srsAPI.Close))
 	}
