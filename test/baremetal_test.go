@@ -61,7 +61,14 @@ func TestBareMetalDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := string(raw)
+	// The document's certificate directory becomes a temporary one.
+	tlsDir := t.TempDir()
+	doc := strings.ReplaceAll(string(raw), "/etc/srs-mesh/tls", tlsDir)
+
+	// The certificates, made as documented.
+	for _, line := range strings.Split(strings.TrimSpace(docBlock(t, doc, "certs")), "\n") {
+		runDocCLI(t, loopback(line))
+	}
 
 	// The environment file, one per host.
 	baseEnv := map[string]string{}
@@ -128,12 +135,20 @@ func TestBareMetalDoc(t *testing.T) {
 		t.Fatalf("%v: %v\n%s", status, err, out)
 	}
 
-	// Add a fourth host by hand.
-	add := strings.Fields(loopback(joinLines(strings.TrimSpace(docBlock(t, doc, "add")))))
+	// Add a fourth host by hand: its certificate, then the node.
+	addLines := strings.Split(loopback(joinLines(strings.TrimSpace(docBlock(t, doc, "add")))), "\n")
+	if len(addLines) != 2 {
+		t.Fatalf("add block has %d commands, want the certificate and the node", len(addLines))
+	}
+	runDocCLI(t, addLines[0])
+	add := strings.Fields(addLines[1])
 	env := map[string]string{}
 	for len(add) > 0 && strings.Contains(add[0], "=") && !strings.HasPrefix(add[0], "-") {
-		k, _, _ := strings.Cut(add[0], "=")
-		env[k] = t.TempDir() // the only variable set there is the data directory
+		k, v, _ := strings.Cut(add[0], "=")
+		if k == "SRS_MESH_DATA_DIR" {
+			v = t.TempDir()
+		}
+		env[k] = v
 		add = add[1:]
 	}
 	if len(add) < 2 || add[0] != "srs-mesh" {
@@ -172,6 +187,19 @@ func TestBareMetalDoc(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// runDocCLI runs a documented "srs-mesh ..." command line with the binary
+// under test.
+func runDocCLI(t *testing.T, line string) {
+	t.Helper()
+	words := strings.Fields(line)
+	if len(words) < 2 || words[0] != "srs-mesh" {
+		t.Fatalf("documented command %q does not run srs-mesh", line)
+	}
+	if out, err := exec.Command(binary, words[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, out)
+	}
 }
 
 // startDocCommand runs a documented command line with extra environment
