@@ -9,14 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // BenchmarkAssign3Nodes measures first-use assignments (one Raft write each,
 // forwarded to the leader from followers) on a 3-node in-process mesh, with
-// 32 concurrent callers spread over the nodes.
+// 32 concurrent callers spread over the nodes: with the cluster port in
+// plain TCP, and in mutual TLS.
 func BenchmarkAssign3Nodes(b *testing.B) {
-	c := startCluster(b, 3, nil)
+	b.Run("plain", func(b *testing.B) { benchAssign(b, nil) })
+	b.Run("tls", func(b *testing.B) {
+		ca := newTestCA(b)
+		benchAssign(b, func(_ int, cfg *mesh.Config) { cfg.TLS = ca.node(b, cfg.NodeID) })
+	})
+}
+
+func benchAssign(b *testing.B, tweak func(int, *mesh.Config)) {
+	c := startCluster(b, 3, tweak)
 	registerOrigins(b, c, startOrigin(b, "o1"), startOrigin(b, "o2"), startOrigin(b, "o3"))
 	const workers = 32
 	var next atomic.Int64
