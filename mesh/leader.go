@@ -4,12 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
 
@@ -46,7 +45,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			n.log.Warn("register static origin", "origin", o.ID, "err", err)
 		}
 	}
-	hc := newHealthChecker(n)
+	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,
+		HeartbeatTimeout: n.cfg.HeartbeatTimeout})
+	n.probes.Store(hc)
 	reap := map[string]time.Time{}
 	n.reconcile(ctx, reap)
 
@@ -57,13 +58,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL, n.cfg.OriginTTL, n.cfg.PlayOnlyTTL)/10, time.Second), time.Minute)
 	gcT := time.NewTicker(gcEvery)
 	defer gcT.Stop()
-	hc.round(ctx)
+	n.probeRound(ctx, hc)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-probeT.C:
-			hc.round(ctx)
+			n.probeRound(ctx, hc)
 		case <-reconcileT.C:
 			n.reconcile(ctx, reap)
 		case <-n.reconcileKick:
@@ -288,115 +289,16 @@ func (n *Node) deleteStale(ctx context.Context, cutoff int64, stale func(int64, 
 	}
 }
 
-// healthChecker is the leader's probe state; owned by one leader loop.
-type healthChecker struct {
-	n     *Node
-	track map[string]*probeTrack
-}
-
-type probeTrack struct {
-	fails        int
-	failingSince time.Time
-}
-
-func newHealthChecker(n *Node) *healthChecker {
-	return &healthChecker{n: n, track: map[string]*probeTrack{}}
-}
-
-type probeResult struct {
-	id  string
-	ok  bool
-	err error
-	at  time.Time
-}
-
-// round probes every origin with a TCP endpoint in parallel (each bounded by
-// the probe timeout), judges UDP-only registered origins by heartbeat age, and
-// writes one SetHealth command with the changes, if any. An origin becomes
-// unhealthy after two consecutive failed probes or after failing for
-// OriginTimeout/2, and healthy again on the first successful probe.
-func (h *healthChecker) round(ctx context.Context) {
-	n := h.n
-	origins := n.fsm.Origins()
-	timeout := n.cfg.probeTimeout()
-	results := make([]probeResult, len(origins))
-	var wg sync.WaitGroup
-	for i, s := range origins {
-		ep := state.ProbeEndpoint(s.Origin)
-		if ep == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := net.Dialer{Timeout: timeout}
-			c, err := d.DialContext(ctx, "tcp", ep)
-			if err == nil {
-				c.Close()
-			}
-			results[i] = probeResult{id: s.Origin.ID, ok: err == nil, err: err, at: time.Now()}
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return
-	}
-	now := time.Now()
-	var changes []state.HealthChange
-	seen := map[string]bool{}
-	for i, s := range origins {
-		id := s.Origin.ID
-		seen[id] = true
-		if state.ProbeEndpoint(s.Origin) == "" {
-			if s.Origin.Static {
-				continue
-			}
-			fresh := now.UnixMilli()-s.LastHeartbeatMs <= n.cfg.HeartbeatTimeout.Milliseconds()
-			if fresh != s.Healthy {
-				c := state.HealthChange{ID: id, Healthy: fresh}
-				if !fresh {
-					c.Reason = "no heartbeat for " + n.cfg.HeartbeatTimeout.String()
-				}
-				changes = append(changes, c)
-			}
-			continue
-		}
-		r := results[i]
-		t := h.track[id]
-		if t == nil {
-			t = &probeTrack{}
-			h.track[id] = t
-		}
-		if r.ok {
-			n.lastProbeOK.Store(id, r.at.UnixMilli())
-			t.fails, t.failingSince = 0, time.Time{}
-			if !s.Healthy {
-				changes = append(changes, state.HealthChange{ID: id, Healthy: true, ProbeMs: r.at.UnixMilli()})
-			}
-			continue
-		}
-		if t.fails == 0 {
-			t.failingSince = r.at
-		}
-		t.fails++
-		if s.Healthy && (t.fails >= 2 || r.at.Sub(t.failingSince) >= n.cfg.OriginTimeout/2) {
-			changes = append(changes, state.HealthChange{ID: id, Healthy: false,
-				Reason: fmt.Sprintf("probe %s failed %d times: %v", state.ProbeEndpoint(s.Origin), t.fails, r.err)})
-		}
-	}
-	for id := range h.track {
-		if !seen[id] {
-			delete(h.track, id)
-			n.lastProbeOK.Delete(id)
-		}
-	}
+// probeRound runs one health round of the leader and writes the changes.
+func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
+	changes := hc.Round(ctx, n.fsm.Origins())
 	if len(changes) == 0 {
 		return
 	}
 	for _, c := range changes {
 		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
 	}
-	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: now.UnixMilli()}); err != nil {
+	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Warn("write origin health", "err", err)
 	}
 }

@@ -22,9 +22,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +36,9 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -84,9 +83,10 @@ type Node struct {
 	client   *http.Client
 	act      *activity.Recorder
 
-	// lastProbeOK holds, on the leader, the last successful probe per origin
-	// (unix ms), shown in Status without writing every probe to the log.
-	lastProbeOK sync.Map
+	// probes is the leader's health checker (the last one, once this node
+	// led): its last successful probe per origin is shown in Status without
+	// writing every probe to the log.
+	probes atomic.Pointer[health.Checker]
 
 	// pathTokenIgnored is set once the node has logged that it accepted a
 	// token in a registration path while none is configured.
@@ -483,93 +483,22 @@ func (n *Node) shutdown() error {
 	return errors.Join(errs...)
 }
 
-// Status reports this node's view of the mesh.
+// Status reports this node's view of the mesh (package view).
 func (n *Node) Status() Status {
-	st := Status{
-		NodeID:        n.cfg.NodeID,
-		RaftState:     n.raft.State().String(),
-		GeneratedUnix: time.Now().UnixMilli(),
-	}
 	addr, id := n.raft.LeaderWithID()
-	st.Leader, st.LeaderAddr = string(id), string(addr)
-	stats := n.raft.Stats()
-	st.Term = parseUint(stats["term"])
-	st.CommitIndex = parseUint(stats["commit_index"])
-	st.AppliedIndex = parseUint(stats["applied_index"])
-	st.LastLogIndex = parseUint(stats["last_log_index"])
-	st.DegradedRoutes = n.degraded.Load()
-	st.RTCSessions = n.fsm.RTCSessionCount()
-
-	members := map[string]*MemberStatus{}
-	get := func(id string) *MemberStatus {
-		m := members[id]
-		if m == nil {
-			m = &MemberStatus{ID: id, RaftRole: "none"}
-			members[id] = m
-		}
-		return m
+	in := view.Input{
+		NodeID: n.cfg.NodeID, RaftState: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
+		RaftStats: n.raft.Stats(), Replica: n.fsm.Contents(), RTCSessions: n.fsm.RTCSessionCount(),
+		DegradedRoutes: n.degraded.Load(), LastProbe: n.lastProbeOK, NowMs: time.Now().UnixMilli(),
 	}
+	in.Replica.TokenKey = nil
 	for id, p := range n.peerSnapshot() {
-		m := get(id)
-		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.gossipAddr, p.meta.Raft, p.meta.API, p.state
+		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.gossipAddr, RaftAddr: p.meta.Raft, APIAddr: p.meta.API, State: p.state})
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			m := get(string(s.ID))
-			if m.RaftAddr == "" {
-				m.RaftAddr = string(s.Address)
-			}
-			m.Voter = s.Suffrage == raft.Voter
-			m.RaftRole = "nonvoter"
-			if m.Voter {
-				m.RaftRole = "voter"
-			}
-			if s.ID == id {
-				m.RaftRole = "leader"
-			}
-		}
+		in.Servers = f.Configuration().Servers
 	}
-	for _, m := range members {
-		st.Members = append(st.Members, *m)
-	}
-	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return strings.Compare(a.ID, b.ID) })
-
-	fs := n.fsm.Contents()
-	streams := map[string]int{}
-	healthy := map[string]bool{}
-	for _, a := range fs.Assignments {
-		streams[a.Origin]++
-	}
-	for _, s := range fs.Origins {
-		o := s.Origin
-		healthy[o.ID] = s.Healthy
-		probe := s.LastProbeMs
-		if v, ok := n.lastProbeOK.Load(o.ID); ok && v.(int64) > probe {
-			probe = v.(int64)
-		}
-		st.Origins = append(st.Origins, OriginStatus{
-			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
-			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Streams: streams[o.ID],
-			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
-			HealthReason: s.Reason,
-		})
-	}
-	for _, a := range fs.Assignments {
-		st.Assignments = append(st.Assignments, AssignmentStatus{
-			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
-			OriginHealthy: healthy[a.Origin],
-		})
-	}
-	if st.Members == nil {
-		st.Members = []MemberStatus{}
-	}
-	if st.Origins == nil {
-		st.Origins = []OriginStatus{}
-	}
-	if st.Assignments == nil {
-		st.Assignments = []AssignmentStatus{}
-	}
-	return st
+	return view.Build(in)
 }
 
 // readyLag is how far the applied index may trail the commit index on a
@@ -591,11 +520,6 @@ func (n *Node) ready() bool {
 	_, id := n.raft.LeaderWithID()
 	applied := n.raft.AppliedIndex()
 	return id != "" && applied > 0 && applied >= n.startIndex && n.raft.CommitIndex() < applied+readyLag
-}
-
-func parseUint(s string) uint64 {
-	v, _ := strconv.ParseUint(s, 10, 64)
-	return v
 }
 
 var _ io.Writer = (*logWriter)(nil)
@@ -631,4 +555,15 @@ func (n *Node) proveMember(m nodeMeta) error {
 		return fmt.Errorf("its certificate names %q", id)
 	}
 	return nil
+}
+
+// lastProbeOK is the last successful probe of an origin by this node while
+// it leads (unix ms).
+func (n *Node) lastProbeOK(id string) (int64, bool) {
+	hc := n.probes.Load()
+	if hc == nil {
+		return 0, false
+	}
+	at, ok := hc.LastOK(id)
+	return at.UnixMilli(), ok
 }

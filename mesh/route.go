@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -166,40 +164,11 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	return err
 }
 
-// dialable checks every address of a registered origin: an IP (names are
-// not resolved), neither link-local, multicast nor unspecified, and inside
-// Config.OriginAllow when that is set.
+// dialable checks the addresses of a registered origin against
+// stream.CheckDialable and Config.OriginAllow.
 func (n *Node) dialable(o stream.Origin) error {
-	check := func(what, hostport string) error {
-		if hostport == "" {
-			return nil
-		}
-		host := hostport
-		if h, _, err := net.SplitHostPort(hostport); err == nil {
-			host = h
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil {
-			return fmt.Errorf("%w: %s %q is not an IP address", ErrRegistrationRefused, what, hostport)
-		}
-		ip = ip.Unmap()
-		if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
-			return fmt.Errorf("%w: %s %s is a link-local, multicast or unspecified address", ErrRegistrationRefused, what, ip)
-		}
-		if len(n.cfg.OriginAllow) == 0 {
-			return nil
-		}
-		for _, p := range n.cfg.OriginAllow {
-			if p.Contains(ip) {
-				return nil
-			}
-		}
-		return fmt.Errorf("%w: %s %s is outside the allowed networks", ErrRegistrationRefused, what, ip)
-	}
-	for _, e := range []struct{ what, addr string }{{"ip", o.IP}, {"rtmp", o.RTMP}, {"http", o.HTTP}, {"api", o.API}, {"srt", o.SRT}, {"rtc", o.RTC}} {
-		if err := check(e.what, e.addr); err != nil {
-			return err
-		}
+	if err := stream.CheckDialable(o, n.cfg.OriginAllow); err != nil {
+		return fmt.Errorf("%w: %v", ErrRegistrationRefused, err)
 	}
 	return nil
 }

@@ -1,0 +1,190 @@
+// Package view builds the status document of the mesh as one node sees it
+// (GET /mesh/v1/status, `srs-mesh status --json`): the node's Raft state,
+// the members merged from gossip and Raft, and the replicated origins and
+// assignments. It is a stable, documented interface: fields are only ever
+// added. Build is a pure function of its Input.
+package view
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/srs-mesh/srs-mesh/mesh/state"
+)
+
+// Status is the answer of GET /mesh/v1/status.
+type Status struct {
+	// NodeID is the node that answered.
+	NodeID string `json:"node_id"`
+	// Leader is the node id of the Raft leader as this node sees it ("" when
+	// there is none).
+	Leader        string       `json:"leader"`
+	LeaderAddr    string       `json:"leader_addr,omitempty"`
+	RaftState     string       `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
+	Term          uint64       `json:"term"`
+	CommitIndex   uint64       `json:"commit_index"`
+	AppliedIndex  uint64       `json:"applied_index"`
+	LastLogIndex  uint64       `json:"last_log_index"`
+	Members       []Member     `json:"members"`
+	Origins       []Origin     `json:"origins"`
+	Assignments   []Assignment `json:"assignments"`
+	GeneratedUnix int64        `json:"generated_unix_ms"`
+	// RTCSessions is the number of replicated WebRTC ICE sessions.
+	RTCSessions int `json:"rtc_sessions"`
+	// DegradedRoutes counts routes this node answered without quorum by
+	// rendezvous hash over the origins it believed healthy.
+	DegradedRoutes uint64 `json:"degraded_routes"`
+}
+
+// Member is one node of the mesh, merged from gossip and Raft.
+type Member struct {
+	ID         string `json:"id"`
+	GossipAddr string `json:"gossip_addr"`
+	RaftAddr   string `json:"raft_addr"`
+	APIAddr    string `json:"api_addr"`
+	// GossipState is alive, suspect, dead or left ("" when only Raft knows it).
+	GossipState string `json:"gossip_state"`
+	// RaftRole is leader, voter, nonvoter or none.
+	RaftRole string `json:"raft_role"`
+	Voter    bool   `json:"voter"`
+}
+
+// Origin is one origin with its replicated health and load.
+type Origin struct {
+	ID       string `json:"id"`
+	IP       string `json:"ip"`
+	RTMP     string `json:"rtmp,omitempty"`
+	HTTP     string `json:"http,omitempty"`
+	API      string `json:"api,omitempty"`
+	SRT      string `json:"srt,omitempty"`
+	RTC      string `json:"rtc,omitempty"`
+	Static   bool   `json:"static"`
+	Healthy  bool   `json:"healthy"`
+	Draining bool   `json:"draining"`
+	Streams  int    `json:"streams"`
+	Service  string `json:"service,omitempty"`
+	PID      string `json:"pid,omitempty"`
+	// LastHeartbeatUnixMs is the last registration heartbeat (0 for static
+	// origins that never sent one).
+	LastHeartbeatUnixMs int64 `json:"last_heartbeat_unix_ms"`
+	// LastProbeUnixMs is the last successful health probe by the leader.
+	LastProbeUnixMs int64 `json:"last_probe_unix_ms"`
+	// HealthReason says why the origin is unhealthy ("" when healthy).
+	HealthReason string `json:"health_reason,omitempty"`
+}
+
+// Assignment is one stream key and the origin that owns it.
+type Assignment struct {
+	Key            string `json:"key"`
+	Origin         string `json:"origin"`
+	CreatedUnixMs  int64  `json:"created_unix_ms"`
+	LastUsedUnixMs int64  `json:"last_used_unix_ms"`
+	OriginHealthy  bool   `json:"origin_healthy"`
+}
+
+// Peer is a member as gossip knows it.
+type Peer struct {
+	ID, GossipAddr, RaftAddr, APIAddr string
+	// State is alive, suspect, dead or left.
+	State string
+}
+
+// Input is what a node knows when it answers.
+type Input struct {
+	NodeID     string
+	RaftState  string
+	Leader     string
+	LeaderAddr string
+	// RaftStats is raft.Raft.Stats().
+	RaftStats map[string]string
+	// Servers is the latest Raft configuration (nil when unknown).
+	Servers        []raft.Server
+	Peers          []Peer
+	Replica        state.Contents
+	RTCSessions    int
+	DegradedRoutes uint64
+	// LastProbe returns a later successful probe of an origin than the
+	// replicated one, when this node knows one (unix ms).
+	LastProbe func(id string) (int64, bool)
+	NowMs     int64
+}
+
+// Build assembles the document. Lists are never nil; members are sorted by
+// id, origins and assignments come in the replica's order.
+func Build(in Input) Status {
+	st := Status{
+		NodeID: in.NodeID, RaftState: in.RaftState, Leader: in.Leader, LeaderAddr: in.LeaderAddr,
+		GeneratedUnix: in.NowMs, RTCSessions: in.RTCSessions, DegradedRoutes: in.DegradedRoutes,
+		Term: parseUint(in.RaftStats["term"]), CommitIndex: parseUint(in.RaftStats["commit_index"]),
+		AppliedIndex: parseUint(in.RaftStats["applied_index"]), LastLogIndex: parseUint(in.RaftStats["last_log_index"]),
+		Members: []Member{}, Origins: []Origin{}, Assignments: []Assignment{},
+	}
+	members := map[string]*Member{}
+	get := func(id string) *Member {
+		m := members[id]
+		if m == nil {
+			m = &Member{ID: id, RaftRole: "none"}
+			members[id] = m
+		}
+		return m
+	}
+	for _, p := range in.Peers {
+		m := get(p.ID)
+		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State
+	}
+	for _, s := range in.Servers {
+		m := get(string(s.ID))
+		if m.RaftAddr == "" {
+			m.RaftAddr = string(s.Address)
+		}
+		m.Voter = s.Suffrage == raft.Voter
+		m.RaftRole = "nonvoter"
+		if m.Voter {
+			m.RaftRole = "voter"
+		}
+		if string(s.ID) == in.Leader {
+			m.RaftRole = "leader"
+		}
+	}
+	for _, m := range members {
+		st.Members = append(st.Members, *m)
+	}
+	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+
+	streams := map[string]int{}
+	healthy := map[string]bool{}
+	for _, a := range in.Replica.Assignments {
+		streams[a.Origin]++
+	}
+	for _, s := range in.Replica.Origins {
+		o := s.Origin
+		healthy[o.ID] = s.Healthy
+		probe := s.LastProbeMs
+		if in.LastProbe != nil {
+			if at, ok := in.LastProbe(o.ID); ok && at > probe {
+				probe = at
+			}
+		}
+		st.Origins = append(st.Origins, Origin{
+			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
+			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Streams: streams[o.ID],
+			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
+			HealthReason: s.Reason,
+		})
+	}
+	for _, a := range in.Replica.Assignments {
+		st.Assignments = append(st.Assignments, Assignment{
+			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
+			OriginHealthy: healthy[a.Origin],
+		})
+	}
+	return st
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
