@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,12 +9,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/stream/bearer"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -106,8 +105,8 @@ func (n *Node) method(m string, h http.HandlerFunc) http.HandlerFunc {
 // auth requires Config.Token, when set.
 func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.Token != "" && !tokenOK(r, n.cfg.Token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+		if n.cfg.Token != "" && !bearer.Match(bearer.FromRequest(r), n.cfg.Token) {
+			bearer.Challenge(w)
 			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
 			return
 		}
@@ -122,15 +121,12 @@ func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 // taken. Without one, any Authorization header will do ("Bearer -").
 func (n *Node) headerAuth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		hdr := r.Header.Get("Authorization")
-		ok := hdr != ""
+		ok := r.Header.Get("Authorization") != ""
 		if n.cfg.Token != "" {
-			scheme, v, found := strings.Cut(hdr, " ")
-			ok = found && strings.EqualFold(scheme, "Bearer") &&
-				subtle.ConstantTimeCompare([]byte(strings.TrimSpace(v)), []byte(n.cfg.Token)) == 1
+			ok = bearer.Match(bearer.FromHeader(r), n.cfg.Token)
 		}
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+			bearer.Challenge(w)
 			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error()+": an Authorization header is required")
 			return
 		}
@@ -154,9 +150,9 @@ func (n *Node) pathAuth(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.Token)) != 1 {
+		if !bearer.Match(got, n.cfg.Token) {
 			n.log.Debug("registration with a wrong token in the path", "path", redactedRegisterPath, "peer", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+			bearer.Challenge(w)
 			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
 			return
 		}
@@ -167,16 +163,6 @@ func (n *Node) pathAuth(h http.HandlerFunc) http.HandlerFunc {
 
 // redactedRegisterPath is what logs show of a registration path with a token.
 const redactedRegisterPath = "/api/v1/srs/register/<redacted>"
-
-func tokenOK(r *http.Request, want string) bool {
-	got := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); h != "" {
-		if scheme, v, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			got = strings.TrimSpace(v)
-		}
-	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
-}
 
 // writeErrorFor maps a Node error to an HTTP status.
 func writeErrorFor(w http.ResponseWriter, err error) {
@@ -241,7 +227,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 // or, on a mesh without one, it comes from loopback.
 func (n *Node) operator(r *http.Request) bool {
 	if n.cfg.Token != "" {
-		return tokenOK(r, n.cfg.Token)
+		return bearer.Match(bearer.FromRequest(r), n.cfg.Token)
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

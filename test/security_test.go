@@ -150,7 +150,7 @@ func TestSecurityAttacks(t *testing.T) {
 		api := "http://" + n1.APIAddr
 		for _, w := range []struct {
 			method, url, body string
-			want             int
+			want              int
 		}{
 			{"POST", sys + "/api/v1/srs/register", `{"ip":"127.0.0.1","server":"evil","rtmp":["1935"]}`, 401},
 			{"POST", sys + "/mesh/v1/origins/o1/drain", "", 401},

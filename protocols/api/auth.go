@@ -1,10 +1,9 @@
 package api
 
 import (
-	"crypto/subtle"
 	"net/http"
-	"strings"
 
+	"github.com/srs-mesh/srs-mesh/stream/bearer"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -21,17 +20,6 @@ func needsToken(r *http.Request) bool {
 	return true
 }
 
-// tokenOK reports whether r carries want, as "Authorization: Bearer
-// <token>" or, with no bearer Authorization header, as "?token=<token>".
-// The comparison takes the same time wherever the tokens differ.
-func tokenOK(r *http.Request, want string) bool {
-	got := r.URL.Query().Get("token")
-	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		got = strings.TrimSpace(v)
-	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
-}
-
 // requireToken answers 401 with a JSON error and a Bearer challenge to a
 // request that needsToken but does not carry token. An empty token lets
 // every request through. The token is never logged.
@@ -40,8 +28,8 @@ func requireToken(token string, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if needsToken(r) && !tokenOK(r, token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="srs-mesh"`)
+		if needsToken(r) && !bearer.Match(bearer.FromRequest(r), token) {
+			bearer.Challenge(w)
 			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/srs-mesh/srs-mesh/stream/bearer"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -48,7 +49,7 @@ func TestNeedsTokenAndTokenOK(t *testing.T) {
 		if got := needsToken(r); got != tc.needs {
 			t.Errorf("needsToken(%s %s) = %v", tc.method, tc.target, got)
 		}
-		if got := tokenOK(r, tok); got != tc.ok {
+		if got := bearer.Match(bearer.FromRequest(r), tok); got != tc.ok {
 			t.Errorf("tokenOK(%s %s, %q) = %v", tc.method, tc.target, tc.auth, got)
 		}
 	}
