@@ -30,28 +30,7 @@ import (
 // wraps stream.ErrNoOrigin when no origin can take the stream, and is ctx's
 // error when the caller gives up first.
 func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
-	if err := key.Validate(); err != nil {
-		return stream.Origin{}, err
-	}
-	ks := key.String()
-	n.act.Used(ks)
-	if o, ok := n.fsm.Route(ks); ok {
-		return o, nil
-	}
-	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
-	defer cancel()
-	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli()})
-	switch {
-	case err == nil && res.Origin != nil:
-		return *res.Origin, nil
-	case err == nil:
-		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
-	case ctx.Err() != nil:
-		return stream.Origin{}, ctx.Err()
-	case errors.Is(err, ErrNoLeader):
-		return n.routeDegraded(key, ks)
-	}
-	return stream.Origin{}, err
+	return n.route(ctx, key, false)
 }
 
 // RoutePlay is Route for a player. When key has an assignment it is the
@@ -63,6 +42,11 @@ func (n *Node) Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 // the origin the mesh would choose now (stream.Select over this replica),
 // where a publisher arriving next lands as well.
 func (n *Node) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return n.route(ctx, key, true)
+}
+
+// route is Route (play false) and RoutePlay (play true).
+func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, error) {
 	if err := key.Validate(); err != nil {
 		return stream.Origin{}, err
 	}
@@ -71,12 +55,16 @@ func (n *Node) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, er
 	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
 	}
-	if !n.playLimit.Allow() {
-		return n.routeUnwritten(key, ks)
+	cmd := state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli()}
+	if play {
+		if !n.playLimit.Allow() {
+			return n.routeUnwritten(key, ks)
+		}
+		cmd.PlayOnly, cmd.MaxPlayOnly = true, n.cfg.MaxPlayOnly
 	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
-	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), PlayOnly: true, MaxPlayOnly: n.cfg.MaxPlayOnly})
+	res, err := n.apply(actx, cmd)
 	switch {
 	case err == nil && res.Origin != nil:
 		return *res.Origin, nil
