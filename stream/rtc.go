@@ -36,10 +36,20 @@ type RTCSession struct {
 	// relayed unchecked. It is a secret: it never appears in logs or in the
 	// status API.
 	Pwd string `json:"pwd,omitempty"`
-	// CreatedUnixMs is when the offer was answered, in unix milliseconds;
-	// sessions are garbage-collected by age.
+	// CreatedUnixMs is when the offer was answered, in unix milliseconds.
 	CreatedUnixMs int64 `json:"created_unix_ms"`
+	// LastActiveUnixMs is the last time, in unix milliseconds, a relay of
+	// the mesh reported carrying the session's packets; 0 for a session no
+	// relay has carried yet (and for sessions written before the field
+	// existed). The mesh sets it from the relays' reports, never from an
+	// offer. A session's age, by which a full table evicts and the mesh
+	// garbage-collects, is the later of CreatedUnixMs and LastActiveUnixMs.
+	LastActiveUnixMs int64 `json:"last_active_unix_ms,omitempty"`
 }
+
+// LastSeenUnixMs is the later of CreatedUnixMs and LastActiveUnixMs: when the
+// session was last known to be in use.
+func (s RTCSession) LastSeenUnixMs() int64 { return max(s.CreatedUnixMs, s.LastActiveUnixMs) }
 
 // Size limits of a session's fields, checked by Validate. An ICE ufrag is at
 // most 256 characters (RFC 8839), so a username "a:b" at most 513; an ICE

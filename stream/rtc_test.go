@@ -20,6 +20,13 @@ func TestRTCSessionJSON(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("json = %s\nwant   %s", b, want)
 	}
+	s.LastActiveUnixMs = 9
+	if b, _ := json.Marshal(s); string(b) != want[:len(want)-1]+`,"last_active_unix_ms":9}` {
+		t.Fatalf("json with activity = %s", b)
+	}
+	if s.LastSeenUnixMs() != 9 {
+		t.Fatalf("last seen %d, want 9", s.LastSeenUnixMs())
+	}
 	b, _ = json.Marshal(RTCSession{Ufrag: "a:b"})
 	if string(b) != `{"ufrag":"a:b","origin":"","origin_rtc":"","key":"","created_unix_ms":0}` {
 		t.Fatalf("optional fields not omitted: %s", b)
