@@ -32,6 +32,7 @@ const (
 	CmdDeleteRTCSession  CmdType = 9
 	CmdExpireRTCSessions CmdType = 10
 	CmdSetTokenKey       CmdType = 11
+	CmdTouchRTCSessions  CmdType = 12
 )
 
 // String is the command's name for logs, "assign" or "cmd(99)".
@@ -59,6 +60,8 @@ func (t CmdType) String() string {
 		return "expire_rtc_sessions"
 	case CmdSetTokenKey:
 		return "set_token_key"
+	case CmdTouchRTCSessions:
+		return "touch_rtc_sessions"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -81,6 +84,10 @@ var (
 	// ErrRegistrationRefused is a registration that the rules of
 	// RegisterOriginCmd refuse.
 	ErrRegistrationRefused = errors.New("mesh: registration refused")
+	// ErrRTCTableFull is a PutRTCSessionCmd refused because the session
+	// table is full and every session in it is protected: relays carried
+	// them recently.
+	ErrRTCTableFull = errors.New("mesh: rtc session table is full of active sessions")
 )
 
 // Command is a command body, one of the *Cmd types of this package (or a
@@ -118,6 +125,9 @@ func (DeleteRTCSessionCmd) Type() CmdType { return CmdDeleteRTCSession }
 
 // Type implements Command.
 func (ExpireRTCSessionsCmd) Type() CmdType { return CmdExpireRTCSessions }
+
+// Type implements Command.
+func (TouchRTCSessionsCmd) Type() CmdType { return CmdTouchRTCSessions }
 
 // RegisterOriginCmd upserts an origin. Heartbeat is true for SRS heartbeats and
 // API registrations (NowMs becomes the last heartbeat); false for static
@@ -205,11 +215,37 @@ type DeleteAssignmentsCmd struct {
 }
 
 // PutRTCSessionCmd stores a WebRTC ICE session, replacing one with the same
-// ufrag. The session carries its own creation time. A full table evicts its
-// oldest session (see MaxRTCSessions). An invalid session (see Validate) is
-// refused with ErrBadCommand.
+// ufrag (the replacement keeps the later LastActiveUnixMs of the two). The
+// session carries its own creation time. An invalid session (see Validate)
+// is refused with ErrBadCommand.
+//
+// The table holds at most MaxSessions sessions (when positive and below
+// MaxRTCSessions; else MaxRTCSessions). A new session in a full table evicts
+// the session last seen the longest ago (stream.RTCSession.LastSeenUnixMs,
+// ties broken by the smaller ufrag) that the command does not protect. With
+// ProtectSinceMs positive, every session a relay has carried and that was
+// created or carried at or after ProtectSinceMs is protected: in particular,
+// no session active at or after ProtectSinceMs is ever evicted. Sessions no
+// relay has carried are never protected. When every session is protected the
+// put fails with ErrRTCTableFull and the table is unchanged.
+//
+// The writer sets ProtectSinceMs and MaxSessions (from its clock and
+// configuration), so that every replica evicts the same session. Commands
+// written before these fields existed decode with both zero: no protection,
+// the MaxRTCSessions bound, oldest creation first, as they were applied then.
 type PutRTCSessionCmd struct {
-	Session stream.RTCSession `json:"session"`
+	Session        stream.RTCSession `json:"session"`
+	ProtectSinceMs int64             `json:"protect_since_ms,omitempty"`
+	MaxSessions    int               `json:"max_sessions,omitempty"`
+}
+
+// TouchRTCSessionsCmd records that relays carried the listed sessions' packets
+// at NowMs (positive): each known session's LastActiveUnixMs becomes NowMs
+// unless it is already later. Unknown ufrags are ignored. Nodes write it in
+// batches, for the sessions their relay carried since their last report.
+type TouchRTCSessionsCmd struct {
+	Ufrags []string `json:"ufrags"`
+	NowMs  int64    `json:"now_ms"`
 }
 
 // DeleteRTCSessionCmd removes one session; an absent one is not an error.
@@ -217,9 +253,10 @@ type DeleteRTCSessionCmd struct {
 	Ufrag string `json:"ufrag"`
 }
 
-// ExpireRTCSessionsCmd deletes the listed sessions that were still created
-// before CutoffMs when the command is applied (a session put again meanwhile
-// survives).
+// ExpireRTCSessionsCmd deletes the listed sessions that were still last seen
+// (stream.RTCSession.LastSeenUnixMs: created, or carried by a relay) before
+// CutoffMs when the command is applied: a session put again or reported
+// active meanwhile survives.
 type ExpireRTCSessionsCmd struct {
 	Ufrags   []string `json:"ufrags"`
 	CutoffMs int64    `json:"cutoff_ms"`
@@ -287,6 +324,8 @@ func Decode(data []byte) (Command, error) {
 		body = new(DeleteRTCSessionCmd)
 	case CmdExpireRTCSessions:
 		body = new(ExpireRTCSessionsCmd)
+	case CmdTouchRTCSessions:
+		body = new(TouchRTCSessionsCmd)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
 	}
@@ -320,6 +359,7 @@ const (
 	codeBadCommand    = "bad_command"
 	codeRefused       = "registration_refused"
 	codePlayOnlyFull  = "play_only_full"
+	codeRTCTableFull  = "rtc_table_full"
 )
 
 func failResult(code string, err error) Result {
@@ -327,8 +367,9 @@ func failResult(code string, err error) Result {
 }
 
 // Err turns a failed result back into an error: nil on success, else an error
-// wrapping stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused or
-// (for any other code) ErrBadCommand, with the result's Message.
+// wrapping stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
+// ErrPlayOnlyFull, ErrRTCTableFull or (for any other code) ErrBadCommand,
+// with the result's Message.
 func (r Result) Err() error {
 	switch r.Code {
 	case "":
@@ -341,6 +382,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrRegistrationRefused, r.Message)
 	case codePlayOnlyFull:
 		return fmt.Errorf("%w (%s)", ErrPlayOnlyFull, r.Message)
+	case codeRTCTableFull:
+		return fmt.Errorf("%w (%s)", ErrRTCTableFull, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

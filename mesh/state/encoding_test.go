@@ -17,6 +17,8 @@ func TestEncodingIsStable(t *testing.T) {
 	o := stream.Origin{ID: "o1", IP: "127.0.0.1", RTMP: "127.0.0.1:1935", Service: "s1", PID: "1"}
 	s := stream.RTCSession{Ufrag: "a:b", OriginID: "o1", OriginRTC: "127.0.0.1:8000", Key: "v/live/a",
 		Resource: "http://x/", Pwd: "p", CreatedUnixMs: 5}
+	sa := s
+	sa.LastActiveUnixMs = 9
 	for _, tc := range []struct {
 		c    Command
 		want string
@@ -31,6 +33,9 @@ func TestEncodingIsStable(t *testing.T) {
 		{PutRTCSessionCmd{Session: s}, "\x08" + `{"session":{"ufrag":"a:b","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","resource":"http://x/","pwd":"p","created_unix_ms":5}}`},
 		{DeleteRTCSessionCmd{Ufrag: "a:b"}, "\x09" + `{"ufrag":"a:b"}`},
 		{ExpireRTCSessionsCmd{Ufrags: []string{"a:b"}, CutoffMs: 6}, "\x0a" + `{"ufrags":["a:b"],"cutoff_ms":6}`},
+		// Added later; the entries above must not change with them.
+		{PutRTCSessionCmd{Session: sa, ProtectSinceMs: 3, MaxSessions: 10}, "\x08" + `{"session":{"ufrag":"a:b","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","resource":"http://x/","pwd":"p","created_unix_ms":5,"last_active_unix_ms":9},"protect_since_ms":3,"max_sessions":10}`},
+		{TouchRTCSessionsCmd{Ufrags: []string{"a:b"}, NowMs: 7}, "\x0c" + `{"ufrags":["a:b"],"now_ms":7}`},
 	} {
 		got := mustCmd(t, tc.c)
 		if string(got) != tc.want {

@@ -56,10 +56,9 @@ type FSM struct {
 	assignments map[string]*Assignment
 	// streams counts assignments per origin id (the load Select balances).
 	streams map[string]int
-	// rtc holds the ICE sessions by ufrag; rtcAge orders them by age for
-	// deterministic eviction at MaxRTCSessions.
-	rtc    map[string]*rtcEntry
-	rtcAge rtcHeap
+	// rtc holds the ICE sessions by ufrag, ordered for deterministic
+	// eviction at the table's bound.
+	rtc rtcTable
 	// tokenKey signs segment tokens; nil until the leader sets one.
 	tokenKey []byte
 	// playOnly counts the assignments with PlayOnly set.
@@ -80,7 +79,7 @@ func NewFSM() *FSM {
 		origins:     map[string]*OriginState{},
 		assignments: map[string]*Assignment{},
 		streams:     map[string]int{},
-		rtc:         map[string]*rtcEntry{},
+		rtc:         newRTCTable(),
 	}
 }
 
@@ -168,6 +167,8 @@ func (f *FSM) applyCommand(data []byte) Result {
 		return f.applyDeleteRTCSession(c)
 	case *ExpireRTCSessionsCmd:
 		return f.applyExpireRTCSessions(c)
+	case *TouchRTCSessionsCmd:
+		return f.applyTouchRTCSessions(c)
 	case *SetTokenKeyCmd:
 		if len(c.Key) < 16 || len(c.Key) > 64 {
 			return failResult(codeBadCommand, fmt.Errorf("%w: a token key of %d bytes", ErrBadCommand, len(c.Key)))
@@ -492,9 +493,9 @@ func (f *FSM) Contents() Contents {
 	for k, a := range f.assignments {
 		st.Assignments = append(st.Assignments, KeyAssignment{Key: k, Assignment: *a})
 	}
-	if len(f.rtc) > 0 {
-		st.RTCSessions = make([]stream.RTCSession, 0, len(f.rtc))
-		for _, e := range f.rtc {
+	if len(f.rtc.m) > 0 {
+		st.RTCSessions = make([]stream.RTCSession, 0, len(f.rtc.m))
+		for _, e := range f.rtc.m {
 			st.RTCSessions = append(st.RTCSessions, e.s)
 		}
 	}
@@ -521,7 +522,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore replaces the whole state with a snapshot's, as written by Snapshot
 // or by older versions (fields they lack decode empty). Invalid or duplicate
-// RTC sessions are dropped, and the session table is cut to MaxRTCSessions.
+// RTC sessions are dropped, the session table is cut to MaxRTCSessions (the
+// sessions last seen the longest ago dropped first) and its eviction order
+// is rebuilt from the sessions' times.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var st Contents
@@ -544,10 +547,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			playOnly++
 		}
 	}
-	rtc, age := buildRTCTable(st.RTCSessions)
+	rtc := buildRTCTable(st.RTCSessions)
 	f.mu.Lock()
 	f.origins, f.assignments, f.streams, f.playOnly = origins, assignments, streams, playOnly
-	f.rtc, f.rtcAge = rtc, age
+	f.rtc = rtc
 	f.tokenKey = st.TokenKey
 	if st.Index > f.index {
 		f.index = st.Index

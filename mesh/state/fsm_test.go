@@ -318,6 +318,8 @@ func FuzzApply(f *testing.F) {
 		mustCmd(f, PutRTCSessionCmd{Session: rtcSess("ans:off", 5)}),
 		mustCmd(f, DeleteRTCSessionCmd{Ufrag: "ans:off"}),
 		mustCmd(f, ExpireRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, CutoffMs: 6}),
+		mustCmd(f, TouchRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, NowMs: 7}),
+		mustCmd(f, PutRTCSessionCmd{Session: rtcSess("new:x", 8), ProtectSinceMs: 1, MaxSessions: 1}),
 		{byte(CmdPutRTCSession), '{', '"', 's', 'e', 's', 's', 'i', 'o', 'n', '"', ':', 'n', 'u', 'l', 'l', '}'},
 		{byte(CmdExpireRTCSessions), '{', '"', 'u', 'f', 'r', 'a', 'g', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
 		{byte(CmdAssign), 'n', 'u', 'l', 'l'},
@@ -343,13 +345,8 @@ func FuzzApply(f *testing.F) {
 		if n != len(st.Assignments) {
 			t.Fatalf("streams total %d != %d assignments", n, len(st.Assignments))
 		}
-		if len(m.rtc) != len(m.rtcAge) || len(m.rtc) > MaxRTCSessions {
-			t.Fatalf("%d rtc sessions, %d in the age heap", len(m.rtc), len(m.rtcAge))
-		}
-		for i, e := range m.rtcAge {
-			if e.idx != i || m.rtc[e.s.Ufrag] != e || e.s.Validate() != nil {
-				t.Fatalf("age heap entry %d inconsistent: %+v", i, e)
-			}
+		if err := m.rtc.check(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
