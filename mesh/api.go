@@ -67,7 +67,7 @@ func (n *Node) Handler() http.Handler {
 func forwardable(t state.CmdType) bool {
 	switch t {
 	case state.CmdRegisterOrigin, state.CmdSetDraining, state.CmdAssign, state.CmdTouch,
-		state.CmdPutRTCSession, state.CmdDeleteRTCSession:
+		state.CmdPutRTCSession, state.CmdDeleteRTCSession, state.CmdTouchRTCSessions:
 		return true
 	}
 	return false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -89,11 +90,27 @@ type Config struct {
 	// AssignmentTTL is how long an assignment no node has reported using
 	// survives before the leader deletes it. Default 10m.
 	AssignmentTTL time.Duration
-	// RTCSessionTTL is how long a WebRTC ICE session survives after its
-	// offer was answered; the leader deletes older ones. The relay deletes
-	// sessions that end normally, so this only catches clients that vanish
-	// without a DELETE. Default 24h.
+	// RTCSessionTTL is how long a WebRTC ICE session survives after it was
+	// last seen: its offer answered, or its packets carried by a relay of
+	// the mesh (see RTCTouchInterval); the leader deletes older ones. A
+	// DELETE ends a session at once, so this only catches clients that
+	// vanish without one. Default 24h.
 	RTCSessionTTL time.Duration
+	// MaxRTCSessions bounds the replicated ICE session table; it travels in
+	// every session write, so replicas agree on it. A new session in a
+	// full table evicts the session seen the longest ago that no relay
+	// carried within RTCActiveWindow; with every session carried that
+	// recently, the new one is refused (ErrRTCTableFull). At most, and by
+	// default, state.MaxRTCSessions.
+	MaxRTCSessions int
+	// RTCActiveWindow protects the sessions relays carry: a session whose
+	// packets a relay reported within this window is never evicted to make
+	// room for a new one. It must be at least twice RTCTouchInterval.
+	// Default 1m.
+	RTCActiveWindow time.Duration
+	// RTCTouchInterval is how often a node reports the ICE sessions its
+	// relay carried packets for (TouchRTCSessions). Default 5s.
+	RTCTouchInterval time.Duration
 	// TouchInterval is how often a node reports the keys it used. Default 10s.
 	TouchInterval time.Duration
 	// RouteTimeout bounds Route when it has to write an assignment. Default 3s.
@@ -146,6 +163,9 @@ func DefaultConfig() Config {
 		ReapTimeout:            30 * time.Second,
 		AssignmentTTL:          10 * time.Minute,
 		RTCSessionTTL:          24 * time.Hour,
+		MaxRTCSessions:         state.MaxRTCSessions,
+		RTCActiveWindow:        time.Minute,
+		RTCTouchInterval:       5 * time.Second,
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
 		RaftHeartbeatTimeout:   time.Second,
@@ -228,6 +248,10 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
 	setInt(&c.PlayOnlyRate, d.PlayOnlyRate)
+	setInt(&c.MaxRTCSessions, d.MaxRTCSessions)
+	if c.MaxRTCSessions < 0 || c.MaxRTCSessions > state.MaxRTCSessions {
+		return c, fmt.Errorf("%w: MaxRTCSessions %d is not within 1..%d", ErrConfig, c.MaxRTCSessions, state.MaxRTCSessions)
+	}
 	setStr(&c.GossipAddr, d.GossipAddr)
 	setStr(&c.RaftAddr, d.RaftAddr)
 	for _, f := range []struct {
@@ -243,6 +267,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
 		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
 		{"RTCSessionTTL", &c.RTCSessionTTL, d.RTCSessionTTL},
+		{"RTCActiveWindow", &c.RTCActiveWindow, d.RTCActiveWindow},
+		{"RTCTouchInterval", &c.RTCTouchInterval, d.RTCTouchInterval},
 		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
@@ -255,6 +281,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := setDur(f.name, f.v, f.def); err != nil {
 			return c, err
 		}
+	}
+	if c.RTCActiveWindow < 2*c.RTCTouchInterval {
+		return c, fmt.Errorf("%w: RTCActiveWindow %v is shorter than twice RTCTouchInterval %v", ErrConfig, c.RTCActiveWindow, c.RTCTouchInterval)
 	}
 	if c.RaftLeaderLeaseTimeout > c.RaftHeartbeatTimeout {
 		c.RaftLeaderLeaseTimeout = c.RaftHeartbeatTimeout

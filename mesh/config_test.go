@@ -34,6 +34,10 @@ func TestConfigValidation(t *testing.T) {
 		{NodeID: "n", DataDir: dir, AdvertiseAddr: "0.0.0.0"},
 		{NodeID: "n", DataDir: dir, APIAddr: "noport"},
 		{NodeID: "n", DataDir: dir, BootstrapExpect: -1},
+		{NodeID: "n", DataDir: dir, MaxRTCSessions: -1},
+		{NodeID: "n", DataDir: dir, MaxRTCSessions: 100_001},
+		{NodeID: "n", DataDir: dir, RTCActiveWindow: 9 * time.Second},
+		{NodeID: "n", DataDir: dir, RTCActiveWindow: time.Minute, RTCTouchInterval: 31 * time.Second},
 	} {
 		if _, err := New(c); !errors.Is(err, ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", c, err)
@@ -42,5 +46,8 @@ func TestConfigValidation(t *testing.T) {
 	cfg, err := Config{NodeID: "n", DataDir: dir, RaftAddr: "127.0.0.1:7000"}.withDefaults()
 	if err != nil || cfg.AdvertiseAddr != "127.0.0.1" {
 		t.Fatalf("specific bind advertises itself: %q %v", cfg.AdvertiseAddr, err)
+	}
+	if cfg.MaxRTCSessions != 100_000 || cfg.RTCActiveWindow != time.Minute || cfg.RTCTouchInterval != 5*time.Second {
+		t.Fatalf("rtc defaults: %d %v %v", cfg.MaxRTCSessions, cfg.RTCActiveWindow, cfg.RTCTouchInterval)
 	}
 }

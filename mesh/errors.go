@@ -28,6 +28,10 @@ var (
 	// rules refuse (a static origin, an unauthenticated move, the cap, an
 	// address it must not dial).
 	ErrRegistrationRefused = state.ErrRegistrationRefused
+	// ErrRTCTableFull means a new WebRTC session was refused because the
+	// replicated session table is full of sessions relays carry (see
+	// Config.MaxRTCSessions). It is state.ErrRTCTableFull.
+	ErrRTCTableFull = state.ErrRTCTableFull
 )
 
 // codeNotLeader is the failure code of a forwarded state.Result that stands

@@ -101,6 +101,12 @@ type Node struct {
 	playLimit *rate.Limiter
 	unwritten atomic.Uint64
 
+	// rtcActive holds the ufrags of the WebRTC sessions the relay reported
+	// carrying since the last RTCTouchInterval flush (TouchRTCSessions);
+	// at most maxPendingRTCTouches.
+	rtcActiveMu sync.Mutex
+	rtcActive   map[string]struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -125,6 +131,7 @@ func New(cfg Config) (*Node, error) {
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
+		rtcActive:     map[string]struct{}{},
 		act:           activity.New(),
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}

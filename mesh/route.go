@@ -341,17 +341,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// activityLoop reports used keys with a Touch command every TouchInterval.
+// activityLoop reports used keys with a Touch command every TouchInterval,
+// and the WebRTC sessions the relay carried every RTCTouchInterval.
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.TouchInterval)
 	defer t.Stop()
+	rt := time.NewTicker(n.cfg.RTCTouchInterval)
+	defer rt.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 			n.flushActivity()
+		case <-rt.C:
+			n.flushRTCActivity()
 		}
 	}
 }

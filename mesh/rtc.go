@@ -13,18 +13,83 @@ import (
 )
 
 // PutRTCSession stores a WebRTC ICE session in the replicated table,
-// replacing any session with the same Ufrag. On a follower the write is
+// replacing any session with the same Ufrag. s.LastActiveUnixMs is ignored:
+// only relays' reports (TouchRTCSessions) set it. On a follower the write is
 // forwarded to the leader. It is bounded by RouteTimeout (or ctx, if sooner)
 // and returns once the session is committed and, normally, applied on this
 // node too, so that LookupRTCSession here finds it at once. If this node's
 // replica lags beyond the bound, PutRTCSession still returns nil: the session
 // is committed, and this replica will have it as soon as it catches up.
+//
+// A full table (Config.MaxRTCSessions) evicts the session seen the longest
+// ago among those no relay carried within Config.RTCActiveWindow (by this
+// node's clock); when there is none, PutRTCSession fails with
+// ErrRTCTableFull and the sessions in the table stay.
 func (n *Node) PutRTCSession(ctx context.Context, s stream.RTCSession) error {
-	c := state.PutRTCSessionCmd{Session: s}
+	s.LastActiveUnixMs = 0
+	c := state.PutRTCSessionCmd{Session: s, MaxSessions: n.cfg.MaxRTCSessions,
+		ProtectSinceMs: time.Now().Add(-n.cfg.RTCActiveWindow).UnixMilli()}
 	if err := c.Validate(); err != nil {
 		return err
 	}
 	return n.applyAndWait(ctx, c)
+}
+
+// maxPendingRTCTouches bounds the ufrags TouchRTCSessions records between
+// two flushes; more are dropped until the next flush.
+const maxPendingRTCTouches = 1 << 16
+
+// maxRTCTouchBatch bounds the ufrags of one TouchRTCSessionsCmd, so that a
+// command of the longest ufrags stays well within state.MaxCommandBytes.
+const maxRTCTouchBatch = 1000
+
+// TouchRTCSessions records that this node's relay carried packets of the
+// sessions named by ufrags. The node reports them to the replicated table
+// every Config.RTCTouchInterval, which protects them from eviction for
+// Config.RTCActiveWindow and from expiry for Config.RTCSessionTTL. It never
+// blocks on the network; the relay calls it periodically for the sessions
+// active since its previous call. Ufrags that cannot name a session are
+// ignored, and at most 65,536 are held between two reports.
+func (n *Node) TouchRTCSessions(ufrags []string) {
+	n.rtcActiveMu.Lock()
+	for _, u := range ufrags {
+		if u == "" || len(u) > stream.MaxRTCUfragBytes || len(n.rtcActive) >= maxPendingRTCTouches {
+			continue
+		}
+		n.rtcActive[u] = struct{}{}
+	}
+	n.rtcActiveMu.Unlock()
+}
+
+// flushRTCActivity writes the recorded sessions that this replica holds as
+// TouchRTCSessionsCmd batches stamped now. A batch that fails is dropped:
+// the relay reports a session again for as long as it carries it.
+func (n *Node) flushRTCActivity() {
+	n.rtcActiveMu.Lock()
+	pending := n.rtcActive
+	if len(pending) == 0 {
+		n.rtcActiveMu.Unlock()
+		return
+	}
+	n.rtcActive = map[string]struct{}{}
+	n.rtcActiveMu.Unlock()
+	ufrags := make([]string, 0, len(pending))
+	for u := range pending {
+		if _, ok := n.fsm.RTCSession(u); ok {
+			ufrags = append(ufrags, u)
+		}
+	}
+	now := time.Now().UnixMilli()
+	for len(ufrags) > 0 {
+		batch := ufrags[:min(len(ufrags), maxRTCTouchBatch)]
+		ufrags = ufrags[len(batch):]
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RouteTimeout)
+		_, err := n.apply(ctx, state.TouchRTCSessionsCmd{Ufrags: batch, NowMs: now})
+		cancel()
+		if err != nil {
+			n.log.Debug("report rtc session activity", "sessions", len(batch), "err", err)
+		}
+	}
 }
 
 // DeleteRTCSession removes a session from the replicated table; deleting an
@@ -57,9 +122,11 @@ func (n *Node) applyAndWait(ctx context.Context, c state.Command) error {
 	return nil
 }
 
-// collectRTCSessions deletes sessions created more than RTCSessionTTL ago,
-// by the leader's clock. The relay deletes the sessions it sees end; this
-// catches the ones whose client vanished without a DELETE.
+// collectRTCSessions deletes sessions last seen (created, or carried by a
+// relay of the mesh) more than RTCSessionTTL ago, by the leader's clock. A
+// DELETE ends a session at once; this catches the ones whose client vanished
+// without one. A session a relay still carries is reported every
+// RTCTouchInterval and never collected.
 func (n *Node) collectRTCSessions(ctx context.Context) {
 	cutoff := time.Now().Add(-n.cfg.RTCSessionTTL).UnixMilli()
 	for ctx.Err() == nil {

@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -116,5 +117,128 @@ func BenchmarkLookupRTCSession(b *testing.B) {
 		if _, ok := n.LookupRTCSession("a500:b"); !ok {
 			b.Fatal("not found")
 		}
+	}
+}
+
+func rtcSession(ufrag string, created int64) stream.RTCSession {
+	return stream.RTCSession{Ufrag: ufrag, OriginID: "o1", OriginRTC: "127.0.0.1:8000",
+		Key: "__defaultVhost__/live/s1", Pwd: "0123456789abcdef0123456789", CreatedUnixMs: created}
+}
+
+// A flood of offers that fills the session table evicts its own sessions,
+// never one a relay carries; a table full of carried sessions refuses new
+// ones and keeps them all.
+func TestRTCActiveSessionSurvivesFlood(t *testing.T) {
+	const max = 20
+	c := startCluster(t, 3, func(i int, cfg *mesh.Config) {
+		cfg.MaxRTCSessions = max
+		cfg.RTCTouchInterval = 50 * time.Millisecond
+	})
+	l := c.WaitLeader(clusterTimeout)
+	writer, relay := (l+1)%3, (l+2)%3
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+
+	// The session is older than every flooded one: by creation alone it
+	// would be the first to go.
+	live := rtcSession("live:x", now-time.Hour.Milliseconds())
+	if err := c.Node(writer).PutRTCSession(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	// A follower's relay carries it: the report is forwarded to the leader.
+	testkit.WaitFor(t, clusterTimeout, "relay activity on every node", func() bool {
+		c.Node(relay).TouchRTCSessions([]string{live.Ufrag})
+		for i := range 3 {
+			if s, ok := c.Node(i).LookupRTCSession(live.Ufrag); !ok || s.LastActiveUnixMs == 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	var flood []string
+	for i := range 5 * max {
+		s := rtcSession(fmt.Sprintf("flood%03d:x", i), now+int64(i))
+		flood = append(flood, s.Ufrag)
+		if err := c.Node(i%3).PutRTCSession(ctx, s); err != nil {
+			t.Fatalf("flood put %d: %v", i, err)
+		}
+	}
+	// The session count stays at the bound: wait for the last put instead.
+	testkit.WaitFor(t, clusterTimeout, "the last flooded session on every node", func() bool {
+		for i := range 3 {
+			if _, ok := c.Node(i).LookupRTCSession(flood[len(flood)-1]); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 3 {
+		if _, ok := c.Node(i).LookupRTCSession(live.Ufrag); !ok {
+			t.Fatalf("node %d: the carried session was evicted by the flood", i)
+		}
+		if n := c.Node(i).Status().RTCSessions; n != max {
+			t.Fatalf("node %d holds %d sessions, want %d", i, n, max)
+		}
+		// The flood evicted its own oldest sessions.
+		if _, ok := c.Node(i).LookupRTCSession(flood[len(flood)-max+1]); !ok {
+			t.Fatalf("node %d: a recent flooded session was evicted before older ones", i)
+		}
+		if _, ok := c.Node(i).LookupRTCSession(flood[len(flood)-max]); ok {
+			t.Fatalf("node %d: the oldest flooded session survived", i)
+		}
+	}
+
+	// Now every session in the table is carried: a new one is refused, on
+	// the leader and through a follower, and the table is unchanged.
+	last := flood[len(flood)-1]
+	testkit.WaitFor(t, clusterTimeout, "every session carried", func() bool {
+		c.Node(relay).TouchRTCSessions(append([]string{live.Ufrag}, flood...))
+		s, ok := c.Node(writer).LookupRTCSession(last)
+		return ok && s.LastActiveUnixMs > 0
+	})
+	c.WaitApplied(clusterTimeout)
+	for _, i := range []int{l, writer} {
+		err := c.Node(i).PutRTCSession(ctx, rtcSession(fmt.Sprintf("refused%d:x", i), time.Now().UnixMilli()))
+		if !errors.Is(err, mesh.ErrRTCTableFull) {
+			t.Fatalf("put into a table of carried sessions on node %d: %v", i, err)
+		}
+	}
+	if _, ok := c.Node(writer).LookupRTCSession(live.Ufrag); !ok || c.Node(writer).Status().RTCSessions != max {
+		t.Fatal("a refused put changed the table")
+	}
+	// A session that ends makes room.
+	if err := c.Node(writer).DeleteRTCSession(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(writer).PutRTCSession(ctx, rtcSession("after:x", time.Now().UnixMilli())); err != nil {
+		t.Fatalf("put after a delete: %v", err)
+	}
+}
+
+// The leader expires sessions by when they were last seen: one created long
+// ago that a relay still carries stays.
+func TestRTCActiveSessionIsNotExpired(t *testing.T) {
+	c := startCluster(t, 3, func(i int, cfg *mesh.Config) {
+		cfg.RTCSessionTTL = 2 * time.Second
+		cfg.RTCTouchInterval = 50 * time.Millisecond
+	})
+	l := c.WaitLeader(clusterTimeout)
+	relay := (l + 1) % 3
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour).UnixMilli()
+	carried, idle := rtcSession("carried:x", old), rtcSession("idle:x", old)
+	for _, s := range []stream.RTCSession{carried, idle} {
+		if err := c.Node(relay).PutRTCSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, clusterTimeout, "idle session expired", func() bool {
+		c.Node(relay).TouchRTCSessions([]string{carried.Ufrag})
+		_, ok := c.Node(l).LookupRTCSession(idle.Ufrag)
+		return !ok
+	})
+	if _, ok := c.Node(l).LookupRTCSession(carried.Ufrag); !ok {
+		t.Fatal("a carried session expired")
 	}
 }
