@@ -30,7 +30,11 @@ func (a apiOrigins) Origins() []api.OriginInfo {
 // newRTCStore returns the store of WebRTC ICE sessions: the mesh's
 // replicated session table, so that any node can relay a session's UDP flow.
 // mesh.Node and the webrtc package share stream.RTCSession, so the node is
-// the store as it is.
+// the store as it is. It is also the relay's SessionActivity: the sessions
+// the relay carries are protected from eviction and expiry.
 func newRTCStore(node *mesh.Node) webrtc.SessionStore { return node }
 
-var _ webrtc.SessionStore = (*mesh.Node)(nil)
+var (
+	_ webrtc.SessionStore    = (*mesh.Node)(nil)
+	_ webrtc.SessionActivity = (*mesh.Node)(nil)
+)

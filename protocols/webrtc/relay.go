@@ -375,8 +375,10 @@ func (rs *relaySession) destination(p []byte) netip.AddrPort {
 	return rs.client
 }
 
-// sweep advances the coarse clock and reclaims idle sessions and sessions
-// that were deleted from the store (a DELETE through another node).
+// sweep advances the coarse clock, reports the sessions that carried packets
+// since the previous sweep to the store (when it is a SessionActivity), and
+// reclaims idle sessions and sessions that were deleted from the store (a
+// DELETE through another node, or an eviction).
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.SweepInterval)
@@ -386,18 +388,26 @@ func (s *Server) sweep() {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			s.now.Store(now.UnixNano())
+			// Packets since the previous sweep were stamped with its time.
+			since := s.now.Swap(now.UnixNano())
 			idleBefore := now.Add(-s.cfg.IdleTimeout).UnixNano()
 			var idle, gone []*relaySession
+			var active []string
 			s.mu.RLock()
 			for u, rs := range s.byUfrag {
-				if rs.lastActive.Load() < idleBefore {
+				last := rs.lastActive.Load()
+				if last < idleBefore {
 					idle = append(idle, rs)
 				} else if _, ok := s.cfg.Store.LookupRTCSession(u); !ok {
 					gone = append(gone, rs)
+				} else if last >= since && s.activity != nil {
+					active = append(active, u)
 				}
 			}
 			s.mu.RUnlock()
+			if len(active) > 0 {
+				s.activity.TouchRTCSessions(active)
+			}
 			// An idle flow is reclaimed here only: the client may have
 			// moved to another node (a NAT rebinding that a load balancer
 			// hashed elsewhere), which still relays it from the store. The

@@ -318,6 +318,44 @@ func TestRelayReclaimsSessionsDeletedElsewhere(t *testing.T) {
 	})
 }
 
+// The relay reports the sessions that carry packets to a store that keeps
+// their activity, and only while they do.
+func TestRelayReportsActivity(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	e := startRelay(t, nil, func(c *Config) { c.SweepInterval = 10 * time.Millisecond })
+	e.addSession(t, "ans1:off1")
+	e.addSession(t, "ans2:off2")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	lastActive := func(u string) int64 {
+		s, _ := e.store.LookupRTCSession(u)
+		return s.LastActiveUnixMs
+	}
+	testkit.Eventually(t, 2*time.Second, func() error {
+		if lastActive("ans1:off1") == 0 {
+			return errors.New("carried session not reported")
+		}
+		return nil
+	})
+	// Without packets the session is not reported again.
+	time.Sleep(50 * time.Millisecond)
+	quiet := lastActive("ans1:off1")
+	time.Sleep(100 * time.Millisecond)
+	if got := lastActive("ans1:off1"); got != quiet {
+		t.Fatalf("reported without packets: %d after %d", got, quiet)
+	}
+	exchange(t, client, e.addr, rtpPacket(1, "media"))
+	testkit.Eventually(t, 2*time.Second, func() error {
+		if lastActive("ans1:off1") <= quiet {
+			return errors.New("media not reported")
+		}
+		return nil
+	})
+	if lastActive("ans2:off2") != 0 {
+		t.Fatal("a session the relay never carried was reported")
+	}
+}
+
 func TestRelaySessionTableIsBounded(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	e := startRelay(t, nil, func(c *Config) { c.MaxSessions = 1 })

@@ -72,6 +72,8 @@ type Config struct {
 	// Router is required.
 	Router Router
 	// Store is required; it is shared (replicated) by every node of a mesh.
+	// When it implements SessionActivity, the relay reports to it the
+	// sessions it carries.
 	Store SessionStore
 	// Sessions is optional.
 	Sessions Sessions
@@ -139,6 +141,7 @@ func (c *Config) setDefaults() error {
 // HTTP API listener, run ServeUDP on the WebRTC port, and Close it.
 type Server struct {
 	cfg        Config
+	activity   SessionActivity // cfg.Store's, or nil
 	log        *slog.Logger
 	httpClient *http.Client
 	ownClient  bool
@@ -213,6 +216,7 @@ func New(cfg Config) (*Server, error) {
 		byUfrag:    make(map[string]*relaySession),
 		resolves:   make(map[string]bool),
 	}
+	s.activity, _ = cfg.Store.(SessionActivity)
 	if s.httpClient == nil {
 		s.httpClient = &http.Client{Timeout: DefaultHTTPTimeout}
 		s.ownClient = true

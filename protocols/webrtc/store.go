@@ -3,6 +3,7 @@ package webrtc
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -22,6 +23,17 @@ type SessionStore interface {
 	DeleteRTCSession(ctx context.Context, ufrag string) error
 }
 
+// SessionActivity is implemented by SessionStores that keep track of which
+// sessions carry media (srs-mesh's mesh does: its full session table evicts
+// idle sessions first and never one carried recently, and it expires
+// sessions by their last activity). The relay calls TouchRTCSessions from its
+// sweep, every Config.SweepInterval, with the ufrags of the sessions that
+// carried a packet, either way, since its previous call. It must not block
+// on the network.
+type SessionActivity interface {
+	TouchRTCSessions(ufrags []string)
+}
+
 // MemorySessionStore is a SessionStore held in memory. Several Servers in one
 // process may share one to behave as the nodes of a mesh; a single node uses
 // one on its own.
@@ -30,7 +42,10 @@ type MemorySessionStore struct {
 	m  map[string]stream.RTCSession
 }
 
-var _ SessionStore = (*MemorySessionStore)(nil)
+var (
+	_ SessionStore    = (*MemorySessionStore)(nil)
+	_ SessionActivity = (*MemorySessionStore)(nil)
+)
 
 // NewMemorySessionStore returns an empty store.
 func NewMemorySessionStore() *MemorySessionStore {
@@ -61,6 +76,20 @@ func (m *MemorySessionStore) DeleteRTCSession(_ context.Context, ufrag string) e
 	return nil
 }
 
+// TouchRTCSessions implements SessionActivity: the stored sessions named by
+// ufrags get LastActiveUnixMs set to the current time.
+func (m *MemorySessionStore) TouchRTCSessions(ufrags []string) {
+	now := time.Now().UnixMilli()
+	m.mu.Lock()
+	for _, u := range ufrags {
+		if s, ok := m.m[u]; ok && now > s.LastActiveUnixMs {
+			s.LastActiveUnixMs = now
+			m.m[u] = s
+		}
+	}
+	m.mu.Unlock()
+}
+
 // Len is the number of stored sessions.
 func (m *MemorySessionStore) Len() int {
 	m.mu.RLock()
@@ -68,15 +97,16 @@ func (m *MemorySessionStore) Len() int {
 	return len(m.m)
 }
 
-// DeleteOlderThan removes sessions created before unixMs and returns how many
-// it removed. It is the garbage collection a single node runs for sessions
-// whose client never sent media and never sent DELETE.
+// DeleteOlderThan removes sessions last seen (created, or carried by a relay:
+// stream.RTCSession.LastSeenUnixMs) before unixMs and returns how many it
+// removed. It is the garbage collection a single node runs for sessions
+// whose client stopped sending media without a DELETE.
 func (m *MemorySessionStore) DeleteOlderThan(unixMs int64) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
 	for k, s := range m.m {
-		if s.CreatedUnixMs < unixMs {
+		if s.LastSeenUnixMs() < unixMs {
 			delete(m.m, k)
 			n++
 		}
