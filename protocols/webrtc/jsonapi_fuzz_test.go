@@ -41,6 +41,7 @@ func FuzzJSONAPI(f *testing.F) {
 		Store:     store,
 		Logger:    quietLogger(),
 		Candidate: netip.MustParseAddrPort("127.0.0.1:8000"),
+		OfferRate: -1, // every input comes from one address
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -94,6 +94,20 @@ type Config struct {
 	// SweepInterval is how often idle sessions, and sessions deleted through
 	// another node, are reclaimed. Default IdleTimeout/10, within [10ms, 1s].
 	SweepInterval time.Duration
+	// OfferRate is how many offers (POSTs of WHIP, WHEP and SRS's publish
+	// and play API; not DELETEs) per second one client may make on average,
+	// and OfferBurst how many at once. A client is the TCP peer address of
+	// the request: an IPv4 address, or an IPv6 /64 (behind an HTTP proxy,
+	// the proxy). Beyond them an offer is refused with 429 and a
+	// Retry-After header, before it reaches an origin or the session store.
+	// Defaults DefaultOfferRate and DefaultOfferBurst; a negative OfferRate
+	// disables the limit.
+	OfferRate  float64
+	OfferBurst int
+	// MaxOfferClients bounds the clients whose offer rate is tracked at once
+	// (see OfferRate); clients beyond it share one client's rate until
+	// tracked clients go idle for a minute. Default DefaultMaxOfferClients.
+	MaxOfferClients int
 }
 
 // Defaults for Config.
@@ -101,6 +115,13 @@ const (
 	DefaultIdleTimeout = 30 * time.Second
 	DefaultMaxSessions = 4096
 	DefaultHTTPTimeout = 5 * time.Second
+	// A WebRTC client makes one offer per session, and a page that
+	// reconnects a few more; 5 a second with bursts of 20 leaves room for
+	// pages that open several streams at once, while one address needs
+	// over five hours to fill the mesh's 100,000-session table.
+	DefaultOfferRate       = 5
+	DefaultOfferBurst      = 20
+	DefaultMaxOfferClients = 10_000
 )
 
 // Configuration and lifecycle errors.
@@ -134,6 +155,15 @@ func (c *Config) setDefaults() error {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = min(max(c.IdleTimeout/10, 10*time.Millisecond), time.Second)
 	}
+	if c.OfferRate == 0 {
+		c.OfferRate = DefaultOfferRate
+	}
+	if c.OfferBurst <= 0 {
+		c.OfferBurst = DefaultOfferBurst
+	}
+	if c.MaxOfferClients <= 0 {
+		c.MaxOfferClients = DefaultMaxOfferClients
+	}
 	return nil
 }
 
@@ -142,6 +172,7 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg        Config
 	activity   SessionActivity // cfg.Store's, or nil
+	offerLimit *offerLimiter   // nil without a limit
 	log        *slog.Logger
 	httpClient *http.Client
 	ownClient  bool
@@ -173,7 +204,7 @@ type counters struct {
 	malformed, unknownUfrag, noSession, tableFull,
 	upstream, oversize, badOrigin, integrity atomic.Uint64
 
-	offers, answers, deletes, signallingErrors atomic.Uint64
+	offers, answers, deletes, signallingErrors, offersLimited atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters.
@@ -193,8 +224,11 @@ type Stats struct {
 	DroppedOversize     uint64 // packet larger than the relay buffer
 	DroppedBadOrigin    uint64 // session names an origin address that does not resolve
 	DroppedIntegrity    uint64 // Binding request from a new address without a valid MESSAGE-INTEGRITY
-	// Signalling.
+	// Signalling. Offers counts the offers the rate limit let through,
+	// OffersLimited the ones it refused (429), which are not counted as
+	// SignallingErrors.
 	Offers, Answers, Deletes, SignallingErrors uint64
+	OffersLimited                              uint64
 }
 
 // Dropped is the total of dropped packets.
@@ -217,6 +251,9 @@ func New(cfg Config) (*Server, error) {
 		resolves:   make(map[string]bool),
 	}
 	s.activity, _ = cfg.Store.(SessionActivity)
+	if cfg.OfferRate > 0 {
+		s.offerLimit = newOfferLimiter(cfg.OfferRate, cfg.OfferBurst, cfg.MaxOfferClients)
+	}
 	if s.httpClient == nil {
 		s.httpClient = &http.Client{Timeout: DefaultHTTPTimeout}
 		s.ownClient = true
@@ -295,6 +332,7 @@ func (s *Server) Stats() Stats {
 		Answers:             c.answers.Load(),
 		Deletes:             c.deletes.Load(),
 		SignallingErrors:    c.signallingErrors.Load(),
+		OffersLimited:       c.offersLimited.Load(),
 	}
 }
 

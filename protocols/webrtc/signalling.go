@@ -45,6 +45,12 @@ var (
 
 // Handler returns the signalling handler: WHIP, WHEP, SRS's JSON publish and
 // play API, DELETE of the resources it handed out, and CORS preflight.
+//
+// Offers are limited per client address (Config.OfferRate): past the limit
+// they get 429 with a Retry-After header. An offer whose session the store
+// refuses (the mesh's table full of sessions relays carry) gets 503, and the
+// WHIP/WHEP resource the origin handed out is deleted. Errors are
+// {"code":<status>,"message":...}.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,9 +81,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.live.Draining():
 		s.fail(w, http.StatusServiceUnavailable, "node is draining; offer to another node")
 	case path == PathWHIP || path == PathWHEP || path == PathWHIPPlay:
-		s.serveWHIP(w, r)
+		if s.admitOffer(w, r) {
+			s.serveWHIP(w, r)
+		}
 	case path == PathPublish || path == PathPlay:
-		s.serveJSON(w, r)
+		if s.admitOffer(w, r) {
+			s.serveJSON(w, r)
+		}
 	default:
 		s.fail(w, http.StatusNotFound, "no such API: "+r.URL.Path)
 	}

@@ -77,13 +77,20 @@ type sigEnv struct {
 	http   *httptest.Server
 }
 
-func startSignalling(t *testing.T) *sigEnv {
+func startSignalling(t *testing.T) *sigEnv { return startSignallingWith(t, nil) }
+
+// startSignallingWith is startSignalling with a Config that mod may change.
+func startSignallingWith(t *testing.T, mod func(*Config)) *sigEnv {
 	testkit.CheckGoroutines(t)
 	api := startFakeAPI(t)
 	e := &sigEnv{store: NewMemorySessionStore(), api: api}
 	e.router = &fakeRouter{origin: stream.Origin{ID: "o1", API: strings.TrimPrefix(api.URL, "http://"), RTC: "10.0.0.5:8000"}}
-	srv, err := New(Config{Router: e.router, Store: e.store, Logger: quietLogger(),
-		Candidate: netip.MustParseAddrPort("192.0.2.1:18000")})
+	cfg := Config{Router: e.router, Store: e.store, Logger: quietLogger(),
+		Candidate: netip.MustParseAddrPort("192.0.2.1:18000")}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
