@@ -286,3 +286,43 @@ func rtcRelaySessions(t *testing.T, nd *harness.Node) float64 {
 	t.Helper()
 	return nodeMetric(t, nd, `srs_mesh_connections{proto="webrtc"}`)
 }
+
+// TestWebRTCOfferRateLimit checks --rtc-offer-rate and --rtc-offer-burst on
+// a running node: past the burst, offers from one address get 429 with
+// Retry-After before they reach routing, DELETE is not limited, and the
+// refusals are counted in /metrics.
+func TestWebRTCOfferRateLimit(t *testing.T) {
+	c := startProtocolCluster(t, 1, nil, "--rtc-offer-rate", "0.01", "--rtc-offer-burst", "2")
+	nd := c.nodes[0]
+	do := func(method, path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+nd.APIAddr+path, strings.NewReader("v=0\r\n"))
+		req.Header.Set("Content-Type", "application/sdp")
+		resp, err := e2eHTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	const whip = "/rtc/v1/whip/?app=live&stream=s"
+	for i := range 2 {
+		// Not a valid offer: refused after the limit let it through.
+		if resp, body := do("POST", whip); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("offer %d within the burst: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	resp, body := do("POST", "/rtc/v1/whep/?app=live&stream=s")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "100" ||
+		!strings.Contains(body, `"code":429`) {
+		t.Fatalf("offer past the burst: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if resp, body := do("DELETE", "/rtc/v1/session/?mesh_session=a%3Ab"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("DELETE past the offer limit: %d %s", resp.StatusCode, body)
+	}
+	const limited = `srs_mesh_session_failures_total{proto="webrtc",reason="rate_limited"}`
+	if v := nodeMetric(t, nd, limited); v != 1 {
+		t.Fatalf("%s = %v, want 1", limited, v)
+	}
+}

@@ -163,6 +163,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if _, _, err := rtcOfferLimit(o); err != nil {
+		return err
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -276,8 +279,12 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 	}
 	var rtc *webrtc.Server
 	if lns.rtc != nil {
+		offerRate, offerBurst, err := rtcOfferLimit(o)
+		if err != nil {
+			return nil, err
+		}
 		s, err := webrtc.New(webrtc.Config{Router: router, Store: newRTCStore(node), Sessions: node,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate})
+			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst})
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -369,6 +370,44 @@ func TestHTTPLimitFlags(t *testing.T) {
 	for _, o := range []serveOptions{{httpReadTimeout: -time.Second}, {httpIdleTimeout: -time.Second}, {maxHTTPConns: -1}} {
 		if _, err := newHTTPLimits(o); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+func TestRTCOfferLimitFlags(t *testing.T) {
+	cmd := newServeCmd()
+	if err := cmd.Flags().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"rtc-offer-rate": "5", "rtc-offer-burst": "20"} {
+		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %s, want %s", name, got, want)
+		}
+	}
+	if err := applyEnv(cmd.Flags(), func(k string) (string, bool) { return "0.5", k == "SRS_MESH_RTC_OFFER_RATE" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("rtc-offer-rate").Value.String(); got != "0.5" {
+		t.Errorf("--rtc-offer-rate from the environment = %s", got)
+	}
+	for _, tc := range []struct {
+		rate      float64
+		burst     int
+		wantRate  float64
+		wantBurst int
+		bad       bool
+	}{
+		{rate: 5, burst: 20, wantRate: 5, wantBurst: 20},
+		{rate: 0.5, burst: 1, wantRate: 0.5, wantBurst: 1},
+		{rate: 0, burst: 20, wantRate: -1, wantBurst: 20}, // no limit
+		{rate: -1, burst: 20, bad: true},
+		{rate: math.Inf(1), burst: 20, bad: true},
+		{rate: math.NaN(), burst: 20, bad: true},
+		{rate: 5, burst: 0, bad: true},
+	} {
+		r, b, err := rtcOfferLimit(serveOptions{rtcOfferRate: tc.rate, rtcOfferBurst: tc.burst})
+		if (err != nil) != tc.bad || (!tc.bad && (r != tc.wantRate || b != tc.wantBurst)) {
+			t.Errorf("rtcOfferLimit(%v, %d) = %v, %d, %v", tc.rate, tc.burst, r, b, err)
 		}
 	}
 }

@@ -120,6 +120,7 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDropped, n, "webrtc", reason)
 		}
 		counter(descFailures, st.SignallingErrors, "webrtc", "signalling")
+		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
 	}
 	if h := c.httpS; h != nil {
 		gauge(descConns, float64(h.open.Load()), "http")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -35,6 +37,8 @@ type serveOptions struct {
 	apiAddr         string
 	rtcAddr         string
 	rtcCandidate    string
+	rtcOfferRate    float64
+	rtcOfferBurst   int
 	srtAddr         string
 	origins         []string
 	originTimeout   time.Duration
@@ -93,6 +97,8 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (empty disables)")
 	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (empty disables)")
 	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
+	f.Float64Var(&o.rtcOfferRate, "rtc-offer-rate", webrtc.DefaultOfferRate, "WebRTC offers (WHIP, WHEP, SRS's publish and play) per second one client address may make on average; more get 429 (0: no limit)")
+	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
@@ -238,6 +244,21 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.AdvertiseAddr = advIP
 	cfg.APIAddr = net.JoinHostPort(advIP, port)
 	return cfg, nil
+}
+
+// rtcOfferLimit is the per-client offer limit of the WebRTC signalling
+// (webrtc.Config's OfferRate and OfferBurst) set by --rtc-offer-rate and
+// --rtc-offer-burst: a rate of 0 disables it.
+func rtcOfferLimit(o serveOptions) (perSecond float64, burst int, err error) {
+	switch {
+	case o.rtcOfferRate < 0 || math.IsNaN(o.rtcOfferRate) || math.IsInf(o.rtcOfferRate, 0):
+		return 0, 0, fmt.Errorf("--rtc-offer-rate must be a finite number, 0 or more, got %v", o.rtcOfferRate)
+	case o.rtcOfferBurst < 1:
+		return 0, 0, fmt.Errorf("--rtc-offer-burst must be at least 1, got %d", o.rtcOfferBurst)
+	case o.rtcOfferRate == 0:
+		return -1, o.rtcOfferBurst, nil
+	}
+	return o.rtcOfferRate, o.rtcOfferBurst, nil
 }
 
 // rtcCandidate is the address announced in WebRTC answers: --rtc-candidate
