@@ -106,6 +106,9 @@ type Node struct {
 	// at most maxPendingRTCTouches.
 	rtcActiveMu sync.Mutex
 	rtcActive   map[string]struct{}
+	// rtcKick asks the activity loop for a report now: a session the
+	// relay just started carrying is not protected until reported.
+	rtcKick chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -132,6 +135,7 @@ func New(cfg Config) (*Node, error) {
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		rtcActive:     map[string]struct{}{},
+		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}

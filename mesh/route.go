@@ -342,7 +342,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // activityLoop reports used keys with a Touch command every TouchInterval,
-// and the WebRTC sessions the relay carried every RTCTouchInterval.
+// and the WebRTC sessions the relay carried every RTCTouchInterval, or at
+// once when the relay started carrying one that no relay had reported.
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.TouchInterval)
@@ -356,6 +357,8 @@ func (n *Node) activityLoop() {
 		case <-t.C:
 			n.flushActivity()
 		case <-rt.C:
+			n.flushRTCActivity()
+		case <-n.rtcKick:
 			n.flushRTCActivity()
 		}
 	}

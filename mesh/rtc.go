@@ -46,19 +46,34 @@ const maxRTCTouchBatch = 1000
 // TouchRTCSessions records that this node's relay carried packets of the
 // sessions named by ufrags. The node reports them to the replicated table
 // every Config.RTCTouchInterval, which protects them from eviction for
-// Config.RTCActiveWindow and from expiry for Config.RTCSessionTTL. It never
-// blocks on the network; the relay calls it periodically for the sessions
-// active since its previous call. Ufrags that cannot name a session are
-// ignored, and at most 65,536 are held between two reports.
+// Config.RTCActiveWindow and from expiry for Config.RTCSessionTTL; a session
+// no relay has reported yet is reported at once, so that a new session is
+// unprotected for as short a time as possible. It never blocks on the
+// network; the relay calls it periodically for the sessions active since its
+// previous call. Ufrags that cannot name a session are ignored, and at most
+// 65,536 are held between two reports.
 func (n *Node) TouchRTCSessions(ufrags []string) {
+	first := false
 	n.rtcActiveMu.Lock()
 	for _, u := range ufrags {
 		if u == "" || len(u) > stream.MaxRTCUfragBytes || len(n.rtcActive) >= maxPendingRTCTouches {
 			continue
 		}
+		if _, pending := n.rtcActive[u]; pending {
+			continue
+		}
 		n.rtcActive[u] = struct{}{}
+		if s, ok := n.fsm.RTCSession(u); ok && s.LastActiveUnixMs == 0 {
+			first = true
+		}
 	}
 	n.rtcActiveMu.Unlock()
+	if first {
+		select {
+		case n.rtcKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // flushRTCActivity writes the recorded sessions that this replica holds as

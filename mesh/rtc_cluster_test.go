@@ -242,3 +242,34 @@ func TestRTCActiveSessionIsNotExpired(t *testing.T) {
 		t.Fatal("a carried session expired")
 	}
 }
+
+// A session the relay starts carrying is reported at once, not at the next
+// RTCTouchInterval: until then it is not protected. Later reports wait for
+// the interval.
+func TestRTCFirstActivityIsReportedAtOnce(t *testing.T) {
+	c := startCluster(t, 3, func(i int, cfg *mesh.Config) {
+		cfg.RTCTouchInterval = time.Minute
+		cfg.RTCActiveWindow = 2 * time.Minute
+	})
+	l := c.WaitLeader(clusterTimeout)
+	relay := (l + 1) % 3
+	ctx := context.Background()
+	s := rtcSession("new:x", time.Now().UnixMilli())
+	if err := c.Node(l).PutRTCSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(clusterTimeout)
+	c.Node(relay).TouchRTCSessions([]string{s.Ufrag})
+	var first int64
+	testkit.WaitFor(t, 5*time.Second, "first activity reported", func() bool {
+		got, _ := c.Node(l).LookupRTCSession(s.Ufrag)
+		first = got.LastActiveUnixMs
+		return first != 0
+	})
+	time.Sleep(10 * time.Millisecond)
+	c.Node(relay).TouchRTCSessions([]string{s.Ufrag})
+	time.Sleep(500 * time.Millisecond)
+	if got, _ := c.Node(l).LookupRTCSession(s.Ufrag); got.LastActiveUnixMs != first {
+		t.Fatalf("a later report was written before the interval: %d, first %d", got.LastActiveUnixMs, first)
+	}
+}
