@@ -688,7 +688,9 @@ func TestNodeDrain(t *testing.T) {
 			st := cliStatus(t, nd)
 			// n3 stays a voter: the voter set never drops below
 			// --bootstrap-expect (3), so a full stop can restart.
-			return gone(st, n3.ID) && voters(st) == 3 && st.Leader != "" && st.Leader != n3.ID
+			m, _ := memberOf(st, n3.ID)
+			leftGossip := m.GossipState != "alive" && m.GossipState != "suspect"
+			return leftGossip && voters(st) == 3 && st.Leader != "" && st.Leader != n3.ID
 		})
 	}
 	st := cliStatus(t, n1)
