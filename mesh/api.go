@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
@@ -43,13 +42,13 @@ import (
 // against a mesh that does not require one. The token is never logged.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.auth(n.handleRegister)))
+	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.guard.Require(n.handleRegister)))
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
-	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.headerAuth(n.handleDrain(true))))
-	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.headerAuth(n.handleDrain(false))))
+	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(true))))
+	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"code": 0, "data": map[string]string{"status": "ok"}})
 	}))
@@ -60,19 +59,6 @@ func (n *Node) Handler() http.Handler {
 	return mux
 }
 
-// forwardable reports whether a follower forwards commands of type t on
-// behalf of its clients and origins. The others (health, GC, session
-// expiry, removals) are written by the leader itself and are refused from
-// the network.
-func forwardable(t state.CmdType) bool {
-	switch t {
-	case state.CmdRegisterOrigin, state.CmdSetDraining, state.CmdAssign, state.CmdTouch,
-		state.CmdPutRTCSession, state.CmdDeleteRTCSession, state.CmdTouchRTCSessions:
-		return true
-	}
-	return false
-}
-
 // internalHandler is the node-to-node API, served on the cluster port only
 // (mutual TLS when Config.TLS is set, so only members reach it):
 //
@@ -81,8 +67,8 @@ func forwardable(t state.CmdType) bool {
 //	GET  /mesh/v1/local/sessions   this node's live sessions, for /mesh/v1/streams
 func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.auth(n.handleInternalApply)))
-	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.auth(n.handleInternalLeave)))
+	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
+	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusNotFound, "no such internal API: "+r.URL.Path)
@@ -102,45 +88,13 @@ func (n *Node) method(m string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// auth requires Config.Token, when set.
-func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.Token != "" && !bearer.Match(bearer.FromRequest(r), n.cfg.Token) {
-			bearer.Challenge(w)
-			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error())
-			return
-		}
-		h(w, r)
-	}
-}
-
-// headerAuth guards operator writes (drain, undrain) against cross-site
-// requests: they need an Authorization header, which a web page cannot make
-// a browser send to another site without the preflight this API never
-// grants. With a token set it must be "Bearer <token>"; the query form is not
-// taken. Without one, any Authorization header will do ("Bearer -").
-func (n *Node) headerAuth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ok := r.Header.Get("Authorization") != ""
-		if n.cfg.Token != "" {
-			ok = bearer.Match(bearer.FromHeader(r), n.cfg.Token)
-		}
-		if !ok {
-			bearer.Challenge(w)
-			httpjson.Error(w, http.StatusUnauthorized, ErrUnauthorized.Error()+": an Authorization header is required")
-			return
-		}
-		h(w, r)
-	}
-}
-
 // pathAuth is auth for routes whose last path segment, {token...}, may carry
 // the token (the only form SRS's heartbeat can send).
 func (n *Node) pathAuth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		got := r.PathValue("token")
 		if got == "" {
-			n.auth(h)(w, r)
+			n.guard.Require(h)(w, r)
 			return
 		}
 		if n.cfg.Token == "" {
@@ -213,7 +167,7 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 // Everyone else sees healthy or unhealthy.
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := n.Status()
-	if !n.operator(r) {
+	if !n.guard.Operator(r) {
 		for i := range st.Origins {
 			if st.Origins[i].HealthReason != "" {
 				st.Origins[i].HealthReason = "unhealthy"
@@ -221,20 +175,6 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpjson.Write(w, http.StatusOK, st)
-}
-
-// operator reports whether r comes from an operator: it carries the token,
-// or, on a mesh without one, it comes from loopback.
-func (n *Node) operator(r *http.Request) bool {
-	if n.cfg.Token != "" {
-		return bearer.Match(bearer.FromRequest(r), n.cfg.Token)
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +219,7 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !forwardable(c.Type()) {
+	if !state.Forwardable(c.Type()) {
 		httpjson.Error(w, http.StatusForbidden, "command "+c.Type().String()+" is the leader's own and is never forwarded")
 		return
 	}
@@ -312,7 +252,7 @@ func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n.cfg.TLS != nil {
-		if peer, err := peerOf(r); err != nil || peer != req.ID {
+		if peer, err := clustertls.PeerOfRequest(r); err != nil || peer != req.ID {
 			httpjson.Error(w, http.StatusForbidden, "a member may only ask to remove itself")
 			return
 		}
@@ -327,12 +267,4 @@ func (n *Node) handleInternalLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.OK(w, map[string]any{"id": req.ID, "removed": removed})
-}
-
-// peerOf is the node id of the member that sent r over mutual TLS.
-func peerOf(r *http.Request) (string, error) {
-	if r.TLS == nil {
-		return "", errors.New("mesh: request without TLS")
-	}
-	return clustertls.PeerNodeID(*r.TLS)
 }

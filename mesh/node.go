@@ -40,12 +40,15 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/stream/bearer"
 )
 
 // Node is one member of the mesh. Its methods are safe for concurrent use.
 type Node struct {
 	cfg Config
-	log *slog.Logger
+	// guard checks the token on the system API and the internal API.
+	guard bearer.Guard
+	log   *slog.Logger
 
 	fsm   *state.FSM
 	raft  *raft.Raft
@@ -137,6 +140,7 @@ func New(cfg Config) (*Node, error) {
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
+		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())

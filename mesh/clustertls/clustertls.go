@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"time"
 )
@@ -229,4 +230,12 @@ func encode(der []byte, key *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err erro
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
+}
+
+// PeerOfRequest is the node id of the member that sent r over mutual TLS.
+func PeerOfRequest(r *http.Request) (string, error) {
+	if r.TLS == nil {
+		return "", ErrNoPeerCert
+	}
+	return PeerNodeID(*r.TLS)
 }

@@ -35,6 +35,18 @@ const (
 	CmdTouchRTCSessions  CmdType = 12
 )
 
+// Forwardable reports whether followers forward commands of type t to the
+// leader on behalf of their clients and origins. The others (health, GC,
+// session expiry, removals, the token key) are written by the leader itself,
+// and a leader refuses them from the network.
+func Forwardable(t CmdType) bool {
+	switch t {
+	case CmdRegisterOrigin, CmdSetDraining, CmdAssign, CmdTouch, CmdPutRTCSession, CmdDeleteRTCSession, CmdTouchRTCSessions:
+		return true
+	}
+	return false
+}
+
 // String is the command's name for logs, "assign" or "cmd(99)".
 func (t CmdType) String() string {
 	switch t {

@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 )
@@ -24,5 +25,50 @@ func TestFromRequest(t *testing.T) {
 	}
 	if Match("", "") || Match("a", "") || Match("", "a") || Match("a", "b") || !Match("tok", "tok") {
 		t.Error("Match")
+	}
+}
+
+func TestGuard(t *testing.T) {
+	ok := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	call := func(h http.HandlerFunc, target, auth, remote string) int {
+		r := httptest.NewRequest("POST", target, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		if remote != "" {
+			r.RemoteAddr = remote
+		}
+		w := httptest.NewRecorder()
+		h(w, r)
+		if w.Code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("401 without a challenge")
+		}
+		return w.Code
+	}
+	g := Guard{Token: "tok"}
+	for _, c := range []struct {
+		h            http.HandlerFunc
+		target, auth string
+		want         int
+	}{
+		{g.Require(ok), "/x", "Bearer tok", 204},
+		{g.Require(ok), "/x?token=tok", "", 204},
+		{g.Require(ok), "/x", "", 401},
+		{g.RequireHeader(ok), "/x?token=tok", "", 401},
+		{g.RequireHeader(ok), "/x", "Bearer tok", 204},
+		{Guard{}.Require(ok), "/x", "", 204},
+		{Guard{}.RequireHeader(ok), "/x", "", 401},
+		{Guard{}.RequireHeader(ok), "/x", "Bearer -", 204},
+	} {
+		if got := call(c.h, c.target, c.auth, ""); got != c.want {
+			t.Errorf("%s %q: %d, want %d", c.target, c.auth, got, c.want)
+		}
+	}
+	loop := httptest.NewRequest("GET", "/", nil)
+	loop.RemoteAddr = "127.0.0.1:5"
+	far := httptest.NewRequest("GET", "/", nil)
+	far.RemoteAddr = "192.0.2.1:5"
+	if !(Guard{}).Operator(loop) || (Guard{}).Operator(far) || g.Operator(loop) {
+		t.Error("Operator")
 	}
 }
