@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -328,4 +330,57 @@ func TestSecurityRefusesAnOpenNode(t *testing.T) {
 		return strings.Contains(nd.Logs(), "INSECURE")
 	})
 	nd.Kill()
+}
+
+// A flood of WHIP offers from one address is cut at the per-client limit
+// (429), and a live WebRTC session through the same node keeps carrying
+// media all along.
+func TestSecurityOfferFlood(t *testing.T) {
+	origin, err := webrtctest.Start(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Close() })
+	c := startProtocolCluster(t, 1, nil, "--origin", "id=rtc1,ip=127.0.0.1,api="+portOf(origin.API)+",rtc="+portOf(origin.RTC))
+	c.waitOriginsHealthy(t, 1)
+	nd := c.nodes[0]
+	api := rtcClientAPI(t)
+	startRTCPublisher(t, api, "http://"+nd.APIAddr+"/rtc/v1/whip/?app=live&stream=live", nd, nd)
+	testkit.WaitFor(t, 20*time.Second, "the origin receives the published tracks", func() bool {
+		return origin.Tracks("live", "live") == 2
+	})
+	player := startRTCPlayer(t, api, "http://"+nd.APIAddr+"/rtc/v1/whep/?app=live&stream=live", nd, nd)
+	player.waitPackets(t, 20, "the live player")
+
+	// The flood: a real offer, sent again and again from one address.
+	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.AddTransceiverFromKind(pionwebrtc.RTPCodecTypeVideo, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionRecvonly})
+	offer, _ := pc.CreateOffer(nil)
+	pc.SetLocalDescription(offer)
+	<-pionwebrtc.GatheringCompletePromise(pc)
+	sdp := pc.LocalDescription().SDP
+	limited := 0
+	for i := range 200 {
+		resp, err := e2eHTTP.Post("http://"+nd.APIAddr+fmt.Sprintf("/rtc/v1/whep/?app=live&stream=flood%d", i), "application/sdp", strings.NewReader(sdp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited < 150 {
+		t.Errorf("%d of 200 flooded offers were refused with 429", limited)
+	}
+	before := player.video.Load()
+	testkit.WaitFor(t, 10*time.Second, "the live player still receives after the flood", func() bool {
+		return player.video.Load() > before+20
+	})
+	t.Logf("%d of 200 offers refused; the live player received %d video packets", limited, player.video.Load())
 }
