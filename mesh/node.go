@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -543,10 +544,14 @@ var _ io.Writer = (*logWriter)(nil)
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
 
 // proveMember checks, when the cluster port uses mutual TLS, that the node m
-// claims to be in gossip answers on its cluster address with a certificate of
-// the cluster CA that names it. Gossip alone proves nothing: metadata is
-// whatever a member sends. Without TLS there is nothing to prove with, and
-// membership rests on the gossip key and the network (see docs/security.md).
+// claims to be in gossip answers on its cluster address with a certificate
+// of the cluster CA (gossip alone proves nothing: metadata is whatever a
+// member sends), and that the certificate is not another member's: when it
+// names m's id (common name or subject alternative name, as `srs-mesh tls
+// cert` makes them) it is m's; when it names another known member it is
+// refused; a certificate that names no member (one shared by the nodes)
+// proves membership only. Without TLS there is nothing to prove with, and
+// membership rests on the gossip key and the network (docs/security.md).
 func (n *Node) proveMember(m nodeMeta) error {
 	if n.cfg.TLS == nil || m.ID == n.cfg.NodeID {
 		return nil
@@ -562,12 +567,26 @@ func (n *Node) proveMember(m nodeMeta) error {
 	if !ok {
 		return errors.New("cluster port answered without TLS")
 	}
-	id, err := clustertls.PeerNodeID(tc.ConnectionState())
+	names, err := clustertls.PeerNames(tc.ConnectionState())
 	if err != nil {
 		return err
 	}
-	if id != m.ID {
-		return fmt.Errorf("its certificate names %q", id)
+	if slices.Contains(names, m.ID) {
+		return nil
+	}
+	known := map[string]bool{n.cfg.NodeID: true}
+	for id := range n.peerSnapshot() {
+		known[id] = true
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			known[string(s.ID)] = true
+		}
+	}
+	for _, name := range names {
+		if known[name] {
+			return fmt.Errorf("its certificate is member %q's", name)
+		}
 	}
 	return nil
 }

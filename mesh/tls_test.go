@@ -173,3 +173,16 @@ func TestInternalAPIOnClusterPort(t *testing.T) {
 		t.Errorf("internal apply on the system API: HTTP %d", resp.StatusCode)
 	}
 }
+
+// Nodes that share one certificate of the CA (it names no node) prove
+// membership, not identity: the cluster forms with every node a voter.
+func TestTLSSharedCertificate(t *testing.T) {
+	ca := newTestCA(t)
+	shared := ca.node(t, "srs-mesh-shared")
+	c := startCluster(t, 3, func(_ int, cfg *mesh.Config) { cfg.TLS = shared })
+	registerOrigins(t, c, startOrigin(t, "o1"))
+	follower := (c.Leader() + 1) % 3
+	if _, err := c.Node(follower).Route(context.Background(), key(1)); err != nil {
+		t.Fatalf("a forwarded write: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,8 +218,9 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		if tc.NodeID != o.nodeID {
-			return cfg, fmt.Errorf("--tls-cert-file names node %q, but --node-id is %q: make a certificate for this node with `srs-mesh tls cert --node-id %s`", tc.NodeID, o.nodeID, o.nodeID)
+		if !slices.Contains(tc.Names, o.nodeID) {
+			log.Warn("the certificate of --tls-cert-file does not name --node-id, so other nodes take it as a member certificate only; `srs-mesh tls cert --node-id` makes one that does",
+				"node_id", o.nodeID, "certificate_names", tc.Names)
 		}
 		cfg.TLS = tc
 	}

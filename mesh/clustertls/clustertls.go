@@ -5,8 +5,9 @@
 //
 // Peers are verified against the CA alone, not against a host name: nodes
 // reach each other by addresses that change (a pod's IP), while what a
-// certificate proves is membership and, by its common name, which node a
-// peer is. Callers that know which node they expect check PeerNodeID.
+// certificate proves is membership and, by the names it carries (its common
+// name and subject alternative names), which node a peer is. Callers that
+// know which node they expect check Names.
 package clustertls
 
 import (
@@ -23,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -40,6 +42,8 @@ type Config struct {
 	cert tls.Certificate
 	// NodeID is the common name of the node's own certificate.
 	NodeID string
+	// Names are the names of the node's own certificate (see Names).
+	Names []string
 }
 
 // Load reads the CA certificate (PEM, one or more), the node certificate
@@ -73,11 +77,8 @@ func New(caPEM []byte, cert tls.Certificate) (*Config, error) {
 	if err := verify(pool, leaf, cert.Certificate[1:]); err != nil {
 		return nil, fmt.Errorf("clustertls: the node certificate (%s): %w", leaf.Subject.CommonName, err)
 	}
-	if leaf.Subject.CommonName == "" {
-		return nil, fmt.Errorf("%w: no common name (the node id)", ErrBadNodeCert)
-	}
 	cert.Leaf = leaf
-	return &Config{pool: pool, cert: cert, NodeID: leaf.Subject.CommonName}, nil
+	return &Config{pool: pool, cert: cert, NodeID: leaf.Subject.CommonName, Names: Names(leaf)}, nil
 }
 
 // verify checks that leaf chains to pool, for use by a client or a server.
@@ -130,6 +131,34 @@ func (c *Config) Client() *tls.Config {
 		InsecureSkipVerify: true, // the chain is checked by verifyPeer; host names are not identities here
 		VerifyConnection:   c.verifyPeer,
 	}
+}
+
+// Names lists what a certificate names a node by: its common name, DNS
+// names and URIs, in that order, without duplicates or empty ones. (IP
+// addresses are addresses, not node ids.)
+func Names(c *x509.Certificate) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(c.Subject.CommonName)
+	for _, d := range c.DNSNames {
+		add(d)
+	}
+	for _, u := range c.URIs {
+		add(u.String())
+	}
+	return out
+}
+
+// PeerNames is Names of a verified peer's certificate.
+func PeerNames(cs tls.ConnectionState) ([]string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil, ErrNoPeerCert
+	}
+	return Names(cs.PeerCertificates[0]), nil
 }
 
 // PeerNodeID is the node id a verified peer's certificate names.
