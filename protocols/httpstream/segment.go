@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -102,12 +104,16 @@ func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, obj *object
 // it). An error status it is asked to write is made no-cache.
 type timedWriter struct {
 	http.ResponseWriter
-	rc  *http.ResponseController
-	ttl time.Duration
+	rc     *http.ResponseController
+	ttl    time.Duration
+	pieces *sync.Pool // of *[]byte of writePiece bytes
 }
 
+// writePiece is the most timedWriter writes within one deadline.
+const writePiece = 256 << 10
+
 func (s *Server) timed(w http.ResponseWriter) *timedWriter {
-	return &timedWriter{ResponseWriter: w, rc: http.NewResponseController(w), ttl: s.writeTTL}
+	return &timedWriter{ResponseWriter: w, rc: http.NewResponseController(w), ttl: s.writeTTL, pieces: &s.pieces}
 }
 
 func (t *timedWriter) WriteHeader(code int) {
@@ -118,19 +124,47 @@ func (t *timedWriter) WriteHeader(code int) {
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
-	const piece = 32 << 10
 	n := 0
 	for n < len(p) {
 		if err := t.rc.SetWriteDeadline(time.Now().Add(t.ttl)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return n, err
 		}
-		m, err := t.ResponseWriter.Write(p[n:min(len(p), n+piece)])
+		m, err := t.ResponseWriter.Write(p[n:min(len(p), n+writePiece)])
 		n += m
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom copies r in pieces of writePiece (http.ServeContent copies
+// through it).
+func (t *timedWriter) ReadFrom(r io.Reader) (int64, error) {
+	bp, _ := t.pieces.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, writePiece)
+		bp = &b
+	}
+	defer t.pieces.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		m, rerr := io.ReadFull(r, buf)
+		if m > 0 {
+			w, err := t.Write(buf[:m])
+			n += int64(w)
+			if err != nil {
+				return n, err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }
 
 func (t *timedWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

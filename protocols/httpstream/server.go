@@ -186,6 +186,7 @@ type Server struct {
 	docs         *objectCache  // nil: disabled
 	docTTL       time.Duration // 0: derived from each document
 	fetchTimeout time.Duration // bounds a shared fetch
+	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
