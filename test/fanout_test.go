@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // TestHLSFanOutThroughOneNode plays live/s through node 2 with 100
@@ -108,19 +110,30 @@ func TestHLSFanOutThroughOneNode(t *testing.T) {
 		}
 	}
 
-	perSegment := map[string]int{}
+	// nginx logs a request once it has sent the answer: wait until the
+	// last segments fetched are in the log.
+	var perSegment map[string]int
 	playlists := 0
-	for _, e := range origins[owner].AccessLog() {
-		if e.ForwardedHost != node.HTTPAddr {
-			continue
+	testkit.WaitFor(t, 5*time.Second, "every segment fetched in the origin's access log", func() bool {
+		perSegment, playlists = map[string]int{}, 0
+		for _, e := range origins[owner].AccessLog() {
+			if e.ForwardedHost != node.HTTPAddr {
+				continue
+			}
+			switch p := strings.SplitN(e.URI, "?", 2)[0]; {
+			case strings.HasSuffix(p, ".ts"):
+				perSegment[path.Base(p)]++
+			case strings.HasSuffix(p, ".m3u8"):
+				playlists++
+			}
 		}
-		switch p := strings.SplitN(e.URI, "?", 2)[0]; {
-		case strings.HasSuffix(p, ".ts"):
-			perSegment[path.Base(p)]++
-		case strings.HasSuffix(p, ".m3u8"):
-			playlists++
+		for name := range segments {
+			if perSegment[name] == 0 {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	for name := range segments {
 		if n := perSegment[name]; n != 1 {
 			t.Errorf("origin %s served %s to node 2 %d times, want once", owner, name, n)
