@@ -261,10 +261,11 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 	}
 	if lns.http != nil {
 		hs, err := httpstream.New(httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
-			Tokens: node})
+			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL})
 		if err != nil {
 			return nil, err
 		}
+		collector.httpStream = hs
 		log.Info("http streaming listening", "addr", lns.http.Addr().String())
 		parts = append(parts, httpPart("http streaming", "http", lns.http, collector.httpS.wrap(hs.Handler()), lim, func() { hs.Close() }))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
@@ -53,6 +54,10 @@ var (
 	descRaftLeader  = prometheus.NewDesc(ns+"_raft_leader", "1 when this node sees a leader, else 0.", nil, nil)
 	descMembers     = prometheus.NewDesc(ns+"_gossip_members", "Gossip members by state.",
 		[]string{"state"}, nil)
+	descCacheRequests = prometheus.NewDesc(ns+"_cache_requests_total", "HTTP stream requests that reached this node's cache, by kind (segment, document) and result (hit, miss, coalesced).",
+		[]string{"kind", "result"}, nil)
+	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
+		[]string{"kind"}, nil)
 )
 
 // meshCollector reads the mesh's status and the protocol servers' counters
@@ -63,6 +68,8 @@ type meshCollector struct {
 	srt   *srt.Server
 	rtc   *webrtc.Server
 	httpS *httpStats
+	// httpStream has the caches of HLS and DASH.
+	httpStream *httpstream.Server
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -126,6 +133,15 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descConns, float64(h.open.Load()), "http")
 		counter(descBytes, h.bytesOut.Load(), "http", o2c)
 		counter(descFailures, h.failures.Load(), "http", "status_5xx")
+	}
+	if s := c.httpStream; s != nil {
+		st := s.Stats()
+		for kind, cs := range map[string]httpstream.CacheStats{"segment": st.Segments, "document": st.Documents} {
+			counter(descCacheRequests, cs.Hits, kind, "hit")
+			counter(descCacheRequests, cs.Misses, kind, "miss")
+			counter(descCacheRequests, cs.Coalesced, kind, "coalesced")
+			gauge(descCacheBytes, float64(cs.Bytes), kind)
+		}
 	}
 
 	st := c.node.Status()

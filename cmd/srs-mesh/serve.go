@@ -19,6 +19,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -50,6 +51,8 @@ type serveOptions struct {
 	httpReadTimeout time.Duration
 	httpIdleTimeout time.Duration
 	maxHTTPConns    int
+	cacheSize       byteSize
+	playlistTTL     time.Duration
 	token           string
 	gossipKey       string
 	tlsCAFile       string
@@ -110,6 +113,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
 	f.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "on the HTTP ports, how long a keep-alive connection may wait for its next request (0: no limit)")
 	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
+	o.cacheSize = httpstream.DefaultCacheBytes
+	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
+	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
@@ -286,4 +292,56 @@ func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", host)
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// byteSize is a flag value in bytes: a whole number with an optional unit,
+// B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers of
+// 1000), case-insensitive ("256MiB", "1gib", "500MB", "1048576").
+type byteSize int64
+
+var sizeUnits = []struct {
+	name string
+	mult int64
+}{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+}
+
+func (b *byteSize) Set(s string) error {
+	v := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(v, strings.ToLower(u.name)); ok {
+			v, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || (n > 0 && mult > (1<<62)/n) {
+		return fmt.Errorf("want a size such as 256MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// String writes the size in the largest binary unit that divides it.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range sizeUnits[:4] {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Type() string { return "size" }
+
+// cacheBytes is httpstream.Config.CacheBytes for the size: 0 disables the
+// cache.
+func (b byteSize) cacheBytes() int64 {
+	if b == 0 {
+		return -1
+	}
+	return int64(b)
 }

@@ -22,7 +22,7 @@ func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key strea
 	if !ok {
 		return
 	}
-	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(c, origin), rewriteMPD, mpdCacheControl, "application/dash+xml")
+	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(c, origin), dashFormat)
 }
 
 // serveDASHToken serves "/_dash/<token>/<rest>": the origin file rest below

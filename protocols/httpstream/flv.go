@@ -54,10 +54,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 // out). It writes the 502 answer itself and returns false when the origin
 // cannot be reached; when the client has gone it writes nothing.
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, path, query string, drop []string) (*http.Response, bool) {
-	u := &url.URL{Scheme: "http", Host: origin, RawQuery: query}
-	u.Path, _ = url.PathUnescape(path)
-	u.RawPath = path
-	out, err := http.NewRequestWithContext(r.Context(), method, u.String(), nil)
+	out, err := http.NewRequestWithContext(r.Context(), method, originURL(origin, path, query), nil)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "bad origin URL")
 		return nil, false
@@ -73,6 +70,14 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, p
 		return nil, false
 	}
 	return resp, true
+}
+
+// originURL is the URL of origin path (escaped) and query on origin.
+func originURL(origin, path, query string) string {
+	u := &url.URL{Scheme: "http", Host: origin, RawQuery: query}
+	u.Path, _ = url.PathUnescape(path)
+	u.RawPath = path
+	return u.String()
 }
 
 // relay copies the origin's status and headers to the client and streams

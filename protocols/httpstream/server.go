@@ -34,6 +34,15 @@
 // playlists for half their target duration and segments for
 // Config.SegmentMaxAge.
 //
+// A node shares what it fetches between its viewers. Playlists and MPDs
+// are reused, as the origin sent them, for requests with the same origin,
+// path and query within a short TTL (Config.PlaylistCacheTTL); segments,
+// init sections and keys are kept by origin object in an LRU bounded by
+// Config.CacheBytes. Concurrent requests for what is not stored share one
+// origin request, made with the first client's query and headers; the
+// others' never reach the origin. Answers from the cache carry the
+// origin's headers. Server.Stats has the counters.
+//
 // Playlist URIs are rewritten to absolute paths on the node; a variant that
 // names the playlist's own path (SRS's "livestream.m3u8?hls_ctx=...") goes
 // back to the stream URL, routed by key with its query. MPDs get a <BaseURL>
@@ -124,8 +133,25 @@ type Config struct {
 	// and keys whose origin sent no Cache-Control. Default
 	// DefaultSegmentMaxAge.
 	SegmentMaxAge time.Duration
-	// Now is the clock that ends version 1 tokens (see Token). Default
-	// time.Now.
+	// CacheBytes bounds the memory of the segment cache: segments, init
+	// sections and keys (everything served through "/_hls/" and "/_dash/"
+	// tokens and the DASH path fallback) are kept by origin object (the
+	// origin's HTTP endpoint and path, not the token and not the query) for
+	// SegmentMaxAge, the least recently used going first. Objects larger
+	// than MaxCacheObject or half of CacheBytes are relayed uncached. The
+	// same amount bounds the bodies being fetched into the cache. Default
+	// DefaultCacheBytes; negative disables the cache, and every segment
+	// request then goes to the origin.
+	CacheBytes int64
+	// PlaylistCacheTTL is how long an origin's playlist or MPD is reused
+	// for requests with the same origin, path and query. Zero derives it
+	// from each document: half the target duration of a media playlist,
+	// half the minimumUpdatePeriod of an MPD (one second without one), one
+	// second for a master playlist or a document that says neither; at
+	// most 30 s. Negative disables the document cache.
+	PlaylistCacheTTL time.Duration
+	// Now is the clock that ends version 1 tokens (see Token) and expires
+	// cached answers. Default time.Now.
 	Now func() time.Time
 }
 
@@ -154,6 +180,13 @@ type Server struct {
 	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
 	now       func() time.Time
+
+	segments     *objectCache  // nil: disabled
+	segTTL       time.Duration // how long a segment is stored
+	docs         *objectCache  // nil: disabled
+	docTTL       time.Duration // 0: derived from each document
+	fetchTimeout time.Duration // bounds a shared fetch
+	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
@@ -186,6 +219,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
 	if cfg.Transport == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.Transport = &http.Transport{
@@ -205,6 +241,14 @@ func New(cfg Config) (*Server, error) {
 		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
 		now:       cfg.Now,
+
+		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
+		segTTL:       cfg.SegmentMaxAge,
+		docTTL:       max(cfg.PlaylistCacheTTL, 0),
+		fetchTimeout: fetchTimeout,
+	}
+	if cfg.PlaylistCacheTTL >= 0 {
+		s.docs = newObjectCache(maxDocCacheBytes, maxDocCacheEntries, MaxPlaylistSize, cfg.Now)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

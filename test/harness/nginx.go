@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,7 @@ const NginxModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
 // Nginx is a running nginx-rtmp origin: RTMP on RTMPAddr, and HLS (.m3u8,
 // .ts) and DASH (.mpd, .m4v, .m4a) files of app "live" over HTTP on HTTPAddr
-// under /live/.
+// under /live/. Every HTTP request is logged (see AccessLog).
 type Nginx struct {
 	RTMPAddr string
 	HTTPAddr string
@@ -79,7 +80,8 @@ rtmp {
     }
 }
 http {
-    access_log off;
+    log_format mesh '$request_method $request_uri $status $body_bytes_sent $http_x_forwarded_host';
+    access_log %[2]s/logs/access.log mesh;
     client_body_temp_path %[2]s/tmp/body;
     proxy_temp_path %[2]s/tmp/proxy;
     fastcgi_temp_path %[2]s/tmp/fastcgi;
@@ -142,6 +144,38 @@ func (n *Nginx) Kill() {
 	}
 	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 	<-n.done
+}
+
+// AccessEntry is one request of nginx's access log.
+type AccessEntry struct {
+	Method string
+	URI    string // the request URI as sent, query included
+	Status int
+	Bytes  int64
+	// ForwardedHost is the request's X-Forwarded-Host: the address the
+	// client used to reach the srs-mesh node that made the request, or ""
+	// for a request that came straight to the origin.
+	ForwardedHost string
+}
+
+// AccessLog returns the requests nginx has served so far, in order.
+func (n *Nginx) AccessLog() []AccessEntry {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "logs", "access.log"))
+	var out []AccessEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			continue
+		}
+		e := AccessEntry{Method: f[0], URI: f[1], ForwardedHost: f[4]}
+		e.Status, _ = strconv.Atoi(f[2])
+		e.Bytes, _ = strconv.ParseInt(f[3], 10, 64)
+		if e.ForwardedHost == "-" {
+			e.ForwardedHost = ""
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // ErrorLog returns nginx's error log, for test failure messages.
