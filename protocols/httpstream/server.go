@@ -69,16 +69,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
-
-// PlayRouter is implemented by Routers that bound what players of streams
-// nobody publishes can add to the mesh's state (srs-mesh's mesh does).
-// Plays go through RoutePlay when the Router has it, and through Route
-// otherwise.
-type PlayRouter interface {
-	RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
 
 // Router maps a stream key to the origin that holds (or will hold) it.
 type Router interface {
@@ -366,11 +359,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route asks the router for key's origin and returns its HTTP endpoint, or
 // writes the error answer (503) and returns "".
 func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) string {
-	route := s.router.Route
-	if pr, ok := s.router.(PlayRouter); ok {
-		route = pr.RoutePlay // every HTTP stream URL is a play
-	}
-	o, err := route(r.Context(), key)
+	// Every HTTP stream URL is a play.
+	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
@@ -111,11 +112,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.log = c.log.With("stream", c.req.Key.String())
 
 	rctx, cancel := context.WithDeadline(ctx, deadline)
-	route := c.s.cfg.Router.Route
-	if pr, ok := c.s.cfg.Router.(PlayRouter); ok && !c.publish {
-		route = pr.RoutePlay
-	}
-	origin, err := route(rctx, c.req.Key)
+	origin, err := route.For(c.s.cfg.Router, c.s.cfg.Router.Route, !c.publish)(rctx, c.req.Key)
 	cancel()
 	if err != nil {
 		st.routeFailures.Add(1)

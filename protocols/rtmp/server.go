@@ -21,14 +21,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// PlayRouter is implemented by Routers that bound what players of streams
-// nobody publishes can add to the mesh's state (srs-mesh's mesh does).
-// Plays go through RoutePlay when the Router has it, and through Route
-// otherwise.
-type PlayRouter interface {
-	RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
 // Router is what the proxy needs from the mesh: the origin that owns a
 // stream (creating the assignment on first use). Route is called once per
 // client session, after the client named its stream, with a context bounded

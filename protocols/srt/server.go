@@ -28,14 +28,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// PlayRouter is implemented by Routers that bound what players of streams
-// nobody publishes can add to the mesh's state (srs-mesh's mesh does).
-// Plays go through RoutePlay when the Router has it, and through Route
-// otherwise.
-type PlayRouter interface {
-	RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
 // Router finds the origin that serves a stream. Route may block (it may ask
 // the mesh leader); the server calls it from the session's goroutine with a
 // context bounded by Config.HandshakeTimeout, never from the listener loop.

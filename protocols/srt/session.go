@@ -15,6 +15,7 @@ import (
 
 	"github.com/datarhei/gosrt/packet"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -209,11 +210,8 @@ func (e routeError) Unwrap() error { return e.err }
 func (ss *session) handshake(buf []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.HandshakeTimeout)
 	defer cancel()
-	route := ss.srv.cfg.Router.Route
-	if pr, ok := ss.srv.cfg.Router.(PlayRouter); ok && ss.info.Mode != stream.SRTPublish {
-		route = pr.RoutePlay
-	}
-	origin, err := route(ctx, ss.info.Key)
+	router := ss.srv.cfg.Router
+	origin, err := route.For(router, router.Route, ss.info.Mode != stream.SRTPublish)(ctx, ss.info.Key)
 	if err != nil {
 		return nil, routeError{err}
 	}

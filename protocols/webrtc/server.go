@@ -48,14 +48,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// PlayRouter is implemented by Routers that bound what players of streams
-// nobody publishes can add to the mesh's state (srs-mesh's mesh does).
-// Plays go through RoutePlay when the Router has it, and through Route
-// otherwise.
-type PlayRouter interface {
-	RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
 // Router maps a stream key to the origin that holds (or will hold) it.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -184,11 +185,7 @@ func (ex offerExchange) session(ansUfrag string, answerSDP []byte) stream.RTCSes
 
 // route asks the Router for the stream's origin (RoutePlay for a play).
 func (s *Server) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, int, error) {
-	route := s.cfg.Router.Route
-	if pr, ok := s.cfg.Router.(PlayRouter); ok && play {
-		route = pr.RoutePlay
-	}
-	o, err := route(ctx, key)
+	o, err := route.For(s.cfg.Router, s.cfg.Router.Route, play)(ctx, key)
 	switch {
 	case errors.Is(err, stream.ErrNoOrigin):
 		return o, http.StatusServiceUnavailable, err
