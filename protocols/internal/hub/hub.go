@@ -265,13 +265,13 @@ func (h *hub) fastStart(s *Subscriber) {
 		return // the reader delivers the header when it comes
 	}
 	s.push(h.header)
+	if !h.gopOK {
+		s.waitKey = true // the keyframe brings the metadata and sequence headers
+		return
+	}
 	h.resume(s)
-	if h.gopOK {
-		for _, b := range h.gop {
-			s.push(b)
-		}
-	} else {
-		s.waitKey = true
+	for _, b := range h.gop {
+		s.push(b)
 	}
 }
 

@@ -425,3 +425,27 @@ func TestDeliverAllocs(t *testing.T) {
 		t.Errorf("%v allocations per tag for %d subscribers, want 0", allocs, n)
 	}
 }
+
+// A subscriber joining between the header and the first keyframe gets the
+// metadata and sequence headers once, with the keyframe.
+func TestJoinBetweenHeaderAndKeyframe(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	r := newTestRegistry(t, Config{})
+	first := subscribe(t, r, "k", u.opener())
+	u.write(t, flvHeader, tMeta)
+	collect(t, first, 1)
+	s := subscribe(t, r, "k", u.opener())
+	u.write(t, tVSeq, tASeq, tKey)
+	got := collect(t, s, 5)
+	for i, want := range [][]byte{flvHeader, tMeta, tVSeq, tASeq, tKey} {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("buffer %d = %x, want %x", i, got[i], want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if more, _ := s.Next(ctx, nil); len(more) != 0 {
+		t.Errorf("then %d more buffers", len(more))
+	}
+}
