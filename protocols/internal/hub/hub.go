@@ -215,6 +215,7 @@ type hub struct {
 	started bool
 	closed  bool
 	linger  *time.Timer
+	lingers uint64 // counts lingers, so that a stale timer's callback is ignored
 	body    io.ReadCloser
 
 	// The cache, written by the reader goroutine under mu.
@@ -448,13 +449,16 @@ func (h *hub) idle() {
 		go h.close(nil)
 		return
 	}
-	h.linger = time.AfterFunc(h.cfg.Linger, func() { h.lingerEnd() })
+	h.lingers++
+	n := h.lingers
+	h.linger = time.AfterFunc(h.cfg.Linger, func() { h.lingerEnd(n) })
 }
 
-// lingerEnd closes the hub unless a subscriber came back.
-func (h *hub) lingerEnd() {
+// lingerEnd closes the hub unless a subscriber came back since linger n
+// began.
+func (h *hub) lingerEnd(n uint64) {
 	h.mu.Lock()
-	idle := len(h.subs) == 0 && h.linger != nil
+	idle := len(h.subs) == 0 && h.linger != nil && h.lingers == n
 	h.mu.Unlock()
 	if idle {
 		h.close(nil)
