@@ -109,6 +109,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		return true
 	}
 	var bufs net.Buffers
+	out := new(net.Buffers) // one per player: WriteTo's receiver escapes
 	for {
 		var nerr error
 		bufs, nerr = sub.Next(r.Context(), bufs[:0])
@@ -116,8 +117,8 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			if err := rc.SetWriteDeadline(time.Now().Add(s.writeTTL)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 				return true
 			}
-			b := bufs // WriteTo consumes its receiver; bufs keeps the array
-			_, werr := b.WriteTo(w)
+			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
+			_, werr := out.WriteTo(w)
 			clear(bufs)
 			if werr != nil {
 				return true

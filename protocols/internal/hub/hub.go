@@ -590,12 +590,13 @@ func (s *Subscriber) Next(ctx context.Context, dst net.Buffers) (net.Buffers, er
 // ended (nil at the upstream's clean end).
 func (s *Subscriber) WriteTo(w io.Writer) (int64, error) {
 	var bufs net.Buffers
+	out := new(net.Buffers) // WriteTo consumes its receiver; bufs keeps the array
 	var total int64
 	for {
 		var err error
 		bufs, err = s.Next(context.Background(), bufs[:0])
-		b := bufs
-		n, werr := b.WriteTo(w)
+		*out = bufs
+		n, werr := out.WriteTo(w)
 		total += n
 		clear(bufs)
 		if werr != nil {
