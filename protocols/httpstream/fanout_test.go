@@ -177,14 +177,16 @@ func TestFanOutSharesUpstream(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	testkit.WaitFor(t, 5*time.Second, "every player gets tags", func() bool {
-		for _, p := range players {
-			if p.tags.Load() < 30 {
-				return false
+	if err := testkit.Poll(5*time.Second, func() error {
+		for i, p := range players {
+			if n := p.tags.Load(); n < 30 {
+				return fmt.Errorf("player %d has %d tags", i, n)
 			}
 		}
-		return true
-	})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if c := origin.count("/live/s.flv?token=a"); c != 1 {
 		t.Errorf("origin saw %d requests, want 1", c)
 	}
@@ -294,4 +296,60 @@ func TestFanOutOff(t *testing.T) {
 	cancel()
 	<-a.done
 	<-b.done
+}
+
+// When the origin ends the stream, every player's response ends, and the
+// next player opens a new upstream.
+func TestFanOutUpstreamEnd(t *testing.T) {
+	release := make(chan struct{})
+	var requests atomic.Int32
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Type", "video/x-flv")
+		w.Write(flvHeader)
+		w.Write(flvTag(9, 0, []byte{0x17, 0, 0, 0, 0, 1}))
+		w.Write(flvTag(9, 0, []byte{0x17, 1, 0, 0, 0, 0}))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer origin.Close()
+	s, proxy := fanOutProxy(t, hostOf(origin), nil)
+	var bodies []io.ReadCloser
+	for range 3 {
+		resp, err := http.Get(proxy.URL + "/live/s.flv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bodies = append(bodies, resp.Body)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("origin saw %d requests, want 1", n)
+	}
+	close(release)
+	want := len(flvHeader) + 2*len(flvTag(9, 0, []byte{0x17, 0, 0, 0, 0, 1}))
+	for i, b := range bodies {
+		done := make(chan []byte, 1)
+		go func() { got, _ := io.ReadAll(b); done <- got }()
+		select {
+		case got := <-done:
+			if len(got) != want {
+				t.Errorf("player %d got %d bytes, want %d", i, len(got), want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("player %d's response did not end with the origin's", i)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, "no upstream", func() bool { return s.Stats().FanOut.Upstreams == 0 })
+	resp, err := http.Get(proxy.URL + "/live/s.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := requests.Load(); n != 2 {
+		t.Errorf("origin saw %d requests, want 2", n)
+	}
 }
