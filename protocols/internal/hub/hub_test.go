@@ -452,3 +452,39 @@ func TestJoinBetweenHeaderAndKeyframe(t *testing.T) {
 		t.Errorf("then %d more buffers", len(more))
 	}
 }
+
+// BenchmarkDeliver measures delivering one tag to 1,000 subscribers and
+// their taking it.
+func BenchmarkDeliver(b *testing.B) {
+	u := &upstream{}
+	r := NewRegistry(Config{})
+	defer r.Close()
+	subs := make([]*Subscriber, 1000)
+	for i := range subs {
+		s, err := r.Subscribe(context.Background(), "k", u.opener())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		subs[i] = s
+	}
+	u.write(b, flvHeader)
+	for _, s := range subs {
+		collect(b, s, 1)
+	}
+	h := subs[0].h
+	tag := Tag{Type: TagVideo, Data: tInter}
+	bufs := make([]net.Buffers, len(subs))
+	ctx := context.Background()
+	h.deliver(Tag{Type: TagVideo, Kind: KindKeyframe, Data: tKey}) // subscribers start at a keyframe
+	for j, s := range subs {
+		bufs[j], _ = s.Next(ctx, bufs[j][:0])
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.deliver(tag)
+		for j, s := range subs {
+			bufs[j], _ = s.Next(ctx, bufs[j][:0])
+		}
+	}
+}
