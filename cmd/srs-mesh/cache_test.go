@@ -22,16 +22,16 @@ func TestCacheFlags(t *testing.T) {
 	if err := cmd.Flags().Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"cache-size": "256MiB", "playlist-cache-ttl": "0s"} {
+	for name, want := range map[string]string{"cache-size": "256MiB", "playlist-cache-ttl": "0s", "fanout": "true"} {
 		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
 			t.Errorf("default --%s = %s, want %s", name, got, want)
 		}
 	}
-	env := map[string]string{"SRS_MESH_CACHE_SIZE": "0", "SRS_MESH_PLAYLIST_CACHE_TTL": "-1s"}
+	env := map[string]string{"SRS_MESH_CACHE_SIZE": "0", "SRS_MESH_PLAYLIST_CACHE_TTL": "-1s", "SRS_MESH_FANOUT": "false"}
 	if err := applyEnv(cmd.Flags(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"cache-size": "0", "playlist-cache-ttl": "-1s"} {
+	for name, want := range map[string]string{"cache-size": "0", "playlist-cache-ttl": "-1s", "fanout": "false"} {
 		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
 			t.Errorf("--%s = %s from the environment, want %s", name, got, want)
 		}
@@ -106,6 +106,10 @@ func TestCacheMetrics(t *testing.T) {
 		`srs_mesh_cache_requests_total{kind="segment",result="hit"}`:        0,
 		`srs_mesh_cache_bytes{kind="segment"}`:                              0,
 		`srs_mesh_assignments`:                                              0,
+		`srs_mesh_fanout_players`:                                           0,
+		`srs_mesh_fanout_upstreams`:                                         0,
+		`srs_mesh_fanout_dropped_total{action="skipped"}`:                   0,
+		`srs_mesh_fanout_dropped_total{action="kicked"}`:                    0,
 		`srs_mesh_raft_leader`:                                              1,
 	} {
 		if v, ok := got[series]; !ok || v != want {

@@ -261,7 +261,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 	}
 	if lns.http != nil {
 		hs, err := httpstream.New(httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
-			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL})
+			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: o.fanOut})
 		if err != nil {
 			return nil, err
 		}

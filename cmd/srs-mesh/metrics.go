@@ -58,6 +58,10 @@ var (
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
 		[]string{"kind"}, nil)
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "HTTP-FLV players served from a shared origin request (--fanout).", nil, nil)
+	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Origin requests shared by HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
+	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
+		[]string{"action"}, nil)
 )
 
 // meshCollector reads the mesh's status and the protocol servers' counters
@@ -142,6 +146,10 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descCacheRequests, cs.Coalesced, kind, "coalesced")
 			gauge(descCacheBytes, float64(cs.Bytes), kind)
 		}
+		gauge(descFanOutPlayers, float64(st.FanOut.Players))
+		gauge(descFanOutUpstreams, float64(st.FanOut.Upstreams))
+		counter(descFanOutDropped, st.FanOut.Dropped, "skipped")
+		counter(descFanOutDropped, st.FanOut.Kicked, "kicked")
 	}
 
 	st := c.node.Status()

@@ -117,12 +117,14 @@ type Stats struct {
 	// Documents is the cache of playlists and MPDs
 	// (Config.PlaylistCacheTTL); zero when it is disabled.
 	Documents CacheStats
+	// FanOut has the counters of HTTP-FLV fan-out; zero when it is off.
+	FanOut FanOutStats
 }
 
 // Stats returns the server's counters. It is cheap enough for every
 // metrics scrape.
 func (s *Server) Stats() Stats {
-	return Stats{Segments: s.segments.stats(), Documents: s.docs.stats()}
+	return Stats{Segments: s.segments.stats(), Documents: s.docs.stats(), FanOut: s.fanOutStats()}
 }
 
 // objectCache is an LRU of objects bounded by bytes and entries, each

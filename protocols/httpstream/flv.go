@@ -37,6 +37,9 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 	if origin == "" {
 		return
 	}
+	if s.hubs != nil && suffix == ".flv" && r.Method == http.MethodGet && s.serveFLVFanOut(w, r, key, origin) {
+		return
+	}
 	resp, ok := s.fetch(w, r, r.Method, origin, keyPath(key, suffix), r.URL.RawQuery, nil)
 	if !ok {
 		return

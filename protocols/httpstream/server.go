@@ -55,6 +55,12 @@
 // paths, 405 for methods other than GET and HEAD, 502 when the origin cannot
 // be reached or sends an invalid document, 503 when no origin is routed.
 // Anything the origin answers (a 404 included) is relayed as it is.
+//
+// With Config.FanOut, HTTP-FLV players share one origin request per
+// stream and query on a node (package protocols/internal/hub): the first
+// player's request opens it, and players with another query get their own,
+// so that an origin's on_play check sees every distinct authorization.
+// HTTP-TS and the audio-only streams keep one origin request per player.
 package httpstream
 
 import (
@@ -69,6 +75,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -143,6 +150,22 @@ type Config struct {
 	// second for a master playlist or a document that says neither; at
 	// most 30 s. Negative disables the document cache.
 	PlaylistCacheTTL time.Duration
+	// FanOut serves HTTP-FLV players (GET of "/app/stream.flv") of a
+	// stream from one origin request per node: players whose origin, path
+	// and query are identical share it (see serveFLVFanOut), so a player
+	// never rides on the origin's approval of another query. New players
+	// get the metadata, sequence headers and current GOP first; a player
+	// that falls behind skips to the next keyframe, and one that stays
+	// behind is disconnected. HTTP-TS, audio-only streams and HEAD
+	// requests are relayed one origin request per player, as they are
+	// when FanOut is false.
+	FanOut bool
+	// FanOutLinger is how long a shared upstream stays open after its last
+	// player leaves. Default hub.DefaultLinger (2 s).
+	FanOutLinger time.Duration
+	// FanOutMaxStreams bounds the shared upstreams; players of further
+	// streams are relayed on their own. Default hub.DefaultMaxHubs.
+	FanOutMaxStreams int
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
 	Now func() time.Time
@@ -180,6 +203,7 @@ type Server struct {
 	docTTL       time.Duration // 0: derived from each document
 	fetchTimeout time.Duration // bounds a shared fetch
 	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
+	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
@@ -243,6 +267,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PlaylistCacheTTL >= 0 {
 		s.docs = newObjectCache(maxDocCacheBytes, maxDocCacheEntries, MaxPlaylistSize, cfg.Now)
 	}
+	if cfg.FanOut {
+		s.hubs = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger})
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -259,6 +286,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if s.hubs != nil {
+		s.hubs.Close()
+	}
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}

@@ -1,0 +1,633 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Opener opens the upstream of a hub: typically an HTTP GET of the
+// origin's .flv made with the first subscriber's query and headers. ctx is
+// the hub's, not a subscriber's: it ends when the hub closes. info is kept
+// by the hub for every subscriber (Subscriber.Info); the caller may put the
+// origin's response headers there. An error is returned to the subscriber
+// whose call ran the Opener, as it is, and no hub is kept.
+type Opener func(ctx context.Context) (body io.ReadCloser, info any, err error)
+
+// Config bounds a Registry and its hubs. Zero values take the defaults.
+type Config struct {
+	// MaxHubs bounds the hubs (upstreams) at once; Subscribe returns
+	// ErrFull beyond it. Default DefaultMaxHubs.
+	MaxHubs int
+	// MaxTagSize bounds a tag's body; a larger one ends the upstream.
+	// Default DefaultMaxTagSize.
+	MaxTagSize int
+	// GOPBytes and GOPTags bound the cached GOP; past either, the rest of
+	// that GOP is not cached (new subscribers then start at the next
+	// keyframe). GOPBytes is at most QueueBytes, so that a fast start fits
+	// a subscriber's queue. Defaults DefaultGOPBytes and DefaultGOPTags.
+	GOPBytes int
+	GOPTags  int
+	// QueueBytes bounds what is queued for one subscriber. A tag that does
+	// not fit is dropped, and so is everything after it until a keyframe
+	// that fits. Default DefaultQueueBytes.
+	QueueBytes int
+	// BehindBytes bounds what a subscriber may miss in a row: one that has
+	// dropped more than this since it last caught up is disconnected
+	// (ErrSlow). Default DefaultBehindBytes.
+	BehindBytes int
+	// Linger is how long a hub keeps its upstream after its last
+	// subscriber leaves; a subscriber arriving meanwhile reuses it.
+	// Default DefaultLinger; negative closes the hub at once.
+	Linger time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxHubs     = 4096
+	DefaultMaxTagSize  = 8 << 20
+	DefaultGOPBytes    = 4 << 20
+	DefaultGOPTags     = 8192
+	DefaultQueueBytes  = 8 << 20
+	DefaultBehindBytes = 32 << 20
+	DefaultLinger      = 2 * time.Second
+)
+
+// Errors.
+var (
+	// ErrFull is returned by Subscribe when MaxHubs hubs exist.
+	ErrFull = errors.New("hub: too many hubs")
+	// ErrClosed is returned once the Registry is closed.
+	ErrClosed = errors.New("hub: closed")
+	// ErrSlow ends a subscriber that fell more than BehindBytes behind.
+	ErrSlow = errors.New("hub: subscriber too slow")
+	// ErrUpstream is returned to subscribers that joined a hub whose
+	// upstream failed to open (the one that opened it gets its Opener's
+	// error).
+	ErrUpstream = errors.New("hub: upstream failed to open")
+)
+
+// Stats are a Registry's counters.
+type Stats struct {
+	Upstreams   int    // hubs with an upstream (open or opening), a gauge
+	Subscribers int    // subscribers, a gauge
+	Dropped     uint64 // times a subscriber started dropping tags
+	Kicked      uint64 // subscribers ended with ErrSlow
+}
+
+// Registry holds the hubs by key. It is safe for concurrent use.
+type Registry struct {
+	cfg Config
+
+	mu     sync.Mutex
+	hubs   map[string]*hub
+	closed bool
+	wg     sync.WaitGroup // one per hub not yet closed
+
+	subs    atomic.Int64
+	dropped atomic.Uint64
+	kicked  atomic.Uint64
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry(cfg Config) *Registry {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxHubs, DefaultMaxHubs)
+	def(&cfg.MaxTagSize, DefaultMaxTagSize)
+	def(&cfg.GOPBytes, DefaultGOPBytes)
+	def(&cfg.GOPTags, DefaultGOPTags)
+	def(&cfg.QueueBytes, DefaultQueueBytes)
+	def(&cfg.BehindBytes, DefaultBehindBytes)
+	cfg.GOPBytes = min(cfg.GOPBytes, cfg.QueueBytes)
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
+	return &Registry{cfg: cfg, hubs: make(map[string]*hub)}
+}
+
+// Stats returns the registry's counters.
+func (r *Registry) Stats() Stats {
+	r.mu.Lock()
+	n := len(r.hubs)
+	r.mu.Unlock()
+	return Stats{Upstreams: n, Subscribers: int(r.subs.Load()), Dropped: r.dropped.Load(), Kicked: r.kicked.Load()}
+}
+
+// Subscribe joins the hub of key, creating it if there is none; the first
+// subscriber of a hub runs open (in this call) and the others wait for it.
+// The caller must Close the Subscriber. It returns open's error to the
+// caller that ran it, ErrUpstream to the others that waited for it,
+// ErrFull when MaxHubs hubs exist, ErrClosed after Close, or ctx's error.
+//
+// Subscribers share a hub only when their key is identical: callers put in
+// key whatever must match for two players to receive the same stream under
+// the same authorization (the origin, the path and the query).
+func (r *Registry) Subscribe(ctx context.Context, key string, open Opener) (*Subscriber, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	h := r.hubs[key]
+	if h == nil {
+		if len(r.hubs) >= r.cfg.MaxHubs {
+			r.mu.Unlock()
+			return nil, ErrFull
+		}
+		h = newHub(r, key)
+		r.hubs[key] = h
+		r.wg.Add(1)
+	}
+	s, starter := h.add()
+	r.mu.Unlock()
+	r.subs.Add(1)
+
+	if starter {
+		h.start(open)
+	}
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		s.Close()
+		return nil, ctx.Err()
+	}
+	if h.openErr != nil {
+		s.Close()
+		if starter {
+			return nil, h.openErr
+		}
+		return nil, ErrUpstream
+	}
+	return s, nil
+}
+
+// Close closes every hub, ending their subscribers, and waits for their
+// goroutines. Subscribe fails afterwards.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	hubs := make([]*hub, 0, len(r.hubs))
+	for _, h := range r.hubs {
+		hubs = append(hubs, h)
+	}
+	r.mu.Unlock()
+	for _, h := range hubs {
+		h.close(ErrClosed)
+	}
+	r.wg.Wait()
+	return nil
+}
+
+// remove forgets h (if key still names it).
+func (r *Registry) remove(h *hub) {
+	r.mu.Lock()
+	if r.hubs[h.key] == h {
+		delete(r.hubs, h.key)
+	}
+	r.mu.Unlock()
+}
+
+// hub is one upstream and its subscribers. Its reader goroutine is the
+// only writer of the cache and the only producer of subscribers' queues,
+// and it never blocks on a subscriber.
+type hub struct {
+	reg *Registry
+	cfg *Config
+	key string
+
+	ready   chan struct{} // closed once the Opener has returned
+	openErr error         // set before ready closes
+	info    any
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the reader goroutine has returned
+
+	mu      sync.Mutex
+	subs    map[*Subscriber]struct{}
+	started bool
+	closed  bool
+	linger  *time.Timer
+	lingers uint64 // counts lingers, so that a stale timer's callback is ignored
+	body    io.ReadCloser
+
+	// The cache, written by the reader goroutine under mu.
+	header   []byte
+	meta     []byte
+	videoSeq []byte
+	audioSeq []byte
+	gen      uint64 // counts metadata and sequence header changes
+	hasVideo bool
+	gop      [][]byte
+	gopBytes int
+	gopOK    bool // gop holds a whole GOP so far
+}
+
+func newHub(r *Registry, key string) *hub {
+	h := &hub{reg: r, cfg: &r.cfg, key: key, ready: make(chan struct{}), done: make(chan struct{}),
+		subs: make(map[*Subscriber]struct{})}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h
+}
+
+// add registers a new subscriber, stopping a linger, and reports whether
+// the caller is the one to start the upstream. Called with reg.mu held.
+func (h *hub) add() (*Subscriber, bool) {
+	s := &Subscriber{h: h, notify: make(chan struct{}, 1), end: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	if h.closed { // only after a failed open: the subscriber ends with it
+		s.finish(nil)
+	} else {
+		h.subs[s] = struct{}{}
+		h.fastStart(s)
+	}
+	starter := !h.started
+	h.started = true
+	return s, starter
+}
+
+// fastStart queues what the hub has cached for a new subscriber: the FLV
+// header, the metadata, the sequence headers and the current GOP. Called
+// with h.mu held.
+func (h *hub) fastStart(s *Subscriber) {
+	if h.header == nil {
+		return // the reader delivers the header when it comes
+	}
+	s.push(h.header)
+	if !h.gopOK {
+		s.waitKey = true // the keyframe brings the metadata and sequence headers
+		return
+	}
+	h.resume(s)
+	for _, b := range h.gop {
+		s.push(b)
+	}
+}
+
+// resume queues the metadata and sequence headers for s (on fast start, or
+// when it catches up after dropping). Called with h.mu held.
+func (h *hub) resume(s *Subscriber) {
+	if s.gen == h.gen && s.started {
+		return
+	}
+	for _, b := range [...][]byte{h.meta, h.videoSeq, h.audioSeq} {
+		if b != nil {
+			s.push(b)
+		}
+	}
+	s.gen, s.started = h.gen, true
+}
+
+// start runs open and the reader goroutine.
+func (h *hub) start(open Opener) {
+	body, info, err := open(h.ctx)
+	if err == nil && body == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	h.info, h.openErr = info, err
+	if err != nil {
+		close(h.ready)
+		close(h.done)
+		h.close(err)
+		return
+	}
+	h.mu.Lock()
+	h.body = body
+	closed := h.closed
+	h.mu.Unlock()
+	close(h.ready)
+	if closed { // closed while opening
+		body.Close()
+		close(h.done)
+		return
+	}
+	go h.read(body)
+}
+
+// read is the hub's reader goroutine: it parses the upstream and delivers
+// every tag, then closes the hub.
+func (h *hub) read(body io.ReadCloser) {
+	defer close(h.done)
+	fr := NewReader(body, h.cfg.MaxTagSize)
+	hdr, err := fr.ReadHeader()
+	if err == nil {
+		h.mu.Lock()
+		h.header = hdr
+		for s := range h.subs {
+			h.fastStart(s)
+			s.signal()
+		}
+		h.mu.Unlock()
+		for {
+			var t Tag
+			if t, err = fr.ReadTag(); err != nil {
+				break
+			}
+			h.deliver(t)
+		}
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	h.close(err)
+}
+
+// deliver caches t and queues it for every subscriber.
+func (h *hub) deliver(t Tag) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache(t)
+	for s := range h.subs {
+		h.offer(s, t)
+	}
+}
+
+// cache updates the cache with t. Called with h.mu held.
+func (h *hub) cache(t Tag) {
+	switch t.Kind {
+	case KindMetadata:
+		h.meta = t.Data
+		h.gen++
+		return
+	case KindVideoSeq:
+		h.videoSeq, h.hasVideo = t.Data, true
+		h.gen++
+		return
+	case KindAudioSeq:
+		h.audioSeq = t.Data
+		h.gen++
+		return
+	case KindKeyframe:
+		clear(h.gop)
+		h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, true
+	}
+	if t.Type == TagVideo {
+		h.hasVideo = true
+	}
+	if !h.gopOK {
+		return
+	}
+	if len(h.gop) >= h.cfg.GOPTags || h.gopBytes+len(t.Data) > h.cfg.GOPBytes {
+		clear(h.gop)
+		h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, false
+		return
+	}
+	h.gop = append(h.gop, t.Data)
+	h.gopBytes += len(t.Data)
+}
+
+// offer queues t for s unless s is dropping, starting or ending drops and
+// kicking s when it is too far behind. Called with h.mu held; it never
+// blocks.
+func (h *hub) offer(s *Subscriber, t Tag) {
+	if t.Kind == KindMetadata || t.Kind == KindVideoSeq || t.Kind == KindAudioSeq {
+		switch {
+		case s.waitKey || s.dropping:
+			// resume sends the current ones
+		case s.fits(len(t.Data), h.cfg.QueueBytes):
+			s.push(t.Data)
+			s.gen = h.gen
+			s.signal()
+		default:
+			s.dropping, s.drops = true, s.drops+1
+			h.reg.dropped.Add(1)
+			h.behind(s, len(t.Data))
+		}
+		return
+	}
+	resumable := t.Kind == KindKeyframe || (!h.hasVideo && t.Type == TagAudio)
+	if s.waitKey || s.dropping {
+		if !resumable || !s.fits(len(t.Data)+len(h.meta)+len(h.videoSeq)+len(h.audioSeq), h.cfg.QueueBytes) {
+			if s.dropping {
+				h.behind(s, len(t.Data))
+			}
+			return
+		}
+		s.waitKey, s.dropping, s.behindBy = false, false, 0
+		h.resume(s)
+	}
+	if !s.fits(len(t.Data), h.cfg.QueueBytes) {
+		s.dropping, s.drops = true, s.drops+1
+		h.reg.dropped.Add(1)
+		h.behind(s, len(t.Data))
+		return
+	}
+	s.push(t.Data)
+	s.signal()
+}
+
+// behind counts n more bytes s missed, kicking it past BehindBytes.
+func (h *hub) behind(s *Subscriber, n int) {
+	s.behindBy += n
+	if s.behindBy > h.cfg.BehindBytes {
+		delete(h.subs, s)
+		h.reg.kicked.Add(1)
+		s.finish(ErrSlow)
+		h.idle()
+	}
+}
+
+// idle starts the linger once the last subscriber is gone. Called with
+// h.mu held.
+func (h *hub) idle() {
+	if len(h.subs) > 0 || h.closed || h.linger != nil || !h.started {
+		return
+	}
+	if h.cfg.Linger < 0 {
+		go h.close(nil)
+		return
+	}
+	h.lingers++
+	n := h.lingers
+	h.linger = time.AfterFunc(h.cfg.Linger, func() { h.lingerEnd(n) })
+}
+
+// lingerEnd closes the hub unless a subscriber came back since linger n
+// began.
+func (h *hub) lingerEnd(n uint64) {
+	h.mu.Lock()
+	idle := len(h.subs) == 0 && h.linger != nil && h.lingers == n
+	h.mu.Unlock()
+	if idle {
+		h.close(nil)
+	}
+}
+
+// close ends the hub: no new subscriber joins it, its subscribers end
+// (with err, after their queues) and its upstream is closed. It waits for
+// the reader goroutine unless called from it, and is safe to call twice.
+func (h *hub) close(err error) {
+	h.reg.remove(h)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	for s := range h.subs {
+		s.finish(err)
+	}
+	clear(h.subs)
+	body := h.body
+	h.mu.Unlock()
+	h.cancel()
+	if body != nil {
+		body.Close()
+	}
+	go func() { // the reader (or a failed start) closes done
+		<-h.done
+		h.reg.wg.Done()
+	}()
+}
+
+// Subscriber is one player of a hub. Its queue holds references to the
+// hub's immutable tag buffers; nothing is copied per subscriber.
+type Subscriber struct {
+	h      *hub
+	notify chan struct{} // a token when the queue gets data
+	end    chan struct{} // closed by finish
+
+	// Guarded by h.mu.
+	queue    [][]byte
+	queued   int
+	waitKey  bool // joined without a whole GOP cached: waits for a keyframe
+	dropping bool
+	started  bool // has had the metadata and sequence headers
+	gen      uint64
+	behindBy int
+	drops    int
+	err      error // why it ended, once end is closed; nil at upstream EOF
+	left     bool
+}
+
+// Info returns what the hub's Opener returned as info.
+func (s *Subscriber) Info() any { return s.h.info }
+
+func (s *Subscriber) fits(n, bound int) bool { return s.queued+n <= bound }
+
+func (s *Subscriber) push(b []byte) {
+	s.queue = append(s.queue, b)
+	s.queued += len(b)
+}
+
+func (s *Subscriber) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// finish ends s with err once its queue is read. Called with h.mu held.
+func (s *Subscriber) finish(err error) {
+	select {
+	case <-s.end:
+	default:
+		s.err = err
+		close(s.end)
+	}
+}
+
+// Drops returns how many times s started dropping tags.
+func (s *Subscriber) Drops() int {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return s.drops
+}
+
+// Next waits for queued data and appends it to dst: FLV header and tags as
+// the player gets them, each a reference to a shared buffer the caller must
+// not modify. It returns io.EOF when the upstream ended cleanly and
+// everything queued was returned, ErrSlow when s was disconnected for
+// falling behind, the upstream's error, or ctx's.
+func (s *Subscriber) Next(ctx context.Context, dst net.Buffers) (net.Buffers, error) {
+	for {
+		s.h.mu.Lock()
+		if len(s.queue) > 0 {
+			dst = append(dst, s.queue...)
+			clear(s.queue)
+			s.queue, s.queued = s.queue[:0], 0
+			s.h.mu.Unlock()
+			return dst, nil
+		}
+		select {
+		case <-s.end:
+			err := s.err
+			s.h.mu.Unlock()
+			if err == nil {
+				err = io.EOF
+			}
+			return dst, err
+		default:
+		}
+		s.h.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-s.end:
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		}
+	}
+}
+
+// WriteTo writes the stream to w until it ends, with writev where w
+// supports it (net.Buffers). It returns the bytes written and why it
+// ended (nil at the upstream's clean end).
+func (s *Subscriber) WriteTo(w io.Writer) (int64, error) {
+	var bufs net.Buffers
+	out := new(net.Buffers) // WriteTo consumes its receiver; bufs keeps the array
+	var total int64
+	for {
+		var err error
+		bufs, err = s.Next(context.Background(), bufs[:0])
+		*out = bufs
+		n, werr := out.WriteTo(w)
+		total += n
+		clear(bufs)
+		if werr != nil {
+			return total, werr
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+	}
+}
+
+// Close leaves the hub; the hub lingers when it was the last subscriber.
+// It is safe to call twice.
+func (s *Subscriber) Close() error {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.left {
+		return nil
+	}
+	s.left = true
+	h.reg.subs.Add(-1)
+	if _, ok := h.subs[s]; ok {
+		delete(h.subs, s)
+		s.finish(ErrClosed)
+		clear(s.queue)
+		s.queue = nil
+		h.idle()
+	}
+	return nil
+}
