@@ -487,3 +487,19 @@ func mustKey(t *testing.T, s string) stream.Key {
 	}
 	return k
 }
+
+// Followers show when the leader last probed an origin successfully: the
+// leader replicates it.
+func TestFollowersSeeLastProbe(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	registerOrigins(t, c, startOrigin(t, "o1"))
+	follower := (c.Leader() + 1) % 3
+	testkit.WaitFor(t, clusterTimeout, "a follower shows the last probe", func() bool {
+		for _, o := range c.Node(follower).Status().Origins {
+			if o.ID == "o1" && o.LastProbeUnixMs > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}

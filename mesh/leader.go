@@ -290,13 +290,17 @@ func (n *Node) deleteStale(ctx context.Context, cutoff int64, stale func(int64, 
 }
 
 // probeRound runs one health round of the leader and writes the changes.
+// Alongside health changes it replicates, every health.ReplicateEvery, when
+// healthy origins last answered a probe, so that followers show it too.
 func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
-	changes := hc.Round(ctx, n.fsm.Origins())
-	if len(changes) == 0 {
-		return
-	}
+	origins := n.fsm.Origins()
+	changes := hc.Round(ctx, origins)
 	for _, c := range changes {
 		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
+	}
+	changes = append(changes, hc.Refreshes(origins, changes)...)
+	if len(changes) == 0 {
+		return
 	}
 	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Warn("write origin health", "err", err)

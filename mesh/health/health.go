@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -141,4 +142,28 @@ func (c *Checker) Round(ctx context.Context, origins []state.OriginState) []stat
 		}
 	}
 	return changes
+}
+
+// ReplicateEvery is how stale the replicated time of an origin's last
+// successful probe may get: Refreshes brings it up to date once it trails
+// the leader's own by more.
+const ReplicateEvery = 10 * time.Second
+
+// Refreshes returns, for each healthy origin whose last successful probe
+// (as this Checker saw it) is more than ReplicateEvery newer than the
+// replicated one, a change that only records that probe time, so that every
+// node can show when an origin was last seen alive. Origins in skip (those
+// with a real change this round) are left out.
+func (c *Checker) Refreshes(origins []state.OriginState, skip []state.HealthChange) []state.HealthChange {
+	var out []state.HealthChange
+	for _, s := range origins {
+		if !s.Healthy || slices.ContainsFunc(skip, func(ch state.HealthChange) bool { return ch.ID == s.Origin.ID }) {
+			continue
+		}
+		at, ok := c.LastOK(s.Origin.ID)
+		if ok && at.UnixMilli()-s.LastProbeMs > ReplicateEvery.Milliseconds() {
+			out = append(out, state.HealthChange{ID: s.Origin.ID, Healthy: true, ProbeMs: at.UnixMilli()})
+		}
+	}
+	return out
 }
