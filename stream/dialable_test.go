@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 )
@@ -27,4 +28,28 @@ func TestCheckDialable(t *testing.T) {
 			t.Errorf("%+v allow %v: %v, want ok %v", c.o, c.allow, err, c.ok)
 		}
 	}
+}
+
+// Registered addresses come from the network: any of them is either refused
+// or an IP address that is not link-local, multicast or unspecified.
+func FuzzCheckDialable(f *testing.F) {
+	for _, s := range []string{"10.0.0.5:1935", "169.254.169.254:80", "[fe80::1]:1", "origin.example:1", "0.0.0.0:1", "[::ffff:127.0.0.1]:2", "", ":"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if CheckDialable(Origin{RTMP: addr}, nil) != nil || addr == "" {
+			return
+		}
+		host := addr
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			host = h
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			t.Fatalf("%q accepted but is not an IP", addr)
+		}
+		if ip = ip.Unmap(); ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() {
+			t.Fatalf("%q accepted", addr)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -40,22 +41,10 @@ func TestStripClientHeaders(t *testing.T) {
 	} {
 		h := tc.in.Clone()
 		stripClientHeaders(h)
-		if !headersEqual(h, tc.want) {
+		if !maps.EqualFunc(h, tc.want, slices.Equal[[]string]) {
 			t.Errorf("%s: got %v, want %v", tc.name, h, tc.want)
 		}
 	}
-}
-
-func headersEqual(a, b http.Header) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if !slices.Equal(v, b[k]) {
-			return false
-		}
-	}
-	return true
 }
 
 func TestProxyURL(t *testing.T) {

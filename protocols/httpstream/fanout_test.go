@@ -95,17 +95,8 @@ func (o *flvOrigin) serve(w http.ResponseWriter, r *http.Request) {
 
 func fanOutProxy(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := New(Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("k"), Logger: quietLogger,
+	return serveProxy(t, Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("k"), Logger: quietLogger,
 		FanOut: true, FanOutLinger: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
-	return s, ts
 }
 
 // player reads an FLV answer and counts its tags; it checks the stream

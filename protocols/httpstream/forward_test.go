@@ -3,6 +3,7 @@ package httpstream
 import (
 	"crypto/tls"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -74,25 +75,13 @@ func TestOriginRequestHeader(t *testing.T) {
 		r.RemoteAddr = "192.0.2.7:50000"
 		r.Header = tc.in.Clone()
 		got := originRequestHeader(r, tc.drop)
-		if !headersEqual(got, tc.want) {
+		if !maps.EqualFunc(got, tc.want, slices.Equal[[]string]) {
 			t.Errorf("%s:\n got  %v\n want %v", tc.name, got, tc.want)
 		}
-		if !headersEqual(r.Header, tc.in) {
+		if !maps.EqualFunc(r.Header, tc.in, slices.Equal[[]string]) {
 			t.Errorf("%s: the client's headers were changed: %v", tc.name, r.Header)
 		}
 	}
-}
-
-func headersEqual(a, b http.Header) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if !slices.Equal(v, b[k]) {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSetForwarded(t *testing.T) {

@@ -124,3 +124,27 @@ func TestCORS(t *testing.T) {
 		t.Errorf("origin's own policy: %q", got)
 	}
 }
+
+// The header and TTL choices read origin documents: any bytes give a sane
+// answer and never panic.
+func FuzzDocumentTTL(f *testing.F) {
+	for _, seed := range []string{
+		"#EXTM3U\n#EXT-X-TARGETDURATION:10\n", "#EXTM3U\n#EXT-X-TARGETDURATION:99999999999\n", "#EXT-X-TARGETDURATION:",
+		`<MPD type="dynamic" minimumUpdatePeriod="PT4S">`, `<MPD minimumUpdatePeriod='P1DT2H3M4.5S'>`, `minimumUpdatePeriod="`, "",
+	} {
+		f.Add([]byte(seed))
+	}
+	s := &Server{}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		for _, cc := range []string{playlistCacheControl(doc), mpdCacheControl(doc)} {
+			if cc != cacheNone && !strings.HasPrefix(cc, "public, max-age=") {
+				t.Fatalf("Cache-Control %q", cc)
+			}
+		}
+		for _, fm := range []docFormat{hlsFormat, dashFormat} {
+			if ttl := s.documentTTL(doc, fm); ttl < 0 || ttl > maxDocumentTTL {
+				t.Fatalf("TTL %v", ttl)
+			}
+		}
+	})
+}

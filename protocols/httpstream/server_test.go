@@ -78,7 +78,14 @@ func (s *sessions) count(id string) (active, total int) {
 // httptest server.
 func proxyFor(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := New(Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second, Logger: quietLogger})
+	return serveProxy(t, Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second, Logger: quietLogger})
+}
+
+// serveProxy runs a Server of cfg behind an httptest server until the test
+// ends.
+func serveProxy(t *testing.T, cfg Config) (*Server, *httptest.Server) {
+	t.Helper()
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
