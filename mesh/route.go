@@ -388,11 +388,4 @@ func (n *Node) TokenKey() ([]byte, bool) { return n.fsm.TokenKey() }
 
 // KnownHTTPOrigin reports whether hostport is the HTTP endpoint of an origin
 // the mesh knows: segment tokens are honoured only for those.
-func (n *Node) KnownHTTPOrigin(hostport string) bool {
-	for _, s := range n.fsm.Origins() {
-		if s.Origin.HTTP != "" && s.Origin.HTTP == hostport {
-			return true
-		}
-	}
-	return false
-}
+func (n *Node) KnownHTTPOrigin(hostport string) bool { return n.fsm.HasHTTPEndpoint(hostport) }

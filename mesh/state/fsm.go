@@ -507,6 +507,19 @@ func (f *FSM) Contents() Contents {
 	return st
 }
 
+// HasHTTPEndpoint reports whether hostport is the HTTP endpoint of a known
+// origin. It copies nothing: segment requests ask it on every fetch.
+func (f *FSM) HasHTTPEndpoint(hostport string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, s := range f.origins {
+		if s.Origin.HTTP != "" && s.Origin.HTTP == hostport {
+			return true
+		}
+	}
+	return false
+}
+
 // TokenKey returns the mesh's segment-token key, or false before the leader
 // has set one. The slice must not be modified.
 func (f *FSM) TokenKey() ([]byte, bool) {

@@ -497,3 +497,13 @@ func TestFSMPlayOnly(t *testing.T) {
 		t.Fatalf("play-only count %d after deletions", n)
 	}
 }
+
+func TestFSMHasHTTPEndpoint(t *testing.T) {
+	f := NewFSM()
+	o := testOrigin("o1")
+	o.HTTP = "127.0.0.1:8080"
+	apply(t, f, RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: 1})
+	if !f.HasHTTPEndpoint("127.0.0.1:8080") || f.HasHTTPEndpoint("127.0.0.1:8081") || f.HasHTTPEndpoint("") {
+		t.Fatal("HasHTTPEndpoint")
+	}
+}
