@@ -58,9 +58,9 @@ var (
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
 		[]string{"kind"}, nil)
-	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "HTTP-FLV players served from a shared origin request (--fanout).", nil, nil)
-	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Origin requests shared by HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
-	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
+	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
+	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
 		[]string{"action"}, nil)
 )
 
