@@ -40,6 +40,10 @@ func (s *Server) fanOutStats() FanOutStats {
 // opened.
 var errOriginStatus = errors.New("httpstream: origin answered other than 200")
 
+// protoUpstream is the protocol name under which shared upstreams are
+// reported to Sessions.Track (as the RTMP server does).
+const protoUpstream = "upstream"
+
 // errOriginRTMP is what a fan-out Opener returns when the origin's RTMP
 // play failed (unreachable, or refused).
 var errOriginRTMP = errors.New("httpstream: origin RTMP play failed")
@@ -114,7 +118,11 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		}
 		h := resp.Header.Clone()
 		h.Del("Content-Length") // a shared live stream has no length
-		return hub.FLVSource(resp.Body, hub.DefaultMaxTagSize), h, nil
+		src := hub.FLVSource(resp.Body, hub.DefaultMaxTagSize)
+		if s.sessions != nil {
+			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
+		}
+		return src, h, nil
 	}
 	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
 	switch {

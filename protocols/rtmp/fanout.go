@@ -41,6 +41,10 @@ func rtmpQuery(req stream.RTMPRequest) string {
 	return req.AppQuery + "&" + req.StreamQuery
 }
 
+// ProtoUpstream is the protocol name under which shared upstreams are
+// reported to Sessions.Track: one per upstream while it is open.
+const ProtoUpstream = "upstream"
+
 // Hubs returns the registry of shared upstreams (nil without
 // Config.FanOut), for an HTTP-FLV server to share with RTMP players.
 func (s *Server) Hubs() *hub.Registry { return s.hubs }
@@ -85,7 +89,11 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
-	return &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize)}, nil
+	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize)}
+	if s.cfg.Sessions != nil {
+		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream))
+	}
+	return src, nil
 }
 
 // detached returns a copy of c's set-up for opening upstreams that outlive

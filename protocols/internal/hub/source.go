@@ -3,6 +3,7 @@ package hub
 import (
 	"encoding/binary"
 	"io"
+	"sync"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -39,6 +40,23 @@ func FLVSource(body io.ReadCloser, maxBody int) Source {
 type flvSource struct {
 	*Reader
 	io.Closer
+}
+
+// Tracked returns src with end called once when it is first closed (to
+// count the upstream while it is open).
+func Tracked(src Source, end func()) Source {
+	return &tracked{Source: src, end: end}
+}
+
+type tracked struct {
+	Source
+	once sync.Once
+	end  func()
+}
+
+func (t *tracked) Close() error {
+	t.once.Do(t.end)
+	return t.Source.Close()
 }
 
 // Header returns an FLV file header (HeaderSize bytes, PreviousTagSize0
