@@ -48,6 +48,10 @@ const protoUpstream = "upstream"
 // play failed (unreachable, or refused).
 var errOriginRTMP = errors.New("httpstream: origin RTMP play failed")
 
+// errOriginRefused is what a fan-out Opener returns when the origin refused
+// the RTMP play (its on_play hook said no).
+var errOriginRefused = errors.New("httpstream: origin refused the play")
+
 // errNoHTTP is what a fan-out Opener returns for an origin with no HTTP
 // endpoint (and no RTMP upstream to use instead).
 var errNoHTTP = errors.New("httpstream: origin has no HTTP endpoint")
@@ -89,6 +93,9 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		first, opened = false, true
 		if s.rtmpUp != nil && o.RTMP != "" {
 			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
+			if errors.Is(err, hub.ErrRefused) {
+				return nil, nil, errOriginRefused
+			}
 			if err != nil {
 				s.log.Warn("origin RTMP play failed", "origin", o.ID, "stream", key.String(), "err", err)
 				return nil, nil, errOriginRTMP
@@ -133,6 +140,9 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		return true
 	case opened && errors.Is(err, errOriginUnreachable), opened && errors.Is(err, errOriginRTMP):
 		writeError(w, http.StatusBadGateway, "origin unreachable")
+		return true
+	case opened && errors.Is(err, errOriginRefused):
+		writeError(w, http.StatusForbidden, "the origin refused the play")
 		return true
 	case opened && errors.Is(err, errNoHTTP):
 		writeError(w, http.StatusServiceUnavailable, "origin has no HTTP endpoint")

@@ -85,6 +85,9 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 			c.origin.conn.Close()
 			c.origin.release()
 		}
+		if errors.Is(err, ErrOriginRefused) {
+			err = fmt.Errorf("%w: %w", hub.ErrRefused, err)
+		}
 		return nil, err
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
@@ -225,7 +228,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	st.players.Add(1)
 	defer st.players.Add(-1)
 	start := time.Now()
-	c.log.Info("playing from shared upstream", "origin", origin.ID)
+	c.log.Info("playing from shared upstream")
 	err = c.playFrom(ctx, sub)
 	if isClosedErr(err) {
 		err = nil

@@ -91,6 +91,9 @@ var (
 	ErrClosed = errors.New("hub: closed")
 	// ErrSlow ends a subscriber that fell more than BehindBytes behind.
 	ErrSlow = errors.New("hub: subscriber too slow")
+	// ErrRefused marks an Opener's error when the origin itself refused
+	// the play (an authorization hook said no), as opposed to failing.
+	ErrRefused = errors.New("hub: origin refused the play")
 	// ErrUpstream is returned to subscribers that joined a hub whose
 	// upstream failed to open (the one that opened it gets its Opener's
 	// error).

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -185,5 +186,18 @@ func TestNoReattachWithoutConfig(t *testing.T) {
 	}
 	if n := u.opens.Load(); n != 1 {
 		t.Errorf("%d opens, want 1", n)
+	}
+}
+
+func TestHeader(t *testing.T) {
+	for _, tt := range []struct {
+		audio, video bool
+		flags        byte
+	}{{true, true, 5}, {true, false, 4}, {false, true, 1}} {
+		h := Header(tt.audio, tt.video)
+		got, err := NewReader(bytes.NewReader(h), 1).ReadHeader()
+		if err != nil || !bytes.Equal(got, h) || len(h) != HeaderSize || h[4] != tt.flags || !IsHeader(h) {
+			t.Errorf("Header(%v, %v) = %x: read back %x, %v", tt.audio, tt.video, h, got, err)
+		}
 	}
 }

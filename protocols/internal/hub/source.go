@@ -62,8 +62,7 @@ func (t *tracked) Close() error {
 // Header returns an FLV file header (HeaderSize bytes, PreviousTagSize0
 // included) announcing audio, video or both.
 func Header(audio, video bool) []byte {
-	h := []byte{'F', 'L', 'V', 1, 0, 0, 0, 9, 0, 0, 0, 0}
-	h = append(h, 0)
+	h := []byte{'F', 'L', 'V', 1, 0, 0, 0, 0, 9, 0, 0, 0, 0}
 	if audio {
 		h[4] |= 0x04
 	}
