@@ -56,7 +56,7 @@ func testMedia() []chunk.Message {
 	key := append([]byte{0x17, 1, 0, 0, 0}, payload(100000)...) // a keyframe, chunked
 	return []chunk.Message{
 		{CSID: 6, Type: chunk.TypeVideo, Payload: []byte{0x17, 0, 0, 0, 0, 1, 2, 3}}, // sequence header
-		{CSID: 4, Type: chunk.TypeAudio, Payload: []byte{0xaf, 0, 0x12, 0x10}},     // AAC sequence header
+		{CSID: 4, Type: chunk.TypeAudio, Payload: []byte{0xaf, 0, 0x12, 0x10}},       // AAC sequence header
 		{CSID: 6, Type: chunk.TypeVideo, Timestamp: 0x1000000, Payload: key},
 		{CSID: 4, Type: chunk.TypeAudio, Timestamp: 0x1000017, Payload: []byte{0xaf, 1, 9, 9}},
 	}

@@ -150,7 +150,7 @@ type Server struct {
 	draining  bool // Drain closed the listeners
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
-	live      drain.Group // client connections, for Drain
+	live      drain.Group   // client connections, for Drain
 	hubs      *hub.Registry // shared upstreams; nil without Config.FanOut
 }
 

@@ -118,9 +118,9 @@ type Registry struct {
 	closed bool
 	wg     sync.WaitGroup // one per hub not yet closed
 
-	subs    atomic.Int64
-	dropped atomic.Uint64
-	kicked  atomic.Uint64
+	subs       atomic.Int64
+	dropped    atomic.Uint64
+	kicked     atomic.Uint64
 	reattached atomic.Uint64
 }
 

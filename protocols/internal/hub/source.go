@@ -108,7 +108,9 @@ func TagInfo(b []byte) (typ uint8, ts uint32, body []byte, ok bool) {
 
 // IsHeader reports whether b, a buffer Subscriber.Next returned, is the FLV
 // file header rather than a tag.
-func IsHeader(b []byte) bool { return len(b) == HeaderSize && b[0] == 'F' && b[1] == 'L' && b[2] == 'V' }
+func IsHeader(b []byte) bool {
+	return len(b) == HeaderSize && b[0] == 'F' && b[1] == 'L' && b[2] == 'V'
+}
 
 // rebaser keeps a stream's timestamps monotonic across re-attaches: tags
 // of a new upstream are shifted so that its first media frame follows the
