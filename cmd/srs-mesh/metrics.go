@@ -134,8 +134,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
 	}
 	if h := c.httpS; h != nil {
+		var hijacked uint64 // FLV players' bytes written past the response writer
+		if c.httpStream != nil {
+			hijacked = c.httpStream.Stats().FanOut.BytesOut
+		}
 		gauge(descConns, float64(h.open.Load()), "http")
-		counter(descBytes, h.bytesOut.Load(), "http", o2c)
+		counter(descBytes, h.bytesOut.Load()+hijacked, "http", o2c)
 		counter(descFailures, h.failures.Load(), "http", "status_5xx")
 	}
 	if s := c.httpStream; s != nil {

@@ -24,6 +24,10 @@ type FanOutStats struct {
 	Dropped uint64
 	// Kicked counts the players disconnected for staying too far behind.
 	Kicked uint64
+	// BytesOut counts the bytes written to players on connections taken
+	// over from the HTTP server (HTTP/1.x players), which the server's own
+	// response writers do not see.
+	BytesOut uint64
 }
 
 // fanOutStats returns the fan-out counters; zero when it is off.
@@ -32,7 +36,8 @@ func (s *Server) fanOutStats() FanOutStats {
 		return FanOutStats{}
 	}
 	st := s.hubs.Stats()
-	return FanOutStats{Players: st.Subscribers, Upstreams: st.Upstreams, Dropped: st.Dropped, Kicked: st.Kicked}
+	return FanOutStats{Players: st.Subscribers, Upstreams: st.Upstreams, Dropped: st.Dropped, Kicked: st.Kicked,
+		BytesOut: s.fanOutBytes.Load()}
 }
 
 // errOriginStatus is what a fan-out Opener returns when the origin
@@ -165,6 +170,12 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	}
 	setCacheDefault(w.Header(), http.StatusOK, cacheNone)
 	setCORS(w.Header())
+	if r.ProtoMajor == 1 {
+		if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			s.writeFLVRaw(r.Context(), nc, w.Header(), sub, key)
+			return true
+		}
+	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
@@ -196,4 +207,68 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			return true
 		}
 	}
+}
+
+// writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:
+// the response head, then the tags with writev on the connection itself
+// until the stream, the client or ctx ends. The body is delimited by the
+// connection's close (Connection: close), as HTTP/1.0 streams are: no
+// chunked framing, so a player costs one writev per batch of tags and no
+// copy. nc is closed on return.
+func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key) {
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	raw := nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		raw = u.NetConn()
+	}
+	h = h.Clone()
+	h.Del("Content-Length")
+	h.Del("Transfer-Encoding")
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "video/x-flv")
+	}
+	head := []byte("HTTP/1.1 200 OK\r\n")
+	var hb headBuffer
+	hb.b = head
+	h.Write(&hb)
+	hb.b = append(hb.b, "\r\n"...)
+	raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
+	if _, err := raw.Write(hb.b); err != nil {
+		return
+	}
+	var bufs net.Buffers
+	out := new(net.Buffers) // one per player: WriteTo's receiver escapes
+	for {
+		var nerr error
+		bufs, nerr = sub.Next(ctx, bufs[:0])
+		if len(bufs) > 0 {
+			raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
+			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
+			n, werr := out.WriteTo(raw)
+			s.fanOutBytes.Add(uint64(n))
+			clear(bufs)
+			if werr != nil {
+				return
+			}
+		}
+		if nerr != nil {
+			if nerr != io.EOF && ctx.Err() == nil {
+				s.log.Debug("shared FLV stream ended", "stream", key.String(), "err", nerr)
+			}
+			return
+		}
+	}
+}
+
+// headBuffer collects a response head (http.Header.Write needs an
+// io.Writer).
+type headBuffer struct{ b []byte }
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	h.b = append(h.b, p...)
+	return len(p), nil
 }

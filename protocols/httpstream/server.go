@@ -73,6 +73,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
@@ -223,6 +224,7 @@ type Server struct {
 	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
 	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
 	ownHubs      bool          // hubs is the server's own, closed with it
+	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
 	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response

@@ -255,7 +255,7 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 			return err
 		}
 	}
-	if err := cl.flush(); err != nil {
+	if err := cl.shrink(); err != nil {
 		return err
 	}
 

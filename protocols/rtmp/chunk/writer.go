@@ -200,3 +200,7 @@ func AppendContinuation(dst []byte, csid uint32, timestamp uint32) []byte {
 	}
 	return dst
 }
+
+// Reset makes the Writer write to bw from now on, keeping its chunk size
+// and header state; what the old buffer held must have been flushed.
+func (w *Writer) Reset(bw *bufio.Writer) { w.w = bw }
