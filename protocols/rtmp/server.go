@@ -24,7 +24,8 @@ import (
 // Router is what the proxy needs from the mesh: the origin that owns a
 // stream (creating the assignment on first use). Route is called once per
 // client session, after the client named its stream, with a context bounded
-// by Config.HandshakeTimeout.
+// by Config.HandshakeTimeout. A Router that is also a Rerouter lets
+// publishers ride through the failure of their origin.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
@@ -63,6 +64,13 @@ type Config struct {
 	// MaxConns is the most client connections served at once; more are
 	// closed as soon as they are accepted. Default 10000.
 	MaxConns int
+	// FailoverTimeout bounds a publisher's failover: from the moment its
+	// origin leg is seen to fail until a new origin accepted the replayed
+	// session. Past it the client gets an error onStatus and is closed.
+	// Failover needs a Router that is also a Rerouter. Default 3s.
+	FailoverTimeout time.Duration
+	// Failovers, when not nil, is told about every failover.
+	Failovers FailoverObserver
 }
 
 // Defaults of Config.
@@ -72,6 +80,7 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultMaxMessageSize   = 8 << 20
 	DefaultMaxConns         = 10000
+	DefaultFailoverTimeout  = 3 * time.Second
 )
 
 // Errors of the server.
@@ -108,7 +117,10 @@ func (c *Config) setDefaults() error {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-	if c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = DefaultFailoverTimeout
+	}
+	if c.FailoverTimeout < 0 || c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
 		return ErrBadConfig
 	}
 	return nil
