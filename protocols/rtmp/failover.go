@@ -341,7 +341,7 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	if legErr != nil && !errors.Is(legErr, context.Canceled) {
 		reason = legErr.Error()
 	}
-	c.log.Warn("origin leg failed; failing over", "origin", from.ID, "reason", reason)
+	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason)
 	p.foStart, p.foFrom, p.foReason = now, from, reason
 	p.waitKey, p.resuming = true, true
 	p.held.reset()
