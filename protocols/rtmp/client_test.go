@@ -220,7 +220,7 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 	p.w.SetChunkSize(4096)
 	p.w.WriteControl(chunk.TypeWindowAckSize, 5000000)
 	p.onMessage = func(m *chunk.Message) {
-		if (m.Type == chunk.TypeAudio || m.Type == chunk.TypeVideo || m.Type == chunk.TypeDataAMF0) {
+		if m.Type == chunk.TypeAudio || m.Type == chunk.TypeVideo || m.Type == chunk.TypeDataAMF0 {
 			cp := *m
 			cp.Payload = bytes.Clone(m.Payload)
 			select {

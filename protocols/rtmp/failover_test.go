@@ -19,7 +19,9 @@ type failoverRouter struct {
 	failed  chan string
 }
 
-func (r *failoverRouter) Route(context.Context, stream.Key) (stream.Origin, error) { return r.first, nil }
+func (r *failoverRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
+	return r.first, nil
+}
 
 func (r *failoverRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
 	select {
@@ -273,4 +275,3 @@ func TestPublisherWithoutRerouter(t *testing.T) {
 	close(s.stop)
 	<-s.done
 }
-
