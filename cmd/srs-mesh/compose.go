@@ -196,7 +196,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, candidate, log)
+	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), newFailoverMetrics(reg), collector, candidate, log)
 	if err != nil {
 		return err
 	}
@@ -247,11 +247,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 // clientParts builds one part per enabled client protocol, in the order
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
-func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, collector *meshCollector,
+func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, failovers *failoverMetrics, collector *meshCollector,
 	candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
 	var parts []part
 	if lns.rtmp != nil {
-		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp")})
+		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"), Failovers: failovers})
 		if err != nil {
 			return nil, err
 		}

@@ -211,6 +211,50 @@ func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Ori
 	return r.timed(ctx, key, r.node.RoutePlay)
 }
 
+// Reroute moves a stream off an origin that failed under a publisher
+// (mesh.Node.Reroute), timed like Route.
+func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	return r.timed(ctx, key, func(ctx context.Context, key stream.Key) (stream.Origin, error) {
+		return r.node.Reroute(ctx, key, failed)
+	})
+}
+
+var _ rtmp.Rerouter = (*timedRouter)(nil)
+
+// failoverMetrics is the protocols' failover observer: it counts failovers
+// by protocol, kind (publish, play) and result, and measures the time from
+// an origin's failure to the stream resuming on the new one.
+type failoverMetrics struct {
+	total  *prometheus.CounterVec
+	resume *prometheus.HistogramVec
+}
+
+func newFailoverMetrics(reg prometheus.Registerer) *failoverMetrics {
+	f := &failoverMetrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns,
+			Name:      "failovers_total",
+			Help:      "Sessions moved off a failed origin, by protocol, kind (publish, play) and result (ok, no_origin, refused, abandoned).",
+		}, []string{"proto", "kind", "result"}),
+		resume: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns,
+			Name:      "failover_resume_seconds",
+			Help:      "Time from an origin's failure, as a session saw it, until the stream resumed on the new origin, by protocol and kind.",
+			Buckets:   []float64{.05, .1, .25, .5, .75, 1, 1.5, 2, 2.5, 3, 4, 5, 10},
+		}, []string{"proto", "kind"}),
+	}
+	reg.MustRegister(f.total, f.resume)
+	return f
+}
+
+// Failover implements rtmp.FailoverObserver.
+func (f *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
+	f.total.WithLabelValues(ev.Proto, ev.Kind, ev.Result).Inc()
+	if ev.Result == rtmp.FailoverOK {
+		f.resume.WithLabelValues(ev.Proto, ev.Kind).Observe(ev.Duration.Seconds())
+	}
+}
+
 func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(context.Context, stream.Key) (stream.Origin, error)) (stream.Origin, error) {
 	start := time.Now()
 	o, err := route(ctx, key)
