@@ -132,6 +132,16 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 // applied the same log.
 func (n *Node) Epoch(key stream.Key) uint64 { return n.fsm.Epoch(key.String()) }
 
+// StreamEpoch returns key's epoch (see Epoch) and when the stream last moved
+// (the zero time when it never did), from this replica.
+func (n *Node) StreamEpoch(key stream.Key) (uint64, time.Time) {
+	e, ms := n.fsm.Moved(key.String())
+	if ms == 0 {
+		return e, time.Time{}
+	}
+	return e, time.UnixMilli(ms)
+}
+
 // routeUnwritten picks the origin the mesh would assign key to now, from
 // this replica, and writes nothing.
 func (n *Node) routeUnwritten(key stream.Key, ks string) (stream.Origin, error) {

@@ -219,7 +219,14 @@ func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream
 	})
 }
 
-var _ rtmp.Rerouter = (*timedRouter)(nil)
+// StreamEpoch is how many times a stream moved, and when it last did
+// (mesh.Node.StreamEpoch), for HLS and DASH renumbering.
+func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, time.Time) { return r.node.StreamEpoch(key) }
+
+var (
+	_ rtmp.Rerouter     = (*timedRouter)(nil)
+	_ httpstream.Epochs = (*timedRouter)(nil)
+)
 
 // failoverMetrics is the protocols' failover observer: it counts failovers
 // by protocol, kind (publish, play) and result, and measures the time from

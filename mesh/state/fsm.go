@@ -410,6 +410,17 @@ func (f *FSM) Epoch(key string) uint64 {
 	return 0
 }
 
+// Moved returns the epoch of key's assignment and when it last changed
+// origin (unix ms, 0 when never); zeros when key has no assignment.
+func (f *FSM) Moved(key string) (epoch uint64, movedMs int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.Epoch, a.MovedMs
+	}
+	return 0, 0
+}
+
 func (f *FSM) decStreams(id string) {
 	if f.streams[id] <= 1 {
 		delete(f.streams, id)

@@ -166,6 +166,12 @@ type Config struct {
 	// FanOutMaxStreams bounds the shared upstreams; players of further
 	// streams are relayed on their own. Default hub.DefaultMaxHubs.
 	FanOutMaxStreams int
+	// MoveHold bounds how long a playlist or MPD request waits while its
+	// stream moves between origins (see Server.serveHeld): an origin that
+	// cannot answer, or a new origin without the document yet, is asked
+	// again until then. It applies only with a Router that implements
+	// Epochs. Default DefaultMoveHold; negative disables it.
+	MoveHold time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
 	Now func() time.Time
@@ -175,6 +181,7 @@ type Config struct {
 const (
 	DefaultDialTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
+	DefaultMoveHold     = 4 * time.Second
 	// originHeaderTimeout bounds the wait for an origin's response headers.
 	originHeaderTimeout = 10 * time.Second
 )
@@ -196,6 +203,7 @@ type Server struct {
 	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
 	now       func() time.Time
+	moveHold  time.Duration // 0: no hold
 
 	segments     *objectCache  // nil: disabled
 	segTTL       time.Duration // how long a segment is stored
@@ -239,6 +247,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
+	if cfg.MoveHold == 0 {
+		cfg.MoveHold = DefaultMoveHold
+	}
+	if _, ok := cfg.Router.(Epochs); !ok || cfg.MoveHold < 0 {
+		cfg.MoveHold = 0
+	}
 	if cfg.Transport == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.Transport = &http.Transport{
@@ -258,6 +272,7 @@ func New(cfg Config) (*Server, error) {
 		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
 		now:       cfg.Now,
+		moveHold:  cfg.MoveHold,
 
 		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
 		segTTL:       cfg.SegmentMaxAge,
