@@ -520,8 +520,8 @@ func TestFSMMove(t *testing.T) {
 		t.Fatalf("move: %+v", r)
 	}
 	to := r.Origin.ID
-	if got := f.Epoch("v/live/a"); got != 1 {
-		t.Fatalf("epoch %d, want 1", got)
+	if e, ms := f.Moved("v/live/a"); e != 1 || ms != 100 {
+		t.Fatalf("epoch %d moved %d, want 1 at 100", e, ms)
 	}
 	if o, ok := f.Route("v/live/a"); !ok || o.ID != to {
 		t.Fatalf("route after move: %v %v", o, ok)

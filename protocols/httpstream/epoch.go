@@ -2,6 +2,9 @@ package httpstream
 
 import (
 	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -252,6 +255,97 @@ func (s *Server) hlsEpochFormat(key stream.Key) docFormat {
 			return nil, err
 		}
 		return epochPlaylist(out, e), nil
+	}
+	return f
+}
+
+// epochMPD marks the Periods of a DASH MPD of a stream at epoch e > 0 (the
+// stream moved e times) as new ones: each Period directly under the MPD gets
+// the id "<origin's id>-e<e>", or "e<e>" when it had none. A player that
+// keeps reloading the MPD across a move thus sees a new Period start where
+// the new origin's media starts (the new origin's timeline starts afresh),
+// instead of an old Period whose timeline jumped. The result depends only on
+// the MPD and e; e == 0 returns src. src must be well formed (it went
+// through rewriteMPD).
+func epochMPD(src []byte, e uint64) ([]byte, error) {
+	if e == 0 {
+		return src, nil
+	}
+	dec := xml.NewDecoder(bytes.NewReader(src))
+	out := make([]byte, 0, len(src)+64)
+	last, depth := 0, 0
+	suffix := "e" + strconv.FormatUint(e, 10)
+	for {
+		start := int(dec.InputOffset())
+		tok, err := dec.RawToken()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotMPD, err)
+		}
+		end := int(dec.InputOffset())
+		switch t := tok.(type) {
+		case xml.StartElement:
+			raw := src[start:end]
+			if depth == 1 && t.Name.Local == "Period" {
+				out = append(out, src[last:start]...)
+				out = appendPeriodID(out, raw, t, suffix)
+				last = end
+			}
+			depth++ // a self-closing tag is followed by its EndElement
+		case xml.EndElement:
+			depth--
+		}
+	}
+	if depth != 0 {
+		return nil, fmt.Errorf("%w: unbalanced elements", ErrNotMPD)
+	}
+	return append(out, src[last:]...), nil
+}
+
+// appendPeriodID appends the raw Period start tag with its id attribute
+// suffixed by "-"+suffix, or with id=suffix added after the element name.
+func appendPeriodID(out, raw []byte, t xml.StartElement, suffix string) []byte {
+	for _, span := range scanAttrs(raw) {
+		if string(raw[span.nameStart:span.nameEnd]) != "id" {
+			continue
+		}
+		var id string
+		for _, a := range t.Attr {
+			if a.Name.Space == "" && a.Name.Local == "id" {
+				id = a.Value
+			}
+		}
+		out = append(out, raw[:span.valStart]...)
+		out = appendXMLEscaped(out, id+"-"+suffix)
+		return append(out, raw[span.valEnd:]...)
+	}
+	name := 1
+	for name < len(raw) && !isXMLSpace(raw[name]) && raw[name] != '/' && raw[name] != '>' {
+		name++
+	}
+	out = append(out, raw[:name]...)
+	out = append(out, ` id="`...)
+	out = append(out, suffix...)
+	out = append(out, '"')
+	return append(out, raw[name:]...)
+}
+
+// dashEpochFormat is dashFormat with the rewriting followed by the epoch
+// marking of key's stream (epochMPD).
+func (s *Server) dashEpochFormat(key stream.Key) docFormat {
+	e, _ := s.epoch(key)
+	if e == 0 {
+		return dashFormat
+	}
+	f := dashFormat
+	f.rewrite = func(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
+		out, err := rewriteMPD(src, base, m)
+		if err != nil {
+			return nil, err
+		}
+		return epochMPD(out, e)
 	}
 	return f
 }

@@ -178,3 +178,44 @@ func TestPlaylistAcrossMove(t *testing.T) {
 		t.Fatalf("%d after %v", rec.Code, time.Since(start))
 	}
 }
+
+func TestEpochMPD(t *testing.T) {
+	const nginx = `<?xml version="1.0"?>
+<MPD type="dynamic" xmlns="urn:mpeg:dash:schema:mpd:2011">
+  <Period start="PT0S" id="dash">
+    <AdaptationSet><Period/></AdaptationSet>
+  </Period>
+</MPD>
+`
+	for _, c := range []struct {
+		name, in string
+		e        uint64
+		want     string
+	}{
+		{"epoch 0 unchanged", nginx, 0, nginx},
+		{"nginx-rtmp period id", nginx, 2, strings.Replace(nginx, `id="dash"`, `id="dash-e2"`, 1)},
+		{"period without id", `<MPD><Period start="PT0S"/><Period></Period></MPD>`, 1,
+			`<MPD><Period id="e1" start="PT0S"/><Period id="e1"></Period></MPD>`},
+		{"prefixed", `<m:MPD xmlns:m="urn:mpeg:dash:schema:mpd:2011"><m:Period id='p&amp;1'/></m:MPD>`, 3,
+			`<m:MPD xmlns:m="urn:mpeg:dash:schema:mpd:2011"><m:Period id='p&amp;1-e3'/></m:MPD>`},
+	} {
+		got, err := epochMPD([]byte(c.in), c.e)
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s: %v\n%s\nwant\n%s", c.name, err, got, c.want)
+		}
+	}
+	if _, err := epochMPD([]byte("<MPD><Period>"), 1); err == nil {
+		t.Error("truncated MPD accepted")
+	}
+}
+
+func FuzzEpochMPD(f *testing.F) {
+	f.Add([]byte(`<MPD><Period id="a" start="PT0S"/></MPD>`), uint64(1))
+	f.Add([]byte(`<MPD><Period/><x:Period id='q'></x:Period></MPD>`), uint64(9))
+	f.Fuzz(func(t *testing.T, src []byte, e uint64) {
+		out, err := epochMPD(src, e)
+		if err == nil && e == 0 && !bytes.Equal(out, src) {
+			t.Fatal("epoch 0 changed the MPD")
+		}
+	})
+}
