@@ -132,6 +132,10 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 // applied the same log.
 func (n *Node) Epoch(key stream.Key) uint64 { return n.fsm.Epoch(key.String()) }
 
+// OriginHealthy reports whether this replica holds origin id known and
+// healthy (the leader's probes decide; a map read).
+func (n *Node) OriginHealthy(id string) bool { return n.fsm.Healthy(id) }
+
 // StreamEpoch returns key's epoch (see Epoch) and when the stream last moved
 // (the zero time when it never did), from this replica.
 func (n *Node) StreamEpoch(key stream.Key) (uint64, time.Time) {

@@ -223,7 +223,13 @@ func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream
 // (mesh.Node.StreamEpoch), for HLS and DASH renumbering.
 func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, time.Time) { return r.node.StreamEpoch(key) }
 
+// OriginHealthy reports the mesh's verdict on an origin
+// (mesh.Node.OriginHealthy), so that publishers leave an origin the
+// leader's probes found dead even when their leg has not failed yet.
+func (r *timedRouter) OriginHealthy(id string) bool { return r.node.OriginHealthy(id) }
+
 var (
+	_ rtmp.OriginHealth = (*timedRouter)(nil)
 	_ rtmp.Rerouter     = (*timedRouter)(nil)
 	_ httpstream.Epochs = (*timedRouter)(nil)
 )

@@ -468,6 +468,14 @@ func (f *FSM) Route(key string) (stream.Origin, bool) {
 	return s.Origin, true
 }
 
+// Healthy reports whether origin id is known and healthy.
+func (f *FSM) Healthy(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.origins[id]
+	return ok && s.Healthy
+}
+
 // Origin returns a known origin by id.
 func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	f.mu.RLock()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -24,6 +25,16 @@ import (
 // Config.FailoverTimeout.
 type Rerouter interface {
 	Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error)
+}
+
+// OriginHealth is implemented by Routers that know whether the mesh holds
+// an origin healthy. With it (and a Rerouter), a publisher whose origin is
+// marked unhealthy fails over as if its leg had failed: an origin that
+// vanished without closing its connections is left within
+// healthPollInterval of the verdict, not after a write timeout.
+// OriginHealthy must be cheap (a local read) and must not block.
+type OriginHealth interface {
+	OriginHealthy(id string) bool
 }
 
 // FailoverObserver is told about every failover, once it ended.
@@ -83,6 +94,12 @@ const (
 	failoverWindow = time.Minute
 	// rerouteRetry is the pause between attempts to find a reachable origin.
 	rerouteRetry = 100 * time.Millisecond
+	// healthPollInterval is how often a publisher asks OriginHealth about
+	// its origin.
+	healthPollInterval = 500 * time.Millisecond
+	// reasonUnhealthy is the failure reason of a leg closed because its
+	// origin was marked unhealthy.
+	reasonUnhealthy = "origin marked unhealthy"
 )
 
 // legResult is what a failover attempt ends with: a new leg to its origin,
@@ -122,6 +139,14 @@ type publisher struct {
 	resuming bool
 	held     heldMessages
 	recent   []time.Time
+
+	// watched is the current leg as the health watcher sees it.
+	watched struct {
+		sync.Mutex
+		id        string   // origin id; "" while no leg is open
+		nc        net.Conn // the leg's connection
+		unhealthy bool     // the watcher closed nc for that reason
+	}
 }
 
 // heldMessages are copies of the messages read from the publisher while no
@@ -177,7 +202,12 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 	p := &publisher{c: c, ctx: ctx}
 	p.rr, _ = c.s.cfg.Router.(Rerouter)
 	p.attach(o, origin)
+	stopWatch := func() {}
+	if h, ok := c.s.cfg.Router.(OriginHealth); ok && p.rr != nil {
+		stopWatch = p.watchHealth(h)
+	}
 	err := p.run()
+	stopWatch()
 	p.stop()
 	if isClosedErr(err) {
 		return nil
@@ -192,6 +222,9 @@ func (p *publisher) attach(o *originLeg, origin stream.Origin) {
 	c.origin = o
 	o.conn.writeIdle = c.s.cfg.IdleTimeout
 	p.cur, p.origin = o, origin
+	p.watched.Lock()
+	p.watched.id, p.watched.nc, p.watched.unhealthy = origin.ID, o.conn.Conn, false
+	p.watched.Unlock()
 	done := make(chan error, 1)
 	p.curDone = done
 	p.wg.Add(1)
@@ -204,6 +237,9 @@ func (p *publisher) attach(o *originLeg, origin stream.Origin) {
 // detach closes the current leg, waits for its reader and releases it.
 // err is the reader's result when the caller already received it.
 func (p *publisher) detach(received bool) {
+	p.watched.Lock()
+	p.watched.id, p.watched.nc = "", nil
+	p.watched.Unlock()
 	o := p.cur
 	o.conn.Conn.Close()
 	if !received {
@@ -337,8 +373,14 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	p.recent = append(p.recent, now)
 	from := p.origin
 	p.detach(received)
+	p.watched.Lock()
+	unhealthy := p.watched.unhealthy
+	p.watched.Unlock()
 	reason := "closed"
-	if legErr != nil && !errors.Is(legErr, context.Canceled) {
+	switch {
+	case unhealthy:
+		reason = reasonUnhealthy
+	case legErr != nil && !errors.Is(legErr, context.Canceled):
 		reason = legErr.Error()
 	}
 	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason)
@@ -494,5 +536,36 @@ func (c *conn) failover(ctx context.Context, rr Rerouter, failed stream.Origin) 
 			}
 			return legResult{err: fmt.Errorf("%w: %s: no origin took the stream in time: %v", ErrNoOrigin, c.req.Key, last)}
 		}
+	}
+}
+
+// watchHealth starts the goroutine that closes the current origin leg when
+// h says its origin is unhealthy, which makes the publisher fail over. The
+// returned func stops the goroutine and waits for it.
+func (p *publisher) watchHealth(h OriginHealth) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(healthPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			p.watched.Lock()
+			if p.watched.id != "" && !p.watched.unhealthy && !h.OriginHealthy(p.watched.id) {
+				p.watched.unhealthy = true
+				p.watched.nc.Close()
+			}
+			p.watched.Unlock()
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,18 @@ func (r *failoverRouter) Reroute(ctx context.Context, key stream.Key, failed str
 	default:
 	}
 	return r.reroute(failed)
+}
+
+// healthRouter is a failoverRouter that also says which origins are
+// healthy.
+type healthRouter struct {
+	*failoverRouter
+	down atomic.Value // string: the id of the unhealthy origin
+}
+
+func (r *healthRouter) OriginHealthy(id string) bool {
+	down, _ := r.down.Load().(string)
+	return id != down
 }
 
 // failoverEvents collects FailoverEvents.
@@ -274,4 +287,42 @@ func TestPublisherWithoutRerouter(t *testing.T) {
 	}
 	close(s.stop)
 	<-s.done
+}
+
+// TestPublisherLeavesUnhealthyOrigin: an origin that the mesh marks
+// unhealthy while its leg still works (a machine that vanished without
+// closing its connections looks like this) is left as if the leg had
+// failed.
+func TestPublisherLeavesUnhealthyOrigin(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	r := &healthRouter{failoverRouter: &failoverRouter{
+		first:  stream.Origin{ID: "o1", RTMP: o1.Addr},
+		failed: make(chan string, 4),
+		reroute: func(failed stream.Origin) (stream.Origin, error) {
+			return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil
+		},
+	}}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	p := dialTestPeer(t, addr)
+	if info, err := p.start("rtmp://"+addr+"/live", "s4", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	client := watchClient(p)
+	s := startSender(p, 20)
+	waitChan(t, o1.ordered)
+	r.down.Store("o1")
+	if got := recv(t, o2.names); got != "s4" {
+		t.Fatalf("o2 got name %q", got)
+	}
+	ev := waitChan(t, events)
+	if ev.Result != FailoverOK || ev.From.ID != "o1" || ev.To.ID != "o2" || ev.Reason != reasonUnhealthy {
+		t.Fatalf("event %+v", ev)
+	}
+	select {
+	case got := <-client:
+		t.Fatalf("client saw %s", got)
+	default:
+	}
+	s.finish(t)
 }
