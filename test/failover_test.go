@@ -114,7 +114,7 @@ func TestPublisherFailover(t *testing.T) {
 		t.Errorf("failovers counted: %v, want %d", n, moved)
 	}
 	resumes := failoverResumes(t, c)
-	t.Logf("failovers: %d moved; resume times (max per node) %v", moved, resumes)
+	t.Logf("failovers: %d moved; slowest resume per node at most %v; logged: %v", moved, resumes, resumeLogs(c))
 	for _, d := range resumes {
 		if d > 3*time.Second {
 			t.Errorf("a stream resumed %v after its origin died; the bound is 3 s", d)
@@ -223,6 +223,25 @@ func failoverResumes(t *testing.T, c *cluster) []time.Duration {
 				}
 			}
 			out = append(out, slowest)
+		}
+	}
+	return out
+}
+
+// resumeLogs collects the time to resume of every failover the nodes
+// logged.
+func resumeLogs(c *cluster) []string {
+	var out []string
+	for _, nd := range c.nodes {
+		for _, l := range strings.Split(nd.Logs(), "\n") {
+			if !strings.Contains(l, "publisher failed over") {
+				continue
+			}
+			for _, f := range strings.Fields(l) {
+				if v, ok := strings.CutPrefix(f, "resume="); ok {
+					out = append(out, v)
+				}
+			}
 		}
 	}
 	return out

@@ -326,3 +326,42 @@ func TestPublisherLeavesUnhealthyOrigin(t *testing.T) {
 	}
 	s.finish(t)
 }
+
+// TestPublisherFailoverSkipsDeadOrigin: when the origin the stream moved
+// to cannot be reached either, the proxy reroutes again, naming that one as
+// failed, until an origin takes the stream.
+func TestPublisherFailoverSkipsDeadOrigin(t *testing.T) {
+	o1, o3 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	dead := startFakeOrigin(t, "")
+	deadAddr := dead.Addr
+	dead.ln.Close()
+	r := &failoverRouter{
+		first:  stream.Origin{ID: "o1", RTMP: o1.Addr},
+		failed: make(chan string, 16),
+		reroute: func(failed stream.Origin) (stream.Origin, error) {
+			if failed.ID == "o1" {
+				return stream.Origin{ID: "o2", RTMP: deadAddr}, nil
+			}
+			return stream.Origin{ID: "o3", RTMP: o3.Addr}, nil
+		},
+	}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	p := dialTestPeer(t, addr)
+	if info, err := p.start("rtmp://"+addr+"/live", "s5", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	s := startSender(p, 20)
+	waitChan(t, o1.ordered)
+	o1.kill()
+	if got := recv(t, o3.names); got != "s5" {
+		t.Fatalf("o3 got name %q", got)
+	}
+	if a, b := recv(t, r.failed), recv(t, r.failed); a != "o1" || b != "o2" {
+		t.Fatalf("rerouted from %q then %q", a, b)
+	}
+	if ev := waitChan(t, events); ev.Result != FailoverOK || ev.To.ID != "o3" {
+		t.Fatalf("event %+v", ev)
+	}
+	s.finish(t)
+}
