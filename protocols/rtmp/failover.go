@@ -314,10 +314,12 @@ func (p *publisher) run() error {
 			}
 		}
 		if p.waitKey {
-			if !p.cache.resumePoint(&m) {
+			switch {
+			case p.cache.resumePoint(&m):
+				p.waitKey = false
+			case !isCodecConfig(&m):
 				continue
 			}
-			p.waitKey = false
 		}
 		if err := p.send(&m, cl.r.Buffered() == 0); err != nil {
 			if err := p.legFailed(err, false); err != nil {
@@ -325,7 +327,7 @@ func (p *publisher) run() error {
 			}
 			continue
 		}
-		if p.resuming && (m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio) {
+		if p.resuming && !p.waitKey && (m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio) {
 			p.resumed()
 		}
 	}

@@ -89,6 +89,12 @@ func isMetadata(m *chunk.Message) bool {
 	return string(name) == "@setDataFrame" || string(name) == "onMetaData"
 }
 
+// isCodecConfig reports whether m is metadata or a sequence header: what a
+// decoder needs before frames, never dropped while waiting for a key frame.
+func isCodecConfig(m *chunk.Message) bool {
+	return isVideoSequenceHeader(m) || isAudioSequenceHeader(m) || isMetadata(m)
+}
+
 // mediaCache keeps the last metadata and sequence headers a publisher sent,
 // which a new origin leg needs before any frame. It belongs to the
 // goroutine that reads the publisher. Each entry is a copy, bounded by

@@ -4,8 +4,12 @@
 // session to that origin and then relays messages between the two
 // connections, re-chunking them with each connection's own chunk state.
 //
+// A publisher whose origin fails keeps its connection when the Router can
+// reroute (Rerouter): the session is replayed on the stream's new origin
+// (see relayPublish).
+//
 // The package depends on the mesh only through the Router and Sessions
-// interfaces; tests use fakes.
+// interfaces and the optional Rerouter and OriginHealth; tests use fakes.
 package rtmp
 
 import (
