@@ -131,6 +131,24 @@ func TestPublisherFailover(t *testing.T) {
 		}
 	}
 
+	// Every node renumbers the moved stream's playlist alike.
+	testkit.WaitFor(t, 20*time.Second, "the same renumbered playlist header on every node", func() bool {
+		var first string
+		for _, nd := range c.nodes {
+			h := playlistHeader(nd.HTTPURL(fmt.Sprintf("live/f%d.m3u8", watched)))
+			var seq, disc uint64
+			if n, _ := fmt.Sscanf(h, "#EXT-X-MEDIA-SEQUENCE:%d #EXT-X-DISCONTINUITY-SEQUENCE:%d", &seq, &disc); n != 2 {
+				fmt.Sscanf(h, "#EXT-X-DISCONTINUITY-SEQUENCE:%d #EXT-X-MEDIA-SEQUENCE:%d", &disc, &seq)
+			}
+			if seq < 1_000_000_000 || seq >= 2_000_000_000 || !strings.HasSuffix(h, " #EXT-X-DISCONTINUITY") || (first != "" && h != first) {
+				return false
+			}
+			first = h
+		}
+		t.Logf("playlist after the move: %q", first)
+		return true
+	})
+
 	// The HLS player rode through.
 	testkit.WaitFor(t, 30*time.Second, "the HLS player decodes after the move", func() bool {
 		if player.Exited() {
@@ -154,6 +172,31 @@ func TestPublisherFailover(t *testing.T) {
 	if n := failoverCount(t, c, ""); n != after {
 		t.Errorf("a clean unpublish counted %v failovers", n-after)
 	}
+}
+
+// playlistHeader returns the sequence lines of a media playlist and whether
+// its first segment starts a discontinuity, or "" when it cannot be had.
+func playlistHeader(url string) string {
+	resp, err := e2eHTTP.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"), strings.HasPrefix(l, "#EXT-X-DISCONTINUITY-SEQUENCE:"):
+			out = append(out, l)
+		case l == "#EXT-X-DISCONTINUITY" && len(out) == 2:
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // targetDuration reads EXT-X-TARGETDURATION from a media playlist.
