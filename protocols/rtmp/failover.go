@@ -386,7 +386,11 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 		reason = legErr.Error()
 	}
 	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason)
-	p.foStart, p.foFrom, p.foReason = now, from, reason
+	if !p.resuming {
+		// A leg that fails before the stream resumed continues the same
+		// failover: its start and first origin stay.
+		p.foStart, p.foFrom, p.foReason = now, from, reason
+	}
 	p.waitKey, p.resuming = true, true
 	p.held.reset()
 	ctx, cancel := context.WithTimeout(p.ctx, c.s.cfg.FailoverTimeout)
