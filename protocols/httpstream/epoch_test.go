@@ -219,3 +219,36 @@ func FuzzEpochMPD(f *testing.F) {
 		}
 	})
 }
+
+// TestDocumentsHeldWhileOriginDown: a playlist or MPD request whose origin
+// cannot be reached is retried, routing again, until the stream's new
+// origin answers; the MPD's Period is renamed by the epoch.
+func TestDocumentsHeldWhileOriginDown(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".mpd") {
+			w.Write([]byte(`<MPD type="dynamic"><Period id="dash" start="PT0S"></Period></MPD>`))
+			return
+		}
+		w.Write([]byte(nginxPlaylist))
+	}))
+	defer origin.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadAddr := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	for _, p := range []string{"/live/livestream.m3u8", "/live/livestream.mpd"} {
+		rt := &epochRouter{epoch: 2, moved: time.Now()}
+		rt.origin.Store(deadAddr)
+		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(300*time.Millisecond, func() { rt.origin.Store(strings.TrimPrefix(origin.URL, "http://")) })
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		body := rec.Body.String()
+		if rec.Code != http.StatusOK || !(strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:2000000007") || strings.Contains(body, `id="dash-e2"`)) {
+			t.Fatalf("%s: %d\n%s", p, rec.Code, body)
+		}
+		s.Close()
+	}
+}
