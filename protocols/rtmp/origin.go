@@ -83,8 +83,8 @@ func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) 
 // caller owns the leg it returns. The exchange is bounded by
 // Config.DialTimeout and by ctx. On failure the connection is closed and the
 // leg's buffers are released.
-func (c *conn) openOriginLeg(ctx context.Context, addr string) (*originLeg, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.DialTimeout)
+func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, error) {
+	ctx, cancel := context.WithTimeout(parent, c.s.cfg.DialTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	d := net.Dialer{}
@@ -95,7 +95,9 @@ func (c *conn) openOriginLeg(ctx context.Context, addr string) (*originLeg, erro
 	if !c.setOrigin(nc) {
 		return nil, fmt.Errorf("%w: session closed", ErrOriginDown)
 	}
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	// The connection's deadline bounds the set-up (and reports a timeout);
+	// the caller's cancellation closes the connection.
+	stop := context.AfterFunc(parent, func() { nc.Close() })
 	nc.SetDeadline(deadline)
 	st := &c.s.stats
 	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)}
