@@ -58,9 +58,9 @@ var (
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
 		[]string{"kind"}, nil)
-	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "HTTP-FLV players served from a shared origin request (--fanout).", nil, nil)
-	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Origin requests shared by HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
-	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
+	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
+	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
 		[]string{"action"}, nil)
 )
 
@@ -233,40 +233,6 @@ var (
 	_ rtmp.Rerouter     = (*timedRouter)(nil)
 	_ httpstream.Epochs = (*timedRouter)(nil)
 )
-
-// failoverMetrics is the protocols' failover observer: it counts failovers
-// by protocol, kind (publish, play) and result, and measures the time from
-// an origin's failure to the stream resuming on the new one.
-type failoverMetrics struct {
-	total  *prometheus.CounterVec
-	resume *prometheus.HistogramVec
-}
-
-func newFailoverMetrics(reg prometheus.Registerer) *failoverMetrics {
-	f := &failoverMetrics{
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns,
-			Name:      "failovers_total",
-			Help:      "Sessions moved off a failed origin, by protocol, kind (publish, play) and result (ok, no_origin, refused, abandoned).",
-		}, []string{"proto", "kind", "result"}),
-		resume: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: ns,
-			Name:      "failover_resume_seconds",
-			Help:      "Time from an origin's failure, as a session saw it, until the stream resumed on the new origin, by protocol and kind.",
-			Buckets:   []float64{.05, .1, .25, .5, .75, 1, 1.5, 2, 2.5, 3, 4, 5, 10},
-		}, []string{"proto", "kind"}),
-	}
-	reg.MustRegister(f.total, f.resume)
-	return f
-}
-
-// Failover implements rtmp.FailoverObserver.
-func (f *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
-	f.total.WithLabelValues(ev.Proto, ev.Kind, ev.Result).Inc()
-	if ev.Result == rtmp.FailoverOK {
-		f.resume.WithLabelValues(ev.Proto, ev.Kind).Observe(ev.Duration.Seconds())
-	}
-}
 
 func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(context.Context, stream.Key) (stream.Origin, error)) (stream.Origin, error) {
 	start := time.Now()

@@ -54,6 +54,7 @@ type serveOptions struct {
 	cacheSize       byteSize
 	playlistTTL     time.Duration
 	fanOut          bool
+	reattach        time.Duration
 	token           string
 	gossipKey       string
 	tlsCAFile       string
@@ -117,7 +118,8 @@ take a comma-separated list (--origin: separated by ';').`,
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
-	f.BoolVar(&o.fanOut, "fanout", true, "serve HTTP-FLV players of a stream from one origin request per node and query (false: one origin request per player)")
+	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
+	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")

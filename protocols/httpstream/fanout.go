@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -38,52 +40,112 @@ func (s *Server) fanOutStats() FanOutStats {
 // opened.
 var errOriginStatus = errors.New("httpstream: origin answered other than 200")
 
+// protoUpstream is the protocol name under which shared upstreams are
+// reported to Sessions.Track (as the RTMP server does).
+const protoUpstream = "upstream"
+
+// errOriginRTMP is what a fan-out Opener returns when the origin's RTMP
+// play failed (unreachable, or refused).
+var errOriginRTMP = errors.New("httpstream: origin RTMP play failed")
+
+// errOriginRefused is what a fan-out Opener returns when the origin refused
+// the RTMP play (its on_play hook said no).
+var errOriginRefused = errors.New("httpstream: origin refused the play")
+
+// errNoHTTP is what a fan-out Opener returns for an origin with no HTTP
+// endpoint (and no RTMP upstream to use instead).
+var errNoHTTP = errors.New("httpstream: origin has no HTTP endpoint")
+
 // errOriginUnreachable is what a fan-out Opener returns when the origin
 // could not be reached.
 var errOriginUnreachable = errors.New("httpstream: origin unreachable")
 
 // serveFLVFanOut serves an HTTP-FLV GET from the stream's shared upstream
-// on this node (see Config.FanOut). Players share an upstream only when
-// the origin, the path and the query are identical. The first one's
-// request (its query and forwardable headers, its X-Forwarded-For) opens
-// it; if the origin answers other than 200, that player gets the answer
-// as it is and no upstream is kept. It returns false, having written
-// nothing, when the player is to be relayed on its own: the hub registry is
-// full, or the upstream it waited for failed to open.
-func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stream.Key, origin string) bool {
+// on this node (see Config.FanOut). Players share an upstream only when the
+// stream and the query are identical (hub.StreamKey), whatever their protocol.
+// The first one's request opens it: an RTMP play of origin (with the
+// query) when Config.RTMPUpstream is set and origin serves RTMP, else a GET
+// of the origin's .flv with the player's query and forwardable headers and
+// its X-Forwarded-For; if the origin answers that GET other than 200, the
+// player gets the answer as it is and no upstream is kept. When a shared
+// upstream re-attaches after its origin failed, it routes the stream anew
+// and opens it the same way. It returns false, having written nothing,
+// when the player is to be relayed on its own: the hub registry is full,
+// or the upstream it waited for failed to open.
+func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stream.Key, origin stream.Origin) bool {
 	path := keyPath(key, ".flv")
-	hubKey := origin + " " + path + "?" + r.URL.RawQuery
+	query := r.URL.RawQuery
+	hdr := originRequestHeader(r, nil)
 	var answer *http.Response // the origin's non-200 answer to this player's open
-	opened := false
-	open := func(ctx context.Context) (io.ReadCloser, any, error) {
-		opened = true
-		out, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, path, r.URL.RawQuery), nil)
+	opened, first := false, true
+	open := func(ctx context.Context) (hub.Source, any, error) {
+		o := origin
+		if !first { // a re-attach: the stream may have moved
+			rctx, cancel := context.WithTimeout(ctx, s.fetchTimeout)
+			var err error
+			o, err = route.For(s.router, s.router.Route, true)(rctx, key)
+			cancel()
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		isFirst := first
+		first, opened = false, true
+		if s.rtmpUp != nil && o.RTMP != "" {
+			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
+			if errors.Is(err, hub.ErrRefused) {
+				return nil, nil, errOriginRefused
+			}
+			if err != nil {
+				s.log.Warn("origin RTMP play failed", "origin", o.ID, "stream", key.String(), "err", err)
+				return nil, nil, errOriginRTMP
+			}
+			return src, http.Header{"Content-Type": {"video/x-flv"}}, nil
+		}
+		if o.HTTP == "" {
+			return nil, nil, errNoHTTP
+		}
+		out, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(o.HTTP, path, query), nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		out.Header = originRequestHeader(r, nil)
+		out.Header = hdr.Clone()
 		resp, err := s.transport.RoundTrip(out)
 		if err != nil {
-			s.log.Warn("origin unreachable", "origin", origin, "path", path, "err", err)
+			s.log.Warn("origin unreachable", "origin", o.HTTP, "path", path, "err", err)
 			return nil, nil, errOriginUnreachable
 		}
 		if resp.StatusCode != http.StatusOK {
-			answer = resp
+			if isFirst {
+				answer = resp
+			} else {
+				resp.Body.Close()
+			}
 			return nil, nil, errOriginStatus
 		}
 		h := resp.Header.Clone()
 		h.Del("Content-Length") // a shared live stream has no length
-		return resp.Body, h, nil
+		src := hub.FLVSource(resp.Body, hub.DefaultMaxTagSize)
+		if s.sessions != nil {
+			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
+		}
+		return src, h, nil
 	}
-	sub, err := s.hubs.Subscribe(r.Context(), hubKey, open)
+	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
 	switch {
 	case err == nil:
 	case answer != nil:
 		defer answer.Body.Close()
 		s.relay(w, r, answer, cacheNone)
 		return true
-	case opened && errors.Is(err, errOriginUnreachable):
+	case opened && errors.Is(err, errOriginUnreachable), opened && errors.Is(err, errOriginRTMP):
 		writeError(w, http.StatusBadGateway, "origin unreachable")
+		return true
+	case opened && errors.Is(err, errOriginRefused):
+		writeError(w, http.StatusForbidden, "the origin refused the play")
+		return true
+	case opened && errors.Is(err, errNoHTTP):
+		writeError(w, http.StatusServiceUnavailable, "origin has no HTTP endpoint")
 		return true
 	case r.Context().Err() != nil:
 		return true // the player left

@@ -80,6 +80,12 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
+// RTMPUpstream opens a stream's RTMP play on an origin as a source of FLV
+// tags (rtmp.Server.OpenFLV).
+type RTMPUpstream interface {
+	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error)
+}
+
 // Router maps a stream key to the origin that holds (or will hold) it.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
@@ -166,6 +172,18 @@ type Config struct {
 	// FanOutMaxStreams bounds the shared upstreams; players of further
 	// streams are relayed on their own. Default hub.DefaultMaxHubs.
 	FanOutMaxStreams int
+	// Hubs, when not nil, is the registry of shared upstreams to use with
+	// FanOut instead of one of the server's own: the RTMP server's
+	// (rtmp.Server.Hubs), so that RTMP and HTTP-FLV players of a stream
+	// share one upstream. Its owner closes it; FanOutLinger and
+	// FanOutMaxStreams are then the owner's.
+	Hubs *hub.Registry
+	// RTMPUpstream, when not nil, opens the shared upstream of HTTP-FLV
+	// players as an RTMP play of the origin whenever the origin serves
+	// RTMP, so that origins without HTTP-FLV (nginx-rtmp) serve HTTP-FLV
+	// players, and RTMP and HTTP-FLV players share one upstream. Origins
+	// with no RTMP endpoint are asked over HTTP.
+	RTMPUpstream RTMPUpstream
 	// MoveHold bounds how long a playlist or MPD request waits while its
 	// stream moves between origins (see Server.serveHeld): an origin that
 	// cannot answer, or a new origin without the document yet, is asked
@@ -212,6 +230,8 @@ type Server struct {
 	fetchTimeout time.Duration // bounds a shared fetch
 	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
 	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
+	ownHubs      bool          // hubs is the server's own, closed with it
+	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
@@ -282,8 +302,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PlaylistCacheTTL >= 0 {
 		s.docs = newObjectCache(maxDocCacheBytes, maxDocCacheEntries, MaxPlaylistSize, cfg.Now)
 	}
-	if cfg.FanOut {
-		s.hubs = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger})
+	switch {
+	case cfg.FanOut && cfg.Hubs != nil:
+		s.hubs, s.rtmpUp = cfg.Hubs, cfg.RTMPUpstream
+	case cfg.FanOut:
+		s.hubs, s.ownHubs, s.rtmpUp = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger}), true, cfg.RTMPUpstream
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -301,7 +324,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	if s.hubs != nil {
+	if s.hubs != nil && s.ownHubs {
 		s.hubs.Close()
 	}
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
@@ -404,13 +427,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route asks the router for key's origin and returns its HTTP endpoint, or
 // writes the error answer (503) and returns "".
 func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) string {
-	// Every HTTP stream URL is a play.
-	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
-	if err != nil {
-		if r.Context().Err() == nil {
-			s.log.Warn("no origin", "stream", key.String(), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
-		}
+	o, ok := s.routeOrigin(w, r, key)
+	if !ok {
 		return ""
 	}
 	if o.HTTP == "" {
@@ -418,6 +436,21 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 		return ""
 	}
 	return o.HTTP
+}
+
+// routeOrigin is route returning the whole origin record, whatever
+// endpoints it has.
+func (s *Server) routeOrigin(w http.ResponseWriter, r *http.Request, key stream.Key) (stream.Origin, bool) {
+	// Every HTTP stream URL is a play.
+	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.log.Warn("no origin", "stream", key.String(), "err", err)
+			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
+		}
+		return stream.Origin{}, false
+	}
+	return o, true
 }
 
 // keyPath is the escaped origin path of key's stream with a suffix.

@@ -128,6 +128,10 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.log = c.log.With("origin", origin.ID)
 
+	if !c.publish && c.s.hubs != nil && c.playShared(ctx, origin) {
+		return
+	}
+
 	// The client waits for our answer while the origin leg opens; its
 	// writes must not block longer than that.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout + time.Second))
