@@ -116,6 +116,12 @@ type Config struct {
 	TouchInterval time.Duration
 	// RouteTimeout bounds Route when it has to write an assignment. Default 3s.
 	RouteTimeout time.Duration
+	// MoveInterval is the least time between two moves of one stream that
+	// Reroute writes (state.MoveCmd.MinIntervalMs): a node's failed origin
+	// leg moves a stream at once, but a stream whose legs keep failing
+	// cannot make the mesh move it faster than this. Moves by the leader's
+	// health verdicts are not limited. Default 5s.
+	MoveInterval time.Duration
 
 	// GossipKey, when set, encrypts gossip (16, 24 or 32 bytes, AES).
 	GossipKey []byte
@@ -169,6 +175,7 @@ func DefaultConfig() Config {
 		RTCTouchInterval:       5 * time.Second,
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
+		MoveInterval:           5 * time.Second,
 		RaftHeartbeatTimeout:   time.Second,
 		RaftElectionTimeout:    time.Second,
 		RaftLeaderLeaseTimeout: 500 * time.Millisecond,
@@ -272,6 +279,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"RTCTouchInterval", &c.RTCTouchInterval, d.RTCTouchInterval},
 		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
+		{"MoveInterval", &c.MoveInterval, d.MoveInterval},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
 		{"RaftElectionTimeout", &c.RaftElectionTimeout, d.RaftElectionTimeout},
 		{"RaftLeaderLeaseTimeout", &c.RaftLeaderLeaseTimeout, d.RaftLeaderLeaseTimeout},

@@ -80,6 +80,72 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	return stream.Origin{}, err
 }
 
+// Reroute moves key off origin failed, which this node saw fail while it
+// carried the stream (the origin leg of a publisher broke), and returns the
+// origin the stream has now. It does not wait for the leader's probes: it
+// writes a state.MoveCmd through the leader, bounded by ctx and RouteTimeout;
+// the new origin is chosen inside the replicated apply, as for Route, among
+// the healthy origins other than failed. When the assignment is already on
+// another healthy origin (another node moved it first) that origin is
+// returned without a write.
+//
+// Only the node's own observation may call it, never a client's word: a
+// stream moves at most once per Config.MoveInterval this way (when it moved
+// more recently, Reroute answers as Route does: the assignment's origin if
+// it is healthy, or a repair if it is not). The error wraps
+// stream.ErrNoOrigin when no other origin can take the stream.
+func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	n.act.Used(ks)
+	if o, ok := n.fsm.Route(ks); ok && o.ID != failed.ID {
+		return o, nil
+	}
+	if failed.ID == "" {
+		return n.route(ctx, key, false)
+	}
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
+	defer cancel()
+	res, err := n.apply(actx, state.MoveCmd{Key: ks, From: failed.ID, NowMs: time.Now().UnixMilli(),
+		MinIntervalMs: n.cfg.MoveInterval.Milliseconds()})
+	switch {
+	case err == nil && res.Origin != nil:
+		if res.Created {
+			n.log.Info("stream moved off a failed origin", "stream", ks, "from", failed.ID, "to", res.Origin.ID)
+		}
+		return *res.Origin, nil
+	case err == nil:
+		return stream.Origin{}, fmt.Errorf("%w: empty move result for %s", stream.ErrNoOrigin, ks)
+	case ctx.Err() != nil:
+		return stream.Origin{}, ctx.Err()
+	case errors.Is(err, state.ErrMoveTooSoon):
+		return n.route(ctx, key, false)
+	}
+	return stream.Origin{}, err
+}
+
+// Epoch returns the epoch of key's assignment in this replica
+// (state.Assignment.Epoch): how many times the stream changed origin. It is
+// 0 for a key without an assignment. Every node answers the same once it has
+// applied the same log.
+func (n *Node) Epoch(key stream.Key) uint64 { return n.fsm.Epoch(key.String()) }
+
+// OriginHealthy reports whether this replica holds origin id known and
+// healthy (the leader's probes decide; a map read).
+func (n *Node) OriginHealthy(id string) bool { return n.fsm.Healthy(id) }
+
+// StreamEpoch returns key's epoch (see Epoch) and when the stream last moved
+// (the zero time when it never did), from this replica.
+func (n *Node) StreamEpoch(key stream.Key) (uint64, time.Time) {
+	e, ms := n.fsm.Moved(key.String())
+	if ms == 0 {
+		return e, time.Time{}
+	}
+	return e, time.UnixMilli(ms)
+}
+
 // routeUnwritten picks the origin the mesh would assign key to now, from
 // this replica, and writes nothing.
 func (n *Node) routeUnwritten(key stream.Key, ks string) (stream.Origin, error) {

@@ -253,7 +253,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
 		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
-			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached})
+			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers})
 		if err != nil {
 			return nil, err
 		}

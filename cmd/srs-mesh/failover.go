@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 )
 
 // failoverMetrics counts sessions that rode through an origin failure and
@@ -21,7 +23,7 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger) *failoverMe
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns,
 			Name:      "failovers_total",
-			Help:      "Sessions moved to another origin without the client noticing, by protocol, kind (publish; play: one per shared upstream of a node's RTMP and HTTP-FLV players) and result (ok, failed).",
+			Help:      "Sessions moved to another origin without the client noticing, by protocol, kind (publish; play: one per shared upstream of a node's RTMP and HTTP-FLV players) and result (ok; failed, no_origin, refused, abandoned).",
 		}, []string{"proto", "kind", "result"}),
 		resume: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns,
@@ -46,3 +48,14 @@ func (m *failoverMetrics) playReattached(key string, took time.Duration, err err
 	m.resume.WithLabelValues("rtmp", "play").Observe(took.Seconds())
 	m.log.Info("players re-attached after an origin failure", "stream", key, "resumed_after", took.Round(time.Millisecond))
 }
+
+// Failover records a publisher's failover (the RTMP server's
+// Config.Failovers); the RTMP server logs it.
+func (m *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
+	m.total.WithLabelValues(ev.Proto, ev.Kind, ev.Result).Inc()
+	if ev.Result == rtmp.FailoverOK {
+		m.resume.WithLabelValues(ev.Proto, ev.Kind).Observe(ev.Duration.Seconds())
+	}
+}
+
+var _ rtmp.FailoverObserver = (*failoverMetrics)(nil)

@@ -215,6 +215,29 @@ func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Ori
 	return r.timed(ctx, key, r.node.RoutePlay)
 }
 
+// Reroute moves a stream off an origin that failed under a publisher
+// (mesh.Node.Reroute), timed like Route.
+func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	return r.timed(ctx, key, func(ctx context.Context, key stream.Key) (stream.Origin, error) {
+		return r.node.Reroute(ctx, key, failed)
+	})
+}
+
+// StreamEpoch is how many times a stream moved, and when it last did
+// (mesh.Node.StreamEpoch), for HLS and DASH renumbering.
+func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, time.Time) { return r.node.StreamEpoch(key) }
+
+// OriginHealthy reports the mesh's verdict on an origin
+// (mesh.Node.OriginHealthy), so that publishers leave an origin the
+// leader's probes found dead even when their leg has not failed yet.
+func (r *timedRouter) OriginHealthy(id string) bool { return r.node.OriginHealthy(id) }
+
+var (
+	_ rtmp.OriginHealth = (*timedRouter)(nil)
+	_ rtmp.Rerouter     = (*timedRouter)(nil)
+	_ httpstream.Epochs = (*timedRouter)(nil)
+)
+
 func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(context.Context, stream.Key) (stream.Origin, error)) (stream.Origin, error) {
 	start := time.Now()
 	o, err := route(ctx, key)

@@ -43,6 +43,13 @@ type Assignment struct {
 	LastUsedMs int64  `json:"last_used_ms"`
 	// PlayOnly: only players have used the key so far (AssignCmd).
 	PlayOnly bool `json:"play_only,omitempty"`
+	// Epoch counts the times the assignment changed origin: a MoveCmd, or
+	// an AssignCmd that repaired an assignment whose origin was unhealthy
+	// or gone. It starts at 0 and only grows while the assignment lives;
+	// nodes derive HLS media sequence numbers and DASH periods from it.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// MovedMs is when the assignment last changed origin (0: never).
+	MovedMs int64 `json:"moved_ms,omitempty"`
 }
 
 // FSM is the replicated state of the mesh: origins, assignments and WebRTC
@@ -169,6 +176,8 @@ func (f *FSM) applyCommand(data []byte) Result {
 		return f.applyExpireRTCSessions(c)
 	case *TouchRTCSessionsCmd:
 		return f.applyTouchRTCSessions(c)
+	case *MoveCmd:
+		return f.applyMove(c)
 	case *SetTokenKeyCmd:
 		if len(c.Key) < 16 || len(c.Key) > 64 {
 			return failResult(codeBadCommand, fmt.Errorf("%w: a token key of %d bytes", ErrBadCommand, len(c.Key)))
@@ -320,19 +329,96 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	if err != nil {
 		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
 	}
+	na := &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
 	if a != nil {
 		f.decStreams(a.Origin)
 		if a.PlayOnly {
 			f.playOnly--
 		}
+		na.Epoch, na.MovedMs = a.Epoch, a.MovedMs
+		if a.Origin != id {
+			na.Epoch, na.MovedMs = a.Epoch+1, c.NowMs
+		}
 	}
-	f.assignments[c.Key] = &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
+	f.assignments[c.Key] = na
 	if playOnly {
 		f.playOnly++
 	}
 	f.streams[id]++
 	out := f.origins[id].Origin
 	return Result{Origin: &out, Created: true}
+}
+
+// applyMove moves an assignment off an origin a node saw fail (MoveCmd).
+func (f *FSM) applyMove(c *MoveCmd) Result {
+	key, err := stream.ParseKey(c.Key)
+	if err != nil {
+		return failResult(codeBadCommand, fmt.Errorf("%w: %v", ErrBadCommand, err))
+	}
+	if c.From == "" {
+		return failResult(codeBadCommand, fmt.Errorf("%w: move without the failed origin", ErrBadCommand))
+	}
+	a := f.assignments[c.Key]
+	if a != nil && a.Origin != c.From {
+		if s, ok := f.origins[a.Origin]; ok && s.Healthy {
+			out := s.Origin
+			return Result{Origin: &out}
+		}
+	}
+	if a != nil && a.Origin == c.From && c.MinIntervalMs > 0 && a.MovedMs > 0 && c.NowMs-a.MovedMs < c.MinIntervalMs {
+		return failResult(codeMoveTooSoon, fmt.Errorf("%w: %s moved %d ms ago", ErrMoveTooSoon, c.Key, c.NowMs-a.MovedMs))
+	}
+	cands := make([]stream.Candidate, 0, len(f.origins))
+	for id, s := range f.origins {
+		if id != c.From {
+			cands = append(cands, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		}
+	}
+	id, err := stream.Select(key, cands)
+	if err != nil {
+		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
+	}
+	if a == nil {
+		a = &Assignment{CreatedMs: c.NowMs}
+		f.assignments[c.Key] = a
+	} else {
+		f.decStreams(a.Origin)
+		if a.PlayOnly {
+			a.PlayOnly = false
+			f.playOnly--
+		}
+		a.Epoch++
+		a.MovedMs = c.NowMs
+	}
+	a.Origin = id
+	if c.NowMs > a.LastUsedMs {
+		a.LastUsedMs = c.NowMs
+	}
+	f.streams[id]++
+	out := f.origins[id].Origin
+	return Result{Origin: &out, Created: true}
+}
+
+// Epoch returns the epoch of key's assignment (Assignment.Epoch), 0 when it
+// has none.
+func (f *FSM) Epoch(key string) uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.Epoch
+	}
+	return 0
+}
+
+// Moved returns the epoch of key's assignment and when it last changed
+// origin (unix ms, 0 when never); zeros when key has no assignment.
+func (f *FSM) Moved(key string) (epoch uint64, movedMs int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.Epoch, a.MovedMs
+	}
+	return 0, 0
 }
 
 func (f *FSM) decStreams(id string) {
@@ -380,6 +466,14 @@ func (f *FSM) Route(key string) (stream.Origin, bool) {
 		return stream.Origin{}, false
 	}
 	return s.Origin, true
+}
+
+// Healthy reports whether origin id is known and healthy.
+func (f *FSM) Healthy(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.origins[id]
+	return ok && s.Healthy
 }
 
 // Origin returns a known origin by id.

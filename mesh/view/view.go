@@ -83,6 +83,8 @@ type Assignment struct {
 	CreatedUnixMs  int64  `json:"created_unix_ms"`
 	LastUsedUnixMs int64  `json:"last_used_unix_ms"`
 	OriginHealthy  bool   `json:"origin_healthy"`
+	// Epoch counts the times the stream moved to another origin.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // Peer is a member as gossip knows it.
@@ -178,7 +180,7 @@ func Build(in Input) Status {
 	for _, a := range in.Replica.Assignments {
 		st.Assignments = append(st.Assignments, Assignment{
 			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
-			OriginHealthy: healthy[a.Origin],
+			OriginHealthy: healthy[a.Origin], Epoch: a.Epoch,
 		})
 	}
 	return st

@@ -185,6 +185,12 @@ type Config struct {
 	// players, and RTMP and HTTP-FLV players share one upstream. Origins
 	// with no RTMP endpoint are asked over HTTP.
 	RTMPUpstream RTMPUpstream
+	// MoveHold bounds how long a playlist or MPD request waits while its
+	// stream moves between origins (see Server.serveHeld): an origin that
+	// cannot answer, or a new origin without the document yet, is asked
+	// again until then. It applies only with a Router that implements
+	// Epochs. Default DefaultMoveHold; negative disables it.
+	MoveHold time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
 	Now func() time.Time
@@ -194,6 +200,7 @@ type Config struct {
 const (
 	DefaultDialTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
+	DefaultMoveHold     = 4 * time.Second
 	// originHeaderTimeout bounds the wait for an origin's response headers.
 	originHeaderTimeout = 10 * time.Second
 )
@@ -215,6 +222,7 @@ type Server struct {
 	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
 	now       func() time.Time
+	moveHold  time.Duration // 0: no hold
 
 	segments     *objectCache  // nil: disabled
 	segTTL       time.Duration // how long a segment is stored
@@ -261,6 +269,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
+	if cfg.MoveHold == 0 {
+		cfg.MoveHold = DefaultMoveHold
+	}
+	if _, ok := cfg.Router.(Epochs); !ok || cfg.MoveHold < 0 {
+		cfg.MoveHold = 0
+	}
 	if cfg.Transport == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.Transport = &http.Transport{
@@ -280,6 +294,7 @@ func New(cfg Config) (*Server, error) {
 		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
 		now:       cfg.Now,
+		moveHold:  cfg.MoveHold,
 
 		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
 		segTTL:       cfg.SegmentMaxAge,

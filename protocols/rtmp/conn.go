@@ -156,7 +156,11 @@ func (c *conn) serve(ctx context.Context) {
 	defer gauge.Add(-1)
 	start := time.Now()
 	c.log.Info("relaying", "publish", c.publish)
-	err = c.relay(o)
+	if c.publish {
+		err = c.relayPublish(ctx, o, origin)
+	} else {
+		err = c.relay(o)
+	}
 	c.log.Info("session ended", "publish", c.publish, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
 }

@@ -4,8 +4,12 @@
 // session to that origin and then relays messages between the two
 // connections, re-chunking them with each connection's own chunk state.
 //
+// A publisher whose origin fails keeps its connection when the Router can
+// reroute (Rerouter): the session is replayed on the stream's new origin
+// (see relayPublish).
+//
 // The package depends on the mesh only through the Router and Sessions
-// interfaces; tests use fakes.
+// interfaces and the optional Rerouter and OriginHealth; tests use fakes.
 package rtmp
 
 import (
@@ -25,7 +29,8 @@ import (
 // Router is what the proxy needs from the mesh: the origin that owns a
 // stream (creating the assignment on first use). Route is called once per
 // client session, after the client named its stream, with a context bounded
-// by Config.HandshakeTimeout.
+// by Config.HandshakeTimeout. A Router that is also a Rerouter lets
+// publishers ride through the failure of their origin.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
@@ -85,6 +90,13 @@ type Config struct {
 	// how long players went without media, and why it failed (nil when it
 	// did not).
 	OnReattach func(key string, took time.Duration, err error)
+	// FailoverTimeout bounds a publisher's failover: from the moment its
+	// origin leg is seen to fail until a new origin accepted the replayed
+	// session. Past it the client gets an error onStatus and is closed.
+	// Failover needs a Router that is also a Rerouter. Default 3s.
+	FailoverTimeout time.Duration
+	// Failovers, when not nil, is told about every failover.
+	Failovers FailoverObserver
 }
 
 // Defaults of Config.
@@ -94,6 +106,7 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultMaxMessageSize   = 8 << 20
 	DefaultMaxConns         = 10000
+	DefaultFailoverTimeout  = 3 * time.Second
 )
 
 // Errors of the server.
@@ -130,7 +143,10 @@ func (c *Config) setDefaults() error {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-	if c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = DefaultFailoverTimeout
+	}
+	if c.FailoverTimeout < 0 || c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
 		return ErrBadConfig
 	}
 	return nil
