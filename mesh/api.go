@@ -46,6 +46,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
+	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(false))))
@@ -69,6 +70,7 @@ func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
+	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusNotFound, "no such internal API: "+r.URL.Path)

@@ -50,6 +50,9 @@ type Member struct {
 	// RaftRole is leader, voter, nonvoter or none.
 	RaftRole string `json:"raft_role"`
 	Voter    bool   `json:"voter"`
+	// Zone is the failure domain the member advertises in gossip ("" when
+	// none, or unknown to gossip).
+	Zone string `json:"zone,omitempty"`
 }
 
 // Origin is one origin with its replicated health and load.
@@ -90,6 +93,8 @@ type Peer struct {
 	ID, GossipAddr, RaftAddr, APIAddr string
 	// State is alive, suspect, dead or left.
 	State string
+	// Zone is the member's advertised failure domain.
+	Zone string
 }
 
 // Input is what a node knows when it answers.
@@ -133,7 +138,7 @@ func Build(in Input) Status {
 	}
 	for _, p := range in.Peers {
 		m := get(p.ID)
-		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State
+		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState, m.Zone = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State, p.Zone
 	}
 	for _, s := range in.Servers {
 		m := get(string(s.ID))
