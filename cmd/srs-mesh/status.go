@@ -260,8 +260,8 @@ func printSummary(w io.Writer, st mesh.Status) {
 		leader = "(none)"
 	}
 	fmt.Fprintf(w, "Node %s  state %s  leader %s\n", st.NodeID, st.RaftState, leader)
-	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d\n",
-		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex)
+	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d  voters %d  non-voters %d\n",
+		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex, st.Voters, st.NonVoters)
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {
@@ -271,7 +271,7 @@ func newTable(w io.Writer) *tabwriter.Writer {
 func printMembers(w io.Writer, st mesh.Status) {
 	fmt.Fprintf(w, "MEMBERS (%d)\n", len(st.Members))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT")
+	fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT\tZONE")
 	members := append([]mesh.MemberStatus(nil), st.Members...)
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
 	for _, m := range members {
@@ -279,7 +279,7 @@ func printMembers(w io.Writer, st mesh.Status) {
 		if m.ID == st.Leader {
 			id += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole), dash(clip(m.Zone, 16)))
 	}
 	tw.Flush()
 }

@@ -29,6 +29,10 @@ type Status struct {
 	AppliedIndex  uint64       `json:"applied_index"`
 	LastLogIndex  uint64       `json:"last_log_index"`
 	Members       []Member     `json:"members"`
+	// Voters and NonVoters count the members of the latest Raft
+	// configuration by suffrage.
+	Voters    int `json:"voters"`
+	NonVoters int `json:"nonvoters"`
 	Origins       []Origin     `json:"origins"`
 	Assignments   []Assignment `json:"assignments"`
 	GeneratedUnix int64        `json:"generated_unix_ms"`
@@ -149,6 +153,9 @@ func Build(in Input) Status {
 		m.RaftRole = "nonvoter"
 		if m.Voter {
 			m.RaftRole = "voter"
+			st.Voters++
+		} else {
+			st.NonVoters++
 		}
 		if string(s.ID) == in.Leader {
 			m.RaftRole = "leader"
