@@ -139,11 +139,15 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 
-	// Timers of Raft and memberlist. The defaults suit a LAN (failover in
-	// about one to two seconds); tests shorten them.
-	RaftHeartbeatTimeout   time.Duration // default 1s
-	RaftElectionTimeout    time.Duration // default 1s
-	RaftLeaderLeaseTimeout time.Duration // default 500ms
+	// Timers of Raft and memberlist. The defaults suit a LAN: followers
+	// notice a dead or frozen leader after 0.6 to 1.2 s without heartbeats
+	// (Raft randomizes between one and two HeartbeatTimeouts) and elect a
+	// new one within one more ElectionTimeout or so; a leader that cannot
+	// reach a quorum steps down after LeaderLeaseTimeout. Memberlist keeps
+	// its LAN profile (probe every second, 500 ms timeout).
+	RaftHeartbeatTimeout   time.Duration // default 600ms
+	RaftElectionTimeout    time.Duration // default 600ms
+	RaftLeaderLeaseTimeout time.Duration // default 300ms
 	RaftCommitTimeout      time.Duration // default 20ms
 	GossipProbeInterval    time.Duration // default 1s
 	GossipProbeTimeout     time.Duration // default 500ms
@@ -184,9 +188,9 @@ func DefaultConfig() Config {
 		RTCTouchInterval:       5 * time.Second,
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
-		RaftHeartbeatTimeout:   time.Second,
-		RaftElectionTimeout:    time.Second,
-		RaftLeaderLeaseTimeout: 500 * time.Millisecond,
+		RaftHeartbeatTimeout:   600 * time.Millisecond,
+		RaftElectionTimeout:    600 * time.Millisecond,
+		RaftLeaderLeaseTimeout: 300 * time.Millisecond,
 		RaftCommitTimeout:      20 * time.Millisecond,
 		GossipProbeInterval:    time.Second,
 		GossipProbeTimeout:     500 * time.Millisecond,

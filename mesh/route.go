@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -215,7 +216,7 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		} else if addr, id := n.raft.LeaderWithID(); id == "" || addr == "" {
 			last = ErrNoLeader
 		} else {
-			res, err := n.forward(ctx, string(addr), data)
+			res, err := n.forwardAttempt(ctx, string(addr), data)
 			if err == nil {
 				return res, resultErr(res)
 			}
@@ -234,6 +235,51 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// forwardAttemptTimeout bounds one forwarded write. A leader that is frozen
+// (stopped, not crashed) accepts connections but never answers; the write is
+// then retried, at the next leader once one is known. Every command is
+// idempotent, so a slow write that did commit is harmless to repeat.
+const forwardAttemptTimeout = time.Second
+
+// leaderWatchEvery is how often a forwarded write checks that its target is
+// still the leader this node knows.
+const leaderWatchEvery = 20 * time.Millisecond
+
+// forwardAttempt is one forward to the leader at addr, bounded by
+// forwardAttemptTimeout and abandoned as soon as this node learns of
+// another leader (or of none): nothing waits on a leader that froze. An
+// abandoned attempt fails with errForward, which apply retries.
+func (n *Node) forwardAttempt(ctx context.Context, addr string, data []byte) (state.Result, error) {
+	actx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	defer cancel()
+	watched := make(chan struct{})
+	var moved atomic.Bool
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(leaderWatchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				if cur, _ := n.raft.LeaderWithID(); string(cur) != addr {
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	res, err := n.forward(actx, addr, data)
+	cancel()
+	<-watched
+	if err != nil && ctx.Err() == nil && (moved.Load() || actx.Err() != nil) {
+		return state.Result{}, fmt.Errorf("%w: %s: no answer (leader moved: %v)", errForward, addr, moved.Load())
+	}
+	return res, err
 }
 
 // errForward marks a transport-level forwarding failure, which is retried.
