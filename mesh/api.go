@@ -150,12 +150,12 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	o, err := stream.ParseRegistration(body, remoteIP)
+	o, load, err := stream.ParseHeartbeat(body, remoteIP)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := n.RegisterOrigin(r.Context(), o); err != nil {
+	if err := n.Heartbeat(r.Context(), o, load); err != nil {
 		n.log.Warn("origin registration failed", "origin", o.ID, "err", err)
 		writeErrorFor(w, err)
 		return

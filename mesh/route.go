@@ -140,6 +140,13 @@ func (n *Node) Track(key stream.Key, proto string) (end func()) {
 // authenticated when the mesh has a token, since callers (the system API)
 // checked it. Refusals wrap ErrRegistrationRefused.
 func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
+	return n.Heartbeat(ctx, o, nil)
+}
+
+// Heartbeat is RegisterOrigin with the load the origin reported (nil: none;
+// its last known load stays). The load is replicated inside the command, and
+// new streams are placed from it (see state.AssignCmd).
+func (n *Node) Heartbeat(ctx context.Context, o stream.Origin, load *stream.Load) error {
 	if o.ID == "" {
 		return fmt.Errorf("%w: origin without id", stream.ErrRegistration)
 	}
@@ -148,7 +155,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, Authenticated: n.cfg.Token != "",
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Load: load, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
 	return err
 }

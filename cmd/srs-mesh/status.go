@@ -17,6 +17,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // clientOptions are the flags shared by the commands that talk to a node's
@@ -287,7 +288,7 @@ func printMembers(w io.Writer, st mesh.Status) {
 func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 	fmt.Fprintf(w, "ORIGINS (%d)\n", len(st.Origins))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tHEARTBEAT")
+	fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tCPU\tCONNS\tHEARTBEAT")
 	for _, o := range st.Origins {
 		health := "ok"
 		if !o.Healthy {
@@ -303,7 +304,19 @@ func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 		} else if o.Static {
 			hb = "static"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", clip(o.ID, 16), dash(o.RTMP), dash(o.HTTP), health, drain, o.Streams, hb)
+		streams := fmt.Sprint(o.Streams)
+		if o.MaxStreams > 0 {
+			streams += "/" + fmt.Sprint(o.MaxStreams)
+		}
+		if o.Weight > 1 {
+			streams += fmt.Sprintf(" w%d", o.Weight)
+		}
+		cpu, conns := "-", "-"
+		if o.Load != (stream.Load{}) {
+			cpu = fmt.Sprintf("%d.%d%%", o.Load.CPUPermille/10, o.Load.CPUPermille%10)
+			conns = fmt.Sprint(o.Load.Conns)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clip(o.ID, 16), dash(o.RTMP), dash(o.HTTP), health, drain, streams, cpu, conns, hb)
 	}
 	tw.Flush()
 }

@@ -394,7 +394,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
+			msg := "no origin for stream"
+			if errors.Is(err, stream.ErrOriginsFull) {
+				msg = "every origin is at its max_streams: the mesh takes no new stream"
+			}
+			writeError(w, http.StatusServiceUnavailable, msg)
 		}
 		return ""
 	}
