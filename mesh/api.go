@@ -46,7 +46,6 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
-	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(false))))
