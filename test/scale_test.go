@@ -82,13 +82,13 @@ func (c *cluster) leaderStatus() (mesh.Status, bool) {
 	return st, true
 }
 
-// voterHealth counts the voters of a status document and those gossip sees
-// alive.
-func voterHealth(st mesh.Status) (total, up int) {
+// voterHealth counts the voters of a status document and those that are up:
+// their process runs and gossip sees them alive.
+func (c *cluster) voterHealth(st mesh.Status) (total, up int) {
 	for _, m := range st.Members {
 		if m.Voter {
 			total++
-			if m.GossipState == "alive" {
+			if nd := c.byID(m.ID); nd != nil && alive(nd) && m.GossipState == "alive" {
 				up++
 			}
 		}
@@ -97,11 +97,12 @@ func voterHealth(st mesh.Status) (total, up int) {
 }
 
 // membersByRole lists the ids of a status document's members with role
-// ("leader", "voter", "nonvoter") that gossip sees alive.
-func membersByRole(st mesh.Status, role string) []string {
+// ("leader", "voter", "nonvoter") whose process runs and that gossip sees
+// alive.
+func (c *cluster) membersByRole(st mesh.Status, role string) []string {
 	var out []string
 	for _, m := range st.Members {
-		if m.RaftRole == role && m.GossipState == "alive" {
+		if nd := c.byID(m.ID); m.RaftRole == role && m.GossipState == "alive" && nd != nil && alive(nd) {
 			out = append(out, m.ID)
 		}
 	}
@@ -225,7 +226,7 @@ func TestScale25(t *testing.T) {
 	}
 	c.waitOriginsHealthy(t, 2)
 
-	nonvoters := membersByRole(st, "nonvoter")
+	nonvoters := c.membersByRole(st, "nonvoter")
 	pubNode, playNode := c.byID(nonvoters[0]), c.byID(nonvoters[len(nonvoters)-1])
 	pub := harness.PublishRTMP(t, pubNode.RTMPURL("live/scale"))
 	res := harness.PlayUntil(t, playNode.RTMPURL("live/scale"), 2*time.Second, 10, 30*time.Second)
@@ -246,7 +247,7 @@ func TestScale25(t *testing.T) {
 	// The dead voter is replaced by a non-voter.
 	testkit.WaitFor(t, reap+20*time.Second, "5 live voters after the leader's death", func() bool {
 		s, ok := c.leaderStatus()
-		total, up := voterHealth(s)
+		total, up := c.voterHealth(s)
 		return ok && total == 5 && up == 5
 	})
 	t.Logf("5 live voters again %v after the leader was killed", time.Since(killed).Round(10*time.Millisecond))
@@ -254,7 +255,7 @@ func TestScale25(t *testing.T) {
 	// Kill two more voters (not the leader). Quorum holds throughout, and
 	// 5 live voters are back within the reap timeout plus 10 s.
 	st, _ = c.leaderStatus()
-	victims := membersByRole(st, "voter")[:2]
+	victims := c.membersByRole(st, "voter")[:2]
 	for _, id := range victims {
 		c.byID(id).Kill()
 	}
@@ -264,13 +265,13 @@ func TestScale25(t *testing.T) {
 		s, ok := c.leaderStatus()
 		if ok {
 			lastLeader = time.Now()
-			if total, up := voterHealth(s); up < total/2+1 && s.Leader != "" {
+			if total, up := c.voterHealth(s); up < total/2+1 && s.Leader != "" {
 				t.Errorf("quorum lost on the way: %d of %d voters alive", up, total)
 			}
 		} else if time.Since(lastLeader) > 3*time.Second {
 			t.Errorf("no leader for %v after two voters died", time.Since(lastLeader).Round(10*time.Millisecond))
 		}
-		total, up := voterHealth(s)
+		total, up := c.voterHealth(s)
 		return ok && total == 5 && up == 5
 	})
 	t.Logf("killed voters %v: 5 live voters again after %v", victims, time.Since(killed).Round(10*time.Millisecond))
