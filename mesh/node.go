@@ -80,6 +80,11 @@ type Node struct {
 	// when; they are not re-added until they rejoin gossip.
 	left map[string]time.Time
 
+	// down holds, while this node leads, since when Raft heartbeats to
+	// each member have failed (heartbeatWatch).
+	downMu sync.Mutex
+	down   map[string]time.Time
+
 	// port carries Raft and the internal API (internal), mutual TLS when
 	// Config.TLS is set; client calls peers' internal APIs through it.
 	port     *clusterport.Port
@@ -137,6 +142,7 @@ func New(cfg Config) (*Node, error) {
 		reconcileKick: make(chan struct{}, 1),
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
+		down:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
@@ -265,7 +271,8 @@ func (n *Node) open() error {
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.heartbeatWatch()
 	go n.gossipLoop()
 	go n.leadershipLoop()
 	go n.bootstrapLoop()
@@ -406,6 +413,8 @@ func (n *Node) leadershipLoop() {
 			}
 			if isLeader {
 				stop = n.startLeaderLoop()
+			} else {
+				n.forgetUnreachable()
 			}
 		}
 	}

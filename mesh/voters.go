@@ -85,6 +85,64 @@ func (n *Node) caughtUp(ctx context.Context, addr string) (bool, string) {
 	return true, ""
 }
 
+// heartbeatWatch records, while this node leads, since when the Raft
+// heartbeats to each member fail (raft's FailedHeartbeatObservation carries
+// the last successful contact), and forgets a member when they resume. A
+// killed member is known here within a heartbeat, seconds before gossip's
+// suspicion declares it dead; reconcile starts a dead member's reap timeout
+// from the earlier of the two.
+func (n *Node) heartbeatWatch() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 64)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case o := <-ch:
+			n.downMu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := n.down[string(d.PeerID)]; !ok {
+					since := d.LastContact
+					if since.IsZero() {
+						since = time.Now()
+					}
+					n.down[string(d.PeerID)] = since
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(n.down, string(d.PeerID))
+			}
+			n.downMu.Unlock()
+		}
+	}
+}
+
+// unreachableSince reports since when this leader's heartbeats to id have
+// failed, if they do.
+func (n *Node) unreachableSince(id string) (time.Time, bool) {
+	n.downMu.Lock()
+	defer n.downMu.Unlock()
+	t, ok := n.down[id]
+	return t, ok
+}
+
+// forgetUnreachable clears what heartbeatWatch recorded, when this node
+// stops leading (failures it saw then are stale by the next time it leads).
+func (n *Node) forgetUnreachable() {
+	n.downMu.Lock()
+	clear(n.down)
+	n.downMu.Unlock()
+}
+
 // voterFloor is the fewest voters the leader lets failures shrink the set
 // to: --bootstrap-expect, or --raft-voters when that is smaller.
 func (c *Config) voterFloor() int { return min(c.BootstrapExpect, c.RaftVoters) }
@@ -194,7 +252,9 @@ func (n *Node) promote(ctx context.Context, m membership, order []string, why st
 //   - while there are fewer than RaftVoters voters, caught-up non-voters are
 //     promoted, those in a zone no voter covers first;
 //   - a voter that left gracefully, or failed (dead, or unknown to gossip)
-//     and stayed so for ReapTimeout, is replaced: a caught-up non-voter is
+//     and stayed so for ReapTimeout (counted from when gossip stopped seeing
+//     it alive, or from when Raft heartbeats to it began to fail, whichever
+//     came first), is replaced: a caught-up non-voter is
 //     promoted first, then the old voter is removed. Without a replacement
 //     a failed voter is removed only while the voters that remain are at
 //     least voterFloor (removing a dead voter from a minimal cluster would
@@ -247,8 +307,11 @@ func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
 		if !left {
 			since, ok := reap[id]
 			if !ok {
-				reap[id] = time.Now()
-				continue
+				since = time.Now()
+				reap[id] = since
+			}
+			if down, ok := n.unreachableSince(id); ok && down.Before(since) {
+				since = down
 			}
 			if time.Since(since) < n.cfg.ReapTimeout {
 				continue
