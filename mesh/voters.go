@@ -261,6 +261,8 @@ func (n *Node) promote(ctx context.Context, m membership, order []string, why st
 //     lower its fault tolerance, not raise it), and a leaving one only when
 //     removeSafe allows it;
 //   - a non-voter that left, or failed for ReapTimeout, is removed;
+//   - while every voter is alive and there are more than RaftVoters, one
+//     voter per round is demoted (shrinkVoters);
 //   - when every voter is alive, a non-voter whose zone no voter covers
 //     takes the place of a voter whose zone has two (promoted first, the
 //     other demoted second).
@@ -343,7 +345,42 @@ func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
 			break
 		}
 	}
+	n.shrinkVoters(m)
 	n.spreadZones(ctx, m)
+}
+
+// shrinkVoters demotes one voter to a non-voter when there are more than
+// RaftVoters (a mesh that grew under a larger --raft-voters, or under a
+// version that made every member a voter), and only while every voter is
+// alive, so that the remaining voters all work. It picks a voter other
+// than this leader from the zone with the most voters, the highest id
+// first; one per reconcile round, so the set shrinks gradually.
+func (n *Node) shrinkVoters(m membership) {
+	if m.count(raft.Voter) <= n.cfg.RaftVoters || m.liveVoters() != m.count(raft.Voter) {
+		return
+	}
+	zones := m.voterZones("")
+	var victim string
+	for id, srv := range m.servers {
+		if srv.Suffrage != raft.Voter || id == n.cfg.NodeID {
+			continue
+		}
+		zv, zb := zones[m.alive[id].Zone], zones[m.alive[victim].Zone]
+		if victim == "" || zv > zb || (zv == zb && id > victim) {
+			victim = id
+		}
+	}
+	if victim == "" {
+		return
+	}
+	n.log.Info("demoting voter", "member", victim, "reason", "more voters than --raft-voters", "voters", m.count(raft.Voter))
+	if err := n.raft.DemoteVoter(raft.ServerID(victim), 0, 5*time.Second).Error(); err != nil {
+		n.log.Warn("demote voter", "member", victim, "err", err)
+		return
+	}
+	srv := m.servers[victim]
+	srv.Suffrage = raft.Nonvoter
+	m.servers[victim] = srv
 }
 
 // aliveSet is the ids of m.alive.

@@ -123,3 +123,29 @@ func TestVotersSpreadOverZones(t *testing.T) {
 		return v == 3 && len(seen) == 3
 	})
 }
+
+// A mesh whose members were all voters (as under a larger --raft-voters)
+// shrinks to RaftVoters voters once its leader runs with the bound.
+func TestVotersShrinkToBound(t *testing.T) {
+	const n = 5
+	c := meshtest.Start(t, meshtest.Options{N: n, Logger: testLogger(), Tweak: func(i int, cfg *mesh.Config) {
+		cfg.RaftVoters = 5
+	}})
+	c.WaitLeader(clusterTimeout)
+	c.WaitVoters(clusterTimeout, n)
+	// Restart every member with --raft-voters 3, one at a time.
+	for i := range n {
+		c.Kill(i)
+		c.Members[i].Config.RaftVoters = 3
+		c.Restart(i)
+		c.WaitLeader(clusterTimeout)
+	}
+	testkit.WaitFor(t, 30*time.Second, "3 voters and 2 non-voters", func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		v, nv, dead := roles(c.Node(l).Status())
+		return v == 3 && nv == 2 && len(dead) == 0
+	})
+}
