@@ -328,7 +328,11 @@ func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
 			delete(reap, id)
 			continue
 		}
-		n.promote(ctx, m, m.promotionOrder(id), "replaces "+id)
+		if m.count(raft.Voter) <= n.cfg.RaftVoters {
+			// Not when an earlier round promoted a replacement and
+			// the removal failed: the set would only grow.
+			n.promote(ctx, m, m.promotionOrder(id), "replaces "+id)
+		}
 		if left {
 			if ok, _ := n.removeSafe(id, m.servers, m.aliveSet()); ok {
 				n.removeServer(id, why, m.servers)
