@@ -3,9 +3,9 @@ package srt
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
