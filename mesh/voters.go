@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -71,7 +72,7 @@ func (n *Node) caughtUp(ctx context.Context, addr string) (bool, string) {
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Sprintf("HTTP %d", resp.StatusCode)
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 4096)).Decode(&env); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&env); err != nil {
 		return false, err.Error()
 	}
 	st := n.raft.Stats()

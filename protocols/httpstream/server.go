@@ -394,11 +394,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)
-			msg := "no origin for stream"
-			if errors.Is(err, stream.ErrOriginsFull) {
-				msg = "every origin is at its max_streams: the mesh takes no new stream"
-			}
-			writeError(w, http.StatusServiceUnavailable, msg)
+			writeError(w, http.StatusServiceUnavailable, noOriginMessage(err))
 		}
 		return ""
 	}
@@ -407,6 +403,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 		return ""
 	}
 	return o.HTTP
+}
+
+// noOriginMessage is the message of the 503 answered when the router found
+// no origin: it says so when every origin is at its max_streams.
+func noOriginMessage(err error) string {
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return "every origin is at its max_streams: the mesh takes no new stream"
+	}
+	return "no origin for stream"
 }
 
 // keyPath is the escaped origin path of key's stream with a suffix.
