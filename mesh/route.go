@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -205,6 +206,13 @@ func (n *Node) Track(key stream.Key, proto string) (end func()) {
 // authenticated when the mesh has a token, since callers (the system API)
 // checked it. Refusals wrap ErrRegistrationRefused.
 func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
+	return n.Heartbeat(ctx, o, nil)
+}
+
+// Heartbeat is RegisterOrigin with the load the origin reported (nil: none;
+// its last known load stays). The load is replicated inside the command, and
+// new streams are placed from it (see state.AssignCmd).
+func (n *Node) Heartbeat(ctx context.Context, o stream.Origin, load *stream.Load) error {
 	if o.ID == "" {
 		return fmt.Errorf("%w: origin without id", stream.ErrRegistration)
 	}
@@ -213,7 +221,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, Authenticated: n.cfg.Token != "",
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Load: load, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
 	return err
 }
@@ -281,7 +289,7 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		} else if addr, id := n.raft.LeaderWithID(); id == "" || addr == "" {
 			last = ErrNoLeader
 		} else {
-			res, err := n.forward(ctx, string(addr), data)
+			res, err := n.forwardAttempt(ctx, string(addr), data)
 			if err == nil {
 				return res, resultErr(res)
 			}
@@ -300,6 +308,51 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// forwardAttemptTimeout bounds one forwarded write. A leader that is frozen
+// (stopped, not crashed) accepts connections but never answers; the write is
+// then retried, at the next leader once one is known. Every command is
+// idempotent, so a slow write that did commit is harmless to repeat.
+const forwardAttemptTimeout = time.Second
+
+// leaderWatchEvery is how often a forwarded write checks that its target is
+// still the leader this node knows.
+const leaderWatchEvery = 20 * time.Millisecond
+
+// forwardAttempt is one forward to the leader at addr, bounded by
+// forwardAttemptTimeout and abandoned as soon as this node learns of
+// another leader (or of none): nothing waits on a leader that froze. An
+// abandoned attempt fails with errForward, which apply retries.
+func (n *Node) forwardAttempt(ctx context.Context, addr string, data []byte) (state.Result, error) {
+	actx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	defer cancel()
+	watched := make(chan struct{})
+	var moved atomic.Bool
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(leaderWatchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				if cur, _ := n.raft.LeaderWithID(); string(cur) != addr {
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	res, err := n.forward(actx, addr, data)
+	cancel()
+	<-watched
+	if err != nil && ctx.Err() == nil && (moved.Load() || actx.Err() != nil) {
+		return state.Result{}, fmt.Errorf("%w: %s: no answer (leader moved: %v)", errForward, addr, moved.Load())
+	}
+	return res, err
 }
 
 // errForward marks a transport-level forwarding failure, which is retried.

@@ -160,8 +160,15 @@ func (TouchRTCSessionsCmd) Type() CmdType { return CmdTouchRTCSessions }
 //   - a new origin is refused once MaxOrigins (when positive) are known.
 //
 // Refusals fail with ErrRegistrationRefused.
+//
+// Load, when set, replaces the origin's reported load (the figures its
+// heartbeat carried; the receiving node parsed them, the state machine
+// never reads them anywhere else). Origin.MaxStreams and Origin.Weight must
+// be within their bounds and a Load within its own (stream.Load.Valid), or
+// the command fails with ErrBadCommand.
 type RegisterOriginCmd struct {
 	Origin        stream.Origin `json:"origin"`
+	Load          *stream.Load  `json:"load,omitempty"`
 	Heartbeat     bool          `json:"heartbeat,omitempty"`
 	Authenticated bool          `json:"authenticated,omitempty"`
 	MaxOrigins    int           `json:"max_origins,omitempty"`
@@ -202,9 +209,13 @@ type SetDrainingCmd struct {
 }
 
 // AssignCmd returns the origin of Key, creating or repairing the assignment
-// when it is absent or its origin is unknown or unhealthy (a draining origin
-// keeps the streams it has). It fails with ErrBadCommand for a malformed key
-// and with stream.ErrNoOrigin when no origin can take the stream.
+// when it is absent or its origin is unknown or unhealthy (a draining origin,
+// or one at its max_streams, keeps the streams it has). A new assignment goes
+// where stream.Select says, from the replicated streams per origin, the
+// origins' capacity fields and their reported loads. It fails with
+// ErrBadCommand for a malformed key, with stream.ErrOriginsFull when every
+// origin that could take the stream is at its max_streams, and with
+// stream.ErrNoOrigin when no origin can take it.
 //
 // PlayOnly marks a write made for a player of a stream that nobody has
 // published through the mesh: the new assignment is play-only, and it is
@@ -408,6 +419,7 @@ const (
 	codePlayOnlyFull  = "play_only_full"
 	codeRTCTableFull  = "rtc_table_full"
 	codeMoveTooSoon   = "move_too_soon"
+	codeOriginsFull   = "origins_full"
 )
 
 func failResult(code string, err error) Result {
@@ -415,7 +427,8 @@ func failResult(code string, err error) Result {
 }
 
 // Err turns a failed result back into an error: nil on success, else an error
-// wrapping stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
+// wrapping stream.ErrOriginsFull (which also matches stream.ErrNoOrigin),
+// stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
 // ErrPlayOnlyFull, ErrRTCTableFull, ErrMoveTooSoon or (for any other code) ErrBadCommand,
 // with the result's Message.
 func (r Result) Err() error {
@@ -434,6 +447,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrRTCTableFull, r.Message)
 	case codeMoveTooSoon:
 		return fmt.Errorf("%w (%s)", ErrMoveTooSoon, r.Message)
+	case codeOriginsFull:
+		return fmt.Errorf("%w (%s)", stream.ErrOriginsFull, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

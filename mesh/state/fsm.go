@@ -13,6 +13,7 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -33,6 +34,15 @@ type OriginState struct {
 	LastProbeMs     int64         `json:"last_probe_ms,omitempty"`
 	// Reason says why the origin is unhealthy ("" when healthy).
 	Reason string `json:"reason,omitempty"`
+	// Load is the origin's last reported load (RegisterOriginCmd.Load),
+	// the zero Load until it reports one.
+	Load stream.Load `json:"load,omitzero"`
+}
+
+// candidate is the origin as the selection policy sees it.
+func (s *OriginState) candidate(streams int) stream.Candidate {
+	return stream.Candidate{ID: s.Origin.ID, Healthy: s.Healthy, Draining: s.Draining, Streams: streams,
+		MaxStreams: s.Origin.MaxStreams, Weight: s.Origin.Weight, CPUPermille: s.Load.CPUPermille}
 }
 
 // Assignment is one stream key's origin: the origin id, when the assignment
@@ -206,13 +216,20 @@ func ProbeEndpoint(o stream.Origin) string {
 }
 
 // applyRegister upserts an origin. A new origin starts healthy (the leader's
-// probes correct that within seconds). A known origin keeps its health, which
+// probes correct that within seconds). A heartbeat that names no
+// max_streams or weight (SRS's own never does) keeps the ones known. A known origin keeps its health, which
 // the probes own, except that a restart (new service or pid) or a heartbeat of
 // an origin that cannot be probed marks it healthy. Draining survives.
 func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	o := c.Origin
 	if o.ID == "" {
 		return failResult(codeBadCommand, fmt.Errorf("%w: origin without id", ErrBadCommand))
+	}
+	if err := o.CheckCapacity(); err != nil {
+		return failResult(codeBadCommand, fmt.Errorf("%w: %v", ErrBadCommand, err))
+	}
+	if c.Load != nil && !c.Load.Valid() {
+		return failResult(codeBadCommand, fmt.Errorf("%w: load out of bounds", ErrBadCommand))
 	}
 	s, ok := f.origins[o.ID]
 	switch {
@@ -227,6 +244,12 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 		s = &OriginState{Healthy: true}
 		f.origins[o.ID] = s
 	} else {
+		if !o.Static && o.MaxStreams == 0 {
+			o.MaxStreams = s.Origin.MaxStreams
+		}
+		if !o.Static && o.Weight == 0 {
+			o.Weight = s.Origin.Weight
+		}
 		restarted := (o.Service != "" && o.Service != s.Origin.Service) || (o.PID != "" && o.PID != s.Origin.PID)
 		if restarted || (c.Heartbeat && !hasTCPEndpoint(o)) {
 			s.Healthy, s.Reason = true, ""
@@ -236,8 +259,30 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	if c.Heartbeat && c.NowMs > s.LastHeartbeatMs {
 		s.LastHeartbeatMs = c.NowMs
 	}
+	if c.Load != nil {
+		s.Load = nextLoad(s.Load, *c.Load)
+	}
 	out := o
 	return Result{Origin: &out}
+}
+
+// nextLoad is the load an origin reported (next) with its network rates
+// computed from the previous sample (prev): the byte counters' growth over
+// the sample times' difference, in kbit/s. Without a usable previous sample
+// (none, the same or an older time, counters that went back as after a
+// restart) the rates are 0.
+func nextLoad(prev, next stream.Load) stream.Load {
+	next.RecvKbps, next.SendKbps = 0, 0
+	dt := next.SampleMs - prev.SampleMs
+	if prev.SampleMs <= 0 || dt <= 0 || next.RecvBytes < prev.RecvBytes || next.SendBytes < prev.SendBytes {
+		return next
+	}
+	rate := func(d int64) int64 {
+		// bytes*8/ms is kbit/s; split the product to stay within int64.
+		return d/dt*8 + (d%dt)*8/dt
+	}
+	next.RecvKbps, next.SendKbps = rate(next.RecvBytes-prev.RecvBytes), rate(next.SendBytes-prev.SendBytes)
+	return next
 }
 
 // sameEndpoints reports whether two records of an origin name the same
@@ -323,9 +368,12 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
-		cands = append(cands, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		cands = append(cands, s.candidate(f.streams[id]))
 	}
 	id, err := stream.Select(key, cands)
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return failResult(codeOriginsFull, fmt.Errorf("no room for the new stream %s", c.Key))
+	}
 	if err != nil {
 		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
 	}
@@ -504,7 +552,7 @@ func (f *FSM) Candidates() []stream.Candidate {
 	defer f.mu.RUnlock()
 	out := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
-		out = append(out, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		out = append(out, s.candidate(f.streams[id]))
 	}
 	return out
 }

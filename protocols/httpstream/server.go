@@ -448,11 +448,20 @@ func (s *Server) routeOrigin(w http.ResponseWriter, r *http.Request, key stream.
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
+			writeError(w, http.StatusServiceUnavailable, noOriginMessage(err))
 		}
 		return stream.Origin{}, false
 	}
 	return o, true
+}
+
+// noOriginMessage is the message of the 503 answered when the router found
+// no origin: it says so when every origin is at its max_streams.
+func noOriginMessage(err error) string {
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return "every origin is at its max_streams: the mesh takes no new stream"
+	}
+	return "no origin for stream"
 }
 
 // keyPath is the escaped origin path of key's stream with a suffix.

@@ -140,7 +140,8 @@
       return el("tr", { class: leader ? "is-leader" : null },
         name,
         td(badge(gs, gs === "alive" ? "ok" : gs === "suspect" ? "warn" : "bad")),
-        td(m.raft_role || "none", m.voter === false && m.raft_role !== "none" ? " (non-voter)" : ""),
+        td(m.raft_role || "none", m.voter === false && m.raft_role !== "none" ? " (non-voter)" : "",
+          m.zone ? el("div", { class: "muted small", text: "zone " + m.zone }) : null),
         td(el("code", { text: m.api_addr || "" })),
         td(el("code", { text: m.gossip_addr || "" })),
         td(el("code", { text: m.raft_addr || "" })));
@@ -150,6 +151,17 @@
 
   function token() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  // loadTitle describes an origin's reported load and weight.
+  function loadTitle(o) {
+    const l = o.load || {};
+    const parts = ["weight " + (o.weight || 1)];
+    if (l.cpu_permille !== undefined && (l.cpu_permille || l.conns || l.sample_ms)) {
+      parts.push("cpu " + (l.cpu_permille / 10).toFixed(1) + "%", "conns " + (l.conns || 0),
+        "in " + (l.recv_kbps || 0) + " kbps", "out " + (l.send_kbps || 0) + " kbps");
+    }
+    return parts.join(", ");
   }
 
   function renderOrigins(st) {
@@ -171,7 +183,8 @@
         name,
         health,
         td(o.draining ? badge("draining", "warn") : "no"),
-        el("td", { class: "num", text: String(o.streams ?? 0) }),
+        el("td", { class: "num", title: loadTitle(o),
+          text: String(o.streams ?? 0) + (o.max_streams ? " / " + o.max_streams : "") + (o.full ? " full" : "") }),
         td(eps),
         el("td", { title: o.last_heartbeat_unix_ms ? new Date(o.last_heartbeat_unix_ms).toISOString() : "", text: ago(o.last_heartbeat_unix_ms, now) }),
         el("td", { title: o.last_probe_unix_ms ? new Date(o.last_probe_unix_ms).toISOString() : "", text: ago(o.last_probe_unix_ms, now) }));
