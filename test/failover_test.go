@@ -78,6 +78,43 @@ func TestPublisherFailover(t *testing.T) {
 		return player.Frames() > 50
 	})
 	target := targetDuration(t, playlist)
+
+	// RTMP and HTTP-FLV players of every stream, on the nodes other than
+	// the publisher's, and of the watched stream on every node; two of
+	// them decode, the others demux every frame without decoding.
+	type livePlayer struct {
+		name string
+		p    *harness.Player
+	}
+	var live []livePlayer
+	for i := range keys {
+		for _, j := range []int{(i + 1) % 3, (i + 2) % 3} {
+			rtmp, flv := c.nodes[j].RTMPURL(fmt.Sprintf("live/f%d", i)), c.nodes[j].HTTPURL(fmt.Sprintf("live/f%d.flv", i))
+			if i == watched && j == (i+1)%3 {
+				live = append(live, livePlayer{"decoding RTMP " + rtmp, harness.StartPlayer(t, rtmp)},
+					livePlayer{"decoding FLV " + flv, harness.StartPlayer(t, flv)})
+				continue
+			}
+			if owners[i] == victim || j == (i+1)%3 {
+				live = append(live, livePlayer{"RTMP " + rtmp, harness.StartCopyPlayer(t, rtmp)})
+			}
+			if owners[i] == victim || j == (i+2)%3 {
+				live = append(live, livePlayer{"FLV " + flv, harness.StartCopyPlayer(t, flv)})
+			}
+		}
+	}
+	testkit.WaitFor(t, 60*time.Second, "every RTMP and FLV player gets frames", func() bool {
+		for _, lp := range live {
+			if lp.p.Exited() {
+				t.Fatalf("%s exited: %s", lp.name, lp.p.Output())
+			}
+			if lp.p.Frames() < 25 {
+				return false
+			}
+		}
+		return true
+	})
+	liveFrames := make([]int, len(live))
 	before := failoverCount(t, c, "ok")
 	for i, p := range pubs {
 		if p.Exited() {
@@ -85,6 +122,9 @@ func TestPublisherFailover(t *testing.T) {
 		}
 	}
 	framesAtKill := player.Frames()
+	for i, lp := range live {
+		liveFrames[i] = lp.p.Frames()
+	}
 	stallBefore := player.LongestStall()
 
 	origins[victim].Kill()
@@ -163,6 +203,30 @@ func TestPublisherFailover(t *testing.T) {
 		t.Errorf("HLS player stalled %v; the bound is 3 target durations (%v)", stall, 3*target)
 	}
 
+	// The RTMP and FLV players rode through: still connected, frames
+	// again, and no gap longer than 5 s.
+	testkit.WaitFor(t, 30*time.Second, "every RTMP and FLV player gets frames after the move", func() bool {
+		for i, lp := range live {
+			if lp.p.Exited() {
+				t.Fatalf("%s exited across the move: %s", lp.name, lp.p.Output())
+			}
+			if lp.p.Frames() < liveFrames[i]+50 {
+				return false
+			}
+		}
+		return true
+	})
+	var worst time.Duration
+	for _, lp := range live {
+		stall := lp.p.LongestStall()
+		worst = max(worst, stall)
+		if stall > 5*time.Second {
+			t.Errorf("%s: longest gap between frames %v; the bound is 5 s", lp.name, stall)
+		}
+	}
+	t.Logf("%d RTMP and FLV players rode through; longest gap %v; re-attaches: %v", len(live), worst.Round(10*time.Millisecond),
+		failoverCountKind(t, c, "play"))
+
 	// A clean unpublish ends the session as before: no failover.
 	after := failoverCount(t, c, "")
 	pubs[0].Stop(5 * time.Second)
@@ -224,6 +288,19 @@ func targetDuration(t *testing.T, url string) time.Duration {
 // nodes, for one result ("" for all).
 func failoverCount(t *testing.T, c *cluster, result string) float64 {
 	t.Helper()
+	return failovers(t, c, "publish", result)
+}
+
+// failoverCountKind sums the successful failovers of a kind over the nodes.
+func failoverCountKind(t *testing.T, c *cluster, kind string) float64 {
+	t.Helper()
+	return failovers(t, c, kind, "ok")
+}
+
+// failovers sums srs_mesh_failovers_total of RTMP sessions of a kind over
+// the nodes, of one result or ("") all.
+func failovers(t *testing.T, c *cluster, kind, result string) float64 {
+	t.Helper()
 	var n float64
 	for _, nd := range c.nodes {
 		f, ok := scrape(t, nd)["srs_mesh_failovers_total"]
@@ -235,7 +312,7 @@ func failoverCount(t *testing.T, c *cluster, result string) float64 {
 			for _, p := range m.GetLabel() {
 				l[p.GetName()] = p.GetValue()
 			}
-			if l["proto"] == "rtmp" && l["kind"] == "publish" && (result == "" || l["result"] == result) {
+			if l["proto"] == "rtmp" && l["kind"] == kind && (result == "" || l["result"] == result) {
 				n += m.GetCounter().GetValue()
 			}
 		}

@@ -28,10 +28,25 @@ type Player struct {
 // stops it. Extra input options (e.g. "-f", "flv") go in inputArgs.
 func StartPlayer(t testing.TB, url string, inputArgs ...string) *Player {
 	t.Helper()
+	return startPlayer(t, url, nil, inputArgs)
+}
+
+// StartCopyPlayer is StartPlayer without decoding: FFmpeg demuxes every
+// frame and copies it to nowhere, which costs far less CPU where a test
+// runs many players.
+func StartCopyPlayer(t testing.TB, url string, inputArgs ...string) *Player {
+	t.Helper()
+	return startPlayer(t, url, []string{"-c", "copy"}, inputArgs)
+}
+
+func startPlayer(t testing.TB, url string, outputArgs, inputArgs []string) *Player {
+	t.Helper()
 	Need(t, "ffmpeg")
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-rw_timeout", "10000000"}
 	args = append(args, inputArgs...)
-	args = append(args, "-i", url, "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-")
+	args = append(args, "-i", url, "-map", "0:v:0")
+	args = append(args, outputArgs...)
+	args = append(args, "-f", "null", "-progress", "pipe:1", "-nostats", "-")
 	pl := &Player{URL: url}
 	p := &Proc{Cmd: exec.Command("ffmpeg", args...), out: newLockedBuffer(), done: make(chan struct{})}
 	p.Cmd.Stdout = &progressWriter{frame: pl.progress}
