@@ -39,25 +39,8 @@ func TestFanOutCost(t *testing.T) {
 	if players <= 0 {
 		t.Skipf("set %s to a player count (and %s, %s) to run the fan-out benchmark", benchFanOutEnv, harness.SRSBinaryEnv, proxyGoEnv)
 	}
-	harness.Need(t, "ffmpeg")
-	srs := harness.StartSRS(t, harness.SRSOptions{ID: "bench"})
+	srs, nd := startBenchOrigin(t)
 	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
-	c := startProtocolCluster(t, 1, nil, "--origin",
-		fmt.Sprintf("id=srs,ip=127.0.0.1,rtmp=%s,http=%s,api=%s", port(srs.RTMPAddr), port(srs.HTTPAddr), port(srs.APIAddr)))
-	c.waitOriginsHealthy(t, 1)
-	nd := c.nodes[0]
-
-	src := filepath.Join(t.TempDir(), "4mbps.flv")
-	enc := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "20",
-		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "2M",
-		"-x264-params", "nal-hrd=cbr", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv", src)
-	if out, err := enc.CombinedOutput(); err != nil {
-		t.Fatalf("encode: %v %s", err, out)
-	}
-	harness.Start(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", src,
-		"-c", "copy", "-f", "flv", "rtmp://"+srs.RTMPAddr+"/live/bench")
-	harness.PlayUntil(t, "rtmp://"+srs.RTMPAddr+"/live/bench", time.Second, 10, 30*time.Second)
 
 	type target struct {
 		name      string
@@ -241,4 +224,103 @@ func goMemInUse(url string) int64 {
 		}
 	}
 	return total
+}
+
+// startBenchOrigin starts an SRS origin publishing a 4 Mbit/s stream
+// (live/bench, key frames every 2 s) and one srs-mesh node in front of it.
+func startBenchOrigin(t *testing.T) (*harness.SRS, *harness.Node) {
+	harness.Need(t, "ffmpeg")
+	srs := harness.StartSRS(t, harness.SRSOptions{ID: "bench"})
+	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+	c := startProtocolCluster(t, 1, nil, "--origin",
+		fmt.Sprintf("id=srs,ip=127.0.0.1,rtmp=%s,http=%s,api=%s", port(srs.RTMPAddr), port(srs.HTTPAddr), port(srs.APIAddr)))
+	c.waitOriginsHealthy(t, 1)
+	nd := c.nodes[0]
+
+	src := filepath.Join(t.TempDir(), "4mbps.flv")
+	enc := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "20",
+		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "2M",
+		"-x264-params", "nal-hrd=cbr", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv", src)
+	if out, err := enc.CombinedOutput(); err != nil {
+		t.Fatalf("encode: %v %s", err, out)
+	}
+	harness.Start(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", src,
+		"-c", "copy", "-f", "flv", "rtmp://"+srs.RTMPAddr+"/live/bench")
+	harness.PlayUntil(t, "rtmp://"+srs.RTMPAddr+"/live/bench", time.Second, 10, 30*time.Second)
+
+	return srs, nd
+}
+
+// TestSegmentRate is the HLS side of the fan-out benchmark (opt-in like
+// TestFanOutCost, and it needs wrk): requests per second for one live
+// segment, straight from SRS and through a node that caches it.
+func TestSegmentRate(t *testing.T) {
+	if n, _ := strconv.Atoi(os.Getenv(benchFanOutEnv)); n <= 0 {
+		t.Skipf("set %s (and %s) to run the segment benchmark", benchFanOutEnv, harness.SRSBinaryEnv)
+	}
+	harness.Need(t, "wrk")
+	srs, nd := startBenchOrigin(t)
+	var direct, proxied string
+	testkit.WaitFor(t, 60*time.Second, "a segment in the playlists", func() bool {
+		direct = lastSegment("http://"+srs.HTTPAddr+"/live/bench.m3u8", "http://"+srs.HTTPAddr+"/live/")
+		proxied = lastSegment(nd.HTTPURL("live/bench.m3u8"), nd.HTTPURL("live/"))
+		return direct != "" && proxied != ""
+	})
+	size := segmentSize(t, direct)
+	var report strings.Builder
+	fmt.Fprintf(&report, "\none live HLS segment of %d KB, wrk -t2 -c16 -d10s:\n| path | requests/s |\n|---|---|\n", size>>10)
+	for _, tc := range []struct{ name, url string }{{"SRS direct", direct}, {"through srs-mesh (cached)", proxied}} {
+		segmentSize(t, tc.url) // warm the node's cache
+		out, err := exec.Command("wrk", "-t2", "-c16", "-d10s", tc.url).CombinedOutput()
+		if err != nil {
+			t.Fatalf("wrk: %v %s", err, out)
+		}
+		rate := ""
+		for _, line := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Requests/sec:"); ok {
+				rate = strings.TrimSpace(v)
+			}
+		}
+		fmt.Fprintf(&report, "| %s | %s |\n", tc.name, rate)
+	}
+	t.Log(report.String())
+}
+
+// lastSegment returns the URL of the last segment a media playlist lists,
+// or "".
+func lastSegment(playlist, base string) string {
+	resp, err := benchHTTP.Get(playlist)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	last := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			last = line
+		}
+	}
+	switch {
+	case last == "" || strings.HasPrefix(last, "http"):
+		return last
+	case strings.HasPrefix(last, "/"):
+		return base[:strings.Index(base[len("http://"):], "/")+len("http://")] + last
+	}
+	return base + last
+}
+
+// segmentSize GETs url and returns its size.
+func segmentSize(t *testing.T, url string) int {
+	resp, err := benchHTTP.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s", url, resp.Status)
+	}
+	return len(b)
 }
