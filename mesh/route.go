@@ -137,14 +137,15 @@ func (n *Node) Epoch(key stream.Key) uint64 { return n.fsm.Epoch(key.String()) }
 // healthy (the leader's probes decide; a map read).
 func (n *Node) OriginHealthy(id string) bool { return n.fsm.Healthy(id) }
 
-// StreamEpoch returns key's epoch (see Epoch) and when the stream last moved
-// (the zero time when it never did), from this replica.
-func (n *Node) StreamEpoch(key stream.Key) (uint64, time.Time) {
-	e, ms := n.fsm.Moved(key.String())
+// StreamEpoch returns key's epoch (see Epoch), the base of its HLS media
+// sequence numbers (state.Assignment.SeqBase) and when the stream last
+// moved (the zero time when it never did), from this replica.
+func (n *Node) StreamEpoch(key stream.Key) (epoch, seqBase uint64, moved time.Time) {
+	e, base, ms := n.fsm.Moved(key.String())
 	if ms == 0 {
-		return e, time.Time{}
+		return e, base, time.Time{}
 	}
-	return e, time.UnixMilli(ms)
+	return e, base, time.UnixMilli(ms)
 }
 
 // routeUnwritten picks the origin the mesh would assign key to now, from

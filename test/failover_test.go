@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,6 +122,7 @@ func TestPublisherFailover(t *testing.T) {
 			t.Fatalf("publisher %d exited before the kill: %s", i, p.Output())
 		}
 	}
+	seqAtKill := mediaSeq(playlistHeader(c.nodes[1].HTTPURL(fmt.Sprintf("live/f%d.m3u8", watched))))
 	framesAtKill := player.Frames()
 	for i, lp := range live {
 		liveFrames[i] = lp.p.Frames()
@@ -176,16 +178,12 @@ func TestPublisherFailover(t *testing.T) {
 		var first string
 		for _, nd := range c.nodes {
 			h := playlistHeader(nd.HTTPURL(fmt.Sprintf("live/f%d.m3u8", watched)))
-			var seq, disc uint64
-			if n, _ := fmt.Sscanf(h, "#EXT-X-MEDIA-SEQUENCE:%d #EXT-X-DISCONTINUITY-SEQUENCE:%d", &seq, &disc); n != 2 {
-				fmt.Sscanf(h, "#EXT-X-DISCONTINUITY-SEQUENCE:%d #EXT-X-MEDIA-SEQUENCE:%d", &disc, &seq)
-			}
-			if seq < 1_000_000_000 || seq >= 2_000_000_000 || !strings.HasSuffix(h, " #EXT-X-DISCONTINUITY") || (first != "" && h != first) {
+			if seq := mediaSeq(h); seq <= seqAtKill || seq > seqAtKill+1000 || !strings.HasSuffix(h, " #EXT-X-DISCONTINUITY") || (first != "" && h != first) {
 				return false
 			}
 			first = h
 		}
-		t.Logf("playlist after the move: %q", first)
+		t.Logf("playlist before the move: media sequence %d; after: %q", seqAtKill, first)
 		return true
 	})
 
@@ -236,6 +234,32 @@ func TestPublisherFailover(t *testing.T) {
 	if n := failoverCount(t, c, ""); n != after {
 		t.Errorf("a clean unpublish counted %v failovers", n-after)
 	}
+	// ... and ends its RTMP and FLV players, with no re-attach.
+	plays := failovers(t, c, "play", "")
+	testkit.WaitFor(t, 20*time.Second, "the unpublished stream's players to end", func() bool {
+		for _, lp := range live {
+			if strings.HasSuffix(lp.name, "/live/f0") || strings.HasSuffix(lp.name, "/live/f0.flv") {
+				if !lp.p.Exited() {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if n := failovers(t, c, "play", ""); n != plays {
+		t.Errorf("a clean unpublish counted %v player re-attaches", n-plays)
+	}
+}
+
+// mediaSeq is the media sequence number in a playlistHeader, 0 if none.
+func mediaSeq(h string) uint64 {
+	for _, f := range strings.Fields(h) {
+		if v, ok := strings.CutPrefix(f, "#EXT-X-MEDIA-SEQUENCE:"); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // playlistHeader returns the sequence lines of a media playlist and whether
@@ -272,12 +296,23 @@ func targetDuration(t *testing.T, url string) time.Duration {
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
+	variant := ""
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "#EXT-X-TARGETDURATION:"); ok {
+		line := strings.TrimSpace(sc.Text())
+		if v, ok := strings.CutPrefix(line, "#EXT-X-TARGETDURATION:"); ok {
 			n, err := strconv.Atoi(v)
 			if err == nil && n > 0 {
 				return time.Duration(n) * time.Second
 			}
+		}
+		if line != "" && !strings.HasPrefix(line, "#") && variant == "" {
+			variant = line
+		}
+	}
+	if variant != "" { // a master playlist (SRS's, with hls_ctx): its media playlist
+		base, _ := neturl.Parse(url)
+		if ref, err := base.Parse(variant); err == nil {
+			return targetDuration(t, ref.String())
 		}
 	}
 	t.Fatalf("no target duration in %s", url)
@@ -377,4 +412,124 @@ func publishers(t *testing.T, c *cluster) int {
 		}
 	}
 	return n
+}
+
+// TestSRSOriginFailover is the failover scenario against real SRS 7
+// origins (opt-in, SRS_MESH_TEST_SRS): two SRS origins registered by their
+// heartbeats behind three nodes, four streams published through the
+// nodes, RTMP and HTTP-FLV players of each on the other nodes and an
+// FFmpeg HLS player. The SRS that holds the most streams is killed: every
+// publisher and player keeps running and gets frames again, within the
+// bounds of the issue.
+func TestSRSOriginFailover(t *testing.T) {
+	c, srs := startSRSMesh(t)
+	const streams = 4
+	pubs := make([]*harness.Proc, streams)
+	keys := make([]string, streams)
+	for i := range pubs {
+		keys[i] = fmt.Sprintf("__defaultVhost__/live/s%d", i)
+		pubs[i] = harness.PublishRTMP(t, c.nodes[i%3].RTMPURL(fmt.Sprintf("live/s%d", i)))
+	}
+	owners := make([]string, streams)
+	count := map[string]int{}
+	for i := range keys {
+		owners[i] = c.waitAssigned(t, keys[i])
+		count[owners[i]]++
+	}
+	// The mesh knows an SRS by the id its heartbeat gives.
+	var st mesh.Status
+	if err := c.nodes[0].Status(&st); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[*harness.SRS]string{}
+	for _, o := range st.Origins {
+		for _, s := range srs {
+			if o.RTMP == s.RTMPAddr {
+				ids[s] = o.ID
+			}
+		}
+	}
+	victim := srs[0]
+	if count[ids[srs[1]]] > count[ids[srs[0]]] {
+		victim = srs[1]
+	}
+	watched := -1
+	for i, o := range owners {
+		if o == ids[victim] {
+			watched = i
+		}
+	}
+	type livePlayer struct {
+		name string
+		p    *harness.Player
+	}
+	var live []livePlayer
+	for i := range keys {
+		rtmp := c.nodes[(i+1)%3].RTMPURL(fmt.Sprintf("live/s%d", i))
+		flv := c.nodes[(i+2)%3].HTTPURL(fmt.Sprintf("live/s%d.flv", i))
+		live = append(live, livePlayer{"RTMP " + rtmp, harness.StartCopyPlayer(t, rtmp)}, livePlayer{"FLV " + flv, harness.StartCopyPlayer(t, flv)})
+	}
+	playlist := c.nodes[1].HTTPURL(fmt.Sprintf("live/s%d.m3u8", watched))
+	testkit.WaitFor(t, 60*time.Second, "the watched stream's playlist", func() bool {
+		resp, err := e2eHTTP.Get(playlist)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	hls := harness.StartPlayer(t, playlist)
+	live = append(live, livePlayer{"HLS " + playlist, hls})
+	testkit.WaitFor(t, 60*time.Second, "every player gets frames", func() bool {
+		for _, lp := range live {
+			if lp.p.Exited() {
+				t.Fatalf("%s exited: %s", lp.name, lp.p.Output())
+			}
+			if lp.p.Frames() < 25 {
+				return false
+			}
+		}
+		return true
+	})
+	target := targetDuration(t, playlist)
+	frames := make([]int, len(live))
+	for i, lp := range live {
+		frames[i] = lp.p.Frames()
+	}
+	t.Logf("assignments %v: killing %s (%d streams)", owners, ids[victim], count[ids[victim]])
+	victim.Kill()
+	killed := time.Now()
+	testkit.WaitFor(t, 30*time.Second, "every player gets frames after the kill", func() bool {
+		for i, lp := range live {
+			if lp.p.Exited() {
+				t.Fatalf("%s exited across the kill (%v): %s", lp.name, lp.p.Cmd.ProcessState, lp.p.Output())
+			}
+			if lp.p.Frames() < frames[i]+50 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every player has frames again %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	for _, lp := range live {
+		bound := 5 * time.Second
+		if lp.p == hls {
+			bound = 3 * target
+		}
+		stall := lp.p.LongestStall()
+		t.Logf("%s: longest gap %v", lp.name, stall.Round(10*time.Millisecond))
+		if stall > bound {
+			t.Errorf("%s: longest gap %v; the bound is %v", lp.name, stall, bound)
+		}
+	}
+	for i, p := range pubs {
+		if p.Exited() {
+			t.Errorf("publisher %d exited: %s", i, p.Output())
+		}
+		if owners[i] == ids[victim] {
+			if o := c.waitAssigned(t, keys[i]); o == ids[victim] {
+				t.Errorf("%s is still on the dead origin", keys[i])
+			}
+		}
+	}
 }

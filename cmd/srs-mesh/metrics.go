@@ -223,9 +223,12 @@ func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream
 	})
 }
 
-// StreamEpoch is how many times a stream moved, and when it last did
-// (mesh.Node.StreamEpoch), for HLS and DASH renumbering.
-func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, time.Time) { return r.node.StreamEpoch(key) }
+// StreamEpoch is how many times a stream moved, the base of its HLS
+// sequence numbers and when it last moved (mesh.Node.StreamEpoch), for HLS
+// and DASH renumbering.
+func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, uint64, time.Time) {
+	return r.node.StreamEpoch(key)
+}
 
 // OriginHealthy reports the mesh's verdict on an origin
 // (mesh.Node.OriginHealthy), so that publishers leave an origin the

@@ -60,6 +60,37 @@ type Assignment struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// MovedMs is when the assignment last changed origin (0: never).
 	MovedMs int64 `json:"moved_ms,omitempty"`
+	// SeqBase is what nodes add to the HLS media sequence numbers of the
+	// current origin's playlists (0 at epoch 0). Each change of origin
+	// raises it by the most segments the previous origin can have written
+	// since its own start (segmentsSince), so that the numbers never go
+	// backwards when the new origin starts again from 0, and only by that
+	// much, so that a player skips ahead a few segments, not billions.
+	SeqBase uint64 `json:"seq_base,omitempty"`
+}
+
+// minSegmentMs is the shortest HLS segment segmentsSince counts with: SRS
+// and nginx-rtmp cut segments at key frames, at least half a second apart
+// in any live encoder set-up.
+const minSegmentMs = 500
+
+// segmentsSince is the most segments an origin can have written between
+// startMs and nowMs, plus one: what SeqBase grows by when the stream leaves
+// that origin.
+func segmentsSince(startMs, nowMs int64) uint64 {
+	return uint64(max(nowMs-startMs, 0)/minSegmentMs) + 1
+}
+
+// moved records that a changes origin at nowMs: the epoch, the time and the
+// sequence base of the next origin's playlists.
+func (a *Assignment) moved(nowMs int64) {
+	start := a.CreatedMs
+	if a.MovedMs > 0 {
+		start = a.MovedMs
+	}
+	a.SeqBase += segmentsSince(start, nowMs)
+	a.Epoch++
+	a.MovedMs = nowMs
 }
 
 // FSM is the replicated state of the mesh: origins, assignments and WebRTC
@@ -383,9 +414,11 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 		if a.PlayOnly {
 			f.playOnly--
 		}
-		na.Epoch, na.MovedMs = a.Epoch, a.MovedMs
+		na.Epoch, na.MovedMs, na.SeqBase = a.Epoch, a.MovedMs, a.SeqBase
 		if a.Origin != id {
-			na.Epoch, na.MovedMs = a.Epoch+1, c.NowMs
+			prev := *a
+			prev.moved(c.NowMs)
+			na.Epoch, na.MovedMs, na.SeqBase = prev.Epoch, prev.MovedMs, prev.SeqBase
 		}
 	}
 	f.assignments[c.Key] = na
@@ -435,8 +468,7 @@ func (f *FSM) applyMove(c *MoveCmd) Result {
 			a.PlayOnly = false
 			f.playOnly--
 		}
-		a.Epoch++
-		a.MovedMs = c.NowMs
+		a.moved(c.NowMs)
 	}
 	a.Origin = id
 	if c.NowMs > a.LastUsedMs {
@@ -458,15 +490,16 @@ func (f *FSM) Epoch(key string) uint64 {
 	return 0
 }
 
-// Moved returns the epoch of key's assignment and when it last changed
-// origin (unix ms, 0 when never); zeros when key has no assignment.
-func (f *FSM) Moved(key string) (epoch uint64, movedMs int64) {
+// Moved returns the epoch of key's assignment, the sequence base of its
+// HLS playlists (Assignment.SeqBase) and when it last changed origin (unix
+// ms, 0 when never); zeros when key has no assignment.
+func (f *FSM) Moved(key string) (epoch, seqBase uint64, movedMs int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if a := f.assignments[key]; a != nil {
-		return a.Epoch, a.MovedMs
+		return a.Epoch, a.SeqBase, a.MovedMs
 	}
-	return 0, 0
+	return 0, 0, 0
 }
 
 func (f *FSM) decStreams(id string) {

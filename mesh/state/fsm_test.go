@@ -520,8 +520,8 @@ func TestFSMMove(t *testing.T) {
 		t.Fatalf("move: %+v", r)
 	}
 	to := r.Origin.ID
-	if e, ms := f.Moved("v/live/a"); e != 1 || ms != 100 {
-		t.Fatalf("epoch %d moved %d, want 1 at 100", e, ms)
+	if e, base, ms := f.Moved("v/live/a"); e != 1 || ms != 100 || base != 1 {
+		t.Fatalf("epoch %d base %d moved %d, want 1, 1 at 100", e, base, ms)
 	}
 	if o, ok := f.Route("v/live/a"); !ok || o.ID != to {
 		t.Fatalf("route after move: %v %v", o, ok)
@@ -563,5 +563,24 @@ func TestFSMMove(t *testing.T) {
 		if r := apply(t, f, c); !errors.Is(r.Err(), ErrBadCommand) {
 			t.Errorf("%+v: %+v", c, r)
 		}
+	}
+}
+
+// TestSeqBase: each move raises the sequence base by the most segments the
+// origin it leaves can have written (half a second each) since it got the
+// stream, so the next origin's numbers continue past them.
+func TestSeqBase(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	first := assignKey(t, f, "v/live/a", 1_000).Origin.ID
+	r := apply(t, f, MoveCmd{Key: "v/live/a", From: first, NowMs: 61_000})
+	if _, base, _ := f.Moved("v/live/a"); base != 121 { // 60 s: at most 120 segments, plus one
+		t.Fatalf("base after a minute on the first origin: %d, want 121", base)
+	}
+	apply(t, f, MoveCmd{Key: "v/live/a", From: r.Origin.ID, NowMs: 71_000})
+	if e, base, _ := f.Moved("v/live/a"); e != 2 || base != 121+21 {
+		t.Fatalf("after 10 s more: epoch %d base %d, want 2 and %d", e, base, 121+21)
+	}
+	if got := segmentsSince(5, 1); got != 1 {
+		t.Errorf("a clock that went back: %d, want 1", got)
 	}
 }

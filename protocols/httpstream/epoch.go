@@ -15,19 +15,14 @@ import (
 
 // Epochs is implemented by Routers that know how many times a stream moved
 // to another origin: the epoch of its replicated assignment, the same on
-// every node, and when it last moved. With it, the playlists and manifests of
+// every node, what to add to the current origin's HLS media sequence
+// numbers (seqBase, replicated too), and when it last moved. With it, the playlists and manifests of
 // a stream stay valid for a player across a move (see epochPlaylist and
 // epochMPD), and a player's reload during a move waits for the new origin
 // instead of failing (see Config.MoveHold).
 type Epochs interface {
-	StreamEpoch(key stream.Key) (epoch uint64, moved time.Time)
+	StreamEpoch(key stream.Key) (epoch, seqBase uint64, moved time.Time)
 }
-
-// epochSeqStride is what each epoch adds to an HLS media sequence number. An
-// origin that starts a stream counts its segments from 0 (or from where a
-// playlist it kept left off); one epoch's numbers stay below the next
-// epoch's for a billion segments, decades of live stream.
-const epochSeqStride = 1_000_000_000
 
 // HLS tags epochPlaylist reads or writes.
 var (
@@ -41,11 +36,14 @@ var (
 )
 
 // epochPlaylist renumbers an HLS media playlist of a stream at epoch e > 0
-// (the stream moved e times), so that a player that keeps reloading across a
-// move sees a valid continuation whichever node it asks:
+// (the stream moved e times) with sequence base base, so that a player that
+// keeps reloading across a move sees a valid continuation whichever node it
+// asks:
 //
-//   - the media sequence becomes n + e*epochSeqStride, so it never goes
-//     backwards when the new origin starts again from 0;
+//   - the media sequence becomes n + base, so it never goes backwards when
+//     the new origin starts again from 0 (base is past the numbers the
+//     previous origins can have reached; see state.Assignment.SeqBase) and
+//     jumps ahead only by the few segments that bound leaves over;
 //   - the first segment carries EXT-X-DISCONTINUITY (added unless the origin
 //     wrote one there), and EXT-X-DISCONTINUITY-SEQUENCE becomes what makes
 //     that segment's discontinuity number the origin's plus e. Every segment
@@ -55,7 +53,7 @@ var (
 // The result depends only on the playlist and e. Master playlists, playlists
 // without segments and e == 0 are returned unchanged. Missing sequence tags
 // count as 0 and are added after the header line.
-func epochPlaylist(src []byte, e uint64) []byte {
+func epochPlaylist(src []byte, e, base uint64) []byte {
 	if e == 0 || bytes.Contains(src, tagStreamInf) || !bytes.Contains(src, tagInf) {
 		return src
 	}
@@ -94,7 +92,7 @@ func epochPlaylist(src []byte, e uint64) []byte {
 	if !firstSegDisc {
 		newDisc--
 	}
-	seqTag := strconv.AppendUint(append([]byte(nil), tagMediaSeq...), seq+e*epochSeqStride, 10)
+	seqTag := strconv.AppendUint(append([]byte(nil), tagMediaSeq...), seq+base, 10)
 	discTag := strconv.AppendUint(append([]byte(nil), tagDiscSeq...), newDisc, 10)
 	out := make([]byte, 0, len(src)+128)
 	for i, l := range lines {
@@ -208,7 +206,7 @@ func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Ke
 			case http.StatusBadGateway, http.StatusServiceUnavailable:
 				return true
 			case http.StatusNotFound:
-				_, moved := s.epoch(key)
+				_, _, moved := s.epoch(key)
 				return !moved.IsZero() && time.Since(moved) < s.moveHold+moveHoldWindow
 			}
 			return false
@@ -233,18 +231,19 @@ func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Ke
 // segments.
 const moveHoldWindow = 10 * time.Second
 
-// epoch returns key's epoch and last move from the Router, when it knows.
-func (s *Server) epoch(key stream.Key) (uint64, time.Time) {
-	if e, ok := s.router.(Epochs); ok {
-		return e.StreamEpoch(key)
+// epoch returns key's epoch, sequence base and last move from the Router,
+// when it knows.
+func (s *Server) epoch(key stream.Key) (e, seqBase uint64, moved time.Time) {
+	if r, ok := s.router.(Epochs); ok {
+		return r.StreamEpoch(key)
 	}
-	return 0, time.Time{}
+	return 0, 0, time.Time{}
 }
 
 // hlsEpochFormat is hlsFormat with the rewriting followed by the epoch
 // renumbering of key's stream (epochPlaylist).
 func (s *Server) hlsEpochFormat(key stream.Key) docFormat {
-	e, _ := s.epoch(key)
+	e, seqBase, _ := s.epoch(key)
 	if e == 0 {
 		return hlsFormat
 	}
@@ -254,7 +253,7 @@ func (s *Server) hlsEpochFormat(key stream.Key) docFormat {
 		if err != nil {
 			return nil, err
 		}
-		return epochPlaylist(out, e), nil
+		return epochPlaylist(out, e, seqBase), nil
 	}
 	return f
 }
@@ -335,7 +334,7 @@ func appendPeriodID(out, raw []byte, t xml.StartElement, suffix string) []byte {
 // dashEpochFormat is dashFormat with the rewriting followed by the epoch
 // marking of key's stream (epochMPD).
 func (s *Server) dashEpochFormat(key stream.Key) docFormat {
-	e, _ := s.epoch(key)
+	e, _, _ := s.epoch(key)
 	if e == 0 {
 		return dashFormat
 	}

@@ -24,19 +24,19 @@ func TestEpochPlaylist(t *testing.T) {
 		want     string
 	}{
 		{"epoch 0 unchanged", nginxPlaylist, 0, nginxPlaylist},
-		{"epoch 1", nginxPlaylist, 1, "#EXTM3U\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:1000000007\n#EXT-X-TARGETDURATION:2\n" +
+		{"epoch 1", nginxPlaylist, 1, "#EXTM3U\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:1007\n#EXT-X-TARGETDURATION:2\n" +
 			"#EXT-X-DISCONTINUITY\n#EXTINF:1.000,\nlivestream-7.ts\n#EXTINF:1.000,\nlivestream-8.ts\n"},
 		{"epoch 3 with a discontinuity sequence", "#EXTM3U\r\n#EXT-X-MEDIA-SEQUENCE:0\r\n#EXT-X-DISCONTINUITY-SEQUENCE:2\r\n#EXTINF:2,\r\na.ts\r\n", 3,
-			"#EXTM3U\r\n#EXT-X-MEDIA-SEQUENCE:3000000000\r\n#EXT-X-DISCONTINUITY-SEQUENCE:4\r\n#EXT-X-DISCONTINUITY\r\n#EXTINF:2,\r\na.ts\r\n"},
+			"#EXTM3U\r\n#EXT-X-MEDIA-SEQUENCE:3000\r\n#EXT-X-DISCONTINUITY-SEQUENCE:4\r\n#EXT-X-DISCONTINUITY\r\n#EXTINF:2,\r\na.ts\r\n"},
 		{"origin's own discontinuity on the first segment", "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\nb.ts", 2,
-			"#EXTM3U\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n#EXT-X-MEDIA-SEQUENCE:2000000005\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\nb.ts"},
+			"#EXTM3U\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n#EXT-X-MEDIA-SEQUENCE:2005\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\nb.ts"},
 		{"no sequence tags", "#EXTM3U\n#EXTINF:2,\na.ts\n", 1,
-			"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1000000000\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n"},
+			"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1000\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n"},
 		{"master playlist unchanged", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n", 2, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n"},
 		{"no segments unchanged", "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n", 2, "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n"},
 		{"no header unchanged", "#EXTINF:2,\na.ts\n", 2, "#EXTINF:2,\na.ts\n"},
 	} {
-		if got := string(epochPlaylist([]byte(c.in), c.e)); got != c.want {
+		if got := string(epochPlaylist([]byte(c.in), c.e, c.e*1000)); got != c.want {
 			t.Errorf("%s:\n%q\nwant\n%q", c.name, got, c.want)
 		}
 	}
@@ -82,8 +82,8 @@ func TestEpochPlaylistPlayerView(t *testing.T) {
 		first int
 		e     uint64
 	}{{10, 0}, {11, 0}, {0, 1}, {1, 1}, {2, 1}, {0, 2}, {1, 2}} {
-		pl := string(epochPlaylist([]byte(window(step.first)), step.e))
-		first := uint64(step.first) + step.e*epochSeqStride
+		pl := string(epochPlaylist([]byte(window(step.first)), step.e, step.e*testSeqBase))
+		first := uint64(step.first) + step.e*testSeqBase
 		if first < last {
 			t.Fatalf("media sequence went backwards: %d after %d", first, last)
 		}
@@ -98,7 +98,7 @@ func TestEpochPlaylistPlayerView(t *testing.T) {
 			}
 		}
 	}
-	if seen[10] == seen[epochSeqStride] || seen[epochSeqStride] == seen[2*epochSeqStride] {
+	if seen[10] == seen[testSeqBase] || seen[testSeqBase] == seen[2*testSeqBase] {
 		t.Fatalf("no discontinuity between epochs: %v", seen)
 	}
 }
@@ -109,7 +109,7 @@ func FuzzEpochPlaylist(f *testing.F) {
 	f.Add([]byte("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\nx"), uint64(2))
 	f.Fuzz(func(t *testing.T, src []byte, e uint64) {
 		e %= 1 << 20
-		out := epochPlaylist(src, e)
+		out := epochPlaylist(src, e, e*testSeqBase)
 		if e == 0 && !bytes.Equal(out, src) {
 			t.Fatal("epoch 0 changed the playlist")
 		}
@@ -130,7 +130,12 @@ func (r *epochRouter) Route(context.Context, stream.Key) (stream.Origin, error) 
 	return stream.Origin{ID: "o", HTTP: r.origin.Load().(string)}, nil
 }
 
-func (r *epochRouter) StreamEpoch(stream.Key) (uint64, time.Time) { return r.epoch, r.moved }
+func (r *epochRouter) StreamEpoch(stream.Key) (uint64, uint64, time.Time) {
+	return r.epoch, r.epoch * testSeqBase, r.moved
+}
+
+// testSeqBase is the sequence base per epoch in these tests.
+const testSeqBase = 1000
 
 // TestPlaylistAcrossMove: the playlist of a moved stream is renumbered by
 // its epoch; while the new origin answers 404 just after the move, the
@@ -164,7 +169,7 @@ func TestPlaylistAcrossMove(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/livestream.m3u8", nil))
 	body := rec.Body.String()
-	if rec.Code != http.StatusOK || !strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:1000000007\n") ||
+	if rec.Code != http.StatusOK || !strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:1007\n") ||
 		!strings.Contains(body, "#EXT-X-DISCONTINUITY\n#EXTINF") || rec.Header().Get("Content-Length") != strconv.Itoa(len(body)) {
 		t.Fatalf("%d %v\n%s", rec.Code, rec.Header(), body)
 	}
@@ -246,9 +251,44 @@ func TestDocumentsHeldWhileOriginDown(t *testing.T) {
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
 		body := rec.Body.String()
-		if rec.Code != http.StatusOK || !(strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:2000000007") || strings.Contains(body, `id="dash-e2"`)) {
+		if rec.Code != http.StatusOK || !(strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:2007") || strings.Contains(body, `id="dash-e2"`)) {
 			t.Fatalf("%s: %d\n%s", p, rec.Code, body)
 		}
 		s.Close()
+	}
+}
+
+// TestNewSessionAfterMove: a player reloads SRS's per-viewer media playlist
+// (hls_ctx) of a moved stream; the new origin, which does not know the
+// session, answers with a master playlist, and the node serves the media
+// playlist of the new session instead. Before any move, the answer is
+// relayed as it is.
+func TestNewSessionAfterMove(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("hls_ctx") != "new" {
+			w.Write([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n/live/livestream.m3u8?hls_ctx=new\n"))
+			return
+		}
+		w.Write([]byte("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1,\nlivestream-0.ts?hls_ctx=new\n"))
+	}))
+	defer origin.Close()
+	for _, tc := range []struct {
+		epoch  uint64
+		master bool
+	}{{0, true}, {1, false}} {
+		rt := &epochRouter{epoch: tc.epoch, moved: time.Now()}
+		rt.origin.Store(strings.TrimPrefix(origin.URL, "http://"))
+		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/livestream.m3u8?hls_ctx=old", nil))
+		s.Close()
+		body := rec.Body.String()
+		if rec.Code != http.StatusOK || strings.Contains(body, "#EXT-X-STREAM-INF") != tc.master ||
+			(!tc.master && !strings.Contains(body, "livestream-0.ts?hls_ctx=new")) {
+			t.Errorf("epoch %d: %d\n%s", tc.epoch, rec.Code, body)
+		}
 	}
 }

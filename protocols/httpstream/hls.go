@@ -1,6 +1,7 @@
 package httpstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -38,8 +39,61 @@ func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key 
 		if !ok {
 			return
 		}
-		s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(c, origin, keyPath(key, ".m3u8"), key), s.hlsEpochFormat(key))
+		p := keyPath(key, ".m3u8")
+		if q, ok := s.newSession(r, key, origin, p); ok {
+			r = r.Clone(r.Context())
+			r.URL.RawQuery = q
+		}
+		s.serveDocument(w, r, origin, p, s.hlsMapper(c, origin, p, key), s.hlsEpochFormat(key))
 	})
+}
+
+// newSession handles a player that reloads SRS's per-viewer media playlist
+// ("stream.m3u8?hls_ctx=A") of a stream that moved to another origin: the
+// new origin does not know session A and answers with a master playlist
+// that opens a session of its own ("stream.m3u8?hls_ctx=B"). A player that
+// asked for a media playlist must not get a master playlist (FFmpeg's HLS
+// reader crashes on it), so newSession returns the query of the new
+// session's media playlist, to serve instead. It reports false, having
+// fetched nothing, unless the request has an hls_ctx and the stream moved.
+func (s *Server) newSession(r *http.Request, key stream.Key, origin, p string) (string, bool) {
+	if !strings.Contains(r.URL.RawQuery, "hls_ctx=") {
+		return "", false
+	}
+	if e, _, _ := s.epoch(key); e == 0 {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, p, r.URL.RawQuery), nil)
+	if err != nil {
+		return "", false
+	}
+	req.Header = originRequestHeader(r, documentDropHeaders)
+	resp, err := s.transport.RoundTrip(req)
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPlaylistSize+1))
+	if err != nil || resp.StatusCode != http.StatusOK || len(body) > MaxPlaylistSize || !bytes.Contains(body, tagStreamInf) {
+		return "", false
+	}
+	base := &url.URL{Scheme: "http", Host: origin, RawQuery: r.URL.RawQuery}
+	base.Path, _ = url.PathUnescape(p)
+	base.RawPath = p
+	for _, line := range strings.Split(string(body), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		u, err := base.Parse(line)
+		if err != nil || !onOrigin(u, origin) || u.EscapedPath() != p || !strings.Contains(u.RawQuery, "hls_ctx=") {
+			return "", false
+		}
+		return u.RawQuery, true // the first variant: SRS lists one
+	}
+	return "", false
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section

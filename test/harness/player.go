@@ -42,7 +42,7 @@ func StartCopyPlayer(t testing.TB, url string, inputArgs ...string) *Player {
 func startPlayer(t testing.TB, url string, outputArgs, inputArgs []string) *Player {
 	t.Helper()
 	Need(t, "ffmpeg")
-	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-rw_timeout", "10000000"}
+	args := []string{"-hide_banner", "-loglevel", "warning", "-nostdin", "-rw_timeout", "10000000"}
 	args = append(args, inputArgs...)
 	args = append(args, "-i", url, "-map", "0:v:0")
 	args = append(args, outputArgs...)
