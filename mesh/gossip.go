@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 )
 
 // nodeMeta is the memberlist metadata of a node (JSON, at most
@@ -49,6 +51,9 @@ type memberEvent struct {
 	name       string
 	gossipAddr string
 	meta       []byte
+	// graceful is set on a leave the member announced (memberlist's
+	// StateLeft), clear on a failure.
+	graceful bool
 }
 
 // gossipDelegate implements memberlist.Delegate (metadata only) and
@@ -76,7 +81,8 @@ func (d gossipDelegate) NotifyUpdate(node *memberlist.Node) { d.enqueue("update"
 // enqueue hands the event to the gossip loop. It blocks while the queue is
 // full (back-pressure on memberlist) but never after the node is closed.
 func (d gossipDelegate) enqueue(kind string, node *memberlist.Node) {
-	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...)}
+	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...),
+		graceful: node.State == memberlist.StateLeft}
 	select {
 	case d.n.events <- ev:
 	case <-d.n.ctx.Done():
@@ -129,6 +135,15 @@ func (n *Node) handleMemberEvent(ev memberEvent) {
 	if state != p.state {
 		p.state, p.since = state, time.Now()
 		n.log.Info("gossip member", "member", ev.name, "state", state, "addr", ev.gossipAddr)
+		kind := events.NodeJoined
+		switch {
+		case state == gossipAlive:
+		case state == gossipLeft || ev.graceful:
+			kind = events.NodeLeft
+		default:
+			kind = events.NodeFailed
+		}
+		n.timeline.Record(events.Event{Kind: kind, Member: ev.name})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
@@ -28,6 +29,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
+	n.timeline.Record(events.Event{Kind: events.Leader, Member: n.cfg.NodeID, Detail: "term " + n.raft.Stats()["term"]})
 	if _, ok := n.fsm.TokenKey(); !ok {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err == nil {
@@ -263,6 +265,7 @@ func (n *Node) collectOrigins(ctx context.Context) {
 			n.log.Warn("remove silent origin", "origin", s.Origin.ID, "err", err)
 			continue
 		}
+		n.timeline.Record(events.Event{Kind: events.OriginRemoved, Origin: s.Origin.ID, Detail: "heartbeats stopped"})
 		n.log.Info("removed an origin whose heartbeats stopped", "origin", s.Origin.ID,
 			"last_heartbeat", time.UnixMilli(s.LastHeartbeatMs).UTC().Format(time.RFC3339), "ttl", n.cfg.OriginTTL)
 	}
@@ -298,11 +301,20 @@ func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
 	for _, c := range changes {
 		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
 	}
-	changes = append(changes, hc.Refreshes(origins, changes)...)
+	flips := changes
+	changes = append(changes[:len(changes):len(changes)], hc.Refreshes(origins, changes)...)
 	if len(changes) == 0 {
 		return
 	}
 	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Warn("write origin health", "err", err)
+		return
+	}
+	for _, c := range flips {
+		e := events.Event{Kind: events.OriginUp, Origin: c.ID}
+		if !c.Healthy {
+			e.Kind, e.Detail = events.OriginDown, c.Reason
+		}
+		n.timeline.Record(e)
 	}
 }

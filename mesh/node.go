@@ -37,6 +37,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
@@ -86,6 +87,8 @@ type Node struct {
 	internal *http.Server
 	client   *http.Client
 	act      *activity.Recorder
+	// timeline is this node's event log (package events).
+	timeline *events.Log
 
 	// probes is the leader's health checker (the last one, once this node
 	// led): its last successful probe per origin is shown in Status without
@@ -141,6 +144,7 @@ func New(cfg Config) (*Node, error) {
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
+		timeline:      events.NewLog(cfg.NodeID, events.DefaultCapacity, nil),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}
@@ -390,6 +394,11 @@ func (n *Node) startLeaderLoop() context.CancelFunc {
 	go n.leaderLoop(ctx)
 	return cancel
 }
+
+// Events is this node's event log. Code that moves a stream to another
+// origin records it here (events.StreamMoved); see package events for who
+// records every other kind. It is never nil.
+func (n *Node) Events() *events.Log { return n.timeline }
 
 // IsLeader reports whether this node is the Raft leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

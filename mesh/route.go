@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -166,8 +167,15 @@ func (n *Node) dialable(o stream.Origin) error {
 func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) error {
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining})
-	return err
+	if _, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining}); err != nil {
+		return err
+	}
+	kind := events.OriginDrained
+	if !draining {
+		kind = events.OriginUndrained
+	}
+	n.timeline.Record(events.Event{Kind: kind, Origin: originID})
+	return nil
 }
 
 func (n *Node) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -1,0 +1,111 @@
+package mesh_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+// hasEvent reports whether evs has an event of kind about subject (origin
+// or member), recorded by node when node is not "".
+func hasEvent(evs []events.Event, kind, subject, node string) bool {
+	return slices.ContainsFunc(evs, func(e events.Event) bool {
+		return e.Kind == kind && (e.Origin == subject || e.Member == subject) && (node == "" || e.Node == node)
+	})
+}
+
+// Every node's log is merged by /mesh/v1/events on any node: the leader's
+// election, the joins (seen by every node, shown once), an origin going
+// down and up (seen by the leader), and a drain (recorded where it was
+// asked).
+func TestClusterEvents(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	leader := c.Leader()
+	o := startOrigin(t, "o1")
+	registerOrigins(t, c, o)
+	follower := (leader + 1) % 3
+	ctx := context.Background()
+	if err := c.Node(follower).SetDraining(ctx, "o1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(follower).SetDraining(ctx, "o1", false); err != nil {
+		t.Fatal(err)
+	}
+	o.close()
+
+	var doc mesh.Events
+	testkit.WaitFor(t, clusterTimeout, "o1 down in the merged events", func() bool {
+		getDoc(t, c.Members[(leader+2)%3].URL+"/mesh/v1/events", &doc)
+		return hasEvent(doc.Events, events.OriginDown, "o1", "")
+	})
+	leaderID := c.Members[leader].Node().Status().NodeID
+	followerID := c.Members[follower].Node().Status().NodeID
+	if !hasEvent(doc.Events, events.Leader, leaderID, leaderID) {
+		t.Errorf("no leader event of %s: %+v", leaderID, doc.Events)
+	}
+	if !hasEvent(doc.Events, events.OriginDown, "o1", leaderID) {
+		t.Errorf("origin down not recorded by the leader: %+v", doc.Events)
+	}
+	if !hasEvent(doc.Events, events.OriginDrained, "o1", followerID) || !hasEvent(doc.Events, events.OriginUndrained, "o1", followerID) {
+		t.Errorf("drain and undrain not recorded by %s: %+v", followerID, doc.Events)
+	}
+	for _, m := range []string{"node0", "node1", "node2"} {
+		n := 0
+		for _, e := range doc.Events {
+			if e.Kind == events.NodeJoined && e.Member == m {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s joined %d times in the merged events, want 1: %+v", m, n, doc.Events)
+		}
+	}
+	if len(doc.Nodes) != 3 {
+		t.Errorf("nodes %+v", doc.Nodes)
+	}
+	// Without a token, loopback callers are operators and see why.
+	for _, e := range doc.Events {
+		if e.Kind == events.OriginDown && e.Detail == "" {
+			t.Errorf("origin down without its reason: %+v", e)
+		}
+	}
+	if !slices.IsSortedFunc(doc.Events, func(a, b events.Event) int { return int(a.TimeUnixMs - b.TimeUnixMs) }) {
+		t.Errorf("events not in time order")
+	}
+
+	// A limit keeps the latest; a bad one is refused.
+	var two mesh.Events
+	getDoc(t, c.Members[0].URL+"/mesh/v1/events?limit=2", &two)
+	if len(two.Events) != 2 {
+		t.Errorf("limit=2 gave %d events", len(two.Events))
+	}
+	resp, err := http.Get(c.Members[0].URL + "/mesh/v1/events?limit=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("limit=-1: %s", resp.Status)
+	}
+
+	// A node that fails is recorded by the others, and the answer comes
+	// back without it.
+	dead := (leader + 1) % 3
+	deadID := c.Members[dead].Node().Status().NodeID
+	c.Kill(dead)
+	asked := (leader + 2) % 3
+	testkit.WaitFor(t, clusterTimeout, deadID+" failed in the events", func() bool {
+		getDoc(t, c.Members[asked].URL+"/mesh/v1/events", &doc)
+		return hasEvent(doc.Events, events.NodeFailed, deadID, "")
+	})
+	for _, a := range doc.Nodes {
+		if a.ID == deadID && a.OK {
+			t.Errorf("dead node answered: %+v", doc.Nodes)
+		}
+	}
+}
