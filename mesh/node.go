@@ -39,6 +39,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
+	"github.com/srs-mesh/srs-mesh/mesh/history"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -89,6 +90,10 @@ type Node struct {
 	act      *activity.Recorder
 	// timeline is this node's event log (package events).
 	timeline *events.Log
+	// history holds the samples of historyLoop; assigned counts the
+	// assignment writes this node made.
+	history  *history.Ring
+	assigned atomic.Uint64
 
 	// probes is the leader's health checker (the last one, once this node
 	// led): its last successful probe per origin is shown in Status without
@@ -145,6 +150,7 @@ func New(cfg Config) (*Node, error) {
 		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
 		timeline:      events.NewLog(cfg.NodeID, events.DefaultCapacity, nil),
+		history:       history.New(history.DefaultCapacity),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}
@@ -269,7 +275,8 @@ func (n *Node) open() error {
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.historyLoop()
 	go n.gossipLoop()
 	go n.leadershipLoop()
 	go n.bootstrapLoop()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -68,6 +69,7 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	res, err := n.apply(actx, cmd)
 	switch {
 	case err == nil && res.Origin != nil:
+		n.assigned.Add(1)
 		return *res.Origin, nil
 	case err == nil:
 		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
@@ -129,6 +131,14 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 // GET /mesh/v1/streams. The returned end func is idempotent.
 func (n *Node) Track(key stream.Key, proto string) (end func()) {
 	return n.act.Begin(key.String(), proto)
+}
+
+// TrackMetered is Track for a session whose protocol server counts the
+// bytes it reads from the client in in and writes to the client in out;
+// the node samples them every Config.HistoryInterval into the stream's bit
+// rates (GET /mesh/v1/streams). The counters must only grow.
+func (n *Node) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func()) {
+	return n.act.BeginMetered(key.String(), proto, in, out)
 }
 
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last

@@ -185,6 +185,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 
+	// The node samples its throughput from the protocol servers' counters
+	// once they exist.
+	var served clientBytes
+	cfg.Throughput = served.total
 	node, err := mesh.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mesh: %w", err)
@@ -200,6 +204,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	served.c.Store(collector)
 	system := httpPart("system api", "system", lns.system, systemHandler(node, newMetricsHandler(reg, collector)), lim)
 
 	serveErr := make(chan error, len(parts)+1)
