@@ -94,10 +94,8 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		return false
 	}
 	defer sub.Close()
-	if s.sessions != nil {
-		end := s.sessions.Track(key, liveProto(".flv"))
-		defer end()
-	}
+	end, sent := s.track(key, liveProto(".flv"))
+	defer end()
 	if h, ok := sub.Info().(http.Header); ok {
 		copyHeader(w.Header(), h)
 	}
@@ -118,7 +116,10 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 				return true
 			}
 			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
-			_, werr := out.WriteTo(w)
+			n, werr := out.WriteTo(w)
+			if sent != nil {
+				sent.Add(uint64(n))
+			}
 			clear(bufs)
 			if werr != nil {
 				return true
