@@ -15,7 +15,7 @@ func TestRingRates(t *testing.T) {
 	}
 	r.Observe(t0.Add(5*time.Second), Counters{BytesIn: 1000 + 5*125_000, BytesOut: 5000 + 5*250_000, Assignments: 13,
 		Sessions: map[string]int{"rtmp": 2, "flv": 3, "srt": 0}})
-	r.Observe(t0.Add(5*time.Second), Counters{BytesIn: 1}) // no time passed: ignored, but is the new baseline
+	r.Observe(t0.Add(5*time.Second), Counters{BytesIn: 1})  // no time passed: ignored, but is the new baseline
 	r.Observe(t0.Add(10*time.Second), Counters{BytesIn: 0}) // a reset counter: zero, never negative
 	got := r.Samples()
 	if len(got) != 2 {

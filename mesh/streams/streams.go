@@ -87,8 +87,8 @@ type Stream struct {
 	// its clients (its players), over each node's last sample interval.
 	IngestBps      float64 `json:"ingest_bps"`
 	EgressBps      float64 `json:"egress_bps"`
-	CreatedUnixMs  int64          `json:"created_unix_ms,omitempty"`
-	LastUsedUnixMs int64          `json:"last_used_unix_ms,omitempty"`
+	CreatedUnixMs  int64   `json:"created_unix_ms,omitempty"`
+	LastUsedUnixMs int64   `json:"last_used_unix_ms,omitempty"`
 }
 
 // NodeAnswer says whether one node's sessions are in Cluster.
