@@ -199,7 +199,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
-	collector := &meshCollector{node: node, httpS: &httpStats{}}
+	collector := &meshCollector{node: node, httpS: &httpStats{}, failovers: newFailovers(reg)}
 	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, candidate, log)
 	if err != nil {
 		return err

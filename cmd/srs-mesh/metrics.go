@@ -74,6 +74,9 @@ type meshCollector struct {
 	httpS *httpStats
 	// httpStream has the caches of HLS and DASH.
 	httpStream *httpstream.Server
+	// failovers is srs_mesh_failovers_total (newFailovers), registered on
+	// its own; the failover paths count into it.
+	failovers *prometheus.CounterVec
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -250,6 +253,27 @@ func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(cont
 	}
 	r.hist.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	return o, err
+}
+
+// newFailovers registers srs_mesh_failovers_total: streams whose clients
+// were moved to another origin because theirs failed, by protocol (rtmp,
+// flv, ...), kind (publish, play) and result (ok, failed). The failover
+// paths count into it. The series of the RTMP and HTTP-FLV kinds exist from
+// the start at zero, so that rates and dashboards show zero rather than no
+// data on a mesh that never failed over.
+func newFailovers(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns,
+		Name:      "failovers_total",
+		Help:      "Streams whose clients were moved to another origin after theirs failed, by protocol, kind (publish, play) and result (ok, failed).",
+	}, []string{"proto", "kind", "result"})
+	reg.MustRegister(c)
+	for _, l := range [][2]string{{"rtmp", "publish"}, {"rtmp", "play"}, {"flv", "play"}} {
+		for _, result := range []string{"ok", "failed"} {
+			c.WithLabelValues(l[0], l[1], result)
+		}
+	}
+	return c
 }
 
 // httpStats counts HTTP streaming requests and bytes.
