@@ -40,11 +40,14 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 	for _, o := range n.cfg.StaticOrigins {
 		o.Static = true
-		if cur, ok := n.fsm.Origin(o.ID); ok && cur == o {
+		cur, known := n.fsm.Origin(o.ID)
+		if known && cur == o {
 			continue
 		}
 		if _, err := n.applyLocal(ctx, state.RegisterOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
 			n.log.Warn("register static origin", "origin", o.ID, "err", err)
+		} else if !known {
+			n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "static"})
 		}
 	}
 	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,

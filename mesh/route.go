@@ -158,8 +158,12 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
+	_, known := n.fsm.Origin(o.ID)
 	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
+	if err == nil && !known {
+		n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "registered"})
+	}
 	return err
 }
 

@@ -48,6 +48,9 @@ func TestClusterEvents(t *testing.T) {
 	if !hasEvent(doc.Events, events.Leader, leaderID, leaderID) {
 		t.Errorf("no leader event of %s: %+v", leaderID, doc.Events)
 	}
+	if !hasEvent(doc.Events, events.OriginAdded, "o1", "") {
+		t.Errorf("o1's registration not recorded: %+v", doc.Events)
+	}
 	if !hasEvent(doc.Events, events.OriginDown, "o1", leaderID) {
 		t.Errorf("origin down not recorded by the leader: %+v", doc.Events)
 	}

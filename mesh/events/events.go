@@ -12,8 +12,9 @@
 //     change; Merge folds the copies of one fact from several nodes into one
 //     event (see DedupWindow).
 //   - origin_drained, origin_undrained: the node whose API took the request.
-//   - origin_added, origin_removed: the leader (static origins, heartbeat
-//     timeouts) or the node that took the first registration.
+//   - origin_added: the leader for a static origin, else the node that took
+//     the origin's first registration.
+//   - origin_removed: the leader, when an origin's heartbeats stopped.
 //   - stream_moved: whoever moves a stream to another origin (failover).
 //
 // A package that emits events takes a Recorder (or, when it may not import
