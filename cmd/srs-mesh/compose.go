@@ -196,6 +196,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+	if len(cfg.StaticOrigins) == 0 {
+		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
+			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with an origin")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
@@ -316,6 +320,14 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		parts = append(parts, httpPart("http api", "api", lns.api, mux, lim, srsAPI.Close))
 	}
 	return parts, nil
+}
+
+// portOf is ":port" of a "host:port" address.
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return ":" + port
+	}
+	return ""
 }
 
 // drainAll drains every part at once and returns when all are drained or

@@ -306,7 +306,7 @@
     // Relative times change with every poll; the signature rounds them, so
     // the table stays stable between probes.
     const sig = JSON.stringify([origins.map((o) => [o, Math.round((now - Math.max(o.last_probe_unix_ms || 0, o.last_heartbeat_unix_ms || 0)) / 5000)]), withActions]);
-    fill("origins", sig, rows, "No origins registered.", withActions ? 7 : 6);
+    fill("origins", sig, rows, "No origins yet: point an SRS heartbeat at this node's /api/v1/srs/register, or start the nodes with --origin.", withActions ? 7 : 6);
   }
 
   async function act(id, action, button) {
@@ -474,6 +474,14 @@
     };
   }
 
+  // hhmm labels a time tick (unix seconds): "14:05", or "14:05:30" when the
+  // ticks are less than a minute apart.
+  function hhmm(t, ticks) {
+    const opts = { hour: "2-digit", minute: "2-digit", hour12: false };
+    if (ticks.length > 1 && ticks[1] - ticks[0] < 60) opts.second = "2-digit";
+    return new Date(t * 1000).toLocaleTimeString([], opts);
+  }
+
   function cssVar(name, fallback) {
     const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
     return v || fallback;
@@ -511,7 +519,9 @@
         hooks: { setCursor: [(u) => { if (u.cursor.idx == null && u.data[0].length) u.setLegend({ idx: u.data[0].length - 1 }); }] },
         scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, fmt.minMax || 1)] } },
         axes: [
-          Object.assign({}, axis),
+          // One line of wall-clock time per tick: uPlot's default adds a
+          // second line with the date, which crowds a small chart.
+          Object.assign({}, axis, { space: 70, values: (u, ticks) => ticks.map((t) => hhmm(t, ticks)) }),
           Object.assign({}, axis, { size: 64, values: (u, vals) => vals.map((v) => fmt.axis(v)) }),
         ],
         series: [{ label: "time", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toLocaleTimeString([], { hour12: false })) }]
