@@ -43,7 +43,8 @@ func dashboard(ctx context.Context, t *testing.T, bin string, node *harness.Node
 // headless Chromium while two streams flow through it, each published to one
 // node and played from another: the charts have data, the stream table shows
 // bit rates above zero and ages in human units, the page has no errors, and
-// killing an origin adds an event within 5 s. With
+// killing an origin adds an event within 5 s, and a node that stops
+// answering is named on the page of another. With
 // SRS_MESH_UPDATE_SCREENSHOT=1 it writes docs/dashboard.png from this run.
 func TestDashboardLiveMesh(t *testing.T) {
 	harness.Need(t, "ffmpeg")
@@ -188,6 +189,26 @@ func TestDashboardLiveMesh(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// A node that stops answering: the page on another node says so and
+	// still shows the rest.
+	n2.Kill()
+	testkit.WaitFor(t, 30*time.Second, "n3 sees n2 not answering", func() bool {
+		var h mesh.History
+		if err := harness.GetJSON("http://"+n3.SystemAPI+"/mesh/v1/history", &h); err != nil {
+			return false
+		}
+		for _, n := range h.Nodes {
+			if n.ID == "n2" {
+				return !n.OK
+			}
+		}
+		return false
+	})
+	dom = dashboard(ctx, t, bin, n3)
+	if !strings.Contains(dom, "Not answering: n2 (") || !strings.Contains(dom, `data-errors="0"`) || !strings.Contains(dom, "live/bravo") {
+		t.Errorf("page with n2 down:\n%s", dom)
 	}
 }
 
