@@ -20,6 +20,9 @@ type nodeMeta struct {
 	// HasState is true once the node belongs to a Raft cluster; a fresh
 	// node never bootstraps a new cluster while a peer reports state.
 	HasState bool `json:"state,omitempty"`
+	// Leaving is set by a node about to leave gracefully, so that peers
+	// tell its leave from a failure (memberlist's events do not).
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 func decodeMeta(b []byte) (nodeMeta, bool) {
@@ -51,9 +54,6 @@ type memberEvent struct {
 	name       string
 	gossipAddr string
 	meta       []byte
-	// graceful is set on a leave the member announced (memberlist's
-	// StateLeft), clear on a failure.
-	graceful bool
 }
 
 // gossipDelegate implements memberlist.Delegate (metadata only) and
@@ -61,7 +61,8 @@ type memberEvent struct {
 type gossipDelegate struct{ n *Node }
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load()}
+	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(),
+		Leaving: d.n.leavingMesh.Load()}
 	b, _ := json.Marshal(m)
 	if len(b) > limit {
 		m.API = ""
@@ -81,8 +82,7 @@ func (d gossipDelegate) NotifyUpdate(node *memberlist.Node) { d.enqueue("update"
 // enqueue hands the event to the gossip loop. It blocks while the queue is
 // full (back-pressure on memberlist) but never after the node is closed.
 func (d gossipDelegate) enqueue(kind string, node *memberlist.Node) {
-	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...),
-		graceful: node.State == memberlist.StateLeft}
+	ev := memberEvent{kind: kind, name: node.Name, gossipAddr: node.Address(), meta: append([]byte(nil), node.Meta...)}
 	select {
 	case d.n.events <- ev:
 	case <-d.n.ctx.Done():
@@ -138,7 +138,7 @@ func (n *Node) handleMemberEvent(ev memberEvent) {
 		kind := events.NodeJoined
 		switch {
 		case state == gossipAlive:
-		case state == gossipLeft || ev.graceful:
+		case state == gossipLeft || p.meta.Leaving:
 			kind = events.NodeLeft
 		default:
 			kind = events.NodeFailed

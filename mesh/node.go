@@ -67,6 +67,9 @@ type Node struct {
 	// leaving is set by StopReady: the node is shutting down and
 	// /readyz fails from then on.
 	leaving atomic.Bool
+	// leavingMesh is set by Leave and gossiped in the node's metadata, so
+	// that peers record a graceful leave rather than a failure.
+	leavingMesh atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -431,6 +434,11 @@ func (n *Node) Leave(ctx context.Context) error {
 		if rem := time.Until(d); rem < timeout {
 			timeout = max(rem/2, 100*time.Millisecond)
 		}
+	}
+	// Tell the peers first that the leave is graceful (see nodeMeta).
+	n.leavingMesh.Store(true)
+	if err := n.ml.UpdateNode(min(timeout, time.Second)); err != nil {
+		n.log.Debug("gossip metadata update before leaving", "err", err)
 	}
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))

@@ -2,12 +2,15 @@ package mesh_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -96,12 +99,20 @@ func TestClusterEvents(t *testing.T) {
 		t.Errorf("limit=-1: %s", resp.Status)
 	}
 
-	// A node that fails is recorded by the others, and the answer comes
-	// back without it.
-	dead := (leader + 1) % 3
-	deadID := c.Members[dead].Node().Status().NodeID
-	c.Kill(dead)
+	// A node that leaves gracefully, and one that fails, are recorded by
+	// the others, and the answer comes back without them.
 	asked := (leader + 2) % 3
+	left, dead := leader, (leader+1)%3
+	leftID := c.Members[left].Node().Status().NodeID
+	deadID := c.Members[dead].Node().Status().NodeID
+	if err := c.Leave(left); err != nil {
+		t.Logf("leave: %v", err) // the voters stay at --bootstrap-expect; gossip leave is what counts here
+	}
+	testkit.WaitFor(t, clusterTimeout, leftID+" left in the events", func() bool {
+		getDoc(t, c.Members[asked].URL+"/mesh/v1/events", &doc)
+		return hasEvent(doc.Events, events.NodeLeft, leftID, "")
+	})
+	c.Kill(dead)
 	testkit.WaitFor(t, clusterTimeout, deadID+" failed in the events", func() bool {
 		getDoc(t, c.Members[asked].URL+"/mesh/v1/events", &doc)
 		return hasEvent(doc.Events, events.NodeFailed, deadID, "")
@@ -109,6 +120,43 @@ func TestClusterEvents(t *testing.T) {
 	for _, a := range doc.Nodes {
 		if a.ID == deadID && a.OK {
 			t.Errorf("dead node answered: %+v", doc.Nodes)
+		}
+	}
+	if hasEvent(doc.Events, events.NodeFailed, leftID, "") {
+		t.Errorf("%s left gracefully but is recorded as failed: %+v", leftID, doc.Events)
+	}
+}
+
+// With a token, why an origin went down is for callers that carry it.
+func TestEventsRedactedWithoutToken(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1, Token: "tok", Logger: testLogger()})
+	c.WaitLeader(clusterTimeout)
+	o := startOrigin(t, "o1")
+	registerOrigins(t, c, o)
+	o.close()
+	var doc mesh.Events
+	testkit.WaitFor(t, clusterTimeout, "o1 down", func() bool {
+		getDoc(t, c.Members[0].URL+"/mesh/v1/events", &doc)
+		return hasEvent(doc.Events, events.OriginDown, "o1", "")
+	})
+	for _, e := range doc.Events {
+		if e.Kind == events.OriginDown && e.Detail != "unhealthy" {
+			t.Errorf("without the token: %q", e.Detail)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.Members[0].URL+"/mesh/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range doc.Events {
+		if e.Kind == events.OriginDown && !strings.Contains(e.Detail, "probe") {
+			t.Errorf("with the token: %q", e.Detail)
 		}
 	}
 }
