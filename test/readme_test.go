@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,10 +90,20 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	install := readmeBlock(t, readme, "install")
-	for _, pkg := range []string{"golang-go", "ffmpeg", "nginx", "libnginx-mod-rtmp", "git"} {
+	for _, pkg := range []string{"ffmpeg", "nginx", "libnginx-mod-rtmp", "git", "curl"} {
 		if !slices.Contains(strings.Fields(install), pkg) {
 			t.Errorf("the install block does not install %s", pkg)
 		}
+	}
+	// The Go it installs builds this module.
+	goMod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(goMod)
+	got := regexp.MustCompile(`go\.dev/dl/go(\S+)\.linux-amd64\.tar\.gz`).FindStringSubmatch(install)
+	if want == nil || got == nil || versionLess(got[1], string(want[1])) {
+		t.Errorf("the install block's Go (%v) is older than go.mod's (%s)", got, want)
 	}
 	if demo := strings.TrimSpace(readmeBlock(t, readme, "demo")); demo != "go run ./cmd/srs-mesh demo" {
 		t.Fatalf("demo block is %q; update this test", demo)
@@ -158,8 +169,9 @@ func TestReadmeQuickStart(t *testing.T) {
 	known := map[string]bool{ // trunk/src/app/srs_app_config.cpp, srs_app_heartbeat.cpp
 		"SRS_DEVICE_IP": true, "SRS_HEARTBEAT_ENABLED": true, "SRS_HEARTBEAT_INTERVAL": true, "SRS_HEARTBEAT_URL": true,
 		"SRS_HEARTBEAT_DEVICE_ID": true, "SRS_HEARTBEAT_SUMMARIES": true, "SRS_HEARTBEAT_PORTS": true,
+		"CANDIDATE": true, // trunk/conf/docker.conf, the image's configuration: candidate $CANDIDATE;
 	}
-	for _, m := range regexp.MustCompile(`-e (SRS_[A-Z_]+)=`).FindAllStringSubmatch(srs, -1) {
+	for _, m := range regexp.MustCompile(`-e ([A-Z_]+)=`).FindAllStringSubmatch(srs, -1) {
 		if !known[m[1]] {
 			t.Errorf("the SRS block sets %s, which SRS does not read", m[1])
 		}
@@ -180,6 +192,24 @@ func TestReadmeQuickStart(t *testing.T) {
 			t.Errorf("port %d still open after the demo stopped", p)
 		}
 	}
+}
+
+// versionLess compares dotted versions ("1.26.8") numerically.
+func versionLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // TestReadmeLayout checks that the README's Layout section lists every
