@@ -178,6 +178,17 @@ func cut(s string) string {
 	return s
 }
 
+// Moved is the stream_moved event of stream (its key), moved from origin
+// from to origin to because of why (e.g. "origin o1 down"; may be empty).
+// Failover records it with the node's Log: node.Events().Record(Moved(...)).
+func Moved(stream, from, to, why string) Event {
+	detail := "from " + from
+	if why != "" {
+		detail += ": " + why
+	}
+	return Event{Kind: StreamMoved, Stream: stream, Origin: to, Detail: detail}
+}
+
 // DedupWindow is how close in time the copies of one fact recorded by
 // several nodes must be for Merge to fold them into one event.
 const DedupWindow = 10 * time.Second

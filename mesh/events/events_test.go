@@ -81,6 +81,18 @@ func TestLogConcurrent(t *testing.T) {
 	}
 }
 
+func TestMoved(t *testing.T) {
+	l := NewLog("n2", 4, fixedClock(5))
+	l.Record(Moved("__defaultVhost__/live/a", "o1", "o2", "origin o1 down"))
+	e := l.Recent(1)[0]
+	if e.Kind != StreamMoved || e.Stream != "__defaultVhost__/live/a" || e.Origin != "o2" || e.Detail != "from o1: origin o1 down" || e.Node != "n2" {
+		t.Errorf("moved event %+v", e)
+	}
+	if d := Moved("k", "o1", "o2", "").Detail; d != "from o1" {
+		t.Errorf("detail without a reason: %q", d)
+	}
+}
+
 func TestMerge(t *testing.T) {
 	n1 := []Event{
 		{TimeUnixMs: 1000, Node: "n1", Kind: NodeJoined, Member: "n3", Seq: 1},
