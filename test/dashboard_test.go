@@ -51,7 +51,7 @@ func TestDashboardLiveMesh(t *testing.T) {
 	bin := harness.ChromiumBin(t)
 	o1 := harness.StartNginx(t, harness.NginxOptions{})
 	o2 := harness.StartNginx(t, harness.NginxOptions{})
-	c := startCluster(t, 3, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2), "--history-interval", "1s")
+	c := startCluster(t, 3, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2), "--history-interval", "2s")
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 
 	// Two streams, published to n1 and n2, played from n3 and n1.
@@ -132,7 +132,11 @@ func TestDashboardLiveMesh(t *testing.T) {
 		// Let the charts gather a minute of history for the picture.
 		testkit.WaitFor(t, 2*time.Minute, "a minute of history", func() bool {
 			var h mesh.History
-			return harness.GetJSON("http://"+n3.SystemAPI+"/mesh/v1/history", &h) == nil && len(h.Nodes) > 0 && len(h.Nodes[0].Samples) >= 60
+			if harness.GetJSON("http://"+n3.SystemAPI+"/mesh/v1/history", &h) != nil || len(h.Nodes) == 0 || len(h.Nodes[0].Samples) == 0 {
+				return false
+			}
+			s := h.Nodes[0].Samples
+			return s[len(s)-1].TimeUnixMs-s[0].TimeUnixMs >= time.Minute.Milliseconds()
 		})
 	}
 
