@@ -9,7 +9,7 @@
 //	GET  mesh/v1/status                  members, origins, assignments
 //	GET  mesh/v1/streams                 clients and bit rates per stream (optional: a 404 or error is ignored)
 //	GET  mesh/v1/events?limit=50         the events timeline (optional)
-//	GET  mesh/v1/history                 every node's samples, merged into the charts (optional)
+//	GET  mesh/v1/history                 every node's samples, merged into the charts (optional; every 4 s)
 //	POST mesh/v1/origins/{id}/drain      with "Authorization: Bearer <token>"
 //	POST mesh/v1/origins/{id}/undrain
 //

@@ -4,6 +4,7 @@
 
 (function () {
   const POLL_MS = 2000;
+  const HISTORY_MS = 4000; // how often the charts' history is fetched
   const TIMEOUT_MS = 5000;
   const WINDOW_MS = 15 * 60 * 1000; // what the charts show
   const EVENTS_SHOWN = 50;
@@ -25,7 +26,7 @@
   window.addEventListener("unhandledrejection", (e) => pageError("unhandled rejection: " + (e.reason && e.reason.message ? e.reason.message : e.reason)));
   document.addEventListener("securitypolicyviolation", (e) => pageError("CSP: " + e.violatedDirective + " " + e.blockedURI));
 
-  const last = { status: null, streams: null, events: null, history: null, ok: 0 };
+  const last = { status: null, streams: null, events: null, history: null, historyAt: 0, ok: 0 };
   const rendered = {}; // table id -> signature of what it shows
 
   // ---- small DOM helpers ----
@@ -110,10 +111,14 @@
 
   async function poll() {
     try {
+      // The history changes once per sampling interval (5 s by default) and
+      // is the largest document: it is asked for less often.
+      const wantHistory = Date.now() - last.historyAt >= HISTORY_MS;
       const [st, ss, ev, hi] = await Promise.all([
         getJSON("mesh/v1/status"), optional("mesh/v1/streams"),
-        optional("mesh/v1/events?limit=" + EVENTS_SHOWN), optional("mesh/v1/history"),
+        optional("mesh/v1/events?limit=" + EVENTS_SHOWN), wantHistory ? optional("mesh/v1/history") : Promise.resolve(last.history),
       ]);
+      if (wantHistory) last.historyAt = Date.now();
       if (st.notFound || !st.body) throw new Error("no cluster status at mesh/v1/status");
       last.status = st.body;
       last.streams = ss;
