@@ -85,6 +85,7 @@ func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
+	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
 	mux.HandleFunc(PathLocalEvents, n.method(http.MethodGet, n.handleInternalLocalEvents))
 	mux.HandleFunc(PathLocalHistory, n.method(http.MethodGet, n.handleLocalHistory))
@@ -166,12 +167,12 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	o, err := stream.ParseRegistration(body, remoteIP)
+	o, load, err := stream.ParseHeartbeat(body, remoteIP)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := n.RegisterOrigin(r.Context(), o); err != nil {
+	if err := n.Heartbeat(r.Context(), o, load); err != nil {
 		n.log.Warn("origin registration failed", "origin", o.ID, "err", err)
 		writeErrorFor(w, err)
 		return

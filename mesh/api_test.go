@@ -346,3 +346,34 @@ func TestRegistrationGuards(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat with SRS's summaries, sent to a follower, puts the origin's
+// load in the replicated state: every node shows it.
+func TestRegisterWithSummaries(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 3, Token: "tok", Logger: testLogger()})
+	l := c.WaitLeader(clusterTimeout)
+	c.WaitVoters(clusterTimeout, 3)
+	body := `{"server":"vid-load","ip":"127.0.0.1","rtmp":["19350"],"max_streams":"40",
+"summaries":{"data":{"self":{"cpu_percent":0.5},"system":{"cpu_percent":0.625,"conn_srs":12,"srs_sample_time":1000,"srs_recv_bytes":10,"srs_send_bytes":20}}}}`
+	resp, err := http.Post(c.Members[(l+1)%3].URL+"/api/v1/srs/register?token=tok", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("register: %d", resp.StatusCode)
+	}
+	testkit.WaitFor(t, clusterTimeout, "load on every node", func() bool {
+		for i := range c.Members {
+			st := c.Node(i).Status()
+			if len(st.Origins) != 1 {
+				return false
+			}
+			o := st.Origins[0]
+			if o.Load.CPUPermille != 625 || o.Load.Conns != 12 || o.Load.SelfCPUPermille != 500 || o.MaxStreams != 40 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -503,3 +503,53 @@ func TestFollowersSeeLastProbe(t *testing.T) {
 		return false
 	})
 }
+
+// TestRerouteMovesOnce: a follower that saw a stream's origin fail moves the
+// stream at once, before any probe marks the origin unhealthy; every node
+// then routes it to the other origin with epoch 1, and the same observation
+// by another node moves nothing more.
+func TestRerouteMovesOnce(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	a, b := startOrigin(t, "oa"), startOrigin(t, "ob")
+	registerOrigins(t, c, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var k stream.Key
+	var from stream.Origin
+	for i := 0; ; i++ {
+		o, err := c.Node(0).Route(ctx, key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ID == "oa" {
+			k, from = key(i), o
+			break
+		}
+	}
+	follower := (c.Leader() + 1) % 3
+	o, err := c.Node(follower).Reroute(ctx, k, from)
+	if err != nil || o.ID != "ob" {
+		t.Fatalf("reroute: %v %v", o.ID, err)
+	}
+	c.WaitApplied(clusterTimeout)
+	for i := range c.Members {
+		n := c.Node(i)
+		if o, err := n.Route(ctx, k); err != nil || o.ID != "ob" || n.Epoch(k) != 1 {
+			t.Fatalf("node%d: %v %v epoch %d", i, o.ID, err, n.Epoch(k))
+		}
+		if o, err := n.Reroute(ctx, k, from); err != nil || o.ID != "ob" {
+			t.Fatalf("node%d: repeated reroute %v %v", i, o.ID, err)
+		}
+	}
+	c.WaitApplied(clusterTimeout)
+	for i := range c.Members {
+		if e := c.Node(i).Epoch(k); e != 1 {
+			t.Fatalf("node%d: epoch %d after repeated reroutes", i, e)
+		}
+	}
+	// Within MoveInterval, ob's failure does not move the stream back: it
+	// stays where it is while ob is healthy.
+	if o, err := c.Node(follower).Reroute(ctx, k, o); err != nil || o.ID != "ob" {
+		t.Fatalf("reroute too soon: %v %v", o.ID, err)
+	}
+}

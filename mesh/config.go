@@ -28,6 +28,16 @@ type Config struct {
 	// gossip before the cluster is formed, and the voter count below which
 	// dead nodes are never reaped. Default 1 (a single node bootstraps itself).
 	BootstrapExpect int
+	// RaftVoters is the most Raft voters the mesh keeps (odd, default 5).
+	// Nodes beyond it join as non-voters: they replicate the log, route from
+	// their own replica and forward writes like any follower, but take no
+	// part in elections or commits. The leader keeps the voter set at this
+	// size while enough healthy nodes exist (see reconcile).
+	RaftVoters int
+	// Zone names this node's failure domain (a Kubernetes topology zone, a
+	// rack). It travels in gossip metadata; the leader spreads voters over
+	// distinct zones when nodes advertise them. Empty: no zone.
+	Zone string
 	// Join lists gossip "host:port" addresses of peers. DNS names are allowed;
 	// joining is retried in the background until at least one peer answers.
 	Join []string
@@ -116,6 +126,12 @@ type Config struct {
 	TouchInterval time.Duration
 	// RouteTimeout bounds Route when it has to write an assignment. Default 3s.
 	RouteTimeout time.Duration
+	// MoveInterval is the least time between two moves of one stream that
+	// Reroute writes (state.MoveCmd.MinIntervalMs): a node's failed origin
+	// leg moves a stream at once, but a stream whose legs keep failing
+	// cannot make the mesh move it faster than this. Moves by the leader's
+	// health verdicts are not limited. Default 5s.
+	MoveInterval time.Duration
 	// HistoryInterval is how often the node samples its throughput, live
 	// sessions and assignment writes into its history (GET
 	// /mesh/v1/history), which keeps the last 180 samples, and each
@@ -138,11 +154,15 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 
-	// Timers of Raft and memberlist. The defaults suit a LAN (failover in
-	// about one to two seconds); tests shorten them.
-	RaftHeartbeatTimeout   time.Duration // default 1s
-	RaftElectionTimeout    time.Duration // default 1s
-	RaftLeaderLeaseTimeout time.Duration // default 500ms
+	// Timers of Raft and memberlist. The defaults suit a LAN: followers
+	// notice a dead or frozen leader after 0.6 to 1.2 s without heartbeats
+	// (Raft randomizes between one and two HeartbeatTimeouts) and elect a
+	// new one within one more ElectionTimeout or so; a leader that cannot
+	// reach a quorum steps down after LeaderLeaseTimeout. Memberlist keeps
+	// its LAN profile (probe every second, 500 ms timeout).
+	RaftHeartbeatTimeout   time.Duration // default 600ms
+	RaftElectionTimeout    time.Duration // default 600ms
+	RaftLeaderLeaseTimeout time.Duration // default 300ms
 	RaftCommitTimeout      time.Duration // default 20ms
 	GossipProbeInterval    time.Duration // default 1s
 	GossipProbeTimeout     time.Duration // default 500ms
@@ -152,6 +172,10 @@ type Config struct {
 
 // Defaults, also documented on the Config fields.
 const (
+	// MaxZoneLen bounds Config.Zone (it travels in gossip metadata, which
+	// memberlist limits to 512 bytes).
+	MaxZoneLen = 64
+
 	DefaultGossipPort = 7946
 	DefaultRaftPort   = 7947
 )
@@ -160,6 +184,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		BootstrapExpect:        1,
+		RaftVoters:             5,
 		GossipAddr:             fmt.Sprintf("0.0.0.0:%d", DefaultGossipPort),
 		RaftAddr:               fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort),
 		OriginTimeout:          4 * time.Second,
@@ -179,9 +204,10 @@ func DefaultConfig() Config {
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
 		HistoryInterval:        5 * time.Second,
-		RaftHeartbeatTimeout:   time.Second,
-		RaftElectionTimeout:    time.Second,
-		RaftLeaderLeaseTimeout: 500 * time.Millisecond,
+		MoveInterval:           5 * time.Second,
+		RaftHeartbeatTimeout:   600 * time.Millisecond,
+		RaftElectionTimeout:    600 * time.Millisecond,
+		RaftLeaderLeaseTimeout: 300 * time.Millisecond,
 		RaftCommitTimeout:      20 * time.Millisecond,
 		GossipProbeInterval:    time.Second,
 		GossipProbeTimeout:     500 * time.Millisecond,
@@ -256,6 +282,13 @@ func (c Config) withDefaults() (Config, error) {
 		return nil
 	}
 	setInt(&c.BootstrapExpect, d.BootstrapExpect)
+	setInt(&c.RaftVoters, d.RaftVoters)
+	if c.RaftVoters < 1 || c.RaftVoters%2 == 0 {
+		return c, fmt.Errorf("%w: RaftVoters %d is not a positive odd number", ErrConfig, c.RaftVoters)
+	}
+	if len(c.Zone) > MaxZoneLen {
+		return c, fmt.Errorf("%w: Zone longer than %d bytes", ErrConfig, MaxZoneLen)
+	}
 	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
 	setInt(&c.PlayOnlyRate, d.PlayOnlyRate)
@@ -282,6 +315,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"RTCTouchInterval", &c.RTCTouchInterval, d.RTCTouchInterval},
 		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
+		{"MoveInterval", &c.MoveInterval, d.MoveInterval},
 		{"HistoryInterval", &c.HistoryInterval, d.HistoryInterval},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
 		{"RaftElectionTimeout", &c.RaftElectionTimeout, d.RaftElectionTimeout},

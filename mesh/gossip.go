@@ -20,6 +20,8 @@ type nodeMeta struct {
 	// HasState is true once the node belongs to a Raft cluster; a fresh
 	// node never bootstraps a new cluster while a peer reports state.
 	HasState bool `json:"state,omitempty"`
+	// Zone is the node's failure domain (Config.Zone), "" when none.
+	Zone string `json:"zone,omitempty"`
 	// Leaving is set by a node about to leave gracefully, so that peers
 	// tell its leave from a failure (memberlist's events do not).
 	Leaving bool `json:"leaving,omitempty"`
@@ -29,6 +31,9 @@ func decodeMeta(b []byte) (nodeMeta, bool) {
 	var m nodeMeta
 	if len(b) == 0 || json.Unmarshal(b, &m) != nil || m.ID == "" || m.Raft == "" {
 		return nodeMeta{}, false
+	}
+	if len(m.Zone) > MaxZoneLen {
+		m.Zone = m.Zone[:MaxZoneLen]
 	}
 	return m, true
 }
@@ -61,7 +66,7 @@ type memberEvent struct {
 type gossipDelegate struct{ n *Node }
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(),
+	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
 		Leaving: d.n.leavingMesh.Load()}
 	b, _ := json.Marshal(m)
 	if len(b) > limit {

@@ -100,96 +100,17 @@ func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, e
 	return res, resultErr(res)
 }
 
-// reconcile makes the Raft voters follow gossip membership:
-//
-//   - an alive member that is not a voter (or moved its Raft address) is added;
-//   - a member that left gracefully is removed when removeSafe allows it;
-//   - a member that failed (dead, or unknown to gossip) is removed after
-//     ReapTimeout, and only while the voters that remain are at least
-//     BootstrapExpect: the intended cluster size is never shrunk by failures,
-//     because removing a dead voter from a minimal cluster would lower its
-//     fault tolerance, not raise it.
-//
-// reap records when each voter was first seen failed; it is owned by the
-// leader loop.
-func (n *Node) reconcile(ctx context.Context, reap map[string]time.Time) {
-	if ctx.Err() != nil {
-		return
-	}
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	servers := f.Configuration().Servers
-	voters := map[string]raft.Server{}
-	for _, s := range servers {
-		if s.Suffrage == raft.Voter {
-			voters[string(s.ID)] = s
-		}
-	}
-	peers := n.peerSnapshot()
-	for _, m := range n.aliveMembers() {
-		if m.ID == n.cfg.NodeID {
-			continue
-		}
-		if s, ok := voters[m.ID]; ok && string(s.Address) == m.Raft {
-			continue
-		}
-		if n.recentlyLeft(m.ID) {
-			continue // its gossip leave has not reached us yet
-		}
-		if err := n.proveMember(m); err != nil {
-			n.log.Warn("not adding an unproven member as a voter", "member", m.ID, "raft", m.Raft, "err", err)
-			continue
-		}
-		n.log.Info("adding voter", "member", m.ID, "raft", m.Raft)
-		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, 5*time.Second).Error(); err != nil {
-			n.log.Warn("add voter", "member", m.ID, "err", err)
-			return
-		}
-		voters[m.ID] = raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft), Suffrage: raft.Voter}
-	}
-	alive := map[string]bool{n.cfg.NodeID: true}
-	for _, m := range n.aliveMembers() {
-		alive[m.ID] = true
-	}
-	for id := range voters {
-		if id == n.cfg.NodeID {
-			continue
-		}
-		if alive[id] {
-			delete(reap, id)
-			continue
-		}
-		p, known := peers[id]
-		if known && p.state == gossipLeft {
-			if ok, _ := n.removeSafe(id, voters, alive); ok {
-				n.removeVoter(id, "left", voters)
-			}
-			continue
-		}
-		since, ok := reap[id]
-		if !ok {
-			reap[id] = time.Now()
-			continue
-		}
-		if time.Since(since) >= n.cfg.ReapTimeout && len(voters)-1 >= n.cfg.BootstrapExpect {
-			n.removeVoter(id, "failed", voters)
-			delete(reap, id)
-		}
-	}
-}
-
-// removeSafe reports whether removing voter id keeps a working quorum: at
-// least one voter remains and the alive remaining voters are a majority of
-// the new configuration.
-func (n *Node) removeSafe(id string, voters map[string]raft.Server, alive map[string]bool) (bool, string) {
-	if _, ok := voters[id]; !ok {
+// removeSafe reports whether removing voter id from servers (the Raft
+// configuration, every suffrage) keeps a working quorum: at least one voter
+// remains, no fewer than voterFloor, and the alive remaining voters are a
+// majority of the new configuration.
+func (n *Node) removeSafe(id string, servers map[string]raft.Server, alive map[string]bool) (bool, string) {
+	if s, ok := servers[id]; !ok || s.Suffrage != raft.Voter {
 		return false, "not a voter"
 	}
 	remaining, up := 0, 0
-	for v := range voters {
-		if v == id {
+	for v, s := range servers {
+		if v == id || s.Suffrage != raft.Voter {
 			continue
 		}
 		remaining++
@@ -200,11 +121,11 @@ func (n *Node) removeSafe(id string, voters map[string]raft.Server, alive map[st
 	if remaining == 0 {
 		return false, "last voter"
 	}
-	if remaining < n.cfg.BootstrapExpect {
+	if floor := n.cfg.voterFloor(); remaining < floor {
 		// A full stop (every node leaving at once) must leave a voter set
 		// that any majority of the nodes can restart. Lower
 		// --bootstrap-expect to shrink the mesh below it.
-		return false, fmt.Sprintf("%d voters would stay, fewer than --bootstrap-expect %d", remaining, n.cfg.BootstrapExpect)
+		return false, fmt.Sprintf("%d voters would stay, fewer than %d (--bootstrap-expect, at most --raft-voters)", remaining, floor)
 	}
 	if up < remaining/2+1 {
 		return false, fmt.Sprintf("only %d of %d remaining voters are alive", up, remaining)
@@ -212,16 +133,21 @@ func (n *Node) removeSafe(id string, voters map[string]raft.Server, alive map[st
 	return true, ""
 }
 
-func (n *Node) removeVoter(id, why string, voters map[string]raft.Server) {
-	n.log.Info("removing voter", "member", id, "reason", why)
+// removeServer removes member id (voter or not) from the configuration and
+// from servers.
+func (n *Node) removeServer(id, why string, servers map[string]raft.Server) {
+	n.log.Info("removing member from raft", "member", id, "voter", servers[id].Suffrage == raft.Voter, "reason", why)
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
-		n.log.Warn("remove voter", "member", id, "err", err)
+		n.log.Warn("remove member", "member", id, "err", err)
 		return
 	}
-	delete(voters, id)
+	delete(servers, id)
 }
 
-// removeOnLeave handles a graceful leave request on the leader.
+// removeOnLeave handles a graceful leave request on the leader: a non-voter
+// is removed at once; a voter is first replaced by a caught-up non-voter
+// when one exists, then removed when removeSafe allows it. It reports
+// whether the member is no longer in the configuration.
 func (n *Node) removeOnLeave(id string) (bool, error) {
 	if !n.IsLeader() {
 		return false, ErrNotLeader
@@ -230,27 +156,34 @@ func (n *Node) removeOnLeave(id string) (bool, error) {
 	if err := f.Error(); err != nil {
 		return false, err
 	}
-	voters := map[string]raft.Server{}
+	m := membership{servers: map[string]raft.Server{}, alive: map[string]nodeMeta{}}
 	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			voters[string(s.ID)] = s
-		}
+		m.servers[string(s.ID)] = s
 	}
-	if _, ok := voters[id]; !ok {
-		return false, nil
+	srv, ok := m.servers[id]
+	if !ok {
+		return true, nil
 	}
-	alive := map[string]bool{n.cfg.NodeID: true}
-	for _, m := range n.aliveMembers() {
-		alive[m.ID] = true
+	m.alive[n.cfg.NodeID] = nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAdvertise, Zone: n.cfg.Zone}
+	for _, meta := range n.aliveMembers() {
+		m.alive[meta.ID] = meta
 	}
-	alive[id] = false
+	delete(m.alive, id)
 	n.markLeft(id)
-	if ok, why := n.removeSafe(id, voters, alive); !ok {
+	if srv.Suffrage != raft.Voter {
+		n.removeServer(id, "leave", m.servers)
+		_, still := m.servers[id]
+		return !still, nil
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	n.promote(ctx, m, m.promotionOrder(id), "replaces "+id+", which leaves")
+	if ok, why := n.removeSafe(id, m.servers, m.aliveSet()); !ok {
 		n.log.Warn("refusing to remove leaving voter", "member", id, "reason", why)
 		return false, nil
 	}
-	n.removeVoter(id, "leave", voters)
-	_, still := voters[id]
+	n.removeServer(id, "leave", m.servers)
+	_, still := m.servers[id]
 	return !still, nil
 }
 

@@ -85,6 +85,11 @@ type Node struct {
 	// when; they are not re-added until they rejoin gossip.
 	left map[string]time.Time
 
+	// down holds, while this node leads, since when Raft heartbeats to
+	// each member have failed (heartbeatWatch).
+	downMu sync.Mutex
+	down   map[string]time.Time
+
 	// port carries Raft and the internal API (internal), mutual TLS when
 	// Config.TLS is set; client calls peers' internal APIs through it.
 	port     *clusterport.Port
@@ -148,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 		reconcileKick: make(chan struct{}, 1),
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
+		down:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
@@ -278,8 +284,9 @@ func (n *Node) open() error {
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.historyLoop()
+	go n.heartbeatWatch()
 	go n.gossipLoop()
 	go n.leadershipLoop()
 	go n.bootstrapLoop()
@@ -344,14 +351,19 @@ func (n *Node) tryBootstrap() bool {
 		return false
 	}
 	members = members[:n.cfg.BootstrapExpect]
+	voters := bootstrapVoters(members, n.cfg.RaftVoters)
 	var conf raft.Configuration
 	self := false
-	for _, m := range members {
+	for i, m := range members {
 		if err := n.proveMember(m); err != nil {
 			n.log.Warn("not bootstrapping with an unproven member", "member", m.ID, "raft", m.Raft, "err", err)
 			return false
 		}
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
+		suffrage := raft.Nonvoter
+		if voters[i] {
+			suffrage = raft.Voter
+		}
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: suffrage, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
 		self = self || m.ID == n.cfg.NodeID
 	}
 	if !self {
@@ -361,8 +373,30 @@ func (n *Node) tryBootstrap() bool {
 		n.log.Error("bootstrap failed", "err", err)
 		return false
 	}
-	n.log.Info("bootstrapped cluster", "voters", len(conf.Servers))
+	n.log.Info("bootstrapped cluster", "members", len(conf.Servers), "voters", min(len(conf.Servers), n.cfg.RaftVoters))
 	return true
+}
+
+// bootstrapVoters chooses which of members (sorted by id) bootstrap as
+// voters: at most max, one per zone first (in id order), then the rest in
+// id order. Members without a zone count as zones of their own. Every node
+// that bootstraps computes the same answer from the same members.
+func bootstrapVoters(members []nodeMeta, max int) []bool {
+	out := make([]bool, len(members))
+	taken, seen := 0, map[string]bool{}
+	for i, m := range members {
+		if taken < max && (m.Zone == "" || !seen[m.Zone]) {
+			out[i], seen[m.Zone] = true, true
+			taken++
+		}
+	}
+	for i := range members {
+		if taken < max && !out[i] {
+			out[i] = true
+			taken++
+		}
+	}
+	return out
 }
 
 func (n *Node) markHasState() {
@@ -393,6 +427,8 @@ func (n *Node) leadershipLoop() {
 			}
 			if isLeader {
 				stop = n.startLeaderLoop()
+			} else {
+				n.forgetUnreachable()
 			}
 		}
 	}
@@ -533,7 +569,7 @@ func (n *Node) Status() Status {
 	}
 	in.Replica.TokenKey = nil
 	for id, p := range n.peerSnapshot() {
-		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.gossipAddr, RaftAddr: p.meta.Raft, APIAddr: p.meta.API, State: p.state})
+		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.gossipAddr, RaftAddr: p.meta.Raft, APIAddr: p.meta.API, State: p.state, Zone: p.meta.Zone})
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		in.Servers = f.Configuration().Servers

@@ -66,10 +66,18 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
+	// An assignment whose origin is unhealthy is repaired by this assign:
+	// the stream moves.
+	prev := n.fsm.AssignedOrigin(ks)
 	res, err := n.apply(actx, cmd)
 	switch {
 	case err == nil && res.Origin != nil:
-		n.assigned.Add(1)
+		if res.Created {
+			n.assigned.Add(1)
+			if prev != "" && prev != res.Origin.ID {
+				n.timeline.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
+			}
+		}
 		return *res.Origin, nil
 	case err == nil:
 		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
@@ -81,6 +89,73 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 		return n.routeDegraded(key, ks)
 	}
 	return stream.Origin{}, err
+}
+
+// Reroute moves key off origin failed, which this node saw fail while it
+// carried the stream (the origin leg of a publisher broke), and returns the
+// origin the stream has now. It does not wait for the leader's probes: it
+// writes a state.MoveCmd through the leader, bounded by ctx and RouteTimeout;
+// the new origin is chosen inside the replicated apply, as for Route, among
+// the healthy origins other than failed. When the assignment is already on
+// another healthy origin (another node moved it first) that origin is
+// returned without a write.
+//
+// Only the node's own observation may call it, never a client's word: a
+// stream moves at most once per Config.MoveInterval this way (when it moved
+// more recently, Reroute answers as Route does: the assignment's origin if
+// it is healthy, or a repair if it is not). The error wraps
+// stream.ErrNoOrigin when no other origin can take the stream.
+func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	n.act.Used(ks)
+	if o, ok := n.fsm.Route(ks); ok && o.ID != failed.ID {
+		return o, nil
+	}
+	if failed.ID == "" {
+		return n.route(ctx, key, false)
+	}
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
+	defer cancel()
+	res, err := n.apply(actx, state.MoveCmd{Key: ks, From: failed.ID, NowMs: time.Now().UnixMilli(),
+		MinIntervalMs: n.cfg.MoveInterval.Milliseconds()})
+	switch {
+	case err == nil && res.Origin != nil:
+		if res.Created {
+			n.log.Info("stream moved off a failed origin", "stream", ks, "from", failed.ID, "to", res.Origin.ID)
+			n.timeline.Record(events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed"))
+		}
+		return *res.Origin, nil
+	case err == nil:
+		return stream.Origin{}, fmt.Errorf("%w: empty move result for %s", stream.ErrNoOrigin, ks)
+	case ctx.Err() != nil:
+		return stream.Origin{}, ctx.Err()
+	case errors.Is(err, state.ErrMoveTooSoon):
+		return n.route(ctx, key, false)
+	}
+	return stream.Origin{}, err
+}
+
+// Epoch returns the epoch of key's assignment in this replica
+// (state.Assignment.Epoch): how many times the stream changed origin. It is
+// 0 for a key without an assignment. Every node answers the same once it has
+// applied the same log.
+func (n *Node) Epoch(key stream.Key) uint64 { return n.fsm.Epoch(key.String()) }
+
+// OriginHealthy reports whether this replica holds origin id known and
+// healthy (the leader's probes decide; a map read).
+func (n *Node) OriginHealthy(id string) bool { return n.fsm.Healthy(id) }
+
+// StreamEpoch returns key's epoch (see Epoch) and when the stream last moved
+// (the zero time when it never did), from this replica.
+func (n *Node) StreamEpoch(key stream.Key) (uint64, time.Time) {
+	e, ms := n.fsm.Moved(key.String())
+	if ms == 0 {
+		return e, time.Time{}
+	}
+	return e, time.UnixMilli(ms)
 }
 
 // routeUnwritten picks the origin the mesh would assign key to now, from
@@ -150,6 +225,13 @@ func (n *Node) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64
 // authenticated when the mesh has a token, since callers (the system API)
 // checked it. Refusals wrap ErrRegistrationRefused.
 func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
+	return n.Heartbeat(ctx, o, nil)
+}
+
+// Heartbeat is RegisterOrigin with the load the origin reported (nil: none;
+// its last known load stays). The load is replicated inside the command, and
+// new streams are placed from it (see state.AssignCmd).
+func (n *Node) Heartbeat(ctx context.Context, o stream.Origin, load *stream.Load) error {
 	if o.ID == "" {
 		return fmt.Errorf("%w: origin without id", stream.ErrRegistration)
 	}
@@ -159,7 +241,7 @@ func (n *Node) RegisterOrigin(ctx context.Context, o stream.Origin) error {
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
 	_, known := n.fsm.Origin(o.ID)
-	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Heartbeat: true, Authenticated: n.cfg.Token != "",
+	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Load: load, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
 	if err == nil && !known {
 		n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "registered"})
@@ -237,7 +319,7 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		} else if addr, id := n.raft.LeaderWithID(); id == "" || addr == "" {
 			last = ErrNoLeader
 		} else {
-			res, err := n.forward(ctx, string(addr), data)
+			res, err := n.forwardAttempt(ctx, string(addr), data)
 			if err == nil {
 				return res, resultErr(res)
 			}
@@ -256,6 +338,51 @@ func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error)
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// forwardAttemptTimeout bounds one forwarded write. A leader that is frozen
+// (stopped, not crashed) accepts connections but never answers; the write is
+// then retried, at the next leader once one is known. Every command is
+// idempotent, so a slow write that did commit is harmless to repeat.
+const forwardAttemptTimeout = time.Second
+
+// leaderWatchEvery is how often a forwarded write checks that its target is
+// still the leader this node knows.
+const leaderWatchEvery = 20 * time.Millisecond
+
+// forwardAttempt is one forward to the leader at addr, bounded by
+// forwardAttemptTimeout and abandoned as soon as this node learns of
+// another leader (or of none): nothing waits on a leader that froze. An
+// abandoned attempt fails with errForward, which apply retries.
+func (n *Node) forwardAttempt(ctx context.Context, addr string, data []byte) (state.Result, error) {
+	actx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	defer cancel()
+	watched := make(chan struct{})
+	var moved atomic.Bool
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(leaderWatchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				if cur, _ := n.raft.LeaderWithID(); string(cur) != addr {
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	res, err := n.forward(actx, addr, data)
+	cancel()
+	<-watched
+	if err != nil && ctx.Err() == nil && (moved.Load() || actx.Err() != nil) {
+		return state.Result{}, fmt.Errorf("%w: %s: no answer (leader moved: %v)", errForward, addr, moved.Load())
+	}
+	return res, err
 }
 
 // errForward marks a transport-level forwarding failure, which is retried.

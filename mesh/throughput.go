@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -74,7 +75,9 @@ func (n *Node) sample(now time.Time) {
 	}
 	for _, byProto := range n.act.Sessions() {
 		for p, k := range byProto {
-			c.Sessions[p] += k
+			if p != streams.ProtoUpstream { // a node's own shared upstream, not a client
+				c.Sessions[p] += k
+			}
 		}
 	}
 	n.history.Observe(now, c)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -34,6 +35,64 @@ type Registration struct {
 	API      []string        `json:"api"`
 	SRT      []string        `json:"srt"`
 	RTC      []string        `json:"rtc"`
+	// MaxStreams and Weight are srs-mesh's capacity fields (Origin), for
+	// scripts that register origins; SRS itself sends neither.
+	MaxStreams json.RawMessage `json:"max_streams"`
+	Weight     json.RawMessage `json:"weight"`
+	// Summaries is SRS's load report ("heartbeat { summaries on; }"),
+	// decoded apart so that a malformed one never refuses the heartbeat.
+	Summaries json.RawMessage `json:"summaries"`
+}
+
+// summaries is the part of SRS's summaries (srs_api_dump_summaries) that
+// the mesh reads.
+type summaries struct {
+	Data struct {
+		Self struct {
+			CPUPercent json.RawMessage `json:"cpu_percent"`
+		} `json:"self"`
+		System struct {
+			CPUPercent json.RawMessage `json:"cpu_percent"`
+			SampleTime json.RawMessage `json:"srs_sample_time"`
+			RecvBytes  json.RawMessage `json:"srs_recv_bytes"`
+			SendBytes  json.RawMessage `json:"srs_send_bytes"`
+			ConnSRS    json.RawMessage `json:"conn_srs"`
+		} `json:"system"`
+	} `json:"data"`
+}
+
+// load turns the summaries into a Load; figures that are absent, malformed
+// or out of range read as 0 (a bad figure must not refuse the heartbeat).
+func (s *summaries) load() Load {
+	sys := s.Data.System
+	l := Load{
+		CPUPermille:     ratioPermille(sys.CPUPercent, MaxPermille),
+		SelfCPUPermille: ratioPermille(s.Data.Self.CPUPercent, 64*MaxPermille),
+		Conns:           counter(sys.ConnSRS),
+		SampleMs:        counter(sys.SampleTime),
+		RecvBytes:       counter(sys.RecvBytes),
+		SendBytes:       counter(sys.SendBytes),
+	}
+	return l
+}
+
+// ratioPermille reads SRS's cpu_percent, a ratio (0.25 is 25%), as
+// thousandths clamped to 0..limit; a malformed value is 0.
+func ratioPermille(raw json.RawMessage, limit int) int {
+	f, err := strconv.ParseFloat(looseString(raw), 64)
+	if err != nil || math.IsNaN(f) || f <= 0 {
+		return 0
+	}
+	return int(math.Min(math.Round(f*1000), float64(limit)))
+}
+
+// counter reads a non-negative integer counter; anything else is 0.
+func counter(raw json.RawMessage) int64 {
+	v, err := strconv.ParseInt(looseString(raw), 10, 64)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
 }
 
 // ParseRegistration validates an SRS heartbeat body and turns it into an
@@ -42,13 +101,57 @@ type Registration struct {
 // ("server"; "device_id" is used when server is absent) and at least one
 // endpoint. Unknown fields are ignored.
 func ParseRegistration(body []byte, remoteIP string) (Origin, error) {
+	o, _, err := ParseHeartbeat(body, remoteIP)
+	return o, err
+}
+
+// ParseHeartbeat is ParseRegistration that also returns the load the origin
+// reported in "summaries" (nil when it sent none), and reads the optional
+// capacity fields "max_streams" and "weight" (numbers or numeric strings,
+// within MaxOriginStreams and MaxWeight; out of bounds is an error).
+func ParseHeartbeat(body []byte, remoteIP string) (Origin, *Load, error) {
+	o, r, err := parseRegistration(body, remoteIP)
+	if err != nil {
+		return Origin{}, nil, err
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		out  *int
+	}{{"max_streams", r.MaxStreams, &o.MaxStreams}, {"weight", r.Weight, &o.Weight}} {
+		v := looseString(f.raw)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Origin{}, nil, fmt.Errorf("%w: %s %q is not a whole number", ErrRegistration, f.name, v)
+		}
+		*f.out = n
+	}
+	if err := o.CheckCapacity(); err != nil {
+		return Origin{}, nil, err
+	}
+	raw := bytes.TrimSpace(r.Summaries)
+	if len(raw) == 0 || string(raw) == "null" {
+		return o, nil, nil
+	}
+	var sum summaries
+	if json.Unmarshal(raw, &sum) != nil {
+		return o, nil, nil
+	}
+	l := sum.load()
+	return o, &l, nil
+}
+
+func parseRegistration(body []byte, remoteIP string) (Origin, Registration, error) {
 	if len(body) > MaxRegistrationBytes {
-		return Origin{}, fmt.Errorf("%w: body larger than %d bytes", ErrRegistration, MaxRegistrationBytes)
+		return Origin{}, Registration{}, fmt.Errorf("%w: body larger than %d bytes", ErrRegistration, MaxRegistrationBytes)
 	}
 	var r Registration
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&r); err != nil {
-		return Origin{}, fmt.Errorf("%w: %v", ErrRegistration, err)
+		return Origin{}, Registration{}, fmt.Errorf("%w: %v", ErrRegistration, err)
 	}
 	o := Origin{
 		ID:      strings.TrimSpace(r.Server),
@@ -60,19 +163,19 @@ func ParseRegistration(body []byte, remoteIP string) (Origin, error) {
 		o.ID = looseString(r.DeviceID)
 	}
 	if o.ID == "" {
-		return Origin{}, fmt.Errorf("%w: missing \"server\" id", ErrRegistration)
+		return Origin{}, Registration{}, fmt.Errorf("%w: missing \"server\" id", ErrRegistration)
 	}
 	if len(o.ID) > MaxPartLen || strings.ContainsAny(o.ID, " \t\r\n/?#") {
-		return Origin{}, fmt.Errorf("%w: bad \"server\" id %q", ErrRegistration, o.ID)
+		return Origin{}, Registration{}, fmt.Errorf("%w: bad \"server\" id %q", ErrRegistration, o.ID)
 	}
 	if o.IP == "" || isUnspecified(o.IP) {
 		o.IP = remoteIP
 	}
 	if o.IP == "" {
-		return Origin{}, fmt.Errorf("%w: missing \"ip\"", ErrRegistration)
+		return Origin{}, Registration{}, fmt.Errorf("%w: missing \"ip\"", ErrRegistration)
 	}
 	if !validHost(o.IP) {
-		return Origin{}, fmt.Errorf("%w: bad \"ip\" %q", ErrRegistration, o.IP)
+		return Origin{}, Registration{}, fmt.Errorf("%w: bad \"ip\" %q", ErrRegistration, o.IP)
 	}
 	lists := []struct {
 		name string
@@ -89,15 +192,15 @@ func ParseRegistration(body []byte, remoteIP string) (Origin, error) {
 		}
 		ep, err := ParseEndpoint(l.in[0], o.IP)
 		if err != nil {
-			return Origin{}, fmt.Errorf("%w: %s: %v", ErrRegistration, l.name, err)
+			return Origin{}, Registration{}, fmt.Errorf("%w: %s: %v", ErrRegistration, l.name, err)
 		}
 		*l.out = ep
 		any = true
 	}
 	if !any {
-		return Origin{}, fmt.Errorf("%w: no endpoints (rtmp, http, api, srt or rtc)", ErrRegistration)
+		return Origin{}, Registration{}, fmt.Errorf("%w: no endpoints (rtmp, http, api, srt or rtc)", ErrRegistration)
 	}
-	return o, nil
+	return o, r, nil
 }
 
 // ParseEndpoint turns one of SRS's port forms into "host:port":
@@ -147,7 +250,8 @@ func ParseEndpoint(s, defaultHost string) (string, error) {
 }
 
 // ParseStaticOrigin parses the --origin flag form
-// "id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000".
+// "id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000",
+// with optional "max_streams=200" and "weight=2" (see Origin).
 // Port values take every form ParseEndpoint accepts.
 func ParseStaticOrigin(s string) (Origin, error) {
 	o := Origin{Static: true}
@@ -164,6 +268,16 @@ func ParseStaticOrigin(s string) (Origin, error) {
 			o.IP = strings.TrimSpace(v)
 		case "rtmp", "http", "api", "srt", "rtc":
 			ports[k] = v
+		case "max_streams", "weight":
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return Origin{}, fmt.Errorf("%w: %s %q is not a whole number", ErrRegistration, k, v)
+			}
+			if k == "weight" {
+				o.Weight = n
+			} else {
+				o.MaxStreams = n
+			}
 		default:
 			return Origin{}, fmt.Errorf("%w: unknown key %q", ErrRegistration, k)
 		}
@@ -179,6 +293,9 @@ func ParseStaticOrigin(s string) (Origin, error) {
 	}
 	if len(ports) == 0 {
 		return Origin{}, fmt.Errorf("%w: origin %q has no endpoints", ErrRegistration, o.ID)
+	}
+	if err := o.CheckCapacity(); err != nil {
+		return Origin{}, err
 	}
 	for k, v := range ports {
 		ep, err := ParseEndpoint(v, o.IP)

@@ -211,6 +211,21 @@ func TestManifests(t *testing.T) {
 	if envFrom["POD_NAME"] != "metadata.name" || envFrom["POD_IP"] != "status.podIP" || envFrom["POD_NAMESPACE"] != "metadata.namespace" {
 		t.Errorf("downward API env = %v", envFrom)
 	}
+	// The zone comes from the pod's topology label, so that voters spread
+	// over zones; the voter bound is explicit and odd.
+	if got := envFrom["SRS_MESH_ZONE"]; got != "metadata.labels['topology.kubernetes.io/zone']" {
+		t.Errorf("SRS_MESH_ZONE comes from %q, want the topology.kubernetes.io/zone label", got)
+	}
+	if got := args["raft-voters"]; len(got) != 1 || got[0] != flags["raft-voters"] {
+		t.Errorf("--raft-voters = %v, want the default %q", got, flags["raft-voters"])
+	}
+	spread := false
+	for _, c := range sts.Spec.Template.Spec.TopologySpreadConstraints {
+		spread = spread || c.TopologyKey == "topology.kubernetes.io/zone"
+	}
+	if !spread {
+		t.Error("the pods are not spread over topology.kubernetes.io/zone")
+	}
 
 	// Ports match the defaults of the flags that set them.
 	portFlags := map[string]struct {

@@ -203,8 +203,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
-	collector := &meshCollector{node: node, httpS: &httpStats{}, failovers: newFailovers(reg)}
-	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, candidate, log)
+	collector := &meshCollector{node: node, httpS: &httpStats{}}
+	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log), candidate, log)
 	if err != nil {
 		return err
 	}
@@ -257,20 +257,28 @@ func runServe(ctx context.Context, o serveOptions) error {
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
 func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, collector *meshCollector,
-	candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
+	failovers *failoverMetrics, candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
 	var parts []part
+	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
-		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp")})
+		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
+			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers})
 		if err != nil {
 			return nil, err
 		}
-		collector.rtmp = s
+		collector.rtmp, rtmpServer = s, s
 		log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
 		parts = append(parts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: s.Drain, close: func() { s.Close() }})
 	}
 	if lns.http != nil {
-		hs, err := httpstream.New(httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
-			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: o.fanOut})
+		hc := httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
+			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: o.fanOut}
+		if rtmpServer != nil && o.fanOut {
+			// RTMP and HTTP-FLV players of a stream share one upstream, an
+			// RTMP play wherever the origin serves RTMP.
+			hc.Hubs, hc.RTMPUpstream = rtmpServer.Hubs(), rtmpServer
+		}
+		hs, err := httpstream.New(hc)
 		if err != nil {
 			return nil, err
 		}

@@ -116,3 +116,8 @@ func (c *limitedConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// NetConn returns the connection underneath, so that a writer that owns
+// the connection (a hijacked HTTP-FLV player) can use writev on it. It
+// must still be closed through c.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }

@@ -58,9 +58,9 @@ var (
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
 		[]string{"kind"}, nil)
-	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "HTTP-FLV players served from a shared origin request (--fanout).", nil, nil)
-	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Origin requests shared by HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
-	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
+	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
+	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
 		[]string{"action"}, nil)
 )
 
@@ -74,9 +74,6 @@ type meshCollector struct {
 	httpS *httpStats
 	// httpStream has the caches of HLS and DASH.
 	httpStream *httpstream.Server
-	// failovers is srs_mesh_failovers_total (newFailovers), registered on
-	// its own; the failover paths count into it.
-	failovers *prometheus.CounterVec
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -137,8 +134,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
 	}
 	if h := c.httpS; h != nil {
+		var hijacked uint64 // FLV players' bytes written past the response writer
+		if c.httpStream != nil {
+			hijacked = c.httpStream.Stats().FanOut.BytesOut
+		}
 		gauge(descConns, float64(h.open.Load()), "http")
-		counter(descBytes, h.bytesOut.Load(), "http", o2c)
+		counter(descBytes, h.bytesOut.Load()+hijacked, "http", o2c)
 		counter(descFailures, h.failures.Load(), "http", "status_5xx")
 	}
 	if s := c.httpStream; s != nil {
@@ -244,6 +245,29 @@ func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Ori
 	return r.timed(ctx, key, r.node.RoutePlay)
 }
 
+// Reroute moves a stream off an origin that failed under a publisher
+// (mesh.Node.Reroute), timed like Route.
+func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	return r.timed(ctx, key, func(ctx context.Context, key stream.Key) (stream.Origin, error) {
+		return r.node.Reroute(ctx, key, failed)
+	})
+}
+
+// StreamEpoch is how many times a stream moved, and when it last did
+// (mesh.Node.StreamEpoch), for HLS and DASH renumbering.
+func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, time.Time) { return r.node.StreamEpoch(key) }
+
+// OriginHealthy reports the mesh's verdict on an origin
+// (mesh.Node.OriginHealthy), so that publishers leave an origin the
+// leader's probes found dead even when their leg has not failed yet.
+func (r *timedRouter) OriginHealthy(id string) bool { return r.node.OriginHealthy(id) }
+
+var (
+	_ rtmp.OriginHealth = (*timedRouter)(nil)
+	_ rtmp.Rerouter     = (*timedRouter)(nil)
+	_ httpstream.Epochs = (*timedRouter)(nil)
+)
+
 func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(context.Context, stream.Key) (stream.Origin, error)) (stream.Origin, error) {
 	start := time.Now()
 	o, err := route(ctx, key)
@@ -253,27 +277,6 @@ func (r *timedRouter) timed(ctx context.Context, key stream.Key, route func(cont
 	}
 	r.hist.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	return o, err
-}
-
-// newFailovers registers srs_mesh_failovers_total: streams whose clients
-// were moved to another origin because theirs failed, by protocol (rtmp,
-// flv, ...), kind (publish, play) and result (ok, failed). The failover
-// paths count into it. The series of the RTMP and HTTP-FLV kinds exist from
-// the start at zero, so that rates and dashboards show zero rather than no
-// data on a mesh that never failed over.
-func newFailovers(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns,
-		Name:      "failovers_total",
-		Help:      "Streams whose clients were moved to another origin after theirs failed, by protocol, kind (publish, play) and result (ok, failed).",
-	}, []string{"proto", "kind", "result"})
-	reg.MustRegister(c)
-	for _, l := range [][2]string{{"rtmp", "publish"}, {"rtmp", "play"}, {"flv", "play"}} {
-		for _, result := range []string{"ok", "failed"} {
-			c.WithLabelValues(l[0], l[1], result)
-		}
-	}
-	return c
 }
 
 // httpStats counts HTTP streaming requests and bytes.

@@ -29,6 +29,9 @@ type serveOptions struct {
 	nodeID          string
 	dataDir         string
 	bootstrapExpect int
+	raftVoters      int
+	zone            string
+	reapTimeout     time.Duration
 	join            []string
 	gossipAddr      string
 	raftAddr        string
@@ -55,6 +58,7 @@ type serveOptions struct {
 	cacheSize       byteSize
 	playlistTTL     time.Duration
 	fanOut          bool
+	reattach        time.Duration
 	token           string
 	gossipKey       string
 	tlsCAFile       string
@@ -93,6 +97,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.StringVar(&o.nodeID, "node-id", host, "unique, stable id of this node (default: hostname)")
 	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 1, "number of nodes that form a new cluster together")
+	f.IntVar(&o.raftVoters, "raft-voters", 5, "most Raft voters (odd); other nodes join as non-voters that replicate the state and route locally")
+	f.StringVar(&o.zone, "zone", "", "failure domain of this node (e.g. the Kubernetes topology zone); voters are spread over distinct zones")
+	f.DurationVar(&o.reapTimeout, "reap-timeout", 30*time.Second, "how long a failed node stays in the Raft configuration before the leader replaces (voter) or removes it")
 	f.StringSliceVar(&o.join, "join", nil, "gossip address (host:port) of another node; repeatable; DNS names are retried until they resolve")
 	f.StringVar(&o.gossipAddr, "gossip-addr", "", "gossip bind address, tcp and udp (default: 127.0.0.1:7946 for a lone node with no --join and --bootstrap-expect 1, else 0.0.0.0:7946)")
 	f.StringVar(&o.raftAddr, "raft-addr", "", "cluster port: Raft and node-to-node HTTP (default: 127.0.0.1:7947 for a lone node, else 0.0.0.0:7947)")
@@ -119,7 +126,8 @@ take a comma-separated list (--origin: separated by ';').`,
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
-	f.BoolVar(&o.fanOut, "fanout", true, "serve HTTP-FLV players of a stream from one origin request per node and query (false: one origin request per player)")
+	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
+	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
@@ -188,9 +196,21 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	if o.bootstrapExpect < 1 {
 		return cfg, fmt.Errorf("--bootstrap-expect must be at least 1, got %d", o.bootstrapExpect)
 	}
+	if o.raftVoters < 1 || o.raftVoters%2 == 0 {
+		return cfg, fmt.Errorf("--raft-voters must be a positive odd number, got %d", o.raftVoters)
+	}
+	if len(o.zone) > mesh.MaxZoneLen || strings.ContainsAny(o.zone, " \t\r\n") {
+		return cfg, fmt.Errorf("--zone must be at most %d bytes without spaces, got %q", mesh.MaxZoneLen, o.zone)
+	}
+	if o.reapTimeout <= 0 {
+		return cfg, fmt.Errorf("--reap-timeout must be positive, got %v", o.reapTimeout)
+	}
 	cfg.NodeID = o.nodeID
 	cfg.DataDir = o.dataDir
 	cfg.BootstrapExpect = o.bootstrapExpect
+	cfg.RaftVoters = o.raftVoters
+	cfg.Zone = o.zone
+	cfg.ReapTimeout = o.reapTimeout
 	cfg.Join = o.join
 	cfg.GossipAddr = o.gossipAddr
 	cfg.RaftAddr = o.raftAddr

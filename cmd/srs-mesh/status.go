@@ -17,6 +17,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // clientOptions are the flags shared by the commands that talk to a node's
@@ -285,8 +286,8 @@ func printSummary(w io.Writer, st mesh.Status) {
 		leader = "(none)"
 	}
 	fmt.Fprintf(w, "Node %s  state %s  leader %s\n", st.NodeID, st.RaftState, leader)
-	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d\n",
-		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex)
+	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d  voters %d  non-voters %d\n",
+		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex, st.Voters, st.NonVoters)
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {
@@ -296,7 +297,7 @@ func newTable(w io.Writer) *tabwriter.Writer {
 func printMembers(w io.Writer, st mesh.Status) {
 	fmt.Fprintf(w, "MEMBERS (%d)\n", len(st.Members))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT")
+	fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT\tZONE")
 	members := append([]mesh.MemberStatus(nil), st.Members...)
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
 	for _, m := range members {
@@ -304,7 +305,7 @@ func printMembers(w io.Writer, st mesh.Status) {
 		if m.ID == st.Leader {
 			id += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole), dash(clip(m.Zone, 16)))
 	}
 	tw.Flush()
 }
@@ -312,7 +313,7 @@ func printMembers(w io.Writer, st mesh.Status) {
 func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 	fmt.Fprintf(w, "ORIGINS (%d)\n", len(st.Origins))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tHEARTBEAT")
+	fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tCPU\tCONNS\tHEARTBEAT")
 	for _, o := range st.Origins {
 		health := "ok"
 		if !o.Healthy {
@@ -328,7 +329,19 @@ func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 		} else if o.Static {
 			hb = "static"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", clip(o.ID, 16), dash(o.RTMP), dash(o.HTTP), health, drain, o.Streams, hb)
+		streams := fmt.Sprint(o.Streams)
+		if o.MaxStreams > 0 {
+			streams += "/" + fmt.Sprint(o.MaxStreams)
+		}
+		if o.Weight > 1 {
+			streams += fmt.Sprintf(" w%d", o.Weight)
+		}
+		cpu, conns := "-", "-"
+		if o.Load != (stream.Load{}) {
+			cpu = fmt.Sprintf("%d.%d%%", o.Load.CPUPermille/10, o.Load.CPUPermille%10)
+			conns = fmt.Sprint(o.Load.Conns)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clip(o.ID, 16), dash(o.RTMP), dash(o.HTTP), health, drain, streams, cpu, conns, hb)
 	}
 	tw.Flush()
 }

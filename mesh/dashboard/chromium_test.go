@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 )
 
@@ -22,13 +23,14 @@ func fakeStatus() mesh.Status {
 		RaftState: "Leader", Term: 3, CommitIndex: 42, AppliedIndex: 42, LastLogIndex: 42,
 		GeneratedUnix: now,
 		Members: []mesh.MemberStatus{
-			{ID: "mesh-node-1", GossipAddr: "10.0.0.11:7946", RaftAddr: "10.0.0.11:7947", APIAddr: "10.0.0.11:12025", GossipState: "alive", RaftRole: "leader", Voter: true},
+			{ID: "mesh-node-1", GossipAddr: "10.0.0.11:7946", RaftAddr: "10.0.0.11:7947", APIAddr: "10.0.0.11:12025", GossipState: "alive", RaftRole: "leader", Voter: true, Zone: "eu-west-1a"},
 			{ID: "mesh-node-2", GossipAddr: "10.0.0.12:7946", RaftAddr: "10.0.0.12:7947", APIAddr: "10.0.0.12:12025", GossipState: "alive", RaftRole: "voter", Voter: true},
 			{ID: "mesh-node-3", GossipAddr: "10.0.0.13:7946", RaftAddr: "10.0.0.13:7947", APIAddr: "10.0.0.13:12025", GossipState: "suspect", RaftRole: "voter", Voter: true},
 		},
 		Origins: []mesh.OriginStatus{
 			{ID: "srs-origin-a", IP: "10.0.1.5", RTMP: "10.0.1.5:1935", HTTP: "10.0.1.5:8080", API: "10.0.1.5:1985", SRT: "10.0.1.5:10080", RTC: "10.0.1.5:8000",
-				Healthy: true, Streams: 1, Service: "w9r1727y", PID: "7256", LastHeartbeatUnixMs: now - 4000, LastProbeUnixMs: now - 1000},
+				Healthy: true, Streams: 1, Service: "w9r1727y", PID: "7256", LastHeartbeatUnixMs: now - 4000, LastProbeUnixMs: now - 1000,
+				MaxStreams: 50, Weight: 1, Load: stream.Load{CPUPermille: 125, Conns: 42, SampleMs: now - 4000, RecvKbps: 2500, SendKbps: 7500}},
 			{ID: "srs-origin-b", IP: "10.0.1.6", RTMP: "10.0.1.6:1935", HTTP: "10.0.1.6:8080", API: "10.0.1.6:1985",
 				Healthy: true, Draining: true, Streams: 0, LastHeartbeatUnixMs: now - 7000, LastProbeUnixMs: now - 2000},
 		},
@@ -126,6 +128,7 @@ func TestChromium(t *testing.T) {
 		"Origin srs-origin-c went down", "Stream live/cam2 moved to srs-origin-a", "mesh-node-1 became leader",
 		"Origin srs-origin-b drained", "seen by mesh-node-2",
 		"Not answering: mesh-node-3 (no answer within 1s)",
+		">eu-west-1a<", "CPU 12.5% · 42 conns · in 2.5 Mb/s · out 7.5 Mb/s", ">1 / 50<", // zone, load, streams held / max_streams
 		`data-errors="0"`,
 	} {
 		if !strings.Contains(dom, want) {

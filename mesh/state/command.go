@@ -33,6 +33,8 @@ const (
 	CmdExpireRTCSessions CmdType = 10
 	CmdSetTokenKey       CmdType = 11
 	CmdTouchRTCSessions  CmdType = 12
+	// Types from 30 on.
+	CmdMove CmdType = 30
 )
 
 // Forwardable reports whether followers forward commands of type t to the
@@ -41,7 +43,7 @@ const (
 // and a leader refuses them from the network.
 func Forwardable(t CmdType) bool {
 	switch t {
-	case CmdRegisterOrigin, CmdSetDraining, CmdAssign, CmdTouch, CmdPutRTCSession, CmdDeleteRTCSession, CmdTouchRTCSessions:
+	case CmdRegisterOrigin, CmdSetDraining, CmdAssign, CmdTouch, CmdPutRTCSession, CmdDeleteRTCSession, CmdTouchRTCSessions, CmdMove:
 		return true
 	}
 	return false
@@ -74,6 +76,8 @@ func (t CmdType) String() string {
 		return "set_token_key"
 	case CmdTouchRTCSessions:
 		return "touch_rtc_sessions"
+	case CmdMove:
+		return "move"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -96,6 +100,9 @@ var (
 	// ErrRegistrationRefused is a registration that the rules of
 	// RegisterOriginCmd refuse.
 	ErrRegistrationRefused = errors.New("mesh: registration refused")
+	// ErrMoveTooSoon is a MoveCmd refused because the assignment moved less
+	// than MinIntervalMs before.
+	ErrMoveTooSoon = errors.New("mesh: stream moved too recently")
 	// ErrRTCTableFull is a PutRTCSessionCmd refused because the session
 	// table is full and every session in it is protected: relays carried
 	// them recently.
@@ -153,8 +160,15 @@ func (TouchRTCSessionsCmd) Type() CmdType { return CmdTouchRTCSessions }
 //   - a new origin is refused once MaxOrigins (when positive) are known.
 //
 // Refusals fail with ErrRegistrationRefused.
+//
+// Load, when set, replaces the origin's reported load (the figures its
+// heartbeat carried; the receiving node parsed them, the state machine
+// never reads them anywhere else). Origin.MaxStreams and Origin.Weight must
+// be within their bounds and a Load within its own (stream.Load.Valid), or
+// the command fails with ErrBadCommand.
 type RegisterOriginCmd struct {
 	Origin        stream.Origin `json:"origin"`
+	Load          *stream.Load  `json:"load,omitempty"`
 	Heartbeat     bool          `json:"heartbeat,omitempty"`
 	Authenticated bool          `json:"authenticated,omitempty"`
 	MaxOrigins    int           `json:"max_origins,omitempty"`
@@ -195,9 +209,13 @@ type SetDrainingCmd struct {
 }
 
 // AssignCmd returns the origin of Key, creating or repairing the assignment
-// when it is absent or its origin is unknown or unhealthy (a draining origin
-// keeps the streams it has). It fails with ErrBadCommand for a malformed key
-// and with stream.ErrNoOrigin when no origin can take the stream.
+// when it is absent or its origin is unknown or unhealthy (a draining origin,
+// or one at its max_streams, keeps the streams it has). A new assignment goes
+// where stream.Select says, from the replicated streams per origin, the
+// origins' capacity fields and their reported loads. It fails with
+// ErrBadCommand for a malformed key, with stream.ErrOriginsFull when every
+// origin that could take the stream is at its max_streams, and with
+// stream.ErrNoOrigin when no origin can take it.
 //
 // PlayOnly marks a write made for a player of a stream that nobody has
 // published through the mesh: the new assignment is play-only, and it is
@@ -211,6 +229,32 @@ type AssignCmd struct {
 	PlayOnly    bool   `json:"play_only,omitempty"`
 	MaxPlayOnly int    `json:"max_play_only,omitempty"`
 }
+
+// MoveCmd moves Key's assignment away from origin From, which a node saw fail
+// while it carried the stream (its origin leg broke), without waiting for the
+// leader's probes. The new origin is chosen as AssignCmd chooses one, among
+// the healthy origins other than From, so every replica makes the same
+// choice. A move bumps the assignment's Epoch and sets MovedMs, so that every
+// node rewriting the stream's HLS playlists and DASH manifests agrees on the
+// discontinuity.
+//
+// A move is idempotent in effect: when the assignment is no longer on From
+// (another node moved it first) and its origin is healthy, nothing changes
+// and the current origin is returned. A key without an assignment is assigned
+// as by AssignCmd, From excluded. With MinIntervalMs positive, an assignment
+// on From that moved less than MinIntervalMs before NowMs is not moved again
+// and the command fails with ErrMoveTooSoon, which bounds how often one stream
+// can move. It fails with ErrBadCommand for a malformed key or an empty From
+// and with stream.ErrNoOrigin when no other origin can take the stream.
+type MoveCmd struct {
+	Key           string `json:"key"`
+	From          string `json:"from"`
+	NowMs         int64  `json:"now_ms"`
+	MinIntervalMs int64  `json:"min_interval_ms,omitempty"`
+}
+
+// Type implements Command.
+func (MoveCmd) Type() CmdType { return CmdMove }
 
 // TouchCmd records that the keys were in use at NowMs.
 type TouchCmd struct {
@@ -338,6 +382,8 @@ func Decode(data []byte) (Command, error) {
 		body = new(ExpireRTCSessionsCmd)
 	case CmdTouchRTCSessions:
 		body = new(TouchRTCSessionsCmd)
+	case CmdMove:
+		body = new(MoveCmd)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
 	}
@@ -372,6 +418,8 @@ const (
 	codeRefused       = "registration_refused"
 	codePlayOnlyFull  = "play_only_full"
 	codeRTCTableFull  = "rtc_table_full"
+	codeMoveTooSoon   = "move_too_soon"
+	codeOriginsFull   = "origins_full"
 )
 
 func failResult(code string, err error) Result {
@@ -379,8 +427,9 @@ func failResult(code string, err error) Result {
 }
 
 // Err turns a failed result back into an error: nil on success, else an error
-// wrapping stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
-// ErrPlayOnlyFull, ErrRTCTableFull or (for any other code) ErrBadCommand,
+// wrapping stream.ErrOriginsFull (which also matches stream.ErrNoOrigin),
+// stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
+// ErrPlayOnlyFull, ErrRTCTableFull, ErrMoveTooSoon or (for any other code) ErrBadCommand,
 // with the result's Message.
 func (r Result) Err() error {
 	switch r.Code {
@@ -396,6 +445,10 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrPlayOnlyFull, r.Message)
 	case codeRTCTableFull:
 		return fmt.Errorf("%w (%s)", ErrRTCTableFull, r.Message)
+	case codeMoveTooSoon:
+		return fmt.Errorf("%w (%s)", ErrMoveTooSoon, r.Message)
+	case codeOriginsFull:
+		return fmt.Errorf("%w (%s)", stream.ErrOriginsFull, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

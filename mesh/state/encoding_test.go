@@ -36,6 +36,7 @@ func TestEncodingIsStable(t *testing.T) {
 		// Added later; the entries above must not change with them.
 		{PutRTCSessionCmd{Session: sa, ProtectSinceMs: 3, MaxSessions: 10}, "\x08" + `{"session":{"ufrag":"a:b","origin":"o1","origin_rtc":"127.0.0.1:8000","key":"v/live/a","resource":"http://x/","pwd":"p","created_unix_ms":5,"last_active_unix_ms":9},"protect_since_ms":3,"max_sessions":10}`},
 		{TouchRTCSessionsCmd{Ufrags: []string{"a:b"}, NowMs: 7}, "\x0c" + `{"ufrags":["a:b"],"now_ms":7}`},
+		{MoveCmd{Key: "v/live/a", From: "o1", NowMs: 8, MinIntervalMs: 5000}, "\x1e" + `{"key":"v/live/a","from":"o1","now_ms":8,"min_interval_ms":5000}`},
 	} {
 		got := mustCmd(t, tc.c)
 		if string(got) != tc.want {

@@ -13,6 +13,7 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -33,6 +34,15 @@ type OriginState struct {
 	LastProbeMs     int64         `json:"last_probe_ms,omitempty"`
 	// Reason says why the origin is unhealthy ("" when healthy).
 	Reason string `json:"reason,omitempty"`
+	// Load is the origin's last reported load (RegisterOriginCmd.Load),
+	// the zero Load until it reports one.
+	Load stream.Load `json:"load,omitzero"`
+}
+
+// candidate is the origin as the selection policy sees it.
+func (s *OriginState) candidate(streams int) stream.Candidate {
+	return stream.Candidate{ID: s.Origin.ID, Healthy: s.Healthy, Draining: s.Draining, Streams: streams,
+		MaxStreams: s.Origin.MaxStreams, Weight: s.Origin.Weight, CPUPermille: s.Load.CPUPermille}
 }
 
 // Assignment is one stream key's origin: the origin id, when the assignment
@@ -43,6 +53,13 @@ type Assignment struct {
 	LastUsedMs int64  `json:"last_used_ms"`
 	// PlayOnly: only players have used the key so far (AssignCmd).
 	PlayOnly bool `json:"play_only,omitempty"`
+	// Epoch counts the times the assignment changed origin: a MoveCmd, or
+	// an AssignCmd that repaired an assignment whose origin was unhealthy
+	// or gone. It starts at 0 and only grows while the assignment lives;
+	// nodes derive HLS media sequence numbers and DASH periods from it.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// MovedMs is when the assignment last changed origin (0: never).
+	MovedMs int64 `json:"moved_ms,omitempty"`
 }
 
 // FSM is the replicated state of the mesh: origins, assignments and WebRTC
@@ -169,6 +186,8 @@ func (f *FSM) applyCommand(data []byte) Result {
 		return f.applyExpireRTCSessions(c)
 	case *TouchRTCSessionsCmd:
 		return f.applyTouchRTCSessions(c)
+	case *MoveCmd:
+		return f.applyMove(c)
 	case *SetTokenKeyCmd:
 		if len(c.Key) < 16 || len(c.Key) > 64 {
 			return failResult(codeBadCommand, fmt.Errorf("%w: a token key of %d bytes", ErrBadCommand, len(c.Key)))
@@ -197,13 +216,20 @@ func ProbeEndpoint(o stream.Origin) string {
 }
 
 // applyRegister upserts an origin. A new origin starts healthy (the leader's
-// probes correct that within seconds). A known origin keeps its health, which
+// probes correct that within seconds). A heartbeat that names no
+// max_streams or weight (SRS's own never does) keeps the ones known. A known origin keeps its health, which
 // the probes own, except that a restart (new service or pid) or a heartbeat of
 // an origin that cannot be probed marks it healthy. Draining survives.
 func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	o := c.Origin
 	if o.ID == "" {
 		return failResult(codeBadCommand, fmt.Errorf("%w: origin without id", ErrBadCommand))
+	}
+	if err := o.CheckCapacity(); err != nil {
+		return failResult(codeBadCommand, fmt.Errorf("%w: %v", ErrBadCommand, err))
+	}
+	if c.Load != nil && !c.Load.Valid() {
+		return failResult(codeBadCommand, fmt.Errorf("%w: load out of bounds", ErrBadCommand))
 	}
 	s, ok := f.origins[o.ID]
 	switch {
@@ -218,6 +244,12 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 		s = &OriginState{Healthy: true}
 		f.origins[o.ID] = s
 	} else {
+		if !o.Static && o.MaxStreams == 0 {
+			o.MaxStreams = s.Origin.MaxStreams
+		}
+		if !o.Static && o.Weight == 0 {
+			o.Weight = s.Origin.Weight
+		}
 		restarted := (o.Service != "" && o.Service != s.Origin.Service) || (o.PID != "" && o.PID != s.Origin.PID)
 		if restarted || (c.Heartbeat && !hasTCPEndpoint(o)) {
 			s.Healthy, s.Reason = true, ""
@@ -227,8 +259,30 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 	if c.Heartbeat && c.NowMs > s.LastHeartbeatMs {
 		s.LastHeartbeatMs = c.NowMs
 	}
+	if c.Load != nil {
+		s.Load = nextLoad(s.Load, *c.Load)
+	}
 	out := o
 	return Result{Origin: &out}
+}
+
+// nextLoad is the load an origin reported (next) with its network rates
+// computed from the previous sample (prev): the byte counters' growth over
+// the sample times' difference, in kbit/s. Without a usable previous sample
+// (none, the same or an older time, counters that went back as after a
+// restart) the rates are 0.
+func nextLoad(prev, next stream.Load) stream.Load {
+	next.RecvKbps, next.SendKbps = 0, 0
+	dt := next.SampleMs - prev.SampleMs
+	if prev.SampleMs <= 0 || dt <= 0 || next.RecvBytes < prev.RecvBytes || next.SendBytes < prev.SendBytes {
+		return next
+	}
+	rate := func(d int64) int64 {
+		// bytes*8/ms is kbit/s; split the product to stay within int64.
+		return d/dt*8 + (d%dt)*8/dt
+	}
+	next.RecvKbps, next.SendKbps = rate(next.RecvBytes-prev.RecvBytes), rate(next.SendBytes-prev.SendBytes)
+	return next
 }
 
 // sameEndpoints reports whether two records of an origin name the same
@@ -314,25 +368,105 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
-		cands = append(cands, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		cands = append(cands, s.candidate(f.streams[id]))
 	}
 	id, err := stream.Select(key, cands)
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return failResult(codeOriginsFull, fmt.Errorf("no room for the new stream %s", c.Key))
+	}
 	if err != nil {
 		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
 	}
+	na := &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
 	if a != nil {
 		f.decStreams(a.Origin)
 		if a.PlayOnly {
 			f.playOnly--
 		}
+		na.Epoch, na.MovedMs = a.Epoch, a.MovedMs
+		if a.Origin != id {
+			na.Epoch, na.MovedMs = a.Epoch+1, c.NowMs
+		}
 	}
-	f.assignments[c.Key] = &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
+	f.assignments[c.Key] = na
 	if playOnly {
 		f.playOnly++
 	}
 	f.streams[id]++
 	out := f.origins[id].Origin
 	return Result{Origin: &out, Created: true}
+}
+
+// applyMove moves an assignment off an origin a node saw fail (MoveCmd).
+func (f *FSM) applyMove(c *MoveCmd) Result {
+	key, err := stream.ParseKey(c.Key)
+	if err != nil {
+		return failResult(codeBadCommand, fmt.Errorf("%w: %v", ErrBadCommand, err))
+	}
+	if c.From == "" {
+		return failResult(codeBadCommand, fmt.Errorf("%w: move without the failed origin", ErrBadCommand))
+	}
+	a := f.assignments[c.Key]
+	if a != nil && a.Origin != c.From {
+		if s, ok := f.origins[a.Origin]; ok && s.Healthy {
+			out := s.Origin
+			return Result{Origin: &out}
+		}
+	}
+	if a != nil && a.Origin == c.From && c.MinIntervalMs > 0 && a.MovedMs > 0 && c.NowMs-a.MovedMs < c.MinIntervalMs {
+		return failResult(codeMoveTooSoon, fmt.Errorf("%w: %s moved %d ms ago", ErrMoveTooSoon, c.Key, c.NowMs-a.MovedMs))
+	}
+	cands := make([]stream.Candidate, 0, len(f.origins))
+	for id, s := range f.origins {
+		if id != c.From {
+			cands = append(cands, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		}
+	}
+	id, err := stream.Select(key, cands)
+	if err != nil {
+		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
+	}
+	if a == nil {
+		a = &Assignment{CreatedMs: c.NowMs}
+		f.assignments[c.Key] = a
+	} else {
+		f.decStreams(a.Origin)
+		if a.PlayOnly {
+			a.PlayOnly = false
+			f.playOnly--
+		}
+		a.Epoch++
+		a.MovedMs = c.NowMs
+	}
+	a.Origin = id
+	if c.NowMs > a.LastUsedMs {
+		a.LastUsedMs = c.NowMs
+	}
+	f.streams[id]++
+	out := f.origins[id].Origin
+	return Result{Origin: &out, Created: true}
+}
+
+// Epoch returns the epoch of key's assignment (Assignment.Epoch), 0 when it
+// has none.
+func (f *FSM) Epoch(key string) uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.Epoch
+	}
+	return 0
+}
+
+// Moved returns the epoch of key's assignment and when it last changed
+// origin (unix ms, 0 when never); zeros when key has no assignment.
+func (f *FSM) Moved(key string) (epoch uint64, movedMs int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.Epoch, a.MovedMs
+	}
+	return 0, 0
 }
 
 func (f *FSM) decStreams(id string) {
@@ -382,6 +516,14 @@ func (f *FSM) Route(key string) (stream.Origin, bool) {
 	return s.Origin, true
 }
 
+// Healthy reports whether origin id is known and healthy.
+func (f *FSM) Healthy(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.origins[id]
+	return ok && s.Healthy
+}
+
 // Origin returns a known origin by id.
 func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	f.mu.RLock()
@@ -392,6 +534,10 @@ func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	}
 	return s.Origin, true
 }
+
+// AssignedOrigin returns the origin id a key is assigned to, healthy or
+// not ("" if none).
+func (f *FSM) AssignedOrigin(key string) string { return f.assignedOrigin(key) }
 
 // assignedOrigin returns the origin id a key is assigned to ("" if none).
 func (f *FSM) assignedOrigin(key string) string {
@@ -410,7 +556,7 @@ func (f *FSM) Candidates() []stream.Candidate {
 	defer f.mu.RUnlock()
 	out := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
-		out = append(out, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+		out = append(out, s.candidate(f.streams[id]))
 	}
 	return out
 }

@@ -320,6 +320,7 @@ func FuzzApply(f *testing.F) {
 		mustCmd(f, ExpireRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, CutoffMs: 6}),
 		mustCmd(f, TouchRTCSessionsCmd{Ufrags: []string{"ans:off", "x"}, NowMs: 7}),
 		mustCmd(f, PutRTCSessionCmd{Session: rtcSess("new:x", 8), ProtectSinceMs: 1, MaxSessions: 1}),
+		mustCmd(f, MoveCmd{Key: "v/live/a", From: "o1", NowMs: 9, MinIntervalMs: 5}),
 		{byte(CmdPutRTCSession), '{', '"', 's', 'e', 's', 's', 'i', 'o', 'n', '"', ':', 'n', 'u', 'l', 'l', '}'},
 		{byte(CmdExpireRTCSessions), '{', '"', 'u', 'f', 'r', 'a', 'g', 's', '"', ':', '[', 'n', 'u', 'l', 'l', ']', '}'},
 		{byte(CmdAssign), 'n', 'u', 'l', 'l'},
@@ -505,5 +506,62 @@ func TestFSMHasHTTPEndpoint(t *testing.T) {
 	apply(t, f, RegisterOriginCmd{Origin: o, Heartbeat: true, NowMs: 1})
 	if !f.HasHTTPEndpoint("127.0.0.1:8080") || f.HasHTTPEndpoint("127.0.0.1:8081") || f.HasHTTPEndpoint("") {
 		t.Fatal("HasHTTPEndpoint")
+	}
+}
+
+// TestFSMMove: a move takes the stream off the failed origin, bumps the
+// epoch once, is a no-op when repeated or when another node moved it first,
+// is rate limited per stream, and fails when no other origin is healthy.
+func TestFSMMove(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	from := assignKey(t, f, "v/live/a", 1).Origin.ID
+	r := apply(t, f, MoveCmd{Key: "v/live/a", From: from, NowMs: 100, MinIntervalMs: 50})
+	if r.Err() != nil || !r.Created || r.Origin.ID == from {
+		t.Fatalf("move: %+v", r)
+	}
+	to := r.Origin.ID
+	if e, ms := f.Moved("v/live/a"); e != 1 || ms != 100 {
+		t.Fatalf("epoch %d moved %d, want 1 at 100", e, ms)
+	}
+	if o, ok := f.Route("v/live/a"); !ok || o.ID != to {
+		t.Fatalf("route after move: %v %v", o, ok)
+	}
+	// Another node saw the same failure: nothing changes.
+	if r := apply(t, f, MoveCmd{Key: "v/live/a", From: from, NowMs: 101, MinIntervalMs: 50}); r.Err() != nil || r.Created || r.Origin.ID != to {
+		t.Fatalf("repeated move: %+v", r)
+	}
+	if f.Epoch("v/live/a") != 1 || f.streams[from] != 0 || f.streams[to] != 1 {
+		t.Fatalf("after repeat: epoch %d streams %v", f.Epoch("v/live/a"), f.streams)
+	}
+	// Too soon after the last move.
+	if r := apply(t, f, MoveCmd{Key: "v/live/a", From: to, NowMs: 120, MinIntervalMs: 50}); !errors.Is(r.Err(), ErrMoveTooSoon) {
+		t.Fatalf("move too soon: %+v", r)
+	}
+	// Later it may move again, never back to the origin it leaves.
+	r = apply(t, f, MoveCmd{Key: "v/live/a", From: to, NowMs: 200, MinIntervalMs: 50})
+	if r.Err() != nil || r.Origin.ID == to || f.Epoch("v/live/a") != 2 {
+		t.Fatalf("second move: %+v epoch %d", r, f.Epoch("v/live/a"))
+	}
+	// No healthy origin but the failed one.
+	g := fsmWith(t, "o1", "o2")
+	cur := assignKey(t, g, "v/live/b", 1).Origin.ID
+	other := map[string]string{"o1": "o2", "o2": "o1"}[cur]
+	apply(t, g, SetHealthCmd{Changes: []HealthChange{{ID: other, Healthy: false}}})
+	if r := apply(t, g, MoveCmd{Key: "v/live/b", From: cur, NowMs: 5}); !errors.Is(r.Err(), stream.ErrNoOrigin) {
+		t.Fatalf("move without a healthy origin: %+v", r)
+	}
+	if g.Epoch("v/live/b") != 0 {
+		t.Fatal("a failed move changed the epoch")
+	}
+	// A repair by AssignCmd (the origin became unhealthy) bumps it too.
+	apply(t, g, SetHealthCmd{Changes: []HealthChange{{ID: other, Healthy: true}, {ID: cur, Healthy: false}}})
+	if r := assignKey(t, g, "v/live/b", 6); r.Origin.ID != other || g.Epoch("v/live/b") != 1 {
+		t.Fatalf("repair: %+v epoch %d", r, g.Epoch("v/live/b"))
+	}
+	// Malformed moves.
+	for _, c := range []MoveCmd{{Key: "bad", From: "o1"}, {Key: "v/live/a"}} {
+		if r := apply(t, f, c); !errors.Is(r.Err(), ErrBadCommand) {
+			t.Errorf("%+v: %+v", c, r)
+		}
 	}
 }

@@ -89,7 +89,26 @@ type Stream struct {
 	EgressBps      float64 `json:"egress_bps"`
 	CreatedUnixMs  int64   `json:"created_unix_ms,omitempty"`
 	LastUsedUnixMs int64   `json:"last_used_unix_ms,omitempty"`
+	// FanOut is, by node id, the stream's shared upstreams on that node and
+	// the RTMP and HTTP-FLV players they serve (nodes without one are left
+	// out).
+	FanOut map[string]FanOut `json:"fanout,omitempty"`
 }
+
+// FanOut is one node's shared upstreams of a stream.
+type FanOut struct {
+	// Upstreams are the node's upstream legs of the stream: one per
+	// distinct player query.
+	Upstreams int `json:"upstreams"`
+	// Players are the node's RTMP and HTTP-FLV players of the stream.
+	Players int `json:"players"`
+	// Ratio is players per upstream leg.
+	Ratio float64 `json:"ratio"`
+}
+
+// ProtoUpstream is the protocol under which a node's Local counts shared
+// upstreams (not clients): Collect reports them in Stream.FanOut.
+const ProtoUpstream = "upstream"
 
 // NodeAnswer says whether one node's sessions are in Cluster.
 type NodeAnswer struct {
@@ -194,8 +213,15 @@ func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer,
 			if sc.OutBps > 0 {
 				s.EgressBps += sc.OutBps
 			}
+			if up := sc.Clients[ProtoUpstream]; up > 0 {
+				if s.FanOut == nil {
+					s.FanOut = map[string]FanOut{}
+				}
+				players := max(sc.Clients["rtmp"], 0) + max(sc.Clients["flv"], 0)
+				s.FanOut[answers[i].ID] = FanOut{Upstreams: up, Players: players, Ratio: float64(players) / float64(up)}
+			}
 			for proto, c := range sc.Clients {
-				if c <= 0 {
+				if c <= 0 || proto == ProtoUpstream {
 					continue
 				}
 				s.Clients[proto] += c

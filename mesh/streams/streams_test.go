@@ -101,3 +101,24 @@ func TestFetchIsBounded(t *testing.T) {
 		t.Fatal("garbage answer accepted")
 	}
 }
+
+func TestCollectFanOut(t *testing.T) {
+	self := NewLocal("n1", map[string]map[string]int{
+		"v/live/a": {"rtmp": 20, "flv": 50, "hls": 3, ProtoUpstream: 2},
+		"v/live/b": {"srt": 1},
+	}, nil)
+	c := Collect(context.Background(), nil, self, nil, fakeReplica{})
+	if len(c.Streams) != 2 {
+		t.Fatalf("streams %+v", c.Streams)
+	}
+	a, b := c.Streams[0], c.Streams[1]
+	if a.TotalClients != 73 || a.Clients[ProtoUpstream] != 0 || a.Nodes["n1"] != 73 {
+		t.Errorf("upstreams counted as clients: %+v", a)
+	}
+	if got, want := a.FanOut["n1"], (FanOut{Upstreams: 2, Players: 70, Ratio: 35}); got != want {
+		t.Errorf("fan-out %+v, want %+v", got, want)
+	}
+	if b.FanOut != nil {
+		t.Errorf("fan-out of a stream without upstreams: %+v", b.FanOut)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // Status is the answer of GET /mesh/v1/status.
@@ -21,14 +22,18 @@ type Status struct {
 	NodeID string `json:"node_id"`
 	// Leader is the node id of the Raft leader as this node sees it ("" when
 	// there is none).
-	Leader        string       `json:"leader"`
-	LeaderAddr    string       `json:"leader_addr,omitempty"`
-	RaftState     string       `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
-	Term          uint64       `json:"term"`
-	CommitIndex   uint64       `json:"commit_index"`
-	AppliedIndex  uint64       `json:"applied_index"`
-	LastLogIndex  uint64       `json:"last_log_index"`
-	Members       []Member     `json:"members"`
+	Leader       string   `json:"leader"`
+	LeaderAddr   string   `json:"leader_addr,omitempty"`
+	RaftState    string   `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastLogIndex uint64   `json:"last_log_index"`
+	Members      []Member `json:"members"`
+	// Voters and NonVoters count the members of the latest Raft
+	// configuration by suffrage.
+	Voters        int          `json:"voters"`
+	NonVoters     int          `json:"nonvoters"`
 	Origins       []Origin     `json:"origins"`
 	Assignments   []Assignment `json:"assignments"`
 	GeneratedUnix int64        `json:"generated_unix_ms"`
@@ -50,6 +55,9 @@ type Member struct {
 	// RaftRole is leader, voter, nonvoter or none.
 	RaftRole string `json:"raft_role"`
 	Voter    bool   `json:"voter"`
+	// Zone is the failure domain the member advertises in gossip ("" when
+	// none, or unknown to gossip).
+	Zone string `json:"zone,omitempty"`
 }
 
 // Origin is one origin with its replicated health and load.
@@ -74,6 +82,16 @@ type Origin struct {
 	LastProbeUnixMs int64 `json:"last_probe_unix_ms"`
 	// HealthReason says why the origin is unhealthy ("" when healthy).
 	HealthReason string `json:"health_reason,omitempty"`
+	// MaxStreams is the origin's stream cap (0: none); Full is true when
+	// Streams has reached it and the origin takes no new stream.
+	MaxStreams int  `json:"max_streams"`
+	Full       bool `json:"full"`
+	// Weight is the origin's relative capacity (1 when not set).
+	Weight int `json:"weight"`
+	// Load is what the origin last reported in its heartbeat (zero when
+	// it reports nothing): CPU use in thousandths, connections, network
+	// rates.
+	Load stream.Load `json:"load"`
 }
 
 // Assignment is one stream key and the origin that owns it.
@@ -83,6 +101,8 @@ type Assignment struct {
 	CreatedUnixMs  int64  `json:"created_unix_ms"`
 	LastUsedUnixMs int64  `json:"last_used_unix_ms"`
 	OriginHealthy  bool   `json:"origin_healthy"`
+	// Epoch counts the times the stream moved to another origin.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // Peer is a member as gossip knows it.
@@ -90,6 +110,8 @@ type Peer struct {
 	ID, GossipAddr, RaftAddr, APIAddr string
 	// State is alive, suspect, dead or left.
 	State string
+	// Zone is the member's advertised failure domain.
+	Zone string
 }
 
 // Input is what a node knows when it answers.
@@ -133,7 +155,7 @@ func Build(in Input) Status {
 	}
 	for _, p := range in.Peers {
 		m := get(p.ID)
-		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State
+		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState, m.Zone = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State, p.Zone
 	}
 	for _, s := range in.Servers {
 		m := get(string(s.ID))
@@ -144,6 +166,9 @@ func Build(in Input) Status {
 		m.RaftRole = "nonvoter"
 		if m.Voter {
 			m.RaftRole = "voter"
+			st.Voters++
+		} else {
+			st.NonVoters++
 		}
 		if string(s.ID) == in.Leader {
 			m.RaftRole = "leader"
@@ -172,13 +197,14 @@ func Build(in Input) Status {
 			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
 			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Streams: streams[o.ID],
 			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
-			HealthReason: s.Reason,
+			HealthReason: s.Reason, MaxStreams: o.MaxStreams, Weight: max(o.Weight, 1), Load: s.Load,
+			Full: o.MaxStreams > 0 && streams[o.ID] >= o.MaxStreams,
 		})
 	}
 	for _, a := range in.Replica.Assignments {
 		st.Assignments = append(st.Assignments, Assignment{
 			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
-			OriginHealthy: healthy[a.Origin],
+			OriginHealthy: healthy[a.Origin], Epoch: a.Epoch,
 		})
 	}
 	return st

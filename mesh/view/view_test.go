@@ -47,3 +47,51 @@ func TestBuild(t *testing.T) {
 		t.Errorf("origin %+v, assignment %+v", o, st.Assignments[0])
 	}
 }
+
+// Build counts voters and non-voters, shows zones from gossip, and each
+// origin's capacity, fill and load.
+func TestBuildVotersAndCapacity(t *testing.T) {
+	st := Build(Input{
+		NodeID: "n1", Leader: "n1",
+		Peers: []Peer{{ID: "n1", State: "alive", Zone: "a"}, {ID: "n2", State: "alive", Zone: "b"}, {ID: "n3", State: "alive"}},
+		Servers: []raft.Server{{ID: "n1", Suffrage: raft.Voter}, {ID: "n2", Suffrage: raft.Voter},
+			{ID: "n3", Suffrage: raft.Nonvoter}},
+		Replica: state.Contents{
+			Origins: []state.OriginState{
+				{Origin: stream.Origin{ID: "full", MaxStreams: 1}, Healthy: true, Load: stream.Load{CPUPermille: 420, Conns: 7}},
+				{Origin: stream.Origin{ID: "room", MaxStreams: 5, Weight: 3}, Healthy: true},
+			},
+			Assignments: []state.KeyAssignment{{Key: "v/a/b", Assignment: state.Assignment{Origin: "full"}},
+				{Key: "v/a/c", Assignment: state.Assignment{Origin: "room"}}},
+		},
+	})
+	if st.Voters != 2 || st.NonVoters != 1 {
+		t.Fatalf("voters %d, non-voters %d", st.Voters, st.NonVoters)
+	}
+	want := map[string][2]string{"n1": {"leader", "a"}, "n2": {"voter", "b"}, "n3": {"nonvoter", ""}}
+	for _, m := range st.Members {
+		if got := [2]string{m.RaftRole, m.Zone}; got != want[m.ID] {
+			t.Errorf("member %s: role and zone %v, want %v", m.ID, got, want[m.ID])
+		}
+	}
+	full, room := st.Origins[0], st.Origins[1]
+	if !full.Full || full.MaxStreams != 1 || full.Weight != 1 || full.Load.CPUPermille != 420 || full.Load.Conns != 7 {
+		t.Errorf("full origin %+v", full)
+	}
+	if room.Full || room.MaxStreams != 5 || room.Weight != 3 || room.Streams != 1 {
+		t.Errorf("origin with room %+v", room)
+	}
+	b, _ := json.Marshal(st)
+	var doc struct {
+		Voters    *int `json:"voters"`
+		NonVoters *int `json:"nonvoters"`
+		Origins   []struct {
+			Load struct {
+				CPU *int `json:"cpu_permille"`
+			} `json:"load"`
+		} `json:"origins"`
+	}
+	if json.Unmarshal(b, &doc) != nil || doc.Voters == nil || doc.NonVoters == nil || doc.Origins[1].Load.CPU == nil {
+		t.Errorf("JSON lacks voters, nonvoters or an origin's load: %s", b)
+	}
+}

@@ -13,16 +13,22 @@ import (
 // that its segments resolve under "/_dash/<token>/" (see rewriteMPD). This
 // covers SRS's layout (segments under "/app/stream/") and nginx-rtmp's
 // ("/app/stream-<time>.m4v" next to the MPD) alike.
+//
+// A stream that moved to another origin has its Periods renamed by its
+// epoch (epochMPD), and a reload during a move waits for the new origin
+// (serveHeld).
 func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
-	origin := s.route(w, r, key)
-	if origin == "" {
-		return
-	}
-	c, ok := s.codec(w)
-	if !ok {
-		return
-	}
-	s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(c, origin), dashFormat)
+	s.serveHeld(w, r, key, func(w http.ResponseWriter) {
+		origin := s.route(w, r, key)
+		if origin == "" {
+			return
+		}
+		c, ok := s.codec(w)
+		if !ok {
+			return
+		}
+		s.serveDocument(w, r, origin, keyPath(key, ".mpd"), s.dashMapper(c, origin), s.dashEpochFormat(key))
+	})
 }
 
 // serveDASHToken serves "/_dash/<token>/<rest>": the origin file rest below

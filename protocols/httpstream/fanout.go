@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -22,6 +25,10 @@ type FanOutStats struct {
 	Dropped uint64
 	// Kicked counts the players disconnected for staying too far behind.
 	Kicked uint64
+	// BytesOut counts the bytes written to players on connections taken
+	// over from the HTTP server (HTTP/1.x players), which the server's own
+	// response writers do not see.
+	BytesOut uint64
 }
 
 // fanOutStats returns the fan-out counters; zero when it is off.
@@ -30,7 +37,8 @@ func (s *Server) fanOutStats() FanOutStats {
 		return FanOutStats{}
 	}
 	st := s.hubs.Stats()
-	return FanOutStats{Players: st.Subscribers, Upstreams: st.Upstreams, Dropped: st.Dropped, Kicked: st.Kicked}
+	return FanOutStats{Players: st.Subscribers, Upstreams: st.Upstreams, Dropped: st.Dropped, Kicked: st.Kicked,
+		BytesOut: s.fanOutBytes.Load()}
 }
 
 // errOriginStatus is what a fan-out Opener returns when the origin
@@ -38,52 +46,112 @@ func (s *Server) fanOutStats() FanOutStats {
 // opened.
 var errOriginStatus = errors.New("httpstream: origin answered other than 200")
 
+// protoUpstream is the protocol name under which shared upstreams are
+// reported to Sessions.Track (as the RTMP server does).
+const protoUpstream = "upstream"
+
+// errOriginRTMP is what a fan-out Opener returns when the origin's RTMP
+// play failed (unreachable, or refused).
+var errOriginRTMP = errors.New("httpstream: origin RTMP play failed")
+
+// errOriginRefused is what a fan-out Opener returns when the origin refused
+// the RTMP play (its on_play hook said no).
+var errOriginRefused = errors.New("httpstream: origin refused the play")
+
+// errNoHTTP is what a fan-out Opener returns for an origin with no HTTP
+// endpoint (and no RTMP upstream to use instead).
+var errNoHTTP = errors.New("httpstream: origin has no HTTP endpoint")
+
 // errOriginUnreachable is what a fan-out Opener returns when the origin
 // could not be reached.
 var errOriginUnreachable = errors.New("httpstream: origin unreachable")
 
 // serveFLVFanOut serves an HTTP-FLV GET from the stream's shared upstream
-// on this node (see Config.FanOut). Players share an upstream only when
-// the origin, the path and the query are identical. The first one's
-// request (its query and forwardable headers, its X-Forwarded-For) opens
-// it; if the origin answers other than 200, that player gets the answer
-// as it is and no upstream is kept. It returns false, having written
-// nothing, when the player is to be relayed on its own: the hub registry is
-// full, or the upstream it waited for failed to open.
-func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stream.Key, origin string) bool {
+// on this node (see Config.FanOut). Players share an upstream only when the
+// stream and the query are identical (hub.StreamKey), whatever their protocol.
+// The first one's request opens it: an RTMP play of origin (with the
+// query) when Config.RTMPUpstream is set and origin serves RTMP, else a GET
+// of the origin's .flv with the player's query and forwardable headers and
+// its X-Forwarded-For; if the origin answers that GET other than 200, the
+// player gets the answer as it is and no upstream is kept. When a shared
+// upstream re-attaches after its origin failed, it routes the stream anew
+// and opens it the same way. It returns false, having written nothing,
+// when the player is to be relayed on its own: the hub registry is full,
+// or the upstream it waited for failed to open.
+func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stream.Key, origin stream.Origin) bool {
 	path := keyPath(key, ".flv")
-	hubKey := origin + " " + path + "?" + r.URL.RawQuery
+	query := r.URL.RawQuery
+	hdr := originRequestHeader(r, nil)
 	var answer *http.Response // the origin's non-200 answer to this player's open
-	opened := false
-	open := func(ctx context.Context) (io.ReadCloser, any, error) {
-		opened = true
-		out, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, path, r.URL.RawQuery), nil)
+	opened, first := false, true
+	open := func(ctx context.Context) (hub.Source, any, error) {
+		o := origin
+		if !first { // a re-attach: the stream may have moved
+			rctx, cancel := context.WithTimeout(ctx, s.fetchTimeout)
+			var err error
+			o, err = route.For(s.router, s.router.Route, true)(rctx, key)
+			cancel()
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		isFirst := first
+		first, opened = false, true
+		if s.rtmpUp != nil && o.RTMP != "" {
+			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
+			if errors.Is(err, hub.ErrRefused) {
+				return nil, nil, errOriginRefused
+			}
+			if err != nil {
+				s.log.Warn("origin RTMP play failed", "origin", o.ID, "stream", key.String(), "err", err)
+				return nil, nil, errOriginRTMP
+			}
+			return src, http.Header{"Content-Type": {"video/x-flv"}}, nil
+		}
+		if o.HTTP == "" {
+			return nil, nil, errNoHTTP
+		}
+		out, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(o.HTTP, path, query), nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		out.Header = originRequestHeader(r, nil)
+		out.Header = hdr.Clone()
 		resp, err := s.transport.RoundTrip(out)
 		if err != nil {
-			s.log.Warn("origin unreachable", "origin", origin, "path", path, "err", err)
+			s.log.Warn("origin unreachable", "origin", o.HTTP, "path", path, "err", err)
 			return nil, nil, errOriginUnreachable
 		}
 		if resp.StatusCode != http.StatusOK {
-			answer = resp
+			if isFirst {
+				answer = resp
+			} else {
+				resp.Body.Close()
+			}
 			return nil, nil, errOriginStatus
 		}
 		h := resp.Header.Clone()
 		h.Del("Content-Length") // a shared live stream has no length
-		return resp.Body, h, nil
+		src := hub.FLVSource(resp.Body, hub.DefaultMaxTagSize)
+		if s.sessions != nil {
+			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
+		}
+		return src, h, nil
 	}
-	sub, err := s.hubs.Subscribe(r.Context(), hubKey, open)
+	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
 	switch {
 	case err == nil:
 	case answer != nil:
 		defer answer.Body.Close()
 		s.relay(w, r, answer, cacheNone)
 		return true
-	case opened && errors.Is(err, errOriginUnreachable):
+	case opened && errors.Is(err, errOriginUnreachable), opened && errors.Is(err, errOriginRTMP):
 		writeError(w, http.StatusBadGateway, "origin unreachable")
+		return true
+	case opened && errors.Is(err, errOriginRefused):
+		writeError(w, http.StatusForbidden, "the origin refused the play")
+		return true
+	case opened && errors.Is(err, errNoHTTP):
+		writeError(w, http.StatusServiceUnavailable, "origin has no HTTP endpoint")
 		return true
 	case r.Context().Err() != nil:
 		return true // the player left
@@ -101,6 +169,12 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	}
 	setCacheDefault(w.Header(), http.StatusOK, cacheNone)
 	setCORS(w.Header())
+	if r.ProtoMajor == 1 {
+		if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			s.writeFLVRaw(r.Context(), nc, w.Header(), sub, key, sent)
+			return true
+		}
+	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
@@ -135,4 +209,72 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			return true
 		}
 	}
+}
+
+// writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:
+// the response head, then the tags with writev on the connection itself
+// until the stream, the client or ctx ends. The body is delimited by the
+// connection's close (Connection: close), as HTTP/1.0 streams are: no
+// chunked framing, so a player costs one writev per batch of tags and no
+// copy. The body bytes count into sent too when it is not nil (the
+// session's meter). nc is closed on return.
+func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key, sent *atomic.Uint64) {
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	raw := nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		raw = u.NetConn()
+	}
+	h = h.Clone()
+	h.Del("Content-Length")
+	h.Del("Transfer-Encoding")
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "video/x-flv")
+	}
+	head := []byte("HTTP/1.1 200 OK\r\n")
+	var hb headBuffer
+	hb.b = head
+	h.Write(&hb)
+	hb.b = append(hb.b, "\r\n"...)
+	raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
+	if _, err := raw.Write(hb.b); err != nil {
+		return
+	}
+	var bufs net.Buffers
+	out := new(net.Buffers) // one per player: WriteTo's receiver escapes
+	for {
+		var nerr error
+		bufs, nerr = sub.Next(ctx, bufs[:0])
+		if len(bufs) > 0 {
+			raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
+			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
+			n, werr := out.WriteTo(raw)
+			s.fanOutBytes.Add(uint64(n))
+			if sent != nil {
+				sent.Add(uint64(n))
+			}
+			clear(bufs)
+			if werr != nil {
+				return
+			}
+		}
+		if nerr != nil {
+			if nerr != io.EOF && ctx.Err() == nil {
+				s.log.Debug("shared FLV stream ended", "stream", key.String(), "err", nerr)
+			}
+			return
+		}
+	}
+}
+
+// headBuffer collects a response head (http.Header.Write needs an
+// io.Writer).
+type headBuffer struct{ b []byte }
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	h.b = append(h.b, p...)
+	return len(p), nil
 }

@@ -33,11 +33,16 @@ func liveProto(suffix string) string {
 // serveLive proxies an HTTP-FLV, HTTP-TS (or audio-only) live stream routed
 // by key, flushing every chunk the origin sends.
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Key, suffix string) {
-	origin := s.route(w, r, key)
-	if origin == "" {
+	o, ok := s.routeOrigin(w, r, key)
+	if !ok {
 		return
 	}
-	if s.hubs != nil && suffix == ".flv" && r.Method == http.MethodGet && s.serveFLVFanOut(w, r, key, origin) {
+	if s.hubs != nil && suffix == ".flv" && r.Method == http.MethodGet && s.serveFLVFanOut(w, r, key, o) {
+		return
+	}
+	origin := o.HTTP
+	if origin == "" {
+		writeError(w, http.StatusServiceUnavailable, "origin has no HTTP endpoint")
 		return
 	}
 	resp, ok := s.fetch(w, r, r.Method, origin, keyPath(key, suffix), r.URL.RawQuery, nil)

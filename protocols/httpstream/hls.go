@@ -24,16 +24,22 @@ var documentRespDropHeaders = []string{"Content-Length", "Content-Encoding", "Co
 
 // servePlaylistByKey serves "/app/stream.m3u8" from key's origin. The
 // client's query goes to the origin (SRS's hls_ctx, auth tokens).
+//
+// A stream that moved to another origin has its playlist renumbered by its
+// epoch (epochPlaylist), and a reload during a move waits for the new
+// origin (serveHeld).
 func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
-	origin := s.route(w, r, key)
-	if origin == "" {
-		return
-	}
-	c, ok := s.codec(w)
-	if !ok {
-		return
-	}
-	s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(c, origin, keyPath(key, ".m3u8"), key), hlsFormat)
+	s.serveHeld(w, r, key, func(w http.ResponseWriter) {
+		origin := s.route(w, r, key)
+		if origin == "" {
+			return
+		}
+		c, ok := s.codec(w)
+		if !ok {
+			return
+		}
+		s.serveDocument(w, r, origin, keyPath(key, ".m3u8"), s.hlsMapper(c, origin, keyPath(key, ".m3u8"), key), s.hlsEpochFormat(key))
+	})
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section

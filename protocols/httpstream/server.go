@@ -81,6 +81,12 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
+// RTMPUpstream opens a stream's RTMP play on an origin as a source of FLV
+// tags (rtmp.Server.OpenFLV).
+type RTMPUpstream interface {
+	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error)
+}
+
 // Router maps a stream key to the origin that holds (or will hold) it.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
@@ -207,6 +213,24 @@ type Config struct {
 	// FanOutMaxStreams bounds the shared upstreams; players of further
 	// streams are relayed on their own. Default hub.DefaultMaxHubs.
 	FanOutMaxStreams int
+	// Hubs, when not nil, is the registry of shared upstreams to use with
+	// FanOut instead of one of the server's own: the RTMP server's
+	// (rtmp.Server.Hubs), so that RTMP and HTTP-FLV players of a stream
+	// share one upstream. Its owner closes it; FanOutLinger and
+	// FanOutMaxStreams are then the owner's.
+	Hubs *hub.Registry
+	// RTMPUpstream, when not nil, opens the shared upstream of HTTP-FLV
+	// players as an RTMP play of the origin whenever the origin serves
+	// RTMP, so that origins without HTTP-FLV (nginx-rtmp) serve HTTP-FLV
+	// players, and RTMP and HTTP-FLV players share one upstream. Origins
+	// with no RTMP endpoint are asked over HTTP.
+	RTMPUpstream RTMPUpstream
+	// MoveHold bounds how long a playlist or MPD request waits while its
+	// stream moves between origins (see Server.serveHeld): an origin that
+	// cannot answer, or a new origin without the document yet, is asked
+	// again until then. It applies only with a Router that implements
+	// Epochs. Default DefaultMoveHold; negative disables it.
+	MoveHold time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
 	Now func() time.Time
@@ -216,6 +240,7 @@ type Config struct {
 const (
 	DefaultDialTimeout  = 3 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
+	DefaultMoveHold     = 4 * time.Second
 	// originHeaderTimeout bounds the wait for an origin's response headers.
 	originHeaderTimeout = 10 * time.Second
 )
@@ -237,6 +262,7 @@ type Server struct {
 	segCache  string // Cache-Control of segments the origin left unset
 	transport http.RoundTripper
 	now       func() time.Time
+	moveHold  time.Duration // 0: no hold
 
 	segments     *objectCache  // nil: disabled
 	segTTL       time.Duration // how long a segment is stored
@@ -245,6 +271,9 @@ type Server struct {
 	fetchTimeout time.Duration // bounds a shared fetch
 	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
 	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
+	ownHubs      bool          // hubs is the server's own, closed with it
+	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
+	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
@@ -280,6 +309,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
+	if cfg.MoveHold == 0 {
+		cfg.MoveHold = DefaultMoveHold
+	}
+	if _, ok := cfg.Router.(Epochs); !ok || cfg.MoveHold < 0 {
+		cfg.MoveHold = 0
+	}
 	if cfg.Transport == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.Transport = &http.Transport{
@@ -299,6 +334,7 @@ func New(cfg Config) (*Server, error) {
 		segCache:  maxAge(cfg.SegmentMaxAge),
 		transport: cfg.Transport,
 		now:       cfg.Now,
+		moveHold:  cfg.MoveHold,
 
 		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
 		segTTL:       cfg.SegmentMaxAge,
@@ -308,8 +344,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PlaylistCacheTTL >= 0 {
 		s.docs = newObjectCache(maxDocCacheBytes, maxDocCacheEntries, MaxPlaylistSize, cfg.Now)
 	}
-	if cfg.FanOut {
-		s.hubs = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger})
+	switch {
+	case cfg.FanOut && cfg.Hubs != nil:
+		s.hubs, s.rtmpUp = cfg.Hubs, cfg.RTMPUpstream
+	case cfg.FanOut:
+		s.hubs, s.ownHubs, s.rtmpUp = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger}), true, cfg.RTMPUpstream
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -327,7 +366,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	if s.hubs != nil {
+	if s.hubs != nil && s.ownHubs {
 		s.hubs.Close()
 	}
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
@@ -430,13 +469,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route asks the router for key's origin and returns its HTTP endpoint, or
 // writes the error answer (503) and returns "".
 func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) string {
-	// Every HTTP stream URL is a play.
-	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
-	if err != nil {
-		if r.Context().Err() == nil {
-			s.log.Warn("no origin", "stream", key.String(), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "no origin for stream")
-		}
+	o, ok := s.routeOrigin(w, r, key)
+	if !ok {
 		return ""
 	}
 	if o.HTTP == "" {
@@ -444,6 +478,30 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 		return ""
 	}
 	return o.HTTP
+}
+
+// routeOrigin is route returning the whole origin record, whatever
+// endpoints it has.
+func (s *Server) routeOrigin(w http.ResponseWriter, r *http.Request, key stream.Key) (stream.Origin, bool) {
+	// Every HTTP stream URL is a play.
+	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.log.Warn("no origin", "stream", key.String(), "err", err)
+			writeError(w, http.StatusServiceUnavailable, noOriginMessage(err))
+		}
+		return stream.Origin{}, false
+	}
+	return o, true
+}
+
+// noOriginMessage is the message of the 503 answered when the router found
+// no origin: it says so when every origin is at its max_streams.
+func noOriginMessage(err error) string {
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return "every origin is at its max_streams: the mesh takes no new stream"
+	}
+	return "no origin for stream"
 }
 
 // keyPath is the escaped origin path of key's stream with a suffix.

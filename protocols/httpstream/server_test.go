@@ -390,3 +390,25 @@ func TestFLVStalledPlayerIsDropped(t *testing.T) {
 		t.Fatal("origin request still open 20 s after the player stopped reading")
 	}
 }
+
+// When every origin is at its max_streams, a player gets 503 with a JSON
+// message that says so, for every kind of stream URL.
+func TestEveryOriginFull(t *testing.T) {
+	full := routerFunc(func(stream.Key) (stream.Origin, error) {
+		return stream.Origin{}, fmt.Errorf("%w (no room for the new stream)", stream.ErrOriginsFull)
+	})
+	ts := httptest.NewServer(newTestServer(t, full).Handler())
+	defer ts.Close()
+	for _, path := range []string{"/live/s.flv", "/live/s.ts", "/live/s.m3u8", "/live/s.mpd"} {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: HTTP %d", path, resp.StatusCode)
+		}
+		if e := decodeAPIError(t, resp); !strings.Contains(e.Message, "max_streams") {
+			t.Fatalf("%s: message %q", path, e.Message)
+		}
+	}
+}

@@ -219,3 +219,25 @@ func processCPU() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// TestPublishRelayAllocs: the publish relay, with its failover bookkeeping
+// (sequence header cache, leg failure check), allocates nothing per message
+// while the origin leg is up.
+func TestPublishRelayAllocs(t *testing.T) {
+	head, body := videoStream(4096)
+	src := &repeatReader{head: head, body: body, n: 10}
+	in, out := relayLegs(src, io.Discard)
+	p := &publisher{c: &conn{client: in, clientStream: 1}, cur: &originLeg{leg: out, streamID: 7}, curDone: make(chan error)}
+	if err := p.run(); err != io.EOF {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		src.n = 10
+		if err := p.run(); err != io.EOF {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per 10 relayed messages", allocs)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,6 +162,26 @@ type fakeOrigin struct {
 	// pongs gets the time of every ping response.
 	pongs chan uint32
 	done  chan struct{}
+	// ordered gets a copy of every audio, video and data message
+	// published, in order (while it has room).
+	ordered chan chunk.Message
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// kill resets every connection the origin accepted, as a crashed origin's
+// kernel does.
+func (o *fakeOrigin) kill() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, nc := range o.conns {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		nc.Close()
+	}
+	o.conns = nil
 }
 
 func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
@@ -170,7 +191,8 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 		t.Fatal(err)
 	}
 	o := &fakeOrigin{ln: ln, Addr: ln.Addr().String(), names: make(chan string, 16), tcURLs: make(chan string, 16), refuse: refuse,
-		received: make(chan chunk.Message, 1024), pongs: make(chan uint32, 16), done: make(chan struct{})}
+		received: make(chan chunk.Message, 1024), pongs: make(chan uint32, 16), done: make(chan struct{}),
+		ordered: make(chan chunk.Message, 4096)}
 	go func() {
 		defer close(o.done)
 		for {
@@ -187,6 +209,9 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 
 func (o *fakeOrigin) serve(nc net.Conn) {
 	defer nc.Close()
+	o.mu.Lock()
+	o.conns = append(o.conns, nc)
+	o.mu.Unlock()
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := handshake.Server(nc, 0); err != nil {
 		return
@@ -195,6 +220,14 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 	p.w.SetChunkSize(4096)
 	p.w.WriteControl(chunk.TypeWindowAckSize, 5000000)
 	p.onMessage = func(m *chunk.Message) {
+		if m.Type == chunk.TypeAudio || m.Type == chunk.TypeVideo || m.Type == chunk.TypeDataAMF0 {
+			cp := *m
+			cp.Payload = bytes.Clone(m.Payload)
+			select {
+			case o.ordered <- cp:
+			default:
+			}
+		}
 		switch {
 		case m.Type == chunk.TypeAudio || m.Type == chunk.TypeVideo:
 			cp := *m

@@ -133,6 +133,10 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.log = c.log.With("origin", origin.ID)
 
+	if !c.publish && c.s.hubs != nil && c.playShared(ctx, origin) {
+		return
+	}
+
 	// The client waits for our answer while the origin leg opens; its
 	// writes must not block longer than that.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout + time.Second))
@@ -162,7 +166,11 @@ func (c *conn) serve(ctx context.Context) {
 	defer gauge.Add(-1)
 	start := time.Now()
 	c.log.Info("relaying", "publish", c.publish)
-	err = c.relay(o)
+	if c.publish {
+		err = c.relayPublish(ctx, o, origin)
+	} else {
+		err = c.relay(o)
+	}
 	c.log.Info("session ended", "publish", c.publish, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
 }

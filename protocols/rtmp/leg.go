@@ -127,14 +127,37 @@ func (p *bufPool) get(c io.ReadWriter) (*bufio.Reader, *bufio.Writer) {
 }
 
 func (p *bufPool) put(br *bufio.Reader, bw *bufio.Writer) {
-	if br != nil {
+	if br != nil && br.Size() == readBufSize {
 		br.Reset(nil)
 		p.r.Put(br)
 	}
-	if bw != nil {
+	if bw != nil && bw.Size() == writeBufSize {
 		bw.Reset(nil)
 		p.w.Put(bw)
 	}
+}
+
+// Buffer sizes of a leg that only writes what chunk.Writer frames
+// (commands, control) and reads acknowledgements: a fan-out player's.
+const leanBufSize = 1 << 10
+
+// shrink gives the leg's buffers back to the pool and continues with lean
+// ones, when nothing is buffered in them; it is for a fan-out player, whose
+// media bypasses the buffers, so that a player costs a few KiB.
+func (l *leg) shrink() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.w.Flush(); err != nil {
+		return err
+	}
+	if l.r.Buffered() > 0 {
+		return nil
+	}
+	l.pool.put(l.br, l.bw)
+	l.br, l.bw = bufio.NewReaderSize(l.conn, leanBufSize), bufio.NewWriterSize(l.conn, leanBufSize)
+	l.r.Reset(l.br)
+	l.w.Reset(l.bw)
+	return nil
 }
 
 // write writes m and, when flush is true, flushes the leg.

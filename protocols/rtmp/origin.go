@@ -71,9 +71,22 @@ func (c *conn) originConnectObject(addr string) amf0.Object {
 // saying why not (wrapping ErrOriginDown or ErrOriginRefused). The whole
 // exchange is bounded by Config.DialTimeout.
 func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) {
-	timeout := c.s.cfg.DialTimeout
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	o, err := c.openOriginLeg(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.origin = o
+	return o, nil
+}
+
+// openOriginLeg is dialOrigin without making the leg the session's: the
+// caller owns the leg it returns. The exchange is bounded by
+// Config.DialTimeout and by ctx. On failure the connection is closed and the
+// leg's buffers are released.
+func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, error) {
+	ctx, cancel := context.WithTimeout(parent, c.s.cfg.DialTimeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	d := net.Dialer{}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -82,18 +95,43 @@ func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) 
 	if !c.setOrigin(nc) {
 		return nil, fmt.Errorf("%w: session closed", ErrOriginDown)
 	}
-	nc.SetDeadline(time.Now().Add(timeout))
+	// The connection's deadline bounds the set-up (and reports a timeout);
+	// the caller's cancellation closes the connection.
+	stop := context.AfterFunc(parent, func() { nc.Close() })
+	nc.SetDeadline(deadline)
 	st := &c.s.stats
 	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)}
-	c.origin = o
+	fail := func(err error) (*originLeg, error) {
+		stop()
+		nc.Close()
+		o.release()
+		return nil, err
+	}
 	if err := handshake.Client(o.conn, 0); err != nil {
-		return nil, originErr(addr, "handshake", err)
+		return fail(originErr(addr, "handshake", err))
 	}
 	if err := o.replay(c, addr); err != nil {
-		return nil, originErr(addr, "set-up", err)
+		return fail(originErr(addr, "set-up", err))
+	}
+	if !stop() {
+		return fail(fmt.Errorf("%w: %s: set-up cancelled", ErrOriginDown, addr))
 	}
 	nc.SetDeadline(time.Time{})
 	return o, nil
+}
+
+// setupClosed marks an origin that closed the connection during set-up: a
+// refusal for the client's onStatus, but not a clean one (an origin that is
+// going away closes connections too).
+type setupClosed struct{ error }
+
+func (e setupClosed) Unwrap() error { return e.error }
+
+// cleanRefusal reports whether err is an origin's own answer refusing the
+// session: an _error or an error onStatus.
+func cleanRefusal(err error) bool {
+	var sc setupClosed
+	return errors.Is(err, ErrOriginRefused) && !errors.As(err, &sc)
 }
 
 // originErr classifies an origin leg failure for the client's onStatus.
@@ -104,7 +142,7 @@ func originErr(addr, step string, err error) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%w: %s: %s timed out", ErrOriginDown, addr, step)
 	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: %s: connection closed during %s", ErrOriginRefused, addr, step)
+		return setupClosed{fmt.Errorf("%w: %s: connection closed during %s", ErrOriginRefused, addr, step)}
 	}
 	return fmt.Errorf("%w: %s: %s: %v", ErrOriginDown, addr, step, err)
 }

@@ -4,8 +4,12 @@
 // session to that origin and then relays messages between the two
 // connections, re-chunking them with each connection's own chunk state.
 //
+// A publisher whose origin fails keeps its connection when the Router can
+// reroute (Rerouter): the session is replayed on the stream's new origin
+// (see relayPublish).
+//
 // The package depends on the mesh only through the Router and Sessions
-// interfaces; tests use fakes.
+// interfaces and the optional Rerouter and OriginHealth; tests use fakes.
 package rtmp
 
 import (
@@ -18,13 +22,15 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // Router is what the proxy needs from the mesh: the origin that owns a
 // stream (creating the assignment on first use). Route is called once per
 // client session, after the client named its stream, with a context bounded
-// by Config.HandshakeTimeout.
+// by Config.HandshakeTimeout. A Router that is also a Rerouter lets
+// publishers ride through the failure of their origin.
 type Router interface {
 	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
 }
@@ -72,6 +78,34 @@ type Config struct {
 	// MaxConns is the most client connections served at once; more are
 	// closed as soon as they are accepted. Default 10000.
 	MaxConns int
+
+	// FanOut serves players from one shared upstream per stream and query
+	// on this node (see hub.StreamKey): the first player's play opens it, later
+	// ones get the cached metadata, sequence headers and GOP, then the
+	// live messages. Players whose upstream cannot be shared (the registry
+	// is full) are relayed on their own.
+	FanOut bool
+	// FanOutLinger is how long a shared upstream stays open after its last
+	// player leaves. Default 2 s.
+	FanOutLinger time.Duration
+	// FanOutMaxStreams bounds the shared upstreams. Default 4096.
+	FanOutMaxStreams int
+	// Reattach is how long the players of a shared upstream whose origin
+	// failed (not a clean end of the stream) are kept while the node finds
+	// the stream's new origin and re-attaches them; they never see the
+	// switch but for a gap. Zero: they end with the upstream.
+	Reattach time.Duration
+	// OnReattach, when not nil, is told about every re-attach: the hub key,
+	// how long players went without media, and why it failed (nil when it
+	// did not).
+	OnReattach func(key string, took time.Duration, err error)
+	// FailoverTimeout bounds a publisher's failover: from the moment its
+	// origin leg is seen to fail until a new origin accepted the replayed
+	// session. Past it the client gets an error onStatus and is closed.
+	// Failover needs a Router that is also a Rerouter. Default 3s.
+	FailoverTimeout time.Duration
+	// Failovers, when not nil, is told about every failover.
+	Failovers FailoverObserver
 }
 
 // Defaults of Config.
@@ -81,6 +115,7 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultMaxMessageSize   = 8 << 20
 	DefaultMaxConns         = 10000
+	DefaultFailoverTimeout  = 3 * time.Second
 )
 
 // Errors of the server.
@@ -117,7 +152,10 @@ func (c *Config) setDefaults() error {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-	if c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = DefaultFailoverTimeout
+	}
+	if c.FailoverTimeout < 0 || c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
 		return ErrBadConfig
 	}
 	return nil
@@ -137,7 +175,8 @@ type Server struct {
 	draining  bool // Drain closed the listeners
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
-	live      drain.Group // client connections, for Drain
+	live      drain.Group   // client connections, for Drain
+	hubs      *hub.Registry // shared upstreams; nil without Config.FanOut
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet
@@ -147,7 +186,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}
+	if cfg.FanOut {
+		hc := hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
+			MaxTagSize: int(cfg.MaxMessageSize)}
+		if f := cfg.OnReattach; f != nil {
+			hc.OnReattach = func(r hub.Reattach) { f(r.Key, r.Took, r.Err) }
+		}
+		s.hubs = hub.NewRegistry(hc)
+	}
+	return s, nil
 }
 
 // Serve accepts connections on ln until Close, and returns nil then. It
@@ -274,6 +322,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if s.hubs != nil {
+		s.hubs.Close()
+	}
 	return nil
 }
 

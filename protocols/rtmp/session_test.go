@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -159,6 +160,9 @@ func TestRefusals(t *testing.T) {
 		{"router error", func(context.Context, stream.Key) (stream.Origin, error) {
 			return stream.Origin{}, stream.ErrNoOrigin
 		}, "s", true, codePublishFailed, "no healthy origin"},
+		{"every origin full", func(context.Context, stream.Key) (stream.Origin, error) {
+			return stream.Origin{}, fmt.Errorf("%w (no room for the new stream)", stream.ErrOriginsFull)
+		}, "s", true, codePublishFailed, "every origin is at its max_streams"},
 		{"router error on play", func(context.Context, stream.Key) (stream.Origin, error) {
 			return stream.Origin{}, errors.New("mesh has no quorum")
 		}, "s", false, codePlayFailed, "no quorum"},

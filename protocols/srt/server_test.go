@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -317,10 +318,17 @@ func (c *caller) rejection(d time.Duration) uint32 {
 	return r
 }
 
-func TestRouterErrorRejectsImmediately(t *testing.T) {
+func TestRouterErrorRejectsImmediately(t *testing.T) { routerErrorRejects(t, stream.ErrNoOrigin) }
+
+// Every origin full (stream.ErrOriginsFull) is refused like no origin.
+func TestOriginsFullRejectsImmediately(t *testing.T) {
+	routerErrorRejects(t, fmt.Errorf("%w (no room)", stream.ErrOriginsFull))
+}
+
+func routerErrorRejects(t *testing.T, routeErr error) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	router := routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
-		return stream.Origin{}, stream.ErrNoOrigin
+		return stream.Origin{}, routeErr
 	})
 	srv, proxy := startServer(t, Config{Router: router})
 	c := newCaller(t, proxy, 0x4444)

@@ -138,10 +138,21 @@ type PlayResult struct {
 // returns the number of decoded frames. The whole run is bounded by ctx.
 // Extra input options (e.g. "-f", "flv") go in inputArgs.
 func Play(ctx context.Context, url string, dur time.Duration, inputArgs ...string) (PlayResult, error) {
+	return play(ctx, url, dur, nil, inputArgs)
+}
+
+// PlayCopy is Play without decoding: FFmpeg demuxes every frame and copies
+// it to nowhere, which costs far less CPU for tests with many players.
+func PlayCopy(ctx context.Context, url string, dur time.Duration, inputArgs ...string) (PlayResult, error) {
+	return play(ctx, url, dur, []string{"-c", "copy"}, inputArgs)
+}
+
+func play(ctx context.Context, url string, dur time.Duration, outputArgs, inputArgs []string) (PlayResult, error) {
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-rw_timeout", "10000000"}
 	args = append(args, inputArgs...)
-	args = append(args, "-i", url, "-t", strconv.FormatFloat(dur.Seconds(), 'f', 1, 64),
-		"-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-")
+	args = append(args, "-i", url, "-t", strconv.FormatFloat(dur.Seconds(), 'f', 1, 64), "-map", "0:v:0")
+	args = append(args, outputArgs...)
+	args = append(args, "-f", "null", "-progress", "pipe:1", "-nostats", "-")
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -32,6 +32,9 @@ type Nginx struct {
 type NginxOptions struct {
 	HLS  bool
 	DASH bool
+	// OnPlay, when set, is the URL of the origin's on_play hook: nginx
+	// POSTs every play to it and refuses the play unless it answers 2xx.
+	OnPlay string
 }
 
 // StartNginx starts an nginx-rtmp origin on free loopback ports. The test is
@@ -57,6 +60,9 @@ func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
 	}
 	var app strings.Builder
 	app.WriteString("            live on;\n            wait_key on;\n")
+	if opt.OnPlay != "" {
+		fmt.Fprintf(&app, "            on_play %s;\n", opt.OnPlay)
+	}
 	if opt.HLS {
 		fmt.Fprintf(&app, "            hls on;\n            hls_path %s/hls/live;\n            hls_fragment 1s;\n            hls_playlist_length 10s;\n", dir)
 	}

@@ -187,3 +187,6 @@ func SRSHasFFmpegFit() bool {
 	b, err := os.ReadFile(os.Getenv(SRSBinaryEnv))
 	return err == nil && bytes.Contains(b, []byte("avcodec_send_frame"))
 }
+
+// Pid is the SRS process's id.
+func (s *SRS) Pid() int { return s.proc.Cmd.Process.Pid }

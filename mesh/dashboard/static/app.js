@@ -250,27 +250,18 @@
     try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
   }
 
-  // load renders what an origin reports of its load, when the status has
-  // it: SRS heartbeat summaries (CPU, kbps, connections) and capacity.
+  // load renders what an origin reported of its load in its SRS
+  // heartbeats (status "load": CPU in thousandths, connections, kbps) and
+  // its placement weight; static origins report nothing.
   function load(o) {
-    const l = Object.assign({}, o.summaries || {}, o.load || {});
+    const l = o.load || {};
     const parts = [];
-    const num = (...names) => {
-      for (const n of names) {
-        const v = l[n] ?? o[n];
-        if (typeof v === "number" && isFinite(v)) return v;
-      }
-      return null;
-    };
-    const cpu = num("cpu", "cpu_percent", "cpu_pct");
-    if (cpu !== null) parts.push("CPU " + Math.round(cpu) + "%");
-    const kbpsIn = num("kbps_recv", "recv_kbps", "kbps_in", "recv_30s");
-    const kbpsOut = num("kbps_send", "send_kbps", "kbps_out", "send_30s");
-    const kbps = num("kbps");
-    if (kbpsIn !== null || kbpsOut !== null) parts.push("in " + bits((kbpsIn || 0) * 1000) + " · out " + bits((kbpsOut || 0) * 1000));
-    else if (kbps !== null) parts.push(bits(kbps * 1000));
-    const conns = num("conns", "connections", "clients", "nb_conn_srs", "conn_srs");
-    if (conns !== null) parts.push(conns + " conns");
+    if (l.cpu_permille || l.conns || l.sample_ms) {
+      parts.push("CPU " + ((l.cpu_permille || 0) / 10).toFixed(1) + "%");
+      parts.push(String(l.conns || 0) + " conns");
+      parts.push("in " + bits((l.recv_kbps || 0) * 1000) + " · out " + bits((l.send_kbps || 0) * 1000));
+    }
+    if (o.weight && o.weight !== 1) parts.push("weight " + o.weight);
     if (parts.length === 0) return el("span", { class: "muted", text: o.static ? "static (not reported)" : "not reported" });
     return el("span", null, parts.join(" · "));
   }
@@ -295,9 +286,10 @@
       const alive = Math.max(o.last_probe_unix_ms || 0, o.last_heartbeat_unix_ms || 0);
       const seen = el("td", { title: alive ? iso(alive) : "" }, ago(alive, now));
       if (o.last_heartbeat_unix_ms) seen.append(el("div", { class: "muted small", text: "heartbeat " + ago(o.last_heartbeat_unix_ms, now) }));
-      const cap = o.capacity ?? o.max_streams;
-      const held = numTd(String(o.streams ?? 0) + (typeof cap === "number" && cap > 0 ? " / " + cap : ""),
-        typeof cap === "number" && cap > 0 ? "streams held / capacity" : "streams held");
+      const cap = o.max_streams;
+      const held = el("td", { class: "num", title: cap > 0 ? "streams held / max_streams" : "streams held (no limit)" },
+        String(o.streams ?? 0) + (cap > 0 ? " / " + cap : ""));
+      if (o.full) held.append(" ", badge("full", "warn"));
       const row = el("tr", { class: o.healthy ? null : "is-bad" }, name, health, seen, held, td(load(o)), td(eps));
       if (withActions) {
         const action = o.draining ? "undrain" : "drain";

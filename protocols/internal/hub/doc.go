@@ -1,18 +1,22 @@
-// Package hub fans one upstream HTTP-FLV stream out to many players of a
-// node, so that an origin sees one connection per stream per node rather
-// than one per viewer.
+// Package hub fans one upstream of a live stream out to many players of a
+// node, RTMP and HTTP-FLV alike, so that an origin sees one connection per
+// stream per node rather than one per viewer.
 //
-// Reader parses an FLV stream incrementally into immutable tags, each
-// bounded in size, and Classify recognises the tags a hub caches:
-// onMetaData, the AVC/HEVC and AAC sequence headers (legacy and enhanced
-// RTMP) and keyframes.
+// The model is the FLV tag: a Source yields immutable tags (Reader parses
+// an FLV byte stream incrementally, each tag bounded in size; the RTMP
+// package turns an origin's play leg into tags with NewTag), and Classify
+// recognises the tags a hub caches: onMetaData, the AVC/HEVC and AAC
+// sequence headers (legacy and enhanced RTMP) and keyframes. HTTP-FLV
+// players get the tags as they are; RTMP players get them framed as RTMP
+// messages by the RTMP package, from the same buffers (TagInfo).
 //
-// A Registry holds one hub per key. The first Subscribe of a key runs the
-// caller's Opener (an HTTP GET of the origin's .flv, say) and starts the
-// hub's reader goroutine; later subscribers share it. The hub caches the
-// FLV header, the last onMetaData, the sequence headers and the GOP since
-// the last keyframe (bounded; past the bound that GOP is not cached), and
-// a new subscriber gets them first (fast start), then live tags.
+// A Registry holds one hub per key (StreamKey). The first Subscribe of a
+// key runs the caller's Opener (an RTMP play of the origin, or an HTTP GET
+// of its .flv) and starts the hub's reader goroutine; later subscribers
+// share it. The hub caches the FLV header, the last onMetaData, the
+// sequence headers and the GOP since the last keyframe (bounded; past the
+// bound that GOP is not cached), and a new subscriber gets them first (fast
+// start), then live tags.
 //
 // Tags are shared buffers: a subscriber's queue references them, nothing
 // is copied per subscriber, and Subscriber.Next hands them out as
@@ -22,8 +26,17 @@
 // (then gets the metadata and sequence headers again if they changed), and
 // one that misses more than Config.BehindBytes in a row is disconnected
 // (ErrSlow). When the last subscriber leaves, the upstream is kept for
-// Config.Linger for a subscriber that comes back; when the upstream ends,
-// every subscriber ends once it has read its queue.
+// Config.Linger for a subscriber that comes back.
+//
+// When the upstream ends cleanly (the publisher stopped: io.EOF from the
+// Source), every subscriber ends once it has read its queue. When it
+// fails instead (its origin died) and Config.Reattach is set, the hub keeps
+// its subscribers and runs its Opener again, retrying until Reattach has
+// passed; the Opener routes the stream anew, so the hub follows the stream
+// to its new origin. The new upstream's metadata and sequence headers reach
+// every subscriber, and timestamps are rebased so that they continue,
+// monotonic (modulo 2^32), from the last ones delivered: one re-attach per
+// node serves all of that node's players.
 //
 // Authorization: subscribers share a hub only when their keys are equal,
 // and callers put the client's query (where players carry their tokens) in
@@ -38,6 +51,6 @@
 // for all of them. The registry is bounded (Config.MaxHubs); beyond it
 // Subscribe returns ErrFull and the caller relays on its own.
 //
-// It imports only the standard library (and may import stream); it knows
-// no protocol package and nothing of the mesh.
+// It imports only the standard library and stream; it knows no protocol
+// package and nothing of the mesh.
 package hub

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -11,12 +12,27 @@ import (
 )
 
 // Opener opens the upstream of a hub: typically an HTTP GET of the
-// origin's .flv made with the first subscriber's query and headers. ctx is
-// the hub's, not a subscriber's: it ends when the hub closes. info is kept
-// by the hub for every subscriber (Subscriber.Info); the caller may put the
-// origin's response headers there. An error is returned to the subscriber
-// whose call ran the Opener, as it is, and no hub is kept.
-type Opener func(ctx context.Context) (body io.ReadCloser, info any, err error)
+// origin's .flv (FLVSource) or an RTMP play of the stream, made with the
+// first subscriber's query and headers. ctx is the hub's, not a
+// subscriber's: it ends when the hub closes. info is kept by the hub for
+// every subscriber (Subscriber.Info); the caller may put the origin's
+// response headers there. An error is returned to the subscriber whose call
+// ran the Opener, as it is, and no hub is kept.
+//
+// With Config.Reattach the hub runs the Opener again when its upstream
+// fails, so an Opener must find the stream's origin anew on each call (the
+// stream may have moved to another origin); info of later calls is
+// ignored.
+type Opener func(ctx context.Context) (src Source, info any, err error)
+
+// Reattach reports one re-attach of a hub: its key, how long the players
+// went without a tag (from the upstream's failure to the new upstream's
+// first tag, or to giving up), and nil or why it gave up.
+type Reattach struct {
+	Key  string
+	Took time.Duration
+	Err  error
+}
 
 // Config bounds a Registry and its hubs. Zero values take the defaults.
 type Config struct {
@@ -44,6 +60,16 @@ type Config struct {
 	// subscriber leaves; a subscriber arriving meanwhile reuses it.
 	// Default DefaultLinger; negative closes the hub at once.
 	Linger time.Duration
+	// Reattach is how long a hub whose upstream failed (any error but a
+	// clean end, io.EOF) keeps its subscribers while it runs its Opener
+	// again, retrying, to re-attach them to the stream wherever it now
+	// lives. The subscribers then get the new upstream's metadata and
+	// sequence headers, and timestamps continue, monotonic, from the last
+	// ones they had. Zero: the subscribers end with the upstream's error.
+	Reattach time.Duration
+	// OnReattach, when not nil, is called (from the hub's goroutine) after
+	// each re-attach, successful or not.
+	OnReattach func(Reattach)
 }
 
 // Defaults for Config.
@@ -65,6 +91,9 @@ var (
 	ErrClosed = errors.New("hub: closed")
 	// ErrSlow ends a subscriber that fell more than BehindBytes behind.
 	ErrSlow = errors.New("hub: subscriber too slow")
+	// ErrRefused marks an Opener's error when the origin itself refused
+	// the play (an authorization hook said no), as opposed to failing.
+	ErrRefused = errors.New("hub: origin refused the play")
 	// ErrUpstream is returned to subscribers that joined a hub whose
 	// upstream failed to open (the one that opened it gets its Opener's
 	// error).
@@ -77,6 +106,7 @@ type Stats struct {
 	Subscribers int    // subscribers, a gauge
 	Dropped     uint64 // times a subscriber started dropping tags
 	Kicked      uint64 // subscribers ended with ErrSlow
+	Reattached  uint64 // upstreams replaced after a failure
 }
 
 // Registry holds the hubs by key. It is safe for concurrent use.
@@ -88,9 +118,10 @@ type Registry struct {
 	closed bool
 	wg     sync.WaitGroup // one per hub not yet closed
 
-	subs    atomic.Int64
-	dropped atomic.Uint64
-	kicked  atomic.Uint64
+	subs       atomic.Int64
+	dropped    atomic.Uint64
+	kicked     atomic.Uint64
+	reattached atomic.Uint64
 }
 
 // NewRegistry returns an empty Registry.
@@ -118,7 +149,8 @@ func (r *Registry) Stats() Stats {
 	r.mu.Lock()
 	n := len(r.hubs)
 	r.mu.Unlock()
-	return Stats{Upstreams: n, Subscribers: int(r.subs.Load()), Dropped: r.dropped.Load(), Kicked: r.kicked.Load()}
+	return Stats{Upstreams: n, Subscribers: int(r.subs.Load()), Dropped: r.dropped.Load(), Kicked: r.kicked.Load(),
+		Reattached: r.reattached.Load()}
 }
 
 // Subscribe joins the hub of key, creating it if there is none; the first
@@ -216,7 +248,9 @@ type hub struct {
 	closed  bool
 	linger  *time.Timer
 	lingers uint64 // counts lingers, so that a stale timer's callback is ignored
-	body    io.ReadCloser
+	src     Source
+	open    Opener
+	ts      rebaser // used by the reader goroutine only
 
 	// The cache, written by the reader goroutine under mu.
 	header   []byte
@@ -292,8 +326,9 @@ func (h *hub) resume(s *Subscriber) {
 
 // start runs open and the reader goroutine.
 func (h *hub) start(open Opener) {
-	body, info, err := open(h.ctx)
-	if err == nil && body == nil {
+	h.open = open
+	src, info, err := open(h.ctx)
+	if err == nil && src == nil {
 		err = io.ErrUnexpectedEOF
 	}
 	h.info, h.openErr = info, err
@@ -303,26 +338,72 @@ func (h *hub) start(open Opener) {
 		h.close(err)
 		return
 	}
-	h.mu.Lock()
-	h.body = body
-	closed := h.closed
-	h.mu.Unlock()
+	ok := h.setSource(src)
 	close(h.ready)
-	if closed { // closed while opening
-		body.Close()
+	if !ok { // closed while opening
 		close(h.done)
 		return
 	}
-	go h.read(body)
+	go h.read(src)
 }
 
-// read is the hub's reader goroutine: it parses the upstream and delivers
-// every tag, then closes the hub.
-func (h *hub) read(body io.ReadCloser) {
+// setSource makes src the hub's upstream, so that close reaches it. It
+// reports false, having closed src, when the hub is closed.
+func (h *hub) setSource(src Source) bool {
+	h.mu.Lock()
+	closed := h.closed
+	if !closed {
+		h.src = src
+	}
+	h.mu.Unlock()
+	if closed {
+		src.Close()
+	}
+	return !closed
+}
+
+// read is the hub's reader goroutine: it delivers every tag of the
+// upstream, re-attaching when the upstream fails (Config.Reattach), then
+// closes the hub.
+func (h *hub) read(src Source) {
 	defer close(h.done)
-	fr := NewReader(body, h.cfg.MaxTagSize)
-	hdr, err := fr.ReadHeader()
-	if err == nil {
+	var failed time.Time // the upstream failure not yet recovered from
+	err := h.readFrom(src, true, &failed)
+	for err != nil && err != io.EOF && h.cfg.Reattach > 0 && h.ctx.Err() == nil {
+		src.Close()
+		if failed.IsZero() {
+			failed = time.Now()
+		}
+		if src, err = h.reattach(failed.Add(h.cfg.Reattach)); err != nil {
+			h.report(Reattach{Key: h.key, Took: time.Since(failed), Err: err})
+			break
+		}
+		h.reg.reattached.Add(1)
+		h.ts.reattached()
+		err = h.readFrom(src, false, &failed)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	h.close(err)
+}
+
+func (h *hub) report(r Reattach) {
+	if h.cfg.OnReattach != nil {
+		h.cfg.OnReattach(r)
+	}
+}
+
+// readFrom delivers the tags of src until it ends. The first upstream's
+// header goes to the subscribers; later ones' are read and dropped, and the
+// re-attach that began at *failed (when set) is reported with the first
+// tag, and *failed reset.
+func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
+	hdr, err := src.ReadHeader()
+	if err != nil {
+		return err
+	}
+	if first {
 		h.mu.Lock()
 		h.header = hdr
 		for s := range h.subs {
@@ -330,18 +411,47 @@ func (h *hub) read(body io.ReadCloser) {
 			s.signal()
 		}
 		h.mu.Unlock()
-		for {
-			var t Tag
-			if t, err = fr.ReadTag(); err != nil {
-				break
-			}
-			h.deliver(t)
+	}
+	for {
+		t, err := src.ReadTag()
+		if err != nil {
+			return err
+		}
+		if len(t.Data)-tagHeaderSize-prevSizeLen > h.cfg.MaxTagSize {
+			return fmt.Errorf("%w: %d bytes", ErrTagTooLarge, len(t.Data)-tagHeaderSize-prevSizeLen)
+		}
+		h.deliver(h.ts.apply(t))
+		if !failed.IsZero() {
+			h.report(Reattach{Key: h.key, Took: time.Since(*failed)})
+			*failed = time.Time{}
 		}
 	}
-	if err == io.EOF {
-		err = nil
+}
+
+// reattach runs the Opener until it gives a Source or the deadline has
+// passed, backing off between tries.
+func (h *hub) reattach(deadline time.Time) (Source, error) {
+	ctx, cancel := context.WithDeadline(h.ctx, deadline)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for {
+		src, _, err := h.open(ctx)
+		if err == nil && src != nil {
+			if !h.setSource(src) {
+				return nil, ErrClosed
+			}
+			return src, nil
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("hub: re-attach gave up: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	h.close(err)
 }
 
 // deliver caches t and queues it for every subscriber.
@@ -484,11 +594,11 @@ func (h *hub) close(err error) {
 		s.finish(err)
 	}
 	clear(h.subs)
-	body := h.body
+	src := h.src
 	h.mu.Unlock()
 	h.cancel()
-	if body != nil {
-		body.Close()
+	if src != nil {
+		src.Close()
 	}
 	go func() { // the reader (or a failed start) closes done
 		<-h.done

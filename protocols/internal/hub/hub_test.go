@@ -26,13 +26,13 @@ type upstream struct {
 
 // opener opens a new pipe for each open.
 func (u *upstream) opener() Opener {
-	return func(ctx context.Context) (io.ReadCloser, any, error) {
+	return func(ctx context.Context) (Source, any, error) {
 		u.opens.Add(1)
 		pr, pw := io.Pipe()
 		u.mu.Lock()
 		u.pw = pw
 		u.mu.Unlock()
-		return closeCounter{pr, &u.closes}, "info", nil
+		return FLVSource(closeCounter{pr, &u.closes}, DefaultMaxTagSize), "info", nil
 	}
 }
 
@@ -326,7 +326,7 @@ func TestOpenError(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	r := newTestRegistry(t, Config{})
 	bad := errors.New("403")
-	s, err := r.Subscribe(context.Background(), "k", func(context.Context) (io.ReadCloser, any, error) { return nil, nil, bad })
+	s, err := r.Subscribe(context.Background(), "k", func(context.Context) (Source, any, error) { return nil, nil, bad })
 	if err != bad || s != nil {
 		t.Fatalf("Subscribe = %v, %v; want the opener's error", s, err)
 	}
@@ -338,7 +338,7 @@ func TestOpenError(t *testing.T) {
 	entered := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Subscribe(context.Background(), "k", func(context.Context) (io.ReadCloser, any, error) {
+		_, err := r.Subscribe(context.Background(), "k", func(context.Context) (Source, any, error) {
 			close(entered)
 			<-release
 			return nil, nil, bad

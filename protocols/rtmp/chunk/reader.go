@@ -215,3 +215,8 @@ func (r *Reader) readChunk() (Message, bool, error) {
 }
 
 func be24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]) }
+
+// Reset makes the Reader read from br from now on, keeping its chunk size
+// and chunk stream state; the old buffer must hold no unread bytes
+// (Buffered() == 0).
+func (r *Reader) Reset(br *bufio.Reader) { r.r = br }

@@ -171,3 +171,36 @@ func (w *Writer) WriteUserControl(event uint16, data ...uint32) error {
 	}
 	return w.WriteMessage(&Message{CSID: ControlCSID, Type: TypeUserControl, Payload: w.ctl[:n]})
 }
+
+// AppendHeader appends the type 0 chunk header of a message (basic header,
+// full message header and, for timestamps from 0xffffff up, the extended
+// timestamp) to dst. A writer that frames a message itself sends this
+// header, then the payload in pieces of the chunk size, each after the
+// first preceded by AppendContinuation's header. It must use chunk streams
+// that its Writer does not, as a Writer compresses headers against the
+// last message it wrote on a chunk stream.
+func AppendHeader(dst []byte, csid uint32, typ uint8, streamID, timestamp uint32, length int) []byte {
+	ts := min(timestamp, extendedTimestamp)
+	dst = appendBasicHeader(dst, 0, csid)
+	dst = append(dst, byte(ts>>16), byte(ts>>8), byte(ts), byte(length>>16), byte(length>>8), byte(length), typ)
+	dst = binary.LittleEndian.AppendUint32(dst, streamID)
+	if timestamp >= extendedTimestamp {
+		dst = binary.BigEndian.AppendUint32(dst, timestamp)
+	}
+	return dst
+}
+
+// AppendContinuation appends the type 3 chunk header that precedes each
+// chunk of a message after its first (with the extended timestamp again
+// when the message has one, as FFmpeg and SRS expect).
+func AppendContinuation(dst []byte, csid uint32, timestamp uint32) []byte {
+	dst = appendBasicHeader(dst, 3, csid)
+	if timestamp >= extendedTimestamp {
+		dst = binary.BigEndian.AppendUint32(dst, timestamp)
+	}
+	return dst
+}
+
+// Reset makes the Writer write to bw from now on, keeping its chunk size
+// and header state; what the old buffer held must have been flushed.
+func (w *Writer) Reset(bw *bufio.Writer) { w.w = bw }

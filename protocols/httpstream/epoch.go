@@ -1,0 +1,351 @@
+package httpstream
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Epochs is implemented by Routers that know how many times a stream moved
+// to another origin: the epoch of its replicated assignment, the same on
+// every node, and when it last moved. With it, the playlists and manifests of
+// a stream stay valid for a player across a move (see epochPlaylist and
+// epochMPD), and a player's reload during a move waits for the new origin
+// instead of failing (see Config.MoveHold).
+type Epochs interface {
+	StreamEpoch(key stream.Key) (epoch uint64, moved time.Time)
+}
+
+// epochSeqStride is what each epoch adds to an HLS media sequence number. An
+// origin that starts a stream counts its segments from 0 (or from where a
+// playlist it kept left off); one epoch's numbers stay below the next
+// epoch's for a billion segments, decades of live stream.
+const epochSeqStride = 1_000_000_000
+
+// HLS tags epochPlaylist reads or writes.
+var (
+	tagMediaSeq   = []byte("#EXT-X-MEDIA-SEQUENCE:")
+	tagDiscSeq    = []byte("#EXT-X-DISCONTINUITY-SEQUENCE:")
+	tagDisc       = []byte("#EXT-X-DISCONTINUITY")
+	tagInf        = []byte("#EXTINF:")
+	tagStreamInf  = []byte("#EXT-X-STREAM-INF:")
+	tagTargetDur  = []byte("#EXT-X-TARGETDURATION:")
+	tagHeaderLine = []byte("#EXTM3U")
+)
+
+// epochPlaylist renumbers an HLS media playlist of a stream at epoch e > 0
+// (the stream moved e times), so that a player that keeps reloading across a
+// move sees a valid continuation whichever node it asks:
+//
+//   - the media sequence becomes n + e*epochSeqStride, so it never goes
+//     backwards when the new origin starts again from 0;
+//   - the first segment carries EXT-X-DISCONTINUITY (added unless the origin
+//     wrote one there), and EXT-X-DISCONTINUITY-SEQUENCE becomes what makes
+//     that segment's discontinuity number the origin's plus e. Every segment
+//     of epoch e thus keeps one discontinuity number while the window
+//     slides, and a later epoch's segments have larger ones.
+//
+// The result depends only on the playlist and e. Master playlists, playlists
+// without segments and e == 0 are returned unchanged. Missing sequence tags
+// count as 0 and are added after the header line.
+func epochPlaylist(src []byte, e uint64) []byte {
+	if e == 0 || bytes.Contains(src, tagStreamInf) || !bytes.Contains(src, tagInf) {
+		return src
+	}
+	var seq, disc uint64
+	seqLine, discLine := -1, -1
+	firstSeg, headerEnd := -1, -1
+	firstSegDisc := false
+	lines := bytes.SplitAfter(src, []byte("\n"))
+	for i, l := range lines {
+		t := bytes.TrimSpace(l)
+		switch {
+		case headerEnd < 0 && bytes.HasPrefix(t, tagHeaderLine):
+			headerEnd = i
+		case bytes.HasPrefix(t, tagMediaSeq):
+			if n, err := strconv.ParseUint(string(bytes.TrimSpace(t[len(tagMediaSeq):])), 10, 64); err == nil {
+				seq, seqLine = n, i
+			}
+		case bytes.HasPrefix(t, tagDiscSeq):
+			if n, err := strconv.ParseUint(string(bytes.TrimSpace(t[len(tagDiscSeq):])), 10, 64); err == nil {
+				disc, discLine = n, i
+			}
+		case firstSeg < 0 && bytes.Equal(t, tagDisc):
+			firstSegDisc = true
+		case firstSeg < 0 && bytes.HasPrefix(t, tagInf):
+			firstSeg = i
+		}
+	}
+	if firstSeg < 0 || headerEnd < 0 {
+		return src
+	}
+	eol := []byte("\n")
+	if bytes.HasSuffix(lines[headerEnd], []byte("\r\n")) {
+		eol = []byte("\r\n")
+	}
+	newDisc := disc + e
+	if !firstSegDisc {
+		newDisc--
+	}
+	seqTag := strconv.AppendUint(append([]byte(nil), tagMediaSeq...), seq+e*epochSeqStride, 10)
+	discTag := strconv.AppendUint(append([]byte(nil), tagDiscSeq...), newDisc, 10)
+	out := make([]byte, 0, len(src)+128)
+	for i, l := range lines {
+		switch i {
+		case seqLine:
+			out = append(append(out, seqTag...), lineEnd(l)...)
+			continue
+		case discLine:
+			out = append(append(out, discTag...), lineEnd(l)...)
+			continue
+		case firstSeg:
+			if !firstSegDisc {
+				out = append(append(out, tagDisc...), eol...)
+			}
+		}
+		out = append(out, l...)
+		if i == headerEnd {
+			if !bytes.HasSuffix(l, []byte("\n")) {
+				out = append(out, eol...)
+			}
+			if seqLine < 0 {
+				out = append(append(out, seqTag...), eol...)
+			}
+			if discLine < 0 {
+				out = append(append(out, discTag...), eol...)
+			}
+		}
+	}
+	return out
+}
+
+// lineEnd returns the "\n" or "\r\n" that ends l, or nothing.
+func lineEnd(l []byte) []byte {
+	_, eol := splitEOL(l)
+	return eol
+}
+
+// holdWriter passes an answer through to w unless hold says that a retry
+// may give a better one; then it swallows the answer (status, headers and
+// body) and the caller tries again.
+type holdWriter struct {
+	w         http.ResponseWriter
+	h         http.Header
+	hold      func(status int) bool
+	wrote     bool
+	swallowed bool
+}
+
+func newHoldWriter(w http.ResponseWriter, hold func(int) bool) *holdWriter {
+	return &holdWriter{w: w, h: http.Header{}, hold: hold}
+}
+
+func (h *holdWriter) Header() http.Header { return h.h }
+
+func (h *holdWriter) WriteHeader(status int) {
+	if h.wrote || h.swallowed {
+		return
+	}
+	if h.hold(status) {
+		h.swallowed = true
+		return
+	}
+	h.wrote = true
+	dst := h.w.Header()
+	for k, v := range h.h {
+		dst[k] = v
+	}
+	h.w.WriteHeader(status)
+}
+
+func (h *holdWriter) Write(b []byte) (int, error) {
+	if !h.wrote && !h.swallowed {
+		h.WriteHeader(http.StatusOK)
+	}
+	if h.swallowed {
+		return len(b), nil
+	}
+	return h.w.Write(b)
+}
+
+// Flush implements http.Flusher for the answers passed through.
+func (h *holdWriter) Flush() {
+	if f, ok := h.w.(http.Flusher); ok && h.wrote {
+		f.Flush()
+	}
+}
+
+// moveHoldRetry is the pause between two attempts to fetch a held document.
+const moveHoldRetry = 250 * time.Millisecond
+
+// serveHeld serves a stream's playlist or MPD with serve, holding the answer
+// while the stream moves between origins: an answer the origin could not
+// give (502: unreachable, 503: no origin) or, within Config.MoveHold of a
+// move, a 404 (the new origin has no document yet), is retried every
+// moveHoldRetry, routing again each time, until Config.MoveHold has passed
+// since the request came; then the last answer goes to the client as it
+// was. A player reloading its playlist across a move so waits for the new
+// origin's first document instead of giving up.
+func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Key, serve func(http.ResponseWriter)) {
+	if s.moveHold <= 0 {
+		serve(w)
+		return
+	}
+	deadline := time.Now().Add(s.moveHold)
+	for {
+		hold := func(status int) bool {
+			if time.Now().After(deadline) {
+				return false
+			}
+			switch status {
+			case http.StatusBadGateway, http.StatusServiceUnavailable:
+				return true
+			case http.StatusNotFound:
+				_, moved := s.epoch(key)
+				return !moved.IsZero() && time.Since(moved) < s.moveHold+moveHoldWindow
+			}
+			return false
+		}
+		hw := newHoldWriter(w, hold)
+		serve(hw)
+		if !hw.swallowed {
+			return
+		}
+		t := time.NewTimer(moveHoldRetry)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// moveHoldWindow is how long after a move a 404 from the new origin is taken
+// for a document not written yet: the time an origin needs for its first
+// segments.
+const moveHoldWindow = 10 * time.Second
+
+// epoch returns key's epoch and last move from the Router, when it knows.
+func (s *Server) epoch(key stream.Key) (uint64, time.Time) {
+	if e, ok := s.router.(Epochs); ok {
+		return e.StreamEpoch(key)
+	}
+	return 0, time.Time{}
+}
+
+// hlsEpochFormat is hlsFormat with the rewriting followed by the epoch
+// renumbering of key's stream (epochPlaylist).
+func (s *Server) hlsEpochFormat(key stream.Key) docFormat {
+	e, _ := s.epoch(key)
+	if e == 0 {
+		return hlsFormat
+	}
+	f := hlsFormat
+	f.rewrite = func(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
+		out, err := rewritePlaylist(src, base, m)
+		if err != nil {
+			return nil, err
+		}
+		return epochPlaylist(out, e), nil
+	}
+	return f
+}
+
+// epochMPD marks the Periods of a DASH MPD of a stream at epoch e > 0 (the
+// stream moved e times) as new ones: each Period directly under the MPD gets
+// the id "<origin's id>-e<e>", or "e<e>" when it had none. A player that
+// keeps reloading the MPD across a move thus sees a new Period start where
+// the new origin's media starts (the new origin's timeline starts afresh),
+// instead of an old Period whose timeline jumped. The result depends only on
+// the MPD and e; e == 0 returns src. src must be well formed (it went
+// through rewriteMPD).
+func epochMPD(src []byte, e uint64) ([]byte, error) {
+	if e == 0 {
+		return src, nil
+	}
+	dec := xml.NewDecoder(bytes.NewReader(src))
+	out := make([]byte, 0, len(src)+64)
+	last, depth := 0, 0
+	suffix := "e" + strconv.FormatUint(e, 10)
+	for {
+		start := int(dec.InputOffset())
+		tok, err := dec.RawToken()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotMPD, err)
+		}
+		end := int(dec.InputOffset())
+		switch t := tok.(type) {
+		case xml.StartElement:
+			raw := src[start:end]
+			if depth == 1 && t.Name.Local == "Period" {
+				out = append(out, src[last:start]...)
+				out = appendPeriodID(out, raw, t, suffix)
+				last = end
+			}
+			depth++ // a self-closing tag is followed by its EndElement
+		case xml.EndElement:
+			depth--
+		}
+	}
+	if depth != 0 {
+		return nil, fmt.Errorf("%w: unbalanced elements", ErrNotMPD)
+	}
+	return append(out, src[last:]...), nil
+}
+
+// appendPeriodID appends the raw Period start tag with its id attribute
+// suffixed by "-"+suffix, or with id=suffix added after the element name.
+func appendPeriodID(out, raw []byte, t xml.StartElement, suffix string) []byte {
+	for _, span := range scanAttrs(raw) {
+		if string(raw[span.nameStart:span.nameEnd]) != "id" {
+			continue
+		}
+		var id string
+		for _, a := range t.Attr {
+			if a.Name.Space == "" && a.Name.Local == "id" {
+				id = a.Value
+			}
+		}
+		out = append(out, raw[:span.valStart]...)
+		out = appendXMLEscaped(out, id+"-"+suffix)
+		return append(out, raw[span.valEnd:]...)
+	}
+	name := 1
+	for name < len(raw) && !isXMLSpace(raw[name]) && raw[name] != '/' && raw[name] != '>' {
+		name++
+	}
+	out = append(out, raw[:name]...)
+	out = append(out, ` id="`...)
+	out = append(out, suffix...)
+	out = append(out, '"')
+	return append(out, raw[name:]...)
+}
+
+// dashEpochFormat is dashFormat with the rewriting followed by the epoch
+// marking of key's stream (epochMPD).
+func (s *Server) dashEpochFormat(key stream.Key) docFormat {
+	e, _ := s.epoch(key)
+	if e == 0 {
+		return dashFormat
+	}
+	f := dashFormat
+	f.rewrite = func(src []byte, base *url.URL, m uriMapper) ([]byte, error) {
+		out, err := rewriteMPD(src, base, m)
+		if err != nil {
+			return nil, err
+		}
+		return epochMPD(out, e)
+	}
+	return f
+}

@@ -1,0 +1,162 @@
+package hub
+
+import (
+	"encoding/binary"
+	"io"
+	"sync"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// StreamKey is the key under which players of stream key with query share
+// an upstream, whatever their protocol: RTMP and HTTP-FLV players with the
+// same stream and the same query share one. The query is part of the key
+// so that a player never rides on another's authorization (SRS's on_play
+// sees every distinct query).
+func StreamKey(key stream.Key, query string) string {
+	return key.String() + "?" + query
+}
+
+// Source is an upstream a hub reads: an FLV byte stream from an origin's
+// HTTP answer (FLVSource), or an origin's RTMP play leg turned into tags.
+// ReadHeader is called once, before any ReadTag, and returns the FLV file
+// header to send to players (HeaderSize bytes). ReadTag returns io.EOF at
+// the stream's clean end (the publisher stopped) and any other error when
+// the upstream failed; a hub with Config.Reattach re-attaches only after
+// the latter. Close unblocks a ReadHeader or ReadTag in progress; it may be
+// called from another goroutine and more than once.
+type Source interface {
+	ReadHeader() ([]byte, error)
+	ReadTag() (Tag, error)
+	Close() error
+}
+
+// FLVSource returns a Source that parses body as an FLV stream, with tag
+// bodies bounded by maxBody (see NewReader). Closing it closes body.
+func FLVSource(body io.ReadCloser, maxBody int) Source {
+	return flvSource{NewReader(body, maxBody), body}
+}
+
+type flvSource struct {
+	*Reader
+	io.Closer
+}
+
+// Tracked returns src with end called once when it is first closed (to
+// count the upstream while it is open).
+func Tracked(src Source, end func()) Source {
+	return &tracked{Source: src, end: end}
+}
+
+type tracked struct {
+	Source
+	once sync.Once
+	end  func()
+}
+
+func (t *tracked) Close() error {
+	t.once.Do(t.end)
+	return t.Source.Close()
+}
+
+// Header returns an FLV file header (HeaderSize bytes, PreviousTagSize0
+// included) announcing audio, video or both.
+func Header(audio, video bool) []byte {
+	h := []byte{'F', 'L', 'V', 1, 0, 0, 0, 0, 9, 0, 0, 0, 0}
+	if audio {
+		h[4] |= 0x04
+	}
+	if video {
+		h[4] |= 0x01
+	}
+	return h
+}
+
+// NewTag returns the tag of type typ at timestamp ts with body (copied, so
+// the caller may reuse body), classified, its Data framed as on the wire.
+func NewTag(typ uint8, ts uint32, body []byte) Tag {
+	data := make([]byte, tagHeaderSize+len(body)+prevSizeLen)
+	data[0] = typ
+	n := len(body)
+	data[1], data[2], data[3] = byte(n>>16), byte(n>>8), byte(n)
+	putTimestamp(data, ts)
+	copy(data[tagHeaderSize:], body)
+	binary.BigEndian.PutUint32(data[tagHeaderSize+n:], uint32(tagHeaderSize+n))
+	return Tag{Type: typ, Timestamp: ts, Kind: Classify(typ, body), Data: data}
+}
+
+// putTimestamp writes ts into a tag's header: 24 low bits, then the
+// extended byte.
+func putTimestamp(data []byte, ts uint32) {
+	data[4], data[5], data[6], data[7] = byte(ts>>16), byte(ts>>8), byte(ts), byte(ts>>24)
+}
+
+// TagInfo returns the type, timestamp and body of a tag's wire form (one of
+// the buffers Subscriber.Next returns, other than the FLV header), and
+// false when b is not a whole tag.
+func TagInfo(b []byte) (typ uint8, ts uint32, body []byte, ok bool) {
+	if len(b) < tagHeaderSize+prevSizeLen {
+		return 0, 0, nil, false
+	}
+	n := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	if len(b) != tagHeaderSize+n+prevSizeLen {
+		return 0, 0, nil, false
+	}
+	ts = uint32(b[7])<<24 | uint32(b[4])<<16 | uint32(b[5])<<8 | uint32(b[6])
+	return b[0] & 0x1f, ts, b[tagHeaderSize : tagHeaderSize+n], true
+}
+
+// IsHeader reports whether b, a buffer Subscriber.Next returned, is the FLV
+// file header rather than a tag.
+func IsHeader(b []byte) bool {
+	return len(b) == HeaderSize && b[0] == 'F' && b[1] == 'L' && b[2] == 'V'
+}
+
+// rebaser keeps a stream's timestamps monotonic across re-attaches: tags
+// of a new upstream are shifted so that its first media frame follows the
+// last tag delivered from the old one. Before any re-attach it changes
+// nothing. All arithmetic is modulo 2^32, as FLV and RTMP timestamps wrap.
+type rebaser struct {
+	last    uint32 // the latest timestamp delivered
+	any     bool   // last is set
+	pending bool   // a re-attach happened and its first media frame is awaited
+	floor   uint32 // timestamps at or before the switch map here
+	offset  uint32 // added to every timestamp of the current upstream
+}
+
+// switchGap is how far after the last delivered tag a new upstream's first
+// frame is placed, in milliseconds: about one video frame.
+const switchGap = 40
+
+// reattached starts rebasing the next upstream's tags.
+func (r *rebaser) reattached() {
+	if r.any {
+		r.pending = true
+		r.floor = r.last + switchGap
+	}
+}
+
+// apply rewrites t's timestamp (in t.Data too) and returns it.
+func (r *rebaser) apply(t Tag) Tag {
+	ts := t.Timestamp
+	switch {
+	case r.pending && (t.Type == TagAudio || t.Type == TagVideo) && t.Kind != KindVideoSeq && t.Kind != KindAudioSeq:
+		// The first frame of the new upstream sets its offset.
+		r.offset = r.floor - ts
+		r.pending = false
+		ts = r.floor
+	case r.pending:
+		// Metadata and sequence headers ahead of it go at the switch.
+		ts = r.floor
+	default:
+		ts += r.offset
+	}
+	if r.offset != 0 || ts != t.Timestamp {
+		t.Timestamp = ts
+		putTimestamp(t.Data, ts)
+	}
+	if !r.any || int32(ts-r.last) > 0 {
+		r.last, r.any = ts, true
+	}
+	return t
+}

@@ -1,0 +1,440 @@
+package rtmp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Chunk streams of media written to fan-out players. They differ from the
+// ones the leg's chunk.Writer uses (control, commands), whose header
+// compression must not see these messages.
+const (
+	csidFanAudio = 6
+	csidFanVideo = 7
+	csidFanData  = 8
+)
+
+// fanStreamID is the message stream id of every fan-out player's play: the
+// id identify answers createStream with.
+const fanStreamID = 1
+
+// rtmpQuery is the query a player's request carries: its tcUrl's and its
+// stream name's, in that order.
+func rtmpQuery(req stream.RTMPRequest) string {
+	switch {
+	case req.AppQuery == "":
+		return req.StreamQuery
+	case req.StreamQuery == "":
+		return req.AppQuery
+	}
+	return req.AppQuery + "&" + req.StreamQuery
+}
+
+// ProtoUpstream is the protocol name under which shared upstreams are
+// reported to Sessions.Track: one per upstream while it is open.
+const ProtoUpstream = "upstream"
+
+// Hubs returns the registry of shared upstreams (nil without
+// Config.FanOut), for an HTTP-FLV server to share with RTMP players.
+func (s *Server) Hubs() *hub.Registry { return s.hubs }
+
+// FanOutStats are the counters of shared upstreams.
+type FanOutStats = hub.Stats
+
+// OpenFLV opens an RTMP play of key (with query, as a player's stream name
+// carries it) on origin's RTMP endpoint and returns it as a source of FLV
+// tags, for HTTP-FLV players of origins that serve RTMP (nginx-rtmp serves
+// no HTTP-FLV). The upstream is bounded by Config.DialTimeout to open and
+// Config.IdleTimeout between messages; closing the source closes it.
+func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error) {
+	name := key.Stream
+	if query != "" {
+		name += "?" + query
+	}
+	req := stream.RTMPRequest{Key: key, App: key.App, StreamQuery: query}
+	c := &conn{s: s, log: s.log, req: req, tcURL: "rtmp:///" + key.App,
+		connectObj: amf0.Object{{Key: "app", Value: key.App}, {Key: "flashVer", Value: "LNX 9,0,124,2"},
+			{Key: "tcUrl", Value: "rtmp:///" + key.App}, {Key: "fpad", Value: false},
+			{Key: "capabilities", Value: 15.0}, {Key: "audioCodecs", Value: 4071.0},
+			{Key: "videoCodecs", Value: 252.0}, {Key: "videoFunction", Value: 1.0}},
+		streamCmd: command{Name: "play", Args: []any{name}}}
+	return s.openUpstream(ctx, c, origin)
+}
+
+// openUpstream dials origin for c's play (c is a detached copy of a
+// player's set-up, never a live session's conn) and returns the leg as a
+// Source.
+func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin) (hub.Source, error) {
+	if origin.RTMP == "" {
+		return nil, fmt.Errorf("%w: origin %s serves no RTMP", ErrOriginDown, origin.ID)
+	}
+	o, err := c.dialOrigin(ctx, origin.RTMP)
+	if err != nil {
+		if c.origin != nil {
+			c.origin.conn.Close()
+			c.origin.release()
+		}
+		if errors.Is(err, ErrOriginRefused) {
+			err = fmt.Errorf("%w: %w", hub.ErrRefused, err)
+		}
+		return nil, err
+	}
+	o.conn.readIdle = s.cfg.IdleTimeout
+	o.conn.writeIdle = s.cfg.IdleTimeout
+	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize)}
+	if s.cfg.Sessions != nil {
+		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream))
+	}
+	return src, nil
+}
+
+// detached returns a copy of c's set-up for opening upstreams that outlive
+// c: the same connect and play, none of c's connections.
+func (c *conn) detached() *conn {
+	return &conn{s: c.s, log: c.s.log, connectObj: c.connectObj, connectArgs: c.connectArgs, tcURL: c.tcURL,
+		streamCmd: c.streamCmd, req: c.req, clientStream: c.clientStream}
+}
+
+// upstream is an origin's play leg read as FLV tags: audio, video and AMF0
+// data messages become tags; the origin's end of the stream
+// (UnpublishNotify, Play.Stop, StreamEOF) is a clean end (io.EOF); anything
+// else that ends the leg is an upstream failure.
+type upstream struct {
+	o       *originLeg
+	nc      net.Conn
+	max     int
+	pending int // o.pending messages already returned
+	closed  bool
+}
+
+func (u *upstream) ReadHeader() ([]byte, error) { return hub.Header(true, true), nil }
+
+func (u *upstream) Close() error {
+	return u.nc.Close()
+}
+
+func (u *upstream) ReadTag() (hub.Tag, error) {
+	for u.pending < len(u.o.pending) {
+		m := &u.o.pending[u.pending]
+		u.pending++
+		if t, ok, err := u.message(m); ok || err != nil {
+			return t, err
+		}
+	}
+	u.o.pending = nil
+	u.pending = 0
+	for {
+		m, err := u.o.r.ReadMessage()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the origin went without ending the stream
+			}
+			return hub.Tag{}, err
+		}
+		if err := u.o.maybeAck(); err != nil {
+			return hub.Tag{}, err
+		}
+		if m.Type <= chunk.TypeSetPeerBandwidth {
+			if _, err := u.o.handleControl(&m); err != nil {
+				return hub.Tag{}, err
+			}
+			if m.Type == chunk.TypeUserControl && len(m.Payload) >= 2 && binary.BigEndian.Uint16(m.Payload) == chunk.EventStreamEOF {
+				return hub.Tag{}, io.EOF
+			}
+			continue
+		}
+		if t, ok, err := u.message(&m); ok || err != nil {
+			return t, err
+		}
+	}
+}
+
+// message turns m into a tag, reporting false for messages that are not
+// media, and io.EOF for the origin's end of the stream.
+func (u *upstream) message(m *chunk.Message) (hub.Tag, bool, error) {
+	switch m.Type {
+	case chunk.TypeAudio, chunk.TypeVideo, chunk.TypeDataAMF0:
+		if len(m.Payload) > u.max || len(m.Payload) > hub.MaxFLVTagSize {
+			return hub.Tag{}, false, fmt.Errorf("%w: %d-byte message", ErrProtocol, len(m.Payload))
+		}
+		return hub.NewTag(m.Type, m.Timestamp, m.Payload), true, nil
+	case chunk.TypeCommandAMF0, chunk.TypeCommandAMF3:
+		cmd, err := parseCommand(m)
+		if err != nil || cmd.Name != "onStatus" {
+			return hub.Tag{}, false, nil
+		}
+		switch cmd.info().String("code") {
+		case "NetStream.Play.UnpublishNotify", "NetStream.Play.Stop", "NetStream.Play.Complete":
+			return hub.Tag{}, false, io.EOF
+		}
+	}
+	return hub.Tag{}, false, nil
+}
+
+// playShared serves c's play from the stream's shared upstream on this
+// node. It returns false, having sent nothing, when the player is to be
+// relayed on its own (the registry is full, or an upstream it waited for
+// failed to open); otherwise the session is over when it returns.
+func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
+	s := c.s
+	up := c.detached()
+	first := true
+	open := func(octx context.Context) (hub.Source, any, error) {
+		o := origin
+		if !first { // a re-attach: the stream may have moved
+			rctx, cancel := context.WithTimeout(octx, s.cfg.DialTimeout)
+			var err error
+			o, err = route.For(s.cfg.Router, s.cfg.Router.Route, true)(rctx, up.req.Key)
+			cancel()
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		first = false
+		src, err := s.openUpstream(octx, up.detached(), o)
+		return src, nil, err
+	}
+	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + time.Second))
+	sub, err := s.hubs.Subscribe(ctx, hub.StreamKey(c.req.Key, rtmpQuery(c.req)), open)
+	switch {
+	case err == nil:
+	case errors.Is(err, hub.ErrFull), errors.Is(err, hub.ErrUpstream), errors.Is(err, hub.ErrClosed):
+		return false
+	default:
+		s.stats.originFailures.Add(1)
+		c.log.Warn("origin leg failed", "addr", origin.RTMP, "err", err)
+		c.refuse(err.Error())
+		return true
+	}
+	defer sub.Close()
+	c.nc.SetDeadline(time.Time{})
+
+	if ms, ok := s.cfg.Sessions.(MeteredSessions); ok {
+		// Set before playFrom's goroutines start; they only add.
+		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
+		end := ms.TrackMetered(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
+		defer end()
+	} else if s.cfg.Sessions != nil {
+		end := s.cfg.Sessions.Track(c.req.Key, "rtmp")
+		defer end()
+	}
+	st := &s.stats
+	st.players.Add(1)
+	defer st.players.Add(-1)
+	start := time.Now()
+	c.log.Info("playing from shared upstream")
+	err = c.playFrom(ctx, sub)
+	if isClosedErr(err) {
+		err = nil
+	}
+	c.log.Info("session ended", "publish", false, "duration", time.Since(start).Round(time.Millisecond),
+		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
+	return true
+}
+
+// playFrom starts the client's play and writes the hub's tags to it until
+// the stream or the client ends. A goroutine reads the client meanwhile
+// (acknowledgements, pings, closeStream); it ends with the connection.
+func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
+	cl := c.client
+	sid := c.clientStream
+	cl.mu.Lock()
+	err := cl.w.WriteUserControl(chunk.EventStreamBegin, sid)
+	cl.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, code := range [...]string{codePlayReset, codePlayStart} {
+		if err := cl.writeCommand(csidStream, sid, "onStatus", 0, nil, status(levelStatus, code, "Playing "+c.req.Key.Stream+".")); err != nil {
+			return err
+		}
+	}
+	if err := cl.shrink(); err != nil {
+		return err
+	}
+
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	readErr := make(chan error, 1)
+	go func() { // ends when the client connection closes
+		readErr <- c.readPlayer()
+		cancel()
+	}()
+	// The media bypasses the leg's counting connection (writev on the raw
+	// one): it counts toward the server's and the session's bytes here.
+	w := fanWriter{l: cl, sid: sid, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}
+	var werr error
+	var bufs net.Buffers
+	for {
+		var nerr error
+		bufs, nerr = sub.Next(pctx, bufs[:0])
+		if len(bufs) > 0 {
+			werr = w.write(bufs)
+			clear(bufs)
+			if werr != nil {
+				break
+			}
+		}
+		if nerr != nil {
+			if nerr == io.EOF {
+				c.endPlay()
+			} else if pctx.Err() == nil {
+				werr = nerr
+			}
+			break
+		}
+	}
+	c.closeAll()
+	rerr := <-readErr
+	if werr == nil && !isClosedErr(rerr) {
+		werr = rerr
+	}
+	return werr
+}
+
+// endPlay tells the player the stream ended, as an origin does on unpublish.
+func (c *conn) endPlay() {
+	cl := c.client
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	cl.mu.Lock()
+	cl.w.WriteUserControl(chunk.EventStreamEOF, c.clientStream)
+	cl.mu.Unlock()
+	cl.writeCommand(csidStream, c.clientStream, "onStatus", 0, nil,
+		status(levelStatus, "NetStream.Play.UnpublishNotify", c.req.Key.Stream+" is now unpublished."))
+	cl.flush()
+}
+
+// readPlayer reads what a playing client sends until it closes: it answers
+// pings and otherwise ignores it (acknowledgements, buffer lengths,
+// closeStream, deleteStream). A client that stops playing closes its
+// connection or its stream; either ends the session.
+func (c *conn) readPlayer() error {
+	cl := c.client
+	for {
+		m, err := cl.r.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if err := cl.maybeAck(); err != nil {
+			return err
+		}
+		if m.Type <= chunk.TypeSetPeerBandwidth {
+			if _, err := cl.handleControl(&m); err != nil {
+				return err
+			}
+			continue
+		}
+		if isCommand(&m) {
+			if cmd, err := parseCommand(&m); err == nil && (cmd.Name == "closeStream" || cmd.Name == "deleteStream") {
+				return io.EOF
+			}
+		}
+	}
+}
+
+// fanWriter writes tags (shared buffers) to a player as RTMP messages,
+// without copying them: each is a type 0 chunk header and the tag's body
+// in chunk-size pieces, written with writev. Headers are built in a
+// per-player arena reused for every batch, so a batch allocates nothing.
+type fanWriter struct {
+	l     *leg
+	sid   uint32
+	idle  time.Duration
+	out   interface{ Add(uint64) uint64 }
+	arena []byte
+	iov   net.Buffers
+	wr    net.Buffers // WriteTo's receiver, kept to avoid an allocation
+}
+
+// addBoth adds to two counters and returns the first one's new value.
+type addBoth struct{ first, second *atomic.Uint64 }
+
+func (a addBoth) Add(n uint64) uint64 {
+	a.second.Add(n)
+	return a.first.Add(n)
+}
+
+// fanArena is the size of a fan-out player's header arena. A batch whose
+// headers would not fit is written in several.
+const fanArena = 4 << 10
+
+// write writes the tags in bufs (an FLV header among them is skipped).
+func (w *fanWriter) write(bufs net.Buffers) error {
+	if w.arena == nil {
+		w.arena = make([]byte, 0, fanArena)
+	}
+	chunkSize := int(w.l.w.ChunkSize())
+	w.arena, w.iov = w.arena[:0], w.iov[:0]
+	for _, b := range bufs {
+		typ, ts, body, ok := hub.TagInfo(b)
+		if !ok {
+			continue // the FLV header
+		}
+		csid := uint32(csidFanData)
+		switch typ {
+		case hub.TagAudio:
+			csid = csidFanAudio
+		case hub.TagVideo:
+			csid = csidFanVideo
+		}
+		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)
+		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+			if need > cap(w.arena) {
+				w.arena = make([]byte, 0, need)
+			}
+		}
+		start := len(w.arena)
+		w.arena = chunk.AppendHeader(w.arena, csid, typ, w.sid, ts, len(body))
+		w.iov = append(w.iov, w.arena[start:len(w.arena):len(w.arena)])
+		for p := body; len(p) > 0; {
+			n := min(len(p), chunkSize)
+			w.iov = append(w.iov, p[:n])
+			p = p[n:]
+			if len(p) > 0 {
+				start := len(w.arena)
+				w.arena = chunk.AppendContinuation(w.arena, csid, ts)
+				w.iov = append(w.iov, w.arena[start:len(w.arena):len(w.arena)])
+			}
+		}
+	}
+	return w.flush()
+}
+
+// flush writes the batch: first what the leg's Writer holds (control
+// messages, commands), then the media, under the leg's lock.
+func (w *fanWriter) flush() error {
+	if len(w.iov) == 0 {
+		return nil
+	}
+	l := w.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.w.Flush(); err != nil {
+		return err
+	}
+	raw := l.conn.Conn
+	if w.idle > 0 {
+		raw.SetWriteDeadline(time.Now().Add(w.idle))
+	}
+	w.wr = w.iov
+	n, err := w.wr.WriteTo(raw)
+	w.out.Add(uint64(n))
+	clear(w.iov)
+	w.arena, w.iov = w.arena[:0], w.iov[:0]
+	return err
+}
