@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -158,5 +160,61 @@ func TestEventsRedactedWithoutToken(t *testing.T) {
 		if e.Kind == events.OriginDown && !strings.Contains(e.Detail, "probe") {
 			t.Errorf("with the token: %q", e.Detail)
 		}
+	}
+}
+
+// A stream moved off a failed origin is a stream_moved event, recorded once
+// by the node that moved it (repeated observations move nothing), and one
+// whose origin went down is recorded by the node whose route repaired it.
+func TestStreamMovedEvents(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	a, b := startOrigin(t, "oa"), startOrigin(t, "ob")
+	registerOrigins(t, c, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var onA []stream.Key
+	for i := 0; len(onA) < 2; i++ {
+		o, err := c.Node(0).Route(ctx, key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ID == "oa" {
+			onA = append(onA, key(i))
+		}
+	}
+	follower := (c.Leader() + 1) % 3
+	fromA, _ := c.Node(0).Origin("oa")
+	if o, err := c.Node(follower).Reroute(ctx, onA[0], fromA); err != nil || o.ID != "ob" {
+		t.Fatalf("reroute: %v %v", o.ID, err)
+	}
+	c.WaitApplied(clusterTimeout)
+	for i := range c.Members {
+		c.Node(i).Reroute(ctx, onA[0], fromA)
+	}
+	moved := func(doc mesh.Events, k stream.Key) []events.Event {
+		var out []events.Event
+		for _, e := range doc.Events {
+			if e.Kind == events.StreamMoved && e.Stream == k.String() {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	var doc mesh.Events
+	getDoc(t, c.Members[0].URL+"/mesh/v1/events", &doc)
+	followerID := c.Node(follower).Status().NodeID
+	if m := moved(doc, onA[0]); len(m) != 1 || m[0].Origin != "ob" || m[0].Node != followerID || m[0].Detail != "from oa: its origin leg failed" {
+		t.Fatalf("moves of %s: %+v", onA[0], m)
+	}
+
+	// oa goes down: the next route of the other stream repairs it.
+	a.close()
+	testkit.WaitFor(t, clusterTimeout, "oa unhealthy", func() bool { return !c.Node(2).OriginHealthy("oa") })
+	if o, err := c.Node(2).Route(ctx, onA[1]); err != nil || o.ID != "ob" {
+		t.Fatalf("route after oa went down: %v %v", o.ID, err)
+	}
+	getDoc(t, c.Members[1].URL+"/mesh/v1/events", &doc)
+	if m := moved(doc, onA[1]); len(m) != 1 || m[0].Origin != "ob" || m[0].Detail != "from oa: origin oa unhealthy" {
+		t.Fatalf("moves of %s: %+v", onA[1], m)
 	}
 }
