@@ -51,7 +51,8 @@ func TestDashboardLiveMesh(t *testing.T) {
 	bin := harness.ChromiumBin(t)
 	o1 := harness.StartNginx(t, harness.NginxOptions{})
 	o2 := harness.StartNginx(t, harness.NginxOptions{})
-	c := startCluster(t, 3, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2), "--history-interval", "2s")
+	c := startZoned(t, []string{"zone-a", "zone-b", "zone-c"}, "--origin", originFlag("o1", o1), "--origin", originFlag("o2", o2),
+		"--history-interval", "2s")
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 
 	// Two streams, published to n1 and n2, played from n3 and n1.
@@ -112,6 +113,11 @@ func TestDashboardLiveMesh(t *testing.T) {
 	}
 	if n := len(ageCell.FindAllString(dom, -1)); n < 2 {
 		t.Errorf("%d ages in human units, want one per stream", n)
+	}
+	for _, z := range []string{">zone-a<", ">zone-b<", ">zone-c<"} {
+		if !strings.Contains(dom, z) {
+			t.Errorf("the nodes table lacks %s", z)
+		}
 	}
 	for _, raw := range []string{"created_unix_ms", "origin_healthy", "true</td>", strconv.FormatInt(st.GeneratedUnix/1e6, 10)} {
 		if strings.Contains(dom, raw) {
@@ -214,6 +220,30 @@ func TestDashboardLiveMesh(t *testing.T) {
 	if !strings.Contains(dom, "Not answering: n2 (") || !strings.Contains(dom, `data-errors="0"`) || !strings.Contains(dom, "live/bravo") {
 		t.Errorf("page with n2 down:\n%s", dom)
 	}
+}
+
+// startZoned is startCluster with node i in zones[i].
+func startZoned(t *testing.T, zones []string, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{}
+	for i := range zones {
+		c.nodes = append(c.nodes, harness.NewNode(t, binary, harness.NodeSpec{ID: fmt.Sprintf("n%d", i+1)}))
+	}
+	for i, nd := range c.nodes {
+		args := []string{"--bootstrap-expect", fmt.Sprint(len(zones)), "--zone", zones[i]}
+		for j, other := range c.nodes {
+			if j != i {
+				args = append(args, "--join", other.GossipAddr)
+			}
+		}
+		nd.Args = append(nd.Args, append(args, extra...)...)
+	}
+	harness.DumpOnFailure(t, c.nodes...)
+	for _, nd := range c.nodes {
+		nd.Start()
+	}
+	c.waitFormed(t, len(zones), 30*time.Second)
+	return c
 }
 
 // checkPage fails the test when the page reported its own errors (scripts,

@@ -15,7 +15,10 @@
 //   - origin_added: the leader for a static origin, else the node that took
 //     the origin's first registration.
 //   - origin_removed: the leader, when an origin's heartbeats stopped.
-//   - stream_moved: whoever moves a stream to another origin (failover).
+//   - stream_moved: the node that moved a stream to another origin
+//     (Node.Reroute after its origin leg failed, or a route that repaired an
+//     assignment whose origin is unhealthy); other code that moves streams
+//     records Moved(...) with the node's Log.
 //
 // A package that emits events takes a Recorder (or, when it may not import
 // this package, declares an interface with Emit's signature): it never needs
