@@ -37,6 +37,7 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger) *failoverMe
 	// dashboards): the series of the RTMP kinds exist from the start.
 	for _, kind := range []string{"publish", "play"} {
 		m.total.WithLabelValues("rtmp", kind, "ok")
+		m.resume.WithLabelValues("rtmp", kind)
 	}
 	return m
 }
