@@ -5,10 +5,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build test unit e2e bench fuzz vet fmt clean deps
+.PHONY: build test unit e2e bench fuzz vet fmt clean deps demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/srs-mesh
+
+# A 3-node mesh and an nginx-rtmp origin on 127.0.0.1 (the README's quick
+# start); Ctrl-C stops it.
+demo: build
+	$(BIN) demo
 
 # Everything: unit, in-process mesh and end-to-end tests (e2e tests skip
 # cleanly when ffmpeg or nginx-rtmp are missing; `make deps` installs them).

@@ -24,10 +24,20 @@ import (
 //	GET  /mesh/v1/status                 Status
 //	GET  /mesh/v1/streams                ClusterStreams (asks every alive node, 1 s each)
 //	GET  /mesh/v1/local/sessions         LocalSessions (this node's live sessions)
+//	GET  /mesh/v1/events[?limit=N]       Events (every node's event log, merged; default 100, at most 1000)
+//	GET  /mesh/v1/local/events           LocalEvents (this node's event log)
+//	GET  /mesh/v1/history                History (every node's last 15 minutes of throughput)
+//	GET  /mesh/v1/local/history          LocalHistory (this node's)
 //	POST /mesh/v1/origins/{id}/drain     (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":true}}
 //	POST /mesh/v1/origins/{id}/undrain   (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":false}}
 //	GET  /healthz                        200 while the node runs
 //	GET  /readyz                         200 with a leader and the log applied, else 503
+//
+// The GET routes are read-only and open like /mesh/v1/status: the system API
+// is for operators and origins and is never exposed with the client ports
+// (docs/security.md). What could help an attacker (why an origin is
+// unhealthy: addresses and dial errors) is shown only to operators (see
+// handleStatus).
 //
 // Errors are {"code":<HTTP status>,"message":"..."} with a 4xx or 5xx status.
 // The token (Config.Token) is accepted as "Authorization: Bearer <token>" or
@@ -47,6 +57,10 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
 	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
+	mux.HandleFunc("/mesh/v1/events", n.method(http.MethodGet, n.handleEvents))
+	mux.HandleFunc(PathLocalEvents, n.method(http.MethodGet, n.handleLocalEvents))
+	mux.HandleFunc("/mesh/v1/history", n.method(http.MethodGet, n.handleHistory))
+	mux.HandleFunc(PathLocalHistory, n.method(http.MethodGet, n.handleLocalHistory))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
@@ -65,12 +79,16 @@ func (n *Node) Handler() http.Handler {
 //	POST /mesh/v1/internal/apply   a command a follower forwards (token)
 //	POST /mesh/v1/internal/leave   a member's graceful leave (token; with TLS, only its own)
 //	GET  /mesh/v1/local/sessions   this node's live sessions, for /mesh/v1/streams
+//	GET  /mesh/v1/local/events     this node's event log, for /mesh/v1/events
+//	GET  /mesh/v1/local/history    this node's history, for /mesh/v1/history
 func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
 	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
+	mux.HandleFunc(PathLocalEvents, n.method(http.MethodGet, n.handleInternalLocalEvents))
+	mux.HandleFunc(PathLocalHistory, n.method(http.MethodGet, n.handleLocalHistory))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusNotFound, "no such internal API: "+r.URL.Path)
 	})

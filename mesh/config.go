@@ -132,6 +132,15 @@ type Config struct {
 	// cannot make the mesh move it faster than this. Moves by the leader's
 	// health verdicts are not limited. Default 5s.
 	MoveInterval time.Duration
+	// HistoryInterval is how often the node samples its throughput, live
+	// sessions and assignment writes into its history (GET
+	// /mesh/v1/history), which keeps the last 180 samples, and each
+	// stream's bit rates (GET /mesh/v1/streams). Default 5s.
+	HistoryInterval time.Duration
+	// Throughput, when set, returns the bytes the node's protocol servers
+	// have read from and written to clients since they started (all
+	// protocols together); the history samples it. Nil: zero.
+	Throughput func() (in, out uint64)
 
 	// GossipKey, when set, encrypts gossip (16, 24 or 32 bytes, AES).
 	GossipKey []byte
@@ -194,6 +203,7 @@ func DefaultConfig() Config {
 		RTCTouchInterval:       5 * time.Second,
 		TouchInterval:          10 * time.Second,
 		RouteTimeout:           3 * time.Second,
+		HistoryInterval:        5 * time.Second,
 		MoveInterval:           5 * time.Second,
 		RaftHeartbeatTimeout:   600 * time.Millisecond,
 		RaftElectionTimeout:    600 * time.Millisecond,
@@ -306,6 +316,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
 		{"MoveInterval", &c.MoveInterval, d.MoveInterval},
+		{"HistoryInterval", &c.HistoryInterval, d.HistoryInterval},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
 		{"RaftElectionTimeout", &c.RaftElectionTimeout, d.RaftElectionTimeout},
 		{"RaftLeaderLeaseTimeout", &c.RaftLeaderLeaseTimeout, d.RaftLeaderLeaseTimeout},

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 )
 
 // nodeMeta is the memberlist metadata of a node (JSON, at most
@@ -20,6 +22,9 @@ type nodeMeta struct {
 	HasState bool `json:"state,omitempty"`
 	// Zone is the node's failure domain (Config.Zone), "" when none.
 	Zone string `json:"zone,omitempty"`
+	// Leaving is set by a node about to leave gracefully, so that peers
+	// tell its leave from a failure (memberlist's events do not).
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 func decodeMeta(b []byte) (nodeMeta, bool) {
@@ -61,7 +66,8 @@ type memberEvent struct {
 type gossipDelegate struct{ n *Node }
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone}
+	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
+		Leaving: d.n.leavingMesh.Load()}
 	b, _ := json.Marshal(m)
 	if len(b) > limit {
 		m.API = ""
@@ -134,6 +140,15 @@ func (n *Node) handleMemberEvent(ev memberEvent) {
 	if state != p.state {
 		p.state, p.since = state, time.Now()
 		n.log.Info("gossip member", "member", ev.name, "state", state, "addr", ev.gossipAddr)
+		kind := events.NodeJoined
+		switch {
+		case state == gossipAlive:
+		case state == gossipLeft || p.meta.Leaving:
+			kind = events.NodeLeft
+		default:
+			kind = events.NodeFailed
+		}
+		n.timeline.Record(events.Event{Kind: kind, Member: ev.name})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
@@ -28,6 +29,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
+	n.timeline.Record(events.Event{Kind: events.Leader, Member: n.cfg.NodeID, Detail: "term " + n.raft.Stats()["term"]})
 	if _, ok := n.fsm.TokenKey(); !ok {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err == nil {
@@ -38,11 +40,14 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 	for _, o := range n.cfg.StaticOrigins {
 		o.Static = true
-		if cur, ok := n.fsm.Origin(o.ID); ok && cur == o {
+		cur, known := n.fsm.Origin(o.ID)
+		if known && cur == o {
 			continue
 		}
 		if _, err := n.applyLocal(ctx, state.RegisterOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
 			n.log.Warn("register static origin", "origin", o.ID, "err", err)
+		} else if !known {
+			n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "static"})
 		}
 	}
 	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,
@@ -196,6 +201,7 @@ func (n *Node) collectOrigins(ctx context.Context) {
 			n.log.Warn("remove silent origin", "origin", s.Origin.ID, "err", err)
 			continue
 		}
+		n.timeline.Record(events.Event{Kind: events.OriginRemoved, Origin: s.Origin.ID, Detail: "heartbeats stopped"})
 		n.log.Info("removed an origin whose heartbeats stopped", "origin", s.Origin.ID,
 			"last_heartbeat", time.UnixMilli(s.LastHeartbeatMs).UTC().Format(time.RFC3339), "ttl", n.cfg.OriginTTL)
 	}
@@ -231,11 +237,20 @@ func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
 	for _, c := range changes {
 		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
 	}
-	changes = append(changes, hc.Refreshes(origins, changes)...)
+	flips := changes
+	changes = append(changes[:len(changes):len(changes)], hc.Refreshes(origins, changes)...)
 	if len(changes) == 0 {
 		return
 	}
 	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Warn("write origin health", "err", err)
+		return
+	}
+	for _, c := range flips {
+		e := events.Event{Kind: events.OriginUp, Origin: c.ID}
+		if !c.Healthy {
+			e.Kind, e.Detail = events.OriginDown, c.Reason
+		}
+		n.timeline.Record(e)
 	}
 }

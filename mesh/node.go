@@ -37,7 +37,9 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
+	"github.com/srs-mesh/srs-mesh/mesh/history"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -65,6 +67,9 @@ type Node struct {
 	// leaving is set by StopReady: the node is shutting down and
 	// /readyz fails from then on.
 	leaving atomic.Bool
+	// leavingMesh is set by Leave and gossiped in the node's metadata, so
+	// that peers record a graceful leave rather than a failure.
+	leavingMesh atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,6 +96,12 @@ type Node struct {
 	internal *http.Server
 	client   *http.Client
 	act      *activity.Recorder
+	// timeline is this node's event log (package events).
+	timeline *events.Log
+	// history holds the samples of historyLoop; assigned counts the
+	// assignment writes this node made.
+	history  *history.Ring
+	assigned atomic.Uint64
 
 	// probes is the leader's health checker (the last one, once this node
 	// led): its last successful probe per origin is shown in Status without
@@ -147,6 +158,8 @@ func New(cfg Config) (*Node, error) {
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
+		timeline:      events.NewLog(cfg.NodeID, events.DefaultCapacity, nil),
+		history:       history.New(history.DefaultCapacity),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 	}
@@ -271,7 +284,8 @@ func (n *Node) open() error {
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.historyLoop()
 	go n.heartbeatWatch()
 	go n.gossipLoop()
 	go n.leadershipLoop()
@@ -427,6 +441,11 @@ func (n *Node) startLeaderLoop() context.CancelFunc {
 	return cancel
 }
 
+// Events is this node's event log. Code that moves a stream to another
+// origin records it here (events.StreamMoved); see package events for who
+// records every other kind. It is never nil.
+func (n *Node) Events() *events.Log { return n.timeline }
+
 // IsLeader reports whether this node is the Raft leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
@@ -451,6 +470,11 @@ func (n *Node) Leave(ctx context.Context) error {
 		if rem := time.Until(d); rem < timeout {
 			timeout = max(rem/2, 100*time.Millisecond)
 		}
+	}
+	// Tell the peers first that the leave is graceful (see nodeMeta).
+	n.leavingMesh.Store(true)
+	if err := n.ml.UpdateNode(min(timeout, time.Second)); err != nil {
+		n.log.Debug("gossip metadata update before leaving", "err", err)
 	}
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))

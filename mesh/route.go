@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -65,9 +66,18 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
+	// An assignment whose origin is unhealthy is repaired by this assign:
+	// the stream moves.
+	prev := n.fsm.AssignedOrigin(ks)
 	res, err := n.apply(actx, cmd)
 	switch {
 	case err == nil && res.Origin != nil:
+		if res.Created {
+			n.assigned.Add(1)
+			if prev != "" && prev != res.Origin.ID {
+				n.timeline.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
+			}
+		}
 		return *res.Origin, nil
 	case err == nil:
 		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
@@ -115,6 +125,7 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	case err == nil && res.Origin != nil:
 		if res.Created {
 			n.log.Info("stream moved off a failed origin", "stream", ks, "from", failed.ID, "to", res.Origin.ID)
+			n.timeline.Record(events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed"))
 		}
 		return *res.Origin, nil
 	case err == nil:
@@ -198,6 +209,14 @@ func (n *Node) Track(key stream.Key, proto string) (end func()) {
 	return n.act.Begin(key.String(), proto)
 }
 
+// TrackMetered is Track for a session whose protocol server counts the
+// bytes it reads from the client in in and writes to the client in out;
+// the node samples them every Config.HistoryInterval into the stream's bit
+// rates (GET /mesh/v1/streams). The counters must only grow.
+func (n *Node) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func()) {
+	return n.act.BeginMetered(key.String(), proto, in, out)
+}
+
 // RegisterOrigin upserts an origin as a heartbeat (it refreshes the last
 // heartbeat time). On a follower the write is forwarded to the leader; it is
 // bounded by ctx, or by RouteTimeout when ctx has no deadline.
@@ -222,8 +241,12 @@ func (n *Node) Heartbeat(ctx context.Context, o stream.Origin, load *stream.Load
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
+	_, known := n.fsm.Origin(o.ID)
 	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Load: load, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
+	if err == nil && !known {
+		n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "registered"})
+	}
 	return err
 }
 
@@ -241,8 +264,15 @@ func (n *Node) dialable(o stream.Origin) error {
 func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) error {
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
-	_, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining})
-	return err
+	if _, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: draining}); err != nil {
+		return err
+	}
+	kind := events.OriginDrained
+	if !draining {
+		kind = events.OriginUndrained
+	}
+	n.timeline.Record(events.Event{Kind: kind, Origin: originID})
+	return nil
 }
 
 func (n *Node) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {

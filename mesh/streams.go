@@ -11,7 +11,11 @@ import (
 // LocalSessions returns this node's live sessions, the answer of
 // GET /mesh/v1/local/sessions.
 func (n *Node) LocalSessions() streams.Local {
-	return streams.NewLocal(n.cfg.NodeID, n.act.Sessions())
+	rates := map[string]streams.Rate{}
+	for k, r := range n.act.Rates() {
+		rates[k] = streams.Rate{InBps: r.InBps, OutBps: r.OutBps}
+	}
+	return streams.NewLocal(n.cfg.NodeID, n.act.Sessions(), rates)
 }
 
 // ClusterStreams asks every alive member for its live sessions (in parallel,

@@ -19,10 +19,15 @@ import (
 // "<!-- bare-metal:NAME -->" in docs/bare-metal.md.
 func docBlock(t *testing.T, doc, name string) string {
 	t.Helper()
-	marker := "<!-- bare-metal:" + name + " -->"
+	return fencedAfter(t, doc, "<!-- bare-metal:"+name+" -->")
+}
+
+// fencedAfter returns the fenced code block that follows marker in doc.
+func fencedAfter(t *testing.T, doc, marker string) string {
+	t.Helper()
 	i := strings.Index(doc, marker)
 	if i < 0 {
-		t.Fatalf("docs/bare-metal.md has no %s block", marker)
+		t.Fatalf("no %s block", marker)
 	}
 	rest := doc[i+len(marker):]
 	start := strings.Index(rest, "```")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -758,17 +756,7 @@ func TestDashboard(t *testing.T) {
 		t.Logf("DOM:\n%s", dom)
 	}
 
-	if os.Getenv("SRS_MESH_UPDATE_SCREENSHOT") == "1" {
-		shot := filepath.Join(t.TempDir(), "dashboard.png")
-		harness.Chromium(ctx, t, bin, url, "--hide-scrollbars", "--window-size=1280,800", "--screenshot="+shot)
-		png, err := os.ReadFile(shot)
-		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.WriteFile("../docs/dashboard.png", png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// docs/dashboard.png is written by TestDashboardLiveMesh.
 }
 
 // post sends a POST with an optional bearer token and body and returns the

@@ -185,6 +185,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 
+	// The node samples its throughput from the protocol servers' counters
+	// once they exist.
+	var served clientBytes
+	cfg.Throughput = served.total
 	node, err := mesh.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mesh: %w", err)
@@ -192,6 +196,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+	if len(cfg.StaticOrigins) == 0 {
+		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
+			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with an origin")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
@@ -200,6 +208,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	served.c.Store(collector)
 	system := httpPart("system api", "system", lns.system, systemHandler(node, newMetricsHandler(reg, collector)), lim)
 
 	serveErr := make(chan error, len(parts)+1)
@@ -319,6 +328,14 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		parts = append(parts, httpPart("http api", "api", lns.api, mux, lim, srsAPI.Close))
 	}
 	return parts, nil
+}
+
+// portOf is ":port" of a "host:port" address.
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return ":" + port
+	}
+	return ""
 }
 
 // drainAll drains every part at once and returns when all are drained or

@@ -33,6 +33,12 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger) *failoverMe
 		}, []string{"proto", "kind"}),
 	}
 	reg.MustRegister(m.total, m.resume)
+	// A mesh that never failed over shows zero rather than no data (rates,
+	// dashboards): the series of the RTMP kinds exist from the start.
+	for _, kind := range []string{"publish", "play"} {
+		m.total.WithLabelValues("rtmp", kind, "ok")
+		m.resume.WithLabelValues("rtmp", kind)
+	}
 	return m
 }
 

@@ -53,7 +53,7 @@ agree on stream placement with Raft and find each other by gossip.`,
 		SilenceUsage: true,
 	}
 	root.AddCommand(newServeCmd(), newTLSCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
-		newDrainCmd(true), newDrainCmd(false), newVersionCmd())
+		newDrainCmd(true), newDrainCmd(false), newDemoCmd(), newVersionCmd())
 	return root
 }
 

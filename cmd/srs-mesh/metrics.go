@@ -181,6 +181,36 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// clientBytes sums the bytes every protocol server of a node has read from
+// and written to clients, for the node's history. It reads zero until c is
+// stored; the collector's servers are not changed after that.
+type clientBytes struct {
+	c atomic.Pointer[meshCollector]
+}
+
+func (b *clientBytes) total() (in, out uint64) {
+	c := b.c.Load()
+	if c == nil {
+		return 0, 0
+	}
+	if s := c.rtmp; s != nil {
+		st := s.Stats()
+		in, out = in+st.BytesIn, out+st.BytesOut
+	}
+	if s := c.srt; s != nil {
+		st := s.Stats()
+		in, out = in+st.BytesToOrigin, out+st.BytesToClient
+	}
+	if s := c.rtc; s != nil {
+		st := s.Stats()
+		in, out = in+st.ClientBytes, out+st.OriginBytes
+	}
+	if h := c.httpS; h != nil {
+		out += h.bytesOut.Load()
+	}
+	return in, out
+}
+
 func boolFloat(b bool) float64 {
 	if b {
 		return 1

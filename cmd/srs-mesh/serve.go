@@ -47,6 +47,7 @@ type serveOptions struct {
 	srtAddr         string
 	origins         []string
 	originTimeout   time.Duration
+	historyInterval time.Duration
 	originTTL       time.Duration
 	maxOrigins      int
 	originAllow     []string
@@ -113,6 +114,7 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
+	f.DurationVar(&o.historyInterval, "history-interval", 5*time.Second, "how often the node samples its throughput and sessions for the dashboard's charts (it keeps 180 samples) and each stream's bit rates")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.originTTL, "origin-ttl", 10*time.Minute, "how long a registered origin stays known after its last heartbeat (static origins stay)")
 	f.IntVar(&o.maxOrigins, "max-origins", 1000, "most origins the mesh knows; registrations of new ones beyond it are refused")
@@ -214,6 +216,10 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.RaftAddr = o.raftAddr
 	cfg.AdvertiseAddr = o.advertiseAddr
 	cfg.OriginTimeout = o.originTimeout
+	if o.historyInterval <= 0 {
+		return cfg, fmt.Errorf("--history-interval must be positive, got %v", o.historyInterval)
+	}
+	cfg.HistoryInterval = o.historyInterval
 	cfg.OriginTTL = o.originTTL
 	if o.maxOrigins < 1 {
 		return cfg, fmt.Errorf("--max-origins must be at least 1, got %d", o.maxOrigins)

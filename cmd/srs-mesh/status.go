@@ -27,6 +27,8 @@ type clientOptions struct {
 	json    bool
 	token   string
 	timeout time.Duration
+	// events is how many of the latest events "status" shows.
+	events int
 }
 
 func (c *clientOptions) register(cmd *cobra.Command) {
@@ -73,6 +75,20 @@ func (c *clientOptions) getStreams(ctx context.Context) (streams.Cluster, []byte
 		return doc, nil, fmt.Errorf("bad streams document from %s: %w", c.addr, err)
 	}
 	return doc, body, nil
+}
+
+// getEvents fetches the latest limit events of the mesh, merged over its
+// nodes.
+func (c *clientOptions) getEvents(ctx context.Context, limit int) (mesh.Events, error) {
+	var doc mesh.Events
+	body, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/mesh/v1/events?limit=%d", max(limit, 1)))
+	if err != nil {
+		return doc, err
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return doc, fmt.Errorf("bad events document from %s: %w", c.addr, err)
+	}
+	return doc, nil
 }
 
 // streamsFromStatus builds a stream list without session counts from the
@@ -149,10 +165,19 @@ func newStatusCmd() *cobra.Command {
 			} else {
 				printAssignments(w, streamsFromStatus(st), false, time.Now())
 			}
+			// Events too: a node that predates them answers 404, and
+			// the rest of the status stands without them.
+			if c.events > 0 {
+				if ev, err := c.getEvents(cmd.Context(), c.events); err == nil {
+					fmt.Fprintln(w)
+					printEvents(w, ev, time.Now())
+				}
+			}
 			return nil
 		},
 	}
 	c.register(cmd)
+	cmd.Flags().IntVar(&c.events, "events", 10, "show the last N events of the mesh (0: none)")
 	return cmd
 }
 
@@ -391,6 +416,33 @@ func printMissingNodes(w io.Writer, doc streams.Cluster) {
 	for _, n := range doc.Nodes {
 		if !n.OK {
 			fmt.Fprintln(w, clip(fmt.Sprintf("(clients on %s not counted: %s)", n.ID, n.Error), 79))
+		}
+	}
+}
+
+// printEvents is the events table of "status", oldest first, as the nodes
+// recorded them.
+func printEvents(w io.Writer, doc mesh.Events, now time.Time) {
+	fmt.Fprintf(w, "EVENTS (last %d)\n", len(doc.Events))
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WHEN\tNODE\tEVENT\tABOUT\tDETAIL")
+	for _, e := range doc.Events {
+		about := e.Origin
+		if e.Stream != "" {
+			about = e.Stream
+		} else if about == "" {
+			about = e.Member
+		}
+		when := time.UnixMilli(e.TimeUnixMs).Format("15:04:05")
+		if now.Sub(time.UnixMilli(e.TimeUnixMs)) > 24*time.Hour {
+			when = time.UnixMilli(e.TimeUnixMs).Format("Jan 02")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when, clip(e.Node, 10), clip(e.Kind, 16), clip(dash(about), 22), clip(e.Detail, 18))
+	}
+	tw.Flush()
+	for _, n := range doc.Nodes {
+		if !n.OK {
+			fmt.Fprintln(w, clip(fmt.Sprintf("(events of %s missing: %s)", n.ID, n.Error), 79))
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 )
 
@@ -45,6 +47,32 @@ func TestStreamTablesFit80Columns(t *testing.T) {
 		t.Errorf("status streams table:\n%s", b.String())
 	}
 	t.Logf("\n%s\n%s", a.String(), b.String())
+}
+
+func TestEventsTableFits80Columns(t *testing.T) {
+	now := time.Now()
+	doc := mesh.Events{
+		Events: []events.Event{
+			{TimeUnixMs: now.Add(-time.Minute).UnixMilli(), Node: "node-1", Kind: events.OriginDown, Origin: "origin-a",
+				Detail: "probe 10.0.0.5:1935 failed 2 times: connection refused"},
+			{TimeUnixMs: now.UnixMilli(), Node: strings.Repeat("n", 40), Kind: events.StreamMoved,
+				Stream: "__defaultVhost__/live/" + strings.Repeat("x", 60), Origin: "origin-b", Detail: "from origin-a"},
+			{TimeUnixMs: now.UnixMilli(), Node: "node-2", Kind: events.NodeJoined, Member: "node-3"},
+		},
+		Nodes: []mesh.NodeAnswer{{ID: "node-1", OK: true}, {ID: "node-4", Error: strings.Repeat("no answer ", 20)}},
+	}
+	var b bytes.Buffer
+	printEvents(&b, doc, now)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if len(line) > 80 {
+			t.Errorf("line of %d columns: %q", len(line), line)
+		}
+	}
+	if !lineWith(b.String(), "node-1", "origin_down", "origin-a") || !lineWith(b.String(), "node-2", "node_joined", "node-3") ||
+		!strings.Contains(b.String(), "(events of node-4 missing") {
+		t.Errorf("events table:\n%s", b.String())
+	}
+	t.Logf("\n%s", b.String())
 }
 
 func lineWith(out string, words ...string) bool {

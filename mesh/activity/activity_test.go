@@ -3,7 +3,9 @@ package activity
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestRecorder(t *testing.T) {
@@ -40,5 +42,40 @@ func TestRecorder(t *testing.T) {
 	}
 	if got := r.Take(); len(got) != 0 {
 		t.Fatalf("take with nothing to report = %v", got)
+	}
+}
+
+func TestRates(t *testing.T) {
+	r := New()
+	var in1, out1, in2, out2 atomic.Uint64
+	t0 := time.Unix(1000, 0)
+	end1 := r.BeginMetered("k", "rtmp", &in1, &out1)
+	end2 := r.BeginMetered("k", "flv", &in2, &out2)
+	in1.Store(1000)
+	r.SampleRates(t0) // baseline
+	if got := r.Rates(); len(got) != 0 {
+		t.Fatalf("rates after a baseline: %v", got)
+	}
+	in1.Add(125_000 * 5) // 1 Mb/s for 5 s
+	out2.Add(250_000 * 2)
+	end2() // its bytes still count
+	end2()
+	out2.Add(1 << 30) // after the end: not counted
+	r.SampleRates(t0.Add(5 * time.Second))
+	got := r.Rates()["k"]
+	if got.InBps != 1e6 || got.OutBps != 8*250_000*2/5 {
+		t.Fatalf("rates %+v", got)
+	}
+	r.SampleRates(t0.Add(10 * time.Second))
+	if got := r.Rates()["k"]; got.InBps != 0 || got.OutBps != 0 {
+		t.Fatalf("idle rates %+v", got)
+	}
+	if s := r.Sessions()["k"]; s["rtmp"] != 1 || s["flv"] != 0 {
+		t.Fatalf("sessions %v", s)
+	}
+	end1()
+	r.SampleRates(t0.Add(15 * time.Second))
+	if len(r.Rates()) != 0 || len(r.meters) != 0 || len(r.ended) != 0 || len(r.prev) != 0 {
+		t.Fatalf("ended stream kept: rates %v meters %v ended %v prev %v", r.Rates(), r.meters, r.ended, r.prev)
 	}
 }

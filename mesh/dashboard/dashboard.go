@@ -1,12 +1,15 @@
 // Package dashboard serves the live web dashboard of an srs-mesh node: one
-// HTML page with its script and style sheet, embedded in the binary (no build
-// step, no external resources).
+// HTML page with its script and style sheet, and the uPlot chart library
+// (uPlot.iife.min.js and uPlot.min.css, v1.6.32, MIT: uPlot.LICENSE.txt),
+// embedded in the binary (no build step, no external resources).
 //
 // The page runs in the browser and reads the cluster API of the node that
-// served it (same origin, relative URLs):
+// served it (same origin, relative URLs), every 2 s:
 //
-//	GET  mesh/v1/status                  every 2 s: members, origins, assignments
-//	GET  mesh/v1/streams                 every 2 s when the node has it (a 404 is ignored)
+//	GET  mesh/v1/status                  members, origins, assignments
+//	GET  mesh/v1/streams                 clients and bit rates per stream (optional: a 404 or error is ignored)
+//	GET  mesh/v1/events?limit=50         the events timeline (optional)
+//	GET  mesh/v1/history                 every node's samples, merged into the charts (optional; every 4 s)
 //	POST mesh/v1/origins/{id}/drain      with "Authorization: Bearer <token>"
 //	POST mesh/v1/origins/{id}/undrain
 //
@@ -41,6 +44,8 @@ func contentType(name string) string {
 		return "text/javascript; charset=utf-8"
 	case ".css":
 		return "text/css; charset=utf-8"
+	case ".txt":
+		return "text/plain; charset=utf-8"
 	}
 	return "application/octet-stream"
 }

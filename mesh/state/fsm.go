@@ -568,6 +568,10 @@ func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	return s.Origin, true
 }
 
+// AssignedOrigin returns the origin id a key is assigned to, healthy or
+// not ("" if none).
+func (f *FSM) AssignedOrigin(key string) string { return f.assignedOrigin(key) }
+
 // assignedOrigin returns the origin id a key is assigned to ("" if none).
 func (f *FSM) assignedOrigin(key string) string {
 	f.mu.RLock()

@@ -36,10 +36,19 @@ type Local struct {
 	Streams []LocalStream `json:"streams"`
 }
 
-// LocalStream is one stream's sessions on one node, by protocol.
+// LocalStream is one stream's sessions on one node, by protocol, and its
+// bit rates from and to clients on that node over the node's last sample
+// interval (zero until sampled, or when its protocols do not count bytes).
 type LocalStream struct {
 	Key     string         `json:"key"`
 	Clients map[string]int `json:"clients"`
+	InBps   float64        `json:"in_bps,omitempty"`
+	OutBps  float64        `json:"out_bps,omitempty"`
+}
+
+// Rate is a stream's bit rate on one node: In from clients, Out to clients.
+type Rate struct {
+	InBps, OutBps float64
 }
 
 // Cluster is the answer of GET /mesh/v1/streams: every assigned stream and
@@ -48,6 +57,7 @@ type LocalStream struct {
 //
 //	{"streams":[{"key":"__defaultVhost__/live/a","origin":"o1","origin_healthy":true,
 //	             "clients":{"rtmp":3,"flv":1},"total_clients":4,"nodes":{"n1":3,"n2":1},
+//	             "ingest_bps":2500000,"egress_bps":7500000,
 //	             "created_unix_ms":1700000000000,"last_used_unix_ms":1700000060000}],
 //	 "nodes":[{"id":"n1","ok":true},{"id":"n3","ok":false,"error":"..."}],
 //	 "generated_unix_ms":1700000061000}
@@ -71,9 +81,14 @@ type Stream struct {
 	Clients      map[string]int `json:"clients"`
 	TotalClients int            `json:"total_clients"`
 	// Nodes counts live sessions by node id (nodes without any are left out).
-	Nodes          map[string]int `json:"nodes"`
-	CreatedUnixMs  int64          `json:"created_unix_ms,omitempty"`
-	LastUsedUnixMs int64          `json:"last_used_unix_ms,omitempty"`
+	Nodes map[string]int `json:"nodes"`
+	// IngestBps is the bit rate the stream's clients send through the
+	// answering nodes (its publishers), EgressBps what the nodes send to
+	// its clients (its players), over each node's last sample interval.
+	IngestBps      float64 `json:"ingest_bps"`
+	EgressBps      float64 `json:"egress_bps"`
+	CreatedUnixMs  int64   `json:"created_unix_ms,omitempty"`
+	LastUsedUnixMs int64   `json:"last_used_unix_ms,omitempty"`
 	// FanOut is, by node id, the stream's shared upstreams on that node and
 	// the RTMP and HTTP-FLV players they serve (nodes without one are left
 	// out).
@@ -112,11 +127,13 @@ const FanoutTimeout = time.Second
 const maxLocalBytes = 32 << 20
 
 // NewLocal is node's Local for its live sessions, counted by stream key and
-// then protocol. It keeps the inner maps as they are.
-func NewLocal(node string, live map[string]map[string]int) Local {
+// then protocol, with the bit rates of those streams that rates has. It
+// keeps the inner maps as they are.
+func NewLocal(node string, live map[string]map[string]int, rates map[string]Rate) Local {
 	out := Local{Node: node, Streams: make([]LocalStream, 0, len(live))}
 	for k, m := range live {
-		out.Streams = append(out.Streams, LocalStream{Key: k, Clients: m})
+		r := rates[k]
+		out.Streams = append(out.Streams, LocalStream{Key: k, Clients: m, InBps: r.InBps, OutBps: r.OutBps})
 	}
 	slices.SortFunc(out.Streams, func(a, b LocalStream) int { return cmp.Compare(a.Key, b.Key) })
 	return out
@@ -190,6 +207,12 @@ func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer,
 				continue
 			}
 			s := get(sc.Key)
+			if sc.InBps > 0 {
+				s.IngestBps += sc.InBps
+			}
+			if sc.OutBps > 0 {
+				s.EgressBps += sc.OutBps
+			}
 			if up := sc.Clients[ProtoUpstream]; up > 0 {
 				if s.FanOut == nil {
 					s.FanOut = map[string]FanOut{}

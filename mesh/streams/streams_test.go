@@ -24,7 +24,7 @@ func TestCollectSumsAnswers(t *testing.T) {
 			return
 		}
 		json.NewEncoder(w).Encode(Local{Node: "n2", Streams: []LocalStream{
-			{Key: "v/live/a", Clients: map[string]int{"flv": 2, "bogus": -1}},
+			{Key: "v/live/a", Clients: map[string]int{"flv": 2, "bogus": -1}, OutBps: 3e6, InBps: -5},
 			{Key: "v/live/b", Clients: map[string]int{"srt": 1}},
 			{Key: "", Clients: map[string]int{"rtmp": 9}},
 		}})
@@ -35,7 +35,7 @@ func TestCollectSumsAnswers(t *testing.T) {
 	}))
 	defer broken.Close()
 
-	self := NewLocal("n1", map[string]map[string]int{"v/live/a": {"rtmp": 1}})
+	self := NewLocal("n1", map[string]map[string]int{"v/live/a": {"rtmp": 1}}, map[string]Rate{"v/live/a": {InBps: 2e6, OutBps: 1e3}, "v/live/gone": {InBps: 1}})
 	replica := fakeReplica{
 		Origins: []state.OriginState{{Origin: stream.Origin{ID: "o1"}, Healthy: true}},
 		Assignments: []state.KeyAssignment{
@@ -61,6 +61,9 @@ func TestCollectSumsAnswers(t *testing.T) {
 	if a.Key != "v/live/a" || a.Origin != "o1" || !a.OriginHealthy || a.CreatedUnixMs != 5 || a.LastUsedUnixMs != 6 ||
 		a.TotalClients != 3 || a.Clients["rtmp"] != 1 || a.Clients["flv"] != 2 || a.Nodes["n1"] != 1 || a.Nodes["n2"] != 2 {
 		t.Fatalf("assigned stream = %+v", a)
+	}
+	if a.IngestBps != 2e6 || a.EgressBps != 3e6+1e3 {
+		t.Fatalf("rates of the assigned stream: ingest %v egress %v", a.IngestBps, a.EgressBps)
 	}
 	if b.Key != "v/live/b" || b.Origin != "" || b.TotalClients != 1 || b.Nodes["n2"] != 1 {
 		t.Fatalf("unassigned stream = %+v", b)
@@ -103,7 +106,7 @@ func TestCollectFanOut(t *testing.T) {
 	self := NewLocal("n1", map[string]map[string]int{
 		"v/live/a": {"rtmp": 20, "flv": 50, "hls": 3, ProtoUpstream: 2},
 		"v/live/b": {"srt": 1},
-	})
+	}, nil)
 	c := Collect(context.Background(), nil, self, nil, fakeReplica{})
 	if len(c.Streams) != 2 {
 		t.Fatalf("streams %+v", c.Streams)

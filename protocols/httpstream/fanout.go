@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
@@ -161,10 +162,8 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		return false
 	}
 	defer sub.Close()
-	if s.sessions != nil {
-		end := s.sessions.Track(key, liveProto(".flv"))
-		defer end()
-	}
+	end, sent := s.track(key, liveProto(".flv"))
+	defer end()
 	if h, ok := sub.Info().(http.Header); ok {
 		copyHeader(w.Header(), h)
 	}
@@ -172,7 +171,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	setCORS(w.Header())
 	if r.ProtoMajor == 1 {
 		if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			s.writeFLVRaw(r.Context(), nc, w.Header(), sub, key)
+			s.writeFLVRaw(r.Context(), nc, w.Header(), sub, key, sent)
 			return true
 		}
 	}
@@ -191,7 +190,10 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 				return true
 			}
 			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
-			_, werr := out.WriteTo(w)
+			n, werr := out.WriteTo(w)
+			if sent != nil {
+				sent.Add(uint64(n))
+			}
 			clear(bufs)
 			if werr != nil {
 				return true
@@ -214,8 +216,9 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 // until the stream, the client or ctx ends. The body is delimited by the
 // connection's close (Connection: close), as HTTP/1.0 streams are: no
 // chunked framing, so a player costs one writev per batch of tags and no
-// copy. nc is closed on return.
-func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key) {
+// copy. The body bytes count into sent too when it is not nil (the
+// session's meter). nc is closed on return.
+func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key, sent *atomic.Uint64) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
@@ -250,6 +253,9 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
 			n, werr := out.WriteTo(raw)
 			s.fanOutBytes.Add(uint64(n))
+			if sent != nil {
+				sent.Add(uint64(n))
+			}
 			clear(bufs)
 			if werr != nil {
 				return

@@ -344,3 +344,47 @@ func TestFanOutUpstreamEnd(t *testing.T) {
 		t.Errorf("origin saw %d requests, want 2", n)
 	}
 }
+
+// meteredSessions is sessions that also keeps each session's byte counters.
+type meteredSessions struct {
+	sessions
+	mu   sync.Mutex
+	outs []*atomic.Uint64
+}
+
+func (m *meteredSessions) TrackMetered(k stream.Key, proto string, in, out *atomic.Uint64) func() {
+	m.mu.Lock()
+	m.outs = append(m.outs, out)
+	m.mu.Unlock()
+	return m.Track(k, proto)
+}
+
+func (m *meteredSessions) sent() (total uint64, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range m.outs {
+		total += o.Load()
+	}
+	return total, len(m.outs)
+}
+
+// The bytes each FLV player receives count toward its session, shared
+// upstream or not, for the stream's egress bit rate.
+func TestFLVPlayersAreMetered(t *testing.T) {
+	origin := newFLVOrigin(t, 1000, 5*time.Millisecond)
+	for _, fanOut := range []bool{true, false} {
+		t.Run(fmt.Sprint("fanout=", fanOut), func(t *testing.T) {
+			sess := &meteredSessions{}
+			_, proxy := serveProxy(t, Config{Router: staticRouter(hostOf(origin.Server)), Sessions: sess, TokenSecret: []byte("k"),
+				Logger: quietLogger, FanOut: fanOut, FanOutLinger: 100 * time.Millisecond})
+			ctx, cancel := context.WithCancel(context.Background())
+			p := play(ctx, t, proxy.URL+"/live/m.flv")
+			testkit.WaitFor(t, 10*time.Second, "50 tags and 50 kB counted", func() bool {
+				total, n := sess.sent()
+				return p.tags.Load() >= 50 && n == 1 && total >= 50_000
+			})
+			cancel()
+			<-p.done
+		})
+	}
+}

@@ -50,9 +50,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, key stream.Ke
 		return
 	}
 	defer resp.Body.Close()
-	if s.sessions != nil && r.Method == http.MethodGet && resp.StatusCode/100 == 2 {
-		end := s.sessions.Track(key, liveProto(suffix))
+	if r.Method == http.MethodGet && resp.StatusCode/100 == 2 {
+		end, sent := s.track(key, liveProto(suffix))
 		defer end()
+		if sent != nil {
+			w = meteredWriter{ResponseWriter: w, n: sent}
+		}
 	}
 	s.relay(w, r, resp, cacheNone)
 }

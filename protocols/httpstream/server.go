@@ -108,6 +108,46 @@ type Sessions interface {
 	Track(key stream.Key, proto string) (end func())
 }
 
+// MeteredSessions is Sessions that also reads each live stream response's
+// byte counters (in: bytes read from the client, none for a player; out:
+// body bytes written to it), for per-stream bit rates. When Config.Sessions
+// implements it, TrackMetered is called instead of Track. The counters only
+// grow and stay valid after end.
+type MeteredSessions interface {
+	Sessions
+	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
+}
+
+// track starts a live session of key with the Sessions, if any, and returns
+// its end and, when the Sessions meter bytes, the counter of bytes sent to
+// the client (nil otherwise).
+func (s *Server) track(key stream.Key, proto string) (end func(), out *atomic.Uint64) {
+	if ms, ok := s.sessions.(MeteredSessions); ok {
+		in, out := new(atomic.Uint64), new(atomic.Uint64)
+		return ms.TrackMetered(key, proto, in, out), out
+	}
+	if s.sessions != nil {
+		return s.sessions.Track(key, proto), nil
+	}
+	return func() {}, nil
+}
+
+// meteredWriter counts the body bytes written through it into n.
+type meteredWriter struct {
+	http.ResponseWriter
+	n *atomic.Uint64
+}
+
+func (w meteredWriter) Write(b []byte) (int, error) {
+	k, err := w.ResponseWriter.Write(b)
+	w.n.Add(uint64(k))
+	return k, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes and
+// deadlines).
+func (w meteredWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Config configures a Server. Zero durations take the defaults below.
 type Config struct {
 	// Router is required.

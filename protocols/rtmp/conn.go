@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
@@ -40,6 +41,10 @@ type conn struct {
 	mu       sync.Mutex
 	originNC net.Conn // set once the origin is dialled
 	closed   bool
+
+	// clientIn and clientOut count the session's bytes from and to the
+	// client once it relays, for MeteredSessions.
+	clientIn, clientOut atomic.Uint64
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -144,7 +149,12 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.nc.SetDeadline(time.Time{})
 
-	if c.s.cfg.Sessions != nil {
+	if ms, ok := c.s.cfg.Sessions.(MeteredSessions); ok {
+		// Set before the relay's goroutines start; they only add.
+		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
+		end := ms.TrackMetered(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
+		defer end()
+	} else if c.s.cfg.Sessions != nil {
 		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp")
 		defer end()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
@@ -220,7 +221,12 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	defer sub.Close()
 	c.nc.SetDeadline(time.Time{})
 
-	if s.cfg.Sessions != nil {
+	if ms, ok := s.cfg.Sessions.(MeteredSessions); ok {
+		// Set before playFrom's goroutines start; they only add.
+		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
+		end := ms.TrackMetered(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
+		defer end()
+	} else if s.cfg.Sessions != nil {
 		end := s.cfg.Sessions.Track(c.req.Key, "rtmp")
 		defer end()
 	}
@@ -266,7 +272,9 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 		readErr <- c.readPlayer()
 		cancel()
 	}()
-	w := fanWriter{l: cl, sid: sid, idle: c.s.cfg.IdleTimeout, out: &c.s.stats.bytesOut}
+	// The media bypasses the leg's counting connection (writev on the raw
+	// one): it counts toward the server's and the session's bytes here.
+	w := fanWriter{l: cl, sid: sid, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}
 	var werr error
 	var bufs net.Buffers
 	for {
@@ -348,6 +356,14 @@ type fanWriter struct {
 	arena []byte
 	iov   net.Buffers
 	wr    net.Buffers // WriteTo's receiver, kept to avoid an allocation
+}
+
+// addBoth adds to two counters and returns the first one's new value.
+type addBoth struct{ first, second *atomic.Uint64 }
+
+func (a addBoth) Add(n uint64) uint64 {
+	a.second.Add(n)
+	return a.first.Add(n)
 }
 
 // fanArena is the size of a fan-out player's header arena. A batch whose

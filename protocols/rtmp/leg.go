@@ -37,6 +37,8 @@ type timedConn struct {
 	readIdle  time.Duration // 0: no read deadline is set here
 	writeIdle time.Duration
 	in, out   *atomic.Uint64
+	// sessIn and sessOut, when set, count the same bytes for one session.
+	sessIn, sessOut *atomic.Uint64
 }
 
 func (c *timedConn) Read(b []byte) (int, error) {
@@ -45,6 +47,9 @@ func (c *timedConn) Read(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(b)
 	c.in.Add(uint64(n))
+	if c.sessIn != nil {
+		c.sessIn.Add(uint64(n))
+	}
 	return n, err
 }
 
@@ -54,6 +59,9 @@ func (c *timedConn) Write(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(b)
 	c.out.Add(uint64(n))
+	if c.sessOut != nil {
+		c.sessOut.Add(uint64(n))
+	}
 	return n, err
 }
 

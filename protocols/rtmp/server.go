@@ -41,6 +41,15 @@ type Sessions interface {
 	Track(key stream.Key, proto string) (end func())
 }
 
+// MeteredSessions is Sessions that also reads each session's client byte
+// counters (bytes read from the client in in, written to it in out), for
+// per-stream bit rates. When Config.Sessions implements it, TrackMetered is
+// called instead of Track. The counters only grow and stay valid after end.
+type MeteredSessions interface {
+	Sessions
+	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
+}
+
 // Config configures a Server. Zero values select the defaults.
 type Config struct {
 	// Router picks the origin of a stream. Required.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -568,5 +569,41 @@ func TestDrain(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Drain did not return after the last session ended")
+	}
+}
+
+// meteredSessions hands the counters of each tracked session to the test.
+type meteredSessions struct {
+	counters chan [2]*atomic.Uint64
+}
+
+func (m meteredSessions) Track(stream.Key, string) func() { panic("Track called on MeteredSessions") }
+
+func (m meteredSessions) TrackMetered(_ stream.Key, proto string, in, out *atomic.Uint64) func() {
+	m.counters <- [2]*atomic.Uint64{in, out}
+	return func() {}
+}
+
+// TestMeteredSessions: a publisher's bytes are counted for its session as
+// they reach the proxy, for the stream's bit rate.
+func TestMeteredSessions(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	ms := meteredSessions{counters: make(chan [2]*atomic.Uint64, 1)}
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), Sessions: ms})
+	p := dialTestPeer(t, addr)
+	if info, err := p.start("rtmp://"+addr+"/live", "m", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	c := waitChan(t, ms.counters)
+	start := c[0].Load()
+	for i := range 20 {
+		m := chunk.Message{CSID: 4, Type: chunk.TypeVideo, StreamID: 1, Timestamp: uint32(i), Payload: payload(10_000)}
+		if err := p.w.WriteMessage(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, "200 kB counted", func() bool { return c[0].Load()-start >= 200_000 })
+	if c[1].Load() == 0 {
+		t.Error("nothing counted toward the client, not even Publish.Start")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/datarhei/gosrt/packet"
@@ -30,11 +31,30 @@ func staticRouter(addr string) Router {
 	})
 }
 
-// fakeSessions records Track calls.
+// fakeSessions records Track calls; it is a MeteredSessions and keeps the
+// last session's byte counters.
 type fakeSessions struct {
-	mu     sync.Mutex
-	active map[stream.Key]int
-	total  int
+	mu      sync.Mutex
+	active  map[stream.Key]int
+	total   int
+	in, out *atomic.Uint64
+}
+
+func (f *fakeSessions) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) func() {
+	f.mu.Lock()
+	f.in, f.out = in, out
+	f.mu.Unlock()
+	return f.Track(key, proto)
+}
+
+// bytes returns the last metered session's counts.
+func (f *fakeSessions) bytes() (in, out uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.in == nil {
+		return 0, 0
+	}
+	return f.in.Load(), f.out.Load()
 }
 
 func (f *fakeSessions) Track(key stream.Key, proto string) func() {

@@ -251,6 +251,9 @@ func TestRelayEndToEnd(t *testing.T) {
 	if a, _ := sessions.count(key); a != 1 {
 		t.Errorf("tracked %d sessions", a)
 	}
+	if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
+		t.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
+	}
 	st := srv.Stats()
 	if st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
 		t.Errorf("stats %+v", st)

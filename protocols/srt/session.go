@@ -50,6 +50,9 @@ type session struct {
 	// conclusion is the caller's first conclusion request, forwarded to the
 	// origin with the origin's cookie patched in.
 	conclusion []byte
+	// clientIn and clientOut count the session's bytes from and to the
+	// caller once established, for MeteredSessions.
+	clientIn, clientOut atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -90,6 +93,7 @@ func (ss *session) fromClient(b []byte) {
 	if _, err := ss.up.Write(b); err == nil {
 		ss.srv.stats.pktToOrigin.Add(1)
 		ss.srv.stats.bytesToOrigin.Add(uint64(len(b)))
+		ss.clientIn.Add(uint64(len(b)))
 	}
 	if isControl(b, packet.CTRLTYPE_SHUTDOWN) {
 		ss.close("caller shutdown")
@@ -175,7 +179,11 @@ func (ss *session) run() {
 	ss.send(cached)
 	ss.log.Info("srt session established", "origin", ss.origin, "origin_addr", ss.originAddr,
 		"origin_socket", hs.SocketID, "encrypted", hs.HasKM)
-	if t := ss.srv.cfg.Sessions; t != nil {
+	if m, ok := ss.srv.cfg.Sessions.(MeteredSessions); ok {
+		if end := m.TrackMetered(ss.info.Key, "srt", &ss.clientIn, &ss.clientOut); end != nil {
+			defer end()
+		}
+	} else if t := ss.srv.cfg.Sessions; t != nil {
 		if end := t.Track(ss.info.Key, "srt"); end != nil {
 			defer end()
 		}
@@ -307,6 +315,7 @@ func (ss *session) relay(buf []byte) {
 		if ss.send(b) {
 			ss.srv.stats.pktToClient.Add(1)
 			ss.srv.stats.bytesToClient.Add(uint64(n))
+			ss.clientOut.Add(uint64(n))
 		}
 		if n >= headerLen && isControl(b, packet.CTRLTYPE_SHUTDOWN) {
 			ss.log.Debug("origin shut the session down")

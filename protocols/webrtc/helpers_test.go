@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,10 +32,29 @@ func (f *fakeRouter) Route(_ context.Context, key stream.Key) (stream.Origin, er
 	return f.origin, f.err
 }
 
-// fakeSessions counts tracked sessions.
+// fakeSessions counts tracked sessions; it is a MeteredSessions and keeps
+// the last session's byte counters.
 type fakeSessions struct {
-	mu   sync.Mutex
-	live map[string]int
+	mu      sync.Mutex
+	live    map[string]int
+	in, out *atomic.Uint64
+}
+
+func (f *fakeSessions) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) func() {
+	f.mu.Lock()
+	f.in, f.out = in, out
+	f.mu.Unlock()
+	return f.Track(key, proto)
+}
+
+// bytes returns the last metered session's counts.
+func (f *fakeSessions) bytes() (in, out uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.in == nil {
+		return 0, 0
+	}
+	return f.in.Load(), f.out.Load()
 }
 
 func (f *fakeSessions) Track(key stream.Key, proto string) func() {

@@ -35,6 +35,9 @@ type relaySession struct {
 	end      func()
 	// lastActive is a coarse unix-nanosecond stamp (Server.now).
 	lastActive atomic.Int64
+	// clientIn and clientOut count the bytes relayed from and to the
+	// client, for MeteredSessions.
+	clientIn, clientOut *atomic.Uint64
 
 	mu     sync.Mutex
 	client netip.AddrPort                 // where origin packets go
@@ -130,6 +133,7 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	}
 	s.st.clientPackets.Add(1)
 	s.st.clientBytes.Add(uint64(len(p)))
+	rs.clientIn.Add(uint64(len(p)))
 }
 
 // learn handles a STUN Binding request p with a USERNAME from a client: it
@@ -275,8 +279,13 @@ func (s *Server) open(rec stream.RTCSession, from netip.AddrPort) *relaySession 
 // start opens the upstream socket and the reader goroutine of a session.
 func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.AddrPort) *relaySession {
 	end := func() {}
-	if key, err := stream.ParseKey(rec.Key); err == nil && s.cfg.Sessions != nil {
-		end = s.cfg.Sessions.Track(key, "webrtc")
+	in, out := new(atomic.Uint64), new(atomic.Uint64)
+	if key, err := stream.ParseKey(rec.Key); err == nil {
+		if m, ok := s.cfg.Sessions.(MeteredSessions); ok {
+			end = m.TrackMetered(key, "webrtc", in, out)
+		} else if s.cfg.Sessions != nil {
+			end = s.cfg.Sessions.Track(key, "webrtc")
+		}
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -303,7 +312,7 @@ func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.
 		s.log.Warn("cannot open upstream socket", "origin", rec.OriginID, "rtc", origin, "err", err)
 		return nil
 	}
-	rs := &relaySession{rec: rec, upstream: up, client: from, end: end}
+	rs := &relaySession{rec: rec, upstream: up, client: from, end: end, clientIn: in, clientOut: out}
 	rs.addrs[0], rs.naddrs = from, 1
 	rs.lastActive.Store(s.now.Load())
 	if old := s.byAddr[from]; old != nil {
@@ -354,6 +363,7 @@ func (s *Server) readOrigin(rs *relaySession, pc udpConn) {
 		}
 		s.st.originPackets.Add(1)
 		s.st.originBytes.Add(uint64(n))
+		rs.clientOut.Add(uint64(n))
 	}
 }
 

@@ -49,6 +49,14 @@ func TestRelayForwardsBothWays(t *testing.T) {
 	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 1 {
 		t.Fatalf("tracked sessions: %d", n)
 	}
+	// The session's own counters, for its stream's bit rates.
+	media := uint64(10 * len(rtpPacket(0, "media")))
+	testkit.Eventually(t, 2*time.Second, func() error {
+		if in, out := sessions.bytes(); in != uint64(len(req))+media || out != uint64(len(resp))+media {
+			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, uint64(len(req))+media, uint64(len(resp))+media)
+		}
+		return nil
+	})
 	e.srv.Close()
 	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 0 {
 		t.Fatalf("tracked sessions after Close: %d", n)
@@ -90,9 +98,14 @@ func TestRelayDropsBadPackets(t *testing.T) {
 	if resp := exchange(t, client, e.addr, bindingRequest(t, "ans1:off1")); !isBindingSuccess(resp) {
 		t.Fatalf("relay broken after bad packets: %x", resp)
 	}
-	if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 1 {
-		t.Fatalf("stats: %+v", st)
-	}
+	// The relay counts a forwarded packet after writing it, so the answer
+	// can come back before the count.
+	testkit.Eventually(t, 2*time.Second, func() error {
+		if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 1 {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
 }
 
 // A NAT rebinding: the client's port changes mid-session. The next Binding

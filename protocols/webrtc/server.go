@@ -59,6 +59,15 @@ type Sessions interface {
 	Track(key stream.Key, proto string) (end func())
 }
 
+// MeteredSessions is Sessions that also reads each session's byte counters
+// (in: bytes relayed from the client, out: to it), for per-stream bit rates.
+// When Config.Sessions implements it, TrackMetered is called instead of
+// Track. The counters only grow and stay valid after end.
+type MeteredSessions interface {
+	Sessions
+	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
+}
+
 // Config configures a Server. Zero values take the defaults below.
 type Config struct {
 	// Router is required.

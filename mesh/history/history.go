@@ -1,0 +1,121 @@
+// Package history keeps a node's recent throughput in memory: every
+// interval (5 s by default) the node observes its cumulative counters (bytes
+// from and to clients, assignments written) and its live sessions by
+// protocol, and the Ring stores one Sample of rates, keeping the last
+// Capacity (180 samples of 5 s: 15 minutes). The dashboard draws its charts
+// from the rings of every node (GET /mesh/v1/history). The package holds no
+// goroutine: the node's sampling loop calls Observe.
+package history
+
+import (
+	"maps"
+	"sync"
+	"time"
+)
+
+// Sample is one interval of one node.
+type Sample struct {
+	// TimeUnixMs is when the interval ended.
+	TimeUnixMs int64 `json:"t"`
+	// InBps and OutBps are bits per second received from clients and sent
+	// to clients over the interval, all protocols together.
+	InBps  float64 `json:"in_bps"`
+	OutBps float64 `json:"out_bps"`
+	// Sessions are the live client sessions by protocol at TimeUnixMs.
+	Sessions map[string]int `json:"sessions"`
+	// AssignmentsPerSec is the rate of assignment writes this node made
+	// (first uses of a stream routed through it).
+	AssignmentsPerSec float64 `json:"assignments_per_s"`
+}
+
+// Counters are a node's cumulative counters at one instant. Counters never
+// decrease while the node runs; a decrease (a counter that was reset) gives
+// a rate of zero for that interval.
+type Counters struct {
+	BytesIn, BytesOut uint64
+	Assignments       uint64
+	// Sessions are the live sessions by protocol (not cumulative).
+	Sessions map[string]int
+}
+
+// DefaultCapacity is how many samples a Ring keeps by default: 15 minutes
+// of 5 s samples.
+const DefaultCapacity = 180
+
+// maxProtocols bounds the protocols one sample keeps (labels come from the
+// node's own protocol servers, but the bound keeps a sample small whatever
+// they are).
+const maxProtocols = 16
+
+// Ring holds a node's last samples. It is safe for concurrent use.
+type Ring struct {
+	mu      sync.Mutex
+	samples []Sample // oldest first, at most cap
+	cap     int
+	prev    Counters
+	prevAt  time.Time
+	started bool
+}
+
+// New returns an empty Ring keeping the last capacity samples
+// (DefaultCapacity when capacity <= 0).
+func New(capacity int) *Ring {
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	return &Ring{cap: capacity, samples: make([]Sample, 0, capacity)}
+}
+
+// Observe records the counters seen at at. The first call only sets the
+// baseline; each later one adds the sample of rates since the previous call
+// (none when at is not after it), dropping the oldest sample when the ring is
+// full.
+func (r *Ring) Observe(at time.Time, c Counters) {
+	sessions := make(map[string]int, min(len(c.Sessions), maxProtocols))
+	for p, n := range c.Sessions {
+		if len(sessions) < maxProtocols && n > 0 {
+			sessions[p] = n
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev, prevAt, started := r.prev, r.prevAt, r.started
+	r.prev, r.prevAt, r.started = c, at, true
+	if !started || !at.After(prevAt) {
+		return
+	}
+	secs := at.Sub(prevAt).Seconds()
+	rate := func(now, before uint64) float64 {
+		if now < before {
+			return 0
+		}
+		return float64(now-before) / secs
+	}
+	s := Sample{
+		TimeUnixMs:        at.UnixMilli(),
+		InBps:             8 * rate(c.BytesIn, prev.BytesIn),
+		OutBps:            8 * rate(c.BytesOut, prev.BytesOut),
+		Sessions:          sessions,
+		AssignmentsPerSec: rate(c.Assignments, prev.Assignments),
+	}
+	if len(r.samples) == r.cap {
+		copy(r.samples, r.samples[1:])
+		r.samples = r.samples[:r.cap-1]
+	}
+	r.samples = append(r.samples, s)
+}
+
+// Samples copies the samples, oldest first.
+func (r *Ring) Samples() []Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Sample, len(r.samples))
+	for i, s := range r.samples {
+		s.Sessions = maps.Clone(s.Sessions)
+		out[i] = s
+	}
+	return out
+}
+
+// Capacity is how many samples the ring keeps.
+func (r *Ring) Capacity() int { return r.cap }

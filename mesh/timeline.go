@@ -1,0 +1,117 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/stream/httpjson"
+)
+
+// PathLocalEvents is where every node serves its own event log (system API
+// and internal API); GET /mesh/v1/events merges them.
+const PathLocalEvents = "/mesh/v1/local/events"
+
+// LocalEvents is the answer of GET /mesh/v1/local/events: one node's event
+// log, oldest first.
+type LocalEvents struct {
+	Node   string         `json:"node"`
+	Events []events.Event `json:"events"`
+}
+
+// Events is the answer of GET /mesh/v1/events: the event logs of every node
+// that answered, merged by events.Merge (oldest first), and how each node
+// answered. A node that does not answer within a second is listed with ok
+// false, and the events only it saw are missing.
+//
+//	{"events":[{"time_unix_ms":1700000000000,"node":"n1","kind":"origin_down","origin":"o1",
+//	            "detail":"unhealthy","seq":7}],
+//	 "nodes":[{"id":"n1","ok":true},{"id":"n2","ok":false,"error":"..."}],
+//	 "generated_unix_ms":1700000001000}
+type Events struct {
+	Events        []events.Event `json:"events"`
+	Nodes         []NodeAnswer   `json:"nodes"`
+	GeneratedUnix int64          `json:"generated_unix_ms"`
+}
+
+// maxEventsBytes bounds one peer's event log answer.
+const maxEventsBytes = 4 << 20
+
+// DefaultEventsLimit is how many events GET /mesh/v1/events returns without
+// ?limit=; MaxEventsLimit is the most it returns.
+const (
+	DefaultEventsLimit = 100
+	MaxEventsLimit     = 1000
+)
+
+// LocalEvents returns this node's event log.
+func (n *Node) LocalEvents() LocalEvents {
+	return LocalEvents{Node: n.cfg.NodeID, Events: n.timeline.Recent(0)}
+}
+
+// ClusterEvents gathers the event logs of this node and of every alive
+// member (each within a second and ctx) and merges them, keeping the latest
+// limit events.
+func (n *Node) ClusterEvents(ctx context.Context, limit int) Events {
+	self := n.LocalEvents()
+	logs := [][]events.Event{self.Events}
+	nodes := []NodeAnswer{{ID: n.cfg.NodeID, OK: true}}
+	for _, a := range n.askPeers(ctx, PathLocalEvents, maxEventsBytes) {
+		if a.OK {
+			var le LocalEvents
+			if err := json.Unmarshal(a.body, &le); err != nil {
+				a.OK, a.Error = false, fmt.Sprintf("bad answer: %v", err)
+			} else {
+				for i := range le.Events {
+					le.Events[i].Node = a.ID // a peer speaks for itself only
+				}
+				logs = append(logs, le.Events)
+			}
+		}
+		nodes = append(nodes, a.NodeAnswer)
+	}
+	return Events{Events: events.Merge(logs, limit), Nodes: nodes, GeneratedUnix: time.Now().UnixMilli()}
+}
+
+// redactEvents hides why an origin went down from callers who are not
+// operators, as handleStatus does for the health reason.
+func (n *Node) redactEvents(r *http.Request, evs []events.Event) {
+	if n.guard.Operator(r) {
+		return
+	}
+	for i := range evs {
+		if evs[i].Kind == events.OriginDown && evs[i].Detail != "" {
+			evs[i].Detail = "unhealthy"
+		}
+	}
+}
+
+func (n *Node) handleLocalEvents(w http.ResponseWriter, r *http.Request) {
+	le := n.LocalEvents()
+	n.redactEvents(r, le.Events)
+	httpjson.Write(w, http.StatusOK, le)
+}
+
+// handleInternalLocalEvents answers members, who redact for their callers.
+func (n *Node) handleInternalLocalEvents(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, n.LocalEvents())
+}
+
+func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultEventsLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			httpjson.Error(w, http.StatusBadRequest, "limit must be a positive integer")
+			return
+		}
+		limit = min(v, MaxEventsLimit)
+	}
+	ev := n.ClusterEvents(r.Context(), limit)
+	n.redactEvents(r, ev.Events)
+	httpjson.Write(w, http.StatusOK, ev)
+}
