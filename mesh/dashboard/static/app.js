@@ -354,6 +354,7 @@
       r.clients = s.clients || {};
       r.nodes = s.nodes || {};
       r.total = s.total_clients || 0;
+      r.fanout = s.fanout || {};
       byKey.set(s.key, r);
     }
     const rows = [...byKey.values()].sort((a, b) => (b.total || 0) - (a.total || 0) || a.key.localeCompare(b.key));
@@ -371,10 +372,26 @@
         counted ? numTd(bits(r.egress), "to players, summed over the nodes") : el("td", { class: "num" }, na()),
         td(counted ? counts(r.clients) : na()),
         td(counted ? counts(r.nodes, true) : na()),
+        counted ? fanOutTd(r.fanout) : el("td", { class: "num" }, na()),
         numTd(r.created ? duration(now - r.created) : "–", iso(r.created)),
         numTd(r.used ? ago(r.used, now) : "–", iso(r.used)));
     });
-    fill("streams", JSON.stringify([rows, Math.round(now / 5000)]), trs, "No streams yet. Publish one to any node.", 8);
+    fill("streams", JSON.stringify([rows, Math.round(now / 5000)]), trs, "No streams yet. Publish one to any node.", 9);
+  }
+
+  // fanOutTd renders a stream's shared upstreams over the nodes
+  // ({"n1":{"upstreams":1,"players":70,"ratio":70}}) as "1 ↑ · 70×", with
+  // the nodes in the title.
+  function fanOutTd(f) {
+    let ups = 0, players = 0;
+    const per = [];
+    for (const [node, v] of Object.entries(f || {})) {
+      ups += v.upstreams || 0;
+      players += v.players || 0;
+      per.push(node + ": " + (v.upstreams || 0) + " upstream(s), " + (v.players || 0) + " players");
+    }
+    if (ups === 0) return numTd("–", "no shared upstream");
+    return numTd(ups + " ↑ · " + Math.round(players / ups) + "×", per.sort().join("\n"));
   }
 
   // ---- events ----
