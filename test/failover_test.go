@@ -63,14 +63,7 @@ func TestPublisherFailover(t *testing.T) {
 		}
 	}
 	playlist := c.nodes[1].HTTPURL(fmt.Sprintf("live/f%d.m3u8", watched))
-	testkit.WaitFor(t, 60*time.Second, "the watched stream's playlist", func() bool {
-		resp, err := e2eHTTP.Get(playlist)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitOK(t, playlist, "the watched stream's playlist")
 	player := harness.StartPlayer(t, playlist)
 	testkit.WaitFor(t, 60*time.Second, "the HLS player decodes", func() bool {
 		if player.Exited() {
@@ -470,14 +463,7 @@ func TestSRSOriginFailover(t *testing.T) {
 		live = append(live, livePlayer{"RTMP " + rtmp, harness.StartCopyPlayer(t, rtmp)}, livePlayer{"FLV " + flv, harness.StartCopyPlayer(t, flv)})
 	}
 	playlist := c.nodes[1].HTTPURL(fmt.Sprintf("live/s%d.m3u8", watched))
-	testkit.WaitFor(t, 60*time.Second, "the watched stream's playlist", func() bool {
-		resp, err := e2eHTTP.Get(playlist)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitOK(t, playlist, "the watched stream's playlist")
 	hls := harness.StartPlayer(t, playlist)
 	live = append(live, livePlayer{"HLS " + playlist, hls})
 	testkit.WaitFor(t, 60*time.Second, "every player gets frames", func() bool {
@@ -532,4 +518,17 @@ func TestSRSOriginFailover(t *testing.T) {
 			}
 		}
 	}
+}
+
+// waitOK waits up to a minute for url to answer 200.
+func waitOK(t *testing.T, url, what string) {
+	t.Helper()
+	testkit.WaitFor(t, 60*time.Second, what, func() bool {
+		resp, err := e2eHTTP.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
