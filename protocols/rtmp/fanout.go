@@ -368,7 +368,7 @@ func (a addBoth) Add(n uint64) uint64 {
 
 // fanArena is the size of a fan-out player's header arena. A batch whose
 // headers would not fit is written in several.
-const fanArena = 4 << 10
+const fanArena = 512
 
 // write writes the tags in bufs (an FLV header among them is skipped).
 func (w *fanWriter) write(bufs net.Buffers) error {
