@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,28 +288,39 @@ func TestSegmentRate(t *testing.T) {
 	t.Log(report.String())
 }
 
-// lastSegment returns the URL of the last segment a media playlist lists,
-// or "".
-func lastSegment(playlist, base string) string {
-	resp, err := benchHTTP.Get(playlist)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	last := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			last = line
+// lastSegment returns the URL of the last segment a media playlist lists
+// (following a master playlist's first variant), or "".
+func lastSegment(playlist, _ string) string {
+	for range 2 {
+		resp, err := benchHTTP.Get(playlist)
+		if err != nil {
+			return ""
 		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return ""
+		}
+		last := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				last = line
+			}
+		}
+		base, err := neturl.Parse(playlist)
+		if last == "" || err != nil {
+			return ""
+		}
+		ref, err := base.Parse(last)
+		if err != nil {
+			return ""
+		}
+		if !strings.Contains(string(b), "#EXT-X-STREAM-INF") {
+			return ref.String()
+		}
+		playlist = ref.String() // a master playlist: its variant
 	}
-	switch {
-	case last == "" || strings.HasPrefix(last, "http"):
-		return last
-	case strings.HasPrefix(last, "/"):
-		return base[:strings.Index(base[len("http://"):], "/")+len("http://")] + last
-	}
-	return base + last
+	return ""
 }
 
 // segmentSize GETs url and returns its size.
