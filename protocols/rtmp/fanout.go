@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -220,6 +221,9 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	}
 	defer sub.Close()
 	c.nc.SetDeadline(time.Time{})
+	// The set-up is replayed from up (the hub keeps its opener), never
+	// from c: what a player holds while it plays is only its connection.
+	c.connectObj, c.connectArgs, c.streamCmd = nil, nil, command{}
 
 	if ms, ok := s.cfg.Sessions.(MeteredSessions); ok {
 		// Set before playFrom's goroutines start; they only add.
@@ -265,13 +269,7 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 		return err
 	}
 
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	readErr := make(chan error, 1)
-	go func() { // ends when the client connection closes
-		readErr <- c.readPlayer()
-		cancel()
-	}()
+	var poll playerPoll
 	// The media bypasses the leg's counting connection (writev on the raw
 	// one): it counts toward the server's and the session's bytes here.
 	w := fanWriter{l: cl, sid: sid, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}
@@ -279,10 +277,16 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 	var bufs net.Buffers
 	for {
 		var nerr error
-		bufs, nerr = sub.Next(pctx, bufs[:0])
+		bufs, nerr = sub.Next(ctx, bufs[:0])
 		if len(bufs) > 0 {
 			werr = w.write(bufs)
 			clear(bufs)
+			if cap(bufs) > fanIOV {
+				bufs = nil // a burst's array is not kept for the player's lifetime
+			}
+			if werr == nil {
+				werr = poll.read(cl.conn.Conn)
+			}
 			if werr != nil {
 				break
 			}
@@ -290,19 +294,53 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 		if nerr != nil {
 			if nerr == io.EOF {
 				c.endPlay()
-			} else if pctx.Err() == nil {
+			} else if ctx.Err() == nil {
 				werr = nerr
 			}
 			break
 		}
 	}
 	c.closeAll()
-	rerr := <-readErr
-	if werr == nil && !isClosedErr(rerr) {
-		werr = rerr
-	}
 	return werr
 }
+
+// playerPoll reads what a fan-out player sends, from the goroutine that
+// writes to it, so that a player costs one goroutine: acknowledgements,
+// buffer lengths and pings need no answer from a node that only writes
+// media, and are discarded. A player that closes its connection is seen by
+// the next poll or the next write, whichever fails first.
+type playerPoll struct {
+	last time.Time
+	buf  [128]byte
+}
+
+// playerPollEvery is how often playerPoll reads.
+const playerPollEvery = time.Second
+
+// read discards what nc holds, waiting at most a millisecond, at most once
+// per playerPollEvery. It returns nil, or the error that says the player
+// is gone.
+func (p *playerPoll) read(nc net.Conn) error {
+	if now := time.Now(); now.Sub(p.last) < playerPollEvery {
+		return nil
+	} else {
+		p.last = now
+	}
+	defer nc.SetReadDeadline(time.Time{})
+	for range playerPollReads { // a player that floods the node gets no more of its time
+		nc.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := nc.Read(p.buf[:]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// playerPollReads bounds the reads of one poll.
+const playerPollReads = 64
 
 // endPlay tells the player the stream ended, as an origin does on unpublish.
 func (c *conn) endPlay() {
@@ -314,34 +352,6 @@ func (c *conn) endPlay() {
 	cl.writeCommand(csidStream, c.clientStream, "onStatus", 0, nil,
 		status(levelStatus, "NetStream.Play.UnpublishNotify", c.req.Key.Stream+" is now unpublished."))
 	cl.flush()
-}
-
-// readPlayer reads what a playing client sends until it closes: it answers
-// pings and otherwise ignores it (acknowledgements, buffer lengths,
-// closeStream, deleteStream). A client that stops playing closes its
-// connection or its stream; either ends the session.
-func (c *conn) readPlayer() error {
-	cl := c.client
-	for {
-		m, err := cl.r.ReadMessage()
-		if err != nil {
-			return err
-		}
-		if err := cl.maybeAck(); err != nil {
-			return err
-		}
-		if m.Type <= chunk.TypeSetPeerBandwidth {
-			if _, err := cl.handleControl(&m); err != nil {
-				return err
-			}
-			continue
-		}
-		if isCommand(&m) {
-			if cmd, err := parseCommand(&m); err == nil && (cmd.Name == "closeStream" || cmd.Name == "deleteStream") {
-				return io.EOF
-			}
-		}
-	}
 }
 
 // fanWriter writes tags (shared buffers) to a player as RTMP messages,
@@ -370,6 +380,10 @@ func (a addBoth) Add(n uint64) uint64 {
 // headers would not fit is written in several.
 const fanArena = 512
 
+// fanIOV bounds the buffers of one writev, so that a player's iovec stays
+// small after a burst (a fast start's GOP) as well.
+const fanIOV = 64
+
 // write writes the tags in bufs (an FLV header among them is skipped).
 func (w *fanWriter) write(bufs net.Buffers) error {
 	if w.arena == nil {
@@ -390,7 +404,7 @@ func (w *fanWriter) write(bufs net.Buffers) error {
 			csid = csidFanVideo
 		}
 		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)
-		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) {
+		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov)+2*pieces > fanIOV {
 			if err := w.flush(); err != nil {
 				return err
 			}

@@ -230,6 +230,11 @@ func TestSharedPlayNginx(t *testing.T) {
 	if pub.Exited() {
 		t.Fatalf("publisher exited: %s", pub.Output())
 	}
+	// Players that went away are noticed by the writer (no goroutine of
+	// theirs reads), and their sessions end.
+	testkit.WaitFor(t, 10*time.Second, "the players' sessions to end", func() bool {
+		return s.Hubs().Stats().Subscribers == 0 && s.Stats().Players == 0
+	})
 }
 
 // discardConn is a net.Conn whose writes go nowhere.
