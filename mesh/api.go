@@ -193,6 +193,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	n.redactEvents(r, st.RecentEvents)
 	httpjson.Write(w, http.StatusOK, st)
 }
 

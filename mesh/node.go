@@ -566,6 +566,7 @@ func (n *Node) Status() Status {
 		NodeID: n.cfg.NodeID, RaftState: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		RaftStats: n.raft.Stats(), Replica: n.fsm.Contents(), RTCSessions: n.fsm.RTCSessionCount(),
 		DegradedRoutes: n.degraded.Load(), LastProbe: n.lastProbeOK, NowMs: time.Now().UnixMilli(),
+		Events: n.timeline.Recent(view.MaxRecentEvents),
 	}
 	in.Replica.TokenKey = nil
 	for id, p := range n.peerSnapshot() {

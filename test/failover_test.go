@@ -82,7 +82,11 @@ func TestPublisherFailover(t *testing.T) {
 	}
 	var live []livePlayer
 	for i := range keys {
-		for _, j := range []int{(i + 1) % 3, (i + 2) % 3} {
+		nodes := []int{(i + 1) % 3, (i + 2) % 3}
+		if owners[i] == victim {
+			nodes = append(nodes, i%3) // the publisher's node too
+		}
+		for _, j := range nodes {
 			rtmp, flv := c.nodes[j].RTMPURL(fmt.Sprintf("live/f%d", i)), c.nodes[j].HTTPURL(fmt.Sprintf("live/f%d.flv", i))
 			if i == watched && j == (i+1)%3 {
 				live = append(live, livePlayer{"decoding RTMP " + rtmp, harness.StartPlayer(t, rtmp)},
@@ -142,6 +146,27 @@ func TestPublisherFailover(t *testing.T) {
 		return true
 	})
 	t.Logf("every assignment on %s %v after the kill", other, time.Since(killed).Round(10*time.Millisecond))
+	// Every node's status lists the moves among its recent events.
+	testkit.WaitFor(t, 10*time.Second, "the moves in every node's recent events", func() bool {
+		for _, nd := range c.nodes {
+			var st mesh.Status
+			if nd.Status(&st) != nil {
+				return false
+			}
+			moves := map[string]bool{}
+			for _, e := range st.RecentEvents {
+				if e.Kind == "stream_moved" && e.Origin == other {
+					moves[e.Stream] = true
+				}
+			}
+			for i, k := range keys {
+				if owners[i] == victim && !moves[k] {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	testkit.WaitFor(t, 20*time.Second, "a failover counted per moved stream", func() bool {
 		return failoverCount(t, c, "ok")-before >= float64(moved)
 	})

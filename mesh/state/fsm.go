@@ -67,6 +67,9 @@ type Assignment struct {
 	// backwards when the new origin starts again from 0, and only by that
 	// much, so that a player skips ahead a few segments, not billions.
 	SeqBase uint64 `json:"seq_base,omitempty"`
+	// MovedFrom is the origin the stream left at its last move ("" when it
+	// never moved).
+	MovedFrom string `json:"moved_from,omitempty"`
 }
 
 // minSegmentMs is the shortest HLS segment segmentsSince counts with: SRS
@@ -81,9 +84,10 @@ func segmentsSince(startMs, nowMs int64) uint64 {
 	return uint64(max(nowMs-startMs, 0)/minSegmentMs) + 1
 }
 
-// moved records that a changes origin at nowMs: the epoch, the time and the
-// sequence base of the next origin's playlists.
+// moved records that a changes origin at nowMs: the epoch, the time, the
+// origin it leaves and the sequence base of the next origin's playlists.
 func (a *Assignment) moved(nowMs int64) {
+	a.MovedFrom = a.Origin
 	start := a.CreatedMs
 	if a.MovedMs > 0 {
 		start = a.MovedMs
@@ -414,11 +418,11 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 		if a.PlayOnly {
 			f.playOnly--
 		}
-		na.Epoch, na.MovedMs, na.SeqBase = a.Epoch, a.MovedMs, a.SeqBase
+		na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom = a.Epoch, a.MovedMs, a.SeqBase, a.MovedFrom
 		if a.Origin != id {
 			prev := *a
 			prev.moved(c.NowMs)
-			na.Epoch, na.MovedMs, na.SeqBase = prev.Epoch, prev.MovedMs, prev.SeqBase
+			na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom = prev.Epoch, prev.MovedMs, prev.SeqBase, prev.MovedFrom
 		}
 	}
 	f.assignments[c.Key] = na

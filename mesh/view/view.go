@@ -6,12 +6,15 @@
 package view
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -42,7 +45,20 @@ type Status struct {
 	// DegradedRoutes counts routes this node answered without quorum by
 	// rendezvous hash over the origins it believed healthy.
 	DegradedRoutes uint64 `json:"degraded_routes"`
+	// RecentEvents are the latest events this node recorded, joined with
+	// the stream moves of the last RecentMoves that every replica knows
+	// (so that any node shows a failover, whichever node made it), oldest
+	// first, at most MaxRecentEvents. The whole cluster's timeline is GET
+	// /mesh/v1/events.
+	RecentEvents []events.Event `json:"recent_events"`
 }
+
+// MaxRecentEvents bounds Status.RecentEvents.
+const MaxRecentEvents = 20
+
+// RecentMoves is how far back Status.RecentEvents lists replicated stream
+// moves.
+const RecentMoves = 15 * time.Minute
 
 // Member is one node of the mesh, merged from gossip and Raft.
 type Member struct {
@@ -103,6 +119,10 @@ type Assignment struct {
 	OriginHealthy  bool   `json:"origin_healthy"`
 	// Epoch counts the times the stream moved to another origin.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// MovedUnixMs and MovedFrom are when the stream last moved and the
+	// origin it left (absent when it never moved).
+	MovedUnixMs int64  `json:"moved_unix_ms,omitempty"`
+	MovedFrom   string `json:"moved_from,omitempty"`
 }
 
 // Peer is a member as gossip knows it.
@@ -132,6 +152,9 @@ type Input struct {
 	// replicated one, when this node knows one (unix ms).
 	LastProbe func(id string) (int64, bool)
 	NowMs     int64
+	// Events are this node's latest events (events.Log.Recent), oldest
+	// first.
+	Events []events.Event
 }
 
 // Build assembles the document. Lists are never nil; members are sorted by
@@ -204,10 +227,36 @@ func Build(in Input) Status {
 	for _, a := range in.Replica.Assignments {
 		st.Assignments = append(st.Assignments, Assignment{
 			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
-			OriginHealthy: healthy[a.Origin], Epoch: a.Epoch,
+			OriginHealthy: healthy[a.Origin], Epoch: a.Epoch, MovedUnixMs: a.MovedMs, MovedFrom: a.MovedFrom,
 		})
 	}
+	st.RecentEvents = recentEvents(in)
 	return st
+}
+
+// recentEvents joins the node's own events with the replicated moves of
+// the last RecentMoves that the node did not record itself.
+func recentEvents(in Input) []events.Event {
+	out := append([]events.Event{}, in.Events...)
+	own := map[string]bool{}
+	for _, e := range in.Events {
+		if e.Kind == events.StreamMoved {
+			own[e.Stream] = true
+		}
+	}
+	for _, a := range in.Replica.Assignments {
+		if a.MovedMs == 0 || in.NowMs-a.MovedMs > RecentMoves.Milliseconds() || own[a.Key] {
+			continue
+		}
+		e := events.Moved(a.Key, a.MovedFrom, a.Origin, "")
+		e.TimeUnixMs, e.Detail = a.MovedMs, e.Detail+" (epoch "+strconv.FormatUint(a.Epoch, 10)+")"
+		out = append(out, e)
+	}
+	slices.SortStableFunc(out, func(x, y events.Event) int { return cmp.Compare(x.TimeUnixMs, y.TimeUnixMs) })
+	if len(out) > MaxRecentEvents {
+		out = out[len(out)-MaxRecentEvents:]
+	}
+	return out
 }
 
 func parseUint(s string) uint64 {

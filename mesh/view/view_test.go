@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -93,5 +94,35 @@ func TestBuildVotersAndCapacity(t *testing.T) {
 	}
 	if json.Unmarshal(b, &doc) != nil || doc.Voters == nil || doc.NonVoters == nil || doc.Origins[1].Load.CPU == nil {
 		t.Errorf("JSON lacks voters, nonvoters or an origin's load: %s", b)
+	}
+}
+
+// TestRecentEvents: the status lists the node's own events and the
+// replicated moves of the last minutes that it did not record, oldest
+// first and bounded.
+func TestRecentEvents(t *testing.T) {
+	now := int64(10_000_000)
+	in := Input{NowMs: now, Events: []events.Event{
+		{TimeUnixMs: now - 5000, Kind: events.OriginDown, Origin: "o1"},
+		{TimeUnixMs: now - 4000, Kind: events.StreamMoved, Stream: "v/live/mine", Origin: "o2"},
+	}}
+	in.Replica.Assignments = []state.KeyAssignment{
+		{Key: "v/live/mine", Assignment: state.Assignment{Origin: "o2", Epoch: 1, MovedMs: now - 4000, MovedFrom: "o1"}},
+		{Key: "v/live/other", Assignment: state.Assignment{Origin: "o2", Epoch: 1, MovedMs: now - 4500, MovedFrom: "o1"}},
+		{Key: "v/live/old", Assignment: state.Assignment{Origin: "o2", Epoch: 3, MovedMs: now - RecentMoves.Milliseconds() - 1, MovedFrom: "o1"}},
+		{Key: "v/live/still", Assignment: state.Assignment{Origin: "o1"}},
+	}
+	got := Build(in).RecentEvents
+	if len(got) != 3 || got[0].Kind != events.OriginDown || got[1].Stream != "v/live/other" || got[2].Stream != "v/live/mine" {
+		t.Fatalf("recent events %+v", got)
+	}
+	if got[1].Origin != "o2" || got[1].Detail != "from o1 (epoch 1)" {
+		t.Errorf("replicated move %+v", got[1])
+	}
+	for i := range 2 * MaxRecentEvents {
+		in.Events = append(in.Events, events.Event{TimeUnixMs: now - 3000 + int64(i), Kind: events.Leader})
+	}
+	if n := len(Build(in).RecentEvents); n != MaxRecentEvents {
+		t.Errorf("%d recent events, want %d", n, MaxRecentEvents)
 	}
 }
