@@ -204,7 +204,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log), candidate, log)
+	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, log)
 	if err != nil {
 		return err
 	}

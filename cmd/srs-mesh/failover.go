@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 )
 
@@ -13,13 +15,14 @@ import (
 // how long their media stopped.
 type failoverMetrics struct {
 	log    *slog.Logger
+	events events.Recorder // the node's event log
 	total  *prometheus.CounterVec
 	resume *prometheus.HistogramVec
 }
 
-func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger) *failoverMetrics {
+func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.Recorder) *failoverMetrics {
 	m := &failoverMetrics{
-		log: log,
+		log: log, events: ev,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns,
 			Name:      "failovers_total",
@@ -43,16 +46,23 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger) *failoverMe
 }
 
 // playReattached records a shared player upstream's re-attach (the RTMP
-// server's Config.OnReattach).
-func (m *failoverMetrics) playReattached(key string, took time.Duration, err error) {
-	if err != nil {
+// server's Config.OnReattach): metrics, a log line and an event.
+func (m *failoverMetrics) playReattached(r rtmp.Reattach) {
+	e := events.Event{Kind: events.PlayersReattached, Stream: r.Stream, Origin: r.To}
+	if r.Err != nil {
 		m.total.WithLabelValues("rtmp", "play", "failed").Inc()
-		m.log.Warn("players lost their stream: no origin to re-attach to", "stream", key, "after", took.Round(time.Millisecond), "err", err)
+		m.log.Warn("players lost their stream: no origin to re-attach to", "stream", r.Stream, "players", r.Players,
+			"after", r.Took.Round(time.Millisecond), "err", r.Err)
+		e.Kind, e.Detail = events.PlayersLost, fmt.Sprintf("%d players, after %v: %v", r.Players, r.Took.Round(time.Millisecond), r.Err)
+		m.events.Record(e)
 		return
 	}
 	m.total.WithLabelValues("rtmp", "play", "ok").Inc()
-	m.resume.WithLabelValues("rtmp", "play").Observe(took.Seconds())
-	m.log.Info("players re-attached after an origin failure", "stream", key, "resumed_after", took.Round(time.Millisecond))
+	m.resume.WithLabelValues("rtmp", "play").Observe(r.Took.Seconds())
+	m.log.Info("players re-attached after an origin failure", "stream", r.Stream, "from", r.From, "to", r.To,
+		"players", r.Players, "resumed_after", r.Took.Round(time.Millisecond))
+	e.Detail = fmt.Sprintf("%d players, from %s, resumed after %v", r.Players, r.From, r.Took.Round(time.Millisecond))
+	m.events.Record(e)
 }
 
 // Failover records a publisher's failover (the RTMP server's

@@ -46,10 +46,15 @@ const (
 	OriginDrained   Kind = "origin_drained"   // an operator drained an origin (Origin)
 	OriginUndrained Kind = "origin_undrained" // an operator undrained an origin (Origin)
 	StreamMoved     Kind = "stream_moved"     // a stream moved to another origin (Stream, Origin: the new one, Detail: "from <old>", why)
-	Leader          Kind = "leader"           // Member became the Raft leader (Detail: "term N")
-	NodeJoined      Kind = "node_joined"      // Member joined the gossip mesh
-	NodeLeft        Kind = "node_left"        // Member left gracefully
-	NodeFailed      Kind = "node_failed"      // Member stopped answering gossip
+	// PlayersReattached: a node's players of a stream rode through an
+	// origin failure (Stream, Origin: the new one, Detail: how many, from
+	// where, after how long); PlayersLost: no origin took them in time.
+	PlayersReattached Kind = "players_reattached"
+	PlayersLost       Kind = "players_lost"
+	Leader            Kind = "leader"      // Member became the Raft leader (Detail: "term N")
+	NodeJoined        Kind = "node_joined" // Member joined the gossip mesh
+	NodeLeft          Kind = "node_left"   // Member left gracefully
+	NodeFailed        Kind = "node_failed" // Member stopped answering gossip
 )
 
 // Event is one thing that happened, as one node saw it.

@@ -84,6 +84,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	hdr := originRequestHeader(r, nil)
 	var answer *http.Response // the origin's non-200 answer to this player's open
 	opened, first := false, true
+	last := origin.ID // the origin of the upstream open now
 	open := func(ctx context.Context) (hub.Source, any, error) {
 		o := origin
 		if !first { // a re-attach: the stream may have moved
@@ -106,7 +107,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 				s.log.Warn("origin RTMP play failed", "origin", o.ID, "stream", key.String(), "err", err)
 				return nil, nil, errOriginRTMP
 			}
-			return src, http.Header{"Content-Type": {"video/x-flv"}}, nil
+			return src, s.openInfo(isFirst, &last, o.ID, http.Header{"Content-Type": {"video/x-flv"}}), nil
 		}
 		if o.HTTP == "" {
 			return nil, nil, errNoHTTP
@@ -135,7 +136,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		if s.sessions != nil {
 			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
 		}
-		return src, h, nil
+		return src, s.openInfo(isFirst, &last, o.ID, h), nil
 	}
 	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
 	switch {
@@ -209,6 +210,17 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			return true
 		}
 	}
+}
+
+// openInfo is what a fan-out Opener returns as info: the headers for the
+// players on the first open, the origins on a re-attach (hub.Origins).
+func (s *Server) openInfo(first bool, last *string, to string, h http.Header) any {
+	if first {
+		return h
+	}
+	moved := hub.Origins{From: *last, To: to}
+	*last = to
+	return moved
 }
 
 // writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:

@@ -192,6 +192,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	s := c.s
 	up := c.detached()
 	first := true
+	last := origin.ID // the origin of the upstream open now
 	open := func(octx context.Context) (hub.Source, any, error) {
 		o := origin
 		if !first { // a re-attach: the stream may have moved
@@ -205,7 +206,12 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 		}
 		first = false
 		src, err := s.openUpstream(octx, up.detached(), o)
-		return src, nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		moved := hub.Origins{From: last, To: o.ID}
+		last = o.ID
+		return src, moved, nil
 	}
 	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + time.Second))
 	sub, err := s.hubs.Subscribe(ctx, hub.StreamKey(c.req.Key, rtmpQuery(c.req)), open)

@@ -172,15 +172,16 @@ func TestSharedPlayReattaches(t *testing.T) {
 	var at atomic.Value
 	at.Store(front.ln.Addr().String())
 	router := &fakeRouter{route: func(context.Context, stream.Key) (stream.Origin, error) {
-		return stream.Origin{ID: "o", RTMP: at.Load().(string)}, nil
+		addr := at.Load().(string)
+		id := "a"
+		if addr == b.Addr {
+			id = "b"
+		}
+		return stream.Origin{ID: id, RTMP: addr}, nil
 	}}
-	var reattached atomic.Int32
+	reports := make(chan Reattach, 1)
 	_, addr := startProxy(t, Config{Router: router, FanOut: true, Reattach: 5 * time.Second,
-		OnReattach: func(key string, took time.Duration, err error) {
-			if err == nil {
-				reattached.Add(1)
-			}
-		}})
+		OnReattach: func(r Reattach) { reports <- r }})
 	p := dialTestPeer(t, addr)
 	if _, err := p.start("rtmp://"+addr+"/live", "s", false); err != nil {
 		t.Fatal(err)
@@ -202,7 +203,10 @@ func TestSharedPlayReattaches(t *testing.T) {
 	if d := after[2].Timestamp - after[1].Timestamp; d != 40 {
 		t.Errorf("frame spacing after the switch %d, want 40", d)
 	}
-	testkit.WaitFor(t, 5*time.Second, "the re-attach report", func() bool { return reattached.Load() == 1 })
+	r := waitChan(t, reports)
+	if r.Err != nil || r.From != "a" || r.To != "b" || r.Players != 1 || r.Stream != "__defaultVhost__/live/s" || r.Took <= 0 {
+		t.Errorf("re-attach report %+v", r)
+	}
 }
 
 // TestSharedPlayNginx plays one nginx-rtmp stream with several FFmpeg

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,10 +96,9 @@ type Config struct {
 	// the stream's new origin and re-attaches them; they never see the
 	// switch but for a gap. Zero: they end with the upstream.
 	Reattach time.Duration
-	// OnReattach, when not nil, is told about every re-attach: the hub key,
-	// how long players went without media, and why it failed (nil when it
-	// did not).
-	OnReattach func(key string, took time.Duration, err error)
+	// OnReattach, when not nil, is told about every re-attach of a shared
+	// upstream (of RTMP or HTTP-FLV players): see Reattach.
+	OnReattach func(Reattach)
 	// FailoverTimeout bounds a publisher's failover: from the moment its
 	// origin leg is seen to fail until a new origin accepted the replayed
 	// session. Past it the client gets an error onStatus and is closed.
@@ -106,6 +106,24 @@ type Config struct {
 	FailoverTimeout time.Duration
 	// Failovers, when not nil, is told about every failover.
 	Failovers FailoverObserver
+}
+
+// Reattach reports one re-attach of a node's shared upstream of a stream
+// after its origin failed.
+type Reattach struct {
+	// Stream is the stream's key.
+	Stream string
+	// From and To are the origins the upstream left and reached (From is
+	// also set when it gave up; To then is "").
+	From, To string
+	// Players is how many players of this node rode through (or were lost).
+	Players int
+	// Took is how long the players went without media: from the failure to
+	// the new upstream's first message, or to giving up.
+	Took time.Duration
+	// Err is nil, or why no origin could be re-attached within
+	// Config.Reattach.
+	Err error
 }
 
 // Defaults of Config.
@@ -191,7 +209,10 @@ func New(cfg Config) (*Server, error) {
 		hc := hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
 			MaxTagSize: int(cfg.MaxMessageSize)}
 		if f := cfg.OnReattach; f != nil {
-			hc.OnReattach = func(r hub.Reattach) { f(r.Key, r.Took, r.Err) }
+			hc.OnReattach = func(r hub.Reattach) {
+				f(Reattach{Stream: strings.SplitN(r.Key, "?", 2)[0], From: r.Origins.From, To: r.Origins.To,
+					Players: r.Subscribers, Took: r.Took, Err: r.Err})
+			}
 		}
 		s.hubs = hub.NewRegistry(hc)
 	}

@@ -403,6 +403,8 @@
     origin_drained: (e) => ["Origin " + e.origin + " drained", "warn"],
     origin_undrained: (e) => ["Origin " + e.origin + " undrained", "ok"],
     stream_moved: (e) => ["Stream " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " moved" + (e.origin ? " to " + e.origin : ""), "warn"],
+    players_reattached: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " re-attached" + (e.origin ? " to " + e.origin : ""), "ok"],
+    players_lost: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " lost their stream", "bad"],
     leader: (e) => [e.member + " became leader", "accent"],
     node_joined: (e) => ["Node " + e.member + " joined", "ok"],
     node_left: (e) => ["Node " + e.member + " left", ""],

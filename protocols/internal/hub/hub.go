@@ -27,11 +27,21 @@ type Opener func(ctx context.Context) (src Source, info any, err error)
 
 // Reattach reports one re-attach of a hub: its key, how long the players
 // went without a tag (from the upstream's failure to the new upstream's
-// first tag, or to giving up), and nil or why it gave up.
+// first tag, or to giving up), nil or why it gave up, how many subscribers
+// rode through, and the origins it left and reached when the Opener said
+// (an Opener's info of type Origins).
 type Reattach struct {
-	Key  string
-	Took time.Duration
-	Err  error
+	Key         string
+	Took        time.Duration
+	Err         error
+	Subscribers int
+	Origins     Origins
+}
+
+// Origins is what an Opener may return as info when it re-attaches: the
+// origin the stream left (the previous call's) and the one it opened.
+type Origins struct {
+	From, To string
 }
 
 // Config bounds a Registry and its hubs. Zero values take the defaults.
@@ -251,6 +261,7 @@ type hub struct {
 	src     Source
 	open    Opener
 	ts      rebaser // used by the reader goroutine only
+	origins Origins // of the last re-attach; the reader goroutine's
 
 	// The cache, written by the reader goroutine under mu.
 	header   []byte
@@ -389,6 +400,9 @@ func (h *hub) read(src Source) {
 }
 
 func (h *hub) report(r Reattach) {
+	h.mu.Lock()
+	r.Subscribers = len(h.subs)
+	h.mu.Unlock()
 	if h.cfg.OnReattach != nil {
 		h.cfg.OnReattach(r)
 	}
@@ -422,7 +436,7 @@ func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
 		}
 		h.deliver(h.ts.apply(t))
 		if !failed.IsZero() {
-			h.report(Reattach{Key: h.key, Took: time.Since(*failed)})
+			h.report(Reattach{Key: h.key, Took: time.Since(*failed), Origins: h.origins})
 			*failed = time.Time{}
 		}
 	}
@@ -435,11 +449,12 @@ func (h *hub) reattach(deadline time.Time) (Source, error) {
 	defer cancel()
 	backoff := 100 * time.Millisecond
 	for {
-		src, _, err := h.open(ctx)
+		src, info, err := h.open(ctx)
 		if err == nil && src != nil {
 			if !h.setSource(src) {
 				return nil, ErrClosed
 			}
+			h.origins, _ = info.(Origins)
 			return src, nil
 		}
 		if err == nil {
