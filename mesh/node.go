@@ -119,6 +119,9 @@ type Node struct {
 	// playLimit bounds this node's play-only writes (RoutePlay); unwritten
 	// counts the plays routed past it without a write.
 	playLimit *rate.Limiter
+	// moveLimit bounds this node's writes of moves (Reroute), whatever
+	// number of publishers fail over at once.
+	moveLimit *rate.Limiter
 	unwritten atomic.Uint64
 
 	// rtcActive holds the ufrags of the WebRTC sessions the relay reported
@@ -162,6 +165,7 @@ func New(cfg Config) (*Node, error) {
 		history:       history.New(history.DefaultCapacity),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
+		moveLimit:     rate.NewLimiter(moveRate, moveBurst),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {

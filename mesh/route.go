@@ -117,6 +117,16 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	if failed.ID == "" {
 		return n.route(ctx, key, false)
 	}
+	// Writes only when a move can happen: the stream is on the failed
+	// origin, did not move within MoveInterval (a refused move is a log
+	// entry too) and this node's moves are within their rate. Otherwise it
+	// routes as usual: the leader's probes repair an assignment on an
+	// unhealthy origin.
+	_, _, movedMs := n.fsm.Moved(ks)
+	recent := movedMs > 0 && time.Since(time.UnixMilli(movedMs)) < n.cfg.MoveInterval
+	if _, ok := n.fsm.Route(ks); (ok && recent) || !n.moveLimit.Allow() {
+		return n.route(ctx, key, false)
+	}
 	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
 	defer cancel()
 	res, err := n.apply(actx, state.MoveCmd{Key: ks, From: failed.ID, NowMs: time.Now().UnixMilli(),
@@ -132,7 +142,9 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 		return stream.Origin{}, fmt.Errorf("%w: empty move result for %s", stream.ErrNoOrigin, ks)
 	case ctx.Err() != nil:
 		return stream.Origin{}, ctx.Err()
-	case errors.Is(err, state.ErrMoveTooSoon):
+	case errors.Is(err, state.ErrMoveTooSoon), errors.Is(err, stream.ErrNoOrigin) && !errors.Is(err, stream.ErrOriginsFull):
+		// Too soon, no other healthy origin, or nothing assigned (a new
+		// stream): route as usual.
 		return n.route(ctx, key, false)
 	}
 	return stream.Origin{}, err
@@ -198,6 +210,14 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 	}
 	return o, nil
 }
+
+// Bounds of a node's moves (Reroute): a mass failure of origins moves at
+// most this many streams a second from one node, after a burst; the
+// others wait for the leader's probes, which move them in one pass.
+const (
+	moveRate  = 50
+	moveBurst = 200
+)
 
 // Track records a live client session on key at this node, so that the key's
 // assignment is reported as used every TouchInterval, and therefore not

@@ -453,27 +453,30 @@ func (f *FSM) applyMove(c *MoveCmd) Result {
 	if a != nil && a.Origin == c.From && c.MinIntervalMs > 0 && a.MovedMs > 0 && c.NowMs-a.MovedMs < c.MinIntervalMs {
 		return failResult(codeMoveTooSoon, fmt.Errorf("%w: %s moved %d ms ago", ErrMoveTooSoon, c.Key, c.NowMs-a.MovedMs))
 	}
+	if a == nil {
+		// Nothing to move: a new stream is assigned with AssignCmd and its
+		// bounds, never by a move.
+		return failResult(codeNoOrigin, fmt.Errorf("%w: %s has no assignment to move", stream.ErrNoOrigin, c.Key))
+	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
 		if id != c.From {
-			cands = append(cands, stream.Candidate{ID: id, Healthy: s.Healthy, Draining: s.Draining, Streams: f.streams[id]})
+			cands = append(cands, s.candidate(f.streams[id]))
 		}
 	}
 	id, err := stream.Select(key, cands)
+	if errors.Is(err, stream.ErrOriginsFull) {
+		return failResult(codeOriginsFull, fmt.Errorf("no room for %s on another origin", c.Key))
+	}
 	if err != nil {
 		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
 	}
-	if a == nil {
-		a = &Assignment{CreatedMs: c.NowMs}
-		f.assignments[c.Key] = a
-	} else {
-		f.decStreams(a.Origin)
-		if a.PlayOnly {
-			a.PlayOnly = false
-			f.playOnly--
-		}
-		a.moved(c.NowMs)
+	f.decStreams(a.Origin)
+	if a.PlayOnly {
+		a.PlayOnly = false
+		f.playOnly--
 	}
+	a.moved(c.NowMs)
 	a.Origin = id
 	if c.NowMs > a.LastUsedMs {
 		a.LastUsedMs = c.NowMs

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -582,5 +583,41 @@ func TestSeqBase(t *testing.T) {
 	}
 	if got := segmentsSince(5, 1); got != 1 {
 		t.Errorf("a clock that went back: %d, want 1", got)
+	}
+}
+
+// TestMoveRespectsCapacity: a move never puts a stream on an origin at its
+// max_streams, and a key without an assignment is not moved (it is
+// assigned with AssignCmd and its bounds instead).
+func TestMoveRespectsCapacity(t *testing.T) {
+	f := fsmWith(t, "a")
+	full := testOrigin("full")
+	full.MaxStreams = 1
+	if r := apply(t, f, RegisterOriginCmd{Origin: full, Heartbeat: true, NowMs: 1000}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	var onA []string
+	for i := range 6 {
+		k := "v/live/s" + strconv.Itoa(i)
+		if r := assignKey(t, f, k, 2000); r.Err() != nil {
+			t.Fatal(r.Err())
+		} else if r.Origin.ID == "a" {
+			onA = append(onA, k)
+		}
+	}
+	for _, k := range onA {
+		r := apply(t, f, MoveCmd{Key: k, From: "a", NowMs: 3000})
+		if r.Err() == nil && r.Origin.ID == "full" && f.streams["full"] > 1 {
+			t.Fatalf("moved %s onto a full origin: %d streams", k, f.streams["full"])
+		}
+		if r.Err() != nil && !errors.Is(r.Err(), stream.ErrOriginsFull) {
+			t.Fatalf("move of %s: %v, want origins full", k, r.Err())
+		}
+	}
+	if f.streams["full"] != 1 {
+		t.Errorf("full holds %d streams, want 1", f.streams["full"])
+	}
+	if r := apply(t, f, MoveCmd{Key: "v/live/none", From: "a", NowMs: 3000}); !errors.Is(r.Err(), stream.ErrNoOrigin) || len(f.assignments) != 6 {
+		t.Errorf("move of an unassigned key: %v, %d assignments", r.Err(), len(f.assignments))
 	}
 }
