@@ -184,6 +184,17 @@ func (o *fakeOrigin) kill() {
 	o.conns = nil
 }
 
+// kick closes every connection gracefully while the origin keeps
+// listening, as an operator's kick of a publisher does.
+func (o *fakeOrigin) kick() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, nc := range o.conns {
+		nc.Close()
+	}
+	o.conns = nil
+}
+
 func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -372,12 +373,20 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 		}
 		return fmt.Errorf("%w: origin %s: %v", ErrOriginDown, p.origin.ID, legErr)
 	}
-	p.recent = append(p.recent, now)
-	from := p.origin
-	p.detach(received)
 	p.watched.Lock()
 	unhealthy := p.watched.unhealthy
 	p.watched.Unlock()
+	if !unhealthy && (errors.Is(legErr, io.EOF) || errors.Is(legErr, io.ErrUnexpectedEOF)) && originAnswers(p.origin) {
+		// The origin closed the leg and still accepts connections: it
+		// ended the session on purpose (an operator's kick, nginx-rtmp's
+		// drop, a refusal mid-stream). The client hears of it as before;
+		// the stream does not move. A killed origin's port refuses.
+		c.log.Info("origin closed the publisher's leg and still answers; not failing over", "origin", p.origin.ID)
+		return fmt.Errorf("%w: origin %s closed the session", ErrOriginRefused, p.origin.ID)
+	}
+	p.recent = append(p.recent, now)
+	from := p.origin
+	p.detach(received)
 	reason := "closed"
 	switch {
 	case unhealthy:
@@ -403,6 +412,20 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 		res <- c.failover(ctx, p.rr, from)
 	}()
 	return nil
+}
+
+// aliveTimeout bounds originAnswers' dial.
+const aliveTimeout = 300 * time.Millisecond
+
+// originAnswers reports whether o's RTMP port accepts a connection now,
+// which tells an origin that closed a leg on purpose from one that died.
+func originAnswers(o stream.Origin) bool {
+	nc, err := net.DialTimeout("tcp", o.RTMP, aliveTimeout)
+	if err != nil {
+		return false
+	}
+	nc.Close()
+	return true
 }
 
 // whileDown handles m while no origin leg is open. It reports whether m

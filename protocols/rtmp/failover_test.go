@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -364,4 +365,41 @@ func TestPublisherFailoverSkipsDeadOrigin(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 	s.finish(t)
+}
+
+// TestPublisherKickedNoFailover: an origin that closes a publisher's leg
+// and still accepts connections ended the session on purpose (a kick): the
+// client's connection ends and the stream does not move.
+func TestPublisherKickedNoFailover(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	r := &failoverRouter{
+		first:  stream.Origin{ID: "o1", RTMP: o1.Addr},
+		failed: make(chan string, 4),
+		reroute: func(failed stream.Origin) (stream.Origin, error) {
+			return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil
+		},
+	}
+	_, addr := startProxy(t, Config{Router: r})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	recv(t, o1.names)
+	client := watchClient(p)
+	s := startSender(p, 40)
+	waitChan(t, o1.ordered)
+	o1.kick()
+	if got := waitChan(t, client); !strings.HasPrefix(got, "closed") && !strings.HasPrefix(got, "error status") {
+		t.Fatalf("client saw %q", got)
+	}
+	select {
+	case f := <-r.failed:
+		t.Fatalf("rerouted off %s after a kick", f)
+	case name := <-o2.names:
+		t.Fatalf("published %q on another origin after a kick", name)
+	default:
+	}
+	close(s.stop)
+	waitChan(t, s.done) // its writes fail: the connection is closed
 }
