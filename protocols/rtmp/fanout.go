@@ -31,16 +31,15 @@ const (
 // id identify answers createStream with.
 const fanStreamID = 1
 
-// rtmpQuery is the query a player's request carries: its tcUrl's and its
-// stream name's, in that order.
+// rtmpQuery is what of a player's request goes into its hub key with the
+// stream: the stream name's query, as an HTTP-FLV player's URL carries it,
+// so that RTMP and HTTP-FLV players with the same query share an upstream;
+// and, when the tcUrl has a query too, both, kept apart.
 func rtmpQuery(req stream.RTMPRequest) string {
-	switch {
-	case req.AppQuery == "":
+	if req.AppQuery == "" {
 		return req.StreamQuery
-	case req.StreamQuery == "":
-		return req.AppQuery
 	}
-	return req.AppQuery + "&" + req.StreamQuery
+	return req.StreamQuery + "|tcurl?" + req.AppQuery
 }
 
 // ProtoUpstream is the protocol name under which shared upstreams are

@@ -11,8 +11,10 @@ import (
 // StreamKey is the key under which players of stream key with query share
 // an upstream, whatever their protocol: RTMP and HTTP-FLV players with the
 // same stream and the same query share one. The query is part of the key
-// so that a player never rides on another's authorization (SRS's on_play
-// sees every distinct query).
+// so that a player never rides on the approval of another query (SRS's
+// on_play sees every distinct query). What else an origin's hook may look
+// at (the client's address, its page) is the first player's: an origin
+// that authorizes by those needs one upstream per player (no fan-out).
 func StreamKey(key stream.Key, query string) string {
 	return key.String() + "?" + query
 }
