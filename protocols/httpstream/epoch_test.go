@@ -264,8 +264,10 @@ func TestDocumentsHeldWhileOriginDown(t *testing.T) {
 // playlist of the new session instead. Before any move, the answer is
 // relayed as it is.
 func TestNewSessionAfterMove(t *testing.T) {
+	var masters atomic.Int32
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("hls_ctx") != "new" {
+			masters.Add(1)
 			w.Write([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n/live/livestream.m3u8?hls_ctx=new\n"))
 			return
 		}
@@ -278,17 +280,48 @@ func TestNewSessionAfterMove(t *testing.T) {
 	}{{0, true}, {1, false}} {
 		rt := &epochRouter{epoch: tc.epoch, moved: time.Now()}
 		rt.origin.Store(strings.TrimPrefix(origin.URL, "http://"))
-		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef")})
+		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), PlaylistCacheTTL: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/livestream.m3u8?hls_ctx=old", nil))
-		s.Close()
-		body := rec.Body.String()
-		if rec.Code != http.StatusOK || strings.Contains(body, "#EXT-X-STREAM-INF") != tc.master ||
-			(!tc.master && !strings.Contains(body, "livestream-0.ts?hls_ctx=new")) {
-			t.Errorf("epoch %d: %d\n%s", tc.epoch, rec.Code, body)
+		masters.Store(0)
+		for range 3 { // reloads with the stale session open one new session
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/livestream.m3u8?hls_ctx=old", nil))
+			body := rec.Body.String()
+			if rec.Code != http.StatusOK || strings.Contains(body, "#EXT-X-STREAM-INF") != tc.master ||
+				(!tc.master && !strings.Contains(body, "livestream-0.ts?hls_ctx=new")) {
+				t.Errorf("epoch %d: %d\n%s", tc.epoch, rec.Code, body)
+			}
 		}
+		if want := map[bool]int32{true: 3, false: 1}[tc.master]; masters.Load() != want {
+			t.Errorf("epoch %d: the origin opened %d sessions for 3 reloads, want %d", tc.epoch, masters.Load(), want)
+		}
+		s.Close()
+	}
+}
+
+// TestSessionMapBound: the map of moved sessions keeps at most
+// maxMovedSessions entries, forgets idle ones, and drops the least
+// recently used when full.
+func TestSessionMapBound(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := sessionMap{now: func() time.Time { return now }}
+	for i := range maxMovedSessions + 10 {
+		m.put("stale"+strconv.Itoa(i), "q")
+		now = now.Add(time.Millisecond)
+	}
+	if m.len() != maxMovedSessions {
+		t.Fatalf("%d entries, want %d", m.len(), maxMovedSessions)
+	}
+	if _, ok := m.get("stale0"); ok {
+		t.Error("the least recently used entry was kept")
+	}
+	if q, ok := m.get("stale" + strconv.Itoa(maxMovedSessions+9)); !ok || q != "q" {
+		t.Error("the newest entry was dropped")
+	}
+	now = now.Add(movedSessionTTL + time.Second)
+	if _, ok := m.get("stale20"); ok {
+		t.Error("an idle entry outlived its TTL")
 	}
 }

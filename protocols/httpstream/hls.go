@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -54,29 +55,25 @@ func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key 
 // that opens a session of its own ("stream.m3u8?hls_ctx=B"). A player that
 // asked for a media playlist must not get a master playlist (FFmpeg's HLS
 // reader crashes on it), so newSession returns the query of the new
-// session's media playlist, to serve instead. It reports false, having
-// fetched nothing, unless the request has an hls_ctx and the stream moved.
+// session's media playlist, to serve instead, and remembers it (bounded,
+// see sessionMap), so that the player's later reloads with A reuse B
+// rather than open a session each. The origin's answer is fetched through
+// the document cache, so a player whose session the origin knows costs no
+// second request. It reports false unless the request has an hls_ctx and
+// the stream moved.
 func (s *Server) newSession(r *http.Request, key stream.Key, origin, p string) (string, bool) {
-	if !strings.Contains(r.URL.RawQuery, "hls_ctx=") {
+	if r.URL.Query().Get("hls_ctx") == "" {
 		return "", false
 	}
 	if e, _, _ := s.epoch(key); e == 0 {
 		return "", false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.fetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, p, r.URL.RawQuery), nil)
-	if err != nil {
-		return "", false
+	stale := origin + " " + p + "?" + r.URL.RawQuery
+	if q, ok := s.moved.get(stale); ok {
+		return q, true
 	}
-	req.Header = originRequestHeader(r, documentDropHeaders)
-	resp, err := s.transport.RoundTrip(req)
-	if err != nil {
-		return "", false
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPlaylistSize+1))
-	if err != nil || resp.StatusCode != http.StatusOK || len(body) > MaxPlaylistSize || !bytes.Contains(body, tagStreamInf) {
+	body, ok := s.fetchDocument(r, origin, p)
+	if !ok || !bytes.Contains(body, tagStreamInf) {
 		return "", false
 	}
 	base := &url.URL{Scheme: "http", Host: origin, RawQuery: r.URL.RawQuery}
@@ -88,12 +85,116 @@ func (s *Server) newSession(r *http.Request, key stream.Key, origin, p string) (
 			continue
 		}
 		u, err := base.Parse(line)
-		if err != nil || !onOrigin(u, origin) || u.EscapedPath() != p || !strings.Contains(u.RawQuery, "hls_ctx=") {
+		if err != nil || !onOrigin(u, origin) || u.EscapedPath() != p || u.Query().Get("hls_ctx") == "" {
 			return "", false
 		}
+		s.moved.put(stale, u.RawQuery)
 		return u.RawQuery, true // the first variant: SRS lists one
 	}
 	return "", false
+}
+
+// fetchDocument returns the origin's 200 answer for r's query at origin
+// path p, through the document cache when there is one (the key
+// serveDocument uses, so that it reuses the answer).
+func (s *Server) fetchDocument(r *http.Request, origin, p string) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.fetchTimeout)
+	defer cancel()
+	query := r.URL.RawQuery
+	hdr := originRequestHeader(r, documentDropHeaders)
+	if c := s.docs; c != nil {
+		obj, err := s.shared(ctx, c, origin+" "+p+"?"+query, func(ctx context.Context) (*object, time.Duration, error) {
+			obj, err := s.fetchObject(ctx, c, hdr, origin, p, query)
+			if err != nil {
+				return nil, 0, err
+			}
+			return obj, s.documentTTL(obj.body, hlsFormat), nil
+		})
+		if err != nil || obj.status != http.StatusOK {
+			return nil, false
+		}
+		return obj.body, true
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, p, query), nil)
+	if err != nil {
+		return nil, false
+	}
+	req.Header = hdr
+	resp, err := s.transport.RoundTrip(req)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPlaylistSize+1))
+	if err != nil || resp.StatusCode != http.StatusOK || len(body) > MaxPlaylistSize {
+		return nil, false
+	}
+	return body, true
+}
+
+// sessionMap remembers, for players of moved streams, which new SRS
+// session (query) serves a stale one. It is bounded: at most
+// maxMovedSessions entries, each forgotten movedSessionTTL after its last
+// use; when full, the least recently used goes.
+type sessionMap struct {
+	mu  sync.Mutex
+	now func() time.Time
+	m   map[string]*sessionEntry
+}
+
+type sessionEntry struct {
+	query string
+	used  time.Time
+}
+
+// Bounds of sessionMap.
+const (
+	maxMovedSessions = 10000
+	movedSessionTTL  = 2 * time.Minute
+)
+
+func (m *sessionMap) get(stale string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.m[stale]
+	if !ok || m.now().Sub(e.used) > movedSessionTTL {
+		delete(m.m, stale)
+		return "", false
+	}
+	e.used = m.now()
+	return e.query, true
+}
+
+func (m *sessionMap) put(stale, query string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = make(map[string]*sessionEntry)
+	}
+	now := m.now()
+	if _, ok := m.m[stale]; !ok && len(m.m) >= maxMovedSessions {
+		var oldest string
+		var at time.Time
+		for k, e := range m.m {
+			if now.Sub(e.used) > movedSessionTTL {
+				delete(m.m, k)
+				continue
+			}
+			if oldest == "" || e.used.Before(at) {
+				oldest, at = k, e.used
+			}
+		}
+		if len(m.m) >= maxMovedSessions {
+			delete(m.m, oldest)
+		}
+	}
+	m.m[stale] = &sessionEntry{query: query, used: now}
+}
+
+func (m *sessionMap) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.m)
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section

@@ -273,6 +273,7 @@ type Server struct {
 	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
 	ownHubs      bool          // hubs is the server's own, closed with it
 	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
+	moved        sessionMap    // new SRS sessions of players of moved streams
 	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response
@@ -335,6 +336,7 @@ func New(cfg Config) (*Server, error) {
 		transport: cfg.Transport,
 		now:       cfg.Now,
 		moveHold:  cfg.MoveHold,
+		moved:     sessionMap{now: cfg.Now},
 
 		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
 		segTTL:       cfg.SegmentMaxAge,
