@@ -84,8 +84,11 @@ func (n *Node) redactEvents(r *http.Request, evs []events.Event) {
 		return
 	}
 	for i := range evs {
-		if evs[i].Kind == events.OriginDown && evs[i].Detail != "" {
+		switch {
+		case evs[i].Kind == events.OriginDown && evs[i].Detail != "":
 			evs[i].Detail = "unhealthy"
+		case evs[i].Kind == events.PlayersLost:
+			evs[i].Detail = "no origin took the stream in time"
 		}
 	}
 }

@@ -117,7 +117,8 @@ func (c *limitedConn) CloseWrite() error {
 	return nil
 }
 
-// NetConn returns the connection underneath, so that a writer that owns
-// the connection (a hijacked HTTP-FLV player) can use writev on it. It
-// must still be closed through c.
-func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+// RawConn returns the TCP connection underneath, so that a writer that
+// owns the connection (a hijacked HTTP-FLV player) can use writev on it.
+// It must still be closed through c. (Not NetConn: *tls.Conn has that
+// method, and the bytes under TLS must never be written past it.)
+func (c *limitedConn) RawConn() net.Conn { return c.Conn }

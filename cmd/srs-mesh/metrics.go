@@ -208,6 +208,9 @@ func (b *clientBytes) total() (in, out uint64) {
 	if h := c.httpS; h != nil {
 		out += h.bytesOut.Load()
 	}
+	if s := c.httpStream; s != nil {
+		out += s.Stats().FanOut.BytesOut // HTTP-FLV players past the response writer
+	}
 	return in, out
 }
 

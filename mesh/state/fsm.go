@@ -306,6 +306,9 @@ func (f *FSM) applyRegister(c *RegisterOriginCmd) Result {
 // the sample times' difference, in kbit/s. Without a usable previous sample
 // (none, the same or an older time, counters that went back as after a
 // restart) the rates are 0.
+// maxKbps is the largest rate nextLoad reports: 1 Pbit/s.
+const maxKbps = 1 << 40
+
 func nextLoad(prev, next stream.Load) stream.Load {
 	next.RecvKbps, next.SendKbps = 0, 0
 	dt := next.SampleMs - prev.SampleMs
@@ -313,7 +316,11 @@ func nextLoad(prev, next stream.Load) stream.Load {
 		return next
 	}
 	rate := func(d int64) int64 {
-		// bytes*8/ms is kbit/s; split the product to stay within int64.
+		// bytes*8/ms is kbit/s; split the product to stay within int64,
+		// and saturate: a counter may claim anything.
+		if q := d / dt; q > maxKbps/8 {
+			return maxKbps
+		}
 		return d/dt*8 + (d%dt)*8/dt
 	}
 	next.RecvKbps, next.SendKbps = rate(next.RecvBytes-prev.RecvBytes), rate(next.SendBytes-prev.SendBytes)

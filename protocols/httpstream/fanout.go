@@ -235,8 +235,8 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 	raw := nc
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		raw = u.NetConn()
+	if u, ok := nc.(interface{ RawConn() net.Conn }); ok {
+		raw = u.RawConn()
 	}
 	h = h.Clone()
 	h.Del("Content-Length")

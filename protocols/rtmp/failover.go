@@ -162,6 +162,12 @@ func (h *heldMessages) reset() {
 	h.msgs, h.offs, h.buf = h.msgs[:0], h.offs[:0], h.buf[:0]
 }
 
+// release empties h and lets its arrays go: a failover's buffer (up to
+// maxHeldBytes) is not kept for the rest of the session.
+func (h *heldMessages) release() {
+	h.msgs, h.offs, h.buf = nil, nil, nil
+}
+
 // add holds a copy of m, or reports false when the bounds are reached.
 func (h *heldMessages) add(m *chunk.Message) bool {
 	if len(h.msgs) >= maxHeldMessages || len(h.buf)+len(m.Payload) > maxHeldBytes {
@@ -486,7 +492,7 @@ func (p *publisher) replayMedia() error {
 		}
 		media = true
 	}
-	p.held.reset()
+	p.held.release()
 	if err := p.cur.flush(); err != nil {
 		return err
 	}
@@ -509,6 +515,7 @@ func (p *publisher) resumed() {
 func (p *publisher) giveUp(r legResult) error {
 	c := p.c
 	p.resuming = false
+	p.held.release()
 	result := FailoverNoOrigin
 	if cleanRefusal(r.err) {
 		result = FailoverRefused

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,10 @@ type FanOutStats = hub.Stats
 // no HTTP-FLV). The upstream is bounded by Config.DialTimeout to open and
 // Config.IdleTimeout between messages; closing the source closes it.
 func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error) {
+	if strings.ContainsAny(query, "/\\") {
+		// SRS would read "s?a/b" as another app and stream than the key.
+		return nil, fmt.Errorf("%w: a '/' in the query of %s", ErrBadStream, key)
+	}
 	name := key.Stream
 	if query != "" {
 		name += "?" + query
@@ -86,14 +91,14 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 			c.origin.conn.Close()
 			c.origin.release()
 		}
-		if errors.Is(err, ErrOriginRefused) {
+		if cleanRefusal(err) {
 			err = fmt.Errorf("%w: %w", hub.ErrRefused, err)
 		}
 		return nil, err
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
-	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize)}
+	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize), s: s, key: c.req.Key, origin: origin.ID}
 	if s.cfg.Sessions != nil {
 		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream))
 	}
@@ -112,6 +117,9 @@ func (c *conn) detached() *conn {
 // (UnpublishNotify, Play.Stop, StreamEOF) is a clean end (io.EOF); anything
 // else that ends the leg is an upstream failure.
 type upstream struct {
+	s       *Server
+	key     stream.Key
+	origin  string // the id of the origin played
 	o       *originLeg
 	nc      net.Conn
 	max     int
@@ -120,6 +128,16 @@ type upstream struct {
 }
 
 func (u *upstream) ReadHeader() ([]byte, error) { return hub.Header(true, true), nil }
+
+// Moved reports whether the stream is now assigned to another origin than
+// the one this upstream plays (hub.Mover): its origin's end of the stream
+// then means the publisher moved, and the players re-attach.
+func (u *upstream) Moved() bool {
+	ctx, cancel := context.WithTimeout(u.s.ctx, u.s.cfg.DialTimeout)
+	defer cancel()
+	o, err := route.For(u.s.cfg.Router, u.s.cfg.Router.Route, true)(ctx, u.key)
+	return err == nil && o.ID != u.origin
+}
 
 func (u *upstream) Close() error {
 	return u.nc.Close()

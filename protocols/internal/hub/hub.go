@@ -379,7 +379,7 @@ func (h *hub) setSource(src Source) bool {
 func (h *hub) read(src Source) {
 	defer close(h.done)
 	var failed time.Time // the upstream failure not yet recovered from
-	err := h.readFrom(src, true, &failed)
+	err := ended(src, h.readFrom(src, true, &failed))
 	for err != nil && err != io.EOF && h.cfg.Reattach > 0 && h.ctx.Err() == nil {
 		src.Close()
 		if failed.IsZero() {
@@ -391,12 +391,37 @@ func (h *hub) read(src Source) {
 		}
 		h.reg.reattached.Add(1)
 		h.ts.reattached()
-		err = h.readFrom(src, false, &failed)
+		h.mu.Lock()
+		// The old upstream's GOP must not lead into the new one's frames.
+		clear(h.gop)
+		h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, false
+		h.mu.Unlock()
+		err = ended(src, h.readFrom(src, false, &failed))
 	}
 	if err == io.EOF {
 		err = nil
 	}
 	h.close(err)
+}
+
+// errMoved ends an upstream whose origin ended the stream cleanly after the
+// stream moved to another origin: for the players it is a failure to
+// re-attach from, not the publisher's end.
+var errMoved = errors.New("hub: the stream moved to another origin")
+
+// Mover is implemented by Sources that can tell, at a clean end, that the
+// stream moved to another origin (its old origin ended it as the publisher
+// left) rather than ended.
+type Mover interface {
+	Moved() bool
+}
+
+// ended is err, or errMoved when src ended cleanly because the stream moved.
+func ended(src Source, err error) error {
+	if m, ok := src.(Mover); ok && err == io.EOF && m.Moved() {
+		return errMoved
+	}
+	return err
 }
 
 func (h *hub) report(r Reattach) {
@@ -459,6 +484,9 @@ func (h *hub) reattach(deadline time.Time) (Source, error) {
 		}
 		if err == nil {
 			err = io.ErrUnexpectedEOF
+		}
+		if errors.Is(err, ErrRefused) { // the new origin said no: no retry changes that
+			return nil, fmt.Errorf("hub: re-attach refused: %w", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -26,6 +26,12 @@ func TestRebaser(t *testing.T) {
 			want:   []uint32{1080, 1080, 1080, 1100},
 		},
 		{
+			name:   "one track behind the other",
+			before: []uint32{5000, 5020},
+			after:  []Tag{NewTag(TagVideo, 1000, avcKey), NewTag(TagAudio, 900, aacRaw), NewTag(TagVideo, 0, avcSeq), NewTag(TagVideo, 1040, avcInter)},
+			want:   []uint32{5060, 5021, 5021, 5100},
+		},
+		{
 			name:   "behind",
 			before: []uint32{90000},
 			after:  []Tag{NewTag(TagVideo, 10, avcKey), NewTag(TagVideo, 50, avcInter)},
@@ -34,8 +40,8 @@ func TestRebaser(t *testing.T) {
 		{
 			name:   "wrap",
 			before: []uint32{0xffffff00, 0xffffffe0},
-			after:  []Tag{NewTag(TagVideo, 7, avcKey), NewTag(TagVideo, 47, avcInter), NewTag(TagVideo, 0x80000000, avcInter)},
-			want:   []uint32{8, 48, 0x80000000 - 7 + 8}, // 0xffffffe0 + 40 wraps to 8
+			after:  []Tag{NewTag(TagVideo, 7, avcKey), NewTag(TagVideo, 47, avcInter), NewTag(TagVideo, 100007, avcInter)},
+			want:   []uint32{8, 48, 100008}, // 0xffffffe0 + 40 wraps to 8
 		},
 	}
 	for _, tt := range tests {
@@ -47,7 +53,7 @@ func TestRebaser(t *testing.T) {
 				}
 			}
 			r.reattached()
-			prev := tt.before[len(tt.before)-1]
+			prev := tt.before[len(tt.before)-1] // nothing goes back before it
 			for i, tag := range tt.after {
 				got := r.apply(tag)
 				if got.Timestamp != tt.want[i] {
@@ -58,9 +64,8 @@ func TestRebaser(t *testing.T) {
 					t.Errorf("tag %d: Data says %d %d %v", i, typ, ts, ok)
 				}
 				if int32(got.Timestamp-prev) < 0 {
-					t.Errorf("tag %d: %d goes back from %d", i, got.Timestamp, prev)
+					t.Errorf("tag %d: %d goes back before the switch (%d)", i, got.Timestamp, prev)
 				}
-				prev = got.Timestamp
 			}
 		})
 	}
@@ -199,5 +204,43 @@ func TestHeader(t *testing.T) {
 		if err != nil || !bytes.Equal(got, h) || len(h) != HeaderSize || h[4] != tt.flags || !IsHeader(h) {
 			t.Errorf("Header(%v, %v) = %x: read back %x, %v", tt.audio, tt.video, h, got, err)
 		}
+	}
+}
+
+// movedSource is an FLV source that says the stream moved.
+type movedSource struct {
+	Source
+	moved bool
+}
+
+func (m movedSource) Moved() bool { return m.moved }
+
+// TestCleanEndAfterMoveReattaches: an upstream that ends cleanly because
+// the stream moved (its old origin saw the publisher leave) is re-attached,
+// not ended; a clean end of a stream that did not move ends the players.
+func TestCleanEndAfterMoveReattaches(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	for _, moved := range []bool{true, false} {
+		u := &failingUpstream{}
+		open := u.opener()
+		r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
+		s := subscribe(t, r, "k", func(ctx context.Context) (Source, any, error) {
+			src, info, err := open(ctx)
+			return movedSource{src, moved}, info, err
+		})
+		u.write(t, flvHeader, tKey)
+		collect(t, s, 2)
+		u.end()
+		if moved {
+			testkit.WaitFor(t, 5*time.Second, "a second open", func() bool { return u.opens.Load() == 2 })
+			u.write(t, flvHeader, tKey)
+			collect(t, s, 1)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := s.Next(ctx, nil); err != io.EOF || u.opens.Load() != 1 {
+			t.Errorf("clean end without a move: %v, %d opens", err, u.opens.Load())
+		}
+		cancel()
 	}
 }

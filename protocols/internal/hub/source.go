@@ -116,25 +116,36 @@ func IsHeader(b []byte) bool {
 
 // rebaser keeps a stream's timestamps monotonic across re-attaches: tags
 // of a new upstream are shifted so that its first media frame follows the
-// last tag delivered from the old one. Before any re-attach it changes
-// nothing. All arithmetic is modulo 2^32, as FLV and RTMP timestamps wrap.
+// last tag delivered from the old one, and for the first switchGuard tags
+// after a switch none goes back before the old upstream's last (a frame
+// of one track a little older than the other's first, a late sequence
+// header). Before any re-attach it changes nothing. All arithmetic is
+// modulo 2^32, as FLV and RTMP timestamps wrap.
 type rebaser struct {
 	last    uint32 // the latest timestamp delivered
 	any     bool   // last is set
 	pending bool   // a re-attach happened and its first media frame is awaited
 	floor   uint32 // timestamps at or before the switch map here
 	offset  uint32 // added to every timestamp of the current upstream
+	before  uint32 // the old upstream's last timestamp
+	guard   int    // tags left to keep above before
 }
 
 // switchGap is how far after the last delivered tag a new upstream's first
 // frame is placed, in milliseconds: about one video frame.
 const switchGap = 40
 
+// switchGuard is how many tags after a switch are kept above the old
+// upstream's last timestamp.
+const switchGuard = 1000
+
 // reattached starts rebasing the next upstream's tags.
 func (r *rebaser) reattached() {
 	if r.any {
 		r.pending = true
 		r.floor = r.last + switchGap
+		r.before = r.last
+		r.guard = switchGuard
 	}
 }
 
@@ -152,6 +163,12 @@ func (r *rebaser) apply(t Tag) Tag {
 		ts = r.floor
 	default:
 		ts += r.offset
+	}
+	if r.guard > 0 {
+		r.guard--
+		if int32(ts-r.before) <= 0 {
+			ts = r.before + 1
+		}
 	}
 	if r.offset != 0 || ts != t.Timestamp {
 		t.Timestamp = ts
