@@ -26,8 +26,10 @@ import (
 func TestPublisherFailover(t *testing.T) {
 	harness.Need(t, "ffmpeg", "nginx")
 	origins := map[string]*harness.Nginx{
-		"o1": harness.StartNginx(t, harness.NginxOptions{HLS: true}),
-		"o2": harness.StartNginx(t, harness.NginxOptions{HLS: true}),
+		// 2 s segments: the HLS bound is three target durations, and a
+		// new origin needs one segment's time before it has a playlist.
+		"o1": harness.StartNginx(t, harness.NginxOptions{HLS: true, HLSFragment: 2 * time.Second}),
+		"o2": harness.StartNginx(t, harness.NginxOptions{HLS: true, HLSFragment: 2 * time.Second}),
 	}
 	c := startProtocolCluster(t, 3, nil, "--origin", originFlag("o1", origins["o1"]), "--origin", originFlag("o2", origins["o2"]))
 	c.waitOriginsHealthy(t, 2)

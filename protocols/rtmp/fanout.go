@@ -91,7 +91,10 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 			c.origin.conn.Close()
 			c.origin.release()
 		}
-		if cleanRefusal(err) {
+		var sc setupClosed
+		if cleanRefusal(err) || errors.As(err, &sc) && originAnswers(origin) {
+			// An error status, or a close during set-up by an origin
+			// that still answers (nginx-rtmp's on_play saying no).
 			err = fmt.Errorf("%w: %w", hub.ErrRefused, err)
 		}
 		return nil, err

@@ -35,6 +35,8 @@ type NginxOptions struct {
 	// OnPlay, when set, is the URL of the origin's on_play hook: nginx
 	// POSTs every play to it and refuses the play unless it answers 2xx.
 	OnPlay string
+	// HLSFragment is the HLS segment length (default 1s).
+	HLSFragment time.Duration
 }
 
 // StartNginx starts an nginx-rtmp origin on free loopback ports. The test is
@@ -64,7 +66,9 @@ func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
 		fmt.Fprintf(&app, "            on_play %s;\n", opt.OnPlay)
 	}
 	if opt.HLS {
-		fmt.Fprintf(&app, "            hls on;\n            hls_path %s/hls/live;\n            hls_fragment 1s;\n            hls_playlist_length 10s;\n", dir)
+		frag := max(opt.HLSFragment, time.Second)
+		fmt.Fprintf(&app, "            hls on;\n            hls_path %s/hls/live;\n            hls_fragment %ds;\n            hls_playlist_length %ds;\n",
+			dir, int(frag.Seconds()), 10*int(frag.Seconds()))
 	}
 	if opt.DASH {
 		fmt.Fprintf(&app, "            dash on;\n            dash_path %s/dash/live;\n            dash_fragment 2s;\n            dash_playlist_length 20s;\n", dir)
