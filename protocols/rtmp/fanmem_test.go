@@ -37,6 +37,9 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 		cancel()
 		return
 	}
+	if os.Getenv("FANOUT_MEM_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
 	o := startFakeOrigin(t, "")
 	o.media = testMedia()[:3]
 	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: true})

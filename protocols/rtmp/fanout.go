@@ -404,7 +404,7 @@ func (a addBoth) Add(n uint64) uint64 {
 
 // fanArena is the size of a fan-out player's header arena. A batch whose
 // headers would not fit is written in several.
-const fanArena = 512
+const fanArena = 256
 
 // fanIOV bounds the buffers of one writev, so that a player's iovec stays
 // small after a burst (a fast start's GOP) as well.

@@ -154,8 +154,11 @@ func (l *leg) shrink() error {
 		return nil
 	}
 	l.pool.put(l.br, l.bw)
-	l.br, l.bw = bufio.NewReaderSize(l.conn, leanBufSize), bufio.NewWriterSize(l.conn, leanBufSize)
+	// Nothing reads through the leg once a fan-out player plays (see
+	// playerPoll): its reader keeps only its byte count.
+	l.br, l.bw = bufio.NewReaderSize(l.conn, 16), bufio.NewWriterSize(l.conn, leanBufSize)
 	l.r.Reset(l.br)
+	l.r.Forget()
 	l.w.Reset(l.bw)
 	return nil
 }

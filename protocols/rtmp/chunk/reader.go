@@ -220,3 +220,9 @@ func be24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(
 // and chunk stream state; the old buffer must hold no unread bytes
 // (Buffered() == 0).
 func (r *Reader) Reset(br *bufio.Reader) { r.r = br }
+
+// Forget drops the state of every chunk stream (and the buffers of the
+// messages last read on them), keeping the chunk size and the byte count:
+// for a reader that will read no more messages, or only from the start of
+// new chunk streams.
+func (r *Reader) Forget() { r.streams = make(map[uint32]*readStream) }
