@@ -284,7 +284,12 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		}
 		collector.httpStream = hs
 		log.Info("http streaming listening", "addr", lns.http.Addr().String())
-		parts = append(parts, httpPart("http streaming", "http", lns.http, collector.httpS.wrap(hs.Handler()), lim, func() { hs.Close() }))
+		p := httpPart("http streaming", "http", lns.http, collector.httpS.wrap(hs.Handler()), lim, func() { hs.Close() })
+		shutdown := p.drain
+		p.drain = func(ctx context.Context) error { // HTTP-FLV players on taken-over connections too
+			return errors.Join(shutdown(ctx), hs.DrainPlayers(ctx))
+		}
+		parts = append(parts, p)
 	}
 	if lns.srt != nil {
 		s, err := srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})

@@ -212,6 +212,14 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	}
 }
 
+// DrainPlayers waits until the HTTP-FLV players whose connections the
+// server took over (see writeFLVRaw) have ended, or ctx ends (then it
+// returns ctx.Err() and they keep playing until Close). http.Server's
+// Shutdown does not wait for them; a node's drain calls both.
+func (s *Server) DrainPlayers(ctx context.Context) error {
+	return s.hijacked.Drain(ctx)
+}
+
 // openInfo is what a fan-out Opener returns as info: the headers for the
 // players on the first open, the origins on a re-attach (hub.Origins).
 func (s *Server) openInfo(first bool, last *string, to string, h http.Header) any {
@@ -231,6 +239,8 @@ func (s *Server) openInfo(first bool, last *string, to string, h http.Header) an
 // copy. The body bytes count into sent too when it is not nil (the
 // session's meter). nc is closed on return.
 func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key, sent *atomic.Uint64) {
+	s.hijacked.Join() // the HTTP server's Shutdown no longer sees it
+	defer s.hijacked.Leave()
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()

@@ -388,3 +388,25 @@ func TestFLVPlayersAreMetered(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainPlayers: a node's drain waits for the FLV players whose
+// connections the server took over, which http.Server.Shutdown does not.
+func TestDrainPlayers(t *testing.T) {
+	origin := newFLVOrigin(t, 100, 5*time.Millisecond)
+	s, proxy := fanOutProxy(t, hostOf(origin.Server), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := play(ctx, t, proxy.URL+"/live/livestream.flv")
+	testkit.WaitFor(t, 5*time.Second, "tags", func() bool { return p.tags.Load() > 5 })
+	short, stop := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer stop()
+	if err := s.DrainPlayers(short); err == nil {
+		t.Fatal("drained with a player playing")
+	}
+	cancel() // the player leaves
+	<-p.done
+	long, stop2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop2()
+	if err := s.DrainPlayers(long); err != nil {
+		t.Fatalf("drain after the player left: %v", err)
+	}
+}

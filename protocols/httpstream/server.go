@@ -76,6 +76,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -274,6 +275,7 @@ type Server struct {
 	ownHubs      bool          // hubs is the server's own, closed with it
 	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
 	moved        sessionMap    // new SRS sessions of players of moved streams
+	hijacked     drain.Group   // FLV players on connections taken over
 	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response
