@@ -53,7 +53,7 @@ func (m *failoverMetrics) playReattached(r rtmp.Reattach) {
 		m.total.WithLabelValues("rtmp", "play", "failed").Inc()
 		m.log.Warn("players lost their stream: no origin to re-attach to", "stream", r.Stream, "players", r.Players,
 			"after", r.Took.Round(time.Millisecond), "err", r.Err)
-		e.Kind, e.Detail = events.PlayersLost, fmt.Sprintf("%d players, after %v: %v", r.Players, r.Took.Round(time.Millisecond), r.Err)
+		e.Kind, e.Detail = events.PlayersLost, fmt.Sprintf("%s, after %v: %v", players(r.Players), r.Took.Round(time.Millisecond), r.Err)
 		m.events.Record(e)
 		return
 	}
@@ -61,7 +61,7 @@ func (m *failoverMetrics) playReattached(r rtmp.Reattach) {
 	m.resume.WithLabelValues("rtmp", "play").Observe(r.Took.Seconds())
 	m.log.Info("players re-attached after an origin failure", "stream", r.Stream, "from", r.From, "to", r.To,
 		"players", r.Players, "resumed_after", r.Took.Round(time.Millisecond))
-	e.Detail = fmt.Sprintf("%d players, from %s, resumed after %v", r.Players, r.From, r.Took.Round(time.Millisecond))
+	e.Detail = fmt.Sprintf("%s, from %s, resumed after %v", players(r.Players), r.From, r.Took.Round(time.Millisecond))
 	m.events.Record(e)
 }
 
@@ -75,3 +75,11 @@ func (m *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
 }
 
 var _ rtmp.FailoverObserver = (*failoverMetrics)(nil)
+
+// players is "1 player" or "n players".
+func players(n int) string {
+	if n == 1 {
+		return "1 player"
+	}
+	return fmt.Sprintf("%d players", n)
+}
