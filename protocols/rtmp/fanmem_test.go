@@ -43,11 +43,13 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 	o := startFakeOrigin(t, "")
 	o.media = testMedia()[:3]
 	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: true})
+	var stacks uint64
 	mem := func() uint64 {
 		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
+		stacks = ms.StackInuse - stacks
 		return ms.HeapInuse + ms.StackInuse
 	}
 	// One player first, so the upstream and its cache are not counted.
@@ -78,7 +80,7 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 	testkit.WaitFor(t, 20*time.Second, "all players", func() bool { return s.Hubs().Stats().Subscribers == n+1 })
 	time.Sleep(time.Second)
 	after := mem()
-	t.Logf("%d players: %.1f KiB of heap and stacks each", n, float64(after-before)/1024/float64(n))
+	t.Logf("%d players: %.1f KiB of heap and stacks each (stacks %.1f KiB)", n, float64(after-before)/1024/float64(n), float64(stacks)/1024/float64(n))
 	if f, err := os.Create("/tmp/fanmem.pprof"); err == nil {
 		pprof.WriteHeapProfile(f)
 		f.Close()

@@ -337,7 +337,7 @@ func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
 // the next poll or the next write, whichever fails first.
 type playerPoll struct {
 	last time.Time
-	buf  [128]byte
+	buf  [64]byte
 }
 
 // playerPollEvery is how often playerPoll reads.

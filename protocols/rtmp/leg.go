@@ -139,7 +139,7 @@ func (p *bufPool) put(br *bufio.Reader, bw *bufio.Writer) {
 
 // Buffer sizes of a leg that only writes what chunk.Writer frames
 // (commands, control) and reads acknowledgements: a fan-out player's.
-const leanBufSize = 256
+const leanBufSize = 128
 
 // shrink gives the leg's buffers back to the pool and continues with lean
 // ones, when nothing is buffered in them; it is for a fan-out player, whose
