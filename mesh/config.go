@@ -10,6 +10,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
+	"github.com/srs-mesh/srs-mesh/mesh/history"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -141,6 +142,11 @@ type Config struct {
 	// have read from and written to clients since they started (all
 	// protocols together); the history samples it. Nil: zero.
 	Throughput func() (in, out uint64)
+	// Serving, when set, returns the node's cache and fan-out counters
+	// for the history (see history.Counters: CacheRequests, CacheOrigin,
+	// FanOutPlayers, FanOutUpstreams; the other fields are ignored). Nil:
+	// zero.
+	Serving func() history.Counters
 
 	// GossipKey, when set, encrypts gossip (16, 24 or 32 bytes, AES).
 	GossipKey []byte

@@ -73,6 +73,10 @@ func (n *Node) sample(now time.Time) {
 	if n.cfg.Throughput != nil {
 		c.BytesIn, c.BytesOut = n.cfg.Throughput()
 	}
+	if n.cfg.Serving != nil {
+		sv := n.cfg.Serving()
+		c.CacheRequests, c.CacheOrigin, c.FanOutPlayers, c.FanOutUpstreams = sv.CacheRequests, sv.CacheOrigin, sv.FanOutPlayers, sv.FanOutUpstreams
+	}
 	for _, byProto := range n.act.Sessions() {
 		for p, k := range byProto {
 			if p != streams.ProtoUpstream { // a node's own shared upstream, not a client

@@ -114,6 +114,13 @@ func TestDashboardLiveMesh(t *testing.T) {
 	if n := len(ageCell.FindAllString(dom, -1)); n < 2 {
 		t.Errorf("%d ages in human units, want one per stream", n)
 	}
+	// The players through other nodes than the publisher's share upstreams:
+	// the streams table and the nodes table say so.
+	for _, want := range []string{"1 ↑ · 1×", " on 1 ↑"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks the fan-out %q", want)
+		}
+	}
 	for _, z := range []string{">zone-a<", ">zone-b<", ">zone-c<"} {
 		if !strings.Contains(dom, z) {
 			t.Errorf("the nodes table lacks %s", z)

@@ -188,7 +188,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// The node samples its throughput from the protocol servers' counters
 	// once they exist.
 	var served clientBytes
-	cfg.Throughput = served.total
+	cfg.Throughput, cfg.Serving = served.total, served.serving
 	node, err := mesh.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mesh: %w", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/history"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
@@ -212,6 +213,31 @@ func (b *clientBytes) total() (in, out uint64) {
 		out += s.Stats().FanOut.BytesOut // HTTP-FLV players past the response writer
 	}
 	return in, out
+}
+
+// serving is the node's cache and fan-out counters, for its history.
+func (b *clientBytes) serving() history.Counters {
+	var out history.Counters
+	c := b.c.Load()
+	if c == nil {
+		return out
+	}
+	if c.httpStream == nil {
+		if c.rtmp != nil && c.rtmp.Hubs() != nil {
+			st := c.rtmp.Hubs().Stats()
+			out.FanOutPlayers, out.FanOutUpstreams = st.Subscribers, st.Upstreams
+		}
+		return out
+	}
+	st := c.httpStream.Stats()
+	for _, cs := range []httpstream.CacheStats{st.Segments, st.Documents} {
+		out.CacheRequests += cs.Hits + cs.Misses + cs.Coalesced
+		out.CacheOrigin += cs.Misses
+	}
+	// The HTTP server's fan-out stats are those of the registry it shares
+	// with the RTMP server when both run.
+	out.FanOutPlayers, out.FanOutUpstreams = st.FanOut.Players, st.FanOut.Upstreams
+	return out
 }
 
 func boolFloat(b bool) float64 {

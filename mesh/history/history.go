@@ -26,6 +26,16 @@ type Sample struct {
 	// AssignmentsPerSec is the rate of assignment writes this node made
 	// (first uses of a stream routed through it).
 	AssignmentsPerSec float64 `json:"assignments_per_s"`
+	// CacheRequestsPerSec is the rate of HLS/DASH requests that reached the
+	// node's cache, and CacheHitRatio the share of them answered without a
+	// request of their own to the origin (hits and coalesced), over the
+	// interval (0 without requests).
+	CacheRequestsPerSec float64 `json:"cache_requests_per_s"`
+	CacheHitRatio       float64 `json:"cache_hit_ratio"`
+	// FanOutPlayers and FanOutUpstreams are the RTMP and HTTP-FLV players
+	// served from shared upstreams and those upstreams, at TimeUnixMs.
+	FanOutPlayers   int `json:"fanout_players"`
+	FanOutUpstreams int `json:"fanout_upstreams"`
 }
 
 // Counters are a node's cumulative counters at one instant. Counters never
@@ -34,6 +44,11 @@ type Sample struct {
 type Counters struct {
 	BytesIn, BytesOut uint64
 	Assignments       uint64
+	// CacheRequests and CacheOrigin count the requests that reached the
+	// HLS/DASH cache and those of them that went to the origin (misses).
+	CacheRequests, CacheOrigin uint64
+	// FanOutPlayers and FanOutUpstreams are gauges (not cumulative).
+	FanOutPlayers, FanOutUpstreams int
 	// Sessions are the live sessions by protocol (not cumulative).
 	Sessions map[string]int
 }
@@ -97,6 +112,13 @@ func (r *Ring) Observe(at time.Time, c Counters) {
 		OutBps:            8 * rate(c.BytesOut, prev.BytesOut),
 		Sessions:          sessions,
 		AssignmentsPerSec: rate(c.Assignments, prev.Assignments),
+		FanOutPlayers:     c.FanOutPlayers,
+		FanOutUpstreams:   c.FanOutUpstreams,
+	}
+	if c.CacheRequests > prev.CacheRequests && c.CacheOrigin >= prev.CacheOrigin {
+		req, origin := c.CacheRequests-prev.CacheRequests, c.CacheOrigin-prev.CacheOrigin
+		s.CacheRequestsPerSec = float64(req) / secs
+		s.CacheHitRatio = 1 - float64(min(origin, req))/float64(req)
 	}
 	if len(r.samples) == r.cap {
 		copy(r.samples, r.samples[1:])

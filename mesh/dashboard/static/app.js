@@ -240,10 +240,16 @@
         s ? numTd(bits(s.in_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
         s ? numTd(bits(s.out_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
         td(s ? counts(s.sessions) : noData),
+        s ? numTd(s.fanout_upstreams ? s.fanout_players + " on " + s.fanout_upstreams + " ↑" : "–",
+          s.fanout_upstreams ? Math.round(s.fanout_players / s.fanout_upstreams) + " players per upstream" : "no shared upstream")
+          : el("td", { class: "num" }, noData.cloneNode(true)),
+        s ? numTd(s.cache_requests_per_s ? Math.round(100 * s.cache_hit_ratio) + " %" : "–",
+          s.cache_requests_per_s ? (s.cache_requests_per_s).toFixed(1) + " requests/s" : "no HLS/DASH requests")
+          : el("td", { class: "num" }, noData.cloneNode(true)),
         td(el("code", { text: m.api_addr || "" })));
     });
     const sig = JSON.stringify([members, st.leader, st.node_id, [...latest], [...answered].map(([id, a]) => [id, a.ok])]);
-    fill("nodes", sig, rows, "No members known.", 8);
+    fill("nodes", sig, rows, "No members known.", 10);
   }
 
   function token() {
