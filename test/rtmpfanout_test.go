@@ -201,3 +201,95 @@ func stallFLV(t *testing.T, url string) net.Conn {
 	}
 	return nc
 }
+
+// TestFanOutSRSOrigin is the fan-out test against a real SRS 7 origin
+// (opt-in, SRS_MESH_TEST_SRS): 20 RTMP and 50 HTTP-FLV players of one
+// stream through one node (a few FFmpeg decoders, the rest minimal
+// readers), and SRS's own API counts the publisher and one player.
+func TestFanOutSRSOrigin(t *testing.T) {
+	harness.Need(t, "ffmpeg")
+	srs := harness.StartSRS(t, harness.SRSOptions{ID: "fan"})
+	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+	c := startProtocolCluster(t, 1, nil, "--origin",
+		fmt.Sprintf("id=srs,ip=127.0.0.1,rtmp=%s,http=%s,api=%s", port(srs.RTMPAddr), port(srs.HTTPAddr), port(srs.APIAddr)))
+	c.waitOriginsHealthy(t, 1)
+	nd := c.nodes[0]
+	pub := harness.PublishRTMP(t, nd.RTMPURL("live/fan"))
+	harness.PlayUntil(t, nd.RTMPURL("live/fan"), time.Second, 10, 30*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const playFor = 8 * time.Second
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	fail := func(format string, args ...any) {
+		failures.Add(1)
+		t.Errorf(format, args...)
+	}
+	for i := range 3 { // decoders of each protocol
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if res, err := harness.Play(ctx, nd.RTMPURL("live/fan"), playFor); err != nil || res.VideoFrames < 100 {
+				fail("RTMP decoder %d: %d frames, %v", i, res.VideoFrames, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if res, err := harness.Play(ctx, nd.HTTPURL("live/fan.flv"), playFor); err != nil || res.VideoFrames < 100 {
+				fail("FLV decoder %d: %d frames, %v", i, res.VideoFrames, err)
+			}
+		}()
+	}
+	rctx, rcancel := context.WithTimeout(ctx, playFor+5*time.Second)
+	defer rcancel()
+	var rtmpBytes, flvBytes atomic.Int64
+	for range 17 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n atomic.Int64
+			if err := harness.ReadRTMP(rctx, nd.RTMPURL("live/fan"), &n); err != nil || n.Load() < 10000 {
+				fail("RTMP reader: %d bytes, %v", n.Load(), err)
+			}
+			rtmpBytes.Add(n.Load())
+		}()
+	}
+	for range 47 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := readFLV(rctx, nd.HTTPURL("live/fan.flv"), playFor)
+			if err != nil || n < 10000 {
+				fail("FLV reader: %d bytes, %v", n, err)
+			}
+			flvBytes.Add(n)
+		}()
+	}
+	// While they play, SRS sees the publisher and one player: the node's
+	// shared upstream.
+	testkit.WaitFor(t, 20*time.Second, "70 players on one upstream", func() bool {
+		doc, err := meshStreams(nd)
+		if err != nil {
+			return false
+		}
+		for _, s := range doc.Streams {
+			if s.Key == "__defaultVhost__/live/fan" {
+				f := s.FanOut[nd.ID]
+				return f.Upstreams == 1 && f.Players >= 70
+			}
+		}
+		return false
+	})
+	if n := srsClients(t, srs.APIAddr, "fan"); n != 2 {
+		t.Errorf("SRS counts %d clients of the stream, want 2 (the publisher and the node)", n)
+	}
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.FailNow()
+	}
+	t.Logf("70 players through one node; SRS served one; %d MB to RTMP readers, %d MB to FLV readers", rtmpBytes.Load()>>20, flvBytes.Load()>>20)
+	if pub.Exited() {
+		t.Fatalf("publisher exited: %s", pub.Output())
+	}
+}
