@@ -83,21 +83,12 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	query := r.URL.RawQuery
 	hdr := originRequestHeader(r, nil)
 	var answer *http.Response // the origin's non-200 answer to this player's open
-	opened, first := false, true
-	last := origin.ID // the origin of the upstream open now
-	open := func(ctx context.Context) (hub.Source, any, error) {
-		o := origin
-		if !first { // a re-attach: the stream may have moved
-			rctx, cancel := context.WithTimeout(ctx, s.fetchTimeout)
-			var err error
-			o, err = route.For(s.router, s.router.Route, true)(rctx, key)
-			cancel()
-			if err != nil {
-				return nil, nil, err
-			}
-		}
-		isFirst := first
-		first, opened = false, true
+	opened := false
+	reroute := func(ctx context.Context) (stream.Origin, error) {
+		return route.For(s.router, s.router.Route, true)(ctx, key)
+	}
+	open := hub.Follow(origin, reroute, s.fetchTimeout, func(ctx context.Context, o stream.Origin, first bool) (hub.Source, any, error) {
+		opened = true
 		if s.rtmpUp != nil && o.RTMP != "" {
 			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
 			if errors.Is(err, hub.ErrRefused) {
@@ -107,7 +98,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 				s.log.Warn("origin RTMP play failed", "origin", o.ID, "stream", key.String(), "err", err)
 				return nil, nil, errOriginRTMP
 			}
-			return src, s.openInfo(isFirst, &last, o.ID, http.Header{"Content-Type": {"video/x-flv"}}), nil
+			return src, http.Header{"Content-Type": {"video/x-flv"}}, nil
 		}
 		if o.HTTP == "" {
 			return nil, nil, errNoHTTP
@@ -123,7 +114,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			return nil, nil, errOriginUnreachable
 		}
 		if resp.StatusCode != http.StatusOK {
-			if isFirst {
+			if first {
 				answer = resp
 			} else {
 				resp.Body.Close()
@@ -136,8 +127,8 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		if s.sessions != nil {
 			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
 		}
-		return src, s.openInfo(isFirst, &last, o.ID, h), nil
-	}
+		return src, h, nil
+	})
 	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
 	switch {
 	case err == nil:
@@ -218,17 +209,6 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 // Shutdown does not wait for them; a node's drain calls both.
 func (s *Server) DrainPlayers(ctx context.Context) error {
 	return s.hijacked.Drain(ctx)
-}
-
-// openInfo is what a fan-out Opener returns as info: the headers for the
-// players on the first open, the origins on a re-attach (hub.Origins).
-func (s *Server) openInfo(first bool, last *string, to string, h http.Header) any {
-	if first {
-		return h
-	}
-	moved := hub.Origins{From: *last, To: to}
-	*last = to
-	return moved
 }
 
 // writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:

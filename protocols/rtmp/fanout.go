@@ -211,28 +211,13 @@ func (u *upstream) message(m *chunk.Message) (hub.Tag, bool, error) {
 func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	s := c.s
 	up := c.detached()
-	first := true
-	last := origin.ID // the origin of the upstream open now
-	open := func(octx context.Context) (hub.Source, any, error) {
-		o := origin
-		if !first { // a re-attach: the stream may have moved
-			rctx, cancel := context.WithTimeout(octx, s.cfg.DialTimeout)
-			var err error
-			o, err = route.For(s.cfg.Router, s.cfg.Router.Route, true)(rctx, up.req.Key)
-			cancel()
-			if err != nil {
-				return nil, nil, err
-			}
-		}
-		first = false
-		src, err := s.openUpstream(octx, up.detached(), o)
-		if err != nil {
-			return nil, nil, err
-		}
-		moved := hub.Origins{From: last, To: o.ID}
-		last = o.ID
-		return src, moved, nil
-	}
+	key := up.req.Key
+	open := hub.Follow(origin, func(ctx context.Context) (stream.Origin, error) {
+		return route.For(s.cfg.Router, s.cfg.Router.Route, true)(ctx, key)
+	}, s.cfg.DialTimeout, func(ctx context.Context, o stream.Origin, _ bool) (hub.Source, any, error) {
+		src, err := s.openUpstream(ctx, up.detached(), o)
+		return src, nil, err
+	})
 	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + time.Second))
 	sub, err := s.hubs.Subscribe(ctx, hub.StreamKey(c.req.Key, rtmpQuery(c.req)), open)
 	switch {

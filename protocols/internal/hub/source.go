@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -178,4 +180,35 @@ func (r *rebaser) apply(t Tag) Tag {
 		r.last, r.any = ts, true
 	}
 	return t
+}
+
+// Follow returns an Opener that follows a stream from origin to origin.
+// Its first call opens on first (the origin the first player was routed
+// to); each later call, a re-attach, asks route (bounded by routeTimeout)
+// where the stream lives now and opens there. open gets the origin and
+// whether the call is the first; the first call's info is open's, a
+// re-attach's is the Origins it left and reached.
+func Follow(first stream.Origin, route func(context.Context) (stream.Origin, error), routeTimeout time.Duration,
+	open func(ctx context.Context, o stream.Origin, first bool) (Source, any, error)) Opener {
+	last, opened := first, false
+	return func(ctx context.Context) (Source, any, error) {
+		o, isFirst := first, !opened
+		if !isFirst {
+			rctx, cancel := context.WithTimeout(ctx, routeTimeout)
+			var err error
+			o, err = route(rctx)
+			cancel()
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		opened = true
+		src, info, err := open(ctx, o, isFirst)
+		if err != nil || isFirst {
+			return src, info, err
+		}
+		moved := Origins{From: last.ID, To: o.ID}
+		last = o
+		return src, moved, nil
+	}
 }
