@@ -1,9 +1,11 @@
 // Package e2e holds srs-mesh's end-to-end tests: real srs-mesh processes on
 // loopback addresses in front of real origins (nginx-rtmp, FFmpeg), driven by
-// real clients (FFmpeg, ffprobe). Tests skip when a tool is missing.
+// real clients (FFmpeg, ffprobe). Tests skip when a tool is missing, and fail
+// instead in strict mode (harness.Strict: CI=true or SRS_MESH_E2E_STRICT=1).
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -30,7 +32,27 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	report := os.Getenv(harness.ReportEnv)
+	var tally *harness.Tally
+	if report != "" {
+		// The outcome of each test is only printed in verbose mode; go test
+		// still shows a passing package's output only with -v.
+		flag.Parse()
+		if err := flag.Set("test.v", "true"); err == nil {
+			tally, err = harness.TallyStdout()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+	}
 	code := m.Run()
+	if tally != nil {
+		tally.Close()
+		text := tally.Report("end-to-end tests (" + harness.StrictNote() + ")")
+		if err := os.WriteFile(report, []byte(text), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -75,7 +75,7 @@ func freeRange(t *testing.T) int {
 func TestReadmeQuickStart(t *testing.T) {
 	harness.Need(t, "ffmpeg", "nginx")
 	if _, err := os.Stat(harness.NginxModule); err != nil {
-		t.Skipf("nginx rtmp module not installed (%s)", harness.NginxModule)
+		harness.Missingf(t, "libnginx-mod-rtmp", "nginx rtmp module not installed (%s)", harness.NginxModule)
 	}
 	b, err := os.ReadFile("../README.md")
 	if err != nil {

@@ -184,7 +184,7 @@ func TestSRSOriginsWebRTC(t *testing.T) {
 // would need SRS's AAC-to-Opus transcoding).
 func TestSRSOriginsRTMPOverWHEP(t *testing.T) {
 	if os.Getenv(harness.SRSBinaryEnv) != "" && !harness.SRSHasFFmpegFit() {
-		t.Skip("this SRS has no FFmpeg transcoder (--ffmpeg-fit=off), so it cannot bridge RTMP to WebRTC")
+		harness.Missing(t, "srs", "this SRS has no FFmpeg transcoder (--ffmpeg-fit=off), so it cannot bridge RTMP to WebRTC")
 	}
 	c, _ := startSRSMesh(t)
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]

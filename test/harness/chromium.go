@@ -18,7 +18,7 @@ func ChromiumBin(t testing.TB) string {
 			return p
 		}
 	}
-	t.Skip("chromium is not installed")
+	Missing(t, "chromium", "not installed")
 	return ""
 }
 

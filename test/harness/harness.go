@@ -1,7 +1,8 @@
 // Package harness starts the real processes that srs-mesh's end-to-end tests
 // drive: nginx-rtmp origins, FFmpeg publishers and players, and srs-mesh
 // nodes. Every process is tied to the test that started it and is killed in
-// t.Cleanup. Tests that need a tool that is not installed are skipped.
+// t.Cleanup. Tests that need a tool that is not installed are skipped, or
+// fail in strict mode (see Strict).
 package harness
 
 import (
@@ -14,12 +15,13 @@ import (
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
-// Need skips the test unless every named executable is on PATH.
+// Need skips the test (fails it in strict mode, see Strict) unless every
+// named executable is on PATH.
 func Need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
+			Missing(t, tool, "not installed (not on PATH)")
 		}
 	}
 }

@@ -46,7 +46,7 @@ func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
 	t.Helper()
 	Need(t, "nginx")
 	if _, err := os.Stat(NginxModule); err != nil {
-		t.Skipf("nginx rtmp module not installed (%s)", NginxModule)
+		Missingf(t, "libnginx-mod-rtmp", "nginx rtmp module not installed (%s)", NginxModule)
 	}
 	dir := t.TempDir()
 	n := &Nginx{

@@ -51,10 +51,10 @@ func StartSRS(t testing.TB, opt SRSOptions) *SRS {
 	t.Helper()
 	bin := os.Getenv(SRSBinaryEnv)
 	if bin == "" {
-		t.Skipf("set %s to an SRS binary to run tests against real SRS origins", SRSBinaryEnv)
+		Missingf(t, "srs", "set %s to an SRS binary to run tests against real SRS origins", SRSBinaryEnv)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s=%s: %v", SRSBinaryEnv, bin, err)
+		Missingf(t, "srs", "%s=%s: %v", SRSBinaryEnv, bin, err)
 	}
 	dir := t.TempDir()
 	s := &SRS{

@@ -20,14 +20,14 @@ func NeedFFmpegSRT(t testing.TB) {
 	Need(t, "ffmpeg", "ffprobe")
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-protocols").Output()
 	if err != nil {
-		t.Skipf("ffmpeg -protocols: %v", err)
+		Missingf(t, "ffmpeg", "ffmpeg -protocols: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if p == "srt" {
 			return
 		}
 	}
-	t.Skip("ffmpeg has no SRT protocol")
+	Missing(t, "ffmpeg", "this ffmpeg has no SRT protocol")
 }
 
 // srtInduction is an SRT (UDT version 4) induction handshake: the first

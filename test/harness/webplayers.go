@@ -95,7 +95,7 @@ func NeedWebPlayers(t testing.TB) {
 	ChromiumBin(t)
 	for _, f := range []string{"hls.js/dist/hls.min.js", "dashjs/dist/dash.all.min.js", "mpegts.js/dist/mpegts.js"} {
 		if _, err := os.Stat(filepath.Join(webDir(), "node_modules", f)); err != nil {
-			t.Skipf("web players are not installed (npm ci --prefix test/web): %v", err)
+			Missingf(t, "web players", "not installed (npm ci --prefix test/web): %v", err)
 		}
 	}
 }
