@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build test unit e2e bench fuzz vet fmt clean deps demo
+.PHONY: build test unit e2e attack bench fuzz vet fmt clean deps demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/srs-mesh
@@ -27,6 +27,11 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -timeout 20m -v ./test/...
+
+# The client-side attack run (test/attack.sh): every TestSecurity* and
+# TestAttack* end-to-end test, each next to a legitimate stream.
+attack:
+	test/attack.sh
 
 # Benchmarks whose figures are recorded in docs/benchmarks.md.
 bench:
