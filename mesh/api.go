@@ -12,6 +12,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/bearer"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
@@ -22,8 +23,8 @@ import (
 //	POST /api/v1/srs/register            SRS heartbeat (token)   -> {"code":0,"data":{"origin":"<id>"}}
 //	POST /api/v1/srs/register/{token}    the same, token in the path (see below)
 //	GET  /mesh/v1/status                 Status
-//	GET  /mesh/v1/streams                ClusterStreams (asks every alive node, 1 s each)
-//	GET  /mesh/v1/local/sessions         LocalSessions (this node's live sessions)
+//	GET  /mesh/v1/streams                streams.Cluster (asks every alive node, 1 s each; package telemetry)
+//	GET  /mesh/v1/local/sessions         streams.Local (this node's live sessions)
 //	GET  /mesh/v1/events[?limit=N]       Events (every node's event log, merged; default 100, at most 1000)
 //	GET  /mesh/v1/local/events           LocalEvents (this node's event log)
 //	GET  /mesh/v1/history                History (every node's last 15 minutes of throughput)
@@ -55,12 +56,12 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/srs/register", n.method(http.MethodPost, n.guard.Require(n.handleRegister)))
 	mux.HandleFunc("/api/v1/srs/register/{token...}", n.method(http.MethodPost, n.pathAuth(n.handleRegister)))
 	mux.HandleFunc("/mesh/v1/status", n.method(http.MethodGet, n.handleStatus))
-	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.handleStreams))
-	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
-	mux.HandleFunc("/mesh/v1/events", n.method(http.MethodGet, n.handleEvents))
-	mux.HandleFunc(PathLocalEvents, n.method(http.MethodGet, n.handleLocalEvents))
-	mux.HandleFunc("/mesh/v1/history", n.method(http.MethodGet, n.handleHistory))
-	mux.HandleFunc(PathLocalHistory, n.method(http.MethodGet, n.handleLocalHistory))
+	mux.HandleFunc("/mesh/v1/streams", n.method(http.MethodGet, n.tel.HandleStreams))
+	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.tel.HandleLocalSessions))
+	mux.HandleFunc("/mesh/v1/events", n.method(http.MethodGet, n.tel.HandleEvents))
+	mux.HandleFunc(telemetry.PathLocalEvents, n.method(http.MethodGet, n.tel.HandleLocalEvents))
+	mux.HandleFunc("/mesh/v1/history", n.method(http.MethodGet, n.tel.HandleHistory))
+	mux.HandleFunc(telemetry.PathLocalHistory, n.method(http.MethodGet, n.tel.HandleLocalHistory))
 	mux.HandleFunc("/mesh/v1/origins/{id}/drain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(true))))
 	mux.HandleFunc("/mesh/v1/origins/{id}/undrain", n.method(http.MethodPost, n.guard.RequireHeader(n.handleDrain(false))))
 	mux.HandleFunc("/healthz", n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
@@ -86,9 +87,9 @@ func (n *Node) internalHandler() http.Handler {
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
 	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
-	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.handleLocalSessions))
-	mux.HandleFunc(PathLocalEvents, n.method(http.MethodGet, n.handleInternalLocalEvents))
-	mux.HandleFunc(PathLocalHistory, n.method(http.MethodGet, n.handleLocalHistory))
+	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.tel.HandleLocalSessions))
+	mux.HandleFunc(telemetry.PathLocalEvents, n.method(http.MethodGet, n.tel.HandleInternalLocalEvents))
+	mux.HandleFunc(telemetry.PathLocalHistory, n.method(http.MethodGet, n.tel.HandleLocalHistory))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusNotFound, "no such internal API: "+r.URL.Path)
 	})
@@ -193,7 +194,9 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	n.redactEvents(r, st.RecentEvents)
+	if !n.guard.Operator(r) {
+		telemetry.Redact(st.RecentEvents)
+	}
 	httpjson.Write(w, http.StatusOK, st)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 )
 
 // nodeMeta is the memberlist metadata of a node (JSON, at most
@@ -148,7 +149,7 @@ func (n *Node) handleMemberEvent(ev memberEvent) {
 		default:
 			kind = events.NodeFailed
 		}
-		n.timeline.Record(events.Event{Kind: kind, Member: ev.name})
+		n.tel.Record(events.Event{Kind: kind, Member: ev.name})
 	}
 }
 
@@ -190,6 +191,23 @@ func (n *Node) peerSnapshot() map[string]peer {
 	out := make(map[string]peer, len(n.peers))
 	for id, p := range n.peers {
 		out[id] = *p
+	}
+	return out
+}
+
+// askable lists the other members for a cluster-wide document (package
+// peers): those gossip shows alive, by their cluster address, and the others
+// with why they are not asked. Members that left gracefully are not listed.
+func (n *Node) askable() []peers.Peer {
+	var out []peers.Peer
+	for id, p := range n.peerSnapshot() {
+		switch {
+		case id == n.cfg.NodeID, p.state == gossipLeft:
+		case p.state != gossipAlive:
+			out = append(out, peers.Peer{ID: id, Skip: "gossip state " + p.state})
+		default:
+			out = append(out, peers.Peer{ID: id, Addr: p.meta.Raft})
+		}
 	}
 	return out
 }

@@ -29,7 +29,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
-	n.timeline.Record(events.Event{Kind: events.Leader, Member: n.cfg.NodeID, Detail: "term " + n.raft.Stats()["term"]})
+	n.tel.Record(events.Event{Kind: events.Leader, Member: n.cfg.NodeID, Detail: "term " + n.raft.Stats()["term"]})
 	if _, ok := n.fsm.TokenKey(); !ok {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err == nil {
@@ -47,7 +47,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if _, err := n.applyLocal(ctx, state.RegisterOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
 			n.log.Warn("register static origin", "origin", o.ID, "err", err)
 		} else if !known {
-			n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "static"})
+			n.tel.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "static"})
 		}
 	}
 	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,
@@ -201,7 +201,7 @@ func (n *Node) collectOrigins(ctx context.Context) {
 			n.log.Warn("remove silent origin", "origin", s.Origin.ID, "err", err)
 			continue
 		}
-		n.timeline.Record(events.Event{Kind: events.OriginRemoved, Origin: s.Origin.ID, Detail: "heartbeats stopped"})
+		n.tel.Record(events.Event{Kind: events.OriginRemoved, Origin: s.Origin.ID, Detail: "heartbeats stopped"})
 		n.log.Info("removed an origin whose heartbeats stopped", "origin", s.Origin.ID,
 			"last_heartbeat", time.UnixMilli(s.LastHeartbeatMs).UTC().Format(time.RFC3339), "ttl", n.cfg.OriginTTL)
 	}
@@ -251,6 +251,6 @@ func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
 		if !c.Healthy {
 			e.Kind, e.Detail = events.OriginDown, c.Reason
 		}
-		n.timeline.Record(e)
+		n.tel.Record(e)
 	}
 }

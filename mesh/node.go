@@ -39,8 +39,9 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
-	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/bearer"
@@ -96,12 +97,9 @@ type Node struct {
 	internal *http.Server
 	client   *http.Client
 	act      *activity.Recorder
-	// timeline is this node's event log (package events).
-	timeline *events.Log
-	// history holds the samples of historyLoop; assigned counts the
-	// assignment writes this node made.
-	history  *history.Ring
-	assigned atomic.Uint64
+	// tel is the node's telemetry: its event log and history, and the
+	// cluster-wide streams, events and history documents.
+	tel *telemetry.Telemetry
 
 	// probes is the leader's health checker (the last one, once this node
 	// led): its last successful probe per origin is shown in Status without
@@ -161,13 +159,28 @@ func New(cfg Config) (*Node, error) {
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
-		timeline:      events.NewLog(cfg.NodeID, events.DefaultCapacity, nil),
-		history:       history.New(history.DefaultCapacity),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 		moveLimit:     rate.NewLimiter(moveRate, moveBurst),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.client = &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         n.dialCluster,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+	n.tel = telemetry.New(telemetry.Config{
+		NodeID:          cfg.NodeID,
+		Peers:           n.askable,
+		Asker:           peers.Asker{Client: n.client},
+		Replica:         n.fsm,
+		Activity:        n.act,
+		HistoryInterval: cfg.HistoryInterval,
+		Throughput:      cfg.Throughput,
+		Serving:         cfg.Serving,
+		Operator:        n.guard.Operator,
+	})
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.shutdown()
@@ -213,16 +226,6 @@ func (n *Node) open() error {
 		return fmt.Errorf("mesh: cluster port on %s: %w", cfg.RaftAddr, err)
 	}
 	n.port = port
-	n.client = &http.Client{Transport: &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			return port.Dialer().Dial(ctx, addr, clusterport.ServiceHTTP)
-		},
-		MaxIdleConnsPerHost: 32,
-		IdleConnTimeout:     30 * time.Second,
-	}}
 	n.internal = &http.Server{Handler: n.internalHandler(), ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	n.wg.Add(1)
@@ -286,10 +289,22 @@ func (n *Node) open() error {
 	return nil
 }
 
+// dialCluster dials a member's internal API through the cluster port
+// (mutual TLS when the mesh has it), within 2 s. It is the dialer of
+// n.client, which is used only once open has set n.port.
+func (n *Node) dialCluster(ctx context.Context, _, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return n.port.Dialer().Dial(ctx, addr, clusterport.ServiceHTTP)
+}
+
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
 	n.wg.Add(6)
-	go n.historyLoop()
+	go func() {
+		defer n.wg.Done()
+		n.tel.Run(n.ctx)
+	}()
 	go n.heartbeatWatch()
 	go n.gossipLoop()
 	go n.leadershipLoop()
@@ -448,7 +463,11 @@ func (n *Node) startLeaderLoop() context.CancelFunc {
 // Events is this node's event log. Code that moves a stream to another
 // origin records it here (events.StreamMoved); see package events for who
 // records every other kind. It is never nil.
-func (n *Node) Events() *events.Log { return n.timeline }
+func (n *Node) Events() *events.Log { return n.tel.Events() }
+
+// Telemetry is the node's telemetry: the cluster-wide streams, events and
+// history documents and this node's part of them.
+func (n *Node) Telemetry() *telemetry.Telemetry { return n.tel }
 
 // IsLeader reports whether this node is the Raft leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
@@ -570,7 +589,7 @@ func (n *Node) Status() Status {
 		NodeID: n.cfg.NodeID, RaftState: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		RaftStats: n.raft.Stats(), Replica: n.fsm.Contents(), RTCSessions: n.fsm.RTCSessionCount(),
 		DegradedRoutes: n.degraded.Load(), LastProbe: n.lastProbeOK, NowMs: time.Now().UnixMilli(),
-		Events: n.timeline.Recent(view.MaxRecentEvents),
+		Events: n.tel.Events().Recent(view.MaxRecentEvents),
 	}
 	in.Replica.TokenKey = nil
 	for id, p := range n.peerSnapshot() {

@@ -73,9 +73,9 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	switch {
 	case err == nil && res.Origin != nil:
 		if res.Created {
-			n.assigned.Add(1)
+			n.tel.CountAssignment()
 			if prev != "" && prev != res.Origin.ID {
-				n.timeline.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
+				n.tel.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
 			}
 		}
 		return *res.Origin, nil
@@ -135,7 +135,7 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	case err == nil && res.Origin != nil:
 		if res.Created {
 			n.log.Info("stream moved off a failed origin", "stream", ks, "from", failed.ID, "to", res.Origin.ID)
-			n.timeline.Record(events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed"))
+			n.tel.Record(events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed"))
 		}
 		return *res.Origin, nil
 	case err == nil:
@@ -265,7 +265,7 @@ func (n *Node) Heartbeat(ctx context.Context, o stream.Origin, load *stream.Load
 	_, err := n.apply(ctx, state.RegisterOriginCmd{Origin: o, Load: load, Heartbeat: true, Authenticated: n.cfg.Token != "",
 		MaxOrigins: n.cfg.MaxOrigins, NowMs: time.Now().UnixMilli()})
 	if err == nil && !known {
-		n.timeline.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "registered"})
+		n.tel.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "registered"})
 	}
 	return err
 }
@@ -291,7 +291,7 @@ func (n *Node) SetDraining(ctx context.Context, originID string, draining bool) 
 	if !draining {
 		kind = events.OriginUndrained
 	}
-	n.timeline.Record(events.Event{Kind: kind, Origin: originID})
+	n.tel.Record(events.Event{Kind: kind, Origin: originID})
 	return nil
 }
 

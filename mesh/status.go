@@ -1,6 +1,10 @@
 package mesh
 
-import "github.com/srs-mesh/srs-mesh/mesh/view"
+import (
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
+	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
+	"github.com/srs-mesh/srs-mesh/mesh/view"
+)
 
 // The JSON documents of the cluster API on the system API port; see
 // package view.
@@ -13,4 +17,15 @@ type (
 	OriginStatus = view.Origin
 	// AssignmentStatus is one stream key and the origin that owns it.
 	AssignmentStatus = view.Assignment
+)
+
+// The cluster-wide documents of package telemetry.
+type (
+	// Events is the answer of GET /mesh/v1/events.
+	Events = telemetry.Events
+	// History is the answer of GET /mesh/v1/history.
+	History = telemetry.History
+	// NodeAnswer says whether one node's part is in a cluster-wide
+	// document.
+	NodeAnswer = peers.Answer
 )

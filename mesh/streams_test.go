@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -99,7 +100,7 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("streams with a dead node took %v", d)
 	}
-	var bad []streams.NodeAnswer
+	var bad []peers.Answer
 	for _, n := range doc.Nodes {
 		if !n.OK {
 			bad = append(bad, n)

@@ -64,7 +64,7 @@ func TestTLSClusterForms(t *testing.T) {
 	end := c.Node(follower).Track(key(1), "rtmp")
 	defer end()
 	testkit.WaitFor(t, clusterTimeout, "the leader sees the follower's session", func() bool {
-		doc := c.Node(leader).ClusterStreams(context.Background())
+		doc := c.Node(leader).Telemetry().ClusterStreams(context.Background())
 		for _, s := range doc.Streams {
 			if s.Key == key(1).String() && s.Nodes[c.Members[follower].Config.NodeID] == 1 {
 				return true

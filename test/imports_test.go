@@ -13,7 +13,8 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // Protocol packages never import mesh or each other, stream imports nothing
 // of ours, mesh imports no protocol, and mesh/state, the deterministic core
 // of the mesh, imports no clock, no network, no gossip and nothing of ours but
-// stream. It checks every import of every package's non-test files, the
+// stream. The node's telemetry (mesh/telemetry, mesh/peers) imports neither
+// the mesh root nor Raft nor gossip. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -58,6 +59,11 @@ func TestImportRulesFire(t *testing.T) {
 		// Shared protocol support: any protocol may use it; it uses only stream.
 		{"protocols/rtmp", []string{modulePrefix + "protocols/internal/drain", modulePrefix + "stream/httpjson"}, nil},
 		{"protocols/internal/drain", []string{modulePrefix + "protocols/rtmp"}, []string{"protocols/rtmp"}},
+		// Telemetry: no mesh root, no Raft or gossip; peers knows no document.
+		{"mesh/telemetry", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
+		{"mesh/telemetry", []string{modulePrefix + "mesh/events", modulePrefix + "mesh/peers", modulePrefix + "mesh/streams", "net/http"}, nil},
+		{"mesh/peers", []string{modulePrefix + "mesh/streams", "net/http"}, []string{"mesh/streams"}},
 	} {
 		got := importViolations(tc.pkg, tc.imports)
 		if len(got) != len(tc.bad) {
@@ -98,6 +104,19 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			}
 		}
+		if isTelemetry(pkg) {
+			switch {
+			case strings.HasPrefix(imp, "github.com/hashicorp/raft") || strings.HasPrefix(imp, "github.com/hashicorp/memberlist"):
+				report(dep, "telemetry writes no replicated state and knows no gossip; the node hands it what it reads")
+				continue
+			case ours && dep == "mesh":
+				report(dep, "telemetry gets what it needs from the node through its Config")
+				continue
+			case pkg == "mesh/peers" && ours:
+				report(dep, "asking peers knows nothing of the documents")
+				continue
+			}
+		}
 		if !ours {
 			continue
 		}
@@ -119,6 +138,12 @@ func importViolations(pkg string, imports []string) []string {
 		}
 	}
 	return out
+}
+
+// isTelemetry reports whether pkg is the node's telemetry room: the
+// documents it builds and the one way it asks peers.
+func isTelemetry(pkg string) bool {
+	return pkg == "mesh/telemetry" || pkg == "mesh/peers"
 }
 
 // protocolOf returns "protocols/rtmp" for "protocols/rtmp/chunk".

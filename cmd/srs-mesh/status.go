@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -94,7 +95,7 @@ func (c *clientOptions) getEvents(ctx context.Context, limit int) (mesh.Events, 
 // streamsFromStatus builds a stream list without session counts from the
 // assignments of a status document.
 func streamsFromStatus(st mesh.Status) streams.Cluster {
-	doc := streams.Cluster{Streams: []streams.Stream{}, Nodes: []streams.NodeAnswer{}, GeneratedUnix: st.GeneratedUnix}
+	doc := streams.Cluster{Streams: []streams.Stream{}, Nodes: []peers.Answer{}, GeneratedUnix: st.GeneratedUnix}
 	for _, a := range st.Assignments {
 		doc.Streams = append(doc.Streams, streams.Stream{Key: a.Key, Origin: a.Origin, OriginHealthy: a.OriginHealthy,
 			CreatedUnixMs: a.CreatedUnixMs, LastUsedUnixMs: a.LastUsedUnixMs})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 )
 
@@ -22,7 +23,7 @@ func TestStreamTablesFit80Columns(t *testing.T) {
 				TotalClients: 3, CreatedUnixMs: now.UnixMilli()},
 			{Key: "__defaultVhost__/live/b", Clients: map[string]int{}},
 		},
-		Nodes: []streams.NodeAnswer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
+		Nodes: []peers.Answer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
 	}
 	var a, b bytes.Buffer
 	printStreams(&a, doc, true, now)

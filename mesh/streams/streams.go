@@ -2,26 +2,22 @@
 // answer of GET /mesh/v1/streams: every assigned stream and every stream with
 // live client sessions on some node, with the sessions summed over the nodes
 // that answered. Each node reports its own sessions (GET
-// /mesh/v1/local/sessions, a Local); Collect asks the other nodes in
-// parallel, each within FanoutTimeout, and joins the sums with the
-// assignments of the asking node's replica.
+// /mesh/v1/local/sessions, a Local); Join adds up the answers of the other
+// nodes (asked by package peers) and joins the sums with the assignments of
+// the asking node's replica.
 //
-// The package holds the documents and their assembly only: which nodes to ask
-// and the local sessions come from the mesh.
+// The package holds the documents and their assembly only: asking the nodes
+// is package peers', and the local sessions come from the mesh.
 package streams
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
-	"sync"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
 
@@ -65,9 +61,9 @@ type Rate struct {
 // The counts are a best-effort sum: a node that does not answer within a
 // second is listed with ok false and its sessions are missing.
 type Cluster struct {
-	Streams       []Stream     `json:"streams"`
-	Nodes         []NodeAnswer `json:"nodes"`
-	GeneratedUnix int64        `json:"generated_unix_ms"`
+	Streams       []Stream       `json:"streams"`
+	Nodes         []peers.Answer `json:"nodes"`
+	GeneratedUnix int64          `json:"generated_unix_ms"`
 }
 
 // Stream is one stream of Cluster.
@@ -110,21 +106,11 @@ type FanOut struct {
 // upstreams (not clients): Collect reports them in Stream.FanOut.
 const ProtoUpstream = "upstream"
 
-// NodeAnswer says whether one node's sessions are in Cluster.
-type NodeAnswer struct {
-	ID    string `json:"id"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
 // PathLocal is the per-node endpoint Collect asks, served by every node.
 const PathLocal = "/mesh/v1/local/sessions"
 
-// FanoutTimeout bounds each node's answer to Collect.
-const FanoutTimeout = time.Second
-
-// maxLocalBytes bounds one node's answer.
-const maxLocalBytes = 32 << 20
+// MaxLocalBytes bounds one node's answer.
+const MaxLocalBytes = 32 << 20
 
 // NewLocal is node's Local for its live sessions, counted by stream key and
 // then protocol, with the bit rates of those streams that rates has. It
@@ -145,40 +131,23 @@ type Replica interface {
 	Contents() state.Contents
 }
 
-// Peer is another node to ask: its id and system API address ("host:port"),
-// or, when Skip is set, why it is listed as not ok without being asked.
-type Peer struct {
-	ID, API, Skip string
-}
-
-// Collect asks every peer that is not skipped for its Local over HTTP with
-// client (in parallel, each bounded by FanoutTimeout and by ctx), then joins
-// the sums of self and of the peers that answered with the assignments and
-// origin health that replica holds once the answers are in. Peers are listed
-// in Nodes whether or not they answered.
-func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer, replica Replica) Cluster {
-	answers := make([]NodeAnswer, len(peers)+1)
-	results := make([]Local, len(peers)+1)
-	answers[0], results[0] = NodeAnswer{ID: self.Node, OK: true}, self
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		answers[i+1] = NodeAnswer{ID: p.ID, Error: p.Skip}
-		if p.Skip != "" {
+// Join decodes the Local of every member that answered (a member whose
+// answer does not decode is marked not ok) and joins the sums of self and of
+// those members with the assignments and origin health that replica holds.
+// Every member is listed in Nodes whether or not it answered.
+func Join(self Local, answers []peers.Body, replica Replica) Cluster {
+	nodes := make([]peers.Answer, len(answers)+1)
+	results := make([]Local, len(answers)+1)
+	nodes[0], results[0] = peers.Answer{ID: self.Node, OK: true}, self
+	for i, a := range answers {
+		nodes[i+1] = a.Answer
+		if !a.OK {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ls, err := fetch(ctx, client, p.API)
-			if err != nil {
-				answers[i+1].Error = err.Error()
-				return
-			}
-			answers[i+1].OK, results[i+1] = true, ls
-		}()
+		if err := json.Unmarshal(a.Body, &results[i+1]); err != nil {
+			nodes[i+1].OK, nodes[i+1].Error = false, fmt.Sprintf("bad answer: %v", err)
+		}
 	}
-	wg.Wait()
-
 	byKey := map[string]*Stream{}
 	get := func(key string) *Stream {
 		s := byKey[key]
@@ -199,7 +168,7 @@ func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer,
 		s.CreatedUnixMs, s.LastUsedUnixMs = a.CreatedMs, a.LastUsedMs
 	}
 	for i, ls := range results {
-		if !answers[i].OK {
+		if !nodes[i].OK {
 			continue
 		}
 		for _, sc := range ls.Streams {
@@ -218,7 +187,7 @@ func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer,
 					s.FanOut = map[string]FanOut{}
 				}
 				players := max(sc.Clients["rtmp"], 0) + max(sc.Clients["flv"], 0)
-				s.FanOut[answers[i].ID] = FanOut{Upstreams: up, Players: players, Ratio: float64(players) / float64(up)}
+				s.FanOut[nodes[i].ID] = FanOut{Upstreams: up, Players: players, Ratio: float64(players) / float64(up)}
 			}
 			for proto, c := range sc.Clients {
 				if c <= 0 || proto == ProtoUpstream {
@@ -226,42 +195,15 @@ func Collect(ctx context.Context, client *http.Client, self Local, peers []Peer,
 				}
 				s.Clients[proto] += c
 				s.TotalClients += c
-				s.Nodes[answers[i].ID] += c
+				s.Nodes[nodes[i].ID] += c
 			}
 		}
 	}
-	out := Cluster{Streams: make([]Stream, 0, len(byKey)), Nodes: answers, GeneratedUnix: time.Now().UnixMilli()}
+	out := Cluster{Streams: make([]Stream, 0, len(byKey)), Nodes: nodes, GeneratedUnix: time.Now().UnixMilli()}
 	for _, s := range byKey {
 		out.Streams = append(out.Streams, *s)
 	}
 	slices.SortFunc(out.Streams, func(a, b Stream) int { return cmp.Compare(a.Key, b.Key) })
-	slices.SortFunc(out.Nodes, func(a, b NodeAnswer) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out.Nodes, func(a, b peers.Answer) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-// fetch asks one node for its live sessions.
-func fetch(ctx context.Context, client *http.Client, api string) (Local, error) {
-	ctx, cancel := context.WithTimeout(ctx, FanoutTimeout)
-	defer cancel()
-	var ls Local
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+PathLocal, nil)
-	if err != nil {
-		return ls, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return ls, fmt.Errorf("%s: no answer within %v", api, FanoutTimeout)
-		}
-		return ls, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return ls, fmt.Errorf("%s: HTTP %d", api, resp.StatusCode)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLocalBytes)).Decode(&ls); err != nil {
-		return ls, fmt.Errorf("%s: bad answer: %v", api, err)
-	}
-	return ls, nil
 }

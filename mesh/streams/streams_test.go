@@ -1,14 +1,11 @@
 package streams
 
 import (
-	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -17,24 +14,15 @@ type fakeReplica state.Contents
 
 func (r fakeReplica) Contents() state.Contents { return state.Contents(r) }
 
-func TestCollectSumsAnswers(t *testing.T) {
-	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != PathLocal {
-			http.NotFound(w, r)
-			return
-		}
-		json.NewEncoder(w).Encode(Local{Node: "n2", Streams: []LocalStream{
-			{Key: "v/live/a", Clients: map[string]int{"flv": 2, "bogus": -1}, OutBps: 3e6, InBps: -5},
-			{Key: "v/live/b", Clients: map[string]int{"srt": 1}},
-			{Key: "", Clients: map[string]int{"rtmp": 9}},
-		}})
-	}))
-	defer peer.Close()
-	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "no", http.StatusInternalServerError)
-	}))
-	defer broken.Close()
-
+// TestJoinSumsAnswers: the sums of self and of the members that answered,
+// joined with the replica's assignments; a member that did not answer, or
+// whose answer does not decode, is listed as not ok and adds nothing.
+func TestJoinSumsAnswers(t *testing.T) {
+	body, _ := json.Marshal(Local{Node: "n2", Streams: []LocalStream{
+		{Key: "v/live/a", Clients: map[string]int{"flv": 2, "bogus": -1}, OutBps: 3e6, InBps: -5},
+		{Key: "v/live/b", Clients: map[string]int{"srt": 1}},
+		{Key: "", Clients: map[string]int{"rtmp": 9}},
+	}})
 	self := NewLocal("n1", map[string]map[string]int{"v/live/a": {"rtmp": 1}}, map[string]Rate{"v/live/a": {InBps: 2e6, OutBps: 1e3}, "v/live/gone": {InBps: 1}})
 	replica := fakeReplica{
 		Origins: []state.OriginState{{Origin: stream.Origin{ID: "o1"}, Healthy: true}},
@@ -43,15 +31,17 @@ func TestCollectSumsAnswers(t *testing.T) {
 			{Key: "v/live/idle", Assignment: state.Assignment{Origin: "o2"}},
 		},
 	}
-	peers := []Peer{
-		{ID: "n4", Skip: "gossip state dead"},
-		{ID: "n2", API: strings.TrimPrefix(peer.URL, "http://")},
-		{ID: "n3", API: strings.TrimPrefix(broken.URL, "http://")},
+	answers := []peers.Body{
+		{Answer: peers.Answer{ID: "n2", OK: true}, Body: body},
+		{Answer: peers.Answer{ID: "n3", Error: "HTTP 500"}},
+		{Answer: peers.Answer{ID: "n4", Error: "gossip state dead"}},
+		{Answer: peers.Answer{ID: "n5", OK: true}, Body: []byte("{")},
 	}
-	doc := Collect(context.Background(), &http.Client{}, self, peers, replica)
+	doc := Join(self, answers, replica)
 
-	if len(doc.Nodes) != 4 || !doc.Nodes[0].OK || !doc.Nodes[1].OK || doc.Nodes[2].OK || doc.Nodes[2].Error == "" ||
-		doc.Nodes[3] != (NodeAnswer{ID: "n4", Error: "gossip state dead"}) {
+	if len(doc.Nodes) != 5 || !doc.Nodes[0].OK || !doc.Nodes[1].OK || doc.Nodes[2].OK || doc.Nodes[2].Error == "" ||
+		doc.Nodes[3] != (peers.Answer{ID: "n4", Error: "gossip state dead"}) ||
+		doc.Nodes[4].OK || !strings.Contains(doc.Nodes[4].Error, "bad answer") {
 		t.Fatalf("nodes = %+v", doc.Nodes)
 	}
 	if len(doc.Streams) != 3 {
@@ -73,41 +63,12 @@ func TestCollectSumsAnswers(t *testing.T) {
 	}
 }
 
-func TestFetchIsBounded(t *testing.T) {
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
-	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("{"))
-	}))
-	defer garbage.Close()
-
-	client := &http.Client{}
-	start := time.Now()
-	_, err := fetch(context.Background(), client, strings.TrimPrefix(hung.URL, "http://"))
-	if err == nil || !strings.Contains(err.Error(), "no answer within") {
-		t.Fatalf("hung node: %v", err)
-	}
-	if d := time.Since(start); d < FanoutTimeout || d > FanoutTimeout+time.Second {
-		t.Fatalf("hung node answered after %v", d)
-	}
-	if _, err := fetch(context.Background(), client, strings.TrimPrefix(garbage.URL, "http://")); err == nil {
-		t.Fatal("garbage answer accepted")
-	}
-}
-
-func TestCollectFanOut(t *testing.T) {
+func TestJoinFanOut(t *testing.T) {
 	self := NewLocal("n1", map[string]map[string]int{
 		"v/live/a": {"rtmp": 20, "flv": 50, "hls": 3, ProtoUpstream: 2},
 		"v/live/b": {"srt": 1},
 	}, nil)
-	c := Collect(context.Background(), nil, self, nil, fakeReplica{})
+	c := Join(self, nil, fakeReplica{})
 	if len(c.Streams) != 2 {
 		t.Fatalf("streams %+v", c.Streams)
 	}

@@ -1,4 +1,4 @@
-package mesh
+package telemetry
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
@@ -26,7 +27,7 @@ type LocalHistory struct {
 
 // NodeHistory is one node's part of History: its samples when OK.
 type NodeHistory struct {
-	NodeAnswer
+	peers.Answer
 	IntervalMs int64            `json:"interval_ms,omitempty"`
 	Samples    []history.Sample `json:"samples"`
 }
@@ -50,59 +51,43 @@ type History struct {
 // hundred bytes).
 const maxHistoryBytes = 1 << 20
 
-// historyLoop samples the node every HistoryInterval: its throughput, live
-// sessions and assignment writes into the history ring, and each stream's
-// bit rates.
-func (n *Node) historyLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.HistoryInterval)
-	defer t.Stop()
-	n.sample(time.Now())
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case now := <-t.C:
-			n.sample(now)
-		}
+// sample records the node's throughput, live sessions and assignment writes
+// in the history ring, and each stream's bit rates.
+func (t *Telemetry) sample(now time.Time) {
+	c := history.Counters{Assignments: t.assigned.Load(), Sessions: map[string]int{}}
+	if t.cfg.Throughput != nil {
+		c.BytesIn, c.BytesOut = t.cfg.Throughput()
 	}
-}
-
-func (n *Node) sample(now time.Time) {
-	c := history.Counters{Assignments: n.assigned.Load(), Sessions: map[string]int{}}
-	if n.cfg.Throughput != nil {
-		c.BytesIn, c.BytesOut = n.cfg.Throughput()
-	}
-	if n.cfg.Serving != nil {
-		sv := n.cfg.Serving()
+	if t.cfg.Serving != nil {
+		sv := t.cfg.Serving()
 		c.CacheRequests, c.CacheOrigin, c.FanOutPlayers, c.FanOutUpstreams = sv.CacheRequests, sv.CacheOrigin, sv.FanOutPlayers, sv.FanOutUpstreams
 	}
-	for _, byProto := range n.act.Sessions() {
+	for _, byProto := range t.cfg.Activity.Sessions() {
 		for p, k := range byProto {
 			if p != streams.ProtoUpstream { // a node's own shared upstream, not a client
 				c.Sessions[p] += k
 			}
 		}
 	}
-	n.history.Observe(now, c)
-	n.act.SampleRates(now)
+	t.history.Observe(now, c)
+	t.cfg.Activity.SampleRates(now)
 }
 
 // LocalHistory returns this node's history.
-func (n *Node) LocalHistory() LocalHistory {
-	return LocalHistory{Node: n.cfg.NodeID, IntervalMs: n.cfg.HistoryInterval.Milliseconds(), Samples: n.history.Samples()}
+func (t *Telemetry) LocalHistory() LocalHistory {
+	return LocalHistory{Node: t.cfg.NodeID, IntervalMs: t.cfg.HistoryInterval.Milliseconds(), Samples: t.history.Samples()}
 }
 
-// ClusterHistory gathers the history of this node and of every alive
-// member, each within a second and ctx.
-func (n *Node) ClusterHistory(ctx context.Context) History {
-	self := n.LocalHistory()
-	out := History{Nodes: []NodeHistory{{NodeAnswer: NodeAnswer{ID: n.cfg.NodeID, OK: true}, IntervalMs: self.IntervalMs, Samples: self.Samples}}}
-	for _, a := range n.askPeers(ctx, PathLocalHistory, maxHistoryBytes) {
-		nh := NodeHistory{NodeAnswer: a.NodeAnswer, Samples: []history.Sample{}}
+// ClusterHistory gathers the history of this node and of every member
+// Peers lists, each within a second and ctx.
+func (t *Telemetry) ClusterHistory(ctx context.Context) History {
+	self := t.LocalHistory()
+	out := History{Nodes: []NodeHistory{{Answer: peers.Answer{ID: t.cfg.NodeID, OK: true}, IntervalMs: self.IntervalMs, Samples: self.Samples}}}
+	for _, a := range t.cfg.Asker.Ask(ctx, t.cfg.Peers(), PathLocalHistory, maxHistoryBytes) {
+		nh := NodeHistory{Answer: a.Answer, Samples: []history.Sample{}}
 		if a.OK {
 			var lh LocalHistory
-			if err := json.Unmarshal(a.body, &lh); err != nil {
+			if err := json.Unmarshal(a.Body, &lh); err != nil {
 				nh.OK, nh.Error = false, fmt.Sprintf("bad answer: %v", err)
 			} else {
 				if len(lh.Samples) > history.DefaultCapacity {
@@ -117,10 +102,12 @@ func (n *Node) ClusterHistory(ctx context.Context) History {
 	return out
 }
 
-func (n *Node) handleLocalHistory(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, n.LocalHistory())
+// HandleLocalHistory answers GET /mesh/v1/local/history.
+func (t *Telemetry) HandleLocalHistory(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, t.LocalHistory())
 }
 
-func (n *Node) handleHistory(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, n.ClusterHistory(r.Context()))
+// HandleHistory answers GET /mesh/v1/history.
+func (t *Telemetry) HandleHistory(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, t.ClusterHistory(r.Context()))
 }

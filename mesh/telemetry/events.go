@@ -1,4 +1,4 @@
-package mesh
+package telemetry
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -34,7 +35,7 @@ type LocalEvents struct {
 //	 "generated_unix_ms":1700000001000}
 type Events struct {
 	Events        []events.Event `json:"events"`
-	Nodes         []NodeAnswer   `json:"nodes"`
+	Nodes         []peers.Answer `json:"nodes"`
 	GeneratedUnix int64          `json:"generated_unix_ms"`
 }
 
@@ -49,21 +50,21 @@ const (
 )
 
 // LocalEvents returns this node's event log.
-func (n *Node) LocalEvents() LocalEvents {
-	return LocalEvents{Node: n.cfg.NodeID, Events: n.timeline.Recent(0)}
+func (t *Telemetry) LocalEvents() LocalEvents {
+	return LocalEvents{Node: t.cfg.NodeID, Events: t.log.Recent(0)}
 }
 
-// ClusterEvents gathers the event logs of this node and of every alive
-// member (each within a second and ctx) and merges them, keeping the latest
-// limit events.
-func (n *Node) ClusterEvents(ctx context.Context, limit int) Events {
-	self := n.LocalEvents()
+// ClusterEvents gathers the event logs of this node and of every member
+// Peers lists (each within a second and ctx) and merges them, keeping the
+// latest limit events.
+func (t *Telemetry) ClusterEvents(ctx context.Context, limit int) Events {
+	self := t.LocalEvents()
 	logs := [][]events.Event{self.Events}
-	nodes := []NodeAnswer{{ID: n.cfg.NodeID, OK: true}}
-	for _, a := range n.askPeers(ctx, PathLocalEvents, maxEventsBytes) {
+	nodes := []peers.Answer{{ID: t.cfg.NodeID, OK: true}}
+	for _, a := range t.cfg.Asker.Ask(ctx, t.cfg.Peers(), PathLocalEvents, maxEventsBytes) {
 		if a.OK {
 			var le LocalEvents
-			if err := json.Unmarshal(a.body, &le); err != nil {
+			if err := json.Unmarshal(a.Body, &le); err != nil {
 				a.OK, a.Error = false, fmt.Sprintf("bad answer: %v", err)
 			} else {
 				for i := range le.Events {
@@ -72,17 +73,15 @@ func (n *Node) ClusterEvents(ctx context.Context, limit int) Events {
 				logs = append(logs, le.Events)
 			}
 		}
-		nodes = append(nodes, a.NodeAnswer)
+		nodes = append(nodes, a.Answer)
 	}
 	return Events{Events: events.Merge(logs, limit), Nodes: nodes, GeneratedUnix: time.Now().UnixMilli()}
 }
 
-// redactEvents hides why an origin went down from callers who are not
-// operators, as handleStatus does for the health reason.
-func (n *Node) redactEvents(r *http.Request, evs []events.Event) {
-	if n.guard.Operator(r) {
-		return
-	}
+// Redact hides, in place, what only operators may read of evs: why an
+// origin went down (a dial error names addresses and ports) and why players
+// were lost.
+func Redact(evs []events.Event) {
 	for i := range evs {
 		switch {
 		case evs[i].Kind == events.OriginDown && evs[i].Detail != "":
@@ -93,18 +92,29 @@ func (n *Node) redactEvents(r *http.Request, evs []events.Event) {
 	}
 }
 
-func (n *Node) handleLocalEvents(w http.ResponseWriter, r *http.Request) {
-	le := n.LocalEvents()
-	n.redactEvents(r, le.Events)
+// redactFor redacts evs unless r comes from an operator.
+func (t *Telemetry) redactFor(r *http.Request, evs []events.Event) {
+	if !t.operator(r) {
+		Redact(evs)
+	}
+}
+
+// HandleLocalEvents answers GET /mesh/v1/local/events on the system API,
+// redacted for callers who are not operators.
+func (t *Telemetry) HandleLocalEvents(w http.ResponseWriter, r *http.Request) {
+	le := t.LocalEvents()
+	t.redactFor(r, le.Events)
 	httpjson.Write(w, http.StatusOK, le)
 }
 
-// handleInternalLocalEvents answers members, who redact for their callers.
-func (n *Node) handleInternalLocalEvents(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, n.LocalEvents())
+// HandleInternalLocalEvents answers GET /mesh/v1/local/events on the
+// internal API: members get it whole and redact for their own callers.
+func (t *Telemetry) HandleInternalLocalEvents(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, t.LocalEvents())
 }
 
-func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+// HandleEvents answers GET /mesh/v1/events[?limit=N].
+func (t *Telemetry) HandleEvents(w http.ResponseWriter, r *http.Request) {
 	limit := DefaultEventsLimit
 	if s := r.URL.Query().Get("limit"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -114,7 +124,7 @@ func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(v, MaxEventsLimit)
 	}
-	ev := n.ClusterEvents(r.Context(), limit)
-	n.redactEvents(r, ev.Events)
+	ev := t.ClusterEvents(r.Context(), limit)
+	t.redactFor(r, ev.Events)
 	httpjson.Write(w, http.StatusOK, ev)
 }

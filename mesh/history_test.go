@@ -72,7 +72,7 @@ func TestClusterHistoryAndRates(t *testing.T) {
 	getDoc(t, c.Members[0].URL+"/mesh/v1/history", &h)
 	for _, n := range h.Nodes {
 		if n.ID == "node2" && (n.OK || n.Samples == nil) {
-			t.Errorf("dead node: %+v", n.NodeAnswer)
+			t.Errorf("dead node: %+v", n.Answer)
 		}
 	}
 }
