@@ -76,14 +76,14 @@ func parseOrigins(o serveOptions) ([]stream.Origin, originCredentials, error) {
 	creds := originCredentials{byID: map[string]string{}}
 	var err error
 	switch {
-	case o.originAPITokenFile != "" && o.originAPIAuthFile != "":
+	case o.originTokenFile != "" && o.originAuthFile != "":
 		return nil, creds, errors.New("--origin-api-token-file and --origin-api-auth-file: give one")
-	case o.originAPITokenFile != "":
-		if creds.fallback, err = credentialFromFile(keyAPIToken, o.originAPITokenFile); err != nil {
+	case o.originTokenFile != "":
+		if creds.fallback, err = credentialFromFile(keyAPIToken, o.originTokenFile); err != nil {
 			return nil, creds, fmt.Errorf("--origin-api-token-file: %w", err)
 		}
-	case o.originAPIAuthFile != "":
-		if creds.fallback, err = credentialFromFile(keyAPIAuth, o.originAPIAuthFile); err != nil {
+	case o.originAuthFile != "":
+		if creds.fallback, err = credentialFromFile(keyAPIAuth, o.originAuthFile); err != nil {
 			return nil, creds, fmt.Errorf("--origin-api-auth-file: %w", err)
 		}
 	}

@@ -98,7 +98,7 @@ func TestOriginCredentialsFromFlags(t *testing.T) {
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:pa:ss"))
 	var l originList
 	l.Set("id=o1,ip=10.0.0.5,api=1985,api-token=t1;id=o2,ip=10.0.0.6,api=1985,api-auth-file=" + authFile + ";id=o3,ip=10.0.0.7,api=1985")
-	_, creds, err := parseOrigins(serveOptions{origins: l, originAPITokenFile: tokenFile})
+	_, creds, err := parseOrigins(serveOptions{origins: l, originTokenFile: tokenFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,14 +107,14 @@ func TestOriginCredentialsFromFlags(t *testing.T) {
 			t.Errorf("%s: %q, want %q", id, got, want)
 		}
 	}
-	_, creds, err = parseOrigins(serveOptions{originAPIAuthFile: authFile})
+	_, creds, err = parseOrigins(serveOptions{originAuthFile: authFile})
 	if err != nil || creds.get("any") != basic {
 		t.Errorf("--origin-api-auth-file: %q, %v", creds.get("any"), err)
 	}
 	if _, creds, _ := parseOrigins(serveOptions{}); creds.get("any") != "" {
 		t.Errorf("no credentials configured, yet %q", creds.get("any"))
 	}
-	if _, _, err := parseOrigins(serveOptions{originAPIAuthFile: authFile, originAPITokenFile: tokenFile}); err == nil {
+	if _, _, err := parseOrigins(serveOptions{originAuthFile: authFile, originTokenFile: tokenFile}); err == nil {
 		t.Error("both default credential files accepted")
 	}
 	if s := l.String(); strings.Contains(s, "t1") || !strings.Contains(s, "api-token=<redacted>") {

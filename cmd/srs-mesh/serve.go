@@ -25,49 +25,49 @@ import (
 
 // serveOptions are the raw values of the serve flags.
 type serveOptions struct {
-	nodeID             string
-	dataDir            string
-	bootstrapExpect    int
-	raftVoters         int
-	zone               string
-	reapTimeout        time.Duration
-	join               []string
-	gossipAddr         string
-	raftAddr           string
-	advertiseAddr      string
-	systemAPI          string
-	rtmpAddr           string
-	httpAddr           string
-	apiAddr            string
-	rtcAddr            string
-	rtcCandidate       string
-	rtcOfferRate       float64
-	rtcOfferBurst      int
-	srtAddr            string
-	origins            originList
-	originAPITokenFile string
-	originAPIAuthFile  string
-	originTimeout      time.Duration
-	historyInterval    time.Duration
-	originTTL          time.Duration
-	maxOrigins         int
-	originAllow        []string
-	drainTimeout       time.Duration
-	httpReadTimeout    time.Duration
-	httpIdleTimeout    time.Duration
-	maxHTTPConns       int
-	cacheSize          byteSize
-	playlistTTL        time.Duration
-	fanOut             bool
-	reattach           time.Duration
-	token              string
-	gossipKey          string
-	tlsCAFile          string
-	tlsCertFile        string
-	tlsKeyFile         string
-	insecure           bool
-	logLevel           string
-	logFormat          string
+	nodeID          string
+	dataDir         string
+	bootstrapExpect int
+	raftVoters      int
+	zone            string
+	reapTimeout     time.Duration
+	join            []string
+	gossipAddr      string
+	raftAddr        string
+	advertiseAddr   string
+	systemAPI       string
+	rtmpAddr        string
+	httpAddr        string
+	apiAddr         string
+	rtcAddr         string
+	rtcCandidate    string
+	rtcOfferRate    float64
+	rtcOfferBurst   int
+	srtAddr         string
+	origins         originList
+	originTokenFile string
+	originAuthFile  string
+	originTimeout   time.Duration
+	historyInterval time.Duration
+	originTTL       time.Duration
+	maxOrigins      int
+	originAllow     []string
+	drainTimeout    time.Duration
+	httpReadTimeout time.Duration
+	httpIdleTimeout time.Duration
+	maxHTTPConns    int
+	cacheSize       byteSize
+	playlistTTL     time.Duration
+	fanOut          bool
+	reattach        time.Duration
+	token           string
+	gossipKey       string
+	tlsCAFile       string
+	tlsCertFile     string
+	tlsKeyFile      string
+	insecure        bool
+	logLevel        string
+	logFormat       string
 }
 
 // envPrefix is prepended to a flag's name (upper case, dashes as
@@ -116,8 +116,8 @@ value may also be).`,
 	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials); repeatable, and ';' separates origins in one value")
-	f.StringVar(&o.originAPITokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth")
-	f.StringVar(&o.originAPIAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth")
+	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth")
+	f.StringVar(&o.originAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth")
 	f.DurationVar(&o.historyInterval, "history-interval", 5*time.Second, "how often the node samples its throughput and sessions for the dashboard's charts (it keeps 180 samples) and each stream's bit rates")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.originTTL, "origin-ttl", 10*time.Minute, "how long a registered origin stays known after its last heartbeat (static origins stay)")
