@@ -92,6 +92,26 @@ func TestParseStaticOrigin(t *testing.T) {
 	}
 }
 
+// Mistakes an operator makes are errors naming the key, never a silent
+// default or a silently kept last value.
+func TestParseStaticOriginMistakes(t *testing.T) {
+	for _, tc := range []struct{ spec, names string }{
+		{"id=o1,rtmp=1935", "ip="},
+		{"id=o1,ip=10.0.0.5,ip=10.0.0.6,rtmp=1935", "ip="},
+		{"id=o1,ip=10.0.0.5,host=10.0.0.6,rtmp=1935", "host="},
+		{"id=o1,name=o2,ip=10.0.0.5,rtmp=1935", "name="},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,rtmp=1936", "rtmp="},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,weight=1,WEIGHT=2", "weight="},
+		{"id=o1,ip=10.0.0.5,rtmp=1935;id=o2,ip=10.0.0.6,rtmp=1935", "';'"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,", `""`},
+	} {
+		_, err := ParseStaticOrigin(tc.spec)
+		if !errors.Is(err, ErrRegistration) || !strings.Contains(err.Error(), tc.names) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseStaticOrigin(%q) = %v, want an error naming %s", tc.spec, err, tc.names)
+		}
+	}
+}
+
 func TestSelect(t *testing.T) {
 	k := Key{DefaultVhost, "live", "s"}
 	if _, err := Select(k, nil); !errors.Is(err, ErrNoOrigin) {

@@ -252,16 +252,39 @@ func ParseEndpoint(s, defaultHost string) (string, error) {
 // ParseStaticOrigin parses the --origin flag form
 // "id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000",
 // with optional "max_streams=200" and "weight=2" (see Origin).
-// Port values take every form ParseEndpoint accepts.
+// Port values take every form ParseEndpoint accepts. "id" (or its aliases
+// "name", "server"), "ip" (or "host") and at least one port are required;
+// a key given twice, under its own name or an alias, is an error that names
+// it, as is an unknown key. A ';' (which separates origins in a list) is
+// an error too.
 func ParseStaticOrigin(s string) (Origin, error) {
 	o := Origin{Static: true}
 	ports := map[string]string{}
+	seen := map[string]string{} // canonical key -> the name it was given as
+	if strings.Contains(s, ";") {
+		return Origin{}, fmt.Errorf("%w: ';' separates origins, and this is one origin", ErrRegistration)
+	}
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok {
 			return Origin{}, fmt.Errorf("%w: %q is not key=value", ErrRegistration, kv)
 		}
-		switch k = strings.ToLower(strings.TrimSpace(k)); k {
+		k = strings.ToLower(strings.TrimSpace(k))
+		canon := k
+		switch k {
+		case "name", "server":
+			canon = "id"
+		case "host":
+			canon = "ip"
+		}
+		if first, dup := seen[canon]; dup {
+			if first == k {
+				return Origin{}, fmt.Errorf("%w: %s= is given twice", ErrRegistration, k)
+			}
+			return Origin{}, fmt.Errorf("%w: %s= and %s= are given both (the same key)", ErrRegistration, first, k)
+		}
+		seen[canon] = k
+		switch k {
 		case "id", "name", "server":
 			o.ID = strings.TrimSpace(v)
 		case "ip", "host":
@@ -283,10 +306,10 @@ func ParseStaticOrigin(s string) (Origin, error) {
 		}
 	}
 	if o.ID == "" || strings.ContainsAny(o.ID, " /?#") {
-		return Origin{}, fmt.Errorf("%w: missing or bad id", ErrRegistration)
+		return Origin{}, fmt.Errorf("%w: missing or bad id=", ErrRegistration)
 	}
 	if o.IP == "" {
-		o.IP = "127.0.0.1"
+		return Origin{}, fmt.Errorf("%w: origin %q has no ip=", ErrRegistration, o.ID)
 	}
 	if !validHost(o.IP) {
 		return Origin{}, fmt.Errorf("%w: bad ip %q", ErrRegistration, o.IP)

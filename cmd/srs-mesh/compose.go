@@ -159,6 +159,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	statics, creds, err := parseOrigins(o)
+	if err != nil {
+		return err
+	}
+	cfg.StaticOrigins = statics
+	if _, note, insecure := apiWrites(o); insecure {
+		log.Warn("INSECURE: running with --insecure although " + note)
+	} else if note != "" {
+		log.Info(note)
+	}
 	lim, err := newHTTPLimits(o)
 	if err != nil {
 		return err
@@ -204,7 +214,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, log)
+	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, creds, log)
 	if err != nil {
 		return err
 	}
@@ -257,7 +267,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
 func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, collector *meshCollector,
-	failovers *failoverMetrics, candidate netip.AddrPort, log *slog.Logger) ([]part, error) {
+	failovers *failoverMetrics, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
@@ -316,8 +326,10 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		parts = append(parts, part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }})
 	}
 	if lns.api != nil {
+		openWrites, _, _ := apiWrites(o)
 		srsAPI, err := api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
-			Logger: log.With("proto", "api"), Version: version, Token: o.token})
+			Logger: log.With("proto", "api"), Version: version, Token: o.token,
+			OpenWrites: openWrites, Credentials: creds.get})
 		if err != nil {
 			return nil, err
 		}

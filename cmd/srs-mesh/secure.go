@@ -88,3 +88,25 @@ func isLoopback(addr string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
 }
+
+// apiWrites says whether the SRS API port (--api) takes, from anyone, the
+// calls that can change an origin (every method but GET, HEAD and OPTIONS,
+// and every ?origin= call: DELETE of clients and streams, SRS's raw API,
+// anything proxied to an origin). With --token they need the token and
+// open is false. Without one they are open only on a port on loopback, or
+// with --insecure, and refused (403) otherwise; WebRTC signalling and the
+// reads are served either way, so `srs-mesh serve` with no flags starts
+// and plays. note is a line for the log at start ("" when nothing is worth
+// saying); insecure marks it as a warning.
+func apiWrites(o serveOptions) (open bool, note string, insecure bool) {
+	if o.token != "" || o.apiAddr == "" {
+		return false, "", false
+	}
+	if isLoopback(o.apiAddr) {
+		return true, "", false
+	}
+	if o.insecure {
+		return true, fmt.Sprintf("--api %s is not on loopback and --token is not set: anyone may call what changes an origin (DELETE, raw, ?origin=)", o.apiAddr), true
+	}
+	return false, fmt.Sprintf("--api %s is not on loopback and --token is not set: SRS API calls that can change an origin (every method but GET, HEAD and OPTIONS, and ?origin=) are refused with 403; reads and WebRTC signalling are served. Set --token to use them", o.apiAddr), false
+}

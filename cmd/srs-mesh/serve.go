@@ -21,7 +21,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
-	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // serveOptions are the raw values of the serve flags.
@@ -45,7 +44,9 @@ type serveOptions struct {
 	rtcOfferRate    float64
 	rtcOfferBurst   int
 	srtAddr         string
-	origins         []string
+	origins         originList
+	originTokenFile string
+	originAuthFile  string
 	originTimeout   time.Duration
 	historyInterval time.Duration
 	originTTL       time.Duration
@@ -83,7 +84,8 @@ default ports (RTMP 1935, HTTP 8080, system API 12025).
 
 Every flag can also be set with an environment variable SRS_MESH_<FLAG>, upper
 case with dashes as underscores (SRS_MESH_BOOTSTRAP_EXPECT=3). Repeatable flags
-take a comma-separated list (--origin: separated by ';').`,
+take a comma-separated list (--origin: separated by ';', as one --origin
+value may also be).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
@@ -113,7 +115,9 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.Float64Var(&o.rtcOfferRate, "rtc-offer-rate", webrtc.DefaultOfferRate, "WebRTC offers (WHIP, WHEP, SRS's publish and play) per second one client address may make on average; more get 429 (0: no limit)")
 	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
-	f.StringArrayVar(&o.origins, "origin", nil, "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000; repeatable")
+	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials); repeatable, and ';' separates origins in one value")
+	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth")
+	f.StringVar(&o.originAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth")
 	f.DurationVar(&o.historyInterval, "history-interval", 5*time.Second, "how often the node samples its throughput and sessions for the dashboard's charts (it keeps 180 samples) and each stream's bit rates")
 	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.originTTL, "origin-ttl", 10*time.Minute, "how long a registered origin stays known after its last heartbeat (static origins stay)")
@@ -128,12 +132,12 @@ take a comma-separated list (--origin: separated by ';').`,
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
-	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
+	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
 	f.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM certificate of this node, signed by the CA, naming --node-id")
 	f.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
-	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token (logs a warning)")
+	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token; and take SRS API calls that can change an origin from anyone on an --api off loopback without --token (logs a warning)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -257,13 +261,6 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 				"node_id", o.nodeID, "certificate_names", tc.Names)
 		}
 		cfg.TLS = tc
-	}
-	for _, spec := range o.origins {
-		org, err := stream.ParseStaticOrigin(spec)
-		if err != nil {
-			return cfg, fmt.Errorf("--origin %q: %w", spec, err)
-		}
-		cfg.StaticOrigins = append(cfg.StaticOrigins, org)
 	}
 	// The system API address other nodes use to forward writes here.
 	_, port, err := net.SplitHostPort(o.systemAPI)

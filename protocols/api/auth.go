@@ -21,11 +21,21 @@ func needsToken(r *http.Request) bool {
 }
 
 // requireToken answers 401 with a JSON error and a Bearer challenge to a
-// request that needsToken but does not carry token. An empty token lets
-// every request through. The token is never logged.
-func requireToken(token string, next http.Handler) http.Handler {
+// request that needsToken but does not carry token. With an empty token,
+// such a request is refused with 403 and a JSON error unless open is set,
+// which lets every request through. The token is never logged.
+func requireToken(token string, open bool, next http.Handler) http.Handler {
 	if token == "" {
-		return next
+		if open {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if needsToken(r) {
+				httpjson.Error(w, http.StatusForbidden, ErrWritesClosed.Error())
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if needsToken(r) && !bearer.Match(bearer.FromRequest(r), token) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -138,4 +139,98 @@ func TestTokenRequired(t *testing.T) {
 	if l := o1.log(); !slices.Contains(l, "GET /api/v1/vhosts/?x=1") {
 		t.Fatalf("o1 requests %v", l)
 	}
+}
+
+// Without a token and without OpenWrites (an API port off loopback), every
+// call that needs the token is a 403 with a JSON error that reaches no
+// origin; the public reads still work.
+func TestWritesClosedWithoutToken(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	o1 := newFakeSRS(t, "o1", "a")
+	s, _ := newClosedServer(t, Config{}, o1.info())
+	for _, tc := range []struct {
+		method, target, auth string
+		status               int
+	}{
+		{"GET", "/api/v1/streams/", "", 200},
+		{"GET", "/api/v1/summaries", "", 200},
+		{"GET", "/api/v1/clients/co10", "", 200},
+		{"OPTIONS", "/api/v1/raw?rpc=reload&origin=o1", "", 200},
+		{"GET", "/api/v1/raw?rpc=reload&origin=o1", "", 403},
+		{"POST", "/api/v1/raw?rpc=reload&origin=o1", "", 403},
+		{"DELETE", "/api/v1/clients/co10", "", 403},
+		{"DELETE", "/api/v1/streams/vid-o10", "Bearer anything", 403},
+		{"DELETE", "/api/v1/clients/co10?origin=o1&token=x", "", 403},
+		{"PUT", "/api/v1/vhosts/", "", 403},
+		{"GET", "/api/v1/vhosts/?origin=o1", "", 403},
+	} {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		if w.Code != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.target, w.Code, w.Body, tc.status)
+			continue
+		}
+		if tc.status == 403 && (!strings.Contains(w.Body.String(), `"code":403`) || !strings.Contains(w.Body.String(), "token")) {
+			t.Errorf("%s %s: 403 without a JSON reason: %s", tc.method, tc.target, w.Body)
+		}
+	}
+	for _, l := range o1.log() {
+		if !strings.HasPrefix(l, "GET /api/v1/streams/") && !strings.HasPrefix(l, "GET /api/v1/clients/") && l != "GET /api/v1/summaries" {
+			t.Fatalf("o1 was asked %q by a refused call", l)
+		}
+	}
+	if len(o1.deleted) != 0 {
+		t.Fatalf("o1 kicked %v", o1.deleted)
+	}
+}
+
+// Credentials go to the origin they are for, on fan-outs, searches and
+// proxied calls, in place of whatever Authorization the client sent, which
+// is never forwarded.
+func TestOriginCredentials(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	o1 := newFakeSRS(t, "o1", "a")
+	o2 := newFakeSRS(t, "o2", "b")
+	creds := map[string]string{"o1": "Bearer origin-one-secret"}
+	_, hs := newTestServer(t, Config{Token: "mesh-token", Credentials: func(id string) string { return creds[id] }}, o1.info(), o2.info())
+	send := func(method, path string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, hs.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer mesh-token")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("%s %s: %d", method, path, res.StatusCode)
+		}
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/summaries"},
+		{"GET", "/api/v1/vhosts/?origin=o1"},
+		{"GET", "/api/v1/vhosts/?origin=o2"},
+		{"DELETE", "/api/v1/clients/co10"},
+	} {
+		send(c.method, c.path)
+	}
+	check := func(f *fakeSRS, want string) {
+		t.Helper()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.headers) == 0 {
+			t.Fatalf("%s was not asked", f.id)
+		}
+		for i, h := range f.headers {
+			if got := h.Get("Authorization"); got != want {
+				t.Errorf("%s %q had Authorization %q, want %q", f.id, f.requests[i], got, want)
+			}
+		}
+	}
+	check(o1, "Bearer origin-one-secret")
+	check(o2, "")
 }

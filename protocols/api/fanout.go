@@ -53,6 +53,9 @@ func (s *Server) fetch(ctx context.Context, o OriginInfo, method, path string, q
 		return a
 	}
 	req.Header.Set("Accept", "application/json")
+	if c := s.credentials(o.Origin.ID); c != "" {
+		req.Header.Set("Authorization", c)
+	}
 	res, err := s.client.Do(req)
 	if err != nil {
 		a.Err = err

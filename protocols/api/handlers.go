@@ -272,6 +272,9 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL = proxyURL(o, pr.In.URL)
 			pr.Out.Host = o.Origin.API
 			stripClientHeaders(pr.Out.Header)
+			if c := s.credentials(id); c != "" {
+				pr.Out.Header.Set("Authorization", c)
+			}
 			pr.SetXForwarded()
 		},
 		Transport: s.client.Transport,

@@ -197,8 +197,18 @@ func deadOrigin(t *testing.T, id string) OriginInfo {
 }
 
 // newTestServer returns a Server over origins and an httptest server of its
-// handler.
+// handler. A Config without a Token gets OpenWrites, as a node's API on
+// loopback does; newClosedServer keeps them closed.
 func newTestServer(t *testing.T, cfg Config, origins ...OriginInfo) (*Server, *httptest.Server) {
+	t.Helper()
+	if cfg.Token == "" {
+		cfg.OpenWrites = true
+	}
+	return newClosedServer(t, cfg, origins...)
+}
+
+// newClosedServer is newTestServer with cfg's OpenWrites as it is.
+func newClosedServer(t *testing.T, cfg Config, origins ...OriginInfo) (*Server, *httptest.Server) {
 	t.Helper()
 	cfg.Origins = fakeOrigins(origins)
 	if cfg.NodeID == "" {

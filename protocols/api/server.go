@@ -24,6 +24,16 @@
 // and OPTIONS preflights need no token. The token is never sent to an
 // origin or logged.
 //
+// When Config.Token is empty, those same calls are refused with a 403 and a
+// JSON error, unless Config.OpenWrites says the port may take them from
+// anyone (a port on loopback, or an operator who said --insecure). Reads
+// are answered either way.
+//
+// Credentials an origin's API requires (SRS's http_api.auth) come from
+// Config.Credentials, per origin, and are set as the Authorization header of
+// every request sent to that origin; a client's own Authorization header is
+// never forwarded in their place.
+//
 // A proxied call is built from the named origin's API endpoint (host:port,
 // as the mesh replicates it), the checked path and the query without
 // "origin" and "token"; the client's hop-by-hop headers, credentials
@@ -118,6 +128,7 @@ var (
 	ErrOriginParamNeeded = errors.New("api: this call goes to one origin")
 	ErrBadPath           = errors.New("api: bad path")
 	ErrUnauthorized      = errors.New("api: this call needs the mesh's token")
+	ErrWritesClosed      = errors.New("api: this call can change an origin, and this node takes such calls only with a token, which it was not given")
 )
 
 // Config configures a Server.
@@ -144,8 +155,18 @@ type Config struct {
 	Version string
 	// Token is the mesh's bearer token. When set, every request but GET,
 	// HEAD and OPTIONS, and every request with ?origin=, must carry it
-	// (see the package doc). Empty: no request needs a token.
+	// (see the package doc). Empty: see OpenWrites.
 	Token string
+	// OpenWrites, with an empty Token, lets anyone make the calls that
+	// would need the token: right only for a port nobody else can reach
+	// (loopback) or an operator who said so. False (the default) refuses
+	// them with 403; with a Token it is ignored.
+	OpenWrites bool
+	// Credentials returns the Authorization header value to send to an
+	// origin's API ("Bearer <token>", "Basic <base64>"), or "" for none.
+	// It is asked for every request to that origin and must be cheap and
+	// safe for concurrent use. Nil: no origin is sent credentials.
+	Credentials func(originID string) string
 }
 
 // withDefaults fills in zero fields.
@@ -235,7 +256,7 @@ func (s *Server) routes() http.Handler {
 	// Every other path below /api/v1/ is proxied; checkPath lets no path
 	// outside it through but apiRoot, which the mux redirects to /api/v1/.
 	mux.HandleFunc("/api/v1/", s.handleProxy)
-	return cors(checkPath(preflight(requireToken(s.cfg.Token, mux))))
+	return cors(checkPath(preflight(requireToken(s.cfg.Token, s.cfg.OpenWrites, mux))))
 }
 
 // cors adds the headers SRS adds to every API answer, errors included.
@@ -292,6 +313,14 @@ func askable(o OriginInfo) error {
 		return ErrOriginUnhealthy
 	}
 	return nil
+}
+
+// credentials is the Authorization header value for origin id, or "".
+func (s *Server) credentials(id string) string {
+	if s.cfg.Credentials == nil {
+		return ""
+	}
+	return s.cfg.Credentials(id)
 }
 
 // timeoutCtx bounds one request to one origin.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,6 +43,10 @@ type SRSOptions struct {
 	// that pulls and pushes streams through this RTMP address ("ip:port"),
 	// e.g. an srs-mesh node.
 	EdgeOf string
+	// APIAuth, "user:password", turns on SRS's http_api.auth: every call
+	// below /api/ on its API port then needs Basic auth with it (SRS does
+	// not ask it of WebRTC signalling under /rtc/).
+	APIAuth string
 }
 
 // StartSRS starts a real SRS origin, or skips the test when SRS_MESH_TEST_SRS
@@ -88,6 +93,11 @@ func StartSRS(t testing.TB, opt SRSOptions) *SRS {
 	if opt.EdgeOf != "" {
 		edge = fmt.Sprintf("cluster { mode remote; origin %s; }", opt.EdgeOf)
 	}
+	auth := ""
+	if opt.APIAuth != "" {
+		user, pass, _ := strings.Cut(opt.APIAuth, ":")
+		auth = fmt.Sprintf("auth { enabled on; username %s; password %s; }", user, pass)
+	}
 	conf := fmt.Sprintf(`listen %[1]s;
 max_connections 1000;
 daemon off;
@@ -98,6 +108,7 @@ query_latest_version off;
 http_api {
     enabled on;
     listen %[3]s;
+    %[9]s
 }
 http_server {
     enabled on;
@@ -145,7 +156,7 @@ vhost __defaultVhost__ {
         gop_cache on;
     }
 }
-`, s.RTMPAddr, dir, s.APIAddr, s.HTTPAddr, s.RTCPort, s.SRTPort, heartbeat, edge)
+`, s.RTMPAddr, dir, s.APIAddr, s.HTTPAddr, s.RTCPort, s.SRTPort, heartbeat, edge, auth)
 	confPath := filepath.Join(dir, "srs.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

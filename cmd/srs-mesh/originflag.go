@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// originList is the value of --origin. Each origin is "key=value,..."
+// (see stream.ParseStaticOrigin, plus the credential keys of
+// parseOrigins); one value may hold several origins separated by ';', on
+// the command line as in SRS_MESH_ORIGIN, and the flag repeats. Empty
+// pieces (a trailing ';') are skipped.
+type originList []string
+
+func (l *originList) Set(v string) error {
+	for _, one := range strings.Split(v, ";") {
+		if one = strings.TrimSpace(one); one != "" {
+			*l = append(*l, one)
+		}
+	}
+	return nil
+}
+
+// String lists the origins with their credentials redacted: pflag may
+// print it.
+func (l *originList) String() string {
+	out := make([]string, len(*l))
+	for i, s := range *l {
+		out[i] = redactOrigin(s)
+	}
+	return "[" + strings.Join(out, ";") + "]"
+}
+
+func (l *originList) Type() string { return "origins" }
+
+// Keys of an --origin value that hold the credentials srs-mesh sends to the
+// origin's HTTP API. They stay on this node: they are not part of the
+// replicated stream.Origin.
+const (
+	keyAPIToken     = "api-token"      // "Authorization: Bearer <token>" (SRS 8's http_api.auth of type Bearer)
+	keyAPITokenFile = "api-token-file" // the same, read from a file
+	keyAPIAuth      = "api-auth"       // user:password, sent as Basic (SRS's http_api.auth)
+	keyAPIAuthFile  = "api-auth-file"  // the same, read from a file
+)
+
+// maxCredentialBytes bounds a credential read from a flag or a file.
+const maxCredentialBytes = 4096
+
+// originCredentials are the Authorization header values sent to origins'
+// HTTP APIs: an origin's own (from its --origin value), else fallback
+// (--origin-api-token-file or --origin-api-auth-file), else none.
+type originCredentials struct {
+	byID     map[string]string
+	fallback string
+}
+
+// get is api.Config.Credentials.
+func (c originCredentials) get(id string) string {
+	if v, ok := c.byID[id]; ok {
+		return v
+	}
+	return c.fallback
+}
+
+// parseOrigins parses every --origin value of o and the default
+// credentials of origins. An origin id given twice, a key given twice, an
+// unknown key or a missing ip= is an error that names --origin and the
+// key; no error carries a credential.
+func parseOrigins(o serveOptions) ([]stream.Origin, originCredentials, error) {
+	creds := originCredentials{byID: map[string]string{}}
+	var err error
+	switch {
+	case o.originTokenFile != "" && o.originAuthFile != "":
+		return nil, creds, errors.New("--origin-api-token-file and --origin-api-auth-file: give one")
+	case o.originTokenFile != "":
+		if creds.fallback, err = credentialFromFile(keyAPIToken, o.originTokenFile); err != nil {
+			return nil, creds, fmt.Errorf("--origin-api-token-file: %w", err)
+		}
+	case o.originAuthFile != "":
+		if creds.fallback, err = credentialFromFile(keyAPIAuth, o.originAuthFile); err != nil {
+			return nil, creds, fmt.Errorf("--origin-api-auth-file: %w", err)
+		}
+	}
+	var out []stream.Origin
+	seen := map[string]bool{}
+	for _, spec := range o.origins {
+		org, cred, err := parseOriginSpec(spec)
+		if err != nil {
+			return nil, creds, fmt.Errorf("--origin %q: %w", redactOrigin(spec), err)
+		}
+		if seen[org.ID] {
+			return nil, creds, fmt.Errorf("--origin %q: id=%s is given to another origin too", redactOrigin(spec), org.ID)
+		}
+		seen[org.ID] = true
+		if cred != "" {
+			creds.byID[org.ID] = cred
+		}
+		out = append(out, org)
+	}
+	return out, creds, nil
+}
+
+// parseOriginSpec splits the credential keys off one origin's value and
+// parses the rest with stream.ParseStaticOrigin. It returns the origin and
+// its Authorization header value ("" for none).
+func parseOriginSpec(spec string) (stream.Origin, string, error) {
+	var rest []string
+	var credKey, credVal string
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k = strings.ToLower(strings.TrimSpace(k)); k {
+		case keyAPIToken, keyAPITokenFile, keyAPIAuth, keyAPIAuthFile:
+			if credKey != "" {
+				if credKey == k {
+					return stream.Origin{}, "", fmt.Errorf("%s= is given twice", k)
+				}
+				return stream.Origin{}, "", fmt.Errorf("%s= and %s= are given both: give one", credKey, k)
+			}
+			credKey, credVal = k, v
+		default:
+			rest = append(rest, kv)
+		}
+	}
+	org, err := stream.ParseStaticOrigin(strings.Join(rest, ","))
+	if err != nil {
+		return stream.Origin{}, "", err
+	}
+	var cred string
+	switch credKey {
+	case keyAPIToken, keyAPIAuth:
+		cred, err = credential(credKey, credVal)
+	case keyAPITokenFile:
+		cred, err = credentialFromFile(keyAPIToken, credVal)
+	case keyAPIAuthFile:
+		cred, err = credentialFromFile(keyAPIAuth, credVal)
+	}
+	if err != nil {
+		return stream.Origin{}, "", fmt.Errorf("%s=: %w", credKey, err)
+	}
+	return org, cred, nil
+}
+
+// credentialFromFile reads a credential of kind keyAPIToken or keyAPIAuth
+// from path; one trailing line ending is dropped.
+func credentialFromFile(kind, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCredentialBytes+3))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxCredentialBytes+2 {
+		return "", fmt.Errorf("%s: longer than %d bytes", path, maxCredentialBytes)
+	}
+	v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	cred, err := credential(kind, v)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return cred, nil
+}
+
+// credential turns a token (keyAPIToken) or "user:password" (keyAPIAuth)
+// into an Authorization header value. Errors never quote the value.
+func credential(kind, v string) (string, error) {
+	switch {
+	case v == "":
+		return "", errors.New("empty")
+	case len(v) > maxCredentialBytes:
+		return "", fmt.Errorf("longer than %d bytes", maxCredentialBytes)
+	case strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return "", errors.New("holds a control character or a line break")
+	}
+	if kind == keyAPIToken {
+		if strings.ContainsAny(v, " \t") {
+			return "", errors.New("a bearer token has no spaces")
+		}
+		return "Bearer " + v, nil
+	}
+	user, _, ok := strings.Cut(v, ":")
+	if !ok || user == "" {
+		return "", errors.New("want user:password")
+	}
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(v)), nil
+}
+
+// redactOrigin is an --origin value fit for logs and errors: only the
+// values of keys known to hold no secret are kept (addresses, ports,
+// capacity, file names); api-token=, api-auth= and any unknown key (a
+// mistyped credential key, say) show "<redacted>".
+func redactOrigin(spec string) string {
+	parts := strings.Split(spec, ",")
+	for i, kv := range parts {
+		k, _, ok := strings.Cut(kv, "=")
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "id", "name", "server", "ip", "host", "rtmp", "http", "api", "srt", "rtc",
+			"max_streams", "weight", keyAPITokenFile, keyAPIAuthFile:
+		default:
+			if ok {
+				parts[i] = k + "=<redacted>"
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
