@@ -276,7 +276,17 @@ func TestAttackHeldRetriesAfterMove(t *testing.T) {
 func TestAttackMovedSessionPadding(t *testing.T) {
 	m := startMoveAttack(t, true, "")
 	m.move(t)
-	nd := m.c.nodes[2]
+	paddedReloads(t, m.c.nodes[2], func() int { return len(m.fronts[m.other].playlistURIs()) })
+	m.playerRodeThrough(t)
+}
+
+// paddedReloads sends 2,000 playlist reloads of attackStream through nd,
+// each with a random SRS session id and a 60 KB query (one in a hundred
+// with an oversized session id), and checks nd's map of moved sessions and
+// heap. originGETs, when not nil, counts the new origin's playlist
+// requests, for the log.
+func paddedReloads(t *testing.T, nd *harness.Node, originGETs func() int) {
+	t.Helper()
 	waitOK(t, nd.HTTPURL("live/atk.m3u8"), "the moved stream's playlist on the new origin")
 	metricsURL := "http://" + nd.SystemAPI + "/metrics"
 	heapBefore := goMemInUse(metricsURL)
@@ -318,9 +328,13 @@ func TestAttackMovedSessionPadding(t *testing.T) {
 		return mt.GetGauge().GetValue()
 	}
 	entries, bytes := value("srs_mesh_http_table_entries"), value("srs_mesh_http_table_bytes")
+	gets := -1
+	if originGETs != nil {
+		gets = originGETs()
+	}
 	t.Logf("%d padded reloads in %v: statuses %v; moved sessions: %.0f entries, %.0f bytes; node heap %.1f -> %.1f MiB; new origin's playlist GETs %d",
 		reloads, time.Since(start).Round(10*time.Millisecond), statuses, entries, bytes,
-		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), len(m.fronts[m.other].playlistURIs()))
+		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), gets)
 	if statuses[http.StatusOK] < reloads*9/10 {
 		t.Errorf("only %d of %d reloads answered 200", statuses[http.StatusOK], reloads)
 	}
@@ -337,5 +351,56 @@ func TestAttackMovedSessionPadding(t *testing.T) {
 	if entries > reloads-reloads/100 {
 		t.Errorf("%.0f moved sessions: the %d oversized session ids were remembered", entries, reloads/100)
 	}
+}
+
+// TestAttackMovedSessionPaddingSRS is TestAttackMovedSessionPadding against
+// real SRS origins (SRS_MESH_TEST_SRS), which open an HLS session (hls_ctx)
+// for every playlist request that names none they know: the stream moves
+// when its SRS is killed, then 2,000 padded reloads with random session
+// ids go through a node, next to a legitimate HLS player.
+func TestAttackMovedSessionPaddingSRS(t *testing.T) {
+	c, srs := startSRSMesh(t)
+	harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/atk"))
+	owner := c.waitAssigned(t, attackStream)
+	var st mesh.Status
+	if err := c.nodes[0].Status(&st); err != nil {
+		t.Fatal(err)
+	}
+	var victim *harness.SRS
+	for _, o := range st.Origins {
+		for _, s := range srs {
+			if o.ID == owner && o.RTMP == s.RTMPAddr {
+				victim = s
+			}
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no SRS is %s", owner)
+	}
+	playlist := c.nodes[1].HTTPURL("live/atk.m3u8")
+	waitOK(t, playlist, "the stream's playlist")
+	player := harness.StartPlayer(t, playlist)
+	testkit.WaitFor(t, 60*time.Second, "the HLS player decodes", func() bool {
+		if player.Exited() {
+			t.Fatalf("HLS player exited: %s", player.Output())
+		}
+		return player.Frames() > 50
+	})
+	target := targetDuration(t, playlist)
+	m := &moveAttack{c: c, player: player, target: target, framesAtMove: player.Frames(), stallBeforeMov: player.LongestStall()}
+	victim.Kill()
+	testkit.WaitFor(t, 30*time.Second, "the stream moved with epoch 1 on every node", func() bool {
+		for _, nd := range c.nodes {
+			var st mesh.Status
+			if nd.Status(&st) != nil {
+				return false
+			}
+			if a, ok := assignmentOf(st, attackStream); !ok || a.Origin == owner || a.Epoch != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	paddedReloads(t, c.nodes[2], nil)
 	m.playerRodeThrough(t)
 }
