@@ -59,6 +59,10 @@ var (
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
 		[]string{"kind"}, nil)
+	descTableEntries = prometheus.NewDesc(ns+"_http_table_entries", "Entries of this node's HTTP stream tables fed by clients, by table (moved_session: new SRS sessions of players of moved streams; hold: documents held across moves).",
+		[]string{"table"}, nil)
+	descTableBytes = prometheus.NewDesc(ns+"_http_table_bytes", "Bytes this node's HTTP stream tables fed by clients count against their bounds, by table (moved_session, hold).",
+		[]string{"table"}, nil)
 	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
 	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
 	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
@@ -150,6 +154,10 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descCacheRequests, cs.Misses, kind, "miss")
 			counter(descCacheRequests, cs.Coalesced, kind, "coalesced")
 			gauge(descCacheBytes, float64(cs.Bytes), kind)
+		}
+		for table, ts := range map[string]httpstream.TableStats{"moved_session": st.MovedSessions, "hold": st.Holds} {
+			gauge(descTableEntries, float64(ts.Entries), table)
+			gauge(descTableBytes, float64(ts.Bytes), table)
 		}
 		gauge(descFanOutPlayers, float64(st.FanOut.Players))
 		gauge(descFanOutUpstreams, float64(st.FanOut.Upstreams))

@@ -25,7 +25,9 @@ import (
 // one origin request, whose answer every waiting client gets (stored or
 // not). Both tables are bounded by bytes and by entries, the least recently
 // used entry going first; the table of fetches in flight holds one entry per
-// key being fetched and loses it when the fetch ends.
+// key being fetched and loses it when the fetch ends, and is bounded too
+// (maxFlights, maxFlightKeyBytes): a request that finds it full is relayed
+// on its own, as for errBusy.
 
 // Bounds of the caches.
 const (
@@ -50,6 +52,11 @@ const (
 	// entryOverhead is what an entry counts against a byte bound beyond its
 	// body, key and headers: the list element, the map slot, the object.
 	entryOverhead = 256
+	// Bounds of the table of fetches in flight of each cache: its entries
+	// and the bytes of their keys (a document's key holds the client's
+	// query) with entryOverhead each.
+	maxFlights        = 4096
+	maxFlightKeyBytes = 16 << 20
 )
 
 // Errors of fetchObject.
@@ -119,12 +126,28 @@ type Stats struct {
 	Documents CacheStats
 	// FanOut has the counters of HTTP-FLV fan-out; zero when it is off.
 	FanOut FanOutStats
+	// MovedSessions is the map of new SRS sessions of players of moved
+	// streams (see sessionMap): its entries and bytes.
+	MovedSessions TableStats
+	// Holds is the table of documents held while their stream moves (see
+	// holdTable): its entries and bytes.
+	Holds TableStats
+}
+
+// TableStats are the size of a table fed by client requests: its entries
+// and the bytes it counts against its bound.
+type TableStats struct {
+	Entries int
+	Bytes   int64
 }
 
 // Stats returns the server's counters. It is cheap enough for every
 // metrics scrape.
 func (s *Server) Stats() Stats {
-	return Stats{Segments: s.segments.stats(), Documents: s.docs.stats(), FanOut: s.fanOutStats()}
+	st := Stats{Segments: s.segments.stats(), Documents: s.docs.stats(), FanOut: s.fanOutStats()}
+	st.MovedSessions.Entries, st.MovedSessions.Bytes = s.moved.stats()
+	st.Holds.Entries, st.Holds.Bytes = s.holds.stats()
+	return st
 }
 
 // objectCache is an LRU of objects bounded by bytes and entries, each
@@ -143,6 +166,7 @@ type objectCache struct {
 	entries  map[string]*list.Element
 	bytes    int64
 	flights  map[string]*flight
+	flightB  int64 // bytes of the flights' keys, with entryOverhead each
 	inflight int64 // body bytes buffered by fetches in flight
 
 	hits, misses, coalesced atomic.Uint64
@@ -250,27 +274,33 @@ func (c *objectCache) removeLocked(el *list.Element) {
 
 // join returns key's stored object (a hit), or the fetch in flight for key
 // and whether the caller must start it (a miss: the caller leads) or only
-// wait for it (coalesced), or neither for a key marked relay (a miss). It
-// counts the request.
-func (c *objectCache) join(key string) (obj *object, f *flight, lead bool) {
+// wait for it (coalesced), or neither and an error: errTooLarge for a key
+// marked relay, errBusy when the table of fetches in flight is full (both
+// misses). It counts the request.
+func (c *objectCache) join(key string) (obj *object, f *flight, lead bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if obj := c.getLocked(key); obj != nil {
 		if obj.relay {
 			c.misses.Add(1)
-			return nil, nil, false
+			return nil, nil, false, errTooLarge
 		}
 		c.hits.Add(1)
-		return obj, nil, false
+		return obj, nil, false, nil
 	}
 	if f, ok := c.flights[key]; ok {
 		c.coalesced.Add(1)
-		return nil, f, false
+		return nil, f, false, nil
 	}
 	c.misses.Add(1)
+	size := int64(len(key) + entryOverhead)
+	if len(c.flights) >= maxFlights || c.flightB+size > maxFlightKeyBytes {
+		return nil, nil, false, errBusy
+	}
 	f = &flight{done: make(chan struct{})}
 	c.flights[key] = f
-	return nil, f, true
+	c.flightB += size
+	return nil, f, true, nil
 }
 
 // finish ends key's fetch f with its outcome: a 200 answer is stored for
@@ -286,6 +316,7 @@ func (c *objectCache) finish(key string, f *flight, obj *object, ttl time.Durati
 		c.addLocked(key, &object{relay: true}, ttl)
 	}
 	delete(c.flights, key)
+	c.flightB -= int64(len(key) + entryOverhead)
 	c.mu.Unlock()
 	close(f.done)
 }
@@ -318,14 +349,15 @@ type fetcher func(ctx context.Context) (*object, time.Duration, error)
 // context and fetchTimeout rather than the request's, so a client that
 // goes away stops waiting without ending the fetch for the others. shared
 // returns ctx's error when ctx ends first, errTooLarge for a key marked
-// relay, and fetch's error otherwise.
+// relay, errBusy when the table of fetches in flight is full, and fetch's
+// error otherwise.
 func (s *Server) shared(ctx context.Context, c *objectCache, key string, fetch fetcher) (*object, error) {
-	obj, f, lead := c.join(key)
+	obj, f, lead, err := c.join(key)
 	switch {
+	case err != nil:
+		return nil, err
 	case obj != nil:
 		return obj, nil
-	case f == nil:
-		return nil, errTooLarge
 	}
 	if lead {
 		s.wg.Add(1) // the caller's request is counted, so Close has not returned

@@ -18,7 +18,7 @@ import (
 // epoch (epochMPD), and a reload during a move waits for the new origin
 // (serveHeld).
 func (s *Server) serveMPDByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
-	s.serveHeld(w, r, key, func(w http.ResponseWriter) {
+	s.serveHeld(w, r, key, ".mpd", func(w http.ResponseWriter) {
 		origin := s.route(w, r, key)
 		if origin == "" {
 			return

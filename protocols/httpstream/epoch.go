@@ -183,47 +183,62 @@ func (h *holdWriter) Flush() {
 // moveHoldRetry is the pause between two attempts to fetch a held document.
 const moveHoldRetry = 250 * time.Millisecond
 
-// serveHeld serves a stream's playlist or MPD with serve, holding the answer
-// while the stream moves between origins: an answer the origin could not
-// give (502: unreachable, 503: no origin) or, within Config.MoveHold of a
-// move, a 404 (the new origin has no document yet), is retried every
-// moveHoldRetry, routing again each time, until Config.MoveHold has passed
-// since the request came; then the last answer goes to the client as it
-// was. A player reloading its playlist across a move so waits for the new
-// origin's first document instead of giving up.
-func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Key, serve func(http.ResponseWriter)) {
+// serveHeld serves a stream's playlist or MPD (suffix ".m3u8" or ".mpd")
+// with serve, holding the request while the stream moves between origins,
+// so that a player reloading across a move waits for the new origin's
+// first document instead of giving up:
+//
+//   - within MoveHold and moveHoldWindow of a move, a request first waits
+//     for the stream's retry loop (see holdTable), which probes the new
+//     origin every moveHoldRetry until it has the document; once a probe
+//     found it, requests for the rest of the window go through at once;
+//   - an answer the origin could not give (502: unreachable, 503: no
+//     origin) is swallowed, and the request waits for the stream's loop,
+//     then asks again, once.
+//
+// A request waits at most MoveHold in all; then, or when the loop ends, it
+// asks the origin and its answer goes to the client as it is. Retries are
+// thus the loop's, one per stream and document and bounded per move
+// (maxHoldProbes), never one per request or per query.
+func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Key, suffix string, serve func(http.ResponseWriter)) {
 	if s.moveHold <= 0 {
 		serve(w)
 		return
 	}
 	deadline := time.Now().Add(s.moveHold)
-	for {
-		hold := func(status int) bool {
-			if time.Now().After(deadline) {
-				return false
-			}
-			switch status {
-			case http.StatusBadGateway, http.StatusServiceUnavailable:
-				return true
-			case http.StatusNotFound:
-				_, _, moved := s.epoch(key)
-				return !moved.IsZero() && time.Since(moved) < s.moveHold+moveHoldWindow
-			}
-			return false
-		}
-		hw := newHoldWriter(w, hold)
-		serve(hw)
-		if !hw.swallowed {
-			return
-		}
-		t := time.NewTimer(moveHoldRetry)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
+	k := holdKey{key: key, suffix: suffix}
+	if s.inMoveWindow(key) {
+		if l := s.joinHold(k, true); l != nil && !waitHold(r, l, deadline) {
 			return
 		}
 	}
+	var l *holdLoop
+	hw := newHoldWriter(w, func(status int) bool {
+		if status != http.StatusBadGateway && status != http.StatusServiceUnavailable || !time.Now().Before(deadline) {
+			return false
+		}
+		l = s.joinHold(k, false)
+		return l != nil
+	})
+	serve(hw)
+	if !hw.swallowed || !waitHold(r, l, deadline) {
+		return
+	}
+	serve(w)
+}
+
+// waitHold waits for l to end, or until deadline, and reports false when
+// r's client went away first.
+func waitHold(r *http.Request, l *holdLoop, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+	case <-r.Context().Done():
+		return false
+	}
+	return true
 }
 
 // moveHoldWindow is how long after a move a 404 from the new origin is taken

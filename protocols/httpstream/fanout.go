@@ -58,6 +58,12 @@ var errOriginRTMP = errors.New("httpstream: origin RTMP play failed")
 // the RTMP play (its on_play hook said no).
 var errOriginRefused = errors.New("httpstream: origin refused the play")
 
+// maxFanOutQuery bounds the query of a player served from a shared
+// upstream, and so the bytes of the hub registry's keys: at most
+// hub.DefaultMaxHubs (4,096) upstreams of 4 KiB queries, 16 MiB. Players
+// with longer queries are relayed on their own.
+const maxFanOutQuery = 4 << 10
+
 // errNoHTTP is what a fan-out Opener returns for an origin with no HTTP
 // endpoint (and no RTMP upstream to use instead).
 var errNoHTTP = errors.New("httpstream: origin has no HTTP endpoint")
@@ -77,10 +83,14 @@ var errOriginUnreachable = errors.New("httpstream: origin unreachable")
 // upstream re-attaches after its origin failed, it routes the stream anew
 // and opens it the same way. It returns false, having written nothing,
 // when the player is to be relayed on its own: the hub registry is full,
-// or the upstream it waited for failed to open.
+// the query is longer than maxFanOutQuery (the registry keeps it while the
+// upstream lives), or the upstream it waited for failed to open.
 func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stream.Key, origin stream.Origin) bool {
 	path := keyPath(key, ".flv")
 	query := r.URL.RawQuery
+	if len(query) > maxFanOutQuery {
+		return false
+	}
 	hdr := originRequestHeader(r, nil)
 	var answer *http.Response // the origin's non-200 answer to this player's open
 	opened := false

@@ -2,7 +2,9 @@ package httpstream
 
 import (
 	"bytes"
+	"container/list"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/http"
@@ -31,7 +33,7 @@ var documentRespDropHeaders = []string{"Content-Length", "Content-Encoding", "Co
 // epoch (epochPlaylist), and a reload during a move waits for the new
 // origin (serveHeld).
 func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key stream.Key) {
-	s.serveHeld(w, r, key, func(w http.ResponseWriter) {
+	s.serveHeld(w, r, key, ".m3u8", func(w http.ResponseWriter) {
 		origin := s.route(w, r, key)
 		if origin == "" {
 			return
@@ -59,16 +61,18 @@ func (s *Server) servePlaylistByKey(w http.ResponseWriter, r *http.Request, key 
 // see sessionMap), so that the player's later reloads with A reuse B
 // rather than open a session each. The origin's answer is fetched through
 // the document cache, so a player whose session the origin knows costs no
-// second request. It reports false unless the request has an hls_ctx and
-// the stream moved.
+// second request. It reports false unless the request has a valid session
+// id (validSessionID; an invalid one is ignored, and the request goes to
+// the origin as it came) and the stream moved.
 func (s *Server) newSession(r *http.Request, key stream.Key, origin, p string) (string, bool) {
-	if r.URL.Query().Get("hls_ctx") == "" {
+	id := r.URL.Query().Get("hls_ctx")
+	if !validSessionID(id) {
 		return "", false
 	}
 	if e, _, _ := s.epoch(key); e == 0 {
 		return "", false
 	}
-	stale := origin + " " + p + "?" + r.URL.RawQuery
+	stale := movedSessionKey(origin, p, id, r.URL.RawQuery)
 	if q, ok := s.moved.get(stale); ok {
 		return q, true
 	}
@@ -94,6 +98,37 @@ func (s *Server) newSession(r *http.Request, key stream.Key, origin, p string) (
 	return "", false
 }
 
+// maxSessionID bounds an SRS session id (hls_ctx) the node remembers a new
+// session for; SRS makes ids of 8 characters.
+const maxSessionID = 64
+
+// validSessionID reports whether id can be an SRS session id (hls_ctx): 1 to
+// maxSessionID characters of letters, digits, '-', '_', '.' and '~'.
+func validSessionID(id string) bool {
+	if id == "" || len(id) > maxSessionID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// movedSessionKey is the sessionMap key of a stale session: the origin, the
+// path, the session id and a SHA-256 digest of the whole query. Its size
+// does not depend on what the client adds to the query, and a request
+// reuses a new session only with the very query (authorization parameters
+// included) that opened it.
+func movedSessionKey(origin, p, id, query string) string {
+	sum := sha256.Sum256([]byte(query))
+	return origin + " " + p + " " + id + " " + string(sum[:])
+}
+
 // fetchDocument returns the origin's 200 answer for r's query at origin
 // path p, through the document cache when there is one (the key
 // serveDocument uses, so that it reuses the answer).
@@ -110,10 +145,15 @@ func (s *Server) fetchDocument(r *http.Request, origin, p string) ([]byte, bool)
 			}
 			return obj, s.documentTTL(obj.body, hlsFormat), nil
 		})
-		if err != nil || obj.status != http.StatusOK {
+		if err == nil && obj.status != http.StatusOK {
 			return nil, false
 		}
-		return obj.body, true
+		if err == nil {
+			return obj.body, true
+		}
+		if !errors.Is(err, errNotBuffered) {
+			return nil, false
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, originURL(origin, p, query), nil)
 	if err != nil {
@@ -133,68 +173,94 @@ func (s *Server) fetchDocument(r *http.Request, origin, p string) ([]byte, bool)
 }
 
 // sessionMap remembers, for players of moved streams, which new SRS
-// session (query) serves a stale one. It is bounded: at most
-// maxMovedSessions entries, each forgotten movedSessionTTL after its last
-// use; when full, the least recently used goes.
+// session (query) serves a stale one (movedSessionKey). It is bounded in
+// entries (maxMovedSessions) and bytes (maxMovedSessionBytes, keys and
+// queries with entryOverhead each); each entry is forgotten
+// movedSessionTTL after its last use, and when a bound is reached the least
+// recently used goes. A new session's query longer than maxSessionQuery is
+// not remembered. The zero value is ready to use with now set.
 type sessionMap struct {
-	mu  sync.Mutex
-	now func() time.Time
-	m   map[string]*sessionEntry
+	mu    sync.Mutex
+	now   func() time.Time
+	lru   list.List // of *sessionEntry, most recently used first
+	m     map[string]*list.Element
+	bytes int64
 }
 
 type sessionEntry struct {
+	stale string
 	query string
 	used  time.Time
 }
 
+func (e *sessionEntry) size() int64 { return int64(len(e.stale) + len(e.query) + entryOverhead) }
+
 // Bounds of sessionMap.
 const (
-	maxMovedSessions = 10000
-	movedSessionTTL  = 2 * time.Minute
+	maxMovedSessions     = 10000
+	maxMovedSessionBytes = 4 << 20
+	maxSessionQuery      = 1024
+	movedSessionTTL      = 2 * time.Minute
 )
 
 func (m *sessionMap) get(stale string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.m[stale]
-	if !ok || m.now().Sub(e.used) > movedSessionTTL {
-		delete(m.m, stale)
+	el, ok := m.m[stale]
+	if !ok {
 		return "", false
 	}
-	e.used = m.now()
+	e := el.Value.(*sessionEntry)
+	now := m.now()
+	if now.Sub(e.used) > movedSessionTTL {
+		m.removeLocked(el)
+		return "", false
+	}
+	e.used = now
+	m.lru.MoveToFront(el)
 	return e.query, true
 }
 
 func (m *sessionMap) put(stale, query string) {
+	if len(query) > maxSessionQuery {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
-		m.m = make(map[string]*sessionEntry)
+		m.m = make(map[string]*list.Element)
+	}
+	if el, ok := m.m[stale]; ok {
+		m.removeLocked(el)
 	}
 	now := m.now()
-	if _, ok := m.m[stale]; !ok && len(m.m) >= maxMovedSessions {
-		var oldest string
-		var at time.Time
-		for k, e := range m.m {
-			if now.Sub(e.used) > movedSessionTTL {
-				delete(m.m, k)
-				continue
-			}
-			if oldest == "" || e.used.Before(at) {
-				oldest, at = k, e.used
-			}
-		}
-		if len(m.m) >= maxMovedSessions {
-			delete(m.m, oldest)
-		}
+	e := &sessionEntry{stale: stale, query: query, used: now}
+	m.m[stale] = m.lru.PushFront(e)
+	m.bytes += e.size()
+	for el := m.lru.Back(); el != nil && now.Sub(el.Value.(*sessionEntry).used) > movedSessionTTL; el = m.lru.Back() {
+		m.removeLocked(el)
 	}
-	m.m[stale] = &sessionEntry{query: query, used: now}
+	for m.lru.Len() > maxMovedSessions || m.bytes > maxMovedSessionBytes {
+		m.removeLocked(m.lru.Back())
+	}
+}
+
+func (m *sessionMap) removeLocked(el *list.Element) {
+	e := m.lru.Remove(el).(*sessionEntry)
+	delete(m.m, e.stale)
+	m.bytes -= e.size()
+}
+
+// stats returns the entries and bytes the map holds.
+func (m *sessionMap) stats() (entries int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lru.Len(), m.bytes
 }
 
 func (m *sessionMap) len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.m)
+	n, _ := m.stats()
+	return n
 }
 
 // serveHLSToken serves "/_hls/<token>/<name>": a segment, key, init section

@@ -275,6 +275,7 @@ type Server struct {
 	ownHubs      bool          // hubs is the server's own, closed with it
 	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
 	moved        sessionMap    // new SRS sessions of players of moved streams
+	holds        holdTable     // retry loops of documents held across moves
 	hijacked     drain.Group   // FLV players on connections taken over
 	rtmpUp       RTMPUpstream
 
