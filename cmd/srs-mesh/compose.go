@@ -176,6 +176,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if _, _, err := rtcOfferLimit(o); err != nil {
 		return err
 	}
+	clients, err := newClientAddrs(o, log)
+	if err != nil {
+		return err
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -193,6 +197,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer lns.closeAll()
 	if err := lns.open(o); err != nil {
 		return err
+	}
+	lns.rtmp = clients.listen("rtmp", lns.rtmp)
+	lns.http = clients.listen("http", lns.http)
+	lns.api = clients.listen("api", lns.api)
+	if len(clients.forwarded.Trusted) > 0 {
+		log.Info("client addresses from trusted proxies", "trusted_proxies", clients.forwarded.Trusted,
+			"forwarded_header", clients.forwarded.Header.String(), "proxy_protocol", clients.proxyProtocol)
 	}
 
 	// The node samples its throughput from the protocol servers' counters
@@ -212,9 +223,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(lim.refused)
+	reg.MustRegister(lim.refused, clients.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, lim, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, creds, log)
+	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, creds, log)
 	if err != nil {
 		return err
 	}
@@ -266,7 +277,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 // clientParts builds one part per enabled client protocol, in the order
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
-func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node, router *timedRouter, collector *meshCollector,
+func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAddrs, node *mesh.Node, router *timedRouter, collector *meshCollector,
 	failovers *failoverMetrics, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	var rtmpServer *rtmp.Server
@@ -294,7 +305,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 		}
 		collector.httpStream = hs
 		log.Info("http streaming listening", "addr", lns.http.Addr().String())
-		p := httpPart("http streaming", "http", lns.http, collector.httpS.wrap(hs.Handler()), lim, func() { hs.Close() })
+		p := httpPart("http streaming", "http", lns.http, clients.handler(collector.httpS.wrap(hs.Handler())), lim, func() { hs.Close() })
 		shutdown := p.drain
 		p.drain = func(ctx context.Context) error { // HTTP-FLV players on taken-over connections too
 			return errors.Join(shutdown(ctx), hs.DrainPlayers(ctx))
@@ -342,7 +353,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, node *mesh.Node,
 			httpjson.Error(w, http.StatusBadRequest, "this port serves SRS's API under /api/v1/ and WebRTC signalling under /rtc/v1/ only")
 		})
 		log.Info("http api listening", "addr", lns.api.Addr().String())
-		parts = append(parts, httpPart("http api", "api", lns.api, mux, lim, srsAPI.Close))
+		parts = append(parts, httpPart("http api", "api", lns.api, clients.handler(mux), lim, srsAPI.Close))
 	}
 	return parts, nil
 }

@@ -117,8 +117,14 @@ func (c *limitedConn) CloseWrite() error {
 	return nil
 }
 
-// RawConn returns the TCP connection underneath, so that a writer that
+// RawConn returns the TCP connection underneath (through a wrapper that
+// has one, such as a PROXY protocol connection's), so that a writer that
 // owns the connection (a hijacked HTTP-FLV player) can use writev on it.
-// It must still be closed through c. (Not NetConn: *tls.Conn has that
-// method, and the bytes under TLS must never be written past it.)
-func (c *limitedConn) RawConn() net.Conn { return c.Conn }
+// It must still be closed, and read, through c. (Not NetConn: *tls.Conn has
+// that method, and the bytes under TLS must never be written past it.)
+func (c *limitedConn) RawConn() net.Conn {
+	if r, ok := c.Conn.(interface{ RawConn() net.Conn }); ok {
+		return r.RawConn()
+	}
+	return c.Conn
+}

@@ -56,6 +56,9 @@ type serveOptions struct {
 	httpReadTimeout time.Duration
 	httpIdleTimeout time.Duration
 	maxHTTPConns    int
+	trustedProxies  []string
+	forwardedHeader string
+	proxyProtocol   []string
 	cacheSize       byteSize
 	playlistTTL     time.Duration
 	fanOut          bool
@@ -127,6 +130,9 @@ value may also be).`,
 	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
 	f.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "on the HTTP ports, how long a keep-alive connection may wait for its next request (0: no limit)")
 	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
+	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "CIDR (or IP) of load balancers and reverse proxies whose client address is believed: their --forwarded-header on --http and --api, their PROXY protocol header on the --proxy-protocol listeners; repeatable (default: nobody; every client is its TCP peer)")
+	f.StringVar(&o.forwardedHeader, "forwarded-header", "X-Forwarded-For", "header that --trusted-proxies write on the HTTP ports: X-Forwarded-For or Forwarded (RFC 7239); the client is its rightmost address that is not a trusted proxy, and the other header is ignored")
+	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")

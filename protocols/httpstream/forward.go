@@ -57,12 +57,13 @@ func connectionNamed(h http.Header) []string {
 }
 
 // setForwarded sets, replacing whatever h holds, X-Forwarded-For and
-// X-Real-IP to the IP of r's TCP peer (r.RemoteAddr; both are removed when
-// it holds no IP), X-Forwarded-Proto to "https" or "http" as r came, and
+// X-Real-IP to the IP of r.RemoteAddr (both are removed when it holds no
+// IP), X-Forwarded-Proto to "https" or "http" as r came, and
 // X-Forwarded-Host to r.Host, so that the origin (SRS reads X-Forwarded-For
-// and X-Real-IP for its hooks and logs) sees the viewer's connection rather
-// than the node, and never an address the client claims.
-// A list of trusted proxies whose X-Forwarded-For is kept may come later.
+// and X-Real-IP for its hooks and logs) sees the viewer rather than the
+// node, and never an address the client claims. r.RemoteAddr is the TCP
+// peer, or the client that the node's trusted proxies named (the node's
+// --trusted-proxies); the chain the request carried is not passed on.
 func setForwarded(h http.Header, r *http.Request) {
 	if ip := peerIP(r.RemoteAddr); ip != "" {
 		h.Set("X-Forwarded-For", ip)

@@ -453,6 +453,9 @@ func (w *fanWriter) flush() error {
 		return err
 	}
 	raw := l.conn.Conn
+	if u, ok := raw.(interface{ RawConn() net.Conn }); ok {
+		raw = u.RawConn() // the TCP connection under a PROXY protocol one
+	}
 	if w.idle > 0 {
 		raw.SetWriteDeadline(time.Now().Add(w.idle))
 	}

@@ -16,9 +16,12 @@ import (
 )
 
 // offerLimiter bounds the offers each client makes: a token bucket per
-// client, keyed by the TCP peer address of the request (an IPv4 address, or
-// the /64 of an IPv6 one, which one host usually holds whole). Headers such
-// as X-Forwarded-For are never read: a client could write any.
+// client, keyed by the request's RemoteAddr (an IPv4 address, or the /64 of
+// an IPv6 one, which one host usually holds whole). This package never reads
+// headers such as X-Forwarded-For: a client could write any. RemoteAddr is
+// the TCP peer, unless the node's composition root was told to believe some
+// load balancers (their PROXY protocol header or forwarding header), which
+// then name the client.
 //
 // The table of buckets holds at most max clients, least recently used last.
 // A client unseen for idle, by which time its bucket is full again, is
