@@ -63,12 +63,13 @@ type Header struct {
 // Read reads one PROXY protocol header, version 1 or 2, from br and nothing
 // after it. It reads at most MaxV1Length bytes of a version 1 header and 16
 // + MaxV2Length of a version 2 one; the caller bounds the time with a read
-// deadline. Errors wrap ErrNoHeader, ErrV1, ErrV2, or the reader's error
-// (io.ErrUnexpectedEOF when the stream ends inside a header).
+// deadline. Errors wrap ErrNoHeader, ErrV1, ErrV2, or the reader's error:
+// io.EOF when the stream ends before its first byte (a peer that connected
+// and closed), io.ErrUnexpectedEOF when it ends inside a header.
 func Read(br *bufio.Reader) (Header, error) {
 	first, err := br.Peek(1)
 	if err != nil {
-		return Header{}, readErr(err)
+		return Header{}, err
 	}
 	switch first[0] {
 	case v1Prefix[0]:

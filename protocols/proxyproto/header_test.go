@@ -57,7 +57,7 @@ func TestRead(t *testing.T) {
 		{"not a header: POST", "POST / HTTP/1.1\r\n", Header{}, ErrNoHeader, ""},
 		{"not a header: rtmp", "\x03\x00\x00\x00", Header{}, ErrNoHeader, ""},
 		{"not a header: PROXy", "PROXy TCP4", Header{}, ErrNoHeader, ""},
-		{"empty", "", Header{}, io.ErrUnexpectedEOF, ""},
+		{"empty", "", Header{}, io.EOF, ""},
 
 		// Version 2.
 		{"v2 tcp4", v2(t, "21 11 000c  c0000201 c6336407  1f90 01bb") + "rest", Header{Version: 2,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -28,8 +29,10 @@ type Config struct {
 	Timeout time.Duration
 	// OnRefuse, when not nil, is called once for every connection refused
 	// for its header: peer is the TCP peer, err wraps ErrUntrusted or an
-	// error of Read (ErrNoHeader when a trusted peer sent none). It is
-	// called from the goroutine that first reads the connection.
+	// error of Read (ErrNoHeader when a trusted peer sent none); a trusted
+	// peer that closes before sending a byte (a TCP health check) is not
+	// reported. It is called from the goroutine that first reads the
+	// connection.
 	OnRefuse func(peer netip.AddrPort, err error)
 }
 
@@ -224,6 +227,10 @@ func (c *Conn) readHeader() {
 	}()
 	h, err := Read(c.br)
 	switch {
+	case err == io.EOF:
+		// Connected and closed without a byte (a balancer's TCP health
+		// check): nothing to refuse.
+		c.err = io.EOF
 	case err != nil:
 		c.refuse(fmt.Errorf("PROXY protocol header from %s: %w", c.peer, err))
 	case !h.Local:

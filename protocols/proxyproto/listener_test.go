@@ -239,3 +239,17 @@ func TestTrusted(t *testing.T) {
 		t.Error("an invalid address or no prefixes must trust nobody")
 	}
 }
+
+// A trusted peer that connects and closes without a byte (a TCP health
+// check) ends the connection as EOF and is not reported as refused.
+func TestTrustedPeerHealthCheck(t *testing.T) {
+	var ref refusals
+	sc, cc := serveOne(t, Config{Trusted: loopback, OnRefuse: ref.add}, "")
+	cc.Close()
+	if _, err := sc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read error %v, want io.EOF", err)
+	}
+	if errs := ref.all(); len(errs) != 0 {
+		t.Fatalf("refusals %v", errs)
+	}
+}
