@@ -328,3 +328,58 @@ func TestAttackProxyProtocolRTMP(t *testing.T) {
 func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
+
+// TestAttackProxyProtocolHTTP: --proxy-protocol api with --trusted-proxies
+// 127.0.0.1/32. Offers through a balancer sending PROXY headers are limited
+// per client the headers name: one client is limited while another gets
+// through, and an X-Forwarded-For sent by a client (not a trusted proxy) is
+// ignored. A host outside the range that sends a PROXY header gets 400 and
+// never reaches the handler; one that sends none is its own client.
+func TestAttackProxyProtocolHTTP(t *testing.T) {
+	c := startProtocolCluster(t, 1, nil, "--trusted-proxies", "127.0.0.1/32", "--proxy-protocol", "api",
+		"--rtc-offer-rate", "0.01", "--rtc-offer-burst", "2")
+	nd := c.nodes[0]
+	abuser := startFwdBalancer(t, nd.APIAddr, netip.MustParseAddrPort("198.51.100.7:40001"))
+	other := startFwdBalancer(t, nd.APIAddr, netip.MustParseAddrPort("198.51.100.8:40002"))
+	via := func(b *fwdBalancer) *harness.Node {
+		cp := *nd
+		cp.APIAddr = b.addr()
+		return &cp
+	}
+	direct, outside := fwdClient("127.0.0.1"), fwdClient("127.0.0.2")
+	for i := range 2 {
+		if got := fwdOffer(t, direct, via(abuser), map[string]string{"X-Forwarded-For": "203.0.113.1"}); got != http.StatusBadRequest {
+			t.Fatalf("abusive client's offer %d within its burst: %d", i, got)
+		}
+	}
+	if got := fwdOffer(t, direct, via(abuser), map[string]string{"X-Forwarded-For": "203.0.113.2"}); got != http.StatusTooManyRequests {
+		t.Fatalf("abusive client past its burst, with a forged X-Forwarded-For: %d, want 429", got)
+	}
+	if got := fwdOffer(t, direct, via(other), nil); got != http.StatusBadRequest {
+		t.Fatalf("another client through the balancer: %d, want 400", got)
+	}
+
+	// A PROXY header from outside the trusted range.
+	outsideDial := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	nc, err := outsideDial.Dial("tcp", nd.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(nc, "PROXY TCP4 203.0.113.66 127.0.0.1 50000 1985\r\nPOST /rtc/v1/whep/?app=live&stream=s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nv=0\r\n")
+	answer, _ := io.ReadAll(nc)
+	if !strings.HasPrefix(string(answer), "HTTP/1.1 400 ") {
+		t.Fatalf("a PROXY header from an untrusted peer: answered %q, want 400", answer)
+	}
+	// Without a header, that host is its own client.
+	if got := fwdOffer(t, outside, nd, nil); got != http.StatusBadRequest {
+		t.Fatalf("a plain client outside the range: %d, want 400", got)
+	}
+	if v := nodeMetric(t, nd, `srs_mesh_proxy_protocol_refused_total{listener="api",reason="untrusted"}`); v != 1 {
+		t.Fatalf("untrusted refusals %v, want 1", v)
+	}
+	if v := nodeMetric(t, nd, `srs_mesh_session_failures_total{proto="webrtc",reason="rate_limited"}`); v != 1 {
+		t.Fatalf("rate-limited offers %v, want 1", v)
+	}
+}

@@ -73,7 +73,8 @@ func newClientAddrs(o serveOptions, log *slog.Logger) (clientAddrs, error) {
 }
 
 // parseTrustedProxies parses --trusted-proxies: CIDRs, or single addresses
-// (a /32 or /128). IPv4-mapped IPv6 prefixes are taken as IPv4.
+// (a /32 or /128). IPv4-mapped IPv6 prefixes are taken as IPv4. A /0 is
+// refused: it would let every client name itself.
 func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
@@ -94,6 +95,9 @@ func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
 				return nil, fmt.Errorf("--trusted-proxies %q: an IPv4-mapped prefix shorter than /96", s)
 			}
 			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("--trusted-proxies %q: trusts every peer, so any client could name its own address; list the load balancers' networks", s)
 		}
 		out = append(out, p.Masked())
 	}

@@ -29,7 +29,7 @@ func TestParseTrustedProxies(t *testing.T) {
 			t.Errorf("prefix %d: %s, want %s", i, got[i], want[i])
 		}
 	}
-	for _, bad := range []string{"10.0.0.0/33", "example.com", "fe80::1%eth0", "::ffff:1.2.3.4/64", "10.0.0.0/8,"} {
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "fe80::1%eth0", "::ffff:1.2.3.4/64", "10.0.0.0/8,", "0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96"} {
 		if _, err := parseTrustedProxies([]string{bad}); err == nil || !strings.Contains(err.Error(), "--trusted-proxies") {
 			t.Errorf("%q: error %v", bad, err)
 		}
