@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -381,5 +382,78 @@ func TestAttackProxyProtocolHTTP(t *testing.T) {
 	}
 	if v := nodeMetric(t, nd, `srs_mesh_session_failures_total{proto="webrtc",reason="rate_limited"}`); v != 1 {
 		t.Fatalf("rate-limited offers %v, want 1", v)
+	}
+}
+
+// TestAttackForwardedForToOrigin: the address a node gives an origin for a
+// viewer (X-Forwarded-For and X-Real-IP, which SRS's hooks and logs read) is
+// the client the trusted proxy named, never the chain a client forged; from
+// a host outside --trusted-proxies it is that host, whatever it sends.
+func TestAttackForwardedForToOrigin(t *testing.T) {
+	type seen struct{ xff, realIP string }
+	got := make(chan seen, 16)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Real-IP")}
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		io.WriteString(w, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nfwd-0.ts\n")
+	}))
+	t.Cleanup(origin.Close)
+	// The leader probes an origin's RTMP port with a TCP connect.
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { probe.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := probe.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	flag := fmt.Sprintf("id=o1,ip=127.0.0.1,rtmp=%d,http=%d", probe.Addr().(*net.TCPAddr).Port, origin.Listener.Addr().(*net.TCPAddr).Port)
+	c := startCluster(t, 1, "--origin", flag, "--trusted-proxies", "127.0.0.1/32", "--playlist-cache-ttl", "-1s")
+	nd := c.nodes[0]
+	testkit.WaitFor(t, 15*time.Second, "origin healthy", func() bool {
+		var st mesh.Status
+		return nd.Status(&st) == nil && len(st.Origins) == 1 && st.Origins[0].Healthy
+	})
+	for _, tc := range []struct {
+		from, xff string
+		want      string
+	}{
+		{"127.0.0.1", "198.51.100.1, 203.0.113.5", "203.0.113.5"},
+		{"127.0.0.1", "203.0.113.6, 127.0.0.1", "203.0.113.6"},
+		{"127.0.0.1", "", "127.0.0.1"},
+		{"127.0.0.2", "203.0.113.5", "127.0.0.2"},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+nd.HTTPAddr+"/live/fwd.m3u8", nil)
+		if tc.xff != "" {
+			req.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		req.Header.Set("X-Real-IP", "192.0.2.99")
+		resp, err := fwdClient(tc.from).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("from %s with %q: %d", tc.from, tc.xff, resp.StatusCode)
+		}
+		select {
+		case s := <-got:
+			if s.xff != tc.want || s.realIP != tc.want {
+				t.Errorf("from %s with X-Forwarded-For %q: the origin saw X-Forwarded-For %q, X-Real-IP %q; want %s",
+					tc.from, tc.xff, s.xff, s.realIP, tc.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("from %s: the request never reached the origin", tc.from)
+		}
 	}
 }
