@@ -138,7 +138,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // RemoteAddr is the client's address: the one a trusted peer's header
-// names, or the TCP peer. For a trusted peer it waits for the header.
+// names, or the TCP peer. For a trusted peer it waits for the header (at
+// most Timeout); code that must not wait, such as an accept loop, reads
+// RawConn().RemoteAddr(), the peer.
 func (c *Conn) RemoteAddr() net.Addr {
 	if !c.trusted {
 		return c.Conn.RemoteAddr()
@@ -148,13 +150,6 @@ func (c *Conn) RemoteAddr() net.Addr {
 		return c.remote
 	}
 	return c.Conn.RemoteAddr()
-}
-
-// Refused is why the connection was refused for its header, or nil; it
-// reads the header first if no read has.
-func (c *Conn) Refused() error {
-	c.once.Do(c.readHeader)
-	return c.err
 }
 
 // SetDeadline sets the connection's deadlines; during the header only the

@@ -302,7 +302,11 @@ func (s *Server) accept(nc net.Conn) {
 		s.live.Leave()
 		s.mu.Unlock()
 		s.stats.connsRefused.Add(1)
-		s.log.Warn("connection refused: too many connections", "peer", nc.RemoteAddr().String(), "max", s.cfg.MaxConns)
+		peer := nc
+		if u, ok := nc.(interface{ RawConn() net.Conn }); ok {
+			peer = u.RawConn() // never wait for a PROXY protocol header here
+		}
+		s.log.Warn("connection refused: too many connections", "peer", peer.RemoteAddr().String(), "max", s.cfg.MaxConns)
 		nc.Close()
 		return
 	}
