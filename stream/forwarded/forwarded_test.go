@@ -161,3 +161,28 @@ func TestParseHeader(t *testing.T) {
 		t.Error("X-Real-IP accepted")
 	}
 }
+
+// FuzzClient: any header gives a valid address (no zone, IPv4 unmapped),
+// never a panic, and from an untrusted peer always the peer.
+func FuzzClient(f *testing.F) {
+	f.Add("1.1.1.1, 203.0.113.9, 10.0.0.7", false)
+	f.Add(`for=192.0.2.43;proto=http, for="[2001:db8:cafe::17]:4711"`, true)
+	f.Add(`for="\"a,b;c\"", for=unknown,,`, true)
+	f.Add("[::1]:80,garbage,10.0.0.1:1", false)
+	f.Fuzz(func(t *testing.T, value string, rfc7239 bool) {
+		c := Config{Trusted: prefixes("10.0.0.0/8", "::1/128")}
+		if rfc7239 {
+			c.Header = Forwarded
+		}
+		h := http.Header{"X-Forwarded-For": {value}, "Forwarded": {value}}
+		peer := netip.MustParseAddrPort("10.0.0.1:1")
+		got := c.Client(peer, h)
+		if a := got.Addr(); !got.IsValid() || a.Zone() != "" || a.Is4In6() {
+			t.Fatalf("Client = %s from %q: want a valid address, no zone, IPv4 unmapped", got, value)
+		}
+		outside := netip.MustParseAddrPort("198.51.100.1:1")
+		if got := c.Client(outside, h); got != outside {
+			t.Fatalf("untrusted peer: Client = %s", got)
+		}
+	})
+}
