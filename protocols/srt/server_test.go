@@ -251,12 +251,18 @@ func TestRelayEndToEnd(t *testing.T) {
 	if a, _ := sessions.count(key); a != 1 {
 		t.Errorf("tracked %d sessions", a)
 	}
-	if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
-		t.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
-	}
-	st := srv.Stats()
-	if st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
-		t.Errorf("stats %+v", st)
+	// The session counts a packet once it is sent, so the caller may read
+	// it before the counters move: wait for them.
+	if err := testkit.Poll(2*time.Second, func() error {
+		if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
+			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
+		}
+		if st := srv.Stats(); st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 
 	// SHUTDOWN from the caller is relayed and reclaims the session.
