@@ -358,13 +358,17 @@ func TestNoQuorumDegradesWithinBound(t *testing.T) {
 	if o, err := n.Route(ctx, key(1)); err != nil || o.ID != existing.ID {
 		t.Fatalf("existing key without quorum: %v %v", o.ID, err)
 	}
-	start := time.Now()
-	o, err := n.Route(ctx, key(2))
+	// The caller allows far longer than RouteTimeout: a Route that waited
+	// for the caller's deadline instead of its own bound fails with the
+	// caller's error, whatever the machine's speed.
+	callerCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	o, err := n.Route(callerCtx, key(2))
 	if err != nil {
 		t.Fatalf("new key without quorum: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("degraded route took %v", d)
+	if callerCtx.Err() != nil {
+		t.Fatalf("degraded route returned only when the caller gave up")
 	}
 	want, _ := stream.SelectByHash(key(2), []stream.Candidate{{ID: "o1", Healthy: true}, {ID: "o2", Healthy: true}})
 	if o.ID != want {

@@ -92,15 +92,18 @@ func TestRTCSessionWithoutQuorumFailsWithinBound(t *testing.T) {
 			c.Kill(i)
 		}
 	}
-	start := time.Now()
-	err := c.Node(survivor).PutRTCSession(context.Background(), stream.RTCSession{Ufrag: "a:b", CreatedUnixMs: 1})
+	// The caller allows far longer than RouteTimeout: the put must end by
+	// its own bound, before the caller's deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.Node(survivor).PutRTCSession(ctx, stream.RTCSession{Ufrag: "a:b", CreatedUnixMs: 1})
 	if err == nil {
 		t.Fatal("put without quorum succeeded")
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("put without quorum took %v", d)
+	if ctx.Err() != nil {
+		t.Fatalf("put without quorum returned only when the caller gave up: %v", err)
 	}
-	t.Logf("put without quorum: %v after %v", err, time.Since(start))
+	t.Logf("put without quorum: %v", err)
 }
 
 func BenchmarkLookupRTCSession(b *testing.B) {

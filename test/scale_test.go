@@ -121,6 +121,23 @@ func (c *cluster) voterHealth(st mesh.Status) (total, up int) {
 	return total, up
 }
 
+// pickByRole returns the nodes of the first want members with role in st
+// (see membersByRole); it fails the test when there are fewer, so that a
+// short or empty status never aborts the package with an index panic.
+func (c *cluster) pickByRole(t *testing.T, st mesh.Status, role string, want int) []*harness.Node {
+	t.Helper()
+	ids := c.membersByRole(st, role)
+	if len(ids) < want {
+		t.Fatalf("%d live %ss in the leader's status (%v), need %d; leader %q, %d members",
+			len(ids), role, ids, want, st.Leader, len(st.Members))
+	}
+	out := make([]*harness.Node, 0, want)
+	for _, id := range ids[:want] {
+		out = append(out, c.byID(id)) // membersByRole lists only nodes byID knows
+	}
+	return out
+}
+
 // membersByRole lists the ids of a status document's members with role
 // ("leader", "voter", "nonvoter") whose process runs and that gossip sees
 // alive.
@@ -251,8 +268,8 @@ func TestScale25(t *testing.T) {
 	}
 	c.waitOriginsHealthy(t, 2)
 
-	nonvoters := c.membersByRole(st, "nonvoter")
-	pubNode, playNode := c.byID(nonvoters[0]), c.byID(nonvoters[len(nonvoters)-1])
+	nonvoters := c.pickByRole(t, st, "nonvoter", 3)
+	pubNode, playNode, writer := nonvoters[0], nonvoters[2], nonvoters[1]
 	pub := harness.PublishRTMP(t, pubNode.RTMPURL("live/scale"))
 	res := harness.PlayUntil(t, playNode.RTMPURL("live/scale"), 2*time.Second, 10, 30*time.Second)
 	t.Logf("published through non-voter %s, played %d frames through non-voter %s", pubNode.ID, res.VideoFrames, playNode.ID)
@@ -261,7 +278,9 @@ func TestScale25(t *testing.T) {
 	// Kill the leader: a new stream is writable through a non-voter within
 	// the bound.
 	oldLeader := c.byID(st.Leader)
-	writer := c.byID(nonvoters[1])
+	if oldLeader == nil {
+		t.Fatalf("the leader %q is not a node of the test", st.Leader)
+	}
 	oldLeader.Kill()
 	killed := time.Now()
 	d := timeToWrite(t, writer, "after-leader-kill", killed, 15*time.Second)
@@ -279,10 +298,15 @@ func TestScale25(t *testing.T) {
 
 	// Kill two more voters (not the leader). Quorum holds throughout, and
 	// 5 live voters are back within the reap timeout plus 10 s.
-	st, _ = c.leaderStatus()
-	victims := c.membersByRole(st, "voter")[:2]
-	for _, id := range victims {
-		c.byID(id).Kill()
+	testkit.WaitFor(t, 20*time.Second, "the leader's status", func() bool {
+		var ok bool
+		st, ok = c.leaderStatus()
+		return ok
+	})
+	var victims []string
+	for _, nd := range c.pickByRole(t, st, "voter", 2) {
+		victims = append(victims, nd.ID)
+		nd.Kill()
 	}
 	killed = time.Now()
 	lastLeader := time.Now()

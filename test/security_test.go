@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
@@ -213,7 +215,13 @@ func TestSecurityAttacks(t *testing.T) {
 		}
 	})
 
+	// The bounds are the defaults (RoutePlay): at most MaxPlayOnly
+	// play-only assignments in the mesh, whatever the flood's speed, and
+	// at most PlayOnlyRate writes per second per node (bursts of twice
+	// that), so the Raft log's growth is bounded per elapsed second.
 	t.Run("anonymous plays are bounded", func(t *testing.T) {
+		defaults := mesh.DefaultConfig()
+		began := time.Now() // before the first status: the window covers every counted write
 		start := c.status(t, 0)
 		var sent atomic.Int64
 		var wg sync.WaitGroup
@@ -234,16 +242,31 @@ func TestSecurityAttacks(t *testing.T) {
 		}
 		wg.Wait()
 		end := c.status(t, 0)
-		t.Logf("%d anonymous plays: %d assignments (was %d), log index %d -> %d", sent.Load(),
-			len(end.Assignments), len(start.Assignments), start.LastLogIndex, end.LastLogIndex)
+		elapsed := time.Since(began)
+		grown := end.LastLogIndex - start.LastLogIndex
+		// Writes allowed in the window: each node's play-only writes
+		// (burst, then the rate), its Touch reports (one entry per 1000
+		// keys, every TouchInterval), and a margin for origin health and
+		// the leader's sweeps.
+		secs := float64(int(elapsed.Seconds()) + 1)
+		nodes, rate := float64(len(c.nodes)), float64(defaults.PlayOnlyRate)
+		touches := float64(sent.Load())/1000 + nodes*(secs/defaults.TouchInterval.Seconds()+1)
+		allowed := uint64(nodes*(2*rate+rate*secs) + touches + 100)
+		t.Logf("%d anonymous plays in %v: %d assignments (was %d), log index %d -> %d (+%d, %.0f/s; at most %d allowed)",
+			sent.Load(), elapsed.Round(time.Millisecond), len(end.Assignments), len(start.Assignments),
+			start.LastLogIndex, end.LastLogIndex, grown, float64(grown)/elapsed.Seconds(), allowed)
 		if sent.Load() < 19000 {
 			t.Fatalf("only %d plays got an answer", sent.Load())
 		}
-		if len(end.Assignments) > 1000+len(start.Assignments) {
-			t.Errorf("%d assignments after the flood", len(end.Assignments))
+		if len(end.Assignments) > defaults.MaxPlayOnly+len(start.Assignments) {
+			t.Errorf("%d assignments after the flood, more than MaxPlayOnly (%d) new ones", len(end.Assignments), defaults.MaxPlayOnly)
 		}
-		if grown := end.LastLogIndex - start.LastLogIndex; grown > 4000 {
-			t.Errorf("the Raft log grew by %d entries for 20000 anonymous plays", grown)
+		if grown > allowed {
+			t.Errorf("the Raft log grew by %d entries in %v for %d anonymous plays; the play-only rate allows %d",
+				grown, elapsed.Round(time.Millisecond), sent.Load(), allowed)
+		}
+		if allowed >= uint64(sent.Load())/2 {
+			t.Logf("the flood took %v: too slow for the write bound to tell a limited node from an unlimited one", elapsed.Round(time.Millisecond))
 		}
 		harness.PublishRTMP(t, c.nodes[1].RTMPURL("live/real"))
 		harness.PlayUntil(t, c.nodes[2].RTMPURL("live/real"), 2*time.Second, 5, 30*time.Second)
@@ -364,6 +387,7 @@ func TestSecurityOfferFlood(t *testing.T) {
 	<-pionwebrtc.GatheringCompletePromise(pc)
 	sdp := pc.LocalDescription().SDP
 	limited := 0
+	began := time.Now()
 	for i := range 200 {
 		resp, err := e2eHTTP.Post("http://"+nd.APIAddr+fmt.Sprintf("/rtc/v1/whep/?app=live&stream=flood%d", i), "application/sdp", strings.NewReader(sdp))
 		if err != nil {
@@ -375,12 +399,19 @@ func TestSecurityOfferFlood(t *testing.T) {
 			limited++
 		}
 	}
-	if limited < 150 {
-		t.Errorf("%d of 200 flooded offers were refused with 429", limited)
+	// The limit is a rate: at most a burst, then DefaultOfferRate per
+	// second of the flood, are let through, however long the flood took.
+	elapsed := time.Since(began)
+	allowed := webrtc.DefaultOfferBurst + int(math.Ceil(webrtc.DefaultOfferRate*elapsed.Seconds()))
+	if through := 200 - limited; through > allowed {
+		t.Errorf("%d of 200 flooded offers in %v got through; the offer limit allows %d", through, elapsed.Round(time.Millisecond), allowed)
+	}
+	if limited == 0 {
+		t.Errorf("none of 200 flooded offers in %v was refused with 429", elapsed.Round(time.Millisecond))
 	}
 	before := player.video.Load()
 	testkit.WaitFor(t, 10*time.Second, "the live player still receives after the flood", func() bool {
 		return player.video.Load() > before+20
 	})
-	t.Logf("%d of 200 offers refused; the live player received %d video packets", limited, player.video.Load())
+	t.Logf("%d of 200 offers refused in %v; the live player received %d video packets", limited, elapsed.Round(time.Millisecond), player.video.Load())
 }

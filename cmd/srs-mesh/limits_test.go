@@ -58,10 +58,12 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { 
 
 // A streaming response (HTTP-FLV) runs far longer than the read timeout,
 // with or without a request body read first, and its request context is not
-// cancelled on the way.
+// cancelled on the way: the handler writes one byte per 20 ms tick, so its
+// 50 bytes take at least 1 s (a ticker drops ticks, it never runs early),
+// five read timeouts, and the client gets them all.
 func TestHTTPStreamOutlivesReadTimeout(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	const streamFor = time.Second
+	const ticks = 50
 	result := make(chan string, 4) // never blocks a handler, even when a subtest fails
 	addr := servePart(t, httpLimits{readTimeout: 200 * time.Millisecond, idleTimeout: 200 * time.Millisecond},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -72,10 +74,10 @@ func TestHTTPStreamOutlivesReadTimeout(t *testing.T) {
 			rc := http.NewResponseController(w)
 			tick := time.NewTicker(20 * time.Millisecond)
 			defer tick.Stop()
-			for start := time.Now(); time.Since(start) < streamFor; {
+			for i := range ticks {
 				select {
 				case <-r.Context().Done():
-					result <- fmt.Sprintf("context ended after %v: %v", time.Since(start), r.Context().Err())
+					result <- fmt.Sprintf("context ended after %d ticks: %v", i, r.Context().Err())
 					return
 				case <-tick.C:
 				}
@@ -100,7 +102,6 @@ func TestHTTPStreamOutlivesReadTimeout(t *testing.T) {
 				body = strings.NewReader("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n") // a WHIP offer's shape
 			}
 			req, _ := http.NewRequest(method, "http://"+addr+"/live/a.flv", body)
-			start := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -112,18 +113,18 @@ func TestHTTPStreamOutlivesReadTimeout(t *testing.T) {
 			case handler = <-result:
 			case <-time.After(5 * time.Second):
 			}
-			if err != nil || handler != "streamed" {
-				t.Fatalf("after %v and %d bytes: read error %v; handler: %s", time.Since(start), len(got), err, handler)
-			}
-			if d := time.Since(start); d < streamFor {
-				t.Fatalf("stream ended after %v", d)
+			if err != nil || handler != "streamed" || len(got) != ticks {
+				t.Fatalf("after %d of %d bytes: read error %v; handler: %s", len(got), ticks, err, handler)
 			}
 		})
 	}
 }
 
 // A slowloris client that sends its headers a byte at a time is closed by
-// the header timeout, and so is one that sends nothing.
+// the header timeout, and so is one that sends nothing. Without the read
+// timeout, the header wait would be maxHeaderWait (10 s) and the slowloris
+// would finish its headers (12 s): a close within half of maxHeaderWait,
+// with the headers unfinished, is the read timeout's.
 func TestHTTPSlowHeadersClosed(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	var served atomic.Int64
@@ -134,9 +135,11 @@ func TestHTTPSlowHeadersClosed(t *testing.T) {
 		c := dial(t, addr)
 		stop := make(chan struct{})
 		defer close(stop)
+		// 240 header bytes at 20 a second would take 12 s.
+		req := []byte("GET / HTTP/1.1\r\nHost: test\r\nX-Pad: " + strings.Repeat("a", 200) + "\r\n\r\n")
+		var written atomic.Int64
 		go func() {
-			// 200 header bytes at 20 a second would take 10 s.
-			for _, b := range []byte("GET / HTTP/1.1\r\nHost: test\r\nX-Pad: " + strings.Repeat("a", 200) + "\r\n\r\n") {
+			for _, b := range req {
 				select {
 				case <-stop:
 					return
@@ -145,17 +148,17 @@ func TestHTTPSlowHeadersClosed(t *testing.T) {
 				if _, err := c.Write([]byte{b}); err != nil {
 					return
 				}
+				written.Add(1)
 			}
 		}()
-		if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
-			t.Fatalf("closed after %v", d)
+		waitClosed(t, c, maxHeaderWait/2)
+		if n := written.Load(); n >= int64(len(req)) {
+			t.Fatalf("closed only after all %d header bytes were sent", n)
 		}
 	})
 	t.Run("silent", func(t *testing.T) {
 		c := dial(t, addr)
-		if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
-			t.Fatalf("closed after %v", d)
-		}
+		waitClosed(t, c, maxHeaderWait/2)
 	})
 	if n := served.Load(); n != 0 {
 		t.Fatalf("handler ran %d times", n)
@@ -163,7 +166,8 @@ func TestHTTPSlowHeadersClosed(t *testing.T) {
 }
 
 // A request body sent a byte every 300 ms is cut by the read timeout: the
-// handler's read fails and the connection is closed.
+// handler's read fails with a timeout and the connection is closed long
+// before the 100-byte body could have been sent (30 s).
 func TestHTTPSlowBodyCut(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	bodyErr := make(chan error, 1)
@@ -193,9 +197,7 @@ func TestHTTPSlowBodyCut(t *testing.T) {
 			}
 		}
 	}()
-	if d := waitClosed(t, c, 5*time.Second); d > 3*time.Second {
-		t.Fatalf("closed after %v", d)
-	}
+	waitClosed(t, c, 10*time.Second)
 	select {
 	case err := <-bodyErr:
 		var ne net.Error
@@ -207,11 +209,13 @@ func TestHTTPSlowBodyCut(t *testing.T) {
 	}
 }
 
-// An idle keep-alive connection is closed after the idle timeout.
+// An idle keep-alive connection is closed after the idle timeout. The read
+// timeout is a minute, so only the idle timeout can close it within the
+// generous wait below (http.Server falls back to ReadTimeout without one).
 func TestHTTPIdleKeepAliveClosed(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	const idle = 300 * time.Millisecond
-	addr := servePart(t, httpLimits{readTimeout: 5 * time.Second, idleTimeout: idle}, okHandler)
+	addr := servePart(t, httpLimits{readTimeout: time.Minute, idleTimeout: idle}, okHandler)
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
 	for i := range 2 {
@@ -220,10 +224,7 @@ func TestHTTPIdleKeepAliveClosed(t *testing.T) {
 			t.Fatalf("request %d: %v %v %q", i, resp, err, body)
 		}
 	}
-	d := waitClosed(t, c, 5*time.Second)
-	if d < idle/2 || d > 3*time.Second {
-		t.Fatalf("idle connection closed after %v, want about %v", d, idle)
-	}
+	waitClosed(t, c, 10*time.Second)
 }
 
 // Request headers over maxHeaderBytes are refused with 431.

@@ -2,15 +2,25 @@ package peers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestAsk: every peer is in the answer, sorted by id; skipped ones are not
 // asked, a hung one is cut off at Timeout, an error status and a body over
-// the bound are errors, and a good answer carries its body.
+// the bound are errors, and a good answer carries its body. The cut-off is
+// read off the requests, not timed: each carries a deadline Timeout after
+// Ask was called and at most Timeout after it was sent.
 func TestAsk(t *testing.T) {
 	var asked []string
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +47,22 @@ func TestAsk(t *testing.T) {
 	defer big.Close()
 	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
-	got := Asker{Client: &http.Client{}}.Ask(context.Background(), []Peer{
+	var mu sync.Mutex
+	var deadlines []string // one error per request whose deadline is wrong
+	requests := 0
+	called := time.Now()
+	client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent := time.Now()
+		deadline, ok := r.Context().Deadline()
+		mu.Lock()
+		requests++
+		if lo, hi := called.Add(Timeout), sent.Add(Timeout); !ok || deadline.Before(lo) || deadline.After(hi) {
+			deadlines = append(deadlines, fmt.Sprintf("%s: deadline %v (set: %v), want between %v and %v", r.URL.Host, deadline, ok, lo, hi))
+		}
+		mu.Unlock()
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	got := Asker{Client: client}.Ask(context.Background(), []Peer{
 		{ID: "n5", Addr: addr(big)},
 		{ID: "n1", Addr: addr(good)},
 		{ID: "n4", Skip: "gossip state dead", Addr: addr(good)},
@@ -67,5 +92,8 @@ func TestAsk(t *testing.T) {
 	}
 	if string(got[0].Body) != `{"ok":1}` || len(asked) != 1 || asked[0] != "/mesh/v1/local/x" {
 		t.Errorf("good answer %q, asked %v (the skipped peer must not be asked)", got[0].Body, asked)
+	}
+	if requests != 4 || len(deadlines) != 0 {
+		t.Errorf("%d requests (want 4); wrong deadlines: %v", requests, deadlines)
 	}
 }

@@ -240,7 +240,8 @@ func TestPublisherFailoverEnds(t *testing.T) {
 			o1 := startFakeOrigin(t, "")
 			r := &failoverRouter{first: stream.Origin{ID: "o1", RTMP: o1.Addr}, failed: make(chan string, 64), reroute: c.reroute}
 			events := make(failoverEvents, 4)
-			_, addr := startProxy(t, Config{Router: r, Failovers: events, FailoverTimeout: 500 * time.Millisecond})
+			const foTimeout = 500 * time.Millisecond
+			_, addr := startProxy(t, Config{Router: r, Failovers: events, FailoverTimeout: foTimeout})
 			p := dialTestPeer(t, addr)
 			if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {
 				t.Fatalf("%v %v", info, err)
@@ -248,14 +249,15 @@ func TestPublisherFailoverEnds(t *testing.T) {
 			client := watchClient(p)
 			s := startSender(p, 10)
 			waitChan(t, o1.ordered)
+			start := time.Now() // before the failure, so before the failover's deadline is set
 			o1.kill()
-			start := time.Now()
 			got := recv(t, client)
 			if got[:len("error status: "+codePublishFailed)] != "error status: "+codePublishFailed {
 				t.Fatalf("client saw %s", got)
 			}
-			if c.result == FailoverNoOrigin && time.Since(start) < 400*time.Millisecond {
-				t.Fatalf("gave up after %v, before the bound", time.Since(start))
+			// A lower bound only: a slow machine makes the give-up later, never earlier.
+			if c.result == FailoverNoOrigin && time.Since(start) < foTimeout {
+				t.Fatalf("gave up after %v, before FailoverTimeout %v", time.Since(start), foTimeout)
 			}
 			ev := waitChan(t, events)
 			if ev.Result != c.result || ev.Err == nil {

@@ -298,11 +298,9 @@ func TestBadClients(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
-			expectClosed(t, tt.conn(t), 3*time.Second)
-			if d := time.Since(start); d > 2*time.Second {
-				t.Fatalf("closed after %v", d)
-			}
+			// HandshakeTimeout is 300 ms; the defaults that would close a
+			// stalled connection otherwise are 10 s or more.
+			expectClosed(t, tt.conn(t), 5*time.Second)
 			// Others are still served.
 			p := dialTestPeer(t, addr)
 			if info, err := p.start("rtmp://"+addr+"/live", "ok", true); err != nil || info.String("code") != codePublishStart {

@@ -251,12 +251,18 @@ func TestRelayEndToEnd(t *testing.T) {
 	if a, _ := sessions.count(key); a != 1 {
 		t.Errorf("tracked %d sessions", a)
 	}
-	if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
-		t.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
-	}
-	st := srv.Stats()
-	if st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
-		t.Errorf("stats %+v", st)
+	// The session counts a packet once it is sent, so the caller may read
+	// it before the counters move: wait for them.
+	if err := testkit.Poll(2*time.Second, func() error {
+		if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
+			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
+		}
+		if st := srv.Stats(); st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 
 	// SHUTDOWN from the caller is relayed and reclaims the session.
@@ -330,15 +336,13 @@ func routerErrorRejects(t *testing.T, routeErr error) {
 	router := routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
 		return stream.Origin{}, routeErr
 	})
-	srv, proxy := startServer(t, Config{Router: router})
+	// HandshakeTimeout is far beyond the read below: a rejection that
+	// waited for it would not arrive in time.
+	srv, proxy := startServer(t, Config{Router: router, HandshakeTimeout: time.Minute})
 	c := newCaller(t, proxy, 0x4444)
-	start := time.Now()
 	c.send(c.conclusion(c.induct(), sidExt("live/x")))
-	if r := c.rejection(time.Second); r != rejxUnavail {
+	if r := c.rejection(10 * time.Second); r != rejxUnavail {
 		t.Errorf("reason %d", r)
-	}
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("rejected after %v", d)
 	}
 	if srv.Stats().Rejects[RejectNoOrigin] != 1 {
 		t.Errorf("rejects %+v", srv.Stats().Rejects)
@@ -383,8 +387,9 @@ func TestOriginRejectionRelayed(t *testing.T) {
 	}
 }
 
-// An origin that swallows packets (no ICMP) is given HandshakeTimeout; the
-// listener keeps serving other callers meanwhile.
+// An origin that swallows packets (no ICMP) keeps its session handshaking
+// (the induction is resent to it) while the listener serves other callers:
+// a healthy caller is answered before the stuck one hears anything.
 func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	silent := newFakeOrigin(t, true, 0)
@@ -395,33 +400,55 @@ func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
 		}
 		return stream.Origin{SRT: healthy.addr()}, nil
 	})
-	const timeout = 600 * time.Millisecond
-	srv, proxy := startServer(t, Config{Router: router, HandshakeTimeout: timeout})
+	// The stuck session cannot time out during the test: it ends only
+	// when the server closes.
+	srv, proxy := startServer(t, Config{Router: router, HandshakeTimeout: time.Minute})
 
 	stuck := newCaller(t, proxy, 0x7001)
-	start := time.Now()
 	stuck.send(stuck.conclusion(stuck.induct(), sidExt("live/silent")))
-	testkit.WaitFor(t, time.Second, "silent origin tried", func() bool { return silent.received.Load() > 0 })
+	testkit.WaitFor(t, 5*time.Second, "silent origin tried", func() bool { return silent.received.Load() > 0 })
 
 	ok := newCaller(t, proxy, 0x7002)
 	ok.send(ok.conclusion(ok.induct(), sidExt("live/ok")))
-	if b := ok.read(time.Second); b == nil {
+	if b := ok.read(10 * time.Second); b == nil {
 		t.Fatal("healthy caller blocked behind the silent origin")
 	}
-	if time.Since(start) >= timeout {
-		t.Errorf("healthy caller answered only after %v", time.Since(start))
+	if st := srv.Stats(); st.Sessions != 2 || len(st.Rejects) != 0 {
+		t.Errorf("with the healthy caller answered: stats %+v, want the stuck session still handshaking", st)
+	}
+	testkit.WaitFor(t, 10*time.Second, "induction resent to the silent origin", func() bool { return silent.received.Load() >= 3 })
+	if b := stuck.read(50 * time.Millisecond); b != nil {
+		t.Fatalf("stuck caller answered while its origin is silent: %x", b)
 	}
 
-	if r := stuck.rejection(3 * timeout); r != rejxGatewayTO {
+	srv.Close()
+	if r := stuck.rejection(5 * time.Second); r != rejClose {
+		t.Errorf("stuck caller at close: reason %d, want %d", r, rejClose)
+	}
+}
+
+// A session whose origin stays silent is rejected with SRT_REJX_GATEWAY_TO
+// once HandshakeTimeout has passed, not before.
+func TestSilentOriginTimesOut(t *testing.T) {
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
+	silent := newFakeOrigin(t, true, 0)
+	const timeout = 300 * time.Millisecond
+	srv, proxy := startServer(t, Config{Router: staticRouter(silent.addr()), HandshakeTimeout: timeout})
+
+	stuck := newCaller(t, proxy, 0x7003)
+	concl := stuck.conclusion(stuck.induct(), sidExt("live/silent"))
+	start := time.Now() // before the session exists, so before its deadline is set
+	stuck.send(concl)
+	if r := stuck.rejection(10 * time.Second); r != rejxGatewayTO {
 		t.Errorf("reason %d", r)
 	}
-	took := time.Since(start)
-	t.Logf("silent origin: rejected after %v (HandshakeTimeout %v); origin saw %d retransmits", took.Round(time.Millisecond), timeout, silent.received.Load())
-	if took < timeout || took > 2*timeout {
-		t.Errorf("rejected after %v, want about %v", took, timeout)
+	// A lower bound only: a slow machine can make the rejection later, never
+	// earlier.
+	if took := time.Since(start); took < timeout {
+		t.Errorf("rejected after %v, before HandshakeTimeout %v", took, timeout)
 	}
-	if silent.received.Load() < 2 {
-		t.Errorf("induction was not retransmitted to the origin")
+	if silent.received.Load() == 0 {
+		t.Errorf("the silent origin was never tried")
 	}
 	if srv.Stats().Rejects[RejectOriginTimeout] != 1 {
 		t.Errorf("rejects %+v", srv.Stats().Rejects)
@@ -521,15 +548,13 @@ func TestConclusionChecks(t *testing.T) {
 func TestRefusedOriginRejectedFast(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testkit.FreeUDPPort(t)))
-	srv, proxy := startServer(t, Config{Router: staticRouter(dead.String()), HandshakeTimeout: 5 * time.Second})
+	// HandshakeTimeout is far beyond the read below, and a timeout would be
+	// SRT_REJX_GATEWAY_TO: SRT_REJX_GATEWAY says the refusal was seen.
+	srv, proxy := startServer(t, Config{Router: staticRouter(dead.String()), HandshakeTimeout: time.Minute})
 	c := newCaller(t, proxy, 0xb001)
-	start := time.Now()
 	c.send(c.conclusion(c.induct(), sidExt("live/x")))
-	if r := c.rejection(6 * time.Second); r != rejxGateway {
+	if r := c.rejection(10 * time.Second); r != rejxGateway {
 		t.Errorf("reason %d", r)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("refused origin reported after %v", d)
 	}
 	if srv.Stats().Rejects[RejectOriginRefused] != 1 {
 		t.Errorf("rejects %+v", srv.Stats().Rejects)
@@ -562,10 +587,12 @@ func TestLifecycle(t *testing.T) {
 	c := newCaller(t, proxy, 0xc001)
 	c.send(c.conclusion(c.induct(), sidExt("live/x")))
 	testkit.WaitFor(t, time.Second, "handshaking", func() bool { return origin.received.Load() > 0 })
-	start := time.Now()
-	s.Close()
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Close took %v", d)
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second): // HandshakeTimeout is a minute
+		t.Fatal("Close waits for the handshake to time out")
 	}
 	if r := c.rejection(time.Second); r != rejClose {
 		t.Errorf("reason %d", r)

@@ -36,6 +36,11 @@ type offerLimiter struct {
 	max   int
 	idle  time.Duration
 
+	// now is the clock the server's offers are counted by; nil means
+	// time.Now. Tests set it (before the first offer) to step time
+	// instead of waiting, and to keep a slow run from refilling buckets.
+	now func() time.Time
+
 	mu       sync.Mutex
 	clients  map[netip.Prefix]*list.Element // of *offerClient
 	lru      list.List                      // most recently used first
@@ -126,6 +131,14 @@ func (l *offerLimiter) allow(key netip.Prefix, now time.Time) (bool, time.Durati
 	return true, 0
 }
 
+// clock returns the time offers are counted at: l.now's, or time.Now's.
+func (l *offerLimiter) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
 // size is the number of clients tracked.
 func (l *offerLimiter) size() int {
 	l.mu.Lock()
@@ -142,7 +155,7 @@ func (s *Server) admitOffer(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	key := clientKey(r.RemoteAddr)
-	ok, wait := s.offerLimit.allow(key, time.Now())
+	ok, wait := s.offerLimit.allow(key, s.offerLimit.clock())
 	if ok {
 		return true
 	}

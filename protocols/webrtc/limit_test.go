@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,29 @@ const whipURI = "/rtc/v1/whip/?app=live&stream=s"
 
 // Past its burst a client gets 429 with Retry-After; other clients, and its
 // DELETEs, are not affected.
+// testClock is a clock that moves only when told to.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Unix(1000, 0).UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// stopOfferClock makes e's offer limit count by a clock that moves only
+// when the test moves it, so that no bucket refills however slow the run.
+func stopOfferClock(e *sigEnv) *testClock {
+	c := newTestClock()
+	e.srv.offerLimit.now = c.Now
+	return c
+}
+
 func TestOfferRateLimitPerClient(t *testing.T) {
 	e := startSignalling(t) // the defaults: 5/s, bursts of 20
+	clock := stopOfferClock(e)
 	h := e.srv.Handler()
 	for i := range DefaultOfferBurst {
 		path := whipURI
@@ -83,15 +105,19 @@ func TestOfferRateLimitPerClient(t *testing.T) {
 	if st.OffersLimited != 4 || st.SignallingErrors != 0 || st.Offers != DefaultOfferBurst+2 {
 		t.Fatalf("stats %+v", st)
 	}
-	// The bucket refills at OfferRate.
-	time.Sleep(time.Second / DefaultOfferRate)
+	// The bucket refills at OfferRate: one offer after 1/OfferRate, not two.
+	clock.Add(time.Second / DefaultOfferRate)
 	if rec := offerFrom(h, "POST", whipURI, "10.0.0.1:40000"); rec.Code != 201 {
 		t.Fatalf("offer after the refill: %d %s", rec.Code, rec.Body)
+	}
+	if rec := offerFrom(h, "POST", whipURI, "10.0.0.1:40000"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("second offer after one refill: %d %s", rec.Code, rec.Body)
 	}
 }
 
 func TestOfferRateLimitConfig(t *testing.T) {
 	e := startSignallingWith(t, func(c *Config) { c.OfferRate, c.OfferBurst = 0.1, 1 })
+	stopOfferClock(e)
 	h := e.srv.Handler()
 	if rec := offerFrom(h, "POST", whipURI, "10.0.0.1:1"); rec.Code != 201 {
 		t.Fatalf("first offer: %d", rec.Code)
@@ -169,6 +195,7 @@ func TestOfferLimiterTableIsBounded(t *testing.T) {
 // The handler's table is bounded when offers come from many addresses.
 func TestOfferLimitUnderManyAddresses(t *testing.T) {
 	e := startSignallingWith(t, func(c *Config) { c.MaxOfferClients = 50 })
+	stopOfferClock(e) // the shared overflow bucket must not refill during the 200 offers
 	h := e.srv.Handler()
 	codes := map[int]int{}
 	for i := range 200 {
