@@ -158,56 +158,134 @@ func xForwardedFor(values []string, hops *[MaxHops]string) int {
 }
 
 // forwardedFor puts the for= values of the last MaxHops elements of the
-// Forwarded values into hops, rightmost first ("" for an element without
-// one), and returns how many. Values may be tokens or quoted strings;
-// commas and semicolons inside quotes separate nothing.
+// Forwarded values into hops, rightmost first, and returns how many. An
+// element without a for= value, with two, or where a value breaks RFC
+// 7239's grammar is "", which is not an address.
+//
+// Each value (header line) is parsed strictly, left to right: elements
+// separated by commas, each of pairs token=value separated by semicolons
+// (spaces and tabs allowed around both), each value a token or a
+// quoted-string that is the whole value. At the first error the line ends
+// with a "" and the rest of it is not read: once a client's quote is open
+// or a value runs on, nothing to its right can be told apart. A proxy that
+// appends its element to the client's line (nginx's "$http_forwarded,
+// for=$remote_addr", header lines merged with ", ") thus leaves a "" at
+// the right, never an address the client wrote.
 func forwardedFor(values []string, hops *[MaxHops]string) int {
 	var ring [MaxHops]string
 	total := 0
 	for _, v := range values {
-		for _, elem := range splitQuoted(v, ',') {
-			var node string
-			for _, pair := range splitQuoted(elem, ';') {
-				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if ok && strings.EqualFold(strings.TrimSpace(k), "for") {
-					node = unquote(strings.TrimSpace(val))
-				}
-			}
+		for i := 0; ; {
+			node, next, ok := forwardedElement(v, i)
 			ring[total%MaxHops] = node
 			total++
+			if !ok || next == len(v) {
+				break
+			}
+			i = next + 1 // past the comma
 		}
 	}
 	n := min(total, MaxHops)
 	for i := range n {
-		hops[i] = ring[(total-1-i)%MaxHops]
+		hops[i] = unquote(ring[(total-1-i)%MaxHops])
 	}
 	return n
 }
 
-// splitQuoted splits s at sep outside double-quoted strings.
-func splitQuoted(s string, sep byte) []string {
-	var out []string
-	quoted, escaped, start := false, false, 0
-	for i := 0; i < len(s); i++ {
-		switch b := s[i]; {
-		case escaped:
-			escaped = false
-		case quoted && b == '\\':
-			escaped = true
-		case b == '"':
-			quoted = !quoted
-		case !quoted && b == sep:
-			out = append(out, s[start:i])
-			start = i + 1
+// forwardedElement parses the element of the Forwarded value v that starts
+// at i. It returns the element's for= value as written (a token, or a
+// quoted-string with its quotes), "" if it has none or two, and the index
+// of the comma that ends it or len(v); ok is false if v breaks the grammar
+// within the element, and then node is "".
+func forwardedElement(v string, i int) (node string, next int, ok bool) {
+	seen := false
+	for {
+		i = skipOWS(v, i)
+		if i < len(v) && v[i] != ';' && v[i] != ',' {
+			k := i
+			for i < len(v) && isTchar(v[i]) {
+				i++
+			}
+			if i == k || i == len(v) || v[i] != '=' {
+				return "", 0, false
+			}
+			key := v[k:i]
+			i++
+			val := i
+			if i < len(v) && v[i] == '"' {
+				if i = quotedEnd(v, i); i < 0 {
+					return "", 0, false
+				}
+			} else {
+				for i < len(v) && isTchar(v[i]) {
+					i++
+				}
+				if i == val {
+					return "", 0, false
+				}
+			}
+			if strings.EqualFold(key, "for") {
+				if seen {
+					node = "" // two for=: neither is believed
+				} else {
+					node = v[val:i]
+				}
+				seen = true
+			}
+			i = skipOWS(v, i)
+		}
+		switch {
+		case i == len(v) || v[i] == ',':
+			return node, i, true
+		case v[i] == ';':
+			i++
+		default:
+			return "", 0, false
 		}
 	}
-	return append(out, s[start:])
 }
 
-// unquote removes the quotes and backslash escapes of an RFC 7230
-// quoted-string; a token is returned as it is.
+// quotedEnd returns the index just past the quoted-string that starts at
+// v[i] (a '"'), or -1 if it is not terminated or holds a control byte.
+func quotedEnd(v string, i int) int {
+	for i++; i < len(v); i++ {
+		switch b := v[i]; {
+		case b == '"':
+			return i + 1
+		case b == '\\':
+			i++
+			if i == len(v) || (v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f {
+				return -1
+			}
+		case (b < 0x20 && b != '\t') || b == 0x7f:
+			return -1
+		}
+	}
+	return -1
+}
+
+// skipOWS returns the index of the first byte at or after i in v that is
+// not a space or a tab.
+func skipOWS(v string, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// isTchar reports whether b may appear in an RFC 9110 token.
+func isTchar(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+}
+
+// unquote removes the quotes and backslash escapes of a quoted-string
+// that forwardedElement found well formed; a token is returned as it is.
 func unquote(s string) string {
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+	if len(s) < 2 || s[0] != '"' {
 		return s
 	}
 	s = s[1 : len(s)-1]
@@ -216,7 +294,7 @@ func unquote(s string) string {
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
+		if s[i] == '\\' {
 			i++
 		}
 		b.WriteByte(s[i])
