@@ -78,10 +78,64 @@ func TestClientForwarded(t *testing.T) {
 		{[]string{`proto=http;for="198.51.100.17:80";host="a;b"`}, "198.51.100.17:80"},
 		{[]string{`for="\198.51.100.17"`}, "198.51.100.17:0"},
 		{[]string{`for=10.0.0.3, for=10.0.0.4`}, "10.0.0.3:0"},
+		// Strict RFC 7239: a line that breaks the grammar ends in a hop
+		// that is not an address, so the proxy stands.
+		{[]string{`for=192.0.2.9;x=", for=198.51.100.17`}, lb.String()},                     // a client's open quote, then the proxy's element on the same line
+		{[]string{`for=192.0.2.9;x=", for="[2001:db8::6]:4711"`}, lb.String()},              // the proxy's quote closes the client's; the rest runs on
+		{[]string{`for=192.0.2.9;x="\", for=198.51.100.17`}, lb.String()},                   // an escaped quote closes nothing
+		{[]string{`for="192.0.2.9, for=198.51.100.17`}, lb.String()},                        // unterminated
+		{[]string{`for=192.0.2.9;x=", for=6.6.6.6", for=198.51.100.17`}, "198.51.100.17:0"}, // a closed quote is one value
+		{[]string{`for=192.0.2.9;x="`, `for=198.51.100.17`}, "198.51.100.17:0"},             // a broken line does not reach into the next
+		{[]string{`garbage"`, `for=10.0.0.7`}, "10.0.0.7:0"},
+		{[]string{`for=198.51.100.17, x="`}, lb.String()},
+		{[]string{`for=198.51.100.17;for=192.0.2.9`}, lb.String()}, // for twice in one element
+		{[]string{`for=192.0.2.9, for=198.51.100.17;FOR=198.51.100.17`}, lb.String()},
+		{[]string{`for="198.51.100.17"x`}, lb.String()}, // a quoted-string is the whole value
+		{[]string{`for=x"198.51.100.17"`}, lb.String()}, // and a token has no quotes
+		{[]string{`for=[2001:db8::1]`}, lb.String()},    // IPv6 and ports must be quoted
+		{[]string{`for=198.51.100.17:80`}, lb.String()},
+		{[]string{`for = 198.51.100.17`}, lb.String()},                   // no spaces around =
+		{[]string{`for=`}, lb.String()},                                  // no empty value
+		{[]string{`=198.51.100.17`}, lb.String()},                        // no empty name
+		{[]string{"for=\"198.51.100.17\x01\""}, lb.String()},             // no control bytes
+		{[]string{"for=198.51.100.17 ;\tproto=http ,"}, lb.String()},     // an empty element at the right
+		{[]string{"for=198.51.100.17 ;\tproto=http"}, "198.51.100.17:0"}, // spaces around ; are allowed
+		{[]string{`for=192.0.2.9,, for=198.51.100.17`}, "198.51.100.17:0"},
 	} {
 		h := http.Header{"Forwarded": tc.values, "X-Forwarded-For": {"192.0.2.66"}}
 		if got := c.Client(lb, h); got.String() != tc.want {
 			t.Errorf("Forwarded %q: Client = %s, want %s", tc.values, got, tc.want)
+		}
+	}
+}
+
+// A proxy that appends its element to the client's Forwarded line
+// (nginx's "$http_forwarded, for=$remote_addr", or header lines merged
+// with ", ") names the real client or, if the client's part breaks the
+// grammar, leaves the proxy standing; never an address the client wrote.
+// On a line of its own the proxy's element always names the real client.
+func TestClientForwardedAppended(t *testing.T) {
+	c := Config{Trusted: prefixes("10.0.0.0/8"), Header: Forwarded}
+	lb := netip.MustParseAddrPort("10.0.0.1:40000")
+	for _, sent := range []string{
+		``, `for=192.0.2.9`, `for=192.0.2.9;x="`, `for=192.0.2.9;x="\`, `for="192.0.2.9`,
+		`for=192.0.2.9;x="a`, `for=192.0.2.9;x=`, `for=192.0.2.9;`, `for=192.0.2.9,`, `for=192.0.2.9;for=`,
+		`for="[2001:db8::9]:1";x="`, `x=", for="`, `for=192.0.2.9\`, `for=192.0.2.9;x="\"`,
+	} {
+		for _, appended := range []struct{ elem, client string }{
+			{`for=198.51.100.17`, "198.51.100.17:0"},
+			{`for=198.51.100.17;proto=https`, "198.51.100.17:0"},
+			{`for="[2001:db8::6]:4711"`, "[2001:db8::6]:4711"},
+			{`for="[2001:db8::6]";by="[2001:db8::1]"`, "[2001:db8::6]:0"},
+		} {
+			merged := sent + ", " + appended.elem
+			got := c.Client(lb, http.Header{"Forwarded": {merged}})
+			if got.String() != appended.client && got != lb {
+				t.Errorf("Forwarded %q: Client = %s, want %s or the proxy", merged, got, appended.client)
+			}
+			if got := c.Client(lb, http.Header{"Forwarded": {sent, appended.elem}}); got.String() != appended.client {
+				t.Errorf("Forwarded lines %q, %q: Client = %s, want %s", sent, appended.elem, got, appended.client)
+			}
 		}
 	}
 }
@@ -183,6 +237,24 @@ func FuzzClient(f *testing.F) {
 		outside := netip.MustParseAddrPort("198.51.100.1:1")
 		if got := c.Client(outside, h); got != outside {
 			t.Fatalf("untrusted peer: Client = %s", got)
+		}
+		if !rfc7239 {
+			return
+		}
+		// A trusted proxy appended its element: to the client's line, the
+		// real client or the proxy; on a line of its own, the real client.
+		for _, p := range []struct{ sep, elem, client string }{
+			{", ", `for=198.51.100.17`, "198.51.100.17:0"},
+			{", ", `for="[2001:db8::6]:4711"`, "[2001:db8::6]:4711"},
+			{",", `for="198.51.100.17:4711";proto=https`, "198.51.100.17:4711"},
+		} {
+			merged := value + p.sep + p.elem
+			if got := c.Client(peer, http.Header{"Forwarded": {merged}}); got.String() != p.client && got != peer {
+				t.Fatalf("Forwarded %q: Client = %s, want %s or the proxy", merged, got, p.client)
+			}
+			if got := c.Client(peer, http.Header{"Forwarded": {value, p.elem}}); got.String() != p.client {
+				t.Fatalf("Forwarded lines %q, %q: Client = %s, want %s", value, p.elem, got, p.client)
+			}
 		}
 	})
 }
