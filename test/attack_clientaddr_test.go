@@ -112,6 +112,57 @@ func TestAttackForwardedForPerClient(t *testing.T) {
 	}
 }
 
+// TestAttackForwardedForPerClientAppended: with --forwarded-header
+// Forwarded, behind a balancer that appends its element to the client's
+// Forwarded line (nginx's "$http_forwarded, for=$remote_addr"), a client
+// whose line leaves a quote open, so that it would swallow the balancer's
+// element, names no address: the balancer stands, and once the balancer's
+// own burst is spent such offers are refused like any other of its own.
+func TestAttackForwardedForPerClientAppended(t *testing.T) {
+	c := startProtocolCluster(t, 1, nil, "--trusted-proxies", "127.0.0.1/32", "--forwarded-header", "Forwarded",
+		"--rtc-offer-rate", "0.01", "--rtc-offer-burst", "2")
+	nd := c.nodes[0]
+	lb := fwdClient("127.0.0.1")
+	// appended is the line the balancer sends: the client's Forwarded
+	// line sent ("" for none), then the balancer's element elem.
+	appended := func(sent, elem string) map[string]string {
+		if sent == "" {
+			return map[string]string{"Forwarded": elem}
+		}
+		return map[string]string{"Forwarded": sent + ", " + elem}
+	}
+	const abuser, other = "203.0.113.10", "203.0.113.20"
+	for i := range 2 {
+		if got := fwdOffer(t, lb, nd, appended("", "for="+abuser)); got != http.StatusBadRequest {
+			t.Fatalf("abusive client's offer %d within its burst: %d", i, got)
+		}
+		if got := fwdOffer(t, lb, nd, nil); got != http.StatusBadRequest {
+			t.Fatalf("the balancer's own offer %d: %d, want 400", i, got)
+		}
+	}
+	for _, h := range []map[string]string{
+		appended("", "for="+abuser),
+		appended("for=198.51.100.1", "for="+abuser),
+		// Quotes the client left open: each names a new address to a
+		// parser that lets the quote swallow the balancer's element.
+		appended(`for=198.51.100.2;x="`, "for="+abuser),
+		appended(`for=198.51.100.3;x="`, `for="`+abuser+`:4711"`),
+		appended(`for=198.51.100.4;x="\`, "for="+abuser),
+		appended(`for="198.51.100.5`, "for="+abuser),
+	} {
+		if got := fwdOffer(t, lb, nd, h); got != http.StatusTooManyRequests {
+			t.Fatalf("abusive client with %v: %d, want 429", h, got)
+		}
+	}
+	if got := fwdOffer(t, lb, nd, appended("", "for="+other)); got != http.StatusBadRequest {
+		t.Fatalf("other forwarded client's offer: %d, want 400", got)
+	}
+	const limited = `srs_mesh_session_failures_total{proto="webrtc",reason="rate_limited"}`
+	if v := nodeMetric(t, nd, limited); v != 6 {
+		t.Fatalf("%s = %v, want 6", limited, v)
+	}
+}
+
 // TestAttackForgedForwardedFor: with no --trusted-proxies, a client that
 // sends a new X-Forwarded-For, Forwarded and X-Real-IP with every offer is
 // still one address: limited after its burst, while a client at another
