@@ -31,7 +31,8 @@ const (
 	// load balancers). The default.
 	XForwardedFor Header = iota
 	// Forwarded reads RFC 7239's Forwarded: the for= parameter of each
-	// comma-separated element (HAProxy's option forwarded, some CDNs).
+	// comma-separated element (HAProxy's option forwarded, some CDNs),
+	// parsed strictly to the RFC's grammar; IPv6 and ports are quoted.
 	Forwarded
 )
 
