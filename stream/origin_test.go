@@ -3,6 +3,8 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -25,7 +27,8 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("ParseEndpoint(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "0", "65536", "-1", "abc", "1.2.3.4", "ftp://1935", "udp://", "1935x", ":", "host:port", strings.Repeat("9", 400)} {
+	for _, bad := range []string{"", "0", "65536", "-1", "abc", "1.2.3.4", "ftp://1935", "udp://", "1935x", ":", "host:port", strings.Repeat("9", 400),
+		"[fe80::1%eth0]:80", "tcp://[fe80::1%a://b]:80"} {
 		if got, err := ParseEndpoint(bad, "10.0.0.5"); !errors.Is(err, ErrEndpoint) {
 			t.Errorf("ParseEndpoint(%q) = %q, %v; want ErrEndpoint", bad, got, err)
 		}
@@ -179,14 +182,46 @@ func FuzzParseRegistration(f *testing.F) {
 	})
 }
 
+// FuzzParseEndpoint checks ParseEndpoint's contract on any input: it fails
+// with ErrEndpoint, or returns "host:port" with a valid host that is not
+// unspecified and a port in 1..65535 written canonically; that result parses
+// to itself (it is one of the accepted forms); and the default host changes
+// the result only when it stood in for the host.
 func FuzzParseEndpoint(f *testing.F) {
-	for _, s := range []string{"1935", "0.0.0.0:1935", "udp://0.0.0.0:8000", "udp://8000", "tcp://:1935", "[::]:1"} {
+	for _, s := range []string{"1935", "0.0.0.0:1935", "udp://0.0.0.0:8000", "udp://8000", "tcp://:1935", "[::]:1", "[fe80::1%eth0]:80", "h.example.com:0080"} {
 		f.Add(s)
 	}
+	const def, other = "127.0.0.1", "h.example.com"
 	f.Fuzz(func(t *testing.T, s string) {
-		ep, err := ParseEndpoint(s, "127.0.0.1")
-		if err == nil && ep == "" {
-			t.Fatal("empty endpoint without error")
+		ep, err := ParseEndpoint(s, def)
+		if err != nil {
+			if !errors.Is(err, ErrEndpoint) {
+				t.Fatalf("error %v does not wrap ErrEndpoint", err)
+			}
+			return
+		}
+		host, port, err := net.SplitHostPort(ep)
+		if err != nil {
+			t.Fatalf("%q -> %q, not host:port: %v", s, ep, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			t.Fatalf("%q -> %q: port %q", s, ep, port)
+		}
+		if !validHost(host) || isUnspecified(host) {
+			t.Fatalf("%q -> %q: host %q", s, ep, host)
+		}
+		if again, err := ParseEndpoint(ep, other); err != nil || again != ep {
+			t.Fatalf("%q -> %q, which parses to %q, %v", s, ep, again, err)
+		}
+		ep2, err := ParseEndpoint(s, other)
+		if err != nil {
+			t.Fatalf("%q parses with default host %s but not %s: %v", s, def, other, err)
+		}
+		if ep2 != ep && ep2 != net.JoinHostPort(other, port) {
+			t.Fatalf("%q -> %q with default host %s, %q with %s", s, ep, def, ep2, other)
+		}
+		if ep2 != ep && host != def {
+			t.Fatalf("%q -> %q: the default host changed a given host (%q)", s, ep, ep2)
 		}
 	})
 }

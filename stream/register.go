@@ -374,10 +374,13 @@ func isUnspecified(host string) bool {
 	return err == nil && a.IsUnspecified()
 }
 
-// validHost accepts an IP literal or a DNS name.
+// validHost accepts an IP literal without an IPv6 zone, or a DNS name. A
+// zone ("%eth0") names an interface of the host that wrote it, means nothing
+// to another node, and may hold any byte, "://" too, which "host:port" and
+// URLs built from the endpoint could not carry.
 func validHost(h string) bool {
-	if _, err := netip.ParseAddr(h); err == nil {
-		return true
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Zone() == ""
 	}
 	if len(h) == 0 || len(h) > 253 {
 		return false

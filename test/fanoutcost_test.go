@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,30 +264,98 @@ func TestSegmentRate(t *testing.T) {
 	}
 	harness.Need(t, "wrk")
 	srs, nd := startBenchOrigin(t)
-	var direct, proxied string
-	testkit.WaitFor(t, 60*time.Second, "a segment in the playlists", func() bool {
-		direct = lastSegment("http://"+srs.HTTPAddr+"/live/bench.m3u8", "http://"+srs.HTTPAddr+"/live/")
-		proxied = lastSegment(nd.HTTPURL("live/bench.m3u8"), nd.HTTPURL("live/"))
-		return direct != "" && proxied != ""
-	})
-	size := segmentSize(t, direct)
 	var report strings.Builder
-	fmt.Fprintf(&report, "\none live HLS segment of %d KB, wrk -t2 -c16 -d10s:\n| path | requests/s |\n|---|---|\n", size>>10)
-	for _, tc := range []struct{ name, url string }{{"SRS direct", direct}, {"through srs-mesh (cached)", proxied}} {
-		segmentSize(t, tc.url) // warm the node's cache
-		out, err := exec.Command("wrk", "-t2", "-c16", "-d10s", tc.url).CombinedOutput()
+	fmt.Fprintf(&report, "\nthe newest live HLS segment, wrk -t2 -c16 -d10s:\n| path | segment KB | requests/s |\n|---|---|---|\n")
+	for _, tc := range []struct{ name, playlist string }{
+		{"SRS direct", "http://" + srs.HTTPAddr + "/live/bench.m3u8"},
+		{"through srs-mesh (cached)", nd.HTTPURL("live/bench.m3u8")},
+	} {
+		// The newest segment, so that it outlives the run in the playlist.
+		var url string
+		testkit.WaitFor(t, 60*time.Second, "a segment in the playlist", func() bool {
+			url = lastSegment(tc.playlist, "")
+			return url != ""
+		})
+		size := segmentSize(t, url) // and warms the node's cache
+		out, err := exec.Command("wrk", "-t2", "-c16", "-d10s", url).CombinedOutput()
 		if err != nil {
 			t.Fatalf("wrk: %v %s", err, out)
 		}
-		rate := ""
-		for _, line := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Requests/sec:"); ok {
-				rate = strings.TrimSpace(v)
-			}
+		res, err := parseWrk(string(out))
+		if err == nil {
+			err = res.check(size)
 		}
-		fmt.Fprintf(&report, "| %s | %s |\n", tc.name, rate)
+		if err != nil {
+			t.Fatalf("%s: %v; no rate is reported:\n%s", tc.name, err, out)
+		}
+		fmt.Fprintf(&report, "| %s | %d | %s |\n", tc.name, size>>10, res.rate)
 	}
 	t.Log(report.String())
+}
+
+// wrkResult is what wrk printed about a run.
+type wrkResult struct {
+	requests  int64
+	readBytes float64
+	rate      string // Requests/sec, as printed
+	// non2xx counts the answers that were neither 2xx nor 3xx (wrk prints
+	// them only when there are any); socketErrors is wrk's "Socket
+	// errors" line, printed only when there are any.
+	non2xx       int64
+	socketErrors string
+}
+
+// wrkSummary matches "  123 requests in 10.00s, 1.23GB read".
+var wrkSummary = regexp.MustCompile(`(?m)^\s*(\d+) requests in \S+, ([\d.]+)(B|KB|MB|GB|TB) read\s*$`)
+
+// parseWrk reads wrk's output.
+func parseWrk(out string) (wrkResult, error) {
+	var r wrkResult
+	m := wrkSummary.FindStringSubmatch(out)
+	if m == nil {
+		return r, errors.New("wrk printed no request summary")
+	}
+	r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	r.readBytes, _ = strconv.ParseFloat(m[2], 64)
+	r.readBytes *= map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m[3]]
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "Requests/sec:"); ok {
+			r.rate = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "Non-2xx or 3xx responses:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return r, fmt.Errorf("wrk's line %q", line)
+			}
+			r.non2xx = n
+		}
+		if strings.HasPrefix(line, "Socket errors:") {
+			r.socketErrors = line
+		}
+	}
+	if r.rate == "" {
+		return r, errors.New("wrk printed no Requests/sec")
+	}
+	return r, nil
+}
+
+// check fails a run that a rate would misrepresent: one with errors, with
+// answers other than 2xx and 3xx, with no request, or whose answers carried
+// less than 90% of the bytes of a segment of size bytes each (wrk counts
+// 3xx as good).
+func (r wrkResult) check(size int) error {
+	switch {
+	case r.non2xx > 0:
+		return fmt.Errorf("%d of %d answers were not 2xx or 3xx", r.non2xx, r.requests)
+	case r.socketErrors != "":
+		return fmt.Errorf("wrk: %s", r.socketErrors)
+	case r.requests == 0:
+		return errors.New("no request completed")
+	case r.readBytes < 0.9*float64(r.requests)*float64(size):
+		return fmt.Errorf("%d answers carried %.0f bytes, less than %d bytes each", r.requests, r.readBytes, size)
+	}
+	return nil
 }
 
 // lastSegment returns the URL of the last segment a media playlist lists
@@ -335,4 +405,34 @@ func segmentSize(t *testing.T, url string) int {
 		t.Fatalf("%s: %s", url, resp.Status)
 	}
 	return len(b)
+}
+
+// TestWrkCheck: the segment benchmark reports a rate only for a run whose
+// every answer was a whole segment (wrk's output as wrk 4.1 prints it).
+func TestWrkCheck(t *testing.T) {
+	const head = "Running 10s test @ http://127.0.0.1:1/live/s-1.ts\n  2 threads and 16 connections\n" +
+		"  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.58ms    1.50ms  19.12ms   91.33%\n" +
+		"    Req/Sec     1.38k   321.25     1.76k    70.00%\n"
+	const tail = "Requests/sec:   1367.73\nTransfer/sec:    694.64MB\n"
+	const size = 500 << 10 // bytes per segment
+	for _, tc := range []struct {
+		name, out string
+		ok        bool
+	}{
+		{"clean", head + "  2745 requests in 2.01s, 1.32GB read\n" + tail, true},
+		{"non-2xx", head + "  2745 requests in 2.01s, 1.32GB read\n  Non-2xx or 3xx responses: 3\n" + tail, false},
+		{"socket errors", head + "  2745 requests in 2.01s, 1.32GB read\n  Socket errors: connect 0, read 2, write 0, timeout 0\n" + tail, false},
+		{"short answers", head + "  2745 requests in 2.01s, 1.36MB read\n" + tail, false},
+		{"no request", head + "  0 requests in 2.01s, 0.00B read\n" + tail, false},
+		{"no rate", head + "  2745 requests in 2.01s, 1.32GB read\n", false},
+		{"no summary", "unable to connect to 127.0.0.1:1 Connection refused\n", false},
+	} {
+		r, err := parseWrk(tc.out)
+		if err == nil {
+			err = r.check(size)
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %+v, %v; want ok=%v", tc.name, r, err, tc.ok)
+		}
+	}
 }

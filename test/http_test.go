@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -66,7 +69,8 @@ func TestHLSAndDASHThroughMesh(t *testing.T) {
 // TestHLSSegmentsFromAnyNode fetches a playlist (and an MPD) from node 2
 // and every segment it names from nodes 1 and 3 in turn: the rewritten
 // URIs carry tokens that route on any node with no shared per-viewer state.
-// A tampered token, and one signed with another mesh's secret, get 400.
+// A tampered token, and one signed with another mesh's secret, get 400; when
+// they name a listener of the test's own, the node never connects to it.
 func TestHLSSegmentsFromAnyNode(t *testing.T) {
 	c, origins := startHTTPStreamMesh(t)
 	owner := c.waitAssigned(t, "__defaultVhost__/live/s")
@@ -126,16 +130,46 @@ func TestHLSSegmentsFromAnyNode(t *testing.T) {
 	foreign := foreignSegmentURL(t, origins[owner].HTTPAddr)
 	dtok, dname := splitTokenURL(t, baseURL(mpd)+names[0], "/_dash/")
 	dtampered := dtok[:len(dtok)-2] + flip(dtok[len(dtok)-2]) + dtok[len(dtok)-1:]
+	// The same forgeries naming a listener of the test's own.
+	trip := testkit.NewTripwire(t)
+	key := []byte("not the mesh's secret")
+	tripHLS := mintSegmentToken(key, 1, trip.Addr(), "/live/"+name)
+	tripDASH := mintSegmentToken(key, 2, trip.Addr(), "/live/")
+	tripTampered := tripHLS[:len(tripHLS)-2] + flip(tripHLS[len(tripHLS)-2]) + tripHLS[len(tripHLS)-1:]
 	for _, u := range []string{
 		"/_hls/" + tampered + "/" + name,
 		foreign,
 		"/_dash/" + dtampered + "/" + dname,
+		"/_hls/" + tripHLS + "/" + name,
+		"/_hls/" + tripTampered + "/" + name,
+		"/_dash/" + tripDASH + "/" + dname,
 	} {
 		resp, body := httpGet(t, "http://"+c.nodes[0].HTTPAddr+u)
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("forged token %s: %d %s, want 400", u, resp.StatusCode, body)
 		}
 	}
+	if got := trip.Connections(t); len(got) != 0 {
+		t.Errorf("forged tokens made n1 connect to the origin they name: %v", got)
+	}
+}
+
+// mintSegmentToken builds a segment token in the wire form httpstream
+// documents (version 2, kind, the uvarint-prefixed origin and path, then
+// HMAC-SHA256 under key truncated to 16 bytes). With any key but the
+// mesh's, it is a forgery that is well formed in every other way.
+func mintSegmentToken(key []byte, kind byte, origin, path string) string {
+	b := []byte{2, kind}
+	for _, field := range []string{origin, path} {
+		n := uint64(len(field))
+		for ; n >= 0x80; n >>= 7 { // uvarint
+			b = append(b, byte(n)|0x80)
+		}
+		b = append(append(b, byte(n)), field...)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(b)[:len(b)+16])
 }
 
 // uriLines returns a playlist's URI lines.

@@ -324,19 +324,33 @@ func TestManifests(t *testing.T) {
 		}
 	}
 
-	// Every Service selects the pods, and its target ports exist.
+	// Every Service selects the pods of a workload here, and each of its
+	// ports reaches a container port of those pods, by name or by number
+	// (a port without targetPort targets its own number).
+	templates := map[string]corev1.PodTemplateSpec{"StatefulSet " + sts.Name: pod}
+	for _, d := range m.deployments {
+		templates["Deployment "+d.Name] = d.Spec.Template
+	}
 	for _, svc := range m.services {
-		if !selects(svc.Spec.Selector, podLabels) {
-			continue
-		}
-		for _, p := range svc.Spec.Ports {
-			target := p.TargetPort.String()
-			if p.TargetPort.IntValue() == 0 && target != "" && target != "0" {
-				cp, ok := containerPorts[target]
-				if !ok || cp.Protocol != p.Protocol {
-					t.Errorf("Service %s port %s targets %q, not a %s container port", svc.Name, p.Name, target, p.Protocol)
+		selected := 0
+		for workload, tpl := range templates {
+			if !selects(svc.Spec.Selector, tpl.Labels) {
+				continue
+			}
+			selected++
+			for _, p := range svc.Spec.Ports {
+				if !targetsContainerPort(p, tpl.Spec.Containers) {
+					target := "targetPort " + p.TargetPort.String()
+					if tp := p.TargetPort.String(); tp == "" || tp == "0" {
+						target = "no targetPort"
+					}
+					t.Errorf("Service %s port %s (%d/%s, %s) reaches no container port of %s",
+						svc.Name, p.Name, p.Port, serviceProtocol(p.Protocol), target, workload)
 				}
 			}
+		}
+		if selected == 0 {
+			t.Errorf("Service %s selector %v selects the pods of no workload", svc.Name, svc.Spec.Selector)
 		}
 	}
 	public := map[string]corev1.ServicePort{}
@@ -408,6 +422,39 @@ func mountedAt(c *corev1.Container, volume, path string) bool {
 		}
 	}
 	return false
+}
+
+// targetsContainerPort reports whether the Service port p reaches a port of
+// one of the containers: its targetPort names one, or numbers one, or (when
+// unset) its port numbers one, with the same protocol (TCP when unset).
+func targetsContainerPort(p corev1.ServicePort, containers []corev1.Container) bool {
+	name, number := "", p.Port
+	switch target := p.TargetPort.String(); {
+	case target == "" || target == "0":
+	case p.TargetPort.IntValue() != 0:
+		number = int32(p.TargetPort.IntValue())
+	default:
+		name = target
+	}
+	for _, c := range containers {
+		for _, cp := range c.Ports {
+			if serviceProtocol(cp.Protocol) != serviceProtocol(p.Protocol) {
+				continue
+			}
+			if (name != "" && cp.Name == name) || (name == "" && cp.ContainerPort == number) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serviceProtocol is p with Kubernetes' default, TCP, when unset.
+func serviceProtocol(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
 }
 
 func selects(selector, labels map[string]string) bool {

@@ -123,14 +123,22 @@ func TestSecurityAttacks(t *testing.T) {
 	})
 
 	t.Run("forged segment tokens", func(t *testing.T) {
+		// A listener of the test's own stands in for what a forger would
+		// reach (a metadata service, say): the node must never connect.
+		trip := testkit.NewTripwire(t)
 		for _, tok := range []string{
 			base64.RawURLEncoding.EncodeToString(append([]byte{2, 1, 14}, []byte("169.254.169.254:80\x0f/latest/meta-data0123456789abcdef")...)),
 			strings.Repeat("A", 40),
+			mintSegmentToken([]byte("guessed"), 1, trip.Addr(), "/latest/meta-data"),
+			mintSegmentToken([]byte(secToken), 1, trip.Addr(), "/latest/meta-data"),
 		} {
 			code, _ := get(t, "http://"+n1.HTTPAddr+"/_hls/"+tok+"/meta-data")
 			if code != http.StatusBadRequest {
 				t.Errorf("forged token: HTTP %d, want 400", code)
 			}
+		}
+		if got := trip.Connections(t); len(got) != 0 {
+			t.Errorf("forged tokens made n1 connect to the origin they name: %v", got)
 		}
 	})
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,22 +221,30 @@ func TestSRSEdgeThroughMesh(t *testing.T) {
 
 // TestSRSHeartbeatWithToken runs the mesh with --token: a real SRS origin
 // registers with the token in the heartbeat URL's path (SRS drops the URL's
-// query), and one with a wrong token is refused.
+// query), and one with a wrong token, whose heartbeats reach the node too, is
+// refused: every node knows the first origin (its RTMP address and process
+// id) and only it.
 func TestSRSHeartbeatWithToken(t *testing.T) {
 	harness.Need(t, "ffmpeg")
 	c := startProtocolCluster(t, 3, nil, "--token", "s3cret")
-	harness.StartSRS(t, harness.SRSOptions{ID: "good",
+	good := harness.StartSRS(t, harness.SRSOptions{ID: "good",
 		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/s3cret"})
-	harness.StartSRS(t, harness.SRSOptions{ID: "bad",
+	bad := harness.StartSRS(t, harness.SRSOptions{ID: "bad",
 		HeartbeatURL: "http://" + c.nodes[1].SystemAPI + "/api/v1/srs/register/wrong"})
+	isGood := func(o mesh.OriginStatus) bool {
+		return o.RTMP == good.RTMPAddr && o.PID == fmt.Sprint(good.Pid())
+	}
 	testkit.WaitFor(t, 30*time.Second, "the origin with the token registered on every node", func() bool {
 		for _, nd := range c.nodes {
 			var st mesh.Status
-			if nd.Status(&st) != nil || len(st.Origins) != 1 || !st.Origins[0].Healthy {
+			if nd.Status(&st) != nil || len(st.Origins) != 1 || !st.Origins[0].Healthy || !isGood(st.Origins[0]) {
 				return false
 			}
 		}
 		return true
+	})
+	testkit.WaitFor(t, 15*time.Second, "the origin with the wrong token sends heartbeats", func() bool {
+		return strings.Contains(c.nodes[1].Logs(), "registration with a wrong token in the path")
 	})
 	// Several heartbeats later, still only the origin with the token.
 	var st mesh.Status
@@ -244,8 +253,22 @@ func TestSRSHeartbeatWithToken(t *testing.T) {
 			time.Since(time.UnixMilli(st.Origins[0].LastHeartbeatUnixMs)) < 3*time.Second &&
 			st.CommitIndex > 8
 	})
-	if len(st.Origins) != 1 {
-		t.Fatalf("origins: %+v", st.Origins)
+	for i, nd := range c.nodes {
+		var st mesh.Status
+		if err := nd.Status(&st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Origins) != 1 || !isGood(st.Origins[0]) {
+			t.Errorf("n%d knows origins %+v; want only the one with the token (RTMP %s, pid %d)", i+1, st.Origins, good.RTMPAddr, good.Pid())
+		}
+		for _, o := range st.Origins {
+			if o.RTMP == bad.RTMPAddr || o.PID == fmt.Sprint(bad.Pid()) {
+				t.Errorf("n%d knows the origin with the wrong token: %+v", i+1, o)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 	harness.PublishRTMP(t, c.nodes[0].RTMPURL("live/tok"))
 	harness.PlayUntil(t, c.nodes[2].RTMPURL("live/tok"), time.Second, 5, 30*time.Second)

@@ -3,8 +3,12 @@ package httpstream
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -215,15 +219,109 @@ func TestEpochMPD(t *testing.T) {
 	}
 }
 
+// FuzzEpochMPD checks epochMPD's contract on any input: epoch 0 returns the
+// MPD as it is; otherwise it fails only on what does not parse as balanced
+// XML, and its output parses into the same tokens as its input except that
+// each Period directly under the root has its id suffixed with "-e<e>" (or
+// gets the id "e<e>"), its other attributes unchanged and in order.
 func FuzzEpochMPD(f *testing.F) {
 	f.Add([]byte(`<MPD><Period id="a" start="PT0S"/></MPD>`), uint64(1))
 	f.Add([]byte(`<MPD><Period/><x:Period id='q'></x:Period></MPD>`), uint64(9))
+	f.Add([]byte(`<m:MPD xmlns:m="urn:mpeg:dash:schema:mpd:2011"><m:Period id='p&amp;1'><Period/></m:Period></m:MPD>`), uint64(3))
 	f.Fuzz(func(t *testing.T, src []byte, e uint64) {
 		out, err := epochMPD(src, e)
-		if err == nil && e == 0 && !bytes.Equal(out, src) {
-			t.Fatal("epoch 0 changed the MPD")
+		if e == 0 {
+			if err != nil || !bytes.Equal(out, src) {
+				t.Fatalf("epoch 0 changed the MPD (%v)", err)
+			}
+			return
+		}
+		in, inErr := rawXMLTokens(src)
+		if err != nil {
+			if inErr == nil {
+				t.Fatalf("refused balanced XML: %v", err)
+			}
+			return
+		}
+		if inErr != nil {
+			t.Fatalf("accepted what does not parse: %v", inErr)
+		}
+		got, gotErr := rawXMLTokens(out)
+		if gotErr != nil {
+			t.Fatalf("output does not parse: %v\n%q", gotErr, out)
+		}
+		if len(got) != len(in) {
+			t.Fatalf("%d tokens in, %d out:\n%q", len(in), len(got), out)
+		}
+		suffix := "e" + strconv.FormatUint(e, 10)
+		depth := 0
+		for i := range in {
+			want := in[i]
+			if se, ok := want.(xml.StartElement); ok {
+				if depth == 1 && se.Name.Local == "Period" {
+					want = withEpochID(se, suffix)
+				}
+				depth++
+			} else if _, ok := want.(xml.EndElement); ok {
+				depth--
+			}
+			if want == nil { // a Period with two ids is not XML: no claim
+				return
+			}
+			if !reflect.DeepEqual(got[i], want) {
+				t.Fatalf("token %d: %#v, want %#v\nin  %q\nout %q", i, got[i], want, src, out)
+			}
 		}
 	})
+}
+
+// rawXMLTokens returns the raw tokens of b (copied), or why b is not
+// balanced XML.
+func rawXMLTokens(b []byte) ([]xml.Token, error) {
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	var toks []xml.Token
+	depth := 0
+	for {
+		tok, err := dec.RawToken()
+		if err == io.EOF {
+			if depth != 0 {
+				return nil, errors.New("unbalanced elements")
+			}
+			return toks, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+		toks = append(toks, xml.CopyToken(tok))
+	}
+}
+
+// withEpochID is se with its unprefixed id attribute suffixed by
+// "-"+suffix, or with id=suffix first when it has none; nil when it has
+// the attribute twice.
+func withEpochID(se xml.StartElement, suffix string) xml.Token {
+	se = se.Copy()
+	at := -1
+	for i, a := range se.Attr {
+		if a.Name == (xml.Name{Local: "id"}) {
+			if at >= 0 {
+				return nil
+			}
+			at = i
+		}
+	}
+	if at < 0 {
+		se.Attr = append([]xml.Attr{{Name: xml.Name{Local: "id"}, Value: suffix}}, se.Attr...)
+	} else {
+		se.Attr[at].Value += "-" + suffix
+	}
+	return se
 }
 
 // TestDocumentsHeldWhileOriginDown: a playlist or MPD request whose origin

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // fakeSRS serves an SRS-like HLS and DASH origin: the first .m3u8 request
@@ -169,7 +171,7 @@ func TestHLSTwoNodes(t *testing.T) {
 }
 
 // Tokens from another mesh (another secret) or expired version 1 ones are
-// refused.
+// refused, without a connection to the origin they name.
 func TestHLSTokenRejected(t *testing.T) {
 	origin := fakeSRS(t)
 	sa, a := proxyFor(t, hostOf(origin), nil)
@@ -187,16 +189,30 @@ func TestHLSTokenRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	expired := hlsPrefix + encodeV1(sa.tokens, tok, time.Now().Add(-time.Second)) + "/" + name
+	// The same two, naming a listener of the test's own.
+	trip := testkit.NewTripwire(t)
+	tripTok := Token{Kind: TokenFile, Origin: trip.Addr(), Path: "/live/s-1.ts"}
+	foreignTrip, err := sa.tokens.Encode(tripTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredTrip := encodeV1(sa.tokens, tripTok, time.Now().Add(-time.Second))
 	for _, c := range []struct {
 		s      *Server
 		url    string
 		status int
-	}{{other, seg, 400}, {sa, expired, 403}} {
+	}{
+		{other, seg, 400}, {sa, expired, 403},
+		{other, hlsPrefix + foreignTrip + "/s-1.ts", 400}, {sa, hlsPrefix + expiredTrip + "/s-1.ts", 403},
+	} {
 		w := httptest.NewRecorder()
 		c.s.Handler().ServeHTTP(w, httptest.NewRequest("GET", c.url, nil))
 		if w.Code != c.status || !strings.Contains(w.Body.String(), `"code":`) {
-			t.Errorf("status %d body %q, want %d", w.Code, w.Body, c.status)
+			t.Errorf("%s: status %d body %q, want %d", c.url, w.Code, w.Body, c.status)
 		}
+	}
+	if got := trip.Connections(t); len(got) != 0 {
+		t.Errorf("refused tokens made the proxy connect to the origin they name: %v", got)
 	}
 }
 

@@ -250,13 +250,35 @@ func TestFLVStreaming(t *testing.T) {
 	}
 }
 
-// Error answers are short JSON documents with the right status.
+// Error answers are short JSON documents with the right status. Forged
+// segment tokens name a listener of the test's own, and the proxy never
+// connects to it.
 func TestErrors(t *testing.T) {
 	dead := deadAddr(t)
 	_, proxy := proxyFor(t, dead, nil)
 	noRoute := newTestServer(t, nil)
 	noRouteTS := httptest.NewServer(noRoute.Handler())
 	defer noRouteTS.Close()
+	trip := testkit.NewTripwire(t)
+	foreign := tokenCodec{key: []byte("not the mesh-secret")}
+	foreignHLS, err := foreign.Encode(Token{Kind: TokenFile, Origin: trip.Addr(), Path: "/live/s-1.ts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignDASH, err := foreign.Encode(Token{Kind: TokenDir, Origin: trip.Addr(), Path: "/live/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := tokenCodec{key: []byte("mesh-secret")}.Encode(Token{Kind: TokenFile, Origin: trip.Addr(), Path: "/live/s-1.ts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := []byte(signed) // a byte of the signature changed
+	if tampered[len(tampered)-2] == 'A' {
+		tampered[len(tampered)-2] = 'B'
+	} else {
+		tampered[len(tampered)-2] = 'A'
+	}
 
 	tests := []struct {
 		name, url, method string
@@ -275,6 +297,9 @@ func TestErrors(t *testing.T) {
 		{"garbage hls token", proxy.URL + "/_hls/%21%21/s-1.ts", "GET", http.StatusBadRequest},
 		{"hls token without name", proxy.URL + "/_hls/abc", "GET", http.StatusNotFound},
 		{"forged dash token", proxy.URL + "/_dash/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/s-1.m4v", "GET", http.StatusBadRequest},
+		{"hls token of another key", proxy.URL + hlsPrefix + foreignHLS + "/s-1.ts", "GET", http.StatusBadRequest},
+		{"dash token of another key", proxy.URL + dashPrefix + foreignDASH + "/s-1.m4v", "GET", http.StatusBadRequest},
+		{"hls token with a changed signature", proxy.URL + hlsPrefix + string(tampered) + "/s-1.ts", "GET", http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,6 +314,9 @@ func TestErrors(t *testing.T) {
 			}
 			decodeAPIError(t, resp)
 		})
+	}
+	if got := trip.Connections(t); len(got) != 0 {
+		t.Errorf("forged tokens made the proxy connect to the origin they name: %v", got)
 	}
 }
 

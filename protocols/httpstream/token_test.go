@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 var testNow = time.Unix(1_700_000_000, 0)
@@ -221,11 +223,17 @@ func TestTokenAuthority(t *testing.T) {
 	if resp, body := get(t, ts.URL+seg); resp.StatusCode != 200 {
 		t.Fatalf("segment of a known origin: %d %s", resp.StatusCode, body)
 	}
-	forged, err := tokenCodec{key: a.key}.Encode(Token{Kind: TokenFile, Origin: "169.254.169.254:80", Path: "/latest/meta-data"})
-	if err != nil {
-		t.Fatal(err)
+	trip := testkit.NewTripwire(t)
+	for _, origin := range []string{"169.254.169.254:80", trip.Addr()} {
+		forged, err := tokenCodec{key: a.key}.Encode(Token{Kind: TokenFile, Origin: origin, Path: "/latest/meta-data"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := get(t, ts.URL+hlsPrefix+forged+"/meta-data"); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("token for a foreign origin %s: %d %s", origin, resp.StatusCode, body)
+		}
 	}
-	if resp, body := get(t, ts.URL+hlsPrefix+forged+"/meta-data"); resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("token for a foreign origin: %d %s", resp.StatusCode, body)
+	if got := trip.Connections(t); len(got) != 0 {
+		t.Errorf("a token for an origin the mesh does not know made the proxy connect to it: %v", got)
 	}
 }

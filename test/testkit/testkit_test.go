@@ -49,3 +49,27 @@ func TestFreePort(t *testing.T) {
 	}
 	pc.Close()
 }
+
+// A tripwire reports the connections made before the call, and only them.
+func TestTripwire(t *testing.T) {
+	w := NewTripwire(t)
+	if got := w.Connections(t); len(got) != 0 {
+		t.Fatalf("untouched tripwire: %v", got)
+	}
+	var locals []string
+	for range 3 {
+		c, err := net.Dial("tcp", w.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		locals = append(locals, c.LocalAddr().String())
+		c.Close()
+	}
+	got := w.Connections(t)
+	if len(got) != 3 || got[0] != locals[0] || got[1] != locals[1] || got[2] != locals[2] {
+		t.Fatalf("Connections = %v, want %v", got, locals)
+	}
+	if again := w.Connections(t); len(again) != 3 {
+		t.Fatalf("Connections again = %v, want the same 3", again)
+	}
+}

@@ -413,17 +413,39 @@ func TestDeliverAllocs(t *testing.T) {
 	tags := []Tag{{Type: TagVideo, Kind: KindKeyframe, Data: tKey}, {Type: TagVideo, Data: tInter}, {Type: TagAudio, Data: tAudio}}
 	bufs := make([]net.Buffers, n)
 	out := new(net.Buffers)
-	ctx := context.Background()
-	i := 0
+	// A bound so that a tag not delivered fails the test, not hangs it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	i, runs := 0, 0
+	var errs, wrong int // counted, not reported, inside the measured loop
+	var firstErr error
 	allocs := testing.AllocsPerRun(1000, func() {
+		want := tags[i%len(tags)].Data
 		h.deliver(tags[i%len(tags)])
 		i++
+		runs++
 		for j, s := range subs {
-			bufs[j], _ = s.Next(ctx, bufs[j][:0])
+			var err error
+			bufs[j], err = s.Next(ctx, bufs[j][:0])
+			if err != nil {
+				if errs == 0 {
+					firstErr = err
+				}
+				errs++
+			}
+			if len(bufs[j]) != 1 || !bytes.Equal(bufs[j][0], want) {
+				wrong++
+			}
 			*out = bufs[j] // and written as the HTTP path does
 			out.WriteTo(io.Discard)
 		}
 	})
+	if errs != 0 {
+		t.Errorf("Next failed %d times of %d, first: %v", errs, runs*n, firstErr)
+	}
+	if wrong != 0 {
+		t.Errorf("Next returned other than the one delivered tag %d times of %d", wrong, runs*n)
+	}
 	if allocs != 0 {
 		t.Errorf("%v allocations per tag for %d subscribers, want 0", allocs, n)
 	}

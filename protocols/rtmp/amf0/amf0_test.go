@@ -147,6 +147,12 @@ func TestObjectAccessors(t *testing.T) {
 	}
 }
 
+// FuzzAMF0Decode checks the decoder's contract on any input: it fails only
+// with a *DecodeError wrapping one of the package's errors at an offset
+// within the input, and what it decodes encodes again into bytes that decode
+// to equal values (bit for bit, NaNs too), and that re-encode to the same
+// bytes; Decode reads each of those values back with the length Append gave
+// it.
 func FuzzAMF0Decode(f *testing.F) {
 	seed, _ := AppendAll(nil, "connect", 1.0, Object{{"app", "live"}, {"x", ECMAArray{{"a", []any{1.0, nil}}}}}, Date{}, Undefined{})
 	f.Add(seed)
@@ -155,9 +161,19 @@ func FuzzAMF0Decode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		vals, err := DecodeAll(b)
 		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Offset < 0 || de.Offset > len(b) {
+				t.Fatalf("error %v (%T) is not a DecodeError within the %d bytes", err, err, len(b))
+			}
+			known := false
+			for _, e := range []error{ErrTruncated, ErrUnknownMarker, ErrTooDeep, ErrTooManyElements, ErrUnexpectedEnd} {
+				known = known || errors.Is(err, e)
+			}
+			if !known {
+				t.Fatalf("error %v wraps none of the package's errors", err)
+			}
 			return
 		}
-		// Whatever decodes re-encodes and decodes to the same values.
 		enc, err := AppendAll(nil, vals...)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
@@ -169,5 +185,68 @@ func FuzzAMF0Decode(f *testing.F) {
 		if len(again) != len(vals) {
 			t.Fatalf("%d values, then %d", len(vals), len(again))
 		}
+		for i := range vals {
+			if !sameValue(vals[i], again[i]) {
+				t.Fatalf("value %d: %#v, then %#v", i, vals[i], again[i])
+			}
+		}
+		if enc2, err := AppendAll(nil, again...); err != nil || !bytes.Equal(enc2, enc) {
+			t.Fatalf("re-encoding is not stable: %x, then %x (%v)", enc, enc2, err)
+		}
+		off := 0
+		for i, v := range vals {
+			one, _ := Append(nil, v)
+			got, n, err := Decode(enc[off:])
+			if err != nil || n != len(one) || !sameValue(got, v) {
+				t.Fatalf("Decode of value %d: %#v, %d bytes, %v; want %#v, %d bytes", i, got, n, err, v, len(one))
+			}
+			off += n
+		}
 	})
+}
+
+// sameValue reports whether a and b are the same decoded AMF0 value: the
+// same types, numbers with the same bits, properties in the same order.
+func sameValue(a, b any) bool {
+	switch a := a.(type) {
+	case float64:
+		b, ok := b.(float64)
+		return ok && math.Float64bits(a) == math.Float64bits(b)
+	case Date:
+		b, ok := b.(Date)
+		return ok && math.Float64bits(a.Millis) == math.Float64bits(b.Millis) && a.Timezone == b.Timezone
+	case Object:
+		b, ok := b.(Object)
+		return ok && sameProperties(a, b)
+	case ECMAArray:
+		b, ok := b.(ECMAArray)
+		return ok && sameProperties(a, b)
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !sameValue(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case nil, bool, string, Undefined:
+		return a == b
+	default:
+		return false
+	}
+}
+
+func sameProperties(a, b []Property) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Key != b[i].Key || !sameValue(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
 }
