@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"time"
 
@@ -42,25 +41,26 @@ type Config struct {
 	// Join lists gossip "host:port" addresses of peers. DNS names are allowed;
 	// joining is retried in the background until at least one peer answers.
 	Join []string
-	// GossipAddr is the memberlist bind "ip:port" (TCP and UDP). Default
-	// "0.0.0.0:7946".
-	GossipAddr string
-	// RaftAddr is the bind "ip:port" of the cluster port, which carries Raft
-	// and the node-to-node API. Default "0.0.0.0:7947".
-	RaftAddr string
+	// GossipAddr is the memberlist bind address (TCP and UDP). Default
+	// 0.0.0.0:7946.
+	GossipAddr netip.AddrPort
+	// RaftAddr is the bind address of the cluster port, which carries Raft
+	// and the node-to-node API. Default 0.0.0.0:7947.
+	RaftAddr netip.AddrPort
 	// TLS, when set, makes every connection of the cluster port mutual TLS
 	// with certificates of one CA, and a joining member becomes a voter only
 	// after the leader has seen its certificate name it. Nil: plain TCP, for
 	// loopback clusters and explicitly insecure ones.
 	TLS *clustertls.Config
 	// AdvertiseAddr is the IP other nodes use to reach this node (for both
-	// Raft and gossip). Default: the Raft (else gossip) bind IP when it is
+	// Raft and gossip); it must be a specific address. Default
+	// (DefaultAdvertiseAddr): the Raft (else gossip) bind IP when it is
 	// specific, else the first non-loopback interface IP, else 127.0.0.1.
-	AdvertiseAddr string
-	// APIAddr is the advertised "ip:port" of this node's system API, shown
+	AdvertiseAddr netip.Addr
+	// APIAddr is the advertised address of this node's system API, shown
 	// in the status of the mesh. (Nodes reach each other on the cluster
-	// port, RaftAddr.)
-	APIAddr string
+	// port, RaftAddr.) Zero: none shown.
+	APIAddr netip.AddrPort
 	// StaticOrigins are registered by the leader whenever it gains leadership.
 	StaticOrigins []stream.Origin
 
@@ -191,8 +191,8 @@ func DefaultConfig() Config {
 	return Config{
 		BootstrapExpect:        1,
 		RaftVoters:             5,
-		GossipAddr:             fmt.Sprintf("0.0.0.0:%d", DefaultGossipPort),
-		RaftAddr:               fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort),
+		GossipAddr:             netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultGossipPort),
+		RaftAddr:               netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultRaftPort),
 		OriginTimeout:          4 * time.Second,
 		ProbeInterval:          time.Second,
 		HeartbeatTimeout:       30 * time.Second,
@@ -273,11 +273,6 @@ func (c Config) withDefaults() (Config, error) {
 			*v = def
 		}
 	}
-	setStr := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
 	setDur := func(name string, v *time.Duration, def time.Duration) error {
 		if *v < 0 {
 			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
@@ -302,8 +297,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxRTCSessions < 0 || c.MaxRTCSessions > state.MaxRTCSessions {
 		return c, fmt.Errorf("%w: MaxRTCSessions %d is not within 1..%d", ErrConfig, c.MaxRTCSessions, state.MaxRTCSessions)
 	}
-	setStr(&c.GossipAddr, d.GossipAddr)
-	setStr(&c.RaftAddr, d.RaftAddr)
+	if !c.GossipAddr.IsValid() {
+		c.GossipAddr = d.GossipAddr
+	}
+	if !c.RaftAddr.IsValid() {
+		c.RaftAddr = d.RaftAddr
+	}
 	for _, f := range []struct {
 		name string
 		v    *time.Duration
@@ -345,24 +344,11 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("%w: GossipKey must be 16, 24 or 32 bytes, not %d", ErrConfig, len(c.GossipKey))
 	}
-	gossipBind, err := netip.ParseAddrPort(c.GossipAddr)
-	if err != nil {
-		return c, fmt.Errorf("%w: GossipAddr %q: %v", ErrConfig, c.GossipAddr, err)
+	if !c.AdvertiseAddr.IsValid() {
+		c.AdvertiseAddr = DefaultAdvertiseAddr(c.RaftAddr, c.GossipAddr)
 	}
-	raftBind, err := netip.ParseAddrPort(c.RaftAddr)
-	if err != nil {
-		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrConfig, c.RaftAddr, err)
-	}
-	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = DefaultAdvertiseAddr(raftBind.String(), gossipBind.String())
-	}
-	if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
-		return c, fmt.Errorf("%w: AdvertiseAddr %q is not a specific IP", ErrConfig, c.AdvertiseAddr)
-	}
-	if c.APIAddr != "" {
-		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
-			return c, fmt.Errorf("%w: APIAddr %q: %v", ErrConfig, c.APIAddr, err)
-		}
+	if c.AdvertiseAddr.IsUnspecified() {
+		return c, fmt.Errorf("%w: AdvertiseAddr %v is not a specific IP", ErrConfig, c.AdvertiseAddr)
 	}
 	for _, o := range c.StaticOrigins {
 		if o.ID == "" {
@@ -376,7 +362,8 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // DefaultAdvertiseAddr is clusterport.DefaultAdvertise: the address a node
-// advertises when none is configured.
-func DefaultAdvertiseAddr(raftAddr, gossipAddr string) string {
+// advertises when none is configured, for its Raft and gossip bind
+// addresses (either may be zero).
+func DefaultAdvertiseAddr(raftAddr, gossipAddr netip.AddrPort) netip.Addr {
 	return clusterport.DefaultAdvertise(raftAddr, gossipAddr)
 }

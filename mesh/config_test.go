@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -27,12 +28,9 @@ func TestConfigValidation(t *testing.T) {
 	for _, c := range []Config{
 		{DataDir: dir},
 		{NodeID: "n"},
-		{NodeID: "n", DataDir: dir, GossipAddr: "nope"},
-		{NodeID: "n", DataDir: dir, RaftAddr: "1.2.3.4"},
 		{NodeID: "n", DataDir: dir, GossipKey: []byte("short")},
 		{NodeID: "n", DataDir: dir, ProbeInterval: -1},
-		{NodeID: "n", DataDir: dir, AdvertiseAddr: "0.0.0.0"},
-		{NodeID: "n", DataDir: dir, APIAddr: "noport"},
+		{NodeID: "n", DataDir: dir, AdvertiseAddr: netip.IPv4Unspecified()},
 		{NodeID: "n", DataDir: dir, BootstrapExpect: -1},
 		{NodeID: "n", DataDir: dir, MaxRTCSessions: -1},
 		{NodeID: "n", DataDir: dir, MaxRTCSessions: 100_001},
@@ -43,8 +41,8 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", c, err)
 		}
 	}
-	cfg, err := Config{NodeID: "n", DataDir: dir, RaftAddr: "127.0.0.1:7000"}.withDefaults()
-	if err != nil || cfg.AdvertiseAddr != "127.0.0.1" {
+	cfg, err := Config{NodeID: "n", DataDir: dir, RaftAddr: netip.MustParseAddrPort("127.0.0.1:7000")}.withDefaults()
+	if err != nil || cfg.AdvertiseAddr != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("specific bind advertises itself: %q %v", cfg.AdvertiseAddr, err)
 	}
 	if cfg.MaxRTCSessions != 100_000 || cfg.RTCActiveWindow != time.Minute || cfg.RTCTouchInterval != 5*time.Second {

@@ -222,9 +222,13 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.Zone = o.zone
 	cfg.ReapTimeout = o.reapTimeout
 	cfg.Join = o.join
-	cfg.GossipAddr = o.gossipAddr
-	cfg.RaftAddr = o.raftAddr
-	cfg.AdvertiseAddr = o.advertiseAddr
+	var err error
+	if cfg.GossipAddr, err = parseBindAddr("--gossip-addr", o.gossipAddr); err != nil {
+		return cfg, err
+	}
+	if cfg.RaftAddr, err = parseBindAddr("--raft-addr", o.raftAddr); err != nil {
+		return cfg, err
+	}
 	cfg.OriginTimeout = o.originTimeout
 	if o.historyInterval <= 0 {
 		return cfg, fmt.Errorf("--history-interval must be positive, got %v", o.historyInterval)
@@ -268,21 +272,46 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 		}
 		cfg.TLS = tc
 	}
-	// The system API address other nodes use to forward writes here.
+	if o.advertiseAddr != "" {
+		if cfg.AdvertiseAddr, err = netip.ParseAddr(o.advertiseAddr); err != nil {
+			return cfg, fmt.Errorf("--advertise-addr: %q is not an IP address", o.advertiseAddr)
+		}
+	} else {
+		cfg.AdvertiseAddr = mesh.DefaultAdvertiseAddr(cfg.RaftAddr, cfg.GossipAddr)
+	}
+	// The system API address shown to other nodes: the advertise address
+	// with the --system-api port.
 	_, port, err := net.SplitHostPort(o.systemAPI)
 	if err != nil {
 		return cfg, fmt.Errorf("--system-api: %w", err)
 	}
-	if _, err := strconv.Atoi(port); err != nil {
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
 		return cfg, fmt.Errorf("--system-api: bad port %q", port)
 	}
-	advIP := o.advertiseAddr
-	if advIP == "" {
-		advIP = mesh.DefaultAdvertiseAddr(o.raftAddr, o.gossipAddr)
-	}
-	cfg.AdvertiseAddr = advIP
-	cfg.APIAddr = net.JoinHostPort(advIP, port)
+	cfg.APIAddr = netip.AddrPortFrom(cfg.AdvertiseAddr, uint16(p))
 	return cfg, nil
+}
+
+// parseBindAddr parses the bind address of a flag: "ip:port", or ":port"
+// for every IPv4 interface. Host names are refused: the mesh binds and
+// advertises IPs.
+func parseBindAddr(flag, s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%s: %w", flag, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%s: bad port %q", flag, port)
+	}
+	ip := netip.IPv4Unspecified()
+	if host != "" {
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%s: %q is not an IP address", flag, host)
+		}
+	}
+	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
 // rtcOfferLimit is the per-client offer limit of the WebRTC signalling
@@ -302,7 +331,7 @@ func rtcOfferLimit(o serveOptions) (perSecond float64, burst int, err error) {
 
 // rtcCandidate is the address announced in WebRTC answers: --rtc-candidate
 // (an IP, or IP:port) or the advertise address, with the --rtc port.
-func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
+func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.AddrPort, error) {
 	_, portStr, err := net.SplitHostPort(rtcAddr)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("--rtc: %w", err)
@@ -311,16 +340,14 @@ func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("--rtc: bad port %q", portStr)
 	}
-	host := advertise
+	ip := advertise
 	if flag != "" {
 		if ap, err := netip.ParseAddrPort(flag); err == nil {
 			return ap, nil
 		}
-		host = flag
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", host)
+		if ip, err = netip.ParseAddr(flag); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", flag)
+		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
 }
