@@ -212,7 +212,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	cfg.Throughput, cfg.Serving = served.total, served.serving
 	node, err := mesh.New(cfg)
 	if err != nil {
-		return fmt.Errorf("mesh: %w", err)
+		return fmt.Errorf("mesh: %w", flagError(err))
 	}
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,

@@ -196,25 +196,11 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 }
 
-// buildMeshConfig turns flags into a mesh.Config. It also returns the system
-// API listen address.
+// buildMeshConfig turns flags into a mesh.Config, parsing what needs it
+// here and leaving the rules to mesh.Config.Validate, whose errors it
+// restates with the flag's name (flagError).
 func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg := mesh.DefaultConfig()
-	if strings.TrimSpace(o.nodeID) == "" {
-		return cfg, errors.New("--node-id is empty and the hostname is unknown")
-	}
-	if o.bootstrapExpect < 1 {
-		return cfg, fmt.Errorf("--bootstrap-expect must be at least 1, got %d", o.bootstrapExpect)
-	}
-	if o.raftVoters < 1 || o.raftVoters%2 == 0 {
-		return cfg, fmt.Errorf("--raft-voters must be a positive odd number, got %d", o.raftVoters)
-	}
-	if len(o.zone) > mesh.MaxZoneLen || strings.ContainsAny(o.zone, " \t\r\n") {
-		return cfg, fmt.Errorf("--zone must be at most %d bytes without spaces, got %q", mesh.MaxZoneLen, o.zone)
-	}
-	if o.reapTimeout <= 0 {
-		return cfg, fmt.Errorf("--reap-timeout must be positive, got %v", o.reapTimeout)
-	}
 	cfg.NodeID = o.nodeID
 	cfg.DataDir = o.dataDir
 	cfg.BootstrapExpect = o.bootstrapExpect
@@ -222,55 +208,18 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.Zone = o.zone
 	cfg.ReapTimeout = o.reapTimeout
 	cfg.Join = o.join
+	cfg.OriginTimeout = o.originTimeout
+	cfg.HistoryInterval = o.historyInterval
+	cfg.OriginTTL = o.originTTL
+	cfg.MaxOrigins = o.maxOrigins
+	cfg.Token = o.token
+	cfg.Logger = log
 	var err error
 	if cfg.GossipAddr, err = parseBindAddr("--gossip-addr", o.gossipAddr); err != nil {
 		return cfg, err
 	}
 	if cfg.RaftAddr, err = parseBindAddr("--raft-addr", o.raftAddr); err != nil {
 		return cfg, err
-	}
-	cfg.OriginTimeout = o.originTimeout
-	if o.historyInterval <= 0 {
-		return cfg, fmt.Errorf("--history-interval must be positive, got %v", o.historyInterval)
-	}
-	cfg.HistoryInterval = o.historyInterval
-	cfg.OriginTTL = o.originTTL
-	if o.maxOrigins < 1 {
-		return cfg, fmt.Errorf("--max-origins must be at least 1, got %d", o.maxOrigins)
-	}
-	cfg.MaxOrigins = o.maxOrigins
-	for _, c := range o.originAllow {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			return cfg, fmt.Errorf("--origin-allow %q: %w", c, err)
-		}
-		cfg.OriginAllow = append(cfg.OriginAllow, p.Masked())
-	}
-	cfg.Token = o.token
-	cfg.Logger = log
-	if o.gossipKey != "" {
-		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
-		if err != nil {
-			return cfg, fmt.Errorf("--gossip-key: not base64: %w", err)
-		}
-		if n := len(key); n != 16 && n != 24 && n != 32 {
-			return cfg, fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes, got %d", n)
-		}
-		cfg.GossipKey = key
-	}
-	if o.tlsCAFile != "" || o.tlsCertFile != "" || o.tlsKeyFile != "" {
-		if o.tlsCAFile == "" || o.tlsCertFile == "" || o.tlsKeyFile == "" {
-			return cfg, errors.New("--tls-ca-file, --tls-cert-file and --tls-key-file go together")
-		}
-		tc, err := clustertls.Load(o.tlsCAFile, o.tlsCertFile, o.tlsKeyFile)
-		if err != nil {
-			return cfg, err
-		}
-		if !slices.Contains(tc.Names, o.nodeID) {
-			log.Warn("the certificate of --tls-cert-file does not name --node-id, so other nodes take it as a member certificate only; `srs-mesh tls cert --node-id` makes one that does",
-				"node_id", o.nodeID, "certificate_names", tc.Names)
-		}
-		cfg.TLS = tc
 	}
 	if o.advertiseAddr != "" {
 		if cfg.AdvertiseAddr, err = netip.ParseAddr(o.advertiseAddr); err != nil {
@@ -290,7 +239,87 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 		return cfg, fmt.Errorf("--system-api: bad port %q", port)
 	}
 	cfg.APIAddr = netip.AddrPortFrom(cfg.AdvertiseAddr, uint16(p))
+	for _, c := range o.originAllow {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return cfg, fmt.Errorf("--origin-allow %q: %w", c, err)
+		}
+		cfg.OriginAllow = append(cfg.OriginAllow, p.Masked())
+	}
+	if o.gossipKey != "" {
+		if cfg.GossipKey, err = base64.StdEncoding.DecodeString(o.gossipKey); err != nil {
+			return cfg, fmt.Errorf("--gossip-key: not base64: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, flagError(err)
+	}
+	if o.tlsCAFile != "" || o.tlsCertFile != "" || o.tlsKeyFile != "" {
+		if o.tlsCAFile == "" || o.tlsCertFile == "" || o.tlsKeyFile == "" {
+			return cfg, errors.New("--tls-ca-file, --tls-cert-file and --tls-key-file go together")
+		}
+		tc, err := clustertls.Load(o.tlsCAFile, o.tlsCertFile, o.tlsKeyFile)
+		if err != nil {
+			return cfg, err
+		}
+		if !slices.Contains(tc.Names, o.nodeID) {
+			log.Warn("the certificate of --tls-cert-file does not name --node-id, so other nodes take it as a member certificate only; `srs-mesh tls cert --node-id` makes one that does",
+				"node_id", o.nodeID, "certificate_names", tc.Names)
+		}
+		cfg.TLS = tc
+	}
 	return cfg, nil
+}
+
+// flagError restates a mesh.ConfigError in terms of the serve flag that
+// sets the field ("--raft-voters must be a positive odd number, got 4");
+// other errors are returned as they are.
+func flagError(err error) error {
+	var ce *mesh.ConfigError
+	if errors.As(err, &ce) {
+		if f := meshFlag(ce.Field); f != "" {
+			return fmt.Errorf("%s %s", f, ce.Problem)
+		}
+	}
+	return err
+}
+
+// meshFlag names the serve flag that sets a mesh.Config field, or "" when
+// no flag does.
+func meshFlag(field string) string {
+	switch field {
+	case "NodeID":
+		return "--node-id"
+	case "DataDir":
+		return "--data-dir"
+	case "BootstrapExpect":
+		return "--bootstrap-expect"
+	case "RaftVoters":
+		return "--raft-voters"
+	case "Zone":
+		return "--zone"
+	case "ReapTimeout":
+		return "--reap-timeout"
+	case "GossipAddr":
+		return "--gossip-addr"
+	case "RaftAddr":
+		return "--raft-addr"
+	case "AdvertiseAddr":
+		return "--advertise-addr"
+	case "OriginTimeout":
+		return "--origin-timeout"
+	case "HistoryInterval":
+		return "--history-interval"
+	case "OriginTTL":
+		return "--origin-ttl"
+	case "MaxOrigins":
+		return "--max-origins"
+	case "GossipKey":
+		return "--gossip-key"
+	case "StaticOrigins":
+		return "--origin"
+	}
+	return ""
 }
 
 // parseBindAddr parses the bind address of a flag: "ip:port", or ":port"
