@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,37 @@ func TestBuildMeshConfigAddresses(t *testing.T) {
 	if cfg.GossipAddr != netip.MustParseAddrPort("0.0.0.0:7000") || cfg.RaftAddr != netip.MustParseAddrPort("[::1]:7001") ||
 		cfg.AdvertiseAddr != netip.MustParseAddr("10.0.0.5") || cfg.APIAddr != netip.MustParseAddrPort("10.0.0.5:9000") {
 		t.Fatalf("explicit: gossip %v raft %v advertise %v api %v", cfg.GossipAddr, cfg.RaftAddr, cfg.AdvertiseAddr, cfg.APIAddr)
+	}
+}
+
+// The serve flags that set a mesh.Config field default to the mesh's own
+// defaults, and --help shows them.
+func TestServeFlagDefaultsAreTheMeshDefaults(t *testing.T) {
+	d := mesh.DefaultConfig()
+	fs := newServeCmd().Flags()
+	for flag, want := range map[string]string{
+		"bootstrap-expect": strconv.Itoa(d.BootstrapExpect),
+		"raft-voters":      strconv.Itoa(d.RaftVoters),
+		"max-origins":      strconv.Itoa(d.MaxOrigins),
+		"reap-timeout":     d.ReapTimeout.String(),
+		"history-interval": d.HistoryInterval.String(),
+		"origin-timeout":   d.OriginTimeout.String(),
+		"origin-ttl":       d.OriginTTL.String(),
+	} {
+		if got := fs.Lookup(flag).DefValue; got != want {
+			t.Errorf("--%s defaults to %s, want the mesh's %s", flag, got, want)
+		}
+	}
+	var help strings.Builder
+	cmd := newServeCmd()
+	cmd.SetOut(&help)
+	cmd.SetArgs([]string{"--help"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--raft-voters int", "(default 5)", "else " + d.GossipAddr.String() + ")", "else " + d.RaftAddr.String() + ")"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("serve --help lacks %q", want)
+		}
 	}
 }
