@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
@@ -42,25 +42,26 @@ type Config struct {
 	// Join lists gossip "host:port" addresses of peers. DNS names are allowed;
 	// joining is retried in the background until at least one peer answers.
 	Join []string
-	// GossipAddr is the memberlist bind "ip:port" (TCP and UDP). Default
-	// "0.0.0.0:7946".
-	GossipAddr string
-	// RaftAddr is the bind "ip:port" of the cluster port, which carries Raft
-	// and the node-to-node API. Default "0.0.0.0:7947".
-	RaftAddr string
+	// GossipAddr is the memberlist bind address (TCP and UDP). Default
+	// 0.0.0.0:7946.
+	GossipAddr netip.AddrPort
+	// RaftAddr is the bind address of the cluster port, which carries Raft
+	// and the node-to-node API. Default 0.0.0.0:7947.
+	RaftAddr netip.AddrPort
 	// TLS, when set, makes every connection of the cluster port mutual TLS
 	// with certificates of one CA, and a joining member becomes a voter only
 	// after the leader has seen its certificate name it. Nil: plain TCP, for
 	// loopback clusters and explicitly insecure ones.
 	TLS *clustertls.Config
 	// AdvertiseAddr is the IP other nodes use to reach this node (for both
-	// Raft and gossip). Default: the Raft (else gossip) bind IP when it is
+	// Raft and gossip); it must be a specific address. Default
+	// (DefaultAdvertiseAddr): the Raft (else gossip) bind IP when it is
 	// specific, else the first non-loopback interface IP, else 127.0.0.1.
-	AdvertiseAddr string
-	// APIAddr is the advertised "ip:port" of this node's system API, shown
+	AdvertiseAddr netip.Addr
+	// APIAddr is the advertised address of this node's system API, shown
 	// in the status of the mesh. (Nodes reach each other on the cluster
-	// port, RaftAddr.)
-	APIAddr string
+	// port, RaftAddr.) Zero: none shown.
+	APIAddr netip.AddrPort
 	// StaticOrigins are registered by the leader whenever it gains leadership.
 	StaticOrigins []stream.Origin
 
@@ -191,8 +192,8 @@ func DefaultConfig() Config {
 	return Config{
 		BootstrapExpect:        1,
 		RaftVoters:             5,
-		GossipAddr:             fmt.Sprintf("0.0.0.0:%d", DefaultGossipPort),
-		RaftAddr:               fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort),
+		GossipAddr:             netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultGossipPort),
+		RaftAddr:               netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultRaftPort),
 		OriginTimeout:          4 * time.Second,
 		ProbeInterval:          time.Second,
 		HeartbeatTimeout:       30 * time.Second,
@@ -220,10 +221,27 @@ func DefaultConfig() Config {
 	}
 }
 
-// Configuration errors returned by New.
-var (
-	ErrConfig = errors.New("mesh: bad config")
-)
+// ErrConfig matches every configuration error of New and Validate
+// (errors.Is); each is a *ConfigError naming the field.
+var ErrConfig = errors.New("mesh: bad config")
+
+// ConfigError is a bad field of a Config.
+type ConfigError struct {
+	// Field is the name of the Config field, e.g. "RaftVoters".
+	Field string
+	// Problem says what is wrong with it, as a phrase that follows the
+	// field's name: "must be a positive odd number, got 4".
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return ErrConfig.Error() + ": " + e.Field + " " + e.Problem }
+
+// Is makes a ConfigError match ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+func badField(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
 
 // probeTimeout is the TCP connect timeout of one health probe.
 func (c *Config) probeTimeout() time.Duration {
@@ -253,121 +271,44 @@ func (c *Config) unhealthyBound() time.Duration {
 	return byCount
 }
 
-// withDefaults fills zero fields and validates the result.
+// withDefaults fills the zero fields that have defaults (see
+// DefaultConfig; AdvertiseAddr by DefaultAdvertiseAddr) and validates the
+// result.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	if c.NodeID == "" {
-		return c, fmt.Errorf("%w: NodeID is required", ErrConfig)
-	}
-	if len(c.NodeID) > 128 {
-		return c, fmt.Errorf("%w: NodeID longer than 128 bytes", ErrConfig)
-	}
-	if c.DataDir == "" {
-		return c, fmt.Errorf("%w: DataDir is required", ErrConfig)
-	}
-	if c.BootstrapExpect < 0 {
-		return c, fmt.Errorf("%w: BootstrapExpect %d < 0", ErrConfig, c.BootstrapExpect)
-	}
 	setInt := func(v *int, def int) {
 		if *v == 0 {
 			*v = def
 		}
 	}
-	setStr := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
-	setDur := func(name string, v *time.Duration, def time.Duration) error {
-		if *v < 0 {
-			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
-		}
+	setDur := func(v *time.Duration, def time.Duration) {
 		if *v == 0 {
 			*v = def
 		}
-		return nil
 	}
 	setInt(&c.BootstrapExpect, d.BootstrapExpect)
 	setInt(&c.RaftVoters, d.RaftVoters)
-	if c.RaftVoters < 1 || c.RaftVoters%2 == 0 {
-		return c, fmt.Errorf("%w: RaftVoters %d is not a positive odd number", ErrConfig, c.RaftVoters)
-	}
-	if len(c.Zone) > MaxZoneLen {
-		return c, fmt.Errorf("%w: Zone longer than %d bytes", ErrConfig, MaxZoneLen)
-	}
 	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
 	setInt(&c.PlayOnlyRate, d.PlayOnlyRate)
 	setInt(&c.MaxRTCSessions, d.MaxRTCSessions)
-	if c.MaxRTCSessions < 0 || c.MaxRTCSessions > state.MaxRTCSessions {
-		return c, fmt.Errorf("%w: MaxRTCSessions %d is not within 1..%d", ErrConfig, c.MaxRTCSessions, state.MaxRTCSessions)
+	if !c.GossipAddr.IsValid() {
+		c.GossipAddr = d.GossipAddr
 	}
-	setStr(&c.GossipAddr, d.GossipAddr)
-	setStr(&c.RaftAddr, d.RaftAddr)
-	for _, f := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"OriginTimeout", &c.OriginTimeout, d.OriginTimeout},
-		{"ProbeInterval", &c.ProbeInterval, d.ProbeInterval},
-		{"HeartbeatTimeout", &c.HeartbeatTimeout, d.HeartbeatTimeout},
-		{"OriginTTL", &c.OriginTTL, d.OriginTTL},
-		{"PlayOnlyTTL", &c.PlayOnlyTTL, d.PlayOnlyTTL},
-		{"ReapTimeout", &c.ReapTimeout, d.ReapTimeout},
-		{"AssignmentTTL", &c.AssignmentTTL, d.AssignmentTTL},
-		{"RTCSessionTTL", &c.RTCSessionTTL, d.RTCSessionTTL},
-		{"RTCActiveWindow", &c.RTCActiveWindow, d.RTCActiveWindow},
-		{"RTCTouchInterval", &c.RTCTouchInterval, d.RTCTouchInterval},
-		{"TouchInterval", &c.TouchInterval, d.TouchInterval},
-		{"RouteTimeout", &c.RouteTimeout, d.RouteTimeout},
-		{"MoveInterval", &c.MoveInterval, d.MoveInterval},
-		{"HistoryInterval", &c.HistoryInterval, d.HistoryInterval},
-		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, d.RaftHeartbeatTimeout},
-		{"RaftElectionTimeout", &c.RaftElectionTimeout, d.RaftElectionTimeout},
-		{"RaftLeaderLeaseTimeout", &c.RaftLeaderLeaseTimeout, d.RaftLeaderLeaseTimeout},
-		{"RaftCommitTimeout", &c.RaftCommitTimeout, d.RaftCommitTimeout},
-		{"GossipProbeInterval", &c.GossipProbeInterval, d.GossipProbeInterval},
-		{"GossipProbeTimeout", &c.GossipProbeTimeout, d.GossipProbeTimeout},
-	} {
-		if err := setDur(f.name, f.v, f.def); err != nil {
-			return c, err
-		}
+	if !c.RaftAddr.IsValid() {
+		c.RaftAddr = d.RaftAddr
 	}
-	if c.RTCActiveWindow < 2*c.RTCTouchInterval {
-		return c, fmt.Errorf("%w: RTCActiveWindow %v is shorter than twice RTCTouchInterval %v", ErrConfig, c.RTCActiveWindow, c.RTCTouchInterval)
+	for _, f := range c.durations(&d) {
+		setDur(f.v, *f.def)
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
 	}
 	if c.RaftLeaderLeaseTimeout > c.RaftHeartbeatTimeout {
 		c.RaftLeaderLeaseTimeout = c.RaftHeartbeatTimeout
 	}
-	switch len(c.GossipKey) {
-	case 0, 16, 24, 32:
-	default:
-		return c, fmt.Errorf("%w: GossipKey must be 16, 24 or 32 bytes, not %d", ErrConfig, len(c.GossipKey))
-	}
-	gossipBind, err := netip.ParseAddrPort(c.GossipAddr)
-	if err != nil {
-		return c, fmt.Errorf("%w: GossipAddr %q: %v", ErrConfig, c.GossipAddr, err)
-	}
-	raftBind, err := netip.ParseAddrPort(c.RaftAddr)
-	if err != nil {
-		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrConfig, c.RaftAddr, err)
-	}
-	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = DefaultAdvertiseAddr(raftBind.String(), gossipBind.String())
-	}
-	if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
-		return c, fmt.Errorf("%w: AdvertiseAddr %q is not a specific IP", ErrConfig, c.AdvertiseAddr)
-	}
-	if c.APIAddr != "" {
-		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
-			return c, fmt.Errorf("%w: APIAddr %q: %v", ErrConfig, c.APIAddr, err)
-		}
-	}
-	for _, o := range c.StaticOrigins {
-		if o.ID == "" {
-			return c, fmt.Errorf("%w: static origin without id", ErrConfig)
-		}
+	if !c.AdvertiseAddr.IsValid() {
+		c.AdvertiseAddr = DefaultAdvertiseAddr(c.RaftAddr, c.GossipAddr)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -375,8 +316,98 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// durationField is a duration field of a Config (v) and the same field of
+// another (def), named.
+type durationField struct {
+	name   string
+	v, def *time.Duration
+}
+
+// durations lists the duration fields of c with the same fields of d.
+func (c *Config) durations(d *Config) []durationField {
+	return []durationField{
+		{"OriginTimeout", &c.OriginTimeout, &d.OriginTimeout},
+		{"ProbeInterval", &c.ProbeInterval, &d.ProbeInterval},
+		{"HeartbeatTimeout", &c.HeartbeatTimeout, &d.HeartbeatTimeout},
+		{"OriginTTL", &c.OriginTTL, &d.OriginTTL},
+		{"PlayOnlyTTL", &c.PlayOnlyTTL, &d.PlayOnlyTTL},
+		{"ReapTimeout", &c.ReapTimeout, &d.ReapTimeout},
+		{"AssignmentTTL", &c.AssignmentTTL, &d.AssignmentTTL},
+		{"RTCSessionTTL", &c.RTCSessionTTL, &d.RTCSessionTTL},
+		{"RTCActiveWindow", &c.RTCActiveWindow, &d.RTCActiveWindow},
+		{"RTCTouchInterval", &c.RTCTouchInterval, &d.RTCTouchInterval},
+		{"TouchInterval", &c.TouchInterval, &d.TouchInterval},
+		{"RouteTimeout", &c.RouteTimeout, &d.RouteTimeout},
+		{"MoveInterval", &c.MoveInterval, &d.MoveInterval},
+		{"HistoryInterval", &c.HistoryInterval, &d.HistoryInterval},
+		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, &d.RaftHeartbeatTimeout},
+		{"RaftElectionTimeout", &c.RaftElectionTimeout, &d.RaftElectionTimeout},
+		{"RaftLeaderLeaseTimeout", &c.RaftLeaderLeaseTimeout, &d.RaftLeaderLeaseTimeout},
+		{"RaftCommitTimeout", &c.RaftCommitTimeout, &d.RaftCommitTimeout},
+		{"GossipProbeInterval", &c.GossipProbeInterval, &d.GossipProbeInterval},
+		{"GossipProbeTimeout", &c.GossipProbeTimeout, &d.GossipProbeTimeout},
+	}
+}
+
+// Validate reports the first field of c that New would refuse, as a
+// *ConfigError. It checks c as it stands: New first fills the zero fields
+// that have defaults, so a caller that validates before New starts from
+// DefaultConfig, and a zero count or duration is an error here. A zero
+// AdvertiseAddr or APIAddr is fine (derived, and not shown).
+func (c Config) Validate() error {
+	switch {
+	case strings.TrimSpace(c.NodeID) == "":
+		return badField("NodeID", "is required")
+	case len(c.NodeID) > 128:
+		return badField("NodeID", "must be at most 128 bytes, got %d", len(c.NodeID))
+	case c.DataDir == "":
+		return badField("DataDir", "is required")
+	case c.BootstrapExpect < 1:
+		return badField("BootstrapExpect", "must be at least 1, got %d", c.BootstrapExpect)
+	case c.RaftVoters < 1 || c.RaftVoters%2 == 0:
+		return badField("RaftVoters", "must be a positive odd number, got %d", c.RaftVoters)
+	case len(c.Zone) > MaxZoneLen || strings.ContainsAny(c.Zone, " \t\r\n"):
+		return badField("Zone", "must be at most %d bytes without spaces, got %q", MaxZoneLen, c.Zone)
+	case c.MaxOrigins < 1:
+		return badField("MaxOrigins", "must be at least 1, got %d", c.MaxOrigins)
+	case c.MaxPlayOnly < 1:
+		return badField("MaxPlayOnly", "must be at least 1, got %d", c.MaxPlayOnly)
+	case c.PlayOnlyRate < 1:
+		return badField("PlayOnlyRate", "must be at least 1, got %d", c.PlayOnlyRate)
+	case c.MaxRTCSessions < 1 || c.MaxRTCSessions > state.MaxRTCSessions:
+		return badField("MaxRTCSessions", "must be within 1..%d, got %d", state.MaxRTCSessions, c.MaxRTCSessions)
+	case !c.GossipAddr.IsValid():
+		return badField("GossipAddr", "is not set")
+	case !c.RaftAddr.IsValid():
+		return badField("RaftAddr", "is not set")
+	case c.AdvertiseAddr.IsUnspecified():
+		return badField("AdvertiseAddr", "must be a specific IP, got %v", c.AdvertiseAddr)
+	}
+	var d Config
+	for _, f := range c.durations(&d) {
+		if *f.v <= 0 {
+			return badField(f.name, "must be positive, got %v", *f.v)
+		}
+	}
+	if c.RTCActiveWindow < 2*c.RTCTouchInterval {
+		return badField("RTCActiveWindow", "must be at least twice RTCTouchInterval (%v), got %v", c.RTCTouchInterval, c.RTCActiveWindow)
+	}
+	switch len(c.GossipKey) {
+	case 0, 16, 24, 32:
+	default:
+		return badField("GossipKey", "must be 16, 24 or 32 bytes, got %d", len(c.GossipKey))
+	}
+	for _, o := range c.StaticOrigins {
+		if o.ID == "" {
+			return badField("StaticOrigins", "has an origin without id")
+		}
+	}
+	return nil
+}
+
 // DefaultAdvertiseAddr is clusterport.DefaultAdvertise: the address a node
-// advertises when none is configured.
-func DefaultAdvertiseAddr(raftAddr, gossipAddr string) string {
+// advertises when none is configured, for its Raft and gossip bind
+// addresses (either may be zero).
+func DefaultAdvertiseAddr(raftAddr, gossipAddr netip.AddrPort) netip.Addr {
 	return clusterport.DefaultAdvertise(raftAddr, gossipAddr)
 }

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -24,27 +25,45 @@ func TestDefaultsDetectDeadOriginWithinFiveSeconds(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	dir := t.TempDir()
-	for _, c := range []Config{
-		{DataDir: dir},
-		{NodeID: "n"},
-		{NodeID: "n", DataDir: dir, GossipAddr: "nope"},
-		{NodeID: "n", DataDir: dir, RaftAddr: "1.2.3.4"},
-		{NodeID: "n", DataDir: dir, GossipKey: []byte("short")},
-		{NodeID: "n", DataDir: dir, ProbeInterval: -1},
-		{NodeID: "n", DataDir: dir, AdvertiseAddr: "0.0.0.0"},
-		{NodeID: "n", DataDir: dir, APIAddr: "noport"},
-		{NodeID: "n", DataDir: dir, BootstrapExpect: -1},
-		{NodeID: "n", DataDir: dir, MaxRTCSessions: -1},
-		{NodeID: "n", DataDir: dir, MaxRTCSessions: 100_001},
-		{NodeID: "n", DataDir: dir, RTCActiveWindow: 9 * time.Second},
-		{NodeID: "n", DataDir: dir, RTCActiveWindow: time.Minute, RTCTouchInterval: 31 * time.Second},
+	for _, tc := range []struct {
+		field string
+		cfg   Config
+	}{
+		{"NodeID", Config{DataDir: dir}},
+		{"NodeID", Config{NodeID: " ", DataDir: dir}},
+		{"DataDir", Config{NodeID: "n"}},
+		{"GossipKey", Config{NodeID: "n", DataDir: dir, GossipKey: []byte("short")}},
+		{"ProbeInterval", Config{NodeID: "n", DataDir: dir, ProbeInterval: -1}},
+		{"AdvertiseAddr", Config{NodeID: "n", DataDir: dir, AdvertiseAddr: netip.IPv4Unspecified()}},
+		{"BootstrapExpect", Config{NodeID: "n", DataDir: dir, BootstrapExpect: -1}},
+		{"RaftVoters", Config{NodeID: "n", DataDir: dir, RaftVoters: 4}},
+		{"Zone", Config{NodeID: "n", DataDir: dir, Zone: "eu west"}},
+		{"MaxOrigins", Config{NodeID: "n", DataDir: dir, MaxOrigins: -1}},
+		{"MaxRTCSessions", Config{NodeID: "n", DataDir: dir, MaxRTCSessions: -1}},
+		{"MaxRTCSessions", Config{NodeID: "n", DataDir: dir, MaxRTCSessions: 100_001}},
+		{"RTCActiveWindow", Config{NodeID: "n", DataDir: dir, RTCActiveWindow: 9 * time.Second}},
+		{"RTCActiveWindow", Config{NodeID: "n", DataDir: dir, RTCActiveWindow: time.Minute, RTCTouchInterval: 31 * time.Second}},
 	} {
-		if _, err := New(c); !errors.Is(err, ErrConfig) {
-			t.Errorf("New(%+v) = %v, want ErrConfig", c, err)
+		_, err := New(tc.cfg)
+		var ce *ConfigError
+		if !errors.Is(err, ErrConfig) || !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("New(%+v) = %v, want a ConfigError of %s", tc.cfg, err, tc.field)
 		}
 	}
-	cfg, err := Config{NodeID: "n", DataDir: dir, RaftAddr: "127.0.0.1:7000"}.withDefaults()
-	if err != nil || cfg.AdvertiseAddr != "127.0.0.1" {
+	// Validate checks a config as it stands: zero counts and durations are
+	// errors, not defaults.
+	d := DefaultConfig()
+	d.NodeID, d.DataDir = "n", dir
+	if err := d.Validate(); err != nil {
+		t.Fatalf("DefaultConfig with an id and a directory: %v", err)
+	}
+	d.ReapTimeout = 0
+	var ce *ConfigError
+	if err := d.Validate(); !errors.As(err, &ce) || ce.Field != "ReapTimeout" || err.Error() != "mesh: bad config: ReapTimeout must be positive, got 0s" {
+		t.Fatalf("zero ReapTimeout: %v", err)
+	}
+	cfg, err := Config{NodeID: "n", DataDir: dir, RaftAddr: netip.MustParseAddrPort("127.0.0.1:7000")}.withDefaults()
+	if err != nil || cfg.AdvertiseAddr != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("specific bind advertises itself: %q %v", cfg.AdvertiseAddr, err)
 	}
 	if cfg.MaxRTCSessions != 100_000 || cfg.RTCActiveWindow != time.Minute || cfg.RTCTouchInterval != 5*time.Second {

@@ -67,7 +67,11 @@ type memberEvent struct {
 type gossipDelegate struct{ n *Node }
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: d.n.cfg.APIAddr, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
+	var api string
+	if d.n.cfg.APIAddr.IsValid() {
+		api = d.n.cfg.APIAddr.String()
+	}
+	m := nodeMeta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: api, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
 		Leaving: d.n.leavingMesh.Load()}
 	b, _ := json.Marshal(m)
 	if len(b) > limit {

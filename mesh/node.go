@@ -215,13 +215,12 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("mesh: snapshot store: %w", err)
 	}
-	bind := netip.MustParseAddrPort(cfg.RaftAddr)
-	adv := &net.TCPAddr{IP: net.ParseIP(cfg.AdvertiseAddr), Port: int(bind.Port())}
+	adv := net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.AdvertiseAddr, cfg.RaftAddr.Port()))
 	opts := clusterport.Options{Advertise: adv, Logger: n.log.With("component", "cluster-port")}
 	if cfg.TLS != nil {
 		opts.ServerTLS, opts.ClientTLS = cfg.TLS.Server(), cfg.TLS.Client()
 	}
-	port, err := clusterport.Listen(cfg.RaftAddr, opts)
+	port, err := clusterport.Listen(cfg.RaftAddr.String(), opts)
 	if err != nil {
 		return fmt.Errorf("mesh: cluster port on %s: %w", cfg.RaftAddr, err)
 	}
@@ -264,13 +263,12 @@ func (n *Node) open() error {
 	}
 	n.raft = r
 
-	gossipBind := netip.MustParseAddrPort(cfg.GossipAddr)
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeID
-	mc.BindAddr = gossipBind.Addr().String()
-	mc.BindPort = int(gossipBind.Port())
-	mc.AdvertiseAddr = cfg.AdvertiseAddr
-	mc.AdvertisePort = int(gossipBind.Port())
+	mc.BindAddr = cfg.GossipAddr.Addr().String()
+	mc.BindPort = int(cfg.GossipAddr.Port())
+	mc.AdvertiseAddr = cfg.AdvertiseAddr.String()
+	mc.AdvertisePort = int(cfg.GossipAddr.Port())
 	mc.ProbeInterval = cfg.GossipProbeInterval
 	mc.ProbeTimeout = cfg.GossipProbeTimeout
 	mc.GossipInterval = 100 * time.Millisecond

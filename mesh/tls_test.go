@@ -127,7 +127,7 @@ func TestTLSStrangersNeverVote(t *testing.T) {
 func TestInternalAPIOnClusterPort(t *testing.T) {
 	c := meshtest.Start(t, meshtest.Options{N: 1, Token: "s3cret", Logger: testLogger()})
 	c.WaitLeader(clusterTimeout)
-	addr := c.Members[0].Config.RaftAddr
+	addr := c.Members[0].Config.RaftAddr.String()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, a string) (net.Conn, error) {
 		return (&clusterport.Dialer{}).Dial(ctx, a, clusterport.ServiceHTTP)
 	}}}

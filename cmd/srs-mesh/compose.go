@@ -185,8 +185,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		// Clients reach the media port, not the cluster: a node whose
 		// cluster stays on loopback announces the host's address.
 		base := cfg.AdvertiseAddr
-		if isLoopback(net.JoinHostPort(base, "0")) && !isLoopback(o.rtcAddr) {
-			base = mesh.DefaultAdvertiseAddr("", "")
+		if base.IsLoopback() && !isLoopback(o.rtcAddr) {
+			base = mesh.DefaultAdvertiseAddr(netip.AddrPort{}, netip.AddrPort{})
 		}
 		if candidate, err = rtcCandidate(o.rtcCandidate, base, o.rtcAddr); err != nil {
 			return err
@@ -212,7 +212,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	cfg.Throughput, cfg.Serving = served.total, served.serving
 	node, err := mesh.New(cfg)
 	if err != nil {
-		return fmt.Errorf("mesh: %w", err)
+		return fmt.Errorf("mesh: %w", flagError(err))
 	}
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,

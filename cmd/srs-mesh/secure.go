@@ -5,31 +5,31 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/srs-mesh/srs-mesh/mesh"
 )
 
-// Default addresses, chosen by resolveAddrs.
-const (
-	defaultGossipPort = "7946"
-	defaultRaftPort   = "7947"
-	defaultSystemPort = "12025"
-)
+// defaultSystemPort is the port of --system-api, chosen by resolveAddrs.
+const defaultSystemPort = "12025"
 
 // resolveAddrs fills the addresses whose default depends on the other
 // flags. A lone node (no --join, --bootstrap-expect 1) keeps its cluster
 // ports on loopback, so `srs-mesh serve` with no flags is a working, closed
-// single node; anything that forms a mesh binds every interface. The system
-// API binds every interface only when a --token protects its writes.
+// single node; anything that forms a mesh binds as mesh.DefaultConfig does
+// (every interface). The system API binds every interface only when a
+// --token protects its writes.
 func resolveAddrs(o *serveOptions) {
-	lone := len(o.join) == 0 && o.bootstrapExpect <= 1
-	host := "0.0.0.0"
-	if lone {
-		host = "127.0.0.1"
+	d := mesh.DefaultConfig()
+	gossip, raft := d.GossipAddr, d.RaftAddr
+	if len(o.join) == 0 && o.bootstrapExpect <= 1 {
+		loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		gossip, raft = netip.AddrPortFrom(loopback, gossip.Port()), netip.AddrPortFrom(loopback, raft.Port())
 	}
 	if o.gossipAddr == "" {
-		o.gossipAddr = net.JoinHostPort(host, defaultGossipPort)
+		o.gossipAddr = gossip.String()
 	}
 	if o.raftAddr == "" {
-		o.raftAddr = net.JoinHostPort(host, defaultRaftPort)
+		o.raftAddr = raft.String()
 	}
 	if o.systemAPI == "" {
 		if o.token != "" {

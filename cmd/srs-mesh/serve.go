@@ -98,16 +98,17 @@ value may also be).`,
 		},
 	}
 	host, _ := os.Hostname()
+	d := mesh.DefaultConfig()
 	f := cmd.Flags()
 	f.StringVar(&o.nodeID, "node-id", host, "unique, stable id of this node (default: hostname)")
 	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
-	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 1, "number of nodes that form a new cluster together")
-	f.IntVar(&o.raftVoters, "raft-voters", 5, "most Raft voters (odd); other nodes join as non-voters that replicate the state and route locally")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", d.BootstrapExpect, "number of nodes that form a new cluster together")
+	f.IntVar(&o.raftVoters, "raft-voters", d.RaftVoters, "most Raft voters (odd); other nodes join as non-voters that replicate the state and route locally")
 	f.StringVar(&o.zone, "zone", "", "failure domain of this node (e.g. the Kubernetes topology zone); voters are spread over distinct zones")
-	f.DurationVar(&o.reapTimeout, "reap-timeout", 30*time.Second, "how long a failed node stays in the Raft configuration before the leader replaces (voter) or removes it")
+	f.DurationVar(&o.reapTimeout, "reap-timeout", d.ReapTimeout, "how long a failed node stays in the Raft configuration before the leader replaces (voter) or removes it")
 	f.StringSliceVar(&o.join, "join", nil, "gossip address (host:port) of another node; repeatable; DNS names are retried until they resolve")
-	f.StringVar(&o.gossipAddr, "gossip-addr", "", "gossip bind address, tcp and udp (default: 127.0.0.1:7946 for a lone node with no --join and --bootstrap-expect 1, else 0.0.0.0:7946)")
-	f.StringVar(&o.raftAddr, "raft-addr", "", "cluster port: Raft and node-to-node HTTP (default: 127.0.0.1:7947 for a lone node, else 0.0.0.0:7947)")
+	f.StringVar(&o.gossipAddr, "gossip-addr", "", fmt.Sprintf("gossip bind address (ip:port or :port), tcp and udp (default: 127.0.0.1:%d for a lone node with no --join and --bootstrap-expect 1, else %v)", d.GossipAddr.Port(), d.GossipAddr))
+	f.StringVar(&o.raftAddr, "raft-addr", "", fmt.Sprintf("cluster port (ip:port or :port): Raft and node-to-node HTTP (default: 127.0.0.1:%d for a lone node, else %v)", d.RaftAddr.Port(), d.RaftAddr))
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "IP address other nodes use for this node (default: the bind address if specific, else the first non-loopback address)")
 	f.StringVar(&o.systemAPI, "system-api", "", "system API address: origin registration, cluster API, metrics (default: :12025 with --token, else 127.0.0.1:12025)")
 	f.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address (empty disables)")
@@ -121,10 +122,10 @@ value may also be).`,
 	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials); repeatable, and ';' separates origins in one value")
 	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth")
 	f.StringVar(&o.originAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth")
-	f.DurationVar(&o.historyInterval, "history-interval", 5*time.Second, "how often the node samples its throughput and sessions for the dashboard's charts (it keeps 180 samples) and each stream's bit rates")
-	f.DurationVar(&o.originTimeout, "origin-timeout", 4*time.Second, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
-	f.DurationVar(&o.originTTL, "origin-ttl", 10*time.Minute, "how long a registered origin stays known after its last heartbeat (static origins stay)")
-	f.IntVar(&o.maxOrigins, "max-origins", 1000, "most origins the mesh knows; registrations of new ones beyond it are refused")
+	f.DurationVar(&o.historyInterval, "history-interval", d.HistoryInterval, "how often the node samples its throughput and sessions for the dashboard's charts (it keeps 180 samples) and each stream's bit rates")
+	f.DurationVar(&o.originTimeout, "origin-timeout", d.OriginTimeout, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
+	f.DurationVar(&o.originTTL, "origin-ttl", d.OriginTTL, "how long a registered origin stays known after its last heartbeat (static origins stay)")
+	f.IntVar(&o.maxOrigins, "max-origins", d.MaxOrigins, "most origins the mesh knows; registrations of new ones beyond it are refused")
 	f.StringSliceVar(&o.originAllow, "origin-allow", nil, "CIDR that every address of a registered origin must fall in; repeatable (default: any, except link-local, multicast and unspecified)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
 	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
@@ -196,25 +197,11 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 }
 
-// buildMeshConfig turns flags into a mesh.Config. It also returns the system
-// API listen address.
+// buildMeshConfig turns flags into a mesh.Config, parsing what needs it
+// here and leaving the rules to mesh.Config.Validate, whose errors it
+// restates with the flag's name (flagError).
 func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg := mesh.DefaultConfig()
-	if strings.TrimSpace(o.nodeID) == "" {
-		return cfg, errors.New("--node-id is empty and the hostname is unknown")
-	}
-	if o.bootstrapExpect < 1 {
-		return cfg, fmt.Errorf("--bootstrap-expect must be at least 1, got %d", o.bootstrapExpect)
-	}
-	if o.raftVoters < 1 || o.raftVoters%2 == 0 {
-		return cfg, fmt.Errorf("--raft-voters must be a positive odd number, got %d", o.raftVoters)
-	}
-	if len(o.zone) > mesh.MaxZoneLen || strings.ContainsAny(o.zone, " \t\r\n") {
-		return cfg, fmt.Errorf("--zone must be at most %d bytes without spaces, got %q", mesh.MaxZoneLen, o.zone)
-	}
-	if o.reapTimeout <= 0 {
-		return cfg, fmt.Errorf("--reap-timeout must be positive, got %v", o.reapTimeout)
-	}
 	cfg.NodeID = o.nodeID
 	cfg.DataDir = o.dataDir
 	cfg.BootstrapExpect = o.bootstrapExpect
@@ -222,19 +209,37 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.Zone = o.zone
 	cfg.ReapTimeout = o.reapTimeout
 	cfg.Join = o.join
-	cfg.GossipAddr = o.gossipAddr
-	cfg.RaftAddr = o.raftAddr
-	cfg.AdvertiseAddr = o.advertiseAddr
 	cfg.OriginTimeout = o.originTimeout
-	if o.historyInterval <= 0 {
-		return cfg, fmt.Errorf("--history-interval must be positive, got %v", o.historyInterval)
-	}
 	cfg.HistoryInterval = o.historyInterval
 	cfg.OriginTTL = o.originTTL
-	if o.maxOrigins < 1 {
-		return cfg, fmt.Errorf("--max-origins must be at least 1, got %d", o.maxOrigins)
-	}
 	cfg.MaxOrigins = o.maxOrigins
+	cfg.Token = o.token
+	cfg.Logger = log
+	var err error
+	if cfg.GossipAddr, err = parseBindAddr("--gossip-addr", o.gossipAddr); err != nil {
+		return cfg, err
+	}
+	if cfg.RaftAddr, err = parseBindAddr("--raft-addr", o.raftAddr); err != nil {
+		return cfg, err
+	}
+	if o.advertiseAddr != "" {
+		if cfg.AdvertiseAddr, err = netip.ParseAddr(o.advertiseAddr); err != nil {
+			return cfg, fmt.Errorf("--advertise-addr: %q is not an IP address", o.advertiseAddr)
+		}
+	} else {
+		cfg.AdvertiseAddr = mesh.DefaultAdvertiseAddr(cfg.RaftAddr, cfg.GossipAddr)
+	}
+	// The system API address shown to other nodes: the advertise address
+	// with the --system-api port.
+	_, port, err := net.SplitHostPort(o.systemAPI)
+	if err != nil {
+		return cfg, fmt.Errorf("--system-api: %w", err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return cfg, fmt.Errorf("--system-api: bad port %q", port)
+	}
+	cfg.APIAddr = netip.AddrPortFrom(cfg.AdvertiseAddr, uint16(p))
 	for _, c := range o.originAllow {
 		p, err := netip.ParsePrefix(strings.TrimSpace(c))
 		if err != nil {
@@ -242,17 +247,13 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 		}
 		cfg.OriginAllow = append(cfg.OriginAllow, p.Masked())
 	}
-	cfg.Token = o.token
-	cfg.Logger = log
 	if o.gossipKey != "" {
-		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
-		if err != nil {
+		if cfg.GossipKey, err = base64.StdEncoding.DecodeString(o.gossipKey); err != nil {
 			return cfg, fmt.Errorf("--gossip-key: not base64: %w", err)
 		}
-		if n := len(key); n != 16 && n != 24 && n != 32 {
-			return cfg, fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes, got %d", n)
-		}
-		cfg.GossipKey = key
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, flagError(err)
 	}
 	if o.tlsCAFile != "" || o.tlsCertFile != "" || o.tlsKeyFile != "" {
 		if o.tlsCAFile == "" || o.tlsCertFile == "" || o.tlsKeyFile == "" {
@@ -268,21 +269,79 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 		}
 		cfg.TLS = tc
 	}
-	// The system API address other nodes use to forward writes here.
-	_, port, err := net.SplitHostPort(o.systemAPI)
-	if err != nil {
-		return cfg, fmt.Errorf("--system-api: %w", err)
-	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return cfg, fmt.Errorf("--system-api: bad port %q", port)
-	}
-	advIP := o.advertiseAddr
-	if advIP == "" {
-		advIP = mesh.DefaultAdvertiseAddr(o.raftAddr, o.gossipAddr)
-	}
-	cfg.AdvertiseAddr = advIP
-	cfg.APIAddr = net.JoinHostPort(advIP, port)
 	return cfg, nil
+}
+
+// flagError restates a mesh.ConfigError in terms of the serve flag that
+// sets the field ("--raft-voters must be a positive odd number, got 4");
+// other errors are returned as they are.
+func flagError(err error) error {
+	var ce *mesh.ConfigError
+	if errors.As(err, &ce) {
+		if f := meshFlag(ce.Field); f != "" {
+			return fmt.Errorf("%s %s", f, ce.Problem)
+		}
+	}
+	return err
+}
+
+// meshFlag names the serve flag that sets a mesh.Config field, or "" when
+// no flag does.
+func meshFlag(field string) string {
+	switch field {
+	case "NodeID":
+		return "--node-id"
+	case "DataDir":
+		return "--data-dir"
+	case "BootstrapExpect":
+		return "--bootstrap-expect"
+	case "RaftVoters":
+		return "--raft-voters"
+	case "Zone":
+		return "--zone"
+	case "ReapTimeout":
+		return "--reap-timeout"
+	case "GossipAddr":
+		return "--gossip-addr"
+	case "RaftAddr":
+		return "--raft-addr"
+	case "AdvertiseAddr":
+		return "--advertise-addr"
+	case "OriginTimeout":
+		return "--origin-timeout"
+	case "HistoryInterval":
+		return "--history-interval"
+	case "OriginTTL":
+		return "--origin-ttl"
+	case "MaxOrigins":
+		return "--max-origins"
+	case "GossipKey":
+		return "--gossip-key"
+	case "StaticOrigins":
+		return "--origin"
+	}
+	return ""
+}
+
+// parseBindAddr parses the bind address of a flag: "ip:port", or ":port"
+// for every IPv4 interface. Host names are refused: the mesh binds and
+// advertises IPs.
+func parseBindAddr(flag, s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%s: %w", flag, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%s: bad port %q", flag, port)
+	}
+	ip := netip.IPv4Unspecified()
+	if host != "" {
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%s: %q is not an IP address", flag, host)
+		}
+	}
+	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
 // rtcOfferLimit is the per-client offer limit of the WebRTC signalling
@@ -302,7 +361,7 @@ func rtcOfferLimit(o serveOptions) (perSecond float64, burst int, err error) {
 
 // rtcCandidate is the address announced in WebRTC answers: --rtc-candidate
 // (an IP, or IP:port) or the advertise address, with the --rtc port.
-func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
+func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.AddrPort, error) {
 	_, portStr, err := net.SplitHostPort(rtcAddr)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("--rtc: %w", err)
@@ -311,16 +370,14 @@ func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("--rtc: bad port %q", portStr)
 	}
-	host := advertise
+	ip := advertise
 	if flag != "" {
 		if ap, err := netip.ParseAddrPort(flag); err == nil {
 			return ap, nil
 		}
-		host = flag
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", host)
+		if ip, err = netip.ParseAddr(flag); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("--rtc-candidate: %q is not an IP address", flag)
+		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
 }

@@ -10,8 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,9 +28,10 @@ func FastConfig(t testing.TB, id, dataDir string) mesh.Config {
 	cfg := mesh.DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = dataDir
-	cfg.GossipAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t, true))
-	cfg.RaftAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t, true))
-	cfg.AdvertiseAddr = "127.0.0.1"
+	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	cfg.GossipAddr = netip.AddrPortFrom(loopback, uint16(testkit.FreePort(t, true)))
+	cfg.RaftAddr = netip.AddrPortFrom(loopback, uint16(testkit.FreePort(t, true)))
+	cfg.AdvertiseAddr = loopback
 	cfg.RaftHeartbeatTimeout = 600 * time.Millisecond
 	cfg.RaftElectionTimeout = 600 * time.Millisecond
 	cfg.RaftLeaderLeaseTimeout = 300 * time.Millisecond
@@ -96,7 +97,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	root := t.TempDir()
 	c := &Cluster{t: t}
-	used := map[string]bool{}
+	used := map[netip.AddrPort]bool{}
 	for i := range opts.N {
 		id := fmt.Sprintf("node%d", i)
 		cfg := FastConfig(t, id, filepath.Join(root, id))
@@ -114,7 +115,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i, m := range c.Members {
 		for j, o := range c.Members {
 			if i != j {
-				m.Config.Join = append(m.Config.Join, o.Config.GossipAddr)
+				m.Config.Join = append(m.Config.Join, o.Config.GossipAddr.String())
 			}
 		}
 		if opts.Tweak != nil {
@@ -148,8 +149,9 @@ func (c *Cluster) startMember(i int, apiAddr string) error {
 	if err != nil {
 		return err
 	}
-	m.Config.APIAddr = ln.Addr().String()
-	m.URL = "http://" + m.Config.APIAddr
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	m.Config.APIAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	m.URL = "http://" + m.Config.APIAddr.String()
 	n, err := mesh.New(m.Config)
 	if err != nil {
 		ln.Close()
@@ -208,7 +210,7 @@ func (c *Cluster) Leave(i int) error {
 // addresses.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
-	if err := c.startMember(i, c.Members[i].Config.APIAddr); err != nil {
+	if err := c.startMember(i, c.Members[i].Config.APIAddr.String()); err != nil {
 		c.t.Fatal(err)
 	}
 }
