@@ -146,7 +146,7 @@ func originError(i int, spec originSpec, err error) error {
 	if !spec.secret {
 		return fmt.Errorf("--origin %q: %w", spec.text, err)
 	}
-	msg := err.Error() // parseOriginSpec's own errors name keys only
+	msg := err.Error() // parseOriginSpec's own errors name keys and file names only
 	var se *stream.StaticOriginError
 	if errors.As(err, &se) {
 		msg = se.Redacted()
