@@ -225,3 +225,85 @@ func FuzzParseEndpoint(f *testing.F) {
 		}
 	})
 }
+
+// redactedStaticOriginErrors is every text StaticOriginError.Redacted may
+// have: made of known keys and fixed words only.
+func redactedStaticOriginErrors() map[string]bool {
+	keys := []string{"id", "name", "server", "ip", "host", "rtmp", "http", "api", "srt", "rtc", "max_streams", "weight"}
+	texts := []string{
+		"';' separates origins, and this is one origin", "a piece is not key=value", "unknown key",
+		"missing or bad id=", "no ip=", "ip= is not an IP address or host name",
+		"no endpoints (rtmp=, http=, api=, srt= or rtc=)",
+		fmt.Sprintf("max_streams= is not within 0..%d", MaxOriginStreams), fmt.Sprintf("weight= is not within 0..%d", MaxWeight),
+	}
+	for _, k := range keys {
+		texts = append(texts, k+"= is given twice", k+"= is not a whole number", k+"= is not a port or host:port")
+		for _, k2 := range keys {
+			texts = append(texts, fmt.Sprintf("%s= and %s= are given both (the same key)", k, k2))
+		}
+	}
+	out := map[string]bool{}
+	for _, t := range texts {
+		out[ErrRegistration.Error()+": "+t] = true
+	}
+	return out
+}
+
+// Every error of ParseStaticOrigin has a redacted form that names only
+// known keys: nothing of a value, an unknown key or a stray piece, which
+// may be the tail of a credential that held a ',' or ';'.
+func TestParseStaticOriginRedacted(t *testing.T) {
+	for _, tc := range []struct{ spec, detail, redacted string }{
+		{"id=o1,ip=10.0.0.5,rtmp=1935,HUNTER2", `"HUNTER2" is not key=value`, "a piece is not key=value"},
+		{"id=o1,ip=10.0.0.5,rtmp=HUNTER2", "HUNTER2", "rtmp= is not a port or host:port"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,weight=HUNTER2", "HUNTER2", "weight= is not a whole number"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,max_streams=987654321", "987654321", "max_streams= is not within"},
+		{"id=o1,ip=HUNTER2!,rtmp=1935", "HUNTER2!", "ip= is not an IP address"},
+		{"id=HUNTER2,rtmp=1935", "HUNTER2", "no ip="},
+		{"id=HUNTER2,ip=10.0.0.5", "HUNTER2", "no endpoints"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,HUNTER2=x", "hunter2", "unknown key"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935;HUNTER2", "';'", "';' separates origins"},
+		{"id=o1,ip=10.0.0.5,rtmp=1935,rtmp=1936", "rtmp= is given twice", "rtmp= is given twice"},
+	} {
+		_, err := ParseStaticOrigin(tc.spec)
+		var se *StaticOriginError
+		if !errors.As(err, &se) || !errors.Is(err, ErrRegistration) {
+			t.Errorf("%q: %v (%T), want a *StaticOriginError", tc.spec, err, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.detail) {
+			t.Errorf("%q: %q does not say %q", tc.spec, err, tc.detail)
+		}
+		r := se.Redacted()
+		if !strings.Contains(r, tc.redacted) || strings.Contains(strings.ToLower(r), "hunter2") || strings.Contains(r, "98765") {
+			t.Errorf("%q: redacted %q, want %q and nothing of the value", tc.spec, r, tc.redacted)
+		}
+	}
+}
+
+func FuzzParseStaticOrigin(f *testing.F) {
+	for _, s := range []string{
+		"id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000,max_streams=2,weight=1",
+		"id=o1,ip=10.0.0.5,rtmp=1935,HUNTER2", "id=o1,ip=10.0.0.5,rtmp=HUNTER2", "id=o1,ip=x,rtmp=1935,weight=99999",
+		"id=o1,ip=10.0.0.5,rtmp=1935;x", "name=o1,server=o2", "ID = o1 , IP = ::1 , RTMP = [::1]:1", "",
+	} {
+		f.Add(s)
+	}
+	known := redactedStaticOriginErrors()
+	f.Fuzz(func(t *testing.T, spec string) {
+		o, err := ParseStaticOrigin(spec)
+		if err == nil {
+			if o.ID == "" || o.IP == "" || !o.Static || o.CheckCapacity() != nil {
+				t.Fatalf("%q accepted as %+v", spec, o)
+			}
+			return
+		}
+		var se *StaticOriginError
+		if !errors.As(err, &se) || !errors.Is(err, ErrRegistration) {
+			t.Fatalf("%q: %v (%T)", spec, err, err)
+		}
+		if !known[se.Redacted()] {
+			t.Fatalf("%q: redacted error %q is not made of known keys and fixed words", spec, se.Redacted())
+		}
+	})
+}

@@ -249,6 +249,31 @@ func ParseEndpoint(s, defaultHost string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(n)), nil
 }
 
+// StaticOriginError is the error of ParseStaticOrigin; it wraps
+// ErrRegistration. Error says what is wrong and quotes the input where that
+// helps. Redacted says the same naming only the keys ParseStaticOrigin
+// knows, never a value, an unknown key or a piece of the input: the form
+// for a caller whose input may hold a secret (a credential that ran over a
+// ',' into the pieces that follow it).
+type StaticOriginError struct {
+	detail, redacted string
+}
+
+func (e *StaticOriginError) Error() string { return ErrRegistration.Error() + ": " + e.detail }
+
+// Redacted is Error without anything of the input but known keys.
+func (e *StaticOriginError) Redacted() string { return ErrRegistration.Error() + ": " + e.redacted }
+
+func (e *StaticOriginError) Unwrap() error { return ErrRegistration }
+
+// staticOriginError is a *StaticOriginError; redacted is detail when "".
+func staticOriginError(redacted, detail string) error {
+	if redacted == "" {
+		redacted = detail
+	}
+	return &StaticOriginError{detail: detail, redacted: redacted}
+}
+
 // ParseStaticOrigin parses the --origin flag form
 // "id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000",
 // with optional "max_streams=200" and "weight=2" (see Origin).
@@ -256,18 +281,18 @@ func ParseEndpoint(s, defaultHost string) (string, error) {
 // "name", "server"), "ip" (or "host") and at least one port are required;
 // a key given twice, under its own name or an alias, is an error that names
 // it, as is an unknown key. A ';' (which separates origins in a list) is
-// an error too.
+// an error too. Every error is a *StaticOriginError.
 func ParseStaticOrigin(s string) (Origin, error) {
 	o := Origin{Static: true}
 	ports := map[string]string{}
 	seen := map[string]string{} // canonical key -> the name it was given as
 	if strings.Contains(s, ";") {
-		return Origin{}, fmt.Errorf("%w: ';' separates origins, and this is one origin", ErrRegistration)
+		return Origin{}, staticOriginError("", "';' separates origins, and this is one origin")
 	}
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok {
-			return Origin{}, fmt.Errorf("%w: %q is not key=value", ErrRegistration, kv)
+			return Origin{}, staticOriginError("a piece is not key=value", fmt.Sprintf("%q is not key=value", kv))
 		}
 		k = strings.ToLower(strings.TrimSpace(k))
 		canon := k
@@ -277,11 +302,16 @@ func ParseStaticOrigin(s string) (Origin, error) {
 		case "host":
 			canon = "ip"
 		}
+		switch k {
+		case "id", "name", "server", "ip", "host", "rtmp", "http", "api", "srt", "rtc", "max_streams", "weight":
+		default:
+			return Origin{}, staticOriginError("unknown key", fmt.Sprintf("unknown key %q", k))
+		}
 		if first, dup := seen[canon]; dup {
 			if first == k {
-				return Origin{}, fmt.Errorf("%w: %s= is given twice", ErrRegistration, k)
+				return Origin{}, staticOriginError("", fmt.Sprintf("%s= is given twice", k))
 			}
-			return Origin{}, fmt.Errorf("%w: %s= and %s= are given both (the same key)", ErrRegistration, first, k)
+			return Origin{}, staticOriginError("", fmt.Sprintf("%s= and %s= are given both (the same key)", first, k))
 		}
 		seen[canon] = k
 		switch k {
@@ -294,36 +324,43 @@ func ParseStaticOrigin(s string) (Origin, error) {
 		case "max_streams", "weight":
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {
-				return Origin{}, fmt.Errorf("%w: %s %q is not a whole number", ErrRegistration, k, v)
+				return Origin{}, staticOriginError(k+"= is not a whole number", fmt.Sprintf("%s %q is not a whole number", k, v))
 			}
 			if k == "weight" {
 				o.Weight = n
 			} else {
 				o.MaxStreams = n
 			}
-		default:
-			return Origin{}, fmt.Errorf("%w: unknown key %q", ErrRegistration, k)
 		}
 	}
 	if o.ID == "" || strings.ContainsAny(o.ID, " /?#") {
-		return Origin{}, fmt.Errorf("%w: missing or bad id=", ErrRegistration)
+		return Origin{}, staticOriginError("", "missing or bad id=")
 	}
 	if o.IP == "" {
-		return Origin{}, fmt.Errorf("%w: origin %q has no ip=", ErrRegistration, o.ID)
+		return Origin{}, staticOriginError("no ip=", fmt.Sprintf("origin %q has no ip=", o.ID))
 	}
 	if !validHost(o.IP) {
-		return Origin{}, fmt.Errorf("%w: bad ip %q", ErrRegistration, o.IP)
+		return Origin{}, staticOriginError("ip= is not an IP address or host name", fmt.Sprintf("bad ip %q", o.IP))
 	}
 	if len(ports) == 0 {
-		return Origin{}, fmt.Errorf("%w: origin %q has no endpoints", ErrRegistration, o.ID)
+		return Origin{}, staticOriginError("no endpoints (rtmp=, http=, api=, srt= or rtc=)", fmt.Sprintf("origin %q has no endpoints", o.ID))
 	}
-	if err := o.CheckCapacity(); err != nil {
-		return Origin{}, err
+	switch { // Origin.CheckCapacity's bounds
+	case o.MaxStreams < 0 || o.MaxStreams > MaxOriginStreams:
+		return Origin{}, staticOriginError(fmt.Sprintf("max_streams= is not within 0..%d", MaxOriginStreams),
+			fmt.Sprintf("max_streams %d is not within 0..%d", o.MaxStreams, MaxOriginStreams))
+	case o.Weight < 0 || o.Weight > MaxWeight:
+		return Origin{}, staticOriginError(fmt.Sprintf("weight= is not within 0..%d", MaxWeight),
+			fmt.Sprintf("weight %d is not within 0..%d", o.Weight, MaxWeight))
 	}
-	for k, v := range ports {
+	for _, k := range []string{"rtmp", "http", "api", "srt", "rtc"} {
+		v, ok := ports[k]
+		if !ok {
+			continue
+		}
 		ep, err := ParseEndpoint(v, o.IP)
 		if err != nil {
-			return Origin{}, fmt.Errorf("%w: %s: %v", ErrRegistration, k, err)
+			return Origin{}, staticOriginError(k+"= is not a port or host:port", fmt.Sprintf("%s: %v", k, err))
 		}
 		switch k {
 		case "rtmp":

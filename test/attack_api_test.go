@@ -25,7 +25,8 @@ import (
 // Attacks on the SRS API port (--api): it takes calls that can change an
 // origin (DELETE of clients and streams, SRS's raw API, anything proxied
 // with ?origin=) only with the mesh's token, or on loopback, or with
-// --insecure said out loud; WebRTC signalling and reads stay public.
+// --insecure said out loud; WebRTC signalling stays public, and so do the
+// reads unless an origin's API has credentials.
 
 // apiCall is one request an attacker sends to a node's API port.
 type apiCall struct{ method, path, auth string }
@@ -178,9 +179,12 @@ func TestAttackAPIWritesWithoutToken(t *testing.T) {
 // given to the node with --origin-api-auth-file. Anonymous writes, writes
 // with a guessed token and writes carrying the origin's own credentials are
 // refused (the client's Authorization is never forwarded), the publisher
-// they aim at keeps publishing; the public reads show the origin's streams
-// (the node authenticates to it); the operator's call with the token kicks
-// the client; and no credential appears in the node's log.
+// they aim at keeps publishing. Anonymous reads of what the origin keeps to
+// its credential holders (clients, streams, summaries) are refused too,
+// while a player keeps playing; the operator's reads with the token show
+// the origin's clients (the node authenticates to it); the operator's call
+// with the token kicks the client; and no credential appears in the node's
+// log.
 func TestAttackAPIWithTokenAndOriginAuth(t *testing.T) {
 	const token = "mesh-api-token-1f7c"
 	const originAuth = "admin:origin-pass-93ab"
@@ -212,11 +216,12 @@ func TestAttackAPIWithTokenAndOriginAuth(t *testing.T) {
 		Origin string `json:"origin"`
 	}
 	var kickID string
-	testkit.WaitFor(t, 30*time.Second, "the public /api/v1/clients lists the SRS publishers (the node authenticates to SRS)", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the operator's /api/v1/clients lists the SRS publishers (the node authenticates to SRS)", func() bool {
 		var answer struct {
 			Clients []client `json:"clients"`
 		}
-		if harness.GetJSON("http://"+nd.APIAddr+"/api/v1/clients", &answer) != nil {
+		code, body := callAPI(t, nd.APIAddr, apiCall{"GET", "/api/v1/clients", "Bearer " + token})
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &answer) != nil {
 			return false
 		}
 		names := 0
@@ -231,7 +236,41 @@ func TestAttackAPIWithTokenAndOriginAuth(t *testing.T) {
 		return names == 2
 	})
 
+	player := harness.StartCopyPlayer(t, nd.RTMPURL("live/keep"))
+	testkit.WaitFor(t, 30*time.Second, "the player of live/keep decodes frames", func() bool { return player.Frames() > 0 })
+
+	// The origin keeps its reads to those with its credentials, and so does
+	// the node: an anonymous read of what the origin protects (clients'
+	// addresses and tcUrls, streams, summaries) is a JSON 401, whatever
+	// credentials it carries but the mesh's token.
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(originAuth))
+	for _, a := range []apiCall{
+		{"GET", "/api/v1/clients", ""},
+		{"GET", "/api/v1/clients/", ""},
+		{"GET", "/api/v1/clients/?start=0&count=100", ""},
+		{"GET", "/api/v1/clients/" + kickID, ""},
+		{"GET", "/api/v1/clients/", basic},
+		{"GET", "/api/v1/clients/", "Bearer " + token + "x"},
+		{"GET", "/api/v1/clients/?token=guessed", ""},
+		{"GET", "/api/v1/streams/", ""},
+		{"GET", "/api/v1/summaries", ""},
+		{"HEAD", "/api/v1/clients/", ""},
+	} {
+		code, body := callAPI(t, nd.APIAddr, a)
+		if code != http.StatusUnauthorized || (a.method == "GET" && !strings.Contains(body, `"code":401`)) {
+			t.Errorf("anonymous read %s %s (%q): %d %s, want a JSON 401", a.method, a.path, a.auth, code, body)
+		}
+		if strings.Contains(body, "tcUrl") || strings.Contains(body, "127.0.0.1") || strings.Contains(body, "keep") {
+			t.Errorf("anonymous read %s %s: the answer shows what the origin protects: %s", a.method, a.path, body)
+		}
+	}
+	if code, body := callAPI(t, nd.APIAddr, apiCall{"GET", "/api/v1/versions", ""}); code != http.StatusOK {
+		t.Errorf("GET /api/v1/versions: %d %s", code, body)
+	}
+	if code, body := callAPI(t, nd.APIAddr, apiCall{"GET", "/api/v1/clients/?token=" + token, ""}); code != http.StatusOK || !strings.Contains(body, kickID) {
+		t.Errorf("the operator's read with ?token=: %d %s", code, body)
+	}
+
 	attacks := append(writeAttacks(originID, originAuth),
 		apiCall{"DELETE", "/api/v1/clients/" + kickID, ""},
 		apiCall{"DELETE", "/api/v1/clients/" + kickID, basic},
@@ -247,6 +286,13 @@ func TestAttackAPIWithTokenAndOriginAuth(t *testing.T) {
 	}
 	if kick.Exited() || keep.Exited() {
 		t.Fatalf("a publisher ended under the attack:\nkick: %s\nkeep: %s", kick.Output(), keep.Output())
+	}
+	played := player.Frames()
+	testkit.WaitFor(t, 20*time.Second, "the player of live/keep keeps decoding after the attack", func() bool {
+		return player.Frames() > played+25
+	})
+	if player.Exited() {
+		t.Fatalf("the player ended under the attack: %s", player.Output())
 	}
 	harness.PlayUntil(t, nd.RTMPURL("live/keep"), time.Second, 5, 30*time.Second)
 
@@ -286,6 +332,9 @@ func TestAttackOriginFlagMistakes(t *testing.T) {
 		{"a key given twice", "id=o1,ip=127.0.0.1,ip=127.0.0.2,rtmp=1935", "ip="},
 		{"no ip", "id=o1,rtmp=1935", "ip="},
 		{"a token given twice", "id=o1,ip=127.0.0.1,api=1985,api-token=tok-secret-1,api-token=tok-secret-1", "api-token="},
+		{"a password holding ';'", "id=o1,ip=127.0.0.1,api=1985,api-auth=admin:tok-secret-1;tok-secret-1", "--origin #2"},
+		{"a token holding ','", "id=o1,ip=127.0.0.1,api=1985,api-token=tok-secret-1,tok-secret-1", "not key=value"},
+		{"a password holding ',rtmp='", "id=o1,ip=127.0.0.1,api=1985,api-auth=admin:pw,rtmp=tok-secret-1", "rtmp="},
 	} {
 		for _, form := range []string{"flag", "env"} {
 			t.Run(tc.name+"/"+form, func(t *testing.T) {
@@ -307,8 +356,8 @@ func TestAttackOriginFlagMistakes(t *testing.T) {
 				if !strings.Contains(msg, "--origin") || !strings.Contains(msg, tc.names) || strings.Count(msg, "\n") > 0 {
 					t.Errorf("want one line naming --origin and %s, got:\n%s", tc.names, msg)
 				}
-				if strings.Contains(msg, "tok-secret-1") {
-					t.Errorf("the error prints the token: %s", msg)
+				if strings.Contains(msg, "tok-secret-1") || strings.Contains(msg, "admin") {
+					t.Errorf("the error prints the credential: %s", msg)
 				}
 			})
 		}

@@ -164,7 +164,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	cfg.StaticOrigins = statics
-	if _, note, insecure := apiWrites(o); insecure {
+	if _, note, insecure := apiWrites(o, creds.configured()); insecure {
 		log.Warn("INSECURE: running with --insecure although " + note)
 	} else if note != "" {
 		log.Info(note)
@@ -337,7 +337,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		parts = append(parts, part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }})
 	}
 	if lns.api != nil {
-		openWrites, _, _ := apiWrites(o)
+		openWrites, _, _ := apiWrites(o, creds.configured())
 		srsAPI, err := api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
 			Logger: log.With("proto", "api"), Version: version, Token: o.token,
 			OpenWrites: openWrites, Credentials: creds.get})

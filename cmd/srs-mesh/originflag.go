@@ -16,13 +16,36 @@ import (
 // parseOrigins); one value may hold several origins separated by ';', on
 // the command line as in SRS_MESH_ORIGIN, and the flag repeats. Empty
 // pieces (a trailing ';') are skipped.
-type originList []string
+type originList []originSpec
+
+// originSpec is one origin of --origin.
+type originSpec struct {
+	text string
+	// secret is set when the flag value text came from may hold a
+	// credential: some key of it is not known to hold none (see
+	// firstSecretKey). A credential may hold ',' or ';', and then
+	// runs over into the pieces, even the origins, that follow it, so
+	// nothing of such a value but its known keys is shown: errors name
+	// keys only, and String shows no value.
+	secret bool
+	// unknownKey is the first key of the flag value not known to hold no
+	// secret, when it is in text and is no credential key: a mistyped key
+	// that errors may name, as no credential comes before it.
+	unknownKey string
+}
 
 func (l *originList) Set(v string) error {
+	first := firstSecretKey(v)
+	secret := first != ""
 	for _, one := range strings.Split(v, ";") {
-		if one = strings.TrimSpace(one); one != "" {
-			*l = append(*l, one)
+		if one = strings.TrimSpace(one); one == "" {
+			continue
 		}
+		spec := originSpec{text: one, secret: secret}
+		if first != "" && !credentialKey(first) && firstSecretKey(one) == first {
+			spec.unknownKey, first = first, ""
+		}
+		*l = append(*l, spec)
 	}
 	return nil
 }
@@ -32,7 +55,7 @@ func (l *originList) Set(v string) error {
 func (l *originList) String() string {
 	out := make([]string, len(*l))
 	for i, s := range *l {
-		out[i] = redactOrigin(s)
+		out[i] = s.redacted()
 	}
 	return "[" + strings.Join(out, ";") + "]"
 }
@@ -58,6 +81,11 @@ const maxCredentialBytes = 4096
 type originCredentials struct {
 	byID     map[string]string
 	fallback string
+}
+
+// configured reports whether some origin is sent credentials.
+func (c originCredentials) configured() bool {
+	return c.fallback != "" || len(c.byID) > 0
 }
 
 // get is api.Config.Credentials.
@@ -89,13 +117,16 @@ func parseOrigins(o serveOptions) ([]stream.Origin, originCredentials, error) {
 	}
 	var out []stream.Origin
 	seen := map[string]bool{}
-	for _, spec := range o.origins {
-		org, cred, err := parseOriginSpec(spec)
+	for i, spec := range o.origins {
+		org, cred, err := parseOriginSpec(spec.text)
 		if err != nil {
-			return nil, creds, fmt.Errorf("--origin %q: %w", redactOrigin(spec), err)
+			return nil, creds, originError(i, spec, err)
 		}
 		if seen[org.ID] {
-			return nil, creds, fmt.Errorf("--origin %q: id=%s is given to another origin too", redactOrigin(spec), org.ID)
+			if spec.secret {
+				return nil, creds, originError(i, spec, errors.New("its id= is given to another origin too"))
+			}
+			return nil, creds, fmt.Errorf("--origin %q: id=%s is given to another origin too", spec.text, org.ID)
 		}
 		seen[org.ID] = true
 		if cred != "" {
@@ -104,6 +135,29 @@ func parseOrigins(o serveOptions) ([]stream.Origin, originCredentials, error) {
 		out = append(out, org)
 	}
 	return out, creds, nil
+}
+
+// originError is err about the origin i (from 0) of --origin. An origin
+// whose flag value holds no credential is quoted; one whose value does is
+// named by its place, and err by what it says of known keys alone (see
+// stream.StaticOriginError), as any piece of the value may be part of a
+// credential.
+func originError(i int, spec originSpec, err error) error {
+	if !spec.secret {
+		return fmt.Errorf("--origin %q: %w", spec.text, err)
+	}
+	msg := err.Error() // parseOriginSpec's own errors name keys and file names only
+	var se *stream.StaticOriginError
+	if errors.As(err, &se) {
+		msg = se.Redacted()
+		if strings.HasSuffix(msg, ": unknown key") && spec.unknownKey != "" {
+			msg += fmt.Sprintf(" %q", spec.unknownKey)
+		}
+		if strings.HasSuffix(msg, "not key=value") || strings.Contains(msg, "unknown key") || strings.Contains(msg, "';'") {
+			msg += "; a credential holding ',' or ';' goes in a file: " + keyAPIAuthFile + "= or " + keyAPITokenFile + "="
+		}
+	}
+	return fmt.Errorf("--origin #%d %s (values not shown: this value holds a credential): %s", i+1, spec.redacted(), msg)
 }
 
 // parseOriginSpec splits the credential keys off one origin's value and
@@ -193,21 +247,52 @@ func credential(kind, v string) (string, error) {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(v)), nil
 }
 
-// redactOrigin is an --origin value fit for logs and errors: only the
-// values of keys known to hold no secret are kept (addresses, ports,
-// capacity, file names); api-token=, api-auth= and any unknown key (a
-// mistyped credential key, say) show "<redacted>".
-func redactOrigin(spec string) string {
-	parts := strings.Split(spec, ",")
+// safeOriginKey reports whether k (lower case) is a key of an --origin
+// value known to hold no secret: addresses, ports, capacity, file names.
+func safeOriginKey(k string) bool {
+	switch k {
+	case "id", "name", "server", "ip", "host", "rtmp", "http", "api", "srt", "rtc",
+		"max_streams", "weight", keyAPITokenFile, keyAPIAuthFile:
+		return true
+	}
+	return false
+}
+
+// credentialKey reports whether k (lower case) is a key whose value is a
+// credential.
+func credentialKey(k string) bool { return k == keyAPIToken || k == keyAPIAuth }
+
+// firstSecretKey returns the first key of an --origin flag value, its
+// pieces split on ';' and ',', that is not known to hold no secret (a
+// credential key, or an unknown one, which may be a mistyped credential
+// key), lower case, or "" when there is none. A piece without '=' has no
+// key.
+func firstSecretKey(v string) string {
+	for _, one := range strings.Split(v, ";") {
+		for _, kv := range strings.Split(one, ",") {
+			k, _, ok := strings.Cut(kv, "=")
+			if k = strings.ToLower(strings.TrimSpace(k)); ok && !safeOriginKey(k) {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+// redacted is the origin fit for logs and errors: as given when its flag
+// value holds no credential, else its known keys alone, every value and
+// every other piece shown as "<redacted>".
+func (s originSpec) redacted() string {
+	if !s.secret {
+		return s.text
+	}
+	parts := strings.Split(s.text, ",")
 	for i, kv := range parts {
 		k, _, ok := strings.Cut(kv, "=")
-		switch strings.ToLower(strings.TrimSpace(k)) {
-		case "id", "name", "server", "ip", "host", "rtmp", "http", "api", "srt", "rtc",
-			"max_streams", "weight", keyAPITokenFile, keyAPIAuthFile:
-		default:
-			if ok {
-				parts[i] = k + "=<redacted>"
-			}
+		if k = strings.ToLower(strings.TrimSpace(k)); ok && (safeOriginKey(k) || credentialKey(k)) {
+			parts[i] = k + "=<redacted>"
+		} else {
+			parts[i] = "<redacted>"
 		}
 	}
 	return strings.Join(parts, ",")

@@ -92,21 +92,36 @@ func isLoopback(addr string) bool {
 // apiWrites says whether the SRS API port (--api) takes, from anyone, the
 // calls that can change an origin (every method but GET, HEAD and OPTIONS,
 // and every ?origin= call: DELETE of clients and streams, SRS's raw API,
-// anything proxied to an origin). With --token they need the token and
-// open is false. Without one they are open only on a port on loopback, or
-// with --insecure, and refused (403) otherwise; WebRTC signalling and the
-// reads are served either way, so `srs-mesh serve` with no flags starts
-// and plays. note is a line for the log at start ("" when nothing is worth
-// saying); insecure marks it as a warning.
-func apiWrites(o serveOptions) (open bool, note string, insecure bool) {
-	if o.token != "" || o.apiAddr == "" {
+// anything proxied to an origin) and, when privateReads (some origin's
+// HTTP API is sent credentials, so its reads are private at the origin),
+// the reads that ask origins (clients, streams, summaries). With --token
+// they need the token and open is false. Without one they are open only on
+// a port on loopback, or with --insecure, and refused (403) otherwise;
+// WebRTC signalling and, without privateReads, the reads are served either
+// way, so `srs-mesh serve` with no flags starts and plays. note is a line
+// for the log at start ("" when nothing is worth saying); insecure marks
+// it as a warning.
+func apiWrites(o serveOptions, privateReads bool) (open bool, note string, insecure bool) {
+	if o.apiAddr == "" {
+		return false, "", false
+	}
+	if o.token != "" {
+		if privateReads {
+			return false, "origins' HTTP APIs are sent credentials: SRS API reads that ask origins (clients, streams, summaries) need --token, as the calls that change an origin do", false
+		}
 		return false, "", false
 	}
 	if isLoopback(o.apiAddr) {
 		return true, "", false
 	}
 	if o.insecure {
+		if privateReads {
+			return true, fmt.Sprintf("--api %s is not on loopback and --token is not set: anyone may call what changes an origin (DELETE, raw, ?origin=) and read what origins with API credentials keep private (clients, streams, summaries)", o.apiAddr), true
+		}
 		return true, fmt.Sprintf("--api %s is not on loopback and --token is not set: anyone may call what changes an origin (DELETE, raw, ?origin=)", o.apiAddr), true
+	}
+	if privateReads {
+		return false, fmt.Sprintf("--api %s is not on loopback and --token is not set: SRS API calls that can change an origin (every method but GET, HEAD and OPTIONS, and ?origin=), and reads that ask origins (clients, streams, summaries) as origins' HTTP APIs are sent credentials, are refused with 403; /api/v1/versions and WebRTC signalling are served. Set --token to use them", o.apiAddr), false
 	}
 	return false, fmt.Sprintf("--api %s is not on loopback and --token is not set: SRS API calls that can change an origin (every method but GET, HEAD and OPTIONS, and ?origin=) are refused with 403; reads and WebRTC signalling are served. Set --token to use them", o.apiAddr), false
 }

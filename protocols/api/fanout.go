@@ -16,7 +16,8 @@ type answer struct {
 	Status int
 	Body   []byte
 	// Err is set when the origin could not be asked or did not answer in
-	// time, in full, or with HTTP 2xx.
+	// time, in full, or with HTTP 2xx. It wraps ErrOriginUnreachable when
+	// the transport failed (its text then names the origin's address).
 	Err error
 }
 
@@ -49,7 +50,7 @@ func (s *Server) fetch(ctx context.Context, o OriginInfo, method, path string, q
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, originURL(o, path, query), nil)
 	if err != nil {
-		a.Err = err
+		a.Err = fmt.Errorf("%w: %w", ErrOriginUnreachable, err)
 		return a
 	}
 	req.Header.Set("Accept", "application/json")
@@ -58,7 +59,7 @@ func (s *Server) fetch(ctx context.Context, o OriginInfo, method, path string, q
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
-		a.Err = err
+		a.Err = fmt.Errorf("%w: %w", ErrOriginUnreachable, err)
 		return a
 	}
 	defer res.Body.Close()
@@ -66,7 +67,7 @@ func (s *Server) fetch(ctx context.Context, o OriginInfo, method, path string, q
 	a.Body, err = io.ReadAll(io.LimitReader(res.Body, s.cfg.MaxResponseBytes+1))
 	switch {
 	case err != nil:
-		a.Err = fmt.Errorf("read answer: %w", err)
+		a.Err = fmt.Errorf("%w: read answer: %w", ErrOriginUnreachable, err)
 	case int64(len(a.Body)) > s.cfg.MaxResponseBytes:
 		a.Body = nil
 		a.Err = fmt.Errorf("%w (more than %d bytes)", ErrResponseTooLarge, s.cfg.MaxResponseBytes)

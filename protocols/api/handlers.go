@@ -82,7 +82,7 @@ func (s *Server) handleSummaries(w http.ResponseWriter, r *http.Request) {
 		writeOriginSelectError(w, r, err)
 		return
 	}
-	answers := s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/summaries", nil)
+	answers := s.forCaller(r, s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/summaries", nil))
 	results, totals := mergeSummaries(answers)
 	httpjson.Write(w, http.StatusOK, struct {
 		header
@@ -145,10 +145,14 @@ func (s *Server) handleList(l listKind) http.HandlerFunc {
 		}
 		q := url.Values{"start": {"0"}, "count": {strconv.Itoa(ask)}}
 		answers := s.fanout(r.Context(), origins, http.MethodGet, "/api/v1/"+l.path+"/", q)
-		entries, results := mergeList(l.path, s.cfg.NodeID, answers)
-		for _, res := range results {
+		entries, results := mergeList(l.path, s.cfg.NodeID, s.forCaller(r, answers))
+		for i, res := range results { // one result per answer, in order
 			if !res.OK {
-				s.cfg.Logger.Debug("origin left out of "+l.path, "origin", res.ID, "error", res.Error)
+				why := res.Error
+				if answers[i].Err != nil {
+					why = answers[i].Err.Error() // what forCaller may have hidden
+				}
+				s.cfg.Logger.Debug("origin left out of "+l.path, "origin", res.ID, "error", why)
 			}
 		}
 		entries = window(entries, start, count)
@@ -207,7 +211,7 @@ func (s *Server) handleOne(l listKind) http.HandlerFunc {
 			msg := fmt.Sprintf("%s %q not found on any origin", l.single, id)
 			if len(failed) > 0 {
 				var b strings.Builder
-				for _, f := range failed {
+				for _, f := range s.forCaller(r, failed) {
 					fmt.Fprintf(&b, "; %s: %v", f.ID, f.Err)
 				}
 				msg += " (some origins did not answer" + b.String() + ")"

@@ -26,8 +26,22 @@
 //
 // When Config.Token is empty, those same calls are refused with a 403 and a
 // JSON error, unless Config.OpenWrites says the port may take them from
-// anyone (a port on loopback, or an operator who said --insecure). Reads
-// are answered either way.
+// anyone (a port on loopback, or an operator who said --insecure).
+//
+// Reads that ask origins (summaries, streams, clients, one stream or
+// client) are private while some known origin is sent credentials
+// (Config.Credentials): that origin's API keeps its reads to those who hold
+// them, and its answers name clients' addresses and URLs, which may hold
+// publish tokens. Such reads follow the rule of writes: they need the token
+// (401 with a JSON error and a Bearer challenge without it), and with no
+// Token they are refused with a 403 unless Config.OpenWrites is set. The
+// caller is refused before any origin is asked. Without credentials for any
+// origin, reads are public, as SRS's read API is; /api/v1/versions, which
+// asks no origin, always is.
+//
+// An origin that cannot be reached is named in answers with its transport's
+// error (which holds its internal address) only to callers who may make the
+// calls that need the token; anyone else reads "api: origin unreachable".
 //
 // Credentials an origin's API requires (SRS's http_api.auth) come from
 // Config.Credentials, per origin, and are set as the Authorization header of
@@ -129,6 +143,10 @@ var (
 	ErrBadPath           = errors.New("api: bad path")
 	ErrUnauthorized      = errors.New("api: this call needs the mesh's token")
 	ErrWritesClosed      = errors.New("api: this call can change an origin, and this node takes such calls only with a token, which it was not given")
+	ErrReadsClosed       = errors.New("api: this call reads origins whose API needs credentials, and this node answers it only with a token, which it was not given")
+	// ErrOriginUnreachable wraps the transport's error of a request to an
+	// origin that could not be reached or broke off its answer.
+	ErrOriginUnreachable = errors.New("api: origin unreachable")
 )
 
 // Config configures a Server.
@@ -154,18 +172,22 @@ type Config struct {
 	// answered by /api/v1/versions. Default "0.0.0-dev".
 	Version string
 	// Token is the mesh's bearer token. When set, every request but GET,
-	// HEAD and OPTIONS, and every request with ?origin=, must carry it
-	// (see the package doc). Empty: see OpenWrites.
+	// HEAD and OPTIONS, every request with ?origin=, and the reads of
+	// origins with credentials must carry it (see the package doc).
+	// Empty: see OpenWrites.
 	Token string
 	// OpenWrites, with an empty Token, lets anyone make the calls that
-	// would need the token: right only for a port nobody else can reach
-	// (loopback) or an operator who said so. False (the default) refuses
-	// them with 403; with a Token it is ignored.
+	// would need the token (writes, ?origin= calls, and the reads of
+	// origins with credentials): right only for a port nobody else can
+	// reach (loopback) or an operator who said so. False (the default)
+	// refuses them with 403; with a Token it is ignored.
 	OpenWrites bool
 	// Credentials returns the Authorization header value to send to an
 	// origin's API ("Bearer <token>", "Basic <base64>"), or "" for none.
-	// It is asked for every request to that origin and must be cheap and
-	// safe for concurrent use. Nil: no origin is sent credentials.
+	// It is asked for every request to that origin, and for every known
+	// origin on every read that asks origins (an origin with credentials
+	// makes them private; see the package doc), and must be cheap and safe
+	// for concurrent use. Nil: no origin is sent credentials.
 	Credentials func(originID string) string
 }
 
@@ -209,6 +231,9 @@ func New(cfg Config) (*Server, error) {
 	base := cfg.HTTPClient
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Origins are reached directly: a proxy named by the environment
+		// (HTTP_PROXY) would be handed their credentials.
+		tr.Proxy = nil
 		tr.IdleConnTimeout = 30 * time.Second
 		tr.MaxIdleConnsPerHost = 4
 		base = &http.Client{Transport: tr}
@@ -241,22 +266,22 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("GET "+p, s.handleVersions)
 	}
 	for _, p := range []string{"/api/v1/summaries", "/api/v1/summaries/{$}"} {
-		mux.HandleFunc("GET "+p, s.handleSummaries)
+		mux.HandleFunc("GET "+p, s.privateRead(s.handleSummaries))
 	}
 	kinds := []listKind{
 		{path: "streams", single: "stream", notFound: codeStreamNotFound},
 		{path: "clients", single: "client", notFound: codeClientNotFound},
 	}
 	for _, l := range kinds {
-		mux.HandleFunc("GET /api/v1/"+l.path, s.handleList(l))
-		mux.HandleFunc("GET /api/v1/"+l.path+"/{$}", s.handleList(l))
-		mux.HandleFunc("GET /api/v1/"+l.path+"/{id}", s.handleOne(l))
+		mux.HandleFunc("GET /api/v1/"+l.path, s.privateRead(s.handleList(l)))
+		mux.HandleFunc("GET /api/v1/"+l.path+"/{$}", s.privateRead(s.handleList(l)))
+		mux.HandleFunc("GET /api/v1/"+l.path+"/{id}", s.privateRead(s.handleOne(l)))
 		mux.HandleFunc("DELETE /api/v1/"+l.path+"/{id}", s.handleOne(l))
 	}
 	// Every other path below /api/v1/ is proxied; checkPath lets no path
 	// outside it through but apiRoot, which the mux redirects to /api/v1/.
 	mux.HandleFunc("/api/v1/", s.handleProxy)
-	return cors(checkPath(preflight(requireToken(s.cfg.Token, s.cfg.OpenWrites, mux))))
+	return cors(checkPath(preflight(s.requireToken(mux))))
 }
 
 // cors adds the headers SRS adds to every API answer, errors included.
