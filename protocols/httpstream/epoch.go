@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -132,16 +133,18 @@ func lineEnd(l []byte) []byte {
 
 // holdWriter passes an answer through to w unless hold says that a retry
 // may give a better one; then it swallows the answer (status, headers and
-// body) and the caller tries again.
+// body) and the caller tries again. hold is told the origin the node could
+// not reach when the answer says so (see originUnreachable), else "".
 type holdWriter struct {
-	w         http.ResponseWriter
-	h         http.Header
-	hold      func(status int) bool
-	wrote     bool
-	swallowed bool
+	w           http.ResponseWriter
+	h           http.Header
+	hold        func(status int, unreachable string) bool
+	unreachable string
+	wrote       bool
+	swallowed   bool
 }
 
-func newHoldWriter(w http.ResponseWriter, hold func(int) bool) *holdWriter {
+func newHoldWriter(w http.ResponseWriter, hold func(status int, unreachable string) bool) *holdWriter {
 	return &holdWriter{w: w, h: http.Header{}, hold: hold}
 }
 
@@ -151,7 +154,7 @@ func (h *holdWriter) WriteHeader(status int) {
 	if h.wrote || h.swallowed {
 		return
 	}
-	if h.hold(status) {
+	if h.hold(status, h.unreachable) {
 		h.swallowed = true
 		return
 	}
@@ -180,6 +183,15 @@ func (h *holdWriter) Flush() {
 	}
 }
 
+// originUnreachable answers 502 "origin unreachable": no answer came from
+// origin. Through a holdWriter, serveHeld learns which origin.
+func originUnreachable(w http.ResponseWriter, origin string) {
+	if h, ok := w.(*holdWriter); ok {
+		h.unreachable = origin
+	}
+	writeError(w, http.StatusBadGateway, "origin unreachable")
+}
+
 // moveHoldRetry is the pause between two attempts to fetch a held document.
 const moveHoldRetry = 250 * time.Millisecond
 
@@ -188,18 +200,28 @@ const moveHoldRetry = 250 * time.Millisecond
 // so that a player reloading across a move waits for the new origin's
 // first document instead of giving up:
 //
-//   - within MoveHold and moveHoldWindow of a move, a request first waits
-//     for the stream's retry loop (see holdTable), which probes the new
-//     origin every moveHoldRetry until it has the document; once a probe
-//     found it, requests for the rest of the window go through at once;
-//   - an answer the origin could not give (502: unreachable, 503: no
-//     origin) is swallowed, and the request waits for the stream's loop,
-//     then asks again, once.
+//   - within MoveHold and moveHoldWindow of a move (inMoveWindow), a
+//     request first waits for the stream's retry loop (see holdTable),
+//     which probes the new origin every moveHoldRetry until it has the
+//     document; once a probe found it, requests for the rest of the window
+//     go through at once. An answer the origin could not give (502, 503)
+//     is swallowed, and the request waits for the stream's loop, then asks
+//     again, once;
+//   - outside it, only an answer that says the node got no answer from the
+//     stream's origin (502, originUnreachable: the origin died, and the
+//     stream has not moved off it yet) is swallowed: the request waits for
+//     that origin's loop, which probes it until it answers, or until the
+//     stream moves (its epoch changes; it then waits as in its move
+//     window), and asks again, once; when no probe got an answer and the
+//     stream is still routed to that origin, it gets the 502 without
+//     asking again. Any other answer, a 502 or 503 of the origin's own
+//     included, goes to the client as it is.
 //
 // A request waits at most MoveHold in all; then, or when the loop ends, it
 // asks the origin and its answer goes to the client as it is. Retries are
-// thus the loop's, one per stream and document and bounded per move
-// (maxHoldProbes), never one per request or per query.
+// thus the loops', one per moved stream and document or per unreachable
+// origin, bounded per move or window (maxHoldProbes), never one per
+// request, per query or per stream name a client makes up.
 func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Key, suffix string, serve func(http.ResponseWriter)) {
 	if s.moveHold <= 0 {
 		serve(w)
@@ -208,37 +230,92 @@ func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Ke
 	deadline := time.Now().Add(s.moveHold)
 	k := holdKey{key: key, suffix: suffix}
 	if s.inMoveWindow(key) {
-		if l := s.joinHold(k, true); l != nil && !waitHold(r, l, deadline) {
+		if l := s.joinHold(k, true); l != nil && !waitHold(r, l, deadline, nil) {
 			return
 		}
 	}
 	var l *holdLoop
-	hw := newHoldWriter(w, func(status int) bool {
+	var dead string       // the origin whose loop the request waits for
+	var moved func() bool // whether the stream moved since, then
+	hw := newHoldWriter(w, func(status int, unreachable string) bool {
 		if status != http.StatusBadGateway && status != http.StatusServiceUnavailable || !time.Now().Before(deadline) {
 			return false
 		}
-		l = s.joinHold(k, false)
+		switch {
+		case s.inMoveWindow(key):
+			l = s.joinHold(k, false)
+		case status == http.StatusBadGateway && unreachable != "":
+			dead, moved = unreachable, s.movedSince(key)
+			l = s.joinOrigin(unreachable, k)
+		}
 		return l != nil
 	})
 	serve(hw)
-	if !hw.swallowed || !waitHold(r, l, deadline) {
+	if !hw.swallowed || !waitHold(r, l, deadline, moved) {
 		return
+	}
+	if dead != "" {
+		switch {
+		case s.inMoveWindow(key):
+			// The stream moved off the unreachable origin: wait for the new
+			// origin's document as any request in the move window.
+			if l := s.joinHold(k, true); l != nil && !waitHold(r, l, deadline, nil) {
+				return
+			}
+		case !moved() && !l.answered() && s.routesTo(r, key, dead):
+			// No probe got an answer and the stream is still there:
+			// asking again would only add a request to a dead origin.
+			originUnreachable(w, dead)
+			return
+		}
 	}
 	serve(w)
 }
 
-// waitHold waits for l to end, or until deadline, and reports false when
-// r's client went away first.
-func waitHold(r *http.Request, l *holdLoop, deadline time.Time) bool {
+// routesTo reports whether key's stream is routed to the origin with HTTP
+// address origin now.
+func (s *Server) routesTo(r *http.Request, key stream.Key, origin string) bool {
+	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
+	return err == nil && o.HTTP == origin
+}
+
+// movedSince returns a function that reports whether key's stream moved
+// (its epoch or its last move changed) since movedSince was called: a
+// replica read, no request.
+func (s *Server) movedSince(key stream.Key) func() bool {
+	e0, _, m0 := s.epoch(key)
+	return func() bool {
+		e, _, m := s.epoch(key)
+		return e != e0 || !m.Equal(m0)
+	}
+}
+
+// waitHold waits for l to end, or until deadline, or, when moved is set,
+// until it reports true (asked every moveHoldRetry), and reports false
+// when r's client went away first.
+func waitHold(r *http.Request, l *holdLoop, deadline time.Time, moved func() bool) bool {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case <-l.done:
-	case <-t.C:
-	case <-r.Context().Done():
-		return false
+	var tick <-chan time.Time
+	if moved != nil {
+		tk := time.NewTicker(moveHoldRetry)
+		defer tk.Stop()
+		tick = tk.C
 	}
-	return true
+	for {
+		select {
+		case <-l.done:
+			return true
+		case <-t.C:
+			return true
+		case <-tick:
+			if moved() {
+				return true
+			}
+		case <-r.Context().Done():
+			return false
+		}
+	}
 }
 
 // moveHoldWindow is how long after a move a 404 from the new origin is taken

@@ -77,7 +77,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, method, origin, p
 			return nil, false
 		}
 		s.log.Warn("origin unreachable", "origin", origin, "path", path, "err", err)
-		writeError(w, http.StatusBadGateway, "origin unreachable")
+		originUnreachable(w, origin)
 		return nil, false
 	}
 	return resp, true

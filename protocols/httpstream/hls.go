@@ -383,7 +383,7 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, origin, p
 	case errors.Is(err, errNotBuffered):
 		s.serveDocumentDirect(w, r, origin, p, m, f)
 	case errors.Is(err, errUnreachable):
-		writeError(w, http.StatusBadGateway, "origin unreachable")
+		originUnreachable(w, origin)
 	default:
 		writeError(w, http.StatusBadGateway, "origin closed the document early")
 	}

@@ -14,34 +14,50 @@ import (
 )
 
 // Documents held while their stream moves (see Server.serveHeld) wait for
-// one retry loop per stream and document, whatever their number and their
-// queries: the loop probes the stream's document (holdTable, probeHeld),
-// and the requests waiting for it each ask the origin once when it ends.
-// A request thus costs the origin at most two requests across a move (one
-// when it comes while a loop runs), and a stream at most maxHoldProbes
-// probes per move.
+// one retry loop, whatever their number and their queries: the loop probes
+// a document (holdTable, runHold), and the requests waiting for it each ask
+// the origin once when it ends. A request thus costs the origin at most two
+// requests across a move (one when it comes while a loop runs).
+//
+// There are two kinds of loops, and a client can start neither for a name
+// of its choice:
+//
+//   - one per stream and document, for a stream whose replicated
+//     assignment moved within MoveHold and moveHoldWindow (inMoveWindow):
+//     it probes the new origin for the document, at most maxHoldProbes
+//     times per move. Only a node's own observation moves a stream, so the
+//     streams with such loops are the mesh's, not the client's;
+//   - one per origin, for any stream whose origin the node could not reach
+//     (no answer at all, before the stream moved off it): it probes that
+//     origin, at most maxHoldProbes times per MoveHold+moveHoldWindow,
+//     whatever the streams asked for. Origins are the mesh's too.
+//
+// An answer the origin itself gave (a 502 or 503 of its own, a 404) for a
+// stream that did not move is never held: it goes to the client as it is.
 
 // Bounds of the retries of held documents.
 const (
-	// maxHoldProbes bounds the probes of one stream's document per move
-	// (or, for an origin that stops answering outside a move, per
-	// MoveHold+moveHoldWindow).
+	// maxHoldProbes bounds the probes of one moved stream's document per
+	// move, and of one unreachable origin per MoveHold+moveHoldWindow.
 	maxHoldProbes = 32
-	// Bounds of holdTable: streams with a loop running or a budget
-	// remembered, and their bytes (the stream key with entryOverhead).
+	// Bounds of holdTable: moved streams and unreachable origins with a
+	// loop running or a budget remembered, and their bytes (the stream key
+	// or origin address with entryOverhead).
 	maxHoldStreams = 4096
 	maxHoldBytes   = 2 << 20
 )
 
-// holdKey names a held document: a stream and its suffix (".m3u8",
-// ".mpd").
+// holdKey names what a loop waits for: a moved stream's document (key and
+// suffix, ".m3u8" or ".mpd"), or an unreachable origin (origin, its HTTP
+// address, and nothing else).
 type holdKey struct {
 	key    stream.Key
 	suffix string
+	origin string
 }
 
 func (k holdKey) size() int64 {
-	return int64(len(k.key.Vhost) + len(k.key.App) + len(k.key.Stream) + len(k.suffix) + entryOverhead)
+	return int64(len(k.key.Vhost) + len(k.key.App) + len(k.key.Stream) + len(k.suffix) + len(k.origin) + entryOverhead)
 }
 
 // holdLoop is a retry loop running for a held document. ready is set before
@@ -51,7 +67,18 @@ type holdLoop struct {
 	ready bool
 }
 
-// holdEntry is what holdTable knows of one held document.
+// answered reports whether l ended and a probe found what it waited for.
+func (l *holdLoop) answered() bool {
+	select {
+	case <-l.done:
+		return l.ready
+	default:
+		return false
+	}
+}
+
+// holdEntry is what holdTable knows of one moved stream's document or one
+// unreachable origin.
 type holdEntry struct {
 	key    holdKey
 	moved  time.Time // the move whose budget this is
@@ -64,8 +91,10 @@ type holdEntry struct {
 // holdTable holds the retry loops of held documents and their budgets,
 // bounded in entries (maxHoldStreams) and bytes (maxHoldBytes). An entry
 // stays while its loop runs and until its budget window ends; when the
-// table is full of such entries, a new document is not held (its answer
-// goes to the client as it is). The zero value is ready to use.
+// table is full of such entries, a new one is not made (the request's
+// answer goes to the client as it is). Its keys are streams that moved and
+// origins (see holdKey), never names a client made up. The zero value is
+// ready to use.
 type holdTable struct {
 	mu    sync.Mutex
 	lru   list.List // of *holdEntry, most recently started first
@@ -163,23 +192,41 @@ func (t *holdTable) end(e *holdEntry, l *holdLoop, ready bool) {
 func (s *Server) holdWindow() time.Duration { return s.moveHold + moveHoldWindow }
 
 // joinHold returns the loop a request for k's document waits for (see
-// holdTable.join), starting it in a goroutine of the server's.
+// holdTable.join), starting it in a goroutine of the server's. k's stream
+// must be in its move window (inMoveWindow): only streams the mesh moved
+// get a loop of their own.
 func (s *Server) joinHold(k holdKey, gate bool) *holdLoop {
 	_, _, moved := s.epoch(k.key)
 	return s.holds.join(k, moved, gate, time.Now(), s.holdWindow(), func(e *holdEntry, l *holdLoop) {
-		s.wg.Add(1)
-		go s.runHold(e, l)
+		s.startHold(e, l, func() bool { return s.probeHeld(k) })
 	})
 }
 
-// runHold probes e's document every moveHoldRetry, within its budget, until
-// a probe finds it or MoveHold has passed, and ends l.
-func (s *Server) runHold(e *holdEntry, l *holdLoop) {
+// joinOrigin returns the loop a request waits for after the node got no
+// answer from origin (an HTTP address the Router gave) for k's document:
+// one loop per origin, whatever the stream, which probes the origin until
+// it answers (probeOrigin). The first request's document is what the loop
+// asks for.
+func (s *Server) joinOrigin(origin string, k holdKey) *holdLoop {
+	return s.holds.join(holdKey{origin: origin}, time.Time{}, false, time.Now(), s.holdWindow(), func(e *holdEntry, l *holdLoop) {
+		s.startHold(e, l, func() bool { return s.probeOrigin(origin, k) })
+	})
+}
+
+// startHold starts e's loop l with probe in a goroutine of the server's.
+func (s *Server) startHold(e *holdEntry, l *holdLoop, probe func() bool) {
+	s.wg.Add(1)
+	go s.runHold(e, l, probe)
+}
+
+// runHold calls probe every moveHoldRetry, within e's budget, until it
+// reports true or MoveHold has passed, and ends l.
+func (s *Server) runHold(e *holdEntry, l *holdLoop, probe func() bool) {
 	defer s.wg.Done()
 	deadline := time.Now().Add(s.moveHold)
 	ready := false
 	for s.holds.spend(e) {
-		if ready = s.probeHeld(e.key); ready {
+		if ready = probe(); ready {
 			break
 		}
 		if time.Now().Add(moveHoldRetry).After(deadline) {
@@ -225,6 +272,17 @@ func (s *Server) probeHeld(k holdKey) bool {
 		return !s.inMoveWindow(k.key)
 	}
 	return true
+}
+
+// probeOrigin asks origin for k's document with no client query or
+// headers (as probeHeld does, without routing) and reports whether any
+// answer came: the origin is reachable again, and the requests waiting for
+// it may ask it themselves.
+func (s *Server) probeOrigin(origin string, k holdKey) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, s.moveHold)
+	defer cancel()
+	_, ok := s.probeStatus(ctx, origin, keyPath(k.key, k.suffix), withVhost("", k.key), k.suffix)
+	return ok
 }
 
 // probeStatus returns the status of the origin's answer to a GET of path p

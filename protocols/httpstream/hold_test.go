@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // heldOrigin answers playlists with 404 until ready is set (or until
@@ -312,5 +314,267 @@ func TestMovedSessionPadded(t *testing.T) {
 		if !validSessionID(id) {
 			t.Errorf("%q refused", id)
 		}
+	}
+}
+
+// meshRouter routes streams and tells their epochs as the mesh does, each
+// by a function the test may swap while requests run.
+type meshRouter struct {
+	mu    sync.Mutex
+	route func(stream.Key) stream.Origin
+	epoch func(stream.Key) (uint64, time.Time)
+}
+
+func (r *meshRouter) Route(_ context.Context, k stream.Key) (stream.Origin, error) {
+	r.mu.Lock()
+	f := r.route
+	r.mu.Unlock()
+	return f(k), nil
+}
+
+func (r *meshRouter) StreamEpoch(k stream.Key) (uint64, uint64, time.Time) {
+	r.mu.Lock()
+	f := r.epoch
+	r.mu.Unlock()
+	e, moved := f(k)
+	return e, e * testSeqBase, moved
+}
+
+func (r *meshRouter) set(route func(stream.Key) stream.Origin, epoch func(stream.Key) (uint64, time.Time)) {
+	r.mu.Lock()
+	r.route, r.epoch = route, epoch
+	r.mu.Unlock()
+}
+
+// to routes every stream to one origin HTTP endpoint.
+func to(addr string) func(stream.Key) stream.Origin {
+	return func(stream.Key) stream.Origin { return stream.Origin{ID: addr, HTTP: addr} }
+}
+
+// neverMoved is the epoch of streams that never moved.
+func neverMoved(stream.Key) (uint64, time.Time) { return 0, time.Time{} }
+
+// newSilentOrigin is an origin that closes every request's connection
+// without an answer (the node gets none: "origin unreachable"), and counts
+// the requests; onRequest, when set, is told each one's number.
+func newSilentOrigin(t *testing.T, onRequest func(n int32)) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		if onRequest != nil {
+			onRequest(i)
+		}
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	t.Cleanup(o.Close)
+	return o, &n
+}
+
+// namedRequests sends n concurrent playlist requests, at most 64 at a time,
+// for the streams prefix0, prefix1... (with pad appended) and returns
+// their statuses.
+func namedRequests(s *Server, n int, prefix, pad string) []int {
+	codes := make([]int, n)
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/live/%s%d%s.m3u8", prefix, i, pad), nil))
+			codes[i] = rec.Code
+		}()
+	}
+	wg.Wait()
+	return codes
+}
+
+// TestOriginErrorsPassedThrough: an origin that answers 503 (overloaded,
+// rate limited) or 502 of its own to every stream: fifty requests for
+// distinct names of streams that did not move get its answer at once, cost
+// it one GET each (before, each name started a retry loop of its own: 900
+// GETs), and leave nothing in the hold table.
+func TestOriginErrorsPassedThrough(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusBadGateway} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var gets atomic.Int32
+			o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				gets.Add(1)
+				http.Error(w, "busy", status)
+			}))
+			defer o.Close()
+			rt := &meshRouter{route: to(hostOf(o)), epoch: neverMoved}
+			s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			const n = 50
+			for i, c := range namedRequests(s, n, "s", "") {
+				if c != status {
+					t.Errorf("request %d: %d, want the origin's %d", i, c, status)
+				}
+			}
+			t.Logf("%d requests for distinct names cost the origin %d GETs", n, gets.Load())
+			if g := gets.Load(); g > n {
+				t.Errorf("%d origin GETs for %d requests", g, n)
+			}
+			if entries, _ := s.holds.stats(); entries != 0 {
+				t.Errorf("%d hold table entries for streams that did not move", entries)
+			}
+		})
+	}
+}
+
+// TestUnreachableOriginOneLoop: fifty requests for distinct names of
+// streams whose origin gives no answer share that origin's one retry loop:
+// the origin sees one request per client and the loop's probes (at most
+// maxHoldProbes), the hold table one entry, and every client its 502.
+func TestUnreachableOriginOneLoop(t *testing.T) {
+	o, gets := newSilentOrigin(t, nil)
+	rt := &meshRouter{route: to(hostOf(o)), epoch: neverMoved}
+	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: time.Second, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 50
+	var peak atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, c := range namedRequests(s, n, "s", "") {
+			if c != http.StatusBadGateway {
+				t.Errorf("request %d: %d, want 502", i, c)
+			}
+		}
+	}()
+	testkit.WaitFor(t, 10*time.Second, "the requests answered", func() bool {
+		if entries, _ := s.holds.stats(); int32(entries) > peak.Load() {
+			peak.Store(int32(entries))
+		}
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	t.Logf("%d requests for distinct names: %d requests to the unreachable origin, %d hold table entries at most", n, gets.Load(), peak.Load())
+	if g := gets.Load(); g > n+maxHoldProbes {
+		t.Errorf("%d requests to the origin for %d clients; the bound is %d", g, n, n+maxHoldProbes)
+	}
+	if peak.Load() > 1 {
+		t.Errorf("%d hold table entries for one origin", peak.Load())
+	}
+}
+
+// TestHeldUntilMovedOffUnreachableOrigin: a playlist request of a stream
+// whose origin died waits for that origin's loop; when the stream moves
+// (its epoch changes) to an origin that has no playlist yet, it waits for
+// the new origin's document and gets it, renumbered by the epoch.
+func TestHeldUntilMovedOffUnreachableOrigin(t *testing.T) {
+	live := newHeldOrigin(t, 2)
+	rt := &meshRouter{epoch: neverMoved}
+	moved := time.Now()
+	dead, _ := newSilentOrigin(t, func(n int32) {
+		if n == 2 { // the request, then the loop's first probe: the mesh moves the stream
+			rt.set(to(hostOf(live.Server)), func(stream.Key) (uint64, time.Time) { return 1, moved })
+		}
+	})
+	rt.set(to(hostOf(dead)), neverMoved)
+	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/livestream.m3u8", nil))
+	if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:1007\n") {
+		t.Fatalf("%d\n%s", rec.Code, body)
+	}
+}
+
+// TestMovedStreamHeldAmidJunk: requests for thousands of made-up names,
+// long enough to have filled the hold table's bytes, that the origin
+// answers 503, that the node answers 503 (an origin without HTTP) or whose
+// origin is unreachable, make no more than one hold table entry (the
+// unreachable origin's); a player of a stream that really moved is still
+// held across its move meanwhile, and gets its playlist.
+func TestMovedStreamHeldAmidJunk(t *testing.T) {
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
+	dead, deadGets := newSilentOrigin(t, nil)
+	real := newHeldOrigin(t, 3)
+	var movedAt atomic.Int64 // unix nanoseconds of the real stream's move; 0: none
+	rt := &meshRouter{
+		route: func(k stream.Key) stream.Origin {
+			switch {
+			case strings.HasPrefix(k.Stream, "busy"):
+				return stream.Origin{ID: "busy", HTTP: hostOf(busy)}
+			case strings.HasPrefix(k.Stream, "rtmp"):
+				return stream.Origin{ID: "rtmponly", RTMP: "127.0.0.1:1935"}
+			case strings.HasPrefix(k.Stream, "dead"):
+				return stream.Origin{ID: "dead", HTTP: hostOf(dead)}
+			}
+			return stream.Origin{ID: "real", HTTP: hostOf(real.Server)}
+		},
+		epoch: func(k stream.Key) (uint64, time.Time) {
+			if ns := movedAt.Load(); k.Stream == "real" && ns != 0 {
+				return 1, time.Unix(0, ns)
+			}
+			return 0, time.Time{}
+		},
+	}
+	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pad := strings.Repeat("j", 240)
+	n := maxHoldBytes/(len(pad)+entryOverhead) + 100
+	for _, prefix := range []string{"busy", "rtmp"} {
+		for i, c := range namedRequests(s, n/2, prefix, pad) {
+			if c != http.StatusServiceUnavailable {
+				t.Fatalf("%s request %d: %d, want 503", prefix, i, c)
+			}
+		}
+	}
+	if entries, bytes := s.holds.stats(); entries != 0 {
+		t.Fatalf("%d requests answered 503: %d hold table entries, %d bytes", n, entries, bytes)
+	}
+	const deadN = 100
+	deadDone := make(chan struct{})
+	go func() {
+		defer close(deadDone)
+		for i, c := range namedRequests(s, deadN, "dead", pad) {
+			if c != http.StatusBadGateway {
+				t.Errorf("dead request %d: %d, want 502", i, c)
+			}
+		}
+	}()
+	testkit.WaitFor(t, 10*time.Second, "the unreachable origin's loop", func() bool {
+		entries, _ := s.holds.stats()
+		return entries == 1
+	})
+	movedAt.Store(time.Now().UnixNano())
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/real.m3u8", nil))
+	if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(body, "#EXT-X-MEDIA-SEQUENCE:1007\n") {
+		t.Fatalf("the moved stream's player: %d\n%s", rec.Code, body)
+	}
+	if entries, _ := s.holds.stats(); entries > 2 {
+		t.Errorf("%d hold table entries; want the unreachable origin's and the moved stream's", entries)
+	}
+	<-deadDone
+	if g := deadGets.Load(); g > deadN+maxHoldProbes {
+		t.Errorf("%d requests to the unreachable origin for %d clients; the bound is %d", g, deadN, deadN+maxHoldProbes)
 	}
 }

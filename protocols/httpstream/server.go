@@ -228,9 +228,10 @@ type Config struct {
 	RTMPUpstream RTMPUpstream
 	// MoveHold bounds how long a playlist or MPD request waits while its
 	// stream moves between origins (see Server.serveHeld): an origin that
-	// cannot answer, or a new origin without the document yet, is asked
-	// again until then. It applies only with a Router that implements
-	// Epochs. Default DefaultMoveHold; negative disables it.
+	// gives no answer, or the new origin of a stream that moved without
+	// the document yet, is asked again until then. It applies only with a
+	// Router that implements Epochs. Default DefaultMoveHold; negative
+	// disables it.
 	MoveHold time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
