@@ -10,6 +10,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
+	"github.com/srs-mesh/srs-mesh/mesh/voters"
 )
 
 // nodeMeta is the memberlist metadata of a node (JSON, at most
@@ -226,6 +227,25 @@ func (n *Node) aliveMembers() []nodeMeta {
 	n.peersMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// aliveVoterMembers is aliveMembers as the voter set sees them.
+func (n *Node) aliveVoterMembers() []voters.Member {
+	alive := n.aliveMembers()
+	out := make([]voters.Member, len(alive))
+	for i, m := range alive {
+		out[i] = voters.Member{ID: m.ID, Addr: m.Raft, Zone: m.Zone}
+	}
+	return out
+}
+
+// leftGracefully reports whether gossip shows member id as having left
+// gracefully.
+func (n *Node) leftGracefully(id string) bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	p := n.peers[id]
+	return p != nil && p.state == gossipLeft
 }
 
 // joinLoop joins the configured peers, retrying (DNS names included) until

@@ -3,10 +3,7 @@ package mesh
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
@@ -54,7 +51,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		HeartbeatTimeout: n.cfg.HeartbeatTimeout})
 	n.probes.Store(hc)
 	reap := map[string]time.Time{}
-	n.reconcile(ctx, reap)
+	n.voters.Reconcile(ctx, reap)
 
 	probeT := time.NewTicker(n.cfg.ProbeInterval)
 	defer probeT.Stop()
@@ -71,9 +68,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-probeT.C:
 			n.probeRound(ctx, hc)
 		case <-reconcileT.C:
-			n.reconcile(ctx, reap)
+			n.voters.Reconcile(ctx, reap)
 		case <-n.reconcileKick:
-			n.reconcile(ctx, reap)
+			n.voters.Reconcile(ctx, reap)
 		case <-gcT.C:
 			n.collectOrigins(ctx)
 			n.collectGarbage(ctx)
@@ -100,91 +97,14 @@ func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, e
 	return res, resultErr(res)
 }
 
-// removeSafe reports whether removing voter id from servers (the Raft
-// configuration, every suffrage) keeps a working quorum: at least one voter
-// remains, no fewer than voterFloor, and the alive remaining voters are a
-// majority of the new configuration.
-func (n *Node) removeSafe(id string, servers map[string]raft.Server, alive map[string]bool) (bool, string) {
-	if s, ok := servers[id]; !ok || s.Suffrage != raft.Voter {
-		return false, "not a voter"
-	}
-	remaining, up := 0, 0
-	for v, s := range servers {
-		if v == id || s.Suffrage != raft.Voter {
-			continue
-		}
-		remaining++
-		if alive[v] {
-			up++
-		}
-	}
-	if remaining == 0 {
-		return false, "last voter"
-	}
-	if floor := n.cfg.voterFloor(); remaining < floor {
-		// A full stop (every node leaving at once) must leave a voter set
-		// that any majority of the nodes can restart. Lower
-		// --bootstrap-expect to shrink the mesh below it.
-		return false, fmt.Sprintf("%d voters would stay, fewer than %d (--bootstrap-expect, at most --raft-voters)", remaining, floor)
-	}
-	if up < remaining/2+1 {
-		return false, fmt.Sprintf("only %d of %d remaining voters are alive", up, remaining)
-	}
-	return true, ""
-}
-
-// removeServer removes member id (voter or not) from the configuration and
-// from servers.
-func (n *Node) removeServer(id, why string, servers map[string]raft.Server) {
-	n.log.Info("removing member from raft", "member", id, "voter", servers[id].Suffrage == raft.Voter, "reason", why)
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
-		n.log.Warn("remove member", "member", id, "err", err)
-		return
-	}
-	delete(servers, id)
-}
-
-// removeOnLeave handles a graceful leave request on the leader: a non-voter
-// is removed at once; a voter is first replaced by a caught-up non-voter
-// when one exists, then removed when removeSafe allows it. It reports
-// whether the member is no longer in the configuration.
+// removeOnLeave handles a graceful leave request on the leader (see
+// voters.Set.RemoveLeaving). It reports whether the member is no longer in
+// the configuration.
 func (n *Node) removeOnLeave(id string) (bool, error) {
 	if !n.IsLeader() {
 		return false, ErrNotLeader
 	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return false, err
-	}
-	m := membership{servers: map[string]raft.Server{}, alive: map[string]nodeMeta{}}
-	for _, s := range f.Configuration().Servers {
-		m.servers[string(s.ID)] = s
-	}
-	srv, ok := m.servers[id]
-	if !ok {
-		return true, nil
-	}
-	m.alive[n.cfg.NodeID] = nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAdvertise, Zone: n.cfg.Zone}
-	for _, meta := range n.aliveMembers() {
-		m.alive[meta.ID] = meta
-	}
-	delete(m.alive, id)
-	n.markLeft(id)
-	if srv.Suffrage != raft.Voter {
-		n.removeServer(id, "leave", m.servers)
-		_, still := m.servers[id]
-		return !still, nil
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-	defer cancel()
-	n.promote(ctx, m, m.promotionOrder(id), "replaces "+id+", which leaves")
-	if ok, why := n.removeSafe(id, m.servers, m.aliveSet()); !ok {
-		n.log.Warn("refusing to remove leaving voter", "member", id, "reason", why)
-		return false, nil
-	}
-	n.removeServer(id, "leave", m.servers)
-	_, still := m.servers[id]
-	return !still, nil
+	return n.voters.RemoveLeaving(n.ctx, id)
 }
 
 // collectGarbage deletes assignments that no node has used for

@@ -2,8 +2,8 @@
 // (hashicorp/memberlist), the Raft node (hashicorp/raft) over the replicated
 // state machine of package mesh/state (origins, stream assignments and WebRTC
 // ICE sessions), write forwarding from followers to the leader, the leader's
-// duties (origin health probes, Raft membership reconciliation, garbage
-// collection of assignments and sessions) and the system API (origin
+// duties (origin health probes, Raft membership reconciliation through
+// package voters, garbage collection of assignments and sessions) and the system API (origin
 // registration, cluster status, drain, health checks).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
@@ -43,6 +43,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
+	"github.com/srs-mesh/srs-mesh/mesh/voters"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/bearer"
 )
@@ -86,10 +87,9 @@ type Node struct {
 	// when; they are not re-added until they rejoin gossip.
 	left map[string]time.Time
 
-	// down holds, while this node leads, since when Raft heartbeats to
-	// each member have failed (heartbeatWatch).
-	downMu sync.Mutex
-	down   map[string]time.Time
+	// voters reconciles the Raft voter set with gossip while this node
+	// leads.
+	voters *voters.Set
 
 	// port carries Raft and the internal API (internal), mutual TLS when
 	// Config.TLS is set; client calls peers' internal APIs through it.
@@ -154,7 +154,6 @@ func New(cfg Config) (*Node, error) {
 		reconcileKick: make(chan struct{}, 1),
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
-		down:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		rtcActive:     map[string]struct{}{},
 		rtcKick:       make(chan struct{}, 1),
@@ -263,6 +262,12 @@ func (n *Node) open() error {
 		return fmt.Errorf("mesh: start raft: %w", err)
 	}
 	n.raft = r
+	n.voters = voters.New(voters.Config{
+		Self:   voters.Member{ID: cfg.NodeID, Addr: n.raftAdvertise, Zone: cfg.Zone},
+		Voters: cfg.RaftVoters, Floor: voters.Floor(cfg.BootstrapExpect, cfg.RaftVoters), ReapTimeout: cfg.ReapTimeout,
+		Raft: r, Alive: n.aliveVoterMembers, Left: n.leftGracefully, RecentlyLeft: n.recentlyLeft, MarkLeft: n.markLeft,
+		Prove: func(m voters.Member) error { return n.proveMember(m.ID, m.Addr) }, Client: n.client, Log: n.log,
+	})
 
 	gossipBind := netip.MustParseAddrPort(cfg.GossipAddr)
 	mc := memberlist.DefaultLANConfig()
@@ -305,7 +310,10 @@ func (n *Node) start() {
 		defer n.wg.Done()
 		n.tel.Run(n.ctx)
 	}()
-	go n.heartbeatWatch()
+	go func() {
+		defer n.wg.Done()
+		n.voters.WatchHeartbeats(n.ctx)
+	}()
 	go n.gossipLoop()
 	go n.leadershipLoop()
 	go n.bootstrapLoop()
@@ -370,16 +378,20 @@ func (n *Node) tryBootstrap() bool {
 		return false
 	}
 	members = members[:n.cfg.BootstrapExpect]
-	voters := bootstrapVoters(members, n.cfg.RaftVoters)
+	zones := make([]string, len(members))
+	for i, m := range members {
+		zones[i] = m.Zone
+	}
+	isVoter := voters.Bootstrap(zones, n.cfg.RaftVoters)
 	var conf raft.Configuration
 	self := false
 	for i, m := range members {
-		if err := n.proveMember(m); err != nil {
+		if err := n.proveMember(m.ID, m.Raft); err != nil {
 			n.log.Warn("not bootstrapping with an unproven member", "member", m.ID, "raft", m.Raft, "err", err)
 			return false
 		}
 		suffrage := raft.Nonvoter
-		if voters[i] {
+		if isVoter[i] {
 			suffrage = raft.Voter
 		}
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: suffrage, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
@@ -394,28 +406,6 @@ func (n *Node) tryBootstrap() bool {
 	}
 	n.log.Info("bootstrapped cluster", "members", len(conf.Servers), "voters", min(len(conf.Servers), n.cfg.RaftVoters))
 	return true
-}
-
-// bootstrapVoters chooses which of members (sorted by id) bootstrap as
-// voters: at most max, one per zone first (in id order), then the rest in
-// id order. Members without a zone count as zones of their own. Every node
-// that bootstraps computes the same answer from the same members.
-func bootstrapVoters(members []nodeMeta, max int) []bool {
-	out := make([]bool, len(members))
-	taken, seen := 0, map[string]bool{}
-	for i, m := range members {
-		if taken < max && (m.Zone == "" || !seen[m.Zone]) {
-			out[i], seen[m.Zone] = true, true
-			taken++
-		}
-	}
-	for i := range members {
-		if taken < max && !out[i] {
-			out[i] = true
-			taken++
-		}
-	}
-	return out
 }
 
 func (n *Node) markHasState() {
@@ -447,7 +437,7 @@ func (n *Node) leadershipLoop() {
 			if isLeader {
 				stop = n.startLeaderLoop()
 			} else {
-				n.forgetUnreachable()
+				n.voters.ForgetUnreachable()
 			}
 		}
 	}
@@ -481,7 +471,7 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // until Close; call Close after Leave.
 func (n *Node) Leave(ctx context.Context) error {
 	var errs []error
-	if n.IsLeader() && n.voterCount() > 1 {
+	if n.IsLeader() && n.voters.Count() > 1 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("mesh: leadership transfer: %w", err))
 		}
@@ -502,7 +492,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))
 	}
-	if n.voterCount() > 1 {
+	if n.voters.Count() > 1 {
 		if err := n.requestRemoval(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -515,21 +505,6 @@ func (n *Node) Leave(ctx context.Context) error {
 		n.log.Warn("snapshot on leave", "err", err)
 	}
 	return errors.Join(errs...)
-}
-
-// voterCount returns the number of voters in the latest configuration.
-func (n *Node) voterCount() int {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return 0
-	}
-	c := 0
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			c++
-		}
-	}
-	return c
 }
 
 // Close stops the node without leaving the mesh (peers see it fail): it stops
@@ -627,22 +602,22 @@ var _ io.Writer = (*logWriter)(nil)
 // Origin returns a known origin by id, as this node's replica has it.
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
 
-// proveMember checks, when the cluster port uses mutual TLS, that the node m
-// claims to be in gossip answers on its cluster address with a certificate
+// proveMember checks, when the cluster port uses mutual TLS, that the node id
+// claims to be in gossip answers on its cluster address addr with a certificate
 // of the cluster CA (gossip alone proves nothing: metadata is whatever a
 // member sends), and that the certificate is not another member's: when it
-// names m's id (common name or subject alternative name, as `srs-mesh tls
-// cert` makes them) it is m's; when it names another known member it is
+// names id (common name or subject alternative name, as `srs-mesh tls
+// cert` makes them) it is id's; when it names another known member it is
 // refused; a certificate that names no member (one shared by the nodes)
 // proves membership only. Without TLS there is nothing to prove with, and
 // membership rests on the gossip key and the network (docs/security.md).
-func (n *Node) proveMember(m nodeMeta) error {
-	if n.cfg.TLS == nil || m.ID == n.cfg.NodeID {
+func (n *Node) proveMember(id, addr string) error {
+	if n.cfg.TLS == nil || id == n.cfg.NodeID {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 	defer cancel()
-	c, err := n.port.Dialer().Dial(ctx, m.Raft, clusterport.ServiceHTTP)
+	c, err := n.port.Dialer().Dial(ctx, addr, clusterport.ServiceHTTP)
 	if err != nil {
 		return err
 	}
@@ -655,12 +630,12 @@ func (n *Node) proveMember(m nodeMeta) error {
 	if err != nil {
 		return err
 	}
-	if slices.Contains(names, m.ID) {
+	if slices.Contains(names, id) {
 		return nil
 	}
 	known := map[string]bool{n.cfg.NodeID: true}
-	for id := range n.peerSnapshot() {
-		known[id] = true
+	for p := range n.peerSnapshot() {
+		known[p] = true
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {

@@ -14,7 +14,8 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // of ours, mesh imports no protocol, and mesh/state, the deterministic core
 // of the mesh, imports no clock, no network, no gossip and nothing of ours but
 // stream. The node's telemetry (mesh/telemetry, mesh/peers) imports neither
-// the mesh root nor Raft nor gossip. It checks every import of every package's non-test files, the
+// the mesh root nor Raft nor gossip. The voter set (mesh/voters) imports no
+// other mesh package and no gossip. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -64,6 +65,10 @@ func TestImportRulesFire(t *testing.T) {
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
 		{"mesh/telemetry", []string{modulePrefix + "mesh/events", modulePrefix + "mesh/peers", modulePrefix + "mesh/streams", "net/http"}, nil},
 		{"mesh/peers", []string{modulePrefix + "mesh/streams", "net/http"}, []string{"mesh/streams"}},
+		// The voter set: Raft's configuration calls, but no mesh package and no gossip.
+		{"mesh/voters", []string{modulePrefix + "mesh", modulePrefix + "mesh/state", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "mesh/state", "github.com/hashicorp/memberlist"}},
+		{"mesh/voters", []string{"github.com/hashicorp/raft", "net/http", modulePrefix + "stream/httpjson"}, nil},
 	} {
 		got := importViolations(tc.pkg, tc.imports)
 		if len(got) != len(tc.bad) {
@@ -114,6 +119,16 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			case pkg == "mesh/peers" && ours:
 				report(dep, "asking peers knows nothing of the documents")
+				continue
+			}
+		}
+		if pkg == "mesh/voters" {
+			switch {
+			case strings.HasPrefix(imp, "github.com/hashicorp/memberlist"):
+				report(dep, "the voter set gets gossip's view from the node through its Config")
+				continue
+			case ours && (dep == "mesh" || strings.HasPrefix(dep, "mesh/")):
+				report(dep, "the voter set changes Raft's configuration only: it writes no replicated state and reads the node through its Config")
 				continue
 			}
 		}
