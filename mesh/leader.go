@@ -74,7 +74,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-gcT.C:
 			n.collectOrigins(ctx)
 			n.collectGarbage(ctx)
-			n.collectRTCSessions(ctx)
+			n.rtc.Collect(ctx)
 		}
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
+	"github.com/srs-mesh/srs-mesh/mesh/rtcsessions"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
@@ -122,14 +123,8 @@ type Node struct {
 	moveLimit *rate.Limiter
 	unwritten atomic.Uint64
 
-	// rtcActive holds the ufrags of the WebRTC sessions the relay reported
-	// carrying since the last RTCTouchInterval flush (TouchRTCSessions);
-	// at most maxPendingRTCTouches.
-	rtcActiveMu sync.Mutex
-	rtcActive   map[string]struct{}
-	// rtcKick asks the activity loop for a report now: a session the
-	// relay just started carrying is not protected until reported.
-	rtcKick chan struct{}
+	// rtc is this node's side of the replicated WebRTC ICE session table.
+	rtc *rtcsessions.Store
 
 	closeOnce sync.Once
 	closeErr  error
@@ -155,8 +150,6 @@ func New(cfg Config) (*Node, error) {
 		peers:         map[string]*peer{},
 		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
-		rtcActive:     map[string]struct{}{},
-		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
@@ -179,6 +172,11 @@ func New(cfg Config) (*Node, error) {
 		Throughput:      cfg.Throughput,
 		Serving:         cfg.Serving,
 		Operator:        n.guard.Operator,
+	})
+	n.rtc = rtcsessions.New(rtcsessions.Config{
+		Replica: n.fsm, Apply: n.apply, ApplyLocal: n.applyLocal, MaxSessions: cfg.MaxRTCSessions,
+		ActiveWindow: cfg.RTCActiveWindow, TouchInterval: cfg.RTCTouchInterval, SessionTTL: cfg.RTCSessionTTL,
+		WriteTimeout: cfg.RouteTimeout, Log: n.log,
 	})
 	if err := n.open(); err != nil {
 		n.cancel()
@@ -305,10 +303,14 @@ func (n *Node) dialCluster(ctx context.Context, _, addr string) (net.Conn, error
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(6)
+	n.wg.Add(7)
 	go func() {
 		defer n.wg.Done()
 		n.tel.Run(n.ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.rtc.Run(n.ctx)
 	}()
 	go func() {
 		defer n.wg.Done()

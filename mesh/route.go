@@ -511,25 +511,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// activityLoop reports used keys with a Touch command every TouchInterval,
-// and the WebRTC sessions the relay carried every RTCTouchInterval, or at
-// once when the relay started carrying one that no relay had reported.
+// activityLoop reports used keys with a Touch command every TouchInterval.
+// (The WebRTC sessions the relay carried are reported by rtcsessions.Store.Run.)
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.TouchInterval)
 	defer t.Stop()
-	rt := time.NewTicker(n.cfg.RTCTouchInterval)
-	defer rt.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 			n.flushActivity()
-		case <-rt.C:
-			n.flushRTCActivity()
-		case <-n.rtcKick:
-			n.flushRTCActivity()
 		}
 	}
 }

@@ -15,7 +15,9 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // of the mesh, imports no clock, no network, no gossip and nothing of ours but
 // stream. The node's telemetry (mesh/telemetry, mesh/peers) imports neither
 // the mesh root nor Raft nor gossip. The voter set (mesh/voters) imports no
-// other mesh package and no gossip. It checks every import of every package's non-test files, the
+// other mesh package and no gossip. The node's side of the WebRTC session
+// table (mesh/rtcsessions) writes commands of mesh/state through the node
+// and imports no other mesh package, no Raft and no gossip. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -69,6 +71,10 @@ func TestImportRulesFire(t *testing.T) {
 		{"mesh/voters", []string{modulePrefix + "mesh", modulePrefix + "mesh/state", "github.com/hashicorp/memberlist"},
 			[]string{"mesh", "mesh/state", "github.com/hashicorp/memberlist"}},
 		{"mesh/voters", []string{"github.com/hashicorp/raft", "net/http", modulePrefix + "stream/httpjson"}, nil},
+		// The session store: commands of mesh/state, written through the node.
+		{"mesh/rtcsessions", []string{modulePrefix + "mesh", modulePrefix + "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
+		{"mesh/rtcsessions", []string{modulePrefix + "mesh/state", modulePrefix + "stream", "context"}, nil},
 	} {
 		got := importViolations(tc.pkg, tc.imports)
 		if len(got) != len(tc.bad) {
@@ -129,6 +135,16 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			case ours && (dep == "mesh" || strings.HasPrefix(dep, "mesh/")):
 				report(dep, "the voter set changes Raft's configuration only: it writes no replicated state and reads the node through its Config")
+				continue
+			}
+		}
+		if pkg == "mesh/rtcsessions" {
+			switch {
+			case strings.HasPrefix(imp, "github.com/hashicorp/raft") || strings.HasPrefix(imp, "github.com/hashicorp/memberlist"):
+				report(dep, "the session store writes through the node's write path and knows no gossip")
+				continue
+			case ours && (dep == "mesh" || strings.HasPrefix(dep, "mesh/")) && dep != "mesh/state":
+				report(dep, "the session store gets what it needs from the node through its Config")
 				continue
 			}
 		}
