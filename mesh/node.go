@@ -15,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +38,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
+	"github.com/srs-mesh/srs-mesh/mesh/liblog"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/rtcsessions"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
@@ -196,7 +196,7 @@ func (n *Node) open() error {
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:        "raft",
 		Level:       hclog.Warn,
-		Output:      &logWriter{log: n.log.With("lib", "raft")},
+		Output:      &liblog.Writer{Log: n.log.With("lib", "raft")},
 		DisableTime: true,
 	})
 	store, err := raftboltdb.New(raftboltdb.Options{
@@ -280,7 +280,7 @@ func (n *Node) open() error {
 	mc.PushPullInterval = 15 * time.Second
 	mc.Delegate = gossipDelegate{n}
 	mc.Events = gossipDelegate{n}
-	mc.LogOutput = &logWriter{log: n.log.With("lib", "memberlist")}
+	mc.LogOutput = &liblog.Writer{Log: n.log.With("lib", "memberlist")}
 	if len(cfg.GossipKey) > 0 {
 		mc.SecretKey = cfg.GossipKey
 	}
@@ -598,8 +598,6 @@ func (n *Node) ready() bool {
 	applied := n.raft.AppliedIndex()
 	return id != "" && applied > 0 && applied >= n.startIndex && n.raft.CommitIndex() < applied+readyLag
 }
-
-var _ io.Writer = (*logWriter)(nil)
 
 // Origin returns a known origin by id, as this node's replica has it.
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
