@@ -43,6 +43,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/rtcsessions"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
+	"github.com/srs-mesh/srs-mesh/mesh/upkeep"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
 	"github.com/srs-mesh/srs-mesh/mesh/voters"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -125,6 +126,9 @@ type Node struct {
 
 	// rtc is this node's side of the replicated WebRTC ICE session table.
 	rtc *rtcsessions.Store
+	// upkeep is the leader's writes of origin health and garbage
+	// collection.
+	upkeep *upkeep.Upkeep
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,6 +182,8 @@ func New(cfg Config) (*Node, error) {
 		ActiveWindow: cfg.RTCActiveWindow, TouchInterval: cfg.RTCTouchInterval, SessionTTL: cfg.RTCSessionTTL,
 		WriteTimeout: cfg.RouteTimeout, Log: n.log,
 	})
+	n.upkeep = upkeep.New(upkeep.Config{Replica: n.fsm, ApplyLocal: n.applyLocal, Record: n.tel.Record,
+		OriginTTL: cfg.OriginTTL, AssignmentTTL: cfg.AssignmentTTL, PlayOnlyTTL: cfg.PlayOnlyTTL, Log: n.log})
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.shutdown()

@@ -18,7 +18,9 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // other mesh package and no gossip. The node's side of the WebRTC session
 // table (mesh/rtcsessions) writes commands of mesh/state through the node
 // and imports no other mesh package, no Raft and no gossip. mesh/liblog,
-// which carries the libraries' log lines into slog, imports nothing of ours. It checks every import of every package's non-test files, the
+// which carries the libraries' log lines into slog, imports nothing of ours.
+// The leader's upkeep (mesh/upkeep) writes through the node too: no mesh root,
+// no Raft, no gossip. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -77,6 +79,9 @@ func TestImportRulesFire(t *testing.T) {
 			[]string{"mesh", "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
 		{"mesh/rtcsessions", []string{modulePrefix + "mesh/state", modulePrefix + "stream", "context"}, nil},
 		{"mesh/liblog", []string{modulePrefix + "mesh", modulePrefix + "stream", "log/slog"}, []string{"mesh", "stream"}},
+		{"mesh/upkeep", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
+		{"mesh/upkeep", []string{modulePrefix + "mesh/state", modulePrefix + "mesh/health", modulePrefix + "mesh/events", "crypto/rand"}, nil},
 	} {
 		got := importViolations(tc.pkg, tc.imports)
 		if len(got) != len(tc.bad) {
@@ -147,6 +152,16 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			case ours && (dep == "mesh" || strings.HasPrefix(dep, "mesh/")) && dep != "mesh/state":
 				report(dep, "the session store gets what it needs from the node through its Config")
+				continue
+			}
+		}
+		if pkg == "mesh/upkeep" {
+			switch {
+			case strings.HasPrefix(imp, "github.com/hashicorp/raft") || strings.HasPrefix(imp, "github.com/hashicorp/memberlist"):
+				report(dep, "the leader's upkeep writes through the node's Config and knows no gossip")
+				continue
+			case ours && dep == "mesh":
+				report(dep, "the leader's upkeep gets what it needs from the node through its Config")
 				continue
 			}
 		}
