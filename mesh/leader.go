@@ -6,7 +6,6 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
-	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
 
 // leaderLoop runs the leader's duties while this node leads: it registers the
@@ -60,24 +59,6 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			n.rtc.Collect(ctx)
 		}
 	}
-}
-
-// applyLocal applies a command on this (leader) node.
-func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, error) {
-	data, err := state.Encode(c)
-	if err != nil {
-		return state.Result{}, err
-	}
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return state.Result{}, err
-	}
-	res, _ := f.Response().(state.Result)
-	return res, resultErr(res)
 }
 
 // removeOnLeave handles a graceful leave request on the leader (see
