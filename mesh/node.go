@@ -12,7 +12,6 @@ package mesh
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +33,6 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
-	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/liblog"
@@ -608,35 +605,14 @@ func (n *Node) ready() bool {
 // Origin returns a known origin by id, as this node's replica has it.
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
 
-// proveMember checks, when the cluster port uses mutual TLS, that the node id
-// claims to be in gossip answers on its cluster address addr with a certificate
-// of the cluster CA (gossip alone proves nothing: metadata is whatever a
-// member sends), and that the certificate is not another member's: when it
-// names id (common name or subject alternative name, as `srs-mesh tls
-// cert` makes them) it is id's; when it names another known member it is
-// refused; a certificate that names no member (one shared by the nodes)
-// proves membership only. Without TLS there is nothing to prove with, and
-// membership rests on the gossip key and the network (docs/security.md).
+// proveMember checks, when the cluster port uses mutual TLS, that the node
+// that claims in gossip to be member id holds a certificate of the cluster
+// CA at its cluster address addr, and not another known member's
+// (clusterport.Dialer.Prove). Without TLS there is nothing to prove with,
+// and membership rests on the gossip key and the network
+// (docs/security.md).
 func (n *Node) proveMember(id, addr string) error {
 	if n.cfg.TLS == nil || id == n.cfg.NodeID {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-	defer cancel()
-	c, err := n.port.Dialer().Dial(ctx, addr, clusterport.ServiceHTTP)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		return errors.New("cluster port answered without TLS")
-	}
-	names, err := clustertls.PeerNames(tc.ConnectionState())
-	if err != nil {
-		return err
-	}
-	if slices.Contains(names, id) {
 		return nil
 	}
 	known := map[string]bool{n.cfg.NodeID: true}
@@ -648,12 +624,9 @@ func (n *Node) proveMember(id, addr string) error {
 			known[string(s.ID)] = true
 		}
 	}
-	for _, name := range names {
-		if known[name] {
-			return fmt.Errorf("its certificate is member %q's", name)
-		}
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+	defer cancel()
+	return n.port.Dialer().Prove(ctx, id, addr, func(name string) bool { return known[name] })
 }
 
 // lastProbeOK is the last successful probe of an origin by this node while
