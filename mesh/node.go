@@ -36,6 +36,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/liblog"
+	"github.com/srs-mesh/srs-mesh/mesh/members"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/rtcsessions"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
@@ -76,15 +77,12 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	events        chan memberEvent
+	events        chan members.Event
 	bootstrapKick chan struct{}
 	reconcileKick chan struct{}
 
-	peersMu sync.Mutex
-	peers   map[string]*peer
-	// left holds, on the leader, nodes removed on a graceful leave and
-	// when; they are not re-added until they rejoin gossip.
-	left map[string]time.Time
+	// members is the node's view of the members, fed by gossip.
+	members *members.View
 
 	// voters reconciles the Raft voter set with gossip while this node
 	// leads.
@@ -145,11 +143,9 @@ func New(cfg Config) (*Node, error) {
 		cfg:           cfg,
 		log:           cfg.Logger.With("component", "mesh", "node", cfg.NodeID),
 		fsm:           state.NewFSM(),
-		events:        make(chan memberEvent, 256),
+		events:        make(chan members.Event, 256),
 		bootstrapKick: make(chan struct{}, 1),
 		reconcileKick: make(chan struct{}, 1),
-		peers:         map[string]*peer{},
-		left:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
 		act:           activity.New(),
 		guard:         bearer.Guard{Token: cfg.Token},
@@ -174,6 +170,7 @@ func New(cfg Config) (*Node, error) {
 		Serving:         cfg.Serving,
 		Operator:        n.guard.Operator,
 	})
+	n.members = members.New(members.Config{Record: n.tel.Record, MaxZoneLen: MaxZoneLen, Log: n.log})
 	n.rtc = rtcsessions.New(rtcsessions.Config{
 		Replica: n.fsm, Apply: n.apply, ApplyLocal: n.applyLocal, MaxSessions: cfg.MaxRTCSessions,
 		ActiveWindow: cfg.RTCActiveWindow, TouchInterval: cfg.RTCTouchInterval, SessionTTL: cfg.RTCSessionTTL,
@@ -266,7 +263,7 @@ func (n *Node) open() error {
 	n.voters = voters.New(voters.Config{
 		Self:   voters.Member{ID: cfg.NodeID, Addr: n.raftAdvertise, Zone: cfg.Zone},
 		Voters: cfg.RaftVoters, Floor: voters.Floor(cfg.BootstrapExpect, cfg.RaftVoters), ReapTimeout: cfg.ReapTimeout,
-		Raft: r, Alive: n.aliveVoterMembers, Left: n.leftGracefully, RecentlyLeft: n.recentlyLeft, MarkLeft: n.markLeft,
+		Raft: r, Alive: n.aliveVoterMembers, Left: n.members.HasLeft, RecentlyLeft: n.members.RecentlyLeft, MarkLeft: n.members.MarkLeft,
 		Prove: func(m voters.Member) error { return n.proveMember(m.ID, m.Addr) }, Client: n.client, Log: n.log,
 	})
 
@@ -373,24 +370,24 @@ func (n *Node) bootstrapLoop() {
 }
 
 func (n *Node) tryBootstrap() bool {
-	members := n.aliveMembers()
-	for _, m := range members {
+	alive := n.members.Alive()
+	for _, m := range alive {
 		if m.HasState && m.ID != n.cfg.NodeID {
 			return false // an existing cluster will add us
 		}
 	}
-	if len(members) < n.cfg.BootstrapExpect {
+	if len(alive) < n.cfg.BootstrapExpect {
 		return false
 	}
-	members = members[:n.cfg.BootstrapExpect]
-	zones := make([]string, len(members))
-	for i, m := range members {
+	alive = alive[:n.cfg.BootstrapExpect]
+	zones := make([]string, len(alive))
+	for i, m := range alive {
 		zones[i] = m.Zone
 	}
 	isVoter := voters.Bootstrap(zones, n.cfg.RaftVoters)
 	var conf raft.Configuration
 	self := false
-	for i, m := range members {
+	for i, m := range alive {
 		if err := n.proveMember(m.ID, m.Raft); err != nil {
 			n.log.Warn("not bootstrapping with an unproven member", "member", m.ID, "raft", m.Raft, "err", err)
 			return false
@@ -489,7 +486,7 @@ func (n *Node) Leave(ctx context.Context) error {
 			timeout = max(rem/2, 100*time.Millisecond)
 		}
 	}
-	// Tell the peers first that the leave is graceful (see nodeMeta).
+	// Tell the peers first that the leave is graceful (see members.Meta).
 	n.leavingMesh.Store(true)
 	if err := n.ml.UpdateNode(min(timeout, time.Second)); err != nil {
 		n.log.Debug("gossip metadata update before leaving", "err", err)
@@ -572,8 +569,8 @@ func (n *Node) Status() Status {
 		Events: n.tel.Events().Recent(view.MaxRecentEvents),
 	}
 	in.Replica.TokenKey = nil
-	for id, p := range n.peerSnapshot() {
-		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.gossipAddr, RaftAddr: p.meta.Raft, APIAddr: p.meta.API, State: p.state, Zone: p.meta.Zone})
+	for id, p := range n.members.Snapshot() {
+		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.GossipAddr, RaftAddr: p.Meta.Raft, APIAddr: p.Meta.API, State: p.State, Zone: p.Meta.Zone})
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		in.Servers = f.Configuration().Servers
@@ -616,7 +613,7 @@ func (n *Node) proveMember(id, addr string) error {
 		return nil
 	}
 	known := map[string]bool{n.cfg.NodeID: true}
-	for p := range n.peerSnapshot() {
+	for p := range n.members.Snapshot() {
 		known[p] = true
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {

@@ -20,7 +20,8 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // and imports no other mesh package, no Raft and no gossip. mesh/liblog,
 // which carries the libraries' log lines into slog, imports nothing of ours.
 // The leader's upkeep (mesh/upkeep) writes through the node too: no mesh root,
-// no Raft, no gossip. It checks every import of every package's non-test files, the
+// no Raft, no gossip. The members view (mesh/members) is fed gossip's events
+// by the node and imports neither memberlist nor Raft nor the mesh root. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -79,6 +80,9 @@ func TestImportRulesFire(t *testing.T) {
 			[]string{"mesh", "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
 		{"mesh/rtcsessions", []string{modulePrefix + "mesh/state", modulePrefix + "stream", "context"}, nil},
 		{"mesh/liblog", []string{modulePrefix + "mesh", modulePrefix + "stream", "log/slog"}, []string{"mesh", "stream"}},
+		{"mesh/members", []string{modulePrefix + "mesh", "github.com/hashicorp/memberlist", "github.com/hashicorp/raft"},
+			[]string{"mesh", "github.com/hashicorp/memberlist", "github.com/hashicorp/raft"}},
+		{"mesh/members", []string{modulePrefix + "mesh/events", "encoding/json"}, nil},
 		{"mesh/upkeep", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
 		{"mesh/upkeep", []string{modulePrefix + "mesh/state", modulePrefix + "mesh/health", modulePrefix + "mesh/events", "crypto/rand"}, nil},
@@ -162,6 +166,19 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			case ours && dep == "mesh":
 				report(dep, "the leader's upkeep gets what it needs from the node through its Config")
+				continue
+			}
+		}
+		if pkg == "mesh/members" {
+			switch {
+			case strings.HasPrefix(imp, "github.com/hashicorp/memberlist"):
+				report(dep, "the members view gets gossip's events from the node, never memberlist's types")
+				continue
+			case strings.HasPrefix(imp, "github.com/hashicorp/raft"):
+				report(dep, "the members view is gossip's, not Raft's")
+				continue
+			case ours && dep == "mesh":
+				report(dep, "the members view gets what it needs from the node through its Config")
 				continue
 			}
 		}
