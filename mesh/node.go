@@ -1,10 +1,20 @@
-// Package mesh owns the cluster side of srs-mesh: gossip membership
-// (hashicorp/memberlist), the Raft node (hashicorp/raft) over the replicated
-// state machine of package mesh/state (origins, stream assignments and WebRTC
-// ICE sessions), write forwarding from followers to the leader, the leader's
-// duties (origin health probes, Raft membership reconciliation through
-// package voters, garbage collection of assignments and sessions) and the system API (origin
-// registration, cluster status, drain, health checks).
+// Package mesh owns the cluster side of srs-mesh. A Node joins gossip
+// (hashicorp/memberlist, gossip.go) and runs a Raft node (hashicorp/raft)
+// over the replicated state machine of package mesh/state (origins, stream
+// assignments and WebRTC ICE sessions); it routes streams from its replica
+// (route.go), writes through the leader (forward.go: forwarded from a
+// follower), registers and drains origins (origins.go), reports the keys its
+// sessions use (activity.go), runs the leader's loop (leader.go) and serves
+// the system API and the node-to-node API (api.go). node.go holds its
+// lifecycle: start, bootstrap, leave, close and status.
+//
+// The other jobs have rooms of their own, which a Node composes through
+// their Configs: members (the view of the members from gossip's events),
+// voters (the leader's reconcile of the Raft voter set), upkeep (the
+// leader's writes of origin health and garbage collection), rtcsessions (the
+// node's side of the WebRTC ICE session table), telemetry (events, history
+// and the cluster-wide documents) and clusterport (Raft and the internal API
+// on one port, with mutual TLS).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
 // flags or environment; cmd/srs-mesh builds its Config.
@@ -87,6 +97,11 @@ type Node struct {
 	// voters reconciles the Raft voter set with gossip while this node
 	// leads.
 	voters *voters.Set
+	// upkeep is the leader's writes of origin health and garbage
+	// collection.
+	upkeep *upkeep.Upkeep
+	// rtc is this node's side of the replicated WebRTC ICE session table.
+	rtc *rtcsessions.Store
 
 	// port carries Raft and the internal API (internal), mutual TLS when
 	// Config.TLS is set; client calls peers' internal APIs through it.
@@ -118,12 +133,6 @@ type Node struct {
 	// number of publishers fail over at once.
 	moveLimit *rate.Limiter
 	unwritten atomic.Uint64
-
-	// rtc is this node's side of the replicated WebRTC ICE session table.
-	rtc *rtcsessions.Store
-	// upkeep is the leader's writes of origin health and garbage
-	// collection.
-	upkeep *upkeep.Upkeep
 
 	closeOnce sync.Once
 	closeErr  error
