@@ -13,6 +13,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
+	"github.com/srs-mesh/srs-mesh/mesh/voters"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/bearer"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
@@ -86,7 +87,9 @@ func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathInternalApply, n.method(http.MethodPost, n.guard.Require(n.handleInternalApply)))
 	mux.HandleFunc(pathInternalLeave, n.method(http.MethodPost, n.guard.Require(n.handleInternalLeave)))
-	mux.HandleFunc(pathInternalRaft, n.method(http.MethodGet, n.handleInternalRaft))
+	mux.HandleFunc(voters.PathProgress, n.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		n.voters.HandleProgress(w, r) // n.voters is set once Raft runs, before any member knows this one
+	}))
 	mux.HandleFunc(streams.PathLocal, n.method(http.MethodGet, n.tel.HandleLocalSessions))
 	mux.HandleFunc(telemetry.PathLocalEvents, n.method(http.MethodGet, n.tel.HandleInternalLocalEvents))
 	mux.HandleFunc(telemetry.PathLocalHistory, n.method(http.MethodGet, n.tel.HandleLocalHistory))

@@ -2,20 +2,17 @@ package mesh
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
-	"github.com/srs-mesh/srs-mesh/mesh/state"
 )
 
 // leaderLoop runs the leader's duties while this node leads: it registers the
-// static origins, reconciles Raft voters with gossip, probes origins and
-// collects unused assignments and expired WebRTC sessions. ctx is cancelled when leadership is lost.
+// static origins, reconciles Raft voters with gossip (package voters),
+// probes origins and collects silent origins and unused assignments
+// (package upkeep) and expired WebRTC sessions (package rtcsessions). ctx is
+// cancelled when leadership is lost.
 func (n *Node) leaderLoop(ctx context.Context) {
 	defer n.wg.Done()
 	n.log.Info("gained leadership")
@@ -30,31 +27,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 	}
 	n.tel.Record(events.Event{Kind: events.Leader, Member: n.cfg.NodeID, Detail: "term " + n.raft.Stats()["term"]})
-	if _, ok := n.fsm.TokenKey(); !ok {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err == nil {
-			if _, err := n.applyLocal(ctx, state.SetTokenKeyCmd{Key: key}); err != nil {
-				n.log.Warn("set the segment-token key", "err", err)
-			}
-		}
-	}
-	for _, o := range n.cfg.StaticOrigins {
-		o.Static = true
-		cur, known := n.fsm.Origin(o.ID)
-		if known && cur == o {
-			continue
-		}
-		if _, err := n.applyLocal(ctx, state.RegisterOriginCmd{Origin: o, NowMs: time.Now().UnixMilli()}); err != nil {
-			n.log.Warn("register static origin", "origin", o.ID, "err", err)
-		} else if !known {
-			n.tel.Record(events.Event{Kind: events.OriginAdded, Origin: o.ID, Detail: "static"})
-		}
-	}
+	n.upkeep.EnsureTokenKey(ctx)
+	n.upkeep.RegisterStatic(ctx, n.cfg.StaticOrigins)
 	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,
 		HeartbeatTimeout: n.cfg.HeartbeatTimeout})
 	n.probes.Store(hc)
 	reap := map[string]time.Time{}
-	n.reconcile(ctx, reap)
+	n.voters.Reconcile(ctx, reap)
 
 	probeT := time.NewTicker(n.cfg.ProbeInterval)
 	defer probeT.Stop()
@@ -63,194 +42,31 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	gcEvery := min(max(min(n.cfg.AssignmentTTL, n.cfg.RTCSessionTTL, n.cfg.OriginTTL, n.cfg.PlayOnlyTTL)/10, time.Second), time.Minute)
 	gcT := time.NewTicker(gcEvery)
 	defer gcT.Stop()
-	n.probeRound(ctx, hc)
+	n.upkeep.Probe(ctx, hc)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-probeT.C:
-			n.probeRound(ctx, hc)
+			n.upkeep.Probe(ctx, hc)
 		case <-reconcileT.C:
-			n.reconcile(ctx, reap)
+			n.voters.Reconcile(ctx, reap)
 		case <-n.reconcileKick:
-			n.reconcile(ctx, reap)
+			n.voters.Reconcile(ctx, reap)
 		case <-gcT.C:
-			n.collectOrigins(ctx)
-			n.collectGarbage(ctx)
-			n.collectRTCSessions(ctx)
+			n.upkeep.CollectOrigins(ctx)
+			n.upkeep.CollectAssignments(ctx)
+			n.rtc.Collect(ctx)
 		}
 	}
 }
 
-// applyLocal applies a command on this (leader) node.
-func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, error) {
-	data, err := state.Encode(c)
-	if err != nil {
-		return state.Result{}, err
-	}
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return state.Result{}, err
-	}
-	res, _ := f.Response().(state.Result)
-	return res, resultErr(res)
-}
-
-// removeSafe reports whether removing voter id from servers (the Raft
-// configuration, every suffrage) keeps a working quorum: at least one voter
-// remains, no fewer than voterFloor, and the alive remaining voters are a
-// majority of the new configuration.
-func (n *Node) removeSafe(id string, servers map[string]raft.Server, alive map[string]bool) (bool, string) {
-	if s, ok := servers[id]; !ok || s.Suffrage != raft.Voter {
-		return false, "not a voter"
-	}
-	remaining, up := 0, 0
-	for v, s := range servers {
-		if v == id || s.Suffrage != raft.Voter {
-			continue
-		}
-		remaining++
-		if alive[v] {
-			up++
-		}
-	}
-	if remaining == 0 {
-		return false, "last voter"
-	}
-	if floor := n.cfg.voterFloor(); remaining < floor {
-		// A full stop (every node leaving at once) must leave a voter set
-		// that any majority of the nodes can restart. Lower
-		// --bootstrap-expect to shrink the mesh below it.
-		return false, fmt.Sprintf("%d voters would stay, fewer than %d (--bootstrap-expect, at most --raft-voters)", remaining, floor)
-	}
-	if up < remaining/2+1 {
-		return false, fmt.Sprintf("only %d of %d remaining voters are alive", up, remaining)
-	}
-	return true, ""
-}
-
-// removeServer removes member id (voter or not) from the configuration and
-// from servers.
-func (n *Node) removeServer(id, why string, servers map[string]raft.Server) {
-	n.log.Info("removing member from raft", "member", id, "voter", servers[id].Suffrage == raft.Voter, "reason", why)
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
-		n.log.Warn("remove member", "member", id, "err", err)
-		return
-	}
-	delete(servers, id)
-}
-
-// removeOnLeave handles a graceful leave request on the leader: a non-voter
-// is removed at once; a voter is first replaced by a caught-up non-voter
-// when one exists, then removed when removeSafe allows it. It reports
-// whether the member is no longer in the configuration.
+// removeOnLeave handles a graceful leave request on the leader (see
+// voters.Set.RemoveLeaving). It reports whether the member is no longer in
+// the configuration.
 func (n *Node) removeOnLeave(id string) (bool, error) {
 	if !n.IsLeader() {
 		return false, ErrNotLeader
 	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return false, err
-	}
-	m := membership{servers: map[string]raft.Server{}, alive: map[string]nodeMeta{}}
-	for _, s := range f.Configuration().Servers {
-		m.servers[string(s.ID)] = s
-	}
-	srv, ok := m.servers[id]
-	if !ok {
-		return true, nil
-	}
-	m.alive[n.cfg.NodeID] = nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAdvertise, Zone: n.cfg.Zone}
-	for _, meta := range n.aliveMembers() {
-		m.alive[meta.ID] = meta
-	}
-	delete(m.alive, id)
-	n.markLeft(id)
-	if srv.Suffrage != raft.Voter {
-		n.removeServer(id, "leave", m.servers)
-		_, still := m.servers[id]
-		return !still, nil
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-	defer cancel()
-	n.promote(ctx, m, m.promotionOrder(id), "replaces "+id+", which leaves")
-	if ok, why := n.removeSafe(id, m.servers, m.aliveSet()); !ok {
-		n.log.Warn("refusing to remove leaving voter", "member", id, "reason", why)
-		return false, nil
-	}
-	n.removeServer(id, "leave", m.servers)
-	_, still := m.servers[id]
-	return !still, nil
-}
-
-// collectGarbage deletes assignments that no node has used for
-// AssignmentTTL, by the leader's clock.
-// collectOrigins removes registered origins whose heartbeats stopped
-// OriginTTL ago, with their assignments. Static origins stay.
-func (n *Node) collectOrigins(ctx context.Context) {
-	cutoff := time.Now().Add(-n.cfg.OriginTTL).UnixMilli()
-	for _, s := range n.fsm.Origins() {
-		if s.Origin.Static || s.LastHeartbeatMs == 0 || s.LastHeartbeatMs > cutoff || ctx.Err() != nil {
-			continue
-		}
-		if _, err := n.applyLocal(ctx, state.RemoveOriginCmd{ID: s.Origin.ID, StaleBeforeMs: cutoff}); err != nil {
-			n.log.Warn("remove silent origin", "origin", s.Origin.ID, "err", err)
-			continue
-		}
-		n.tel.Record(events.Event{Kind: events.OriginRemoved, Origin: s.Origin.ID, Detail: "heartbeats stopped"})
-		n.log.Info("removed an origin whose heartbeats stopped", "origin", s.Origin.ID,
-			"last_heartbeat", time.UnixMilli(s.LastHeartbeatMs).UTC().Format(time.RFC3339), "ttl", n.cfg.OriginTTL)
-	}
-}
-
-func (n *Node) collectGarbage(ctx context.Context) {
-	n.deleteStale(ctx, time.Now().Add(-n.cfg.PlayOnlyTTL).UnixMilli(), n.fsm.StalePlayOnlyKeys)
-	n.deleteStale(ctx, time.Now().Add(-n.cfg.AssignmentTTL).UnixMilli(), n.fsm.StaleKeys)
-}
-
-// deleteStale deletes, in batches, the assignments stale lists as unused
-// since cutoff.
-func (n *Node) deleteStale(ctx context.Context, cutoff int64, stale func(int64, int) []string) {
-	for ctx.Err() == nil {
-		keys := stale(cutoff, 1000)
-		if len(keys) == 0 {
-			return
-		}
-		if _, err := n.applyLocal(ctx, state.DeleteAssignmentsCmd{Keys: keys, CutoffMs: cutoff}); err != nil {
-			n.log.Warn("assignment gc", "err", err)
-			return
-		}
-		n.log.Debug("collected assignments", "count", len(keys))
-	}
-}
-
-// probeRound runs one health round of the leader and writes the changes.
-// Alongside health changes it replicates, every health.ReplicateEvery, when
-// healthy origins last answered a probe, so that followers show it too.
-func (n *Node) probeRound(ctx context.Context, hc *health.Checker) {
-	origins := n.fsm.Origins()
-	changes := hc.Round(ctx, origins)
-	for _, c := range changes {
-		n.log.Info("origin health", "origin", c.ID, "healthy", c.Healthy, "reason", c.Reason)
-	}
-	flips := changes
-	changes = append(changes[:len(changes):len(changes)], hc.Refreshes(origins, changes)...)
-	if len(changes) == 0 {
-		return
-	}
-	if _, err := n.applyLocal(ctx, state.SetHealthCmd{Changes: changes, NowMs: time.Now().UnixMilli()}); err != nil {
-		n.log.Warn("write origin health", "err", err)
-		return
-	}
-	for _, c := range flips {
-		e := events.Event{Kind: events.OriginUp, Origin: c.ID}
-		if !c.Healthy {
-			e.Kind, e.Detail = events.OriginDown, c.Reason
-		}
-		n.tel.Record(e)
-	}
+	return n.voters.RemoveLeaving(n.ctx, id)
 }

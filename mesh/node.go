@@ -1,10 +1,20 @@
-// Package mesh owns the cluster side of srs-mesh: gossip membership
-// (hashicorp/memberlist), the Raft node (hashicorp/raft) over the replicated
-// state machine of package mesh/state (origins, stream assignments and WebRTC
-// ICE sessions), write forwarding from followers to the leader, the leader's
-// duties (origin health probes, Raft membership reconciliation, garbage
-// collection of assignments and sessions) and the system API (origin
-// registration, cluster status, drain, health checks).
+// Package mesh owns the cluster side of srs-mesh. A Node joins gossip
+// (hashicorp/memberlist, gossip.go) and runs a Raft node (hashicorp/raft)
+// over the replicated state machine of package mesh/state (origins, stream
+// assignments and WebRTC ICE sessions); it routes streams from its replica
+// (route.go), writes through the leader (forward.go: forwarded from a
+// follower), registers and drains origins (origins.go), reports the keys its
+// sessions use (activity.go), runs the leader's loop (leader.go) and serves
+// the system API and the node-to-node API (api.go). node.go holds its
+// lifecycle: start, bootstrap, leave, close and status.
+//
+// The other jobs have rooms of their own, which a Node composes through
+// their Configs: members (the view of the members from gossip's events),
+// voters (the leader's reconcile of the Raft voter set), upkeep (the
+// leader's writes of origin health and garbage collection), rtcsessions (the
+// node's side of the WebRTC ICE session table), telemetry (events, history
+// and the cluster-wide documents) and clusterport (Raft and the internal API
+// on one port, with mutual TLS).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
 // flags or environment; cmd/srs-mesh builds its Config.
@@ -12,17 +22,14 @@ package mesh
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,13 +43,17 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
-	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
+	"github.com/srs-mesh/srs-mesh/mesh/liblog"
+	"github.com/srs-mesh/srs-mesh/mesh/members"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
+	"github.com/srs-mesh/srs-mesh/mesh/rtcsessions"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
 	"github.com/srs-mesh/srs-mesh/mesh/telemetry"
+	"github.com/srs-mesh/srs-mesh/mesh/upkeep"
 	"github.com/srs-mesh/srs-mesh/mesh/view"
+	"github.com/srs-mesh/srs-mesh/mesh/voters"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/bearer"
 )
@@ -76,20 +87,21 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	events        chan memberEvent
+	events        chan members.Event
 	bootstrapKick chan struct{}
 	reconcileKick chan struct{}
 
-	peersMu sync.Mutex
-	peers   map[string]*peer
-	// left holds, on the leader, nodes removed on a graceful leave and
-	// when; they are not re-added until they rejoin gossip.
-	left map[string]time.Time
+	// members is the node's view of the members, fed by gossip.
+	members *members.View
 
-	// down holds, while this node leads, since when Raft heartbeats to
-	// each member have failed (heartbeatWatch).
-	downMu sync.Mutex
-	down   map[string]time.Time
+	// voters reconciles the Raft voter set with gossip while this node
+	// leads.
+	voters *voters.Set
+	// upkeep is the leader's writes of origin health and garbage
+	// collection.
+	upkeep *upkeep.Upkeep
+	// rtc is this node's side of the replicated WebRTC ICE session table.
+	rtc *rtcsessions.Store
 
 	// port carries Raft and the internal API (internal), mutual TLS when
 	// Config.TLS is set; client calls peers' internal APIs through it.
@@ -122,15 +134,6 @@ type Node struct {
 	moveLimit *rate.Limiter
 	unwritten atomic.Uint64
 
-	// rtcActive holds the ufrags of the WebRTC sessions the relay reported
-	// carrying since the last RTCTouchInterval flush (TouchRTCSessions);
-	// at most maxPendingRTCTouches.
-	rtcActiveMu sync.Mutex
-	rtcActive   map[string]struct{}
-	// rtcKick asks the activity loop for a report now: a session the
-	// relay just started carrying is not protected until reported.
-	rtcKick chan struct{}
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -149,15 +152,10 @@ func New(cfg Config) (*Node, error) {
 		cfg:           cfg,
 		log:           cfg.Logger.With("component", "mesh", "node", cfg.NodeID),
 		fsm:           state.NewFSM(),
-		events:        make(chan memberEvent, 256),
+		events:        make(chan members.Event, 256),
 		bootstrapKick: make(chan struct{}, 1),
 		reconcileKick: make(chan struct{}, 1),
-		peers:         map[string]*peer{},
-		left:          map[string]time.Time{},
-		down:          map[string]time.Time{},
 		degradedKeys:  map[string]struct{}{},
-		rtcActive:     map[string]struct{}{},
-		rtcKick:       make(chan struct{}, 1),
 		act:           activity.New(),
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
@@ -181,6 +179,14 @@ func New(cfg Config) (*Node, error) {
 		Serving:         cfg.Serving,
 		Operator:        n.guard.Operator,
 	})
+	n.members = members.New(members.Config{Record: n.tel.Record, MaxZoneLen: MaxZoneLen, Log: n.log})
+	n.rtc = rtcsessions.New(rtcsessions.Config{
+		Replica: n.fsm, Apply: n.apply, ApplyLocal: n.applyLocal, MaxSessions: cfg.MaxRTCSessions,
+		ActiveWindow: cfg.RTCActiveWindow, TouchInterval: cfg.RTCTouchInterval, SessionTTL: cfg.RTCSessionTTL,
+		WriteTimeout: cfg.RouteTimeout, Log: n.log,
+	})
+	n.upkeep = upkeep.New(upkeep.Config{Replica: n.fsm, ApplyLocal: n.applyLocal, Record: n.tel.Record,
+		OriginTTL: cfg.OriginTTL, AssignmentTTL: cfg.AssignmentTTL, PlayOnlyTTL: cfg.PlayOnlyTTL, Log: n.log})
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.shutdown()
@@ -199,7 +205,7 @@ func (n *Node) open() error {
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:        "raft",
 		Level:       hclog.Warn,
-		Output:      &logWriter{log: n.log.With("lib", "raft")},
+		Output:      &liblog.Writer{Log: n.log.With("lib", "raft")},
 		DisableTime: true,
 	})
 	store, err := raftboltdb.New(raftboltdb.Options{
@@ -262,6 +268,12 @@ func (n *Node) open() error {
 		return fmt.Errorf("mesh: start raft: %w", err)
 	}
 	n.raft = r
+	n.voters = voters.New(voters.Config{
+		Self:   voters.Member{ID: cfg.NodeID, Addr: n.raftAdvertise, Zone: cfg.Zone},
+		Voters: cfg.RaftVoters, Floor: voters.Floor(cfg.BootstrapExpect, cfg.RaftVoters), ReapTimeout: cfg.ReapTimeout,
+		Raft: r, Alive: n.aliveVoterMembers, Left: n.members.HasLeft, RecentlyLeft: n.members.RecentlyLeft, MarkLeft: n.members.MarkLeft,
+		Prove: func(m voters.Member) error { return n.proveMember(m.ID, m.Addr) }, Client: n.client, Log: n.log,
+	})
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeID
@@ -275,7 +287,7 @@ func (n *Node) open() error {
 	mc.PushPullInterval = 15 * time.Second
 	mc.Delegate = gossipDelegate{n}
 	mc.Events = gossipDelegate{n}
-	mc.LogOutput = &logWriter{log: n.log.With("lib", "memberlist")}
+	mc.LogOutput = &liblog.Writer{Log: n.log.With("lib", "memberlist")}
 	if len(cfg.GossipKey) > 0 {
 		mc.SecretKey = cfg.GossipKey
 	}
@@ -298,12 +310,19 @@ func (n *Node) dialCluster(ctx context.Context, _, addr string) (net.Conn, error
 
 // start runs the background loops; each is waited for in Close.
 func (n *Node) start() {
-	n.wg.Add(6)
+	n.wg.Add(7)
 	go func() {
 		defer n.wg.Done()
 		n.tel.Run(n.ctx)
 	}()
-	go n.heartbeatWatch()
+	go func() {
+		defer n.wg.Done()
+		n.rtc.Run(n.ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.voters.WatchHeartbeats(n.ctx)
+	}()
 	go n.gossipLoop()
 	go n.leadershipLoop()
 	go n.bootstrapLoop()
@@ -358,26 +377,30 @@ func (n *Node) bootstrapLoop() {
 }
 
 func (n *Node) tryBootstrap() bool {
-	members := n.aliveMembers()
-	for _, m := range members {
+	alive := n.members.Alive()
+	for _, m := range alive {
 		if m.HasState && m.ID != n.cfg.NodeID {
 			return false // an existing cluster will add us
 		}
 	}
-	if len(members) < n.cfg.BootstrapExpect {
+	if len(alive) < n.cfg.BootstrapExpect {
 		return false
 	}
-	members = members[:n.cfg.BootstrapExpect]
-	voters := bootstrapVoters(members, n.cfg.RaftVoters)
+	alive = alive[:n.cfg.BootstrapExpect]
+	zones := make([]string, len(alive))
+	for i, m := range alive {
+		zones[i] = m.Zone
+	}
+	isVoter := voters.Bootstrap(zones, n.cfg.RaftVoters)
 	var conf raft.Configuration
 	self := false
-	for i, m := range members {
-		if err := n.proveMember(m); err != nil {
+	for i, m := range alive {
+		if err := n.proveMember(m.ID, m.Raft); err != nil {
 			n.log.Warn("not bootstrapping with an unproven member", "member", m.ID, "raft", m.Raft, "err", err)
 			return false
 		}
 		suffrage := raft.Nonvoter
-		if voters[i] {
+		if isVoter[i] {
 			suffrage = raft.Voter
 		}
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: suffrage, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
@@ -392,28 +415,6 @@ func (n *Node) tryBootstrap() bool {
 	}
 	n.log.Info("bootstrapped cluster", "members", len(conf.Servers), "voters", min(len(conf.Servers), n.cfg.RaftVoters))
 	return true
-}
-
-// bootstrapVoters chooses which of members (sorted by id) bootstrap as
-// voters: at most max, one per zone first (in id order), then the rest in
-// id order. Members without a zone count as zones of their own. Every node
-// that bootstraps computes the same answer from the same members.
-func bootstrapVoters(members []nodeMeta, max int) []bool {
-	out := make([]bool, len(members))
-	taken, seen := 0, map[string]bool{}
-	for i, m := range members {
-		if taken < max && (m.Zone == "" || !seen[m.Zone]) {
-			out[i], seen[m.Zone] = true, true
-			taken++
-		}
-	}
-	for i := range members {
-		if taken < max && !out[i] {
-			out[i] = true
-			taken++
-		}
-	}
-	return out
 }
 
 func (n *Node) markHasState() {
@@ -445,7 +446,7 @@ func (n *Node) leadershipLoop() {
 			if isLeader {
 				stop = n.startLeaderLoop()
 			} else {
-				n.forgetUnreachable()
+				n.voters.ForgetUnreachable()
 			}
 		}
 	}
@@ -479,7 +480,7 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // until Close; call Close after Leave.
 func (n *Node) Leave(ctx context.Context) error {
 	var errs []error
-	if n.IsLeader() && n.voterCount() > 1 {
+	if n.IsLeader() && n.voters.Count() > 1 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("mesh: leadership transfer: %w", err))
 		}
@@ -492,7 +493,7 @@ func (n *Node) Leave(ctx context.Context) error {
 			timeout = max(rem/2, 100*time.Millisecond)
 		}
 	}
-	// Tell the peers first that the leave is graceful (see nodeMeta).
+	// Tell the peers first that the leave is graceful (see members.Meta).
 	n.leavingMesh.Store(true)
 	if err := n.ml.UpdateNode(min(timeout, time.Second)); err != nil {
 		n.log.Debug("gossip metadata update before leaving", "err", err)
@@ -500,7 +501,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: gossip leave: %w", err))
 	}
-	if n.voterCount() > 1 {
+	if n.voters.Count() > 1 {
 		if err := n.requestRemoval(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -513,21 +514,6 @@ func (n *Node) Leave(ctx context.Context) error {
 		n.log.Warn("snapshot on leave", "err", err)
 	}
 	return errors.Join(errs...)
-}
-
-// voterCount returns the number of voters in the latest configuration.
-func (n *Node) voterCount() int {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return 0
-	}
-	c := 0
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			c++
-		}
-	}
-	return c
 }
 
 // Close stops the node without leaving the mesh (peers see it fail): it stops
@@ -590,8 +576,8 @@ func (n *Node) Status() Status {
 		Events: n.tel.Events().Recent(view.MaxRecentEvents),
 	}
 	in.Replica.TokenKey = nil
-	for id, p := range n.peerSnapshot() {
-		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.gossipAddr, RaftAddr: p.meta.Raft, APIAddr: p.meta.API, State: p.state, Zone: p.meta.Zone})
+	for id, p := range n.members.Snapshot() {
+		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.GossipAddr, RaftAddr: p.Meta.Raft, APIAddr: p.Meta.API, State: p.State, Zone: p.Meta.Zone})
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		in.Servers = f.Configuration().Servers
@@ -620,57 +606,31 @@ func (n *Node) ready() bool {
 	return id != "" && applied > 0 && applied >= n.startIndex && n.raft.CommitIndex() < applied+readyLag
 }
 
-var _ io.Writer = (*logWriter)(nil)
-
 // Origin returns a known origin by id, as this node's replica has it.
 func (n *Node) Origin(id string) (stream.Origin, bool) { return n.fsm.Origin(id) }
 
-// proveMember checks, when the cluster port uses mutual TLS, that the node m
-// claims to be in gossip answers on its cluster address with a certificate
-// of the cluster CA (gossip alone proves nothing: metadata is whatever a
-// member sends), and that the certificate is not another member's: when it
-// names m's id (common name or subject alternative name, as `srs-mesh tls
-// cert` makes them) it is m's; when it names another known member it is
-// refused; a certificate that names no member (one shared by the nodes)
-// proves membership only. Without TLS there is nothing to prove with, and
-// membership rests on the gossip key and the network (docs/security.md).
-func (n *Node) proveMember(m nodeMeta) error {
-	if n.cfg.TLS == nil || m.ID == n.cfg.NodeID {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-	defer cancel()
-	c, err := n.port.Dialer().Dial(ctx, m.Raft, clusterport.ServiceHTTP)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		return errors.New("cluster port answered without TLS")
-	}
-	names, err := clustertls.PeerNames(tc.ConnectionState())
-	if err != nil {
-		return err
-	}
-	if slices.Contains(names, m.ID) {
+// proveMember checks, when the cluster port uses mutual TLS, that the node
+// that claims in gossip to be member id holds a certificate of the cluster
+// CA at its cluster address addr, and not another known member's
+// (clusterport.Dialer.Prove). Without TLS there is nothing to prove with,
+// and membership rests on the gossip key and the network
+// (docs/security.md).
+func (n *Node) proveMember(id, addr string) error {
+	if n.cfg.TLS == nil || id == n.cfg.NodeID {
 		return nil
 	}
 	known := map[string]bool{n.cfg.NodeID: true}
-	for id := range n.peerSnapshot() {
-		known[id] = true
+	for p := range n.members.Snapshot() {
+		known[p] = true
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			known[string(s.ID)] = true
 		}
 	}
-	for _, name := range names {
-		if known[name] {
-			return fmt.Errorf("its certificate is member %q's", name)
-		}
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+	defer cancel()
+	return n.port.Dialer().Prove(ctx, id, addr, func(name string) bool { return known[name] })
 }
 
 // lastProbeOK is the last successful probe of an origin by this node while

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,10 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // of ours, mesh imports no protocol, and mesh/state, the deterministic core
 // of the mesh, imports no clock, no network, no gossip and nothing of ours but
 // stream. The node's telemetry (mesh/telemetry, mesh/peers) imports neither
-// the mesh root nor Raft nor gossip. It checks every import of every package's non-test files, the
+// the mesh root nor Raft nor gossip. The other rooms the Node composes
+// (rooms: mesh/voters, mesh/members, mesh/upkeep, mesh/rtcsessions,
+// mesh/liblog) never import the mesh root either; rooms says what else each
+// must not import. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream.
@@ -64,6 +68,21 @@ func TestImportRulesFire(t *testing.T) {
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
 		{"mesh/telemetry", []string{modulePrefix + "mesh/events", modulePrefix + "mesh/peers", modulePrefix + "mesh/streams", "net/http"}, nil},
 		{"mesh/peers", []string{modulePrefix + "mesh/streams", "net/http"}, []string{"mesh/streams"}},
+		// The voter set: Raft's configuration calls, but no mesh package and no gossip.
+		{"mesh/voters", []string{modulePrefix + "mesh", modulePrefix + "mesh/state", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "mesh/state", "github.com/hashicorp/memberlist"}},
+		{"mesh/voters", []string{"github.com/hashicorp/raft", "net/http", modulePrefix + "stream/httpjson"}, nil},
+		// The session store: commands of mesh/state, written through the node.
+		{"mesh/rtcsessions", []string{modulePrefix + "mesh", modulePrefix + "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "mesh/telemetry", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
+		{"mesh/rtcsessions", []string{modulePrefix + "mesh/state", modulePrefix + "stream", "context"}, nil},
+		{"mesh/liblog", []string{modulePrefix + "mesh", modulePrefix + "stream", "log/slog"}, []string{"mesh", "stream"}},
+		{"mesh/members", []string{modulePrefix + "mesh", "github.com/hashicorp/memberlist", "github.com/hashicorp/raft"},
+			[]string{"mesh", "github.com/hashicorp/memberlist", "github.com/hashicorp/raft"}},
+		{"mesh/members", []string{modulePrefix + "mesh/events", "encoding/json"}, nil},
+		{"mesh/upkeep", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
+			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
+		{"mesh/upkeep", []string{modulePrefix + "mesh/state", modulePrefix + "mesh/health", modulePrefix + "mesh/events", "crypto/rand"}, nil},
 	} {
 		got := importViolations(tc.pkg, tc.imports)
 		if len(got) != len(tc.bad) {
@@ -74,6 +93,12 @@ func TestImportRulesFire(t *testing.T) {
 			if !strings.HasPrefix(got[i], tc.pkg+" imports "+imp+":") {
 				t.Errorf("%s importing %v: report %q does not name %s", tc.pkg, tc.imports, got[i], imp)
 			}
+		}
+	}
+	// No room of the Node imports the mesh root.
+	for pkg := range rooms {
+		if got := importViolations(pkg, []string{modulePrefix + "mesh"}); len(got) != 1 {
+			t.Errorf("%s importing the mesh root: got %q, want one report", pkg, got)
 		}
 	}
 }
@@ -117,6 +142,10 @@ func importViolations(pkg string, imports []string) []string {
 				continue
 			}
 		}
+		if why := roomViolation(pkg, imp, dep, ours); why != "" {
+			report(dep, why)
+			continue
+		}
 		if !ours {
 			continue
 		}
@@ -138,6 +167,67 @@ func importViolations(pkg string, imports []string) []string {
 		}
 	}
 	return out
+}
+
+// A forbid is an import a room of the Node must not have, and why.
+type forbid struct {
+	bad func(imp, dep string, ours bool) bool
+	why string
+}
+
+func raftImport(imp, _ string, _ bool) bool {
+	return strings.HasPrefix(imp, "github.com/hashicorp/raft")
+}
+
+func gossipImport(imp, _ string, _ bool) bool {
+	return strings.HasPrefix(imp, "github.com/hashicorp/memberlist")
+}
+
+func meshRoot(_, dep string, ours bool) bool { return ours && dep == "mesh" }
+
+// meshBut is any mesh package but those of except.
+func meshBut(except ...string) func(string, string, bool) bool {
+	return func(_, dep string, ours bool) bool {
+		return ours && (dep == "mesh" || strings.HasPrefix(dep, "mesh/")) && !slices.Contains(except, dep)
+	}
+}
+
+// rooms are the rooms the Node composes through their Configs, and what each
+// must not import: none imports the mesh root.
+var rooms = map[string][]forbid{
+	"mesh/voters": {
+		{gossipImport, "the voter set gets gossip's view from the node through its Config"},
+		{meshBut(), "the voter set changes Raft's configuration only: it writes no replicated state and reads the node through its Config"},
+	},
+	"mesh/rtcsessions": {
+		{raftImport, "the session store writes through the node's write path"},
+		{gossipImport, "the session store knows no gossip"},
+		{meshBut("mesh/state"), "the session store gets what it needs from the node through its Config"},
+	},
+	"mesh/upkeep": {
+		{raftImport, "the leader's upkeep writes through the node's Config"},
+		{gossipImport, "the leader's upkeep knows no gossip"},
+		{meshRoot, "the leader's upkeep gets what it needs from the node through its Config"},
+	},
+	"mesh/members": {
+		{gossipImport, "the members view gets gossip's events from the node, never memberlist's types"},
+		{raftImport, "the members view is gossip's, not Raft's"},
+		{meshRoot, "the members view gets what it needs from the node through its Config"},
+	},
+	"mesh/liblog": {
+		{func(_, _ string, ours bool) bool { return ours }, "the libraries' log adapter imports nothing of ours"},
+	},
+}
+
+// roomViolation says why pkg, a room of the Node, must not import imp, or
+// "" when it may.
+func roomViolation(pkg, imp, dep string, ours bool) string {
+	for _, f := range rooms[pkg] {
+		if f.bad(imp, dep, ours) {
+			return f.why
+		}
+	}
+	return ""
 }
 
 // isTelemetry reports whether pkg is the node's telemetry room: the

@@ -1,21 +1,28 @@
-package mesh
+// Package liblog carries the log lines of the libraries the mesh runs
+// (hashicorp/raft's hclog, memberlist's log.Logger) into the node's slog
+// logger. It holds no state and starts no goroutine.
+package liblog
 
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 )
 
-// logWriter adapts the line-oriented loggers of hashicorp/raft (hclog) and
+// Writer adapts the line-oriented loggers of hashicorp/raft (hclog) and
 // memberlist (log.Logger) to slog. Each line's "[LEVEL]" tag becomes the slog
 // level; lines below warn are dropped to keep the libraries' chatter out of
 // the node's logs.
-type logWriter struct {
-	log *slog.Logger
+type Writer struct {
+	Log *slog.Logger
 }
 
-func (w *logWriter) Write(p []byte) (int, error) {
+var _ io.Writer = (*Writer)(nil)
+
+// Write logs each line of p at its tag's level, or drops it; it never fails.
+func (w *Writer) Write(p []byte) (int, error) {
 	for _, line := range bytes.Split(p, []byte{'\n'}) {
 		s := strings.TrimSpace(string(line))
 		if s == "" {
@@ -25,7 +32,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		if level < slog.LevelWarn {
 			continue
 		}
-		w.log.Log(context.Background(), level, msg)
+		w.Log.Log(context.Background(), level, msg)
 	}
 	return len(p), nil
 }
