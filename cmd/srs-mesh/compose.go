@@ -180,6 +180,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.rtmpMaxMessage < 1 || o.rtmpMaxMessage > 0xffffff {
+		return fmt.Errorf("--rtmp-max-message: %s is outside 1B..16MiB-1 (RTMP's 24-bit message length)", o.rtmpMaxMessage.String())
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -283,7 +286,8 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
 		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
-			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers})
+			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers,
+			MaxMessageSize: uint32(o.rtmpMaxMessage)})
 		if err != nil {
 			return nil, err
 		}

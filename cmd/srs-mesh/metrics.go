@@ -105,6 +105,7 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFailures, st.RouteFailures, "rtmp", "no_route")
 		counter(descFailures, st.OriginFailures, "rtmp", "origin")
 		counter(descFailures, st.ConnsRefused, "rtmp", "too_many_connections")
+		counter(descFailures, st.OversizedMessages, "rtmp", "message_too_large")
 	}
 	if s := c.srt; s != nil {
 		st := s.Stats()

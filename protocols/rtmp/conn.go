@@ -111,7 +111,9 @@ func (c *conn) serve(ctx context.Context) {
 	c.log.Debug("handshake done", "handshake", kind)
 	if err := c.identify(); err != nil {
 		st.clientFailures.Add(1)
-		c.log.Info("client set-up failed", "err", err)
+		if !c.oversized(err) {
+			c.log.Info("client set-up failed", "err", err)
+		}
 		return
 	}
 	c.log = c.log.With("stream", c.req.Key.String())
@@ -171,8 +173,31 @@ func (c *conn) serve(ctx context.Context) {
 	} else {
 		err = c.relay(o)
 	}
+	c.oversized(err)
 	c.log.Info("session ended", "publish", c.publish, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
+}
+
+// clientReadErr marks an error of reading the client as ErrMessageTooLarge
+// when the client sent a message above Config.MaxMessageSize.
+func clientReadErr(err error) error {
+	if errors.Is(err, chunk.ErrMessageTooLarge) {
+		return fmt.Errorf("%w: %w", ErrMessageTooLarge, err)
+	}
+	return err
+}
+
+// oversized counts and logs a session that ended because its client sent a
+// message above Config.MaxMessageSize, and reports whether err says so.
+// Nothing of that message reached the origin: the reader refuses it from
+// its header on.
+func (c *conn) oversized(err error) bool {
+	if !errors.Is(err, ErrMessageTooLarge) {
+		return false
+	}
+	c.s.stats.oversized.Add(1)
+	c.log.Warn("client sent a message larger than --rtmp-max-message; session refused", "max", c.s.cfg.MaxMessageSize, "err", err)
+	return true
 }
 
 // identify answers the client's commands until it publishes or plays, and
@@ -182,7 +207,7 @@ func (c *conn) identify() error {
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
-			return err
+			return clientReadErr(err)
 		}
 		if handled, err := cl.handleControl(&m); handled || err != nil {
 			if err != nil {
