@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,14 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	if failed.ID == "" {
 		return n.route(ctx, key, false)
 	}
+	// Only the failure of an origin moves a stream: an origin the leader
+	// holds healthy and that accepts a connection now stays, whatever
+	// broke the caller's leg (a client can make an origin drop its own
+	// session). The stream routes as usual.
+	if !n.originFailing(ctx, failed.ID) {
+		n.log.Info("origin still answers; stream not moved", "stream", ks, "origin", failed.ID)
+		return n.route(ctx, key, false)
+	}
 	// Writes only when a move can happen: the stream is on the failed
 	// origin, did not move within MoveInterval (a refused move is a log
 	// entry too) and this node's moves are within their rate. Otherwise it
@@ -142,9 +151,10 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 		return stream.Origin{}, fmt.Errorf("%w: empty move result for %s", stream.ErrNoOrigin, ks)
 	case ctx.Err() != nil:
 		return stream.Origin{}, ctx.Err()
-	case errors.Is(err, state.ErrMoveTooSoon), errors.Is(err, stream.ErrNoOrigin) && !errors.Is(err, stream.ErrOriginsFull):
-		// Too soon, no other healthy origin, or nothing assigned (a new
-		// stream): route as usual.
+	case errors.Is(err, state.ErrMoveTooSoon), errors.Is(err, ErrOriginAnswers),
+		errors.Is(err, stream.ErrNoOrigin) && !errors.Is(err, stream.ErrOriginsFull):
+		// Too soon, the leader found the origin alive, no other healthy
+		// origin, or nothing assigned (a new stream): route as usual.
 		return n.route(ctx, key, false)
 	}
 	return stream.Origin{}, err
@@ -209,6 +219,29 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 		n.log.Warn("no leader: routing by hash without an assignment", "stream", ks, "origin", id)
 	}
 	return o, nil
+}
+
+// originFailing reports whether origin id may be moved off: it is unknown,
+// the leader's probes hold it unhealthy, or it does not accept a TCP
+// connection on its probe endpoint (the leader's probe, from this node, at
+// the address the replica holds) within the probe timeout. An origin
+// without a TCP endpoint is judged by its health alone.
+func (n *Node) originFailing(ctx context.Context, id string) bool {
+	o, ok := n.fsm.Origin(id)
+	if !ok || !n.fsm.Healthy(id) {
+		return true
+	}
+	ep := state.ProbeEndpoint(o)
+	if ep == "" {
+		return false
+	}
+	d := net.Dialer{Timeout: n.cfg.probeTimeout()}
+	nc, err := d.DialContext(ctx, "tcp", ep)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	nc.Close()
+	return false
 }
 
 // Bounds of a node's moves (Reroute): a mass failure of origins moves at
@@ -436,6 +469,8 @@ func (n *Node) forward(ctx context.Context, addr string, data []byte) (state.Res
 		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
 		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+	case status == http.StatusConflict:
+		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, env.Message)
 	}
 	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, env.Message)
 }
