@@ -283,6 +283,20 @@ func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Ori
 	return r.timed(ctx, key, r.node.RoutePlay)
 }
 
+// RoutePublish finds a publisher's origin without writing
+// (mesh.Node.RoutePublish), timed like Route.
+func (r *timedRouter) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return r.timed(ctx, key, r.node.RoutePublish)
+}
+
+// PublishAccepted writes the assignment of a publish its origin accepted
+// (mesh.Node.PublishAccepted), timed like Route.
+func (r *timedRouter) PublishAccepted(ctx context.Context, key stream.Key, origin stream.Origin) (stream.Origin, error) {
+	return r.timed(ctx, key, func(ctx context.Context, key stream.Key) (stream.Origin, error) {
+		return r.node.PublishAccepted(ctx, key, origin)
+	})
+}
+
 // Reroute moves a stream off an origin that failed under a publisher
 // (mesh.Node.Reroute), timed like Route.
 func (r *timedRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {

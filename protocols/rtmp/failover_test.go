@@ -499,3 +499,67 @@ func TestOversizedMessageRefused(t *testing.T) {
 	default:
 	}
 }
+
+// publishRouter is a Router with RoutePublish and PublishAccepted: it
+// routes publishes to first and assigns accepted ones to assign.
+type publishRouter struct {
+	first, assign stream.Origin
+	accepted      chan string
+}
+
+func (r *publishRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
+	return stream.Origin{}, errors.New("publishes must not use Route")
+}
+
+func (r *publishRouter) RoutePublish(context.Context, stream.Key) (stream.Origin, error) {
+	return r.first, nil
+}
+
+func (r *publishRouter) PublishAccepted(_ context.Context, _ stream.Key, o stream.Origin) (stream.Origin, error) {
+	r.accepted <- o.ID
+	return r.assign, nil
+}
+
+// A publish is reported accepted only once its origin accepted it: a
+// refused one never is (the mesh writes nothing for it). When the stream
+// is assigned elsewhere meanwhile, the publish is replayed on that origin.
+func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
+	refusing, o1, o2 := startFakeOrigin(t, "NetStream.Publish.Denied"), startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	t.Run("refused", func(t *testing.T) {
+		r := &publishRouter{first: stream.Origin{ID: "r", RTMP: refusing.Addr}, accepted: make(chan string, 4)}
+		_, addr := startProxy(t, Config{Router: r})
+		p := dialTestPeer(t, addr)
+		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err == nil && info.String("code") == codePublishStart {
+			t.Fatalf("a refused publish started: %v", info)
+		}
+		recv(t, refusing.names)
+		select {
+		case id := <-r.accepted:
+			t.Fatalf("a refused publish was reported accepted on %s", id)
+		default:
+		}
+	})
+	t.Run("assigned elsewhere", func(t *testing.T) {
+		r := &publishRouter{first: stream.Origin{ID: "o1", RTMP: o1.Addr}, assign: stream.Origin{ID: "o2", RTMP: o2.Addr},
+			accepted: make(chan string, 4)}
+		_, addr := startProxy(t, Config{Router: r})
+		p := dialTestPeer(t, addr)
+		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {
+			t.Fatalf("%v %v", info, err)
+		}
+		if id := recv(t, r.accepted); id != "o1" {
+			t.Fatalf("accepted on %s", id)
+		}
+		recv(t, o1.names)
+		if got := recv(t, o2.names); got != "s2" {
+			t.Fatalf("o2 got %q", got)
+		}
+		s := startSender(p, 10)
+		if m := waitChan(t, o2.ordered); m.Type != chunk.TypeDataAMF0 {
+			t.Fatalf("o2 got %v first", &m)
+		}
+		s.finish(t)
+	})
+}
