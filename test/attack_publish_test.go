@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -61,7 +62,8 @@ func startAttackCluster(t *testing.T, originFlags []string, origins int, perNode
 // publish's onStatus ("" when the connection closed before one). When the
 // publish started and frame > 0, it then sends metadata, a video sequence
 // header and one video key frame of frame bytes, and returns in after what
-// followed within 10 s: the code of an error onStatus, or "closed".
+// followed within 5 s: the code of an error onStatus, "closed", or "open"
+// when the peer kept the session.
 func rawPublish(addr, app, name string, frame int) (code, after string, err error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -159,8 +161,13 @@ func rawPublish(addr, app, name string, frame int) (code, after string, err erro
 		}
 		w.Flush()
 	}()
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		level, code, err := next()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return "NetStream.Publish.Start", "open", nil
+		}
 		if err != nil {
 			return "NetStream.Publish.Start", "closed", nil
 		}

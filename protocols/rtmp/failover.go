@@ -386,7 +386,11 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	p.watched.Lock()
 	unhealthy := p.watched.unhealthy
 	p.watched.Unlock()
-	if !unhealthy && originAnswers(p.origin) {
+	var probeErr error
+	if !unhealthy {
+		probeErr = probeOrigin(p.origin)
+	}
+	if !unhealthy && probeErr == nil {
 		// Only the failure of an origin moves a stream. The leg broke, by
 		// whatever error (end of stream, reset, broken pipe, timeout), but
 		// the origin still accepts connections: it ended this session on
@@ -408,7 +412,7 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	case legErr != nil && !errors.Is(legErr, context.Canceled):
 		reason = legErr.Error()
 	}
-	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason)
+	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason, "probe", probeErr)
 	if !p.resuming {
 		// A leg that fails before the stream resumed continues the same
 		// failover: its start and first origin stay.
@@ -428,18 +432,22 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	return nil
 }
 
-// aliveTimeout bounds originAnswers' dial.
-const aliveTimeout = 300 * time.Millisecond
+// aliveTimeout bounds probeOrigin's dial. A dead origin's port refuses at
+// once; only an origin whose host vanished makes a failover wait for it.
+const aliveTimeout = time.Second
 
 // originAnswers reports whether o's RTMP port accepts a connection now,
 // which tells an origin that closed a leg on purpose from one that died.
-func originAnswers(o stream.Origin) bool {
+func originAnswers(o stream.Origin) bool { return probeOrigin(o) == nil }
+
+// probeOrigin connects to o's RTMP port and closes the connection: nil when
+// the origin answers, else why not.
+func probeOrigin(o stream.Origin) error {
 	nc, err := net.DialTimeout("tcp", o.RTMP, aliveTimeout)
 	if err != nil {
-		return false
+		return err
 	}
-	nc.Close()
-	return true
+	return nc.Close()
 }
 
 // whileDown handles m while no origin leg is open. It reports whether m
