@@ -110,8 +110,8 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.log.Debug("handshake done", "handshake", kind)
 	if err := c.identify(); err != nil {
-		st.clientFailures.Add(1)
 		if !c.oversized(err) {
+			st.clientFailures.Add(1)
 			c.log.Info("client set-up failed", "err", err)
 		}
 		return

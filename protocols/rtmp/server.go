@@ -397,7 +397,8 @@ type Stats struct {
 	// OriginFailures counts sessions whose origin was down or refused.
 	OriginFailures uint64
 	// OversizedMessages counts sessions ended because their client sent a
-	// message larger than Config.MaxMessageSize (none of it was relayed).
+	// message larger than Config.MaxMessageSize (none of it was relayed);
+	// they are not counted in ClientFailures.
 	OversizedMessages uint64
 }
 
