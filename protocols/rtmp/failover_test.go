@@ -563,3 +563,27 @@ func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
 		s.finish(t)
 	})
 }
+
+// A message above MaxMessageSize before publish or play (a command, say)
+// ends the session at once: counted as oversized, not relayed anywhere.
+func TestOversizedMessageDuringSetUp(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	srv, addr := startProxy(t, Config{Router: routeTo(o.Addr), MaxMessageSize: 4096})
+	p := dialTestPeer(t, addr)
+	big := chunk.Message{CSID: 3, Type: chunk.TypeCommandAMF0, Payload: make([]byte, 4097)}
+	if err := p.w.WriteMessage(&big); err == nil {
+		p.w.Flush()
+	}
+	if _, _, err := p.next(); err == nil {
+		t.Fatal("the session went on after an oversized message")
+	}
+	testkit.WaitFor(t, 5*time.Second, "the refusal counted", func() bool { return srv.Stats().OversizedMessages == 1 })
+	if st := srv.Stats(); st.ClientFailures != 0 {
+		t.Fatalf("also counted as %d client failures", st.ClientFailures)
+	}
+	select {
+	case name := <-o.names:
+		t.Fatalf("the origin was asked for %q", name)
+	default:
+	}
+}
