@@ -180,8 +180,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.rtmpMaxMessage < 1 || o.rtmpMaxMessage > 0xffffff {
-		return fmt.Errorf("--rtmp-max-message: %s is outside 1B..16MiB-1 (RTMP's 24-bit message length)", o.rtmpMaxMessage.String())
+	if _, err := rtmpMaxMessage(o); err != nil {
+		return err
 	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
@@ -285,9 +285,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	var parts []part
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
+		maxMessage, err := rtmpMaxMessage(o)
+		if err != nil {
+			return nil, err
+		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
 			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers,
-			MaxMessageSize: uint32(o.rtmpMaxMessage)})
+			MaxMessageSize: maxMessage})
 		if err != nil {
 			return nil, err
 		}

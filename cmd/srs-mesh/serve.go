@@ -329,6 +329,15 @@ func rtcCandidate(flag, advertise, rtcAddr string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip, uint16(port)), nil
 }
 
+// rtmpMaxMessage is rtmp.Config.MaxMessageSize for --rtmp-max-message:
+// from 1 byte to RTMP's 24-bit message length.
+func rtmpMaxMessage(o serveOptions) (uint32, error) {
+	if o.rtmpMaxMessage < 1 || o.rtmpMaxMessage > 0xffffff {
+		return 0, fmt.Errorf("--rtmp-max-message: %s is outside 1B..16MiB-1 (RTMP's 24-bit message length)", o.rtmpMaxMessage.String())
+	}
+	return uint32(o.rtmpMaxMessage), nil
+}
+
 // byteSize is a flag value in bytes: a whole number with an optional unit,
 // B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers of
 // 1000), case-insensitive ("256MiB", "1gib", "500MB", "1048576").
