@@ -102,7 +102,8 @@ func (n *Node) assignedNow(ks, prev string, res state.Result) {
 // RoutePublish returns the origin a publisher of key publishes to, and
 // writes nothing: the origin of key's assignment when it has one on a
 // healthy origin (a local read), else the origin the mesh would assign key
-// to now (stream.Select over this replica). The caller asks that origin and
+// to now (stream.Select over this replica; without a leader, the degraded
+// choice of Route). The caller asks that origin and
 // calls PublishAccepted once it accepted the publish: a publish the origin
 // refuses (its on_publish hook, a wrong token) leaves no replicated state.
 func (n *Node) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
@@ -112,6 +113,10 @@ func (n *Node) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin,
 	ks := key.String()
 	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		// No quorum: the degraded choice every node makes alike.
+		return n.routeDegraded(key, ks)
 	}
 	return n.selectNow(key, ks)
 }
@@ -154,7 +159,8 @@ func (n *Node) PublishAccepted(ctx context.Context, key stream.Key, origin strea
 	case ctx.Err() != nil:
 		return stream.Origin{}, ctx.Err()
 	case errors.Is(err, ErrNoLeader):
-		n.degraded.Add(1)
+		// Counted as degraded when RoutePublish found no leader; one
+		// lost meanwhile leaves the stream for its next use.
 	default:
 		n.unwritten.Add(1)
 	}
