@@ -255,6 +255,12 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RouteTimeout)
 	defer cancel()
+	if mv, ok := c.(*state.MoveCmd); ok && !n.originFailing(ctx, mv.From) {
+		// A member's word is not enough to move a stream: the leader
+		// checks that the origin failed, as the asking node did.
+		httpjson.Error(w, http.StatusConflict, ErrOriginAnswers.Error()+": "+mv.From)
+		return
+	}
 	f := n.raft.Apply(data, n.cfg.RouteTimeout)
 	if err := f.Error(); err != nil {
 		if ctx.Err() == nil && !n.IsLeader() {

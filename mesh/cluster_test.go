@@ -509,7 +509,8 @@ func TestFollowersSeeLastProbe(t *testing.T) {
 }
 
 // TestRerouteMovesOnce: a follower that saw a stream's origin fail moves the
-// stream at once, before any probe marks the origin unhealthy; every node
+// stream at once, before any probe marks the origin unhealthy, once the
+// origin no longer accepts connections (while it does, nothing moves); every node
 // then routes it to the other origin with epoch 1, and the same observation
 // by another node moves nothing more.
 func TestRerouteMovesOnce(t *testing.T) {
@@ -531,6 +532,11 @@ func TestRerouteMovesOnce(t *testing.T) {
 		}
 	}
 	follower := (c.Leader() + 1) % 3
+	// While oa answers, the follower's observation moves nothing.
+	if o, err := c.Node(follower).Reroute(ctx, k, from); err != nil || o.ID != "oa" || c.Node(follower).Epoch(k) != 0 {
+		t.Fatalf("reroute off a live origin: %v %v epoch %d", o.ID, err, c.Node(follower).Epoch(k))
+	}
+	a.close() // oa dies
 	o, err := c.Node(follower).Reroute(ctx, k, from)
 	if err != nil || o.ID != "ob" {
 		t.Fatalf("reroute: %v %v", o.ID, err)

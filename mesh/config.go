@@ -97,6 +97,15 @@ type Config struct {
 	// at most (bursts of twice as many); beyond it, plays are routed without
 	// writing. Default 20.
 	PlayOnlyRate int
+	// PublishRate is how many new assignments per second one node writes at
+	// most for publishers (bursts of twice as many; see PublishAccepted);
+	// beyond it, an accepted publish runs without one until its stream's
+	// next use. Default 20.
+	PublishRate int
+	// MaxAssignments bounds the assignments of the mesh: a new one beyond it
+	// is not written (plays and publishes are routed without a write).
+	// Default 100000.
+	MaxAssignments int
 	// ReapTimeout is how long a failed (not gracefully left) node stays a Raft
 	// voter before the leader removes it. Default 30s.
 	ReapTimeout time.Duration
@@ -201,6 +210,8 @@ func DefaultConfig() Config {
 		MaxPlayOnly:            1000,
 		PlayOnlyTTL:            time.Minute,
 		PlayOnlyRate:           20,
+		PublishRate:            20,
+		MaxAssignments:         100000,
 		MaxOrigins:             1000,
 		ReapTimeout:            30 * time.Second,
 		AssignmentTTL:          10 * time.Minute,
@@ -291,6 +302,8 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
 	setInt(&c.PlayOnlyRate, d.PlayOnlyRate)
+	setInt(&c.PublishRate, d.PublishRate)
+	setInt(&c.MaxAssignments, d.MaxAssignments)
 	setInt(&c.MaxRTCSessions, d.MaxRTCSessions)
 	if !c.GossipAddr.IsValid() {
 		c.GossipAddr = d.GossipAddr

@@ -32,6 +32,10 @@ var (
 	// replicated session table is full of sessions relays carry (see
 	// Config.MaxRTCSessions). It is state.ErrRTCTableFull.
 	ErrRTCTableFull = state.ErrRTCTableFull
+	// ErrOriginAnswers is a move refused by the leader because the origin
+	// to leave is healthy and accepts connections: only the failure of an
+	// origin moves a stream.
+	ErrOriginAnswers = errors.New("mesh: origin still answers; stream not moved")
 )
 
 // codeNotLeader is the failure code of a forwarded state.Result that stands

@@ -184,6 +184,7 @@ func TestStreamMovedEvents(t *testing.T) {
 	}
 	follower := (c.Leader() + 1) % 3
 	fromA, _ := c.Node(0).Origin("oa")
+	a.close() // oa dies; the follower sees it before the probes do
 	if o, err := c.Node(follower).Reroute(ctx, onA[0], fromA); err != nil || o.ID != "ob" {
 		t.Fatalf("reroute: %v %v", o.ID, err)
 	}
@@ -207,8 +208,7 @@ func TestStreamMovedEvents(t *testing.T) {
 		t.Fatalf("moves of %s: %+v", onA[0], m)
 	}
 
-	// oa goes down: the next route of the other stream repairs it.
-	a.close()
+	// The probes find oa down: the next route of the other stream repairs it.
 	testkit.WaitFor(t, clusterTimeout, "oa unhealthy", func() bool { return !c.Node(2).OriginHealthy("oa") })
 	if o, err := c.Node(2).Route(ctx, onA[1]); err != nil || o.ID != "ob" {
 		t.Fatalf("route after oa went down: %v %v", o.ID, err)

@@ -163,6 +163,8 @@ func (n *Node) forward(ctx context.Context, addr string, data []byte) (state.Res
 		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
 		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+	case status == http.StatusConflict:
+		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, env.Message)
 	}
 	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, env.Message)
 }

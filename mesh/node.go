@@ -129,6 +129,9 @@ type Node struct {
 	// playLimit bounds this node's play-only writes (RoutePlay); unwritten
 	// counts the plays routed past it without a write.
 	playLimit *rate.Limiter
+	// publishLimit bounds this node's writes of publishers' new
+	// assignments (PublishAccepted).
+	publishLimit *rate.Limiter
 	// moveLimit bounds this node's writes of moves (Reroute), whatever
 	// number of publishers fail over at once.
 	moveLimit *rate.Limiter
@@ -160,6 +163,7 @@ func New(cfg Config) (*Node, error) {
 		guard:         bearer.Guard{Token: cfg.Token},
 		playLimit:     rate.NewLimiter(rate.Limit(cfg.PlayOnlyRate), 2*cfg.PlayOnlyRate),
 		moveLimit:     rate.NewLimiter(moveRate, moveBurst),
+		publishLimit:  rate.NewLimiter(rate.Limit(cfg.PublishRate), 2*cfg.PublishRate),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.client = &http.Client{Transport: &http.Transport{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
@@ -50,7 +51,7 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	if o, ok := n.fsm.Route(ks); ok {
 		return o, nil
 	}
-	cmd := state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli()}
+	cmd := state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), MaxAssignments: n.cfg.MaxAssignments}
 	if play {
 		if !n.playLimit.Allow() {
 			return n.routeUnwritten(key, ks)
@@ -65,23 +66,101 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	res, err := n.apply(actx, cmd)
 	switch {
 	case err == nil && res.Origin != nil:
-		if res.Created {
-			n.tel.CountAssignment()
-			if prev != "" && prev != res.Origin.ID {
-				n.tel.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
-			}
-		}
+		n.assignedNow(ks, prev, res)
 		return *res.Origin, nil
 	case err == nil:
 		return stream.Origin{}, fmt.Errorf("%w: empty assign result for %s", stream.ErrNoOrigin, ks)
 	case ctx.Err() != nil:
 		return stream.Origin{}, ctx.Err()
-	case errors.Is(err, state.ErrPlayOnlyFull):
+	case errors.Is(err, state.ErrPlayOnlyFull), errors.Is(err, state.ErrAssignmentsFull):
 		return n.routeUnwritten(key, ks)
 	case errors.Is(err, ErrNoLeader):
 		return n.routeDegraded(key, ks)
 	}
 	return stream.Origin{}, err
+}
+
+// assignedNow records an assignment that an AssignCmd of this node wrote
+// (res.Created): the count, and the move of a repaired one off prev.
+func (n *Node) assignedNow(ks, prev string, res state.Result) {
+	if !res.Created {
+		return
+	}
+	n.tel.CountAssignment()
+	if prev != "" && prev != res.Origin.ID {
+		n.tel.Record(events.Moved(ks, prev, res.Origin.ID, "origin "+prev+" unhealthy"))
+	}
+}
+
+// RoutePublish returns the origin a publisher of key publishes to, and
+// writes nothing: the origin of key's assignment when it has one on a
+// healthy origin (a local read), else the origin the mesh would assign key
+// to now (stream.Select over this replica; without a leader, the degraded
+// choice of Route). The caller asks that origin and
+// calls PublishAccepted once it accepted the publish: a publish the origin
+// refuses (its on_publish hook, a wrong token) leaves no replicated state.
+func (n *Node) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	if o, ok := n.fsm.Route(ks); ok {
+		return o, nil
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		// No quorum: the degraded choice every node makes alike.
+		return n.routeDegraded(key, ks)
+	}
+	return n.selectNow(key, ks)
+}
+
+// PublishAccepted records that origin, which RoutePublish returned for
+// key, accepted a publish of key, and returns the origin the stream is
+// assigned to. With no assignment yet (or one on an unhealthy origin) it
+// writes one, on origin when the mesh may place the stream there
+// (state.AssignCmd.Prefer). The result is another origin only when the
+// stream got an assignment elsewhere meanwhile (a client of another node
+// was first): the caller then moves its publisher there.
+//
+// The writes are bounded like those of players: at most Config.PublishRate
+// new assignments per second from this node, and Config.MaxAssignments in
+// the mesh. Past either bound, or without a leader within RouteTimeout,
+// nothing is written and origin is returned: the stream runs without an
+// assignment until its next use writes one.
+func (n *Node) PublishAccepted(ctx context.Context, key stream.Key, origin stream.Origin) (stream.Origin, error) {
+	if err := key.Validate(); err != nil {
+		return stream.Origin{}, err
+	}
+	ks := key.String()
+	n.act.Used(ks)
+	if o, ok := n.fsm.Route(ks); ok {
+		return o, nil
+	}
+	if !n.publishLimit.Allow() {
+		n.unwritten.Add(1)
+		return origin, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RouteTimeout)
+	defer cancel()
+	prev := n.fsm.AssignedOrigin(ks)
+	res, err := n.apply(actx, state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), Prefer: origin.ID,
+		MaxAssignments: n.cfg.MaxAssignments})
+	switch {
+	case err == nil && res.Origin != nil:
+		n.assignedNow(ks, prev, res)
+		return *res.Origin, nil
+	case ctx.Err() != nil:
+		return stream.Origin{}, ctx.Err()
+	case errors.Is(err, ErrNoLeader):
+		// Counted as degraded when RoutePublish found no leader; one
+		// lost meanwhile leaves the stream for its next use.
+	default:
+		n.unwritten.Add(1)
+	}
+	if err != nil {
+		n.log.Debug("publish accepted; stream left without an assignment", "stream", ks, "origin", origin.ID, "err", err)
+	}
+	return origin, nil
 }
 
 // Reroute moves key off origin failed, which this node saw fail while it
@@ -110,6 +189,14 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	if failed.ID == "" {
 		return n.route(ctx, key, false)
 	}
+	// Only the failure of an origin moves a stream: an origin the leader
+	// holds healthy and that accepts a connection now stays, whatever
+	// broke the caller's leg (a client can make an origin drop its own
+	// session). The stream routes as usual.
+	if !n.originFailing(ctx, failed.ID) {
+		n.log.Info("origin still answers; stream not moved", "stream", ks, "origin", failed.ID)
+		return n.route(ctx, key, false)
+	}
 	// Writes only when a move can happen: the stream is on the failed
 	// origin, did not move within MoveInterval (a refused move is a log
 	// entry too) and this node's moves are within their rate. Otherwise it
@@ -135,9 +222,10 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 		return stream.Origin{}, fmt.Errorf("%w: empty move result for %s", stream.ErrNoOrigin, ks)
 	case ctx.Err() != nil:
 		return stream.Origin{}, ctx.Err()
-	case errors.Is(err, state.ErrMoveTooSoon), errors.Is(err, stream.ErrNoOrigin) && !errors.Is(err, stream.ErrOriginsFull):
-		// Too soon, no other healthy origin, or nothing assigned (a new
-		// stream): route as usual.
+	case errors.Is(err, state.ErrMoveTooSoon), errors.Is(err, ErrOriginAnswers),
+		errors.Is(err, stream.ErrNoOrigin) && !errors.Is(err, stream.ErrOriginsFull):
+		// Too soon, the leader found the origin alive, no other healthy
+		// origin, or nothing assigned (a new stream): route as usual.
 		return n.route(ctx, key, false)
 	}
 	return stream.Origin{}, err
@@ -168,6 +256,12 @@ func (n *Node) StreamEpoch(key stream.Key) (epoch, seqBase uint64, moved time.Ti
 // this replica, and writes nothing.
 func (n *Node) routeUnwritten(key stream.Key, ks string) (stream.Origin, error) {
 	n.unwritten.Add(1)
+	return n.selectNow(key, ks)
+}
+
+// selectNow is the origin the mesh would assign key to now, from this
+// replica.
+func (n *Node) selectNow(key stream.Key, ks string) (stream.Origin, error) {
 	id, err := stream.Select(key, n.fsm.Candidates())
 	if err != nil {
 		return stream.Origin{}, fmt.Errorf("%w for %s", err, ks)
@@ -202,6 +296,29 @@ func (n *Node) routeDegraded(key stream.Key, ks string) (stream.Origin, error) {
 		n.log.Warn("no leader: routing by hash without an assignment", "stream", ks, "origin", id)
 	}
 	return o, nil
+}
+
+// originFailing reports whether origin id may be moved off: it is unknown,
+// the leader's probes hold it unhealthy, or it does not accept a TCP
+// connection on its probe endpoint (the leader's probe, from this node, at
+// the address the replica holds) within the probe timeout. An origin
+// without a TCP endpoint is judged by its health alone.
+func (n *Node) originFailing(ctx context.Context, id string) bool {
+	o, ok := n.fsm.Origin(id)
+	if !ok || !n.fsm.Healthy(id) {
+		return true
+	}
+	ep := state.ProbeEndpoint(o)
+	if ep == "" {
+		return false
+	}
+	d := net.Dialer{Timeout: n.cfg.probeTimeout()}
+	nc, err := d.DialContext(ctx, "tcp", ep)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	nc.Close()
+	return false
 }
 
 // Bounds of a node's moves (Reroute): a mass failure of origins moves at

@@ -188,3 +188,53 @@ func TestTLSSharedCertificate(t *testing.T) {
 		t.Fatalf("a forwarded write: %v", err)
 	}
 }
+
+// A member's forwarded move is applied only when the origin it leaves has
+// failed: the leader answers 409 while that origin is healthy and accepts
+// connections, and applies the same move once the origin is gone.
+func TestLeaderChecksForwardedMoves(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1, Token: "s3cret", Logger: testLogger()})
+	c.WaitLeader(clusterTimeout)
+	a, b := startOrigin(t, "oa"), startOrigin(t, "ob")
+	registerOrigins(t, c, a, b)
+	n := c.Node(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var k string
+	for i := 0; k == ""; i++ {
+		if o, err := n.Route(ctx, key(i)); err != nil {
+			t.Fatal(err)
+		} else if o.ID == "oa" {
+			k = key(i).String()
+		}
+	}
+	addr := c.Members[0].Config.RaftAddr.String()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, a string) (net.Conn, error) {
+		return (&clusterport.Dialer{}).Dial(ctx, a, clusterport.ServiceHTTP)
+	}}}
+	defer hc.CloseIdleConnections()
+	move, _ := state.Encode(state.MoveCmd{Key: k, From: "oa", NowMs: time.Now().UnixMilli()})
+	post := func() int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/mesh/v1/internal/apply", bytes.NewReader(move))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(); got != http.StatusConflict {
+		t.Fatalf("move off a live origin: HTTP %d, want 409", got)
+	}
+	if o, _ := n.Route(ctx, mustKey(t, k)); o.ID != "oa" || n.Epoch(mustKey(t, k)) != 0 {
+		t.Fatalf("after a refused move: %s, epoch %d", o.ID, n.Epoch(mustKey(t, k)))
+	}
+	a.close()
+	if got := post(); got != http.StatusOK {
+		t.Fatalf("move off a dead origin: HTTP %d, want 200", got)
+	}
+	if e := n.Epoch(mustKey(t, k)); e != 1 {
+		t.Fatalf("epoch %d after the move, want 1", e)
+	}
+}

@@ -180,6 +180,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if _, err := rtmpMaxMessage(o); err != nil {
+		return err
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -282,8 +285,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	var parts []part
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
+		maxMessage, err := rtmpMaxMessage(o)
+		if err != nil {
+			return nil, err
+		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
-			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers})
+			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers,
+			MaxMessageSize: maxMessage})
 		if err != nil {
 			return nil, err
 		}

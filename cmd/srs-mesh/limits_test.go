@@ -412,3 +412,25 @@ func TestRTCOfferLimitFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRTMPMaxMessageFlag(t *testing.T) {
+	cmd := newServeCmd()
+	if err := cmd.Flags().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("rtmp-max-message").Value.String(); got != "1MiB" {
+		t.Errorf("default --rtmp-max-message = %s, want 1MiB (nginx-rtmp's max_message)", got)
+	}
+	if err := applyEnv(cmd.Flags(), func(k string) (string, bool) { return "4MiB", k == "SRS_MESH_RTMP_MAX_MESSAGE" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("rtmp-max-message").Value.String(); got != "4MiB" {
+		t.Errorf("--rtmp-max-message from the environment = %s", got)
+	}
+	for size, ok := range map[byteSize]bool{1: true, 1 << 20: true, 0xffffff: true, 0: false, 16 << 20: false} {
+		n, err := rtmpMaxMessage(serveOptions{rtmpMaxMessage: size})
+		if (err == nil) != ok || (ok && n != uint32(size)) {
+			t.Errorf("--rtmp-max-message %d: %d %v", size, n, err)
+		}
+	}
+}

@@ -105,6 +105,7 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFailures, st.RouteFailures, "rtmp", "no_route")
 		counter(descFailures, st.OriginFailures, "rtmp", "origin")
 		counter(descFailures, st.ConnsRefused, "rtmp", "too_many_connections")
+		counter(descFailures, st.OversizedMessages, "rtmp", "message_too_large")
 	}
 	if s := c.srt; s != nil {
 		st := s.Stats()
@@ -280,6 +281,20 @@ func (r *timedRouter) Route(ctx context.Context, key stream.Key) (stream.Origin,
 // RoutePlay is Route for players (mesh.Node.RoutePlay), timed alike.
 func (r *timedRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
 	return r.timed(ctx, key, r.node.RoutePlay)
+}
+
+// RoutePublish finds a publisher's origin without writing
+// (mesh.Node.RoutePublish), timed like Route.
+func (r *timedRouter) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return r.timed(ctx, key, r.node.RoutePublish)
+}
+
+// PublishAccepted writes the assignment of a publish its origin accepted
+// (mesh.Node.PublishAccepted), timed like Route.
+func (r *timedRouter) PublishAccepted(ctx context.Context, key stream.Key, origin stream.Origin) (stream.Origin, error) {
+	return r.timed(ctx, key, func(ctx context.Context, key stream.Key) (stream.Origin, error) {
+		return r.node.PublishAccepted(ctx, key, origin)
+	})
 }
 
 // Reroute moves a stream off an origin that failed under a publisher

@@ -20,6 +20,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 )
 
@@ -63,6 +64,7 @@ type serveOptions struct {
 	playlistTTL     time.Duration
 	fanOut          bool
 	reattach        time.Duration
+	rtmpMaxMessage  byteSize
 	token           string
 	gossipKey       string
 	tlsCAFile       string
@@ -137,6 +139,8 @@ value may also be).`,
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
+	o.rtmpMaxMessage = rtmp.DefaultMaxMessageSize
+	f.Var(&o.rtmpMaxMessage, "rtmp-max-message", "largest RTMP message a client may send, e.g. 1MiB; a larger one is refused at the node (publishers get an error onStatus) and never reaches the origin. Keep it at or below what the origins accept (nginx-rtmp's max_message, 1M by default); at most 16MiB-1")
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
@@ -380,6 +384,15 @@ func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.Addr
 		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// rtmpMaxMessage is rtmp.Config.MaxMessageSize for --rtmp-max-message:
+// from 1 byte to RTMP's 24-bit message length.
+func rtmpMaxMessage(o serveOptions) (uint32, error) {
+	if o.rtmpMaxMessage < 1 || o.rtmpMaxMessage > 0xffffff {
+		return 0, fmt.Errorf("--rtmp-max-message: %s is outside 1B..16MiB-1 (RTMP's 24-bit message length)", o.rtmpMaxMessage.String())
+	}
+	return uint32(o.rtmpMaxMessage), nil
 }
 
 // byteSize is a flag value in bytes: a whole number with an optional unit,

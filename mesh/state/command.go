@@ -100,6 +100,9 @@ var (
 	// ErrRegistrationRefused is a registration that the rules of
 	// RegisterOriginCmd refuse.
 	ErrRegistrationRefused = errors.New("mesh: registration refused")
+	// ErrAssignmentsFull is a new assignment refused at
+	// AssignCmd.MaxAssignments.
+	ErrAssignmentsFull = errors.New("mesh: too many assigned streams")
 	// ErrMoveTooSoon is a MoveCmd refused because the assignment moved less
 	// than MinIntervalMs before.
 	ErrMoveTooSoon = errors.New("mesh: stream moved too recently")
@@ -223,11 +226,23 @@ type SetDrainingCmd struct {
 // assignments exist. A later assignment of the same key without PlayOnly (a
 // publisher) keeps the origin and clears the mark. Anonymous players thus
 // bound what they can add to the state.
+//
+// Prefer, when set, names the origin a publisher's node published to and
+// that accepted the publish: a new or repaired assignment goes there when
+// stream.Select could pick it (known, healthy, not draining, below its
+// max_streams), and where Select says otherwise. An existing assignment on
+// a healthy origin is never changed by it.
+//
+// With MaxAssignments positive, a new assignment (not a repair) is refused
+// with ErrAssignmentsFull once that many assignments exist: the bound of
+// the whole table, whoever writes.
 type AssignCmd struct {
-	Key         string `json:"key"`
-	NowMs       int64  `json:"now_ms"`
-	PlayOnly    bool   `json:"play_only,omitempty"`
-	MaxPlayOnly int    `json:"max_play_only,omitempty"`
+	Key            string `json:"key"`
+	NowMs          int64  `json:"now_ms"`
+	PlayOnly       bool   `json:"play_only,omitempty"`
+	MaxPlayOnly    int    `json:"max_play_only,omitempty"`
+	Prefer         string `json:"prefer,omitempty"`
+	MaxAssignments int    `json:"max_assignments,omitempty"`
 }
 
 // MoveCmd moves Key's assignment away from origin From, which a node saw fail
@@ -420,6 +435,7 @@ const (
 	codeRTCTableFull  = "rtc_table_full"
 	codeMoveTooSoon   = "move_too_soon"
 	codeOriginsFull   = "origins_full"
+	codeAssignFull    = "assignments_full"
 )
 
 func failResult(code string, err error) Result {
@@ -429,7 +445,7 @@ func failResult(code string, err error) Result {
 // Err turns a failed result back into an error: nil on success, else an error
 // wrapping stream.ErrOriginsFull (which also matches stream.ErrNoOrigin),
 // stream.ErrNoOrigin, ErrUnknownOrigin, ErrRegistrationRefused,
-// ErrPlayOnlyFull, ErrRTCTableFull, ErrMoveTooSoon or (for any other code) ErrBadCommand,
+// ErrPlayOnlyFull, ErrRTCTableFull, ErrMoveTooSoon, ErrAssignmentsFull or (for any other code) ErrBadCommand,
 // with the result's Message.
 func (r Result) Err() error {
 	switch r.Code {
@@ -449,6 +465,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrMoveTooSoon, r.Message)
 	case codeOriginsFull:
 		return fmt.Errorf("%w (%s)", stream.ErrOriginsFull, r.Message)
+	case codeAssignFull:
+		return fmt.Errorf("%w (%s)", ErrAssignmentsFull, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

@@ -408,11 +408,17 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	if playOnly && a == nil && c.MaxPlayOnly > 0 && f.playOnly >= c.MaxPlayOnly {
 		return failResult(codePlayOnlyFull, fmt.Errorf("%w: %d, the most allowed", ErrPlayOnlyFull, f.playOnly))
 	}
-	cands := make([]stream.Candidate, 0, len(f.origins))
-	for id, s := range f.origins {
-		cands = append(cands, s.candidate(f.streams[id]))
+	if a == nil && c.MaxAssignments > 0 && len(f.assignments) >= c.MaxAssignments {
+		return failResult(codeAssignFull, fmt.Errorf("%w: %d, the most allowed", ErrAssignmentsFull, len(f.assignments)))
 	}
-	id, err := stream.Select(key, cands)
+	id, err := f.preferred(key, c.Prefer)
+	if err != nil {
+		cands := make([]stream.Candidate, 0, len(f.origins))
+		for id, s := range f.origins {
+			cands = append(cands, s.candidate(f.streams[id]))
+		}
+		id, err = stream.Select(key, cands)
+	}
 	if errors.Is(err, stream.ErrOriginsFull) {
 		return failResult(codeOriginsFull, fmt.Errorf("no room for the new stream %s", c.Key))
 	}
@@ -439,6 +445,16 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	f.streams[id]++
 	out := f.origins[id].Origin
 	return Result{Origin: &out, Created: true}
+}
+
+// preferred returns origin id when stream.Select could pick it for key
+// (AssignCmd.Prefer), and an error otherwise (also for an empty id).
+func (f *FSM) preferred(key stream.Key, id string) (string, error) {
+	s, ok := f.origins[id]
+	if id == "" || !ok {
+		return "", stream.ErrNoOrigin
+	}
+	return stream.Select(key, []stream.Candidate{s.candidate(f.streams[id])})
 }
 
 // applyMove moves an assignment off an origin a node saw fail (MoveCmd).

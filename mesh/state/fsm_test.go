@@ -621,3 +621,44 @@ func TestMoveRespectsCapacity(t *testing.T) {
 		t.Errorf("move of an unassigned key: %v, %d assignments", r.Err(), len(f.assignments))
 	}
 }
+
+// A publisher's assignment goes to the origin that accepted the publish
+// (Prefer) when Select could pick it, and an existing assignment on a
+// healthy origin never moves for it; new assignments stop at
+// MaxAssignments, repairs do not.
+func TestFSMAssignPreferAndBound(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	for i, pref := range []string{"o2", "o3", "o1", "o2"} {
+		k := fmt.Sprintf("v/live/p%d", i)
+		r := apply(t, f, AssignCmd{Key: k, NowMs: 10, Prefer: pref})
+		if r.Err() != nil || !r.Created || r.Origin.ID != pref {
+			t.Fatalf("%s preferring %s: %+v", k, pref, r)
+		}
+	}
+	// An existing assignment stays where it is.
+	if r := apply(t, f, AssignCmd{Key: "v/live/p0", NowMs: 11, Prefer: "o1"}); r.Created || r.Origin.ID != "o2" {
+		t.Fatalf("prefer moved an existing assignment: %+v", r)
+	}
+	// An unhealthy, draining or unknown preference is ignored.
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: "o3", Healthy: false}}})
+	apply(t, f, SetDrainingCmd{ID: "o1", Draining: true})
+	for _, pref := range []string{"o3", "o1", "nope"} {
+		if r := apply(t, f, AssignCmd{Key: "v/live/x" + pref, NowMs: 12, Prefer: pref}); r.Err() != nil || r.Origin.ID != "o2" {
+			t.Fatalf("preferring %s: %+v", pref, r)
+		}
+	}
+	// The table's bound: 7 assignments exist.
+	if r := apply(t, f, AssignCmd{Key: "v/live/full", NowMs: 13, MaxAssignments: 7}); !errors.Is(r.Err(), ErrAssignmentsFull) {
+		t.Fatalf("past the bound: %+v", r)
+	}
+	if _, ok := f.assignments["v/live/full"]; ok {
+		t.Fatal("a refused assignment was stored")
+	}
+	// A repair of an existing assignment (p1 is on unhealthy o3) is not new.
+	if r := apply(t, f, AssignCmd{Key: "v/live/p1", NowMs: 14, MaxAssignments: 7, Prefer: "o2"}); r.Err() != nil || r.Origin.ID != "o2" || !r.Created {
+		t.Fatalf("repair at the bound: %+v", r)
+	}
+	if r := apply(t, f, AssignCmd{Key: "v/live/more", NowMs: 15, MaxAssignments: 8}); r.Err() != nil {
+		t.Fatalf("below the bound: %+v", r)
+	}
+}

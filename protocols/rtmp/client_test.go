@@ -170,9 +170,25 @@ type fakeOrigin struct {
 	conns []net.Conn
 }
 
-// kill resets every connection the origin accepted, as a crashed origin's
-// kernel does.
+// kill closes the listener and resets every connection the origin accepted,
+// as a crashed origin's kernel does.
 func (o *fakeOrigin) kill() {
+	o.ln.Close() // a dead origin's port refuses connections
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, nc := range o.conns {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		nc.Close()
+	}
+	o.conns = nil
+}
+
+// reset resets every connection while the origin keeps listening, as
+// nginx-rtmp does to a session that sent a message above its max_message
+// while more data is in flight.
+func (o *fakeOrigin) reset() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, nc := range o.conns {

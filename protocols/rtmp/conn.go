@@ -110,14 +110,21 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.log.Debug("handshake done", "handshake", kind)
 	if err := c.identify(); err != nil {
-		st.clientFailures.Add(1)
-		c.log.Info("client set-up failed", "err", err)
+		if !c.oversized(err) {
+			st.clientFailures.Add(1)
+			c.log.Info("client set-up failed", "err", err)
+		}
 		return
 	}
 	c.log = c.log.With("stream", c.req.Key.String())
 
 	rctx, cancel := context.WithDeadline(ctx, deadline)
-	origin, err := route.For(c.s.cfg.Router, c.s.cfg.Router.Route, !c.publish)(rctx, c.req.Key)
+	routeFn := route.For(c.s.cfg.Router, c.s.cfg.Router.Route, !c.publish)
+	if c.publish {
+		// The assignment is written once the origin accepted (accepted).
+		routeFn = route.Publish(c.s.cfg.Router, c.s.cfg.Router.Route)
+	}
+	origin, err := routeFn(rctx, c.req.Key)
 	cancel()
 	if err != nil {
 		st.routeFailures.Add(1)
@@ -141,6 +148,9 @@ func (c *conn) serve(ctx context.Context) {
 	// writes must not block longer than that.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout + time.Second))
 	o, err := c.dialOrigin(ctx, origin.RTMP)
+	if err == nil && c.publish {
+		o, origin, err = c.accepted(ctx, o, origin)
+	}
 	if err != nil {
 		st.originFailures.Add(1)
 		c.log.Warn("origin leg failed", "addr", origin.RTMP, "err", err)
@@ -171,8 +181,58 @@ func (c *conn) serve(ctx context.Context) {
 	} else {
 		err = c.relay(o)
 	}
+	c.oversized(err)
 	c.log.Info("session ended", "publish", c.publish, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
+}
+
+// accepted tells the Router that origin accepted the client's publish on
+// leg o (route.Accepted), which writes the stream's assignment. When the
+// stream is assigned to another origin (a client of another node was
+// first), the leg is closed and the publish is replayed there. It returns
+// the leg and origin to relay to.
+func (c *conn) accepted(ctx context.Context, o *originLeg, origin stream.Origin) (*originLeg, stream.Origin, error) {
+	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout + c.s.cfg.DialTimeout))
+	actx, cancel := context.WithTimeout(ctx, c.s.cfg.HandshakeTimeout)
+	assigned, err := route.Accepted(actx, c.s.cfg.Router, c.req.Key, origin)
+	cancel()
+	if err != nil {
+		return nil, origin, fmt.Errorf("%w: %s: %v", ErrNoOrigin, c.req.Key, err)
+	}
+	if assigned.ID == origin.ID {
+		return o, origin, nil
+	}
+	c.log.Info("stream assigned to another origin meanwhile; publishing there", "from", origin.ID, "to", assigned.ID)
+	o.conn.Conn.Close()
+	o.release()
+	c.origin = nil
+	if assigned.RTMP == "" {
+		return nil, assigned, fmt.Errorf("%w: origin %s of %s serves no RTMP", ErrNoOrigin, assigned.ID, c.req.Key)
+	}
+	o, err = c.dialOrigin(ctx, assigned.RTMP)
+	return o, assigned, err
+}
+
+// clientReadErr marks an error of reading the client as ErrMessageTooLarge
+// when the client sent a message above Config.MaxMessageSize.
+func clientReadErr(err error) error {
+	if errors.Is(err, chunk.ErrMessageTooLarge) {
+		return fmt.Errorf("%w: %w", ErrMessageTooLarge, err)
+	}
+	return err
+}
+
+// oversized counts and logs a session that ended because its client sent a
+// message above Config.MaxMessageSize, and reports whether err says so.
+// Nothing of that message reached the origin: the reader refuses it from
+// its header on.
+func (c *conn) oversized(err error) bool {
+	if !errors.Is(err, ErrMessageTooLarge) {
+		return false
+	}
+	c.s.stats.oversized.Add(1)
+	c.log.Warn("client sent a message larger than --rtmp-max-message; session refused", "max", c.s.cfg.MaxMessageSize, "err", err)
+	return true
 }
 
 // identify answers the client's commands until it publishes or plays, and
@@ -182,7 +242,7 @@ func (c *conn) identify() error {
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
-			return err
+			return clientReadErr(err)
 		}
 		if handled, err := cl.handleControl(&m); handled || err != nil {
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -287,6 +286,11 @@ func (p *publisher) run() error {
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
+			if err = clientReadErr(err); errors.Is(err, ErrMessageTooLarge) {
+				// Refused at the node, never relayed: the publisher hears
+				// why, and the stream stays where it is.
+				p.c.refuse(fmt.Sprintf("message larger than %d bytes refused (--rtmp-max-message)", p.c.s.cfg.MaxMessageSize))
+			}
 			return err
 		}
 		if err := cl.maybeAck(); err != nil {
@@ -382,13 +386,21 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	p.watched.Lock()
 	unhealthy := p.watched.unhealthy
 	p.watched.Unlock()
-	if !unhealthy && (errors.Is(legErr, io.EOF) || errors.Is(legErr, io.ErrUnexpectedEOF)) && originAnswers(p.origin) {
-		// The origin closed the leg and still accepts connections: it
-		// ended the session on purpose (an operator's kick, nginx-rtmp's
-		// drop, a refusal mid-stream). The client hears of it as before;
-		// the stream does not move. A killed origin's port refuses.
-		c.log.Info("origin closed the publisher's leg and still answers; not failing over", "origin", p.origin.ID)
-		return fmt.Errorf("%w: origin %s closed the session", ErrOriginRefused, p.origin.ID)
+	var probeErr error
+	if !unhealthy {
+		probeErr = probeOrigin(p.origin)
+	}
+	if !unhealthy && probeErr == nil {
+		// Only the failure of an origin moves a stream. The leg broke, by
+		// whatever error (end of stream, reset, broken pipe, timeout), but
+		// the origin still accepts connections: it ended this session on
+		// purpose (an operator's kick, a refusal mid-stream, nginx-rtmp's
+		// drop of a message above its max_message, which a client can
+		// provoke), so the session ends as an ordinary error and the
+		// stream stays. A killed origin's port refuses; the leader's
+		// probes move streams off an origin that hangs.
+		c.log.Info("origin leg broke and the origin still answers; not failing over", "origin", p.origin.ID, "err", legErr)
+		return fmt.Errorf("%w: origin %s ended the session: %v", ErrOriginRefused, p.origin.ID, legErr)
 	}
 	p.recent = append(p.recent, now)
 	from := p.origin
@@ -400,7 +412,7 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	case legErr != nil && !errors.Is(legErr, context.Canceled):
 		reason = legErr.Error()
 	}
-	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason)
+	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason, "probe", probeErr)
 	if !p.resuming {
 		// A leg that fails before the stream resumed continues the same
 		// failover: its start and first origin stay.
@@ -420,18 +432,22 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	return nil
 }
 
-// aliveTimeout bounds originAnswers' dial.
-const aliveTimeout = 300 * time.Millisecond
+// aliveTimeout bounds probeOrigin's dial. A dead origin's port refuses at
+// once; only an origin whose host vanished makes a failover wait for it.
+const aliveTimeout = time.Second
 
 // originAnswers reports whether o's RTMP port accepts a connection now,
 // which tells an origin that closed a leg on purpose from one that died.
-func originAnswers(o stream.Origin) bool {
+func originAnswers(o stream.Origin) bool { return probeOrigin(o) == nil }
+
+// probeOrigin connects to o's RTMP port and closes the connection: nil when
+// the origin answers, else why not.
+func probeOrigin(o stream.Origin) error {
 	nc, err := net.DialTimeout("tcp", o.RTMP, aliveTimeout)
 	if err != nil {
-		return false
+		return err
 	}
-	nc.Close()
-	return true
+	return nc.Close()
 }
 
 // whileDown handles m while no origin leg is open. It reports whether m

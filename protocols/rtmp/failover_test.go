@@ -11,6 +11,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // failoverRouter routes to first, and reroutes with reroute, recording the
@@ -404,4 +405,185 @@ func TestPublisherKickedNoFailover(t *testing.T) {
 	}
 	close(s.stop)
 	waitChan(t, s.done) // its writes fail: the connection is closed
+}
+
+// TestPublisherResetNoFailover: a publisher's leg that breaks with a reset
+// (or a broken pipe) while its origin still accepts connections is that
+// session's error, whatever the error: the stream does not move. A client
+// can provoke such a reset (a message the origin refuses), so it must not
+// be able to move its stream off a healthy origin.
+func TestPublisherResetNoFailover(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	r := &failoverRouter{
+		first:  stream.Origin{ID: "o1", RTMP: o1.Addr},
+		failed: make(chan string, 4),
+		reroute: func(failed stream.Origin) (stream.Origin, error) {
+			return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil
+		},
+	}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	recv(t, o1.names)
+	client := watchClient(p)
+	s := startSender(p, 40)
+	waitChan(t, o1.ordered)
+	o1.reset()
+	if got := waitChan(t, client); !strings.HasPrefix(got, "closed") && !strings.HasPrefix(got, "error status") {
+		t.Fatalf("client saw %q", got)
+	}
+	close(s.stop)
+	waitChan(t, s.done)
+	select {
+	case f := <-r.failed:
+		t.Fatalf("rerouted off %s after a reset of a live origin", f)
+	case name := <-o2.names:
+		t.Fatalf("published %q on another origin after a reset", name)
+	case ev := <-events:
+		t.Fatalf("failover after a reset: %+v", ev)
+	default:
+	}
+}
+
+// TestOversizedMessageRefused: a publisher's message above MaxMessageSize
+// is refused at the node: the client gets an error onStatus, the origin
+// gets nothing of it, the refusal is counted, and the stream does not move.
+func TestOversizedMessageRefused(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	r := &failoverRouter{
+		first:  stream.Origin{ID: "o1", RTMP: o1.Addr},
+		failed: make(chan string, 4),
+		reroute: func(failed stream.Origin) (stream.Origin, error) {
+			return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil
+		},
+	}
+	const max = 64 << 10
+	srv, addr := startProxy(t, Config{Router: r, MaxMessageSize: max})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	recv(t, o1.names)
+	client := watchClient(p)
+	ok := chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Payload: make([]byte, max)}
+	ok.Payload[0] = 0x17
+	big := chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Timestamp: 40, Payload: make([]byte, max+1)}
+	big.Payload[0] = 0x27
+	if err := p.w.WriteMessage(&ok); err != nil {
+		t.Fatal(err)
+	}
+	p.w.Flush()
+	if m := waitChan(t, o1.ordered); len(m.Payload) != max {
+		t.Fatalf("origin got a message of %d bytes, want the %d-byte one", len(m.Payload), max)
+	}
+	if err := p.w.WriteMessage(&big); err == nil { // the node may close before the whole message is sent
+		p.w.Flush()
+	}
+	got := waitChan(t, client)
+	if !strings.HasPrefix(got, "error status: "+codePublishFailed) || !strings.Contains(got, "larger than") {
+		t.Fatalf("client saw %q", got)
+	}
+	testkit.WaitFor(t, 5*time.Second, "the refusal counted", func() bool { return srv.Stats().OversizedMessages == 1 })
+	select {
+	case m := <-o1.ordered:
+		t.Fatalf("origin got a message of %d bytes after the refusal", len(m.Payload))
+	case f := <-r.failed:
+		t.Fatalf("rerouted off %s", f)
+	case name := <-o2.names:
+		t.Fatalf("published %q on another origin", name)
+	default:
+	}
+}
+
+// publishRouter is a Router with RoutePublish and PublishAccepted: it
+// routes publishes to first and assigns accepted ones to assign.
+type publishRouter struct {
+	first, assign stream.Origin
+	accepted      chan string
+}
+
+func (r *publishRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
+	return stream.Origin{}, errors.New("publishes must not use Route")
+}
+
+func (r *publishRouter) RoutePublish(context.Context, stream.Key) (stream.Origin, error) {
+	return r.first, nil
+}
+
+func (r *publishRouter) PublishAccepted(_ context.Context, _ stream.Key, o stream.Origin) (stream.Origin, error) {
+	r.accepted <- o.ID
+	return r.assign, nil
+}
+
+// A publish is reported accepted only once its origin accepted it: a
+// refused one never is (the mesh writes nothing for it). When the stream
+// is assigned elsewhere meanwhile, the publish is replayed on that origin.
+func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
+	refusing, o1, o2 := startFakeOrigin(t, "NetStream.Publish.Denied"), startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	t.Run("refused", func(t *testing.T) {
+		r := &publishRouter{first: stream.Origin{ID: "r", RTMP: refusing.Addr}, accepted: make(chan string, 4)}
+		_, addr := startProxy(t, Config{Router: r})
+		p := dialTestPeer(t, addr)
+		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err == nil && info.String("code") == codePublishStart {
+			t.Fatalf("a refused publish started: %v", info)
+		}
+		recv(t, refusing.names)
+		select {
+		case id := <-r.accepted:
+			t.Fatalf("a refused publish was reported accepted on %s", id)
+		default:
+		}
+	})
+	t.Run("assigned elsewhere", func(t *testing.T) {
+		r := &publishRouter{first: stream.Origin{ID: "o1", RTMP: o1.Addr}, assign: stream.Origin{ID: "o2", RTMP: o2.Addr},
+			accepted: make(chan string, 4)}
+		_, addr := startProxy(t, Config{Router: r})
+		p := dialTestPeer(t, addr)
+		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {
+			t.Fatalf("%v %v", info, err)
+		}
+		if id := recv(t, r.accepted); id != "o1" {
+			t.Fatalf("accepted on %s", id)
+		}
+		recv(t, o1.names)
+		if got := recv(t, o2.names); got != "s2" {
+			t.Fatalf("o2 got %q", got)
+		}
+		s := startSender(p, 10)
+		if m := waitChan(t, o2.ordered); m.Type != chunk.TypeDataAMF0 {
+			t.Fatalf("o2 got %v first", &m)
+		}
+		s.finish(t)
+	})
+}
+
+// A message above MaxMessageSize before publish or play (a command, say)
+// ends the session at once: counted as oversized, not relayed anywhere.
+func TestOversizedMessageDuringSetUp(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	srv, addr := startProxy(t, Config{Router: routeTo(o.Addr), MaxMessageSize: 4096})
+	p := dialTestPeer(t, addr)
+	big := chunk.Message{CSID: 3, Type: chunk.TypeCommandAMF0, Payload: make([]byte, 4097)}
+	if err := p.w.WriteMessage(&big); err == nil {
+		p.w.Flush()
+	}
+	if _, _, err := p.next(); err == nil {
+		t.Fatal("the session went on after an oversized message")
+	}
+	testkit.WaitFor(t, 5*time.Second, "the refusal counted", func() bool { return srv.Stats().OversizedMessages == 1 })
+	if st := srv.Stats(); st.ClientFailures != 0 {
+		t.Fatalf("also counted as %d client failures", st.ClientFailures)
+	}
+	select {
+	case name := <-o.names:
+		t.Fatalf("the origin was asked for %q", name)
+	default:
+	}
 }

@@ -101,7 +101,7 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
-	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.MaxMessageSize), s: s, key: c.req.Key, origin: origin.ID}
+	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage()), s: s, key: c.req.Key, origin: origin.ID}
 	if s.cfg.Sessions != nil {
 		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream))
 	}

@@ -100,7 +100,7 @@ func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, e
 	stop := context.AfterFunc(parent, func() { nc.Close() })
 	nc.SetDeadline(deadline)
 	st := &c.s.stats
-	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)}
+	o := &originLeg{leg: newLeg(nc, &st.originBytesIn, &st.originBytesOut, c.s.cfg.originMaxMessage(), &c.s.bufs)}
 	fail := func(err error) (*originLeg, error) {
 		stop()
 		nc.Close()

@@ -64,7 +64,7 @@ func (c *conn) relay(o *originLeg) error {
 		defer wg.Done()
 		stop(pump(o.leg, cl, o.streamID, c.clientStream))
 	}()
-	stop(pump(cl, o.leg, c.clientStream, o.streamID))
+	stop(clientReadErr(pump(cl, o.leg, c.clientStream, o.streamID)))
 	wg.Wait()
 	if isClosedErr(first) {
 		return nil

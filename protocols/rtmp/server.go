@@ -73,8 +73,14 @@ type Config struct {
 	// nothing for this long, or when a write cannot make progress for this
 	// long. Default 30s.
 	IdleTimeout time.Duration
-	// MaxMessageSize is the largest RTMP message accepted from either side;
-	// a longer message ends the session. Default 8 MiB.
+	// MaxMessageSize is the largest RTMP message accepted from a client.
+	// A longer one is refused before any of it is buffered or relayed: a
+	// publisher gets an error onStatus, any client is closed, and the
+	// refusal is logged and counted (Stats.OversizedMessages). The default,
+	// 1 MiB, is what nginx-rtmp's max_message accepts by default, and SRS
+	// accepts it too, so a message the node relays is one its origin
+	// takes. Messages from origins may be up to the larger of this and
+	// OriginMaxMessageSize. At most 0xffffff (RTMP's length field).
 	MaxMessageSize uint32
 	// MaxConns is the most client connections served at once; more are
 	// closed as soon as they are accepted. Default 10000.
@@ -131,10 +137,18 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 3 * time.Second
 	DefaultIdleTimeout      = 30 * time.Second
-	DefaultMaxMessageSize   = 8 << 20
+	DefaultMaxMessageSize   = 1 << 20
 	DefaultMaxConns         = 10000
 	DefaultFailoverTimeout  = 3 * time.Second
 )
+
+// OriginMaxMessageSize is the least bound of messages read from origins:
+// an origin may send players larger messages than the node accepts from
+// clients (a publisher that publishes to the origin directly).
+const OriginMaxMessageSize = 8 << 20
+
+// originMaxMessage is the bound of messages read from origin legs.
+func (c *Config) originMaxMessage() uint32 { return max(c.MaxMessageSize, OriginMaxMessageSize) }
 
 // Errors of the server.
 var (
@@ -146,6 +160,8 @@ var (
 	ErrNoOrigin      = errors.New("rtmp: no origin for stream")
 	ErrOriginRefused = errors.New("rtmp: origin refused")
 	ErrOriginDown    = errors.New("rtmp: origin unreachable")
+	// ErrMessageTooLarge is a client's message above Config.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("rtmp: message larger than the node accepts")
 )
 
 func (c *Config) setDefaults() error {
@@ -207,7 +223,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}
 	if cfg.FanOut {
 		hc := hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
-			MaxTagSize: int(cfg.MaxMessageSize)}
+			MaxTagSize: int(cfg.originMaxMessage())}
 		if f := cfg.OnReattach; f != nil {
 			hc.OnReattach = func(r hub.Reattach) {
 				f(Reattach{Stream: strings.SplitN(r.Key, "?", 2)[0], From: r.Origins.From, To: r.Origins.To,
@@ -380,6 +396,10 @@ type Stats struct {
 	RouteFailures uint64
 	// OriginFailures counts sessions whose origin was down or refused.
 	OriginFailures uint64
+	// OversizedMessages counts sessions ended because their client sent a
+	// message larger than Config.MaxMessageSize (none of it was relayed);
+	// they are not counted in ClientFailures.
+	OversizedMessages uint64
 }
 
 type counters struct {
@@ -396,6 +416,7 @@ type counters struct {
 	clientFailures    atomic.Uint64
 	routeFailures     atomic.Uint64
 	originFailures    atomic.Uint64
+	oversized         atomic.Uint64
 }
 
 // Stats returns the current counters.
@@ -415,5 +436,6 @@ func (s *Server) Stats() Stats {
 		ClientFailures:    c.clientFailures.Load(),
 		RouteFailures:     c.routeFailures.Load(),
 		OriginFailures:    c.originFailures.Load(),
+		OversizedMessages: c.oversized.Load(),
 	}
 }

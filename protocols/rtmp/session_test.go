@@ -309,7 +309,7 @@ func TestBadClients(t *testing.T) {
 		})
 	}
 	s.Close()
-	if st := s.Stats(); st.ClientFailures < uint64(len(tests)) || st.ConnsOpen != 0 {
+	if st := s.Stats(); st.ClientFailures+st.OversizedMessages < uint64(len(tests)) || st.OversizedMessages == 0 || st.ConnsOpen != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if err := testkit.GoroutinesBack(base+4, 10*time.Second); err != nil {

@@ -678,3 +678,75 @@ func TestDrain(t *testing.T) {
 		t.Fatal("Drain did not return after the session ended")
 	}
 }
+
+// publishRouter routes every stream to origin and records the publishes
+// reported accepted (route.Publisher).
+type publishRouter struct {
+	origin, assign stream.Origin
+	mu             sync.Mutex
+	accepted       []string
+}
+
+func (p *publishRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
+	return p.origin, nil
+}
+
+func (p *publishRouter) RoutePublish(context.Context, stream.Key) (stream.Origin, error) {
+	return p.origin, nil
+}
+
+func (p *publishRouter) PublishAccepted(_ context.Context, key stream.Key, o stream.Origin) (stream.Origin, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accepted = append(p.accepted, key.Stream+"@"+o.ID)
+	if p.assign.ID != "" {
+		return p.assign, nil
+	}
+	return o, nil
+}
+
+func (p *publishRouter) acceptedNow() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.accepted...)
+}
+
+// An SRT publish is reported accepted, which writes the stream's
+// assignment, only once the origin answered the conclusion: a rejected one
+// leaves nothing, a play reports nothing, and a publish whose stream was
+// assigned elsewhere meanwhile is rejected.
+func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
+	testkit.CheckOwnGoroutines(t, "protocols/srt.")
+	rejecting, accepting := newFakeOrigin(t, false, 10), newFakeOrigin(t, false, 0)
+	for _, tc := range []struct {
+		name, sid string
+		origin    *fakeOrigin
+		assign    string
+		want      []string
+		rejected  bool
+	}{
+		{"rejected", "#!::r=live/a,m=publish", rejecting, "", nil, true},
+		{"play", "#!::r=live/b,m=request", accepting, "", nil, false},
+		{"accepted", "#!::r=live/c,m=publish", accepting, "", []string{"c@o1"}, false},
+		{"assigned elsewhere", "#!::r=live/d,m=publish", accepting, "o2", []string{"d@o1"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &publishRouter{origin: stream.Origin{ID: "o1", SRT: tc.origin.addr()}, assign: stream.Origin{ID: tc.assign}}
+			_, proxy := startServer(t, Config{Router: r})
+			c := newCaller(t, proxy, 0x7777)
+			cookie := c.induct()
+			c.send(c.conclusion(cookie, hsreqExt(), sidExt(tc.sid)))
+			resp := c.read(3 * time.Second)
+			hs, err := parseHandshake(resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, rejected := rejectionReason(hs.Type); rejected != tc.rejected {
+				t.Fatalf("answer %v, want rejected %v", hs.Type, tc.rejected)
+			}
+			if got := r.acceptedNow(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("accepted %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -219,7 +219,13 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.HandshakeTimeout)
 	defer cancel()
 	router := ss.srv.cfg.Router
-	origin, err := route.For(router, router.Route, ss.info.Mode != stream.SRTPublish)(ctx, ss.info.Key)
+	publish := ss.info.Mode == stream.SRTPublish
+	routeFn := route.For(router, router.Route, !publish)
+	if publish {
+		// The assignment is written once the origin accepted (below).
+		routeFn = route.Publish(router, router.Route)
+	}
+	origin, err := routeFn(ctx, ss.info.Key)
 	if err != nil {
 		return nil, routeError{err}
 	}
@@ -250,10 +256,24 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	}
 	conclusion := append([]byte(nil), ss.conclusion...)
 	setCookie(conclusion, hs.Cookie)
-	resp, _, err = ss.exchange(conclusion, buf, deadline, func(hs handshake) bool {
+	resp, hs, err = ss.exchange(conclusion, buf, deadline, func(hs handshake) bool {
 		return hs.Type == packet.HSTYPE_CONCLUSION
 	})
-	return resp, err
+	if _, rejected := rejectionReason(hs.Type); err != nil || rejected || !publish {
+		return resp, err
+	}
+	// The origin accepted the publish: now the mesh may assign the
+	// stream. One assigned elsewhere meanwhile is refused here; the
+	// caller's retry goes to its origin.
+	assigned, err := route.Accepted(ctx, router, ss.info.Key, origin)
+	if err == nil && assigned.ID != origin.ID {
+		err = fmt.Errorf("%w: %s was assigned to origin %s meanwhile", ErrOriginRefused, ss.info.Key, assigned.ID)
+	}
+	if err != nil {
+		ss.up.Write(shutdownPacket(hs.SocketID))
+		return nil, err
+	}
+	return resp, nil
 }
 
 // exchange sends req to the origin every handshakeResend until a handshake

@@ -138,6 +138,7 @@ func parseOffer(sdpOffer []byte, q url.Values, streamURL string) (offer, int, er
 // offerExchange is an offer that reached its origin, and the origin's reply.
 type offerExchange struct {
 	offer  offer
+	play   bool
 	origin stream.Origin
 	resp   *http.Response
 	answer []byte
@@ -165,7 +166,30 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body
 		s.fail(w, http.StatusBadGateway, "origin: "+err.Error())
 		return offerExchange{}, false
 	}
-	return offerExchange{offer: of, origin: o, resp: resp, answer: ans, log: log}, true
+	return offerExchange{offer: of, play: play, origin: o, resp: resp, answer: ans, log: log}, true
+}
+
+// accepted tells the Router that the origin accepted a publish offer
+// (route.Accepted), which writes the stream's assignment; a play needs
+// nothing. When the stream was assigned to another origin meanwhile, the
+// origin's session (resource, when it named one) is deleted and the client
+// gets 503: its retry goes to the stream's origin. It reports whether the
+// exchange may go on; otherwise it has answered the client.
+func (s *Server) accepted(w http.ResponseWriter, r *http.Request, ex offerExchange, resource string) bool {
+	if ex.play {
+		return true
+	}
+	assigned, err := route.Accepted(r.Context(), s.cfg.Router, ex.offer.key, ex.origin)
+	if err == nil && assigned.ID != ex.origin.ID {
+		err = fmt.Errorf("stream %s was assigned to origin %s meanwhile; retry", ex.offer.key, assigned.ID)
+	}
+	if err != nil {
+		ex.log.Warn("publish not recorded", "err", err)
+		s.deleteAtOrigin(resource)
+		s.fail(w, http.StatusServiceUnavailable, err.Error())
+		return false
+	}
+	return true
 }
 
 // session is the ICE session of an exchange whose origin answered with
@@ -183,9 +207,14 @@ func (ex offerExchange) session(ansUfrag string, answerSDP []byte) stream.RTCSes
 	}
 }
 
-// route asks the Router for the stream's origin (RoutePlay for a play).
+// route asks the Router for the stream's origin (RoutePlay for a play,
+// RoutePublish for a publish, whose caller then calls accepted).
 func (s *Server) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, int, error) {
-	o, err := route.For(s.cfg.Router, s.cfg.Router.Route, play)(ctx, key)
+	fn := route.For(s.cfg.Router, s.cfg.Router.Route, play)
+	if !play {
+		fn = route.Publish(s.cfg.Router, s.cfg.Router.Route)
+	}
+	o, err := fn(ctx, key)
 	switch {
 	case errors.Is(err, stream.ErrNoOrigin):
 		return o, http.StatusServiceUnavailable, err
@@ -265,6 +294,9 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	location := ""
 	if loc := resp.Header.Get("Location"); loc != "" {
 		sess.Resource, location = rewriteLocation(r.URL, o.API, loc, sess.Ufrag)
+	}
+	if !s.accepted(w, r, ex, sess.Resource) {
+		return
 	}
 	if err := s.cfg.Store.PutRTCSession(r.Context(), sess); err != nil {
 		log.Warn("cannot store session", "err", err)
@@ -447,6 +479,9 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := ex.session(ansUfrag, []byte(res.SDP))
+	if !s.accepted(w, r, ex, "") {
+		return
+	}
 	if err := s.cfg.Store.PutRTCSession(r.Context(), sess); err != nil {
 		s.fail(w, http.StatusServiceUnavailable, "cannot store session: "+err.Error())
 		return

@@ -1,6 +1,7 @@
 package webrtc
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -313,5 +314,82 @@ func TestHandlerUnderStripPrefix(t *testing.T) {
 	resp.Body.Close()
 	if req, _ := e.api.last(); resp.StatusCode != 201 || req != "POST /rtc/v1/whep/?app=live&stream=s" {
 		t.Fatalf("%d, origin got %q", resp.StatusCode, req)
+	}
+}
+
+// publishingRouter is a fakeRouter with RoutePublish and PublishAccepted:
+// it reports the publishes whose origin accepted them and assigns them to
+// assign (the routed origin when empty).
+type publishingRouter struct {
+	*fakeRouter
+	assign   stream.Origin
+	accepted []string
+}
+
+func (p *publishingRouter) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return p.Route(ctx, key)
+}
+
+func (p *publishingRouter) PublishAccepted(_ context.Context, key stream.Key, o stream.Origin) (stream.Origin, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accepted = append(p.accepted, key.Stream+"@"+o.ID)
+	if p.assign.ID != "" {
+		return p.assign, nil
+	}
+	return o, nil
+}
+
+func (p *publishingRouter) acceptedNow() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.accepted...)
+}
+
+// A WHIP (or SRS API) publish is reported accepted, which writes the
+// stream's assignment, only once the origin answered it; a refused one
+// leaves nothing, plays report nothing, and a publish whose stream was
+// assigned elsewhere meanwhile gets 503 and its origin session is deleted.
+func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
+	var pr *publishingRouter
+	e := startSignallingWith(t, func(c *Config) {
+		pr = &publishingRouter{fakeRouter: c.Router.(*fakeRouter)}
+		c.Router = pr
+	})
+	e.api.status = 403
+	for _, uri := range []string{"/rtc/v1/whip/?app=live&stream=refused", "/rtc/v1/publish/"} {
+		body := offerSDP
+		if strings.HasPrefix(uri, "/rtc/v1/publish/") {
+			b, _ := json.Marshal(map[string]string{"sdp": offerSDP, "streamurl": "webrtc://h/live/refused2"})
+			body = string(b)
+		}
+		if resp, _ := e.do(t, "POST", uri, "application/sdp", body); resp.StatusCode == 201 || resp.StatusCode == 200 {
+			t.Fatalf("%s: a refused publish answered %d", uri, resp.StatusCode)
+		}
+	}
+	if got := pr.acceptedNow(); len(got) != 0 {
+		t.Fatalf("refused publishes reported accepted: %v", got)
+	}
+	e.api.status = 201
+	if resp, body := e.do(t, "POST", "/rtc/v1/whip/?app=live&stream=ok", "application/sdp", offerSDP); resp.StatusCode != 201 {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := e.do(t, "POST", "/rtc/v1/whep/?app=live&stream=ok", "application/sdp", offerSDP); resp.StatusCode != 201 {
+		t.Fatalf("play: %d %s", resp.StatusCode, body)
+	}
+	if got := pr.acceptedNow(); len(got) != 1 || got[0] != "ok@o1" {
+		t.Fatalf("accepted: %v, want [ok@o1]", got)
+	}
+	e.store.DeleteRTCSession(context.Background(), "ans1:off1")
+	pr.assign = stream.Origin{ID: "o2"}
+	resp, body := e.do(t, "POST", "/rtc/v1/whip/?app=live&stream=late", "application/sdp", offerSDP)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "o2") {
+		t.Fatalf("publish of a stream assigned elsewhere: %d %s", resp.StatusCode, body)
+	}
+	if req, _ := e.api.last(); !strings.HasPrefix(req, "DELETE ") {
+		t.Fatalf("the origin's session was not deleted: last request %q", req)
+	}
+	if e.store.Len() != 0 {
+		t.Fatal("a session was stored for a publish that was turned away")
 	}
 }

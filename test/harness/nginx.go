@@ -35,6 +35,10 @@ type NginxOptions struct {
 	// OnPlay, when set, is the URL of the origin's on_play hook: nginx
 	// POSTs every play to it and refuses the play unless it answers 2xx.
 	OnPlay string
+	// OnPublish, when set, is the URL of the origin's on_publish hook:
+	// nginx POSTs every publish to it (the form carries name, app, addr)
+	// and drops the connection unless it answers 2xx.
+	OnPublish string
 	// HLSFragment is the HLS segment length (default 1s).
 	HLSFragment time.Duration
 }
@@ -64,6 +68,9 @@ func StartNginx(t testing.TB, opt NginxOptions) *Nginx {
 	app.WriteString("            live on;\n            wait_key on;\n")
 	if opt.OnPlay != "" {
 		fmt.Fprintf(&app, "            on_play %s;\n", opt.OnPlay)
+	}
+	if opt.OnPublish != "" {
+		fmt.Fprintf(&app, "            on_publish %s;\n", opt.OnPublish)
 	}
 	if opt.HLS {
 		frag := max(opt.HLSFragment, time.Second)
