@@ -1,7 +1,8 @@
 // Package stream is the pure domain of srs-mesh: the canonical stream Key and
 // the functions that derive it from each protocol's request, the Origin record,
-// the RTCSession record of a WebRTC ICE session, and the deterministic origin
-// selection policy.
+// the RTCSession record of a WebRTC ICE session, the deterministic origin
+// selection policy, and the two interfaces every protocol server relays
+// through (Router and Sessions), so that each is declared once.
 //
 // The package does no I/O, reads no clock and starts no goroutines, so every
 // node of a mesh (and every Raft replica) computes the same answer from the

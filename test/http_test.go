@@ -253,6 +253,10 @@ func (r routeTo) Route(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{ID: "foreign", HTTP: string(r)}, nil
 }
 
+func (r routeTo) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return r.Route(ctx, key)
+}
+
 // foreignSegmentURL returns the first segment URL of live/s.m3u8 from
 // origin as rewritten by a proxy whose token secret is not the mesh's.
 func foreignSegmentURL(t *testing.T, origin string) string {

@@ -21,7 +21,8 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // must not import. It checks every import of every package's non-test files, the
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
-// and imports only stream.
+// and imports only stream; the fakes the protocols' tests share
+// (protocols/internal/protocoltest) are imported by tests only.
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, modulePrefix+"...").Output()
 	if err != nil {
@@ -63,6 +64,9 @@ func TestImportRulesFire(t *testing.T) {
 		// Shared protocol support: any protocol may use it; it uses only stream.
 		{"protocols/rtmp", []string{modulePrefix + "protocols/internal/drain", modulePrefix + "stream/httpjson"}, nil},
 		{"protocols/internal/drain", []string{modulePrefix + "protocols/rtmp"}, []string{"protocols/rtmp"}},
+		// The shared fakes: tests only.
+		{"protocols/srt", []string{modulePrefix + "protocols/internal/protocoltest"}, []string{"protocols/internal/protocoltest"}},
+		{"protocols/internal/protocoltest", []string{modulePrefix + "stream", "sync/atomic"}, nil},
 		// Telemetry: no mesh root, no Raft or gossip; peers knows no document.
 		{"mesh/telemetry", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
@@ -152,6 +156,8 @@ func importViolations(pkg string, imports []string) []string {
 		switch {
 		case pkg == "stream" && dep != "stream":
 			report(dep, "the domain package imports nothing of ours")
+		case dep == "protocols/internal/protocoltest":
+			report(dep, "the shared protocol fakes are for tests only")
 		case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "mesh"):
 			report(dep, "protocols declare the interface they need instead")
 		case strings.HasPrefix(pkg, "protocols/internal/") && dep != "stream" && !strings.HasPrefix(dep, "stream/") &&

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"sync/atomic"
+
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/api"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
@@ -27,14 +29,34 @@ func (a apiOrigins) Origins() []api.OriginInfo {
 	return out
 }
 
+// nodeSessions is the node as every protocol's stream.Sessions: a session
+// with byte counters is metered (mesh.Node.TrackMetered, for its stream's
+// bit rates), one with none only counted (mesh.Node.Track).
+type nodeSessions struct{ node *mesh.Node }
+
+func (s nodeSessions) Track(key stream.Key, proto string, in, out *atomic.Uint64) (end func()) {
+	if in == nil && out == nil {
+		return s.node.Track(key, proto)
+	}
+	if in == nil {
+		in = new(atomic.Uint64)
+	}
+	if out == nil {
+		out = new(atomic.Uint64)
+	}
+	return s.node.TrackMetered(key, proto, in, out)
+}
+
 // newRTCStore returns the store of WebRTC ICE sessions: the mesh's
 // replicated session table, so that any node can relay a session's UDP flow.
 // mesh.Node and the webrtc package share stream.RTCSession, so the node is
-// the store as it is. It is also the relay's SessionActivity: the sessions
-// the relay carries are protected from eviction and expiry.
+// the store as it is. It is also the relay's SessionActivity
+// (webrtc.Config.Activity): the sessions the relay carries are protected
+// from eviction and expiry.
 func newRTCStore(node *mesh.Node) webrtc.SessionStore { return node }
 
 var (
+	_ stream.Sessions        = nodeSessions{}
 	_ webrtc.SessionStore    = (*mesh.Node)(nil)
 	_ webrtc.SessionActivity = (*mesh.Node)(nil)
 )

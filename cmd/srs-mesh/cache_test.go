@@ -65,6 +65,10 @@ func (o oneOrigin) Route(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{ID: "o1", HTTP: string(o)}, nil
 }
 
+func (o oneOrigin) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return o.Route(ctx, key)
+}
+
 // The cache's counters and size reach /metrics next to the existing
 // series.
 func TestCacheMetrics(t *testing.T) {

@@ -283,15 +283,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAddrs, node *mesh.Node, router *timedRouter, collector *meshCollector,
 	failovers *failoverMetrics, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
+	sessions := nodeSessions{node}
 	var rtmpServer *rtmp.Server
 	if lns.rtmp != nil {
 		maxMessage, err := rtmpMaxMessage(o)
 		if err != nil {
 			return nil, err
 		}
-		s, err := rtmp.New(rtmp.Config{Router: router, Sessions: node, Logger: log.With("proto", "rtmp"),
-			FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached, Failovers: failovers,
-			MaxMessageSize: maxMessage})
+		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router,
+			Logger: log.With("proto", "rtmp"), FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached,
+			Failovers: failovers, MaxMessageSize: maxMessage})
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +301,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		parts = append(parts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: s.Drain, close: func() { s.Close() }})
 	}
 	if lns.http != nil {
-		hc := httpstream.Config{Router: router, Sessions: node, Logger: log.With("proto", "http"),
+		hc := httpstream.Config{Router: router, Epochs: router, Sessions: sessions, Logger: log.With("proto", "http"),
 			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: o.fanOut}
 		if rtmpServer != nil && o.fanOut {
 			// RTMP and HTTP-FLV players of a stream share one upstream, an
@@ -321,7 +322,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		parts = append(parts, p)
 	}
 	if lns.srt != nil {
-		s, err := srt.New(srt.Config{Router: router, Sessions: node, Logger: log.With("proto", "srt")})
+		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt")})
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +336,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		if err != nil {
 			return nil, err
 		}
-		s, err := webrtc.New(webrtc.Config{Router: router, Store: newRTCStore(node), Sessions: node,
+		s, err := webrtc.New(webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
 			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst})
 		if err != nil {
 			return nil, err

@@ -318,6 +318,8 @@ func (r *timedRouter) StreamEpoch(key stream.Key) (uint64, uint64, time.Time) {
 func (r *timedRouter) OriginHealthy(id string) bool { return r.node.OriginHealthy(id) }
 
 var (
+	_ stream.Router     = (*timedRouter)(nil)
+	_ stream.Publisher  = (*timedRouter)(nil)
 	_ rtmp.OriginHealth = (*timedRouter)(nil)
 	_ rtmp.Rerouter     = (*timedRouter)(nil)
 	_ httpstream.Epochs = (*timedRouter)(nil)

@@ -14,8 +14,8 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Epochs is implemented by Routers that know how many times a stream moved
-// to another origin: the epoch of its replicated assignment, the same on
+// Epochs knows how many times a stream moved to another origin
+// (Config.Epochs): the epoch of its replicated assignment, the same on
 // every node, what to add to the current origin's HLS media sequence
 // numbers (seqBase, replicated too), and when it last moved. With it, the playlists and manifests of
 // a stream stay valid for a player across a move (see epochPlaylist and
@@ -275,7 +275,7 @@ func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, key stream.Ke
 // routesTo reports whether key's stream is routed to the origin with HTTP
 // address origin now.
 func (s *Server) routesTo(r *http.Request, key stream.Key, origin string) bool {
-	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
+	o, err := route.For(s.router, true)(r.Context(), key)
 	return err == nil && o.HTTP == origin
 }
 
@@ -323,11 +323,11 @@ func waitHold(r *http.Request, l *holdLoop, deadline time.Time, moved func() boo
 // segments.
 const moveHoldWindow = 10 * time.Second
 
-// epoch returns key's epoch, sequence base and last move from the Router,
-// when it knows.
+// epoch returns key's epoch, sequence base and last move from the
+// Config's Epochs, when it has one.
 func (s *Server) epoch(key stream.Key) (e, seqBase uint64, moved time.Time) {
-	if r, ok := s.router.(Epochs); ok {
-		return r.StreamEpoch(key)
+	if s.epochs != nil {
+		return s.epochs.StreamEpoch(key)
 	}
 	return 0, 0, time.Time{}
 }

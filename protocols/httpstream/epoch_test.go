@@ -134,6 +134,10 @@ func (r *epochRouter) Route(context.Context, stream.Key) (stream.Origin, error) 
 	return stream.Origin{ID: "o", HTTP: r.origin.Load().(string)}, nil
 }
 
+func (r *epochRouter) RoutePlay(ctx context.Context, k stream.Key) (stream.Origin, error) {
+	return r.Route(ctx, k)
+}
+
 func (r *epochRouter) StreamEpoch(stream.Key) (uint64, uint64, time.Time) {
 	return r.epoch, r.epoch * testSeqBase, r.moved
 }
@@ -159,7 +163,7 @@ func TestPlaylistAcrossMove(t *testing.T) {
 	defer origin.Close()
 	rt := &epochRouter{epoch: 1, moved: time.Now()}
 	rt.origin.Store(strings.TrimPrefix(origin.URL, "http://"))
-	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 3 * time.Second, PlaylistCacheTTL: -1})
+	s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 3 * time.Second, PlaylistCacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +346,7 @@ func TestDocumentsHeldWhileOriginDown(t *testing.T) {
 	for _, p := range []string{"/live/livestream.m3u8", "/live/livestream.mpd"} {
 		rt := &epochRouter{epoch: 2, moved: time.Now()}
 		rt.origin.Store(deadAddr)
-		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 5 * time.Second})
+		s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +385,7 @@ func TestNewSessionAfterMove(t *testing.T) {
 	}{{0, true}, {1, false}} {
 		rt := &epochRouter{epoch: tc.epoch, moved: time.Now()}
 		rt.origin.Store(strings.TrimPrefix(origin.URL, "http://"))
-		s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), PlaylistCacheTTL: -1})
+		s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), PlaylistCacheTTL: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

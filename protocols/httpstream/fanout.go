@@ -95,7 +95,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	var answer *http.Response // the origin's non-200 answer to this player's open
 	opened := false
 	reroute := func(ctx context.Context) (stream.Origin, error) {
-		return route.For(s.router, s.router.Route, true)(ctx, key)
+		return route.For(s.router, true)(ctx, key)
 	}
 	open := hub.Follow(origin, reroute, s.fetchTimeout, func(ctx context.Context, o stream.Origin, first bool) (hub.Source, any, error) {
 		opened = true
@@ -135,7 +135,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		h.Del("Content-Length") // a shared live stream has no length
 		src := hub.FLVSource(resp.Body, hub.DefaultMaxTagSize)
 		if s.sessions != nil {
-			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream))
+			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream, nil, nil))
 		}
 		return src, h, nil
 	})

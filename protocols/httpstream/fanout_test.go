@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -93,7 +94,7 @@ func (o *flvOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func fanOutProxy(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
+func fanOutProxy(t *testing.T, origin string, sess stream.Sessions) (*Server, *httptest.Server) {
 	t.Helper()
 	return serveProxy(t, Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("k"), Logger: quietLogger,
 		FanOut: true, FanOutLinger: 100 * time.Millisecond})
@@ -152,7 +153,7 @@ func play(ctx context.Context, t *testing.T, url string) *player {
 // session; they leave and the upstream closes after the linger.
 func TestFanOutSharesUpstream(t *testing.T) {
 	origin := newFLVOrigin(t, 100, 5*time.Millisecond)
-	sess := &sessions{}
+	sess := &protocoltest.Sessions{}
 	s, proxy := fanOutProxy(t, hostOf(origin.Server), sess)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -181,8 +182,8 @@ func TestFanOutSharesUpstream(t *testing.T) {
 	if c := origin.count("/live/s.flv?token=a"); c != 1 {
 		t.Errorf("origin saw %d requests, want 1", c)
 	}
-	const id = stream.DefaultVhost + "/live/s flv"
-	if a, _ := sess.count(id); a != n {
+	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
+	if a, _ := sess.Count(key, "flv"); a != n {
 		t.Errorf("%d sessions, want %d", a, n)
 	}
 	if st := s.Stats().FanOut; st.Players != n || st.Upstreams != 1 {
@@ -196,7 +197,7 @@ func TestFanOutSharesUpstream(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 5*time.Second, "origin request closed after the linger", func() bool { return origin.open.Load() == 0 })
-	testkit.WaitFor(t, 5*time.Second, "sessions end", func() bool { a, _ := sess.count(id); return a == 0 })
+	testkit.WaitFor(t, 5*time.Second, "sessions end", func() bool { a, _ := sess.Count(key, "flv"); return a == 0 })
 	if st := s.Stats().FanOut; st.Players != 0 || st.Upstreams != 0 {
 		t.Errorf("after the players left: Stats = %+v", st)
 	}
@@ -358,43 +359,25 @@ func TestFanOutUpstreamEnd(t *testing.T) {
 	}
 }
 
-// meteredSessions is sessions that also keeps each session's byte counters.
-type meteredSessions struct {
-	sessions
-	mu   sync.Mutex
-	outs []*atomic.Uint64
-}
-
-func (m *meteredSessions) TrackMetered(k stream.Key, proto string, in, out *atomic.Uint64) func() {
-	m.mu.Lock()
-	m.outs = append(m.outs, out)
-	m.mu.Unlock()
-	return m.Track(k, proto)
-}
-
-func (m *meteredSessions) sent() (total uint64, n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, o := range m.outs {
-		total += o.Load()
-	}
-	return total, len(m.outs)
-}
-
 // The bytes each FLV player receives count toward its session, shared
 // upstream or not, for the stream's egress bit rate.
 func TestFLVPlayersAreMetered(t *testing.T) {
 	origin := newFLVOrigin(t, 1000, 5*time.Millisecond)
 	for _, fanOut := range []bool{true, false} {
 		t.Run(fmt.Sprint("fanout=", fanOut), func(t *testing.T) {
-			sess := &meteredSessions{}
+			sess := &protocoltest.Sessions{}
 			_, proxy := serveProxy(t, Config{Router: staticRouter(hostOf(origin.Server)), Sessions: sess, TokenSecret: []byte("k"),
 				Logger: quietLogger, FanOut: fanOut, FanOutLinger: 100 * time.Millisecond})
 			ctx, cancel := context.WithCancel(context.Background())
 			p := play(ctx, t, proxy.URL+"/live/m.flv")
 			testkit.WaitFor(t, 10*time.Second, "50 tags and 50 kB counted", func() bool {
-				total, n := sess.sent()
-				return p.tags.Load() >= 50 && n == 1 && total >= 50_000
+				var players []protocoltest.Session // not the shared upstream
+				for _, ses := range sess.All() {
+					if ses.Out != nil {
+						players = append(players, ses)
+					}
+				}
+				return p.tags.Load() >= 50 && len(players) == 1 && players[0].Out.Load() >= 50_000
 			})
 			cancel()
 			<-p.done

@@ -6,19 +6,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // routerFunc is a Router made of a function.
-type routerFunc func(stream.Key) (stream.Origin, error)
-
-func (f routerFunc) Route(_ context.Context, k stream.Key) (stream.Origin, error) { return f(k) }
+func routerFunc(f func(stream.Key) (stream.Origin, error)) protocoltest.RouterFunc {
+	return func(_ context.Context, k stream.Key) (stream.Origin, error) { return f(k) }
+}
 
 // staticRouter routes every key to one origin HTTP endpoint.
-func staticRouter(httpAddr string) Router {
-	return routerFunc(func(stream.Key) (stream.Origin, error) {
-		return stream.Origin{ID: "o1", HTTP: httpAddr}, nil
-	})
+func staticRouter(httpAddr string) stream.Router {
+	return protocoltest.RouteTo(stream.Origin{ID: "o1", HTTP: httpAddr})
 }
 
 // httpClient is for probing origins directly in tests.

@@ -256,7 +256,7 @@ func (s *Server) runHold(e *holdEntry, l *holdLoop, probe func() bool) {
 func (s *Server) probeHeld(k holdKey) bool {
 	ctx, cancel := context.WithTimeout(s.ctx, s.moveHold)
 	defer cancel()
-	o, err := route.For(s.router, s.router.Route, true)(ctx, k.key)
+	o, err := route.For(s.router, true)(ctx, k.key)
 	if err != nil || o.HTTP == "" {
 		return false
 	}

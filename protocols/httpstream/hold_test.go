@@ -79,7 +79,7 @@ func TestHeldRetriesCoalesced(t *testing.T) {
 			o := newHeldOrigin(t, after)
 			rt := &epochRouter{epoch: 1, moved: time.Now()}
 			rt.origin.Store(hostOf(o.Server))
-			s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 2 * time.Second, Logger: quietLogger})
+			s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 2 * time.Second, Logger: quietLogger})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +283,7 @@ func TestMovedSessionPadded(t *testing.T) {
 	defer origin.Close()
 	rt := &epochRouter{epoch: 1, moved: time.Now().Add(-time.Hour)}
 	rt.origin.Store(hostOf(origin))
-	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), Logger: quietLogger})
+	s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,6 +330,10 @@ func (r *meshRouter) Route(_ context.Context, k stream.Key) (stream.Origin, erro
 	f := r.route
 	r.mu.Unlock()
 	return f(k), nil
+}
+
+func (r *meshRouter) RoutePlay(ctx context.Context, k stream.Key) (stream.Origin, error) {
+	return r.Route(ctx, k)
 }
 
 func (r *meshRouter) StreamEpoch(k stream.Key) (uint64, uint64, time.Time) {
@@ -409,7 +413,7 @@ func TestOriginErrorsPassedThrough(t *testing.T) {
 			}))
 			defer o.Close()
 			rt := &meshRouter{route: to(hostOf(o)), epoch: neverMoved}
-			s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+			s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -438,7 +442,7 @@ func TestOriginErrorsPassedThrough(t *testing.T) {
 func TestUnreachableOriginOneLoop(t *testing.T) {
 	o, gets := newSilentOrigin(t, nil)
 	rt := &meshRouter{route: to(hostOf(o)), epoch: neverMoved}
-	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: time.Second, Logger: quietLogger})
+	s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: time.Second, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +492,7 @@ func TestHeldUntilMovedOffUnreachableOrigin(t *testing.T) {
 		}
 	})
 	rt.set(to(hostOf(dead)), neverMoved)
-	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+	s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +537,7 @@ func TestMovedStreamHeldAmidJunk(t *testing.T) {
 			return 0, time.Time{}
 		},
 	}
-	s, err := New(Config{Router: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
+	s, err := New(Config{Router: rt, Epochs: rt, TokenSecret: []byte("0123456789abcdef"), MoveHold: 4 * time.Second, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

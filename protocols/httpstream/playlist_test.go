@@ -213,7 +213,7 @@ func FuzzRewritePlaylist(f *testing.F) {
 
 // newTestServer returns a Server with a fixed clock and the given router (a
 // router that fails when nil). It is closed at the end of the test.
-func newTestServer(t testing.TB, r Router) *Server {
+func newTestServer(t testing.TB, r stream.Router) *Server {
 	t.Helper()
 	if r == nil {
 		r = routerFunc(func(stream.Key) (stream.Origin, error) { return stream.Origin{}, stream.ErrNoOrigin })

@@ -88,11 +88,6 @@ type RTMPUpstream interface {
 	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error)
 }
 
-// Router maps a stream key to the origin that holds (or will hold) it.
-type Router interface {
-	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
 // TokenAuthority is what segment tokens need from the mesh.
 type TokenAuthority interface {
 	// TokenKey returns the key every node signs and checks tokens with, or
@@ -103,34 +98,15 @@ type TokenAuthority interface {
 	KnownHTTPOrigin(hostport string) bool
 }
 
-// Sessions records viewers. Track is called when a streaming response starts
-// and the returned function when it ends.
-type Sessions interface {
-	Track(key stream.Key, proto string) (end func())
-}
-
-// MeteredSessions is Sessions that also reads each live stream response's
-// byte counters (in: bytes read from the client, none for a player; out:
-// body bytes written to it), for per-stream bit rates. When Config.Sessions
-// implements it, TrackMetered is called instead of Track. The counters only
-// grow and stay valid after end.
-type MeteredSessions interface {
-	Sessions
-	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
-}
-
 // track starts a live session of key with the Sessions, if any, and returns
-// its end and, when the Sessions meter bytes, the counter of bytes sent to
-// the client (nil otherwise).
+// its end and the counter of body bytes sent to the client (nil without
+// Sessions). A player sends nothing the node reads: its in counter stays 0.
 func (s *Server) track(key stream.Key, proto string) (end func(), out *atomic.Uint64) {
-	if ms, ok := s.sessions.(MeteredSessions); ok {
-		in, out := new(atomic.Uint64), new(atomic.Uint64)
-		return ms.TrackMetered(key, proto, in, out), out
+	if s.sessions == nil {
+		return func() {}, nil
 	}
-	if s.sessions != nil {
-		return s.sessions.Track(key, proto), nil
-	}
-	return func() {}, nil
+	in, out := new(atomic.Uint64), new(atomic.Uint64)
+	return s.sessions.Track(key, proto, in, out), out
 }
 
 // meteredWriter counts the body bytes written through it into n.
@@ -152,9 +128,15 @@ func (w meteredWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Config configures a Server. Zero durations take the defaults below.
 type Config struct {
 	// Router is required.
-	Router Router
-	// Sessions is optional.
-	Sessions Sessions
+	Router stream.Router
+	// Epochs, when not nil, keeps a stream's playlists and manifests valid
+	// for players across a move between origins (see Epochs and
+	// MoveHold). nil: documents pass as their origin wrote them, and
+	// MoveHold is off.
+	Epochs Epochs
+	// Sessions, when not nil, is told about every live stream response,
+	// with its byte counters.
+	Sessions stream.Sessions
 	// Logger defaults to slog.Default(). The caller narrows it (e.g. with
 	// "proto"); the server adds per-request attributes.
 	Logger *slog.Logger
@@ -229,8 +211,8 @@ type Config struct {
 	// MoveHold bounds how long a playlist or MPD request waits while its
 	// stream moves between origins (see Server.serveHeld): an origin that
 	// gives no answer, or the new origin of a stream that moved without
-	// the document yet, is asked again until then. It applies only with a
-	// Router that implements Epochs. Default DefaultMoveHold; negative
+	// the document yet, is asked again until then. It applies only with
+	// Epochs. Default DefaultMoveHold; negative
 	// disables it.
 	MoveHold time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
@@ -255,8 +237,9 @@ var (
 
 // Server proxies HTTP streams to origins. It is safe for concurrent use.
 type Server struct {
-	router    Router
-	sessions  Sessions
+	router    stream.Router
+	epochs    Epochs // nil: no renumbering
+	sessions  stream.Sessions
 	log       *slog.Logger
 	tokens    tokenCodec
 	authority TokenAuthority // nil: tokens is the key and names any origin
@@ -317,7 +300,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MoveHold == 0 {
 		cfg.MoveHold = DefaultMoveHold
 	}
-	if _, ok := cfg.Router.(Epochs); !ok || cfg.MoveHold < 0 {
+	if cfg.Epochs == nil || cfg.MoveHold < 0 {
 		cfg.MoveHold = 0
 	}
 	if cfg.Transport == nil {
@@ -331,6 +314,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		router:    cfg.Router,
+		epochs:    cfg.Epochs,
 		sessions:  cfg.Sessions,
 		log:       cfg.Logger,
 		tokens:    tokenCodec{key: append([]byte(nil), cfg.TokenSecret...)},
@@ -490,7 +474,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, key stream.Key) s
 // endpoints it has.
 func (s *Server) routeOrigin(w http.ResponseWriter, r *http.Request, key stream.Key) (stream.Origin, bool) {
 	// Every HTTP stream URL is a play.
-	o, err := route.For(s.router, s.router.Route, true)(r.Context(), key)
+	o, err := route.For(s.router, true)(r.Context(), key)
 	if err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("no origin", "stream", key.String(), "err", err)

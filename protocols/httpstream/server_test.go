@@ -13,11 +13,11 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -42,41 +42,9 @@ func TestMain(m *testing.M) {
 // flvHeader is an FLV file header plus an empty first PreviousTagSize.
 var flvHeader = []byte{'F', 'L', 'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0}
 
-// sessions records Track calls.
-type sessions struct {
-	mu     sync.Mutex
-	active map[string]int
-	total  int
-}
-
-func (s *sessions) Track(k stream.Key, proto string) func() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.active == nil {
-		s.active = map[string]int{}
-	}
-	id := k.String() + " " + proto
-	s.active[id]++
-	s.total++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.active[id]--
-			s.mu.Unlock()
-		})
-	}
-}
-
-func (s *sessions) count(id string) (active, total int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.active[id], s.total
-}
-
 // proxyFor starts a Server routing every key to origin (host:port) behind an
 // httptest server.
-func proxyFor(t *testing.T, origin string, sess Sessions) (*Server, *httptest.Server) {
+func proxyFor(t *testing.T, origin string, sess stream.Sessions) (*Server, *httptest.Server) {
 	t.Helper()
 	return serveProxy(t, Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("mesh-secret"), DialTimeout: time.Second, Logger: quietLogger})
 }
@@ -152,7 +120,7 @@ func TestFLVStreaming(t *testing.T) {
 	}))
 	defer origin.Close()
 	defer close(release)
-	sess := &sessions{}
+	sess := &protocoltest.Sessions{}
 	_, proxy := proxyFor(t, hostOf(origin), sess)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -219,14 +187,14 @@ func TestFLVStreaming(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("first FLV bytes not flushed while the origin streams")
 	}
-	const id = stream.DefaultVhost + "/live/s flv"
-	if a, _ := sess.count(id); a != 1 {
+	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
+	if a, _ := sess.Count(key, "flv"); a != 1 {
 		t.Errorf("active sessions %d, want 1", a)
 	}
 	// The player leaves: the origin request ends and the session closes.
 	cancel()
 	testkit.WaitFor(t, 5*time.Second, "origin request canceled", originDone.Load)
-	testkit.WaitFor(t, 5*time.Second, "session ended", func() bool { a, _ := sess.count(id); return a == 0 })
+	testkit.WaitFor(t, 5*time.Second, "session ended", func() bool { a, _ := sess.Count(key, "flv"); return a == 0 })
 
 	// HEAD is forwarded as HEAD.
 	resp, err = http.Head(proxy.URL + "/live/s.flv")

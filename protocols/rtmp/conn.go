@@ -43,7 +43,7 @@ type conn struct {
 	closed   bool
 
 	// clientIn and clientOut count the session's bytes from and to the
-	// client once it relays, for MeteredSessions.
+	// client once it relays, for Sessions.
 	clientIn, clientOut atomic.Uint64
 }
 
@@ -119,10 +119,10 @@ func (c *conn) serve(ctx context.Context) {
 	c.log = c.log.With("stream", c.req.Key.String())
 
 	rctx, cancel := context.WithDeadline(ctx, deadline)
-	routeFn := route.For(c.s.cfg.Router, c.s.cfg.Router.Route, !c.publish)
+	routeFn := route.For(c.s.cfg.Router, !c.publish)
 	if c.publish {
 		// The assignment is written once the origin accepted (accepted).
-		routeFn = route.Publish(c.s.cfg.Router, c.s.cfg.Router.Route)
+		routeFn = route.Publish(c.s.cfg.Router, c.s.cfg.Publisher)
 	}
 	origin, err := routeFn(rctx, c.req.Key)
 	cancel()
@@ -159,13 +159,10 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.nc.SetDeadline(time.Time{})
 
-	if ms, ok := c.s.cfg.Sessions.(MeteredSessions); ok {
+	if c.s.cfg.Sessions != nil {
 		// Set before the relay's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end := ms.TrackMetered(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
-		defer end()
-	} else if c.s.cfg.Sessions != nil {
-		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp")
+		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
 		defer end()
 	}
 	gauge := &st.players
@@ -186,7 +183,7 @@ func (c *conn) serve(ctx context.Context) {
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
 }
 
-// accepted tells the Router that origin accepted the client's publish on
+// accepted tells the Publisher that origin accepted the client's publish on
 // leg o (route.Accepted), which writes the stream's assignment. When the
 // stream is assigned to another origin (a client of another node was
 // first), the leg is closed and the publish is replayed there. It returns
@@ -194,7 +191,7 @@ func (c *conn) serve(ctx context.Context) {
 func (c *conn) accepted(ctx context.Context, o *originLeg, origin stream.Origin) (*originLeg, stream.Origin, error) {
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout + c.s.cfg.DialTimeout))
 	actx, cancel := context.WithTimeout(ctx, c.s.cfg.HandshakeTimeout)
-	assigned, err := route.Accepted(actx, c.s.cfg.Router, c.req.Key, origin)
+	assigned, err := route.Accepted(actx, c.s.cfg.Publisher, c.req.Key, origin)
 	cancel()
 	if err != nil {
 		return nil, origin, fmt.Errorf("%w: %s: %v", ErrNoOrigin, c.req.Key, err)

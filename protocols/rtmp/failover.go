@@ -13,8 +13,8 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Rerouter is implemented by Routers that can move a stream off an origin
-// that failed. With one, a publisher whose origin leg fails keeps its
+// Rerouter moves a stream off an origin that failed (Config.Rerouter).
+// With one, a publisher whose origin leg fails keeps its
 // connection: the session is replayed on the origin Reroute returns.
 //
 // Reroute is called only after the node itself saw the leg to failed break
@@ -27,8 +27,8 @@ type Rerouter interface {
 	Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error)
 }
 
-// OriginHealth is implemented by Routers that know whether the mesh holds
-// an origin healthy. With it (and a Rerouter), a publisher whose origin is
+// OriginHealth knows whether the mesh holds an origin healthy
+// (Config.OriginHealth). With it (and a Rerouter), a publisher whose origin is
 // marked unhealthy fails over as if its leg had failed: an origin that
 // vanished without closing its connections is left within
 // healthPollInterval of the verdict, not after a write timeout.
@@ -193,7 +193,7 @@ func (h *heldMessages) message(i int) chunk.Message {
 
 // relayPublish tells the publisher that publishing started and relays its
 // messages to the origin until the publisher leaves or fails. When the
-// origin leg fails and the Router is a Rerouter, the client keeps its
+// origin leg fails and the Config has a Rerouter, the client keeps its
 // connection: the session is replayed on the stream's new origin, which
 // gets the cached metadata and sequence headers and then the stream from a
 // key frame on. It returns the error that ended the session (nil for an
@@ -206,10 +206,10 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 	idle := c.s.cfg.IdleTimeout
 	cl.conn.writeIdle, cl.conn.readIdle = idle, idle
 	p := &publisher{c: c, ctx: ctx}
-	p.rr, _ = c.s.cfg.Router.(Rerouter)
+	p.rr = c.s.cfg.Rerouter
 	p.attach(o, origin)
 	stopWatch := func() {}
-	if h, ok := c.s.cfg.Router.(OriginHealth); ok && p.rr != nil {
+	if h := c.s.cfg.OriginHealth; h != nil && p.rr != nil {
 		stopWatch = p.watchHealth(h)
 	}
 	err := p.run()

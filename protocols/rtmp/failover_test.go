@@ -26,6 +26,10 @@ func (r *failoverRouter) Route(context.Context, stream.Key) (stream.Origin, erro
 	return r.first, nil
 }
 
+func (r *failoverRouter) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
+	return r.first, nil
+}
+
 func (r *failoverRouter) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
 	select {
 	case r.failed <- failed.ID:
@@ -153,7 +157,7 @@ func TestPublisherFailover(t *testing.T) {
 		},
 	}
 	events := make(failoverEvents, 4)
-	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Failovers: events})
 	p := dialTestPeer(t, addr)
 	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
 	if info, err := p.start("rtmp://"+addr+"/live?vhost=v1", "s1?secret=x", true); err != nil || info.String("code") != codePublishStart {
@@ -242,7 +246,7 @@ func TestPublisherFailoverEnds(t *testing.T) {
 			r := &failoverRouter{first: stream.Origin{ID: "o1", RTMP: o1.Addr}, failed: make(chan string, 64), reroute: c.reroute}
 			events := make(failoverEvents, 4)
 			const foTimeout = 500 * time.Millisecond
-			_, addr := startProxy(t, Config{Router: r, Failovers: events, FailoverTimeout: foTimeout})
+			_, addr := startProxy(t, Config{Router: r, Rerouter: r, Failovers: events, FailoverTimeout: foTimeout})
 			p := dialTestPeer(t, addr)
 			if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {
 				t.Fatalf("%v %v", info, err)
@@ -307,7 +311,7 @@ func TestPublisherLeavesUnhealthyOrigin(t *testing.T) {
 		},
 	}}
 	events := make(failoverEvents, 4)
-	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, OriginHealth: r, Failovers: events})
 	p := dialTestPeer(t, addr)
 	if info, err := p.start("rtmp://"+addr+"/live", "s4", true); err != nil || info.String("code") != codePublishStart {
 		t.Fatalf("%v %v", info, err)
@@ -350,7 +354,7 @@ func TestPublisherFailoverSkipsDeadOrigin(t *testing.T) {
 		},
 	}
 	events := make(failoverEvents, 4)
-	_, addr := startProxy(t, Config{Router: r, Failovers: events})
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Failovers: events})
 	p := dialTestPeer(t, addr)
 	if info, err := p.start("rtmp://"+addr+"/live", "s5", true); err != nil || info.String("code") != codePublishStart {
 		t.Fatalf("%v %v", info, err)
@@ -382,7 +386,7 @@ func TestPublisherKickedNoFailover(t *testing.T) {
 			return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil
 		},
 	}
-	_, addr := startProxy(t, Config{Router: r})
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r})
 	p := dialTestPeer(t, addr)
 	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
 	if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err != nil || info.String("code") != codePublishStart {
@@ -500,7 +504,7 @@ func TestOversizedMessageRefused(t *testing.T) {
 	}
 }
 
-// publishRouter is a Router with RoutePublish and PublishAccepted: it
+// publishRouter is a Router and a Publisher: it
 // routes publishes to first and assigns accepted ones to assign.
 type publishRouter struct {
 	first, assign stream.Origin
@@ -509,6 +513,10 @@ type publishRouter struct {
 
 func (r *publishRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{}, errors.New("publishes must not use Route")
+}
+
+func (r *publishRouter) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
+	return stream.Origin{}, errors.New("publishes must not use RoutePlay")
 }
 
 func (r *publishRouter) RoutePublish(context.Context, stream.Key) (stream.Origin, error) {
@@ -527,7 +535,7 @@ func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
 	refusing, o1, o2 := startFakeOrigin(t, "NetStream.Publish.Denied"), startFakeOrigin(t, ""), startFakeOrigin(t, "")
 	t.Run("refused", func(t *testing.T) {
 		r := &publishRouter{first: stream.Origin{ID: "r", RTMP: refusing.Addr}, accepted: make(chan string, 4)}
-		_, addr := startProxy(t, Config{Router: r})
+		_, addr := startProxy(t, Config{Router: r, Publisher: r})
 		p := dialTestPeer(t, addr)
 		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
 		if info, err := p.start("rtmp://"+addr+"/live", "s1", true); err == nil && info.String("code") == codePublishStart {
@@ -543,7 +551,7 @@ func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
 	t.Run("assigned elsewhere", func(t *testing.T) {
 		r := &publishRouter{first: stream.Origin{ID: "o1", RTMP: o1.Addr}, assign: stream.Origin{ID: "o2", RTMP: o2.Addr},
 			accepted: make(chan string, 4)}
-		_, addr := startProxy(t, Config{Router: r})
+		_, addr := startProxy(t, Config{Router: r, Publisher: r})
 		p := dialTestPeer(t, addr)
 		p.nc.SetDeadline(time.Now().Add(10 * time.Second))
 		if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {

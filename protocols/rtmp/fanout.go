@@ -103,7 +103,7 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	o.conn.writeIdle = s.cfg.IdleTimeout
 	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage()), s: s, key: c.req.Key, origin: origin.ID}
 	if s.cfg.Sessions != nil {
-		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream))
+		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, nil, nil))
 	}
 	return src, nil
 }
@@ -138,7 +138,7 @@ func (u *upstream) ReadHeader() ([]byte, error) { return hub.Header(true, true),
 func (u *upstream) Moved() bool {
 	ctx, cancel := context.WithTimeout(u.s.ctx, u.s.cfg.DialTimeout)
 	defer cancel()
-	o, err := route.For(u.s.cfg.Router, u.s.cfg.Router.Route, true)(ctx, u.key)
+	o, err := route.For(u.s.cfg.Router, true)(ctx, u.key)
 	return err == nil && o.ID != u.origin
 }
 
@@ -213,7 +213,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	up := c.detached()
 	key := up.req.Key
 	open := hub.Follow(origin, func(ctx context.Context) (stream.Origin, error) {
-		return route.For(s.cfg.Router, s.cfg.Router.Route, true)(ctx, key)
+		return route.For(s.cfg.Router, true)(ctx, key)
 	}, s.cfg.DialTimeout, func(ctx context.Context, o stream.Origin, _ bool) (hub.Source, any, error) {
 		src, err := s.openUpstream(ctx, up.detached(), o)
 		return src, nil, err
@@ -236,13 +236,10 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	// from c: what a player holds while it plays is only its connection.
 	c.connectObj, c.connectArgs, c.streamCmd = nil, nil, command{}
 
-	if ms, ok := s.cfg.Sessions.(MeteredSessions); ok {
+	if s.cfg.Sessions != nil {
 		// Set before playFrom's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end := ms.TrackMetered(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
-		defer end()
-	} else if s.cfg.Sessions != nil {
-		end := s.cfg.Sessions.Track(c.req.Key, "rtmp")
+		end := s.cfg.Sessions.Track(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
 		defer end()
 	}
 	st := &s.stats

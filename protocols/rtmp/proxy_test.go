@@ -33,6 +33,11 @@ func (f *fakeRouter) Route(ctx context.Context, key stream.Key) (stream.Origin, 
 	return f.route(ctx, key)
 }
 
+// RoutePlay is Route: the fake routes players like publishers.
+func (f *fakeRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return f.Route(ctx, key)
+}
+
 func routeTo(addr string) *fakeRouter {
 	return &fakeRouter{
 		keys: make(chan stream.Key, 16),

@@ -4,12 +4,13 @@
 // session to that origin and then relays messages between the two
 // connections, re-chunking them with each connection's own chunk state.
 //
-// A publisher whose origin fails keeps its connection when the Router can
-// reroute (Rerouter): the session is replayed on the stream's new origin
+// A publisher whose origin fails keeps its connection when the Config has a
+// Rerouter: the session is replayed on the stream's new origin
 // (see relayPublish).
 //
-// The package depends on the mesh only through the Router and Sessions
-// interfaces and the optional Rerouter and OriginHealth; tests use fakes.
+// The package depends on the mesh only through the stream.Router and
+// stream.Sessions interfaces and the optional Rerouter and OriginHealth,
+// each a Config field; tests use fakes.
 package rtmp
 
 import (
@@ -27,36 +28,27 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Router is what the proxy needs from the mesh: the origin that owns a
-// stream (creating the assignment on first use). Route is called once per
-// client session, after the client named its stream, with a context bounded
-// by Config.HandshakeTimeout. A Router that is also a Rerouter lets
-// publishers ride through the failure of their origin.
-type Router interface {
-	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
-// Sessions is told about live client sessions, for stream statistics. Track
-// is called when a session starts relaying; end is called once when it stops.
-type Sessions interface {
-	Track(key stream.Key, proto string) (end func())
-}
-
-// MeteredSessions is Sessions that also reads each session's client byte
-// counters (bytes read from the client in in, written to it in out), for
-// per-stream bit rates. When Config.Sessions implements it, TrackMetered is
-// called instead of Track. The counters only grow and stay valid after end.
-type MeteredSessions interface {
-	Sessions
-	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
-}
-
 // Config configures a Server. Zero values select the defaults.
 type Config struct {
-	// Router picks the origin of a stream. Required.
-	Router Router
-	// Sessions, when not nil, is told about every relayed session.
-	Sessions Sessions
+	// Router picks the origin of a stream. Required. It is called once
+	// per client session, after the client named its stream, with a
+	// context bounded by HandshakeTimeout.
+	Router stream.Router
+	// Publisher, when not nil, routes publishes and writes their
+	// assignment only once the origin accepted (see stream.Publisher).
+	// nil: a publish is routed by Router.Route.
+	Publisher stream.Publisher
+	// Sessions, when not nil, is told about every relayed session, with
+	// its client's byte counters.
+	Sessions stream.Sessions
+	// Rerouter, when not nil, lets publishers ride through the failure of
+	// their origin (see Rerouter and FailoverTimeout). nil: a publisher
+	// whose origin leg fails is disconnected.
+	Rerouter Rerouter
+	// OriginHealth, when not nil and with a Rerouter, moves a publisher
+	// off an origin the mesh marks unhealthy before its leg fails. nil:
+	// only a failed leg moves a publisher.
+	OriginHealth OriginHealth
 	// Logger receives session logs. The server adds stream, peer and origin
 	// attributes; the caller adds its own (such as proto=rtmp). Default:
 	// slog.Default() with proto=rtmp.
@@ -108,7 +100,7 @@ type Config struct {
 	// FailoverTimeout bounds a publisher's failover: from the moment its
 	// origin leg is seen to fail until a new origin accepted the replayed
 	// session. Past it the client gets an error onStatus and is closed.
-	// Failover needs a Router that is also a Rerouter. Default 3s.
+	// Failover needs a Rerouter. Default 3s.
 	FailoverTimeout time.Duration
 	// Failovers, when not nil, is told about every failover.
 	Failovers FailoverObserver

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
 	"github.com/srs-mesh/srs-mesh/stream"
@@ -400,7 +401,9 @@ func waitChan[T any](t testing.TB, ch chan T) T {
 
 type sessionsFunc func(stream.Key, string) func()
 
-func (f sessionsFunc) Track(k stream.Key, proto string) func() { return f(k, proto) }
+func (f sessionsFunc) Track(k stream.Key, proto string, _, _ *atomic.Uint64) func() {
+	return f(k, proto)
+}
 
 // TestPublishRelayChunking: a publisher that changes its chunk size in the
 // middle of the stream, uses 2- and 3-byte chunk stream ids and extended
@@ -570,38 +573,26 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-// meteredSessions hands the counters of each tracked session to the test.
-type meteredSessions struct {
-	counters chan [2]*atomic.Uint64
-}
-
-func (m meteredSessions) Track(stream.Key, string) func() { panic("Track called on MeteredSessions") }
-
-func (m meteredSessions) TrackMetered(_ stream.Key, proto string, in, out *atomic.Uint64) func() {
-	m.counters <- [2]*atomic.Uint64{in, out}
-	return func() {}
-}
-
 // TestMeteredSessions: a publisher's bytes are counted for its session as
 // they reach the proxy, for the stream's bit rate.
 func TestMeteredSessions(t *testing.T) {
 	o := startFakeOrigin(t, "")
-	ms := meteredSessions{counters: make(chan [2]*atomic.Uint64, 1)}
+	ms := &protocoltest.Sessions{Tracked: make(chan protocoltest.Session, 1)}
 	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), Sessions: ms})
 	p := dialTestPeer(t, addr)
 	if info, err := p.start("rtmp://"+addr+"/live", "m", true); err != nil || info.String("code") != codePublishStart {
 		t.Fatalf("%v %v", info, err)
 	}
-	c := waitChan(t, ms.counters)
-	start := c[0].Load()
+	c := waitChan(t, ms.Tracked)
+	start := c.In.Load()
 	for i := range 20 {
 		m := chunk.Message{CSID: 4, Type: chunk.TypeVideo, StreamID: 1, Timestamp: uint32(i), Payload: payload(10_000)}
 		if err := p.w.WriteMessage(&m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	testkit.WaitFor(t, 10*time.Second, "200 kB counted", func() bool { return c[0].Load()-start >= 200_000 })
-	if c[1].Load() == 0 {
+	testkit.WaitFor(t, 10*time.Second, "200 kB counted", func() bool { return c.In.Load()-start >= 200_000 })
+	if c.Out.Load() == 0 {
 		t.Error("nothing counted toward the client, not even Publish.Start")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
@@ -42,13 +43,13 @@ func publishThrough(t *testing.T, query string) {
 	needSRT(t)
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	originAddr, out, origin := srtOrigin(t, query)
-	sessions := &fakeSessions{}
+	sessions := &protocoltest.Sessions{}
 	srv, proxy := startServer(t, Config{Router: staticRouter(originAddr), Sessions: sessions})
 
 	pub := publish(t, "srt://"+proxy.String()+"?streamid=#!::r=live/s,m=publish"+query, 3*time.Second)
 	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
 	testkit.WaitFor(t, 10*time.Second, "session tracked", func() bool {
-		a, _ := sessions.count(key)
+		a, _ := sessions.Count(key, "srt")
 		return a == 1
 	})
 	if err := pub.Wait(20 * time.Second); err != nil {
@@ -66,7 +67,7 @@ func publishThrough(t *testing.T, query string) {
 	testkit.WaitFor(t, 5*time.Second, "session reclaimed after SHUTDOWN", func() bool {
 		return srv.Stats().Sessions == 0
 	})
-	if a, total := sessions.count(key); a != 0 || total != 1 {
+	if a, total := sessions.Count(key, "srt"); a != 0 || total != 1 {
 		t.Errorf("sessions: active %d total %d, want 0 and 1", a, total)
 	}
 	st := srv.Stats()
@@ -132,7 +133,7 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	healthy, out, origin := srtOrigin(t, "")
 	dead := fmt.Sprintf("127.0.0.1:%d", testkit.FreeUDPPort(t))
-	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		if key.Stream == "dead" {
 			return stream.Origin{ID: "dead", SRT: dead}, nil
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/datarhei/gosrt/packet"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -56,7 +57,7 @@ func FuzzParseHandshake(f *testing.F) {
 func FuzzHandlePacket(f *testing.F) {
 	testkit.CheckOwnGoroutines(f, "protocols/srt.")
 	origin := newFakeOrigin(f, false, 0)
-	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		switch key.Stream {
 		case "none":
 			return stream.Origin{}, stream.ErrNoOrigin

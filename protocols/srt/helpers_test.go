@@ -1,81 +1,21 @@
 package srt
 
 import (
-	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/datarhei/gosrt/packet"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 )
 
-// routerFunc is a Router made of a function.
-type routerFunc func(ctx context.Context, key stream.Key) (stream.Origin, error)
-
-func (f routerFunc) Route(ctx context.Context, key stream.Key) (stream.Origin, error) {
-	return f(ctx, key)
-}
-
-var _ Router = routerFunc(nil)
-
 // staticRouter routes every stream to one SRT endpoint.
-func staticRouter(addr string) Router {
-	return routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
-		return stream.Origin{ID: "origin-" + addr, SRT: addr}, nil
-	})
-}
-
-// fakeSessions records Track calls; it is a MeteredSessions and keeps the
-// last session's byte counters.
-type fakeSessions struct {
-	mu      sync.Mutex
-	active  map[stream.Key]int
-	total   int
-	in, out *atomic.Uint64
-}
-
-func (f *fakeSessions) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) func() {
-	f.mu.Lock()
-	f.in, f.out = in, out
-	f.mu.Unlock()
-	return f.Track(key, proto)
-}
-
-// bytes returns the last metered session's counts.
-func (f *fakeSessions) bytes() (in, out uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.in == nil {
-		return 0, 0
-	}
-	return f.in.Load(), f.out.Load()
-}
-
-func (f *fakeSessions) Track(key stream.Key, proto string) func() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.active == nil {
-		f.active = make(map[stream.Key]int)
-	}
-	f.active[key]++
-	f.total++
-	return func() {
-		f.mu.Lock()
-		f.active[key]--
-		f.mu.Unlock()
-	}
-}
-
-func (f *fakeSessions) count(key stream.Key) (active, total int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.active[key], f.total
+func staticRouter(addr string) stream.Router {
+	return protocoltest.RouteTo(stream.Origin{ID: "origin-" + addr, SRT: addr})
 }
 
 // startServer runs a server on a fresh 127.0.0.1 port until the test ends.

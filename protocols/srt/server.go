@@ -28,35 +28,21 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Router finds the origin that serves a stream. Route may block (it may ask
-// the mesh leader); the server calls it from the session's goroutine with a
-// context bounded by Config.HandshakeTimeout, never from the listener loop.
-type Router interface {
-	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
-// Sessions is told about every established SRT session; the returned end
-// function is called exactly once when the session is gone. proto is "srt".
-type Sessions interface {
-	Track(key stream.Key, proto string) (end func())
-}
-
-// MeteredSessions is Sessions that also reads each session's byte counters
-// (in: bytes relayed from the caller, out: to it), for per-stream bit rates.
-// When Config.Sessions implements it, TrackMetered is called instead of
-// Track. The counters only grow and stay valid after end.
-type MeteredSessions interface {
-	Sessions
-	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
-}
-
 // Config configures a Server. Zero durations and sizes take the defaults
 // documented on each field.
 type Config struct {
-	// Router resolves stream keys to origins. Required.
-	Router Router
-	// Sessions, if not nil, is told about established sessions.
-	Sessions Sessions
+	// Router resolves stream keys to origins. Required. It may block (it
+	// may ask the mesh leader); the server calls it from the session's
+	// goroutine with a context bounded by HandshakeTimeout, never from the
+	// listener loop.
+	Router stream.Router
+	// Publisher, when not nil, routes publishes and writes their
+	// assignment only once the origin accepted (see stream.Publisher).
+	// nil: a publish is routed by Router.Route.
+	Publisher stream.Publisher
+	// Sessions, if not nil, is told about established sessions (proto
+	// "srt"), with the bytes relayed from and to the caller.
+	Sessions stream.Sessions
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// HandshakeTimeout bounds routing plus the handshake with the origin;

@@ -15,6 +15,7 @@ import (
 
 	"github.com/datarhei/gosrt/packet"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -191,14 +192,14 @@ func TestRelayEndToEnd(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	origin := newFakeOrigin(t, false, 0)
 	var routes atomic.Int32
-	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		routes.Add(1)
 		if key.String() != "__defaultVhost__/live/cam" {
 			t.Errorf("key %s", key)
 		}
 		return stream.Origin{ID: "o1", SRT: origin.addr()}, nil
 	})
-	sessions := &fakeSessions{}
+	sessions := &protocoltest.Sessions{}
 	srv, proxy := startServer(t, Config{Router: router, Sessions: sessions})
 	c := newCaller(t, proxy, 0x11111111)
 
@@ -248,13 +249,13 @@ func TestRelayEndToEnd(t *testing.T) {
 		t.Fatalf("caller got %x", b)
 	}
 	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "cam"}
-	if a, _ := sessions.count(key); a != 1 {
+	if a, _ := sessions.Count(key, "srt"); a != 1 {
 		t.Errorf("tracked %d sessions", a)
 	}
 	// The session counts a packet once it is sent, so the caller may read
 	// it before the counters move: wait for them.
 	if err := testkit.Poll(2*time.Second, func() error {
-		if in, out := sessions.bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
+		if in, out := sessions.Bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
 			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
 		}
 		if st := srv.Stats(); st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
@@ -268,7 +269,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	// SHUTDOWN from the caller is relayed and reclaims the session.
 	c.send(shutdownPacket(fakeOriginSocket))
 	testkit.WaitFor(t, 2*time.Second, "session reclaimed", func() bool { return srv.Stats().Sessions == 0 })
-	if a, total := sessions.count(key); a != 0 || total != 1 {
+	if a, total := sessions.Count(key, "srt"); a != 0 || total != 1 {
 		t.Errorf("sessions active %d total %d", a, total)
 	}
 	// Packets for the gone session are counted and dropped.
@@ -333,7 +334,7 @@ func TestOriginsFullRejectsImmediately(t *testing.T) {
 
 func routerErrorRejects(t *testing.T, routeErr error) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
-	router := routerFunc(func(context.Context, stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(context.Context, stream.Key) (stream.Origin, error) {
 		return stream.Origin{}, routeErr
 	})
 	// HandshakeTimeout is far beyond the read below: a rejection that
@@ -394,7 +395,7 @@ func TestSilentOriginDoesNotBlockOthers(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	silent := newFakeOrigin(t, true, 0)
 	healthy := newFakeOrigin(t, false, 0)
-	router := routerFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(_ context.Context, key stream.Key) (stream.Origin, error) {
 		if key.Stream == "silent" {
 			return stream.Origin{SRT: silent.addr()}, nil
 		}
@@ -460,7 +461,7 @@ func TestConclusionRetransmittedWhileRoutingIsNotRerouted(t *testing.T) {
 	origin := newFakeOrigin(t, false, 0)
 	release := make(chan struct{})
 	var routes atomic.Int32
-	router := routerFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
 		routes.Add(1)
 		select {
 		case <-release:
@@ -490,7 +491,7 @@ func TestConclusionRetransmittedWhileRoutingIsNotRerouted(t *testing.T) {
 func TestSessionTableBounded(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/srt.")
 	release := make(chan struct{})
-	router := routerFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
+	router := protocoltest.RouterFunc(func(ctx context.Context, _ stream.Key) (stream.Origin, error) {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -680,7 +681,7 @@ func TestDrain(t *testing.T) {
 }
 
 // publishRouter routes every stream to origin and records the publishes
-// reported accepted (route.Publisher).
+// reported accepted (a stream.Publisher).
 type publishRouter struct {
 	origin, assign stream.Origin
 	mu             sync.Mutex
@@ -688,6 +689,10 @@ type publishRouter struct {
 }
 
 func (p *publishRouter) Route(context.Context, stream.Key) (stream.Origin, error) {
+	return p.origin, nil
+}
+
+func (p *publishRouter) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
 	return p.origin, nil
 }
 
@@ -732,7 +737,7 @@ func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &publishRouter{origin: stream.Origin{ID: "o1", SRT: tc.origin.addr()}, assign: stream.Origin{ID: tc.assign}}
-			_, proxy := startServer(t, Config{Router: r})
+			_, proxy := startServer(t, Config{Router: r, Publisher: r})
 			c := newCaller(t, proxy, 0x7777)
 			cookie := c.induct()
 			c.send(c.conclusion(cookie, hsreqExt(), sidExt(tc.sid)))

@@ -179,12 +179,8 @@ func (ss *session) run() {
 	ss.send(cached)
 	ss.log.Info("srt session established", "origin", ss.origin, "origin_addr", ss.originAddr,
 		"origin_socket", hs.SocketID, "encrypted", hs.HasKM)
-	if m, ok := ss.srv.cfg.Sessions.(MeteredSessions); ok {
-		if end := m.TrackMetered(ss.info.Key, "srt", &ss.clientIn, &ss.clientOut); end != nil {
-			defer end()
-		}
-	} else if t := ss.srv.cfg.Sessions; t != nil {
-		if end := t.Track(ss.info.Key, "srt"); end != nil {
+	if t := ss.srv.cfg.Sessions; t != nil {
+		if end := t.Track(ss.info.Key, "srt", &ss.clientIn, &ss.clientOut); end != nil {
 			defer end()
 		}
 	}
@@ -220,10 +216,10 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	defer cancel()
 	router := ss.srv.cfg.Router
 	publish := ss.info.Mode == stream.SRTPublish
-	routeFn := route.For(router, router.Route, !publish)
+	routeFn := route.For(router, !publish)
 	if publish {
 		// The assignment is written once the origin accepted (below).
-		routeFn = route.Publish(router, router.Route)
+		routeFn = route.Publish(router, ss.srv.cfg.Publisher)
 	}
 	origin, err := routeFn(ctx, ss.info.Key)
 	if err != nil {
@@ -265,7 +261,7 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	// The origin accepted the publish: now the mesh may assign the
 	// stream. One assigned elsewhere meanwhile is refused here; the
 	// caller's retry goes to its origin.
-	assigned, err := route.Accepted(ctx, router, ss.info.Key, origin)
+	assigned, err := route.Accepted(ctx, ss.srv.cfg.Publisher, ss.info.Key, origin)
 	if err == nil && assigned.ID != origin.ID {
 		err = fmt.Errorf("%w: %s was assigned to origin %s meanwhile", ErrOriginRefused, ss.info.Key, assigned.ID)
 	}

@@ -14,6 +14,7 @@ import (
 
 	pionwebrtc "github.com/pion/webrtc/v4"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -109,11 +110,11 @@ type meshNode struct {
 // startNodes starts two nodes sharing store. Each node announces the OTHER
 // node's UDP address in its answers, as if a load balancer sent every UDP
 // flow to another node than its HTTP offer.
-func startNodes(t *testing.T, store SessionStore, router Router) (n1, n2 *meshNode) {
+func startNodes(t *testing.T, store *MemorySessionStore, router stream.Router) (n1, n2 *meshNode) {
 	t.Helper()
 	u1, u2 := udpListen(t), udpListen(t)
 	mk := func(udp *net.UDPConn, cand *net.UDPConn) *meshNode {
-		srv, err := New(Config{Router: router, Store: store, Logger: quietLogger(),
+		srv, err := New(Config{Router: router, Store: store, Activity: store, Logger: quietLogger(),
 			Candidate: addrOf(cand), SweepInterval: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)

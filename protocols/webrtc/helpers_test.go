@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,52 +31,9 @@ func (f *fakeRouter) Route(_ context.Context, key stream.Key) (stream.Origin, er
 	return f.origin, f.err
 }
 
-// fakeSessions counts tracked sessions; it is a MeteredSessions and keeps
-// the last session's byte counters.
-type fakeSessions struct {
-	mu      sync.Mutex
-	live    map[string]int
-	in, out *atomic.Uint64
-}
-
-func (f *fakeSessions) TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) func() {
-	f.mu.Lock()
-	f.in, f.out = in, out
-	f.mu.Unlock()
-	return f.Track(key, proto)
-}
-
-// bytes returns the last metered session's counts.
-func (f *fakeSessions) bytes() (in, out uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.in == nil {
-		return 0, 0
-	}
-	return f.in.Load(), f.out.Load()
-}
-
-func (f *fakeSessions) Track(key stream.Key, proto string) func() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.live == nil {
-		f.live = map[string]int{}
-	}
-	f.live[key.String()+" "+proto]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.mu.Lock()
-			f.live[key.String()+" "+proto]--
-			f.mu.Unlock()
-		})
-	}
-}
-
-func (f *fakeSessions) count(k string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.live[k]
+// RoutePlay is Route: the fake routes players like publishers.
+func (f *fakeRouter) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	return f.Route(ctx, key)
 }
 
 // quietLogger discards logs unless the test runs with -v.
@@ -170,6 +126,7 @@ func startRelay(t testing.TB, store *MemorySessionStore, mod func(*Config)) *rel
 	cfg := Config{
 		Router:    &fakeRouter{err: errors.New("no routes in relay tests")},
 		Store:     store,
+		Activity:  store,
 		Logger:    quietLogger(),
 		Candidate: addrOf(pc),
 	}

@@ -281,10 +281,8 @@ func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.
 	end := func() {}
 	in, out := new(atomic.Uint64), new(atomic.Uint64)
 	if key, err := stream.ParseKey(rec.Key); err == nil {
-		if m, ok := s.cfg.Sessions.(MeteredSessions); ok {
-			end = m.TrackMetered(key, "webrtc", in, out)
-		} else if s.cfg.Sessions != nil {
-			end = s.cfg.Sessions.Track(key, "webrtc")
+		if s.cfg.Sessions != nil {
+			end = s.cfg.Sessions.Track(key, "webrtc", in, out)
 		}
 	}
 	s.mu.Lock()

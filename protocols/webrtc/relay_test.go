@@ -14,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 func TestRelayForwardsBothWays(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	sessions := &fakeSessions{}
+	sessions := &protocoltest.Sessions{}
+	liveS := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
 	e := startRelay(t, nil, func(c *Config) { c.Sessions = sessions })
 	e.addSession(t, "ans1:off1")
 	client := udpListen(t)
@@ -46,19 +49,19 @@ func TestRelayForwardsBothWays(t *testing.T) {
 		}
 		return nil
 	})
-	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 1 {
+	if n, _ := sessions.Count(liveS, "webrtc"); n != 1 {
 		t.Fatalf("tracked sessions: %d", n)
 	}
 	// The session's own counters, for its stream's bit rates.
 	media := uint64(10 * len(rtpPacket(0, "media")))
 	testkit.Eventually(t, 2*time.Second, func() error {
-		if in, out := sessions.bytes(); in != uint64(len(req))+media || out != uint64(len(resp))+media {
+		if in, out := sessions.Bytes(); in != uint64(len(req))+media || out != uint64(len(resp))+media {
 			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, uint64(len(req))+media, uint64(len(resp))+media)
 		}
 		return nil
 	})
 	e.srv.Close()
-	if n := sessions.count("__defaultVhost__/live/s webrtc"); n != 0 {
+	if n, _ := sessions.Count(liveS, "webrtc"); n != 0 {
 		t.Fatalf("tracked sessions after Close: %d", n)
 	}
 	if e.store.Len() != 1 {

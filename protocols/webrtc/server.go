@@ -48,36 +48,22 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// Router maps a stream key to the origin that holds (or will hold) it.
-type Router interface {
-	Route(ctx context.Context, key stream.Key) (stream.Origin, error)
-}
-
-// Sessions records relayed sessions. Track is called when the relay starts
-// carrying a session and the returned function when the session ends.
-type Sessions interface {
-	Track(key stream.Key, proto string) (end func())
-}
-
-// MeteredSessions is Sessions that also reads each session's byte counters
-// (in: bytes relayed from the client, out: to it), for per-stream bit rates.
-// When Config.Sessions implements it, TrackMetered is called instead of
-// Track. The counters only grow and stay valid after end.
-type MeteredSessions interface {
-	Sessions
-	TrackMetered(key stream.Key, proto string, in, out *atomic.Uint64) (end func())
-}
-
 // Config configures a Server. Zero values take the defaults below.
 type Config struct {
 	// Router is required.
-	Router Router
+	Router stream.Router
+	// Publisher, when not nil, routes publishes and writes their
+	// assignment only once the origin accepted (see stream.Publisher).
+	// nil: a publish is routed by Router.Route.
+	Publisher stream.Publisher
 	// Store is required; it is shared (replicated) by every node of a mesh.
-	// When it implements SessionActivity, the relay reports to it the
-	// sessions it carries.
 	Store SessionStore
-	// Sessions is optional.
-	Sessions Sessions
+	// Activity, when not nil, is told which sessions the relay carries
+	// (see SessionActivity); it is usually the Store. nil: nobody is told.
+	Activity SessionActivity
+	// Sessions, when not nil, is told about every relayed session, with
+	// the bytes relayed from and to its client.
+	Sessions stream.Sessions
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Candidate is the address announced in every answer candidate (IP and
@@ -172,7 +158,7 @@ func (c *Config) setDefaults() error {
 // HTTP API listener, run ServeUDP on the WebRTC port, and Close it.
 type Server struct {
 	cfg        Config
-	activity   SessionActivity // cfg.Store's, or nil
+	activity   SessionActivity // cfg.Activity
 	offerLimit *offerLimiter   // nil without a limit
 	log        *slog.Logger
 	httpClient *http.Client
@@ -251,7 +237,7 @@ func New(cfg Config) (*Server, error) {
 		byUfrag:    make(map[string]*relaySession),
 		resolves:   make(map[string]bool),
 	}
-	s.activity, _ = cfg.Store.(SessionActivity)
+	s.activity = cfg.Activity
 	if cfg.OfferRate > 0 {
 		s.offerLimit = newOfferLimiter(cfg.OfferRate, cfg.OfferBurst, cfg.MaxOfferClients)
 	}

@@ -169,7 +169,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body
 	return offerExchange{offer: of, play: play, origin: o, resp: resp, answer: ans, log: log}, true
 }
 
-// accepted tells the Router that the origin accepted a publish offer
+// accepted tells the Publisher that the origin accepted a publish offer
 // (route.Accepted), which writes the stream's assignment; a play needs
 // nothing. When the stream was assigned to another origin meanwhile, the
 // origin's session (resource, when it named one) is deleted and the client
@@ -179,7 +179,7 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, ex offerExchan
 	if ex.play {
 		return true
 	}
-	assigned, err := route.Accepted(r.Context(), s.cfg.Router, ex.offer.key, ex.origin)
+	assigned, err := route.Accepted(r.Context(), s.cfg.Publisher, ex.offer.key, ex.origin)
 	if err == nil && assigned.ID != ex.origin.ID {
 		err = fmt.Errorf("stream %s was assigned to origin %s meanwhile; retry", ex.offer.key, assigned.ID)
 	}
@@ -207,12 +207,13 @@ func (ex offerExchange) session(ansUfrag string, answerSDP []byte) stream.RTCSes
 	}
 }
 
-// route asks the Router for the stream's origin (RoutePlay for a play,
-// RoutePublish for a publish, whose caller then calls accepted).
+// route asks the Router for the stream's origin (RoutePlay for a play),
+// or the Publisher, when there is one, for a publish's (RoutePublish; the
+// caller then calls accepted).
 func (s *Server) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, int, error) {
-	fn := route.For(s.cfg.Router, s.cfg.Router.Route, play)
+	fn := route.For(s.cfg.Router, play)
 	if !play {
-		fn = route.Publish(s.cfg.Router, s.cfg.Router.Route)
+		fn = route.Publish(s.cfg.Router, s.cfg.Publisher)
 	}
 	o, err := fn(ctx, key)
 	switch {

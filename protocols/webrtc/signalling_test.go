@@ -86,7 +86,7 @@ func startSignallingWith(t *testing.T, mod func(*Config)) *sigEnv {
 	api := startFakeAPI(t)
 	e := &sigEnv{store: NewMemorySessionStore(), api: api}
 	e.router = &fakeRouter{origin: stream.Origin{ID: "o1", API: strings.TrimPrefix(api.URL, "http://"), RTC: "10.0.0.5:8000"}}
-	cfg := Config{Router: e.router, Store: e.store, Logger: quietLogger(),
+	cfg := Config{Router: e.router, Store: e.store, Activity: e.store, Logger: quietLogger(),
 		Candidate: netip.MustParseAddrPort("192.0.2.1:18000")}
 	if mod != nil {
 		mod(&cfg)
@@ -317,7 +317,7 @@ func TestHandlerUnderStripPrefix(t *testing.T) {
 	}
 }
 
-// publishingRouter is a fakeRouter with RoutePublish and PublishAccepted:
+// publishingRouter is a fakeRouter that is also a stream.Publisher:
 // it reports the publishes whose origin accepted them and assigns them to
 // assign (the routed origin when empty).
 type publishingRouter struct {
@@ -354,7 +354,7 @@ func TestPublishAcceptedOnlyAfterTheOrigin(t *testing.T) {
 	var pr *publishingRouter
 	e := startSignallingWith(t, func(c *Config) {
 		pr = &publishingRouter{fakeRouter: c.Router.(*fakeRouter)}
-		c.Router = pr
+		c.Router, c.Publisher = pr, pr
 	})
 	e.api.status = 403
 	for _, uri := range []string{"/rtc/v1/whip/?app=live&stream=refused", "/rtc/v1/publish/"} {

@@ -23,8 +23,8 @@ type SessionStore interface {
 	DeleteRTCSession(ctx context.Context, ufrag string) error
 }
 
-// SessionActivity is implemented by SessionStores that keep track of which
-// sessions carry media (srs-mesh's mesh does: its full session table evicts
+// SessionActivity keeps track of which sessions carry media
+// (Config.Activity; srs-mesh's mesh does: its full session table evicts
 // idle sessions first and never one carried recently, and it expires
 // sessions by their last activity). The relay calls TouchRTCSessions from its
 // sweep, every Config.SweepInterval, with the ufrags of the sessions that

@@ -7,41 +7,32 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-type plain struct{}
+type router struct{}
 
-func (plain) Route(context.Context, stream.Key) (stream.Origin, error) {
+func (router) Route(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{ID: "route"}, nil
 }
 
-type player struct{ plain }
-
-func (player) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
+func (router) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{ID: "play"}, nil
 }
 
 func TestFor(t *testing.T) {
 	for _, c := range []struct {
-		router interface {
-			Route(context.Context, stream.Key) (stream.Origin, error)
-		}
 		play bool
 		want string
 	}{
-		{plain{}, true, "route"},
-		{player{}, true, "play"},
-		{player{}, false, "route"},
+		{true, "play"},
+		{false, "route"},
 	} {
-		o, _ := For(c.router, c.router.Route, c.play)(context.Background(), stream.Key{})
+		o, _ := For(router{}, c.play)(context.Background(), stream.Key{})
 		if o.ID != c.want {
-			t.Errorf("%T play=%v: %s, want %s", c.router, c.play, o.ID, c.want)
+			t.Errorf("play=%v: %s, want %s", c.play, o.ID, c.want)
 		}
 	}
 }
 
-type publisher struct {
-	plain
-	accepted []string
-}
+type publisher struct{ accepted []string }
 
 func (*publisher) RoutePublish(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{ID: "publish"}, nil
@@ -54,14 +45,14 @@ func (p *publisher) PublishAccepted(_ context.Context, _ stream.Key, o stream.Or
 
 func TestPublish(t *testing.T) {
 	ctx := context.Background()
-	if o, _ := Publish(plain{}, plain{}.Route)(ctx, stream.Key{}); o.ID != "route" {
-		t.Errorf("plain router: %s", o.ID)
+	if o, _ := Publish(router{}, nil)(ctx, stream.Key{}); o.ID != "route" {
+		t.Errorf("no publisher: %s", o.ID)
 	}
-	if o, _ := Accepted(ctx, plain{}, stream.Key{}, stream.Origin{ID: "x"}); o.ID != "x" {
-		t.Errorf("plain router accepted: %s", o.ID)
+	if o, _ := Accepted(ctx, nil, stream.Key{}, stream.Origin{ID: "x"}); o.ID != "x" {
+		t.Errorf("no publisher accepted: %s", o.ID)
 	}
 	p := &publisher{}
-	if o, _ := Publish(p, p.Route)(ctx, stream.Key{}); o.ID != "publish" {
+	if o, _ := Publish(router{}, p)(ctx, stream.Key{}); o.ID != "publish" {
 		t.Errorf("publisher: %s", o.ID)
 	}
 	if o, _ := Accepted(ctx, p, stream.Key{}, stream.Origin{ID: "x"}); o.ID != "assigned" || len(p.accepted) != 1 || p.accepted[0] != "x" {
