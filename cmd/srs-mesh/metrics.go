@@ -111,10 +111,10 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "srt")
 		gauge(descSessions, float64(st.Established), "srt", "session")
-		counter(descBytes, st.BytesToOrigin, "srt", c2o)
-		counter(descBytes, st.BytesToClient, "srt", o2c)
-		counter(descPackets, st.PacketsToOrigin, "srt", c2o)
-		counter(descPackets, st.PacketsToClient, "srt", o2c)
+		counter(descBytes, st.BytesIn, "srt", c2o)
+		counter(descBytes, st.BytesOut, "srt", o2c)
+		counter(descPackets, st.PacketsIn, "srt", c2o)
+		counter(descPackets, st.PacketsOut, "srt", o2c)
 		counter(descDropped, st.Malformed, "srt", "malformed")
 		counter(descDropped, st.NoSession, "srt", "no_session")
 		for reason, n := range st.Rejects {
@@ -125,10 +125,10 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "webrtc")
 		gauge(descSessions, float64(st.Sessions), "webrtc", "session")
-		counter(descBytes, st.ClientBytes, "webrtc", c2o)
-		counter(descBytes, st.OriginBytes, "webrtc", o2c)
-		counter(descPackets, st.ClientPackets, "webrtc", c2o)
-		counter(descPackets, st.OriginPackets, "webrtc", o2c)
+		counter(descBytes, st.BytesIn, "webrtc", c2o)
+		counter(descBytes, st.BytesOut, "webrtc", o2c)
+		counter(descPackets, st.PacketsIn, "webrtc", c2o)
+		counter(descPackets, st.PacketsOut, "webrtc", o2c)
 		for reason, n := range map[string]uint64{
 			"malformed": st.DroppedMalformed, "unknown_ufrag": st.DroppedUnknownUfrag, "no_session": st.DroppedNoSession,
 			"table_full": st.DroppedTableFull, "upstream": st.DroppedUpstream, "oversize": st.DroppedOversize,
@@ -209,11 +209,11 @@ func (b *clientBytes) total() (in, out uint64) {
 	}
 	if s := c.srt; s != nil {
 		st := s.Stats()
-		in, out = in+st.BytesToOrigin, out+st.BytesToClient
+		in, out = in+st.BytesIn, out+st.BytesOut
 	}
 	if s := c.rtc; s != nil {
 		st := s.Stats()
-		in, out = in+st.ClientBytes, out+st.OriginBytes
+		in, out = in+st.BytesIn, out+st.BytesOut
 	}
 	if h := c.httpS; h != nil {
 		out += h.bytesOut.Load()

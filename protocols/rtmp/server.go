@@ -372,8 +372,10 @@ type Stats struct {
 	// Publishers and Players are the sessions relaying now.
 	Publishers int64
 	Players    int64
-	// BytesIn and BytesOut count bytes read from and written to clients;
-	// OriginBytesIn and OriginBytesOut the same for origins.
+	// BytesIn and BytesOut count bytes read from and written to clients
+	// (the same naming as stream.Sessions' counters and the other
+	// protocols' Stats); OriginBytesIn and OriginBytesOut the same for
+	// origins.
 	BytesIn        uint64
 	BytesOut       uint64
 	OriginBytesIn  uint64

@@ -72,7 +72,7 @@ func publishThrough(t *testing.T, query string) {
 	}
 	st := srv.Stats()
 	t.Logf("stats: %+v", st)
-	if st.PacketsToOrigin == 0 || st.PacketsToClient == 0 {
+	if st.PacketsIn == 0 || st.PacketsOut == 0 {
 		t.Errorf("no packets relayed: %+v", st)
 	}
 }
@@ -145,7 +145,7 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "healthy session established", func() bool {
 		return srv.Stats().Established == 1
 	})
-	before := srv.Stats().PacketsToOrigin
+	before := srv.Stats().PacketsIn
 
 	start := time.Now()
 	deadPub := publish(t, "srt://"+proxy.String()+"?streamid=#!::r=live/dead,m=publish", 3*time.Second)
@@ -160,9 +160,9 @@ func TestFFmpegDeadOriginDoesNotBlockOthers(t *testing.T) {
 	if srv.Stats().Rejects[RejectOriginRefused]+srv.Stats().Rejects[RejectOriginTimeout] == 0 {
 		t.Errorf("rejects: %+v", srv.Stats().Rejects)
 	}
-	mid := srv.Stats().PacketsToOrigin
+	mid := srv.Stats().PacketsIn
 	testkit.WaitFor(t, 5*time.Second, "healthy stream still relayed", func() bool {
-		return srv.Stats().PacketsToOrigin > mid
+		return srv.Stats().PacketsIn > mid
 	})
 	if mid <= before {
 		t.Errorf("healthy stream stalled while the dead origin was tried: %d -> %d packets", before, mid)

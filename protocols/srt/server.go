@@ -84,15 +84,17 @@ const (
 	RejectBadCookie     = "bad_cookie"      // conclusion with a stale or forged cookie (dropped)
 )
 
-// Stats is a snapshot of the server's counters. Client and origin counts are
-// packets relayed in each direction after the handshake started.
+// Stats is a snapshot of the server's counters. In and out count what was
+// relayed from callers (to origins) and to callers (from origins), after
+// the handshake started: the same naming as stream.Sessions' counters and
+// the other protocols' Stats.
 type Stats struct {
 	Sessions         int // sessions in the table (handshaking, established or lingering after a reject)
 	Established      int // sessions relaying data
-	PacketsToOrigin  uint64
-	BytesToOrigin    uint64
-	PacketsToClient  uint64
-	BytesToClient    uint64
+	PacketsIn        uint64
+	BytesIn          uint64
+	PacketsOut       uint64
+	BytesOut         uint64
 	Malformed        uint64            // packets dropped because they did not parse
 	NoSession        uint64            // packets dropped because no session matched
 	Rejects          map[string]uint64 // handshakes refused, by reason
@@ -133,12 +135,12 @@ type sessKey struct {
 }
 
 type counters struct {
-	pktToOrigin, bytesToOrigin atomic.Uint64
-	pktToClient, bytesToClient atomic.Uint64
-	malformed, noSession       atomic.Uint64
-	inductions                 atomic.Uint64
-	rejMu                      sync.Mutex
-	rejects                    map[string]uint64
+	pktIn, bytesIn       atomic.Uint64
+	pktOut, bytesOut     atomic.Uint64
+	malformed, noSession atomic.Uint64
+	inductions           atomic.Uint64
+	rejMu                sync.Mutex
+	rejects              map[string]uint64
 }
 
 func (c *counters) reject(reason string) {
@@ -487,10 +489,10 @@ func (s *Server) Drain(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		PacketsToOrigin:  s.stats.pktToOrigin.Load(),
-		BytesToOrigin:    s.stats.bytesToOrigin.Load(),
-		PacketsToClient:  s.stats.pktToClient.Load(),
-		BytesToClient:    s.stats.bytesToClient.Load(),
+		PacketsIn:        s.stats.pktIn.Load(),
+		BytesIn:          s.stats.bytesIn.Load(),
+		PacketsOut:       s.stats.pktOut.Load(),
+		BytesOut:         s.stats.bytesOut.Load(),
 		Malformed:        s.stats.malformed.Load(),
 		NoSession:        s.stats.noSession.Load(),
 		HandshakesServed: s.stats.inductions.Load(),

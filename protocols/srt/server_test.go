@@ -258,7 +258,7 @@ func TestRelayEndToEnd(t *testing.T) {
 		if in, out := sessions.Bytes(); in != uint64(len(up)) || out != uint64(len(down)) {
 			return fmt.Errorf("metered %d bytes in, %d out; want %d, %d", in, out, len(up), len(down))
 		}
-		if st := srv.Stats(); st.Established != 1 || st.PacketsToOrigin != 1 || st.PacketsToClient != 1 || st.BytesToOrigin != uint64(len(up)) {
+		if st := srv.Stats(); st.Established != 1 || st.PacketsIn != 1 || st.PacketsOut != 1 || st.BytesIn != uint64(len(up)) {
 			return fmt.Errorf("stats %+v", st)
 		}
 		return nil

@@ -91,8 +91,8 @@ func newSession(s *Server, key sessKey, info stream.SRTRequestInfo, conclusion [
 func (ss *session) fromClient(b []byte) {
 	ss.lastSeen.Store(ss.srv.now().UnixNano())
 	if _, err := ss.up.Write(b); err == nil {
-		ss.srv.stats.pktToOrigin.Add(1)
-		ss.srv.stats.bytesToOrigin.Add(uint64(len(b)))
+		ss.srv.stats.pktIn.Add(1)
+		ss.srv.stats.bytesIn.Add(uint64(len(b)))
 		ss.clientIn.Add(uint64(len(b)))
 	}
 	if isControl(b, packet.CTRLTYPE_SHUTDOWN) {
@@ -329,8 +329,8 @@ func (ss *session) relay(buf []byte) {
 		b := buf[:n]
 		ss.lastSeen.Store(ss.srv.now().UnixNano())
 		if ss.send(b) {
-			ss.srv.stats.pktToClient.Add(1)
-			ss.srv.stats.bytesToClient.Add(uint64(n))
+			ss.srv.stats.pktOut.Add(1)
+			ss.srv.stats.bytesOut.Add(uint64(n))
 			ss.clientOut.Add(uint64(n))
 		}
 		if n >= headerLen && isControl(b, packet.CTRLTYPE_SHUTDOWN) {

@@ -195,7 +195,7 @@ func TestWebRTCThroughTwoNodes(t *testing.T) {
 	if s1.Sessions != 1 || s2.Sessions != 1 || s1.Answers != 1 || s2.Answers != 1 {
 		t.Fatalf("node stats:\n%+v\n%+v", s1, s2)
 	}
-	if s1.OriginPackets == 0 || s2.ClientPackets == 0 {
+	if s1.PacketsOut == 0 || s2.PacketsIn == 0 {
 		t.Fatalf("media did not cross the relays:\n%+v\n%+v", s1, s2)
 	}
 	if origin.Sessions() != 2 || store.Len() != 2 {

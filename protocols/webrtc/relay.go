@@ -131,8 +131,8 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 		s.st.upstream.Add(1)
 		return
 	}
-	s.st.clientPackets.Add(1)
-	s.st.clientBytes.Add(uint64(len(p)))
+	s.st.packetsIn.Add(1)
+	s.st.bytesIn.Add(uint64(len(p)))
 	rs.clientIn.Add(uint64(len(p)))
 }
 
@@ -359,8 +359,8 @@ func (s *Server) readOrigin(rs *relaySession, pc udpConn) {
 			s.st.upstream.Add(1)
 			continue
 		}
-		s.st.originPackets.Add(1)
-		s.st.originBytes.Add(uint64(n))
+		s.st.packetsOut.Add(1)
+		s.st.bytesOut.Add(uint64(n))
 		rs.clientOut.Add(uint64(n))
 	}
 }

@@ -44,7 +44,7 @@ func TestRelayForwardsBothWays(t *testing.T) {
 	// The relay counts a packet to the client after writing it, so the
 	// client may read the last echo a moment before it is counted.
 	testkit.Eventually(t, 2*time.Second, func() error {
-		if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 11 || st.OriginPackets != 11 || st.Dropped() != 0 {
+		if st := e.srv.Stats(); st.Sessions != 1 || st.PacketsIn != 11 || st.PacketsOut != 11 || st.Dropped() != 0 {
 			return fmt.Errorf("stats: %+v", st)
 		}
 		return nil
@@ -104,7 +104,7 @@ func TestRelayDropsBadPackets(t *testing.T) {
 	// The relay counts a forwarded packet after writing it, so the answer
 	// can come back before the count.
 	testkit.Eventually(t, 2*time.Second, func() error {
-		if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 1 {
+		if st := e.srv.Stats(); st.Sessions != 1 || st.PacketsIn != 1 {
 			return fmt.Errorf("stats: %+v", st)
 		}
 		return nil
@@ -210,7 +210,7 @@ func TestRelayRequiresIntegrityFromNewAddresses(t *testing.T) {
 	if n, err := attacker.Read(make([]byte, 2048)); err == nil {
 		t.Fatalf("attacker received %d bytes", n)
 	}
-	if st := e.srv.Stats(); st.Sessions != 1 || st.ClientPackets != 2 {
+	if st := e.srv.Stats(); st.Sessions != 1 || st.PacketsIn != 2 {
 		t.Fatalf("stats: %+v", st)
 	}
 }
@@ -244,7 +244,7 @@ func TestRelayRoutesSTUNResponsesByTransaction(t *testing.T) {
 	// Send both requests before reading either response.
 	a.WriteToUDPAddrPort(ra, e.addr)
 	testkit.Eventually(t, time.Second, func() error {
-		if e.srv.Stats().OriginPackets != 1 {
+		if e.srv.Stats().PacketsOut != 1 {
 			return fmt.Errorf("no response relayed yet")
 		}
 		return nil

@@ -185,8 +185,8 @@ type Server struct {
 
 // counters are the Server's statistics, updated atomically.
 type counters struct {
-	clientPackets, clientBytes atomic.Uint64
-	originPackets, originBytes atomic.Uint64
+	packetsIn, bytesIn   atomic.Uint64
+	packetsOut, bytesOut atomic.Uint64
 
 	malformed, unknownUfrag, noSession, tableFull,
 	upstream, oversize, badOrigin, integrity atomic.Uint64
@@ -198,10 +198,11 @@ type counters struct {
 type Stats struct {
 	// Sessions is the number of sessions the relay carries now.
 	Sessions int
-	// Client* count packets relayed from clients to origins, Origin* the
-	// other way.
-	ClientPackets, ClientBytes uint64
-	OriginPackets, OriginBytes uint64
+	// *In count packets relayed from clients (to origins), *Out those
+	// relayed to clients (from origins): the same naming as
+	// stream.Sessions' counters and the other protocols' Stats.
+	PacketsIn, BytesIn   uint64
+	PacketsOut, BytesOut uint64
 	// Dropped packets, by reason.
 	DroppedMalformed    uint64 // not STUN/DTLS/RTP by first byte, or bad STUN
 	DroppedUnknownUfrag uint64 // STUN Binding request for no known session
@@ -303,10 +304,10 @@ func (s *Server) Stats() Stats {
 	c := &s.st
 	return Stats{
 		Sessions:            n,
-		ClientPackets:       c.clientPackets.Load(),
-		ClientBytes:         c.clientBytes.Load(),
-		OriginPackets:       c.originPackets.Load(),
-		OriginBytes:         c.originBytes.Load(),
+		PacketsIn:           c.packetsIn.Load(),
+		BytesIn:             c.bytesIn.Load(),
+		PacketsOut:          c.packetsOut.Load(),
+		BytesOut:            c.bytesOut.Load(),
 		DroppedMalformed:    c.malformed.Load(),
 		DroppedUnknownUfrag: c.unknownUfrag.Load(),
 		DroppedNoSession:    c.noSession.Load(),
