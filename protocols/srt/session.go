@@ -51,7 +51,7 @@ type session struct {
 	// origin with the origin's cookie patched in.
 	conclusion []byte
 	// clientIn and clientOut count the session's bytes from and to the
-	// caller once established, for MeteredSessions.
+	// caller once established, for Sessions.
 	clientIn, clientOut atomic.Uint64
 
 	ctx    context.Context

@@ -36,7 +36,7 @@ type relaySession struct {
 	// lastActive is a coarse unix-nanosecond stamp (Server.now).
 	lastActive atomic.Int64
 	// clientIn and clientOut count the bytes relayed from and to the
-	// client, for MeteredSessions.
+	// client, for Sessions.
 	clientIn, clientOut *atomic.Uint64
 
 	mu     sync.Mutex
