@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,19 +340,21 @@ func TestMaxConns(t *testing.T) {
 func TestIdleAndClose(t *testing.T) {
 	base := runtime.NumGoroutine()
 	o := startFakeOrigin(t, "")
-	var tracked, ended = make(chan stream.Key, 4), make(chan struct{}, 4)
-	sess := sessionsFunc(func(k stream.Key, proto string) func() {
-		tracked <- k
-		return func() { ended <- struct{}{} }
-	})
+	sess := &protocoltest.Sessions{Tracked: make(chan protocoltest.Session, 4)}
+	ended := func(name string) func() bool {
+		return func() bool {
+			live, _ := sess.Count(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: name}, "rtmp")
+			return live == 0
+		}
+	}
 	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), Sessions: sess, IdleTimeout: 300 * time.Millisecond})
 	idle := dialTestPeer(t, addr)
 	if _, err := idle.start("rtmp://"+addr+"/live", "idle", true); err != nil {
 		t.Fatal(err)
 	}
-	waitChan(t, tracked)
+	waitChan(t, sess.Tracked)
 	expectClosed(t, idle.nc, 3*time.Second)
-	waitChan(t, ended)
+	testkit.WaitFor(t, 10*time.Second, "idle session ended", ended("idle"))
 
 	// Close ends a live session.
 	s, err := New(Config{Router: routeTo(o.Addr), Sessions: sess, Logger: testLogger(t)})
@@ -368,14 +369,14 @@ func TestIdleAndClose(t *testing.T) {
 	if _, err := pl.start("rtmp://"+addr+"/live", "p", false); err != nil {
 		t.Fatal(err)
 	}
-	waitChan(t, tracked)
+	waitChan(t, sess.Tracked)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	waitChan(t, ended)
+	testkit.WaitFor(t, 10*time.Second, "played session ended", ended("p"))
 	expectClosed(t, pl.nc, 3*time.Second)
 	if st := s.Stats(); st.ConnsOpen != 0 || st.Publishers != 0 || st.Players != 0 {
 		t.Fatalf("stats after Close %+v", st)
@@ -397,12 +398,6 @@ func waitChan[T any](t testing.TB, ch chan T) T {
 		var zero T
 		return zero
 	}
-}
-
-type sessionsFunc func(stream.Key, string) func()
-
-func (f sessionsFunc) Track(k stream.Key, proto string, _, _ *atomic.Uint64) func() {
-	return f(k, proto)
 }
 
 // TestPublishRelayChunking: a publisher that changes its chunk size in the
