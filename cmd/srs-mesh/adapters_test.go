@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,5 +32,23 @@ func TestRTCStoreRoundTrip(t *testing.T) {
 	}
 	if err := store.DeleteRTCSession(ctx, s.Ufrag); err != nil {
 		t.Fatalf("delete of an absent session: %v", err)
+	}
+}
+
+// The node takes every protocol's sessions: metered ones with either
+// counter nil (an HTTP player reads nothing from its client) and unmetered
+// ones (a shared upstream) alike.
+func TestNodeSessions(t *testing.T) {
+	c := meshtest.Start(t, meshtest.Options{N: 1})
+	s := nodeSessions{c.Node(0)}
+	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
+	out := new(atomic.Uint64)
+	out.Add(100)
+	for _, end := range []func(){
+		s.Track(key, "flv", nil, out),
+		s.Track(key, "rtmp", new(atomic.Uint64), nil),
+		s.Track(key, "upstream", nil, nil),
+	} {
+		end()
 	}
 }
