@@ -25,8 +25,8 @@ var netInternals = []string{
 // with the room that is to make them explicit. Remove an entry when its
 // assertion is gone; the test says so when one is stale.
 var pendingCapabilities = map[string]string{
-	"Mover":   "protocols/internal/hub: a fan-out source that can tell it moved",
-	"Origins": "protocols/internal/hub: a fan-out source that names its origins",
+	"Mover":   "protocols/fanout: a fan-out source that can tell it moved",
+	"Origins": "protocols/fanout: a fan-out source that names its origins",
 }
 
 // TestNoCapabilityAssertions: no protocol package switches a capability

@@ -22,7 +22,9 @@ const modulePrefix = "github.com/srs-mesh/srs-mesh/"
 // standard library and third-party modules included. Support shared by
 // protocols (such as protocols/internal/drain) lives under protocols/internal
 // and imports only stream; the fakes the protocols' tests share
-// (protocols/internal/protocoltest) are imported by tests only.
+// (protocols/internal/protocoltest) are imported by tests only. The fan-out
+// room (protocols/fanout) is imported by the protocols that serve players
+// from shared upstreams and imports only stream and protocols/internal.
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, modulePrefix+"...").Output()
 	if err != nil {
@@ -67,6 +69,17 @@ func TestImportRulesFire(t *testing.T) {
 		// The shared fakes: tests only.
 		{"protocols/srt", []string{modulePrefix + "protocols/internal/protocoltest"}, []string{"protocols/internal/protocoltest"}},
 		{"protocols/internal/protocoltest", []string{modulePrefix + "stream", "sync/atomic"}, nil},
+		// The fan-out room: protocols import it; it imports only stream and
+		// shared protocol support, never the mesh nor a protocol.
+		{"protocols/rtmp", []string{modulePrefix + "protocols/fanout", modulePrefix + "stream"}, nil},
+		{"protocols/httpstream", []string{modulePrefix + "protocols/fanout"}, nil},
+		{"protocols/fanout", []string{modulePrefix + "stream", modulePrefix + "protocols/internal/route", "net/http"}, nil},
+		{"protocols/fanout", []string{modulePrefix + "protocols/rtmp", modulePrefix + "protocols/httpstream", modulePrefix + "protocols/rtmp/chunk"},
+			[]string{"protocols/rtmp", "protocols/httpstream", "protocols/rtmp/chunk"}},
+		{"protocols/fanout", []string{modulePrefix + "mesh", modulePrefix + "mesh/state", modulePrefix + "stream/httpjson"},
+			[]string{"mesh", "mesh/state", "stream/httpjson"}},
+		{"protocols/fanout/sub", []string{modulePrefix + "protocols/webrtc"}, []string{"protocols/webrtc"}},
+		{"mesh", []string{modulePrefix + "protocols/fanout"}, []string{"protocols/fanout"}},
 		// Telemetry: no mesh root, no Raft or gossip; peers knows no document.
 		{"mesh/telemetry", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
@@ -163,8 +176,10 @@ func importViolations(pkg string, imports []string) []string {
 		case strings.HasPrefix(pkg, "protocols/internal/") && dep != "stream" && !strings.HasPrefix(dep, "stream/") &&
 			!strings.HasPrefix(dep, "protocols/internal/"):
 			report(dep, "shared protocol support imports only stream")
+		case isFanOut(pkg) && dep != "stream" && !strings.HasPrefix(dep, "protocols/internal/"):
+			report(dep, "the fan-out room imports only stream and shared protocol support; protocols import it, not the other way")
 		case strings.HasPrefix(pkg, "protocols/") && strings.HasPrefix(dep, "protocols/") &&
-			!strings.HasPrefix(dep, "protocols/internal/") && protocolOf(pkg) != protocolOf(dep):
+			!strings.HasPrefix(dep, "protocols/internal/") && !isFanOut(dep) && protocolOf(pkg) != protocolOf(dep):
 			report(dep, "protocols do not import each other")
 		case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
 			report(dep, "mesh knows no protocol")
@@ -240,6 +255,12 @@ func roomViolation(pkg, imp, dep string, ours bool) string {
 // documents it builds and the one way it asks peers.
 func isTelemetry(pkg string) bool {
 	return pkg == "mesh/telemetry" || pkg == "mesh/peers"
+}
+
+// isFanOut reports whether pkg is the fan-out room, which every protocol
+// that serves players of a shared upstream may import.
+func isFanOut(pkg string) bool {
+	return pkg == "protocols/fanout" || strings.HasPrefix(pkg, "protocols/fanout/")
 }
 
 // protocolOf returns "protocols/rtmp" for "protocols/rtmp/chunk".

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -60,7 +60,7 @@ var errOriginRefused = errors.New("httpstream: origin refused the play")
 
 // maxFanOutQuery bounds the query of a player served from a shared
 // upstream, and so the bytes of the hub registry's keys: at most
-// hub.DefaultMaxHubs (4,096) upstreams of 4 KiB queries, 16 MiB. Players
+// fanout.DefaultMaxHubs (4,096) upstreams of 4 KiB queries, 16 MiB. Players
 // with longer queries are relayed on their own.
 const maxFanOutQuery = 4 << 10
 
@@ -74,7 +74,7 @@ var errOriginUnreachable = errors.New("httpstream: origin unreachable")
 
 // serveFLVFanOut serves an HTTP-FLV GET from the stream's shared upstream
 // on this node (see Config.FanOut). Players share an upstream only when the
-// stream and the query are identical (hub.StreamKey), whatever their protocol.
+// stream and the query are identical (fanout.StreamKey), whatever their protocol.
 // The first one's request opens it: an RTMP play of origin (with the
 // query) when Config.RTMPUpstream is set and origin serves RTMP, else a GET
 // of the origin's .flv with the player's query and forwardable headers and
@@ -97,11 +97,11 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	reroute := func(ctx context.Context) (stream.Origin, error) {
 		return route.For(s.router, true)(ctx, key)
 	}
-	open := hub.Follow(origin, reroute, s.fetchTimeout, func(ctx context.Context, o stream.Origin, first bool) (hub.Source, any, error) {
+	open := fanout.Follow(origin, reroute, s.fetchTimeout, func(ctx context.Context, o stream.Origin, first bool) (fanout.Source, any, error) {
 		opened = true
 		if s.rtmpUp != nil && o.RTMP != "" {
 			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
-			if errors.Is(err, hub.ErrRefused) {
+			if errors.Is(err, fanout.ErrRefused) {
 				return nil, nil, errOriginRefused
 			}
 			if err != nil {
@@ -133,13 +133,13 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		}
 		h := resp.Header.Clone()
 		h.Del("Content-Length") // a shared live stream has no length
-		src := hub.FLVSource(resp.Body, hub.DefaultMaxTagSize)
+		src := fanout.FLVSource(resp.Body, fanout.DefaultMaxTagSize)
 		if s.sessions != nil {
-			src = hub.Tracked(src, s.sessions.Track(key, protoUpstream, nil, nil))
+			src = fanout.Tracked(src, s.sessions.Track(key, protoUpstream, nil, nil))
 		}
 		return src, h, nil
 	})
-	sub, err := s.hubs.Subscribe(r.Context(), hub.StreamKey(key, query), open)
+	sub, err := s.hubs.Subscribe(r.Context(), fanout.StreamKey(key, query), open)
 	switch {
 	case err == nil:
 	case answer != nil:
@@ -228,7 +228,7 @@ func (s *Server) DrainPlayers(ctx context.Context) error {
 // chunked framing, so a player costs one writev per batch of tags and no
 // copy. The body bytes count into sent too when it is not nil (the
 // session's meter). nc is closed on return.
-func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *hub.Subscriber, key stream.Key, sent *atomic.Uint64) {
+func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *fanout.Subscriber, key stream.Key, sent *atomic.Uint64) {
 	s.hijacked.Join() // the HTTP server's Shutdown no longer sees it
 	defer s.hijacked.Leave()
 	defer nc.Close()

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/protocoltest"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
@@ -126,11 +126,11 @@ func play(ctx context.Context, t *testing.T, url string) *player {
 	go func() {
 		defer close(p.done)
 		defer resp.Body.Close()
-		fr := hub.NewReader(resp.Body, 1<<20)
+		fr := fanout.NewReader(resp.Body, 1<<20)
 		if _, p.err = fr.ReadHeader(); p.err != nil {
 			return
 		}
-		want := []hub.Kind{hub.KindMetadata, hub.KindVideoSeq, hub.KindAudioSeq, hub.KindKeyframe}
+		want := []fanout.Kind{fanout.KindMetadata, fanout.KindVideoSeq, fanout.KindAudioSeq, fanout.KindKeyframe}
 		for i := 0; ; i++ {
 			tag, err := fr.ReadTag()
 			if err != nil {

@@ -57,7 +57,7 @@
 // Anything the origin answers (a 404 included) is relayed as it is.
 //
 // With Config.FanOut, HTTP-FLV players share one origin request per
-// stream and query on a node (package protocols/internal/hub): the first
+// stream and query on a node (package protocols/fanout): the first
 // player's request opens it, and players with another query get their own,
 // so that an origin's on_play check sees every distinct authorization.
 // HTTP-TS and the audio-only streams keep one origin request per player.
@@ -76,8 +76,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -85,7 +85,7 @@ import (
 // RTMPUpstream opens a stream's RTMP play on an origin as a source of FLV
 // tags (rtmp.Server.OpenFLV).
 type RTMPUpstream interface {
-	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error)
+	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error)
 }
 
 // TokenAuthority is what segment tokens need from the mesh.
@@ -191,17 +191,17 @@ type Config struct {
 	// when FanOut is false.
 	FanOut bool
 	// FanOutLinger is how long a shared upstream stays open after its last
-	// player leaves. Default hub.DefaultLinger (2 s).
+	// player leaves. Default fanout.DefaultLinger (2 s).
 	FanOutLinger time.Duration
 	// FanOutMaxStreams bounds the shared upstreams; players of further
-	// streams are relayed on their own. Default hub.DefaultMaxHubs.
+	// streams are relayed on their own. Default fanout.DefaultMaxHubs.
 	FanOutMaxStreams int
 	// Hubs, when not nil, is the registry of shared upstreams to use with
 	// FanOut instead of one of the server's own: the RTMP server's
 	// (rtmp.Server.Hubs), so that RTMP and HTTP-FLV players of a stream
 	// share one upstream. Its owner closes it; FanOutLinger and
 	// FanOutMaxStreams are then the owner's.
-	Hubs *hub.Registry
+	Hubs *fanout.Registry
 	// RTMPUpstream, when not nil, opens the shared upstream of HTTP-FLV
 	// players as an RTMP play of the origin whenever the origin serves
 	// RTMP, so that origins without HTTP-FLV (nginx-rtmp) serve HTTP-FLV
@@ -249,18 +249,18 @@ type Server struct {
 	now       func() time.Time
 	moveHold  time.Duration // 0: no hold
 
-	segments     *objectCache  // nil: disabled
-	segTTL       time.Duration // how long a segment is stored
-	docs         *objectCache  // nil: disabled
-	docTTL       time.Duration // 0: derived from each document
-	fetchTimeout time.Duration // bounds a shared fetch
-	pieces       sync.Pool     // write buffers of cached answers (timedWriter)
-	hubs         *hub.Registry // shared FLV upstreams; nil without Config.FanOut
-	ownHubs      bool          // hubs is the server's own, closed with it
-	fanOutBytes  atomic.Uint64 // written to hijacked FLV players
-	moved        sessionMap    // new SRS sessions of players of moved streams
-	holds        holdTable     // retry loops of documents held across moves
-	hijacked     drain.Group   // FLV players on connections taken over
+	segments     *objectCache     // nil: disabled
+	segTTL       time.Duration    // how long a segment is stored
+	docs         *objectCache     // nil: disabled
+	docTTL       time.Duration    // 0: derived from each document
+	fetchTimeout time.Duration    // bounds a shared fetch
+	pieces       sync.Pool        // write buffers of cached answers (timedWriter)
+	hubs         *fanout.Registry // shared FLV upstreams; nil without Config.FanOut
+	ownHubs      bool             // hubs is the server's own, closed with it
+	fanOutBytes  atomic.Uint64    // written to hijacked FLV players
+	moved        sessionMap       // new SRS sessions of players of moved streams
+	holds        holdTable        // retry loops of documents held across moves
+	hijacked     drain.Group      // FLV players on connections taken over
 	rtmpUp       RTMPUpstream
 
 	ctx    context.Context // canceled by Close; ends every response
@@ -338,7 +338,7 @@ func New(cfg Config) (*Server, error) {
 	case cfg.FanOut && cfg.Hubs != nil:
 		s.hubs, s.rtmpUp = cfg.Hubs, cfg.RTMPUpstream
 	case cfg.FanOut:
-		s.hubs, s.ownHubs, s.rtmpUp = hub.NewRegistry(hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger}), true, cfg.RTMPUpstream
+		s.hubs, s.ownHubs, s.rtmpUp = fanout.NewRegistry(fanout.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger}), true, cfg.RTMPUpstream
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

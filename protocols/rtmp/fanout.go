@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
@@ -49,17 +49,17 @@ const ProtoUpstream = "upstream"
 
 // Hubs returns the registry of shared upstreams (nil without
 // Config.FanOut), for an HTTP-FLV server to share with RTMP players.
-func (s *Server) Hubs() *hub.Registry { return s.hubs }
+func (s *Server) Hubs() *fanout.Registry { return s.hubs }
 
 // FanOutStats are the counters of shared upstreams.
-type FanOutStats = hub.Stats
+type FanOutStats = fanout.Stats
 
 // OpenFLV opens an RTMP play of key (with query, as a player's stream name
 // carries it) on origin's RTMP endpoint and returns it as a source of FLV
 // tags, for HTTP-FLV players of origins that serve RTMP (nginx-rtmp serves
 // no HTTP-FLV). The upstream is bounded by Config.DialTimeout to open and
 // Config.IdleTimeout between messages; closing the source closes it.
-func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (hub.Source, error) {
+func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error) {
 	if strings.ContainsAny(query, "/\\") {
 		// SRS would read "s?a/b" as another app and stream than the key.
 		return nil, fmt.Errorf("%w: a '/' in the query of %s", ErrBadStream, key)
@@ -81,7 +81,7 @@ func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.K
 // openUpstream dials origin for c's play (c is a detached copy of a
 // player's set-up, never a live session's conn) and returns the leg as a
 // Source.
-func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin) (hub.Source, error) {
+func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin) (fanout.Source, error) {
 	if origin.RTMP == "" {
 		return nil, fmt.Errorf("%w: origin %s serves no RTMP", ErrOriginDown, origin.ID)
 	}
@@ -95,15 +95,15 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 		if cleanRefusal(err) || errors.As(err, &sc) && originAnswers(origin) {
 			// An error status, or a close during set-up by an origin
 			// that still answers (nginx-rtmp's on_play saying no).
-			err = fmt.Errorf("%w: %w", hub.ErrRefused, err)
+			err = fmt.Errorf("%w: %w", fanout.ErrRefused, err)
 		}
 		return nil, err
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
-	var src hub.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage()), s: s, key: c.req.Key, origin: origin.ID}
+	var src fanout.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage()), s: s, key: c.req.Key, origin: origin.ID}
 	if s.cfg.Sessions != nil {
-		src = hub.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, nil, nil))
+		src = fanout.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, nil, nil))
 	}
 	return src, nil
 }
@@ -130,10 +130,10 @@ type upstream struct {
 	closed  bool
 }
 
-func (u *upstream) ReadHeader() ([]byte, error) { return hub.Header(true, true), nil }
+func (u *upstream) ReadHeader() ([]byte, error) { return fanout.Header(true, true), nil }
 
 // Moved reports whether the stream is now assigned to another origin than
-// the one this upstream plays (hub.Mover): its origin's end of the stream
+// the one this upstream plays (fanout.Mover): its origin's end of the stream
 // then means the publisher moved, and the players re-attach.
 func (u *upstream) Moved() bool {
 	ctx, cancel := context.WithTimeout(u.s.ctx, u.s.cfg.DialTimeout)
@@ -146,7 +146,7 @@ func (u *upstream) Close() error {
 	return u.nc.Close()
 }
 
-func (u *upstream) ReadTag() (hub.Tag, error) {
+func (u *upstream) ReadTag() (fanout.Tag, error) {
 	for u.pending < len(u.o.pending) {
 		m := &u.o.pending[u.pending]
 		u.pending++
@@ -162,17 +162,17 @@ func (u *upstream) ReadTag() (hub.Tag, error) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the origin went without ending the stream
 			}
-			return hub.Tag{}, err
+			return fanout.Tag{}, err
 		}
 		if err := u.o.maybeAck(); err != nil {
-			return hub.Tag{}, err
+			return fanout.Tag{}, err
 		}
 		if m.Type <= chunk.TypeSetPeerBandwidth {
 			if _, err := u.o.handleControl(&m); err != nil {
-				return hub.Tag{}, err
+				return fanout.Tag{}, err
 			}
 			if m.Type == chunk.TypeUserControl && len(m.Payload) >= 2 && binary.BigEndian.Uint16(m.Payload) == chunk.EventStreamEOF {
-				return hub.Tag{}, io.EOF
+				return fanout.Tag{}, io.EOF
 			}
 			continue
 		}
@@ -184,24 +184,24 @@ func (u *upstream) ReadTag() (hub.Tag, error) {
 
 // message turns m into a tag, reporting false for messages that are not
 // media, and io.EOF for the origin's end of the stream.
-func (u *upstream) message(m *chunk.Message) (hub.Tag, bool, error) {
+func (u *upstream) message(m *chunk.Message) (fanout.Tag, bool, error) {
 	switch m.Type {
 	case chunk.TypeAudio, chunk.TypeVideo, chunk.TypeDataAMF0:
-		if len(m.Payload) > u.max || len(m.Payload) > hub.MaxFLVTagSize {
-			return hub.Tag{}, false, fmt.Errorf("%w: %d-byte message", ErrProtocol, len(m.Payload))
+		if len(m.Payload) > u.max || len(m.Payload) > fanout.MaxFLVTagSize {
+			return fanout.Tag{}, false, fmt.Errorf("%w: %d-byte message", ErrProtocol, len(m.Payload))
 		}
-		return hub.NewTag(m.Type, m.Timestamp, m.Payload), true, nil
+		return fanout.NewTag(m.Type, m.Timestamp, m.Payload), true, nil
 	case chunk.TypeCommandAMF0, chunk.TypeCommandAMF3:
 		cmd, err := parseCommand(m)
 		if err != nil || cmd.Name != "onStatus" {
-			return hub.Tag{}, false, nil
+			return fanout.Tag{}, false, nil
 		}
 		switch cmd.info().String("code") {
 		case "NetStream.Play.UnpublishNotify", "NetStream.Play.Stop", "NetStream.Play.Complete":
-			return hub.Tag{}, false, io.EOF
+			return fanout.Tag{}, false, io.EOF
 		}
 	}
-	return hub.Tag{}, false, nil
+	return fanout.Tag{}, false, nil
 }
 
 // playShared serves c's play from the stream's shared upstream on this
@@ -212,17 +212,17 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	s := c.s
 	up := c.detached()
 	key := up.req.Key
-	open := hub.Follow(origin, func(ctx context.Context) (stream.Origin, error) {
+	open := fanout.Follow(origin, func(ctx context.Context) (stream.Origin, error) {
 		return route.For(s.cfg.Router, true)(ctx, key)
-	}, s.cfg.DialTimeout, func(ctx context.Context, o stream.Origin, _ bool) (hub.Source, any, error) {
+	}, s.cfg.DialTimeout, func(ctx context.Context, o stream.Origin, _ bool) (fanout.Source, any, error) {
 		src, err := s.openUpstream(ctx, up.detached(), o)
 		return src, nil, err
 	})
 	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + time.Second))
-	sub, err := s.hubs.Subscribe(ctx, hub.StreamKey(c.req.Key, rtmpQuery(c.req)), open)
+	sub, err := s.hubs.Subscribe(ctx, fanout.StreamKey(c.req.Key, rtmpQuery(c.req)), open)
 	switch {
 	case err == nil:
-	case errors.Is(err, hub.ErrFull), errors.Is(err, hub.ErrUpstream), errors.Is(err, hub.ErrClosed):
+	case errors.Is(err, fanout.ErrFull), errors.Is(err, fanout.ErrUpstream), errors.Is(err, fanout.ErrClosed):
 		return false
 	default:
 		s.stats.originFailures.Add(1)
@@ -259,7 +259,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 // playFrom starts the client's play and writes the hub's tags to it until
 // the stream or the client ends. A goroutine reads the client meanwhile
 // (acknowledgements, pings, closeStream); it ends with the connection.
-func (c *conn) playFrom(ctx context.Context, sub *hub.Subscriber) error {
+func (c *conn) playFrom(ctx context.Context, sub *fanout.Subscriber) error {
 	cl := c.client
 	sid := c.clientStream
 	cl.mu.Lock()
@@ -400,15 +400,15 @@ func (w *fanWriter) write(bufs net.Buffers) error {
 	chunkSize := int(w.l.w.ChunkSize())
 	w.arena, w.iov = w.arena[:0], w.iov[:0]
 	for _, b := range bufs {
-		typ, ts, body, ok := hub.TagInfo(b)
+		typ, ts, body, ok := fanout.TagInfo(b)
 		if !ok {
 			continue // the FLV header
 		}
 		csid := uint32(csidFanData)
 		switch typ {
-		case hub.TagAudio:
+		case fanout.TagAudio:
 			csid = csidFanAudio
-		case hub.TagVideo:
+		case fanout.TagVideo:
 			csid = csidFanVideo
 		}
 		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)

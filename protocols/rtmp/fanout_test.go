@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/harness"
@@ -253,9 +253,9 @@ func TestFanWriterAllocs(t *testing.T) {
 	l := newLeg(discardConn{}, &in, &out, 1<<20, &pool)
 	l.w.SetChunkSize(clientChunkSize)
 	w := fanWriter{l: l, sid: 1, idle: time.Second, out: &out}
-	bufs := net.Buffers{hub.Header(true, true)}
+	bufs := net.Buffers{fanout.Header(true, true)}
 	for _, m := range testMedia() {
-		bufs = append(bufs, hub.NewTag(m.Type, m.Timestamp, m.Payload).Data)
+		bufs = append(bufs, fanout.NewTag(m.Type, m.Timestamp, m.Payload).Data)
 	}
 	batch := make(net.Buffers, len(bufs))
 	w.write(bufs) // grows the arena and the iovec once
@@ -279,9 +279,9 @@ func TestFanWriterFraming(t *testing.T) {
 	l := newLeg(c1, &in, &out, 1<<20, &pool)
 	w := fanWriter{l: l, sid: 1, out: &out}
 	media := testMedia()
-	bufs := net.Buffers{hub.Header(true, true)}
+	bufs := net.Buffers{fanout.Header(true, true)}
 	for _, m := range media {
-		bufs = append(bufs, hub.NewTag(m.Type, m.Timestamp, m.Payload).Data)
+		bufs = append(bufs, fanout.NewTag(m.Type, m.Timestamp, m.Payload).Data)
 	}
 	errc := make(chan error, 1)
 	go func() {

@@ -7,7 +7,8 @@ import (
 )
 
 // TestImports: the RTMP proxy depends on the domain package, the shared
-// protocol support under protocols/internal and the standard library only;
+// protocol support under protocols/internal, the fan-out room
+// (protocols/fanout) and the standard library only;
 // never on the mesh or another protocol.
 func TestImports(t *testing.T) {
 	for _, dir := range []string{".", "amf0", "chunk", "handshake"} {
@@ -20,7 +21,7 @@ func TestImports(t *testing.T) {
 				continue // standard library
 			}
 			if imp == "github.com/srs-mesh/srs-mesh/stream" || strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/rtmp/") ||
-				strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/internal/") {
+				strings.HasPrefix(imp, "github.com/srs-mesh/srs-mesh/protocols/internal/") || imp == "github.com/srs-mesh/srs-mesh/protocols/fanout" {
 				continue
 			}
 			t.Errorf("%s imports %s", dir, imp)

@@ -23,8 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
-	"github.com/srs-mesh/srs-mesh/protocols/internal/hub"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -79,7 +79,7 @@ type Config struct {
 	MaxConns int
 
 	// FanOut serves players from one shared upstream per stream and query
-	// on this node (see hub.StreamKey): the first player's play opens it, later
+	// on this node (see fanout.StreamKey): the first player's play opens it, later
 	// ones get the cached metadata, sequence headers and GOP, then the
 	// live messages. Players whose upstream cannot be shared (the registry
 	// is full) are relayed on their own.
@@ -201,8 +201,8 @@ type Server struct {
 	draining  bool // Drain closed the listeners
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
-	live      drain.Group   // client connections, for Drain
-	hubs      *hub.Registry // shared upstreams; nil without Config.FanOut
+	live      drain.Group      // client connections, for Drain
+	hubs      *fanout.Registry // shared upstreams; nil without Config.FanOut
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet
@@ -214,15 +214,15 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}
 	if cfg.FanOut {
-		hc := hub.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
+		hc := fanout.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
 			MaxTagSize: int(cfg.originMaxMessage())}
 		if f := cfg.OnReattach; f != nil {
-			hc.OnReattach = func(r hub.Reattach) {
+			hc.OnReattach = func(r fanout.Reattach) {
 				f(Reattach{Stream: strings.SplitN(r.Key, "?", 2)[0], From: r.Origins.From, To: r.Origins.To,
 					Players: r.Subscribers, Took: r.Took, Err: r.Err})
 			}
 		}
-		s.hubs = hub.NewRegistry(hc)
+		s.hubs = fanout.NewRegistry(hc)
 	}
 	return s, nil
 }

@@ -1,4 +1,4 @@
-// Package hub fans one upstream of a live stream out to many players of a
+// Package fanout fans one upstream of a live stream out to many players of a
 // node, RTMP and HTTP-FLV alike, so that an origin sees one connection per
 // stream per node rather than one per viewer.
 //
@@ -53,4 +53,4 @@
 //
 // It imports only the standard library and stream; it knows no protocol
 // package and nothing of the mesh.
-package hub
+package fanout

@@ -1,4 +1,4 @@
-package hub
+package fanout
 
 import (
 	"bytes"
@@ -33,8 +33,8 @@ const (
 
 // Reader errors.
 var (
-	ErrNotFLV      = errors.New("hub: not an FLV stream")
-	ErrTagTooLarge = errors.New("hub: FLV tag larger than the bound")
+	ErrNotFLV      = errors.New("fanout: not an FLV stream")
+	ErrTagTooLarge = errors.New("fanout: FLV tag larger than the bound")
 )
 
 // Kind classifies a tag for caching and fan-out.

@@ -1,4 +1,4 @@
-package hub
+package fanout
 
 import (
 	"context"
@@ -96,18 +96,18 @@ const (
 // Errors.
 var (
 	// ErrFull is returned by Subscribe when MaxHubs hubs exist.
-	ErrFull = errors.New("hub: too many hubs")
+	ErrFull = errors.New("fanout: too many hubs")
 	// ErrClosed is returned once the Registry is closed.
-	ErrClosed = errors.New("hub: closed")
+	ErrClosed = errors.New("fanout: closed")
 	// ErrSlow ends a subscriber that fell more than BehindBytes behind.
-	ErrSlow = errors.New("hub: subscriber too slow")
+	ErrSlow = errors.New("fanout: subscriber too slow")
 	// ErrRefused marks an Opener's error when the origin itself refused
 	// the play (an authorization hook said no), as opposed to failing.
-	ErrRefused = errors.New("hub: origin refused the play")
+	ErrRefused = errors.New("fanout: origin refused the play")
 	// ErrUpstream is returned to subscribers that joined a hub whose
 	// upstream failed to open (the one that opened it gets its Opener's
 	// error).
-	ErrUpstream = errors.New("hub: upstream failed to open")
+	ErrUpstream = errors.New("fanout: upstream failed to open")
 )
 
 // Stats are a Registry's counters.
@@ -407,7 +407,7 @@ func (h *hub) read(src Source) {
 // errMoved ends an upstream whose origin ended the stream cleanly after the
 // stream moved to another origin: for the players it is a failure to
 // re-attach from, not the publisher's end.
-var errMoved = errors.New("hub: the stream moved to another origin")
+var errMoved = errors.New("fanout: the stream moved to another origin")
 
 // Mover is implemented by Sources that can tell, at a clean end, that the
 // stream moved to another origin (its old origin ended it as the publisher
@@ -486,11 +486,11 @@ func (h *hub) reattach(deadline time.Time) (Source, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		if errors.Is(err, ErrRefused) { // the new origin said no: no retry changes that
-			return nil, fmt.Errorf("hub: re-attach refused: %w", err)
+			return nil, fmt.Errorf("fanout: re-attach refused: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("hub: re-attach gave up: %w", err)
+			return nil, fmt.Errorf("fanout: re-attach gave up: %w", err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
