@@ -17,6 +17,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/dashboard"
 	"github.com/srs-mesh/srs-mesh/protocols/api"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
@@ -228,7 +229,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lim.refused, clients.refused)
 	collector := &meshCollector{node: node, httpS: &httpStats{}}
-	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, newFailoverMetrics(reg, log, node.Events()), candidate, creds, log)
+	failovers := newFailoverMetrics(reg, log, node.Events())
+	fan := newFanOut(o, failovers)
+	defer fan.close()
+	collector.fanOut = fan.reg
+	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, creds, log)
 	if err != nil {
 		return err
 	}
@@ -264,6 +269,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	for _, p := range parts {
 		p.close()
 	}
+	fan.close()
 	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelLeave()
 	if err := node.Leave(leaveCtx); err != nil {
@@ -277,11 +283,36 @@ func runServe(ctx context.Context, o serveOptions) error {
 	return fatal
 }
 
+// fanOut is the node's one registry of shared upstreams (--fanout), handed
+// to the RTMP and HTTP servers so that RTMP and HTTP-FLV players of a stream
+// share one upstream; reg is nil without --fanout. It is closed after the
+// servers that use it.
+type fanOut struct {
+	reg *fanout.Registry
+}
+
+func newFanOut(o serveOptions, failovers *failoverMetrics) fanOut {
+	if !o.fanOut {
+		return fanOut{}
+	}
+	return fanOut{fanout.NewRegistry(fanout.Config{Reattach: o.reattach, OnReattach: failovers.playReattached,
+		// Whatever an origin's RTMP play may send (see rtmp.Config.MaxMessageSize) fits a tag.
+		MaxTagSize: max(int(o.rtmpMaxMessage), rtmp.OriginMaxMessageSize)})}
+}
+
+// close closes the registry, ending the upstreams it still holds; it is
+// safe to call twice.
+func (f fanOut) close() {
+	if f.reg != nil {
+		f.reg.Close()
+	}
+}
+
 // clientParts builds one part per enabled client protocol, in the order
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
 func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAddrs, node *mesh.Node, router *timedRouter, collector *meshCollector,
-	failovers *failoverMetrics, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
+	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
 	var rtmpServer *rtmp.Server
@@ -291,8 +322,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router,
-			Logger: log.With("proto", "rtmp"), FanOut: o.fanOut, Reattach: o.reattach, OnReattach: failovers.playReattached,
-			Failovers: failovers, MaxMessageSize: maxMessage})
+			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage})
 		if err != nil {
 			return nil, err
 		}
@@ -302,11 +332,11 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	}
 	if lns.http != nil {
 		hc := httpstream.Config{Router: router, Epochs: router, Sessions: sessions, Logger: log.With("proto", "http"),
-			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: o.fanOut}
-		if rtmpServer != nil && o.fanOut {
-			// RTMP and HTTP-FLV players of a stream share one upstream, an
-			// RTMP play wherever the origin serves RTMP.
-			hc.Hubs, hc.RTMPUpstream = rtmpServer.Hubs(), rtmpServer
+			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: fan}
+		if rtmpServer != nil && fan != nil {
+			// HTTP-FLV players' shared upstream is an RTMP play wherever
+			// the origin serves RTMP.
+			hc.RTMPUpstream = rtmpServer.OpenFLV
 		}
 		hs, err := httpstream.New(hc)
 		if err != nil {

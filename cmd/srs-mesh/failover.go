@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/srs-mesh/srs-mesh/mesh/events"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 )
 
@@ -45,23 +46,24 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 	return m
 }
 
-// playReattached records a shared player upstream's re-attach (the RTMP
-// server's Config.OnReattach): metrics, a log line and an event.
-func (m *failoverMetrics) playReattached(r rtmp.Reattach) {
-	e := events.Event{Kind: events.PlayersReattached, Stream: r.Stream, Origin: r.To}
+// playReattached records a shared player upstream's re-attach (the
+// fan-out registry's Config.OnReattach): metrics, a log line and an event.
+func (m *failoverMetrics) playReattached(r fanout.Reattach) {
+	st, from, to := fanout.StreamOf(r.Key), r.Origins.From, r.Origins.To
+	e := events.Event{Kind: events.PlayersReattached, Stream: st, Origin: to}
 	if r.Err != nil {
 		m.total.WithLabelValues("rtmp", "play", "failed").Inc()
-		m.log.Warn("players lost their stream: no origin to re-attach to", "stream", r.Stream, "players", r.Players,
+		m.log.Warn("players lost their stream: no origin to re-attach to", "stream", st, "players", r.Subscribers,
 			"after", r.Took.Round(time.Millisecond), "err", r.Err)
-		e.Kind, e.Detail = events.PlayersLost, fmt.Sprintf("%s, after %v: %v", players(r.Players), r.Took.Round(time.Millisecond), r.Err)
+		e.Kind, e.Detail = events.PlayersLost, fmt.Sprintf("%s, after %v: %v", players(r.Subscribers), r.Took.Round(time.Millisecond), r.Err)
 		m.events.Record(e)
 		return
 	}
 	m.total.WithLabelValues("rtmp", "play", "ok").Inc()
 	m.resume.WithLabelValues("rtmp", "play").Observe(r.Took.Seconds())
-	m.log.Info("players re-attached after an origin failure", "stream", r.Stream, "from", r.From, "to", r.To,
-		"players", r.Players, "resumed_after", r.Took.Round(time.Millisecond))
-	e.Detail = fmt.Sprintf("%s, from %s, resumed after %v", players(r.Players), r.From, r.Took.Round(time.Millisecond))
+	m.log.Info("players re-attached after an origin failure", "stream", st, "from", from, "to", to,
+		"players", r.Subscribers, "resumed_after", r.Took.Round(time.Millisecond))
+	e.Detail = fmt.Sprintf("%s, from %s, resumed after %v", players(r.Subscribers), from, r.Took.Round(time.Millisecond))
 	m.events.Record(e)
 }
 

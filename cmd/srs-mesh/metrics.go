@@ -13,6 +13,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
@@ -79,6 +80,8 @@ type meshCollector struct {
 	httpS *httpStats
 	// httpStream has the caches of HLS and DASH.
 	httpStream *httpstream.Server
+	// fanOut is the registry of shared upstreams (nil without --fanout).
+	fanOut *fanout.Registry
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -232,8 +235,8 @@ func (b *clientBytes) serving() history.Counters {
 		return out
 	}
 	if c.httpStream == nil {
-		if c.rtmp != nil && c.rtmp.Hubs() != nil {
-			st := c.rtmp.Hubs().Stats()
+		if c.fanOut != nil {
+			st := c.fanOut.Stats()
 			out.FanOutPlayers, out.FanOutUpstreams = st.Subscribers, st.Upstreams
 		}
 		return out

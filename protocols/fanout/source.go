@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,21 @@ import (
 func StreamKey(key stream.Key, query string) string {
 	return key.String() + "?" + query
 }
+
+// StreamOf returns the stream part of a key made by StreamKey (the
+// stream key's String), for reports such as Reattach.Key.
+func StreamOf(key string) string {
+	s, _, _ := strings.Cut(key, "?")
+	return s
+}
+
+// Upstream opens a play of key (with the query a player's request
+// carried) on origin and returns it as a Source, for the players of a
+// protocol to be served from another protocol's upstream: HTTP-FLV players
+// from an RTMP play of an origin that serves no HTTP-FLV (the RTMP
+// server's OpenFLV). An error wrapping ErrRefused says the origin refused
+// the play.
+type Upstream func(ctx context.Context, origin stream.Origin, key stream.Key, query string) (Source, error)
 
 // Source is an upstream a hub reads: an FLV byte stream from an origin's
 // HTTP answer (FLVSource), or an origin's RTMP play leg turned into tags.

@@ -100,7 +100,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	open := fanout.Follow(origin, reroute, s.fetchTimeout, func(ctx context.Context, o stream.Origin, first bool) (fanout.Source, any, error) {
 		opened = true
 		if s.rtmpUp != nil && o.RTMP != "" {
-			src, err := s.rtmpUp.OpenFLV(ctx, o, key, query)
+			src, err := s.rtmpUp(ctx, o, key, query)
 			if errors.Is(err, fanout.ErrRefused) {
 				return nil, nil, errOriginRefused
 			}

@@ -97,7 +97,19 @@ func (o *flvOrigin) serve(w http.ResponseWriter, r *http.Request) {
 func fanOutProxy(t *testing.T, origin string, sess stream.Sessions) (*Server, *httptest.Server) {
 	t.Helper()
 	return serveProxy(t, Config{Router: staticRouter(origin), Sessions: sess, TokenSecret: []byte("k"), Logger: quietLogger,
-		FanOut: true, FanOutLinger: 100 * time.Millisecond})
+		FanOut: newFanOut(t, true)})
+}
+
+// newFanOut returns a registry of shared upstreams whose upstreams linger
+// 100 ms, closed after the test's proxy (when made before serveProxy), or
+// nil when on is false.
+func newFanOut(t *testing.T, on bool) *fanout.Registry {
+	if !on {
+		return nil
+	}
+	r := fanout.NewRegistry(fanout.Config{Linger: 100 * time.Millisecond})
+	t.Cleanup(func() { r.Close() })
+	return r
 }
 
 // player reads an FLV answer and counts its tags; it checks the stream
@@ -367,7 +379,7 @@ func TestFLVPlayersAreMetered(t *testing.T) {
 		t.Run(fmt.Sprint("fanout=", fanOut), func(t *testing.T) {
 			sess := &protocoltest.Sessions{}
 			_, proxy := serveProxy(t, Config{Router: staticRouter(hostOf(origin.Server)), Sessions: sess, TokenSecret: []byte("k"),
-				Logger: quietLogger, FanOut: fanOut, FanOutLinger: 100 * time.Millisecond})
+				Logger: quietLogger, FanOut: newFanOut(t, fanOut)})
 			ctx, cancel := context.WithCancel(context.Background())
 			p := play(ctx, t, proxy.URL+"/live/m.flv")
 			testkit.WaitFor(t, 10*time.Second, "50 tags and 50 kB counted", func() bool {

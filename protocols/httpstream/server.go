@@ -82,12 +82,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
-// RTMPUpstream opens a stream's RTMP play on an origin as a source of FLV
-// tags (rtmp.Server.OpenFLV).
-type RTMPUpstream interface {
-	OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error)
-}
-
 // TokenAuthority is what segment tokens need from the mesh.
 type TokenAuthority interface {
 	// TokenKey returns the key every node signs and checks tokens with, or
@@ -180,34 +174,27 @@ type Config struct {
 	// second for a master playlist or a document that says neither; at
 	// most 30 s. Negative disables the document cache.
 	PlaylistCacheTTL time.Duration
-	// FanOut serves HTTP-FLV players (GET of "/app/stream.flv") of a
-	// stream from one origin request per node: players whose origin, path
-	// and query are identical share it (see serveFLVFanOut), so a player
-	// never rides on the origin's approval of another query. New players
-	// get the metadata, sequence headers and current GOP first; a player
-	// that falls behind skips to the next keyframe, and one that stays
-	// behind is disconnected. HTTP-TS, audio-only streams and HEAD
-	// requests are relayed one origin request per player, as they are
-	// when FanOut is false.
-	FanOut bool
-	// FanOutLinger is how long a shared upstream stays open after its last
-	// player leaves. Default fanout.DefaultLinger (2 s).
-	FanOutLinger time.Duration
-	// FanOutMaxStreams bounds the shared upstreams; players of further
-	// streams are relayed on their own. Default fanout.DefaultMaxHubs.
-	FanOutMaxStreams int
-	// Hubs, when not nil, is the registry of shared upstreams to use with
-	// FanOut instead of one of the server's own: the RTMP server's
-	// (rtmp.Server.Hubs), so that RTMP and HTTP-FLV players of a stream
-	// share one upstream. Its owner closes it; FanOutLinger and
-	// FanOutMaxStreams are then the owner's.
-	Hubs *fanout.Registry
+	// FanOut, when not nil, serves HTTP-FLV players (GET of
+	// "/app/stream.flv") of a stream from one origin request per node:
+	// players whose stream and query are identical share it (see
+	// serveFLVFanOut), so a player never rides on the origin's approval of
+	// another query. New players get the metadata, sequence headers and
+	// current GOP first; a player that falls behind skips to the next
+	// keyframe, and one that stays behind is disconnected. The registry is
+	// the caller's, shared with the RTMP server so that RTMP and HTTP-FLV
+	// players of a stream share one upstream; its Config bounds the
+	// upstreams and says how long they linger, and the caller closes it
+	// after the Server. HTTP-TS, audio-only streams and HEAD requests are
+	// relayed one origin request per player, as every HTTP-FLV player is
+	// when FanOut is nil.
+	FanOut *fanout.Registry
 	// RTMPUpstream, when not nil, opens the shared upstream of HTTP-FLV
 	// players as an RTMP play of the origin whenever the origin serves
-	// RTMP, so that origins without HTTP-FLV (nginx-rtmp) serve HTTP-FLV
-	// players, and RTMP and HTTP-FLV players share one upstream. Origins
-	// with no RTMP endpoint are asked over HTTP.
-	RTMPUpstream RTMPUpstream
+	// RTMP (the RTMP server's OpenFLV), so that origins without HTTP-FLV
+	// (nginx-rtmp) serve HTTP-FLV players, and RTMP and HTTP-FLV players
+	// share one upstream. Origins with no RTMP endpoint are asked over
+	// HTTP.
+	RTMPUpstream fanout.Upstream
 	// MoveHold bounds how long a playlist or MPD request waits while its
 	// stream moves between origins (see Server.serveHeld): an origin that
 	// gives no answer, or the new origin of a stream that moved without
@@ -255,13 +242,12 @@ type Server struct {
 	docTTL       time.Duration    // 0: derived from each document
 	fetchTimeout time.Duration    // bounds a shared fetch
 	pieces       sync.Pool        // write buffers of cached answers (timedWriter)
-	hubs         *fanout.Registry // shared FLV upstreams; nil without Config.FanOut
-	ownHubs      bool             // hubs is the server's own, closed with it
+	hubs         *fanout.Registry // Config.FanOut: shared FLV upstreams, the caller's
 	fanOutBytes  atomic.Uint64    // written to hijacked FLV players
 	moved        sessionMap       // new SRS sessions of players of moved streams
 	holds        holdTable        // retry loops of documents held across moves
 	hijacked     drain.Group      // FLV players on connections taken over
-	rtmpUp       RTMPUpstream
+	rtmpUp       fanout.Upstream
 
 	ctx    context.Context // canceled by Close; ends every response
 	cancel context.CancelFunc
@@ -334,12 +320,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PlaylistCacheTTL >= 0 {
 		s.docs = newObjectCache(maxDocCacheBytes, maxDocCacheEntries, MaxPlaylistSize, cfg.Now)
 	}
-	switch {
-	case cfg.FanOut && cfg.Hubs != nil:
-		s.hubs, s.rtmpUp = cfg.Hubs, cfg.RTMPUpstream
-	case cfg.FanOut:
-		s.hubs, s.ownHubs, s.rtmpUp = fanout.NewRegistry(fanout.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger}), true, cfg.RTMPUpstream
-	}
+	s.hubs, s.rtmpUp = cfg.FanOut, cfg.RTMPUpstream
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -356,9 +337,6 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	if s.hubs != nil && s.ownHubs {
-		s.hubs.Close()
-	}
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
@@ -63,7 +64,8 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 	}
 	o := startFakeOrigin(t, "")
 	o.media, _ = fanMemMedia()
-	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: true})
+	fan := newFanOut(t, fanout.Config{})
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: fan})
 	var stacks uint64
 	mem := func() uint64 {
 		runtime.GC()
@@ -84,7 +86,7 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 		harness.ReadRTMP(ctx, "rtmp://"+addr+"/live/s", &got)
 	}()
 	testkit.WaitFor(t, 10*time.Second, "the first player receives the media", func() bool {
-		return s.Hubs().Stats().Subscribers == 1 && got.Load() >= want
+		return fan.Stats().Subscribers == 1 && got.Load() >= want
 	})
 	before := mem()
 
@@ -138,9 +140,9 @@ func TestFanOutMemoryPerPlayer(t *testing.T) {
 		end()
 		t.Fatalf("the players' process neither reported nor ended within 90s:\n%s", out.String())
 	}
-	testkit.WaitFor(t, 20*time.Second, "all players attached", func() bool { return s.Hubs().Stats().Subscribers == n+1 })
+	testkit.WaitFor(t, 20*time.Second, "all players attached", func() bool { return fan.Stats().Subscribers == n+1 })
 	after := mem()
-	if subs := s.Hubs().Stats().Subscribers; subs != n+1 {
+	if subs := fan.Stats().Subscribers; subs != n+1 {
 		t.Fatalf("%d players attached while measuring, want %d", subs, n+1)
 	}
 	t.Logf("%d players: %.1f KiB of heap and stacks each (stacks %.1f KiB)", n, float64(after-before)/1024/float64(n), float64(stacks)/1024/float64(n))

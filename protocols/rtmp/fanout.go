@@ -47,17 +47,10 @@ func rtmpQuery(req stream.RTMPRequest) string {
 // reported to Sessions.Track: one per upstream while it is open.
 const ProtoUpstream = "upstream"
 
-// Hubs returns the registry of shared upstreams (nil without
-// Config.FanOut), for an HTTP-FLV server to share with RTMP players.
-func (s *Server) Hubs() *fanout.Registry { return s.hubs }
-
-// FanOutStats are the counters of shared upstreams.
-type FanOutStats = fanout.Stats
-
 // OpenFLV opens an RTMP play of key (with query, as a player's stream name
 // carries it) on origin's RTMP endpoint and returns it as a source of FLV
 // tags, for HTTP-FLV players of origins that serve RTMP (nginx-rtmp serves
-// no HTTP-FLV). The upstream is bounded by Config.DialTimeout to open and
+// no HTTP-FLV): it is a fanout.Upstream. The upstream is bounded by Config.DialTimeout to open and
 // Config.IdleTimeout between messages; closing the source closes it.
 func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error) {
 	if strings.ContainsAny(query, "/\\") {

@@ -66,7 +66,8 @@ func TestSharedPlay(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/rtmp.")
 	o := startFakeOrigin(t, "")
 	o.media = testMedia()
-	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: true})
+	fan := newFanOut(t, fanout.Config{})
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: fan})
 	first := playMedia(t, addr, "s?token=a", 4)
 	second := playMedia(t, addr, "s?token=a", 4)
 	for i, want := range o.media {
@@ -89,14 +90,14 @@ func TestSharedPlay(t *testing.T) {
 	if name := recv(t, o.names); name != "s?token=b" {
 		t.Errorf("origin was asked for %q", name)
 	}
-	if st := s.Hubs().Stats(); st.Upstreams != 2 {
+	if st := fan.Stats(); st.Upstreams != 2 {
 		t.Errorf("hub stats %+v", st)
 	}
 }
 
 func TestSharedPlayRefused(t *testing.T) {
 	o := startFakeOrigin(t, "NetStream.Play.Forbidden")
-	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: true})
+	_, addr := startProxy(t, Config{Router: routeTo(o.Addr), FanOut: newFanOut(t, fanout.Config{})})
 	p := dialTestPeer(t, addr)
 	info, err := p.start("rtmp://"+addr+"/live", "s?token=bad", false)
 	if err != nil {
@@ -159,6 +160,14 @@ func (k *killable) kill() {
 	}
 }
 
+// newFanOut returns a registry of shared upstreams for a proxy of the
+// test, closed after the proxy (when made before startProxy).
+func newFanOut(t testing.TB, cfg fanout.Config) *fanout.Registry {
+	r := fanout.NewRegistry(cfg)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func TestSharedPlayReattaches(t *testing.T) {
 	testkit.CheckOwnGoroutines(t, "protocols/rtmp.")
 	a, b := startFakeOrigin(t, ""), startFakeOrigin(t, "")
@@ -179,9 +188,9 @@ func TestSharedPlayReattaches(t *testing.T) {
 		}
 		return stream.Origin{ID: id, RTMP: addr}, nil
 	}}
-	reports := make(chan Reattach, 1)
-	_, addr := startProxy(t, Config{Router: router, FanOut: true, Reattach: 5 * time.Second,
-		OnReattach: func(r Reattach) { reports <- r }})
+	reports := make(chan fanout.Reattach, 1)
+	_, addr := startProxy(t, Config{Router: router, FanOut: newFanOut(t, fanout.Config{Reattach: 5 * time.Second,
+		OnReattach: func(r fanout.Reattach) { reports <- r }})})
 	p := dialTestPeer(t, addr)
 	if _, err := p.start("rtmp://"+addr+"/live", "s", false); err != nil {
 		t.Fatal(err)
@@ -204,7 +213,7 @@ func TestSharedPlayReattaches(t *testing.T) {
 		t.Errorf("frame spacing after the switch %d, want 40", d)
 	}
 	r := waitChan(t, reports)
-	if r.Err != nil || r.From != "a" || r.To != "b" || r.Players != 1 || r.Stream != "__defaultVhost__/live/s" || r.Took <= 0 {
+	if r.Err != nil || r.Origins.From != "a" || r.Origins.To != "b" || r.Subscribers != 1 || fanout.StreamOf(r.Key) != "__defaultVhost__/live/s" || r.Took <= 0 {
 		t.Errorf("re-attach report %+v", r)
 	}
 }
@@ -214,7 +223,8 @@ func TestSharedPlayReattaches(t *testing.T) {
 func TestSharedPlayNginx(t *testing.T) {
 	harness.Need(t, "ffmpeg")
 	n := harness.StartNginx(t, harness.NginxOptions{})
-	s, addr := startProxy(t, Config{Router: routeTo(n.RTMPAddr), FanOut: true})
+	fan := newFanOut(t, fanout.Config{})
+	s, addr := startProxy(t, Config{Router: routeTo(n.RTMPAddr), FanOut: fan})
 	pub := harness.PublishRTMP(t, "rtmp://"+n.RTMPAddr+"/live/s")
 	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", time.Second, 10, 20*time.Second)
 	var wg sync.WaitGroup
@@ -227,7 +237,7 @@ func TestSharedPlayNginx(t *testing.T) {
 		}()
 	}
 	testkit.WaitFor(t, 20*time.Second, "three players on one upstream", func() bool {
-		st := s.Hubs().Stats()
+		st := fan.Stats()
 		return st.Subscribers == 3 && st.Upstreams == 1
 	})
 	wg.Wait()
@@ -237,7 +247,7 @@ func TestSharedPlayNginx(t *testing.T) {
 	// Players that went away are noticed by the writer (no goroutine of
 	// theirs reads), and their sessions end.
 	testkit.WaitFor(t, 10*time.Second, "the players' sessions to end", func() bool {
-		return s.Hubs().Stats().Subscribers == 0 && s.Stats().Players == 0
+		return fan.Stats().Subscribers == 0 && s.Stats().Players == 0
 	})
 }
 

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,25 +77,19 @@ type Config struct {
 	// closed as soon as they are accepted. Default 10000.
 	MaxConns int
 
-	// FanOut serves players from one shared upstream per stream and query
-	// on this node (see fanout.StreamKey): the first player's play opens it, later
-	// ones get the cached metadata, sequence headers and GOP, then the
-	// live messages. Players whose upstream cannot be shared (the registry
-	// is full) are relayed on their own.
-	FanOut bool
-	// FanOutLinger is how long a shared upstream stays open after its last
-	// player leaves. Default 2 s.
-	FanOutLinger time.Duration
-	// FanOutMaxStreams bounds the shared upstreams. Default 4096.
-	FanOutMaxStreams int
-	// Reattach is how long the players of a shared upstream whose origin
-	// failed (not a clean end of the stream) are kept while the node finds
-	// the stream's new origin and re-attaches them; they never see the
-	// switch but for a gap. Zero: they end with the upstream.
-	Reattach time.Duration
-	// OnReattach, when not nil, is told about every re-attach of a shared
-	// upstream (of RTMP or HTTP-FLV players): see Reattach.
-	OnReattach func(Reattach)
+	// FanOut, when not nil, serves players from one shared upstream per
+	// stream and query on this node (see fanout.StreamKey): the first
+	// player's play opens it, later ones get the cached metadata, sequence
+	// headers and GOP, then the live messages. Its Config says how long an
+	// upstream lingers, how many there may be, and whether players ride
+	// through an origin failure (re-attach); its MaxTagSize should be at
+	// least the larger of MaxMessageSize and OriginMaxMessageSize, or a
+	// larger message ends the upstream. Players whose upstream cannot
+	// be shared (the registry is full) are relayed on their own. The
+	// registry is the caller's, shared with other protocols' players of the
+	// same streams; the caller closes it after the Server. Nil: every
+	// player has its own origin leg.
+	FanOut *fanout.Registry
 	// FailoverTimeout bounds a publisher's failover: from the moment its
 	// origin leg is seen to fail until a new origin accepted the replayed
 	// session. Past it the client gets an error onStatus and is closed.
@@ -104,24 +97,6 @@ type Config struct {
 	FailoverTimeout time.Duration
 	// Failovers, when not nil, is told about every failover.
 	Failovers FailoverObserver
-}
-
-// Reattach reports one re-attach of a node's shared upstream of a stream
-// after its origin failed.
-type Reattach struct {
-	// Stream is the stream's key.
-	Stream string
-	// From and To are the origins the upstream left and reached (From is
-	// also set when it gave up; To then is "").
-	From, To string
-	// Players is how many players of this node rode through (or were lost).
-	Players int
-	// Took is how long the players went without media: from the failure to
-	// the new upstream's first message, or to giving up.
-	Took time.Duration
-	// Err is nil, or why no origin could be re-attached within
-	// Config.Reattach.
-	Err error
 }
 
 // Defaults of Config.
@@ -202,7 +177,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
 	live      drain.Group      // client connections, for Drain
-	hubs      *fanout.Registry // shared upstreams; nil without Config.FanOut
+	hubs      *fanout.Registry // Config.FanOut: shared upstreams, the caller's
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet
@@ -212,18 +187,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{})}
-	if cfg.FanOut {
-		hc := fanout.Config{MaxHubs: cfg.FanOutMaxStreams, Linger: cfg.FanOutLinger, Reattach: cfg.Reattach,
-			MaxTagSize: int(cfg.originMaxMessage())}
-		if f := cfg.OnReattach; f != nil {
-			hc.OnReattach = func(r fanout.Reattach) {
-				f(Reattach{Stream: strings.SplitN(r.Key, "?", 2)[0], From: r.Origins.From, To: r.Origins.To,
-					Players: r.Subscribers, Took: r.Took, Err: r.Err})
-			}
-		}
-		s.hubs = fanout.NewRegistry(hc)
-	}
+	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, listeners: make(map[net.Listener]struct{}), hubs: cfg.FanOut}
 	return s, nil
 }
 
@@ -355,9 +319,6 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	if s.hubs != nil {
-		s.hubs.Close()
-	}
 	return nil
 }
 
