@@ -343,20 +343,6 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// codec returns the token codec with the current key, or answers 503 and
-// returns false while the mesh's key is not known here.
-func (s *Server) codec(w http.ResponseWriter) (tokenCodec, bool) {
-	if s.authority == nil {
-		return s.tokens, true
-	}
-	key, ok := s.authority.TokenKey()
-	if !ok {
-		writeError(w, http.StatusServiceUnavailable, "the mesh has no segment-token key yet")
-		return tokenCodec{}, false
-	}
-	return tokenCodec{key: key}, true
-}
-
 // enter registers a request in flight; it fails once Close has begun.
 func (s *Server) enter() bool {
 	s.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -249,4 +250,44 @@ func cleanRelPath(p string, allowTrailingSlash bool) bool {
 		}
 	}
 	return true
+}
+
+// decodeToken verifies a token of the given kind that names an origin of
+// the mesh, or answers 400 (403 when it expired, 503 without a key) and
+// returns false.
+func (s *Server) decodeToken(w http.ResponseWriter, str string, kind TokenKind) (Token, bool) {
+	c, ok := s.codec(w)
+	if !ok {
+		return Token{}, false
+	}
+	tok, err := c.Decode(str, s.now())
+	switch {
+	case err == ErrTokenExpired:
+		writeError(w, http.StatusForbidden, "token expired; reload the playlist")
+		return Token{}, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid token")
+		return Token{}, false
+	case tok.Kind != kind:
+		writeError(w, http.StatusBadRequest, "invalid token")
+		return Token{}, false
+	case s.authority != nil && !s.authority.KnownHTTPOrigin(tok.Origin):
+		writeError(w, http.StatusBadRequest, "the token names no origin of this mesh")
+		return Token{}, false
+	}
+	return tok, true
+}
+
+// codec returns the token codec with the current key, or answers 503 and
+// returns false while the mesh's key is not known here.
+func (s *Server) codec(w http.ResponseWriter) (tokenCodec, bool) {
+	if s.authority == nil {
+		return s.tokens, true
+	}
+	key, ok := s.authority.TokenKey()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "the mesh has no segment-token key yet")
+		return tokenCodec{}, false
+	}
+	return tokenCodec{key: key}, true
 }
