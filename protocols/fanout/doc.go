@@ -33,10 +33,19 @@
 // fails instead (its origin died) and Config.Reattach is set, the hub keeps
 // its subscribers and runs its Opener again, retrying until Reattach has
 // passed; the Opener routes the stream anew, so the hub follows the stream
-// to its new origin. The new upstream's metadata and sequence headers reach
-// every subscriber, and timestamps are rebased so that they continue,
-// monotonic (modulo 2^32), from the last ones delivered: one re-attach per
-// node serves all of that node's players.
+// to its new origin (Follow). The hub then switches its subscribers to the
+// new upstream as the Source contract says: at the new upstream's first
+// keyframe, after its metadata and sequence headers, with timestamps
+// rebased so that they continue, monotonic (modulo 2^32), from the last
+// ones delivered. One re-attach per node serves all of that node's
+// players, and the same switch is the seam for a stream with several
+// sources: the players' side (Subscriber) does not change with it.
+//
+// The registry is built once by the command that composes a node and
+// handed to every protocol server whose players it serves (RTMP and
+// HTTP-FLV), so that their players of a stream share one upstream; each
+// server brings its own Opener, and Upstream lets one protocol's players
+// be fed from another protocol's play of the origin.
 //
 // Authorization: subscribers share a hub only when their keys are equal,
 // and callers put the client's query (where players carry their tokens) in
@@ -48,8 +57,11 @@
 //
 // Every goroutine has an owner: a hub's reader ends when the hub closes
 // (linger expiry, upstream end, Registry.Close), and Registry.Close waits
-// for all of them. The registry is bounded (Config.MaxHubs); beyond it
-// Subscribe returns ErrFull and the caller relays on its own.
+// for all of them (a linger timer's callback and the wait for a closed
+// hub's reader are the hub's too; Config.OnReattach runs on its reader);
+// whoever made the Registry closes it, after the servers that subscribe to
+// it. The registry is bounded (Config.MaxHubs); beyond
+// it Subscribe returns ErrFull and the caller relays on its own.
 //
 // It imports only the standard library and stream; it knows no protocol
 // package and nothing of the mesh.

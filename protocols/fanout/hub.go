@@ -459,6 +459,9 @@ func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
 		if len(t.Data)-tagHeaderSize-prevSizeLen > h.cfg.MaxTagSize {
 			return fmt.Errorf("%w: %d bytes", ErrTagTooLarge, len(t.Data)-tagHeaderSize-prevSizeLen)
 		}
+		if h.ts.skip(t, h.hasVideo) {
+			continue
+		}
 		h.deliver(h.ts.apply(t))
 		if !failed.IsZero() {
 			h.report(Reattach{Key: h.key, Took: time.Since(*failed), Origins: h.origins})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,5 +243,148 @@ func TestCleanEndAfterMoveReattaches(t *testing.T) {
 			t.Errorf("clean end without a move: %v, %d opens", err, u.opens.Load())
 		}
 		cancel()
+	}
+}
+
+// scripted is a Source that yields its tags, then fails with err (nil:
+// blocks until closed).
+type scripted struct {
+	tags   []Tag
+	err    error
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newScripted(err error, tags ...Tag) *scripted {
+	return &scripted{tags: tags, err: err, closed: make(chan struct{})}
+}
+
+func (s *scripted) ReadHeader() ([]byte, error) { return Header(true, true), nil }
+
+func (s *scripted) ReadTag() (Tag, error) {
+	if len(s.tags) > 0 {
+		t := s.tags[0]
+		s.tags = s.tags[1:]
+		return t, nil
+	}
+	if s.err != nil {
+		return Tag{}, s.err
+	}
+	<-s.closed
+	return Tag{}, ErrClosed
+}
+
+func (s *scripted) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
+}
+
+// TestSwitchSourceAtKeyframe switches a hub's player from one live source
+// to another, as the Source contract says: the second source's frames
+// ahead of its first keyframe are dropped, its metadata and sequence
+// headers come first, and timestamps continue from the first source's.
+// The player's side is the same Subscriber throughout.
+func TestSwitchSourceAtKeyframe(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	avcSeq2 := append(append([]byte(nil), avcSeq...), 2)
+	a := newScripted(errors.New("connection reset"),
+		NewTag(TagScript, 0, metadataBody()), NewTag(TagVideo, 0, avcSeq), NewTag(TagAudio, 0, aacSeq),
+		NewTag(TagVideo, 1000, avcKey), NewTag(TagAudio, 1020, aacRaw), NewTag(TagVideo, 1040, avcInter))
+	b := newScripted(nil,
+		NewTag(TagScript, 0, metadataBody()), NewTag(TagVideo, 0, avcSeq2), NewTag(TagAudio, 0, aacSeq),
+		NewTag(TagVideo, 7000, avcInter), NewTag(TagAudio, 7010, aacRaw), // mid-GOP: dropped
+		NewTag(TagVideo, 7040, avcKey), NewTag(TagAudio, 7060, aacRaw), NewTag(TagVideo, 7080, avcInter))
+	sources := []Source{a, b}
+	var opens atomic.Int32
+	open := func(context.Context) (Source, any, error) {
+		n := opens.Add(1)
+		if int(n) > len(sources) {
+			return nil, nil, errors.New("no more sources")
+		}
+		return sources[n-1], nil, nil
+	}
+	r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
+	s := subscribe(t, r, "k", open)
+
+	got := collect(t, s, 1+6+6)
+	if !IsHeader(got[0]) {
+		t.Fatalf("first buffer is not the FLV header")
+	}
+	type want struct {
+		kind Kind
+		ts   uint32
+		body []byte
+	}
+	switchAt := uint32(1040 + switchGap)
+	wants := []want{
+		{KindMetadata, 0, nil}, {KindVideoSeq, 0, avcSeq}, {KindAudioSeq, 0, aacSeq},
+		{KindKeyframe, 1000, nil}, {KindOther, 1020, nil}, {KindOther, 1040, nil},
+		// The switch: the new source's metadata and sequence headers at the
+		// switch, then its keyframe one frame after the last tag delivered.
+		{KindMetadata, switchAt, nil}, {KindVideoSeq, switchAt, avcSeq2}, {KindAudioSeq, switchAt, aacSeq},
+		{KindKeyframe, switchAt, avcKey}, {KindOther, switchAt + 20, aacRaw}, {KindOther, switchAt + 40, avcInter},
+	}
+	for i, w := range wants {
+		typ, ts, body, ok := TagInfo(got[1+i])
+		if !ok || Classify(typ, body) != w.kind || ts != w.ts || w.body != nil && !bytes.Equal(body, w.body) {
+			t.Errorf("tag %d: kind %d ts %d body %x, want kind %d ts %d body %x", i, Classify(typ, body), ts, body, w.kind, w.ts, w.body)
+		}
+	}
+	if n := opens.Load(); n != 2 {
+		t.Errorf("%d opens, want 2", n)
+	}
+	// A player that joins after the switch starts at the new source's
+	// keyframe, with its sequence headers.
+	late := subscribe(t, r, "k", open)
+	fast := collect(t, late, 1+3+3)
+	if typ, _, body, _ := TagInfo(fast[2]); Classify(typ, body) != KindVideoSeq || !bytes.Equal(body, avcSeq2) {
+		t.Errorf("late player's video sequence header %x, want the new source's", body)
+	}
+	if typ, ts, body, _ := TagInfo(fast[4]); Classify(typ, body) != KindKeyframe || ts != switchAt {
+		t.Errorf("late player's GOP starts with kind %d at %d, want the new keyframe at %d", Classify(typ, body), ts, switchAt)
+	}
+}
+
+// Without video, the first audio frame of the new source is where the
+// switch happens; the gate never holds back an audio-only stream.
+func TestSwitchAudioOnly(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	a := newScripted(errors.New("connection reset"), NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 500, aacRaw))
+	b := newScripted(nil, NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 9000, aacRaw), NewTag(TagAudio, 9020, aacRaw))
+	sources := []Source{a, b}
+	var opens atomic.Int32
+	r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
+	s := subscribe(t, r, "k", func(context.Context) (Source, any, error) {
+		return sources[opens.Add(1)-1], nil, nil
+	})
+	got := collect(t, s, 1+2+3)
+	for i, ts := range []uint32{0, 500, 500 + switchGap, 500 + switchGap, 520 + switchGap} {
+		if _, got, _, _ := TagInfo(got[1+i]); got != ts {
+			t.Errorf("tag %d at %d, want %d", i, got, ts)
+		}
+	}
+}
+
+// A new source that sends no keyframe is held back for switchKeyWait
+// frames at most; metadata and sequence headers always pass.
+func TestSwitchKeyWaitBound(t *testing.T) {
+	var r rebaser
+	if r.skip(NewTag(TagVideo, 0, avcInter), true) {
+		t.Fatal("a frame was dropped before any switch")
+	}
+	r.apply(NewTag(TagVideo, 0, avcInter))
+	r.reattached()
+	for _, tag := range []Tag{NewTag(TagScript, 0, metadataBody()), NewTag(TagVideo, 0, avcSeq), NewTag(TagAudio, 0, aacSeq)} {
+		if r.skip(tag, true) {
+			t.Errorf("kind %d dropped while the keyframe is awaited", tag.Kind)
+		}
+	}
+	for i := range switchKeyWait {
+		if !r.skip(NewTag(TagVideo, uint32(i), avcInter), true) {
+			t.Fatalf("frame %d passed before the keyframe", i)
+		}
+	}
+	if r.skip(NewTag(TagVideo, switchKeyWait, avcInter), true) {
+		t.Error("frames still dropped past switchKeyWait")
 	}
 }

@@ -45,6 +45,29 @@ type Upstream func(ctx context.Context, origin stream.Origin, key stream.Key, qu
 // the upstream failed; a hub with Config.Reattach re-attaches only after
 // the latter. Close unblocks a ReadHeader or ReadTag in progress; it may be
 // called from another goroutine and more than once.
+//
+// A Source is one live copy of a stream, and a hub may switch its players
+// from one Source to another (today when an upstream fails and the hub
+// re-attaches; later between the sources of a stream: replicas, backup
+// encoders, a planned move). A Source therefore knows nothing of the
+// others, and the hub keeps this contract for the players:
+//
+//   - A Source's timestamps are its own: it need not continue another's.
+//     The hub rebases them so that what players get continues, monotonic
+//     (modulo 2^32), from the last tag they had, one frame later.
+//   - A switch happens at a keyframe: the new Source's frames ahead of its
+//     first keyframe (first audio frame, in a stream without video) are
+//     dropped, and the GOP cached from the old one is not served again.
+//   - Metadata and sequence headers are re-sent: a Source sends its own
+//     (onMetaData, then the sequence headers) ahead of its first frame, as
+//     an origin's play does, and they reach every player ahead of the
+//     keyframe. A Source that sends none leaves the old ones in force.
+//   - Only the first Source's header reaches the players; later ones'
+//     are read and dropped. Tags must be classified (NewTag, Reader):
+//     the hub finds keyframes and sequence headers by Tag.Kind.
+//
+// Players (Subscriber) never learn which Source feeds them: a switch is
+// invisible to them but for the gap.
 type Source interface {
 	ReadHeader() ([]byte, error)
 	ReadTag() (Tag, error)
@@ -147,6 +170,7 @@ type rebaser struct {
 	offset  uint32 // added to every timestamp of the current upstream
 	before  uint32 // the old upstream's last timestamp
 	guard   int    // tags left to keep above before
+	keyWait int    // frames of the new upstream still to drop while its first keyframe is awaited
 }
 
 // switchGap is how far after the last delivered tag a new upstream's first
@@ -157,6 +181,11 @@ const switchGap = 40
 // upstream's last timestamp.
 const switchGuard = 1000
 
+// switchKeyWait bounds the frames of a new upstream dropped while its first
+// keyframe is awaited (at 30 video and 47 audio frames a second, about 13
+// seconds): an upstream that sends none by then is delivered as it comes.
+const switchKeyWait = 1000
+
 // reattached starts rebasing the next upstream's tags.
 func (r *rebaser) reattached() {
 	if r.any {
@@ -164,7 +193,26 @@ func (r *rebaser) reattached() {
 		r.floor = r.last + switchGap
 		r.before = r.last
 		r.guard = switchGuard
+		r.keyWait = switchKeyWait
 	}
+}
+
+// skip reports whether t, a tag of the current upstream, is a frame ahead
+// of that upstream's first keyframe after a switch (in a stream without
+// video, ahead of its first audio frame): players switch at a keyframe, so
+// such frames are dropped. Metadata and sequence headers are never
+// dropped; they reach the players ahead of the keyframe. hasVideo says
+// whether the stream has video.
+func (r *rebaser) skip(t Tag, hasVideo bool) bool {
+	if r.keyWait == 0 || (t.Type != TagAudio && t.Type != TagVideo) || t.Kind == KindVideoSeq || t.Kind == KindAudioSeq {
+		return false
+	}
+	if t.Kind == KindKeyframe || !hasVideo && t.Type == TagAudio {
+		r.keyWait = 0
+		return false
+	}
+	r.keyWait--
+	return true
 }
 
 // apply rewrites t's timestamp (in t.Data too) and returns it.
