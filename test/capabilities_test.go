@@ -24,10 +24,7 @@ var netInternals = []string{
 // pendingCapabilities are capability switches still made at run time,
 // with the room that is to make them explicit. Remove an entry when its
 // assertion is gone; the test says so when one is stale.
-var pendingCapabilities = map[string]string{
-	"Mover":   "protocols/fanout: a fan-out source that can tell it moved",
-	"Origins": "protocols/fanout: a fan-out source that names its origins",
-}
+var pendingCapabilities = map[string]string{}
 
 // TestNoCapabilityAssertions: no protocol package switches a capability
 // on by asserting an interface at run time. What a server may use is a

@@ -29,8 +29,10 @@
 // Config.Linger for a subscriber that comes back.
 //
 // When the upstream ends cleanly (the publisher stopped: io.EOF from the
-// Source), every subscriber ends once it has read its queue. When it
-// fails instead (its origin died) and Config.Reattach is set, the hub keeps
+// Source), every subscriber ends once it has read its queue, unless the
+// stream moved to another origin (Opened.Moved, which Follow's upstreams
+// answer). When it fails instead (its origin died), or moved, and
+// Config.Reattach is set, the hub keeps
 // its subscribers and runs its Opener again, retrying until Reattach has
 // passed; the Opener routes the stream anew, so the hub follows the stream
 // to its new origin (Follow). The hub then switches its subscribers to the

@@ -14,22 +14,39 @@ import (
 // Opener opens the upstream of a hub: typically an HTTP GET of the
 // origin's .flv (FLVSource) or an RTMP play of the stream, made with the
 // first subscriber's query and headers. ctx is the hub's, not a
-// subscriber's: it ends when the hub closes. info is kept by the hub for
-// every subscriber (Subscriber.Info); the caller may put the origin's
-// response headers there. An error is returned to the subscriber whose call
-// ran the Opener, as it is, and no hub is kept.
+// subscriber's: it ends when the hub closes. An error is returned to the
+// subscriber whose call ran the Opener, as it is, and no hub is kept.
 //
 // With Config.Reattach the hub runs the Opener again when its upstream
 // fails, so an Opener must find the stream's origin anew on each call (the
-// stream may have moved to another origin); info of later calls is
-// ignored.
-type Opener func(ctx context.Context) (src Source, info any, err error)
+// stream may have moved to another origin): Follow makes such Openers.
+type Opener func(ctx context.Context) (Opened, error)
+
+// Opened is an upstream an Opener opened, and what the hub is told of it.
+// Every field but Source is optional: the zero value is off.
+type Opened struct {
+	// Source is the upstream; it must not be nil.
+	Source Source
+	// Info is kept by the hub for every subscriber (Subscriber.Info): the
+	// caller may put the origin's response headers there. Only the first
+	// open's counts.
+	Info any
+	// Origins are, on a re-attach, the origins the stream left and
+	// reached, for the report (Reattach.Origins).
+	Origins Origins
+	// Moved, when not nil, is asked when Source ends cleanly (io.EOF),
+	// with the hub's context: true says that the stream moved to another
+	// origin (its old origin ended it as the publisher left), so that the
+	// hub re-attaches its players rather than ending them. Nil: a clean
+	// end ends them.
+	Moved func(ctx context.Context) bool
+}
 
 // Reattach reports one re-attach of a hub: its key, how long the players
 // went without a tag (from the upstream's failure to the new upstream's
 // first tag, or to giving up), nil or why it gave up, how many subscribers
 // rode through, and the origins it left and reached when the Opener said
-// (an Opener's info of type Origins).
+// (Opened.Origins).
 type Reattach struct {
 	Key         string
 	Took        time.Duration
@@ -38,8 +55,8 @@ type Reattach struct {
 	Origins     Origins
 }
 
-// Origins is what an Opener may return as info when it re-attaches: the
-// origin the stream left (the previous call's) and the one it opened.
+// Origins are the origins a re-attach left (the previous open's) and
+// reached (the one it opened).
 type Origins struct {
 	From, To string
 }
@@ -338,24 +355,24 @@ func (h *hub) resume(s *Subscriber) {
 // start runs open and the reader goroutine.
 func (h *hub) start(open Opener) {
 	h.open = open
-	src, info, err := open(h.ctx)
-	if err == nil && src == nil {
+	up, err := open(h.ctx)
+	if err == nil && up.Source == nil {
 		err = io.ErrUnexpectedEOF
 	}
-	h.info, h.openErr = info, err
+	h.info, h.openErr = up.Info, err
 	if err != nil {
 		close(h.ready)
 		close(h.done)
 		h.close(err)
 		return
 	}
-	ok := h.setSource(src)
+	ok := h.setSource(up.Source)
 	close(h.ready)
 	if !ok { // closed while opening
 		close(h.done)
 		return
 	}
-	go h.read(src)
+	go h.read(up)
 }
 
 // setSource makes src the hub's upstream, so that close reaches it. It
@@ -376,16 +393,16 @@ func (h *hub) setSource(src Source) bool {
 // read is the hub's reader goroutine: it delivers every tag of the
 // upstream, re-attaching when the upstream fails (Config.Reattach), then
 // closes the hub.
-func (h *hub) read(src Source) {
+func (h *hub) read(up Opened) {
 	defer close(h.done)
 	var failed time.Time // the upstream failure not yet recovered from
-	err := ended(src, h.readFrom(src, true, &failed))
+	err := h.ended(up, h.readFrom(up.Source, true, &failed))
 	for err != nil && err != io.EOF && h.cfg.Reattach > 0 && h.ctx.Err() == nil {
-		src.Close()
+		up.Source.Close()
 		if failed.IsZero() {
 			failed = time.Now()
 		}
-		if src, err = h.reattach(failed.Add(h.cfg.Reattach)); err != nil {
+		if up, err = h.reattach(failed.Add(h.cfg.Reattach)); err != nil {
 			h.report(Reattach{Key: h.key, Took: time.Since(failed), Err: err})
 			break
 		}
@@ -396,7 +413,7 @@ func (h *hub) read(src Source) {
 		clear(h.gop)
 		h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, false
 		h.mu.Unlock()
-		err = ended(src, h.readFrom(src, false, &failed))
+		err = h.ended(up, h.readFrom(up.Source, false, &failed))
 	}
 	if err == io.EOF {
 		err = nil
@@ -409,16 +426,10 @@ func (h *hub) read(src Source) {
 // re-attach from, not the publisher's end.
 var errMoved = errors.New("fanout: the stream moved to another origin")
 
-// Mover is implemented by Sources that can tell, at a clean end, that the
-// stream moved to another origin (its old origin ended it as the publisher
-// left) rather than ended.
-type Mover interface {
-	Moved() bool
-}
-
-// ended is err, or errMoved when src ended cleanly because the stream moved.
-func ended(src Source, err error) error {
-	if m, ok := src.(Mover); ok && err == io.EOF && m.Moved() {
+// ended is err, or errMoved when up ended cleanly because the stream moved
+// (Opened.Moved).
+func (h *hub) ended(up Opened, err error) error {
+	if err == io.EOF && up.Moved != nil && up.Moved(h.ctx) {
 		return errMoved
 	}
 	return err
@@ -472,28 +483,28 @@ func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
 
 // reattach runs the Opener until it gives a Source or the deadline has
 // passed, backing off between tries.
-func (h *hub) reattach(deadline time.Time) (Source, error) {
+func (h *hub) reattach(deadline time.Time) (Opened, error) {
 	ctx, cancel := context.WithDeadline(h.ctx, deadline)
 	defer cancel()
 	backoff := 100 * time.Millisecond
 	for {
-		src, info, err := h.open(ctx)
-		if err == nil && src != nil {
-			if !h.setSource(src) {
-				return nil, ErrClosed
+		up, err := h.open(ctx)
+		if err == nil && up.Source != nil {
+			if !h.setSource(up.Source) {
+				return Opened{}, ErrClosed
 			}
-			h.origins, _ = info.(Origins)
-			return src, nil
+			h.origins = up.Origins
+			return up, nil
 		}
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
 		if errors.Is(err, ErrRefused) { // the new origin said no: no retry changes that
-			return nil, fmt.Errorf("fanout: re-attach refused: %w", err)
+			return Opened{}, fmt.Errorf("fanout: re-attach refused: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("fanout: re-attach gave up: %w", err)
+			return Opened{}, fmt.Errorf("fanout: re-attach gave up: %w", err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -672,7 +683,7 @@ type Subscriber struct {
 	left     bool
 }
 
-// Info returns what the hub's Opener returned as info.
+// Info returns what the hub's first open returned as Opened.Info.
 func (s *Subscriber) Info() any { return s.h.info }
 
 func (s *Subscriber) fits(n, bound int) bool { return s.queued+n <= bound }

@@ -26,13 +26,13 @@ type upstream struct {
 
 // opener opens a new pipe for each open.
 func (u *upstream) opener() Opener {
-	return func(ctx context.Context) (Source, any, error) {
+	return func(ctx context.Context) (Opened, error) {
 		u.opens.Add(1)
 		pr, pw := io.Pipe()
 		u.mu.Lock()
 		u.pw = pw
 		u.mu.Unlock()
-		return FLVSource(closeCounter{pr, &u.closes}, DefaultMaxTagSize), "info", nil
+		return Opened{Source: FLVSource(closeCounter{pr, &u.closes}, DefaultMaxTagSize), Info: "info"}, nil
 	}
 }
 
@@ -326,7 +326,7 @@ func TestOpenError(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	r := newTestRegistry(t, Config{})
 	bad := errors.New("403")
-	s, err := r.Subscribe(context.Background(), "k", func(context.Context) (Source, any, error) { return nil, nil, bad })
+	s, err := r.Subscribe(context.Background(), "k", func(context.Context) (Opened, error) { return Opened{}, bad })
 	if err != bad || s != nil {
 		t.Fatalf("Subscribe = %v, %v; want the opener's error", s, err)
 	}
@@ -338,10 +338,10 @@ func TestOpenError(t *testing.T) {
 	entered := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Subscribe(context.Background(), "k", func(context.Context) (Source, any, error) {
+		_, err := r.Subscribe(context.Background(), "k", func(context.Context) (Opened, error) {
 			close(entered)
 			<-release
-			return nil, nil, bad
+			return Opened{}, bad
 		})
 		errc <- err
 	}()

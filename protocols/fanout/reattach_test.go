@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -85,12 +86,12 @@ type failingUpstream struct {
 
 func (u *failingUpstream) opener() Opener {
 	open := u.upstream.opener()
-	return func(ctx context.Context) (Source, any, error) {
+	return func(ctx context.Context) (Opened, error) {
 		u.mu.Lock()
 		fail := u.failOpens && u.pw != nil
 		u.mu.Unlock()
 		if fail {
-			return nil, nil, errors.New("connection refused")
+			return Opened{}, errors.New("connection refused")
 		}
 		return open(ctx)
 	}
@@ -208,14 +209,6 @@ func TestHeader(t *testing.T) {
 	}
 }
 
-// movedSource is an FLV source that says the stream moved.
-type movedSource struct {
-	Source
-	moved bool
-}
-
-func (m movedSource) Moved() bool { return m.moved }
-
 // TestCleanEndAfterMoveReattaches: an upstream that ends cleanly because
 // the stream moved (its old origin saw the publisher leave) is re-attached,
 // not ended; a clean end of a stream that did not move ends the players.
@@ -225,9 +218,10 @@ func TestCleanEndAfterMoveReattaches(t *testing.T) {
 		u := &failingUpstream{}
 		open := u.opener()
 		r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
-		s := subscribe(t, r, "k", func(ctx context.Context) (Source, any, error) {
-			src, info, err := open(ctx)
-			return movedSource{src, moved}, info, err
+		s := subscribe(t, r, "k", func(ctx context.Context) (Opened, error) {
+			up, err := open(ctx)
+			up.Moved = func(context.Context) bool { return moved }
+			return up, err
 		})
 		u.write(t, flvHeader, tKey)
 		collect(t, s, 2)
@@ -296,12 +290,12 @@ func TestSwitchSourceAtKeyframe(t *testing.T) {
 		NewTag(TagVideo, 7040, avcKey), NewTag(TagAudio, 7060, aacRaw), NewTag(TagVideo, 7080, avcInter))
 	sources := []Source{a, b}
 	var opens atomic.Int32
-	open := func(context.Context) (Source, any, error) {
+	open := func(context.Context) (Opened, error) {
 		n := opens.Add(1)
 		if int(n) > len(sources) {
-			return nil, nil, errors.New("no more sources")
+			return Opened{}, errors.New("no more sources")
 		}
-		return sources[n-1], nil, nil
+		return Opened{Source: sources[n-1]}, nil
 	}
 	r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
 	s := subscribe(t, r, "k", open)
@@ -354,8 +348,8 @@ func TestSwitchAudioOnly(t *testing.T) {
 	sources := []Source{a, b}
 	var opens atomic.Int32
 	r := newTestRegistry(t, Config{Reattach: 5 * time.Second})
-	s := subscribe(t, r, "k", func(context.Context) (Source, any, error) {
-		return sources[opens.Add(1)-1], nil, nil
+	s := subscribe(t, r, "k", func(context.Context) (Opened, error) {
+		return Opened{Source: sources[opens.Add(1)-1]}, nil
 	})
 	got := collect(t, s, 1+2+3)
 	for i, ts := range []uint32{0, 500, 500 + switchGap, 500 + switchGap, 520 + switchGap} {
@@ -387,4 +381,34 @@ func TestSwitchKeyWaitBound(t *testing.T) {
 	if r.skip(NewTag(TagVideo, switchKeyWait, avcInter), true) {
 		t.Error("frames still dropped past switchKeyWait")
 	}
+}
+
+// Follow's upstreams say which origins a re-attach left and reached, and
+// tell at a clean end whether the stream moved, whatever wraps their
+// Source (Tracked).
+func TestFollow(t *testing.T) {
+	var at atomic.Value
+	at.Store("a")
+	route := func(context.Context) (stream.Origin, error) { return stream.Origin{ID: at.Load().(string)}, nil }
+	open := Follow(stream.Origin{ID: "a"}, route, time.Second, func(_ context.Context, o stream.Origin, first bool) (Source, any, error) {
+		return Tracked(newScripted(nil), func() {}), "info " + o.ID, nil
+	})
+	ctx := context.Background()
+	first, err := open(ctx)
+	if err != nil || first.Info != "info a" || first.Origins != (Origins{}) {
+		t.Fatalf("first open: %+v, %v", first, err)
+	}
+	if first.Moved(ctx) {
+		t.Error("moved while the route names the origin played")
+	}
+	at.Store("b")
+	if !first.Moved(ctx) {
+		t.Error("not moved once the route names another origin")
+	}
+	second, err := open(ctx)
+	if err != nil || second.Info != nil || second.Origins != (Origins{From: "a", To: "b"}) || second.Moved(ctx) {
+		t.Errorf("re-attach: %+v, %v", second, err)
+	}
+	first.Source.Close()
+	second.Source.Close()
 }

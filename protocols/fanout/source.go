@@ -249,13 +249,16 @@ func (r *rebaser) apply(t Tag) Tag {
 // Follow returns an Opener that follows a stream from origin to origin.
 // Its first call opens on first (the origin the first player was routed
 // to); each later call, a re-attach, asks route (bounded by routeTimeout)
-// where the stream lives now and opens there. open gets the origin and
-// whether the call is the first; the first call's info is open's, a
-// re-attach's is the Origins it left and reached.
+// where the stream lives now and opens there, and says which origins it
+// left and reached (Opened.Origins). open gets the origin and whether the
+// call is the first, and returns the Source and, for the first call, the
+// Opened.Info. Every upstream it opens can tell, at a clean end, whether
+// the stream moved (Opened.Moved): route then names another origin than
+// the one it plays.
 func Follow(first stream.Origin, route func(context.Context) (stream.Origin, error), routeTimeout time.Duration,
 	open func(ctx context.Context, o stream.Origin, first bool) (Source, any, error)) Opener {
 	last, opened := first, false
-	return func(ctx context.Context) (Source, any, error) {
+	return func(ctx context.Context) (Opened, error) {
 		o, isFirst := first, !opened
 		if !isFirst {
 			rctx, cancel := context.WithTimeout(ctx, routeTimeout)
@@ -263,16 +266,26 @@ func Follow(first stream.Origin, route func(context.Context) (stream.Origin, err
 			o, err = route(rctx)
 			cancel()
 			if err != nil {
-				return nil, nil, err
+				return Opened{}, err
 			}
 		}
 		opened = true
 		src, info, err := open(ctx, o, isFirst)
-		if err != nil || isFirst {
-			return src, info, err
+		if err != nil {
+			return Opened{}, err
 		}
-		moved := Origins{From: last.ID, To: o.ID}
+		up := Opened{Source: src, Moved: func(ctx context.Context) bool {
+			rctx, cancel := context.WithTimeout(ctx, routeTimeout)
+			defer cancel()
+			now, err := route(rctx)
+			return err == nil && now.ID != o.ID
+		}}
+		if isFirst {
+			up.Info = info
+		} else {
+			up.Origins = Origins{From: last.ID, To: o.ID}
+		}
 		last = o
-		return src, moved, nil
+		return up, nil
 	}
 }

@@ -94,7 +94,7 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	}
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
-	var src fanout.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage()), s: s, key: c.req.Key, origin: origin.ID}
+	var src fanout.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage())}
 	if s.cfg.Sessions != nil {
 		src = fanout.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, nil, nil))
 	}
@@ -111,11 +111,9 @@ func (c *conn) detached() *conn {
 // upstream is an origin's play leg read as FLV tags: audio, video and AMF0
 // data messages become tags; the origin's end of the stream
 // (UnpublishNotify, Play.Stop, StreamEOF) is a clean end (io.EOF); anything
-// else that ends the leg is an upstream failure.
+// else that ends the leg is an upstream failure (whether a clean end is the
+// stream's move to another origin is fanout.Follow's question).
 type upstream struct {
-	s       *Server
-	key     stream.Key
-	origin  string // the id of the origin played
 	o       *originLeg
 	nc      net.Conn
 	max     int
@@ -124,16 +122,6 @@ type upstream struct {
 }
 
 func (u *upstream) ReadHeader() ([]byte, error) { return fanout.Header(true, true), nil }
-
-// Moved reports whether the stream is now assigned to another origin than
-// the one this upstream plays (fanout.Mover): its origin's end of the stream
-// then means the publisher moved, and the players re-attach.
-func (u *upstream) Moved() bool {
-	ctx, cancel := context.WithTimeout(u.s.ctx, u.s.cfg.DialTimeout)
-	defer cancel()
-	o, err := route.For(u.s.cfg.Router, true)(ctx, u.key)
-	return err == nil && o.ID != u.origin
-}
 
 func (u *upstream) Close() error {
 	return u.nc.Close()
