@@ -17,8 +17,6 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
-	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
-	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -264,57 +262,22 @@ func assignLoad(t *testing.T, nodes []*harness.Node, tag string, workers int, d 
 // the time from the publish command to the node's onStatus (whatever its
 // level: the stand-in origin refuses every stream once it is assigned).
 func publishOnce(addr, name string) (time.Duration, error) {
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := dialRTMPCommands(addr, 2*time.Second, 10*time.Second)
 	if err != nil {
 		return 0, err
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := handshake.Client(nc, 0); err != nil {
-		return 0, err
-	}
-	r, w := chunk.NewReader(nc, 1<<20, 4096), chunk.NewWriter(nc, 4096)
-	send := func(sid uint32, vals ...any) error {
-		b, err := amf0.AppendAll(nil, vals...)
-		if err != nil {
-			return err
-		}
-		if err := w.WriteMessage(&chunk.Message{CSID: 3, Type: chunk.TypeCommandAMF0, StreamID: sid, Payload: b}); err != nil {
-			return err
-		}
-		return w.Flush()
-	}
-	// until reads commands until one named name arrives and returns its
-	// values.
-	until := func(name string) ([]any, error) {
-		for {
-			m, err := r.ReadMessage()
-			if err != nil {
-				return nil, err
-			}
-			if m.Type != chunk.TypeCommandAMF0 {
-				continue
-			}
-			vals, err := amf0.DecodeAll(m.Payload)
-			if err != nil {
-				return nil, err
-			}
-			if len(vals) > 0 && vals[0] == name {
-				return vals, nil
-			}
-		}
-	}
+	defer c.Close()
 	tc := "rtmp://" + addr + "/live"
-	if err := send(0, "connect", 1.0, amf0.Object{{Key: "app", Value: "live"}, {Key: "tcUrl", Value: tc}}); err != nil {
+	if err := c.send(0, "connect", 1.0, amf0.Object{{Key: "app", Value: "live"}, {Key: "tcUrl", Value: tc}}); err != nil {
 		return 0, err
 	}
-	if _, err := until("_result"); err != nil {
+	if _, err := c.until("_result"); err != nil {
 		return 0, err
 	}
-	if err := send(0, "createStream", 2.0, nil); err != nil {
+	if err := c.send(0, "createStream", 2.0, nil); err != nil {
 		return 0, err
 	}
-	res, err := until("_result")
+	res, err := c.until("_result")
 	if err != nil {
 		return 0, err
 	}
@@ -323,10 +286,10 @@ func publishOnce(addr, name string) (time.Duration, error) {
 	}
 	sid, _ := res[3].(float64)
 	begin := time.Now()
-	if err := send(uint32(sid), "publish", 3.0, nil, name, "live"); err != nil {
+	if err := c.send(uint32(sid), "publish", 3.0, nil, name, "live"); err != nil {
 		return 0, err
 	}
-	if _, err := until("onStatus"); err != nil {
+	if _, err := c.until("onStatus"); err != nil {
 		return 0, err
 	}
 	return time.Since(begin), nil

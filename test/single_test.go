@@ -16,8 +16,6 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
-	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
-	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
@@ -310,62 +308,29 @@ func listeningSockets(pid int) ([]socket, error) {
 // After an error onStatus, the server must close the connection; the whole
 // exchange must end within 20 s.
 func publishStatus(addr, app, name string) (amf0.Object, error) {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialRTMPCommands(addr, 5*time.Second, 20*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	if err := handshake.Client(nc, 0); err != nil {
+	defer c.Close()
+	if err := c.send(0, "connect", 1.0, amf0.Object{{Key: "app", Value: app}, {Key: "tcUrl", Value: "rtmp://" + addr + "/" + app}}); err != nil {
 		return nil, err
 	}
-	r, w := chunk.NewReader(nc, 1<<20, 4096), chunk.NewWriter(nc, 4096)
-	send := func(sid uint32, vals ...any) error {
-		b, err := amf0.AppendAll(nil, vals...)
-		if err != nil {
-			return err
-		}
-		if err := w.WriteMessage(&chunk.Message{CSID: 3, Type: chunk.TypeCommandAMF0, StreamID: sid, Payload: b}); err != nil {
-			return err
-		}
-		return w.Flush()
-	}
-	until := func(name string) ([]any, error) {
-		for {
-			m, err := r.ReadMessage()
-			if err != nil {
-				return nil, fmt.Errorf("waiting for %s: %w", name, err)
-			}
-			if m.Type != chunk.TypeCommandAMF0 {
-				continue
-			}
-			vals, err := amf0.DecodeAll(m.Payload)
-			if err != nil {
-				return nil, err
-			}
-			if len(vals) > 0 && vals[0] == name {
-				return vals, nil
-			}
-		}
-	}
-	if err := send(0, "connect", 1.0, amf0.Object{{Key: "app", Value: app}, {Key: "tcUrl", Value: "rtmp://" + addr + "/" + app}}); err != nil {
+	if _, err := c.until("_result"); err != nil {
 		return nil, err
 	}
-	if _, err := until("_result"); err != nil {
+	if err := c.send(0, "createStream", 2.0, nil); err != nil {
 		return nil, err
 	}
-	if err := send(0, "createStream", 2.0, nil); err != nil {
-		return nil, err
-	}
-	res, err := until("_result")
+	res, err := c.until("_result")
 	if err != nil {
 		return nil, err
 	}
 	sid, _ := res[len(res)-1].(float64)
-	if err := send(uint32(sid), "publish", 3.0, nil, name, "live"); err != nil {
+	if err := c.send(uint32(sid), "publish", 3.0, nil, name, "live"); err != nil {
 		return nil, err
 	}
-	vals, err := until("onStatus")
+	vals, err := c.until("onStatus")
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +343,7 @@ func publishStatus(addr, app, name string) (amf0.Object, error) {
 	}
 	// After an error the server ends the connection.
 	for {
-		if _, err := r.ReadMessage(); errors.Is(err, os.ErrDeadlineExceeded) {
+		if _, err := c.r.ReadMessage(); errors.Is(err, os.ErrDeadlineExceeded) {
 			return info, fmt.Errorf("the connection stayed open after the error onStatus %v", info)
 		} else if err != nil {
 			return info, nil
