@@ -34,7 +34,11 @@ const (
 	CmdSetTokenKey       CmdType = 11
 	CmdTouchRTCSessions  CmdType = 12
 	// Types from 30 on.
-	CmdMove CmdType = 30
+	CmdMove         CmdType = 30
+	CmdPlanMove     CmdType = 31
+	CmdCompleteMove CmdType = 32
+	CmdCancelMove   CmdType = 33
+	CmdSetReplicas  CmdType = 34
 )
 
 // Forwardable reports whether followers forward commands of type t to the
@@ -43,7 +47,8 @@ const (
 // and a leader refuses them from the network.
 func Forwardable(t CmdType) bool {
 	switch t {
-	case CmdRegisterOrigin, CmdSetDraining, CmdAssign, CmdTouch, CmdPutRTCSession, CmdDeleteRTCSession, CmdTouchRTCSessions, CmdMove:
+	case CmdRegisterOrigin, CmdSetDraining, CmdAssign, CmdTouch, CmdPutRTCSession, CmdDeleteRTCSession, CmdTouchRTCSessions, CmdMove,
+		CmdCompleteMove:
 		return true
 	}
 	return false
@@ -78,6 +83,14 @@ func (t CmdType) String() string {
 		return "touch_rtc_sessions"
 	case CmdMove:
 		return "move"
+	case CmdPlanMove:
+		return "plan_move"
+	case CmdCompleteMove:
+		return "complete_move"
+	case CmdCancelMove:
+		return "cancel_move"
+	case CmdSetReplicas:
+		return "set_replicas"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -399,6 +412,14 @@ func Decode(data []byte) (Command, error) {
 		body = new(TouchRTCSessionsCmd)
 	case CmdMove:
 		body = new(MoveCmd)
+	case CmdPlanMove:
+		body = new(PlanMoveCmd)
+	case CmdCompleteMove:
+		body = new(CompleteMoveCmd)
+	case CmdCancelMove:
+		body = new(CancelMoveCmd)
+	case CmdSetReplicas:
+		body = new(SetReplicasCmd)
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
 	}
@@ -436,6 +457,7 @@ const (
 	codeMoveTooSoon   = "move_too_soon"
 	codeOriginsFull   = "origins_full"
 	codeAssignFull    = "assignments_full"
+	codeMovePending   = "move_pending"
 )
 
 func failResult(code string, err error) Result {
@@ -467,6 +489,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", stream.ErrOriginsFull, r.Message)
 	case codeAssignFull:
 		return fmt.Errorf("%w (%s)", ErrAssignmentsFull, r.Message)
+	case codeMovePending:
+		return fmt.Errorf("%w (%s)", ErrMovePending, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

@@ -70,6 +70,18 @@ type Assignment struct {
 	// MovedFrom is the origin the stream left at its last move ("" when it
 	// never moved).
 	MovedFrom string `json:"moved_from,omitempty"`
+	// MoveKind is how the stream last changed origin: MovePlanned (a
+	// make-before-break move), MoveFailover or MovePromoted ("" when it
+	// never moved or moved before kinds were recorded).
+	MoveKind string `json:"move_kind,omitempty"`
+	// Replicas are the origins that hold a warm copy of the stream
+	// (SetReplicasCmd), in the order they take over; never Origin, each at
+	// most once, at most MaxReplicas.
+	Replicas []string `json:"replicas,omitempty"`
+	// Target is the origin of a planned move in progress (PlanMoveCmd), ""
+	// when none; TargetMs is when it was planned.
+	Target   string `json:"target,omitempty"`
+	TargetMs int64  `json:"target_ms,omitempty"`
 }
 
 // minSegmentMs is the shortest HLS segment segmentsSince counts with: SRS
@@ -116,6 +128,11 @@ type FSM struct {
 	// playOnly counts the assignments with PlayOnly set.
 	playOnly int
 
+	// moved lists the keys whose origin the command being applied changed;
+	// Apply hands them to onMoved after it unlocks.
+	moved   []string
+	onMoved func(key string)
+
 	// index is the Raft index of the last applied log entry; applied is
 	// closed (and cleared) when it advances, for WaitApplied.
 	index   uint64
@@ -148,8 +165,25 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.index = l.Index
 	}
 	f.notifyLocked()
+	moved, watch := f.moved, f.onMoved
+	f.moved = f.moved[:0]
 	f.mu.Unlock()
+	if watch != nil {
+		for _, k := range moved {
+			watch(k)
+		}
+	}
 	return res
+}
+
+// OnMoved sets fn to be called with a key each time an applied command
+// changes the origin of the key's assignment (a move of any kind, a
+// repair, a promoted replica). fn runs on the goroutine that applies the
+// log, after the state is updated, and must not block.
+func (f *FSM) OnMoved(fn func(key string)) {
+	f.mu.Lock()
+	f.onMoved = fn
+	f.mu.Unlock()
 }
 
 // notifyLocked wakes the waiters of WaitApplied. f.mu is held.
@@ -223,6 +257,14 @@ func (f *FSM) applyCommand(data []byte) Result {
 		return f.applyTouchRTCSessions(c)
 	case *MoveCmd:
 		return f.applyMove(c)
+	case *PlanMoveCmd:
+		return f.applyPlanMove(c)
+	case *CompleteMoveCmd:
+		return f.applyCompleteMove(c)
+	case *CancelMoveCmd:
+		return f.applyCancelMove(c)
+	case *SetReplicasCmd:
+		return f.applySetReplicas(c)
 	case *SetTokenKeyCmd:
 		if len(c.Key) < 16 || len(c.Key) > 64 {
 			return failResult(codeBadCommand, fmt.Errorf("%w: a token key of %d bytes", ErrBadCommand, len(c.Key)))
@@ -345,10 +387,15 @@ func (f *FSM) applyRemove(c *RemoveOriginCmd) Result {
 	for k, a := range f.assignments {
 		if a.Origin == c.ID {
 			delete(f.assignments, k)
+			for _, id := range a.holders()[1:] {
+				f.decStreams(id)
+			}
 			if a.PlayOnly {
 				f.playOnly--
 			}
+			continue
 		}
+		a.dropSource(c.ID)
 	}
 	delete(f.streams, c.ID)
 	return Result{}
@@ -404,6 +451,18 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 			return Result{Origin: &out}
 		}
 	}
+	if a != nil {
+		// A warm replica takes over from an unhealthy primary.
+		if id := f.healthyReplica(a, ""); id != "" {
+			f.promote(a, id, c.NowMs)
+			f.moved = append(f.moved, c.Key)
+			if c.NowMs > a.LastUsedMs {
+				a.LastUsedMs = c.NowMs
+			}
+			out := f.origins[id].Origin
+			return Result{Origin: &out, Created: true}
+		}
+	}
 	playOnly := c.PlayOnly && (a == nil || a.PlayOnly)
 	if playOnly && a == nil && c.MaxPlayOnly > 0 && f.playOnly >= c.MaxPlayOnly {
 		return failResult(codePlayOnlyFull, fmt.Errorf("%w: %d, the most allowed", ErrPlayOnlyFull, f.playOnly))
@@ -427,15 +486,18 @@ func (f *FSM) applyAssign(c *AssignCmd) Result {
 	}
 	na := &Assignment{Origin: id, CreatedMs: c.NowMs, LastUsedMs: c.NowMs, PlayOnly: playOnly}
 	if a != nil {
-		f.decStreams(a.Origin)
+		for _, h := range a.holders() {
+			f.decStreams(h)
+		}
 		if a.PlayOnly {
 			f.playOnly--
 		}
-		na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom = a.Epoch, a.MovedMs, a.SeqBase, a.MovedFrom
+		na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom, na.MoveKind = a.Epoch, a.MovedMs, a.SeqBase, a.MovedFrom, a.MoveKind
 		if a.Origin != id {
 			prev := *a
 			prev.moved(c.NowMs)
-			na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom = prev.Epoch, prev.MovedMs, prev.SeqBase, prev.MovedFrom
+			na.Epoch, na.MovedMs, na.SeqBase, na.MovedFrom, na.MoveKind = prev.Epoch, prev.MovedMs, prev.SeqBase, prev.MovedFrom, MoveFailover
+			f.moved = append(f.moved, c.Key)
 		}
 	}
 	f.assignments[c.Key] = na
@@ -481,6 +543,15 @@ func (f *FSM) applyMove(c *MoveCmd) Result {
 		// bounds, never by a move.
 		return failResult(codeNoOrigin, fmt.Errorf("%w: %s has no assignment to move", stream.ErrNoOrigin, c.Key))
 	}
+	if id := f.healthyReplica(a, c.From); id != "" {
+		f.promote(a, id, c.NowMs)
+		f.moved = append(f.moved, c.Key)
+		if c.NowMs > a.LastUsedMs {
+			a.LastUsedMs = c.NowMs
+		}
+		out := f.origins[id].Origin
+		return Result{Origin: &out, Created: true}
+	}
 	cands := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
 		if id != c.From {
@@ -495,12 +566,18 @@ func (f *FSM) applyMove(c *MoveCmd) Result {
 		return failResult(codeNoOrigin, fmt.Errorf("%w for %s", err, c.Key))
 	}
 	f.decStreams(a.Origin)
+	if a.Target != "" {
+		f.decStreams(a.Target)
+		a.Target, a.TargetMs = "", 0
+	}
 	if a.PlayOnly {
 		a.PlayOnly = false
 		f.playOnly--
 	}
 	a.moved(c.NowMs)
+	a.MoveKind = MoveFailover
 	a.Origin = id
+	f.moved = append(f.moved, c.Key)
 	if c.NowMs > a.LastUsedMs {
 		a.LastUsedMs = c.NowMs
 	}
@@ -553,7 +630,9 @@ func (f *FSM) applyDelete(c *DeleteAssignmentsCmd) Result {
 	for _, k := range c.Keys {
 		if a := f.assignments[k]; a != nil && a.LastUsedMs < c.CutoffMs {
 			delete(f.assignments, k)
-			f.decStreams(a.Origin)
+			for _, id := range a.holders() {
+				f.decStreams(id)
+			}
 			if a.PlayOnly {
 				f.playOnly--
 			}
@@ -764,7 +843,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, ka := range st.Assignments {
 		a := ka.Assignment
 		assignments[ka.Key] = &a
-		streams[a.Origin]++
+		for _, id := range a.holders() {
+			streams[id]++
+		}
 		if a.PlayOnly {
 			playOnly++
 		}

@@ -1,0 +1,167 @@
+package state
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// streamsCount recomputes the per-origin load from the assignments, as
+// Restore does, to check the counts every command keeps.
+func checkCounts(t *testing.T, f *FSM) {
+	t.Helper()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	want := map[string]int{}
+	for _, a := range f.assignments {
+		for _, id := range a.holders() {
+			want[id]++
+		}
+	}
+	if !maps.Equal(want, f.streams) {
+		t.Fatalf("load counts %v, recomputed %v", f.streams, want)
+	}
+}
+
+func TestPlannedMove(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	var moved []string
+	f.OnMoved(func(k string) { moved = append(moved, k) })
+	const key = "v/live/a"
+	from := assignKey(t, f, key, 1000).Origin.ID
+
+	r := apply(t, f, PlanMoveCmd{Key: key, From: from, NowMs: 2000})
+	if r.Err() != nil || r.Origin == nil || r.Origin.ID == from {
+		t.Fatalf("plan: %+v", r)
+	}
+	to := r.Origin.ID
+	checkCounts(t, f)
+	if p, _, tg, _ := f.Sources(key); p != from || tg != to {
+		t.Fatalf("sources during the move: primary %s target %s", p, tg)
+	}
+	if o, _ := f.Route(key); o.ID != from {
+		t.Fatalf("players follow %s before the move completes, want %s", o.ID, from)
+	}
+	// A second plan while one is in progress is refused.
+	if r := apply(t, f, PlanMoveCmd{Key: key, From: from, NowMs: 2100}); !errors.Is(r.Err(), ErrMovePending) {
+		t.Fatalf("second plan: %v", r.Err())
+	}
+	// Completing to another origin than the target is refused.
+	if r := apply(t, f, CompleteMoveCmd{Key: key, To: from, NowMs: 2200}); !errors.Is(r.Err(), ErrMovePending) {
+		t.Fatalf("complete to the wrong origin: %v", r.Err())
+	}
+	if len(moved) != 0 {
+		t.Fatalf("moved before completion: %v", moved)
+	}
+	if r := apply(t, f, CompleteMoveCmd{Key: key, To: to, NowMs: 3000}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	checkCounts(t, f)
+	c := f.Contents().Assignments[0]
+	if c.Origin != to || c.Target != "" || c.Epoch != 1 || c.MoveKind != MovePlanned || c.MovedFrom != from {
+		t.Fatalf("after completion: %+v", c.Assignment)
+	}
+	if !slices.Equal(moved, []string{key}) {
+		t.Fatalf("OnMoved saw %v", moved)
+	}
+	// A late completion (a retry) changes nothing.
+	if r := apply(t, f, CompleteMoveCmd{Key: key, To: to, NowMs: 3100}); !errors.Is(r.Err(), ErrMovePending) {
+		t.Fatalf("repeated completion: %v", r.Err())
+	}
+}
+
+func TestCancelledMove(t *testing.T) {
+	f := fsmWith(t, "o1", "o2")
+	const key = "v/live/a"
+	from := assignKey(t, f, key, 1000).Origin.ID
+	to := apply(t, f, PlanMoveCmd{Key: key, From: from, NowMs: 2000}).Origin.ID
+	apply(t, f, CancelMoveCmd{Key: key, To: to})
+	checkCounts(t, f)
+	if p, _, tg, _ := f.Sources(key); p != from || tg != "" {
+		t.Fatalf("after cancel: primary %s target %q", p, tg)
+	}
+	// A failover during a planned move drops the plan.
+	to = apply(t, f, PlanMoveCmd{Key: key, From: from, NowMs: 3000}).Origin.ID
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: from, Healthy: false}}})
+	if r := apply(t, f, MoveCmd{Key: key, From: from, NowMs: 4000}); r.Err() != nil || r.Origin.ID != to {
+		t.Fatalf("failover: %+v", r)
+	}
+	checkCounts(t, f)
+	if _, _, tg, _ := f.Sources(key); tg != "" {
+		t.Fatalf("target %q survived a failover", tg)
+	}
+}
+
+func TestPlanMoveRefusals(t *testing.T) {
+	f := fsmWith(t, "o1")
+	const key = "v/live/a"
+	assignKey(t, f, key, 1000)
+	if r := apply(t, f, PlanMoveCmd{Key: key, From: "o1", NowMs: 2000}); !errors.Is(r.Err(), stream.ErrNoOrigin) {
+		t.Fatalf("plan with no other origin: %v", r.Err())
+	}
+	if r := apply(t, f, PlanMoveCmd{Key: key, From: "o2", NowMs: 2000}); !errors.Is(r.Err(), ErrMovePending) {
+		t.Fatalf("plan from the wrong origin: %v", r.Err())
+	}
+	if r := apply(t, f, PlanMoveCmd{Key: key, From: "o1", To: "o1", NowMs: 2000}); !errors.Is(r.Err(), ErrBadCommand) {
+		t.Fatalf("plan onto its own origin: %v", r.Err())
+	}
+	checkCounts(t, f)
+}
+
+func TestReplicasPromoted(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	var moved []string
+	f.OnMoved(func(k string) { moved = append(moved, k) })
+	const key = "v/live/a"
+	primary := assignKey(t, f, key, 1000).Origin.ID
+	var others []string
+	for _, id := range []string{"o1", "o2", "o3"} {
+		if id != primary {
+			others = append(others, id)
+		}
+	}
+	if r := apply(t, f, SetReplicasCmd{Key: key, Replicas: others[:1]}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	checkCounts(t, f)
+	// Refused: the primary as a replica, a duplicate, an unknown origin,
+	// too many.
+	for _, bad := range [][]string{{primary}, {others[0], others[0]}, {"o9"}, {"o1", "o2", "o3", "o4"}} {
+		if r := apply(t, f, SetReplicasCmd{Key: key, Replicas: bad}); !errors.Is(r.Err(), ErrBadCommand) {
+			t.Fatalf("replicas %v: %v", bad, r.Err())
+		}
+	}
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: primary, Healthy: false}}})
+	r := apply(t, f, MoveCmd{Key: key, From: primary, NowMs: 2000})
+	if r.Err() != nil || r.Origin.ID != others[0] {
+		t.Fatalf("failover with a replica went to %+v, want %s", r, others[0])
+	}
+	checkCounts(t, f)
+	c := f.Contents().Assignments[0]
+	if c.MoveKind != MovePromoted || len(c.Replicas) != 0 || c.Epoch != 1 {
+		t.Fatalf("after promotion: %+v", c.Assignment)
+	}
+	if !slices.Equal(moved, []string{key}) {
+		t.Fatalf("OnMoved saw %v", moved)
+	}
+	// A repairing assign promotes a replica too.
+	apply(t, f, SetReplicasCmd{Key: key, Replicas: others[1:]})
+	apply(t, f, SetHealthCmd{Changes: []HealthChange{{ID: others[0], Healthy: false}}})
+	if r := assignKey(t, f, key, 3000); r.Origin.ID != others[1] {
+		t.Fatalf("repair went to %s, want the replica %s", r.Origin.ID, others[1])
+	}
+	checkCounts(t, f)
+	// Removing a replica's origin, and deleting the assignment, keep the
+	// counts right.
+	apply(t, f, SetReplicasCmd{Key: key, Replicas: []string{primary}})
+	apply(t, f, RemoveOriginCmd{ID: primary})
+	checkCounts(t, f)
+	if _, reps, _, _ := f.Sources(key); len(reps) != 0 {
+		t.Fatalf("replica on a removed origin kept: %v", reps)
+	}
+	apply(t, f, DeleteAssignmentsCmd{Keys: []string{key}, CutoffMs: 1 << 60})
+	checkCounts(t, f)
+}
