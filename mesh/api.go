@@ -30,7 +30,8 @@ import (
 //	GET  /mesh/v1/local/events           LocalEvents (this node's event log)
 //	GET  /mesh/v1/history                History (every node's last 15 minutes of throughput)
 //	GET  /mesh/v1/local/history          LocalHistory (this node's)
-//	POST /mesh/v1/origins/{id}/drain     (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":true}}
+//	POST /mesh/v1/origins/{id}/drain     (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":true,"move":false}}
+//	     ?move=true: also move the origin's live streams away, make-before-break
 //	POST /mesh/v1/origins/{id}/undrain   (Authorization header)  -> {"code":0,"data":{"origin":"<id>","draining":false}}
 //	GET  /healthz                        200 while the node runs
 //	GET  /readyz                         200 with a leader and the log applied, else 503
@@ -222,11 +223,26 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 			httpjson.Error(w, http.StatusBadRequest, "missing origin id")
 			return
 		}
-		if err := n.SetDraining(r.Context(), id, draining); err != nil {
+		move := false
+		if draining {
+			switch r.URL.Query().Get("move") {
+			case "", "0", "false":
+			case "1", "true":
+				move = true
+			default:
+				httpjson.Error(w, http.StatusBadRequest, "move must be true or false")
+				return
+			}
+		}
+		set := func(ctx context.Context, id string) error { return n.SetDraining(ctx, id, draining) }
+		if move {
+			set = n.Evacuate
+		}
+		if err := set(r.Context(), id); err != nil {
 			writeErrorFor(w, err)
 			return
 		}
-		httpjson.OK(w, map[string]any{"origin": id, "draining": draining})
+		httpjson.OK(w, map[string]any{"origin": id, "draining": draining, "move": move})
 	}
 }
 

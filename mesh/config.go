@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path"
 	"strings"
 	"time"
 
@@ -143,6 +144,19 @@ type Config struct {
 	// cannot make the mesh move it faster than this. Moves by the leader's
 	// health verdicts are not limited. Default 5s.
 	MoveInterval time.Duration
+	// MoveTimeout bounds a planned, make-before-break move (drain with
+	// move): one whose target has not received the stream by then is
+	// cancelled, and the stream moves the way a failover moves it.
+	// Default 5s.
+	MoveTimeout time.Duration
+	// StreamReplicas is how many live copies of a published stream the
+	// mesh keeps on origins: 1 (the default) is the primary alone; 2 adds
+	// a warm replica that the publisher's node feeds too and that takes
+	// over, without a re-publish, when the primary fails. ReplicaRules
+	// override it for the keys they match (the first match wins). At most
+	// state.MaxReplicas+1.
+	StreamReplicas int
+	ReplicaRules   []ReplicaRule
 	// HistoryInterval is how often the node samples its throughput, live
 	// sessions and assignment writes into its history (GET
 	// /mesh/v1/history), which keeps the last 180 samples, and each
@@ -223,6 +237,8 @@ func DefaultConfig() Config {
 		RouteTimeout:           3 * time.Second,
 		HistoryInterval:        5 * time.Second,
 		MoveInterval:           5 * time.Second,
+		MoveTimeout:            5 * time.Second,
+		StreamReplicas:         1,
 		RaftHeartbeatTimeout:   600 * time.Millisecond,
 		RaftElectionTimeout:    600 * time.Millisecond,
 		RaftLeaderLeaseTimeout: 300 * time.Millisecond,
@@ -298,6 +314,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	setInt(&c.BootstrapExpect, d.BootstrapExpect)
+	setInt(&c.StreamReplicas, d.StreamReplicas)
 	setInt(&c.RaftVoters, d.RaftVoters)
 	setInt(&c.MaxOrigins, d.MaxOrigins)
 	setInt(&c.MaxPlayOnly, d.MaxPlayOnly)
@@ -352,6 +369,7 @@ func (c *Config) durations(d *Config) []durationField {
 		{"TouchInterval", &c.TouchInterval, &d.TouchInterval},
 		{"RouteTimeout", &c.RouteTimeout, &d.RouteTimeout},
 		{"MoveInterval", &c.MoveInterval, &d.MoveInterval},
+		{"MoveTimeout", &c.MoveTimeout, &d.MoveTimeout},
 		{"HistoryInterval", &c.HistoryInterval, &d.HistoryInterval},
 		{"RaftHeartbeatTimeout", &c.RaftHeartbeatTimeout, &d.RaftHeartbeatTimeout},
 		{"RaftElectionTimeout", &c.RaftElectionTimeout, &d.RaftElectionTimeout},
@@ -415,7 +433,44 @@ func (c Config) Validate() error {
 			return badField("StaticOrigins", "has an origin without id")
 		}
 	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > state.MaxReplicas+1 {
+		return badField("StreamReplicas", "must be within 1..%d, got %d", state.MaxReplicas+1, c.StreamReplicas)
+	}
+	for _, r := range c.ReplicaRules {
+		if err := r.validate(); err != nil {
+			return badField("ReplicaRules", "%v", err)
+		}
+	}
 	return nil
+}
+
+// ReplicaRule sets the live copies (Config.StreamReplicas) of the streams
+// whose "app/stream" matches Pattern (path.Match syntax: "live/*",
+// "events/final").
+type ReplicaRule struct {
+	Pattern  string
+	Replicas int
+}
+
+func (r ReplicaRule) validate() error {
+	if _, err := path.Match(r.Pattern, ""); err != nil || r.Pattern == "" {
+		return fmt.Errorf("pattern %q is not a valid pattern", r.Pattern)
+	}
+	if r.Replicas < 1 || r.Replicas > state.MaxReplicas+1 {
+		return fmt.Errorf("pattern %q: copies must be within 1..%d, got %d", r.Pattern, state.MaxReplicas+1, r.Replicas)
+	}
+	return nil
+}
+
+// replicas is how many live copies key ("vhost/app/stream") should have.
+func (c *Config) replicas(key string) int {
+	_, appStream, _ := strings.Cut(key, "/")
+	for _, r := range c.ReplicaRules {
+		if ok, _ := path.Match(r.Pattern, appStream); ok {
+			return r.Replicas
+		}
+	}
+	return c.StreamReplicas
 }
 
 // DefaultAdvertiseAddr is clusterport.DefaultAdvertise: the address a node

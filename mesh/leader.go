@@ -51,6 +51,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			n.upkeep.Probe(ctx, hc)
 		case <-reconcileT.C:
 			n.voters.Reconcile(ctx, reap)
+			n.upkeep.Sources(ctx)
 		case <-n.reconcileKick:
 			n.voters.Reconcile(ctx, reap)
 		case <-gcT.C:

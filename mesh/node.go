@@ -190,7 +190,8 @@ func New(cfg Config) (*Node, error) {
 		WriteTimeout: cfg.RouteTimeout, Log: n.log,
 	})
 	n.upkeep = upkeep.New(upkeep.Config{Replica: n.fsm, ApplyLocal: n.applyLocal, Record: n.tel.Record,
-		OriginTTL: cfg.OriginTTL, AssignmentTTL: cfg.AssignmentTTL, PlayOnlyTTL: cfg.PlayOnlyTTL, Log: n.log})
+		OriginTTL: cfg.OriginTTL, AssignmentTTL: cfg.AssignmentTTL, PlayOnlyTTL: cfg.PlayOnlyTTL, Log: n.log,
+		Replicas: n.cfg.replicas, MoveTimeout: cfg.MoveTimeout})
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.shutdown()

@@ -215,7 +215,11 @@ func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin
 	case err == nil && res.Origin != nil:
 		if res.Created {
 			n.log.Info("stream moved off a failed origin", "stream", ks, "from", failed.ID, "to", res.Origin.ID)
-			n.tel.Record(events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed"))
+			e := events.Moved(ks, failed.ID, res.Origin.ID, "its origin leg failed")
+			if e.MoveKind = n.fsm.MoveKind(ks); e.MoveKind == state.MovePromoted {
+				e.Kind, e.Detail = events.ReplicaPromoted, "from "+failed.ID+": a warm replica took over"
+			}
+			n.tel.Record(e)
 		}
 		return *res.Origin, nil
 	case err == nil:

@@ -52,6 +52,9 @@ type serveOptions struct {
 	historyInterval time.Duration
 	originTTL       time.Duration
 	maxOrigins      int
+	streamReplicas  int
+	replicaRules    []string
+	moveTimeout     time.Duration
 	originAllow     []string
 	drainTimeout    time.Duration
 	httpReadTimeout time.Duration
@@ -128,6 +131,9 @@ value may also be).`,
 	f.DurationVar(&o.originTimeout, "origin-timeout", d.OriginTimeout, "how long an origin may fail probes and miss heartbeats before it is unhealthy")
 	f.DurationVar(&o.originTTL, "origin-ttl", d.OriginTTL, "how long a registered origin stays known after its last heartbeat (static origins stay)")
 	f.IntVar(&o.maxOrigins, "max-origins", d.MaxOrigins, "most origins the mesh knows; registrations of new ones beyond it are refused")
+	f.IntVar(&o.streamReplicas, "stream-replicas", d.StreamReplicas, "live copies of each published stream on origins: 2 adds a warm replica, fed by the publisher's node, that takes over without a re-publish when the primary origin fails")
+	f.StringSliceVar(&o.replicaRules, "stream-replicas-for", nil, "PATTERN=N: live copies for the streams whose app/stream matches PATTERN (path.Match syntax, e.g. events/*=2); repeatable, the first match wins over --stream-replicas")
+	f.DurationVar(&o.moveTimeout, "move-timeout", d.MoveTimeout, "how long a make-before-break move (drain --move) may take before the stream moves the way a failover moves it")
 	f.StringSliceVar(&o.originAllow, "origin-allow", nil, "CIDR that every address of a registered origin must fall in; repeatable (default: any, except link-local, multicast and unspecified)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long existing sessions may keep running")
 	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
@@ -217,6 +223,16 @@ func buildMeshConfig(o serveOptions, log *slog.Logger) (mesh.Config, error) {
 	cfg.HistoryInterval = o.historyInterval
 	cfg.OriginTTL = o.originTTL
 	cfg.MaxOrigins = o.maxOrigins
+	cfg.StreamReplicas = o.streamReplicas
+	cfg.MoveTimeout = o.moveTimeout
+	for _, r := range o.replicaRules {
+		pat, n, ok := strings.Cut(r, "=")
+		copies, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil {
+			return cfg, fmt.Errorf("--stream-replicas-for %q: want PATTERN=N", r)
+		}
+		cfg.ReplicaRules = append(cfg.ReplicaRules, mesh.ReplicaRule{Pattern: strings.TrimSpace(pat), Replicas: copies})
+	}
 	cfg.Token = o.token
 	cfg.Logger = log
 	var err error
@@ -301,6 +317,12 @@ func meshFlag(field string) string {
 		return "--bootstrap-expect"
 	case "RaftVoters":
 		return "--raft-voters"
+	case "StreamReplicas":
+		return "--stream-replicas"
+	case "ReplicaRules":
+		return "--stream-replicas-for"
+	case "MoveTimeout":
+		return "--move-timeout"
 	case "Zone":
 		return "--zone"
 	case "ReapTimeout":

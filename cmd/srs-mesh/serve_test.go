@@ -66,7 +66,7 @@ func TestBuildMeshConfigAddresses(t *testing.T) {
 	d := mesh.DefaultConfig()
 	o := serveOptions{nodeID: "n1", dataDir: t.TempDir(), bootstrapExpect: d.BootstrapExpect, raftVoters: d.RaftVoters,
 		reapTimeout: d.ReapTimeout, originTimeout: d.OriginTimeout, historyInterval: d.HistoryInterval,
-		originTTL: d.OriginTTL, maxOrigins: d.MaxOrigins}
+		originTTL: d.OriginTTL, maxOrigins: d.MaxOrigins, streamReplicas: d.StreamReplicas, moveTimeout: d.MoveTimeout}
 
 	lone := o
 	resolveAddrs(&lone)

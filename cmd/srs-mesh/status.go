@@ -245,23 +245,38 @@ func newDrainCmd(drain bool) *cobra.Command {
 	if !drain {
 		name, short = "undrain", "Let an origin take new streams again"
 	}
+	var move bool
+	var moveTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   name + " ORIGIN",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := c.do(cmd.Context(), http.MethodPost, "/mesh/v1/origins/"+url.PathEscape(args[0])+"/"+name)
+			path := "/mesh/v1/origins/" + url.PathEscape(args[0]) + "/" + name
+			if move {
+				path += "?move=true"
+			}
+			body, err := c.do(cmd.Context(), http.MethodPost, path)
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.json && !move {
 				return printJSON(cmd.OutOrStdout(), body)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "origin %s: %sed\n", args[0], name)
-			return nil
+			if !move {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), moveTimeout)
+			defer cancel()
+			return c.waitEvacuated(ctx, cmd.OutOrStdout(), args[0])
 		},
 	}
 	c.register(cmd)
+	if drain {
+		cmd.Flags().BoolVar(&move, "move", false, "also move the origin's live streams to other origins without a break, and wait until it holds none")
+		cmd.Flags().DurationVar(&moveTimeout, "move-timeout", 10*time.Minute, "with --move, how long to wait for the origin to hold no stream")
+	}
 	def, _ := os.LookupEnv(envPrefix + "TOKEN")
 	cmd.Flags().StringVar(&c.token, "token", def, "bearer token of the mesh (env SRS_MESH_TOKEN)")
 	return cmd

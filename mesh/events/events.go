@@ -45,7 +45,10 @@ const (
 	OriginRemoved   Kind = "origin_removed"   // an origin was removed (Origin, Detail: why)
 	OriginDrained   Kind = "origin_drained"   // an operator drained an origin (Origin)
 	OriginUndrained Kind = "origin_undrained" // an operator undrained an origin (Origin)
-	StreamMoved     Kind = "stream_moved"     // a stream moved to another origin (Stream, Origin: the new one, Detail: "from <old>", why)
+	StreamMoved     Kind = "stream_moved"     // a stream moved to another origin (Stream, Origin: the new one, Detail: "from <old>", why; MoveKind)
+	// ReplicaPromoted: a stream's origin failed and its warm replica took
+	// over (Stream, Origin: the replica, Detail: "from <old>").
+	ReplicaPromoted Kind = "replica_promoted"
 	// PlayersReattached: a node's players of a stream rode through an
 	// origin failure (Stream, Origin: the new one, Detail: how many, from
 	// where, after how long); PlayersLost: no origin took them in time.
@@ -69,6 +72,9 @@ type Event struct {
 	Origin string `json:"origin,omitempty"`
 	Stream string `json:"stream,omitempty"`
 	Member string `json:"member,omitempty"`
+	// MoveKind says how a stream_moved stream moved: "planned",
+	// "failover" or "replica_promoted" (state.Move*).
+	MoveKind string `json:"move_kind,omitempty"`
 	// Detail is a short human-readable addition (a reason, a term).
 	Detail string `json:"detail,omitempty"`
 	// Seq numbers the events of one node's Log from 1, so that a reader can

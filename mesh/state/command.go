@@ -218,10 +218,13 @@ type SetHealthCmd struct {
 }
 
 // SetDrainingCmd drains (no new streams; existing ones stay) or undrains an
-// origin. It fails with ErrUnknownOrigin for an unknown id.
+// origin. With Move, the drained origin is also evacuated: the leader moves
+// its live streams away, make-before-break (OriginState.Evacuate). It fails
+// with ErrUnknownOrigin for an unknown id.
 type SetDrainingCmd struct {
 	ID       string `json:"id"`
 	Draining bool   `json:"draining"`
+	Move     bool   `json:"move,omitempty"`
 }
 
 // AssignCmd returns the origin of Key, creating or repairing the assignment

@@ -27,11 +27,14 @@ import (
 // OriginState is an origin with its replicated health. Times are unix
 // milliseconds taken from the commands.
 type OriginState struct {
-	Origin          stream.Origin `json:"origin"`
-	Healthy         bool          `json:"healthy"`
-	Draining        bool          `json:"draining,omitempty"`
-	LastHeartbeatMs int64         `json:"last_heartbeat_ms,omitempty"`
-	LastProbeMs     int64         `json:"last_probe_ms,omitempty"`
+	Origin   stream.Origin `json:"origin"`
+	Healthy  bool          `json:"healthy"`
+	Draining bool          `json:"draining,omitempty"`
+	// Evacuate: the origin is drained with its streams moved away
+	// (SetDrainingCmd.Move).
+	Evacuate        bool  `json:"evacuate,omitempty"`
+	LastHeartbeatMs int64 `json:"last_heartbeat_ms,omitempty"`
+	LastProbeMs     int64 `json:"last_probe_ms,omitempty"`
 	// Reason says why the origin is unhealthy ("" when healthy).
 	Reason string `json:"reason,omitempty"`
 	// Load is the origin's last reported load (RegisterOriginCmd.Load),
@@ -425,6 +428,7 @@ func (f *FSM) applySetDraining(c *SetDrainingCmd) Result {
 		return failResult(codeUnknownOrigin, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.ID))
 	}
 	s.Draining = c.Draining
+	s.Evacuate = c.Draining && c.Move
 	out := s.Origin
 	return Result{Origin: &out}
 }

@@ -269,3 +269,14 @@ func (f *FSM) Sources(key string) (primary string, replicas []string, target str
 	}
 	return a.Origin, slices.Clone(a.Replicas), a.Target, true
 }
+
+// MoveKind is how key's assignment last changed origin
+// (Assignment.MoveKind), "" when it has none or never moved.
+func (f *FSM) MoveKind(key string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if a := f.assignments[key]; a != nil {
+		return a.MoveKind
+	}
+	return ""
+}

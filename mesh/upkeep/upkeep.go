@@ -2,7 +2,8 @@
 // true to its configuration and to the world: the segment-token key and the
 // static origins once leadership is gained, origin health from the probes
 // of package health, the removal of registered origins whose heartbeats
-// stopped, and the collection of unused assignments.
+// stopped, the collection of unused assignments, and the sources of the
+// streams: planned moves off an evacuated origin and warm replicas.
 //
 // It writes on the leader through the functions of its Config and knows
 // nothing of the mesh root, Raft or gossip. It starts no goroutine: every
@@ -28,6 +29,8 @@ type Replica interface {
 	Origins() []state.OriginState
 	StaleKeys(cutoffMs int64, max int) []string
 	StalePlayOnlyKeys(cutoffMs int64, max int) []string
+	Contents() state.Contents
+	Candidates() []stream.Candidate
 }
 
 var _ Replica = (*state.FSM)(nil)
@@ -49,6 +52,16 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the leader's clock (nil: time.Now).
 	Now func() time.Time
+
+	// Replicas, when not nil, says how many live copies a stream key
+	// should have on origins (1: no warm replica); see Sources.
+	Replicas func(key string) int
+	// MoveTimeout bounds a planned move (default DefaultMoveTimeout);
+	// MovesPerTick and MaxPlanned bound the writes of one Sources call and
+	// the planned moves in progress (defaults DefaultMovesPerTick and
+	// DefaultMaxPlanned).
+	MoveTimeout              time.Duration
+	MovesPerTick, MaxPlanned int
 }
 
 // Upkeep is the leader's upkeep. Its methods are safe for concurrent use.

@@ -29,7 +29,9 @@ func (r *replica) Origin(id string) (stream.Origin, bool) {
 	}
 	return stream.Origin{}, false
 }
-func (r *replica) Origins() []state.OriginState { return r.origins }
+func (r *replica) Origins() []state.OriginState   { return r.origins }
+func (r *replica) Contents() state.Contents       { return state.Contents{Origins: r.origins} }
+func (r *replica) Candidates() []stream.Candidate { return nil }
 func (r *replica) StaleKeys(cutoff int64, _ int) []string {
 	return r.next(&r.stale, cutoff)
 }

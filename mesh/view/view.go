@@ -88,6 +88,8 @@ type Origin struct {
 	Static   bool   `json:"static"`
 	Healthy  bool   `json:"healthy"`
 	Draining bool   `json:"draining"`
+	// Evacuating: drained with its streams moving away (drain --move).
+	Evacuating bool `json:"evacuating,omitempty"`
 	Streams  int    `json:"streams"`
 	Service  string `json:"service,omitempty"`
 	PID      string `json:"pid,omitempty"`
@@ -123,6 +125,14 @@ type Assignment struct {
 	// origin it left (absent when it never moved).
 	MovedUnixMs int64  `json:"moved_unix_ms,omitempty"`
 	MovedFrom   string `json:"moved_from,omitempty"`
+	// MoveKind is how it last moved: planned, failover or
+	// replica_promoted.
+	MoveKind string `json:"move_kind,omitempty"`
+	// Replicas are the origins holding a warm copy of the stream, and
+	// Moving the origin a planned move is filling ("" when none): with
+	// Origin, the stream's sources.
+	Replicas []string `json:"replicas,omitempty"`
+	Moving   string   `json:"moving,omitempty"`
 }
 
 // Peer is a member as gossip knows it.
@@ -206,6 +216,12 @@ func Build(in Input) Status {
 	healthy := map[string]bool{}
 	for _, a := range in.Replica.Assignments {
 		streams[a.Origin]++
+		for _, id := range a.Replicas {
+			streams[id]++
+		}
+		if a.Target != "" {
+			streams[a.Target]++
+		}
 	}
 	for _, s := range in.Replica.Origins {
 		o := s.Origin
@@ -218,7 +234,7 @@ func Build(in Input) Status {
 		}
 		st.Origins = append(st.Origins, Origin{
 			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
-			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Streams: streams[o.ID],
+			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Evacuating: s.Evacuate, Streams: streams[o.ID],
 			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
 			HealthReason: s.Reason, MaxStreams: o.MaxStreams, Weight: max(o.Weight, 1), Load: s.Load,
 			Full: o.MaxStreams > 0 && streams[o.ID] >= o.MaxStreams,
@@ -228,6 +244,7 @@ func Build(in Input) Status {
 		st.Assignments = append(st.Assignments, Assignment{
 			Key: a.Key, Origin: a.Origin, CreatedUnixMs: a.CreatedMs, LastUsedUnixMs: a.LastUsedMs,
 			OriginHealthy: healthy[a.Origin], Epoch: a.Epoch, MovedUnixMs: a.MovedMs, MovedFrom: a.MovedFrom,
+			MoveKind: a.MoveKind, Replicas: a.Replicas, Moving: a.Target,
 		})
 	}
 	st.RecentEvents = recentEvents(in)
@@ -240,7 +257,7 @@ func recentEvents(in Input) []events.Event {
 	out := append([]events.Event{}, in.Events...)
 	own := map[string]bool{}
 	for _, e := range in.Events {
-		if e.Kind == events.StreamMoved {
+		if e.Kind == events.StreamMoved || e.Kind == events.ReplicaPromoted {
 			own[e.Stream] = true
 		}
 	}
@@ -250,6 +267,9 @@ func recentEvents(in Input) []events.Event {
 		}
 		e := events.Moved(a.Key, a.MovedFrom, a.Origin, "")
 		e.TimeUnixMs, e.Detail = a.MovedMs, e.Detail+" (epoch "+strconv.FormatUint(a.Epoch, 10)+")"
+		if e.MoveKind = a.MoveKind; a.MoveKind == state.MovePromoted {
+			e.Kind = events.ReplicaPromoted
+		}
 		out = append(out, e)
 	}
 	slices.SortStableFunc(out, func(x, y events.Event) int { return cmp.Compare(x.TimeUnixMs, y.TimeUnixMs) })
