@@ -321,7 +321,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		if err != nil {
 			return nil, err
 		}
-		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router,
+		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
 			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage})
 		if err != nil {
 			return nil, err

@@ -40,6 +40,9 @@ type conn struct {
 
 	mu       sync.Mutex
 	originNC net.Conn // set once the origin is dialled
+	// teeNCs are the connections of the publisher's other origin legs
+	// (warm replicas, a planned move's target).
+	teeNCs map[net.Conn]struct{}
 	closed   bool
 
 	// clientIn and clientOut count the session's bytes from and to the
@@ -66,6 +69,33 @@ func (c *conn) closeAll() {
 	if c.originNC != nil {
 		c.originNC.Close()
 	}
+	for nc := range c.teeNCs {
+		nc.Close()
+	}
+}
+
+// addTee records a tee leg's connection so that closeAll reaches it. It
+// reports false (and closes nc) when the session is already closing.
+func (c *conn) addTee(nc net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		nc.Close()
+		return false
+	}
+	if c.teeNCs == nil {
+		c.teeNCs = map[net.Conn]struct{}{}
+	}
+	c.teeNCs[nc] = struct{}{}
+	return true
+}
+
+// dropTee closes a tee leg's connection and forgets it.
+func (c *conn) dropTee(nc net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nc.Close()
+	delete(c.teeNCs, nc)
 }
 
 // setOrigin records the origin connection so that closeAll reaches it. It

@@ -2,7 +2,6 @@ package rtmp
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -140,6 +139,10 @@ type publisher struct {
 	held     heldMessages
 	recent   []time.Time
 
+	// ss and t: the other origins fed a copy of the stream (tee.go).
+	ss SourceSet
+	t  tees
+
 	// watched is the current leg as the health watcher sees it.
 	watched struct {
 		sync.Mutex
@@ -207,6 +210,9 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 	cl.conn.writeIdle, cl.conn.readIdle = idle, idle
 	p := &publisher{c: c, ctx: ctx}
 	p.rr = c.s.cfg.Rerouter
+	if ss := c.s.cfg.Sources; ss != nil {
+		p.initTees(ss)
+	}
 	p.attach(o, origin)
 	stopWatch := func() {}
 	if h := c.s.cfg.OriginHealth; h != nil && p.rr != nil {
@@ -263,6 +269,7 @@ func (p *publisher) stop() {
 		p.cancelFo()
 	}
 	p.wg.Wait()
+	p.stopTees()
 	if p.pending != nil {
 		select {
 		case r := <-p.pending:
@@ -332,11 +339,17 @@ func (p *publisher) run() error {
 				continue
 			}
 		}
-		if err := p.send(&m, cl.r.Buffered() == 0); err != nil {
-			if err := p.legFailed(err, false); err != nil {
-				return err
-			}
+		flush := cl.r.Buffered() == 0
+		sent, err := p.sendCur(&m, flush)
+		if err != nil {
+			return err
+		}
+		if !sent {
 			continue
+		}
+		if p.ss != nil {
+			p.teeSend(&m, flush)
+			p.pollTees()
 		}
 		if p.resuming && !p.waitKey && (m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio) {
 			p.resumed()
@@ -347,18 +360,7 @@ func (p *publisher) run() error {
 // send writes m to the current leg, mapping the client's message stream id
 // to the leg's.
 func (p *publisher) send(m *chunk.Message, flush bool) error {
-	cs, os := p.c.clientStream, p.cur.streamID
-	if m.Type == chunk.TypeUserControl && len(m.Payload) >= 6 && binary.BigEndian.Uint32(m.Payload[2:]) == cs {
-		binary.BigEndian.PutUint32(m.Payload[2:], os)
-	}
-	if m.StreamID == cs {
-		m.StreamID = os
-	}
-	err := p.cur.write(m, flush)
-	if m.StreamID == os {
-		m.StreamID = cs
-	}
-	return err
+	return p.sendOn(p.cur, m, flush)
 }
 
 // legFailed handles the failure of the current leg (err ended it): it
@@ -404,7 +406,6 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	}
 	p.recent = append(p.recent, now)
 	from := p.origin
-	p.detach(received)
 	reason := "closed"
 	switch {
 	case unhealthy:
@@ -412,6 +413,10 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	case legErr != nil && !errors.Is(legErr, context.Canceled):
 		reason = legErr.Error()
 	}
+	if p.takeOver(from, reason, received) {
+		return nil
+	}
+	p.detach(received)
 	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason, "probe", probeErr)
 	if !p.resuming {
 		// A leg that fails before the stream resumed continues the same

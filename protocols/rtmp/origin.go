@@ -84,6 +84,12 @@ func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) 
 // Config.DialTimeout and by ctx. On failure the connection is closed and the
 // leg's buffers are released.
 func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, error) {
+	return c.openLeg(parent, addr, c.setOrigin)
+}
+
+// openLeg is openOriginLeg with the connection recorded by track (which
+// reports false, having closed it, when the session is closing).
+func (c *conn) openLeg(parent context.Context, addr string, track func(net.Conn) bool) (*originLeg, error) {
 	ctx, cancel := context.WithTimeout(parent, c.s.cfg.DialTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -92,7 +98,7 @@ func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrOriginDown, addr, err)
 	}
-	if !c.setOrigin(nc) {
+	if !track(nc) {
 		return nil, fmt.Errorf("%w: session closed", ErrOriginDown)
 	}
 	// The connection's deadline bounds the set-up (and reports a timeout);

@@ -48,6 +48,11 @@ type Config struct {
 	// off an origin the mesh marks unhealthy before its leg fails. nil:
 	// only a failed leg moves a publisher.
 	OriginHealth OriginHealth
+	// Sources, when not nil, makes publishers feed every origin the mesh
+	// wants a live copy of their stream on (warm replicas, a planned
+	// move's target), and follow the stream's primary without a break
+	// (see SourceSet). nil: a publisher feeds one origin.
+	Sources SourceSet
 	// Logger receives session logs. The server adds stream, peer and origin
 	// attributes; the caller adds its own (such as proto=rtmp). Default:
 	// slog.Default() with proto=rtmp.

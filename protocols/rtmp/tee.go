@@ -1,0 +1,400 @@
+package rtmp
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// SourceSet is where the live copies of a stream go (Config.Sources). With
+// one, a publisher feeds every origin the mesh wants a copy on, not only the
+// one it published to: the warm replicas of the stream and the target of a
+// planned move. Each copy is an origin leg of its own (a "tee") that replays
+// the client's publish and gets the cached metadata and sequence headers,
+// then the stream from a key frame on, message for message as the primary
+// gets it.
+//
+// Sources is a local read of the mesh's replicated state and must not block:
+// the origin players follow (primary) and the others that should hold a
+// copy now. When the primary is another origin than the one the publisher
+// feeds as its own, and a tee to it has landed, the tee becomes the
+// publisher's leg (a make-before-break move) and the old leg keeps the
+// stream for moveLinger, while players everywhere switch. A publisher whose
+// leg fails while a tee has landed continues on the tee at once, with no
+// re-publish.
+//
+// Landed is called once per tee, from a goroutine of the session, when the
+// tee's origin got its first key frame: the mesh then completes a planned
+// move to it. The node calls it on its own observation, never on a
+// client's word.
+type SourceSet interface {
+	Sources(key stream.Key) (primary stream.Origin, others []stream.Origin, ok bool)
+	Landed(ctx context.Context, key stream.Key, origin stream.Origin) error
+}
+
+// Bounds of a publisher's tees.
+const (
+	// maxTees bounds the extra origin legs of one publisher (replicas and
+	// a move's target, plus an old leg kept after a move).
+	maxTees = 5
+	// teePoll is how often a publisher compares its legs with SourceSet.
+	teePoll = 200 * time.Millisecond
+	// teeRetry is the pause before a tee that failed to open or broke is
+	// tried again.
+	teeRetry = 2 * time.Second
+	// moveLinger is how long the old origin keeps getting the stream after
+	// a make-before-break move, for the players that still read it to
+	// switch.
+	moveLinger = 3 * time.Second
+	// landedTimeout bounds the write a landed tee makes.
+	landedTimeout = 5 * time.Second
+)
+
+// teeLeg is an origin leg of a publisher other than its current one.
+type teeLeg struct {
+	origin stream.Origin
+	leg    *originLeg
+	// done receives the error that ended the leg's reader.
+	done chan error
+	// waitKey: no media has gone yet; it starts at a resume point.
+	waitKey bool
+	// landed: the origin got the stream from a key frame on.
+	landed bool
+	// closeAt, when set, is when an old leg kept after a move closes.
+	closeAt time.Time
+}
+
+// teeOpened is the result of opening a tee.
+type teeOpened struct {
+	origin stream.Origin
+	leg    *originLeg
+	err    error
+}
+
+// tees are a publisher's extra origin legs; they belong to its run loop.
+type tees struct {
+	legs    map[string]*teeLeg
+	opening map[string]bool
+	opened  chan teeOpened
+	retry   map[string]time.Time
+	next    time.Time
+}
+
+func (p *publisher) initTees(ss SourceSet) {
+	p.ss = ss
+	p.t = tees{legs: map[string]*teeLeg{}, opening: map[string]bool{}, opened: make(chan teeOpened, maxTees),
+		retry: map[string]time.Time{}}
+}
+
+// pollTees runs reconcileTees every teePoll; it is called for every message
+// and costs a clock read when nothing is due.
+func (p *publisher) pollTees() {
+	if p.ss == nil {
+		return
+	}
+	if now := time.Now(); !now.Before(p.t.next) {
+		p.t.next = now.Add(teePoll)
+		p.reconcileTees(now)
+	}
+}
+
+// reconcileTees brings the publisher's legs in line with the mesh: it
+// adopts opened tees, forgets broken ones, closes old legs whose linger
+// passed and legs the mesh no longer wants, switches to a landed tee on
+// the stream's primary, and opens the tees that are missing.
+func (p *publisher) reconcileTees(now time.Time) {
+	t := &p.t
+	for more := true; more; {
+		select {
+		case r := <-t.opened:
+			delete(t.opening, r.origin.ID)
+			if r.err != nil {
+				p.c.log.Debug("tee to origin failed to open", "origin", r.origin.ID, "err", r.err)
+				t.retry[r.origin.ID] = now.Add(teeRetry)
+				continue
+			}
+			p.adoptTee(r)
+		default:
+			more = false
+		}
+	}
+	for id, tl := range t.legs {
+		select {
+		case err := <-tl.done:
+			p.c.log.Info("tee to origin ended", "origin", id, "err", err)
+			p.closeTee(id, true)
+			t.retry[id] = now.Add(teeRetry)
+			continue
+		default:
+		}
+		if !tl.closeAt.IsZero() && now.After(tl.closeAt) {
+			p.closeTee(id, false)
+		}
+	}
+	if p.cur == nil {
+		return // a failover runs; it decides the next leg
+	}
+	primary, others, ok := p.ss.Sources(p.c.req.Key)
+	if !ok {
+		return
+	}
+	want := make(map[string]stream.Origin, len(others)+1)
+	for _, o := range others {
+		want[o.ID] = o
+	}
+	if primary.ID != p.origin.ID {
+		want[primary.ID] = primary
+		if tl := t.legs[primary.ID]; tl != nil && tl.landed && tl.closeAt.IsZero() {
+			p.switchTo(tl, now)
+		}
+	}
+	delete(want, p.origin.ID)
+	for id, tl := range t.legs {
+		if _, ok := want[id]; !ok && tl.closeAt.IsZero() {
+			p.closeTee(id, false)
+		}
+	}
+	for id, o := range want {
+		if t.legs[id] != nil || t.opening[id] || now.Before(t.retry[id]) || o.RTMP == "" ||
+			len(t.legs)+len(t.opening) >= maxTees {
+			continue
+		}
+		p.openTee(o)
+	}
+}
+
+// openTee starts opening a tee to o in a goroutine of the publisher.
+func (p *publisher) openTee(o stream.Origin) {
+	p.t.opening[o.ID] = true
+	c := p.c
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		leg, err := c.openLeg(p.ctx, o.RTMP, c.addTee)
+		p.t.opened <- teeOpened{origin: o, leg: leg, err: err}
+	}()
+}
+
+// adoptTee starts a tee that opened: its reader, then the cached metadata
+// and sequence headers. Media follow from the next resume point.
+func (p *publisher) adoptTee(r teeOpened) {
+	tl := &teeLeg{origin: r.origin, leg: r.leg, done: make(chan error, 1), waitKey: true}
+	r.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tl.done <- discard(r.leg.leg)
+	}()
+	p.t.legs[r.origin.ID] = tl
+	for _, m := range p.cache.messages() {
+		cp := *m
+		if err := p.sendOn(r.leg, &cp, false); err != nil {
+			p.closeTee(r.origin.ID, false)
+			return
+		}
+	}
+	p.c.log.Info("feeding another origin", "origin", r.origin.ID)
+}
+
+// closeTee closes a tee and waits for its reader (unless received: the
+// reader already returned).
+func (p *publisher) closeTee(id string, received bool) {
+	tl := p.t.legs[id]
+	if tl == nil {
+		return
+	}
+	delete(p.t.legs, id)
+	p.c.dropTee(tl.leg.conn.Conn)
+	if !received {
+		<-tl.done
+	}
+	tl.leg.release()
+}
+
+// stopTees closes every tee and the legs still opening; the publisher's
+// goroutines have ended (stop waited for them).
+func (p *publisher) stopTees() {
+	if p.ss == nil {
+		return
+	}
+	for id := range p.t.legs {
+		p.closeTee(id, false)
+	}
+	for {
+		select {
+		case r := <-p.t.opened:
+			if r.leg != nil {
+				p.c.dropTee(r.leg.conn.Conn)
+				r.leg.release()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// teeSend writes m to every tee, from a resume point on; a tee that fails
+// is closed (the session goes on).
+func (p *publisher) teeSend(m *chunk.Message, flush bool) {
+	for id, tl := range p.t.legs {
+		media := m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio
+		first := false
+		if tl.waitKey && media && !isCodecConfig(m) {
+			if !p.cache.resumePoint(m) {
+				continue
+			}
+			tl.waitKey, first = false, true
+		}
+		if err := p.sendOn(tl.leg, m, flush); err != nil {
+			p.c.log.Info("tee to origin failed", "origin", id, "err", err)
+			p.closeTee(id, false)
+			p.t.retry[id] = time.Now().Add(teeRetry)
+			continue
+		}
+		if first {
+			tl.landed = true
+			p.landed(tl.origin)
+		}
+	}
+}
+
+// landed tells the SourceSet, from a goroutine of the publisher, that
+// origin got the stream.
+func (p *publisher) landed(o stream.Origin) {
+	key := p.c.req.Key
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(p.ctx, landedTimeout)
+		defer cancel()
+		if err := p.ss.Landed(ctx, key, o); err != nil {
+			p.c.log.Warn("could not complete the move to an origin that has the stream", "origin", o.ID, "err", err)
+		}
+	}()
+}
+
+// switchTo makes tl the publisher's leg: the stream's primary moved to
+// tl's origin, which has the stream. The old leg becomes a tee that keeps
+// the stream for moveLinger.
+func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
+	old := &teeLeg{origin: p.origin, leg: p.cur, done: p.curDone, landed: true, closeAt: now.Add(moveLinger)}
+	delete(p.t.legs, tl.origin.ID)
+	p.t.legs[old.origin.ID] = old
+	p.use(tl)
+	p.c.log.Info("publisher moved to another origin without a break", "from", old.origin.ID, "to", tl.origin.ID)
+}
+
+// use makes tl the current leg.
+func (p *publisher) use(tl *teeLeg) {
+	p.c.origin = tl.leg
+	p.cur, p.origin, p.curDone = tl.leg, tl.origin, tl.done
+	p.watched.Lock()
+	p.watched.id, p.watched.nc, p.watched.unhealthy = tl.origin.ID, tl.leg.conn.Conn, false
+	p.watched.Unlock()
+}
+
+// takeOver continues on a landed tee after the current leg failed (its
+// origin failed): no re-publish, no held frames. It reports false when no
+// tee can take over. The stream's assignment moves in the background.
+func (p *publisher) takeOver(from stream.Origin, reason string, received bool) bool {
+	if p.ss == nil {
+		return false
+	}
+	var pick *teeLeg
+	primary, _, _ := p.ss.Sources(p.c.req.Key)
+	for _, tl := range p.t.legs {
+		if !tl.landed || !tl.closeAt.IsZero() {
+			continue
+		}
+		if h := p.c.s.cfg.OriginHealth; h != nil && !h.OriginHealthy(tl.origin.ID) {
+			continue
+		}
+		if pick == nil || tl.origin.ID == primary.ID {
+			pick = tl
+		}
+	}
+	if pick == nil {
+		return false
+	}
+	p.detach(received)
+	delete(p.t.legs, pick.origin.ID)
+	p.use(pick)
+	start := time.Now()
+	p.foStart, p.foFrom, p.foReason = start, from, reason
+	p.c.log.Warn("origin leg failed; a warm replica took over", "from", from.ID, "to", pick.origin.ID, "reason", reason)
+	p.observe(FailoverOK, pick.origin, nil)
+	if p.rr != nil {
+		key, rr := p.c.req.Key, p.rr
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			ctx, cancel := context.WithTimeout(p.ctx, p.c.s.cfg.FailoverTimeout)
+			defer cancel()
+			if _, err := rr.Reroute(ctx, key, from); err != nil {
+				p.c.log.Warn("could not move the stream off its failed origin", "from", from.ID, "err", err)
+			}
+		}()
+	}
+	return true
+}
+
+// sendOn writes m to o, mapping the client's message stream id to o's and
+// back, so that m can be written to several legs.
+func (p *publisher) sendOn(o *originLeg, m *chunk.Message, flush bool) error {
+	cs, os := p.c.clientStream, o.streamID
+	ev := m.Type == chunk.TypeUserControl && len(m.Payload) >= 6 && binary.BigEndian.Uint32(m.Payload[2:]) == cs
+	if ev {
+		binary.BigEndian.PutUint32(m.Payload[2:], os)
+	}
+	sid := m.StreamID
+	if sid == cs {
+		m.StreamID = os
+	}
+	err := o.write(m, flush)
+	m.StreamID = sid
+	if ev {
+		binary.BigEndian.PutUint32(m.Payload[2:], cs)
+	}
+	return err
+}
+
+// discard reads what an origin sends on a tee leg and drops it, answering
+// its control messages, until the leg fails or closes.
+func discard(l *leg) error {
+	for {
+		m, err := l.r.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if err := l.maybeAck(); err != nil {
+			return err
+		}
+		if m.Type <= chunk.TypeSetPeerBandwidth {
+			if _, err := l.handleControl(&m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendCur writes m to the current leg. When that fails and a tee takes
+// over (legFailed), m goes to the new leg too, so that it loses nothing.
+// It reports whether m was sent; an error ends the session.
+func (p *publisher) sendCur(m *chunk.Message, flush bool) (bool, error) {
+	for range 2 {
+		err := p.send(m, flush)
+		if err == nil {
+			return true, nil
+		}
+		if err := p.legFailed(err, false); err != nil {
+			return false, err
+		}
+		if p.cur == nil {
+			return false, nil // a failover runs
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,172 @@
+package rtmp
+
+import (
+	"context"
+	"encoding/binary"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// sourceSet is a SourceSet in memory; landed receives the origins that
+// Landed was told of, and a planned move completes on it.
+type sourceSet struct {
+	mu      sync.Mutex
+	primary stream.Origin
+	others  []stream.Origin
+	target  string
+	landed  chan string
+}
+
+func (s *sourceSet) Sources(stream.Key) (stream.Origin, []stream.Origin, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.primary, append([]stream.Origin(nil), s.others...), true
+}
+
+func (s *sourceSet) Landed(_ context.Context, _ stream.Key, o stream.Origin) error {
+	s.mu.Lock()
+	if o.ID == s.target {
+		s.primary, s.others, s.target = o, nil, ""
+	}
+	s.mu.Unlock()
+	s.landed <- o.ID
+	return nil
+}
+
+func (s *sourceSet) set(f func(s *sourceSet)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+// frameNumber is the number mediaSender put in a frame.
+func frameNumber(m *chunk.Message) uint32 { return binary.BigEndian.Uint32(m.Payload[2:]) }
+
+// expectStart checks that an origin fed mid-stream gets metadata, the
+// sequence headers, then a key frame, and returns the key frame's number.
+func expectStart(t *testing.T, o *fakeOrigin) uint32 {
+	t.Helper()
+	want := []func(*chunk.Message) bool{isMetadata, isVideoSequenceHeader, isAudioSequenceHeader, isKeyframe}
+	var m chunk.Message
+	for i, ok := range want {
+		if m = waitChan(t, o.ordered); !ok(&m) {
+			t.Fatalf("message %d on the fed origin: %v %x", i, &m, m.Payload)
+		}
+	}
+	return frameNumber(&m)
+}
+
+// expectRun checks that o gets the frames after n, every one, in order,
+// with the client's timestamps, for count frames, and returns the last.
+func expectRun(t *testing.T, o *fakeOrigin, n uint32, count int) uint32 {
+	t.Helper()
+	for range count {
+		m := waitChan(t, o.ordered)
+		k := frameNumber(&m)
+		if k != n+1 || m.Timestamp != 5*k {
+			t.Fatalf("after frame %d: frame %d at %d ms", n, k, m.Timestamp)
+		}
+		n = k
+	}
+	return n
+}
+
+// TestPlannedMoveWithoutABreak: the mesh plans a move of the stream to
+// another origin; the publisher feeds it too (the client's publish
+// replayed, the headers, then the stream from a key frame on), tells the
+// mesh it landed, then continues on it alone; the old origin keeps the
+// stream for moveLinger and is then closed. The new origin misses no frame
+// from its first key frame on and the client sees nothing.
+func TestPlannedMoveWithoutABreak(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{}, stream.ErrNoOrigin }}
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s1?k=v", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	recv(t, o1.names)
+	client := watchClient(p)
+	s := startSender(p, 20)
+	for m := waitChan(t, o1.ordered); m.Type != chunk.TypeVideo || frameNumber(&m) < 5; m = waitChan(t, o1.ordered) {
+	}
+
+	ss.set(func(s *sourceSet) {
+		s.others, s.target = []stream.Origin{{ID: "o2", RTMP: o2.Addr}}, "o2"
+	})
+	if got := recv(t, o2.names); got != "s1?k=v" {
+		t.Fatalf("o2 got name %q", got)
+	}
+	n := expectStart(t, o2)
+	if got := recv(t, ss.landed); got != "o2" {
+		t.Fatalf("landed %q", got)
+	}
+	// The publisher switches to o2 and o1 closes after moveLinger; o2 gets
+	// every frame throughout.
+	n = expectRun(t, o2, n, int((moveLinger+time.Second)/(5*time.Millisecond)))
+	for len(o1.ordered) > 0 {
+		<-o1.ordered
+	}
+	expectRun(t, o2, n, 100)
+	if len(o1.ordered) != 0 {
+		t.Fatalf("the old origin still gets the stream %v after the move", moveLinger)
+	}
+	select {
+	case got := <-client:
+		t.Fatalf("client saw %s", got)
+	default:
+	}
+	if len(o2.names) != 0 {
+		t.Fatal("the new origin got a second publish")
+	}
+	s.finish(t)
+}
+
+// TestReplicaTakesOver: with a warm replica the publisher feeds both
+// origins; when the primary dies the replica continues with no re-publish
+// and no frame missing, and the stream is moved off the dead origin.
+func TestReplicaTakesOver(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, others: []stream.Origin{{ID: "o2", RTMP: o2.Addr}},
+		landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil }}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss, Failovers: events})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s2", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	client := watchClient(p)
+	s := startSender(p, 20)
+	recv(t, o2.names)
+	n := expectStart(t, o2)
+	recv(t, ss.landed)
+	n = expectRun(t, o2, n, 20)
+	o1.kill()
+	if failed := recv(t, r.failed); failed != "o1" {
+		t.Fatalf("rerouted from %q", failed)
+	}
+	ev := waitChan(t, events)
+	if ev.Result != FailoverOK || ev.From.ID != "o1" || ev.To.ID != "o2" {
+		t.Fatalf("event %+v", ev)
+	}
+	expectRun(t, o2, n, 100)
+	if len(o2.names) != 0 {
+		t.Fatal("the replica got a second publish")
+	}
+	select {
+	case got := <-client:
+		t.Fatalf("client saw %s", got)
+	default:
+	}
+	s.finish(t)
+}
