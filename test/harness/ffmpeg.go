@@ -128,6 +128,21 @@ func PublishRTMP(t testing.TB, url string) *Proc {
 	return Start(t, "ffmpeg", args...)
 }
 
+// PublishRTMPDistinct is PublishRTMP with a test pattern whose every
+// encoded video frame differs from the others (testsrc2; testsrc encodes
+// a few identical frames), so that a FrameWatch can tell a frame seen
+// twice.
+func PublishRTMPDistinct(t testing.TB, url string) *Proc {
+	t.Helper()
+	Need(t, "ffmpeg")
+	src := TestSourceArgs()
+	src[4] = "testsrc2=size=320x240:rate=25"
+	args := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin"}, src...)
+	args = append(args, EncodeArgs()...)
+	args = append(args, "-f", "flv", url)
+	return Start(t, "ffmpeg", args...)
+}
+
 // PlayResult is what a bounded FFmpeg play run decoded.
 type PlayResult struct {
 	VideoFrames int

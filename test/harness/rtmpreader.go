@@ -23,6 +23,12 @@ import (
 // play fails. It costs far less than an FFmpeg player, for benchmarks and
 // tests with hundreds of players; it decodes nothing.
 func ReadRTMP(ctx context.Context, rawURL string, n *atomic.Int64) error {
+	return readRTMP(ctx, rawURL, n, nil)
+}
+
+// readRTMP is ReadRTMP, with media (when not nil) called with every audio
+// and video message.
+func readRTMP(ctx context.Context, rawURL string, n *atomic.Int64, media func(*chunk.Message)) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return err
@@ -81,6 +87,10 @@ func ReadRTMP(ctx context.Context, rawURL string, n *atomic.Int64) error {
 			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		}
 		switch m.Type {
+		case chunk.TypeAudio, chunk.TypeVideo:
+			if media != nil {
+				media(&m)
+			}
 		case chunk.TypeWindowAckSize:
 			if len(m.Payload) >= 4 {
 				window = uint64(m.Payload[0])<<24 | uint64(m.Payload[1])<<16 | uint64(m.Payload[2])<<8 | uint64(m.Payload[3])
