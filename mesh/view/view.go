@@ -89,10 +89,10 @@ type Origin struct {
 	Healthy  bool   `json:"healthy"`
 	Draining bool   `json:"draining"`
 	// Evacuating: drained with its streams moving away (drain --move).
-	Evacuating bool `json:"evacuating,omitempty"`
-	Streams  int    `json:"streams"`
-	Service  string `json:"service,omitempty"`
-	PID      string `json:"pid,omitempty"`
+	Evacuating bool   `json:"evacuating,omitempty"`
+	Streams    int    `json:"streams"`
+	Service    string `json:"service,omitempty"`
+	PID        string `json:"pid,omitempty"`
 	// LastHeartbeatUnixMs is the last registration heartbeat (0 for static
 	// origins that never sent one).
 	LastHeartbeatUnixMs int64 `json:"last_heartbeat_unix_ms"`

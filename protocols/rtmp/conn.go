@@ -43,7 +43,7 @@ type conn struct {
 	// teeNCs are the connections of the publisher's other origin legs
 	// (warm replicas, a planned move's target).
 	teeNCs map[net.Conn]struct{}
-	closed   bool
+	closed bool
 
 	// clientIn and clientOut count the session's bytes from and to the
 	// client once it relays, for Sessions.
