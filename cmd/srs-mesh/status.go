@@ -339,6 +339,9 @@ func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
 		if o.Draining {
 			drain = "yes"
 		}
+		if o.Evacuating {
+			drain = "moving"
+		}
 		hb := "-"
 		if o.LastHeartbeatUnixMs > 0 {
 			hb = age(now, o.LastHeartbeatUnixMs) + " ago"
@@ -373,7 +376,7 @@ func printAssignments(w io.Writer, doc streams.Cluster, counted bool, now time.T
 		if counted {
 			clients = fmt.Sprint(s.TotalClients)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(s.Key, 32), clip(streamOrigin(s), 14), clients,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(s.Key, 32), clip(streamOrigin(s), 16), clients,
 			age(now, s.CreatedUnixMs), age(now, s.LastUsedUnixMs))
 	}
 	tw.Flush()
@@ -390,22 +393,30 @@ func printStreams(w io.Writer, doc streams.Cluster, counted bool, now time.Time)
 		if counted {
 			clients = clientsText(s.Clients)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 14), clip(clients, 20), age(now, s.CreatedUnixMs))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 16), clip(clients, 20), age(now, s.CreatedUnixMs))
 	}
 	tw.Flush()
 	printMissingNodes(w, doc)
 }
 
-// streamOrigin renders a stream's origin: "-" when unassigned, marked when
-// the origin is down.
+// streamOrigin renders a stream's sources: its origin ("-" when
+// unassigned, marked when down), then "+N" for its warm replicas and
+// "->ID" for a planned move in progress.
 func streamOrigin(s streams.Stream) string {
+	out := s.Origin
 	switch {
 	case s.Origin == "":
 		return "-"
 	case !s.OriginHealthy:
-		return s.Origin + " (down)"
+		out += " (down)"
 	}
-	return s.Origin
+	if len(s.Replicas) > 0 {
+		out += fmt.Sprintf(" +%d", len(s.Replicas))
+	}
+	if s.Moving != "" {
+		out += " ->" + s.Moving
+	}
+	return out
 }
 
 // clientsText renders client counts by protocol, "flv:1 rtmp:2", or "0".
