@@ -175,9 +175,10 @@ func TestChromiumBanner(t *testing.T) {
 	}
 }
 
-// TestChromiumTokenAndStreams checks that drain and undrain buttons appear
-// once a token is in the tab's sessionStorage, and that the optional stream
-// list fills the clients and bit rates of the streams table.
+// TestChromiumTokenAndStreams checks that drain, undrain and move buttons
+// appear once a token is in the tab's sessionStorage, and that the optional
+// stream list fills the clients, bit rates and sources of the streams
+// table.
 func TestChromiumTokenAndStreams(t *testing.T) {
 	bin := harness.ChromiumBin(t)
 	mux := http.NewServeMux()
@@ -188,7 +189,7 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 	})
 	mux.HandleFunc("GET /mesh/v1/streams", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"streams":[{"key":"__defaultVhost__/live/livestream","origin":"srs-origin-a","origin_healthy":true,"clients":{"rtmp":1,"flv":3},"nodes":{"n1":4},"total_clients":4,"ingest_bps":2500000}]}`))
+		w.Write([]byte(`{"streams":[{"key":"__defaultVhost__/live/livestream","origin":"srs-origin-a","origin_healthy":true,"clients":{"rtmp":1,"flv":3},"nodes":{"n1":4},"total_clients":4,"ingest_bps":2500000,"replicas":["srs-origin-b"],"moving":"srs-origin-c"}]}`))
 	})
 	// A page of the same origin puts a token in sessionStorage, as the token
 	// form does, and goes on to the dashboard in the same tab.
@@ -204,6 +205,8 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 	for _, want := range []string{
 		`data-origin="srs-origin-a" data-action="drain"`,
 		`data-origin="srs-origin-b" data-action="undrain"`,
+		`data-origin="srs-origin-a" data-action="move"`,
+		"replica srs-origin-b", "moving to srs-origin-c",
 		">rtmp</span> <b>1</b>", ">flv</span> <b>3</b>", ">2.5 Mb/s<",
 		"Token set for this tab.",
 	} {
