@@ -51,6 +51,11 @@ const (
 	moveLinger = 3 * time.Second
 	// landedTimeout bounds the write a landed tee makes.
 	landedTimeout = 5 * time.Second
+	// teeWriteTimeout bounds one write to a tee: the publisher's own
+	// origin gets each message after every tee took it, so an origin that
+	// stalls costs the stream at most this once, then its tee is closed
+	// (and tried again after teeRetry, in the background).
+	teeWriteTimeout = time.Second
 )
 
 // teeLeg is an origin leg of a publisher other than its current one.
@@ -182,7 +187,7 @@ func (p *publisher) openTee(o stream.Origin) {
 // and sequence headers. Media follow from the next resume point.
 func (p *publisher) adoptTee(r teeOpened) {
 	tl := &teeLeg{origin: r.origin, leg: r.leg, done: make(chan error, 1), waitKey: true}
-	r.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
+	r.leg.conn.writeIdle = teeWriteTimeout
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -281,6 +286,7 @@ func (p *publisher) landed(o stream.Origin) {
 // the stream for moveLinger.
 func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 	old := &teeLeg{origin: p.origin, leg: p.cur, done: p.curDone, landed: true, closeAt: now.Add(moveLinger)}
+	old.leg.conn.writeIdle = teeWriteTimeout
 	delete(p.t.legs, tl.origin.ID)
 	p.t.legs[old.origin.ID] = old
 	p.use(tl)
@@ -289,6 +295,7 @@ func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 
 // use makes tl the current leg.
 func (p *publisher) use(tl *teeLeg) {
+	tl.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
 	p.c.origin = tl.leg
 	p.cur, p.origin, p.curDone = tl.leg, tl.origin, tl.done
 	p.watched.Lock()
