@@ -35,6 +35,8 @@ var (
 		[]string{"proto", "kind"}, nil)
 	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total", "Bytes relayed, by protocol and direction (client_to_origin, origin_to_client).",
 		[]string{"proto", "direction"}, nil)
+	descOriginBytes = prometheus.NewDesc(ns+"_origin_bytes_total", "Bytes on the node's origin legs, by protocol and direction (to_origin, from_origin): with warm replicas and planned moves, the publishers' copies to every source.",
+		[]string{"proto", "direction"}, nil)
 	descPackets = prometheus.NewDesc(ns+"_relayed_packets_total", "UDP packets relayed, by protocol and direction.",
 		[]string{"proto", "direction"}, nil)
 	descFailures = prometheus.NewDesc(ns+"_session_failures_total", "Client sessions that failed, by protocol and reason.",
@@ -104,6 +106,8 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSessions, float64(st.Players), "rtmp", "play")
 		counter(descBytes, st.BytesIn, "rtmp", c2o)
 		counter(descBytes, st.BytesOut, "rtmp", o2c)
+		counter(descOriginBytes, st.OriginBytesOut, "rtmp", "to_origin")
+		counter(descOriginBytes, st.OriginBytesIn, "rtmp", "from_origin")
 		counter(descFailures, st.ClientFailures, "rtmp", "client")
 		counter(descFailures, st.RouteFailures, "rtmp", "no_route")
 		counter(descFailures, st.OriginFailures, "rtmp", "origin")
