@@ -92,15 +92,16 @@ type TokenAuthority interface {
 	KnownHTTPOrigin(hostport string) bool
 }
 
-// track starts a live session of key with the Sessions, if any, and returns
-// its end and the counter of body bytes sent to the client (nil without
-// Sessions). A player sends nothing the node reads: its in counter stays 0.
+// track starts a live player session of key with the Sessions, if any, and
+// returns its end and the counter of body bytes sent to the client (nil
+// without Sessions). A player sends nothing the node reads: its in counter
+// stays 0.
 func (s *Server) track(key stream.Key, proto string) (end func(), out *atomic.Uint64) {
 	if s.sessions == nil {
 		return func() {}, nil
 	}
 	in, out := new(atomic.Uint64), new(atomic.Uint64)
-	return s.sessions.Track(key, proto, in, out), out
+	return s.sessions.Track(key, proto, stream.KindPlay, in, out), out
 }
 
 // meteredWriter counts the body bytes written through it into n.
