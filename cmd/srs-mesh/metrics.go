@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/activity"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/mesh/history"
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
@@ -31,8 +33,10 @@ const ns = "srs_mesh"
 var (
 	descConns = prometheus.NewDesc(ns+"_connections", "Client connections or sessions open now, by protocol.",
 		[]string{"proto"}, nil)
-	descSessions = prometheus.NewDesc(ns+"_sessions", "Relaying client sessions now, by protocol and kind (publish, play, session).",
+	descSessions = prometheus.NewDesc(ns+"_sessions", "Clients now: every publisher and player with a connection to this node, whether it has its own origin leg or shares an upstream, by protocol (rtmp, flv, ts, srt, webrtc) and kind (publish, play, session). The same count as GET /mesh/v1/streams.",
 		[]string{"proto", "kind"}, nil)
+	descViewers = prometheus.NewDesc(ns+"_viewers_estimated", "An estimate of HLS and DASH viewers, which hold no connection: distinct client addresses and User-Agents that fetched a playlist, MPD or segment from this node in the last 30 s. Not part of srs_mesh_sessions.",
+		[]string{"proto"}, nil)
 	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total", "Bytes relayed, by protocol and direction (client_to_origin, origin_to_client).",
 		[]string{"proto", "direction"}, nil)
 	descPackets = prometheus.NewDesc(ns+"_relayed_packets_total", "UDP packets relayed, by protocol and direction.",
@@ -100,8 +104,6 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.rtmp; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.ConnsOpen), "rtmp")
-		gauge(descSessions, float64(st.Publishers), "rtmp", "publish")
-		gauge(descSessions, float64(st.Players), "rtmp", "play")
 		counter(descBytes, st.BytesIn, "rtmp", c2o)
 		counter(descBytes, st.BytesOut, "rtmp", o2c)
 		counter(descFailures, st.ClientFailures, "rtmp", "client")
@@ -113,7 +115,6 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.srt; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "srt")
-		gauge(descSessions, float64(st.Established), "srt", "session")
 		counter(descBytes, st.BytesIn, "srt", c2o)
 		counter(descBytes, st.BytesOut, "srt", o2c)
 		counter(descPackets, st.PacketsIn, "srt", c2o)
@@ -127,7 +128,6 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.rtc; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "webrtc")
-		gauge(descSessions, float64(st.Sessions), "webrtc", "session")
 		counter(descBytes, st.BytesIn, "webrtc", c2o)
 		counter(descBytes, st.BytesOut, "webrtc", o2c)
 		counter(descPackets, st.PacketsIn, "webrtc", c2o)
@@ -163,11 +163,22 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descTableEntries, float64(ts.Entries), table)
 			gauge(descTableBytes, float64(ts.Bytes), table)
 		}
-		gauge(descFanOutPlayers, float64(st.FanOut.Players))
-		gauge(descFanOutUpstreams, float64(st.FanOut.Upstreams))
-		counter(descFanOutDropped, st.FanOut.Dropped, "skipped")
-		counter(descFanOutDropped, st.FanOut.Kicked, "kicked")
+		v := st.Viewers
+		gauge(descTableEntries, float64(v.Entries), "viewers")
+		gauge(descTableBytes, float64(v.Bytes), "viewers")
+		gauge(descViewers, float64(v.HLS), "hls")
+		gauge(descViewers, float64(v.DASH), "dash")
 	}
+	// The registry is shared by the RTMP and HTTP servers: its gauges are
+	// the node's whichever of them run.
+	if f := c.fanOut; f != nil {
+		st := f.Stats()
+		gauge(descFanOutPlayers, float64(st.Subscribers))
+		gauge(descFanOutUpstreams, float64(st.Upstreams))
+		counter(descFanOutDropped, st.Dropped, "skipped")
+		counter(descFanOutDropped, st.Kicked, "kicked")
+	}
+	c.collectSessions(gauge)
 
 	st := c.node.Status()
 	for _, o := range st.Origins {
@@ -250,6 +261,40 @@ func (b *clientBytes) serving() history.Counters {
 	// with the RTMP server when both run.
 	out.FanOutPlayers, out.FanOutUpstreams = st.FanOut.Players, st.FanOut.Upstreams
 	return out
+}
+
+// collectSessions exports srs_mesh_sessions from the node's live sessions
+// (mesh.Node.LiveClients), the count GET /mesh/v1/streams and status show:
+// every client of every protocol, fan-out players included. A node's own
+// shared upstreams are not clients (srs_mesh_fanout_upstreams has them).
+// The classes of the protocols this node serves are exported at zero while
+// they have no client, so that a dashboard shows 0 rather than no data.
+func (c *meshCollector) collectSessions(gauge func(*prometheus.Desc, float64, ...string)) {
+	live := c.node.LiveClients()
+	var idle []activity.Class
+	if c.rtmp != nil {
+		idle = append(idle, activity.Class{Proto: "rtmp", Kind: stream.KindPublish}, activity.Class{Proto: "rtmp", Kind: stream.KindPlay})
+	}
+	if c.httpStream != nil {
+		idle = append(idle, activity.Class{Proto: "flv", Kind: stream.KindPlay}, activity.Class{Proto: "ts", Kind: stream.KindPlay})
+	}
+	if c.srt != nil {
+		idle = append(idle, activity.Class{Proto: "srt", Kind: stream.KindPublish}, activity.Class{Proto: "srt", Kind: stream.KindPlay})
+	}
+	if c.rtc != nil {
+		idle = append(idle, activity.Class{Proto: "webrtc", Kind: stream.KindSession})
+	}
+	for _, cl := range idle {
+		if _, ok := live[cl]; !ok {
+			live[cl] = 0
+		}
+	}
+	for cl, n := range live {
+		if cl.Proto == streams.ProtoUpstream {
+			continue
+		}
+		gauge(descSessions, float64(n), cl.Proto, cl.Kind)
+	}
 }
 
 func boolFloat(b bool) float64 {
