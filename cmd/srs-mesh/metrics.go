@@ -319,6 +319,10 @@ func newTimedRouter(node *mesh.Node, reg prometheus.Registerer) *timedRouter {
 		Buckets:   []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"result"})
 	reg.MustRegister(h)
+	// Both series exist from the start, so that a rate of errors is 0
+	// rather than no data.
+	h.WithLabelValues("ok")
+	h.WithLabelValues("error")
 	return &timedRouter{node: node, hist: h}
 }
 
