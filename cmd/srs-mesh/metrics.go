@@ -13,8 +13,8 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
-	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
@@ -238,7 +238,8 @@ func (b *clientBytes) total() (in, out uint64) {
 	return in, out
 }
 
-// serving is the node's cache and fan-out counters, for its history.
+// serving is the node's cache and fan-out counters and its estimate of
+// HLS and DASH viewers, for its history.
 func (b *clientBytes) serving() history.Counters {
 	var out history.Counters
 	c := b.c.Load()
@@ -260,6 +261,7 @@ func (b *clientBytes) serving() history.Counters {
 	// The HTTP server's fan-out stats are those of the registry it shares
 	// with the RTMP server when both run.
 	out.FanOutPlayers, out.FanOutUpstreams = st.FanOut.Players, st.FanOut.Upstreams
+	out.HLSViewers, out.DASHViewers = st.Viewers.HLS, st.Viewers.DASH
 	return out
 }
 
