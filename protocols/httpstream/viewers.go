@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"hash/maphash"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -35,7 +36,7 @@ const maxViewers = 1 << 16
 // viewerEntryBytes is what one viewer costs, counted against the table's
 // bound: the hash, the protocol, the time of the last request and the list
 // element and map slot that hold them.
-const viewerEntryBytes = 96
+const viewerEntryBytes = 128
 
 // Protocols a viewer is counted under.
 const (
@@ -85,8 +86,14 @@ func newViewerTable(window time.Duration, maxEntries int, now func() time.Time) 
 func (v *viewerTable) note(proto uint8, r *http.Request) {
 	var h maphash.Hash
 	h.SetSeed(v.seed)
-	h.WriteString(peerIP(r.RemoteAddr))
-	h.WriteByte(0)
+	// The address without its port: a player opens new connections.
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ip := ap.Addr().Unmap().As16()
+		h.Write(ip[:])
+	} else {
+		h.WriteString(peerIP(r.RemoteAddr))
+		h.WriteByte(0)
+	}
 	h.WriteString(r.UserAgent())
 	id := viewerID{hash: h.Sum64(), proto: proto}
 	now := v.now()

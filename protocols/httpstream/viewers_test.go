@@ -2,6 +2,7 @@ package httpstream
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -71,4 +72,36 @@ func TestViewerTableBound(t *testing.T) {
 	if v.stats().Entries != before {
 		t.Fatal("the most recent viewer was evicted")
 	}
+}
+
+// BenchmarkViewerNote is the cost the estimate of viewers adds to every
+// HLS and DASH request: a known viewer refreshing, and (New) a new viewer
+// in a full table, which evicts the least recently seen.
+func BenchmarkViewerNote(b *testing.B) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	reqs := make([]*http.Request, 1024)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest("GET", "/live/s.m3u8", nil)
+		reqs[i].RemoteAddr = fmt.Sprintf("10.0.%d.%d:4000", i/256, i%256)
+		reqs[i].Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
+	}
+	b.Run("Known", func(b *testing.B) {
+		v := newViewerTable(DefaultViewerWindow, maxViewers, clock)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				v.note(viewerHLS, reqs[i%len(reqs)])
+				i++
+			}
+		})
+	})
+	b.Run("New", func(b *testing.B) {
+		v := newViewerTable(DefaultViewerWindow, len(reqs)/2, clock)
+		b.ReportAllocs()
+		for i := range b.N {
+			v.note(viewerHLS, reqs[i%len(reqs)])
+		}
+	})
 }
