@@ -68,7 +68,7 @@ var (
 		[]string{"table"}, nil)
 	descTableBytes = prometheus.NewDesc(ns+"_http_table_bytes", "Bytes this node's HTTP stream tables fed by clients count against their bounds, by table (moved_session, hold).",
 		[]string{"table"}, nil)
-	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout); srs_mesh_sessions counts them too.", nil, nil)
 	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
 	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
 		[]string{"action"}, nil)
