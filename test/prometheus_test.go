@@ -293,14 +293,17 @@ func TestGrafanaDashboardOnPrometheus(t *testing.T) {
 	}
 	var panelClients float64
 	var reported int
-	testkit.WaitFor(t, 30*time.Second, "the Clients panel counts what /mesh/v1/streams reports", func() bool {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		reported, _ = meshClients(t, c.nodes[0])
 		s, err := prom.query(clientsExpr)
 		if err != nil || len(s) != 1 {
-			return false
+			return fmt.Errorf("Clients panel: %v, %d series", err, len(s))
 		}
 		panelClients = s[0].value()
-		return reported >= 5 && panelClients >= float64(reported)
+		if reported < 5 || panelClients < float64(reported) {
+			return fmt.Errorf("the Clients panel counts %v, /mesh/v1/streams %d clients; want at least 5, and the panel at least as many", panelClients, reported)
+		}
+		return nil
 	})
 	t.Logf("Clients panel: %v; /mesh/v1/streams: %d clients", panelClients, reported)
 	testkit.WaitFor(t, 30*time.Second, "the HLS player in the estimate of viewers", func() bool {
