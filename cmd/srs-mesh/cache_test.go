@@ -112,16 +112,16 @@ func TestCacheMetrics(t *testing.T) {
 		`srs_mesh_cache_requests_total{kind="document",result="coalesced"}`: 0,
 		`srs_mesh_cache_requests_total{kind="segment",result="hit"}`:        0,
 		`srs_mesh_cache_bytes{kind="segment"}`:                              0,
+		`srs_mesh_viewers_estimated{proto="hls"}`:                           1,
+		`srs_mesh_viewers_estimated{proto="dash"}`:                          0,
+		`srs_mesh_http_table_entries{table="viewers"}`:                      1,
+		`srs_mesh_sessions{kind="play",proto="flv"}`:                        0,
 		`srs_mesh_assignments`:                                              0,
 		`srs_mesh_fanout_players`:                                           0,
 		`srs_mesh_fanout_upstreams`:                                         0,
 		`srs_mesh_fanout_dropped_total{action="skipped"}`:                   0,
 		`srs_mesh_fanout_dropped_total{action="kicked"}`:                    0,
 		`srs_mesh_raft_leader`:                                              1,
-		`srs_mesh_viewers_estimated{proto="hls"}`:                           1,
-		`srs_mesh_viewers_estimated{proto="dash"}`:                          0,
-		`srs_mesh_http_table_entries{table="viewers"}`:                      1,
-		`srs_mesh_sessions{kind="play",proto="flv"}`:                        0,
 	} {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
