@@ -362,4 +362,35 @@ func TestGrafanaDashboardOnPrometheus(t *testing.T) {
 		}
 		return fmt.Errorf("panel queries without data:\n%s", strings.Join(out, "\n"))
 	})
+
+	// The single-value panels say what happened: three nodes with a
+	// leader, one origin of two down, one stream, the players of node 2
+	// and 3 on shared upstreams.
+	stat := func(panel string) float64 {
+		t.Helper()
+		for _, q := range queries {
+			if q.panel == panel && q.refID == "A" {
+				s, err := prom.query(grafanaVariables.Replace(q.expr))
+				if err != nil || len(s) != 1 {
+					t.Fatalf("%s: %v, %d series", panel, err, len(s))
+				}
+				return s[0].value()
+			}
+		}
+		t.Fatalf("no panel %q", panel)
+		return 0
+	}
+	for panel, want := range map[string]float64{
+		"Nodes alive": 3, "Leader known": 1, "Origins healthy": 1, "Origins down": 1, "Streams assigned": 1,
+	} {
+		if got := stat(panel); got != want {
+			t.Errorf("panel %s shows %v, want %v", panel, got, want)
+		}
+	}
+	if got := stat("HTTP-FLV fan-out"); got < 3 {
+		t.Errorf("panel HTTP-FLV fan-out shows %v players, want at least node 2's three", got)
+	}
+	if got := stat("Clients"); got < 5 {
+		t.Errorf("panel Clients shows %v after the failover, want at least 5", got)
+	}
 }
