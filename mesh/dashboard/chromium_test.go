@@ -48,7 +48,8 @@ func fakeDocs(now int64) map[string]any {
 	for i := range 180 {
 		t := now - int64(179-i)*5000
 		samples1 = append(samples1, map[string]any{"t": t, "in_bps": 2.5e6 + float64(i%7)*1e5, "out_bps": 7.5e6 + float64(i%5)*2e5,
-			"sessions": map[string]int{"rtmp": 1, "flv": 3}, "assignments_per_s": float64(i%30) / 30})
+			"sessions": map[string]int{"rtmp": 1, "flv": 3}, "assignments_per_s": float64(i%30) / 30,
+			"hls_viewers_estimated": 5, "dash_viewers_estimated": 2})
 		samples2 = append(samples2, map[string]any{"t": t + 1200, "in_bps": 1e6, "out_bps": 3e6,
 			"sessions": map[string]int{"rtmp": 2, "webrtc": 1}, "assignments_per_s": 0})
 	}
@@ -125,6 +126,7 @@ func TestChromium(t *testing.T) {
 		"srs-origin-a", "srs-origin-b", "draining", "10.0.1.5:1935",
 		">live/livestream<", ">2.5 Mb/s<", ">7.5 Mb/s<", ">10 min<", // ingest, egress, age
 		">flv</span> <b>3</b>", ">mesh-node-1</span> <b>3</b>", // clients by protocol and by node
+		"≈7 HLS/DASH viewers (estimate)", // a node's estimate, apart from its clients
 		"Origin srs-origin-c went down", "Stream live/cam2 moved to srs-origin-a", "mesh-node-1 became leader",
 		"Origin srs-origin-b drained", "seen by mesh-node-2",
 		"Not answering: mesh-node-3 (no answer within 1s)",

@@ -252,6 +252,9 @@ func TestRelayEndToEnd(t *testing.T) {
 	if a, _ := sessions.Count(key, "srt"); a != 1 {
 		t.Errorf("tracked %d sessions", a)
 	}
+	if all := sessions.All(); len(all) != 1 || all[0].Kind != stream.KindPublish {
+		t.Errorf("tracked %+v, want one publisher (m=publish)", all)
+	}
 	// The session counts a packet once it is sent, so the caller may read
 	// it before the counters move: wait for them.
 	if err := testkit.Poll(2*time.Second, func() error {

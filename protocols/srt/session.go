@@ -180,7 +180,11 @@ func (ss *session) run() {
 	ss.log.Info("srt session established", "origin", ss.origin, "origin_addr", ss.originAddr,
 		"origin_socket", hs.SocketID, "encrypted", hs.HasKM)
 	if t := ss.srv.cfg.Sessions; t != nil {
-		if end := t.Track(ss.info.Key, "srt", &ss.clientIn, &ss.clientOut); end != nil {
+		kind := stream.KindPlay
+		if ss.info.Mode == stream.SRTPublish {
+			kind = stream.KindPublish
+		}
+		if end := t.Track(ss.info.Key, "srt", kind, &ss.clientIn, &ss.clientOut); end != nil {
 			defer end()
 		}
 	}

@@ -282,7 +282,7 @@ func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.
 	in, out := new(atomic.Uint64), new(atomic.Uint64)
 	if key, err := stream.ParseKey(rec.Key); err == nil {
 		if s.cfg.Sessions != nil {
-			end = s.cfg.Sessions.Track(key, "webrtc", in, out)
+			end = s.cfg.Sessions.Track(key, "webrtc", stream.KindSession, in, out)
 		}
 	}
 	s.mu.Lock()

@@ -215,6 +215,18 @@
     return out;
   }
 
+  // sessionsCell is a node's clients by protocol and, apart and marked as
+  // such, its estimate of HLS and DASH viewers (they hold no connection).
+  function sessionsCell(s) {
+    const box = el("span", {}, counts(s.sessions));
+    const est = (s.hls_viewers_estimated || 0) + (s.dash_viewers_estimated || 0);
+    if (est > 0) {
+      box.append(" ", el("span", { class: "muted", text: "≈" + est + " HLS/DASH viewers (estimate)",
+        title: "Distinct client addresses and User-Agents that fetched a playlist, MPD or segment in the last 30 s: an estimate, not a count" }));
+    }
+    return box;
+  }
+
   function renderNodes(st, hist) {
     const members = (st.members || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
     const latest = latestSamples(hist);
@@ -239,7 +251,7 @@
         td(m.zone ? m.zone : el("span", { class: "muted", text: "–" })),
         s ? numTd(bits(s.in_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
         s ? numTd(bits(s.out_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
-        td(s ? counts(s.sessions) : noData),
+        td(s ? sessionsCell(s) : noData),
         s ? numTd(s.fanout_upstreams ? s.fanout_players + " on " + s.fanout_upstreams + " ↑" : "–",
           s.fanout_upstreams ? Math.round(s.fanout_players / s.fanout_upstreams) + " players per upstream" : "no shared upstream")
           : el("td", { class: "num" }, noData.cloneNode(true)),
