@@ -845,8 +845,14 @@ func (f *FSM) TokenKey() ([]byte, bool) {
 	return f.tokenKey, f.tokenKey != nil
 }
 
-// Snapshot copies the state under the lock; Persist writes it outside.
+// Snapshot copies the state under the lock; Persist writes it outside. A
+// halted replica refuses (ErrHalted): Raft would record its frozen state at
+// an index past entries it never applied and drop them from the log, which
+// a newer build restarted on the same data must still apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if h, ok := f.Halted(); ok {
+		return nil, fmt.Errorf("%w: %s", ErrHalted, h.Reason)
+	}
 	return &fsmSnapshot{st: f.Contents()}, nil
 }
 

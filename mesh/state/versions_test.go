@@ -145,6 +145,9 @@ func TestUnknownRequiredHalts(t *testing.T) {
 	if _, ok := f.Origin("o1"); ok {
 		t.Fatal("a halted replica answers Origin")
 	}
+	if _, err := f.Snapshot(); !errors.Is(err, ErrHalted) {
+		t.Fatalf("a halted replica takes a snapshot: %v", err)
+	}
 	if c := f.Contents(); len(c.Assignments) != 1 || c.Origins[0].Draining {
 		t.Fatalf("state changed after the halt: %+v", c)
 	}
