@@ -71,7 +71,10 @@ func TestFeatureGateWaitsForEveryMember(t *testing.T) {
 		}
 		return true
 	})
-	if _, err := c.Node(1).ApplyCommand(ctx, state.SetProtocolCmd{Version: 2}); err != nil {
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	// set_protocol is the leader's own command (never forwarded).
+	if _, err := c.Node(c.WaitLeader(clusterTimeout)).ApplyCommand(ctx2, state.SetProtocolCmd{Version: 2}); err != nil {
 		t.Fatalf("a protocol-2 write once every node speaks it: %v", err)
 	}
 }

@@ -289,6 +289,18 @@ func printSummary(w io.Writer, st mesh.Status) {
 	fmt.Fprintf(w, "Node %s  state %s  leader %s\n", st.NodeID, st.RaftState, leader)
 	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d  voters %d  non-voters %d\n",
 		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex, st.Voters, st.NonVoters)
+	p := st.Protocol
+	if p.Node > 0 {
+		line := fmt.Sprintf("Protocol node %d  lowest %d  mesh %d", p.Node, p.Lowest, p.Mesh)
+		if len(p.Waiting) > 0 {
+			line += fmt.Sprintf("  waiting for all nodes to reach protocol %d: %s (behind: %s)",
+				p.Node, strings.Join(p.Waiting, ", "), strings.Join(p.Behind, ", "))
+		}
+		fmt.Fprintln(w, line)
+	}
+	if p.Halted != "" {
+		fmt.Fprintf(w, "HALTED: %s\n", p.Halted)
+	}
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {
