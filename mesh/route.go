@@ -43,16 +43,16 @@ func (n *Node) RoutePlay(ctx context.Context, key stream.Key) (stream.Origin, er
 
 // route is Route (play false) and RoutePlay (play true).
 func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Origin, error) {
-	if err := n.haltedErr(); err != nil {
-		return stream.Origin{}, err
-	}
 	if err := key.Validate(); err != nil {
 		return stream.Origin{}, err
 	}
 	ks := key.String()
 	n.act.Used(ks)
 	if o, ok := n.fsm.Route(ks); ok {
-		return o, nil
+		return o, nil // a halted replica never answers here
+	}
+	if err := n.haltedErr(); err != nil {
+		return stream.Origin{}, err
 	}
 	cmd := state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), MaxAssignments: n.cfg.MaxAssignments}
 	if play {
