@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -53,16 +54,24 @@ func (e *ProtocolWaitError) Error() string {
 // Unwrap makes errors.Is(err, ErrProtocolWaiting) hold.
 func (e *ProtocolWaitError) Unwrap() error { return ErrProtocolWaiting }
 
+// recentLeave is how long a member that left gracefully still counts in
+// the gate: a node restarted by a rolling update leaves and comes back
+// within it, and may come back on the build it ran.
+const recentLeave = 2 * time.Minute
+
 // memberProtocols returns the protocol of every member the gate counts:
 // this node, every member gossip shows alive (voters, non-voters and nodes
-// not yet added), and every server of the Raft configuration, with the
-// version it last advertised, or 1 when gossip never told (a member that
-// is down may come back on any build it advertised last).
+// not yet added), every member that left gracefully within recentLeave,
+// and every server of the Raft configuration, with the version it last
+// advertised, or 1 when gossip never told (a member that is down may come
+// back on any build it advertised last).
 func (n *Node) memberProtocols() map[string]int {
 	out := map[string]int{n.cfg.NodeID: n.cfg.protocol()}
 	snap := n.members.Snapshot()
+	now := time.Now()
 	for id, m := range snap {
-		if m.State == members.Alive && id != n.cfg.NodeID {
+		counted := m.State == members.Alive || (m.State == members.Left && now.Sub(m.Since) < recentLeave)
+		if counted && id != n.cfg.NodeID {
 			out[id] = m.Meta.ProtocolVersion()
 		}
 	}
