@@ -183,8 +183,9 @@ func (f *FSM) OnHalt(fn func(Halt)) {
 
 // Halted reports whether the replica halted, and why. A halted replica
 // applies nothing and its routing reads (Route, AssignedOrigin, Origin,
-// Healthy, Candidates) answer as if the state were empty, so that nothing
-// is routed from a state that differs from its peers'.
+// Healthy, Candidates, RTCSession, HasHTTPEndpoint) answer as if the state
+// were empty, so that nothing is routed from a state that differs from its
+// peers'.
 func (f *FSM) Halted() (Halt, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -829,6 +830,9 @@ func (f *FSM) Contents() Contents {
 func (f *FSM) HasHTTPEndpoint(hostport string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.halt != nil {
+		return false
+	}
 	for _, s := range f.origins {
 		if s.Origin.HTTP != "" && s.Origin.HTTP == hostport {
 			return true

@@ -111,7 +111,15 @@ func TestUnknownOptionalIsSkipped(t *testing.T) {
 // nothing more, keeps its applied index and routes nothing.
 func TestUnknownRequiredHalts(t *testing.T) {
 	f := fsmWith(t, "o1")
+	applyAt(f, 4, mustCmd(t, RegisterOriginCmd{Origin: testOrigin("o2"), Heartbeat: true, NowMs: 4}))
+	o := testOrigin("o2")
+	o.HTTP = "127.0.0.1:8080"
+	applyAt(f, 4, mustCmd(t, RegisterOriginCmd{Origin: o, Authenticated: true, Heartbeat: true, NowMs: 4}))
 	applyAt(f, 5, mustCmd(t, AssignCmd{Key: "v/live/a", NowMs: 5}))
+	applyAt(f, 5, mustCmd(t, PutRTCSessionCmd{Session: rtcSess("ans:off", 5)}))
+	if _, ok := f.RTCSession("ans:off"); !ok || !f.HasHTTPEndpoint("127.0.0.1:8080") {
+		t.Fatal("no session or HTTP endpoint before the halt")
+	}
 	if _, ok := f.Route("v/live/a"); !ok {
 		t.Fatal("no route before the halt")
 	}
@@ -144,6 +152,12 @@ func TestUnknownRequiredHalts(t *testing.T) {
 	}
 	if _, ok := f.Origin("o1"); ok {
 		t.Fatal("a halted replica answers Origin")
+	}
+	if _, ok := f.RTCSession("ans:off"); ok {
+		t.Fatal("a halted replica answers RTCSession")
+	}
+	if f.HasHTTPEndpoint("127.0.0.1:8080") {
+		t.Fatal("a halted replica answers HasHTTPEndpoint")
 	}
 	if _, err := f.Snapshot(); !errors.Is(err, ErrHalted) {
 		t.Fatalf("a halted replica takes a snapshot: %v", err)
