@@ -37,6 +37,30 @@ type Config struct {
 	Resync time.Duration
 }
 
+// loop is one running leader loop: cancel stops it, done is closed when it
+// has returned.
+type loop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start runs cfg.Run on its own goroutine under a child of ctx.
+func start(ctx context.Context, run func(context.Context)) *loop {
+	lctx, cancel := context.WithCancel(ctx)
+	l := &loop{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		run(lctx)
+	}()
+	return l
+}
+
+// stop cancels the loop and waits for it to return.
+func (l *loop) stop() {
+	l.cancel()
+	<-l.done
+}
+
 // Follow starts and stops cfg.Run as cfg.IsLeader says, checking at every
 // value received from wake and every cfg.Resync, until ctx is done; it then
 // stops the running loop, waits for it and returns. At most one Run runs at
@@ -48,39 +72,32 @@ func Follow[T any](ctx context.Context, wake <-chan T, cfg Config) {
 	t := time.NewTicker(cfg.Resync)
 	defer t.Stop()
 	var (
-		cancel context.CancelFunc
-		done   chan struct{}
+		cur *loop
 		// held is set when a loop returned by itself: the next one
 		// waits for a wake-up, so that a loop that returns at once
 		// does not spin.
 		held bool
 	)
-	stop := func() {
-		cancel()
-		<-done
-		cancel, done = nil, nil
-	}
 	defer func() {
-		if cancel != nil {
-			stop()
+		if cur != nil {
+			cur.stop()
 		}
 	}()
 	for {
 		leads := cfg.IsLeader()
 		switch {
-		case leads && cancel == nil && !held:
-			var lctx context.Context
-			lctx, cancel = context.WithCancel(ctx)
-			done = make(chan struct{})
-			go func(ctx context.Context, done chan struct{}) {
-				defer close(done)
-				cfg.Run(ctx)
-			}(lctx, done)
-		case !leads && cancel != nil:
-			stop()
+		case leads && cur == nil && !held:
+			cur = start(ctx, cfg.Run)
+		case !leads && cur != nil:
+			cur.stop()
+			cur = nil
 			if cfg.Stopped != nil {
 				cfg.Stopped()
 			}
+		}
+		var done chan struct{}
+		if cur != nil {
+			done = cur.done
 		}
 		select {
 		case <-ctx.Done():
@@ -93,8 +110,8 @@ func Follow[T any](ctx context.Context, wake <-chan T, cfg Config) {
 			// The loop returned by itself (it gave up, e.g. leadership
 			// was lost before it could act): start another at the next
 			// wake-up if the node still leads.
-			cancel()
-			cancel, done, held = nil, nil, true
+			cur.cancel()
+			cur, held = nil, true
 			if cfg.Stopped != nil && !cfg.IsLeader() {
 				cfg.Stopped()
 			}
