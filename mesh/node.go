@@ -4,8 +4,10 @@
 // assignments and WebRTC ICE sessions); it routes streams from its replica
 // (route.go), writes through the leader (forward.go: forwarded from a
 // follower), registers and drains origins (origins.go), reports the keys its
-// sessions use (activity.go), runs the leader's loop (leader.go) and serves
-// the system API and the node-to-node API (api.go). node.go holds its
+// sessions use (activity.go), runs the leader's loop (leader.go), keeps the
+// versions of the command log apart during rolling upgrades (protocol.go:
+// the feature gate on writes, halts, refused downgrades) and serves the
+// system API and the node-to-node API (api.go). node.go holds its
 // lifecycle: start, bootstrap, leave, close and status.
 //
 // The other jobs have rooms of their own, which a Node composes through
@@ -13,8 +15,9 @@
 // voters (the leader's reconcile of the Raft voter set), upkeep (the
 // leader's writes of origin health and garbage collection), rtcsessions (the
 // node's side of the WebRTC ICE session table), telemetry (events, history
-// and the cluster-wide documents) and clusterport (Raft and the internal API
-// on one port, with mutual TLS).
+// and the cluster-wide documents), clusterport (Raft and the internal API
+// on one port, with mutual TLS) and leadership (the one owner of the
+// leader's loop).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
 // flags or environment; cmd/srs-mesh builds its Config.
