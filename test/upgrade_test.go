@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,11 +153,12 @@ func readAllClose(resp *http.Response) ([]byte, error) {
 }
 
 // TestMixedVersionUpgrade runs a 3-node mesh on the previous release (the
-// commit SRS_MESH_UPGRADE_FROM names, 5a5a224 by default) with a live
-// publisher and an HLS poller, and upgrades it node by node to this build,
+// commit SRS_MESH_UPGRADE_FROM names, 5a5a224 by default) with two live
+// publishers, a player and an HLS poller (the clients reconnect through a
+// ready node when theirs stops), and upgrades it node by node to this build,
 // followers first and the leader last: SIGTERM, the new binary, the same
 // data directory. After every step all nodes hold the same assignments,
-// the stream plays through every node, HLS through a node that was not
+// every stream plays through every node, the player plays on, HLS through a node that was not
 // restarted never failed, and a command type of the new protocol waits
 // (status: lowest 1, set_protocol waiting) until the last node runs the new
 // build; then the mesh records protocol 2.
@@ -191,10 +193,17 @@ func TestMixedVersionUpgrade(t *testing.T) {
 	c.waitFormed(t, 3, 30*time.Second)
 	c.waitOriginsHealthy(t, 2)
 
+	// Two streams, published through the mesh by clients that reconnect
+	// through a ready node when theirs goes away, and a player that
+	// does the same.
 	const path, key = "live/upgrade", "__defaultVhost__/live/upgrade"
+	const path2, key2 = "live/upgrade2", "__defaultVhost__/live/upgrade2"
 	pub := newLBClient(t, c.nodes, path, false, 0)
-	clients := []*lbClient{pub}
+	pub2 := newLBClient(t, c.nodes, path2, false, 2)
 	owner := c.waitAssigned(t, key)
+	c.waitAssigned(t, key2)
+	player := newLBClient(t, c.nodes, path, true, 1)
+	clients := []*lbClient{pub, pub2, player}
 	waitTicking(t, 30*time.Second, "the playlist through n2", clients, func() bool {
 		resp, err := e2eHTTP.Get(c.nodes[1].HTTPURL(path + ".m3u8"))
 		if err != nil {
@@ -239,12 +248,9 @@ func TestMixedVersionUpgrade(t *testing.T) {
 			}
 			return true
 		})
-		for _, nd := range c.nodes {
-			res := harness.PlayUntil(t, nd.RTMPURL(path), time.Second, 5, 30*time.Second)
-			if res.VideoFrames < 5 {
-				t.Fatalf("%s: %d frames through %s", step, res.VideoFrames, nd.ID)
-			}
-		}
+		playEverywhere(t, step, c.nodes, path, path2)
+		from := player.frames()
+		waitTicking(t, 30*time.Second, step+": the player plays on", clients, func() bool { return player.frames() >= from+25 })
 		// The new protocol waits for the last node.
 		all := len(upgraded) == len(c.nodes)
 		waitTicking(t, 20*time.Second, step+": the protocol as every new node shows it", clients, func() bool {
@@ -262,7 +268,7 @@ func TestMixedVersionUpgrade(t *testing.T) {
 		if f := hls.failures(); len(f) > 0 {
 			t.Errorf("%s: HLS through a node not restarted failed %d times: %v", step, len(f), f[:min(len(f), 5)])
 		}
-		t.Logf("%s: assignments agree, the stream plays through every node, %d HLS polls so far", step, hls.polls.Load())
+		t.Logf("%s: assignments agree, every stream plays through every node, %d HLS polls so far", step, hls.polls.Load())
 	}
 	check("on "+from, map[int]bool{})
 
@@ -291,11 +297,53 @@ func TestMixedVersionUpgrade(t *testing.T) {
 	if after[key] != owner {
 		t.Errorf("%s on %q after the upgrade, was on %s", key, after[key], owner)
 	}
-	t.Logf("upgraded %v; publisher reconnected %d times (%s); %d HLS polls", order, pub.reconnects,
-		strings.Join(pub.via, ","), hls.polls.Load())
+	t.Logf("upgraded %v; publishers reconnected %d and %d times (%s; %s), the player %d times, %d frames; %d HLS polls",
+		order, pub.reconnects, pub2.reconnects, strings.Join(pub.via, ","), strings.Join(pub2.via, ","),
+		player.reconnects, player.frames(), hls.polls.Load())
 	var st mesh.Status
 	if err := c.nodes[0].Status(&st); err != nil || st.Protocol.Halted != "" {
 		t.Fatalf("status after the upgrade: %+v, %v", st.Protocol, err)
+	}
+}
+
+// playEverywhere plays every stream through every node at once, each
+// until it decodes a few frames or 30 s pass, and fails the test for each
+// that did not.
+func playEverywhere(t *testing.T, step string, nodes []*harness.Node, paths ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan string, len(nodes)*len(paths))
+	for _, nd := range nodes {
+		for _, p := range paths {
+			wg.Add(1)
+			go func(url string) {
+				defer wg.Done()
+				deadline := time.Now().Add(30 * time.Second)
+				var last error
+				for time.Now().Before(deadline) {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					res, err := harness.PlayCopy(ctx, url, time.Second)
+					cancel()
+					if err == nil && res.VideoFrames >= 5 {
+						return
+					}
+					if err == nil {
+						err = fmt.Errorf("only %d frames", res.VideoFrames)
+					}
+					last = err
+					time.Sleep(300 * time.Millisecond) // between attempts, not waiting for a condition
+				}
+				errs <- fmt.Sprintf("%s: %v", url, last)
+			}(nd.RTMPURL(p))
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("%s: could not play %s", step, e)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 
