@@ -158,10 +158,10 @@ func readAllClose(resp *http.Response) ([]byte, error) {
 // ready node when theirs stops), and upgrades it node by node to this build,
 // followers first and the leader last: SIGTERM, the new binary, the same
 // data directory. After every step all nodes hold the same assignments,
-// every stream plays through every node, the player plays on, HLS through a node that was not
-// restarted never failed, and a command type of the new protocol waits
-// (status: lowest 1, set_protocol waiting) until the last node runs the new
-// build; then the mesh records protocol 2.
+// every stream plays through every node, the player plays on, HLS through a
+// node that was not restarted never failed, and a command type of the new
+// protocol waits (status: lowest 1, set_protocol waiting) until the last
+// node runs the new build; then the mesh records protocol 2.
 func TestMixedVersionUpgrade(t *testing.T) {
 	harness.Need(t, "ffmpeg", "nginx")
 	from := os.Getenv(upgradeFromEnv)
