@@ -21,7 +21,7 @@ func (d gossipDelegate) NodeMeta(limit int) []byte {
 		api = d.n.cfg.APIAddr.String()
 	}
 	m := members.Meta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: api, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
-		Leaving: d.n.leavingMesh.Load()}
+		Leaving: d.n.leavingMesh.Load(), Protocol: d.n.cfg.protocol()}
 	return m.Encode(limit)
 }
 func (gossipDelegate) NotifyMsg([]byte)                           {}

@@ -122,6 +122,8 @@ func TestCacheMetrics(t *testing.T) {
 		`srs_mesh_fanout_dropped_total{action="skipped"}`:                   0,
 		`srs_mesh_fanout_dropped_total{action="kicked"}`:                    0,
 		`srs_mesh_raft_leader`:                                              1,
+		`srs_mesh_state_halted`:                                             0,
+		`srs_mesh_protocol_version{kind="node"}`:                            2,
 	} {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)

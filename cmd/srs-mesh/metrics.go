@@ -62,6 +62,11 @@ var (
 	descRaftLeader  = prometheus.NewDesc(ns+"_raft_leader", "1 when this node sees a leader, else 0.", nil, nil)
 	descMembers     = prometheus.NewDesc(ns+"_gossip_members", "Gossip members by state.",
 		[]string{"state"}, nil)
+	descStateHalted = prometheus.NewDesc(ns+"_state_halted", "1 when this node's replicated state halted on a command it cannot apply (it routes nothing until upgraded), else 0.", nil, nil)
+	descSkipped     = prometheus.NewDesc(ns+"_state_skipped_commands_total", "Optional commands of types this build does not know, skipped.", nil, nil)
+	descProtocol    = prometheus.NewDesc(ns+"_protocol_version", "Command protocol versions: node (this build), lowest (among the members), mesh (recorded in the replicated state).",
+		[]string{"kind"}, nil)
+	descWaiting       = prometheus.NewDesc(ns+"_protocol_waiting_types", "Command types this build has that wait for every member to upgrade.", nil, nil)
 	descCacheRequests = prometheus.NewDesc(ns+"_cache_requests_total", "HTTP stream requests that reached this node's cache, by kind (segment, document) and result (hit, miss, coalesced).",
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
@@ -198,6 +203,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftCommit, float64(st.CommitIndex))
 	gauge(descRaftApplied, float64(st.AppliedIndex))
 	gauge(descRaftLeader, boolFloat(st.Leader != ""))
+	gauge(descStateHalted, boolFloat(st.Protocol.Halted != ""))
+	counter(descSkipped, st.Protocol.SkippedCommands)
+	gauge(descProtocol, float64(st.Protocol.Node), "node")
+	gauge(descProtocol, float64(st.Protocol.Lowest), "lowest")
+	gauge(descProtocol, float64(st.Protocol.Mesh), "mesh")
+	gauge(descWaiting, float64(len(st.Protocol.Waiting)))
 	members := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range st.Members {
 		if m.GossipState != "" {

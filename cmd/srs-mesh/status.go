@@ -304,6 +304,23 @@ func printSummary(w io.Writer, st mesh.Status) {
 	fmt.Fprintf(w, "Node %s  state %s  leader %s\n", st.NodeID, st.RaftState, leader)
 	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d  voters %d  non-voters %d\n",
 		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex, st.Voters, st.NonVoters)
+	printProtocol(w, st.Protocol)
+}
+
+// printProtocol shows the command protocol (absent from nodes before
+// versions): the versions, what waits for which members, and a halt.
+func printProtocol(w io.Writer, p mesh.ProtocolStatus) {
+	if p.Node == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Protocol node %d  lowest %d  mesh %d\n", p.Node, p.Lowest, p.Mesh)
+	if len(p.Waiting) > 0 {
+		fmt.Fprintf(w, "Waiting for all nodes to reach protocol %d: %s\n", p.Node, strings.Join(p.Waiting, ", "))
+		fmt.Fprintf(w, "  behind: %s\n", strings.Join(p.Behind, ", "))
+	}
+	if p.Halted != "" {
+		fmt.Fprintf(w, "HALTED: %s\n", p.Halted)
+	}
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {

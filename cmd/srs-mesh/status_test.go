@@ -88,3 +88,22 @@ func lineWith(out string, words ...string) bool {
 	}
 	return false
 }
+
+func TestProtocolLines(t *testing.T) {
+	var b bytes.Buffer
+	printProtocol(&b, mesh.ProtocolStatus{Node: 2, Lowest: 1, Waiting: []string{"set_protocol"}, Behind: []string{"n3:1"}})
+	want := "Protocol node 2  lowest 1  mesh 0\nWaiting for all nodes to reach protocol 2: set_protocol\n  behind: n3:1\n"
+	if b.String() != want {
+		t.Errorf("mixed versions:\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printProtocol(&b, mesh.ProtocolStatus{Node: 2, Lowest: 2, Mesh: 2, Waiting: []string{}, Halted: "log entry 9 has required command type 50"})
+	if want := "Protocol node 2  lowest 2  mesh 2\nHALTED: log entry 9 has required command type 50\n"; b.String() != want {
+		t.Errorf("halted:\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printProtocol(&b, mesh.ProtocolStatus{}) // a node before versions
+	if b.Len() != 0 {
+		t.Errorf("a node before versions: %q", b.String())
+	}
+}
