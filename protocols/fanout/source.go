@@ -171,6 +171,15 @@ type rebaser struct {
 	before  uint32 // the old upstream's last timestamp
 	guard   int    // tags left to keep above before
 	keyWait int    // frames of the new upstream still to drop while its first keyframe is awaited
+
+	// Per track, for a switch aligned by content (align): the latest
+	// audio and video timestamps delivered, and whether frames of the
+	// new upstream at or before them are still dropped as repeats.
+	lastA, lastV   uint32
+	anyA, anyV     bool
+	dedupA, dedupV bool
+	repeatsLeft    int // bounds the repeats dropped after one switch
+	repeats        int // frames dropped as repeats since the last switch
 }
 
 // switchGap is how far after the last delivered tag a new upstream's first
@@ -188,6 +197,7 @@ const switchKeyWait = 1000
 
 // reattached starts rebasing the next upstream's tags.
 func (r *rebaser) reattached() {
+	r.dedupA, r.dedupV, r.repeats = false, false, 0
 	if r.any {
 		r.pending = true
 		r.floor = r.last + switchGap
@@ -242,6 +252,16 @@ func (r *rebaser) apply(t Tag) Tag {
 	}
 	if !r.any || int32(ts-r.last) > 0 {
 		r.last, r.any = ts, true
+	}
+	switch t.Type {
+	case TagAudio:
+		if !r.anyA || int32(ts-r.lastA) > 0 {
+			r.lastA, r.anyA = ts, true
+		}
+	case TagVideo:
+		if !r.anyV || int32(ts-r.lastV) > 0 {
+			r.lastV, r.anyV = ts, true
+		}
 	}
 	return t
 }
