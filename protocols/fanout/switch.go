@@ -342,6 +342,9 @@ func (h *hub) step(p *pending, t Tag) (int, uint32) {
 	key, hashed, kh, kts, gen, ended, err := p.key, p.hashed, p.keyHash, p.keyTS, p.gen, p.ended, p.err
 	p.mu.Unlock()
 	switch {
+	case ended:
+		h.abandon(p, err) // a new upstream that failed is no better than the old
+		return stepDeliver, 0
 	case key && !hashed:
 		return stepRebase, 0 // audio only: nothing to align by
 	case key && t.Kind == KindKeyframe && h.hash(t) == kh:
@@ -353,9 +356,6 @@ func (h *hub) step(p *pending, t Tag) (int, uint32) {
 		if ts, ok := h.seen.find(kh); ok { // already delivered
 			return stepAligned, ts - kts
 		}
-	case !key && ended:
-		h.abandon(p, err)
-		return stepDeliver, 0
 	}
 	if time.Now().After(p.deadline) {
 		if key {
@@ -376,7 +376,7 @@ func (h *hub) awaitKey(p *pending) bool {
 		key, ended := p.key, p.ended
 		p.mu.Unlock()
 		if key {
-			return true
+			return true // even if it ended since: its frames are still new
 		}
 		if ended {
 			return false
