@@ -316,7 +316,6 @@ type hub struct {
 	curCancel context.CancelFunc // ends the context cur was opened with, when a switch made it
 	held      []Tag              // headers of a re-attached upstream held for its first frame
 	seen      seenRing           // the last keyframes delivered
-	swGen     int                // the pending switch's keyframe looked up in seen
 	lastAt    time.Time          // when the last tag was delivered
 	failed    time.Time          // the upstream failure not yet recovered from
 	rep       Reattach           // the switch to report at the next tag delivered

@@ -104,6 +104,7 @@ type pending struct {
 	cancel   context.CancelFunc // ends ctx
 	done     chan struct{}      // closed when run returns
 	changed  chan struct{}      // a token when the buffer gets its keyframe or the source ends
+	looked   int                // the gen looked up among the keyframes delivered; the reader's
 
 	// Guarded by mu: run files tags until the reader adopts them.
 	mu        sync.Mutex
@@ -351,8 +352,8 @@ func (h *hub) step(p *pending, t Tag) (int, uint32) {
 		// The old upstream comes to the new one's first keyframe: switch
 		// in its place, at the timestamp it would have had.
 		return stepAligned, t.Timestamp + h.ts.offset - kts
-	case key && gen != h.swGen:
-		h.swGen = gen
+	case key && gen != p.looked:
+		p.looked = gen
 		if ts, ok := h.seen.find(kh); ok { // already delivered
 			return stepAligned, ts - kts
 		}

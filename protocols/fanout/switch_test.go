@@ -56,11 +56,11 @@ func keyAt(fs []frame, i int) int {
 
 // feed is a live Source the test feeds tag by tag.
 type feed struct {
-	reads   atomic.Int32 // times ReadTag was called
-	ch      chan Tag
-	closed  chan struct{}
-	once    sync.Once
-	endErr  error
+	reads  atomic.Int32 // times ReadTag was called
+	ch     chan Tag
+	closed chan struct{}
+	once   sync.Once
+	endErr error
 }
 
 func newFeed(buffer int) *feed {
@@ -594,6 +594,78 @@ func TestReadPathAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per tag", allocs)
+	}
+	a.end(io.EOF)
+}
+
+// Two planned switches in a row, each with its own timestamp base: the
+// players still get every frame once.
+func TestPlannedSwitchTwice(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	fs := genFrames(300, 10)
+	var rep reports
+	a, b, c := newFeed(0), newFeed(0), newFeed(1000)
+	src := &sources{t: t, list: []Source{a, b, c}}
+	r := newTestRegistry(t, Config{OnSwitch: rep.add, SwitchTimeout: time.Minute})
+	s := subscribe(t, r, "k?", src.opener())
+	a.send(copyOf(fs, 0, 0, 100)...)
+	r.Switch("k")
+	from := keyAt(fs, 60)
+	go b.send(withHeads(fs, 4000, from, 150)...) // b is unbuffered: it is fed as the hub reads it
+	waitKey(t, s.h)
+	for i := 100; a.send(copyOf(fs, 0, i, i+1)...); i++ {
+	}
+	testkit.WaitFor(t, 5*time.Second, "b read to 150", func() bool { return b.reads.Load() == int32(3+150-from+1) })
+	if n := r.Switch("k"); n != 1 {
+		t.Fatalf("second Switch = %d", n)
+	}
+	c.send(withHeads(fs, 90000, keyAt(fs, 120), 300)...)
+	waitKey(t, s.h)
+	for i := 150; b.send(copyOf(fs, 4000, i, i+1)...); i++ {
+	}
+	c.end(io.EOF)
+	wantStream(t, played(t, s), fs)
+	if rs := rep.get(); len(rs) != 2 || !rs[0].Aligned || !rs[1].Aligned {
+		t.Errorf("reports = %+v", rs)
+	}
+}
+
+// BenchmarkReadPath measures the reader's per-tag path with no switch
+// pending (rebasing, the switch checks, the keyframe ring, delivering to
+// one subscriber and its taking the tag), over a stream with a keyframe
+// every 30 video frames.
+func BenchmarkReadPath(b *testing.B) {
+	r := NewRegistry(Config{})
+	defer r.Close()
+	a := newFeed(0)
+	s, err := r.Subscribe(context.Background(), "k?", func(context.Context) (Opened, error) { return Opened{Source: a}, nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	a.send(copyOf(genFrames(1, 30), 0, 0, 1)...)
+	collect(b, s, 1+3+1)
+	if err := testkit.Poll(5*time.Second, func() error {
+		if a.reads.Load() != 3+1+1 {
+			return errors.New("the reader is busy")
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	h := s.h
+	tags := copyOf(genFrames(3000, 30), 0, 1, 3000)
+	var bufs [][]byte
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		t := tags[i%len(tags)]
+		i++
+		if !h.ts.repeat(t) && h.sw.Load() == nil {
+			h.emit(t)
+		}
+		bufs, _ = s.Next(ctx, bufs[:0])
 	}
 	a.end(io.EOF)
 }
