@@ -48,20 +48,26 @@ type Upstream func(ctx context.Context, origin stream.Origin, key stream.Key, qu
 //
 // A Source is one live copy of a stream, and a hub may switch its players
 // from one Source to another (today when an upstream fails and the hub
-// re-attaches; later between the sources of a stream: replicas, backup
-// encoders, a planned move). A Source therefore knows nothing of the
+// re-attaches, and on a planned move, Registry.Switch; later between the
+// sources of a stream: replicas, backup encoders). A Source therefore knows nothing of the
 // others, and the hub keeps this contract for the players:
 //
 //   - A Source's timestamps are its own: it need not continue another's.
-//     The hub rebases them so that what players get continues, monotonic
-//     (modulo 2^32), from the last tag they had, one frame later.
+//     When the players already had the new Source's first keyframe (the
+//     same type and body bytes; a copy of the same publish), the hub maps
+//     the new timestamps onto theirs by it and drops the frames they had;
+//     otherwise it rebases them so that what players get continues,
+//     monotonic (modulo 2^32), from the last tag they had, one frame
+//     later.
 //   - A switch happens at a keyframe: the new Source's frames ahead of its
 //     first keyframe (first audio frame, in a stream without video) are
-//     dropped, and the GOP cached from the old one is not served again.
+//     dropped, and, when rebased, the GOP cached from the old one is not
+//     served again.
 //   - Metadata and sequence headers are re-sent: a Source sends its own
 //     (onMetaData, then the sequence headers) ahead of its first frame, as
 //     an origin's play does, and they reach every player ahead of the
-//     keyframe. A Source that sends none leaves the old ones in force.
+//     keyframe (on a planned or aligned switch, only those that changed).
+//     A Source that sends none leaves the old ones in force.
 //   - Only the first Source's header reaches the players; later ones'
 //     are read and dropped. Tags must be classified (NewTag, Reader):
 //     the hub finds keyframes and sequence headers by Tag.Kind.
