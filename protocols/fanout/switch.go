@@ -454,6 +454,7 @@ func (h *hub) adopt(p *pending, offset uint32, aligned bool) error {
 		h.ts.align(offset)
 	} else {
 		h.ts.reattached()
+		h.ts.keyWait = 0 // buf starts at the keyframe
 		h.resetGOP()
 	}
 	h.rep = Reattach{Key: h.key, Kind: SwitchPlanned, Origins: up.Origins, Aligned: aligned}

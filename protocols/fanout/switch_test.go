@@ -337,8 +337,14 @@ func TestPlannedSwitchTimeout(t *testing.T) {
 	n := 3 + last
 	wantStream(t, got[:n], fs[:last])
 	k := keyAt(other, 30)
-	if g := got[n]; !bytes.Equal(g.body, other[k].body) || g.ts != fs[last-1].ts+switchGap {
-		t.Errorf("first tag after the switch: %+v, want the new keyframe at %d", g, fs[last-1].ts+switchGap)
+	floor := fs[last-1].ts + switchGap
+	if len(got) != n+200-k {
+		t.Fatalf("%d tags, want %d", len(got), n+200-k)
+	}
+	for i, f := range other[k:200] {
+		if g := got[n+i]; !bytes.Equal(g.body, f.body) || g.ts != floor+f.ts-other[k].ts {
+			t.Fatalf("tag %d after the switch: %+v, want %x at %d", i, g, f.body, floor+f.ts-other[k].ts)
+		}
 	}
 	if rs := rep.get(); len(rs) != 1 || rs[0].Aligned || rs[0].Err != nil || rs[0].Took < 200*time.Millisecond {
 		t.Errorf("reports = %+v", rs)
