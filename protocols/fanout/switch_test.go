@@ -323,12 +323,13 @@ func TestPlannedSwitchTimeout(t *testing.T) {
 	s := subscribe(t, r, "k?q", src.opener())
 	a.send(copyOf(fs, 0, 0, 50)...)
 	r.Switch("k")
-	b.send(withHeads(other, 9000, keyAt(other, 30), 200)...)
+	b.send(withHeads(other, 9000, keyAt(other, 30), 150)...)
 	p := waitKey(t, s.h)
 	testkit.WaitFor(t, 5*time.Second, "the switch's deadline", func() bool { return time.Now().After(p.deadline) })
 	last := 50
 	for ; last < len(fs) && a.send(copyOf(fs, 0, last, last+1)...); last++ {
 	}
+	b.send(copyOf(other, 9000, 150, 200)...) // read by the hub, after the switch
 	b.end(io.EOF)
 	got := played(t, s)
 	monotonic(t, got)
@@ -674,4 +675,62 @@ func BenchmarkReadPath(b *testing.B) {
 		bufs, _ = s.Next(ctx, bufs[:0])
 	}
 	a.end(io.EOF)
+}
+
+// A sequence header that changed on the new upstream reaches the players
+// ahead of its first frame, at the last video timestamp they had.
+func TestPlannedSwitchNewHeader(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	fs := genFrames(300, 10)
+	avcSeq2 := append(append([]byte(nil), avcSeq...), 2)
+	a, b := newFeed(0), newFeed(1000)
+	src := &sources{t: t, list: []Source{a, b}}
+	r := newTestRegistry(t, Config{SwitchTimeout: time.Minute})
+	s := subscribe(t, r, "k?", src.opener())
+	a.send(copyOf(fs, 0, 0, 100)...)
+	r.Switch("k")
+	heads := []Tag{NewTag(TagScript, 50, metadataBody()), NewTag(TagVideo, 50, avcSeq2), NewTag(TagAudio, 50, aacSeq)}
+	b.send(append(heads, copyOf(fs, 50, keyAt(fs, 60), 300)...)...)
+	waitKey(t, s.h)
+	a.send(copyOf(fs, 0, 100, 101)...) // the hub switches here, instead of delivering it
+	testkit.WaitFor(t, 5*time.Second, "the switch", a.isClosed)
+	b.end(io.EOF)
+	var lastV uint32
+	for _, f := range fs[:100] {
+		if f.typ == TagVideo {
+			lastV = f.ts
+		}
+	}
+	want := append(append(append([]frame(nil), fs[:100]...), frame{TagVideo, lastV, avcSeq2}), fs[100:]...)
+	wantStream(t, played(t, s), want)
+}
+
+// An audio-only stream has nothing to align by: a planned switch goes to
+// the new upstream at its first frame, rebased.
+func TestPlannedSwitchAudioOnly(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	var rep reports
+	a, b := newFeed(0), newFeed(100)
+	src := &sources{t: t, list: []Source{a, b}}
+	r := newTestRegistry(t, Config{OnSwitch: rep.add, SwitchTimeout: time.Minute})
+	s := subscribe(t, r, "k?", src.opener())
+	silence := []byte{0xaf, 1, 0}
+	a.send(NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 1000, silence), NewTag(TagAudio, 1023, silence))
+	r.Switch("k")
+	b.send(NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 70000, silence), NewTag(TagAudio, 70023, silence))
+	waitKey(t, s.h)
+	a.send(NewTag(TagAudio, 1046, silence))
+	testkit.WaitFor(t, 5*time.Second, "the switch", a.isClosed)
+	b.end(io.EOF)
+	got := played(t, s)
+	var ts []uint32
+	for _, f := range got {
+		ts = append(ts, f.ts)
+	}
+	if want := []uint32{0, 1000, 1023, 1046, 1046 + switchGap, 1069 + switchGap}; fmt.Sprint(ts) != fmt.Sprint(want) {
+		t.Errorf("timestamps %v, want %v", ts, want)
+	}
+	if rs := rep.get(); len(rs) != 1 || rs[0].Aligned || rs[0].Err != nil {
+		t.Errorf("reports = %+v", rs)
+	}
 }
