@@ -486,9 +486,7 @@ func (h *hub) read(up Opened) {
 		}
 		h.cur = up
 		h.reg.reattached.Add(1)
-		h.ts.reattached()
-		// The old upstream's GOP must not lead into the new one's frames.
-		h.resetGOP()
+		h.ts.reattached() // enter resets the GOP cache unless aligned
 		h.rep = Reattach{Key: h.key, Kind: SwitchFailover, Origins: up.Origins}
 		h.repSince, h.repOn = h.failed, true
 		err = h.readFrom(up.Source, false)

@@ -535,8 +535,9 @@ func (h *hub) switchHeader(t Tag, skipSame bool) {
 // delivering it: when the players already had k (the new upstream's
 // origin held the stream and its GOP, a warm replica), the new upstream's
 // timestamps are mapped onto the old ones by it and its frames the
-// players had are dropped; otherwise they are rebased. Then the headers
-// held back for it go out.
+// players had are dropped, and the GOP cached goes on; otherwise they are
+// rebased and the GOP cache starts again. Then the headers held back for
+// it go out.
 func (h *hub) enter(k Tag) {
 	aligned := false
 	if k.Kind == KindKeyframe {
@@ -544,6 +545,10 @@ func (h *hub) enter(k Tag) {
 			h.ts.align(ts - k.Timestamp)
 			aligned = true
 		}
+	}
+	if !aligned {
+		// The old upstream's GOP must not lead into the new one's frames.
+		h.resetGOP()
 	}
 	h.rep.Aligned = aligned
 	for _, t := range h.held {
