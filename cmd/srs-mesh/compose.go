@@ -22,6 +22,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -233,6 +234,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	fan := newFanOut(o, failovers)
 	defer fan.close()
 	collector.fanOut = fan.reg
+	if fan.reg != nil {
+		// Players follow a stream that moved at once, make-before-break
+		// for a planned move.
+		node.OnMoved(func(k stream.Key) { fan.reg.Switch(k.String()) })
+	}
 	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, creds, log)
 	if err != nil {
 		return err
@@ -296,6 +302,7 @@ func newFanOut(o serveOptions, failovers *failoverMetrics) fanOut {
 		return fanOut{}
 	}
 	return fanOut{fanout.NewRegistry(fanout.Config{Reattach: o.reattach, OnReattach: failovers.playReattached,
+		OnSwitch: failovers.playSwitched,
 		// Whatever an origin's RTMP play may send (see rtmp.Config.MaxMessageSize) fits a tag.
 		MaxTagSize: max(int(o.rtmpMaxMessage), rtmp.OriginMaxMessageSize)})}
 }

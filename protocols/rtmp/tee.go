@@ -47,8 +47,9 @@ const (
 	teeRetry = 2 * time.Second
 	// moveLinger is how long the old origin keeps getting the stream after
 	// a make-before-break move, for the players that still read it to
-	// switch.
-	moveLinger = 3 * time.Second
+	// switch: longer than a fan-out hub's planned switch may take
+	// (fanout.DefaultSwitchTimeout).
+	moveLinger = 5 * time.Second
 	// landedTimeout bounds the write a landed tee makes.
 	landedTimeout = 5 * time.Second
 	// teeWriteTimeout bounds one write to a tee: the publisher's own
