@@ -136,6 +136,28 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Fatalf("demo exited:\n%s", demo.Output())
 	}
 
+	// A normal start logs no warning, and each node says "node started"
+	// once.
+	logDir := regexp.MustCompile(`logs in (\S+)\)`).FindStringSubmatch(demo.Output())
+	if logDir == nil {
+		t.Fatalf("the demo does not say where its logs are:\n%s", demo.Output())
+	}
+	for i := 1; i <= 3; i++ {
+		b, err := os.ReadFile(filepath.Join(logDir[1], fmt.Sprintf("n%d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := string(b)
+		for _, bad := range []string{"level=WARN", "level=ERROR", "err=<nil>", "mesh: mesh:", `\n\t`} {
+			if strings.Contains(log, bad) {
+				t.Errorf("node n%d's start logs %q:\n%s", i, bad, log)
+			}
+		}
+		if n := strings.Count(log, `msg="node started"`); n != 1 {
+			t.Errorf("node n%d logs \"node started\" %d times:\n%s", i, n, log)
+		}
+	}
+
 	// The README's commands, with the demo's ports.
 	publish := strings.Fields(strings.TrimSuffix(layout.Replace(play[0]), " &"))
 	playURL := strings.Fields(layout.Replace(play[1]))[1]

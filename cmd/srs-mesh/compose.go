@@ -216,14 +216,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	cfg.Throughput, cfg.Serving = served.total, served.serving
 	node, err := mesh.New(cfg)
 	if err != nil {
-		return fmt.Errorf("mesh: %w", flagError(err))
+		return flagError(err) // mesh's errors name it already
 	}
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+	log.Info("where to connect", nodeURLs(lns, cfg.AdvertiseAddr)...)
 	if len(cfg.StaticOrigins) == 0 {
 		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
-			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with an origin")
+			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with two origins")
 	}
 
 	reg := prometheus.NewRegistry()

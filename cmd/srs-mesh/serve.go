@@ -96,13 +96,15 @@ value may also be).`,
 			if err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
 				return err
 			}
+			if o.nodeID == "" {
+				o.nodeID, _ = os.Hostname()
+			}
 			return runServe(cmd.Context(), o)
 		},
 	}
-	host, _ := os.Hostname()
 	d := mesh.DefaultConfig()
 	f := cmd.Flags()
-	f.StringVar(&o.nodeID, "node-id", host, "unique, stable id of this node (default: hostname)")
+	f.StringVar(&o.nodeID, "node-id", "", "unique id of this node, kept across restarts (default: this host's name)")
 	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", d.BootstrapExpect, "number of nodes that form a new cluster together")
 	f.IntVar(&o.raftVoters, "raft-voters", d.RaftVoters, "most Raft voters (odd); other nodes join as non-voters that replicate the state and route locally")
@@ -145,7 +147,7 @@ value may also be).`,
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
-	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
+	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); srs-mesh tls makes one")
 	f.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM certificate of this node, signed by the CA, naming --node-id")
 	f.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
 	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token; and take SRS API calls that can change an origin from anyone on an --api off loopback without --token (logs a warning)")
@@ -191,7 +193,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: oneLineAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
@@ -199,6 +201,40 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// oneLineAttr keeps every log value on one line: a string or error that
+// spans lines (a joined error's "\n\t* ") is rejoined with "; ", so that a
+// text log line stays one line and reads without escapes.
+func oneLineAttr(_ []string, a slog.Attr) slog.Attr {
+	var s string
+	switch v := a.Value.Resolve(); {
+	case v.Kind() == slog.KindString:
+		s = v.String()
+	case v.Kind() == slog.KindAny:
+		err, ok := v.Any().(error)
+		if !ok || err == nil {
+			return a
+		}
+		s = err.Error()
+	default:
+		return a
+	}
+	if !strings.ContainsAny(s, "\n\r") {
+		if a.Value.Kind() == slog.KindAny {
+			a.Value = slog.StringValue(s)
+		}
+		return a
+	}
+	var parts []string
+	for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		if line != "" {
+			parts = append(parts, line)
+		}
+	}
+	a.Value = slog.StringValue(strings.ReplaceAll(strings.Join(parts, "; "), ":;", ":"))
+	return a
 }
 
 // buildMeshConfig turns flags into a mesh.Config, parsing what needs it
