@@ -344,3 +344,40 @@ func TestReadmeLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsMediaLinesPlayEverywhere checks every FFmpeg command in the
+// README, docs/ and the demo's output: one that encodes H.264 names
+// -pix_fmt yuv420p, since FFmpeg keeps a test source's 4:4:4 otherwise and
+// Safari, iOS and hardware decoders refuse High 4:4:4.
+func TestDocsMediaLinesPlayEverywhere(t *testing.T) {
+	files, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../README.md", "../statefulset/README.md", "../cmd/srs-mesh/demo.go")
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		// Join continued lines, so that a command is one line.
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		for i, line := range strings.Split(text, "\n") {
+			if !regexp.MustCompile(`(^|[\s` + "`" + `])ffmpeg\s+-`).MatchString(line) {
+				continue
+			}
+			if strings.Contains(line, "libx264") || !strings.Contains(line, "-c:v copy") && !strings.Contains(line, "-c copy") {
+				checked++
+				if !strings.Contains(line, "-pix_fmt yuv420p") {
+					t.Errorf("%s:%d: an FFmpeg line without -pix_fmt yuv420p: %s", f, i+1, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("found no FFmpeg line to check")
+	}
+}
