@@ -31,6 +31,12 @@ func nodeURLs(lns listeners, advertise netip.Addr) []any {
 		h := host(lns.http.Addr())
 		out = append(out, "flv", "http://"+h+"/live/livestream.flv", "hls", "http://"+h+"/live/livestream.m3u8")
 	}
+	if lns.https != nil {
+		out = append(out, "hls_https", "https://"+host(lns.https.Addr())+"/live/livestream.m3u8")
+	}
+	if lns.apiHTTPS != nil {
+		out = append(out, "whep_https", "https://"+host(lns.apiHTTPS.Addr())+"/rtc/v1/whep/?app=live&stream=livestream")
+	}
 	if lns.api != nil {
 		out = append(out, "whip", "http://"+host(lns.api.Addr())+"/rtc/v1/whip/?app=live&stream=livestream",
 			"whep", "http://"+host(lns.api.Addr())+"/rtc/v1/whep/?app=live&stream=livestream")
