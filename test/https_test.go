@@ -117,3 +117,34 @@ func TestBrowserOnHTTPSPage(t *testing.T) {
 		}
 	}
 }
+
+// TestRTMPS publishes over RTMPS (--rtmps) to one node and plays over RTMPS
+// and plain RTMP from another, with a certificate of a local CA, which a Go
+// client trusting only that CA accepts.
+func TestRTMPS(t *testing.T) {
+	harness.Need(t, "ffmpeg", "nginx")
+	ca := harness.NewLocalCA(t)
+	certFile, keyFile, nodeCert := ca.Leaf(t, t.TempDir(), "nodes")
+	origin := harness.StartNginx(t, harness.NginxOptions{})
+	rtmps := map[int]string{}
+	c := startProtocolCluster(t, 2, func(i int, _ []*harness.Node) []string {
+		rtmps[i] = fmt.Sprintf("127.0.0.1:%d", harness.UniquePort(t, false))
+		return []string{"--rtmps", rtmps[i], "--https-cert-file", certFile, "--https-key-file", keyFile}
+	}, "--origin", originFlag("o1", origin))
+	c.waitOriginsHealthy(t, 1)
+
+	conn, err := tls.Dial("tcp", rtmps[1], &tls.Config{RootCAs: ca.Pool})
+	if err != nil {
+		t.Fatalf("TLS to --rtmps with the CA: %v", err)
+	}
+	if !conn.ConnectionState().PeerCertificates[0].Equal(nodeCert.Leaf) {
+		t.Errorf("--rtmps serves another certificate than --https-cert-file")
+	}
+	conn.Close()
+
+	harness.PublishRTMP(t, "rtmps://"+rtmps[0]+"/live/secure")
+	res := harness.PlayUntil(t, "rtmps://"+rtmps[1]+"/live/secure", 3*time.Second, 30, 60*time.Second)
+	t.Logf("played %d frames over RTMPS through node 2", res.VideoFrames)
+	res = harness.PlayUntil(t, c.nodes[1].RTMPURL("live/secure"), 3*time.Second, 30, 60*time.Second)
+	t.Logf("played %d frames over RTMP through node 2", res.VideoFrames)
+}

@@ -100,9 +100,15 @@ func (r *certReloader) reload() {
 	r.log.Info("client TLS certificate reloaded", "cert_file", r.certFile, "not_after", cert.Leaf.NotAfter)
 }
 
-// tlsConfig is the server configuration of the client TLS listeners:
+// tlsConfig is the server configuration of the client HTTPS listeners:
 // HTTP/1.1 only (HTTP-FLV players' connections are taken over from
 // net/http, which HTTP/2 does not allow), TLS 1.2 or later.
 func (r *certReloader) tlsConfig() *tls.Config {
 	return &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+}
+
+// rtmpsConfig is the server configuration of --rtmps: TLS 1.2 or later,
+// no application protocol negotiated.
+func (r *certReloader) rtmpsConfig() *tls.Config {
+	return &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12}
 }

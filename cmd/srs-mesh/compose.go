@@ -210,8 +210,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if _, err := rtmpMaxMessage(o); err != nil {
 		return err
 	}
-	if (o.httpsAddr != "" || o.apiHTTPSAddr != "") && (o.httpsCertFile == "" || o.httpsKeyFile == "") {
-		return errors.New("--https and --api-https need --https-cert-file and --https-key-file")
+	if (o.httpsAddr != "" || o.apiHTTPSAddr != "" || o.rtmpsAddr != "") && (o.httpsCertFile == "" || o.httpsKeyFile == "") {
+		return errors.New("--https, --api-https and --rtmps need --https-cert-file and --https-key-file")
 	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
@@ -236,6 +236,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	lns.api = clients.listen("api", lns.api)
 	lns.https = clients.listen("https", lns.https) // the PROXY header comes before TLS
 	lns.apiHTTPS = clients.listen("api-https", lns.apiHTTPS)
+	lns.rtmps = clients.listen("rtmps", lns.rtmps)
 	if len(clients.forwarded.Trusted) > 0 {
 		log.Info("client addresses from trusted proxies", "trusted_proxies", clients.forwarded.Trusted,
 			"forwarded_header", clients.forwarded.Header.String(), "proxy_protocol", clients.proxyProtocol)
@@ -347,8 +348,15 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
+	var certs *certReloader
+	if lns.https != nil || lns.apiHTTPS != nil || lns.rtmps != nil {
+		var err error
+		if certs, err = newCertReloader(o.httpsCertFile, o.httpsKeyFile, log.With("proto", "tls")); err != nil {
+			return nil, err
+		}
+	}
 	var rtmpServer *rtmp.Server
-	if lns.rtmp != nil {
+	if lns.rtmp != nil || lns.rtmps != nil {
 		maxMessage, err := rtmpMaxMessage(o)
 		if err != nil {
 			return nil, err
@@ -359,15 +367,24 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		collector.rtmp, rtmpServer = s, s
-		log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
-		parts = append(parts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: s.Drain, close: func() { s.Close() }})
-	}
-	var certs *certReloader
-	if lns.https != nil || lns.apiHTTPS != nil {
-		var err error
-		if certs, err = newCertReloader(o.httpsCertFile, o.httpsKeyFile, log.With("proto", "https")); err != nil {
-			return nil, err
+		// One server for both listeners: the last part drains and
+		// closes it (and with it every listener it serves).
+		noDrain := func(context.Context) error { return nil }
+		var rtmpParts []part
+		if lns.rtmp != nil {
+			log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
+			rtmpParts = append(rtmpParts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: noDrain, close: func() {}})
 		}
+		if lns.rtmps != nil {
+			// The TLS handshake runs at the first read, within the
+			// RTMP handshake's deadline.
+			tlsLn := tls.NewListener(lns.rtmps, certs.rtmpsConfig())
+			log.Info("rtmps listening", "addr", lns.rtmps.Addr().String())
+			rtmpParts = append(rtmpParts, part{name: "rtmps", serve: func() error { return s.Serve(tlsLn) }, drain: noDrain, close: func() {}})
+		}
+		rtmpParts[len(rtmpParts)-1].drain = s.Drain
+		rtmpParts[len(rtmpParts)-1].close = func() { s.Close() }
+		parts = append(parts, rtmpParts...)
 	}
 	if lns.http != nil || lns.https != nil {
 		hc := httpstream.Config{Router: router, Epochs: router, Sessions: sessions, Logger: log.With("proto", "http"),
@@ -519,11 +536,11 @@ func systemHandler(node *mesh.Node, metrics http.Handler) http.Handler {
 // address leaves one nil. closeAll closes whatever is still open.
 type listeners struct {
 	system, rtmp, http, api net.Listener
-	// https and apiHTTPS are plain TCP listeners; TLS is added over them
-	// by the parts that serve them.
-	https, apiHTTPS net.Listener
-	srt, rtc        net.PacketConn
-	closers         []interface{ Close() error }
+	// https, apiHTTPS and rtmps are plain TCP listeners; TLS is added
+	// over them by the parts that serve them.
+	https, apiHTTPS, rtmps net.Listener
+	srt, rtc               net.PacketConn
+	closers                []interface{ Close() error }
 }
 
 // open opens every listener o names.
@@ -533,7 +550,7 @@ func (l *listeners) open(o serveOptions) error {
 		name, addr string
 		ln         *net.Listener
 	}{{"system API", o.systemAPI, &l.system}, {"rtmp", o.rtmpAddr, &l.rtmp}, {"http", o.httpAddr, &l.http}, {"api", o.apiAddr, &l.api},
-		{"https", o.httpsAddr, &l.https}, {"api-https", o.apiHTTPSAddr, &l.apiHTTPS}} {
+		{"https", o.httpsAddr, &l.https}, {"api-https", o.apiHTTPSAddr, &l.apiHTTPS}, {"rtmps", o.rtmpsAddr, &l.rtmps}} {
 		if *t.ln, err = l.tcp(t.name, t.addr); err != nil {
 			return err
 		}

@@ -40,9 +40,11 @@ type serveOptions struct {
 	rtmpAddr        string
 	httpAddr        string
 	apiAddr         string
-	// httpsAddr and apiHTTPSAddr serve what --http and --api serve, over
-	// TLS with the certificate of httpsCertFile and httpsKeyFile.
+	// httpsAddr, apiHTTPSAddr and rtmpsAddr serve what --http, --api and
+	// --rtmp serve, over TLS with the certificate of httpsCertFile and
+	// httpsKeyFile.
 	httpsAddr       string
+	rtmpsAddr       string
 	apiHTTPSAddr    string
 	httpsCertFile   string
 	httpsKeyFile    string
@@ -126,7 +128,8 @@ value may also be).`,
 	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (empty disables)")
 	f.StringVar(&o.httpsAddr, "https", "", "HTTPS streaming listen address, e.g. :8088 (SRS's): what --http serves, over TLS, for players on HTTPS pages (empty disables); needs --https-cert-file and --https-key-file")
 	f.StringVar(&o.apiHTTPSAddr, "api-https", "", "HTTPS API listen address, e.g. :1990 (SRS's): what --api serves (WHIP, WHEP, SRS's API), over TLS (empty disables); its writes follow the rules of --api for its own address")
-	f.StringVar(&o.httpsCertFile, "https-cert-file", "", "PEM certificate (with its chain) of --https and --api-https; read again when it changes, so a rotation needs no restart")
+	f.StringVar(&o.rtmpsAddr, "rtmps", "", "RTMPS listen address, e.g. :1936: what --rtmp serves, over TLS, with the certificate of --https-cert-file (empty disables)")
+	f.StringVar(&o.httpsCertFile, "https-cert-file", "", "PEM certificate (with its chain) of --https, --api-https and --rtmps; read again when it changes, so a rotation needs no restart")
 	f.StringVar(&o.httpsKeyFile, "https-key-file", "", "PEM key of --https-cert-file; read again when it changes")
 	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (empty disables)")
 	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
@@ -147,7 +150,7 @@ value may also be).`,
 	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
 	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "CIDR (or IP) of load balancers and reverse proxies whose client address is believed: their --forwarded-header on --http and --api, their PROXY protocol header on the --proxy-protocol listeners; repeatable (default: nobody; every client is its TCP peer)")
 	f.StringVar(&o.forwardedHeader, "forwarded-header", "X-Forwarded-For", "header that --trusted-proxies write on the HTTP ports: X-Forwarded-For or Forwarded (RFC 7239); the client is its rightmost address that is not a trusted proxy, and the other header is ignored")
-	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api, https, api-https) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")
+	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api, https, api-https, rtmps) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")

@@ -31,6 +31,9 @@ func nodeURLs(lns listeners, advertise netip.Addr) []any {
 		h := host(lns.http.Addr())
 		out = append(out, "flv", "http://"+h+"/live/livestream.flv", "hls", "http://"+h+"/live/livestream.m3u8")
 	}
+	if lns.rtmps != nil {
+		out = append(out, "rtmps", "rtmps://"+host(lns.rtmps.Addr())+"/live/livestream")
+	}
 	if lns.https != nil {
 		out = append(out, "hls_https", "https://"+host(lns.https.Addr())+"/live/livestream.m3u8")
 	}
