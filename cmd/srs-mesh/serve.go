@@ -45,6 +45,7 @@ type serveOptions struct {
 	// httpsKeyFile.
 	httpsAddr       string
 	rtmpsAddr       string
+	configFile      string
 	apiHTTPSAddr    string
 	httpsCertFile   string
 	httpsKeyFile    string
@@ -98,11 +99,17 @@ default ports (RTMP 1935, HTTP 8080, system API 12025).
 Every flag can also be set with an environment variable SRS_MESH_<FLAG>, upper
 case with dashes as underscores (SRS_MESH_BOOTSTRAP_EXPECT=3). Repeatable flags
 take a comma-separated list (--origin: separated by ';', as one --origin
-value may also be).`,
+value may also be). --config FILE reads flags from a YAML file keyed by flag
+name; the command line and the environment override it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
 				return err
+			}
+			if o.configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), o.configFile); err != nil {
+					return err
+				}
 			}
 			if o.nodeID == "" {
 				o.nodeID, _ = os.Hostname()
@@ -166,6 +173,7 @@ value may also be).`,
 	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token; and take SRS API calls that can change an origin from anyone on an --api off loopback without --token (logs a warning)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.configFile, "config", "", "YAML file of flag values, keyed by flag name (bootstrap-expect: 3); flags and SRS_MESH_* variables override it")
 	return cmd
 }
 
