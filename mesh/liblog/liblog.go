@@ -52,12 +52,14 @@ var startWarnings = []struct{ msg, field string }{
 	// A new follower's empty log meets the leader's first entry.
 	{"failed to get previous log", "last-index=0"},
 	{"appendEntries rejected, sending older logs", " next=1"},
-	// Two nodes of a forming cluster time out together, and the one whose
-	// log is behind asks for votes: refusing it is Raft working. The
-	// candidate logs its own election, which stays a warning once it has
-	// known a leader.
-	{"rejecting vote request since our last term is greater", ""},
-	{"rejecting vote request since our last index is greater", ""},
+	// Nodes of a forming cluster time out together: a split vote, and a
+	// candidate behind the others, or late, asks for votes. Refusing it is
+	// Raft working; the candidate logs its own election, which stays a
+	// warning once it has known a leader.
+	{"Election timeout reached, restarting election", ""},
+	{"vote request since our last term is greater", ""},
+	{"vote request since our last index is greater", ""},
+	{"vote request since we have a leader", ""},
 }
 
 // expected reports whether a line the library logs as a warning is part of

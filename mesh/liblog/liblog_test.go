@@ -50,6 +50,8 @@ func TestStartWarningsAreDropped(t *testing.T) {
 		`2026-12-04T10:36:44.622Z [WARN]  raft: failed to get previous log: previous-index=1 last-index=0 error="log not found"`,
 		`2026-12-04T10:36:44.619Z [WARN]  raft: appendEntries rejected, sending older logs: peer="{Voter n2 127.0.0.1:24314}" next=1`,
 		`2026-12-04T10:54:37.910Z [WARN]  raft: rejecting vote request since our last term is greater: candidate=127.0.0.1:32424 last-term=2 last-candidate-term=1`,
+		`[WARN]  raft: rejecting pre-vote request since we have a leader: from=127.0.0.1:7947 leader=127.0.0.1:7948 leader-id=n2`,
+		`[WARN]  raft: Election timeout reached, restarting election`,
 	}
 	real := []string{
 		`[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr=127.0.0.1:7947 last-leader-id=n1`,
