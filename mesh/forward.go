@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -168,13 +169,24 @@ func (n *Node) forward(ctx context.Context, addr string, data []byte) (state.Res
 	case status == http.StatusUnauthorized:
 		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
-		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, leaderDetail(ErrBadCommand, env.Message))
 	case status == http.StatusConflict:
-		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, leaderDetail(ErrOriginAnswers, env.Message))
 	case status == http.StatusPreconditionFailed:
 		return state.Result{}, fmt.Errorf("%w: the leader says: %s", ErrProtocolWaiting, env.Message)
 	}
-	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, env.Message)
+	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, leaderDetail(nil, env.Message))
+}
+
+// leaderDetail is the leader's error message without what the error that
+// wraps it here says already (its sentinel, the "mesh: " prefix), so that
+// the message reads "mesh: malformed command: bad key", not "mesh:
+// malformed command: mesh: malformed command: bad key".
+func leaderDetail(sentinel error, msg string) string {
+	if sentinel != nil {
+		msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+	}
+	return strings.TrimPrefix(msg, "mesh: ")
 }
 
 // postInternal sends one internal request with the token to the cluster

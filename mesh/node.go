@@ -349,7 +349,7 @@ func (n *Node) start() {
 		n.wg.Add(1)
 		go n.joinLoop()
 	}
-	n.log.Info("node started", "raft", n.raftAdvertise, "gossip", n.cfg.GossipAddr, "api", n.cfg.APIAddr,
+	n.log.Info("raft and gossip running", "raft", n.raftAdvertise, "gossip", n.cfg.GossipAddr, "api", n.cfg.APIAddr,
 		"bootstrap_expect", n.cfg.BootstrapExpect, "existing_state", n.hasState.Load())
 }
 
@@ -374,6 +374,7 @@ func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	said, saidAt := -1, time.Time{} // members last reported waiting, and when
 	for !n.hasState.Load() {
 		if n.raft.LastIndex() > 0 {
 			n.markHasState()
@@ -384,6 +385,13 @@ func (n *Node) bootstrapLoop() {
 				n.markHasState()
 				return
 			}
+		}
+		// Say that the node waits, and for how many, when the count
+		// changes and every 10 s while it does not.
+		if have := len(n.members.Alive()); have < n.cfg.BootstrapExpect && !n.hasState.Load() &&
+			(have != said || time.Since(saidAt) >= 10*time.Second) {
+			n.log.Info("waiting for nodes to form a new cluster", "have", have, "expect", n.cfg.BootstrapExpect)
+			said, saidAt = have, time.Now()
 		}
 		select {
 		case <-n.ctx.Done():

@@ -445,6 +445,7 @@ func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 // newMetricsHandler registers the collectors and returns /metrics.
 func newMetricsHandler(reg *prometheus.Registry, c *meshCollector) http.Handler {
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		readBuildInfo().collector())
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

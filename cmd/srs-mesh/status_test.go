@@ -26,8 +26,8 @@ func TestStreamTablesFit80Columns(t *testing.T) {
 		Nodes: []peers.Answer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
 	}
 	var a, b bytes.Buffer
-	printStreams(&a, doc, true, now)
-	printAssignments(&b, doc, true, now)
+	printStreams(&a, 80, doc, true, now)
+	printAssignments(&b, 80, doc, true, now)
 	for _, out := range []string{a.String(), b.String()} {
 		for _, line := range strings.Split(out, "\n") {
 			if len(line) > 80 {
@@ -63,7 +63,7 @@ func TestEventsTableFits80Columns(t *testing.T) {
 		Nodes: []mesh.NodeAnswer{{ID: "node-1", OK: true}, {ID: "node-4", Error: strings.Repeat("no answer ", 20)}},
 	}
 	var b bytes.Buffer
-	printEvents(&b, doc, now)
+	printEvents(&b, 80, doc, now)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if len(line) > 80 {
 			t.Errorf("line of %d columns: %q", len(line), line)
