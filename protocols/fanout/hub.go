@@ -108,8 +108,20 @@ type Config struct {
 	// ones they had. Zero: the subscribers end with the upstream's error.
 	Reattach time.Duration
 	// OnReattach, when not nil, is called (from the hub's goroutine) after
-	// each re-attach, successful or not.
+	// each re-attach, successful or not, and after each publisher grace
+	// that ended (Reattach.Kind SwitchPublisher).
 	OnReattach func(Reattach)
+	// PublishGrace is how long a hub whose upstream ended cleanly (io.EOF:
+	// the publisher stopped, and the stream did not move) keeps its
+	// subscribers, sending them nothing, their connections open, while it
+	// runs its Opener again, retrying and backing off, until the stream is
+	// back (a publisher published it again, through any node). The
+	// subscribers then get the new publish at its first keyframe, after
+	// its metadata and sequence headers, with timestamps continuing,
+	// monotonic, from the last ones they had, as after a re-attach. When
+	// no media came within the grace, they end as at a clean end. Zero:
+	// they end at once.
+	PublishGrace time.Duration
 	// SwitchTimeout bounds a planned switch (Registry.Switch), from the
 	// call: past it the hub switches the way a re-attach does, or gives
 	// up. Default DefaultSwitchTimeout.
@@ -295,32 +307,36 @@ type hub struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the reader goroutine has returned
 
-	mu      sync.Mutex
-	subs    map[*Subscriber]struct{}
-	started bool
-	closed  bool
-	linger  *time.Timer
-	lingers uint64 // counts lingers, so that a stale timer's callback is ignored
-	src     Source
-	open    Opener
-	live    bool   // reading an upstream, not re-attaching: a planned switch may start
-	playing string // the origin played, when an Opener said (Opened.Origins)
+	mu       sync.Mutex
+	subs     map[*Subscriber]struct{}
+	started  bool
+	closed   bool
+	linger   *time.Timer
+	lingers  uint64 // counts lingers, so that a stale timer's callback is ignored
+	src      Source
+	open     Opener
+	live     bool   // reading an upstream, not re-attaching: a planned switch may start
+	playing  string // the origin played, when an Opener said (Opened.Origins)
+	graceSrc Source // the upstream a grace's timer may close, until its first tag
 
 	openMu sync.Mutex              // held while the Opener runs: it never runs twice at once
 	sw     atomic.Pointer[pending] // the planned switch pending, if any
 	swWG   sync.WaitGroup          // planned switches' goroutines
 
 	// The reader goroutine's.
-	ts        rebaser
-	cur       Opened             // the upstream read
-	curCancel context.CancelFunc // ends the context cur was opened with, when a switch made it
-	held      []Tag              // headers of a re-attached upstream held for its first frame
-	seen      seenRing           // the last keyframes delivered
-	lastAt    time.Time          // when the last tag was delivered
-	failed    time.Time          // the upstream failure not yet recovered from
-	rep       Reattach           // the switch to report at the next tag delivered
-	repSince  time.Time          // when that switch began
-	repOn     bool               // rep is to be reported
+	ts         rebaser
+	cur        Opened             // the upstream read
+	curCancel  context.CancelFunc // ends the context cur was opened with, when a switch made it
+	held       []Tag              // headers of a re-attached upstream held for its first frame
+	seen       seenRing           // the last keyframes delivered
+	lastAt     time.Time          // when the last tag was delivered
+	failed     time.Time          // the upstream failure not yet recovered from
+	graceEnd   time.Time          // the end of the publisher grace under way, if any
+	graceTry   time.Duration      // the wait before the grace's next open
+	graceTimer *time.Timer        // closes the grace's upstream at graceEnd
+	rep        Reattach           // the switch to report at the next tag delivered
+	repSince   time.Time          // when that switch began
+	repOn      bool               // rep is to be reported
 
 	// The cache, written by the reader goroutine under mu.
 	header   []byte
@@ -468,6 +484,26 @@ func (h *hub) read(up Opened) {
 			h.abandon(p, why)
 		}
 		err = h.ended(h.cur, err)
+		h.stopGraceTimer()
+		if err == io.EOF && h.cfg.PublishGrace > 0 || !h.graceEnd.IsZero() && err != nil {
+			// The publisher stopped, or the upstream opened to wait for
+			// it ended before it came back: wait within the grace.
+			up, gerr := h.graceOpen()
+			if gerr != nil {
+				err = gerr
+				break
+			}
+			if h.curCancel != nil {
+				h.curCancel()
+				h.curCancel = nil
+			}
+			h.cur = up
+			h.ts.reattached()
+			h.rep = Reattach{Key: h.key, Kind: SwitchPublisher, Origins: up.Origins}
+			h.repSince, h.repOn = h.failed, true
+			err = h.readFrom(up.Source, false)
+			continue
+		}
 		if err == nil || err == io.EOF || h.cfg.Reattach <= 0 {
 			break
 		}
@@ -491,10 +527,89 @@ func (h *hub) read(up Opened) {
 		h.repSince, h.repOn = h.failed, true
 		err = h.readFrom(up.Source, false)
 	}
-	if err == io.EOF {
+	h.stopGraceTimer()
+	if err == io.EOF || err == errGraceOver {
 		err = nil
 	}
 	h.close(err)
+}
+
+// errGraceOver ends a hub whose publisher did not come back within
+// Config.PublishGrace: for the subscribers, the stream's clean end.
+var errGraceOver = errors.New("fanout: the publisher did not come back")
+
+// graceMaxTry bounds the wait between a grace's opens.
+const graceMaxTry = time.Second
+
+// graceOpen opens the stream again within Config.PublishGrace from the
+// publisher's end, to wait for a publisher: it runs the Opener
+// (reattach), backing off after an open whose upstream ended without
+// media, and arms a timer that closes the upstream at the grace's end
+// unless a tag came first (deliverNow), so that a play waiting for a
+// publisher that never comes (SRS's plays wait) does not hold the
+// players. It returns errGraceOver, the grace reported, when the grace
+// ended without the stream. Run by the reader goroutine.
+func (h *hub) graceOpen() (Opened, error) {
+	now := time.Now()
+	if h.graceEnd.IsZero() {
+		h.graceEnd, h.graceTry = now.Add(h.cfg.PublishGrace), 0
+		h.failed = now
+		// A new publish continues nothing the players had, even where
+		// its frames are the same bytes (a test pattern): it is rebased,
+		// never aligned by content with the old one.
+		h.seen = seenRing{}
+	} else if h.graceTry > 0 {
+		t := time.NewTimer(max(0, min(h.graceTry, time.Until(h.graceEnd))))
+		select {
+		case <-t.C:
+		case <-h.ctx.Done():
+			t.Stop()
+			return Opened{}, h.ctx.Err()
+		}
+	}
+	h.graceTry = min(max(2*h.graceTry, 100*time.Millisecond), graceMaxTry)
+	var up Opened
+	err := errGraceOver
+	if time.Now().Before(h.graceEnd) {
+		up, err = h.reattach(h.graceEnd)
+	}
+	if err != nil || !time.Now().Before(h.graceEnd) {
+		if up.Source != nil {
+			up.Source.Close()
+		}
+		if h.ctx.Err() != nil {
+			return Opened{}, h.ctx.Err()
+		}
+		h.report(Reattach{Key: h.key, Kind: SwitchPublisher, Took: time.Since(h.failed), Err: errGraceOver})
+		h.graceEnd, h.failed = time.Time{}, time.Time{}
+		return Opened{}, errGraceOver
+	}
+	src := up.Source
+	h.mu.Lock()
+	h.graceSrc = src
+	h.mu.Unlock()
+	h.graceTimer = time.AfterFunc(time.Until(h.graceEnd), func() {
+		h.mu.Lock()
+		mine := h.graceSrc == src
+		h.mu.Unlock()
+		if mine {
+			src.Close()
+		}
+	})
+	return up, nil
+}
+
+// stopGraceTimer stops the timer that ends a grace's upstream. Run by the
+// reader goroutine.
+func (h *hub) stopGraceTimer() {
+	if h.graceTimer == nil {
+		return
+	}
+	h.graceTimer.Stop()
+	h.graceTimer = nil
+	h.mu.Lock()
+	h.graceSrc = nil
+	h.mu.Unlock()
 }
 
 // setLive says whether a planned switch may start.
@@ -618,8 +733,9 @@ func (h *hub) deliverNow(t Tag) {
 		h.repOn = false
 		r := h.rep
 		r.Took, r.Gap, r.Repeats = now.Sub(h.repSince), now.Sub(h.lastAt), h.ts.repeats
-		if r.Kind == SwitchFailover {
-			h.failed = time.Time{}
+		if r.Kind == SwitchFailover || r.Kind == SwitchPublisher {
+			h.stopGraceTimer()
+			h.failed, h.graceEnd = time.Time{}, time.Time{}
 			h.setLive(true)
 			h.report(r)
 		} else {

@@ -16,6 +16,10 @@ const (
 	SwitchFailover = "failover"
 	// SwitchPlanned is a make-before-break switch (Registry.Switch).
 	SwitchPlanned = "planned"
+	// SwitchPublisher is the stream's return within the publisher grace
+	// (Config.PublishGrace) after its publisher stopped; reported with
+	// Err set when the grace ended without it.
+	SwitchPublisher = "publisher"
 )
 
 // DefaultSwitchTimeout is Config.SwitchTimeout's default.
