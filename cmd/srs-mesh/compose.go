@@ -335,7 +335,8 @@ func newFanOut(o serveOptions, failovers *failoverMetrics) fanOut {
 		return fanOut{}
 	}
 	return fanOut{fanout.NewRegistry(fanout.Config{Reattach: o.reattach, OnReattach: failovers.playReattached,
-		OnSwitch: failovers.playSwitched,
+		PublishGrace: o.publishGrace,
+		OnSwitch:     failovers.playSwitched,
 		// Whatever an origin's RTMP play may send (see rtmp.Config.MaxMessageSize) fits a tag.
 		MaxTagSize: max(int(o.rtmpMaxMessage), rtmp.OriginMaxMessageSize)})}
 }

@@ -41,11 +41,11 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 	m.gap = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns,
 		Name:      "switch_gap_seconds",
-		Help:      "The frame gap players saw when their shared upstream switched origin, by protocol (fanout: a node's RTMP and HTTP-FLV players) and kind (planned: a move without a break; failover: the origin failed).",
+		Help:      "The frame gap players saw when their shared upstream switched origin, by protocol (fanout: a node's RTMP and HTTP-FLV players) and kind (planned: a move without a break; failover: the origin failed; publisher: the stream was published again within the publisher grace).",
 		Buckets:   []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10},
 	}, []string{"proto", "kind"})
 	reg.MustRegister(m.total, m.resume, m.gap)
-	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover} {
+	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover, fanout.SwitchPublisher} {
 		m.gap.WithLabelValues("fanout", kind)
 	}
 	// A mesh that never failed over shows zero rather than no data (rates,
@@ -60,6 +60,10 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 // playReattached records a shared player upstream's re-attach (the
 // fan-out registry's Config.OnReattach): metrics, a log line and an event.
 func (m *failoverMetrics) playReattached(r fanout.Reattach) {
+	if r.Kind == fanout.SwitchPublisher {
+		m.publisherGrace(r)
+		return
+	}
 	st, from, to := fanout.StreamOf(r.Key), r.Origins.From, r.Origins.To
 	e := events.Event{Kind: events.PlayersReattached, Stream: st, Origin: to}
 	if r.Err != nil {
@@ -77,6 +81,24 @@ func (m *failoverMetrics) playReattached(r fanout.Reattach) {
 		"players", r.Subscribers, "resumed_after", r.Took.Round(time.Millisecond))
 	e.Detail = fmt.Sprintf("%s, from %s, resumed after %v", players(r.Subscribers), from, r.Took.Round(time.Millisecond))
 	m.events.Record(e)
+}
+
+// publisherGrace records the end of a publisher grace of a node's shared
+// upstream: the stream published again (the players' gap), or not.
+func (m *failoverMetrics) publisherGrace(r fanout.Reattach) {
+	st := fanout.StreamOf(r.Key)
+	if r.Err != nil {
+		m.log.Info("players ended: the publisher did not come back within the grace", "stream", st,
+			"players", r.Subscribers, "after", r.Took.Round(time.Millisecond))
+		m.events.Record(events.Event{Kind: events.PublisherLost, Stream: st,
+			Detail: fmt.Sprintf("%s ended after %v", players(r.Subscribers), r.Took.Round(time.Millisecond))})
+		return
+	}
+	m.gap.WithLabelValues("fanout", fanout.SwitchPublisher).Observe(r.Gap.Seconds())
+	m.log.Info("players resumed: the stream was published again within the grace", "stream", st,
+		"players", r.Subscribers, "gap", r.Gap.Round(time.Millisecond))
+	m.events.Record(events.Event{Kind: events.PublisherReturned, Stream: st,
+		Detail: fmt.Sprintf("%s resumed after %v", players(r.Subscribers), r.Gap.Round(time.Millisecond))})
 }
 
 // Failover records a publisher's failover (the RTMP server's

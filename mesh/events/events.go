@@ -54,6 +54,12 @@ const (
 	// where, after how long); PlayersLost: no origin took them in time.
 	PlayersReattached Kind = "players_reattached"
 	PlayersLost       Kind = "players_lost"
+	// PublisherReturned: a stream's publisher stopped and the stream was
+	// published again within the publisher grace; the node's players rode
+	// through (Stream, Detail: how many, after how long). PublisherLost:
+	// it did not come back within the grace, and the players ended.
+	PublisherReturned Kind = "publisher_returned"
+	PublisherLost     Kind = "publisher_lost"
 	Leader            Kind = "leader"      // Member became the Raft leader (Detail: "term N")
 	NodeJoined        Kind = "node_joined" // Member joined the gossip mesh
 	NodeLeft          Kind = "node_left"   // Member left gracefully
