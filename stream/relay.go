@@ -60,6 +60,9 @@ type Sessions interface {
 const (
 	KindPublish = "publish"
 	KindPlay    = "play"
+	// KindStandby is a backup encoder kept as its stream's standby
+	// publisher, forwarded nowhere until it takes over.
+	KindStandby = "standby"
 	// KindSession is a client whose direction its server does not know
 	// (a WebRTC media session relayed by ICE username).
 	KindSession = "session"

@@ -21,6 +21,11 @@ type failoverMetrics struct {
 	resume *prometheus.HistogramVec
 	// gap is the players' frame gap at each switch of a shared upstream.
 	gap *prometheus.HistogramVec
+	// standby counts standby publishers kept and promoted; takeover is
+	// the time from the active publisher's end to the standby's media
+	// reaching the origin.
+	standby  *prometheus.CounterVec
+	takeover prometheus.Histogram
 }
 
 func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.Recorder) *failoverMetrics {
@@ -44,7 +49,20 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 		Help:      "The frame gap players saw when their shared upstream switched origin, by protocol (fanout: a node's RTMP and HTTP-FLV players) and kind (planned: a move without a break; failover: the origin failed; publisher: the stream was published again within the publisher grace).",
 		Buckets:   []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10},
 	}, []string{"proto", "kind"})
-	reg.MustRegister(m.total, m.resume, m.gap)
+	m.standby = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns,
+		Name:      "standby_publishers_total",
+		Help:      "Backup encoders (--backup-publish) by event: standby (a second publisher of a live stream kept as its standby), promoted (a standby took over the stream).",
+	}, []string{"event"})
+	m.takeover = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns,
+		Name:      "standby_takeover_seconds",
+		Help:      "Time from the active publisher's end, as the standby's node saw it, to the standby's media reaching the origin.",
+		Buckets:   []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5},
+	})
+	m.standby.WithLabelValues(rtmp.StandbyKept)
+	m.standby.WithLabelValues(rtmp.StandbyPromoted)
+	reg.MustRegister(m.total, m.resume, m.gap, m.standby, m.takeover)
 	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover, fanout.SwitchPublisher} {
 		m.gap.WithLabelValues("fanout", kind)
 	}
@@ -124,6 +142,20 @@ func (m *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
 }
 
 var _ rtmp.FailoverObserver = (*failoverMetrics)(nil)
+
+// Standby records a backup encoder's events (the RTMP server's
+// Config.Standbys): metrics and, at a promotion, a publisher_switched event.
+func (m *failoverMetrics) Standby(ev rtmp.StandbyEvent) {
+	m.standby.WithLabelValues(ev.Kind).Inc()
+	if ev.Kind != rtmp.StandbyPromoted {
+		return
+	}
+	m.takeover.Observe(ev.Gap.Seconds())
+	m.events.Record(events.Event{Kind: events.PublisherSwitched, Stream: ev.Key.String(), Origin: ev.Origin,
+		Detail: fmt.Sprintf("the standby publisher %s took over after %v", ev.Peer, ev.Gap.Round(time.Millisecond))})
+}
+
+var _ rtmp.StandbyObserver = (*failoverMetrics)(nil)
 
 // players is "1 player" or "n players".
 func players(n int) string {

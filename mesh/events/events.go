@@ -60,6 +60,10 @@ const (
 	// it did not come back within the grace, and the players ended.
 	PublisherReturned Kind = "publisher_returned"
 	PublisherLost     Kind = "publisher_lost"
+	// PublisherSwitched: a standby publisher (a backup encoder) took over
+	// a stream whose publisher left (Stream, Origin, Detail: who, after
+	// how long).
+	PublisherSwitched Kind = "publisher_switched"
 	Leader            Kind = "leader"      // Member became the Raft leader (Detail: "term N")
 	NodeJoined        Kind = "node_joined" // Member joined the gossip mesh
 	NodeLeft          Kind = "node_left"   // Member left gracefully

@@ -178,6 +178,12 @@ func (c *conn) serve(ctx context.Context) {
 	// writes must not block longer than that.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout + time.Second))
 	o, err := c.dialOrigin(ctx, origin.RTMP)
+	if err != nil && c.publish {
+		if sb, serr := c.keepStandby(ctx, origin, err); serr == nil {
+			c.serveStandby(ctx, sb)
+			return
+		}
+	}
 	if err == nil && c.publish {
 		o, origin, err = c.accepted(ctx, o, origin)
 	}
@@ -189,6 +195,13 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.nc.SetDeadline(time.Time{})
 
+	c.serveRelay(ctx, o, origin, nil)
+}
+
+// serveRelay relays the session on its origin leg o, counted and logged;
+// sb, when not nil, is the standby whose publish it is.
+func (c *conn) serveRelay(ctx context.Context, o *originLeg, origin stream.Origin, sb *standby) {
+	st := &c.s.stats
 	if c.s.cfg.Sessions != nil {
 		// Set before the relay's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
@@ -207,8 +220,9 @@ func (c *conn) serve(ctx context.Context) {
 	defer gauge.Add(-1)
 	start := time.Now()
 	c.log.Info("relaying", "publish", c.publish)
+	var err error
 	if c.publish {
-		err = c.relayPublish(ctx, o, origin)
+		err = c.relayPublish(ctx, o, origin, sb)
 	} else {
 		err = c.relay(o)
 	}

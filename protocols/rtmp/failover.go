@@ -201,10 +201,16 @@ func (h *heldMessages) message(i int) chunk.Message {
 // gets the cached metadata and sequence headers and then the stream from a
 // key frame on. It returns the error that ended the session (nil for an
 // orderly close).
-func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Origin) error {
+//
+// sb, when not nil, is the standby publisher whose publish this is: the
+// client was told already, and the leg gets the standby's cached metadata,
+// sequence headers and GOP first.
+func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Origin, sb *standby) error {
 	cl := c.client
-	if err := c.sendStatus(levelStatus, codePublishStart, "Started publishing stream."); err != nil {
-		return err
+	if sb == nil {
+		if err := c.sendStatus(levelStatus, codePublishStart, "Started publishing stream."); err != nil {
+			return err
+		}
 	}
 	idle := c.s.cfg.IdleTimeout
 	cl.conn.writeIdle, cl.conn.readIdle = idle, idle
@@ -214,6 +220,17 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 		p.initTees(ss)
 	}
 	p.attach(o, origin)
+	if sb != nil {
+		p.cache = sb.cache
+		media, err := p.replayStandby(sb)
+		if err != nil {
+			p.stop()
+			return err
+		}
+		if media {
+			c.observeStandby(StandbyPromoted, origin.ID, time.Since(sb.endAt))
+		}
+	}
 	stopWatch := func() {}
 	if h := c.s.cfg.OriginHealth; h != nil && p.rr != nil {
 		stopWatch = p.watchHealth(h)

@@ -102,6 +102,13 @@ type Config struct {
 	FailoverTimeout time.Duration
 	// Failovers, when not nil, is told about every failover.
 	Failovers FailoverObserver
+	// BackupPublish keeps a second publisher of a live stream as its
+	// standby rather than refusing it, and makes the standby publish when
+	// the origin ends the stream (see standby.go). False: the origin's
+	// refusal reaches the second publisher.
+	BackupPublish bool
+	// Standbys, when not nil, is told about standby publishers.
+	Standbys StandbyObserver
 }
 
 // Defaults of Config.
@@ -183,6 +190,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	live      drain.Group      // client connections, for Drain
 	hubs      *fanout.Registry // Config.FanOut: shared upstreams, the caller's
+	standby   standbys         // standby publishers (Config.BackupPublish)
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet
@@ -338,6 +346,9 @@ type Stats struct {
 	// Publishers and Players are the sessions relaying now.
 	Publishers int64
 	Players    int64
+	// Standbys are the publishers kept as their stream's standby
+	// (Config.BackupPublish), not counted in Publishers.
+	Standbys int64
 	// BytesIn and BytesOut count bytes read from and written to clients
 	// (the same naming as stream.Sessions' counters and the other
 	// protocols' Stats); OriginBytesIn and OriginBytesOut the same for
@@ -368,6 +379,7 @@ type counters struct {
 	connsRefused      atomic.Uint64
 	publishers        atomic.Int64
 	players           atomic.Int64
+	standbys          atomic.Int64
 	bytesIn           atomic.Uint64
 	bytesOut          atomic.Uint64
 	originBytesIn     atomic.Uint64
@@ -388,6 +400,7 @@ func (s *Server) Stats() Stats {
 		ConnsRefused:      c.connsRefused.Load(),
 		Publishers:        c.publishers.Load(),
 		Players:           c.players.Load(),
+		Standbys:          c.standbys.Load(),
 		BytesIn:           c.bytesIn.Load(),
 		BytesOut:          c.bytesOut.Load(),
 		OriginBytesIn:     c.originBytesIn.Load(),

@@ -1,0 +1,390 @@
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// Backup encoders (Config.BackupPublish).
+//
+// A stream has one publisher at a time: its origin holds the stream and
+// refuses a second publish (SRS closes the connection: "stream is busy").
+// The origin is the arbiter of which publisher is active, so two nodes
+// never disagree about it and a standby can never take over a healthy
+// active publisher: it publishes only once the origin ended the stream.
+//
+// A publisher whose origin refused the publish while the stream is live
+// there (a play of it on the origin gets media within standbyProbe) is
+// kept as the stream's standby, on this node at most one per stream
+// (MaxStandbys in all): it is told that publishing started, and the node
+// reads it, caching its metadata, sequence headers and current GOP
+// (bounded by standbyGOPBytes and maxHeldMessages), forwarding nothing.
+// Meanwhile the node plays the stream from its origin (the watch). When
+// the origin ends that play (the active publisher left, or its node
+// dropped it), the standby publishes: the node routes the stream, replays
+// the standby's session on the origin, and sends it the cached metadata,
+// sequence headers and GOP, so that the stream starts again at the
+// standby's last key frame without waiting for the next one. Players on
+// every node ride through with their publisher grace (fanout
+// Config.PublishGrace): they see the old publish end and the new one
+// begin, with timestamps continuous. A standby whose publish the origin
+// refuses again while the stream is live goes back to watching; one
+// refused maxStandbyTries times in a row, or when the stream is not live,
+// is refused as any publisher is. An encoder that comes back after it was
+// replaced is the new standby; nothing switches back.
+
+// StandbyEvent reports a standby publisher's start or promotion
+// (Config.Standbys).
+type StandbyEvent struct {
+	Key stream.Key
+	// Peer is the standby encoder's address.
+	Peer string
+	// Kind is StandbyKept or StandbyPromoted.
+	Kind string
+	// Origin is the origin the standby published to (StandbyPromoted).
+	Origin string
+	// Gap is the time from the watch seeing the active publisher's end to
+	// the standby's media reaching the origin (StandbyPromoted).
+	Gap time.Duration
+}
+
+// Kinds of StandbyEvent.
+const (
+	// StandbyKept: a second publisher is kept as the stream's standby.
+	StandbyKept = "standby"
+	// StandbyPromoted: the standby took over the stream.
+	StandbyPromoted = "promoted"
+)
+
+// StandbyObserver is told about standby publishers; it is called from the
+// session's goroutine and must not block.
+type StandbyObserver interface {
+	Standby(StandbyEvent)
+}
+
+// Bounds of backup publishing.
+const (
+	// MaxStandbys bounds the standby publishers of a node (one per stream).
+	MaxStandbys = 256
+	// standbyGOPBytes bounds a standby's cached GOP; past it, the GOP is
+	// dropped and caching starts again at the next key frame.
+	standbyGOPBytes = 4 << 20
+	// standbyProbe bounds the wait for media on the play that tells a
+	// live stream (a second publisher) from a refusal.
+	standbyProbe = 2 * time.Second
+	// maxStandbyTries bounds a standby's publishes refused in a row.
+	maxStandbyTries = 5
+	// standbyRetry is the pause before a standby watches again after a
+	// refused publish.
+	standbyRetry = 200 * time.Millisecond
+)
+
+// errNotStandby says a refused publisher is not kept as a standby.
+var errNotStandby = errors.New("rtmp: not kept as a standby")
+
+// standbys are a server's standby publishers, one per stream.
+type standbys struct {
+	mu sync.Mutex
+	by map[stream.Key]*conn
+}
+
+// claim records c as key's standby; false when key has one on this node
+// or MaxStandbys are kept.
+func (s *standbys) claim(key stream.Key, c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.by == nil {
+		s.by = map[stream.Key]*conn{}
+	}
+	if _, ok := s.by[key]; ok || len(s.by) >= MaxStandbys {
+		return false
+	}
+	s.by[key] = c
+	return true
+}
+
+func (s *standbys) release(key stream.Key, c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.by[key] == c {
+		delete(s.by, key)
+	}
+}
+
+// count returns the standbys kept.
+func (s *standbys) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.by)
+}
+
+// standby is a publisher kept as its stream's standby: the session's
+// goroutine reads it (wait), and one goroutine at a time plays the stream
+// from its origin (the watch), owned by wait.
+type standby struct {
+	c      *conn
+	origin stream.Origin
+	cache  mediaCache
+	gop    heldMessages
+	waitKF bool // the GOP went past its bound: wait for the next key frame
+
+	wg     sync.WaitGroup
+	ended  chan error // the watch's end
+	cancel context.CancelFunc
+	endAt  time.Time // when the watch ended
+}
+
+// keepStandby decides whether c, a publisher whose origin refused the
+// publish (dialErr), is kept as the standby of a live stream. It returns
+// the standby, watching, or errNotStandby when the publisher is to be
+// refused as before.
+func (c *conn) keepStandby(ctx context.Context, origin stream.Origin, dialErr error) (*standby, error) {
+	s := c.s
+	if !s.cfg.BackupPublish || errors.Is(dialErr, ErrMessageTooLarge) || !s.standby.claim(c.req.Key, c) {
+		return nil, errNotStandby
+	}
+	sb := &standby{c: c, origin: origin}
+	live, err := sb.watch(ctx, true)
+	if err != nil || !live {
+		s.standby.release(c.req.Key, c)
+		return nil, errNotStandby
+	}
+	return sb, nil
+}
+
+// watch opens a play of the stream on its origin and starts the goroutine
+// that reads it until it ends (sb.ended). With probe, it first waits up to
+// standbyProbe for media, and reports false (the play closed) when none
+// came: the stream is not live there.
+func (sb *standby) watch(ctx context.Context, probe bool) (bool, error) {
+	c := sb.c
+	wctx, cancel := context.WithCancel(ctx)
+	src, err := c.s.OpenFLV(wctx, sb.origin, c.req.Key, c.req.StreamQuery)
+	if err != nil {
+		cancel()
+		return false, err
+	}
+	if probe {
+		got := make(chan error, 1)
+		go func() {
+			for {
+				t, err := src.ReadTag()
+				if err != nil || t.Type == fanout.TagVideo || t.Type == fanout.TagAudio {
+					got <- err
+					return
+				}
+			}
+		}()
+		t := time.NewTimer(standbyProbe)
+		var perr error
+		select {
+		case perr = <-got:
+		case <-t.C:
+			perr = errNotStandby
+		}
+		t.Stop()
+		if perr != nil {
+			src.Close()
+			cancel()
+			if perr == errNotStandby {
+				<-got
+			}
+			return false, nil
+		}
+	}
+	sb.ended = make(chan error, 1)
+	sb.cancel = func() { cancel(); src.Close() }
+	sb.wg.Add(1)
+	go func() {
+		defer sb.wg.Done()
+		for {
+			if _, err := src.ReadTag(); err != nil {
+				sb.ended <- err
+				return
+			}
+		}
+	}()
+	return true, nil
+}
+
+// stopWatch ends the watch and waits for its goroutine.
+func (sb *standby) stopWatch() {
+	if sb.cancel != nil {
+		sb.cancel()
+		sb.cancel = nil
+	}
+	sb.wg.Wait()
+}
+
+// wait reads the standby publisher, caching, until the origin ended the
+// stream and accepted the standby's publish: it returns the leg and the
+// origin. Any error ends the session (the client was told when that
+// matters). Run by the session's goroutine.
+func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) {
+	c := sb.c
+	cl := c.client
+	defer sb.stopWatch()
+	tries := 0
+	for {
+		m, err := cl.r.ReadMessage()
+		if err != nil {
+			return nil, sb.origin, clientReadErr(err)
+		}
+		if err := cl.maybeAck(); err != nil {
+			return nil, sb.origin, err
+		}
+		if m.Type <= chunk.TypeSetPeerBandwidth {
+			handled, err := cl.handleControl(&m)
+			if err != nil {
+				return nil, sb.origin, err
+			}
+			if handled {
+				continue
+			}
+		}
+		sb.cache.observe(&m)
+		sb.hold(&m)
+		var werr error
+		select {
+		case werr = <-sb.ended:
+		default:
+			continue
+		}
+		// The origin ended the play: the active publisher left.
+		sb.endAt = time.Now()
+		sb.stopWatch()
+		o, origin, err := sb.publish(ctx)
+		if err == nil {
+			return o, origin, nil
+		}
+		tries++
+		c.log.Info("standby publish refused; the stream is still live elsewhere", "err", err, "watch", werr, "tries", tries)
+		if tries >= maxStandbyTries || ctx.Err() != nil {
+			return nil, sb.origin, err
+		}
+		t := time.NewTimer(standbyRetry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, sb.origin, ctx.Err()
+		}
+		if _, err := sb.watch(ctx, false); err != nil {
+			return nil, sb.origin, err
+		}
+	}
+}
+
+// publish routes the stream and opens the standby's origin leg.
+func (sb *standby) publish(ctx context.Context) (*originLeg, stream.Origin, error) {
+	c := sb.c
+	rctx, cancel := context.WithTimeout(ctx, c.s.cfg.HandshakeTimeout)
+	origin, err := route.Publish(c.s.cfg.Router, c.s.cfg.Publisher)(rctx, c.req.Key)
+	cancel()
+	if err != nil {
+		return nil, sb.origin, err
+	}
+	if origin.RTMP == "" {
+		return nil, origin, fmt.Errorf("%w: origin %s of %s serves no RTMP", ErrNoOrigin, origin.ID, c.req.Key)
+	}
+	sb.origin = origin
+	o, err := c.dialOrigin(ctx, origin.RTMP)
+	if err != nil {
+		c.origin = nil
+		return nil, origin, err
+	}
+	return o, origin, nil
+}
+
+// hold caches m in the current GOP, from a key frame on, bounded. A
+// stream without video needs no GOP: any audio frame starts it.
+func (sb *standby) hold(m *chunk.Message) {
+	if m.Type != chunk.TypeVideo && m.Type != chunk.TypeAudio || isCodecConfig(m) || !sb.cache.sawVideo {
+		return
+	}
+	if isKeyframe(m) {
+		sb.gop.reset()
+		sb.waitKF = false
+	} else if sb.waitKF || len(sb.gop.msgs) == 0 {
+		return
+	}
+	if len(sb.gop.buf)+len(m.Payload) > standbyGOPBytes || !sb.gop.add(m) {
+		sb.gop.reset()
+		sb.waitKF = true
+	}
+}
+
+// replay sends a promoted standby's new leg its cached metadata, sequence
+// headers and GOP, and reports whether it sent media.
+func (p *publisher) replayStandby(sb *standby) (bool, error) {
+	for _, m := range p.cache.messages() {
+		cp := *m
+		if err := p.send(&cp, false); err != nil {
+			return false, err
+		}
+	}
+	for i := range sb.gop.msgs {
+		m := sb.gop.message(i)
+		if err := p.send(&m, false); err != nil {
+			return false, err
+		}
+	}
+	media := len(sb.gop.msgs) > 0
+	sb.gop.release()
+	return media, p.cur.flush()
+}
+
+func (c *conn) observeStandby(kind string, origin string, gap time.Duration) {
+	if ob := c.s.cfg.Standbys; ob != nil {
+		ob.Standby(StandbyEvent{Key: c.req.Key, Peer: c.nc.RemoteAddr().String(), Kind: kind, Origin: origin, Gap: gap})
+	}
+}
+
+// serveStandby runs the session of a publisher kept as its stream's
+// standby: it waits (counted as a standby session) until the standby
+// takes over, then relays it as any publisher.
+func (c *conn) serveStandby(ctx context.Context, sb *standby) {
+	defer c.s.standby.release(c.req.Key, c)
+	c.nc.SetDeadline(time.Time{})
+	idle := c.s.cfg.IdleTimeout
+	c.client.conn.writeIdle, c.client.conn.readIdle = idle, idle
+	if err := c.sendStatus(levelStatus, codePublishStart, "Started publishing stream."); err != nil {
+		sb.stopWatch()
+		return
+	}
+	var end func()
+	if c.s.cfg.Sessions != nil {
+		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
+		end = c.s.cfg.Sessions.Track(c.req.Key, "rtmp", stream.KindStandby, &c.clientIn, &c.clientOut)
+	}
+	c.s.stats.standbys.Add(1)
+	c.log.Info("publisher kept as the stream's standby")
+	c.observeStandby(StandbyKept, sb.origin.ID, 0)
+	o, origin, err := sb.wait(ctx)
+	c.s.stats.standbys.Add(-1)
+	if end != nil {
+		end()
+	}
+	c.s.standby.release(c.req.Key, c)
+	if err == nil {
+		o, origin, err = c.accepted(ctx, o, origin)
+	}
+	if err != nil {
+		c.log.Info("standby publisher ended", "err", err)
+		if !isClosedErr(err) {
+			c.refuse(err.Error())
+		}
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.log.Info("standby publisher takes over the stream", "origin", origin.ID, "after", time.Since(sb.endAt).Round(time.Millisecond))
+	c.serveRelay(ctx, o, origin, sb)
+}
