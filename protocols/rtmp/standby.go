@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
@@ -28,18 +29,19 @@ import (
 // reads it, caching its metadata, sequence headers and current GOP
 // (bounded by standbyGOPBytes and maxHeldMessages), forwarding nothing.
 // Meanwhile the node plays the stream from its origin (the watch). When
-// the origin ends that play (the active publisher left, or its node
-// dropped it), the standby publishes: the node routes the stream, replays
+// the origin ends that play, or it carries no media for standbyGap (the
+// active publisher left, or its node dropped it; SRS keeps a play open
+// across publishes), the standby publishes: the node routes the stream, replays
 // the standby's session on the origin, and sends it the cached metadata,
 // sequence headers and GOP, so that the stream starts again at the
 // standby's last key frame without waiting for the next one. Players on
 // every node ride through with their publisher grace (fanout
 // Config.PublishGrace): they see the old publish end and the new one
 // begin, with timestamps continuous. A standby whose publish the origin
-// refuses again while the stream is live goes back to watching; one
-// refused maxStandbyTries times in a row, or when the stream is not live,
-// is refused as any publisher is. An encoder that comes back after it was
-// replaced is the new standby; nothing switches back.
+// refuses (the active publisher was only slow) goes on watching and tries
+// again at most once per standbyRetry. A second publisher of a stream
+// that is not live is refused as any publisher is. An encoder that comes
+// back after it was replaced is the new standby; nothing switches back.
 
 // StandbyEvent reports a standby publisher's start or promotion
 // (Config.Standbys).
@@ -80,11 +82,15 @@ const (
 	// standbyProbe bounds the wait for media on the play that tells a
 	// live stream (a second publisher) from a refusal.
 	standbyProbe = 2 * time.Second
-	// maxStandbyTries bounds a standby's publishes refused in a row.
-	maxStandbyTries = 5
-	// standbyRetry is the pause before a standby watches again after a
-	// refused publish.
-	standbyRetry = 200 * time.Millisecond
+	// standbyGap is how long the watch may get no media before the
+	// standby tries to publish: longer than an origin's merged writes
+	// (SRS's mw_latency, 350 ms by default) and a frame interval, short
+	// enough for players to ride through within a second.
+	standbyGap = 600 * time.Millisecond
+	// standbyRetry is the least time between a standby's publishes: an
+	// origin whose active publisher is only slow refuses them, each
+	// costing it a refused publish (and its on_publish hook).
+	standbyRetry = time.Second
 )
 
 // errNotStandby says a refused publisher is not kept as a standby.
@@ -137,9 +143,10 @@ type standby struct {
 	waitKF bool // the GOP went past its bound: wait for the next key frame
 
 	wg     sync.WaitGroup
-	ended  chan error // the watch's end
+	ended  chan error // the watch's end; nil while no watch runs
 	cancel context.CancelFunc
-	endAt  time.Time // when the watch ended
+	media  atomic.Int64 // when the watch last got media, in Unix nanoseconds
+	endAt  time.Time    // the active publisher's last media the watch saw
 }
 
 // keepStandby decides whether c, a publisher whose origin refused the
@@ -202,13 +209,18 @@ func (sb *standby) watch(ctx context.Context, probe bool) (bool, error) {
 	}
 	sb.ended = make(chan error, 1)
 	sb.cancel = func() { cancel(); src.Close() }
+	sb.media.Store(time.Now().UnixNano())
 	sb.wg.Add(1)
 	go func() {
 		defer sb.wg.Done()
 		for {
-			if _, err := src.ReadTag(); err != nil {
+			t, err := src.ReadTag()
+			if err != nil {
 				sb.ended <- err
 				return
+			}
+			if t.Type == fanout.TagVideo || t.Type == fanout.TagAudio {
+				sb.media.Store(time.Now().UnixNano())
 			}
 		}
 	}()
@@ -224,15 +236,18 @@ func (sb *standby) stopWatch() {
 	sb.wg.Wait()
 }
 
-// wait reads the standby publisher, caching, until the origin ended the
-// stream and accepted the standby's publish: it returns the leg and the
-// origin. Any error ends the session (the client was told when that
+// wait reads the standby publisher, caching, until the origin accepted
+// its publish: it returns the leg and the origin. It tries when the watch
+// ended, or got no media for standbyGap (SRS keeps a play across the
+// publisher's leaving: it just stops sending), at most once per
+// standbyRetry; the origin refuses while the active publisher holds the
+// stream. Any error ends the session (the client was told when that
 // matters). Run by the session's goroutine.
 func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) {
 	c := sb.c
 	cl := c.client
 	defer sb.stopWatch()
-	tries := 0
+	var lastTry time.Time
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
@@ -252,33 +267,36 @@ func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) 
 		}
 		sb.cache.observe(&m)
 		sb.hold(&m)
+		now := time.Now()
 		var werr error
-		select {
-		case werr = <-sb.ended:
-		default:
+		watching := sb.ended != nil
+		if watching {
+			select {
+			case werr = <-sb.ended:
+				sb.stopWatch()
+				sb.ended, watching = nil, false
+			default:
+			}
+		}
+		last := time.Unix(0, sb.media.Load())
+		if watching && now.Sub(last) < standbyGap || now.Sub(lastTry) < standbyRetry {
 			continue
 		}
-		// The origin ended the play: the active publisher left.
-		sb.endAt = time.Now()
-		sb.stopWatch()
+		lastTry = now
 		o, origin, err := sb.publish(ctx)
 		if err == nil {
+			sb.endAt = last
+			c.log.Info("the stream's publisher left; the standby publishes", "silent", now.Sub(last).Round(time.Millisecond), "watch", werr)
 			return o, origin, nil
 		}
-		tries++
-		c.log.Info("standby publish refused; the stream is still live elsewhere", "err", err, "watch", werr, "tries", tries)
-		if tries >= maxStandbyTries || ctx.Err() != nil {
-			return nil, sb.origin, err
-		}
-		t := time.NewTimer(standbyRetry)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if ctx.Err() != nil {
 			return nil, sb.origin, ctx.Err()
 		}
-		if _, err := sb.watch(ctx, false); err != nil {
-			return nil, sb.origin, err
+		c.log.Debug("standby publish refused; the stream's publisher holds it", "err", err, "silent", now.Sub(last).Round(time.Millisecond))
+		if !watching {
+			if _, err := sb.watch(ctx, false); err != nil {
+				c.log.Debug("standby watch failed", "err", err)
+			}
 		}
 	}
 }
@@ -378,7 +396,7 @@ func (c *conn) serveStandby(ctx context.Context, sb *standby) {
 		o, origin, err = c.accepted(ctx, o, origin)
 	}
 	if err != nil {
-		c.log.Info("standby publisher ended", "err", err)
+		c.log.Info("standby publisher ended", "err", err, "in", c.client.r.BytesRead())
 		if !isClosedErr(err) {
 			c.refuse(err.Error())
 		}

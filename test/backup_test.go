@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+// maxEncoderSwitchGap is the longest frame gap an RTMP or HTTP-FLV player
+// may see when the active encoder of a stream with a backup is killed.
+const maxEncoderSwitchGap = time.Second
+
+// waitStandby waits until node logs say a publisher is kept as a standby,
+// n times in all.
+func waitStandby(t *testing.T, nd *harness.Node, n int) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, "a publisher kept as the standby on "+nd.ID, func() bool {
+		return strings.Count(nd.Logs(), "publisher kept as the stream's standby") >= n
+	})
+}
+
+// TestSRSBackupEncoder: two FFmpeg encoders publish one stream key through
+// different nodes to real SRS origins; the second is kept as the standby.
+// Killing the active one, the standby takes over and the RTMP and
+// HTTP-FLV players on every node ride through with no frame gap over
+// maxEncoderSwitchGap, no frame twice and no timestamp going back, and an
+// FFmpeg HLS player keeps playing. The killed encoder, started again,
+// stays the standby (no switch back); killing the now active one switches
+// again, the same way.
+func TestSRSBackupEncoder(t *testing.T) {
+	c, _, _ := startSRSMeshWith(t)
+	const path, key = "live/b1", "__defaultVhost__/live/b1"
+	a := publishPattern(t, c.nodes[0].RTMPURL(path), "null")
+	c.waitAssigned(t, key)
+	w := watchEverywhere(t, c, path)
+	w.waitFrames(50, "every player plays the first encoder")
+	b := publishPattern(t, c.nodes[2].RTMPURL(path), "negate")
+	waitStandby(t, c.nodes[2], 1)
+	playlist := c.nodes[1].HTTPURL(path + ".m3u8")
+	waitOK(t, playlist, "the playlist")
+	hls := harness.StartCopyPlayer(t, playlist)
+	testkit.WaitFor(t, 60*time.Second, "the HLS player plays", func() bool {
+		if hls.Exited() {
+			t.Fatalf("HLS player exited: %s", hls.Output())
+		}
+		return hls.Frames() > 50
+	})
+	w.waitFrames(25, "every player plays with a standby")
+	w.resetGaps()
+
+	// Kill the active encoder: the standby takes over.
+	a.Kill()
+	w.waitFrames(75, "every player plays the standby")
+	w.check(maxEncoderSwitchGap)
+	if b.Exited() {
+		t.Fatalf("the standby encoder exited: %s", b.Output())
+	}
+	if !strings.Contains(c.nodes[2].Logs(), "standby publisher takes over the stream") {
+		t.Errorf("node %s did not log the takeover", c.nodes[2].ID)
+	}
+
+	// The first encoder comes back, through its node: it is the standby.
+	a2 := publishPattern(t, c.nodes[0].RTMPURL(path), "hflip")
+	waitStandby(t, c.nodes[0], 1)
+	w.resetGaps()
+	w.waitFrames(50, "every player keeps playing the second encoder")
+	w.check(maxEncoderSwitchGap)
+
+	// Kill the second encoder: the first takes over again.
+	b.Kill()
+	w.waitFrames(75, "every player plays the first encoder again")
+	w.check(maxEncoderSwitchGap)
+	if a2.Exited() {
+		t.Fatalf("the returned encoder exited: %s", a2.Output())
+	}
+	base := hls.Frames()
+	testkit.WaitFor(t, 60*time.Second, "the HLS player keeps playing", func() bool {
+		if hls.Exited() {
+			t.Fatalf("HLS player exited: %s", hls.Output())
+		}
+		return hls.Frames() > base+50
+	})
+	t.Logf("HLS player: longest stall %v", hls.LongestStall().Round(time.Millisecond))
+}
