@@ -371,7 +371,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
 			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage,
-			BackupPublish: o.backupPublish, Standbys: failovers})
+			BackupPublish: o.backupPublish, Standbys: failovers, PublishStall: o.publishStall})
 		if err != nil {
 			return nil, err
 		}

@@ -52,7 +52,7 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 	m.standby = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns,
 		Name:      "standby_publishers_total",
-		Help:      "Backup encoders (--backup-publish) by event: standby (a second publisher of a live stream kept as its standby), promoted (a standby took over the stream).",
+		Help:      "Backup encoders (--backup-publish) by event: standby (a second publisher of a live stream kept as its standby), promoted (a standby took over the stream), stalled (an active publisher sent no media for --publish-stall and was ended).",
 	}, []string{"event"})
 	m.takeover = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: ns,
@@ -62,6 +62,7 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 	})
 	m.standby.WithLabelValues(rtmp.StandbyKept)
 	m.standby.WithLabelValues(rtmp.StandbyPromoted)
+	m.standby.WithLabelValues(rtmp.StandbyStalled)
 	reg.MustRegister(m.total, m.resume, m.gap, m.standby, m.takeover)
 	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover, fanout.SwitchPublisher} {
 		m.gap.WithLabelValues("fanout", kind)
@@ -147,6 +148,11 @@ var _ rtmp.FailoverObserver = (*failoverMetrics)(nil)
 // Config.Standbys): metrics and, at a promotion, a publisher_switched event.
 func (m *failoverMetrics) Standby(ev rtmp.StandbyEvent) {
 	m.standby.WithLabelValues(ev.Kind).Inc()
+	if ev.Kind == rtmp.StandbyStalled {
+		m.events.Record(events.Event{Kind: events.PublisherLost, Stream: ev.Key.String(), Origin: ev.Origin,
+			Detail: fmt.Sprintf("the publisher %s sent no media for %v and was ended", ev.Peer, ev.Gap.Round(time.Millisecond))})
+		return
+	}
 	if ev.Kind != rtmp.StandbyPromoted {
 		return
 	}

@@ -78,6 +78,7 @@ type serveOptions struct {
 	reattach        time.Duration
 	publishGrace    time.Duration
 	backupPublish   bool
+	publishStall    time.Duration
 	rtmpMaxMessage  byteSize
 	token           string
 	gossipKey       string
@@ -174,6 +175,7 @@ name; the command line and the environment override it.`,
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
 	f.BoolVar(&o.backupPublish, "backup-publish", true, "keep a second RTMP publisher of a live stream as its standby (a backup encoder) rather than refusing it (stream busy); the standby publishes when the origin ends the stream, and players ride through with --publish-grace (false: the second publisher is refused)")
+	f.DurationVar(&o.publishStall, "publish-stall", 2*time.Second, "with --backup-publish, end an RTMP publish whose encoder sent no audio or video for this long, its connection open, so that a standby takes over (0: never)")
 	f.DurationVar(&o.publishGrace, "publish-grace", 10*time.Second, "how long RTMP and HTTP-FLV players of a stream whose publisher stopped wait, connected and sent nothing, for a publisher to publish it again through any node; they then resume on the same sessions (0: they end at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")

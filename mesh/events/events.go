@@ -57,7 +57,8 @@ const (
 	// PublisherReturned: a stream's publisher stopped and the stream was
 	// published again within the publisher grace; the node's players rode
 	// through (Stream, Detail: how many, after how long). PublisherLost:
-	// it did not come back within the grace, and the players ended.
+	// it did not come back within the grace, and the players ended; or a
+	// publisher that sent no media for --publish-stall was ended.
 	PublisherReturned Kind = "publisher_returned"
 	PublisherLost     Kind = "publisher_lost"
 	// PublisherSwitched: a standby publisher (a backup encoder) took over

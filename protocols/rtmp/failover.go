@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
@@ -139,6 +140,10 @@ type publisher struct {
 	held     heldMessages
 	recent   []time.Time
 
+	// stall: media times are recorded in media for watchStall.
+	stall bool
+	media atomic.Int64
+
 	// ss and t: the other origins fed a copy of the stream (tee.go).
 	ss SourceSet
 	t  tees
@@ -235,7 +240,12 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 	if h := c.s.cfg.OriginHealth; h != nil && p.rr != nil {
 		stopWatch = p.watchHealth(h)
 	}
+	stopStall := func() {}
+	if c.s.cfg.BackupPublish && c.s.cfg.PublishStall > 0 {
+		stopStall = p.watchStall(c.s.cfg.PublishStall)
+	}
 	err := p.run()
+	stopStall()
 	stopWatch()
 	p.stop()
 	if isClosedErr(err) {
@@ -330,6 +340,9 @@ func (p *publisher) run() error {
 			}
 		}
 		p.cache.observe(&m)
+		if p.stall && (m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio) {
+			p.media.Store(time.Now().UnixNano())
+		}
 		if p.cur != nil {
 			select {
 			case err := <-p.curDone:

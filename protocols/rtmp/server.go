@@ -109,6 +109,12 @@ type Config struct {
 	BackupPublish bool
 	// Standbys, when not nil, is told about standby publishers.
 	Standbys StandbyObserver
+	// PublishStall, with BackupPublish, ends a publish whose publisher
+	// sent no audio or video for this long (its connection open), so that
+	// a standby can take over; a lone publisher so ended finds its
+	// players again when it reconnects within their publisher grace.
+	// Zero: a silent publisher is ended only by IdleTimeout.
+	PublishStall time.Duration
 }
 
 // Defaults of Config.
@@ -168,7 +174,7 @@ func (c *Config) setDefaults() error {
 	if c.FailoverTimeout == 0 {
 		c.FailoverTimeout = DefaultFailoverTimeout
 	}
-	if c.FailoverTimeout < 0 || c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
+	if c.PublishStall < 0 || c.FailoverTimeout < 0 || c.HandshakeTimeout < 0 || c.DialTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 || c.MaxMessageSize > 0xffffff {
 		return ErrBadConfig
 	}
 	return nil
@@ -349,6 +355,8 @@ type Stats struct {
 	// Standbys are the publishers kept as their stream's standby
 	// (Config.BackupPublish), not counted in Publishers.
 	Standbys int64
+	// Stalled counts publishes ended by Config.PublishStall.
+	Stalled uint64
 	// BytesIn and BytesOut count bytes read from and written to clients
 	// (the same naming as stream.Sessions' counters and the other
 	// protocols' Stats); OriginBytesIn and OriginBytesOut the same for
@@ -380,6 +388,7 @@ type counters struct {
 	publishers        atomic.Int64
 	players           atomic.Int64
 	standbys          atomic.Int64
+	stalled           atomic.Uint64
 	bytesIn           atomic.Uint64
 	bytesOut          atomic.Uint64
 	originBytesIn     atomic.Uint64
@@ -401,6 +410,7 @@ func (s *Server) Stats() Stats {
 		Publishers:        c.publishers.Load(),
 		Players:           c.players.Load(),
 		Standbys:          c.standbys.Load(),
+		Stalled:           c.stalled.Load(),
 		BytesIn:           c.bytesIn.Load(),
 		BytesOut:          c.bytesOut.Load(),
 		OriginBytesIn:     c.originBytesIn.Load(),

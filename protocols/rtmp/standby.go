@@ -49,7 +49,7 @@ type StandbyEvent struct {
 	Key stream.Key
 	// Peer is the standby encoder's address.
 	Peer string
-	// Kind is StandbyKept or StandbyPromoted.
+	// Kind is StandbyKept, StandbyPromoted or StandbyStalled.
 	Kind string
 	// Origin is the origin the standby published to (StandbyPromoted).
 	Origin string
@@ -64,10 +64,13 @@ const (
 	StandbyKept = "standby"
 	// StandbyPromoted: the standby took over the stream.
 	StandbyPromoted = "promoted"
+	// StandbyStalled: an active publisher sent no media for
+	// Config.PublishStall and was ended (Gap: how long it was silent).
+	StandbyStalled = "stalled"
 )
 
 // StandbyObserver is told about standby publishers; it is called from the
-// session's goroutine and must not block.
+// session's goroutines and must not block.
 type StandbyObserver interface {
 	Standby(StandbyEvent)
 }
@@ -405,4 +408,40 @@ func (c *conn) serveStandby(ctx context.Context, sb *standby) {
 	c.nc.SetDeadline(time.Time{})
 	c.log.Info("standby publisher takes over the stream", "origin", origin.ID, "after", time.Since(sb.endAt).Round(time.Millisecond))
 	c.serveRelay(ctx, o, origin, sb)
+}
+
+// watchStall starts the goroutine that ends the session when the
+// publisher sent no audio or video for stall (Config.PublishStall),
+// measured on the publisher's own media: the origin then ends the stream,
+// and a standby anywhere takes over. The returned func stops the
+// goroutine and waits for it.
+func (p *publisher) watchStall(stall time.Duration) (stop func()) {
+	p.stall = true
+	p.media.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(stall/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if silent := time.Since(time.Unix(0, p.media.Load())); silent >= stall {
+				p.c.log.Warn("publisher stalled: no media; ending its publish so that a standby can take over", "silent", silent.Round(time.Millisecond))
+				p.c.s.stats.stalled.Add(1)
+				p.c.observeStandby(StandbyStalled, p.origin.ID, silent)
+				p.c.closeAll()
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }

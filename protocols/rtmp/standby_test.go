@@ -1,0 +1,138 @@
+package rtmp
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
+	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+// TestStandbyClaimBound: a node keeps one standby per stream and at most
+// MaxStandbys in all; a released claim frees its place.
+func TestStandbyClaimBound(t *testing.T) {
+	var s standbys
+	key := func(i int) stream.Key { return stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint("s", i)} }
+	conns := make([]*conn, MaxStandbys+1)
+	for i := range conns {
+		conns[i] = &conn{}
+	}
+	for i := range MaxStandbys {
+		if !s.claim(key(i), conns[i]) {
+			t.Fatalf("claim %d refused", i)
+		}
+	}
+	if s.claim(key(0), conns[MaxStandbys]) {
+		t.Error("a second standby of one stream was kept")
+	}
+	if s.claim(key(MaxStandbys), conns[MaxStandbys]) {
+		t.Errorf("standby %d kept past the bound", MaxStandbys+1)
+	}
+	s.release(key(0), conns[MaxStandbys]) // not its claim: nothing changes
+	if s.count() != MaxStandbys {
+		t.Fatalf("count %d after releasing another's claim", s.count())
+	}
+	s.release(key(0), conns[0])
+	if !s.claim(key(MaxStandbys), conns[MaxStandbys]) || s.count() != MaxStandbys {
+		t.Errorf("no place after a release: count %d", s.count())
+	}
+}
+
+func videoMsg(key bool, n int) chunk.Message {
+	b := make([]byte, n)
+	b[0] = 0x27 // inter frame, AVC
+	if key {
+		b[0] = 0x17
+	}
+	b[1] = 1 // NALU, not a sequence header
+	return chunk.Message{Type: chunk.TypeVideo, Payload: b}
+}
+
+// TestStandbyHoldsGOP: a standby caches the GOP since its last key frame,
+// bounded in bytes; past the bound it waits for the next key frame. A
+// stream without video holds nothing.
+func TestStandbyHoldsGOP(t *testing.T) {
+	var sb standby
+	seq := chunk.Message{Type: chunk.TypeVideo, Payload: []byte{0x17, 0, 0, 0, 0}}
+	sb.cache.observe(&seq)
+	sb.hold(&seq)
+	inter := videoMsg(false, 100)
+	sb.cache.observe(&inter)
+	sb.hold(&inter) // before any key frame: not held
+	if len(sb.gop.msgs) != 0 {
+		t.Fatalf("held %d messages before a key frame", len(sb.gop.msgs))
+	}
+	for round := range 2 {
+		k := videoMsg(true, 1000)
+		sb.hold(&k)
+		for range 3 {
+			sb.hold(&inter)
+		}
+		if len(sb.gop.msgs) != 4 || !isKeyframe(ptr(sb.gop.message(0))) {
+			t.Fatalf("round %d: held %d messages, first a key frame: %v", round, len(sb.gop.msgs), len(sb.gop.msgs) > 0 && isKeyframe(ptr(sb.gop.message(0))))
+		}
+	}
+	// Past the bound the GOP is dropped until the next key frame.
+	big := videoMsg(false, 1<<20)
+	for range standbyGOPBytes>>20 + 1 {
+		sb.hold(&big)
+	}
+	if len(sb.gop.msgs) != 0 || !sb.waitKF {
+		t.Fatalf("past the bound: %d messages held (%d bytes), waiting %v", len(sb.gop.msgs), len(sb.gop.buf), sb.waitKF)
+	}
+	sb.hold(&inter)
+	if len(sb.gop.msgs) != 0 {
+		t.Fatal("held a frame while waiting for a key frame")
+	}
+	k := videoMsg(true, 10)
+	sb.hold(&k)
+	if len(sb.gop.msgs) != 1 || sb.waitKF {
+		t.Fatalf("after the next key frame: %d held, waiting %v", len(sb.gop.msgs), sb.waitKF)
+	}
+
+	var audioOnly standby
+	a := chunk.Message{Type: chunk.TypeAudio, Payload: []byte{0xaf, 1, 2, 3}}
+	audioOnly.cache.observe(&a)
+	audioOnly.hold(&a)
+	if len(audioOnly.gop.msgs) != 0 {
+		t.Error("an audio-only stream's frames were held")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestBackupPublishRefusedWhenNotLive: with BackupPublish, a publisher
+// that its origin refuses while the stream is not live there (no play of
+// it gets media) hears the origin's refusal, as without it.
+func TestBackupPublishRefusedWhenNotLive(t *testing.T) {
+	o := startFakeOrigin(t, "NetStream.Publish.BadName")
+	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), BackupPublish: true})
+	p := dialTestPeer(t, addr)
+	info, err := p.start("rtmp://"+addr+"/live", "x", true)
+	if err == nil && info.String("code") == codePublishStart {
+		t.Fatalf("publish started: %v", info)
+	}
+	if st := s.Stats(); st.Standbys != 0 || s.standby.count() != 0 {
+		t.Errorf("standbys %d, claims %d", st.Standbys, s.standby.count())
+	}
+}
+
+// TestPublishStall: with BackupPublish and PublishStall, a publisher whose
+// connection stays open but who sends no media is ended, and counted.
+func TestPublishStall(t *testing.T) {
+	o := startFakeOrigin(t, "")
+	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), BackupPublish: true, PublishStall: 200 * time.Millisecond})
+	p := dialTestPeer(t, addr)
+	if info, err := p.start("rtmp://"+addr+"/live", "x", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	m := chunk.Message{CSID: 6, Type: chunk.TypeAudio, StreamID: 1, Payload: []byte{0xaf, 1, 2}}
+	if err := p.w.WriteMessage(&m); err != nil {
+		t.Fatal(err)
+	}
+	p.w.Flush()
+	expectClosed(t, p.nc, 5*time.Second)
+	testkit.WaitFor(t, 5*time.Second, "the stall counted", func() bool { return s.Stats().Stalled == 1 })
+}
