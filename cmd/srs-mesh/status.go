@@ -446,7 +446,7 @@ func printStreams(w io.Writer, width int, doc streams.Cluster, counted bool, now
 		for _, s := range doc.Streams {
 			clients := "-"
 			if counted {
-				clients = clientsText(s.Clients)
+				clients = clientsText(s.Clients) + standbysText(s.Standbys)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 16), clip(clients, 20), age(now, s.CreatedUnixMs))
 		}
@@ -473,6 +473,19 @@ func streamOrigin(s streams.Stream) string {
 		out += " ->" + s.Moving
 	}
 	return out
+}
+
+// standbysText renders a stream's standby publishers, " +1 standby", or
+// "" without one.
+func standbysText(m map[string]int) string {
+	n := 0
+	for _, c := range m {
+		n += max(c, 0)
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" +%d standby", n)
 }
 
 // clientsText renders client counts by protocol, "flv:1 rtmp:2", or "0".

@@ -96,6 +96,11 @@ type Stream struct {
 	// the RTMP and HTTP-FLV players they serve (nodes without one are left
 	// out).
 	FanOut map[string]FanOut `json:"fanout,omitempty"`
+	// Standbys counts, by node id, the stream's standby publishers
+	// (backup encoders kept while another publishes; not in Clients): the
+	// active publisher is a client of its node, a standby takes over when
+	// it leaves (nodes without one are left out).
+	Standbys map[string]int `json:"standbys,omitempty"`
 }
 
 // FanOut is one node's shared upstreams of a stream.
@@ -112,6 +117,10 @@ type FanOut struct {
 // ProtoUpstream is the protocol under which a node's Local counts shared
 // upstreams (not clients): Collect reports them in Stream.FanOut.
 const ProtoUpstream = "upstream"
+
+// ProtoStandby is the protocol under which a node's Local counts standby
+// publishers (not clients): Collect reports them in Stream.Standbys.
+const ProtoStandby = "standby"
 
 // PathLocal is the per-node endpoint Collect asks, served by every node.
 const PathLocal = "/mesh/v1/local/sessions"
@@ -197,8 +206,14 @@ func Join(self Local, answers []peers.Body, replica Replica) Cluster {
 				players := max(sc.Clients["rtmp"], 0) + max(sc.Clients["flv"], 0)
 				s.FanOut[nodes[i].ID] = FanOut{Upstreams: up, Players: players, Ratio: float64(players) / float64(up)}
 			}
+			if n := sc.Clients[ProtoStandby]; n > 0 {
+				if s.Standbys == nil {
+					s.Standbys = map[string]int{}
+				}
+				s.Standbys[nodes[i].ID] += n
+			}
 			for proto, c := range sc.Clients {
-				if c <= 0 || proto == ProtoUpstream {
+				if c <= 0 || proto == ProtoUpstream || proto == ProtoStandby {
 					continue
 				}
 				s.Clients[proto] += c

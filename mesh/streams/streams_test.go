@@ -83,3 +83,21 @@ func TestJoinFanOut(t *testing.T) {
 		t.Errorf("fan-out of a stream without upstreams: %+v", b.FanOut)
 	}
 }
+
+// TestJoinStandbys: standby publishers are reported by node, not counted
+// as clients.
+func TestJoinStandbys(t *testing.T) {
+	self := NewLocal("n1", map[string]map[string]int{"v/live/a": {"rtmp": 3}}, nil)
+	other, _ := json.Marshal(NewLocal("n3", map[string]map[string]int{"v/live/a": {ProtoStandby: 1, "flv": 2}}, nil))
+	c := Join(self, []peers.Body{{Answer: peers.Answer{ID: "n3", OK: true}, Body: other}}, fakeReplica{})
+	if len(c.Streams) != 1 {
+		t.Fatalf("streams %+v", c.Streams)
+	}
+	a := c.Streams[0]
+	if a.TotalClients != 5 || a.Clients[ProtoStandby] != 0 || a.Nodes["n3"] != 2 {
+		t.Errorf("standbys counted as clients: %+v", a)
+	}
+	if len(a.Standbys) != 1 || a.Standbys["n3"] != 1 {
+		t.Errorf("standbys %v, want n3:1", a.Standbys)
+	}
+}

@@ -58,6 +58,11 @@ type StandbyEvent struct {
 	Gap time.Duration
 }
 
+// ProtoStandby is the protocol under which standby publishers are
+// reported to Sessions.Track (not as clients of a protocol: they are
+// forwarded nowhere), one per standby while it waits.
+const ProtoStandby = "standby"
+
 // Kinds of StandbyEvent.
 const (
 	// StandbyKept: a second publisher is kept as the stream's standby.
@@ -384,7 +389,7 @@ func (c *conn) serveStandby(ctx context.Context, sb *standby) {
 	var end func()
 	if c.s.cfg.Sessions != nil {
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end = c.s.cfg.Sessions.Track(c.req.Key, "rtmp", stream.KindStandby, &c.clientIn, &c.clientOut)
+		end = c.s.cfg.Sessions.Track(c.req.Key, ProtoStandby, stream.KindStandby, &c.clientIn, &c.clientOut)
 	}
 	c.s.stats.standbys.Add(1)
 	c.log.Info("publisher kept as the stream's standby")

@@ -14,7 +14,9 @@ import (
 // MaxStandbys in all; a released claim frees its place.
 func TestStandbyClaimBound(t *testing.T) {
 	var s standbys
-	key := func(i int) stream.Key { return stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint("s", i)} }
+	key := func(i int) stream.Key {
+		return stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint("s", i)}
+	}
 	conns := make([]*conn, MaxStandbys+1)
 	for i := range conns {
 		conns[i] = &conn{}

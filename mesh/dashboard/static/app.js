@@ -387,6 +387,7 @@
       r.fanout = s.fanout || {};
       r.replicas = s.replicas || r.replicas || [];
       r.moving = s.moving || r.moving || "";
+      r.standbys = s.standbys || {};
       byKey.set(s.key, r);
     }
     const rows = [...byKey.values()].sort((a, b) => (b.total || 0) - (a.total || 0) || a.key.localeCompare(b.key));
@@ -399,6 +400,9 @@
       if (r.origin && r.healthy === false) origin.append(" ", badge("down", "bad"));
       for (const rep of r.replicas || []) origin.append(el("div", { class: "muted small", text: "replica " + rep }));
       if (r.moving) origin.append(el("div", { class: "small", text: "moving to " + r.moving }));
+      for (const [node, n] of Object.entries(r.standbys || {})) {
+        if (n > 0) origin.append(el("div", { class: "muted small", text: "standby publisher on " + node }));
+      }
       const na = () => el("span", { class: "muted", text: counted ? "–" : "n/a" });
       return el("tr", { class: r.origin && r.healthy === false ? "is-bad" : null },
         name, origin,
@@ -440,6 +444,9 @@
     replica_promoted: (e) => ["Replica " + (e.origin || "") + " took over " + (e.stream || "").replace(/^__defaultVhost__\//, ""), "warn"],
     players_reattached: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " re-attached" + (e.origin ? " to " + e.origin : ""), "ok"],
     players_lost: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " lost their stream", "bad"],
+    publisher_switched: (e) => ["A standby publisher took over " + (e.stream || "").replace(/^__defaultVhost__\//, ""), "warn"],
+    publisher_lost: (e) => ["The publisher of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " was lost", "bad"],
+    publisher_returned: (e) => ["The publisher of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " came back in time", "ok"],
     leader: (e) => [e.member + " became leader", "accent"],
     node_joined: (e) => ["Node " + e.member + " joined", "ok"],
     node_left: (e) => ["Node " + e.member + " left", ""],
