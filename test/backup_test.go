@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,18 @@ func TestSRSBackupEncoder(t *testing.T) {
 	w.waitFrames(50, "every player plays the first encoder")
 	b := publishPattern(t, c.nodes[2].RTMPURL(path), "negate")
 	waitStandby(t, c.nodes[2], 1)
+	testkit.WaitFor(t, 30*time.Second, "the stream list shows the standby", func() bool {
+		doc, err := meshStreams(c.nodes[1])
+		if err != nil {
+			return false
+		}
+		for _, s := range doc.Streams {
+			if s.Key == key {
+				return s.Standbys[c.nodes[2].ID] == 1
+			}
+		}
+		return false
+	})
 	playlist := c.nodes[1].HTTPURL(path + ".m3u8")
 	waitOK(t, playlist, "the playlist")
 	hls := harness.StartCopyPlayer(t, playlist)
@@ -84,4 +97,35 @@ func TestSRSBackupEncoder(t *testing.T) {
 		return hls.Frames() > base+50
 	})
 	t.Logf("HLS player: longest stall %v", hls.LongestStall().Round(time.Millisecond))
+}
+
+// TestSRSBackupEncoderStall: an active encoder that stalls (SIGSTOP: its
+// connection stays open, no media) is ended by its node after
+// --publish-stall, and the standby takes over; the players ride through
+// with no gap much over the stall.
+func TestSRSBackupEncoderStall(t *testing.T) {
+	const stall = time.Second
+	c, _, _ := startSRSMeshWith(t, "--publish-stall", stall.String())
+	const path, key = "live/b2", "__defaultVhost__/live/b2"
+	a := publishPattern(t, c.nodes[0].RTMPURL(path), "null")
+	c.waitAssigned(t, key)
+	w := watchEverywhere(t, c, path)
+	w.waitFrames(50, "every player plays the first encoder")
+	b := publishPattern(t, c.nodes[2].RTMPURL(path), "negate")
+	waitStandby(t, c.nodes[2], 1)
+	w.waitFrames(25, "every player plays with a standby")
+	w.resetGaps()
+
+	if err := a.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Cmd.Process.Signal(syscall.SIGCONT) })
+	w.waitFrames(75, "every player plays the standby")
+	w.check(stall + maxEncoderSwitchGap)
+	if !strings.Contains(c.nodes[0].Logs(), "publisher stalled") {
+		t.Errorf("node %s did not end the stalled publisher", c.nodes[0].ID)
+	}
+	if b.Exited() {
+		t.Fatalf("the standby encoder exited: %s", b.Output())
+	}
 }

@@ -94,7 +94,7 @@ const (
 	// standby tries to publish: longer than an origin's merged writes
 	// (SRS's mw_latency, 350 ms by default) and a frame interval, short
 	// enough for players to ride through within a second.
-	standbyGap = 600 * time.Millisecond
+	standbyGap = 500 * time.Millisecond
 	// standbyRetry is the least time between a standby's publishes: an
 	// origin whose active publisher is only slow refuses them, each
 	// costing it a refused publish (and its on_publish hook).
