@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +79,42 @@ func TestSRSPublishGrace(t *testing.T) {
 	if pub2.Exited() {
 		t.Errorf("the new publisher exited: %s", pub2.Output())
 	}
+}
+
+// TestNginxPublishGrace: nginx-rtmp ends its plays when the publisher
+// stops (unlike SRS, which keeps them open): the nodes' shared upstreams
+// then wait out the publisher grace, playing the stream again, and a
+// publisher that comes back through another node within it finds the
+// RTMP and HTTP-FLV players on every node still there, on the same
+// sessions, timestamps never going back and no frame twice.
+func TestNginxPublishGrace(t *testing.T) {
+	_, flags := twoNginx(t)
+	c := startCluster(t, 3, append(flags, "--publish-grace", "10s")...)
+	c.waitOriginsHealthy(t, 2)
+	const path, key = "live/g2", "__defaultVhost__/live/g2"
+	pub := publishPattern(t, c.nodes[0].RTMPURL(path), "null")
+	c.waitAssigned(t, key)
+	w := watchEverywhere(t, c, path)
+	w.waitFrames(50, "every player plays")
+	w.resetGaps()
+	pub.Kill()
+	testkit.WaitFor(t, 30*time.Second, "every player has waited 2s", func() bool {
+		for _, p := range w.players {
+			if st := p.Stats(); st.Err != nil {
+				t.Fatalf("%s ended during the grace: %v", p.URL, st.Err)
+			} else if st.LongestGap < 2*time.Second {
+				return false
+			}
+		}
+		return true
+	})
+	publishPattern(t, c.nodes[2].RTMPURL(path), "negate")
+	w.waitFrames(50, "every player plays the new publish")
+	w.check(10 * time.Second)
+	for _, nd := range c.nodes {
+		if strings.Contains(nd.Logs(), "players resumed: the stream was published again within the grace") {
+			return
+		}
+	}
+	t.Error("no node logged players resumed within the grace")
 }
