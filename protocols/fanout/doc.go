@@ -31,7 +31,13 @@
 // When the upstream ends cleanly (the publisher stopped: io.EOF from the
 // Source), every subscriber ends once it has read its queue, unless the
 // stream moved to another origin (Opened.Moved, which Follow's upstreams
-// answer). When it fails instead (its origin died), or moved, and
+// answer), or Config.PublishGrace is set: the hub then keeps its
+// subscribers, sending them nothing, and runs its Opener again (backing
+// off) until the stream is published again within the grace, when the
+// subscribers switch to it as after a re-attach (below), rebased, never
+// aligned by content: a new publish continues nothing. A play opened to
+// wait for the publisher is closed at the grace's end, and the
+// subscribers end then. When it fails instead (its origin died), or moved, and
 // Config.Reattach is set, the hub keeps
 // its subscribers and runs its Opener again, retrying until Reattach has
 // passed; the Opener routes the stream anew, so the hub follows the stream

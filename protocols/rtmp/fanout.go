@@ -53,6 +53,12 @@ const ProtoUpstream = "upstream"
 // no HTTP-FLV): it is a fanout.Upstream. The upstream is bounded by Config.DialTimeout to open and
 // Config.IdleTimeout between messages; closing the source closes it.
 func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error) {
+	return s.openPlay(ctx, origin, key, query, true)
+}
+
+// openPlay is OpenFLV; track says whether the upstream is reported to
+// Sessions (a standby's watch of its stream is not a shared upstream).
+func (s *Server) openPlay(ctx context.Context, origin stream.Origin, key stream.Key, query string, track bool) (fanout.Source, error) {
 	if strings.ContainsAny(query, "/\\") {
 		// SRS would read "s?a/b" as another app and stream than the key.
 		return nil, fmt.Errorf("%w: a '/' in the query of %s", ErrBadStream, key)
@@ -68,13 +74,13 @@ func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.K
 			{Key: "capabilities", Value: 15.0}, {Key: "audioCodecs", Value: 4071.0},
 			{Key: "videoCodecs", Value: 252.0}, {Key: "videoFunction", Value: 1.0}},
 		streamCmd: command{Name: "play", Args: []any{name}}}
-	return s.openUpstream(ctx, c, origin)
+	return s.openUpstream(ctx, c, origin, track)
 }
 
 // openUpstream dials origin for c's play (c is a detached copy of a
 // player's set-up, never a live session's conn) and returns the leg as a
 // Source.
-func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin) (fanout.Source, error) {
+func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin, track bool) (fanout.Source, error) {
 	if origin.RTMP == "" {
 		return nil, fmt.Errorf("%w: origin %s serves no RTMP", ErrOriginDown, origin.ID)
 	}
@@ -95,7 +101,7 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	o.conn.readIdle = s.cfg.IdleTimeout
 	o.conn.writeIdle = s.cfg.IdleTimeout
 	var src fanout.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage())}
-	if s.cfg.Sessions != nil {
+	if s.cfg.Sessions != nil && track {
 		src = fanout.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, "", nil, nil))
 	}
 	return src, nil
@@ -196,7 +202,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	open := fanout.Follow(origin, func(ctx context.Context) (stream.Origin, error) {
 		return route.For(s.cfg.Router, true)(ctx, key)
 	}, s.cfg.DialTimeout, func(ctx context.Context, o stream.Origin, _ bool) (fanout.Source, any, error) {
-		src, err := s.openUpstream(ctx, up.detached(), o)
+		src, err := s.openUpstream(ctx, up.detached(), o, true)
 		return src, nil, err
 	})
 	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + time.Second))

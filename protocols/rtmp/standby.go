@@ -182,7 +182,7 @@ func (c *conn) keepStandby(ctx context.Context, origin stream.Origin, dialErr er
 func (sb *standby) watch(ctx context.Context, probe bool) (bool, error) {
 	c := sb.c
 	wctx, cancel := context.WithCancel(ctx)
-	src, err := c.s.OpenFLV(wctx, sb.origin, c.req.Key, c.req.StreamQuery)
+	src, err := c.s.openPlay(wctx, sb.origin, c.req.Key, c.req.StreamQuery, false)
 	if err != nil {
 		cancel()
 		return false, err
