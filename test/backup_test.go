@@ -1,7 +1,13 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +67,7 @@ func TestSRSBackupEncoder(t *testing.T) {
 		}
 		return hls.Frames() > 50
 	})
+	pw := watchPlaylist(t, c.nodes[0].HTTPURL(path+".m3u8"))
 	w.waitFrames(25, "every player plays with a standby")
 	w.resetGaps()
 
@@ -97,6 +104,7 @@ func TestSRSBackupEncoder(t *testing.T) {
 		return hls.Frames() > base+50
 	})
 	t.Logf("HLS player: longest stall %v", hls.LongestStall().Round(time.Millisecond))
+	pw.check(t)
 }
 
 // TestSRSBackupEncoderStall: an active encoder that stalls (SIGSTOP: its
@@ -127,5 +135,102 @@ func TestSRSBackupEncoderStall(t *testing.T) {
 	}
 	if b.Exited() {
 		t.Fatalf("the standby encoder exited: %s", b.Output())
+	}
+}
+
+// playlistWatch polls an HLS playlist (the variant of SRS's master
+// playlist) through a node while a test runs, and records what a player
+// would see go wrong: answers other than 200, and media sequences going
+// back; and the discontinuities seen.
+type playlistWatch struct {
+	mu            sync.Mutex
+	polls, bad    int
+	backwards     int
+	lastSeq       int
+	discontinuity int // playlists that carried EXT-X-DISCONTINUITY
+	lastBad       string
+}
+
+func watchPlaylist(t *testing.T, rawURL string) *playlistWatch {
+	w := &playlistWatch{lastSeq: -1}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		u := rawURL
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			status, body := getPlaylist(u)
+			w.mu.Lock()
+			w.polls++
+			if status != http.StatusOK {
+				w.bad++
+				w.lastBad = fmt.Sprintf("%s: %d", u, status)
+				w.mu.Unlock()
+				continue
+			}
+			seq, variant, disc := -1, "", false
+			for _, l := range strings.Split(body, "\n") {
+				l = strings.TrimSpace(l)
+				switch {
+				case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"):
+					seq, _ = strconv.Atoi(strings.TrimPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"))
+				case l == "#EXT-X-DISCONTINUITY":
+					disc = true
+				case l != "" && !strings.HasPrefix(l, "#") && strings.Contains(l, ".m3u8"):
+					variant = l
+				}
+			}
+			if disc {
+				w.discontinuity++
+			}
+			if seq >= 0 {
+				if seq < w.lastSeq {
+					w.backwards++
+				}
+				w.lastSeq = seq
+			}
+			w.mu.Unlock()
+			if variant != "" {
+				if ref, err := url.Parse(variant); err == nil {
+					if base, err := url.Parse(u); err == nil {
+						u = base.ResolveReference(ref).String()
+					}
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(done)
+		<-stopped
+	})
+	return w
+}
+
+func getPlaylist(u string) (int, string) {
+	resp, err := e2eHTTP.Get(u)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// check fails when the playlist answered anything but 200 or its media
+// sequence went back.
+func (w *playlistWatch) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Logf("playlist: %d polls, %d not 200, %d sequences back, %d playlists with a discontinuity, last sequence %d", w.polls, w.bad, w.backwards, w.discontinuity, w.lastSeq)
+	if w.bad > 0 || w.backwards > 0 || w.polls == 0 {
+		t.Errorf("playlist: %d of %d polls not 200 (last %s), %d sequences back", w.bad, w.polls, w.lastBad, w.backwards)
 	}
 }
