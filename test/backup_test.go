@@ -234,3 +234,28 @@ func (w *playlistWatch) check(t *testing.T) {
 		t.Errorf("playlist: %d of %d polls not 200 (last %s), %d sequences back", w.bad, w.polls, w.lastBad, w.backwards)
 	}
 }
+
+// TestNginxBackupEncoder: the same switch with nginx-rtmp origins, which
+// refuse a second publisher and end their plays at unpublish: the standby
+// takes over when its watch ends, and the RTMP and HTTP-FLV players on
+// every node ride through.
+func TestNginxBackupEncoder(t *testing.T) {
+	_, flags := twoNginx(t)
+	c := startCluster(t, 3, flags...)
+	c.waitOriginsHealthy(t, 2)
+	const path, key = "live/b3", "__defaultVhost__/live/b3"
+	a := publishPattern(t, c.nodes[0].RTMPURL(path), "null")
+	c.waitAssigned(t, key)
+	w := watchEverywhere(t, c, path)
+	w.waitFrames(50, "every player plays the first encoder")
+	b := publishPattern(t, c.nodes[2].RTMPURL(path), "negate")
+	waitStandby(t, c.nodes[2], 1)
+	w.waitFrames(25, "every player plays with a standby")
+	w.resetGaps()
+	a.Kill()
+	w.waitFrames(75, "every player plays the standby")
+	w.check(maxEncoderSwitchGap)
+	if b.Exited() {
+		t.Fatalf("the standby encoder exited: %s", b.Output())
+	}
+}
