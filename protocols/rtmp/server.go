@@ -197,6 +197,7 @@ type Server struct {
 	live      drain.Group      // client connections, for Drain
 	hubs      *fanout.Registry // Config.FanOut: shared upstreams, the caller's
 	standby   standbys         // standby publishers (Config.BackupPublish)
+	stalls    stallBudget      // stall ends per stream (Config.PublishStall)
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet

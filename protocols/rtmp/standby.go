@@ -415,6 +415,69 @@ func (c *conn) serveStandby(ctx context.Context, sb *standby) {
 	c.serveRelay(ctx, o, origin, sb)
 }
 
+// Bounds of stall ends.
+const (
+	// maxStallEnds bounds the publishes of one stream a node ends for a
+	// stall within stallWindow: two encoders that both stall now and then
+	// would otherwise switch back and forth.
+	maxStallEnds = 3
+	stallWindow  = time.Minute
+	// maxStallKeys bounds the streams whose stall ends are remembered.
+	maxStallKeys = 4096
+)
+
+// stallBudget remembers, per stream, when a node ended its publishes for
+// stalls, bounded in streams (the oldest forgotten first).
+type stallBudget struct {
+	mu sync.Mutex
+	by map[stream.Key][]time.Time
+}
+
+// allow reports whether key's publisher may be ended for a stall at now,
+// and records it when so.
+func (b *stallBudget) allow(key stream.Key, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.by == nil {
+		b.by = map[stream.Key][]time.Time{}
+	}
+	recent := b.by[key][:0]
+	for _, t := range b.by[key] {
+		if now.Sub(t) < stallWindow {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) >= maxStallEnds {
+		b.by[key] = recent
+		return false
+	}
+	if _, ok := b.by[key]; !ok && len(b.by) >= maxStallKeys {
+		b.evict(now)
+	}
+	b.by[key] = append(recent, now)
+	return true
+}
+
+// evict forgets the streams whose last stall end is past the window, or,
+// when none is, the one whose last end is oldest. Called with mu held.
+func (b *stallBudget) evict(now time.Time) {
+	var oldest stream.Key
+	var at time.Time
+	for k, ts := range b.by {
+		last := ts[len(ts)-1]
+		if now.Sub(last) >= stallWindow {
+			delete(b.by, k)
+			continue
+		}
+		if at.IsZero() || last.Before(at) {
+			oldest, at = k, last
+		}
+	}
+	if len(b.by) >= maxStallKeys {
+		delete(b.by, oldest)
+	}
+}
+
 // watchStall starts the goroutine that ends the session when the
 // publisher sent no audio or video for stall (Config.PublishStall),
 // measured on the publisher's own media: the origin then ends the stream,
@@ -437,6 +500,10 @@ func (p *publisher) watchStall(stall time.Duration) (stop func()) {
 			case <-t.C:
 			}
 			if silent := time.Since(time.Unix(0, p.media.Load())); silent >= stall {
+				if !p.c.s.stalls.allow(p.c.req.Key, time.Now()) {
+					p.c.log.Warn("publisher stalled: no media; left publishing, the stream's stall budget is spent", "silent", silent.Round(time.Millisecond), "per_minute", maxStallEnds)
+					return
+				}
 				p.c.log.Warn("publisher stalled: no media; ending its publish so that a standby can take over", "silent", silent.Round(time.Millisecond))
 				p.c.s.stats.stalled.Add(1)
 				p.c.observeStandby(StandbyStalled, p.origin.ID, silent)

@@ -138,3 +138,29 @@ func TestPublishStall(t *testing.T) {
 	expectClosed(t, p.nc, 5*time.Second)
 	testkit.WaitFor(t, 5*time.Second, "the stall counted", func() bool { return s.Stats().Stalled == 1 })
 }
+
+// TestStallBudget: a node ends at most maxStallEnds publishes of a stream
+// for stalls within stallWindow, and remembers at most maxStallKeys
+// streams.
+func TestStallBudget(t *testing.T) {
+	var b stallBudget
+	k := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
+	now := time.Unix(1000, 0)
+	for i := range maxStallEnds {
+		if !b.allow(k, now.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("stall end %d refused", i)
+		}
+	}
+	if b.allow(k, now.Add(10*time.Second)) {
+		t.Fatalf("stall end %d allowed within the window", maxStallEnds+1)
+	}
+	if !b.allow(k, now.Add(stallWindow+time.Second)) {
+		t.Fatal("no stall end allowed once the window passed")
+	}
+	for i := range maxStallKeys + 10 {
+		b.allow(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint("k", i)}, now.Add(stallWindow+2*time.Second))
+	}
+	if n := len(b.by); n > maxStallKeys {
+		t.Errorf("%d streams remembered, bound %d", n, maxStallKeys)
+	}
+}
