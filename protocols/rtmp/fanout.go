@@ -53,12 +53,6 @@ const ProtoUpstream = "upstream"
 // no HTTP-FLV): it is a fanout.Upstream. The upstream is bounded by Config.DialTimeout to open and
 // Config.IdleTimeout between messages; closing the source closes it.
 func (s *Server) OpenFLV(ctx context.Context, origin stream.Origin, key stream.Key, query string) (fanout.Source, error) {
-	return s.openPlay(ctx, origin, key, query, true)
-}
-
-// openPlay is OpenFLV; track says whether the upstream is reported to
-// Sessions (a standby's watch of its stream is not a shared upstream).
-func (s *Server) openPlay(ctx context.Context, origin stream.Origin, key stream.Key, query string, track bool) (fanout.Source, error) {
 	if strings.ContainsAny(query, "/\\") {
 		// SRS would read "s?a/b" as another app and stream than the key.
 		return nil, fmt.Errorf("%w: a '/' in the query of %s", ErrBadStream, key)
@@ -74,12 +68,13 @@ func (s *Server) openPlay(ctx context.Context, origin stream.Origin, key stream.
 			{Key: "capabilities", Value: 15.0}, {Key: "audioCodecs", Value: 4071.0},
 			{Key: "videoCodecs", Value: 252.0}, {Key: "videoFunction", Value: 1.0}},
 		streamCmd: command{Name: "play", Args: []any{name}}}
-	return s.openUpstream(ctx, c, origin, track)
+	return s.openUpstream(ctx, c, origin, true)
 }
 
 // openUpstream dials origin for c's play (c is a detached copy of a
 // player's set-up, never a live session's conn) and returns the leg as a
-// Source.
+// Source; track says whether it is reported to Sessions as a shared
+// upstream (a standby's watch of its stream is not one).
 func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin, track bool) (fanout.Source, error) {
 	if origin.RTMP == "" {
 		return nil, fmt.Errorf("%w: origin %s serves no RTMP", ErrOriginDown, origin.ID)

@@ -182,7 +182,12 @@ func (c *conn) keepStandby(ctx context.Context, origin stream.Origin, dialErr er
 func (sb *standby) watch(ctx context.Context, probe bool) (bool, error) {
 	c := sb.c
 	wctx, cancel := context.WithCancel(ctx)
-	src, err := c.s.openPlay(wctx, sb.origin, c.req.Key, c.req.StreamQuery, false)
+	// The play replays the standby's own connect (its tcUrl, with any
+	// vhost and query) and stream name, as a player's.
+	w := c.detached()
+	name, _ := c.streamCmd.arg(0).(string)
+	w.streamCmd = command{Name: "play", Args: []any{name}}
+	src, err := c.s.openUpstream(wctx, w, sb.origin, false)
 	if err != nil {
 		cancel()
 		return false, err
