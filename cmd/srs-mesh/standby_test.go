@@ -14,3 +14,14 @@ func TestStandbyProtocolAgrees(t *testing.T) {
 		t.Fatalf("rtmp reports standbys as %q, the stream list counts %q", rtmp.ProtoStandby, streams.ProtoStandby)
 	}
 }
+
+func TestStandbysText(t *testing.T) {
+	for _, tt := range []struct {
+		in   map[string]int
+		want string
+	}{{nil, ""}, {map[string]int{"n1": 0}, ""}, {map[string]int{"n3": 1}, " +1 standby"}, {map[string]int{"n1": 1, "n3": 1}, " +2 standby"}} {
+		if got := standbysText(tt.in); got != tt.want {
+			t.Errorf("standbysText(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
