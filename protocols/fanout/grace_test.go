@@ -156,3 +156,41 @@ func TestPublishGraceClose(t *testing.T) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestPublishGraceNeedsAFrame: what an origin sends on a play before any
+// publisher (nginx-rtmp's |RtmpSampleAccess data message) does not end
+// the grace: without a frame the players end at the grace's end.
+func TestPublishGraceNeedsAFrame(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	var rep reports
+	const grace = 300 * time.Millisecond
+	r := newTestRegistry(t, Config{PublishGrace: grace, OnReattach: rep.add})
+	s := subscribe(t, r, "k", u.opener())
+	u.write(t, flvHeader, tKey)
+	collect(t, s, 2)
+	u.mu.Lock()
+	old := u.pw
+	u.mu.Unlock()
+	u.end()
+	testkit.WaitFor(t, 5*time.Second, "an open waiting for the publisher", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.opens.Load() == 2 && u.pw != old
+	})
+	sample := append([]byte{0x02, 0, 17}, "|RtmpSampleAccess"...)
+	u.write(t, flvHeader, mkTag(TagScript, 0, append(sample, 0x01, 0x01, 0x01, 0x01)))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	for err == nil {
+		_, err = s.Next(ctx, nil)
+	}
+	if err != io.EOF {
+		t.Fatalf("after the grace: %v, want io.EOF", err)
+	}
+	a := rep.get()
+	if len(a) != 1 || !errors.Is(a[0].Err, errGraceOver) {
+		t.Errorf("reports %+v, want one grace given up", a)
+	}
+}

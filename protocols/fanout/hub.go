@@ -729,7 +729,10 @@ func (h *hub) deliverNow(t Tag) {
 		h.seen.add(h.hash(t), t.Timestamp)
 	}
 	now := time.Now()
-	if h.repOn {
+	// A publisher grace ends at the new publish's first frame: an
+	// origin's own data message on a play (nginx-rtmp's
+	// |RtmpSampleAccess) says nothing of a publisher.
+	if h.repOn && (h.rep.Kind != SwitchPublisher || (t.Type == TagAudio || t.Type == TagVideo) && !isHeaderTag(t)) {
 		h.repOn = false
 		r := h.rep
 		r.Took, r.Gap, r.Repeats = now.Sub(h.repSince), now.Sub(h.lastAt), h.ts.repeats
