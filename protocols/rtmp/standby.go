@@ -23,8 +23,8 @@ import (
 // active publisher: it publishes only once the origin ended the stream.
 //
 // A publisher whose origin refused the publish while the stream is live
-// there (a play of it on the origin gets media within standbyProbe) is
-// kept as the stream's standby, on this node at most one per stream
+// there (it is assigned, Config.Sources, and a play of it on the origin
+// gets media within standbyProbe) is kept as the stream's standby, on this node at most one per stream
 // (MaxStandbys in all): it is told that publishing started, and the node
 // reads it, caching its metadata, sequence headers and current GOP
 // (bounded by standbyGOPBytes and maxHeldMessages), forwarding nothing.
@@ -163,7 +163,17 @@ type standby struct {
 // refused as before.
 func (c *conn) keepStandby(ctx context.Context, origin stream.Origin, dialErr error) (*standby, error) {
 	s := c.s
-	if !s.cfg.BackupPublish || errors.Is(dialErr, ErrMessageTooLarge) || !s.standby.claim(c.req.Key, c) {
+	if !s.cfg.BackupPublish || errors.Is(dialErr, ErrMessageTooLarge) {
+		return nil, errNotStandby
+	}
+	if ss := s.cfg.Sources; ss != nil {
+		// A stream the mesh has no assignment for was never published:
+		// its refusal is not a busy one, and costs no play of the origin.
+		if _, _, ok := ss.Sources(c.req.Key); !ok {
+			return nil, errNotStandby
+		}
+	}
+	if !s.standby.claim(c.req.Key, c) {
 		return nil, errNotStandby
 	}
 	sb := &standby{c: c, origin: origin}

@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -162,5 +163,35 @@ func TestStallBudget(t *testing.T) {
 	}
 	if n := len(b.by); n > maxStallKeys {
 		t.Errorf("%d streams remembered, bound %d", n, maxStallKeys)
+	}
+}
+
+// unassigned is a SourceSet that knows no stream.
+type unassigned struct{ asked chan stream.Key }
+
+func (u unassigned) Sources(key stream.Key) (stream.Origin, []stream.Origin, bool) {
+	u.asked <- key
+	return stream.Origin{}, nil, false
+}
+
+func (unassigned) Landed(context.Context, stream.Key, stream.Origin) error { return nil }
+
+// TestBackupPublishNeedsAnAssignment: a refused publisher of a stream the
+// mesh never assigned is refused at once, without a play of the origin (a
+// flood of refused publishes costs the origin nothing more).
+func TestBackupPublishNeedsAnAssignment(t *testing.T) {
+	o := startFakeOrigin(t, "NetStream.Publish.BadName")
+	ss := unassigned{asked: make(chan stream.Key, 1)}
+	s, addr := startProxy(t, Config{Router: routeTo(o.Addr), BackupPublish: true, Sources: ss})
+	p := dialTestPeer(t, addr)
+	info, err := p.start("rtmp://"+addr+"/live", "x", true)
+	if err == nil && info.String("code") == codePublishStart {
+		t.Fatalf("publish started: %v", info)
+	}
+	if key := waitChan(t, ss.asked); key.Stream != "x" {
+		t.Errorf("asked about %v", key)
+	}
+	if s.standby.count() != 0 {
+		t.Errorf("claims %d", s.standby.count())
 	}
 }
