@@ -39,7 +39,8 @@ import (
 // Config.PublishGrace): they see the old publish end and the new one
 // begin, with timestamps continuous. A standby whose publish the origin
 // refuses (the active publisher was only slow) goes on watching and tries
-// again at most once per standbyRetry. A second publisher of a stream
+// again, waiting from standbyRetryMin, doubling up to standbyRetryMax while
+// the watch stays silent. A second publisher of a stream
 // that is not live is refused as any publisher is. An encoder that comes
 // back after it was replaced is the new standby; nothing switches back.
 
@@ -95,10 +96,13 @@ const (
 	// (SRS's mw_latency, 350 ms by default) and a frame interval, short
 	// enough for players to ride through within a second.
 	standbyGap = 500 * time.Millisecond
-	// standbyRetry is the least time between a standby's publishes: an
-	// origin whose active publisher is only slow refuses them, each
-	// costing it a refused publish (and its on_publish hook).
-	standbyRetry = time.Second
+	// standbyRetryMin and standbyRetryMax bound the time between a
+	// standby's publishes: an origin whose active publisher is only slow
+	// refuses them, each costing it a refused publish (and its on_publish
+	// hook). The wait doubles while the watch stays silent and starts
+	// again at the least once it got media.
+	standbyRetryMin = 200 * time.Millisecond
+	standbyRetryMax = 2 * time.Second
 )
 
 // errNotStandby says a refused publisher is not kept as a standby.
@@ -262,15 +266,16 @@ func (sb *standby) stopWatch() {
 // wait reads the standby publisher, caching, until the origin accepted
 // its publish: it returns the leg and the origin. It tries when the watch
 // ended, or got no media for standbyGap (SRS keeps a play across the
-// publisher's leaving: it just stops sending), at most once per
-// standbyRetry; the origin refuses while the active publisher holds the
-// stream. Any error ends the session (the client was told when that
+// publisher's leaving: it just stops sending), waiting between tries
+// (standbyRetryMin, doubling while the watch stays silent); the origin
+// refuses while the active publisher holds the stream. Any error ends the session (the client was told when that
 // matters). Run by the session's goroutine.
 func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) {
 	c := sb.c
 	cl := c.client
 	defer sb.stopWatch()
 	var lastTry time.Time
+	retry := standbyRetryMin
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
@@ -302,8 +307,13 @@ func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) 
 			}
 		}
 		last := time.Unix(0, sb.media.Load())
-		if watching && now.Sub(last) < standbyGap || now.Sub(lastTry) < standbyRetry {
+		if watching && now.Sub(last) < standbyGap || now.Sub(lastTry) < retry {
 			continue
+		}
+		if last.After(lastTry) {
+			retry = standbyRetryMin // media since the last try: the publisher was there
+		} else {
+			retry = min(2*retry, standbyRetryMax)
 		}
 		lastTry = now
 		o, origin, err := sb.publish(ctx)
