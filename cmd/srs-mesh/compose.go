@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -366,14 +368,34 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		if err != nil {
 			return nil, err
 		}
-		s, err := webrtc.New(webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst})
+		cfg := webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
+			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst}
+		var fan *sfu.Server
+		var relay atomic.Pointer[webrtc.Server]
+		if o.rtcFanOut {
+			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, candidate, &relay, log); err != nil {
+				return nil, err
+			}
+			node.OnMoved(fan.Moved)
+			cfg.Viewers, cfg.Tap = fan, fan
+			collector.rtcFanOut = fan
+		}
+		s, err := webrtc.New(cfg)
 		if err != nil {
+			if fan != nil {
+				fan.Close()
+			}
 			return nil, err
 		}
+		relay.Store(s)
 		rtc, collector.rtc = s, s
-		log.Info("webrtc media listening", "addr", lns.rtc.LocalAddr().String(), "candidate", candidate.String())
-		parts = append(parts, part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }})
+		log.Info("webrtc media listening", "addr", lns.rtc.LocalAddr().String(), "candidate", candidate.String(), "fanout", fan != nil)
+		p := part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }}
+		if fan != nil {
+			p.drain = func(ctx context.Context) error { return errors.Join(s.Drain(ctx), fan.Drain(ctx)) }
+			p.close = func() { fan.Close(); s.Close() }
+		}
+		parts = append(parts, p)
 	}
 	if lns.api != nil {
 		openWrites, _, _ := apiWrites(o, creds.configured())

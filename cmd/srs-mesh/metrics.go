@@ -18,6 +18,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -73,11 +74,13 @@ var (
 // meshCollector reads the mesh's status and the protocol servers' counters
 // at scrape time. A nil server is skipped.
 type meshCollector struct {
-	node  *mesh.Node
-	rtmp  *rtmp.Server
-	srt   *srt.Server
-	rtc   *webrtc.Server
-	httpS *httpStats
+	node *mesh.Node
+	rtmp *rtmp.Server
+	srt  *srt.Server
+	rtc  *webrtc.Server
+	// rtcFanOut serves WebRTC viewers at the node (nil without --rtc-fanout).
+	rtcFanOut *sfu.Server
+	httpS     *httpStats
 	// httpStream has the caches of HLS and DASH.
 	httpStream *httpstream.Server
 	// fanOut is the registry of shared upstreams (nil without --fanout).
@@ -141,6 +144,9 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descFailures, st.SignallingErrors, "webrtc", "signalling")
 		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
+	}
+	if s := c.rtcFanOut; s != nil {
+		collectRTCFanOut(ch, s.Stats())
 	}
 	if h := c.httpS; h != nil {
 		var hijacked uint64 // FLV players' bytes written past the response writer
@@ -217,6 +223,9 @@ func (b *clientBytes) total() (in, out uint64) {
 	if s := c.rtc; s != nil {
 		st := s.Stats()
 		in, out = in+st.BytesIn, out+st.BytesOut
+	}
+	if s := c.rtcFanOut; s != nil {
+		out += s.Stats().BytesOut
 	}
 	if h := c.httpS; h != nil {
 		out += h.bytesOut.Load()

@@ -22,60 +22,64 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 )
 
 // serveOptions are the raw values of the serve flags.
 type serveOptions struct {
-	nodeID          string
-	dataDir         string
-	bootstrapExpect int
-	raftVoters      int
-	zone            string
-	reapTimeout     time.Duration
-	join            []string
-	gossipAddr      string
-	raftAddr        string
-	advertiseAddr   string
-	systemAPI       string
-	rtmpAddr        string
-	httpAddr        string
-	apiAddr         string
-	rtcAddr         string
-	rtcCandidate    string
-	rtcOfferRate    float64
-	rtcOfferBurst   int
-	srtAddr         string
-	origins         originList
-	originTokenFile string
-	originAuthFile  string
-	originTimeout   time.Duration
-	historyInterval time.Duration
-	originTTL       time.Duration
-	maxOrigins      int
-	streamReplicas  int
-	replicaRules    []string
-	moveTimeout     time.Duration
-	originAllow     []string
-	drainTimeout    time.Duration
-	httpReadTimeout time.Duration
-	httpIdleTimeout time.Duration
-	maxHTTPConns    int
-	trustedProxies  []string
-	forwardedHeader string
-	proxyProtocol   []string
-	cacheSize       byteSize
-	playlistTTL     time.Duration
-	fanOut          bool
-	reattach        time.Duration
-	rtmpMaxMessage  byteSize
-	token           string
-	gossipKey       string
-	tlsCAFile       string
-	tlsCertFile     string
-	tlsKeyFile      string
-	insecure        bool
-	logLevel        string
-	logFormat       string
+	nodeID           string
+	dataDir          string
+	bootstrapExpect  int
+	raftVoters       int
+	zone             string
+	reapTimeout      time.Duration
+	join             []string
+	gossipAddr       string
+	raftAddr         string
+	advertiseAddr    string
+	systemAPI        string
+	rtmpAddr         string
+	httpAddr         string
+	apiAddr          string
+	rtcAddr          string
+	rtcCandidate     string
+	rtcOfferRate     float64
+	rtcOfferBurst    int
+	rtcFanOut        bool
+	rtcMaxViewers    int
+	rtcStreamViewers int
+	srtAddr          string
+	origins          originList
+	originTokenFile  string
+	originAuthFile   string
+	originTimeout    time.Duration
+	historyInterval  time.Duration
+	originTTL        time.Duration
+	maxOrigins       int
+	streamReplicas   int
+	replicaRules     []string
+	moveTimeout      time.Duration
+	originAllow      []string
+	drainTimeout     time.Duration
+	httpReadTimeout  time.Duration
+	httpIdleTimeout  time.Duration
+	maxHTTPConns     int
+	trustedProxies   []string
+	forwardedHeader  string
+	proxyProtocol    []string
+	cacheSize        byteSize
+	playlistTTL      time.Duration
+	fanOut           bool
+	reattach         time.Duration
+	rtmpMaxMessage   byteSize
+	token            string
+	gossipKey        string
+	tlsCAFile        string
+	tlsCertFile      string
+	tlsKeyFile       string
+	insecure         bool
+	logLevel         string
+	logFormat        string
 }
 
 // envPrefix is prepended to a flag's name (upper case, dashes as
@@ -123,6 +127,9 @@ value may also be).`,
 	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
 	f.Float64Var(&o.rtcOfferRate, "rtc-offer-rate", webrtc.DefaultOfferRate, "WebRTC offers (WHIP, WHEP, SRS's publish and play) per second one client address may make on average; more get 429 (0: no limit)")
 	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
+	f.BoolVar(&o.rtcFanOut, "rtc-fanout", true, "answer WebRTC viewers (WHEP, SRS's /rtc/v1/play/) at the node, on the --rtc port, from one upstream per stream and query (false: relay each viewer to the origin; publishers are relayed either way)")
+	f.IntVar(&o.rtcMaxViewers, "rtc-max-viewers", sfu.DefaultMaxViewers, "WebRTC viewers one node serves at most with --rtc-fanout; more get 503")
+	f.IntVar(&o.rtcStreamViewers, "rtc-max-stream-viewers", sfu.DefaultMaxViewersPerStream, "WebRTC viewers of one stream one node serves at most with --rtc-fanout; more get 503")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials: the SRS API's reads then need --token, and a credential holding ',' or ';' belongs in a file); repeatable, and ';' separates origins in one value")
 	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth; the SRS API's reads then need --token")

@@ -108,6 +108,9 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 		user, h, err := STUNUsername(p)
 		switch {
 		case err == nil && h.Type == stunBindingRequest:
+			if s.cfg.Tap != nil && s.cfg.Tap.ClaimBinding(p, user, from) {
+				return
+			}
 			if !s.learn(p, user, h, from) {
 				return
 			}
@@ -123,7 +126,9 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	rs := s.byAddr[from]
 	s.mu.RUnlock()
 	if rs == nil {
-		s.st.noSession.Add(1)
+		if s.cfg.Tap == nil || !s.cfg.Tap.Take(p, from) {
+			s.st.noSession.Add(1)
+		}
 		return
 	}
 	rs.lastActive.Store(s.now.Load())

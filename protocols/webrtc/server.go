@@ -95,6 +95,15 @@ type Config struct {
 	// (see OfferRate); clients beyond it share one client's rate until
 	// tracked clients go idle for a minute. Default DefaultMaxOfferClients.
 	MaxOfferClients int
+	// Viewers, when not nil, answers play offers (WHEP, SRS's play) at
+	// the node: viewers are fanned out from one upstream per stream
+	// instead of relayed to the origin. Publishes are relayed either way.
+	Viewers Viewers
+	// Tap, when not nil, takes the UDP flows of the Viewers' peers off
+	// the relay's port: the relay offers it every Binding request before
+	// looking its session up, and every packet from an address it does
+	// not relay.
+	Tap Tap
 }
 
 // Defaults for Config.

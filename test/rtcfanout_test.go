@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pionwebrtc "github.com/pion/webrtc/v4"
+
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
+	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+// TestWebRTCFanOut publishes over WHIP through node 1 into a pion origin
+// that behaves like SRS and plays the stream with ten WHEP viewers through
+// node 2, which answers them itself (--rtc-fanout, the default): every
+// viewer receives video and audio, the origin holds two sessions (the
+// publisher and node 2's one upstream), node 2's metrics count ten viewers
+// on one upstream, and viewers end with a DELETE through node 2 or by
+// leaving, after which the upstream ends too.
+func TestWebRTCFanOut(t *testing.T) {
+	origin, err := webrtctest.Start(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Close() })
+	baseline := origin.Sessions()
+	c := startProtocolCluster(t, 2, nil, "--origin", "id=rtc1,ip=127.0.0.1,api="+portOf(origin.API)+",rtc="+portOf(origin.RTC))
+	c.waitOriginsHealthy(t, 1)
+	n1, n2 := c.nodes[0], c.nodes[1]
+	api := rtcClientAPI(t)
+	const query = "?app=live&stream=fan"
+	pub := startRTCPublisher(t, api, "http://"+n1.APIAddr+"/rtc/v1/whip/"+query, n1, n1)
+	testkit.WaitFor(t, 20*time.Second, "origin receives both published tracks", func() bool {
+		return origin.Tracks("live", "fan") == 2 && origin.PublishedPackets() > 50
+	})
+
+	const viewers = 10
+	var players []*fanViewer
+	for i := 0; i < viewers; i++ {
+		players = append(players, startFanViewer(t, api, "http://"+n2.APIAddr+"/rtc/v1/whep/"+query, n2))
+	}
+	for i, p := range players {
+		p.waitMedia(t, 20, fmt.Sprintf("viewer %d", i))
+	}
+	if n := origin.Sessions(); n != baseline+2 {
+		t.Errorf("origin has %d sessions for a publisher and %d viewers, want %d", n, viewers, baseline+2)
+	}
+	if v, u := nodeMetric(t, n2, "srs_mesh_rtc_fanout_viewers"), nodeMetric(t, n2, "srs_mesh_rtc_fanout_upstreams"); v != viewers || u != 1 {
+		t.Errorf("n2 reports %v viewers on %v upstreams, want %d on 1", v, u, viewers)
+	}
+	if got := rtcRelaySessions(t, n2); got != 0 {
+		t.Errorf("n2 relays %v sessions, want none", got)
+	}
+	for i, p := range players {
+		if p.jumps.Load() != 0 {
+			t.Errorf("viewer %d saw %d sequence jumps", i, p.jumps.Load())
+		}
+	}
+
+	rtcDelete(t, n2, players[0].location)
+	for _, p := range players {
+		p.Close()
+	}
+	testkit.WaitFor(t, 20*time.Second, "viewers and the upstream gone from n2 and the origin", func() bool {
+		return origin.Sessions() == baseline+1 && nodeMetric(t, n2, "srs_mesh_rtc_fanout_viewers") == 0 &&
+			nodeMetric(t, n2, "srs_mesh_rtc_fanout_upstreams") == 0
+	})
+	pub.close()
+}
+
+// fanViewer is a WHEP viewer that checks what it receives: video and
+// audio packets, whether a keyframe came, and the video's sequence
+// numbers (a jump is a gap of more than 100, which a loss on loopback
+// never makes, but a restarted numbering does).
+type fanViewer struct {
+	pc               *pionwebrtc.PeerConnection
+	location         string
+	video, audio     atomic.Uint64
+	keyframes, jumps atomic.Uint64
+	lastVideoAt      atomic.Int64
+	wg               sync.WaitGroup
+	once             sync.Once
+}
+
+func startFanViewer(t *testing.T, api *pionwebrtc.API, url string, nd *harness.Node) *fanViewer {
+	t.Helper()
+	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &fanViewer{pc: pc}
+	t.Cleanup(v.Close)
+	for _, k := range []pionwebrtc.RTPCodecType{pionwebrtc.RTPCodecTypeVideo, pionwebrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
+		video := tr.Kind() == pionwebrtc.RTPCodecTypeVideo
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			var last uint16
+			started := false
+			for {
+				p, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				if !video {
+					v.audio.Add(1)
+					continue
+				}
+				v.video.Add(1)
+				v.lastVideoAt.Store(time.Now().UnixNano())
+				if h264Key(p.Payload) {
+					v.keyframes.Add(1)
+				}
+				if d := p.SequenceNumber - last; started && d > 100 && d < 65536-100 {
+					v.jumps.Add(1)
+				}
+				last, started = p.SequenceNumber, true
+			}
+		}()
+	})
+	v.location = rtcSignal(t, pc, url, nd, nd)
+	return v
+}
+
+// waitMedia waits for a keyframe and n video and n audio packets.
+func (v *fanViewer) waitMedia(t *testing.T, n uint64, what string) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("%s receives a keyframe, %d video and %d audio packets", what, n, n), func() bool {
+		return v.keyframes.Load() > 0 && v.video.Load() >= n && v.audio.Load() >= n
+	})
+}
+
+func (v *fanViewer) Close() {
+	v.once.Do(func() {
+		v.pc.Close()
+		v.wg.Wait()
+	})
+}
+
+// h264Key reports whether an H.264 RTP payload starts an IDR picture or
+// carries an SPS (single NAL, STAP-A, or FU-A start).
+func h264Key(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	key := func(b byte) bool { t := b & 0x1f; return t == 5 || t == 7 }
+	switch p[0] & 0x1f {
+	case 24:
+		for i := 1; i+2 < len(p); {
+			n := int(p[i])<<8 | int(p[i+1])
+			i += 2
+			if i < len(p) && key(p[i]) {
+				return true
+			}
+			i += n
+		}
+		return false
+	case 28:
+		return p[1]&0x80 != 0 && key(p[1])
+	}
+	return key(p[0])
+}
