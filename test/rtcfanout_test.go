@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,4 +170,113 @@ func h264Key(p []byte) bool {
 		return p[1]&0x80 != 0 && key(p[1])
 	}
 	return key(p[0])
+}
+
+// TestSRSWebRTCFanOut is the WebRTC fan-out against real SRS 7 origins
+// (opt-in, SRS_MESH_TEST_SRS): an RTMP publish through node 1, which SRS
+// converts to WebRTC (rtmp_to_rtc), and 30 WHEP viewers through node 2.
+// Every viewer receives a keyframe and continuous video; the origin counts
+// the publisher and one WebRTC session from the mesh, not 30. Then the
+// origin is killed: the viewers keep their sessions and receive video
+// again, from the other origin, with their sequence numbers going on.
+func TestSRSWebRTCFanOut(t *testing.T) {
+	if os.Getenv(harness.SRSBinaryEnv) != "" && !harness.SRSHasFFmpegFit() {
+		harness.Missing(t, "srs", "this SRS has no FFmpeg transcoder (--ffmpeg-fit=off), so it cannot bridge RTMP to WebRTC")
+	}
+	c, _, ids := startSRSMeshWith(t, "--rtc-offer-rate", "0") // 30 offers from one address
+	n1, n2 := c.nodes[0], c.nodes[1]
+	pub := harness.PublishRTMP(t, n1.RTMPURL("live/fan"))
+	const key = "__defaultVhost__/live/fan"
+	owner := c.waitAssigned(t, key)
+	var origin *harness.SRS
+	for s, id := range ids {
+		if id == owner {
+			origin = s
+		}
+	}
+	// SRS answers WHEP for the stream once its RTMP-to-WebRTC bridge runs.
+	testkit.WaitFor(t, 30*time.Second, "SRS has the stream", func() bool {
+		return len(srsClientTypes(t, origin, "fan")) > 0
+	})
+	api := rtcClientAPI(t)
+	viewers := 30
+	if testing.Short() {
+		viewers = 10
+	}
+	url := "http://" + n2.APIAddr + "/rtc/v1/whep/?app=live&stream=fan"
+	var players []*fanViewer
+	for i := 0; i < viewers; i++ {
+		players = append(players, startFanViewer(t, api, url, n2))
+	}
+	for i, p := range players {
+		testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("viewer %d receives a keyframe and video", i), func() bool {
+			return p.keyframes.Load() > 0 && p.video.Load() >= 50
+		})
+	}
+	clients := srsClientTypes(t, origin, "fan")
+	t.Logf("%d viewers through %s; %s counts %d clients of the stream: %v", viewers, n2.ID, owner, len(clients), clients)
+	if len(clients) > 2 {
+		t.Errorf("the origin counts %d clients of the stream, want at most the publisher and one session from the mesh", len(clients))
+	}
+	if v, u := nodeMetric(t, n2, "srs_mesh_rtc_fanout_viewers"), nodeMetric(t, n2, "srs_mesh_rtc_fanout_upstreams"); v != float64(viewers) || u != 1 {
+		t.Errorf("%s reports %v viewers on %v upstreams, want %d on 1", n2.ID, v, u, viewers)
+	}
+
+	before := make([]uint64, len(players))
+	for i, p := range players {
+		before[i] = p.video.Load()
+	}
+	t.Logf("killing %s, the stream's origin", owner)
+	origin.Kill()
+	killed := time.Now()
+	testkit.WaitFor(t, 60*time.Second, "every viewer receives video again", func() bool {
+		for i, p := range players {
+			if p.video.Load() < before[i]+100 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every viewer has video again %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	for i, p := range players {
+		if st := p.pc.ConnectionState(); st != pionwebrtc.PeerConnectionStateConnected {
+			t.Errorf("viewer %d: connection %s", i, st)
+		}
+		if j := p.jumps.Load(); j != 0 {
+			t.Errorf("viewer %d: %d sequence jumps", i, j)
+		}
+	}
+	if o := c.waitAssigned(t, key); o == owner {
+		t.Errorf("%s is still on the dead origin", key)
+	}
+	if pub.Exited() {
+		t.Errorf("publisher exited: %s", pub.Output())
+	}
+}
+
+// srsClientTypes lists the clients of stream name on an SRS origin, from
+// its /api/v1/clients, by type.
+func srsClientTypes(t *testing.T, s *harness.SRS, name string) []string {
+	t.Helper()
+	resp, err := e2eHTTP.Get("http://" + s.APIAddr + "/api/v1/clients/?count=1000")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Clients []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		} `json:"clients"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil
+	}
+	var out []string
+	for _, c := range body.Clients {
+		if c.Name == name {
+			out = append(out, c.Type)
+		}
+	}
+	return out
 }
