@@ -173,6 +173,12 @@ type Server struct {
 	groups  map[string]*group
 	byID    map[string]*viewer
 	nViewer int // viewers admitted, connected or not
+	// ended remembers the ids of the latest maxEnded viewers that ended,
+	// so that a DELETE after the client closed its connection still
+	// succeeds.
+	ended     map[string]struct{}
+	endedRing []string
+	endedNext int
 
 	st counters
 }
@@ -222,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("proto", "webrtc", "fanout", true),
-		groups: map[string]*group{}, byID: map[string]*viewer{}}
+		groups: map[string]*group{}, byID: map[string]*viewer{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
 	s.port = newPort(net.UDPAddrFromAddrPort(cfg.LocalAddr), cfg.Write)
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelDisabled
@@ -389,13 +395,29 @@ func (s *Server) Play(ctx context.Context, key stream.Key, q url.Values, offer [
 	return ans, v.id, nil
 }
 
-// Stop implements webrtc.Viewers.
+// maxEnded bounds the ids of ended viewers the Server remembers.
+const maxEnded = 4096
+
+// forget moves a viewer's id to the ended ones. s.mu is held.
+func (s *Server) forget(id string) {
+	delete(s.byID, id)
+	if old := s.endedRing[s.endedNext]; old != "" {
+		delete(s.ended, old)
+	}
+	s.endedRing[s.endedNext] = id
+	s.ended[id] = struct{}{}
+	s.endedNext = (s.endedNext + 1) % len(s.endedRing)
+}
+
+// Stop implements webrtc.Viewers. A viewer that ended shortly before (its
+// client closed the connection first) counts as this node's.
 func (s *Server) Stop(id string) bool {
 	s.mu.Lock()
 	v := s.byID[id]
+	_, ended := s.ended[id]
 	s.mu.Unlock()
 	if v == nil {
-		return false
+		return ended
 	}
 	v.stop("deleted")
 	return true

@@ -203,7 +203,7 @@ func (v *viewer) run(connected <-chan struct{}, senders [2]*pion.RTPSender) {
 		timer.Stop()
 	}
 	s.mu.Lock()
-	delete(s.byID, v.id)
+	s.forget(v.id)
 	delete(g.viewers, v)
 	g.reserved--
 	s.nViewer--
