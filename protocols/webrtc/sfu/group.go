@@ -60,9 +60,14 @@ type group struct {
 	list     atomic.Pointer[[]*viewer]
 
 	mu     sync.Mutex // guards the fields below
-	up     *pion.PeerConnection
+	up     rtcpWriter // the upstream's connection, nil between upstreams
 	origin string
 	pli    pacer
+}
+
+// rtcpWriter sends RTCP upstream; *pion.PeerConnection is one.
+type rtcpWriter interface {
+	WriteRTCP(pkts []rtcp.Packet) error
 }
 
 // track is one kind of media of a group: its timeline and cache. mu is
@@ -430,7 +435,7 @@ func (g *group) readyDone() bool {
 // resource at the origin (best effort, in the background).
 func (g *group) detach(up *upstreamSession) {
 	g.mu.Lock()
-	if g.up == up.pc {
+	if g.up == rtcpWriter(up.pc) {
 		g.up = nil
 	}
 	g.mu.Unlock()

@@ -3,6 +3,7 @@ package sfu_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,7 @@ func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
 	local := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	var relay atomic.Pointer[webrtc.Server]
 	cfg.Router, cfg.Candidate, cfg.LocalAddr = router, local, local
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Write = func(p []byte, to netip.AddrPort) (int, error) { return relay.Load().WriteToUDPAddrPort(p, to) }
 	fan, err := sfu.New(cfg)
 	if err != nil {
@@ -221,4 +223,96 @@ func TestFanOut(t *testing.T) {
 		st := n.fan.Stats()
 		return st.Viewers == 0 && st.Upstreams == 0 && o.Sessions() == base
 	})
+}
+
+// TestRideThrough moves the stream to another origin while viewers play:
+// the upstream re-attaches there, the viewers' connections stay up, their
+// sequence numbers go on, and the first origin's session ends.
+func TestRideThrough(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startOrigin(t), startOrigin(t)
+	publish(t, api, a, "s")
+	publish(t, api, b, "s")
+	baseA, baseB := a.Sessions(), b.Sessions()
+	router := &switchRouter{o: a.StreamOrigin("a")}
+	n := startNode(t, router, sfu.Config{})
+	var vs []*viewer
+	for i := 0; i < 3; i++ {
+		vs = append(vs, startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s"))
+	}
+	for _, v := range vs {
+		testkit.WaitFor(t, 10*time.Second, "viewer receives video", func() bool { return v.video.Load() > 20 })
+	}
+	router.set(b.StreamOrigin("b"))
+	n.fan.Moved(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"})
+	testkit.WaitFor(t, 10*time.Second, "upstream on b, none on a", func() bool {
+		return b.Sessions() == baseB+1 && a.Sessions() == baseA
+	})
+	before := make([]uint64, len(vs))
+	for i, v := range vs {
+		before[i] = v.video.Load()
+	}
+	for i, v := range vs {
+		testkit.WaitFor(t, 10*time.Second, "viewer receives video from b", func() bool { return v.video.Load() > before[i]+50 })
+		if st := v.pc.ConnectionState(); st != pionwebrtc.PeerConnectionStateConnected {
+			t.Errorf("viewer %d: %s", i, st)
+		}
+		if j := v.jumps.Load(); j != 0 {
+			t.Errorf("viewer %d: %d sequence jumps across the move", i, j)
+		}
+	}
+	if st := n.fan.Stats(); st.Reattaches != 1 || st.Upstreams != 1 || st.Viewers != 3 {
+		t.Errorf("stats after the move: %+v", st)
+	}
+}
+
+// TestViewerLimits refuses viewers past the per-stream and per-node
+// bounds with 503, and admits them again once others left.
+func TestViewerLimits(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOrigin(t)
+	publish(t, api, o, "s")
+	publish(t, api, o, "t")
+	n := startNode(t, &switchRouter{o: o.StreamOrigin("o")}, sfu.Config{MaxViewersPerStream: 2, MaxViewers: 3})
+	url := func(name string) string { return n.url + "/rtc/v1/whep/?app=live&stream=" + name }
+	v1 := startViewer(t, api, url("s"))
+	startViewer(t, api, url("s"))
+	if code := offerStatus(t, api, url("s")); code != http.StatusServiceUnavailable {
+		t.Errorf("third viewer of a stream: %d, want 503", code)
+	}
+	startViewer(t, api, url("t"))
+	if code := offerStatus(t, api, url("t")); code != http.StatusServiceUnavailable {
+		t.Errorf("fourth viewer of the node: %d, want 503", code)
+	}
+	if st := n.fan.Stats(); st.Refused != 2 || st.Viewers != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	v1.pc.Close()
+	testkit.WaitFor(t, 10*time.Second, "a viewer left", func() bool { return n.fan.Stats().Viewers == 2 })
+	startViewer(t, api, url("s"))
+}
+
+// offerStatus POSTs a viewer's offer and returns the status.
+func offerStatus(t *testing.T, api *pionwebrtc.API, url string) int {
+	t.Helper()
+	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.AddTransceiverFromKind(pionwebrtc.RTPCodecTypeVideo, pionwebrtc.RTPTransceiverInit{Direction: pionwebrtc.RTPTransceiverDirectionRecvonly})
+	offer, _ := pc.CreateOffer(nil)
+	pc.SetLocalDescription(offer)
+	resp, err := http.Post(url, "application/sdp", strings.NewReader(offer.SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

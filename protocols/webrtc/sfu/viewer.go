@@ -275,6 +275,9 @@ func (v *viewer) push(k int, p *packet) {
 	v.lastHit = now
 	v.waitKey = true
 	kick := v.strikes >= kickStrikes
+	if kick {
+		v.active = false // nothing more is queued for it
+	}
 	v.mu.Unlock()
 	st.skipped.Add(1)
 	if kick {
