@@ -45,7 +45,7 @@ var (
 		[]string{"result"}, nil)
 	descRTCKeyframes = prometheus.NewDesc(ns+"_rtc_fanout_keyframe_requests_total", "Keyframe needs of WebRTC viewers (PLI, FIR, new viewers, skips), by where they went: upstream (a PLI sent to the origin), aggregated (within the rate limit of one already sent).",
 		[]string{"result"}, nil)
-	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "WebRTC viewers that fell behind, by action: skipped (video dropped to the next keyframe), kicked (disconnected); packets: RTP packets dropped from full viewer queues.",
+	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "What WebRTC fan-out dropped, by action: skipped (a viewer that fell behind dropped video to the next keyframe), kicked (a viewer disconnected for falling behind again), packets (RTP packets dropped from full viewer queues), port (viewers' packets dropped before the node read them), integrity (Binding requests from a new address without a valid MESSAGE-INTEGRITY).",
 		[]string{"action"}, nil)
 	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed.",
 		[]string{"result"}, nil)
@@ -71,6 +71,8 @@ func collectRTCFanOut(ch chan<- prometheus.Metric, st sfu.Stats) {
 	counter(descRTCDropped, st.Skipped, "skipped")
 	counter(descRTCDropped, st.Kicked, "kicked")
 	counter(descRTCDropped, st.QueueDrops, "packets")
+	counter(descRTCDropped, st.PortDrops, "port")
+	counter(descRTCDropped, st.Integrity, "integrity")
 	counter(descRTCReattaches, st.Reattaches, "ok")
 	counter(descRTCReattaches, st.UpstreamFailures, "failed")
 	counter(descRTCPackets, st.PacketsIn, "origin_to_node")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/stun/v4"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -283,7 +284,7 @@ func TestSlowViewerSkipsThenIsKicked(t *testing.T) {
 func TestPortBoundsAddresses(t *testing.T) {
 	var sent int
 	p := newPort(nil, func([]byte, netip.AddrPort) (int, error) { sent++; return 0, nil })
-	p.add("abcd")
+	p.add("abcd", "")
 	if p.ClaimBinding([]byte{0}, []byte("zzzz:peer"), netip.MustParseAddrPort("10.0.0.1:1")) {
 		t.Error("a Binding request for another ufrag claimed")
 	}
@@ -306,7 +307,7 @@ func TestPortBoundsAddresses(t *testing.T) {
 		t.Error("addresses kept after the viewer left")
 	}
 	// The queue to pion is bounded.
-	p.add("q")
+	p.add("q", "")
 	for i := 0; i < portQueue+5; i++ {
 		p.ClaimBinding([]byte{0}, []byte("q:x"), addrs[9])
 	}
@@ -326,4 +327,28 @@ func (switchless) Route(context.Context, stream.Key) (stream.Origin, error) {
 
 func (switchless) RoutePlay(context.Context, stream.Key) (stream.Origin, error) {
 	return stream.Origin{}, stream.ErrNoOrigin
+}
+
+func TestPortChecksIntegrityOfNewAddresses(t *testing.T) {
+	p := newPort(nil, func([]byte, netip.AddrPort) (int, error) { return 0, nil })
+	const pwd = "0123456789abcdefghijkl"
+	p.add("abcd", pwd)
+	request := func(key string) []byte {
+		m, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewUsername("abcd:peer"),
+			stun.NewShortTermIntegrity(key), stun.Fingerprint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Raw
+	}
+	forged, good := netip.MustParseAddrPort("10.0.0.9:9"), netip.MustParseAddrPort("10.0.0.1:1")
+	if !p.ClaimBinding(request("wrong-password-000000"), []byte("abcd:peer"), forged) {
+		t.Fatal("a forged request for a viewer's ufrag went to the relay")
+	}
+	if p.Take([]byte{0x80}, forged) || p.integrity.Load() != 1 {
+		t.Errorf("forged request mapped its address (integrity drops %d)", p.integrity.Load())
+	}
+	if !p.ClaimBinding(request(pwd), []byte("abcd:peer"), good) || !p.Take([]byte{0x80}, good) {
+		t.Error("a signed request did not map its address")
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 )
 
 // maxAddrsPerUfrag bounds the client addresses (ICE candidates, NAT
@@ -29,10 +31,17 @@ type port struct {
 	once  sync.Once
 
 	mu     sync.RWMutex
-	ufrags map[string][]netip.AddrPort // local ufrag -> mapped client addresses
-	addrs  map[netip.AddrPort]string   // client address -> local ufrag
+	ufrags map[string]*flow          // local ufrag -> the viewer's flow
+	addrs  map[netip.AddrPort]string // client address -> local ufrag
 
-	dropped atomic.Uint64 // packets pion's reader was too slow for
+	dropped   atomic.Uint64 // packets pion's reader was too slow for
+	integrity atomic.Uint64 // Binding requests from a new address without a valid MESSAGE-INTEGRITY
+}
+
+// flow is one viewer's ICE credentials and mapped client addresses.
+type flow struct {
+	pwd   []byte
+	addrs []netip.AddrPort
 }
 
 type portPacket struct {
@@ -42,14 +51,15 @@ type portPacket struct {
 
 func newPort(local *net.UDPAddr, write func([]byte, netip.AddrPort) (int, error)) *port {
 	return &port{local: local, write: write, in: make(chan portPacket, portQueue), done: make(chan struct{}),
-		ufrags: map[string][]netip.AddrPort{}, addrs: map[netip.AddrPort]string{}}
+		ufrags: map[string]*flow{}, addrs: map[netip.AddrPort]string{}}
 }
 
-// add makes Binding requests naming ufrag (as "ufrag:peer") the SFU's.
-func (p *port) add(ufrag string) {
+// add makes Binding requests naming ufrag (as "ufrag:peer") the SFU's;
+// pwd is the ICE password of the node's answer, which signs them.
+func (p *port) add(ufrag, pwd string) {
 	p.mu.Lock()
 	if _, ok := p.ufrags[ufrag]; !ok {
-		p.ufrags[ufrag] = nil
+		p.ufrags[ufrag] = &flow{pwd: []byte(pwd)}
 	}
 	p.mu.Unlock()
 }
@@ -57,9 +67,11 @@ func (p *port) add(ufrag string) {
 // remove forgets ufrag and the client addresses mapped to it.
 func (p *port) remove(ufrag string) {
 	p.mu.Lock()
-	for _, a := range p.ufrags[ufrag] {
-		if p.addrs[a] == ufrag {
-			delete(p.addrs, a)
+	if f := p.ufrags[ufrag]; f != nil {
+		for _, a := range f.addrs {
+			if p.addrs[a] == ufrag {
+				delete(p.addrs, a)
+			}
 		}
 	}
 	delete(p.ufrags, ufrag)
@@ -67,35 +79,43 @@ func (p *port) remove(ufrag string) {
 }
 
 // ClaimBinding implements webrtc.Tap: a Binding request whose USERNAME
-// starts with one of the viewers' ufrags maps from to that viewer and goes
-// to pion, which checks its MESSAGE-INTEGRITY. A viewer maps at most
-// maxAddrsPerUfrag addresses, the latest ones.
+// starts with one of the viewers' ufrags is the SFU's. From an address not
+// yet mapped to that viewer it must carry a MESSAGE-INTEGRITY made with the
+// viewer's ICE password (else it is dropped and counted), so that nobody
+// who merely saw the ufrag can take the viewer's media; it then maps the
+// address to the viewer, which keeps its latest maxAddrsPerUfrag ones.
 func (p *port) ClaimBinding(b, user []byte, from netip.AddrPort) bool {
 	local, _, ok := bytes.Cut(user, []byte(":"))
 	if !ok {
 		return false
 	}
 	p.mu.RLock()
-	addrs, mine := p.ufrags[string(local)]
-	mapped := mine && p.addrs[from] == string(local)
+	f := p.ufrags[string(local)]
+	mapped := f != nil && p.addrs[from] == string(local)
 	p.mu.RUnlock()
-	if !mine {
+	if f == nil {
 		return false
 	}
 	if !mapped {
+		if len(f.pwd) > 0 && webrtc.STUNCheckIntegrity(b, f.pwd) != nil {
+			p.integrity.Add(1)
+			return true
+		}
 		u := string(local)
 		p.mu.Lock()
-		if addrs, mine = p.ufrags[u]; mine {
-			if len(addrs) == maxAddrsPerUfrag {
-				if p.addrs[addrs[0]] == u {
-					delete(p.addrs, addrs[0])
+		if f = p.ufrags[u]; f != nil {
+			if len(f.addrs) == maxAddrsPerUfrag {
+				if p.addrs[f.addrs[0]] == u {
+					delete(p.addrs, f.addrs[0])
 				}
-				addrs = addrs[1:]
+				f.addrs = f.addrs[1:]
 			}
 			if old, ok := p.addrs[from]; ok && old != u {
-				p.ufrags[old] = without(p.ufrags[old], from)
+				if of := p.ufrags[old]; of != nil {
+					of.addrs = without(of.addrs, from)
+				}
 			}
-			p.ufrags[u] = append(addrs, from)
+			f.addrs = append(f.addrs, from)
 			p.addrs[from] = u
 		}
 		p.mu.Unlock()

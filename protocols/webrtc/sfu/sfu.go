@@ -218,8 +218,10 @@ type Stats struct {
 	// PacketsIn are RTP packets from upstreams; PacketsOut and BytesOut
 	// RTP sent to viewers.
 	PacketsIn, PacketsOut, BytesOut uint64
-	// PortDrops are packets of viewers dropped on the shared port.
-	PortDrops uint64
+	// PortDrops are packets of viewers dropped on the shared port;
+	// Integrity the Binding requests from a new address that failed the
+	// MESSAGE-INTEGRITY check.
+	PortDrops, Integrity uint64
 }
 
 // New validates cfg and returns a Server.
@@ -291,7 +293,7 @@ func (s *Server) Stats() Stats {
 		KeyframeRequests: c.keyframeRequests.Load(), PLIsUpstream: c.plisUpstream.Load(),
 		Reattaches: c.reattaches.Load(), UpstreamFailures: c.upstreamFailures.Load(),
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(), BytesOut: c.bytesOut.Load(),
-		PortDrops: s.port.dropped.Load()}
+		PortDrops: s.port.dropped.Load(), Integrity: s.port.integrity.Load()}
 	if u > 0 {
 		st.Ratio = float64(v) / float64(u)
 	}

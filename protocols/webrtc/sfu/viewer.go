@@ -112,7 +112,7 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 	if v.ufrag, err = webrtc.ParseSDP(local); err != nil {
 		return fail(err)
 	}
-	s.port.add(v.ufrag)
+	s.port.add(v.ufrag, webrtc.ICEPwd(local))
 	answer := webrtc.RewriteSDP(local, s.cfg.Candidate)
 
 	connected := make(chan struct{})
