@@ -54,6 +54,18 @@ func TestWebRTCFanOut(t *testing.T) {
 	if v, u := nodeMetric(t, n2, "srs_mesh_rtc_fanout_viewers"), nodeMetric(t, n2, "srs_mesh_rtc_fanout_upstreams"); v != viewers || u != 1 {
 		t.Errorf("n2 reports %v viewers on %v upstreams, want %d on 1", v, u, viewers)
 	}
+	testkit.WaitFor(t, 10*time.Second, "/mesh/v1/streams shows n2's WebRTC fan-out", func() bool {
+		doc, err := meshStreams(n1)
+		if err != nil {
+			return false
+		}
+		for _, st := range doc.Streams {
+			if f := st.RTCFanOut[n2.ID]; st.Key == "__defaultVhost__/live/fan" && f.Upstreams == 1 && f.Players == viewers {
+				return true
+			}
+		}
+		return false
+	})
 	if got := rtcRelaySessions(t, n2); got != 0 {
 		t.Errorf("n2 relays %v sessions, want none", got)
 	}

@@ -48,8 +48,9 @@ import (
 )
 
 // ProtoUpstream is the protocol under which the Server tracks its
-// upstreams in stream.Sessions (one per stream and query); viewers are
-// tracked as "webrtc".
+// upstreams in stream.Sessions (one per stream and query), which srs-mesh's
+// /mesh/v1/streams reports as the stream's WebRTC fan-out on the node;
+// viewers are tracked as "webrtc".
 const ProtoUpstream = "rtc-upstream"
 
 // Config configures a Server. Zero values take the defaults below.
