@@ -75,6 +75,20 @@ func TestWebRTCFanOut(t *testing.T) {
 		}
 	}
 
+	// A viewer answered by n2 whose UDP reaches n1 plays too: n1 relays
+	// it to n2 through the replicated session, and a DELETE through n1
+	// ends it on n2.
+	cross := startFanViewerVia(t, api, "http://"+n2.APIAddr+"/rtc/v1/whep/"+query, n2, n1)
+	cross.waitMedia(t, 20, "viewer answered by n2 with its UDP through n1")
+	if got := rtcRelaySessions(t, n1); got != 2 {
+		t.Errorf("n1 relays %v sessions, want the publisher's and the cross-node viewer's", got)
+	}
+	rtcDelete(t, n1, cross.location)
+	testkit.WaitFor(t, 10*time.Second, "the cross-node viewer ended on n2", func() bool {
+		return nodeMetric(t, n2, "srs_mesh_rtc_fanout_viewers") == viewers
+	})
+	cross.Close()
+
 	rtcDelete(t, n2, players[0].location)
 	for _, p := range players {
 		p.Close()
@@ -101,6 +115,13 @@ type fanViewer struct {
 }
 
 func startFanViewer(t *testing.T, api *pionwebrtc.API, url string, nd *harness.Node) *fanViewer {
+	t.Helper()
+	return startFanViewerVia(t, api, url, nd, nd)
+}
+
+// startFanViewerVia is startFanViewer with the viewer's UDP sent to media
+// instead of the signalling node, as a load balancer may.
+func startFanViewerVia(t *testing.T, api *pionwebrtc.API, url string, nd, media *harness.Node) *fanViewer {
 	t.Helper()
 	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
 	if err != nil {
@@ -141,7 +162,7 @@ func startFanViewer(t *testing.T, api *pionwebrtc.API, url string, nd *harness.N
 			}
 		}()
 	})
-	v.location = rtcSignal(t, pc, url, nd, nd)
+	v.location = rtcSignal(t, pc, url, nd, media)
 	return v
 }
 

@@ -235,7 +235,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	fan := newFanOut(o, failovers)
 	defer fan.close()
 	collector.fanOut = fan.reg
-	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, creds, log)
+	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, cfg.AdvertiseAddr, creds, log)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func (f fanOut) close() {
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
 func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAddrs, node *mesh.Node, router *timedRouter, collector *meshCollector,
-	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
+	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, advertise netip.Addr, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
 	var rtmpServer *rtmp.Server
@@ -368,12 +368,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		if err != nil {
 			return nil, err
 		}
-		cfg := webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
+		store := newRTCStore(node)
+		cfg := webrtc.Config{Router: router, Publisher: router, Store: store, Activity: node, Sessions: sessions,
 			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst}
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
-			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, candidate, &relay, log); err != nil {
+			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, candidate, advertise, &relay, log); err != nil {
 				return nil, err
 			}
 			node.OnMoved(fan.Moved)

@@ -17,9 +17,13 @@ import (
 // newRTCFanOut is the node's WebRTC fan-out (--rtc-fanout): viewers
 // answered at the node on the relay's port pc, announced at candidate.
 // The relay (stored in relay once created) taps their flows off its port
-// and writes for them.
-func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessions stream.Sessions, candidate netip.AddrPort,
-	relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
+// and writes for them. Each viewer's ICE session is stored in the mesh's
+// session table naming this node (its advertise address with the --rtc
+// and --api ports) as its origin, so that a viewer's UDP reaching another
+// node is relayed here, and a DELETE through another node is forwarded
+// here.
+func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
+	candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
 	if o.rtcMaxViewers < 1 || o.rtcStreamViewers < 1 {
 		return nil, fmt.Errorf("--rtc-max-viewers and --rtc-max-stream-viewers must be at least 1")
 	}
@@ -27,7 +31,15 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessi
 	if !ok {
 		return nil, fmt.Errorf("--rtc: not a UDP socket: %v", pc.LocalAddr())
 	}
+	self := netip.AddrPortFrom(advertise, ua.AddrPort().Port())
+	api := ""
+	if o.apiAddr != "" {
+		if _, port, err := net.SplitHostPort(o.apiAddr); err == nil {
+			api = net.JoinHostPort(advertise.String(), port)
+		}
+	}
 	return sfu.New(sfu.Config{Router: router, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
+		Store: store, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
 		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {

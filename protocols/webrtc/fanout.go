@@ -18,13 +18,24 @@ import (
 type Viewers interface {
 	// Play answers a viewer's offer for key. query is the play request's
 	// query (WHEP's URL, or the query of SRS's streamurl): viewers of one
-	// key with different queries do not share an upstream. It returns the
-	// answer SDP, with the node's candidate, and the viewer's id. Errors
-	// wrap ErrViewerLimit, ErrBadOffer, ErrNoStream or stream.ErrNoOrigin
-	// when they are one of those.
-	Play(ctx context.Context, key stream.Key, query url.Values, offer []byte) (answer []byte, id string, err error)
+	// key with different queries do not share an upstream. Errors wrap
+	// ErrViewerLimit, ErrBadOffer, ErrNoStream or stream.ErrNoOrigin when
+	// they are one of those.
+	Play(ctx context.Context, key stream.Key, query url.Values, offer []byte) (ViewerAnswer, error)
 	// Stop ends the viewer id and reports whether this node had it.
 	Stop(id string) bool
+}
+
+// ViewerAnswer is what Viewers.Play answered.
+type ViewerAnswer struct {
+	// SDP is the answer, with the node's candidate.
+	SDP []byte
+	// ID names the viewer on the node that answered (ViewerParam).
+	ID string
+	// Session, when not empty, is the viewer's ICE session in the
+	// SessionStore, whose Resource ends the viewer through its node
+	// (SessionParam): a DELETE through another node reaches it.
+	Session string
 }
 
 // Tap takes the UDP flows of the node's own WebRTC peers (Config.Viewers)
@@ -76,7 +87,7 @@ func (s *Server) fanOutPlay(w http.ResponseWriter, r *http.Request, sdpOffer []b
 			q = u.Query()
 		}
 	}
-	ans, id, err := s.cfg.Viewers.Play(r.Context(), of.key, q, sdpOffer)
+	ans, err := s.cfg.Viewers.Play(r.Context(), of.key, q, sdpOffer)
 	if err != nil {
 		status := http.StatusBadGateway
 		switch {
@@ -94,9 +105,13 @@ func (s *Server) fanOutPlay(w http.ResponseWriter, r *http.Request, sdpOffer []b
 		return nil, "", false
 	}
 	s.st.answers.Add(1)
-	loc := (&url.URL{Path: PathSession, RawQuery: ViewerParam + "=" + url.QueryEscape(id)}).String()
-	s.log.Info("viewer answered at the node", "stream", of.key.String(), "viewer", id, "peer", r.RemoteAddr)
-	return ans, loc, true
+	rq := ViewerParam + "=" + url.QueryEscape(ans.ID)
+	if ans.Session != "" {
+		rq += "&" + SessionParam + "=" + url.QueryEscape(ans.Session)
+	}
+	loc := (&url.URL{Path: PathSession, RawQuery: rq}).String()
+	s.log.Info("viewer answered at the node", "stream", of.key.String(), "viewer", ans.ID, "peer", r.RemoteAddr)
+	return ans.SDP, loc, true
 }
 
 // isPlay reports whether a signalling path is a play (WHEP, SRS's play).
@@ -104,13 +119,20 @@ func isPlay(path string) bool {
 	return path == PathWHEP || path == PathWHIPPlay || path == PathPlay
 }
 
-// stopViewer ends a fanned-out viewer named by a DELETE's ViewerParam.
-func (s *Server) stopViewer(w http.ResponseWriter, id string) {
-	if s.cfg.Viewers == nil || !s.cfg.Viewers.Stop(id) {
-		s.fail(w, http.StatusNotFound, ErrNoSession.Error())
-		return
+// stopViewer ends a fanned-out viewer named by a DELETE's ViewerParam
+// when this node has it, and reports whether it answered the client: a
+// viewer of another node is ended through its stored session
+// (SessionParam), whose Resource is that node's.
+func (s *Server) stopViewer(w http.ResponseWriter, id string, session string) bool {
+	if s.cfg.Viewers != nil && s.cfg.Viewers.Stop(id) {
+		w.WriteHeader(http.StatusOK)
+		return true
 	}
-	w.WriteHeader(http.StatusOK)
+	if session == "" {
+		s.fail(w, http.StatusNotFound, ErrNoSession.Error())
+		return true
+	}
+	return false
 }
 
 // pathOf is the request's path with a trailing slash.
@@ -129,7 +151,10 @@ func (s *Server) fanOutJSON(w http.ResponseWriter, r *http.Request, req srsReque
 	if !ok {
 		return
 	}
-	id := strings.TrimPrefix(loc, PathSession+"?"+ViewerParam+"=")
+	id := ""
+	if u, err := url.Parse(loc); err == nil {
+		id = u.Query().Get(ViewerParam)
+	}
 	out, err := json.Marshal(struct {
 		Code      int    `json:"code"`
 		Server    string `json:"server"`

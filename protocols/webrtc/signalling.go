@@ -358,8 +358,7 @@ func rewriteLocation(reqURL *url.URL, originAPI, loc, ufrag string) (resource, l
 func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 	s.st.deletes.Add(1)
 	q := r.URL.Query()
-	if id := q.Get(ViewerParam); id != "" {
-		s.stopViewer(w, id)
+	if id := q.Get(ViewerParam); id != "" && s.stopViewer(w, id, q.Get(SessionParam)) {
 		return
 	}
 	ufrag := q.Get(SessionParam)

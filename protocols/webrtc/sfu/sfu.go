@@ -66,6 +66,17 @@ type Config struct {
 	Write func(p []byte, to netip.AddrPort) (int, error)
 	// Sessions, when not nil, is told about every viewer and upstream.
 	Sessions stream.Sessions
+	// Store, when not nil, is the mesh's ICE session table: each viewer's
+	// session is stored there with this node (NodeID, NodeRTC: the
+	// node's WebRTC port as other nodes reach it) as its origin, so that
+	// a node the viewer's UDP reaches relays it here, and with a Resource
+	// on NodeAPI (this node's signalling as other nodes reach it, when
+	// set) so that a DELETE through another node is forwarded here. The
+	// session is deleted when the viewer ends.
+	Store   webrtc.SessionStore
+	NodeID  string
+	NodeRTC netip.AddrPort
+	NodeAPI string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// HTTPClient carries WHEP signalling to origins. Default: a client
@@ -353,27 +364,27 @@ func groupID(key stream.Key, q url.Values) (id string, upstreamQuery string) {
 }
 
 // Play implements webrtc.Viewers.
-func (s *Server) Play(ctx context.Context, key stream.Key, q url.Values, offer []byte) ([]byte, string, error) {
+func (s *Server) Play(ctx context.Context, key stream.Key, q url.Values, offer []byte) (webrtc.ViewerAnswer, error) {
 	gid, uq := groupID(key, q)
 	s.mu.Lock()
 	if s.closed || s.live.Draining() {
 		s.mu.Unlock()
-		return nil, "", ErrClosed
+		return webrtc.ViewerAnswer{}, ErrClosed
 	}
 	g := s.groups[gid]
 	switch {
 	case s.nViewer >= s.cfg.MaxViewers:
 		s.mu.Unlock()
 		s.st.refused.Add(1)
-		return nil, "", webrtc.ErrViewerLimit
+		return webrtc.ViewerAnswer{}, webrtc.ErrViewerLimit
 	case g == nil && len(s.groups) >= s.cfg.MaxUpstreams:
 		s.mu.Unlock()
 		s.st.refused.Add(1)
-		return nil, "", webrtc.ErrViewerLimit
+		return webrtc.ViewerAnswer{}, webrtc.ErrViewerLimit
 	case g != nil && g.reserved >= s.cfg.MaxViewersPerStream:
 		s.mu.Unlock()
 		s.st.refused.Add(1)
-		return nil, "", webrtc.ErrViewerLimit
+		return webrtc.ViewerAnswer{}, webrtc.ErrViewerLimit
 	}
 	if g == nil {
 		g = s.newGroup(gid, key, uq)
@@ -392,10 +403,10 @@ func (s *Server) Play(ctx context.Context, key stream.Key, q url.Values, offer [
 		s.nViewer--
 		s.mu.Unlock()
 		g.wake()
-		return nil, "", err
+		return webrtc.ViewerAnswer{}, err
 	}
 	s.st.viewersTotal.Add(1)
-	return ans, v.id, nil
+	return webrtc.ViewerAnswer{SDP: ans, ID: v.id, Session: v.session}, nil
 }
 
 // maxEnded bounds the ids of ended viewers the Server remembers.

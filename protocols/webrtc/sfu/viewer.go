@@ -12,6 +12,7 @@ import (
 	pion "github.com/pion/webrtc/v4"
 
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/stream"
 )
 
 // Kicking: a viewer whose queue overflows kickStrikes times, each within
@@ -33,6 +34,9 @@ type viewer struct {
 	done   chan struct{}
 	once   sync.Once
 	reason atomic.Value // string: why it stopped
+	// session is the viewer's ICE session in Config.Store, "" when not
+	// stored.
+	session string
 
 	mu      sync.Mutex
 	active  bool      // connected: packets are queued
@@ -114,6 +118,20 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 	}
 	s.port.add(v.ufrag, webrtc.ICEPwd(local))
 	answer := webrtc.RewriteSDP(local, s.cfg.Candidate)
+	if s.cfg.Store != nil && s.cfg.NodeRTC.IsValid() {
+		if peer, err := webrtc.ParseSDP(offer); err == nil {
+			rec := stream.RTCSession{Ufrag: v.ufrag + ":" + peer, OriginID: "node:" + s.cfg.NodeID, OriginRTC: s.cfg.NodeRTC.String(),
+				Key: g.key.String(), Pwd: webrtc.ICEPwd(local), CreatedUnixMs: time.Now().UnixMilli()}
+			if s.cfg.NodeAPI != "" {
+				rec.Resource = "http://" + s.cfg.NodeAPI + webrtc.PathSession + "?" + webrtc.ViewerParam + "=" + v.id
+			}
+			if err := s.cfg.Store.PutRTCSession(ctx, rec); err != nil {
+				s.log.Warn("viewer's session not stored: its UDP must reach this node", "stream", g.key.String(), "err", err)
+			} else {
+				v.session = rec.Ufrag
+			}
+		}
+	}
 
 	connected := make(chan struct{})
 	var connOnce sync.Once
@@ -213,6 +231,13 @@ func (v *viewer) run(connected <-chan struct{}, senders [2]*pion.RTPSender) {
 	s.port.remove(v.ufrag)
 	v.pc.Close()
 	wg.Wait()
+	if v.session != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), webrtc.DefaultHTTPTimeout)
+		if err := s.cfg.Store.DeleteRTCSession(ctx, v.session); err != nil {
+			s.log.Warn("viewer's session not deleted", "viewer", v.id, "err", err)
+		}
+		cancel()
+	}
 	if end != nil {
 		end()
 	}
