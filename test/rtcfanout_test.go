@@ -110,6 +110,7 @@ type fanViewer struct {
 	video, audio     atomic.Uint64
 	keyframes, jumps atomic.Uint64
 	lastVideoAt      atomic.Int64
+	maxGap           atomic.Int64 // longest time between two video packets, ns
 	wg               sync.WaitGroup
 	once             sync.Once
 }
@@ -151,7 +152,10 @@ func startFanViewerVia(t *testing.T, api *pionwebrtc.API, url string, nd, media 
 					continue
 				}
 				v.video.Add(1)
-				v.lastVideoAt.Store(time.Now().UnixNano())
+				now := time.Now().UnixNano()
+				if prev := v.lastVideoAt.Swap(now); prev != 0 && now-prev > v.maxGap.Load() {
+					v.maxGap.Store(now - prev)
+				}
 				if h264Key(p.Payload) {
 					v.keyframes.Add(1)
 				}
@@ -258,6 +262,7 @@ func TestSRSWebRTCFanOut(t *testing.T) {
 	before := make([]uint64, len(players))
 	for i, p := range players {
 		before[i] = p.video.Load()
+		p.maxGap.Store(0)
 	}
 	t.Logf("killing %s, the stream's origin", owner)
 	origin.Kill()
@@ -271,6 +276,11 @@ func TestSRSWebRTCFanOut(t *testing.T) {
 		return true
 	})
 	t.Logf("every viewer has video again %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	var freeze time.Duration
+	for _, p := range players {
+		freeze = max(freeze, time.Duration(p.maxGap.Load()))
+	}
+	t.Logf("longest video freeze of a viewer across the kill: %v", freeze.Round(10*time.Millisecond))
 	for i, p := range players {
 		if st := p.pc.ConnectionState(); st != pionwebrtc.PeerConnectionStateConnected {
 			t.Errorf("viewer %d: connection %s", i, st)
