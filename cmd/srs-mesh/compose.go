@@ -374,7 +374,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
-			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, candidate, advertise, &relay, log); err != nil {
+			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, node, candidate, advertise, &relay, log); err != nil {
 				return nil, err
 			}
 			node.OnMoved(fan.Moved)

@@ -23,7 +23,7 @@ import (
 // node is relayed here, and a DELETE through another node is forwarded
 // here.
 func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
-	candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
+	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
 	if o.rtcMaxViewers < 1 || o.rtcStreamViewers < 1 {
 		return nil, fmt.Errorf("--rtc-max-viewers and --rtc-max-stream-viewers must be at least 1")
 	}
@@ -39,7 +39,7 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessi
 		}
 	}
 	return sfu.New(sfu.Config{Router: router, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
-		Store: store, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
+		Store: store, Activity: activity, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
 		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {

@@ -73,10 +73,15 @@ type Config struct {
 	// on NodeAPI (this node's signalling as other nodes reach it, when
 	// set) so that a DELETE through another node is forwarded here. The
 	// session is deleted when the viewer ends.
-	Store   webrtc.SessionStore
-	NodeID  string
-	NodeRTC netip.AddrPort
-	NodeAPI string
+	Store  webrtc.SessionStore
+	NodeID string
+	// Activity, when not nil, is told every TouchInterval which stored
+	// viewer sessions are live, so that the mesh neither expires nor
+	// evicts them while their UDP goes straight to this node.
+	Activity      webrtc.SessionActivity
+	TouchInterval time.Duration
+	NodeRTC       netip.AddrPort
+	NodeAPI       string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// HTTPClient carries WHEP signalling to origins. Default: a client
@@ -119,6 +124,7 @@ const (
 	DefaultUpstreamSilence     = 1500 * time.Millisecond
 	DefaultConnectTimeout      = 20 * time.Second
 	DefaultOfferTimeout        = 8 * time.Second
+	DefaultTouchInterval       = 5 * time.Second
 )
 
 // Configuration errors.
@@ -162,6 +168,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.UpstreamSilence, DefaultUpstreamSilence)
 	defd(&c.ConnectTimeout, DefaultConnectTimeout)
 	defd(&c.OfferTimeout, DefaultOfferTimeout)
+	defd(&c.TouchInterval, DefaultTouchInterval)
 	return nil
 }
 
@@ -281,7 +288,37 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.upstream = pion.NewAPI(pion.WithMediaEngine(&ume), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(uir))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Activity != nil && cfg.Store != nil {
+		s.wg.Add(1)
+		go s.touch()
+	}
 	return s, nil
+}
+
+// touch reports the stored sessions of live viewers to Config.Activity
+// every TouchInterval until Close.
+func (s *Server) touch() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.TouchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var live []string
+		s.mu.Lock()
+		for _, v := range s.byID {
+			if v.session != "" {
+				live = append(live, v.session)
+			}
+		}
+		s.mu.Unlock()
+		if len(live) > 0 {
+			s.cfg.Activity.TouchRTCSessions(live)
+		}
+	}
 }
 
 // ClaimBinding implements webrtc.Tap.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ type node struct {
 	relay *webrtc.Server
 	fan   *sfu.Server
 	url   string
+	store *webrtc.MemorySessionStore
 }
 
 func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
@@ -63,12 +65,17 @@ func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
 	var relay atomic.Pointer[webrtc.Server]
 	cfg.Router, cfg.Candidate, cfg.LocalAddr = router, local, local
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	store := webrtc.NewMemorySessionStore()
+	cfg.Store, cfg.Activity, cfg.NodeID, cfg.NodeRTC = store, store, "n", local
+	if cfg.TouchInterval == 0 {
+		cfg.TouchInterval = 20 * time.Millisecond
+	}
 	cfg.Write = func(p []byte, to netip.AddrPort) (int, error) { return relay.Load().WriteToUDPAddrPort(p, to) }
 	fan, err := sfu.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := webrtc.New(webrtc.Config{Router: router, Store: webrtc.NewMemorySessionStore(), Candidate: local,
+	rs, err := webrtc.New(webrtc.Config{Router: router, Store: store, Candidate: local,
 		Viewers: fan, Tap: fan, OfferRate: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +93,7 @@ func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
 		rs.Close()
 		<-done
 	})
-	return &node{relay: rs, fan: fan, url: hs.URL}
+	return &node{relay: rs, fan: fan, url: hs.URL, store: store}
 }
 
 // viewer is a WHEP client that counts packets and sequence jumps.
@@ -216,13 +223,35 @@ func TestFanOut(t *testing.T) {
 	if st.Viewers != 5 || st.Upstreams != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	// Each viewer's session is stored, naming the node, and kept alive.
+	if n.store.Len() != 5 {
+		t.Errorf("%d sessions stored for 5 viewers", n.store.Len())
+	}
+	sess, ok := n.store.LookupRTCSession(sessionOf(t, vs[0].location))
+	if !ok || sess.OriginID != "node:n" || sess.Key != "__defaultVhost__/live/s" || sess.Pwd == "" {
+		t.Errorf("viewer's session %+v", sess)
+	}
+	testkit.WaitFor(t, 5*time.Second, "the viewer's session is touched", func() bool {
+		s, _ := n.store.LookupRTCSession(sess.Ufrag)
+		return s.LastActiveUnixMs > 0
+	})
 	for _, v := range vs {
 		v.pc.Close()
 	}
 	testkit.WaitFor(t, 10*time.Second, "viewers and upstream gone", func() bool {
 		st := n.fan.Stats()
-		return st.Viewers == 0 && st.Upstreams == 0 && o.Sessions() == base
+		return st.Viewers == 0 && st.Upstreams == 0 && o.Sessions() == base && n.store.Len() == 0
 	})
+}
+
+// sessionOf is the stored session a viewer's Location names.
+func sessionOf(t *testing.T, location string) string {
+	t.Helper()
+	u, err := url.Parse(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query().Get(webrtc.SessionParam)
 }
 
 // TestRideThrough moves the stream to another origin while viewers play:
