@@ -352,3 +352,41 @@ func TestPortChecksIntegrityOfNewAddresses(t *testing.T) {
 		t.Error("a signed request did not map its address")
 	}
 }
+
+func TestAnswerCodecs(t *testing.T) {
+	const head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+	for _, tc := range []struct {
+		name         string
+		sdp          string
+		video, audio string // MimeType, "" for none
+	}{
+		{"SRS-like", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n" +
+			"m=video 9 UDP/TLS/RTP/SAVPF 106\r\na=rtpmap:106 H264/90000\r\na=fmtp:106 packetization-mode=1;profile-level-id=42e01f\r\n",
+			"video/H264", "audio/opus"},
+		{"video only", head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n", "video/VP8", ""},
+		{"rejected audio", head + "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n", "", ""},
+		{"unknown payload type", head + "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:96 VP8/90000\r\n", "", ""},
+		{"payload type not a number", head + "m=video 9 UDP/TLS/RTP/SAVPF x\r\n", "", ""},
+		{"application only", head + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", "", ""},
+		{"not SDP", "hello", "", ""},
+	} {
+		got := answerCodecs([]byte(tc.sdp))
+		mime := func(k int) string {
+			if got[k] == nil {
+				return ""
+			}
+			return got[k].MimeType
+		}
+		if mime(kindVideo) != tc.video || mime(kindAudio) != tc.audio {
+			t.Errorf("%s: video %q audio %q, want %q %q", tc.name, mime(kindVideo), mime(kindAudio), tc.video, tc.audio)
+		}
+	}
+}
+
+func FuzzAnswerCodecs(f *testing.F) {
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"))
+	f.Add([]byte("v=0\r\nm=audio 9 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		answerCodecs(b) // must not panic
+	})
+}
