@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,7 +149,7 @@ func testGroup(cfg Config) (*group, *fakeUpstream) {
 
 // testViewer joins a viewer with a queue of n packets to g, connected.
 func testViewer(g *group, n int) *viewer {
-	v := &viewer{g: g, q: make(chan queued, n), done: make(chan struct{})}
+	v := &viewer{g: g, q: make(chan queued, n), done: make(chan struct{}), out: new(atomic.Uint64)}
 	l := append(*g.list.Load(), v)
 	g.list.Store(&l)
 	return v

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -192,6 +193,10 @@ type Server struct {
 	groups  map[string]*group
 	byID    map[string]*viewer
 	nViewer int // viewers admitted, connected or not
+	// shards write the viewers' queues, one goroutine per CPU; a viewer
+	// gets the next one.
+	shards    []*shard
+	nextShard int
 	// ended remembers the ids of the latest maxEnded viewers that ended,
 	// so that a DELETE after the client closed its connection still
 	// succeeds.
@@ -288,6 +293,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.upstream = pion.NewAPI(pion.WithMediaEngine(&ume), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(uir))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		sh := newShard()
+		s.shards = append(s.shards, sh)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			sh.run(s.ctx.Done(), &s.st)
+		}()
+	}
 	if cfg.Activity != nil && cfg.Store != nil {
 		s.wg.Add(1)
 		go s.touch()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	pion "github.com/pion/webrtc/v4"
 
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
@@ -33,7 +32,9 @@ type viewer struct {
 	q      chan queued
 	done   chan struct{}
 	once   sync.Once
-	reason atomic.Value // string: why it stopped
+	reason atomic.Value   // string: why it stopped
+	out    *atomic.Uint64 // bytes written to the viewer
+	shard  *shard         // writes the viewer's queue; nil in tests
 	// session is the viewer's ICE session in Config.Store, "" when not
 	// stored.
 	session string
@@ -69,7 +70,7 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 	if err != nil {
 		return nil, nil, err
 	}
-	v := &viewer{g: g, id: newID(), pc: pc, q: make(chan queued, s.cfg.QueueLen), done: make(chan struct{})}
+	v := &viewer{g: g, id: newID(), pc: pc, q: make(chan queued, s.cfg.QueueLen), done: make(chan struct{}), out: new(atomic.Uint64)}
 	fail := func(err error) (*viewer, []byte, error) {
 		pc.Close()
 		if v.ufrag != "" {
@@ -149,6 +150,9 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 		return fail(ErrClosed)
 	}
 	s.byID[v.id] = v
+	v.shard = s.shards[s.nextShard%len(s.shards)]
+	s.nextShard++
+	v.shard.add(v)
 	g.viewers[v] = struct{}{}
 	g.publish()
 	s.live.Join()
@@ -181,16 +185,10 @@ func (v *viewer) run(connected <-chan struct{}, senders [2]*pion.RTPSender) {
 	g, s := v.g, v.g.s
 	defer s.wg.Done()
 	var end func()
-	out := new(atomic.Uint64)
 	if s.cfg.Sessions != nil {
-		end = s.cfg.Sessions.Track(g.key, "webrtc", new(atomic.Uint64), out)
+		end = s.cfg.Sessions.Track(g.key, "webrtc", new(atomic.Uint64), v.out)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		v.write(out)
-	}()
 	for k, snd := range senders {
 		if snd == nil {
 			continue
@@ -228,6 +226,9 @@ func (v *viewer) run(connected <-chan struct{}, senders [2]*pion.RTPSender) {
 	g.publish()
 	s.mu.Unlock()
 	g.wake()
+	if v.shard != nil {
+		v.shard.remove(v)
+	}
 	s.port.remove(v.ufrag)
 	v.pc.Close()
 	wg.Wait()
@@ -260,6 +261,14 @@ func (v *viewer) begin(k int, pks []*packet) {
 		default:
 		}
 	}
+	v.signal()
+}
+
+// signal tells the viewer's shard that packets are queued.
+func (v *viewer) signal() {
+	if v.shard != nil {
+		v.shard.signal()
+	}
 }
 
 // push queues a live packet of kind k. It runs on the upstream's reader
@@ -282,6 +291,7 @@ func (v *viewer) push(k int, p *packet) {
 	select {
 	case v.q <- queued{p: p, seq: p.hdr.SequenceNumber - v.skipped[k], kind: uint8(k)}:
 		v.mu.Unlock()
+		v.signal()
 		return
 	default:
 	}
@@ -325,36 +335,10 @@ func (v *viewer) offset(k int) uint16 {
 func (v *viewer) resend(k int, p *packet, seq uint16) bool {
 	select {
 	case v.q <- queued{p: p, seq: seq, kind: uint8(k)}:
+		v.signal()
 		return true
 	default:
 		return false
-	}
-}
-
-// write sends the queued packets until the viewer stops.
-func (v *viewer) write(out *atomic.Uint64) {
-	st := &v.g.s.st
-	var pkt rtp.Packet
-	for {
-		select {
-		case <-v.done:
-			return
-		case q := <-v.q:
-			tr := v.tracks[q.kind]
-			if tr == nil {
-				continue
-			}
-			pkt.Header = q.p.hdr
-			pkt.Header.SequenceNumber = q.seq
-			pkt.Payload = q.p.payload
-			if err := tr.WriteRTP(&pkt); err != nil {
-				continue
-			}
-			n := uint64(pkt.Header.MarshalSize() + len(pkt.Payload))
-			out.Add(n)
-			st.packetsOut.Add(1)
-			st.bytesOut.Add(n)
-		}
 	}
 }
 
