@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -414,9 +415,17 @@ func groupID(key stream.Key, q url.Values) (id string, upstreamQuery string) {
 	return key.String() + "?" + extra, u.Encode()
 }
 
+// MaxQuery bounds the query a viewer's upstream is keyed by (and sends to
+// the origin), so that the upstream table is bounded in bytes.
+const MaxQuery = 4 << 10
+
 // Play implements webrtc.Viewers.
 func (s *Server) Play(ctx context.Context, key stream.Key, q url.Values, offer []byte) (webrtc.ViewerAnswer, error) {
 	gid, uq := groupID(key, q)
+	if len(uq) > MaxQuery {
+		s.st.refused.Add(1)
+		return webrtc.ViewerAnswer{}, fmt.Errorf("%w: query longer than %d bytes", webrtc.ErrBadOffer, MaxQuery)
+	}
 	s.mu.Lock()
 	if s.closed || s.live.Draining() {
 		s.mu.Unlock()

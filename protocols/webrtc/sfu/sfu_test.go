@@ -319,8 +319,11 @@ func TestViewerLimits(t *testing.T) {
 	if code := offerStatus(t, api, url("t")); code != http.StatusServiceUnavailable {
 		t.Errorf("fourth viewer of the node: %d, want 503", code)
 	}
-	if st := n.fan.Stats(); st.Refused != 2 || st.Viewers != 3 {
+	if st := n.fan.Stats(); st.Refused != 2 || st.Viewers != 3 { // before the long query
 		t.Errorf("stats %+v", st)
+	}
+	if code := offerStatus(t, api, url("s")+"&x="+strings.Repeat("a", sfu.MaxQuery)); code != http.StatusBadRequest {
+		t.Errorf("viewer with a %d-byte query: %d, want 400", sfu.MaxQuery, code)
 	}
 	v1.pc.Close()
 	testkit.WaitFor(t, 10*time.Second, "a viewer left", func() bool { return n.fan.Stats().Viewers == 2 })
