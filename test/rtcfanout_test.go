@@ -11,6 +11,7 @@ import (
 
 	pionwebrtc "github.com/pion/webrtc/v4"
 
+	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/webrtctest"
 	"github.com/srs-mesh/srs-mesh/test/harness"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
@@ -216,11 +217,19 @@ func h264Key(p []byte) bool {
 // the publisher and one WebRTC session from the mesh, not 30. Then the
 // origin is killed: the viewers keep their sessions and receive video
 // again, from the other origin, with their sequence numbers going on.
-func TestSRSWebRTCFanOut(t *testing.T) {
+func TestSRSWebRTCFanOut(t *testing.T) { srsWebRTCFanOut(t) }
+
+// TestSRSWebRTCFanOutWarmReplica is TestSRSWebRTCFanOut with a warm
+// replica of the stream on the other origin (--stream-replicas 2): the
+// killed origin's stream is promoted there, and the node's upstream
+// follows it.
+func TestSRSWebRTCFanOutWarmReplica(t *testing.T) { srsWebRTCFanOut(t, "--stream-replicas", "2") }
+
+func srsWebRTCFanOut(t *testing.T, extra ...string) {
 	if os.Getenv(harness.SRSBinaryEnv) != "" && !harness.SRSHasFFmpegFit() {
 		harness.Missing(t, "srs", "this SRS has no FFmpeg transcoder (--ffmpeg-fit=off), so it cannot bridge RTMP to WebRTC")
 	}
-	c, _, ids := startSRSMeshWith(t, "--rtc-offer-rate", "0") // 30 offers from one address
+	c, _, ids := startSRSMeshWith(t, append([]string{"--rtc-offer-rate", "0"}, extra...)...) // 30 offers from one address
 	n1, n2 := c.nodes[0], c.nodes[1]
 	pub := harness.PublishRTMP(t, n1.RTMPURL("live/fan"))
 	const key = "__defaultVhost__/live/fan"
@@ -230,6 +239,16 @@ func TestSRSWebRTCFanOut(t *testing.T) {
 		if id == owner {
 			origin = s
 		}
+	}
+	if len(extra) > 0 {
+		testkit.WaitFor(t, 30*time.Second, "the stream has a warm replica", func() bool {
+			var st mesh.Status
+			if c.nodes[1].Status(&st) != nil {
+				return false
+			}
+			a, ok := assignmentOf(st, key)
+			return ok && len(a.Replicas) == 1
+		})
 	}
 	// SRS answers WHEP for the stream once its RTMP-to-WebRTC bridge runs.
 	testkit.WaitFor(t, 30*time.Second, "SRS has the stream", func() bool {
@@ -259,17 +278,17 @@ func TestSRSWebRTCFanOut(t *testing.T) {
 		t.Errorf("%s reports %v viewers on %v upstreams, want %d on 1", n2.ID, v, u, viewers)
 	}
 
-	before := make([]uint64, len(players))
+	before, keys := make([]uint64, len(players)), make([]uint64, len(players))
 	for i, p := range players {
-		before[i] = p.video.Load()
+		before[i], keys[i] = p.video.Load(), p.keyframes.Load()
 		p.maxGap.Store(0)
 	}
 	t.Logf("killing %s, the stream's origin", owner)
 	origin.Kill()
 	killed := time.Now()
-	testkit.WaitFor(t, 60*time.Second, "every viewer receives video again", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every viewer receives video again, from a keyframe", func() bool {
 		for i, p := range players {
-			if p.video.Load() < before[i]+100 {
+			if p.video.Load() < before[i]+100 || p.keyframes.Load() == keys[i] {
 				return false
 			}
 		}
