@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +42,8 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessi
 	return sfu.New(sfu.Config{Router: router, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
 		Store: store, Activity: activity, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
 		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
+		// --reattach-timeout 0 ends them at once.
+		ReattachTimeout: max(o.reattach, time.Nanosecond),
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {
 				return r.WriteToUDPAddrPort(p, to)

@@ -155,7 +155,7 @@ value may also be).`,
 	o.rtmpMaxMessage = rtmp.DefaultMaxMessageSize
 	f.Var(&o.rtmpMaxMessage, "rtmp-max-message", "largest RTMP message a client may send, e.g. 1MiB; a larger one is refused at the node (publishers get an error onStatus) and never reaches the origin. Keep it at or below what the origins accept (nginx-rtmp's max_message, 1M by default); at most 16MiB-1")
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
-	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
+	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout, or --rtc-fanout for WebRTC viewers)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
 	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")

@@ -145,6 +145,7 @@ func (g *group) run() {
 	log := s.log.With("stream", g.key.String())
 	backoff := 100 * time.Millisecond
 	first := true
+	var lost time.Time // since when the group has no upstream (after its first)
 	for {
 		if s.ctx.Err() != nil || (!first && g.empty()) {
 			return
@@ -165,7 +166,17 @@ func (g *group) run() {
 				}
 				return
 			}
-			log.Warn("upstream attach failed; retrying", "err", err, "in", backoff)
+			if lost.IsZero() {
+				lost = time.Now()
+			}
+			if time.Since(lost) > s.cfg.ReattachTimeout {
+				// The stream is gone: end its viewers; run ends with
+				// the last one.
+				log.Warn("upstream lost; ending its viewers", "err", err, "after", s.cfg.ReattachTimeout)
+				g.stopViewers("stream lost: " + err.Error())
+			} else {
+				log.Warn("upstream attach failed; retrying", "err", err, "in", backoff)
+			}
 			select {
 			case <-s.ctx.Done():
 				return
@@ -184,10 +195,18 @@ func (g *group) run() {
 		log.Info("upstream attached", "origin", g.originID())
 		g.lastPacket.Store(time.Now().UnixNano())
 		g.requestKeyframe(true)
+		lost = time.Time{}
 		reason := g.watch(up, failed)
 		g.detach(up)
 		log.Info("upstream detached", "reason", reason)
-		backoff = 100 * time.Millisecond
+		lost, backoff = time.Now(), 100*time.Millisecond
+	}
+}
+
+// stopViewers ends every viewer of the group.
+func (g *group) stopViewers(reason string) {
+	for _, v := range *g.list.Load() {
+		v.stop(reason)
 	}
 }
 

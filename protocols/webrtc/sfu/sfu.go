@@ -107,6 +107,10 @@ type Config struct {
 	// UpstreamSilence re-attaches an upstream that carried no packet for
 	// this long.
 	UpstreamSilence time.Duration
+	// ReattachTimeout is how long viewers stay connected while their
+	// stream has no upstream (its origin failed and no origin serves it
+	// yet, or its publisher left); then they are ended.
+	ReattachTimeout time.Duration
 	// ConnectTimeout ends a viewer that did not connect in time.
 	ConnectTimeout time.Duration
 	// OfferTimeout bounds the upstream's signalling and the wait for the
@@ -124,6 +128,7 @@ const (
 	DefaultKeyframeInterval    = 500 * time.Millisecond
 	DefaultCachedStart         = 2 * time.Second
 	DefaultUpstreamSilence     = 1500 * time.Millisecond
+	DefaultReattachTimeout     = 10 * time.Second
 	DefaultConnectTimeout      = 20 * time.Second
 	DefaultOfferTimeout        = 8 * time.Second
 	DefaultTouchInterval       = 5 * time.Second
@@ -168,6 +173,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.KeyframeInterval, DefaultKeyframeInterval)
 	defd(&c.CachedStart, DefaultCachedStart)
 	defd(&c.UpstreamSilence, DefaultUpstreamSilence)
+	defd(&c.ReattachTimeout, DefaultReattachTimeout)
 	defd(&c.ConnectTimeout, DefaultConnectTimeout)
 	defd(&c.OfferTimeout, DefaultOfferTimeout)
 	defd(&c.TouchInterval, DefaultTouchInterval)

@@ -348,3 +348,25 @@ func offerStatus(t *testing.T, api *pionwebrtc.API, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestViewersEndWhenStreamLost closes the only origin: the upstream cannot
+// re-attach, and after ReattachTimeout its viewers and the upstream end.
+func TestViewersEndWhenStreamLost(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOrigin(t)
+	publish(t, api, o, "s")
+	n := startNode(t, &switchRouter{o: o.StreamOrigin("o")}, sfu.Config{ReattachTimeout: 300 * time.Millisecond, UpstreamSilence: 300 * time.Millisecond})
+	v := startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	testkit.WaitFor(t, 10*time.Second, "viewer receives video", func() bool { return v.video.Load() > 10 })
+	o.Close()
+	testkit.WaitFor(t, 10*time.Second, "viewer and upstream ended", func() bool {
+		st := n.fan.Stats()
+		return st.Viewers == 0 && st.Upstreams == 0
+	})
+	if st := n.fan.Stats(); st.UpstreamFailures == 0 {
+		t.Errorf("no failed re-attach counted: %+v", st)
+	}
+}
