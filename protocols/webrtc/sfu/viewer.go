@@ -76,6 +76,9 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 		if v.ufrag != "" {
 			s.port.remove(v.ufrag)
 		}
+		if v.session != "" {
+			s.cfg.Store.DeleteRTCSession(context.WithoutCancel(ctx), v.session)
+		}
 		return nil, nil, err
 	}
 	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeOffer, SDP: string(offer)}); err != nil {
