@@ -391,3 +391,33 @@ func FuzzAnswerCodecs(f *testing.F) {
 		answerCodecs(b) // must not panic
 	})
 }
+
+// BenchmarkForward fans one upstream packet out to 1,000 connected
+// viewers' queues (timeline, cache, keyframe detection and the per-viewer
+// queueing; pion's SRTP and the socket are not included).
+func BenchmarkForward(b *testing.B) {
+	g, _ := testGroup(Config{QueueLen: 1024})
+	var vs []*viewer
+	for range 1000 {
+		v := testViewer(g, 1024)
+		v.begin(kindVideo, nil)
+		v.waitKey = false
+		vs = append(vs, v)
+	}
+	payload := make([]byte, 1100)
+	payload[0] = 0x41
+	t := g.tracks[kindVideo]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		g.forward(t, &rtp.Packet{Header: rtp.Header{SSRC: 9, SequenceNumber: uint16(i), Timestamp: uint32(i / 3 * 3000)}, Payload: payload})
+		if i%512 == 511 {
+			b.StopTimer()
+			for _, v := range vs {
+				drainQueue(v)
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/viewer")
+}
