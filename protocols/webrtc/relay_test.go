@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -420,6 +421,43 @@ func TestHandlePacketAllocs(t *testing.T) {
 	bad := truncated22
 	if n := allocs(func() { e.srv.handlePacket(bad, from) }); n != 0 {
 		t.Errorf("malformed: %v allocs per packet", n)
+	}
+	// A whole batch, sent to the origin with one write.
+	if n := allocs(func() {
+		e.srv.batchMu.Lock()
+		for range listenBatch {
+			e.srv.relayPacket(rtp, from)
+		}
+		e.srv.toOrigins.flush(e.srv)
+		e.srv.batchMu.Unlock()
+	}); n != 0 {
+		t.Errorf("RTP: %v allocs per batch of %d", n, listenBatch)
+	}
+}
+
+// A packet the relay fails to send to the origin is the relay's drop,
+// counted for the session's stream and in total. (The upstream socket is
+// closed under the session: a refused send cannot be caused on purpose,
+// because the session's reader takes the ICMP error first.)
+func TestSendErrorsCountedPerStream(t *testing.T) {
+	e := startRelay(t, nil, func(c *Config) { c.SocketBuffer = 1 << 20 })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	e.srv.mu.RLock()
+	rs := e.srv.byUfrag["ans1:off1"]
+	e.srv.mu.RUnlock()
+	if rs == nil {
+		t.Fatal("no session")
+	}
+	rs.upstream.Close()
+	for range 3 {
+		e.srv.handlePacket(rtpPacket(1, "lost"), addrOf(client))
+	}
+	st := e.srv.Stats()
+	want := []StreamDrops{{Stream: "__defaultVhost__/live/s", SendErrors: 3}}
+	if !slices.Equal(st.Streams, want) || st.DroppedUpstream < 3 {
+		t.Errorf("stats: %+v, want streams %+v", st, want)
 	}
 }
 
