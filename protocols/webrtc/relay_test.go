@@ -517,6 +517,44 @@ func BenchmarkRelay(b *testing.B) {
 		exchange(b, client, e.addr, bindingRequest(b, "ans1:off1"))
 		run(b, client, e.addr)
 	})
+	// The same with window packets in flight: the client sends window
+	// packets, then reads their echoes. One op is still one packet's round
+	// trip.
+	const window = 32
+	runWindow := func(b *testing.B, client *net.UDPConn, to netip.AddrPort) {
+		buf := make([]byte, 2048)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		b.ResetTimer()
+		start, cpu0 := time.Now(), processCPU()
+		for i := 0; i < b.N; i += window {
+			n := min(window, b.N-i)
+			for range n {
+				if _, err := client.WriteToUDPAddrPort(payload, to); err != nil {
+					b.Fatal(err)
+				}
+			}
+			client.SetReadDeadline(time.Now().Add(time.Second))
+			for range n {
+				if _, err := client.Read(buf); err != nil {
+					b.Fatalf("echo lost: %v", err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "roundtrips/s")
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/roundtrip")
+	}
+	b.Run("direct-window32", func(b *testing.B) {
+		o := startFakeOrigin(b)
+		runWindow(b, udpListen(b), addrOf(o.conn))
+	})
+	b.Run("relay-window32", func(b *testing.B) {
+		e := startRelay(b, nil, nil)
+		e.addSession(b, "ans1:off1")
+		client := udpListen(b)
+		exchange(b, client, e.addr, bindingRequest(b, "ans1:off1"))
+		runWindow(b, client, e.addr)
+	})
 }
 
 // processCPU is the user+system CPU time of this process in nanoseconds.
