@@ -26,8 +26,10 @@ const benchSRTEnv = "SRS_MESH_BENCH_SRT"
 // (-readrate), over SRT to one SRS 7 origin: straight, through one srs-mesh
 // node and through proxy-go; then over RTMP through the node, for the
 // node's cost per GB on RTMP. For each it reports the serving process's
-// CPU per GB it carried, the rate the publisher achieved, the rate the
-// node counted and the rate SRS reported, and the node's own drops.
+// CPU per GB it carried, the rate the publisher achieved (FFmpeg exits
+// with an error when the SRT connection fails) and the rate the node
+// counted, and the node's own drops. (SRS's stream counters do not follow
+// SRT input, so the origin's view is not reported.)
 func TestSRTCost(t *testing.T) {
 	pace, _ := strconv.ParseFloat(os.Getenv(benchSRTEnv), 64)
 	if pace <= 0 {
@@ -98,7 +100,7 @@ func TestSRTCost(t *testing.T) {
 	var report strings.Builder
 	const loops = 4 // 80 s of media per publish
 	fmt.Fprintf(&report, "\none %.1f MB, 20 s, 12 Mbit/s MPEG-TS file published %d times over at %gx (-readrate):\n", float64(fi.Size())/1e6, loops, pace)
-	fmt.Fprintf(&report, "| protocol | serving process | CPU s per GB | publisher Mbit/s | carried Mbit/s | SRS receive rate, last sample |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&report, "| protocol | serving process | CPU s per GB | publisher Mbit/s | carried Mbit/s |\n|---|---|---|---|---|\n")
 	for _, tg := range targets {
 		format := "mpegts"
 		if tg.proto == "RTMP" {
@@ -122,25 +124,7 @@ func TestSRTCost(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- pub.Wait() }()
-		name := tg.url[strings.LastIndex(tg.url, "live/")+5:]
-		name, _, _ = strings.Cut(name, ",")
-		// SRS's receive rate of the stream, as last sampled while it was
-		// published.
-		kbps := 0
-		tick := time.NewTicker(time.Second)
-		var err error
-	wait:
-		for {
-			select {
-			case err = <-done:
-				break wait
-			case <-tick.C:
-				if k := srsRecvKbps(t, srs.APIAddr, name); k > 0 {
-					kbps = k
-				}
-			}
-		}
-		tick.Stop()
+		err := <-done
 		elapsed := time.Since(start)
 		if err != nil {
 			fmt.Fprintf(&report, "| %s | %s | publish failed: %v %s |\n", tg.proto, tg.name, err, strings.TrimSpace(out.String()))
@@ -156,8 +140,8 @@ func TestSRTCost(t *testing.T) {
 		if tg.pid != 0 {
 			cost = fmt.Sprintf("%.2f", (procCPU(tg.pid)-cpu0).Seconds()/(bytes/1e9))
 		}
-		fmt.Fprintf(&report, "| %s | %s | %s | %.1f | %s | %d kbit/s |\n", tg.proto, tg.name, cost,
-			sent*8/1e6/elapsed.Seconds(), carriedRate, kbps)
+		fmt.Fprintf(&report, "| %s | %s | %s | %.1f | %s |\n", tg.proto, tg.name, cost,
+			sent*8/1e6/elapsed.Seconds(), carriedRate)
 		time.Sleep(2 * time.Second) // let SRS drop the stream
 	}
 	fmt.Fprintf(&report, "node drops: send_error %.0f, overflow %.0f, no_session %.0f (srt)\n",
@@ -165,26 +149,4 @@ func TestSRTCost(t *testing.T) {
 		nodeMetric(t, nd, `srs_mesh_dropped_packets_total{proto="srt",reason="overflow"}`),
 		nodeMetric(t, nd, `srs_mesh_dropped_packets_total{proto="srt",reason="no_session"}`))
 	t.Log(report.String())
-}
-
-// srsRecvKbps is SRS's recv_30s rate of a stream it still knows, or 0.
-func srsRecvKbps(t *testing.T, api, name string) int {
-	t.Helper()
-	var v struct {
-		Streams []struct {
-			Name string `json:"name"`
-			Kbps struct {
-				Recv int `json:"recv_30s"`
-			} `json:"kbps"`
-		} `json:"streams"`
-	}
-	if err := harness.GetJSON("http://"+api+"/api/v1/streams/", &v); err != nil {
-		return 0
-	}
-	for _, s := range v.Streams {
-		if s.Name == name {
-			return s.Kbps.Recv
-		}
-	}
-	return 0
 }
