@@ -97,21 +97,20 @@ func (r *Reader) Dropped() uint64 {
 // goroutine; several Writers may share a socket.
 type Writer struct {
 	c         Conn
-	connected bool
-	sys       sysWriter // nil when the socket cannot be batched
+	connected *net.UDPConn // c, when it is a connected socket
+	sys       sysWriter    // nil when the socket cannot be batched
 }
-
-// writer is a connected socket's Write.
-type writer interface{ Write(b []byte) (int, error) }
 
 // NewWriter returns a Writer of c for batches of up to batch datagrams.
 // On a connected *net.UDPConn every datagram goes to the connected peer.
 func NewWriter(c Conn, batch int) *Writer {
 	w := &Writer{c: c}
 	if uc, ok := c.(*net.UDPConn); ok {
-		w.connected = uc.RemoteAddr() != nil
+		if uc.RemoteAddr() != nil {
+			w.connected = uc
+		}
 		if batch > 1 {
-			w.sys = newSysWriter(uc, max(batch, 1), w.connected)
+			w.sys = newSysWriter(uc, batch, w.connected != nil)
 		}
 	}
 	return w
@@ -128,8 +127,8 @@ func (w *Writer) Write(ms []Msg) (sent, bytes int, err error) {
 	}
 	for i := range ms {
 		var werr error
-		if w.connected {
-			_, werr = w.c.(writer).Write(ms[i].Payload())
+		if w.connected != nil {
+			_, werr = w.connected.Write(ms[i].Payload())
 		} else {
 			_, werr = w.c.WriteToUDPAddrPort(ms[i].Payload(), ms[i].Addr)
 		}

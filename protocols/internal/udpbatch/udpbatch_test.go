@@ -255,3 +255,25 @@ func TestAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per batch, want 0", allocs)
 	}
 }
+
+// A batch of 1 takes the single-datagram path, on a connected socket too.
+func TestUnbatchedConnected(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	w := NewWriter(cli, 1)
+	if sent, n, err := w.Write([]Msg{{Buf: []byte("one"), N: 3}, {Buf: []byte("two!"), N: 4}}); sent != 2 || n != 7 || err != nil {
+		t.Fatalf("sent %d (%d bytes): %v", sent, n, err)
+	}
+	r := NewReader(srv, 1, 64)
+	if r.Batched() {
+		t.Fatal("a batch of 1 is batched")
+	}
+	got := readAll(t, r, srv, 2)
+	if string(got[0].Buf) != "one" || string(got[1].Buf) != "two!" {
+		t.Fatalf("got %q %q", got[0].Buf, got[1].Buf)
+	}
+}
