@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -827,4 +829,48 @@ func TestSendErrorsCountedPerStream(t *testing.T) {
 		t.Errorf("stats: %+v, want streams %+v", st, want)
 	}
 	delete(srv.byCaller, key)
+}
+
+// lockedBuffer is a log destination safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Asking for more socket buffer than the kernel grants (net.core.rmem_max
+// caps it) is logged once, naming the sysctls; a size it grants is not.
+func TestSocketBufferWarning(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		warn bool
+	}{{64 << 10, false}, {1 << 30, true}} {
+		var logs lockedBuffer
+		origin := newFakeOrigin(t, false, 0)
+		_, proxy := startServer(t, Config{Router: staticRouter(origin.addr()), SocketBuffer: tc.size,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		c := newCaller(t, proxy, 0xa001)
+		c.send(c.conclusion(c.induct(), sidExt("live/x")))
+		if c.read(3*time.Second) == nil {
+			t.Fatal("no conclusion response")
+		}
+		got := logs.String()
+		if warned := strings.Contains(got, "net.core.rmem_max"); warned != tc.warn {
+			t.Errorf("SocketBuffer %d: warned %v, want %v; logs:\n%s", tc.size, warned, tc.warn, got)
+		}
+		if n := strings.Count(got, "smaller than asked"); n > 1 {
+			t.Errorf("SocketBuffer %d: warned %d times", tc.size, n)
+		}
+	}
 }
