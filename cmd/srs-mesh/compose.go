@@ -429,8 +429,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		parts = append(parts, streamParts...)
 	}
+	udpBuf, err := udpBuffer(o)
+	if err != nil {
+		return nil, err
+	}
 	if lns.srt != nil {
-		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt")})
+		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt"),
+			SocketBuffer: udpBuf})
 		if err != nil {
 			return nil, err
 		}
@@ -445,7 +450,8 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		s, err := webrtc.New(webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst})
+			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst,
+			SocketBuffer: udpBuf})
 		if err != nil {
 			return nil, err
 		}
