@@ -61,7 +61,7 @@ fmt:
 # Debian packages the end-to-end tests use, and the pinned web players that
 # the headless-Chromium tests load.
 deps:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg nginx libnginx-mod-rtmp srt-tools chromium
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg nginx libnginx-mod-rtmp srt-tools chromium prometheus git
 	npm ci --prefix test/web --ignore-scripts --no-audit --no-fund
 
 clean:

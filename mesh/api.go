@@ -209,6 +209,10 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusServiceUnavailable, "node is draining")
 		return
 	}
+	if h, ok := n.fsm.Halted(); ok {
+		httpjson.Error(w, http.StatusServiceUnavailable, "replicated state halted: "+h.Reason)
+		return
+	}
 	if !n.ready() {
 		httpjson.Error(w, http.StatusServiceUnavailable, "no leader or log not applied yet")
 		return
@@ -248,8 +252,9 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 
 // handleInternalApply applies a command forwarded by a follower: 403 for a
 // command followers never forward, 421 when this node is not the leader (the
-// follower retries elsewhere); it never forwards again, so forwarding cannot
-// loop.
+// follower retries elsewhere), 412 for a type that a member cannot apply
+// yet or when this replica halted (gate); it never forwards again, so
+// forwarding cannot loop.
 func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, state.MaxCommandBytes))
 	if err != nil {
@@ -267,6 +272,10 @@ func (n *Node) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	}
 	if !n.IsLeader() {
 		httpjson.Error(w, http.StatusMisdirectedRequest, ErrNotLeader.Error())
+		return
+	}
+	if err := n.gate(c.Type()); err != nil {
+		httpjson.Error(w, http.StatusPreconditionFailed, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RouteTimeout)

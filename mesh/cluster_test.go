@@ -410,7 +410,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		end := c.Node(1).Track(key(1), "rtmp")
+		end := c.Node(1).Track(key(1), "rtmp", stream.KindPlay)
 		end()
 		end()
 		c.Close()

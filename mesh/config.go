@@ -198,6 +198,20 @@ type Config struct {
 	GossipProbeTimeout     time.Duration // default 500ms
 	// RaftNoSync skips fsync of the Raft log. Unsafe; for tests only.
 	RaftNoSync bool
+
+	// Protocol, when set, is the protocol version the node advertises in
+	// gossip instead of state.ProtocolVersion (1 to that version): the
+	// node then stands for an older build in the leader's feature gates.
+	// For tests; 0 (the default) advertises this build's version.
+	Protocol int
+}
+
+// protocol is the protocol version the node advertises.
+func (c Config) protocol() int {
+	if c.Protocol > 0 && c.Protocol < state.ProtocolVersion {
+		return c.Protocol
+	}
+	return state.ProtocolVersion
 }
 
 // Defaults, also documented on the Config fields.

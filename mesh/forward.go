@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +33,15 @@ func (n *Node) writeContext(ctx context.Context) (context.Context, context.Cance
 // apply writes a command: through Raft on the leader, or forwarded to the
 // leader's internal API (on its cluster port) on a follower. It retries across elections and leader
 // changes until ctx is done, then fails with ErrNoLeader. A command that was
-// applied but failed (unknown origin, no origin) returns its error at once.
+// applied but failed (unknown origin, no origin) returns its error at once,
+// and so does a type that a member cannot apply yet (a *ProtocolWaitError,
+// also when the leader refuses it) or any write on a halted replica
+// (ErrStateHalted).
 // Every command is idempotent, so a retry after an ambiguous failure is safe.
 func (n *Node) apply(ctx context.Context, c state.Command) (state.Result, error) {
+	if err := n.gate(c.Type()); err != nil {
+		return state.Result{}, err
+	}
 	data, err := state.Encode(c)
 	if err != nil {
 		return state.Result{}, err
@@ -162,11 +169,24 @@ func (n *Node) forward(ctx context.Context, addr string, data []byte) (state.Res
 	case status == http.StatusUnauthorized:
 		return state.Result{}, fmt.Errorf("%w: leader refused the token", ErrUnauthorized)
 	case status == http.StatusBadRequest:
-		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrBadCommand, leaderDetail(ErrBadCommand, env.Message))
 	case status == http.StatusConflict:
-		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, env.Message)
+		return state.Result{}, fmt.Errorf("%w: %s", ErrOriginAnswers, leaderDetail(ErrOriginAnswers, env.Message))
+	case status == http.StatusPreconditionFailed:
+		return state.Result{}, fmt.Errorf("%w: the leader says: %s", ErrProtocolWaiting, env.Message)
 	}
-	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, env.Message)
+	return state.Result{}, fmt.Errorf("%w: %s: HTTP %d: %s", errForward, addr, status, leaderDetail(nil, env.Message))
+}
+
+// leaderDetail is the leader's error message without what the error that
+// wraps it here says already (its sentinel, the "mesh: " prefix), so that
+// the message reads "mesh: malformed command: bad key", not "mesh:
+// malformed command: mesh: malformed command: bad key".
+func leaderDetail(sentinel error, msg string) string {
+	if sentinel != nil {
+		msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+	}
+	return strings.TrimPrefix(msg, "mesh: ")
 }
 
 // postInternal sends one internal request with the token to the cluster
@@ -240,8 +260,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// applyLocal applies a command on this (leader) node.
+// applyLocal applies a command on this (leader) node. The feature gate
+// applies (see gate).
 func (n *Node) applyLocal(ctx context.Context, c state.Command) (state.Result, error) {
+	if err := n.gate(c.Type()); err != nil {
+		return state.Result{}, err
+	}
 	data, err := state.Encode(c)
 	if err != nil {
 		return state.Result{}, err

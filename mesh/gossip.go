@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"log/slog"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ func (d gossipDelegate) NodeMeta(limit int) []byte {
 		api = d.n.cfg.APIAddr.String()
 	}
 	m := members.Meta{ID: d.n.cfg.NodeID, Raft: d.n.raftAdvertise, API: api, HasState: d.n.hasState.Load(), Zone: d.n.cfg.Zone,
-		Leaving: d.n.leavingMesh.Load()}
+		Leaving: d.n.leavingMesh.Load(), Protocol: d.n.cfg.protocol()}
 	return m.Encode(limit)
 }
 func (gossipDelegate) NotifyMsg([]byte)                           {}
@@ -94,6 +95,15 @@ func (n *Node) aliveVoterMembers() []voters.Member {
 	return out
 }
 
+// oneLine renders err on one line: memberlist's joined errors ("2 errors
+// occurred:\n\t* ...") become "2 errors occurred: ...; ...".
+func oneLine(err error) string {
+	s := strings.TrimSpace(err.Error())
+	s = strings.ReplaceAll(s, ":\n\t* ", ": ")
+	s = strings.ReplaceAll(s, "\n\t* ", "; ")
+	return strings.Join(strings.Fields(s), " ")
+}
+
 // joinLoop joins the configured peers, retrying (DNS names included) until
 // this node sees at least one other member.
 func (n *Node) joinLoop() {
@@ -107,8 +117,20 @@ func (n *Node) joinLoop() {
 			kick(n.bootstrapKick)
 			return
 		}
+		// Peers that are not up yet are how a mesh starts: say so at
+		// first, and warn when it lasts (attempt 10 is about 30 s in).
 		if attempt == 1 || attempt%10 == 0 {
-			n.log.Warn("join failed, retrying", "peers", strings.Join(n.cfg.Join, ","), "attempt", attempt, "err", err)
+			level, msg := slog.LevelInfo, "no other member reached yet, retrying"
+			if attempt > 1 {
+				level, msg = slog.LevelWarn, "still no other member reached, retrying"
+			}
+			args := []any{"peers", strings.Join(n.cfg.Join, ","), "attempt", attempt}
+			if err != nil {
+				args = append(args, "err", oneLine(err))
+			} else {
+				args = append(args, "answered", "only this node")
+			}
+			n.log.Log(n.ctx, level, msg, args...)
 		}
 		if !n.sleep(backoff) {
 			return

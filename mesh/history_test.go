@@ -7,6 +7,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -25,7 +26,7 @@ func TestClusterHistoryAndRates(t *testing.T) {
 	registerOrigins(t, c, o)
 
 	var in, out atomic.Uint64
-	end := c.Node(1).TrackMetered(key(1), "rtmp", &in, &out)
+	end := c.Node(1).TrackMetered(key(1), "rtmp", stream.KindPublish, &in, &out)
 	defer end()
 	stop := make(chan struct{})
 	done := make(chan struct{})

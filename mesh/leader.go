@@ -11,10 +11,11 @@ import (
 // leaderLoop runs the leader's duties while this node leads: it registers the
 // static origins, reconciles Raft voters with gossip (package voters),
 // probes origins and collects silent origins and unused assignments
-// (package upkeep) and expired WebRTC sessions (package rtcsessions). ctx is
-// cancelled when leadership is lost.
+// (package upkeep) and expired WebRTC sessions (package rtcsessions), and
+// records the mesh's protocol once every member speaks it (protocol.go).
+// ctx is cancelled when leadership is lost; leadershipLoop owns it and
+// never runs two at once.
 func (n *Node) leaderLoop(ctx context.Context) {
-	defer n.wg.Done()
 	n.log.Info("gained leadership")
 	defer n.log.Info("leader loop stopped")
 	// Apply everything committed by the previous leader before acting on
@@ -52,6 +53,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-reconcileT.C:
 			n.voters.Reconcile(ctx, reap)
 			n.upkeep.Sources(ctx)
+			n.recordProtocol(ctx)
 		case <-n.reconcileKick:
 			n.voters.Reconcile(ctx, reap)
 		case <-gcT.C:

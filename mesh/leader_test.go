@@ -28,7 +28,7 @@ func TestActivityKeepsAssignmentsAndGCRemovesIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	end := c.Node(2).Track(live, "rtmp")
+	end := c.Node(2).Track(live, "rtmp", stream.KindPlay)
 	defer end()
 	testkit.WaitFor(t, clusterTimeout, "idle assignment collected everywhere", func() bool {
 		for i := range c.Members {

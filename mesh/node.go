@@ -4,8 +4,10 @@
 // assignments and WebRTC ICE sessions); it routes streams from its replica
 // (route.go), writes through the leader (forward.go: forwarded from a
 // follower), registers and drains origins (origins.go), reports the keys its
-// sessions use (activity.go), runs the leader's loop (leader.go) and serves
-// the system API and the node-to-node API (api.go). node.go holds its
+// sessions use (activity.go), runs the leader's loop (leader.go), keeps the
+// versions of the command log apart during rolling upgrades (protocol.go:
+// the feature gate on writes, halts, refused downgrades) and serves the
+// system API and the node-to-node API (api.go). node.go holds its
 // lifecycle: start, bootstrap, leave, close and status.
 //
 // The other jobs have rooms of their own, which a Node composes through
@@ -13,8 +15,9 @@
 // voters (the leader's reconcile of the Raft voter set), upkeep (the
 // leader's writes of origin health and garbage collection), rtcsessions (the
 // node's side of the WebRTC ICE session table), telemetry (events, history
-// and the cluster-wide documents) and clusterport (Raft and the internal API
-// on one port, with mutual TLS).
+// and the cluster-wide documents), clusterport (Raft and the internal API
+// on one port, with mutual TLS) and leadership (the one owner of the
+// leader's loop).
 //
 // A Node is self-contained: several run in one process in tests. It reads no
 // flags or environment; cmd/srs-mesh builds its Config.
@@ -45,6 +48,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/mesh/health"
+	"github.com/srs-mesh/srs-mesh/mesh/leadership"
 	"github.com/srs-mesh/srs-mesh/mesh/liblog"
 	"github.com/srs-mesh/srs-mesh/mesh/members"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
@@ -166,6 +170,7 @@ func New(cfg Config) (*Node, error) {
 		publishLimit:  rate.NewLimiter(rate.Limit(cfg.PublishRate), 2*cfg.PublishRate),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.fsm.OnHalt(n.onHalt)
 	n.client = &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         n.dialCluster,
@@ -222,6 +227,9 @@ func (n *Node) open() error {
 		return fmt.Errorf("mesh: open raft store: %w", err)
 	}
 	n.store = store
+	if err := checkLog(store); err != nil {
+		return err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		return fmt.Errorf("mesh: snapshot store: %w", err)
@@ -273,6 +281,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("mesh: start raft: %w", err)
 	}
 	n.raft = r
+	// Raft restored the latest snapshot above: one of a newer mesh
+	// protocol halted the replica.
+	if h, ok := n.fsm.Halted(); ok {
+		return fmt.Errorf("%w: %s", ErrDowngrade, h.Reason)
+	}
 	n.voters = voters.New(voters.Config{
 		Self:   voters.Member{ID: cfg.NodeID, Addr: n.raftAdvertise, Zone: cfg.Zone},
 		Voters: cfg.RaftVoters, Floor: voters.Floor(cfg.BootstrapExpect, cfg.RaftVoters), ReapTimeout: cfg.ReapTimeout,
@@ -336,7 +349,7 @@ func (n *Node) start() {
 		n.wg.Add(1)
 		go n.joinLoop()
 	}
-	n.log.Info("node started", "raft", n.raftAdvertise, "gossip", n.cfg.GossipAddr, "api", n.cfg.APIAddr,
+	n.log.Info("raft and gossip running", "raft", n.raftAdvertise, "gossip", n.cfg.GossipAddr, "api", n.cfg.APIAddr,
 		"bootstrap_expect", n.cfg.BootstrapExpect, "existing_state", n.hasState.Load())
 }
 
@@ -361,6 +374,7 @@ func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	said, saidAt := -1, time.Time{} // members last reported waiting, and when
 	for !n.hasState.Load() {
 		if n.raft.LastIndex() > 0 {
 			n.markHasState()
@@ -371,6 +385,13 @@ func (n *Node) bootstrapLoop() {
 				n.markHasState()
 				return
 			}
+		}
+		// Say that the node waits, and for how many, when the count
+		// changes and every 10 s while it does not.
+		if have := len(n.members.Alive()); have < n.cfg.BootstrapExpect && !n.hasState.Load() &&
+			(have != said || time.Since(saidAt) >= 10*time.Second) {
+			n.log.Info("waiting for nodes to form a new cluster", "have", have, "expect", n.cfg.BootstrapExpect)
+			said, saidAt = have, time.Now()
 		}
 		select {
 		case <-n.ctx.Done():
@@ -429,39 +450,29 @@ func (n *Node) markHasState() {
 	}
 }
 
-// leadershipLoop starts the leader loop when this node gains leadership and
-// cancels it when it loses it. Each leader loop is waited for in Close.
+// leadershipLoop runs the leader loop while this node leads (package
+// leadership: one loop at a time, the next started only once the previous
+// one returned). It follows Raft's observations of state and leader
+// changes; the observer never blocks Raft, and a dropped observation is
+// caught by the periodic resync.
 func (n *Node) leadershipLoop() {
 	defer n.wg.Done()
-	var stop context.CancelFunc
-	defer func() {
-		if stop != nil {
-			stop()
+	obs := make(chan raft.Observation, 16)
+	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.RaftState, raft.LeaderObservation:
+			return true
 		}
-	}()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case isLeader := <-n.raft.LeaderCh():
-			if stop != nil {
-				stop()
-				stop = nil
-			}
-			if isLeader {
-				stop = n.startLeaderLoop()
-			} else {
-				n.voters.ForgetUnreachable()
-			}
-		}
-	}
-}
-
-func (n *Node) startLeaderLoop() context.CancelFunc {
-	ctx, cancel := context.WithCancel(n.ctx)
-	n.wg.Add(1)
-	go n.leaderLoop(ctx)
-	return cancel
+		return false
+	})
+	n.raft.RegisterObserver(o)
+	defer n.raft.DeregisterObserver(o)
+	leadership.Follow(n.ctx, obs, leadership.Config{
+		IsLeader: n.IsLeader,
+		Run:      n.leaderLoop,
+		Stopped:  n.voters.ForgetUnreachable,
+		Resync:   time.Second,
+	})
 }
 
 // Events is this node's event log. Code that moves a stream to another
@@ -578,11 +589,12 @@ func (n *Node) Status() Status {
 		NodeID: n.cfg.NodeID, RaftState: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		RaftStats: n.raft.Stats(), Replica: n.fsm.Contents(), RTCSessions: n.fsm.RTCSessionCount(),
 		DegradedRoutes: n.degraded.Load(), LastProbe: n.lastProbeOK, NowMs: time.Now().UnixMilli(),
-		Events: n.tel.Events().Recent(view.MaxRecentEvents),
+		Events: n.tel.Events().Recent(view.MaxRecentEvents), Protocol: n.protocolStatus(),
 	}
 	in.Replica.TokenKey = nil
 	for id, p := range n.members.Snapshot() {
-		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.GossipAddr, RaftAddr: p.Meta.Raft, APIAddr: p.Meta.API, State: p.State, Zone: p.Meta.Zone})
+		in.Peers = append(in.Peers, view.Peer{ID: id, GossipAddr: p.GossipAddr, RaftAddr: p.Meta.Raft, APIAddr: p.Meta.API, State: p.State, Zone: p.Meta.Zone,
+			Protocol: p.Meta.ProtocolVersion()})
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		in.Servers = f.Configuration().Servers
@@ -604,6 +616,9 @@ func (n *Node) StopReady() { n.leaving.Store(true) }
 
 func (n *Node) ready() bool {
 	if n.leaving.Load() {
+		return false
+	}
+	if _, halted := n.fsm.Halted(); halted {
 		return false
 	}
 	_, id := n.raft.LeaderWithID()

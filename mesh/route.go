@@ -49,7 +49,10 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	ks := key.String()
 	n.act.Used(ks)
 	if o, ok := n.fsm.Route(ks); ok {
-		return o, nil
+		return o, nil // a halted replica never answers here
+	}
+	if err := n.haltedErr(); err != nil {
+		return stream.Origin{}, err
 	}
 	cmd := state.AssignCmd{Key: ks, NowMs: time.Now().UnixMilli(), MaxAssignments: n.cfg.MaxAssignments}
 	if play {
@@ -80,6 +83,15 @@ func (n *Node) route(ctx context.Context, key stream.Key, play bool) (stream.Ori
 	return stream.Origin{}, err
 }
 
+// haltedErr is the error of every route on a halted replica: it never
+// routes from a state that may differ from its peers'.
+func (n *Node) haltedErr() error {
+	if h, ok := n.fsm.Halted(); ok {
+		return fmt.Errorf("%w: %s", ErrStateHalted, h.Reason)
+	}
+	return nil
+}
+
 // assignedNow records an assignment that an AssignCmd of this node wrote
 // (res.Created): the count, and the move of a repaired one off prev.
 func (n *Node) assignedNow(ks, prev string, res state.Result) {
@@ -100,6 +112,9 @@ func (n *Node) assignedNow(ks, prev string, res state.Result) {
 // calls PublishAccepted once it accepted the publish: a publish the origin
 // refuses (its on_publish hook, a wrong token) leaves no replicated state.
 func (n *Node) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin, error) {
+	if err := n.haltedErr(); err != nil {
+		return stream.Origin{}, err
+	}
 	if err := key.Validate(); err != nil {
 		return stream.Origin{}, err
 	}
@@ -128,6 +143,9 @@ func (n *Node) RoutePublish(ctx context.Context, key stream.Key) (stream.Origin,
 // nothing is written and origin is returned: the stream runs without an
 // assignment until its next use writes one.
 func (n *Node) PublishAccepted(ctx context.Context, key stream.Key, origin stream.Origin) (stream.Origin, error) {
+	if err := n.haltedErr(); err != nil {
+		return stream.Origin{}, err
+	}
 	if err := key.Validate(); err != nil {
 		return stream.Origin{}, err
 	}
@@ -177,7 +195,13 @@ func (n *Node) PublishAccepted(ctx context.Context, key stream.Key, origin strea
 // more recently, Reroute answers as Route does: the assignment's origin if
 // it is healthy, or a repair if it is not). The error wraps
 // stream.ErrNoOrigin when no other origin can take the stream.
+//
+// On a halted replica (Halted) Route, RoutePlay, RoutePublish,
+// PublishAccepted and Reroute fail with ErrStateHalted.
 func (n *Node) Reroute(ctx context.Context, key stream.Key, failed stream.Origin) (stream.Origin, error) {
+	if err := n.haltedErr(); err != nil {
+		return stream.Origin{}, err
+	}
 	if err := key.Validate(); err != nil {
 		return stream.Origin{}, err
 	}

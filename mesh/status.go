@@ -17,6 +17,8 @@ type (
 	OriginStatus = view.Origin
 	// AssignmentStatus is one stream key and the origin that owns it.
 	AssignmentStatus = view.Assignment
+	// ProtocolStatus is the command protocol of a node and of the mesh.
+	ProtocolStatus = view.Protocol
 )
 
 // The cluster-wide documents of package telemetry.

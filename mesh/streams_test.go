@@ -9,6 +9,7 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
 	"github.com/srs-mesh/srs-mesh/mesh/streams"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -49,14 +50,14 @@ func TestClusterStreamsSumsSessions(t *testing.T) {
 	var ends []func()
 	track := func(i int, k int, proto string, times int) {
 		for range times {
-			ends = append(ends, c.Node(i).Track(key(k), proto))
+			ends = append(ends, c.Node(i).Track(key(k), proto, stream.KindPlay))
 		}
 	}
 	track(0, 1, "rtmp", 2)
 	track(1, 1, "flv", 1)
 	track(2, 1, "RTMP", 1) // labels are lower-cased
 	track(1, 2, "srt", 1)  // live, but never routed: no assignment
-	end := c.Node(1).Track(key(3), "flv")
+	end := c.Node(1).Track(key(3), "flv", stream.KindPlay)
 	end()
 	end()
 

@@ -16,6 +16,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/clustertls"
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
 	"github.com/srs-mesh/srs-mesh/mesh/state"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
@@ -61,7 +62,7 @@ func TestTLSClusterForms(t *testing.T) {
 	if _, err := c.Node(follower).Route(context.Background(), key(1)); err != nil {
 		t.Fatalf("route through a follower (a forwarded write): %v", err)
 	}
-	end := c.Node(follower).Track(key(1), "rtmp")
+	end := c.Node(follower).Track(key(1), "rtmp", stream.KindPlay)
 	defer end()
 	testkit.WaitFor(t, clusterTimeout, "the leader sees the follower's session", func() bool {
 		doc := c.Node(leader).Telemetry().ClusterStreams(context.Background())

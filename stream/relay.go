@@ -33,9 +33,18 @@ type Publisher interface {
 }
 
 // Sessions is told about the client sessions a protocol server relays, for
-// stream statistics and bit rates. Track is called when a session starts
-// relaying (proto names the protocol, such as "rtmp" or "srt"); the end it
-// returns is called exactly once, when the session stops.
+// stream statistics, bit rates and the node's count of clients. Track is
+// called when a session starts relaying; the end it returns is called
+// exactly once, when the session stops.
+//
+// A client is every publisher and every player with a connection to the
+// node, on every protocol, whether it has an origin leg of its own or
+// shares an upstream with other players: each is one Track, with proto
+// naming its protocol ("rtmp", "flv", "ts", "srt", "webrtc") and kind
+// saying what it does (KindPublish, KindPlay, or KindSession when the
+// server cannot tell). A node's own leg to an origin that several players
+// share is tracked too, under a proto of its own (such as "upstream") and
+// with an empty kind: it is not a client.
 //
 // in counts the bytes the node reads from the session's client and out the
 // bytes it writes to that client: the same two counters, named the same
@@ -44,5 +53,14 @@ type Publisher interface {
 // for a session with no client of its own (such as an upstream shared by
 // several players), which is counted but not metered.
 type Sessions interface {
-	Track(key Key, proto string, in, out *atomic.Uint64) (end func())
+	Track(key Key, proto, kind string, in, out *atomic.Uint64) (end func())
 }
+
+// Kinds of client sessions (Sessions.Track).
+const (
+	KindPublish = "publish"
+	KindPlay    = "play"
+	// KindSession is a client whose direction its server does not know
+	// (a WebRTC media session relayed by ICE username).
+	KindSession = "session"
+)

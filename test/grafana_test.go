@@ -1,24 +1,14 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/prometheus/promql/parser"
-
-	"github.com/srs-mesh/srs-mesh/mesh"
-	"github.com/srs-mesh/srs-mesh/test/harness"
-	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // grafanaDashboard is the Grafana dashboard shipped in the repository.
@@ -47,10 +37,10 @@ var grafanaVariables = strings.NewReplacer(
 	"$instance", ".*",
 )
 
-// TestGrafanaDashboard checks docs/grafana/srs-mesh.json: every panel's
-// query is PromQL the Prometheus parser accepts (once Grafana's variables
-// are replaced), and every metric a query names is on the /metrics of a
-// real node that has an origin and has routed a stream.
+// TestGrafanaDashboard checks the form of docs/grafana/srs-mesh.json:
+// its variables, panel ids and data sources, every panel's query is PromQL
+// the Prometheus parser accepts (once Grafana's variables are replaced) and
+// selects the dashboard's nodes, and the key metrics have a panel.
 func TestGrafanaDashboard(t *testing.T) {
 	b, err := os.ReadFile(grafanaDashboard)
 	if err != nil {
@@ -141,70 +131,6 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 
-	// A real node with an origin, that has routed a stream.
-	origin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer origin.Close()
-	go func() {
-		for {
-			c, err := origin.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := origin.Addr().(*net.TCPAddr).Port
-	n := harness.NewNode(t, binary, harness.NodeSpec{ID: "grafana"})
-	harness.DumpOnFailure(t, n)
-	n.Start("--origin", fmt.Sprintf("id=o1,ip=127.0.0.1,rtmp=%d,http=%d", port, port))
-	testkit.WaitFor(t, 20*time.Second, "node leads and knows o1", func() bool {
-		var st mesh.Status
-		return n.Status(&st) == nil && st.Leader == "grafana" && len(st.Origins) == 1
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.HTTPURL("live/grafana.flv"), nil)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-	}
-
-	exposed := scrapeMetricNames(t, "http://"+n.SystemAPI+"/metrics")
-	for name, panels := range used {
-		if !exposed[name] {
-			t.Errorf("%s (in %q) is not on a node's /metrics", name, panels)
-		}
-	}
-}
-
-// scrapeMetricNames returns the names of the samples url exposes in the
-// Prometheus text format (histograms as their _bucket, _sum and _count).
-func scrapeMetricNames(t *testing.T, url string) map[string]bool {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	names := map[string]bool{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			names[line[:i]] = true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return names
+	// Whether every query answers with data on a live mesh is
+	// TestGrafanaDashboardOnPrometheus's to check.
 }

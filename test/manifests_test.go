@@ -152,6 +152,9 @@ func TestManifests(t *testing.T) {
 	if sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
 		t.Errorf("podManagementPolicy = %q, want Parallel", sts.Spec.PodManagementPolicy)
 	}
+	if u := sts.Spec.UpdateStrategy; u.Type != appsv1.RollingUpdateStatefulSetStrategyType || sts.Spec.MinReadySeconds < 1 {
+		t.Errorf("updateStrategy = %+v, minReadySeconds %d: want RollingUpdate, gated on readiness", u, sts.Spec.MinReadySeconds)
+	}
 	if len(sts.Spec.VolumeClaimTemplates) != 1 {
 		t.Fatalf("want one volumeClaimTemplate")
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -69,8 +70,10 @@ func freeRange(t *testing.T) int {
 // three nodes and an nginx-rtmp origin, the publish command (run as written)
 // reaches node 1, and the stream plays through node 3 over RTMP and HLS. The
 // only change is the demo's ports (--base-port), so that the test does not
-// collide with anything else on the machine. Ctrl-C then stops everything
-// the demo started. The SRS block names the environment variables SRS reads
+// collide with anything else on the machine. With a player attached, the
+// origin that holds the stream is killed and then a node exits; the player
+// plays on and so does the demo. Ctrl-C then stops everything the demo
+// started, keeping the logs. The SRS block names the environment variables SRS reads
 // (checked against SRS's source) and the demo's registration URL.
 func TestReadmeQuickStart(t *testing.T) {
 	harness.Need(t, "ffmpeg", "nginx")
@@ -133,6 +136,28 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Fatalf("demo exited:\n%s", demo.Output())
 	}
 
+	// A normal start logs no warning, and each node says "node started"
+	// once.
+	logDir := regexp.MustCompile(`logs in (\S+)\)`).FindStringSubmatch(demo.Output())
+	if logDir == nil {
+		t.Fatalf("the demo does not say where its logs are:\n%s", demo.Output())
+	}
+	for i := 1; i <= 3; i++ {
+		b, err := os.ReadFile(filepath.Join(logDir[1], fmt.Sprintf("n%d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := string(b)
+		for _, bad := range []string{"level=WARN", "level=ERROR", "err=<nil>", "mesh: mesh:", `\n\t`} {
+			if strings.Contains(log, bad) {
+				t.Errorf("node n%d's start logs %q:\n%s", i, bad, log)
+			}
+		}
+		if n := strings.Count(log, `msg="node started"`); n != 1 {
+			t.Errorf("node n%d logs \"node started\" %d times:\n%s", i, n, log)
+		}
+	}
+
 	// The README's commands, with the demo's ports.
 	publish := strings.Fields(strings.TrimSuffix(layout.Replace(play[0]), " &"))
 	playURL := strings.Fields(layout.Replace(play[1]))[1]
@@ -180,17 +205,100 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Errorf("the SRS block does not point SRS's heartbeat, with its ports, at node 1:\n%s", srs)
 	}
 
-	// Ctrl-C stops the nodes and the origin.
+	// The failover walk-through: the demo names the origin that holds the
+	// stream and its pid; killing it leaves the player playing and the
+	// stream on the other origin. Then a node exits and the demo goes on.
+	demoFailover(t, demo, playURL, status)
+
+	// Ctrl-C stops the nodes and the origins, and keeps the logs (processes
+	// exited before it).
 	demo.Cmd.Process.Signal(syscall.SIGINT)
 	if err := demo.Wait(45 * time.Second); err != nil {
 		t.Fatalf("demo after Ctrl-C: %v\n%s", err, demo.Output())
 	}
 	stopped = true
-	for _, p := range []int{base, base + 2, base + 20, base + 30, base + 31} {
+	if m := regexp.MustCompile(`The logs are kept in (\S+)`).FindStringSubmatch(demo.Output()); m == nil {
+		t.Errorf("the demo does not say where it kept its logs:\n%s", demo.Output())
+	} else if _, err := os.Stat(filepath.Join(m[1], "n2.log")); err != nil {
+		t.Errorf("the demo's logs are gone: %v", err)
+	} else {
+		os.RemoveAll(m[1])
+	}
+	for _, p := range []int{base, base + 2, base + 20, base + 30, base + 31, base + 32, base + 33} {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
 			c.Close()
 			t.Errorf("port %d still open after the demo stopped", p)
 		}
+	}
+}
+
+// demoFailover follows the README's failover walk-through against a running
+// demo whose stream plays at playURL: a player stays attached while the
+// origin that holds the stream is killed (SIGKILL, by the pid the demo
+// printed) and while node 2 exits.
+func demoFailover(t *testing.T, demo *harness.Proc, playURL, status string) {
+	t.Helper()
+	player := harness.StartCopyPlayer(t, playURL)
+	testkit.WaitFor(t, 60*time.Second, "a player through node 3 gets frames", func() bool {
+		if player.Exited() {
+			t.Fatalf("player exited: %s", player.Output())
+		}
+		return player.Frames() > 50
+	})
+	var placed []string
+	testkit.WaitFor(t, 30*time.Second, "the demo names the origin that holds the stream", func() bool {
+		placed = regexp.MustCompile(`stream __defaultVhost__/live/demo is on (origin-\d) \(pid (\d+)\)`).FindStringSubmatch(demo.Output())
+		return placed != nil
+	})
+	var st mesh.Status
+	if err := harness.GetJSON("http://"+status+"/mesh/v1/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(st.Assignments, func(a mesh.AssignmentStatus) bool {
+		return a.Key == "__defaultVhost__/live/demo" && a.Origin == placed[1]
+	}) {
+		t.Fatalf("the demo says the stream is on %s; the mesh says %+v", placed[1], st.Assignments)
+	}
+	other := "origin-1"
+	if placed[1] == other {
+		other = "origin-2"
+	}
+	pid, _ := strconv.Atoi(placed[2])
+	atKill := player.Frames()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s (pid %d): %v", placed[1], pid, err)
+	}
+	testkit.WaitFor(t, 60*time.Second, "the player keeps playing after the origin is killed", func() bool {
+		if player.Exited() {
+			t.Fatalf("player exited after %s was killed: %s", placed[1], player.Output())
+		}
+		return player.Frames() > atKill+125 // 5 s of video
+	})
+	testkit.WaitFor(t, 30*time.Second, "the demo reports the move", func() bool {
+		return strings.Contains(demo.Output(), "moved from "+placed[1]+" to "+other)
+	})
+	t.Logf("%s killed: the player went on from frame %d to %d on %s, longest stall %v", placed[1], atKill, player.Frames(), other, player.LongestStall())
+
+	n2 := regexp.MustCompile(`(?m)^\s+n2\s+pid (\d+)`).FindStringSubmatch(demo.Output())
+	if n2 == nil {
+		t.Fatalf("the demo prints no pid for node n2:\n%s", demo.Output())
+	}
+	pid, _ = strconv.Atoi(n2[1])
+	atKill = player.Frames()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "the demo says node n2 exited", func() bool {
+		return strings.Contains(demo.Output(), "node n2 (pid "+n2[1]+") exited")
+	})
+	testkit.WaitFor(t, 30*time.Second, "the player keeps playing after node n2 exited", func() bool {
+		if player.Exited() {
+			t.Fatalf("player exited after node n2 did: %s", player.Output())
+		}
+		return player.Frames() > atKill+50
+	})
+	if demo.Exited() {
+		t.Fatalf("the demo exited with a node:\n%s", demo.Output())
 	}
 }
 
@@ -234,5 +342,42 @@ func TestReadmeLayout(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(dir) + `(\s|$)`).MatchString(layout) {
 			t.Errorf("the README's Layout does not list %s", dir)
 		}
+	}
+}
+
+// TestDocsMediaLinesPlayEverywhere checks every FFmpeg command in the
+// README, docs/ and the demo's output: one that encodes H.264 names
+// -pix_fmt yuv420p, since FFmpeg keeps a test source's 4:4:4 otherwise and
+// Safari, iOS and hardware decoders refuse High 4:4:4.
+func TestDocsMediaLinesPlayEverywhere(t *testing.T) {
+	files, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../README.md", "../statefulset/README.md", "../cmd/srs-mesh/demo.go")
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		// Join continued lines, so that a command is one line.
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		for i, line := range strings.Split(text, "\n") {
+			if !regexp.MustCompile(`(^|[\s` + "`" + `])ffmpeg\s+-`).MatchString(line) {
+				continue
+			}
+			if strings.Contains(line, "libx264") || !strings.Contains(line, "-c:v copy") && !strings.Contains(line, "-c copy") {
+				checked++
+				if !strings.Contains(line, "-pix_fmt yuv420p") {
+					t.Errorf("%s:%d: an FFmpeg line without -pix_fmt yuv420p: %s", f, i+1, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("found no FFmpeg line to check")
 	}
 }

@@ -34,9 +34,9 @@ func (a apiOrigins) Origins() []api.OriginInfo {
 // bit rates), one with none only counted (mesh.Node.Track).
 type nodeSessions struct{ node *mesh.Node }
 
-func (s nodeSessions) Track(key stream.Key, proto string, in, out *atomic.Uint64) (end func()) {
+func (s nodeSessions) Track(key stream.Key, proto, kind string, in, out *atomic.Uint64) (end func()) {
 	if in == nil && out == nil {
-		return s.node.Track(key, proto)
+		return s.node.Track(key, proto, kind)
 	}
 	if in == nil {
 		in = new(atomic.Uint64)
@@ -44,7 +44,7 @@ func (s nodeSessions) Track(key stream.Key, proto string, in, out *atomic.Uint64
 	if out == nil {
 		out = new(atomic.Uint64)
 	}
-	return s.node.TrackMetered(key, proto, in, out)
+	return s.node.TrackMetered(key, proto, kind, in, out)
 }
 
 // newRTCStore returns the store of WebRTC ICE sessions: the mesh's

@@ -45,9 +45,9 @@ func TestNodeSessions(t *testing.T) {
 	out := new(atomic.Uint64)
 	out.Add(100)
 	for _, end := range []func(){
-		s.Track(key, "flv", nil, out),
-		s.Track(key, "rtmp", new(atomic.Uint64), nil),
-		s.Track(key, "upstream", nil, nil),
+		s.Track(key, "flv", stream.KindPlay, nil, out),
+		s.Track(key, "rtmp", stream.KindPublish, new(atomic.Uint64), nil),
+		s.Track(key, "upstream", "", nil, nil),
 	} {
 		end()
 	}

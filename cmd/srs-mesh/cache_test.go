@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/srs-mesh/srs-mesh/mesh/meshtest"
+	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
@@ -91,8 +92,10 @@ func TestCacheMetrics(t *testing.T) {
 		}
 	}
 
+	fan := fanout.NewRegistry(fanout.Config{})
+	defer fan.Close()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&meshCollector{node: c.Node(0), httpStream: hs})
+	reg.MustRegister(&meshCollector{node: c.Node(0), httpStream: hs, fanOut: fan})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -109,12 +112,18 @@ func TestCacheMetrics(t *testing.T) {
 		`srs_mesh_cache_requests_total{kind="document",result="coalesced"}`: 0,
 		`srs_mesh_cache_requests_total{kind="segment",result="hit"}`:        0,
 		`srs_mesh_cache_bytes{kind="segment"}`:                              0,
+		`srs_mesh_viewers_estimated{proto="hls"}`:                           1,
+		`srs_mesh_viewers_estimated{proto="dash"}`:                          0,
+		`srs_mesh_http_table_entries{table="viewers"}`:                      1,
+		`srs_mesh_sessions{kind="play",proto="flv"}`:                        0,
 		`srs_mesh_assignments`:                                              0,
 		`srs_mesh_fanout_players`:                                           0,
 		`srs_mesh_fanout_upstreams`:                                         0,
 		`srs_mesh_fanout_dropped_total{action="skipped"}`:                   0,
 		`srs_mesh_fanout_dropped_total{action="kicked"}`:                    0,
 		`srs_mesh_raft_leader`:                                              1,
+		`srs_mesh_state_halted`:                                             0,
+		`srs_mesh_protocol_version{kind="node"}`:                            2,
 	} {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)

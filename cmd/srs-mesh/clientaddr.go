@@ -18,7 +18,7 @@ import (
 
 // proxyProtocolPorts are the listeners --proxy-protocol may name: the TCP
 // client ports.
-var proxyProtocolPorts = []string{"rtmp", "http", "api"}
+var proxyProtocolPorts = []string{"rtmp", "http", "api", "https", "api-https", "rtmps"}
 
 // clientAddrs is how a node learns the address of a client that reached it
 // through a load balancer (--trusted-proxies, --forwarded-header,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
+	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
 
@@ -75,7 +77,7 @@ func newHTTPLimits(o serveOptions) (httpLimits, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns,
 			Name:      "connections_refused_total",
-			Help:      "HTTP connections refused because --max-http-conns were open, by listener (http, api, system).",
+			Help:      "HTTP connections refused because --max-http-conns were open, by listener (http, api, https, api-https, system).",
 		}, []string{"listener"}),
 	}, nil
 }
@@ -138,6 +140,31 @@ func httpPart(name, label string, ln net.Listener, h http.Handler, lim httpLimit
 	}
 }
 
+// httpsPart is httpPart over TLS: the connection cap applies to TCP
+// connections before their handshake, which the server's header timeout
+// bounds.
+func httpsPart(name, label string, ln net.Listener, h http.Handler, lim httpLimits, cfg *tls.Config, closes ...func()) part {
+	srv := lim.server(h)
+	srv.TLSConfig = cfg
+	tlsLn := tls.NewListener(lim.listen(label, ln), cfg)
+	return part{
+		name: name,
+		serve: func() error {
+			if err := srv.Serve(tlsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+		drain: srv.Shutdown,
+		close: func() {
+			srv.Close()
+			for _, c := range closes {
+				c()
+			}
+		},
+	}
+}
+
 // runServe is the composition root of a node: it opens the listeners, starts
 // the mesh and one part per protocol, and on ctx's end (or a part's failure)
 // drains the parts within --drain-timeout, closes them and leaves the mesh.
@@ -186,6 +213,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if _, err := rtmpMaxMessage(o); err != nil {
 		return err
 	}
+	if (o.httpsAddr != "" || o.apiHTTPSAddr != "" || o.rtmpsAddr != "") && (o.httpsCertFile == "" || o.httpsKeyFile == "") {
+		return errors.New("--https, --api-https and --rtmps need --https-cert-file and --https-key-file")
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -207,6 +237,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	lns.rtmp = clients.listen("rtmp", lns.rtmp)
 	lns.http = clients.listen("http", lns.http)
 	lns.api = clients.listen("api", lns.api)
+	lns.https = clients.listen("https", lns.https) // the PROXY header comes before TLS
+	lns.apiHTTPS = clients.listen("api-https", lns.apiHTTPS)
+	lns.rtmps = clients.listen("rtmps", lns.rtmps)
 	if len(clients.forwarded.Trusted) > 0 {
 		log.Info("client addresses from trusted proxies", "trusted_proxies", clients.forwarded.Trusted,
 			"forwarded_header", clients.forwarded.Header.String(), "proxy_protocol", clients.proxyProtocol)
@@ -218,14 +251,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	cfg.Throughput, cfg.Serving = served.total, served.serving
 	node, err := mesh.New(cfg)
 	if err != nil {
-		return fmt.Errorf("mesh: %w", flagError(err))
+		return flagError(err) // mesh's errors name it already
 	}
 	defer node.Close()
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
+	log.Info("where to connect", nodeURLs(lns, cfg.AdvertiseAddr)...)
 	if len(cfg.StaticOrigins) == 0 {
 		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
-			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with an origin")
+			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with two origins")
 	}
 
 	reg := prometheus.NewRegistry()
@@ -238,6 +272,19 @@ func runServe(ctx context.Context, o serveOptions) error {
 	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, cfg.AdvertiseAddr, creds, log)
 	if err != nil {
 		return err
+	}
+	if fan.reg != nil || collector.rtcFanOut != nil {
+		// Players follow a stream that moved at once, make-before-break
+		// for a planned move; WebRTC viewers' upstreams re-attach.
+		rtcFan := collector.rtcFanOut
+		node.OnMoved(func(k stream.Key) {
+			if fan.reg != nil {
+				fan.reg.Switch(k.String())
+			}
+			if rtcFan != nil {
+				rtcFan.Moved(k)
+			}
+		})
 	}
 	served.c.Store(collector)
 	system := httpPart("system api", "system", lns.system, systemHandler(node, newMetricsHandler(reg, collector)), lim)
@@ -298,6 +345,7 @@ func newFanOut(o serveOptions, failovers *failoverMetrics) fanOut {
 		return fanOut{}
 	}
 	return fanOut{fanout.NewRegistry(fanout.Config{Reattach: o.reattach, OnReattach: failovers.playReattached,
+		OnSwitch: failovers.playSwitched,
 		// Whatever an origin's RTMP play may send (see rtmp.Config.MaxMessageSize) fits a tag.
 		MaxTagSize: max(int(o.rtmpMaxMessage), rtmp.OriginMaxMessageSize)})}
 }
@@ -317,8 +365,15 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, advertise netip.Addr, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
+	var certs *certReloader
+	if lns.https != nil || lns.apiHTTPS != nil || lns.rtmps != nil {
+		var err error
+		if certs, err = newCertReloader(o.httpsCertFile, o.httpsKeyFile, log.With("proto", "tls")); err != nil {
+			return nil, err
+		}
+	}
 	var rtmpServer *rtmp.Server
-	if lns.rtmp != nil {
+	if lns.rtmp != nil || lns.rtmps != nil {
 		maxMessage, err := rtmpMaxMessage(o)
 		if err != nil {
 			return nil, err
@@ -329,10 +384,26 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		collector.rtmp, rtmpServer = s, s
-		log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
-		parts = append(parts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: s.Drain, close: func() { s.Close() }})
+		// One server for both listeners: the last part drains and
+		// closes it (and with it every listener it serves).
+		noDrain := func(context.Context) error { return nil }
+		var rtmpParts []part
+		if lns.rtmp != nil {
+			log.Info("rtmp listening", "addr", lns.rtmp.Addr().String())
+			rtmpParts = append(rtmpParts, part{name: "rtmp", serve: func() error { return s.Serve(lns.rtmp) }, drain: noDrain, close: func() {}})
+		}
+		if lns.rtmps != nil {
+			// The TLS handshake runs at the first read, within the
+			// RTMP handshake's deadline.
+			tlsLn := tls.NewListener(lns.rtmps, certs.rtmpsConfig())
+			log.Info("rtmps listening", "addr", lns.rtmps.Addr().String())
+			rtmpParts = append(rtmpParts, part{name: "rtmps", serve: func() error { return s.Serve(tlsLn) }, drain: noDrain, close: func() {}})
+		}
+		rtmpParts[len(rtmpParts)-1].drain = s.Drain
+		rtmpParts[len(rtmpParts)-1].close = func() { s.Close() }
+		parts = append(parts, rtmpParts...)
 	}
-	if lns.http != nil {
+	if lns.http != nil || lns.https != nil {
 		hc := httpstream.Config{Router: router, Epochs: router, Sessions: sessions, Logger: log.With("proto", "http"),
 			Tokens: node, CacheBytes: o.cacheSize.cacheBytes(), PlaylistCacheTTL: o.playlistTTL, FanOut: fan}
 		if rtmpServer != nil && fan != nil {
@@ -345,16 +416,36 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		collector.httpStream = hs
-		log.Info("http streaming listening", "addr", lns.http.Addr().String())
-		p := httpPart("http streaming", "http", lns.http, clients.handler(collector.httpS.wrap(hs.Handler())), lim, func() { hs.Close() })
-		shutdown := p.drain
-		p.drain = func(ctx context.Context) error { // HTTP-FLV players on taken-over connections too
+		h := clients.handler(collector.httpS.wrap(hs.Handler()))
+		var streamParts []part
+		if lns.http != nil {
+			log.Info("http streaming listening", "addr", lns.http.Addr().String())
+			streamParts = append(streamParts, httpPart("http streaming", "http", lns.http, h, lim))
+		}
+		if lns.https != nil {
+			log.Info("https streaming listening", "addr", lns.https.Addr().String())
+			streamParts = append(streamParts, httpsPart("https streaming", "https", lns.https, h, lim, certs.tlsConfig()))
+		}
+		// The last part to drain also drains the HTTP-FLV players on
+		// taken-over connections, and closes the server.
+		p := &streamParts[len(streamParts)-1]
+		shutdown, closeSrv := p.drain, p.close
+		p.drain = func(ctx context.Context) error {
 			return errors.Join(shutdown(ctx), hs.DrainPlayers(ctx))
 		}
-		parts = append(parts, p)
+		p.close = func() {
+			closeSrv()
+			hs.Close()
+		}
+		parts = append(parts, streamParts...)
+	}
+	udpBuf, err := udpBuffer(o)
+	if err != nil {
+		return nil, err
 	}
 	if lns.srt != nil {
-		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt")})
+		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt"),
+			SocketBuffer: udpBuf})
 		if err != nil {
 			return nil, err
 		}
@@ -370,14 +461,14 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		store := newRTCStore(node)
 		cfg := webrtc.Config{Router: router, Publisher: router, Store: store, Activity: node, Sessions: sessions,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst}
+			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst,
+			SocketBuffer: udpBuf}
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
 			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, node, candidate, advertise, &relay, log); err != nil {
 				return nil, err
 			}
-			node.OnMoved(fan.Moved)
 			cfg.Viewers, cfg.Tap = fan, fan
 			collector.rtcFanOut = fan
 		}
@@ -398,13 +489,18 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		parts = append(parts, p)
 	}
-	if lns.api != nil {
-		openWrites, _, _ := apiWrites(o, creds.configured())
+	// The API port and its HTTPS twin each decide their writes by their
+	// own address (apiWrites): a loopback --api does not open the writes
+	// of a public --api-https.
+	apiHandler := func(addr string) (http.Handler, func(), error) {
+		withAddr := o
+		withAddr.apiAddr = addr
+		openWrites, _, _ := apiWrites(withAddr, creds.configured())
 		srsAPI, err := api.New(api.Config{Origins: apiOrigins{node}, NodeID: o.nodeID,
 			Logger: log.With("proto", "api"), Version: version, Token: o.token,
 			OpenWrites: openWrites, Credentials: creds.get})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/api/", srsAPI.Handler())
@@ -414,8 +510,30 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			httpjson.Error(w, http.StatusBadRequest, "this port serves SRS's API under /api/v1/ and WebRTC signalling under /rtc/v1/ only")
 		})
+		return clients.handler(mux), srsAPI.Close, nil
+	}
+	if lns.api != nil {
+		h, closeAPI, err := apiHandler(o.apiAddr)
+		if err != nil {
+			return nil, err
+		}
 		log.Info("http api listening", "addr", lns.api.Addr().String())
-		parts = append(parts, httpPart("http api", "api", lns.api, clients.handler(mux), lim, srsAPI.Close))
+		parts = append(parts, httpPart("http api", "api", lns.api, h, lim, closeAPI))
+	}
+	if lns.apiHTTPS != nil {
+		h, closeAPI, err := apiHandler(o.apiHTTPSAddr)
+		if err != nil {
+			return nil, err
+		}
+		withAddr := o
+		withAddr.apiAddr = o.apiHTTPSAddr
+		if _, note, insecure := apiWrites(withAddr, creds.configured()); insecure {
+			log.Warn("INSECURE: running with --insecure although " + strings.Replace(note, "--api ", "--api-https ", 1))
+		} else if note != "" {
+			log.Info(strings.Replace(note, "--api ", "--api-https ", 1))
+		}
+		log.Info("https api listening", "addr", lns.apiHTTPS.Addr().String())
+		parts = append(parts, httpsPart("https api", "api-https", lns.apiHTTPS, h, lim, certs.tlsConfig(), closeAPI))
 	}
 	return parts, nil
 }
@@ -461,8 +579,11 @@ func systemHandler(node *mesh.Node, metrics http.Handler) http.Handler {
 // address leaves one nil. closeAll closes whatever is still open.
 type listeners struct {
 	system, rtmp, http, api net.Listener
-	srt, rtc                net.PacketConn
-	closers                 []interface{ Close() error }
+	// https, apiHTTPS and rtmps are plain TCP listeners; TLS is added
+	// over them by the parts that serve them.
+	https, apiHTTPS, rtmps net.Listener
+	srt, rtc               net.PacketConn
+	closers                []interface{ Close() error }
 }
 
 // open opens every listener o names.
@@ -471,7 +592,8 @@ func (l *listeners) open(o serveOptions) error {
 	for _, t := range []struct {
 		name, addr string
 		ln         *net.Listener
-	}{{"system API", o.systemAPI, &l.system}, {"rtmp", o.rtmpAddr, &l.rtmp}, {"http", o.httpAddr, &l.http}, {"api", o.apiAddr, &l.api}} {
+	}{{"system API", o.systemAPI, &l.system}, {"rtmp", o.rtmpAddr, &l.rtmp}, {"http", o.httpAddr, &l.http}, {"api", o.apiAddr, &l.api},
+		{"https", o.httpsAddr, &l.https}, {"api-https", o.apiHTTPSAddr, &l.apiHTTPS}, {"rtmps", o.rtmpsAddr, &l.rtmps}} {
 		if *t.ln, err = l.tcp(t.name, t.addr); err != nil {
 			return err
 		}

@@ -28,6 +28,10 @@ const demoNginxModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 // demoNodes is how many nodes the demo runs.
 const demoNodes = 3
 
+// demoOrigins is how many origins the demo runs: two, so that stopping the
+// one that holds a stream shows the stream moving to the other.
+const demoOrigins = 2
+
 // demoOptions are the flags of "srs-mesh demo".
 type demoOptions struct {
 	basePort int
@@ -35,6 +39,9 @@ type demoOptions struct {
 	nginx    string
 	module   string
 	keep     bool
+	// printOrigin prints an origin's nginx.conf instead of running the
+	// demo.
+	printOrigin bool
 }
 
 // demoPorts are the ports of one demo node, or of the origin (rtmp, http).
@@ -42,46 +49,61 @@ type demoPorts struct {
 	rtmp, http, system, gossip, raft, api, rtc, srt int
 }
 
-// ports lays the demo out. With base 0 it uses the README's ports: node i
+// ports lays the nodes out. With base 0 it uses the README's ports: node i
 // (1..3) has RTMP 193i, HTTP 808i, system API 1202i, gossip 794i, Raft 795i,
-// API 198i, WebRTC 800i and SRT 1008i, and the origin RTMP 19350 and HTTP
-// 18080. With a base port b, node i uses b+10(i-1) .. b+10(i-1)+7 in that
-// order and the origin b+30 and b+31.
+// API 198i, WebRTC 800i and SRT 1008i. With a base port b, node i uses
+// b+10(i-1) .. b+10(i-1)+7 in that order.
 func (o demoOptions) ports(node int) demoPorts {
 	if o.basePort == 0 {
-		if node == 0 {
-			return demoPorts{rtmp: 19350, http: 18080}
-		}
 		return demoPorts{rtmp: 1930 + node, http: 8080 + node, system: 12020 + node, gossip: 7940 + node,
 			raft: 7950 + node, api: 1980 + node, rtc: 8000 + node, srt: 10080 + node}
 	}
-	if node == 0 {
-		return demoPorts{rtmp: o.basePort + 30, http: o.basePort + 31}
-	}
 	b := o.basePort + 10*(node-1)
 	return demoPorts{rtmp: b, http: b + 1, system: b + 2, gossip: b + 3, raft: b + 4, api: b + 5, rtc: b + 6, srt: b + 7}
+}
+
+// originPorts lays the origins out (only rtmp and http are set). With base
+// 0, origin i (1..2) has RTMP 1934(9+i) and HTTP 1807(9+i): 19350 and 18080
+// for the first; with a base port b, b+30+2(i-1) and the port after it.
+func (o demoOptions) originPorts(origin int) demoPorts {
+	if o.basePort == 0 {
+		return demoPorts{rtmp: 19349 + origin, http: 18079 + origin}
+	}
+	b := o.basePort + 30 + 2*(origin-1)
+	return demoPorts{rtmp: b, http: b + 1}
 }
 
 func newDemoCmd() *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a 3-node mesh and an nginx-rtmp origin on this machine, and print the URLs to publish and play",
-		Long: `demo starts, on 127.0.0.1, an nginx-rtmp origin (Debian: apt-get install nginx
-libnginx-mod-rtmp) and three srs-mesh nodes in front of it, waits until the
-mesh has formed, and prints how to publish a stream to one node and play it
-from another. Ctrl-C stops everything it started.`,
+		Short: "Run a 3-node mesh and two nginx-rtmp origins on this machine, and print the URLs to publish and play",
+		Long: `demo starts, on 127.0.0.1, two nginx-rtmp origins (Debian: apt-get install
+nginx libnginx-mod-rtmp) and three srs-mesh nodes in front of them, waits
+until the mesh has formed, and prints how to publish a stream to one node and
+play it from another, with the pid of every process it started. Once a
+stream starts it prints which origin holds it: stop that origin while a
+player plays and the stream moves to the other one. A node that exits is
+reported and the demo goes on with the others. Ctrl-C stops everything it
+started; the logs stay when anything went wrong, and the demo says where.
+
+With --print-origin-config it prints the nginx.conf of the demo's first
+origin (RTMP 19350, HLS over HTTP 18080), for running the same mesh by hand.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.printOrigin {
+				return printDemoOrigin(o, cmd.OutOrStdout())
+			}
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.basePort, "base-port", 0, "lay the demo's ports out from this one (0: the README's ports)")
-	f.StringVar(&o.dir, "dir", "", "directory for the nodes' data, logs and the origin's files (default: a new temporary one)")
+	f.StringVar(&o.dir, "dir", "", "directory for the nodes' data, logs and the origins' files (default: a new temporary one)")
 	f.StringVar(&o.nginx, "nginx", "nginx", "nginx binary with the RTMP module")
 	f.StringVar(&o.module, "nginx-rtmp-module", demoNginxModule, "the nginx RTMP module to load")
-	f.BoolVar(&o.keep, "keep", false, "keep the directory when the demo stops")
+	f.BoolVar(&o.keep, "keep", false, "keep the directory when the demo stops cleanly (it is always kept after a failure)")
+	f.BoolVar(&o.printOrigin, "print-origin-config", false, "print the nginx.conf of the demo's first origin, with its files under --dir (default /tmp/srs-mesh-origin), and exit")
 	return cmd
 }
 
@@ -92,6 +114,8 @@ type demoProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  string
+	// system is a node's system API port (0 for an origin).
+	system int
 }
 
 func startDemoProc(name, logPath, bin string, args ...string) (*demoProc, error) {
@@ -113,6 +137,10 @@ func startDemoProc(name, logPath, bin string, args ...string) (*demoProc, error)
 	}()
 	return p, nil
 }
+
+func (p *demoProc) pid() int { return p.cmd.Process.Pid }
+
+func (p *demoProc) isOrigin() bool { return strings.HasPrefix(p.name, "origin") }
 
 // stop sends sig and waits up to d, then kills the process.
 func (p *demoProc) stop(sig syscall.Signal, d time.Duration) {
@@ -139,68 +167,89 @@ func (p *demoProc) exited() bool {
 	}
 }
 
-// runDemo starts the origin and the nodes, prints the URLs once the mesh
-// works, and stops everything when ctx ends (Ctrl-C) or a process exits.
-func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
+// runDemo starts the origins and the nodes, prints the URLs once the mesh
+// works, reports where streams are and which processes exit, and stops
+// everything when ctx ends (Ctrl-C) or every node has exited. It removes a
+// temporary directory only when nothing went wrong; otherwise it says where
+// the logs are.
+func runDemo(ctx context.Context, o demoOptions, out io.Writer) (err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	nginx, err := exec.LookPath(o.nginx)
 	if err != nil {
-		return fmt.Errorf("the demo's origin is nginx with the RTMP module; on Debian: sudo apt-get install nginx libnginx-mod-rtmp (%w)", err)
+		return fmt.Errorf("the demo's origins are nginx with the RTMP module; on Debian: sudo apt-get install nginx libnginx-mod-rtmp (%w)", err)
 	}
 	if _, err := os.Stat(o.module); err != nil {
 		return fmt.Errorf("no nginx RTMP module at %s; on Debian: sudo apt-get install libnginx-mod-rtmp (or --nginx-rtmp-module)", o.module)
 	}
-	for node := 0; node <= demoNodes; node++ {
+	var ports []int
+	for node := 1; node <= demoNodes; node++ {
 		p := o.ports(node)
-		for _, port := range []int{p.rtmp, p.http, p.system, p.gossip, p.raft, p.api} {
-			if port != 0 && !portFree(port) {
-				return fmt.Errorf("port %d on 127.0.0.1 is in use; stop what uses it or pick other ports with --base-port", port)
-			}
+		ports = append(ports, p.rtmp, p.http, p.system, p.gossip, p.raft, p.api)
+	}
+	for origin := 1; origin <= demoOrigins; origin++ {
+		ports = append(ports, o.originPorts(origin).rtmp, o.originPorts(origin).http)
+	}
+	for _, port := range ports {
+		if !portFree(port) {
+			return fmt.Errorf("port %d on 127.0.0.1 is in use; stop what uses it or pick other ports with --base-port", port)
 		}
 	}
-	dir := o.dir
+	dir, temp := o.dir, false
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "srs-mesh-demo-"); err != nil {
 			return err
 		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
+		temp = true
 	}
 
 	var procs []*demoProc
-	defer func() { // nodes first (they leave the mesh), the origin last
+	troubled := false // a process exited before Ctrl-C
+	defer func() {
+		// Nodes first (they leave the mesh), the origins last.
 		for i := len(procs) - 1; i >= 0; i-- {
 			sig := syscall.SIGTERM
-			if procs[i].name == "origin" {
+			if procs[i].isOrigin() {
 				sig = syscall.SIGQUIT
 			}
 			procs[i].stop(sig, 15*time.Second)
 		}
+		switch {
+		case err != nil || troubled:
+			fmt.Fprintf(out, "The logs are kept in %s\n", dir)
+		case temp && !o.keep:
+			os.RemoveAll(dir)
+		default:
+			fmt.Fprintf(out, "The logs are in %s\n", dir)
+		}
 	}()
 
-	origin := o.ports(0)
-	conf, err := writeDemoNginx(dir, o.module, origin)
-	if err != nil {
-		return err
+	var originFlags []string
+	for origin := 1; origin <= demoOrigins; origin++ {
+		name, p := fmt.Sprintf("origin-%d", origin), o.originPorts(origin)
+		root := filepath.Join(dir, name)
+		conf, err := writeDemoNginx(root, o.module, p)
+		if err != nil {
+			return err
+		}
+		op, err := startDemoProc(name, filepath.Join(dir, name+".log"), nginx, "-p", root, "-c", conf)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, op)
+		originFlags = append(originFlags, "--origin", fmt.Sprintf("id=%s,ip=127.0.0.1,rtmp=%d,http=%d", name, p.rtmp, p.http))
 	}
-	op, err := startDemoProc("origin", filepath.Join(dir, "origin.log"), nginx, "-p", filepath.Join(dir, "origin"), "-c", conf)
-	if err != nil {
-		return err
-	}
-	procs = append(procs, op)
 
-	originFlag := fmt.Sprintf("id=origin-1,ip=127.0.0.1,rtmp=%d,http=%d", origin.rtmp, origin.http)
 	for node := 1; node <= demoNodes; node++ {
 		p := o.ports(node)
 		args := []string{"serve", "--node-id", fmt.Sprintf("n%d", node), "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", node)),
 			"--bootstrap-expect", strconv.Itoa(demoNodes), "--advertise-addr", "127.0.0.1",
 			"--gossip-addr", addr(p.gossip), "--raft-addr", addr(p.raft), "--system-api", addr(p.system),
 			"--rtmp", addr(p.rtmp), "--http", addr(p.http), "--api", addr(p.api), "--rtc", addr(p.rtc), "--srt", addr(p.srt),
-			"--origin", originFlag, "--drain-timeout", "2s"}
+			"--drain-timeout", "2s"}
+		args = append(args, originFlags...)
 		for other := 1; other <= demoNodes; other++ {
 			if other != node {
 				args = append(args, "--join", addr(o.ports(other).gossip))
@@ -210,10 +259,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		np.system = p.system
 		procs = append(procs, np)
 	}
 
-	fmt.Fprintf(out, "srs-mesh demo: starting an nginx-rtmp origin and %d nodes on 127.0.0.1 (logs in %s) ...\n", demoNodes, dir)
+	fmt.Fprintf(out, "srs-mesh demo: starting %d nginx-rtmp origins and %d nodes on 127.0.0.1 (logs in %s) ...\n", demoOrigins, demoNodes, dir)
 	if err := waitDemo(ctx, procs, o.ports(1).system); err != nil {
 		if ctx.Err() != nil {
 			return nil // Ctrl-C while starting
@@ -222,52 +272,154 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	}
 	n1, n3 := o.ports(1), o.ports(demoNodes)
 	fmt.Fprintf(out, `
-The mesh is up: 3 nodes, one origin.
+The mesh is up: %d nodes in front of %d origins.
 
   Publish a test stream to node 1:
-    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i sine=frequency=440 -c:v libx264 -preset veryfast -tune zerolatency -g 50 -c:a aac -f flv rtmp://127.0.0.1:%d/live/demo
+    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i sine=frequency=440 -c:v libx264 -pix_fmt yuv420p -preset veryfast -tune zerolatency -g 50 -c:a aac -f flv rtmp://127.0.0.1:%d/live/demo
 
   Play it through node 3:
     ffplay rtmp://127.0.0.1:%d/live/demo
     ffplay http://127.0.0.1:%d/live/demo.m3u8
 
   Dashboard:  http://127.0.0.1:%d/
-  Status:     srs-mesh status --addr 127.0.0.1:%d
+  Status:     srs-mesh status --addr 127.0.0.1:%d   (the ORIGIN column: which origin holds a stream)
 
-Press Ctrl-C to stop the nodes and the origin.
-`, n1.rtmp, n3.rtmp, n3.http, n1.system, n1.system)
+`, demoNodes, demoOrigins, n1.rtmp, n3.rtmp, n3.http, n1.system, n1.system)
+	fmt.Fprintln(out, "  Processes (stop one with kill PID; the demo says what happens):")
+	for _, p := range procs {
+		if p.isOrigin() {
+			fmt.Fprintf(out, "    %-9s pid %-7d an origin: RTMP 127.0.0.1:%d\n", p.name, p.pid(), o.originPorts(originIndex(p.name)).rtmp)
+			continue
+		}
+		node, _ := strconv.Atoi(strings.TrimPrefix(p.name, "n"))
+		fmt.Fprintf(out, "    %-9s pid %-7d a node: RTMP 127.0.0.1:%d, system API 127.0.0.1:%d\n", p.name, p.pid(), o.ports(node).rtmp, p.system)
+	}
+	fmt.Fprint(out, `
+Once a stream plays, the demo prints the origin that holds it and that
+origin's pid: kill it while the player plays, and the stream moves to the
+other origin. Press Ctrl-C to stop the nodes and the origins.
+`)
 
 	exits := watchExits(procs)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	placed := map[string]string{} // stream key -> the origin last reported
+	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(out, "\nstopping the nodes and the origin ...")
+			fmt.Fprintln(out, "\nstopping the nodes and the origins ...")
 			return nil
-		case name := <-exits:
-			if name != "origin" {
-				return fmt.Errorf("node %s exited; see its log in %s", name, dir)
+		case <-tick.C:
+			reportPlacement(ctx, client, procs, placed, out)
+		case p := <-exits:
+			troubled = true
+			if err := reportExit(p, procs, out); err != nil {
+				return err
 			}
-			// Stopping the origin is part of the demo: the mesh marks it
-			// down, and the dashboard shows the event.
-			fmt.Fprintln(out, "\nThe origin stopped; the mesh marks it down within seconds (see the dashboard's events).")
 		}
 	}
 }
 
-// watchExits reports the name of each process that exits.
-func watchExits(procs []*demoProc) <-chan string {
-	ch := make(chan string, len(procs))
+// originIndex is i of "origin-i".
+func originIndex(name string) int {
+	i, _ := strconv.Atoi(strings.TrimPrefix(name, "origin-"))
+	return i
+}
+
+// reportExit tells the user what the exit of p means for the demo, and
+// returns an error when no node is left.
+func reportExit(p *demoProc, procs []*demoProc, out io.Writer) error {
+	var nodes, origins []string
+	for _, q := range procs {
+		if q.exited() {
+			continue
+		}
+		if q.isOrigin() {
+			origins = append(origins, q.name)
+		} else {
+			nodes = append(nodes, q.name)
+		}
+	}
+	if p.isOrigin() {
+		if len(origins) == 0 {
+			fmt.Fprintf(out, "\n%s (pid %d) exited. No origin is left: streams stop until one is back (its log: %s).\n", p.name, p.pid(), p.log)
+			return nil
+		}
+		fmt.Fprintf(out, "\n%s (pid %d) exited. The mesh marks it down within seconds and moves its streams to %s;\n"+
+			"publishers and players stay connected (its log: %s).\n", p.name, p.pid(), strings.Join(origins, ", "), p.log)
+		return nil
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("node %s exited, and no node is left; see the logs in %s", p.name, filepath.Dir(p.log))
+	}
+	fmt.Fprintf(out, "\nnode %s (pid %d) exited (its log: %s). The demo goes on with %s;\n"+
+		"clients of %s reconnect to another node.\n", p.name, p.pid(), p.log, strings.Join(nodes, " and "), p.name)
+	return nil
+}
+
+// maxReported bounds the streams whose placement the demo remembers.
+const maxReported = 64
+
+// reportPlacement asks a running node where the streams are, and prints
+// each stream that appeared or moved since the last call.
+func reportPlacement(ctx context.Context, client *http.Client, procs []*demoProc, placed map[string]string, out io.Writer) {
+	var st mesh.Status
+	got := false
+	for _, p := range procs {
+		if p.system == 0 || p.exited() {
+			continue
+		}
+		if getDemoStatus(ctx, client, p.system, &st) == nil {
+			got = true
+			break
+		}
+	}
+	if !got {
+		return
+	}
+	pids := map[string]int{}
+	for _, p := range procs {
+		if p.isOrigin() {
+			pids[p.name] = p.pid()
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range st.Assignments {
+		seen[a.Key] = true
+		last, known := placed[a.Key]
+		if a.Origin == last || !a.OriginHealthy || (!known && len(placed) >= maxReported) {
+			continue
+		}
+		placed[a.Key] = a.Origin
+		if !known {
+			fmt.Fprintf(out, "\nstream %s is on %s (pid %d): kill %d to stop that origin and watch the stream move.\n",
+				a.Key, a.Origin, pids[a.Origin], pids[a.Origin])
+			continue
+		}
+		fmt.Fprintf(out, "\nstream %s moved from %s to %s (pid %d).\n", a.Key, last, a.Origin, pids[a.Origin])
+	}
+	for key := range placed {
+		if !seen[key] {
+			delete(placed, key)
+		}
+	}
+}
+
+// watchExits reports each process that exits.
+func watchExits(procs []*demoProc) <-chan *demoProc {
+	ch := make(chan *demoProc, len(procs))
 	for _, p := range procs {
 		go func() { // ends when p does; the demo stops every process before it returns
 			<-p.done
-			ch <- p.name
+			ch <- p
 		}()
 	}
 	return ch
 }
 
-// waitDemo waits until node 1 sees every node, a leader and the healthy
-// origin, or a process exits, or 60 s pass.
+// waitDemo waits until node 1 sees every node, a leader and every origin
+// healthy, or a process exits, or 60 s pass.
 func waitDemo(ctx context.Context, procs []*demoProc, system int) error {
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: time.Second}
@@ -278,7 +430,7 @@ func waitDemo(ctx context.Context, procs []*demoProc, system int) error {
 				return fmt.Errorf("%s exited:\n%s", p.name, lastBytes(string(b), 2000))
 			}
 		}
-		if demoReady(client, system) {
+		if demoReady(ctx, client, system) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -292,14 +444,25 @@ func waitDemo(ctx context.Context, procs []*demoProc, system int) error {
 	}
 }
 
-func demoReady(client *http.Client, system int) bool {
-	resp, err := client.Get("http://" + addr(system) + "/mesh/v1/status")
+func getDemoStatus(ctx context.Context, client *http.Client, system int, st *mesh.Status) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr(system)+"/mesh/v1/status", nil)
 	if err != nil {
-		return false
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(st)
+}
+
+func demoReady(ctx context.Context, client *http.Client, system int) bool {
 	var st mesh.Status
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+	if getDemoStatus(ctx, client, system, &st) != nil {
 		return false
 	}
 	healthy := 0
@@ -308,19 +471,48 @@ func demoReady(client *http.Client, system int) bool {
 			healthy++
 		}
 	}
-	return st.Leader != "" && len(st.Members) == demoNodes && healthy == len(st.Origins) && healthy > 0
+	return st.Leader != "" && len(st.Members) == demoNodes && healthy == demoOrigins
 }
 
-// writeDemoNginx writes the origin's configuration under dir/origin: RTMP
-// app "live", with HLS served over HTTP.
-func writeDemoNginx(dir, module string, p demoPorts) (string, error) {
-	root := filepath.Join(dir, "origin")
+// printDemoOrigin prints the nginx.conf of the demo's first origin, its
+// files under o.dir (default /tmp/srs-mesh-origin), with how to run it.
+func printDemoOrigin(o demoOptions, out io.Writer) error {
+	root := o.dir
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "srs-mesh-origin")
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	p := o.originPorts(1)
+	fmt.Fprintf(out, `# nginx-rtmp origin for srs-mesh: RTMP on 127.0.0.1:%d, HLS over HTTP on
+# 127.0.0.1:%d, its files under %[3]s. Run it with:
+#   mkdir -p %[3]s/logs %[3]s/tmp %[3]s/hls/live
+#   srs-mesh demo --print-origin-config > %[3]s/nginx.conf
+#   nginx -p %[3]s -c %[3]s/nginx.conf
+# and name it to every node: --origin id=o1,ip=127.0.0.1,rtmp=%[1]d,http=%[2]d
+`, p.rtmp, p.http, root)
+	_, err = io.WriteString(out, demoNginxConf(o.module, root, p))
+	return err
+}
+
+// writeDemoNginx writes an origin's configuration under root and creates
+// the directories it names.
+func writeDemoNginx(root, module string, p demoPorts) (string, error) {
 	for _, d := range []string{"hls/live", "tmp", "logs"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return "", err
 		}
 	}
-	conf := fmt.Sprintf(`load_module %[1]s;
+	path := filepath.Join(root, "nginx.conf")
+	return path, os.WriteFile(path, []byte(demoNginxConf(module, root, p)), 0o644)
+}
+
+// demoNginxConf is an origin's nginx.conf: RTMP app "live" on 127.0.0.1,
+// with HLS served over HTTP, every file under root (an absolute path).
+func demoNginxConf(module, root string, p demoPorts) string {
+	return fmt.Sprintf(`load_module %[1]s;
 daemon off;
 master_process off;
 worker_processes 1;
@@ -357,8 +549,6 @@ http {
     }
 }
 `, module, root, p.rtmp, p.http)
-	path := filepath.Join(root, "nginx.conf")
-	return path, os.WriteFile(path, []byte(conf), 0o644)
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

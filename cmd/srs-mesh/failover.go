@@ -19,6 +19,8 @@ type failoverMetrics struct {
 	events events.Recorder // the node's event log
 	total  *prometheus.CounterVec
 	resume *prometheus.HistogramVec
+	// gap is the players' frame gap at each switch of a shared upstream.
+	gap *prometheus.HistogramVec
 }
 
 func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.Recorder) *failoverMetrics {
@@ -36,7 +38,16 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 			Buckets:   []float64{.1, .25, .5, 1, 2, 3, 5, 7.5, 10, 15},
 		}, []string{"proto", "kind"}),
 	}
-	reg.MustRegister(m.total, m.resume)
+	m.gap = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns,
+		Name:      "switch_gap_seconds",
+		Help:      "The frame gap players saw when their shared upstream switched origin, by protocol (fanout: a node's RTMP and HTTP-FLV players) and kind (planned: a move without a break; failover: the origin failed).",
+		Buckets:   []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10},
+	}, []string{"proto", "kind"})
+	reg.MustRegister(m.total, m.resume, m.gap)
+	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover} {
+		m.gap.WithLabelValues("fanout", kind)
+	}
 	// A mesh that never failed over shows zero rather than no data (rates,
 	// dashboards): the series of the RTMP kinds exist from the start.
 	for _, kind := range []string{"publish", "play"} {
@@ -61,6 +72,7 @@ func (m *failoverMetrics) playReattached(r fanout.Reattach) {
 	}
 	m.total.WithLabelValues("rtmp", "play", "ok").Inc()
 	m.resume.WithLabelValues("rtmp", "play").Observe(r.Took.Seconds())
+	m.gap.WithLabelValues("fanout", fanout.SwitchFailover).Observe(r.Gap.Seconds())
 	m.log.Info("players re-attached after an origin failure", "stream", st, "from", from, "to", to,
 		"players", r.Subscribers, "resumed_after", r.Took.Round(time.Millisecond))
 	e.Detail = fmt.Sprintf("%s, from %s, resumed after %v", players(r.Subscribers), from, r.Took.Round(time.Millisecond))
@@ -69,6 +81,19 @@ func (m *failoverMetrics) playReattached(r fanout.Reattach) {
 
 // Failover records a publisher's failover (the RTMP server's
 // Config.Failovers); the RTMP server logs it.
+// playSwitched records a planned switch of a shared upstream (a move
+// without a break): the players' gap, or why it fell back.
+func (m *failoverMetrics) playSwitched(r fanout.Reattach) {
+	st := fanout.StreamOf(r.Key)
+	if r.Err != nil {
+		m.log.Info("players stay on their origin: the planned switch gave up", "stream", st, "err", r.Err)
+		return
+	}
+	m.gap.WithLabelValues("fanout", fanout.SwitchPlanned).Observe(r.Gap.Seconds())
+	m.log.Info("players switched origin without a break", "stream", st, "from", r.Origins.From, "to", r.Origins.To,
+		"players", r.Subscribers, "gap", r.Gap.Round(time.Millisecond), "aligned", r.Aligned, "repeats_dropped", r.Repeats)
+}
+
 func (m *failoverMetrics) Failover(ev rtmp.FailoverEvent) {
 	m.total.WithLabelValues(ev.Proto, ev.Kind, ev.Result).Inc()
 	if ev.Result == rtmp.FailoverOK {

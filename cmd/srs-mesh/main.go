@@ -17,6 +17,8 @@ import (
 )
 
 // Set by the linker: -ldflags "-X main.version=v1.2.3 -X main.commit=abc".
+// Without them, the version and revision come from the build information Go
+// stamps into the binary (readBuildInfo).
 var (
 	version = "dev"
 	commit  = ""
@@ -51,7 +53,12 @@ func newRootCmd() *cobra.Command {
 node; the node finds the origin that owns the stream and relays to it. Nodes
 agree on stream placement with Raft and find each other by gossip.`,
 		SilenceUsage: true,
+		Version:      readBuildInfo().String(),
+		// A misspelled command gets "Did you mean this?".
+		SuggestionsMinimumDistance: 2,
 	}
+	root.SetVersionTemplate("srs-mesh {{.Version}}\n")
+	root.SetFlagErrorFunc(suggestFlag)
 	root.AddCommand(newServeCmd(), newTLSCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
 		newDrainCmd(true), newDrainCmd(false), newDemoCmd(), newVersionCmd())
 	return root
@@ -60,14 +67,10 @@ agree on stream placement with Raft and find each other by gossip.`,
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, VCS revision and Go release of this binary",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			if commit != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "srs-mesh %s (%s)\n", version, commit)
-				return
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "srs-mesh %s\n", version)
+			fmt.Fprintf(cmd.OutOrStdout(), "srs-mesh %s\n", readBuildInfo())
 		},
 	}
 }

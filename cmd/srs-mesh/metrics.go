@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
+	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/history"
+	"github.com/srs-mesh/srs-mesh/mesh/streams"
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
@@ -32,9 +34,13 @@ const ns = "srs_mesh"
 var (
 	descConns = prometheus.NewDesc(ns+"_connections", "Client connections or sessions open now, by protocol.",
 		[]string{"proto"}, nil)
-	descSessions = prometheus.NewDesc(ns+"_sessions", "Relaying client sessions now, by protocol and kind (publish, play, session).",
+	descSessions = prometheus.NewDesc(ns+"_sessions", "Clients now: every publisher and player with a connection to this node, whether it has its own origin leg or shares an upstream, by protocol (rtmp, flv, ts, srt, webrtc) and kind (publish, play, session). The same count as GET /mesh/v1/streams.",
 		[]string{"proto", "kind"}, nil)
+	descViewers = prometheus.NewDesc(ns+"_viewers_estimated", "An estimate of HLS and DASH viewers, which hold no connection: distinct client addresses and User-Agents that fetched a playlist, MPD or segment from this node in the last 30 s. Not part of srs_mesh_sessions.",
+		[]string{"proto"}, nil)
 	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total", "Bytes relayed, by protocol and direction (client_to_origin, origin_to_client).",
+		[]string{"proto", "direction"}, nil)
+	descOriginBytes = prometheus.NewDesc(ns+"_origin_bytes_total", "Bytes on the node's origin legs, by protocol and direction (to_origin, from_origin): with warm replicas and planned moves, the publishers' copies to every source.",
 		[]string{"proto", "direction"}, nil)
 	descPackets = prometheus.NewDesc(ns+"_relayed_packets_total", "UDP packets relayed, by protocol and direction.",
 		[]string{"proto", "direction"}, nil)
@@ -42,6 +48,8 @@ var (
 		[]string{"proto", "reason"}, nil)
 	descDropped = prometheus.NewDesc(ns+"_dropped_packets_total", "UDP packets dropped, by protocol and reason.",
 		[]string{"proto", "reason"}, nil)
+	descStreamDropped = prometheus.NewDesc(ns+"_stream_dropped_packets_total", "UDP packets of a stream this node dropped, by protocol, stream and reason: send_error (a send failed), overflow (the kernel dropped them on a full session socket; see --udp-buffer). Only streams of sessions the node relays now that dropped any.",
+		[]string{"proto", "stream", "reason"}, nil)
 	descOriginStreams = prometheus.NewDesc(ns+"_origin_streams", "Streams assigned to an origin.",
 		[]string{"origin"}, nil)
 	descOriginHealthy = prometheus.NewDesc(ns+"_origin_healthy", "1 when the origin is healthy, else 0.",
@@ -57,6 +65,11 @@ var (
 	descRaftLeader  = prometheus.NewDesc(ns+"_raft_leader", "1 when this node sees a leader, else 0.", nil, nil)
 	descMembers     = prometheus.NewDesc(ns+"_gossip_members", "Gossip members by state.",
 		[]string{"state"}, nil)
+	descStateHalted = prometheus.NewDesc(ns+"_state_halted", "1 when this node's replicated state halted on a command it cannot apply (it routes nothing until upgraded), else 0.", nil, nil)
+	descSkipped     = prometheus.NewDesc(ns+"_state_skipped_commands_total", "Optional commands of types this build does not know, skipped.", nil, nil)
+	descProtocol    = prometheus.NewDesc(ns+"_protocol_version", "Command protocol versions: node (this build), lowest (among the members), mesh (recorded in the replicated state).",
+		[]string{"kind"}, nil)
+	descWaiting       = prometheus.NewDesc(ns+"_protocol_waiting_types", "Command types this build has that wait for every member to upgrade.", nil, nil)
 	descCacheRequests = prometheus.NewDesc(ns+"_cache_requests_total", "HTTP stream requests that reached this node's cache, by kind (segment, document) and result (hit, miss, coalesced).",
 		[]string{"kind", "result"}, nil)
 	descCacheBytes = prometheus.NewDesc(ns+"_cache_bytes", "Bytes held by this node's HTTP stream cache, by kind (segment, document).",
@@ -65,7 +78,7 @@ var (
 		[]string{"table"}, nil)
 	descTableBytes = prometheus.NewDesc(ns+"_http_table_bytes", "Bytes this node's HTTP stream tables fed by clients count against their bounds, by table (moved_session, hold).",
 		[]string{"table"}, nil)
-	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout).", nil, nil)
+	descFanOutPlayers   = prometheus.NewDesc(ns+"_fanout_players", "RTMP and HTTP-FLV players served from a shared upstream (--fanout); srs_mesh_sessions counts them too.", nil, nil)
 	descFanOutUpstreams = prometheus.NewDesc(ns+"_fanout_upstreams", "Upstreams shared by RTMP and HTTP-FLV players (--fanout): one per stream and query.", nil, nil)
 	descFanOutDropped   = prometheus.NewDesc(ns+"_fanout_dropped_total", "RTMP and HTTP-FLV players that fell behind a shared stream, by action: skipped (dropped tags to the next keyframe), kicked (disconnected).",
 		[]string{"action"}, nil)
@@ -103,10 +116,10 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.rtmp; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.ConnsOpen), "rtmp")
-		gauge(descSessions, float64(st.Publishers), "rtmp", "publish")
-		gauge(descSessions, float64(st.Players), "rtmp", "play")
 		counter(descBytes, st.BytesIn, "rtmp", c2o)
 		counter(descBytes, st.BytesOut, "rtmp", o2c)
+		counter(descOriginBytes, st.OriginBytesOut, "rtmp", "to_origin")
+		counter(descOriginBytes, st.OriginBytesIn, "rtmp", "from_origin")
 		counter(descFailures, st.ClientFailures, "rtmp", "client")
 		counter(descFailures, st.RouteFailures, "rtmp", "no_route")
 		counter(descFailures, st.OriginFailures, "rtmp", "origin")
@@ -116,13 +129,18 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.srt; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "srt")
-		gauge(descSessions, float64(st.Established), "srt", "session")
 		counter(descBytes, st.BytesIn, "srt", c2o)
 		counter(descBytes, st.BytesOut, "srt", o2c)
 		counter(descPackets, st.PacketsIn, "srt", c2o)
 		counter(descPackets, st.PacketsOut, "srt", o2c)
 		counter(descDropped, st.Malformed, "srt", "malformed")
 		counter(descDropped, st.NoSession, "srt", "no_session")
+		counter(descDropped, st.SendErrors, "srt", "send_error")
+		counter(descDropped, st.Overflow, "srt", "overflow")
+		for _, d := range st.Streams {
+			counter(descStreamDropped, d.SendErrors, "srt", d.Stream, "send_error")
+			counter(descStreamDropped, d.Overflow, "srt", d.Stream, "overflow")
+		}
 		for reason, n := range st.Rejects {
 			counter(descFailures, n, "srt", reason)
 		}
@@ -130,7 +148,6 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	if s := c.rtc; s != nil {
 		st := s.Stats()
 		gauge(descConns, float64(st.Sessions), "webrtc")
-		gauge(descSessions, float64(st.Sessions), "webrtc", "session")
 		counter(descBytes, st.BytesIn, "webrtc", c2o)
 		counter(descBytes, st.BytesOut, "webrtc", o2c)
 		counter(descPackets, st.PacketsIn, "webrtc", c2o)
@@ -138,9 +155,13 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range map[string]uint64{
 			"malformed": st.DroppedMalformed, "unknown_ufrag": st.DroppedUnknownUfrag, "no_session": st.DroppedNoSession,
 			"table_full": st.DroppedTableFull, "upstream": st.DroppedUpstream, "oversize": st.DroppedOversize,
-			"bad_origin": st.DroppedBadOrigin, "integrity": st.DroppedIntegrity,
+			"bad_origin": st.DroppedBadOrigin, "integrity": st.DroppedIntegrity, "overflow": st.DroppedOverflow,
 		} {
 			counter(descDropped, n, "webrtc", reason)
+		}
+		for _, d := range st.Streams {
+			counter(descStreamDropped, d.SendErrors, "webrtc", d.Stream, "send_error")
+			counter(descStreamDropped, d.Overflow, "webrtc", d.Stream, "overflow")
 		}
 		counter(descFailures, st.SignallingErrors, "webrtc", "signalling")
 		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
@@ -169,11 +190,22 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descTableEntries, float64(ts.Entries), table)
 			gauge(descTableBytes, float64(ts.Bytes), table)
 		}
-		gauge(descFanOutPlayers, float64(st.FanOut.Players))
-		gauge(descFanOutUpstreams, float64(st.FanOut.Upstreams))
-		counter(descFanOutDropped, st.FanOut.Dropped, "skipped")
-		counter(descFanOutDropped, st.FanOut.Kicked, "kicked")
+		v := st.Viewers
+		gauge(descTableEntries, float64(v.Entries), "viewers")
+		gauge(descTableBytes, float64(v.Bytes), "viewers")
+		gauge(descViewers, float64(v.HLS), "hls")
+		gauge(descViewers, float64(v.DASH), "dash")
 	}
+	// The registry is shared by the RTMP and HTTP servers: its gauges are
+	// the node's whichever of them run.
+	if f := c.fanOut; f != nil {
+		st := f.Stats()
+		gauge(descFanOutPlayers, float64(st.Subscribers))
+		gauge(descFanOutUpstreams, float64(st.Upstreams))
+		counter(descFanOutDropped, st.Dropped, "skipped")
+		counter(descFanOutDropped, st.Kicked, "kicked")
+	}
+	c.collectSessions(gauge)
 
 	st := c.node.Status()
 	for _, o := range st.Origins {
@@ -189,6 +221,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftCommit, float64(st.CommitIndex))
 	gauge(descRaftApplied, float64(st.AppliedIndex))
 	gauge(descRaftLeader, boolFloat(st.Leader != ""))
+	gauge(descStateHalted, boolFloat(st.Protocol.Halted != ""))
+	counter(descSkipped, st.Protocol.SkippedCommands)
+	gauge(descProtocol, float64(st.Protocol.Node), "node")
+	gauge(descProtocol, float64(st.Protocol.Lowest), "lowest")
+	gauge(descProtocol, float64(st.Protocol.Mesh), "mesh")
+	gauge(descWaiting, float64(len(st.Protocol.Waiting)))
 	members := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range st.Members {
 		if m.GossipState != "" {
@@ -236,7 +274,8 @@ func (b *clientBytes) total() (in, out uint64) {
 	return in, out
 }
 
-// serving is the node's cache and fan-out counters, for its history.
+// serving is the node's cache and fan-out counters and its estimate of
+// HLS and DASH viewers, for its history.
 func (b *clientBytes) serving() history.Counters {
 	var out history.Counters
 	c := b.c.Load()
@@ -258,7 +297,42 @@ func (b *clientBytes) serving() history.Counters {
 	// The HTTP server's fan-out stats are those of the registry it shares
 	// with the RTMP server when both run.
 	out.FanOutPlayers, out.FanOutUpstreams = st.FanOut.Players, st.FanOut.Upstreams
+	out.HLSViewers, out.DASHViewers = st.Viewers.HLS, st.Viewers.DASH
 	return out
+}
+
+// collectSessions exports srs_mesh_sessions from the node's live sessions
+// (mesh.Node.LiveClients), the count GET /mesh/v1/streams and status show:
+// every client of every protocol, fan-out players included. A node's own
+// shared upstreams are not clients (srs_mesh_fanout_upstreams has them).
+// The classes of the protocols this node serves are exported at zero while
+// they have no client, so that a dashboard shows 0 rather than no data.
+func (c *meshCollector) collectSessions(gauge func(*prometheus.Desc, float64, ...string)) {
+	live := c.node.LiveClients()
+	var idle []activity.Class
+	if c.rtmp != nil {
+		idle = append(idle, activity.Class{Proto: "rtmp", Kind: stream.KindPublish}, activity.Class{Proto: "rtmp", Kind: stream.KindPlay})
+	}
+	if c.httpStream != nil {
+		idle = append(idle, activity.Class{Proto: "flv", Kind: stream.KindPlay}, activity.Class{Proto: "ts", Kind: stream.KindPlay})
+	}
+	if c.srt != nil {
+		idle = append(idle, activity.Class{Proto: "srt", Kind: stream.KindPublish}, activity.Class{Proto: "srt", Kind: stream.KindPlay})
+	}
+	if c.rtc != nil {
+		idle = append(idle, activity.Class{Proto: "webrtc", Kind: stream.KindSession})
+	}
+	for _, cl := range idle {
+		if _, ok := live[cl]; !ok {
+			live[cl] = 0
+		}
+	}
+	for cl, n := range live {
+		if cl.Proto == streams.ProtoUpstream {
+			continue
+		}
+		gauge(descSessions, float64(n), cl.Proto, cl.Kind)
+	}
 }
 
 func boolFloat(b bool) float64 {
@@ -283,6 +357,10 @@ func newTimedRouter(node *mesh.Node, reg prometheus.Registerer) *timedRouter {
 		Buckets:   []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"result"})
 	reg.MustRegister(h)
+	// Both series exist from the start, so that a rate of errors is 0
+	// rather than no data.
+	h.WithLabelValues("ok")
+	h.WithLabelValues("error")
 	return &timedRouter{node: node, hist: h}
 }
 
@@ -388,6 +466,7 @@ func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 // newMetricsHandler registers the collectors and returns /metrics.
 func newMetricsHandler(reg *prometheus.Registry, c *meshCollector) http.Handler {
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		readBuildInfo().collector())
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -53,6 +53,9 @@ func (l *originList) Set(v string) error {
 // String lists the origins with their credentials redacted: pflag may
 // print it.
 func (l *originList) String() string {
+	if len(*l) == 0 {
+		return "" // pflag then shows no default
+	}
 	out := make([]string, len(*l))
 	for i, s := range *l {
 		out[i] = s.redacted()

@@ -27,20 +27,29 @@ import (
 
 // serveOptions are the raw values of the serve flags.
 type serveOptions struct {
-	nodeID           string
-	dataDir          string
-	bootstrapExpect  int
-	raftVoters       int
-	zone             string
-	reapTimeout      time.Duration
-	join             []string
-	gossipAddr       string
-	raftAddr         string
-	advertiseAddr    string
-	systemAPI        string
-	rtmpAddr         string
-	httpAddr         string
-	apiAddr          string
+	nodeID          string
+	dataDir         string
+	bootstrapExpect int
+	raftVoters      int
+	zone            string
+	reapTimeout     time.Duration
+	join            []string
+	gossipAddr      string
+	raftAddr        string
+	advertiseAddr   string
+	systemAPI       string
+	rtmpAddr        string
+	httpAddr        string
+	apiAddr         string
+	// httpsAddr, apiHTTPSAddr and rtmpsAddr serve what --http, --api and
+	// --rtmp serve, over TLS with the certificate of httpsCertFile and
+	// httpsKeyFile.
+	httpsAddr        string
+	rtmpsAddr        string
+	configFile       string
+	apiHTTPSAddr     string
+	httpsCertFile    string
+	httpsKeyFile     string
 	rtcAddr          string
 	rtcCandidate     string
 	rtcOfferRate     float64
@@ -49,6 +58,7 @@ type serveOptions struct {
 	rtcMaxViewers    int
 	rtcStreamViewers int
 	srtAddr          string
+	udpBuffer        byteSize
 	origins          originList
 	originTokenFile  string
 	originAuthFile   string
@@ -97,19 +107,27 @@ default ports (RTMP 1935, HTTP 8080, system API 12025).
 Every flag can also be set with an environment variable SRS_MESH_<FLAG>, upper
 case with dashes as underscores (SRS_MESH_BOOTSTRAP_EXPECT=3). Repeatable flags
 take a comma-separated list (--origin: separated by ';', as one --origin
-value may also be).`,
+value may also be). --config FILE reads flags from a YAML file keyed by flag
+name; the command line and the environment override it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
 				return err
 			}
+			if o.configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), o.configFile); err != nil {
+					return err
+				}
+			}
+			if o.nodeID == "" {
+				o.nodeID, _ = os.Hostname()
+			}
 			return runServe(cmd.Context(), o)
 		},
 	}
-	host, _ := os.Hostname()
 	d := mesh.DefaultConfig()
 	f := cmd.Flags()
-	f.StringVar(&o.nodeID, "node-id", host, "unique, stable id of this node (default: hostname)")
+	f.StringVar(&o.nodeID, "node-id", "", "unique id of this node, kept across restarts (default: this host's name)")
 	f.StringVar(&o.dataDir, "data-dir", "./srs-mesh-data", "directory for the Raft log and snapshots")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", d.BootstrapExpect, "number of nodes that form a new cluster together")
 	f.IntVar(&o.raftVoters, "raft-voters", d.RaftVoters, "most Raft voters (odd); other nodes join as non-voters that replicate the state and route locally")
@@ -123,6 +141,11 @@ value may also be).`,
 	f.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address (empty disables)")
 	f.StringVar(&o.httpAddr, "http", ":8080", "HTTP streaming listen address: HTTP-FLV, HTTP-TS, HLS, DASH (empty disables)")
 	f.StringVar(&o.apiAddr, "api", ":1985", "HTTP API listen address: SRS API and WebRTC signalling (empty disables)")
+	f.StringVar(&o.httpsAddr, "https", "", "HTTPS streaming listen address, e.g. :8088 (SRS's): what --http serves, over TLS, for players on HTTPS pages (empty disables); needs --https-cert-file and --https-key-file")
+	f.StringVar(&o.apiHTTPSAddr, "api-https", "", "HTTPS API listen address, e.g. :1990 (SRS's): what --api serves (WHIP, WHEP, SRS's API), over TLS (empty disables); its writes follow the rules of --api for its own address")
+	f.StringVar(&o.rtmpsAddr, "rtmps", "", "RTMPS listen address, e.g. :1936: what --rtmp serves, over TLS, with the certificate of --https-cert-file (empty disables)")
+	f.StringVar(&o.httpsCertFile, "https-cert-file", "", "PEM certificate (with its chain) of --https, --api-https and --rtmps; read again when it changes, so a rotation needs no restart")
+	f.StringVar(&o.httpsKeyFile, "https-key-file", "", "PEM key of --https-cert-file; read again when it changes")
 	f.StringVar(&o.rtcAddr, "rtc", ":8000", "WebRTC media UDP address (empty disables)")
 	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
 	f.Float64Var(&o.rtcOfferRate, "rtc-offer-rate", webrtc.DefaultOfferRate, "WebRTC offers (WHIP, WHEP, SRS's publish and play) per second one client address may make on average; more get 429 (0: no limit)")
@@ -131,6 +154,8 @@ value may also be).`,
 	f.IntVar(&o.rtcMaxViewers, "rtc-max-viewers", sfu.DefaultMaxViewers, "WebRTC viewers one node serves at most with --rtc-fanout; more get 503")
 	f.IntVar(&o.rtcStreamViewers, "rtc-max-stream-viewers", sfu.DefaultMaxViewersPerStream, "WebRTC viewers of one stream one node serves at most with --rtc-fanout; more get 503")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
+	o.udpBuffer = defaultUDPBuffer
+	f.Var(&o.udpBuffer, "udp-buffer", "receive and send buffer of each SRT and WebRTC relay socket, e.g. 4MiB (0: the system default); the kernel caps it at net.core.rmem_max and net.core.wmem_max, and the node logs a warning when it got less")
 	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials: the SRS API's reads then need --token, and a credential holding ',' or ';' belongs in a file); repeatable, and ';' separates origins in one value")
 	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth; the SRS API's reads then need --token")
 	f.StringVar(&o.originAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth; the SRS API's reads then need --token")
@@ -148,7 +173,7 @@ value may also be).`,
 	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
 	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "CIDR (or IP) of load balancers and reverse proxies whose client address is believed: their --forwarded-header on --http and --api, their PROXY protocol header on the --proxy-protocol listeners; repeatable (default: nobody; every client is its TCP peer)")
 	f.StringVar(&o.forwardedHeader, "forwarded-header", "X-Forwarded-For", "header that --trusted-proxies write on the HTTP ports: X-Forwarded-For or Forwarded (RFC 7239); the client is its rightmost address that is not a trusted proxy, and the other header is ignored")
-	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")
+	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api, https, api-https, rtmps) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")
 	o.cacheSize = httpstream.DefaultCacheBytes
 	f.Var(&o.cacheSize, "cache-size", "memory for this node's cache of HLS and DASH segments, init sections and keys, e.g. 256MiB, 1GiB (0 disables)")
 	f.DurationVar(&o.playlistTTL, "playlist-cache-ttl", 0, "how long this node reuses an origin's playlist or MPD for requests with the same path and query (0: half the target duration, half the MPD's minimumUpdatePeriod, else 1s; negative disables)")
@@ -158,12 +183,13 @@ value may also be).`,
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout, or --rtc-fanout for WebRTC viewers)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
-	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); see `srs-mesh tls`")
+	f.StringVar(&o.tlsCAFile, "tls-ca-file", "", "PEM CA certificate of the cluster's mutual TLS (Raft and node-to-node HTTP); srs-mesh tls makes one")
 	f.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM certificate of this node, signed by the CA, naming --node-id")
 	f.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
 	f.BoolVar(&o.insecure, "insecure", false, "start even though cluster ports off loopback lack --gossip-key and TLS files, or a system API off loopback lacks --token; and take SRS API calls that can change an origin from anyone on an --api off loopback without --token (logs a warning)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.configFile, "config", "", "YAML file of flag values, keyed by flag name (bootstrap-expect: 3); flags and SRS_MESH_* variables override it")
 	return cmd
 }
 
@@ -204,7 +230,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: oneLineAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
@@ -212,6 +238,40 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// oneLineAttr keeps every log value on one line: a string or error that
+// spans lines (a joined error's "\n\t* ") is rejoined with "; ", so that a
+// text log line stays one line and reads without escapes.
+func oneLineAttr(_ []string, a slog.Attr) slog.Attr {
+	var s string
+	switch v := a.Value.Resolve(); {
+	case v.Kind() == slog.KindString:
+		s = v.String()
+	case v.Kind() == slog.KindAny:
+		err, ok := v.Any().(error)
+		if !ok || err == nil {
+			return a
+		}
+		s = err.Error()
+	default:
+		return a
+	}
+	if !strings.ContainsAny(s, "\n\r") {
+		if a.Value.Kind() == slog.KindAny {
+			a.Value = slog.StringValue(s)
+		}
+		return a
+	}
+	var parts []string
+	for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		if line != "" {
+			parts = append(parts, line)
+		}
+	}
+	a.Value = slog.StringValue(strings.ReplaceAll(strings.Join(parts, "; "), ":;", ":"))
+	return a
 }
 
 // buildMeshConfig turns flags into a mesh.Config, parsing what needs it
@@ -413,6 +473,19 @@ func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.Addr
 		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// defaultUDPBuffer is --udp-buffer's default: about 0.7 s of a 48 Mbit/s
+// contribution feed, where the usual 208 KiB default holds 35 ms.
+const defaultUDPBuffer = 4 << 20
+
+// udpBuffer is srt.Config.SocketBuffer and webrtc.Config.SocketBuffer for
+// --udp-buffer: at most 1GiB.
+func udpBuffer(o serveOptions) (int, error) {
+	if o.udpBuffer < 0 || o.udpBuffer > 1<<30 {
+		return 0, fmt.Errorf("--udp-buffer: %s is outside 0..1GiB", o.udpBuffer.String())
+	}
+	return int(o.udpBuffer), nil
 }
 
 // rtmpMaxMessage is rtmp.Config.MaxMessageSize for --rtmp-max-message:

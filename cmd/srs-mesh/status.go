@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,11 +10,14 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/srs-mesh/srs-mesh/mesh"
 	"github.com/srs-mesh/srs-mesh/mesh/peers"
@@ -153,25 +157,26 @@ func newStatusCmd() *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			w := cmd.OutOrStdout()
+			width := terminalWidth(w)
 			printSummary(w, st)
 			fmt.Fprintln(w)
-			printMembers(w, st)
+			printMembers(w, width, st)
 			fmt.Fprintln(w)
-			printOrigins(w, st, time.Now())
+			printOrigins(w, width, st, time.Now())
 			fmt.Fprintln(w)
 			// Session counts are optional: an older node, or a slow
 			// fan-out, still leaves the assignments to show.
 			if doc, _, err := c.getStreams(cmd.Context()); err == nil {
-				printAssignments(w, doc, true, time.Now())
+				printAssignments(w, width, doc, true, time.Now())
 			} else {
-				printAssignments(w, streamsFromStatus(st), false, time.Now())
+				printAssignments(w, width, streamsFromStatus(st), false, time.Now())
 			}
 			// Events too: a node that predates them answers 404, and
 			// the rest of the status stands without them.
 			if c.events > 0 {
 				if ev, err := c.getEvents(cmd.Context(), c.events); err == nil {
 					fmt.Fprintln(w)
-					printEvents(w, ev, time.Now())
+					printEvents(w, width, ev, time.Now())
 				}
 			}
 			return nil
@@ -196,7 +201,7 @@ func newOriginsCmd() *cobra.Command {
 			if c.json {
 				return writeJSON(cmd.OutOrStdout(), st.Origins)
 			}
-			printOrigins(cmd.OutOrStdout(), st, time.Now())
+			printOrigins(cmd.OutOrStdout(), terminalWidth(cmd.OutOrStdout()), st, time.Now())
 			return nil
 		},
 	}
@@ -230,7 +235,7 @@ the assignments of /mesh/v1/status without client counts.`,
 				}
 				return writeJSON(cmd.OutOrStdout(), doc)
 			}
-			printStreams(cmd.OutOrStdout(), doc, counted, time.Now())
+			printStreams(cmd.OutOrStdout(), terminalWidth(cmd.OutOrStdout()), doc, counted, time.Now())
 			return nil
 		},
 	}
@@ -250,7 +255,12 @@ func newDrainCmd(drain bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   name + " ORIGIN",
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%s needs one argument, the id of the origin (srs-mesh origins lists them), e.g. srs-mesh %s origin-1; got %d", name, name, len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "/mesh/v1/origins/" + url.PathEscape(args[0]) + "/" + name
 			if move {
@@ -304,108 +314,165 @@ func printSummary(w io.Writer, st mesh.Status) {
 	fmt.Fprintf(w, "Node %s  state %s  leader %s\n", st.NodeID, st.RaftState, leader)
 	fmt.Fprintf(w, "Raft term %d  commit %d  applied %d  last log %d  voters %d  non-voters %d\n",
 		st.Term, st.CommitIndex, st.AppliedIndex, st.LastLogIndex, st.Voters, st.NonVoters)
+	printProtocol(w, st.Protocol)
+}
+
+// printProtocol shows the command protocol (absent from nodes before
+// versions): the versions, what waits for which members, and a halt.
+func printProtocol(w io.Writer, p mesh.ProtocolStatus) {
+	if p.Node == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Protocol node %d  lowest %d  mesh %d\n", p.Node, p.Lowest, p.Mesh)
+	if len(p.Waiting) > 0 {
+		fmt.Fprintf(w, "Waiting for all nodes to reach protocol %d: %s\n", p.Node, strings.Join(p.Waiting, ", "))
+		fmt.Fprintf(w, "  behind: %s\n", strings.Join(p.Behind, ", "))
+	}
+	if p.Halted != "" {
+		fmt.Fprintf(w, "HALTED: %s\n", p.Halted)
+	}
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
-func printMembers(w io.Writer, st mesh.Status) {
+func printMembers(w io.Writer, width int, st mesh.Status) {
 	fmt.Fprintf(w, "MEMBERS (%d)\n", len(st.Members))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT\tZONE")
 	members := append([]mesh.MemberStatus(nil), st.Members...)
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
-	for _, m := range members {
-		id := m.ID
-		if m.ID == st.Leader {
-			id += " *"
+	fitTable(w, width, func(w io.Writer, clip func(string, int) string) {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "ID\tGOSSIP ADDR\tRAFT ADDR\tGOSSIP\tRAFT\tZONE")
+		for _, m := range members {
+			id := m.ID
+			if m.ID == st.Leader {
+				id += " *"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole), dash(clip(m.Zone, 16)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clip(id, 20), m.GossipAddr, m.RaftAddr, dash(m.GossipState), dash(m.RaftRole), dash(clip(m.Zone, 16)))
-	}
-	tw.Flush()
+		tw.Flush()
+	})
 }
 
-func printOrigins(w io.Writer, st mesh.Status, now time.Time) {
+// printOrigins is the origins table, then a line for each origin that is
+// down saying why.
+func printOrigins(w io.Writer, width int, st mesh.Status, now time.Time) {
 	fmt.Fprintf(w, "ORIGINS (%d)\n", len(st.Origins))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tCPU\tCONNS\tHEARTBEAT")
+	fitTable(w, width, func(w io.Writer, clip func(string, int) string) {
+		// Cut to 80 columns, the table leaves out the HTTP address.
+		cut := clip("xx", 1) != "xx"
+		tw := newTable(w)
+		if cut {
+			fmt.Fprintln(tw, "ID\tRTMP\tHEALTH\tDRAIN\tSTREAMS\tCPU\tCONNS\tHEARTBEAT")
+		} else {
+			fmt.Fprintln(tw, "ID\tRTMP\tHTTP\tHEALTH\tDRAIN\tSTREAMS\tCPU\tCONNS\tHEARTBEAT")
+		}
+		for _, o := range st.Origins {
+			health := "ok"
+			if !o.Healthy {
+				health = "DOWN"
+			}
+			drain := "-"
+			if o.Draining {
+				drain = "yes"
+			}
+			if o.Evacuating {
+				drain = "moving"
+			}
+			hb := "-"
+			if o.LastHeartbeatUnixMs > 0 {
+				hb = age(now, o.LastHeartbeatUnixMs) + " ago"
+			} else if o.Static {
+				hb = "static"
+			}
+			streams := fmt.Sprint(o.Streams)
+			if o.MaxStreams > 0 {
+				streams += "/" + fmt.Sprint(o.MaxStreams)
+			}
+			if o.Weight > 1 {
+				streams += fmt.Sprintf(" w%d", o.Weight)
+			}
+			cpu, conns := "-", "-"
+			if o.Load != (stream.Load{}) {
+				cpu = fmt.Sprintf("%d.%d%%", o.Load.CPUPermille/10, o.Load.CPUPermille%10)
+				conns = fmt.Sprint(o.Load.Conns)
+			}
+			if cut {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clip(o.ID, 16), clip(dash(o.RTMP), 21), health, drain, streams, cpu, conns, hb)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, dash(o.RTMP), dash(o.HTTP), health, drain, streams, cpu, conns, hb)
+		}
+		tw.Flush()
+	})
 	for _, o := range st.Origins {
-		health := "ok"
 		if !o.Healthy {
-			health = "DOWN"
+			why := o.HealthReason
+			if why == "" {
+				why = "no reason recorded"
+			}
+			fmt.Fprintln(w, clip(fmt.Sprintf("  %s is down: %s", o.ID, why), max(width, 80)-1))
 		}
-		drain := "-"
-		if o.Draining {
-			drain = "yes"
-		}
-		hb := "-"
-		if o.LastHeartbeatUnixMs > 0 {
-			hb = age(now, o.LastHeartbeatUnixMs) + " ago"
-		} else if o.Static {
-			hb = "static"
-		}
-		streams := fmt.Sprint(o.Streams)
-		if o.MaxStreams > 0 {
-			streams += "/" + fmt.Sprint(o.MaxStreams)
-		}
-		if o.Weight > 1 {
-			streams += fmt.Sprintf(" w%d", o.Weight)
-		}
-		cpu, conns := "-", "-"
-		if o.Load != (stream.Load{}) {
-			cpu = fmt.Sprintf("%d.%d%%", o.Load.CPUPermille/10, o.Load.CPUPermille%10)
-			conns = fmt.Sprint(o.Load.Conns)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clip(o.ID, 16), dash(o.RTMP), dash(o.HTTP), health, drain, streams, cpu, conns, hb)
 	}
-	tw.Flush()
 }
 
 // printAssignments is the streams table of "status": total clients per
 // stream when counted is true, else "-".
-func printAssignments(w io.Writer, doc streams.Cluster, counted bool, now time.Time) {
+func printAssignments(w io.Writer, width int, doc streams.Cluster, counted bool, now time.Time) {
 	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE\tLAST USED")
-	for _, s := range doc.Streams {
-		clients := "-"
-		if counted {
-			clients = fmt.Sprint(s.TotalClients)
+	fitTable(w, width, func(w io.Writer, clip func(string, int) string) {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE\tLAST USED")
+		for _, s := range doc.Streams {
+			clients := "-"
+			if counted {
+				clients = fmt.Sprint(s.TotalClients)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(s.Key, 32), clip(streamOrigin(s), 16), clients,
+				age(now, s.CreatedUnixMs), age(now, s.LastUsedUnixMs))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip(s.Key, 32), clip(streamOrigin(s), 14), clients,
-			age(now, s.CreatedUnixMs), age(now, s.LastUsedUnixMs))
-	}
-	tw.Flush()
-	printMissingNodes(w, doc)
+		tw.Flush()
+	})
+	printMissingNodes(w, width, doc)
 }
 
 // printStreams is the table of "streams": clients per protocol.
-func printStreams(w io.Writer, doc streams.Cluster, counted bool, now time.Time) {
+func printStreams(w io.Writer, width int, doc streams.Cluster, counted bool, now time.Time) {
 	fmt.Fprintf(w, "STREAMS (%d)\n", len(doc.Streams))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE")
-	for _, s := range doc.Streams {
-		clients := "-"
-		if counted {
-			clients = clientsText(s.Clients)
+	fitTable(w, width, func(w io.Writer, clip func(string, int) string) {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "KEY\tORIGIN\tCLIENTS\tAGE")
+		for _, s := range doc.Streams {
+			clients := "-"
+			if counted {
+				clients = clientsText(s.Clients)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 16), clip(clients, 20), age(now, s.CreatedUnixMs))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clip(s.Key, 34), clip(streamOrigin(s), 14), clip(clients, 20), age(now, s.CreatedUnixMs))
-	}
-	tw.Flush()
-	printMissingNodes(w, doc)
+		tw.Flush()
+	})
+	printMissingNodes(w, width, doc)
 }
 
-// streamOrigin renders a stream's origin: "-" when unassigned, marked when
-// the origin is down.
+// streamOrigin renders a stream's sources: its origin ("-" when
+// unassigned, marked when down), then "+N" for its warm replicas and
+// "->ID" for a planned move in progress.
 func streamOrigin(s streams.Stream) string {
+	out := s.Origin
 	switch {
 	case s.Origin == "":
 		return "-"
 	case !s.OriginHealthy:
-		return s.Origin + " (down)"
+		out += " (down)"
 	}
-	return s.Origin
+	if len(s.Replicas) > 0 {
+		out += fmt.Sprintf(" +%d", len(s.Replicas))
+	}
+	if s.Moving != "" {
+		out += " ->" + s.Moving
+	}
+	return out
 }
 
 // clientsText renders client counts by protocol, "flv:1 rtmp:2", or "0".
@@ -428,37 +495,39 @@ func clientsText(m map[string]int) string {
 }
 
 // printMissingNodes notes the nodes whose clients are not in the counts.
-func printMissingNodes(w io.Writer, doc streams.Cluster) {
+func printMissingNodes(w io.Writer, width int, doc streams.Cluster) {
 	for _, n := range doc.Nodes {
 		if !n.OK {
-			fmt.Fprintln(w, clip(fmt.Sprintf("(clients on %s not counted: %s)", n.ID, n.Error), 79))
+			fmt.Fprintln(w, clip(fmt.Sprintf("(clients on %s not counted: %s)", n.ID, n.Error), max(width, 80)-1))
 		}
 	}
 }
 
 // printEvents is the events table of "status", oldest first, as the nodes
 // recorded them.
-func printEvents(w io.Writer, doc mesh.Events, now time.Time) {
+func printEvents(w io.Writer, width int, doc mesh.Events, now time.Time) {
 	fmt.Fprintf(w, "EVENTS (last %d)\n", len(doc.Events))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "WHEN\tNODE\tEVENT\tABOUT\tDETAIL")
-	for _, e := range doc.Events {
-		about := e.Origin
-		if e.Stream != "" {
-			about = e.Stream
-		} else if about == "" {
-			about = e.Member
+	fitTable(w, width, func(w io.Writer, clip func(string, int) string) {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "WHEN\tNODE\tEVENT\tABOUT\tDETAIL")
+		for _, e := range doc.Events {
+			about := e.Origin
+			if e.Stream != "" {
+				about = e.Stream
+			} else if about == "" {
+				about = e.Member
+			}
+			when := time.UnixMilli(e.TimeUnixMs).Format("15:04:05")
+			if now.Sub(time.UnixMilli(e.TimeUnixMs)) > 24*time.Hour {
+				when = time.UnixMilli(e.TimeUnixMs).Format("Jan 02")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when, clip(e.Node, 10), clip(e.Kind, 16), clip(dash(about), 22), clip(e.Detail, 18))
 		}
-		when := time.UnixMilli(e.TimeUnixMs).Format("15:04:05")
-		if now.Sub(time.UnixMilli(e.TimeUnixMs)) > 24*time.Hour {
-			when = time.UnixMilli(e.TimeUnixMs).Format("Jan 02")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when, clip(e.Node, 10), clip(e.Kind, 16), clip(dash(about), 22), clip(e.Detail, 18))
-	}
-	tw.Flush()
+		tw.Flush()
+	})
 	for _, n := range doc.Nodes {
 		if !n.OK {
-			fmt.Fprintln(w, clip(fmt.Sprintf("(events of %s missing: %s)", n.ID, n.Error), 79))
+			fmt.Fprintln(w, clip(fmt.Sprintf("(events of %s missing: %s)", n.ID, n.Error), max(width, 80)-1))
 		}
 	}
 }
@@ -480,6 +549,37 @@ func age(now time.Time, ms int64) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// fitTable writes the table render draws: with whole values when every
+// line fits width columns, else with each value clipped to its share of an
+// 80-column line (render's clip).
+func fitTable(w io.Writer, width int, render func(w io.Writer, clip func(string, int) string)) {
+	var whole bytes.Buffer
+	render(&whole, func(s string, _ int) string { return s })
+	fits := true
+	for line := range strings.SplitSeq(whole.String(), "\n") {
+		fits = fits && utf8.RuneCountInString(line) <= width
+	}
+	if fits {
+		w.Write(whole.Bytes())
+		return
+	}
+	render(w, clip)
+}
+
+// terminalWidth is the number of columns of the terminal w writes to, or
+// of $COLUMNS, and 80 when neither says (a pipe, a file) or says less.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return max(int(ws.Col), 80)
+		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil {
+		return max(n, 80)
+	}
+	return 80
 }
 
 // clip shortens s to n characters so that tables fit an 80-column terminal.

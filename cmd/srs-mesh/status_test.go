@@ -26,8 +26,8 @@ func TestStreamTablesFit80Columns(t *testing.T) {
 		Nodes: []peers.Answer{{ID: "n1", OK: true}, {ID: "n3", Error: strings.Repeat("connection refused ", 10)}},
 	}
 	var a, b bytes.Buffer
-	printStreams(&a, doc, true, now)
-	printAssignments(&b, doc, true, now)
+	printStreams(&a, 80, doc, true, now)
+	printAssignments(&b, 80, doc, true, now)
 	for _, out := range []string{a.String(), b.String()} {
 		for _, line := range strings.Split(out, "\n") {
 			if len(line) > 80 {
@@ -63,7 +63,7 @@ func TestEventsTableFits80Columns(t *testing.T) {
 		Nodes: []mesh.NodeAnswer{{ID: "node-1", OK: true}, {ID: "node-4", Error: strings.Repeat("no answer ", 20)}},
 	}
 	var b bytes.Buffer
-	printEvents(&b, doc, now)
+	printEvents(&b, 80, doc, now)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if len(line) > 80 {
 			t.Errorf("line of %d columns: %q", len(line), line)
@@ -87,4 +87,23 @@ func lineWith(out string, words ...string) bool {
 		}
 	}
 	return false
+}
+
+func TestProtocolLines(t *testing.T) {
+	var b bytes.Buffer
+	printProtocol(&b, mesh.ProtocolStatus{Node: 2, Lowest: 1, Waiting: []string{"set_protocol"}, Behind: []string{"n3:1"}})
+	want := "Protocol node 2  lowest 1  mesh 0\nWaiting for all nodes to reach protocol 2: set_protocol\n  behind: n3:1\n"
+	if b.String() != want {
+		t.Errorf("mixed versions:\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printProtocol(&b, mesh.ProtocolStatus{Node: 2, Lowest: 2, Mesh: 2, Waiting: []string{}, Halted: "log entry 9 has required command type 50"})
+	if want := "Protocol node 2  lowest 2  mesh 2\nHALTED: log entry 9 has required command type 50\n"; b.String() != want {
+		t.Errorf("halted:\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printProtocol(&b, mesh.ProtocolStatus{}) // a node before versions
+	if b.Len() != 0 {
+		t.Errorf("a node before versions: %q", b.String())
+	}
 }

@@ -28,6 +28,8 @@ type Recorder struct {
 	mu   sync.Mutex
 	keys map[string]struct{}
 	live map[string]map[string]int
+	// classes counts the live sessions of all keys by protocol and kind.
+	classes map[Class]int
 
 	// meters are the byte counters of live metered sessions, per key;
 	// ended holds the final counts of the sessions that ended since the
@@ -55,7 +57,7 @@ type Rate struct {
 
 // New returns an empty Recorder.
 func New() *Recorder {
-	return &Recorder{keys: map[string]struct{}{}, live: map[string]map[string]int{},
+	return &Recorder{keys: map[string]struct{}{}, live: map[string]map[string]int{}, classes: map[Class]int{},
 		meters: map[string]map[*meter]struct{}{}, ended: map[string]totals{}, prev: map[string]totals{},
 		rates: map[string]Rate{}}
 }
@@ -69,30 +71,38 @@ func (r *Recorder) Used(key string) {
 	r.mu.Unlock()
 }
 
-// Begin records a live session of protocol proto on key until the returned
-// end func is called; end is idempotent. proto is lower-cased and cut to 32
-// bytes; an empty one counts as "other".
-func (r *Recorder) Begin(key, proto string) (end func()) {
-	proto = normProto(proto)
+// Class is a protocol and a kind of session ("rtmp" and "play"), the
+// labels under which Classes counts live sessions.
+type Class struct {
+	Proto, Kind string
+}
+
+// Begin records a live session of protocol proto and kind kind (such as
+// "publish" or "play"; empty for a session that is not a client) on key
+// until the returned end func is called; end is idempotent. proto and kind
+// are lower-cased and cut to 32 bytes; an empty proto counts as "other".
+func (r *Recorder) Begin(key, proto, kind string) (end func()) {
+	c := Class{Proto: normProto(proto), Kind: normKind(kind)}
 	r.mu.Lock()
 	m := r.live[key]
 	if m == nil {
 		m = map[string]int{}
 		r.live[key] = m
 	}
-	m[proto]++
+	m[c.Proto]++
+	r.classes[c]++
 	r.keys[key] = struct{}{}
 	r.mu.Unlock()
 	var once sync.Once
-	return func() { once.Do(func() { r.end(key, proto) }) }
+	return func() { once.Do(func() { r.end(key, c) }) }
 }
 
 // BeginMetered is Begin for a session whose protocol server counts the bytes
 // it reads from the client in in and writes to the client in out (both only
 // ever grow). SampleRates reads them while the session lasts, and once more
 // when it has ended.
-func (r *Recorder) BeginMetered(key, proto string, in, out *atomic.Uint64) (end func()) {
-	endSession := r.Begin(key, proto)
+func (r *Recorder) BeginMetered(key, proto, kind string, in, out *atomic.Uint64) (end func()) {
+	endSession := r.Begin(key, proto, kind)
 	m := &meter{in: in, out: out}
 	r.mu.Lock()
 	ms := r.meters[key]
@@ -181,17 +191,22 @@ func (r *Recorder) Rates() map[string]Rate {
 	return maps.Clone(r.rates)
 }
 
-func (r *Recorder) end(key, proto string) {
+func (r *Recorder) end(key string, c Class) {
 	r.mu.Lock()
 	if m := r.live[key]; m != nil {
-		if m[proto] <= 1 {
-			delete(m, proto)
+		if m[c.Proto] <= 1 {
+			delete(m, c.Proto)
 		} else {
-			m[proto]--
+			m[c.Proto]--
 		}
 		if len(m) == 0 {
 			delete(r.live, key)
 		}
+	}
+	if r.classes[c] <= 1 {
+		delete(r.classes, c)
+	} else {
+		r.classes[c]--
 	}
 	r.mu.Unlock()
 }
@@ -201,10 +216,23 @@ func normProto(p string) string {
 	if p == "" {
 		return "other"
 	}
-	if len(p) > maxProtoBytes {
-		p = p[:maxProtoBytes]
+	return normKind(p)
+}
+
+// normKind bounds a kind label.
+func normKind(k string) string {
+	if len(k) > maxProtoBytes {
+		k = k[:maxProtoBytes]
 	}
-	return strings.ToLower(p)
+	return strings.ToLower(k)
+}
+
+// Classes returns the live sessions of all keys, counted by protocol and
+// kind. A class without live sessions is absent.
+func (r *Recorder) Classes() map[Class]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.classes)
 }
 
 // Sessions copies the live session counts, by key and then protocol. A key

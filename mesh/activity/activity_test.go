@@ -1,6 +1,7 @@
 package activity
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -11,9 +12,9 @@ import (
 func TestRecorder(t *testing.T) {
 	r := New()
 	r.Used("a")
-	endB := r.Begin("b", "RTMP")
-	endB2 := r.Begin("b", "")
-	endC := r.Begin("c", strings.Repeat("x", 40))
+	endB := r.Begin("b", "RTMP", "publish")
+	endB2 := r.Begin("b", "", "")
+	endC := r.Begin("c", strings.Repeat("x", 40), "play")
 	got := r.Take()
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"a", "b", "c"}) {
@@ -30,15 +31,25 @@ func TestRecorder(t *testing.T) {
 		t.Fatalf("sessions = %v", s)
 	}
 	s["b"]["rtmp"] = 99 // a copy
+	want := map[Class]int{{"rtmp", "publish"}: 1, {"other", ""}: 1, {strings.Repeat("x", 32), "play"}: 1}
+	if c := r.Classes(); !maps.Equal(c, want) {
+		t.Fatalf("classes = %v, want %v", c, want)
+	}
 	endB()
 	endB() // idempotent
 	endC()
 	if s := r.Sessions(); len(s) != 1 || len(s["b"]) != 1 || s["b"]["other"] != 1 {
 		t.Fatalf("sessions after ends = %v", s)
 	}
+	if c := r.Classes(); !maps.Equal(c, map[Class]int{{"other", ""}: 1}) {
+		t.Fatalf("classes after ends = %v", c)
+	}
 	endB2()
 	if s := r.Sessions(); len(s) != 0 {
 		t.Fatalf("sessions after all ended = %v", s)
+	}
+	if c := r.Classes(); len(c) != 0 {
+		t.Fatalf("classes after all ended = %v", c)
 	}
 	if got := r.Take(); len(got) != 0 {
 		t.Fatalf("take with nothing to report = %v", got)
@@ -49,8 +60,8 @@ func TestRates(t *testing.T) {
 	r := New()
 	var in1, out1, in2, out2 atomic.Uint64
 	t0 := time.Unix(1000, 0)
-	end1 := r.BeginMetered("k", "rtmp", &in1, &out1)
-	end2 := r.BeginMetered("k", "flv", &in2, &out2)
+	end1 := r.BeginMetered("k", "rtmp", "publish", &in1, &out1)
+	end2 := r.BeginMetered("k", "flv", "play", &in2, &out2)
 	in1.Store(1000)
 	r.SampleRates(t0) // baseline
 	if got := r.Rates(); len(got) != 0 {

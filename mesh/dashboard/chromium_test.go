@@ -48,7 +48,8 @@ func fakeDocs(now int64) map[string]any {
 	for i := range 180 {
 		t := now - int64(179-i)*5000
 		samples1 = append(samples1, map[string]any{"t": t, "in_bps": 2.5e6 + float64(i%7)*1e5, "out_bps": 7.5e6 + float64(i%5)*2e5,
-			"sessions": map[string]int{"rtmp": 1, "flv": 3}, "assignments_per_s": float64(i%30) / 30})
+			"sessions": map[string]int{"rtmp": 1, "flv": 3}, "assignments_per_s": float64(i%30) / 30,
+			"hls_viewers_estimated": 5, "dash_viewers_estimated": 2})
 		samples2 = append(samples2, map[string]any{"t": t + 1200, "in_bps": 1e6, "out_bps": 3e6,
 			"sessions": map[string]int{"rtmp": 2, "webrtc": 1}, "assignments_per_s": 0})
 	}
@@ -125,6 +126,7 @@ func TestChromium(t *testing.T) {
 		"srs-origin-a", "srs-origin-b", "draining", "10.0.1.5:1935",
 		">live/livestream<", ">2.5 Mb/s<", ">7.5 Mb/s<", ">10 min<", // ingest, egress, age
 		">flv</span> <b>3</b>", ">mesh-node-1</span> <b>3</b>", // clients by protocol and by node
+		"≈7 HLS/DASH viewers (estimate)", // a node's estimate, apart from its clients
 		"Origin srs-origin-c went down", "Stream live/cam2 moved to srs-origin-a", "mesh-node-1 became leader",
 		"Origin srs-origin-b drained", "seen by mesh-node-2",
 		"Not answering: mesh-node-3 (no answer within 1s)",
@@ -175,9 +177,10 @@ func TestChromiumBanner(t *testing.T) {
 	}
 }
 
-// TestChromiumTokenAndStreams checks that drain and undrain buttons appear
-// once a token is in the tab's sessionStorage, and that the optional stream
-// list fills the clients and bit rates of the streams table.
+// TestChromiumTokenAndStreams checks that drain, undrain and move buttons
+// appear once a token is in the tab's sessionStorage, and that the optional
+// stream list fills the clients, bit rates and sources of the streams
+// table.
 func TestChromiumTokenAndStreams(t *testing.T) {
 	bin := harness.ChromiumBin(t)
 	mux := http.NewServeMux()
@@ -188,7 +191,7 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 	})
 	mux.HandleFunc("GET /mesh/v1/streams", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"streams":[{"key":"__defaultVhost__/live/livestream","origin":"srs-origin-a","origin_healthy":true,"clients":{"rtmp":1,"flv":3},"nodes":{"n1":4},"total_clients":4,"ingest_bps":2500000}]}`))
+		w.Write([]byte(`{"streams":[{"key":"__defaultVhost__/live/livestream","origin":"srs-origin-a","origin_healthy":true,"clients":{"rtmp":1,"flv":3},"nodes":{"n1":4},"total_clients":4,"ingest_bps":2500000,"replicas":["srs-origin-b"],"moving":"srs-origin-c"}]}`))
 	})
 	// A page of the same origin puts a token in sessionStorage, as the token
 	// form does, and goes on to the dashboard in the same tab.
@@ -204,6 +207,8 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 	for _, want := range []string{
 		`data-origin="srs-origin-a" data-action="drain"`,
 		`data-origin="srs-origin-b" data-action="undrain"`,
+		`data-origin="srs-origin-a" data-action="move"`,
+		"replica srs-origin-b", "moving to srs-origin-c",
 		">rtmp</span> <b>1</b>", ">flv</span> <b>3</b>", ">2.5 Mb/s<",
 		"Token set for this tab.",
 	} {

@@ -36,6 +36,11 @@ type Sample struct {
 	// served from shared upstreams and those upstreams, at TimeUnixMs.
 	FanOutPlayers   int `json:"fanout_players"`
 	FanOutUpstreams int `json:"fanout_upstreams"`
+	// HLSViewersEstimated and DASHViewersEstimated are the node's estimate
+	// of HLS and DASH viewers at TimeUnixMs: not a count (those players
+	// hold no connection), and not among Sessions.
+	HLSViewersEstimated  int `json:"hls_viewers_estimated,omitempty"`
+	DASHViewersEstimated int `json:"dash_viewers_estimated,omitempty"`
 }
 
 // Counters are a node's cumulative counters at one instant. Counters never
@@ -49,6 +54,9 @@ type Counters struct {
 	CacheRequests, CacheOrigin uint64
 	// FanOutPlayers and FanOutUpstreams are gauges (not cumulative).
 	FanOutPlayers, FanOutUpstreams int
+	// HLSViewers and DASHViewers are the estimates of HLS and DASH viewers
+	// (gauges).
+	HLSViewers, DASHViewers int
 	// Sessions are the live sessions by protocol (not cumulative).
 	Sessions map[string]int
 }
@@ -114,6 +122,9 @@ func (r *Ring) Observe(at time.Time, c Counters) {
 		AssignmentsPerSec: rate(c.Assignments, prev.Assignments),
 		FanOutPlayers:     c.FanOutPlayers,
 		FanOutUpstreams:   c.FanOutUpstreams,
+
+		HLSViewersEstimated:  c.HLSViewers,
+		DASHViewersEstimated: c.DASHViewers,
 	}
 	if c.CacheRequests > prev.CacheRequests && c.CacheOrigin >= prev.CacheOrigin {
 		req, origin := c.CacheRequests-prev.CacheRequests, c.CacheOrigin-prev.CacheOrigin

@@ -65,21 +65,24 @@ func TestRingIsBounded(t *testing.T) {
 }
 
 // TestCacheAndFanOut: a sample carries the cache's request rate and hit
-// ratio over the interval, and the fan-out gauges.
+// ratio over the interval, the fan-out gauges and the estimates of
+// viewers.
 func TestCacheAndFanOut(t *testing.T) {
 	r := New(0)
 	t0 := time.Unix(100, 0)
 	r.Observe(t0, Counters{CacheRequests: 100, CacheOrigin: 10})
-	r.Observe(t0.Add(5*time.Second), Counters{CacheRequests: 200, CacheOrigin: 20, FanOutPlayers: 70, FanOutUpstreams: 2})
+	r.Observe(t0.Add(5*time.Second), Counters{CacheRequests: 200, CacheOrigin: 20, FanOutPlayers: 70, FanOutUpstreams: 2,
+		HLSViewers: 12, DASHViewers: 3})
 	r.Observe(t0.Add(10*time.Second), Counters{CacheRequests: 200, CacheOrigin: 20})
 	s := r.Samples()
 	if len(s) != 2 {
 		t.Fatalf("%d samples", len(s))
 	}
-	if s[0].CacheRequestsPerSec != 20 || s[0].CacheHitRatio != 0.9 || s[0].FanOutPlayers != 70 || s[0].FanOutUpstreams != 2 {
+	if s[0].CacheRequestsPerSec != 20 || s[0].CacheHitRatio != 0.9 || s[0].FanOutPlayers != 70 || s[0].FanOutUpstreams != 2 ||
+		s[0].HLSViewersEstimated != 12 || s[0].DASHViewersEstimated != 3 {
 		t.Errorf("first sample %+v", s[0])
 	}
-	if s[1].CacheRequestsPerSec != 0 || s[1].CacheHitRatio != 0 || s[1].FanOutPlayers != 0 {
+	if s[1].CacheRequestsPerSec != 0 || s[1].CacheHitRatio != 0 || s[1].FanOutPlayers != 0 || s[1].HLSViewersEstimated != 0 {
 		t.Errorf("idle sample %+v", s[1])
 	}
 }

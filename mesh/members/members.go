@@ -32,7 +32,15 @@ type Meta struct {
 	// Leaving is set by a node about to leave gracefully, so that peers
 	// tell its leave from a failure (memberlist's events do not).
 	Leaving bool `json:"leaving,omitempty"`
+	// Protocol is the protocol version of the command log the node applies
+	// (state.ProtocolVersion); absent (0) from builds before versions
+	// existed, which speak version 1 (see ProtocolVersion).
+	Protocol int `json:"proto,omitempty"`
 }
+
+// ProtocolVersion is the protocol the node advertises: Protocol, or 1 for a
+// node that advertises none.
+func (m Meta) ProtocolVersion() int { return max(m.Protocol, 1) }
 
 // Encode returns m as JSON of at most limit bytes when it can: a Meta too
 // long is sent without its API address.

@@ -108,6 +108,17 @@ func TestMetaEncodeDecode(t *testing.T) {
 	if got, ok := Decode(short, 64); !ok || got.API != "" || got.ID != "n1" {
 		t.Fatalf("over the limit: %s decodes to %+v, %v", short, got, ok)
 	}
+	// The protocol version: builds before versions advertise none (1).
+	if got, _ := Decode(m.Encode(512), 8); got.ProtocolVersion() != 1 {
+		t.Errorf("no protocol decodes as %d", got.ProtocolVersion())
+	}
+	m.Protocol = 2
+	if got, _ := Decode(m.Encode(512), 8); got.ProtocolVersion() != 2 || !strings.Contains(string(m.Encode(512)), `"proto":2`) {
+		t.Errorf("protocol 2 decodes as %d", got.ProtocolVersion())
+	}
+	if got, _ := Decode([]byte(`{"id":"n1","raft":"a:1","proto":-5}`), 8); got.ProtocolVersion() != 1 {
+		t.Errorf("a negative protocol decodes as %d", got.ProtocolVersion())
+	}
 	for _, b := range []string{"", "{", `{"id":"n1"}`, `{"raft":"a:1"}`} {
 		if _, ok := Decode([]byte(b), 8); ok {
 			t.Errorf("Decode(%q) took it for a member", b)

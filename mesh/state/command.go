@@ -16,6 +16,24 @@ import (
 // The encoding is stored in the Raft log: a CmdType value never changes
 // meaning and the bodies' JSON field names never change, so that entries
 // written by older nodes still decode.
+//
+// Versions (versions.go). Every type has one entry in the version table:
+// the protocol version that introduced it, and whether it is optional. The
+// value says which, so that a node that does not know a type can still
+// decide what to do with it:
+//   - 0x01-0x7f are required types: they change what nodes route. A node
+//     that meets an unknown one halts (FSM.Halted): it applies nothing more,
+//     reports not ready and routes nothing, rather than diverge from its
+//     peers.
+//   - 0x80-0xff (the CmdOptional bit set) are optional types: an older node
+//     may skip them without changing what it routes. A node that meets an
+//     unknown one skips it and counts it (FSM.Skipped).
+//
+// The leader writes a type only once every member advertises (in gossip) a
+// protocol version at least the one that introduced it, so that during a
+// rolling upgrade no replica meets a type it cannot apply. A new type takes
+// a new value on the side of the rule it belongs to and the current
+// ProtocolVersion (raised when a release adds types).
 type CmdType uint8
 
 // The command types. Values are written to the Raft log; new types take new
@@ -34,11 +52,13 @@ const (
 	CmdSetTokenKey       CmdType = 11
 	CmdTouchRTCSessions  CmdType = 12
 	// Types from 30 on.
-	CmdMove         CmdType = 30
+	CmdMove CmdType = 30
+	// Protocol 2.
 	CmdPlanMove     CmdType = 31
 	CmdCompleteMove CmdType = 32
 	CmdCancelMove   CmdType = 33
 	CmdSetReplicas  CmdType = 34
+	CmdSetProtocol  CmdType = 40
 )
 
 // Forwardable reports whether followers forward commands of type t to the
@@ -91,6 +111,8 @@ func (t CmdType) String() string {
 		return "cancel_move"
 	case CmdSetReplicas:
 		return "set_replicas"
+	case CmdSetProtocol:
+		return "set_protocol"
 	}
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
@@ -378,7 +400,8 @@ func Encode(c Command) ([]byte, error) {
 
 // Decode parses the data of a Raft log entry into its command body, a pointer
 // to one of the *Cmd types. Any malformed, unknown or oversized input fails
-// with ErrBadCommand; Decode never panics.
+// with ErrBadCommand; an unknown type with an *UnknownCommandError, which
+// wraps it. Decode never panics.
 func Decode(data []byte) (Command, error) {
 	if len(data) < 2 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(data))
@@ -423,8 +446,10 @@ func Decode(data []byte) (Command, error) {
 		body = new(CancelMoveCmd)
 	case CmdSetReplicas:
 		body = new(SetReplicasCmd)
+	case CmdSetProtocol:
+		body = new(SetProtocolCmd)
 	default:
-		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
+		return nil, &UnknownCommandError{Type: t}
 	}
 	if err := json.Unmarshal(data[1:], body); err != nil {
 		return nil, fmt.Errorf("%w: %s body: %v", ErrBadCommand, t, err)
@@ -461,6 +486,7 @@ const (
 	codeOriginsFull   = "origins_full"
 	codeAssignFull    = "assignments_full"
 	codeMovePending   = "move_pending"
+	codeHalted        = "halted"
 )
 
 func failResult(code string, err error) Result {
@@ -494,6 +520,8 @@ func (r Result) Err() error {
 		return fmt.Errorf("%w (%s)", ErrAssignmentsFull, r.Message)
 	case codeMovePending:
 		return fmt.Errorf("%w (%s)", ErrMovePending, r.Message)
+	case codeHalted:
+		return fmt.Errorf("%w (%s)", ErrHalted, r.Message)
 	default:
 		return fmt.Errorf("%w (%s)", ErrBadCommand, r.Message)
 	}

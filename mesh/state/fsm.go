@@ -135,6 +135,15 @@ type FSM struct {
 	// Apply hands them to onMoved after it unlocks.
 	moved   []string
 	onMoved func(key string)
+	// protocol is the mesh's recorded protocol version (SetProtocolCmd),
+	// 0 until the leader records one.
+	protocol int
+	// halt is set when the replica meets a command it cannot apply; from
+	// then on it applies nothing (see Halted). onHalt is told once.
+	halt   *Halt
+	onHalt func(Halt)
+	// skipped counts the unknown optional commands skipped.
+	skipped uint64
 
 	// index is the Raft index of the last applied log entry; applied is
 	// closed (and cleared) when it advances, for WaitApplied.
@@ -158,13 +167,23 @@ func NewFSM() *FSM {
 // Apply applies one committed log entry and returns its Result (for entries
 // that are not commands, an empty one). A malformed or failing command changes
 // nothing and returns a failed Result; Apply never panics on its input.
+//
+// A command of an unknown optional type is skipped (Skipped counts it). A
+// command of an unknown required type, or a SetProtocolCmd above
+// ProtocolVersion, halts the replica: Apply returns a failed Result
+// (ErrHalted) for it and for every entry after it, changes nothing and
+// no longer advances the applied index, and the function given to OnHalt
+// is called once. A halt lasts until the process ends.
 func (f *FSM) Apply(l *raft.Log) any {
+	if h, ok := f.Halted(); ok {
+		return failResult(codeHalted, fmt.Errorf("%s", h.Reason))
+	}
 	var res Result
 	if l.Type == raft.LogCommand {
-		res = f.applyCommand(l.Data)
+		res = f.applyCommand(l.Index, l.Data)
 	}
 	f.mu.Lock()
-	if l.Index > f.index {
+	if l.Index > f.index && f.halt == nil {
 		f.index = l.Index
 	}
 	f.notifyLocked()
@@ -187,6 +206,66 @@ func (f *FSM) OnMoved(fn func(key string)) {
 	f.mu.Lock()
 	f.onMoved = fn
 	f.mu.Unlock()
+}
+
+// OnHalt sets the function told (once, on Raft's apply goroutine, without
+// the state's lock) when the replica halts. Call it before the replica
+// applies anything; fn must not block.
+func (f *FSM) OnHalt(fn func(Halt)) {
+	f.mu.Lock()
+	f.onHalt = fn
+	f.mu.Unlock()
+}
+
+// Halted reports whether the replica halted, and why. A halted replica
+// applies nothing and its routing reads (Route, AssignedOrigin, Origin,
+// Healthy, Candidates, RTCSession, HasHTTPEndpoint) answer as if the state
+// were empty, so that nothing is routed from a state that differs from its
+// peers'.
+func (f *FSM) Halted() (Halt, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.halt == nil {
+		return Halt{}, false
+	}
+	return *f.halt, true
+}
+
+// Skipped is the number of unknown optional commands the replica skipped.
+func (f *FSM) Skipped() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.skipped
+}
+
+// Protocol is the mesh's recorded protocol version (SetProtocolCmd): every
+// member spoke at least this version when the leader recorded it. It is 0
+// before any record (a mesh of builds before versions existed).
+func (f *FSM) Protocol() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.protocol
+}
+
+// haltLocked halts the replica with h unless it already is, and returns the
+// function to tell (nil when there is none or it was told). f.mu is held.
+func (f *FSM) haltLocked(h Halt) func(Halt) {
+	if f.halt != nil {
+		return nil
+	}
+	f.halt = &h
+	return f.onHalt
+}
+
+// halted halts the replica (see Apply) and returns the failed Result.
+func (f *FSM) halted(h Halt) Result {
+	f.mu.Lock()
+	fn := f.haltLocked(h)
+	f.mu.Unlock()
+	if fn != nil {
+		fn(h)
+	}
+	return failResult(codeHalted, fmt.Errorf("%w: %s", ErrHalted, h.Reason))
 }
 
 // notifyLocked wakes the waiters of WaitApplied. f.mu is held.
@@ -227,15 +306,37 @@ func (f *FSM) appliedIndex() uint64 {
 	return f.index
 }
 
-// applyCommand decodes and applies one command.
-func (f *FSM) applyCommand(data []byte) Result {
+// applyCommand decodes and applies the command at log index idx.
+func (f *FSM) applyCommand(idx uint64, data []byte) Result {
 	body, err := Decode(data)
-	if err != nil {
+	var unknown *UnknownCommandError
+	switch {
+	case errors.As(err, &unknown) && unknown.Type.Optional():
+		f.mu.Lock()
+		f.skipped++
+		f.mu.Unlock()
+		return Result{}
+	case errors.As(err, &unknown):
+		return f.halted(Halt{Index: idx, Type: unknown.Type, Reason: fmt.Sprintf(
+			"log entry %d has required command type %d, unknown to this build (protocol %d): upgrade this node",
+			idx, uint8(unknown.Type), ProtocolVersion)})
+	case err != nil:
 		return failResult(codeBadCommand, err)
+	}
+	if c, ok := body.(*SetProtocolCmd); ok && c.Version > ProtocolVersion {
+		return f.halted(Halt{Index: idx, Type: CmdSetProtocol, Protocol: c.Version, Reason: fmt.Sprintf(
+			"log entry %d records mesh protocol %d, above this build's %d: upgrade this node (a downgrade is not supported)",
+			idx, c.Version, ProtocolVersion)})
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch c := body.(type) {
+	case *SetProtocolCmd:
+		if c.Version < 1 {
+			return failResult(codeBadCommand, fmt.Errorf("%w: protocol version %d", ErrBadCommand, c.Version))
+		}
+		f.protocol = max(f.protocol, c.Version)
+		return Result{}
 	case *RegisterOriginCmd:
 		return f.applyRegister(c)
 	case *RemoveOriginCmd:
@@ -652,7 +753,7 @@ func (f *FSM) Route(key string) (stream.Origin, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	a := f.assignments[key]
-	if a == nil {
+	if a == nil || f.halt != nil {
 		return stream.Origin{}, false
 	}
 	s, ok := f.origins[a.Origin]
@@ -667,7 +768,7 @@ func (f *FSM) Healthy(id string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s, ok := f.origins[id]
-	return ok && s.Healthy
+	return ok && s.Healthy && f.halt == nil
 }
 
 // Origin returns a known origin by id.
@@ -675,7 +776,7 @@ func (f *FSM) Origin(id string) (stream.Origin, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s, ok := f.origins[id]
-	if !ok {
+	if !ok || f.halt != nil {
 		return stream.Origin{}, false
 	}
 	return s.Origin, true
@@ -689,7 +790,7 @@ func (f *FSM) AssignedOrigin(key string) string { return f.assignedOrigin(key) }
 func (f *FSM) assignedOrigin(key string) string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if a := f.assignments[key]; a != nil {
+	if a := f.assignments[key]; a != nil && f.halt == nil {
 		return a.Origin
 	}
 	return ""
@@ -700,6 +801,9 @@ func (f *FSM) assignedOrigin(key string) string {
 func (f *FSM) Candidates() []stream.Candidate {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.halt != nil {
+		return nil
+	}
 	out := make([]stream.Candidate, 0, len(f.origins))
 	for id, s := range f.origins {
 		out = append(out, s.candidate(f.streams[id]))
@@ -769,6 +873,9 @@ type Contents struct {
 	// Index is the last applied log index when the state was copied (raft
 	// takes snapshots between applies, so it is the snapshot's index).
 	Index uint64 `json:"index,omitempty"`
+	// Protocol is the mesh's recorded protocol version (FSM.Protocol); a
+	// build below it cannot restore the snapshot and halts.
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // KeyAssignment is an Assignment with its stream key, as listed in Contents.
@@ -793,6 +900,7 @@ func (f *FSM) Contents() Contents {
 	}
 	st.Index = f.index
 	st.TokenKey = f.tokenKey
+	st.Protocol = f.protocol
 	f.mu.RUnlock()
 	sort.Slice(st.Assignments, func(i, j int) bool { return st.Assignments[i].Key < st.Assignments[j].Key })
 	sort.Slice(st.RTCSessions, func(i, j int) bool { return st.RTCSessions[i].Ufrag < st.RTCSessions[j].Ufrag })
@@ -804,6 +912,9 @@ func (f *FSM) Contents() Contents {
 func (f *FSM) HasHTTPEndpoint(hostport string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.halt != nil {
+		return false
+	}
 	for _, s := range f.origins {
 		if s.Origin.HTTP != "" && s.Origin.HTTP == hostport {
 			return true
@@ -820,13 +931,21 @@ func (f *FSM) TokenKey() ([]byte, bool) {
 	return f.tokenKey, f.tokenKey != nil
 }
 
-// Snapshot copies the state under the lock; Persist writes it outside.
+// Snapshot copies the state under the lock; Persist writes it outside. A
+// halted replica refuses (ErrHalted): Raft would record its frozen state at
+// an index past entries it never applied and drop them from the log, which
+// a newer build restarted on the same data must still apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if h, ok := f.Halted(); ok {
+		return nil, fmt.Errorf("%w: %s", ErrHalted, h.Reason)
+	}
 	return &fsmSnapshot{st: f.Contents()}, nil
 }
 
 // Restore replaces the whole state with a snapshot's, as written by Snapshot
-// or by older versions (fields they lack decode empty). Invalid or duplicate
+// or by older versions (fields they lack decode empty). A snapshot of a mesh
+// whose protocol is above ProtocolVersion may hold state this build cannot
+// read: it is not restored and the replica halts (see Apply). Invalid or duplicate
 // RTC sessions are dropped, the session table is cut to MaxRTCSessions (the
 // sessions last seen the longest ago dropped first) and its eviction order
 // is rebuilt from the sessions' times.
@@ -835,6 +954,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	var st Contents
 	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return fmt.Errorf("mesh: restore snapshot: %w", err)
+	}
+	if st.Protocol > ProtocolVersion {
+		f.halted(Halt{Index: st.Index, Protocol: st.Protocol, Reason: fmt.Sprintf(
+			"snapshot at index %d is of mesh protocol %d, above this build's %d: upgrade this node (a downgrade is not supported)",
+			st.Index, st.Protocol, ProtocolVersion)})
+		return nil
 	}
 	origins := make(map[string]*OriginState, len(st.Origins))
 	for i := range st.Origins {
@@ -859,6 +984,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.origins, f.assignments, f.streams, f.playOnly = origins, assignments, streams, playOnly
 	f.rtc = rtc
 	f.tokenKey = st.TokenKey
+	f.protocol = st.Protocol
 	if st.Index > f.index {
 		f.index = st.Index
 	}

@@ -255,6 +255,7 @@ func (f *FSM) applyExpireRTCSessions(c *ExpireRTCSessionsCmd) Result {
 func (f *FSM) RTCSession(ufrag string) (stream.RTCSession, bool) {
 	f.mu.RLock()
 	e, ok := f.rtc.m[ufrag]
+	ok = ok && f.halt == nil // a halted replica routes nothing
 	var s stream.RTCSession
 	if ok {
 		s = e.s

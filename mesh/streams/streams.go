@@ -73,6 +73,13 @@ type Stream struct {
 	// but no assignment, e.g. routed without quorum or just collected).
 	Origin        string `json:"origin"`
 	OriginHealthy bool   `json:"origin_healthy"`
+	// Replicas are the origins holding a warm copy of the stream, Moving
+	// the target of a planned move in progress ("" when none): with
+	// Origin, the stream's sources. MoveKind is how it last moved
+	// (planned, failover, replica_promoted; "" when it never did).
+	Replicas []string `json:"replicas,omitempty"`
+	Moving   string   `json:"moving,omitempty"`
+	MoveKind string   `json:"move_kind,omitempty"`
 	// Clients counts live sessions by protocol over all answering nodes.
 	Clients      map[string]int `json:"clients"`
 	TotalClients int            `json:"total_clients"`
@@ -175,6 +182,7 @@ func Join(self Local, answers []peers.Body, replica Replica) Cluster {
 	for _, a := range st.Assignments {
 		s := get(a.Key)
 		s.Origin, s.OriginHealthy = a.Origin, healthy[a.Origin]
+		s.Replicas, s.Moving, s.MoveKind = a.Replicas, a.Target, a.MoveKind
 		s.CreatedUnixMs, s.LastUsedUnixMs = a.CreatedMs, a.LastUsedMs
 	}
 	for i, ls := range results {

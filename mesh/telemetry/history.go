@@ -61,6 +61,7 @@ func (t *Telemetry) sample(now time.Time) {
 	if t.cfg.Serving != nil {
 		sv := t.cfg.Serving()
 		c.CacheRequests, c.CacheOrigin, c.FanOutPlayers, c.FanOutUpstreams = sv.CacheRequests, sv.CacheOrigin, sv.FanOutPlayers, sv.FanOutUpstreams
+		c.HLSViewers, c.DASHViewers = sv.HLSViewers, sv.DASHViewers
 	}
 	for _, byProto := range t.cfg.Activity.Sessions() {
 		for p, k := range byProto {

@@ -40,9 +40,9 @@ func newTelemetry(ps []peers.Peer, operator bool) (*Telemetry, *activity.Recorde
 // own shared upstreams.
 func TestSampleCountsClientsNotUpstreams(t *testing.T) {
 	tel, act := newTelemetry(nil, true)
-	defer act.Begin("v/live/a", "rtmp")()
-	defer act.Begin("v/live/a", "flv")()
-	defer act.Begin("v/live/a", streams.ProtoUpstream)()
+	defer act.Begin("v/live/a", "rtmp", "publish")()
+	defer act.Begin("v/live/a", "flv", "play")()
+	defer act.Begin("v/live/a", streams.ProtoUpstream, "")()
 	tel.CountAssignment()
 	tel.sample(time.Unix(100, 0))
 	tel.sample(time.Unix(105, 0))

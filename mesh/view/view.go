@@ -51,6 +51,34 @@ type Status struct {
 	// first, at most MaxRecentEvents. The whole cluster's timeline is GET
 	// /mesh/v1/events.
 	RecentEvents []events.Event `json:"recent_events"`
+	// Protocol is the command protocol of this node and of the mesh: what
+	// it can write now and what waits for members to upgrade.
+	Protocol Protocol `json:"protocol"`
+}
+
+// Protocol is the versions of the replicated command log as one node sees
+// them (see state.ProtocolVersion).
+type Protocol struct {
+	// Node is the protocol this node's build speaks.
+	Node int `json:"node"`
+	// Lowest is the lowest protocol among the members (alive members and
+	// the servers of the Raft configuration): the leader writes only the
+	// command types it introduced or earlier ones.
+	Lowest int `json:"lowest"`
+	// Mesh is the protocol recorded in the replicated state once every
+	// member spoke it (0 before any record).
+	Mesh int `json:"mesh"`
+	// Waiting names the command types this build has that wait for every
+	// member to reach their protocol (empty when none waits).
+	Waiting []string `json:"waiting"`
+	// Behind lists the members below this node's protocol, as "id:version".
+	Behind []string `json:"behind,omitempty"`
+	// Halted says why this node stopped applying the log ("" when it
+	// applies it): it routes nothing until it runs a newer build.
+	Halted string `json:"halted,omitempty"`
+	// SkippedCommands counts the optional commands this node did not know
+	// and skipped.
+	SkippedCommands uint64 `json:"skipped_commands"`
 }
 
 // MaxRecentEvents bounds Status.RecentEvents.
@@ -74,6 +102,9 @@ type Member struct {
 	// Zone is the failure domain the member advertises in gossip ("" when
 	// none, or unknown to gossip).
 	Zone string `json:"zone,omitempty"`
+	// Protocol is the protocol version the member advertises in gossip (1
+	// for builds before versions; 0 when gossip does not know it).
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // Origin is one origin with its replicated health and load.
@@ -142,6 +173,8 @@ type Peer struct {
 	State string
 	// Zone is the member's advertised failure domain.
 	Zone string
+	// Protocol is the member's advertised protocol version.
+	Protocol int
 }
 
 // Input is what a node knows when it answers.
@@ -165,6 +198,8 @@ type Input struct {
 	// Events are this node's latest events (events.Log.Recent), oldest
 	// first.
 	Events []events.Event
+	// Protocol is shown as it is.
+	Protocol Protocol
 }
 
 // Build assembles the document. Lists are never nil; members are sorted by
@@ -175,7 +210,10 @@ func Build(in Input) Status {
 		GeneratedUnix: in.NowMs, RTCSessions: in.RTCSessions, DegradedRoutes: in.DegradedRoutes,
 		Term: parseUint(in.RaftStats["term"]), CommitIndex: parseUint(in.RaftStats["commit_index"]),
 		AppliedIndex: parseUint(in.RaftStats["applied_index"]), LastLogIndex: parseUint(in.RaftStats["last_log_index"]),
-		Members: []Member{}, Origins: []Origin{}, Assignments: []Assignment{},
+		Members: []Member{}, Origins: []Origin{}, Assignments: []Assignment{}, Protocol: in.Protocol,
+	}
+	if st.Protocol.Waiting == nil {
+		st.Protocol.Waiting = []string{}
 	}
 	members := map[string]*Member{}
 	get := func(id string) *Member {
@@ -189,6 +227,7 @@ func Build(in Input) Status {
 	for _, p := range in.Peers {
 		m := get(p.ID)
 		m.GossipAddr, m.RaftAddr, m.APIAddr, m.GossipState, m.Zone = p.GossipAddr, p.RaftAddr, p.APIAddr, p.State, p.Zone
+		m.Protocol = p.Protocol
 	}
 	for _, s := range in.Servers {
 		m := get(string(s.ID))

@@ -43,6 +43,22 @@
 // players, and the same switch is the seam for a stream with several
 // sources: the players' side (Subscriber) does not change with it.
 //
+// A planned move (Registry.Switch) is make-before-break: the hub opens
+// the stream's new upstream while its players go on with the old one, and
+// switches them when the two line up. Frames are identified by content (a
+// hash of a keyframe's type and body, which is the same on every origin
+// fed by the same publisher, whatever timestamps each origin gives it), so
+// the new upstream's timestamps are mapped onto those the players had, by
+// its first keyframe, and its frames the players already had are dropped:
+// no frame lost or repeated, no jump in timestamps. The hub remembers the
+// last keyframes it delivered (bounded) for that, and a re-attach after a
+// failure uses them too: a new upstream whose origin held the stream
+// already (a warm replica) sends its cached GOP first, and the frames of
+// it that players had are dropped rather than played twice. A switch that
+// cannot be aligned (another encoding, an audio-only stream, a new
+// upstream ahead of where the old one failed) falls back to rebasing, as
+// above. Both kinds are reported (Reattach.Kind, Gap, Repeats, Aligned).
+//
 // The registry is built once by the command that composes a node and
 // handed to every protocol server whose players it serves (RTMP and
 // HTTP-FLV), so that their players of a stream share one upstream; each
@@ -59,8 +75,9 @@
 //
 // Every goroutine has an owner: a hub's reader ends when the hub closes
 // (linger expiry, upstream end, Registry.Close), and Registry.Close waits
-// for all of them (a linger timer's callback and the wait for a closed
-// hub's reader are the hub's too; Config.OnReattach runs on its reader);
+// for all of them (a linger timer's callback, a planned switch's
+// goroutine and the wait for a closed hub's reader are the hub's too;
+// Config.OnReattach and OnSwitch run on its reader);
 // whoever made the Registry closes it, after the servers that subscribe to
 // it. The registry is bounded (Config.MaxHubs); beyond
 // it Subscribe returns ErrFull and the caller relays on its own.

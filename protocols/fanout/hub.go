@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"sync"
@@ -42,17 +43,29 @@ type Opened struct {
 	Moved func(ctx context.Context) bool
 }
 
-// Reattach reports one re-attach of a hub: its key, how long the players
-// went without a tag (from the upstream's failure to the new upstream's
-// first tag, or to giving up), nil or why it gave up, how many subscribers
-// rode through, and the origins it left and reached when the Opener said
-// (Opened.Origins).
+// Reattach reports one switch of a hub's upstream, a re-attach after a
+// failure (Kind SwitchFailover, Config.OnReattach) or a planned switch
+// (SwitchPlanned, Config.OnSwitch): its key; how long it took (from the
+// upstream's failure, or from Registry.Switch, to the new upstream's first
+// tag, or to giving up); nil or why it gave up (a planned switch that gives
+// up leaves the players on the old upstream); how many subscribers rode
+// through; the origins it left and reached when the Opener said
+// (Opened.Origins); the gap the players saw (from the last tag of the old
+// upstream to the first of the new); how many frames of the new upstream
+// were dropped as repeats of frames the players had (counted up to its
+// first tag delivered); and whether the new upstream was aligned with the
+// old by content (a keyframe both had), so that no frame was lost or
+// repeated, rather than rebased.
 type Reattach struct {
 	Key         string
 	Took        time.Duration
 	Err         error
 	Subscribers int
 	Origins     Origins
+	Kind        string
+	Gap         time.Duration
+	Repeats     int
+	Aligned     bool
 }
 
 // Origins are the origins a re-attach left (the previous open's) and
@@ -97,6 +110,13 @@ type Config struct {
 	// OnReattach, when not nil, is called (from the hub's goroutine) after
 	// each re-attach, successful or not.
 	OnReattach func(Reattach)
+	// SwitchTimeout bounds a planned switch (Registry.Switch), from the
+	// call: past it the hub switches the way a re-attach does, or gives
+	// up. Default DefaultSwitchTimeout.
+	SwitchTimeout time.Duration
+	// OnSwitch, when not nil, is called (from the hub's goroutine) after
+	// each planned switch, done or given up (Reattach.Kind SwitchPlanned).
+	OnSwitch func(Reattach)
 }
 
 // Defaults for Config.
@@ -134,6 +154,7 @@ type Stats struct {
 	Dropped     uint64 // times a subscriber started dropping tags
 	Kicked      uint64 // subscribers ended with ErrSlow
 	Reattached  uint64 // upstreams replaced after a failure
+	Switched    uint64 // upstreams replaced by a planned switch
 }
 
 // Registry holds the hubs by key. It is safe for concurrent use.
@@ -149,6 +170,8 @@ type Registry struct {
 	dropped    atomic.Uint64
 	kicked     atomic.Uint64
 	reattached atomic.Uint64
+	switched   atomic.Uint64
+	seed       maphash.Seed // for the hashes that identify frames
 }
 
 // NewRegistry returns an empty Registry.
@@ -168,7 +191,10 @@ func NewRegistry(cfg Config) *Registry {
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
 	}
-	return &Registry{cfg: cfg, hubs: make(map[string]*hub)}
+	if cfg.SwitchTimeout <= 0 {
+		cfg.SwitchTimeout = DefaultSwitchTimeout
+	}
+	return &Registry{cfg: cfg, hubs: make(map[string]*hub), seed: maphash.MakeSeed()}
 }
 
 // Stats returns the registry's counters.
@@ -177,7 +203,7 @@ func (r *Registry) Stats() Stats {
 	n := len(r.hubs)
 	r.mu.Unlock()
 	return Stats{Upstreams: n, Subscribers: int(r.subs.Load()), Dropped: r.dropped.Load(), Kicked: r.kicked.Load(),
-		Reattached: r.reattached.Load()}
+		Reattached: r.reattached.Load(), Switched: r.switched.Load()}
 }
 
 // Subscribe joins the hub of key, creating it if there is none; the first
@@ -277,8 +303,24 @@ type hub struct {
 	lingers uint64 // counts lingers, so that a stale timer's callback is ignored
 	src     Source
 	open    Opener
-	ts      rebaser // used by the reader goroutine only
-	origins Origins // of the last re-attach; the reader goroutine's
+	live    bool   // reading an upstream, not re-attaching: a planned switch may start
+	playing string // the origin played, when an Opener said (Opened.Origins)
+
+	openMu sync.Mutex              // held while the Opener runs: it never runs twice at once
+	sw     atomic.Pointer[pending] // the planned switch pending, if any
+	swWG   sync.WaitGroup          // planned switches' goroutines
+
+	// The reader goroutine's.
+	ts        rebaser
+	cur       Opened             // the upstream read
+	curCancel context.CancelFunc // ends the context cur was opened with, when a switch made it
+	held      []Tag              // headers of a re-attached upstream held for its first frame
+	seen      seenRing           // the last keyframes delivered
+	lastAt    time.Time          // when the last tag was delivered
+	failed    time.Time          // the upstream failure not yet recovered from
+	rep       Reattach           // the switch to report at the next tag delivered
+	repSince  time.Time          // when that switch began
+	repOn     bool               // rep is to be reported
 
 	// The cache, written by the reader goroutine under mu.
 	header   []byte
@@ -355,7 +397,9 @@ func (h *hub) resume(s *Subscriber) {
 // start runs open and the reader goroutine.
 func (h *hub) start(open Opener) {
 	h.open = open
+	h.openMu.Lock()
 	up, err := open(h.ctx)
+	h.openMu.Unlock()
 	if err == nil && up.Source == nil {
 		err = io.ErrUnexpectedEOF
 	}
@@ -367,6 +411,9 @@ func (h *hub) start(open Opener) {
 		return
 	}
 	ok := h.setSource(up.Source)
+	h.mu.Lock()
+	h.live = ok
+	h.mu.Unlock()
 	close(h.ready)
 	if !ok { // closed while opening
 		close(h.done)
@@ -391,34 +438,78 @@ func (h *hub) setSource(src Source) bool {
 }
 
 // read is the hub's reader goroutine: it delivers every tag of the
-// upstream, re-attaching when the upstream fails (Config.Reattach), then
-// closes the hub.
+// upstream, switching upstreams (Registry.Switch) and re-attaching when
+// the upstream fails (Config.Reattach), then closes the hub.
 func (h *hub) read(up Opened) {
 	defer close(h.done)
-	var failed time.Time // the upstream failure not yet recovered from
-	err := h.ended(up, h.readFrom(up.Source, true, &failed))
-	for err != nil && err != io.EOF && h.cfg.Reattach > 0 && h.ctx.Err() == nil {
-		up.Source.Close()
-		if failed.IsZero() {
-			failed = time.Now()
+	h.cur = up
+	err := h.readFrom(up.Source, true)
+	for h.ctx.Err() == nil {
+		if err == errSwitched {
+			err = h.readTags(h.cur.Source)
+			continue
 		}
-		if up, err = h.reattach(failed.Add(h.cfg.Reattach)); err != nil {
-			h.report(Reattach{Key: h.key, Took: time.Since(failed), Err: err})
+		h.setLive(false)
+		h.cur.Source.Close()
+		if p := h.sw.Load(); p != nil {
+			// The old upstream ended with a switch pending: switch as soon
+			// as the new one has its keyframe, rather than re-attach.
+			if h.awaitKey(p) {
+				off, aligned := h.alignment(p)
+				err = h.adopt(p, off, aligned)
+				continue
+			}
+			p.mu.Lock()
+			why := p.err
+			p.mu.Unlock()
+			if why == nil {
+				why = context.DeadlineExceeded
+			}
+			h.abandon(p, why)
+		}
+		err = h.ended(h.cur, err)
+		if err == nil || err == io.EOF || h.cfg.Reattach <= 0 {
 			break
 		}
+		if h.failed.IsZero() {
+			h.failed = time.Now()
+		}
+		up, rerr := h.reattach(h.failed.Add(h.cfg.Reattach))
+		if rerr != nil {
+			h.report(Reattach{Key: h.key, Kind: SwitchFailover, Took: time.Since(h.failed), Err: rerr})
+			err = rerr
+			break
+		}
+		if h.curCancel != nil {
+			h.curCancel()
+			h.curCancel = nil
+		}
+		h.cur = up
 		h.reg.reattached.Add(1)
-		h.ts.reattached()
-		h.mu.Lock()
-		// The old upstream's GOP must not lead into the new one's frames.
-		clear(h.gop)
-		h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, false
-		h.mu.Unlock()
-		err = h.ended(up, h.readFrom(up.Source, false, &failed))
+		h.ts.reattached() // enter resets the GOP cache unless aligned
+		h.rep = Reattach{Key: h.key, Kind: SwitchFailover, Origins: up.Origins}
+		h.repSince, h.repOn = h.failed, true
+		err = h.readFrom(up.Source, false)
 	}
 	if err == io.EOF {
 		err = nil
 	}
 	h.close(err)
+}
+
+// setLive says whether a planned switch may start.
+func (h *hub) setLive(live bool) {
+	h.mu.Lock()
+	h.live = live
+	h.mu.Unlock()
+}
+
+// resetGOP empties the GOP cache.
+func (h *hub) resetGOP() {
+	h.mu.Lock()
+	clear(h.gop)
+	h.gop, h.gopBytes, h.gopOK = h.gop[:0], 0, false
+	h.mu.Unlock()
 }
 
 // errMoved ends an upstream whose origin ended the stream cleanly after the
@@ -444,11 +535,19 @@ func (h *hub) report(r Reattach) {
 	}
 }
 
-// readFrom delivers the tags of src until it ends. The first upstream's
-// header goes to the subscribers; later ones' are read and dropped, and the
-// re-attach that began at *failed (when set) is reported with the first
-// tag, and *failed reset.
-func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
+func (h *hub) reportSwitch(r Reattach) {
+	h.mu.Lock()
+	r.Subscribers = len(h.subs)
+	h.mu.Unlock()
+	if h.cfg.OnSwitch != nil {
+		h.cfg.OnSwitch(r)
+	}
+}
+
+// readFrom reads src's header, then delivers its tags until it ends. The
+// first upstream's header goes to the subscribers; later ones' are read
+// and dropped.
+func (h *hub) readFrom(src Source, first bool) error {
 	hdr, err := src.ReadHeader()
 	if err != nil {
 		return err
@@ -462,6 +561,12 @@ func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
 		}
 		h.mu.Unlock()
 	}
+	return h.readTags(src)
+}
+
+// readTags delivers the tags of src until it ends, or the hub switched
+// to another upstream (errSwitched).
+func (h *hub) readTags(src Source) error {
 	for {
 		t, err := src.ReadTag()
 		if err != nil {
@@ -473,12 +578,55 @@ func (h *hub) readFrom(src Source, first bool, failed *time.Time) error {
 		if h.ts.skip(t, h.hasVideo) {
 			continue
 		}
-		h.deliver(h.ts.apply(t))
-		if !failed.IsZero() {
-			h.report(Reattach{Key: h.key, Took: time.Since(*failed), Origins: h.origins})
-			*failed = time.Time{}
+		if h.ts.pending {
+			// A re-attached upstream: its headers wait for its first
+			// frame, which says whether the players had it already.
+			if isHeaderTag(t) {
+				h.held = keepHeader(h.held, t) // one of each kind: bounded
+				continue
+			}
+			h.enter(t)
+		}
+		if h.ts.repeat(t) {
+			continue
+		}
+		if p := h.sw.Load(); p != nil {
+			switch step, off := h.step(p, t); step {
+			case stepAligned:
+				return h.adopt(p, off, true)
+			case stepRebase:
+				h.emit(t)
+				return h.adopt(p, 0, false)
+			}
+		}
+		h.emit(t)
+	}
+}
+
+// emit rebases t and delivers it.
+func (h *hub) emit(t Tag) { h.deliverNow(h.ts.apply(t)) }
+
+// deliverNow delivers t, its timestamp final, remembers it when it is a
+// keyframe, and reports the switch it ends, if any.
+func (h *hub) deliverNow(t Tag) {
+	h.deliver(t)
+	if t.Kind == KindKeyframe {
+		h.seen.add(h.hash(t), t.Timestamp)
+	}
+	now := time.Now()
+	if h.repOn {
+		h.repOn = false
+		r := h.rep
+		r.Took, r.Gap, r.Repeats = now.Sub(h.repSince), now.Sub(h.lastAt), h.ts.repeats
+		if r.Kind == SwitchFailover {
+			h.failed = time.Time{}
+			h.setLive(true)
+			h.report(r)
+		} else {
+			h.reportSwitch(r)
 		}
 	}
+	h.lastAt = now
 }
 
 // reattach runs the Opener until it gives a Source or the deadline has
@@ -488,12 +636,21 @@ func (h *hub) reattach(deadline time.Time) (Opened, error) {
 	defer cancel()
 	backoff := 100 * time.Millisecond
 	for {
+		h.openMu.Lock()
 		up, err := h.open(ctx)
+		h.openMu.Unlock()
 		if err == nil && up.Source != nil {
 			if !h.setSource(up.Source) {
 				return Opened{}, ErrClosed
 			}
-			h.origins = up.Origins
+			h.mu.Lock()
+			if h.playing == "" {
+				h.playing = up.Origins.From
+			}
+			if up.Origins.To != "" {
+				up.Origins.From, h.playing = h.playing, up.Origins.To
+			}
+			h.mu.Unlock()
 			return up, nil
 		}
 		if err == nil {
@@ -659,6 +816,7 @@ func (h *hub) close(err error) {
 	}
 	go func() { // the reader (or a failed start) closes done
 		<-h.done
+		h.swWG.Wait() // a closed hub starts no switch; h.cancel ended those running
 		h.reg.wg.Done()
 	}()
 }

@@ -73,6 +73,10 @@ func TestRebaser(t *testing.T) {
 	}
 }
 
+// avcKey2 is a keyframe other than avcKey, for an upstream whose frames
+// players have not had.
+var avcKey2 = append(append([]byte(nil), avcKey...), 2)
+
 func metadataBody() []byte {
 	_, _, b, _ := TagInfo(tMeta)
 	return b
@@ -120,7 +124,8 @@ func TestReattachAfterUpstreamFailure(t *testing.T) {
 	u.breakPipe()
 	testkit.WaitFor(t, 5*time.Second, "a second open", func() bool { return u.opens.Load() == 2 })
 	seq2 := mkTag(TagVideo, 0, append(append([]byte(nil), avcSeq...), 1))
-	u.write(t, flvHeader, seq2, mkTag(TagVideo, 3000, avcKey), mkTag(TagVideo, 3040, avcInter))
+	// Another keyframe than the first upstream's: players never had it.
+	u.write(t, flvHeader, seq2, mkTag(TagVideo, 3000, avcKey2), mkTag(TagVideo, 3040, avcInter))
 	got := collect(t, s, 3)
 	if len(got) != 3 || IsHeader(got[0]) {
 		t.Fatalf("after the re-attach got %d buffers, the first a header: %v", len(got), IsHeader(got[0]))
@@ -228,7 +233,7 @@ func TestCleanEndAfterMoveReattaches(t *testing.T) {
 		u.end()
 		if moved {
 			testkit.WaitFor(t, 5*time.Second, "a second open", func() bool { return u.opens.Load() == 2 })
-			u.write(t, flvHeader, tKey)
+			u.write(t, flvHeader, mkTag(TagVideo, 0, avcKey2))
 			collect(t, s, 1)
 			continue
 		}
@@ -287,7 +292,7 @@ func TestSwitchSourceAtKeyframe(t *testing.T) {
 	b := newScripted(nil,
 		NewTag(TagScript, 0, metadataBody()), NewTag(TagVideo, 0, avcSeq2), NewTag(TagAudio, 0, aacSeq),
 		NewTag(TagVideo, 7000, avcInter), NewTag(TagAudio, 7010, aacRaw), // mid-GOP: dropped
-		NewTag(TagVideo, 7040, avcKey), NewTag(TagAudio, 7060, aacRaw), NewTag(TagVideo, 7080, avcInter))
+		NewTag(TagVideo, 7040, avcKey2), NewTag(TagAudio, 7060, aacRaw), NewTag(TagVideo, 7080, avcInter))
 	sources := []Source{a, b}
 	var opens atomic.Int32
 	open := func(context.Context) (Opened, error) {
@@ -316,7 +321,7 @@ func TestSwitchSourceAtKeyframe(t *testing.T) {
 		// The switch: the new source's metadata and sequence headers at the
 		// switch, then its keyframe one frame after the last tag delivered.
 		{KindMetadata, switchAt, nil}, {KindVideoSeq, switchAt, avcSeq2}, {KindAudioSeq, switchAt, aacSeq},
-		{KindKeyframe, switchAt, avcKey}, {KindOther, switchAt + 20, aacRaw}, {KindOther, switchAt + 40, avcInter},
+		{KindKeyframe, switchAt, avcKey2}, {KindOther, switchAt + 20, aacRaw}, {KindOther, switchAt + 40, avcInter},
 	}
 	for i, w := range wants {
 		typ, ts, body, ok := TagInfo(got[1+i])

@@ -48,20 +48,26 @@ type Upstream func(ctx context.Context, origin stream.Origin, key stream.Key, qu
 //
 // A Source is one live copy of a stream, and a hub may switch its players
 // from one Source to another (today when an upstream fails and the hub
-// re-attaches; later between the sources of a stream: replicas, backup
-// encoders, a planned move). A Source therefore knows nothing of the
+// re-attaches, and on a planned move, Registry.Switch; later between the
+// sources of a stream: replicas, backup encoders). A Source therefore knows nothing of the
 // others, and the hub keeps this contract for the players:
 //
 //   - A Source's timestamps are its own: it need not continue another's.
-//     The hub rebases them so that what players get continues, monotonic
-//     (modulo 2^32), from the last tag they had, one frame later.
+//     When the players already had the new Source's first keyframe (the
+//     same type and body bytes; a copy of the same publish), the hub maps
+//     the new timestamps onto theirs by it and drops the frames they had;
+//     otherwise it rebases them so that what players get continues,
+//     monotonic (modulo 2^32), from the last tag they had, one frame
+//     later.
 //   - A switch happens at a keyframe: the new Source's frames ahead of its
 //     first keyframe (first audio frame, in a stream without video) are
-//     dropped, and the GOP cached from the old one is not served again.
+//     dropped, and, when rebased, the GOP cached from the old one is not
+//     served again.
 //   - Metadata and sequence headers are re-sent: a Source sends its own
 //     (onMetaData, then the sequence headers) ahead of its first frame, as
 //     an origin's play does, and they reach every player ahead of the
-//     keyframe. A Source that sends none leaves the old ones in force.
+//     keyframe (on a planned or aligned switch, only those that changed).
+//     A Source that sends none leaves the old ones in force.
 //   - Only the first Source's header reaches the players; later ones'
 //     are read and dropped. Tags must be classified (NewTag, Reader):
 //     the hub finds keyframes and sequence headers by Tag.Kind.
@@ -171,6 +177,15 @@ type rebaser struct {
 	before  uint32 // the old upstream's last timestamp
 	guard   int    // tags left to keep above before
 	keyWait int    // frames of the new upstream still to drop while its first keyframe is awaited
+
+	// Per track, for a switch aligned by content (align): the latest
+	// audio and video timestamps delivered, and whether frames of the
+	// new upstream at or before them are still dropped as repeats.
+	lastA, lastV   uint32
+	anyA, anyV     bool
+	dedupA, dedupV bool
+	repeatsLeft    int // bounds the repeats dropped after one switch
+	repeats        int // frames dropped as repeats since the last switch
 }
 
 // switchGap is how far after the last delivered tag a new upstream's first
@@ -188,6 +203,7 @@ const switchKeyWait = 1000
 
 // reattached starts rebasing the next upstream's tags.
 func (r *rebaser) reattached() {
+	r.dedupA, r.dedupV, r.repeats = false, false, 0
 	if r.any {
 		r.pending = true
 		r.floor = r.last + switchGap
@@ -242,6 +258,16 @@ func (r *rebaser) apply(t Tag) Tag {
 	}
 	if !r.any || int32(ts-r.last) > 0 {
 		r.last, r.any = ts, true
+	}
+	switch t.Type {
+	case TagAudio:
+		if !r.anyA || int32(ts-r.lastA) > 0 {
+			r.lastA, r.anyA = ts, true
+		}
+	case TagVideo:
+		if !r.anyV || int32(ts-r.lastV) > 0 {
+			r.lastV, r.anyV = ts, true
+		}
 	}
 	return t
 }

@@ -132,6 +132,9 @@ type Stats struct {
 	// Holds is the table of documents held while their stream moves (see
 	// holdTable): its entries and bytes.
 	Holds TableStats
+	// Viewers is the estimate of HLS and DASH viewers (see
+	// Config.ViewerWindow) and the size of its table.
+	Viewers ViewerStats
 }
 
 // TableStats are the size of a table fed by client requests: its entries
@@ -147,6 +150,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{Segments: s.segments.stats(), Documents: s.docs.stats(), FanOut: s.fanOutStats()}
 	st.MovedSessions.Entries, st.MovedSessions.Bytes = s.moved.stats()
 	st.Holds.Entries, st.Holds.Bytes = s.holds.stats()
+	st.Viewers = s.viewers.stats()
 	return st
 }
 

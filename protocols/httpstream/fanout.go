@@ -135,7 +135,7 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 		h.Del("Content-Length") // a shared live stream has no length
 		src := fanout.FLVSource(resp.Body, fanout.DefaultMaxTagSize)
 		if s.sessions != nil {
-			src = fanout.Tracked(src, s.sessions.Track(key, protoUpstream, nil, nil))
+			src = fanout.Tracked(src, s.sessions.Track(key, protoUpstream, "", nil, nil))
 		}
 		return src, h, nil
 	})

@@ -92,15 +92,16 @@ type TokenAuthority interface {
 	KnownHTTPOrigin(hostport string) bool
 }
 
-// track starts a live session of key with the Sessions, if any, and returns
-// its end and the counter of body bytes sent to the client (nil without
-// Sessions). A player sends nothing the node reads: its in counter stays 0.
+// track starts a live player session of key with the Sessions, if any, and
+// returns its end and the counter of body bytes sent to the client (nil
+// without Sessions). A player sends nothing the node reads: its in counter
+// stays 0.
 func (s *Server) track(key stream.Key, proto string) (end func(), out *atomic.Uint64) {
 	if s.sessions == nil {
 		return func() {}, nil
 	}
 	in, out := new(atomic.Uint64), new(atomic.Uint64)
-	return s.sessions.Track(key, proto, in, out), out
+	return s.sessions.Track(key, proto, stream.KindPlay, in, out), out
 }
 
 // meteredWriter counts the body bytes written through it into n.
@@ -202,6 +203,10 @@ type Config struct {
 	// Epochs. Default DefaultMoveHold; negative
 	// disables it.
 	MoveHold time.Duration
+	// ViewerWindow is how long an HLS or DASH viewer counts in the
+	// estimate of viewers (Stats.Viewers) after its last request. Default
+	// DefaultViewerWindow.
+	ViewerWindow time.Duration
 	// Now is the clock that ends version 1 tokens (see Token) and expires
 	// cached answers. Default time.Now.
 	Now func() time.Time
@@ -246,6 +251,7 @@ type Server struct {
 	fanOutBytes  atomic.Uint64    // written to hijacked FLV players
 	moved        sessionMap       // new SRS sessions of players of moved streams
 	holds        holdTable        // retry loops of documents held across moves
+	viewers      *viewerTable     // estimate of HLS and DASH viewers
 	hijacked     drain.Group      // FLV players on connections taken over
 	rtmpUp       fanout.Upstream
 
@@ -286,6 +292,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MoveHold == 0 {
 		cfg.MoveHold = DefaultMoveHold
 	}
+	if cfg.ViewerWindow <= 0 {
+		cfg.ViewerWindow = DefaultViewerWindow
+	}
 	if cfg.Epochs == nil || cfg.MoveHold < 0 {
 		cfg.MoveHold = 0
 	}
@@ -311,6 +320,7 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		moveHold:  cfg.MoveHold,
 		moved:     sessionMap{now: cfg.Now},
+		viewers:   newViewerTable(cfg.ViewerWindow, maxViewers, cfg.Now),
 
 		segments:     newObjectCache(cfg.CacheBytes, maxCacheEntries, MaxCacheObject, cfg.Now),
 		segTTL:       cfg.SegmentMaxAge,
@@ -389,15 +399,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
 	switch {
 	case strings.HasPrefix(p, hlsPrefix):
+		s.viewers.note(viewerHLS, r)
 		s.serveHLSToken(w, r, p[len(hlsPrefix):])
 		return
 	case strings.HasPrefix(p, dashPrefix):
+		s.viewers.note(viewerDASH, r)
 		s.serveDASHToken(w, r, p[len(dashPrefix):])
 		return
 	}
 	key, suffix, err := stream.FromHTTPPath(r.URL.Path, r.URL.RawQuery)
 	if errors.Is(err, stream.ErrUnknownSuffix) {
 		if key, ok := dashSegmentKey(r.URL.Path, r.URL.RawQuery); ok {
+			s.viewers.note(viewerDASH, r)
 			s.serveDASHByPath(w, r, key)
 			return
 		}
@@ -412,8 +425,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case ".flv", ".ts", ".aac", ".mp3":
 		s.serveLive(w, r, key, suffix)
 	case ".m3u8":
+		s.viewers.note(viewerHLS, r)
 		s.servePlaylistByKey(w, r, key)
 	case ".mpd":
+		s.viewers.note(viewerDASH, r)
 		s.serveMPDByKey(w, r, key)
 	default:
 		writeError(w, http.StatusNotFound, "not found")

@@ -191,6 +191,9 @@ func TestFLVStreaming(t *testing.T) {
 	if a, _ := sess.Count(key, "flv"); a != 1 {
 		t.Errorf("active sessions %d, want 1", a)
 	}
+	if all := sess.All(); len(all) != 1 || all[0].Kind != stream.KindPlay {
+		t.Errorf("tracked %+v, want one player", all)
+	}
 	// The player leaves: the origin request ends and the session closes.
 	cancel()
 	testkit.WaitFor(t, 5*time.Second, "origin request canceled", originDone.Load)

@@ -192,7 +192,11 @@ func (c *conn) serve(ctx context.Context) {
 	if c.s.cfg.Sessions != nil {
 		// Set before the relay's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
+		kind := stream.KindPlay
+		if c.publish {
+			kind = stream.KindPublish
+		}
+		end := c.s.cfg.Sessions.Track(c.req.Key, "rtmp", kind, &c.clientIn, &c.clientOut)
 		defer end()
 	}
 	gauge := &st.players

@@ -96,7 +96,7 @@ func (s *Server) openUpstream(ctx context.Context, c *conn, origin stream.Origin
 	o.conn.writeIdle = s.cfg.IdleTimeout
 	var src fanout.Source = &upstream{o: o, nc: o.conn.Conn, max: int(s.cfg.originMaxMessage())}
 	if s.cfg.Sessions != nil {
-		src = fanout.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, nil, nil))
+		src = fanout.Tracked(src, s.cfg.Sessions.Track(c.req.Key, ProtoUpstream, "", nil, nil))
 	}
 	return src, nil
 }
@@ -220,7 +220,7 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	if s.cfg.Sessions != nil {
 		// Set before playFrom's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end := s.cfg.Sessions.Track(c.req.Key, "rtmp", &c.clientIn, &c.clientOut)
+		end := s.cfg.Sessions.Track(c.req.Key, "rtmp", stream.KindPlay, &c.clientIn, &c.clientOut)
 		defer end()
 	}
 	st := &s.stats

@@ -579,6 +579,9 @@ func TestMeteredSessions(t *testing.T) {
 		t.Fatalf("%v %v", info, err)
 	}
 	c := waitChan(t, ms.Tracked)
+	if c.Proto != "rtmp" || c.Kind != stream.KindPublish {
+		t.Errorf("tracked a %q %q session, want an rtmp publisher", c.Proto, c.Kind)
+	}
 	start := c.In.Load()
 	for i := range 20 {
 		m := chunk.Message{CSID: 4, Type: chunk.TypeVideo, StreamID: 1, Timestamp: uint32(i), Payload: payload(10_000)}

@@ -26,12 +26,16 @@ import (
 // leg fails while a tee has landed continues on the tee at once, with no
 // re-publish.
 //
-// Landed is called once per tee, from a goroutine of the session, when the
-// tee's origin got its first key frame: the mesh then completes a planned
-// move to it. The node calls it on its own observation, never on a
-// client's word.
+// Moving is the id of the origin a planned move of key is filling, ""
+// when none (a local read too). Landed is called, from a goroutine of the
+// session, when that origin has the stream from a key frame on: when its
+// tee got its first key frame, or at once when the move's target is a
+// tee that had landed already (a warm replica); the mesh then completes
+// the move. The node calls it on its own observation, never on a client's
+// word.
 type SourceSet interface {
 	Sources(key stream.Key) (primary stream.Origin, others []stream.Origin, ok bool)
+	Moving(key stream.Key) string
 	Landed(ctx context.Context, key stream.Key, origin stream.Origin) error
 }
 
@@ -47,10 +51,16 @@ const (
 	teeRetry = 2 * time.Second
 	// moveLinger is how long the old origin keeps getting the stream after
 	// a make-before-break move, for the players that still read it to
-	// switch.
-	moveLinger = 3 * time.Second
+	// switch: longer than a fan-out hub's planned switch may take
+	// (fanout.DefaultSwitchTimeout).
+	moveLinger = 5 * time.Second
 	// landedTimeout bounds the write a landed tee makes.
 	landedTimeout = 5 * time.Second
+	// teeWriteTimeout bounds one write to a tee: the publisher's own
+	// origin gets each message after every tee took it, so an origin that
+	// stalls costs the stream at most this once, then its tee is closed
+	// (and tried again after teeRetry, in the background).
+	teeWriteTimeout = time.Second
 )
 
 // teeLeg is an origin leg of a publisher other than its current one.
@@ -81,6 +91,9 @@ type tees struct {
 	opened  chan teeOpened
 	retry   map[string]time.Time
 	next    time.Time
+	// told is the move target Landed was last called for, so that a
+	// landed tee that becomes a move's target is reported once.
+	told string
 }
 
 func (p *publisher) initTees(ss SourceSet) {
@@ -145,6 +158,14 @@ func (p *publisher) reconcileTees(now time.Time) {
 	for _, o := range others {
 		want[o.ID] = o
 	}
+	if target := p.ss.Moving(p.c.req.Key); target != t.told {
+		if tl := t.legs[target]; tl != nil && tl.landed && tl.closeAt.IsZero() {
+			t.told = target
+			p.landed(tl.origin)
+		} else if target == "" {
+			t.told = ""
+		}
+	}
 	if primary.ID != p.origin.ID {
 		want[primary.ID] = primary
 		if tl := t.legs[primary.ID]; tl != nil && tl.landed && tl.closeAt.IsZero() {
@@ -182,7 +203,7 @@ func (p *publisher) openTee(o stream.Origin) {
 // and sequence headers. Media follow from the next resume point.
 func (p *publisher) adoptTee(r teeOpened) {
 	tl := &teeLeg{origin: r.origin, leg: r.leg, done: make(chan error, 1), waitKey: true}
-	r.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
+	r.leg.conn.writeIdle = teeWriteTimeout
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -256,6 +277,9 @@ func (p *publisher) teeSend(m *chunk.Message, flush bool) {
 		}
 		if first {
 			tl.landed = true
+			if p.ss.Moving(p.c.req.Key) == id {
+				p.t.told = id
+			}
 			p.landed(tl.origin)
 		}
 	}
@@ -281,6 +305,7 @@ func (p *publisher) landed(o stream.Origin) {
 // the stream for moveLinger.
 func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 	old := &teeLeg{origin: p.origin, leg: p.cur, done: p.curDone, landed: true, closeAt: now.Add(moveLinger)}
+	old.leg.conn.writeIdle = teeWriteTimeout
 	delete(p.t.legs, tl.origin.ID)
 	p.t.legs[old.origin.ID] = old
 	p.use(tl)
@@ -289,6 +314,7 @@ func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 
 // use makes tl the current leg.
 func (p *publisher) use(tl *teeLeg) {
+	tl.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
 	p.c.origin = tl.leg
 	p.cur, p.origin, p.curDone = tl.leg, tl.origin, tl.done
 	p.watched.Lock()

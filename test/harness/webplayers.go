@@ -2,6 +2,10 @@ package harness
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +112,27 @@ func NeedWebPlayers(t testing.TB) {
 // report per player, in order.
 func PlayInBrowser(t testing.TB, players []WebPlayer, run, limit time.Duration) []WebReport {
 	t.Helper()
+	return playInBrowser(t, players, run, limit, nil, nil)
+}
+
+// PlayInBrowserHTTPS is PlayInBrowser with the page served over HTTPS with
+// pageCert, so that the players run under the browser's mixed-content rules
+// (an https page may fetch no http:// media). Chromium trusts the keys of
+// pageCert and of the trust certificates (the servers the players reach)
+// by their SPKI hashes, as a browser trusts a local CA it was given.
+func PlayInBrowserHTTPS(t testing.TB, players []WebPlayer, run, limit time.Duration, pageCert tls.Certificate, trust ...*x509.Certificate) []WebReport {
+	t.Helper()
+	var pins []string
+	for _, c := range append([]*x509.Certificate{pageCert.Leaf}, trust...) {
+		sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		pins = append(pins, base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pageCert}}
+	return playInBrowser(t, players, run, limit, cfg, []string{"--ignore-certificate-errors-spki-list=" + strings.Join(pins, ",")})
+}
+
+func playInBrowser(t testing.TB, players []WebPlayer, run, limit time.Duration, pageTLS *tls.Config, flags []string) []WebReport {
+	t.Helper()
 	NeedWebPlayers(t)
 	bin := ChromiumBin(t)
 	spec, err := json.Marshal(players)
@@ -136,6 +162,10 @@ func PlayInBrowser(t testing.TB, players []WebPlayer, run, limit time.Duration) 
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	scheme := "http"
+	if pageTLS != nil {
+		scheme, ln = "https", tls.NewListener(ln, pageTLS)
+	}
 	go srv.Serve(ln)
 	defer srv.Close()
 
@@ -144,15 +174,16 @@ func PlayInBrowser(t testing.TB, players []WebPlayer, run, limit time.Duration) 
 		"run":     {formatSeconds(run)},
 		"limit":   {formatSeconds(limit)},
 	}
-	page := "http://" + ln.Addr().String() + "/players.html?" + q.Encode()
+	page := scheme + "://" + ln.Addr().String() + "/players.html?" + q.Encode()
 	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin,
+	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
 		"--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
 		"--disable-features=WebRtcHideLocalIpsWithMdns", "--mute-audio",
-		"--user-data-dir="+t.TempDir(), page)
+		"--user-data-dir=" + t.TempDir()}, flags...)
+	cmd := exec.CommandContext(ctx, bin, append(args, page)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

@@ -215,6 +215,18 @@
     return out;
   }
 
+  // sessionsCell is a node's clients by protocol and, apart and marked as
+  // such, its estimate of HLS and DASH viewers (they hold no connection).
+  function sessionsCell(s) {
+    const box = el("span", {}, counts(s.sessions));
+    const est = (s.hls_viewers_estimated || 0) + (s.dash_viewers_estimated || 0);
+    if (est > 0) {
+      box.append(" ", el("span", { class: "muted", text: "≈" + est + " HLS/DASH viewers (estimate)",
+        title: "Distinct client addresses and User-Agents that fetched a playlist, MPD or segment in the last 30 s: an estimate, not a count" }));
+    }
+    return box;
+  }
+
   function renderNodes(st, hist) {
     const members = (st.members || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
     const latest = latestSamples(hist);
@@ -239,7 +251,7 @@
         td(m.zone ? m.zone : el("span", { class: "muted", text: "–" })),
         s ? numTd(bits(s.in_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
         s ? numTd(bits(s.out_bps)) : el("td", { class: "num" }, noData.cloneNode(true)),
-        td(s ? counts(s.sessions) : noData),
+        td(s ? sessionsCell(s) : noData),
         s ? numTd(s.fanout_upstreams ? s.fanout_players + " on " + s.fanout_upstreams + " ↑" : "–",
           s.fanout_upstreams ? Math.round(s.fanout_players / s.fanout_upstreams) + " players per upstream" : "no shared upstream")
           : el("td", { class: "num" }, noData.cloneNode(true)),
@@ -287,7 +299,7 @@
       if (o.static) name.append(" ", badge("static", "self"));
       if (o.zone) name.append(el("div", { class: "muted small", text: "zone " + o.zone }));
       const health = td(o.healthy ? badge("healthy", "ok") : badge("down", "bad"));
-      if (o.draining) health.append(" ", badge("draining", "warn"));
+      if (o.draining) health.append(" ", badge(o.evacuating ? "moving streams away" : "draining", "warn"));
       if (!o.healthy && o.health_reason) health.append(el("div", { class: "muted small reason", text: o.health_reason }));
       const alive = Math.max(o.last_probe_unix_ms || 0, o.last_heartbeat_unix_ms || 0);
       const seen = el("td", { title: alive ? iso(alive) : "" }, ago(alive, now));
@@ -302,7 +314,15 @@
         const b = el("button", { type: "button", class: "action " + action, "data-origin": o.id, "data-action": action,
           "aria-label": (o.draining ? "Undrain origin " : "Drain origin ") + o.id }, o.draining ? "Undrain" : "Drain");
         b.addEventListener("click", () => act(o.id, action, b));
-        row.append(el("td", { class: "actions-col" }, b));
+        const cell = el("td", { class: "actions-col" }, b);
+        if (!o.evacuating) {
+          const m = el("button", { type: "button", class: "action move", "data-origin": o.id, "data-action": "move",
+            "aria-label": "Drain origin " + o.id + " and move its streams away",
+            title: "Drain, and move every live stream to another origin without a break" }, "Move streams");
+          m.addEventListener("click", () => act(o.id, "move", m));
+          cell.append(" ", m);
+        }
+        row.append(cell);
       }
       return row;
     });
@@ -317,9 +337,11 @@
     button.disabled = true;
     out.hidden = false;
     out.className = "action-result";
-    out.textContent = (action === "drain" ? "Draining " : "Undraining ") + id + "…";
+    const verb = { drain: "Draining ", undrain: "Undraining ", move: "Moving the streams off " }[action];
+    out.textContent = verb + id + "…";
+    const path = action === "move" ? "drain?move=true" : action;
     try {
-      const res = await fetch("mesh/v1/origins/" + encodeURIComponent(id) + "/" + action, {
+      const res = await fetch("mesh/v1/origins/" + encodeURIComponent(id) + "/" + path, {
         method: "POST",
         headers: { Authorization: "Bearer " + token(), Accept: "application/json" },
         signal: AbortSignal.timeout(TIMEOUT_MS),
@@ -330,11 +352,12 @@
         throw new Error((body && body.message) || ("HTTP " + res.status));
       }
       out.classList.add("ok");
-      out.textContent = "Origin " + id + (action === "drain" ? " is draining." : " takes new streams again.");
+      out.textContent = "Origin " + id + { drain: " is draining.", undrain: " takes new streams again.",
+        move: " is draining; its streams move away without a break." }[action];
       rendered.origins = null;
     } catch (e) {
       out.classList.add("bad");
-      out.textContent = (action === "drain" ? "Drain" : "Undrain") + " of " + id + " failed: " + (e && e.message ? e.message : e);
+      out.textContent = { drain: "Drain", undrain: "Undrain", move: "Moving the streams" }[action] + " of " + id + " failed: " + (e && e.message ? e.message : e);
     } finally {
       button.disabled = false;
     }
@@ -345,7 +368,8 @@
   function renderStreams(st, doc) {
     const byKey = new Map();
     for (const a of st.assignments || []) {
-      byKey.set(a.key, { key: a.key, origin: a.origin, healthy: a.origin_healthy, created: a.created_unix_ms, used: a.last_used_unix_ms });
+      byKey.set(a.key, { key: a.key, origin: a.origin, healthy: a.origin_healthy, created: a.created_unix_ms, used: a.last_used_unix_ms,
+        replicas: a.replicas || [], moving: a.moving || "" });
     }
     const counted = !!(doc && Array.isArray(doc.streams));
     for (const s of (doc && doc.streams) || []) {
@@ -362,6 +386,8 @@
       r.total = s.total_clients || 0;
       r.fanout = s.fanout || {};
       r.rtcFanout = s.rtc_fanout || {};
+      r.replicas = s.replicas || r.replicas || [];
+      r.moving = s.moving || r.moving || "";
       byKey.set(s.key, r);
     }
     const rows = [...byKey.values()].sort((a, b) => (b.total || 0) - (a.total || 0) || a.key.localeCompare(b.key));
@@ -372,6 +398,8 @@
       const name = el("th", { scope: "row", title: r.key }, el("code", { text: short }));
       const origin = td(r.origin || el("span", { class: "muted", text: "unassigned" }));
       if (r.origin && r.healthy === false) origin.append(" ", badge("down", "bad"));
+      for (const rep of r.replicas || []) origin.append(el("div", { class: "muted small", text: "replica " + rep }));
+      if (r.moving) origin.append(el("div", { class: "small", text: "moving to " + r.moving }));
       const na = () => el("span", { class: "muted", text: counted ? "–" : "n/a" });
       return el("tr", { class: r.origin && r.healthy === false ? "is-bad" : null },
         name, origin,
@@ -413,7 +441,8 @@
     origin_removed: (e) => ["Origin " + e.origin + " removed", "warn"],
     origin_drained: (e) => ["Origin " + e.origin + " drained", "warn"],
     origin_undrained: (e) => ["Origin " + e.origin + " undrained", "ok"],
-    stream_moved: (e) => ["Stream " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " moved" + (e.origin ? " to " + e.origin : ""), "warn"],
+    stream_moved: (e) => ["Stream " + (e.stream || "").replace(/^__defaultVhost__\//, "") + (e.move_kind === "planned" ? " moved without a break" : " moved") + (e.origin ? " to " + e.origin : ""), e.move_kind === "planned" ? "ok" : "warn"],
+    replica_promoted: (e) => ["Replica " + (e.origin || "") + " took over " + (e.stream || "").replace(/^__defaultVhost__\//, ""), "warn"],
     players_reattached: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " re-attached" + (e.origin ? " to " + e.origin : ""), "ok"],
     players_lost: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " lost their stream", "bad"],
     leader: (e) => [e.member + " became leader", "accent"],

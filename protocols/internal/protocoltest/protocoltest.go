@@ -36,6 +36,7 @@ func RouteTo(o stream.Origin) RouterFunc {
 type Session struct {
 	Key     stream.Key
 	Proto   string
+	Kind    string
 	In, Out *atomic.Uint64 // as given to Track; nil when not metered
 }
 
@@ -56,8 +57,8 @@ func liveID(key stream.Key, proto string) string { return key.String() + " " + p
 
 // Track records a session; the end it returns may be called any number of
 // times.
-func (s *Sessions) Track(key stream.Key, proto string, in, out *atomic.Uint64) func() {
-	ses := Session{Key: key, Proto: proto, In: in, Out: out}
+func (s *Sessions) Track(key stream.Key, proto, kind string, in, out *atomic.Uint64) func() {
+	ses := Session{Key: key, Proto: proto, Kind: kind, In: in, Out: out}
 	id := liveID(key, proto)
 	s.mu.Lock()
 	if s.live == nil {

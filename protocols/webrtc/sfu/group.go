@@ -139,7 +139,7 @@ func (g *group) run() {
 	defer s.wg.Done()
 	end := func() {}
 	if s.cfg.Sessions != nil {
-		end = s.cfg.Sessions.Track(g.key, ProtoUpstream, nil, nil)
+		end = s.cfg.Sessions.Track(g.key, ProtoUpstream, "", nil, nil)
 	}
 	defer end()
 	log := s.log.With("stream", g.key.String())

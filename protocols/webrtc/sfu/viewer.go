@@ -189,7 +189,7 @@ func (v *viewer) run(connected <-chan struct{}, senders [2]*pion.RTPSender) {
 	defer s.wg.Done()
 	var end func()
 	if s.cfg.Sessions != nil {
-		end = s.cfg.Sessions.Track(g.key, "webrtc", new(atomic.Uint64), v.out)
+		end = s.cfg.Sessions.Track(g.key, "webrtc", stream.KindPlay, new(atomic.Uint64), v.out)
 	}
 	var wg sync.WaitGroup
 	for k, snd := range senders {
