@@ -58,7 +58,9 @@ var (
 )
 
 // ViewerParam is the query parameter of a fanned-out viewer's Location: a
-// DELETE carrying it through the node that answered ends the viewer.
+// DELETE carrying it through the node that answered ends the viewer (with
+// SessionParam, through any node). Who may: whoever holds the Location; a
+// viewer's id is 96 random bits that only the answer's Location carries.
 const ViewerParam = "mesh_viewer"
 
 // WriteToUDPAddrPort sends p from the relay's socket (for the Tap's peers).

@@ -6,7 +6,7 @@
 // Viewers terminate at the node (ICE-lite, DTLS-SRTP) on the node's WebRTC
 // UDP port, shared with the relay of package webrtc: the relay hands the
 // viewers' flows to the Server (webrtc.Tap) and the Server writes through
-// the relay's socket, so --rtc-candidate describes both.
+// the relay's socket, so the node's one announced candidate serves both.
 //
 // Per stream, each track's packets are put on one continuous timeline
 // (sequence numbers and timestamps that go on across upstream changes) and
