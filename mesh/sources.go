@@ -35,6 +35,13 @@ func (n *Node) Sources(key stream.Key) (primary stream.Origin, others []stream.O
 	return primary, others, true
 }
 
+// Moving returns the id of the origin a planned move of key is filling,
+// "" when none (a local read).
+func (n *Node) Moving(key stream.Key) string {
+	_, _, target, _ := n.fsm.Sources(key.String())
+	return target
+}
+
 // Landed tells the mesh that origin received key's stream from a
 // keyframe on, fed by this node's publisher. When origin is the target
 // of key's planned move, the move completes: origin becomes the stream's

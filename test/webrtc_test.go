@@ -25,7 +25,8 @@ import (
 // to node 3, as a load balancer may, which works only because the ICE
 // session is replicated through the mesh. DELETEs, one of them through
 // another node than the offer's, end every session on the nodes and on the
-// origin.
+// origin. Players are relayed too (--rtc-fanout=false); TestWebRTCFanOut
+// covers viewers answered at the node.
 func TestWebRTCThroughMesh(t *testing.T) {
 	origin, err := webrtctest.Start(webrtctest.Options{})
 	if err != nil {
@@ -34,7 +35,7 @@ func TestWebRTCThroughMesh(t *testing.T) {
 	t.Cleanup(func() { origin.Close() })
 	baseline := origin.Sessions()
 	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
-	c := startProtocolCluster(t, 3, nil,
+	c := startProtocolCluster(t, 3, nil, "--rtc-fanout=false",
 		"--origin", "id=rtc1,ip=127.0.0.1,api="+port(origin.API)+",rtc="+port(origin.RTC))
 	c.waitOriginsHealthy(t, 1)
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 	"github.com/srs-mesh/srs-mesh/stream"
 	"github.com/srs-mesh/srs-mesh/stream/httpjson"
 )
@@ -267,14 +269,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 	fan := newFanOut(o, failovers)
 	defer fan.close()
 	collector.fanOut = fan.reg
-	if fan.reg != nil {
-		// Players follow a stream that moved at once, make-before-break
-		// for a planned move.
-		node.OnMoved(func(k stream.Key) { fan.reg.Switch(k.String()) })
-	}
-	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, creds, log)
+	parts, err := clientParts(o, lns, lim, clients, node, newTimedRouter(node, reg), collector, failovers, fan.reg, candidate, cfg.AdvertiseAddr, creds, log)
 	if err != nil {
 		return err
+	}
+	if fan.reg != nil || collector.rtcFanOut != nil {
+		// Players follow a stream that moved at once, make-before-break
+		// for a planned move; WebRTC viewers' upstreams re-attach.
+		rtcFan := collector.rtcFanOut
+		node.OnMoved(func(k stream.Key) {
+			if fan.reg != nil {
+				fan.reg.Switch(k.String())
+			}
+			if rtcFan != nil {
+				rtcFan.Moved(k)
+			}
+		})
 	}
 	served.c.Store(collector)
 	system := httpPart("system api", "system", lns.system, systemHandler(node, newMetricsHandler(reg, collector)), lim)
@@ -353,7 +363,7 @@ func (f fanOut) close() {
 // they are logged: RTMP, HTTP streaming, SRT, WebRTC media, and the HTTP API
 // port (SRS's API and WebRTC signalling).
 func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAddrs, node *mesh.Node, router *timedRouter, collector *meshCollector,
-	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, creds originCredentials, log *slog.Logger) ([]part, error) {
+	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, advertise netip.Addr, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
 	var certs *certReloader
@@ -431,8 +441,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		parts = append(parts, streamParts...)
 	}
+	udpBuf, err := udpBuffer(o)
+	if err != nil {
+		return nil, err
+	}
 	if lns.srt != nil {
-		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt")})
+		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt"),
+			SocketBuffer: udpBuf})
 		if err != nil {
 			return nil, err
 		}
@@ -446,14 +461,35 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		if err != nil {
 			return nil, err
 		}
-		s, err := webrtc.New(webrtc.Config{Router: router, Publisher: router, Store: newRTCStore(node), Activity: node, Sessions: sessions,
-			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst})
+		store := newRTCStore(node)
+		cfg := webrtc.Config{Router: router, Publisher: router, Store: store, Activity: node, Sessions: sessions,
+			Logger: log.With("proto", "webrtc"), Candidate: candidate, OfferRate: offerRate, OfferBurst: offerBurst,
+			SocketBuffer: udpBuf}
+		var fan *sfu.Server
+		var relay atomic.Pointer[webrtc.Server]
+		if o.rtcFanOut {
+			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, node, candidate, advertise, &relay, log); err != nil {
+				return nil, err
+			}
+			cfg.Viewers, cfg.Tap = fan, fan
+			collector.rtcFanOut = fan
+		}
+		s, err := webrtc.New(cfg)
 		if err != nil {
+			if fan != nil {
+				fan.Close()
+			}
 			return nil, err
 		}
+		relay.Store(s)
 		rtc, collector.rtc = s, s
-		log.Info("webrtc media listening", "addr", lns.rtc.LocalAddr().String(), "candidate", candidate.String())
-		parts = append(parts, part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }})
+		log.Info("webrtc media listening", "addr", lns.rtc.LocalAddr().String(), "candidate", candidate.String(), "fanout", fan != nil)
+		p := part{name: "webrtc", serve: func() error { return s.ServeUDP(lns.rtc) }, drain: s.Drain, close: func() { s.Close() }}
+		if fan != nil {
+			p.drain = func(ctx context.Context) error { return errors.Join(s.Drain(ctx), fan.Drain(ctx)) }
+			p.close = func() { fan.Close(); s.Close() }
+		}
+		parts = append(parts, p)
 	}
 	// The API port and its HTTPS twin each decide their writes by their
 	// own address (apiWrites): a loopback --api does not open the writes

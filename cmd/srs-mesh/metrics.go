@@ -20,6 +20,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/srt"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -47,6 +48,8 @@ var (
 		[]string{"proto", "reason"}, nil)
 	descDropped = prometheus.NewDesc(ns+"_dropped_packets_total", "UDP packets dropped, by protocol and reason.",
 		[]string{"proto", "reason"}, nil)
+	descStreamDropped = prometheus.NewDesc(ns+"_stream_dropped_packets_total", "UDP packets of a stream this node dropped, by protocol, stream and reason: send_error (a send failed), overflow (the kernel dropped them on a full session socket; see --udp-buffer). Only streams of sessions the node relays now that dropped any.",
+		[]string{"proto", "stream", "reason"}, nil)
 	descOriginStreams = prometheus.NewDesc(ns+"_origin_streams", "Streams assigned to an origin.",
 		[]string{"origin"}, nil)
 	descOriginHealthy = prometheus.NewDesc(ns+"_origin_healthy", "1 when the origin is healthy, else 0.",
@@ -84,11 +87,13 @@ var (
 // meshCollector reads the mesh's status and the protocol servers' counters
 // at scrape time. A nil server is skipped.
 type meshCollector struct {
-	node  *mesh.Node
-	rtmp  *rtmp.Server
-	srt   *srt.Server
-	rtc   *webrtc.Server
-	httpS *httpStats
+	node *mesh.Node
+	rtmp *rtmp.Server
+	srt  *srt.Server
+	rtc  *webrtc.Server
+	// rtcFanOut serves WebRTC viewers at the node (nil without --rtc-fanout).
+	rtcFanOut *sfu.Server
+	httpS     *httpStats
 	// httpStream has the caches of HLS and DASH.
 	httpStream *httpstream.Server
 	// fanOut is the registry of shared upstreams (nil without --fanout).
@@ -130,6 +135,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPackets, st.PacketsOut, "srt", o2c)
 		counter(descDropped, st.Malformed, "srt", "malformed")
 		counter(descDropped, st.NoSession, "srt", "no_session")
+		counter(descDropped, st.SendErrors, "srt", "send_error")
+		counter(descDropped, st.Overflow, "srt", "overflow")
+		for _, d := range st.Streams {
+			counter(descStreamDropped, d.SendErrors, "srt", d.Stream, "send_error")
+			counter(descStreamDropped, d.Overflow, "srt", d.Stream, "overflow")
+		}
 		for reason, n := range st.Rejects {
 			counter(descFailures, n, "srt", reason)
 		}
@@ -144,12 +155,19 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range map[string]uint64{
 			"malformed": st.DroppedMalformed, "unknown_ufrag": st.DroppedUnknownUfrag, "no_session": st.DroppedNoSession,
 			"table_full": st.DroppedTableFull, "upstream": st.DroppedUpstream, "oversize": st.DroppedOversize,
-			"bad_origin": st.DroppedBadOrigin, "integrity": st.DroppedIntegrity,
+			"bad_origin": st.DroppedBadOrigin, "integrity": st.DroppedIntegrity, "overflow": st.DroppedOverflow,
 		} {
 			counter(descDropped, n, "webrtc", reason)
 		}
+		for _, d := range st.Streams {
+			counter(descStreamDropped, d.SendErrors, "webrtc", d.Stream, "send_error")
+			counter(descStreamDropped, d.Overflow, "webrtc", d.Stream, "overflow")
+		}
 		counter(descFailures, st.SignallingErrors, "webrtc", "signalling")
 		counter(descFailures, st.OffersLimited, "webrtc", "rate_limited")
+	}
+	if s := c.rtcFanOut; s != nil {
+		collectRTCFanOut(ch, s.Stats())
 	}
 	if h := c.httpS; h != nil {
 		var hijacked uint64 // FLV players' bytes written past the response writer
@@ -243,6 +261,9 @@ func (b *clientBytes) total() (in, out uint64) {
 	if s := c.rtc; s != nil {
 		st := s.Stats()
 		in, out = in+st.BytesIn, out+st.BytesOut
+	}
+	if s := c.rtcFanOut; s != nil {
+		out += s.Stats().BytesOut
 	}
 	if h := c.httpS; h != nil {
 		out += h.bytesOut.Load()

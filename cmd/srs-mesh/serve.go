@@ -22,6 +22,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/protocols/httpstream"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
 	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 )
 
 // serveOptions are the raw values of the serve flags.
@@ -43,51 +44,55 @@ type serveOptions struct {
 	// httpsAddr, apiHTTPSAddr and rtmpsAddr serve what --http, --api and
 	// --rtmp serve, over TLS with the certificate of httpsCertFile and
 	// httpsKeyFile.
-	httpsAddr       string
-	rtmpsAddr       string
-	configFile      string
-	apiHTTPSAddr    string
-	httpsCertFile   string
-	httpsKeyFile    string
-	rtcAddr         string
-	rtcCandidate    string
-	rtcOfferRate    float64
-	rtcOfferBurst   int
-	srtAddr         string
-	origins         originList
-	originTokenFile string
-	originAuthFile  string
-	originTimeout   time.Duration
-	historyInterval time.Duration
-	originTTL       time.Duration
-	maxOrigins      int
-	streamReplicas  int
-	replicaRules    []string
-	moveTimeout     time.Duration
-	originAllow     []string
-	drainTimeout    time.Duration
-	httpReadTimeout time.Duration
-	httpIdleTimeout time.Duration
-	maxHTTPConns    int
-	trustedProxies  []string
-	forwardedHeader string
-	proxyProtocol   []string
-	cacheSize       byteSize
-	playlistTTL     time.Duration
-	fanOut          bool
-	reattach        time.Duration
-	publishGrace    time.Duration
-	backupPublish   bool
-	publishStall    time.Duration
-	rtmpMaxMessage  byteSize
-	token           string
-	gossipKey       string
-	tlsCAFile       string
-	tlsCertFile     string
-	tlsKeyFile      string
-	insecure        bool
-	logLevel        string
-	logFormat       string
+	httpsAddr        string
+	rtmpsAddr        string
+	configFile       string
+	apiHTTPSAddr     string
+	httpsCertFile    string
+	httpsKeyFile     string
+	rtcAddr          string
+	rtcCandidate     string
+	rtcOfferRate     float64
+	rtcOfferBurst    int
+	rtcFanOut        bool
+	rtcMaxViewers    int
+	rtcStreamViewers int
+	srtAddr          string
+	udpBuffer        byteSize
+	origins          originList
+	originTokenFile  string
+	originAuthFile   string
+	originTimeout    time.Duration
+	historyInterval  time.Duration
+	originTTL        time.Duration
+	maxOrigins       int
+	streamReplicas   int
+	replicaRules     []string
+	moveTimeout      time.Duration
+	originAllow      []string
+	drainTimeout     time.Duration
+	httpReadTimeout  time.Duration
+	httpIdleTimeout  time.Duration
+	maxHTTPConns     int
+	trustedProxies   []string
+	forwardedHeader  string
+	proxyProtocol    []string
+	cacheSize        byteSize
+	playlistTTL      time.Duration
+	fanOut           bool
+	reattach         time.Duration
+	publishGrace     time.Duration
+	backupPublish    bool
+	publishStall     time.Duration
+	rtmpMaxMessage   byteSize
+	token            string
+	gossipKey        string
+	tlsCAFile        string
+	tlsCertFile      string
+	tlsKeyFile       string
+	insecure         bool
+	logLevel         string
+	logFormat        string
 }
 
 // envPrefix is prepended to a flag's name (upper case, dashes as
@@ -148,7 +153,12 @@ name; the command line and the environment override it.`,
 	f.StringVar(&o.rtcCandidate, "rtc-candidate", "", "IP (or IP:port) announced in WebRTC candidates (default: the advertise address with the --rtc port)")
 	f.Float64Var(&o.rtcOfferRate, "rtc-offer-rate", webrtc.DefaultOfferRate, "WebRTC offers (WHIP, WHEP, SRS's publish and play) per second one client address may make on average; more get 429 (0: no limit)")
 	f.IntVar(&o.rtcOfferBurst, "rtc-offer-burst", webrtc.DefaultOfferBurst, "WebRTC offers one client address may make at once, above --rtc-offer-rate")
+	f.BoolVar(&o.rtcFanOut, "rtc-fanout", true, "answer WebRTC viewers (WHEP, SRS's /rtc/v1/play/) at the node, on the --rtc port, from one upstream per stream and query (false: relay each viewer to the origin; publishers are relayed either way)")
+	f.IntVar(&o.rtcMaxViewers, "rtc-max-viewers", sfu.DefaultMaxViewers, "WebRTC viewers one node serves at most with --rtc-fanout; more get 503")
+	f.IntVar(&o.rtcStreamViewers, "rtc-max-stream-viewers", sfu.DefaultMaxViewersPerStream, "WebRTC viewers of one stream one node serves at most with --rtc-fanout; more get 503")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
+	o.udpBuffer = defaultUDPBuffer
+	f.Var(&o.udpBuffer, "udp-buffer", "receive and send buffer of each SRT and WebRTC relay socket, e.g. 4MiB (0: the system default); the kernel caps it at net.core.rmem_max and net.core.wmem_max, and the node logs a warning when it got less")
 	f.Var(&o.origins, "origin", "static origin, e.g. id=o1,ip=10.0.0.5,rtmp=1935,http=8080,api=1985,srt=10080,rtc=8000 (id, ip and a port required; add api-token=, api-token-file=, api-auth=user:password or api-auth-file= for an origin whose HTTP API needs credentials: the SRS API's reads then need --token, and a credential holding ',' or ';' belongs in a file); repeatable, and ';' separates origins in one value")
 	f.StringVar(&o.originTokenFile, "origin-api-token-file", "", "file holding the bearer token sent to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS 8's http_api.auth; the SRS API's reads then need --token")
 	f.StringVar(&o.originAuthFile, "origin-api-auth-file", "", "file holding user:password sent as Basic auth to every origin's HTTP API that has no credentials of its own in --origin (registered origins included), for SRS's http_api.auth; the SRS API's reads then need --token")
@@ -173,7 +183,7 @@ name; the command line and the environment override it.`,
 	o.rtmpMaxMessage = rtmp.DefaultMaxMessageSize
 	f.Var(&o.rtmpMaxMessage, "rtmp-max-message", "largest RTMP message a client may send, e.g. 1MiB; a larger one is refused at the node (publishers get an error onStatus) and never reaches the origin. Keep it at or below what the origins accept (nginx-rtmp's max_message, 1M by default); at most 16MiB-1")
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
-	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout)")
+	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout, or --rtc-fanout for WebRTC viewers)")
 	f.BoolVar(&o.backupPublish, "backup-publish", true, "keep a second RTMP publisher of a live stream as its standby (a backup encoder) rather than refusing it (stream busy); the standby publishes when the origin ends the stream, and players ride through with --publish-grace (false: the second publisher is refused)")
 	f.DurationVar(&o.publishStall, "publish-stall", 2*time.Second, "with --backup-publish, end an RTMP publish whose encoder sent no audio or video for this long, its connection open, so that a standby takes over (0: never)")
 	f.DurationVar(&o.publishGrace, "publish-grace", 10*time.Second, "how long RTMP and HTTP-FLV players of a stream whose publisher stopped wait, connected and sent nothing, for a publisher to publish it again through any node; they then resume on the same sessions (0: they end at once; needs --fanout)")
@@ -469,6 +479,19 @@ func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.Addr
 		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// defaultUDPBuffer is --udp-buffer's default: about 0.7 s of a 48 Mbit/s
+// contribution feed, where the usual 208 KiB default holds 35 ms.
+const defaultUDPBuffer = 4 << 20
+
+// udpBuffer is srt.Config.SocketBuffer and webrtc.Config.SocketBuffer for
+// --udp-buffer: at most 1GiB.
+func udpBuffer(o serveOptions) (int, error) {
+	if o.udpBuffer < 0 || o.udpBuffer > 1<<30 {
+		return 0, fmt.Errorf("--udp-buffer: %s is outside 0..1GiB", o.udpBuffer.String())
+	}
+	return int(o.udpBuffer), nil
 }
 
 // rtmpMaxMessage is rtmp.Config.MaxMessageSize for --rtmp-max-message:

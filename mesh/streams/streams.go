@@ -96,6 +96,11 @@ type Stream struct {
 	// the RTMP and HTTP-FLV players they serve (nodes without one are left
 	// out).
 	FanOut map[string]FanOut `json:"fanout,omitempty"`
+	// RTCFanOut is, by node id, the stream's WebRTC upstreams on that node
+	// (WHEP sessions at the origin) and the node's WebRTC clients of the
+	// stream, the viewers it answered itself (nodes without one are left
+	// out).
+	RTCFanOut map[string]FanOut `json:"rtc_fanout,omitempty"`
 	// Standbys counts, by node id, the stream's standby publishers
 	// (backup encoders kept while another publishes; not in Clients): the
 	// active publisher is a client of its node, a standby takes over when
@@ -117,6 +122,11 @@ type FanOut struct {
 // ProtoUpstream is the protocol under which a node's Local counts shared
 // upstreams (not clients): Collect reports them in Stream.FanOut.
 const ProtoUpstream = "upstream"
+
+// ProtoRTCUpstream is the protocol under which a node's Local counts its
+// WebRTC upstreams (not clients): Collect reports them in
+// Stream.RTCFanOut.
+const ProtoRTCUpstream = "rtc-upstream"
 
 // ProtoStandby is the protocol under which a node's Local counts standby
 // publishers (not clients): Collect reports them in Stream.Standbys.
@@ -206,6 +216,13 @@ func Join(self Local, answers []peers.Body, replica Replica) Cluster {
 				players := max(sc.Clients["rtmp"], 0) + max(sc.Clients["flv"], 0)
 				s.FanOut[nodes[i].ID] = FanOut{Upstreams: up, Players: players, Ratio: float64(players) / float64(up)}
 			}
+			if up := sc.Clients[ProtoRTCUpstream]; up > 0 {
+				if s.RTCFanOut == nil {
+					s.RTCFanOut = map[string]FanOut{}
+				}
+				viewers := max(sc.Clients["webrtc"], 0)
+				s.RTCFanOut[nodes[i].ID] = FanOut{Upstreams: up, Players: viewers, Ratio: float64(viewers) / float64(up)}
+			}
 			if n := sc.Clients[ProtoStandby]; n > 0 {
 				if s.Standbys == nil {
 					s.Standbys = map[string]int{}
@@ -213,7 +230,7 @@ func Join(self Local, answers []peers.Body, replica Replica) Cluster {
 				s.Standbys[nodes[i].ID] += n
 			}
 			for proto, c := range sc.Clients {
-				if c <= 0 || proto == ProtoUpstream || proto == ProtoStandby {
+				if c <= 0 || proto == ProtoUpstream || proto == ProtoRTCUpstream || proto == ProtoStandby {
 					continue
 				}
 				s.Clients[proto] += c

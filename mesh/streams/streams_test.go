@@ -84,6 +84,23 @@ func TestJoinFanOut(t *testing.T) {
 	}
 }
 
+func TestJoinRTCFanOut(t *testing.T) {
+	self := NewLocal("n1", map[string]map[string]int{
+		"v/live/a": {"webrtc": 30, ProtoRTCUpstream: 1, "rtmp": 2, ProtoUpstream: 1},
+	}, nil)
+	c := Join(self, nil, fakeReplica{})
+	a := c.Streams[0]
+	if a.TotalClients != 32 || a.Clients[ProtoRTCUpstream] != 0 {
+		t.Errorf("WebRTC upstreams counted as clients: %+v", a)
+	}
+	if got, want := a.RTCFanOut["n1"], (FanOut{Upstreams: 1, Players: 30, Ratio: 30}); got != want {
+		t.Errorf("WebRTC fan-out %+v, want %+v", got, want)
+	}
+	if got, want := a.FanOut["n1"], (FanOut{Upstreams: 1, Players: 2, Ratio: 2}); got != want {
+		t.Errorf("RTMP fan-out %+v, want %+v", got, want)
+	}
+}
+
 // TestJoinStandbys: standby publishers are reported by node, not counted
 // as clients.
 func TestJoinStandbys(t *testing.T) {

@@ -65,7 +65,7 @@ func (t *Telemetry) sample(now time.Time) {
 	}
 	for _, byProto := range t.cfg.Activity.Sessions() {
 		for p, k := range byProto {
-			if p != streams.ProtoUpstream { // a node's own shared upstream, not a client
+			if p != streams.ProtoUpstream && p != streams.ProtoRTCUpstream { // a node's own shared upstream, not a client
 				c.Sessions[p] += k
 			}
 		}

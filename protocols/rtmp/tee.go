@@ -26,12 +26,16 @@ import (
 // leg fails while a tee has landed continues on the tee at once, with no
 // re-publish.
 //
-// Landed is called once per tee, from a goroutine of the session, when the
-// tee's origin got its first key frame: the mesh then completes a planned
-// move to it. The node calls it on its own observation, never on a
-// client's word.
+// Moving is the id of the origin a planned move of key is filling, ""
+// when none (a local read too). Landed is called, from a goroutine of the
+// session, when that origin has the stream from a key frame on: when its
+// tee got its first key frame, or at once when the move's target is a
+// tee that had landed already (a warm replica); the mesh then completes
+// the move. The node calls it on its own observation, never on a client's
+// word.
 type SourceSet interface {
 	Sources(key stream.Key) (primary stream.Origin, others []stream.Origin, ok bool)
+	Moving(key stream.Key) string
 	Landed(ctx context.Context, key stream.Key, origin stream.Origin) error
 }
 
@@ -87,6 +91,9 @@ type tees struct {
 	opened  chan teeOpened
 	retry   map[string]time.Time
 	next    time.Time
+	// told is the move target Landed was last called for, so that a
+	// landed tee that becomes a move's target is reported once.
+	told string
 }
 
 func (p *publisher) initTees(ss SourceSet) {
@@ -150,6 +157,14 @@ func (p *publisher) reconcileTees(now time.Time) {
 	want := make(map[string]stream.Origin, len(others)+1)
 	for _, o := range others {
 		want[o.ID] = o
+	}
+	if target := p.ss.Moving(p.c.req.Key); target != t.told {
+		if tl := t.legs[target]; tl != nil && tl.landed && tl.closeAt.IsZero() {
+			t.told = target
+			p.landed(tl.origin)
+		} else if target == "" {
+			t.told = ""
+		}
 	}
 	if primary.ID != p.origin.ID {
 		want[primary.ID] = primary
@@ -262,6 +277,9 @@ func (p *publisher) teeSend(m *chunk.Message, flush bool) {
 		}
 		if first {
 			tl.landed = true
+			if p.ss.Moving(p.c.req.Key) == id {
+				p.t.told = id
+			}
 			p.landed(tl.origin)
 		}
 	}

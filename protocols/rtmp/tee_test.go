@@ -27,6 +27,12 @@ func (s *sourceSet) Sources(stream.Key) (stream.Origin, []stream.Origin, bool) {
 	return s.primary, append([]stream.Origin(nil), s.others...), true
 }
 
+func (s *sourceSet) Moving(stream.Key) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target
+}
+
 func (s *sourceSet) Landed(_ context.Context, _ stream.Key, o stream.Origin) error {
 	s.mu.Lock()
 	if o.ID == s.target {
@@ -163,10 +169,55 @@ func TestReplicaTakesOver(t *testing.T) {
 	if len(o2.names) != 0 {
 		t.Fatal("the replica got a second publish")
 	}
+	ss.mu.Lock()
+	primary := ss.primary
+	ss.mu.Unlock()
+	if primary.ID != "o1" {
+		t.Fatalf("primary %s changed by a landed replica", primary.ID)
+	}
 	select {
 	case got := <-client:
 		t.Fatalf("client saw %s", got)
 	default:
+	}
+	s.finish(t)
+}
+
+// TestPlannedMoveOntoAReplica: a planned move whose target is a warm
+// replica that has the stream already completes at once: Landed is told
+// again for it.
+func TestPlannedMoveOntoAReplica(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, others: []stream.Origin{{ID: "o2", RTMP: o2.Addr}},
+		landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{}, stream.ErrNoOrigin }}
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s3", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	s := startSender(p, 20)
+	recv(t, o2.names)
+	n := expectStart(t, o2)
+	if got := recv(t, ss.landed); got != "o2" {
+		t.Fatalf("landed %q", got)
+	}
+	n = expectRun(t, o2, n, 20)
+	ss.set(func(s *sourceSet) { s.target = "o2" })
+	if got := recv(t, ss.landed); got != "o2" {
+		t.Fatalf("landed %q for the move", got)
+	}
+	expectRun(t, o2, n, 100)
+	ss.mu.Lock()
+	primary := ss.primary.ID
+	ss.mu.Unlock()
+	if primary != "o2" {
+		t.Fatalf("the move onto the replica did not complete: primary %s", primary)
+	}
+	if len(o2.names) != 0 {
+		t.Fatal("the replica got a second publish")
 	}
 	s.finish(t)
 }

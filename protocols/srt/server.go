@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"github.com/datarhei/gosrt/packet"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/udpbatch"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -55,6 +58,13 @@ type Config struct {
 	// MaxSessions bounds the session table, handshaking sessions included;
 	// callers beyond it are rejected with SRT_REJ_RESOURCE. Default 4096.
 	MaxSessions int
+	// SocketBuffer is the receive and send buffer (SO_RCVBUF, SO_SNDBUF)
+	// asked for the listener socket and every session's upstream socket,
+	// in bytes. A contribution feed at tens of Mbit/s fills the usual
+	// 208 KiB default in a few tens of milliseconds of scheduling delay.
+	// The kernel caps it at net.core.rmem_max and net.core.wmem_max; the
+	// server logs once when it got less. 0 leaves the system default.
+	SocketBuffer int
 }
 
 // Defaults.
@@ -62,6 +72,14 @@ const (
 	DefaultHandshakeTimeout = 3 * time.Second
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultMaxSessions      = 4096
+)
+
+// Batch sizes: datagrams per recvmmsg/sendmmsg. The listener's buffers
+// (listenBatch × maxPacket) exist once per server; a session's
+// (sessionBatch × maxPacket) once per established session.
+const (
+	listenBatch  = 64
+	sessionBatch = 16
 )
 
 // Errors returned by New and Serve.
@@ -89,16 +107,35 @@ const (
 // the handshake started: the same naming as stream.Sessions' counters and
 // the other protocols' Stats.
 type Stats struct {
-	Sessions         int // sessions in the table (handshaking, established or lingering after a reject)
-	Established      int // sessions relaying data
-	PacketsIn        uint64
-	BytesIn          uint64
-	PacketsOut       uint64
-	BytesOut         uint64
-	Malformed        uint64            // packets dropped because they did not parse
-	NoSession        uint64            // packets dropped because no session matched
+	Sessions    int // sessions in the table (handshaking, established or lingering after a reject)
+	Established int // sessions relaying data
+	PacketsIn   uint64
+	BytesIn     uint64
+	PacketsOut  uint64
+	BytesOut    uint64
+	Malformed   uint64 // packets dropped because they did not parse
+	NoSession   uint64 // packets dropped because no session matched
+	// SendErrors counts packets the node failed to send to an origin or
+	// a caller (the socket refused them, e.g. after an ICMP error).
+	SendErrors uint64
+	// Overflow counts packets the kernel dropped because a socket of the
+	// node (the listener or a session's upstream) had a full receive
+	// buffer: loss the node caused, not the network. See SocketBuffer.
+	Overflow uint64
+	// Streams are the node's drops by stream, for the streams of sessions
+	// in the table that dropped any (drops of the listener socket and of
+	// unknown peers belong to no stream).
+	Streams          []StreamDrops
 	Rejects          map[string]uint64 // handshakes refused, by reason
 	HandshakesServed uint64            // induction responses sent
+}
+
+// StreamDrops is one stream's packets the node dropped, over its sessions
+// in the table.
+type StreamDrops struct {
+	Stream     string // stream key
+	SendErrors uint64 // packets of the stream the node failed to send
+	Overflow   uint64 // packets from the origin the kernel dropped on a full session socket
 }
 
 // Server is an SRT proxy. Create it with New, run it with Serve, stop it
@@ -127,6 +164,11 @@ type Server struct {
 	stats counters
 	// scratch is the listener loop's buffer for handshake replies.
 	scratch [hsMinLen]byte
+	// toOrigins is the listener loop's batch of caller packets, sent per
+	// session once the batch is dispatched.
+	toOrigins originBatch
+	// bufferWarned is set once a socket got less buffer than asked.
+	bufferWarned atomic.Bool
 }
 
 type sessKey struct {
@@ -138,6 +180,9 @@ type counters struct {
 	pktIn, bytesIn       atomic.Uint64
 	pktOut, bytesOut     atomic.Uint64
 	malformed, noSession atomic.Uint64
+	sendErrors           atomic.Uint64
+	listenOverflow       atomic.Uint64 // the listener socket's, as last read
+	upOverflow           atomic.Uint64 // every session socket's
 	inductions           atomic.Uint64
 	rejMu                sync.Mutex
 	rejects              map[string]uint64
@@ -177,6 +222,7 @@ func New(cfg Config) (*Server, error) {
 		serveDone: make(chan struct{}),
 	}
 	s.stats.rejects = make(map[string]uint64)
+	s.toOrigins.init(listenBatch)
 	if _, err := rand.Read(s.secret[:]); err != nil {
 		return nil, fmt.Errorf("srt: cookie secret: %w", err)
 	}
@@ -232,6 +278,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	var c packetConn
 	if u, ok := pc.(*net.UDPConn); ok {
 		c = u
+		s.sizeBuffers(u, "listener")
 	} else {
 		c = genericConn{pc}
 	}
@@ -271,12 +318,13 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	return err
 }
 
-// readLoop is the listener loop: it reads, parses just enough to dispatch,
-// and never waits on an origin.
+// readLoop is the listener loop: it reads a batch, parses just enough to
+// dispatch each packet, sends the batch's packets on with one call per
+// session, and never waits on an origin.
 func (s *Server) readLoop(c packetConn) error {
-	buf := make([]byte, maxPacket)
+	r := udpbatch.NewReader(c, listenBatch, maxPacket)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		ms, err := r.Read()
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return ErrServerClosed
@@ -287,7 +335,25 @@ func (s *Server) readLoop(c packetConn) error {
 			}
 			return err
 		}
-		s.dispatch(buf[:n], from)
+		for i := range ms {
+			s.route(ms[i].Payload(), ms[i].Addr)
+		}
+		s.toOrigins.flush(s)
+		s.stats.listenOverflow.Store(r.Dropped())
+	}
+}
+
+// sizeBuffers applies Config.SocketBuffer to a socket, and logs once per
+// server when the kernel granted less.
+func (s *Server) sizeBuffers(uc *net.UDPConn, which string) {
+	want := s.cfg.SocketBuffer
+	if want <= 0 {
+		return
+	}
+	rcv, snd, err := udpbatch.SetBuffers(uc, want)
+	if (err != nil || rcv < want || snd < want) && s.bufferWarned.CompareAndSwap(false, true) {
+		s.log.Warn("srt socket buffers smaller than asked; raise net.core.rmem_max and net.core.wmem_max",
+			"socket", which, "want", want, "receive", rcv, "send", snd, "err", err)
 	}
 }
 
@@ -295,11 +361,19 @@ func (s *Server) readLoop(c packetConn) error {
 // one MTU (1500 bytes); anything larger is not SRT.
 const maxPacket = 2048
 
-// dispatch handles one datagram from a caller. It is called only from the
-// listener loop (and from tests/fuzzers standing in for it), so the scratch
-// buffer needs no lock. It does not allocate for packets of an established
-// session.
+// dispatch handles one datagram from a caller, as a batch of one. It is
+// called only from the listener goroutine (and from tests and fuzzers
+// standing in for it): the scratch buffer and the batch need no lock. It
+// does not allocate for packets of an established session.
 func (s *Server) dispatch(b []byte, from netip.AddrPort) {
+	s.route(b, from)
+	s.toOrigins.flush(s)
+}
+
+// route handles one datagram of a batch from a caller: a packet of an
+// established session joins the batch to its origin (b must stay valid
+// until the batch is flushed); handshakes are answered at once.
+func (s *Server) route(b []byte, from netip.AddrPort) {
 	if len(b) < headerLen || !from.IsValid() {
 		s.stats.malformed.Add(1)
 		return
@@ -311,7 +385,7 @@ func (s *Server) dispatch(b []byte, from netip.AddrPort) {
 		ss := s.byPeer[sessKey{from, dest}]
 		s.mu.RUnlock()
 		if ss != nil {
-			ss.fromClient(b)
+			s.toOrigins.add(ss, b)
 			return
 		}
 		if !hsPkt {
@@ -489,6 +563,8 @@ func (s *Server) Drain(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
+		SendErrors:       s.stats.sendErrors.Load(),
+		Overflow:         s.stats.listenOverflow.Load() + s.stats.upOverflow.Load(),
 		PacketsIn:        s.stats.pktIn.Load(),
 		BytesIn:          s.stats.bytesIn.Load(),
 		PacketsOut:       s.stats.pktOut.Load(),
@@ -501,7 +577,29 @@ func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	st.Sessions = len(s.byCaller)
 	st.Established = s.established
+	var byStream map[string]*StreamDrops
+	for _, ss := range s.byCaller {
+		sendErrs, overflow := ss.sendErrors.Load(), ss.overflow.Load()
+		if sendErrs == 0 && overflow == 0 {
+			continue
+		}
+		if byStream == nil {
+			byStream = make(map[string]*StreamDrops)
+		}
+		key := ss.info.Key.String()
+		d := byStream[key]
+		if d == nil {
+			d = &StreamDrops{Stream: key}
+			byStream[key] = d
+		}
+		d.SendErrors += sendErrs
+		d.Overflow += overflow
+	}
 	s.mu.RUnlock()
+	for _, d := range byStream {
+		st.Streams = append(st.Streams, *d)
+	}
+	slices.SortFunc(st.Streams, func(a, b StreamDrops) int { return strings.Compare(a.Stream, b.Stream) })
 	s.stats.rejMu.Lock()
 	for k, v := range s.stats.rejects {
 		st.Rejects[k] = v

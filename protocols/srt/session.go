@@ -16,6 +16,7 @@ import (
 	"github.com/datarhei/gosrt/packet"
 
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
+	"github.com/srs-mesh/srs-mesh/protocols/internal/udpbatch"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -53,6 +54,10 @@ type session struct {
 	// clientIn and clientOut count the session's bytes from and to the
 	// caller once established, for Sessions.
 	clientIn, clientOut atomic.Uint64
+	// sendErrors and overflow count the session's packets the node
+	// dropped: sends that failed either way, and packets from the origin
+	// the kernel dropped on the upstream socket's full receive buffer.
+	sendErrors, overflow atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,9 +65,12 @@ type session struct {
 	lastSeen atomic.Int64           // unix nanoseconds of the last packet either way
 	reply    atomic.Pointer[[]byte] // the answer given to the caller (origin's conclusion response or a rejection)
 
-	// up is set once by run before the session is established, and read
-	// by the listener loop only after (Server.establish orders the two).
+	// up and upW are set once by run before the session is established,
+	// and used by the listener loop only after (Server.establish orders
+	// the two). upW, the batch writer to the origin, belongs to the
+	// listener loop.
 	up        *net.UDPConn
+	upW       *udpbatch.Writer
 	upMu      sync.Mutex
 	closed    bool
 	closeOnce sync.Once
@@ -86,17 +94,19 @@ func newSession(s *Server, key sessKey, info stream.SRTRequestInfo, conclusion [
 	return ss
 }
 
-// fromClient relays one caller packet to the origin. Called by the
-// listener loop for established sessions only; it does not allocate.
-func (ss *session) fromClient(b []byte) {
+// toOrigin relays a batch of caller packets to the origin with one write.
+// Called by the listener loop for established sessions only; it does not
+// allocate.
+func (ss *session) toOrigin(ms []udpbatch.Msg) {
 	ss.lastSeen.Store(ss.srv.now().UnixNano())
-	if _, err := ss.up.Write(b); err == nil {
-		ss.srv.stats.pktIn.Add(1)
-		ss.srv.stats.bytesIn.Add(uint64(len(b)))
-		ss.clientIn.Add(uint64(len(b)))
-	}
-	if isControl(b, packet.CTRLTYPE_SHUTDOWN) {
-		ss.close("caller shutdown")
+	sent, n, _ := ss.upW.Write(ms)
+	st := &ss.srv.stats
+	st.pktIn.Add(uint64(sent))
+	st.bytesIn.Add(uint64(n))
+	ss.clientIn.Add(uint64(n))
+	if failed := len(ms) - sent; failed > 0 {
+		ss.sendErrors.Add(uint64(failed))
+		st.sendErrors.Add(uint64(failed))
 	}
 }
 
@@ -171,6 +181,7 @@ func (ss *session) run() {
 		ss.reject(append([]byte(nil), resp...), RejectOriginRejects, fmt.Errorf("origin rejected: %s", hs.Type))
 		return
 	}
+	ss.upW = udpbatch.NewWriter(ss.up, listenBatch)
 	if !ss.srv.establish(ss, hs.SocketID) {
 		return
 	}
@@ -188,7 +199,7 @@ func (ss *session) run() {
 			defer end()
 		}
 	}
-	ss.relay(buf)
+	ss.relay()
 	if ss.srv.ctx.Err() != nil {
 		// The server is going away: tell both ends now rather than let
 		// them time out.
@@ -238,6 +249,7 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOriginRefused, err)
 	}
+	ss.srv.sizeBuffers(up, "upstream")
 	if !ss.setUp(up) {
 		up.Close()
 		return nil, context.Canceled
@@ -319,25 +331,48 @@ func (ss *session) exchange(req, buf []byte, deadline time.Time, want func(hands
 	}
 }
 
-// relay copies origin packets to the caller until the session closes or
-// the origin shuts it down. One buffer, no allocation per packet.
-func (ss *session) relay(buf []byte) {
+// relay copies origin packets to the caller, a batch per read and write,
+// until the session closes or the origin shuts it down. Its buffers are
+// made once; nothing is allocated per packet.
+func (ss *session) relay() {
+	if ss.out == nil {
+		return
+	}
+	r := udpbatch.NewReader(ss.up, sessionBatch, maxPacket)
+	w := udpbatch.NewWriter(ss.out, sessionBatch)
+	st := &ss.srv.stats
+	var overflow uint64
 	for {
-		n, err := ss.up.Read(buf)
+		ms, err := r.Read()
 		if err != nil {
 			if isRefused(err) && ss.ctx.Err() == nil {
 				continue // a late ICMP error; idle reclaim ends a dead origin
 			}
 			return
 		}
-		b := buf[:n]
 		ss.lastSeen.Store(ss.srv.now().UnixNano())
-		if ss.send(b) {
-			ss.srv.stats.pktOut.Add(1)
-			ss.srv.stats.bytesOut.Add(uint64(n))
-			ss.clientOut.Add(uint64(n))
+		shutdown := false
+		for i := range ms {
+			ms[i].Addr = ss.key.addr
+			if ms[i].N >= headerLen && isControl(ms[i].Payload(), packet.CTRLTYPE_SHUTDOWN) {
+				ms, shutdown = ms[:i+1], true
+				break
+			}
 		}
-		if n >= headerLen && isControl(b, packet.CTRLTYPE_SHUTDOWN) {
+		sent, n, _ := w.Write(ms)
+		st.pktOut.Add(uint64(sent))
+		st.bytesOut.Add(uint64(n))
+		ss.clientOut.Add(uint64(n))
+		if failed := len(ms) - sent; failed > 0 {
+			ss.sendErrors.Add(uint64(failed))
+			st.sendErrors.Add(uint64(failed))
+		}
+		if d := r.Dropped(); d > overflow {
+			ss.overflow.Add(d - overflow)
+			st.upOverflow.Add(d - overflow)
+			overflow = d
+		}
+		if shutdown {
 			ss.log.Debug("origin shut the session down")
 			return
 		}

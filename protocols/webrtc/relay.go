@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/udpbatch"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -25,6 +26,12 @@ const (
 	txRing = 8
 	// resolveTimeout bounds resolving an origin's RTC host name.
 	resolveTimeout = 2 * time.Second
+	// listenBatch and sessionBatch are the datagrams per recvmmsg and
+	// sendmmsg: on the relay socket (listenBatch × relayBufSize of buffers,
+	// once) and on each session's upstream socket (sessionBatch ×
+	// relayBufSize per session).
+	listenBatch  = 32
+	sessionBatch = 8
 )
 
 // relaySession is one relayed ICE session: one upstream socket connected to
@@ -32,12 +39,18 @@ const (
 type relaySession struct {
 	rec      stream.RTCSession
 	upstream *net.UDPConn
-	end      func()
+	// upW writes batches to the origin; it is used under Server.batchMu.
+	upW *udpbatch.Writer
+	end func()
 	// lastActive is a coarse unix-nanosecond stamp (Server.now).
 	lastActive atomic.Int64
 	// clientIn and clientOut count the bytes relayed from and to the
 	// client, for Sessions.
 	clientIn, clientOut *atomic.Uint64
+	// sendErrors and overflow count the session's packets the relay
+	// dropped: sends that failed either way, and packets from the origin
+	// the kernel dropped on the upstream socket's full receive buffer.
+	sendErrors, overflow atomic.Uint64
 
 	mu     sync.Mutex
 	client netip.AddrPort                 // where origin packets go
@@ -72,10 +85,13 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 	s.pc = uc
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if u, ok := pc.(*net.UDPConn); ok {
+		s.sizeBuffers(u, "relay")
+	}
 	go s.sweep()
-	buf := make([]byte, relayBufSize)
+	r := udpbatch.NewReader(uc, listenBatch, relayBufSize)
 	for {
-		n, from, err := uc.ReadFromUDPAddrPort(buf)
+		ms, err := r.Read()
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return nil
@@ -87,18 +103,49 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 			// socket is still usable.
 			continue
 		}
-		if n == len(buf) {
-			s.st.oversize.Add(1)
-			continue
+		s.batchMu.Lock()
+		for i := range ms {
+			if ms[i].N == len(ms[i].Buf) {
+				s.st.oversize.Add(1)
+				continue
+			}
+			s.relayPacket(ms[i].Payload(), ms[i].Addr)
 		}
-		s.handlePacket(buf[:n], from)
+		s.toOrigins.flush(s)
+		s.batchMu.Unlock()
+		s.st.listenOverflow.Store(r.Dropped())
 	}
 }
 
-// handlePacket relays one packet from a client. It runs on the listener's
-// read loop: it never blocks on the network, and on an established session it
-// allocates nothing.
+// sizeBuffers applies Config.SocketBuffer to a socket, and logs once per
+// server when the kernel granted less.
+func (s *Server) sizeBuffers(uc *net.UDPConn, which string) {
+	want := s.cfg.SocketBuffer
+	if want <= 0 {
+		return
+	}
+	rcv, snd, err := udpbatch.SetBuffers(uc, want)
+	if (err != nil || rcv < want || snd < want) && s.bufferWarned.CompareAndSwap(false, true) {
+		s.log.Warn("webrtc socket buffers smaller than asked; raise net.core.rmem_max and net.core.wmem_max",
+			"socket", which, "want", want, "receive", rcv, "send", snd, "err", err)
+	}
+}
+
+// handlePacket relays one packet from a client, as a batch of one; the
+// listener goroutine dispatches whole batches. On an established session
+// it allocates nothing.
 func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
+	s.batchMu.Lock()
+	s.relayPacket(p, from)
+	s.toOrigins.flush(s)
+	s.batchMu.Unlock()
+}
+
+// relayPacket handles one packet of a batch from a client: a packet of a
+// known flow joins the batch to its origin (p must stay valid until the
+// batch is flushed). It never blocks on the network. Called with batchMu
+// held.
+func (s *Server) relayPacket(p []byte, from netip.AddrPort) {
 	if classify(p) == classOther {
 		s.st.malformed.Add(1)
 		return
@@ -108,6 +155,9 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 		user, h, err := STUNUsername(p)
 		switch {
 		case err == nil && h.Type == stunBindingRequest:
+			if s.cfg.Tap != nil && s.cfg.Tap.ClaimBinding(p, user, from) {
+				return
+			}
 			if !s.learn(p, user, h, from) {
 				return
 			}
@@ -123,17 +173,26 @@ func (s *Server) handlePacket(p []byte, from netip.AddrPort) {
 	rs := s.byAddr[from]
 	s.mu.RUnlock()
 	if rs == nil {
-		s.st.noSession.Add(1)
+		if s.cfg.Tap == nil || !s.cfg.Tap.Take(p, from) {
+			s.st.noSession.Add(1)
+		}
 		return
 	}
+	s.toOrigins.add(s, rs, p)
+}
+
+// toOrigin relays a batch of client packets to the origin with one write.
+// Called with batchMu held; it does not allocate.
+func (rs *relaySession) toOrigin(s *Server, ms []udpbatch.Msg) {
 	rs.lastActive.Store(s.now.Load())
-	if _, err := rs.upstream.Write(p); err != nil {
-		s.st.upstream.Add(1)
-		return
+	sent, n, _ := rs.upW.Write(ms)
+	s.st.packetsIn.Add(uint64(sent))
+	s.st.bytesIn.Add(uint64(n))
+	rs.clientIn.Add(uint64(n))
+	if failed := uint64(len(ms) - sent); failed > 0 {
+		s.st.upstream.Add(failed)
+		rs.sendErrors.Add(failed)
 	}
-	s.st.packetsIn.Add(1)
-	s.st.bytesIn.Add(uint64(len(p)))
-	rs.clientIn.Add(uint64(len(p)))
 }
 
 // learn handles a STUN Binding request p with a USERNAME from a client: it
@@ -310,7 +369,9 @@ func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.
 		s.log.Warn("cannot open upstream socket", "origin", rec.OriginID, "rtc", origin, "err", err)
 		return nil
 	}
-	rs := &relaySession{rec: rec, upstream: up, client: from, end: end, clientIn: in, clientOut: out}
+	s.sizeBuffers(up, "upstream")
+	rs := &relaySession{rec: rec, upstream: up, upW: udpbatch.NewWriter(up, listenBatch),
+		client: from, end: end, clientIn: in, clientOut: out}
 	rs.addrs[0], rs.naddrs = from, 1
 	rs.lastActive.Store(s.now.Load())
 	if old := s.byAddr[from]; old != nil {
@@ -329,13 +390,17 @@ func (s *Server) start(rec stream.RTCSession, origin netip.AddrPort, from netip.
 	return rs
 }
 
-// readOrigin copies the origin's packets to the client until the session's
-// upstream socket is closed.
+// readOrigin copies the origin's packets to the client, a batch per read
+// and write, until the session's upstream socket is closed. Its buffers
+// are made once; nothing is allocated per packet.
 func (s *Server) readOrigin(rs *relaySession, pc udpConn) {
 	defer s.wg.Done()
-	buf := make([]byte, relayBufSize)
+	r := udpbatch.NewReader(rs.upstream, sessionBatch, relayBufSize)
+	w := udpbatch.NewWriter(pc, sessionBatch)
+	out := make([]udpbatch.Msg, 0, sessionBatch)
+	var overflow uint64
 	for {
-		n, err := rs.upstream.Read(buf)
+		ms, err := r.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -348,29 +413,39 @@ func (s *Server) readOrigin(rs *relaySession, pc udpConn) {
 			}
 			continue
 		}
-		if n == len(buf) {
-			s.st.oversize.Add(1)
-			continue
-		}
-		p := buf[:n]
 		rs.lastActive.Store(s.now.Load())
-		dst := rs.destination(p)
-		if _, err := pc.WriteToUDPAddrPort(p, dst); err != nil {
-			s.st.upstream.Add(1)
-			continue
+		out = out[:0]
+		rs.mu.Lock()
+		for i := range ms {
+			if ms[i].N == len(ms[i].Buf) {
+				s.st.oversize.Add(1)
+				continue
+			}
+			m := ms[i]
+			m.Addr = rs.destination(m.Payload())
+			out = append(out, m)
 		}
-		s.st.packetsOut.Add(1)
+		rs.mu.Unlock()
+		sent, n, _ := w.Write(out)
+		s.st.packetsOut.Add(uint64(sent))
 		s.st.bytesOut.Add(uint64(n))
 		rs.clientOut.Add(uint64(n))
+		if failed := uint64(len(out) - sent); failed > 0 {
+			s.st.upstream.Add(failed)
+			rs.sendErrors.Add(failed)
+		}
+		if d := r.Dropped(); d > overflow {
+			rs.overflow.Add(d - overflow)
+			s.st.upOverflow.Add(d - overflow)
+			overflow = d
+		}
 	}
 }
 
 // destination is where an origin packet goes: a STUN response goes to the
 // address that sent the matching request, everything else to the address of
-// the client's latest Binding request.
+// the client's latest Binding request. Called with rs.mu held.
 func (rs *relaySession) destination(p []byte) netip.AddrPort {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	if len(p) >= stunHeaderLen && p[0] <= 3 {
 		if h, _, err := parseSTUNHeader(p); err == nil && h.isResponse() {
 			for i := range rs.tx {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -421,6 +422,43 @@ func TestHandlePacketAllocs(t *testing.T) {
 	if n := allocs(func() { e.srv.handlePacket(bad, from) }); n != 0 {
 		t.Errorf("malformed: %v allocs per packet", n)
 	}
+	// A whole batch, sent to the origin with one write.
+	if n := allocs(func() {
+		e.srv.batchMu.Lock()
+		for range listenBatch {
+			e.srv.relayPacket(rtp, from)
+		}
+		e.srv.toOrigins.flush(e.srv)
+		e.srv.batchMu.Unlock()
+	}); n != 0 {
+		t.Errorf("RTP: %v allocs per batch of %d", n, listenBatch)
+	}
+}
+
+// A packet the relay fails to send to the origin is the relay's drop,
+// counted for the session's stream and in total. (The upstream socket is
+// closed under the session: a refused send cannot be caused on purpose,
+// because the session's reader takes the ICMP error first.)
+func TestSendErrorsCountedPerStream(t *testing.T) {
+	e := startRelay(t, nil, func(c *Config) { c.SocketBuffer = 1 << 20 })
+	e.addSession(t, "ans1:off1")
+	client := udpListen(t)
+	exchange(t, client, e.addr, bindingRequest(t, "ans1:off1"))
+	e.srv.mu.RLock()
+	rs := e.srv.byUfrag["ans1:off1"]
+	e.srv.mu.RUnlock()
+	if rs == nil {
+		t.Fatal("no session")
+	}
+	rs.upstream.Close()
+	for range 3 {
+		e.srv.handlePacket(rtpPacket(1, "lost"), addrOf(client))
+	}
+	st := e.srv.Stats()
+	want := []StreamDrops{{Stream: "__defaultVhost__/live/s", SendErrors: 3}}
+	if !slices.Equal(st.Streams, want) || st.DroppedUpstream < 3 {
+		t.Errorf("stats: %+v, want streams %+v", st, want)
+	}
 }
 
 func FuzzHandlePacket(f *testing.F) {
@@ -478,6 +516,44 @@ func BenchmarkRelay(b *testing.B) {
 		client := udpListen(b)
 		exchange(b, client, e.addr, bindingRequest(b, "ans1:off1"))
 		run(b, client, e.addr)
+	})
+	// The same with window packets in flight: the client sends window
+	// packets, then reads their echoes. One op is still one packet's round
+	// trip.
+	const window = 32
+	runWindow := func(b *testing.B, client *net.UDPConn, to netip.AddrPort) {
+		buf := make([]byte, 2048)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		b.ResetTimer()
+		start, cpu0 := time.Now(), processCPU()
+		for i := 0; i < b.N; i += window {
+			n := min(window, b.N-i)
+			for range n {
+				if _, err := client.WriteToUDPAddrPort(payload, to); err != nil {
+					b.Fatal(err)
+				}
+			}
+			client.SetReadDeadline(time.Now().Add(time.Second))
+			for range n {
+				if _, err := client.Read(buf); err != nil {
+					b.Fatalf("echo lost: %v", err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "roundtrips/s")
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/roundtrip")
+	}
+	b.Run("direct-window32", func(b *testing.B) {
+		o := startFakeOrigin(b)
+		runWindow(b, udpListen(b), addrOf(o.conn))
+	})
+	b.Run("relay-window32", func(b *testing.B) {
+		e := startRelay(b, nil, nil)
+		e.addSession(b, "ans1:off1")
+		client := udpListen(b)
+		exchange(b, client, e.addr, bindingRequest(b, "ans1:off1"))
+		runWindow(b, client, e.addr)
 	})
 }
 

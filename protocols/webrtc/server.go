@@ -40,6 +40,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +97,21 @@ type Config struct {
 	// (see OfferRate); clients beyond it share one client's rate until
 	// tracked clients go idle for a minute. Default DefaultMaxOfferClients.
 	MaxOfferClients int
+	// SocketBuffer is the receive and send buffer (SO_RCVBUF, SO_SNDBUF)
+	// asked for the relay's socket and every session's upstream socket, in
+	// bytes. The kernel caps it at net.core.rmem_max and
+	// net.core.wmem_max; the server logs once when it got less. 0 leaves
+	// the system default.
+	SocketBuffer int
+	// Viewers, when not nil, answers play offers (WHEP, SRS's play) at
+	// the node: viewers are fanned out from one upstream per stream
+	// instead of relayed to the origin. Publishes are relayed either way.
+	Viewers Viewers
+	// Tap, when not nil, takes the UDP flows of the Viewers' peers off
+	// the relay's port: the relay offers it every Binding request before
+	// looking its session up, and every packet from an address it does
+	// not relay.
+	Tap Tap
 }
 
 // Defaults for Config.
@@ -176,6 +193,14 @@ type Server struct {
 	byUfrag  map[string]*relaySession
 	resolves map[string]bool // ufrags whose origin address is being resolved
 
+	// toOrigins is the listener's batch of client packets; batchMu makes
+	// dispatching and flushing a batch exclusive (the listener goroutine,
+	// or a test standing in for it).
+	batchMu   sync.Mutex
+	toOrigins originBatch
+	// bufferWarned is set once a socket got less buffer than asked.
+	bufferWarned atomic.Bool
+
 	// now is a coarse clock (unix nanoseconds) the sweeper advances; the hot
 	// path stamps sessions with it instead of reading the clock.
 	now atomic.Int64
@@ -190,6 +215,7 @@ type counters struct {
 
 	malformed, unknownUfrag, noSession, tableFull,
 	upstream, oversize, badOrigin, integrity atomic.Uint64
+	listenOverflow, upOverflow atomic.Uint64
 
 	offers, answers, deletes, signallingErrors, offersLimited atomic.Uint64
 }
@@ -212,6 +238,11 @@ type Stats struct {
 	DroppedOversize     uint64 // packet larger than the relay buffer
 	DroppedBadOrigin    uint64 // session names an origin address that does not resolve
 	DroppedIntegrity    uint64 // Binding request from a new address without a valid MESSAGE-INTEGRITY
+	DroppedOverflow     uint64 // dropped by the kernel: a relay socket's receive buffer was full (see Config.SocketBuffer)
+	// Streams are the relay's own drops (failed sends, overflowing session
+	// sockets) by stream, for the streams of sessions it carries now that
+	// dropped any. Drops before a session is known belong to no stream.
+	Streams []StreamDrops
 	// Signalling. Offers counts the offers the rate limit let through,
 	// OffersLimited the ones it refused (429), which are not counted as
 	// SignallingErrors.
@@ -222,7 +253,15 @@ type Stats struct {
 // Dropped is the total of dropped packets.
 func (s Stats) Dropped() uint64 {
 	return s.DroppedMalformed + s.DroppedUnknownUfrag + s.DroppedNoSession + s.DroppedTableFull +
-		s.DroppedUpstream + s.DroppedOversize + s.DroppedBadOrigin + s.DroppedIntegrity
+		s.DroppedUpstream + s.DroppedOversize + s.DroppedBadOrigin + s.DroppedIntegrity + s.DroppedOverflow
+}
+
+// StreamDrops is one stream's packets the relay dropped, over the sessions
+// it carries.
+type StreamDrops struct {
+	Stream     string // stream key
+	SendErrors uint64 // packets of the stream the relay failed to send, either way
+	Overflow   uint64 // packets from the origin the kernel dropped on a full session socket
 }
 
 // New validates cfg and returns a Server.
@@ -238,6 +277,7 @@ func New(cfg Config) (*Server, error) {
 		byUfrag:    make(map[string]*relaySession),
 		resolves:   make(map[string]bool),
 	}
+	s.toOrigins.init(listenBatch)
 	s.activity = cfg.Activity
 	if cfg.OfferRate > 0 {
 		s.offerLimit = newOfferLimiter(cfg.OfferRate, cfg.OfferBurst, cfg.MaxOfferClients)
@@ -300,9 +340,33 @@ func (s *Server) Drain(ctx context.Context) error {
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	n := len(s.byUfrag)
+	var byStream map[string]*StreamDrops
+	for _, rs := range s.byUfrag {
+		sendErrs, overflow := rs.sendErrors.Load(), rs.overflow.Load()
+		if sendErrs == 0 && overflow == 0 {
+			continue
+		}
+		if byStream == nil {
+			byStream = make(map[string]*StreamDrops)
+		}
+		d := byStream[rs.rec.Key]
+		if d == nil {
+			d = &StreamDrops{Stream: rs.rec.Key}
+			byStream[rs.rec.Key] = d
+		}
+		d.SendErrors += sendErrs
+		d.Overflow += overflow
+	}
 	s.mu.RUnlock()
+	var streams []StreamDrops
+	for _, d := range byStream {
+		streams = append(streams, *d)
+	}
+	slices.SortFunc(streams, func(a, b StreamDrops) int { return strings.Compare(a.Stream, b.Stream) })
 	c := &s.st
 	return Stats{
+		Streams:             streams,
+		DroppedOverflow:     c.listenOverflow.Load() + c.upOverflow.Load(),
 		Sessions:            n,
 		PacketsIn:           c.packetsIn.Load(),
 		BytesIn:             c.bytesIn.Load(),

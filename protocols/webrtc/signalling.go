@@ -273,6 +273,15 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}
+	if s.cfg.Viewers != nil && isPlay(pathOf(r)) {
+		if ans, loc, ok := s.fanOutPlay(w, r, body, ""); ok {
+			w.Header().Set("Location", loc)
+			w.Header().Set("Content-Type", "application/sdp")
+			w.WriteHeader(http.StatusCreated)
+			w.Write(ans)
+		}
+		return
+	}
 	ex, ok := s.exchange(w, r, body, body, "")
 	if !ok {
 		return
@@ -349,6 +358,9 @@ func rewriteLocation(reqURL *url.URL, originAPI, loc, ufrag string) (resource, l
 func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 	s.st.deletes.Add(1)
 	q := r.URL.Query()
+	if id := q.Get(ViewerParam); id != "" && s.stopViewer(w, id, q.Get(SessionParam)) {
+		return
+	}
 	ufrag := q.Get(SessionParam)
 	target := ""
 	if sess, ok := s.cfg.Store.LookupRTCSession(ufrag); ok && ufrag != "" {
@@ -454,6 +466,10 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	var req srsRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		s.fail(w, http.StatusBadRequest, fmt.Sprintf("%v: %v", errBadJSON, err))
+		return
+	}
+	if s.cfg.Viewers != nil && isPlay(pathOf(r)) {
+		s.fanOutJSON(w, r, req)
 		return
 	}
 	ex, ok := s.exchange(w, r, []byte(req.SDP), body, req.StreamURL)

@@ -385,6 +385,7 @@
       r.nodes = s.nodes || {};
       r.total = s.total_clients || 0;
       r.fanout = s.fanout || {};
+      r.rtcFanout = s.rtc_fanout || {};
       r.replicas = s.replicas || r.replicas || [];
       r.moving = s.moving || r.moving || "";
       r.standbys = s.standbys || {};
@@ -410,7 +411,7 @@
         counted ? numTd(bits(r.egress), "to players, summed over the nodes") : el("td", { class: "num" }, na()),
         td(counted ? counts(r.clients) : na()),
         td(counted ? counts(r.nodes, true) : na()),
-        counted ? fanOutTd(r.fanout) : el("td", { class: "num" }, na()),
+        counted ? fanOutTd(r.fanout, r.rtcFanout) : el("td", { class: "num" }, na()),
         numTd(r.created ? duration(now - r.created) : "–", iso(r.created)),
         numTd(r.used ? ago(r.used, now) : "–", iso(r.used)));
     });
@@ -418,18 +419,22 @@
   }
 
   // fanOutTd renders a stream's shared upstreams over the nodes
-  // ({"n1":{"upstreams":1,"players":70,"ratio":70}}) as "1 ↑ · 70×", with
-  // the nodes in the title.
-  function fanOutTd(f) {
-    let ups = 0, players = 0;
-    const per = [];
-    for (const [node, v] of Object.entries(f || {})) {
-      ups += v.upstreams || 0;
-      players += v.players || 0;
-      per.push(node + ": " + (v.upstreams || 0) + " upstream(s), " + (v.players || 0) + " players");
+  // ({"n1":{"upstreams":1,"players":70,"ratio":70}}) as "1 ↑ · 70×", and
+  // its WebRTC upstreams (rtc, same form) as "WebRTC 1 ↑ · 30×", with the
+  // nodes in the title.
+  function fanOutTd(f, rtc) {
+    const parts = [], per = [];
+    for (const [label, m] of [["", f], ["WebRTC ", rtc]]) {
+      let ups = 0, players = 0;
+      for (const [node, v] of Object.entries(m || {})) {
+        ups += v.upstreams || 0;
+        players += v.players || 0;
+        per.push(node + ": " + label + (v.upstreams || 0) + " upstream(s), " + (v.players || 0) + (label ? " viewers" : " players"));
+      }
+      if (ups > 0) parts.push(label + ups + " ↑ · " + Math.round(players / ups) + "×");
     }
-    if (ups === 0) return numTd("–", "no shared upstream");
-    return numTd(ups + " ↑ · " + Math.round(players / ups) + "×", per.sort().join("\n"));
+    if (parts.length === 0) return numTd("–", "no shared upstream");
+    return numTd(parts.join(" / "), per.sort().join("\n"));
   }
 
   // ---- events ----

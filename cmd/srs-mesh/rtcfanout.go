@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
+	"github.com/srs-mesh/srs-mesh/stream"
+)
+
+// newRTCFanOut is the node's WebRTC fan-out (--rtc-fanout): viewers
+// answered at the node on the relay's port pc, announced at candidate.
+// The relay (stored in relay once created) taps their flows off its port
+// and writes for them. Each viewer's ICE session is stored in the mesh's
+// session table naming this node (its advertise address with the --rtc
+// and --api ports) as its origin, so that a viewer's UDP reaching another
+// node is relayed here, and a DELETE through another node is forwarded
+// here.
+func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
+	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
+	if o.rtcMaxViewers < 1 || o.rtcStreamViewers < 1 {
+		return nil, fmt.Errorf("--rtc-max-viewers and --rtc-max-stream-viewers must be at least 1")
+	}
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("--rtc: not a UDP socket: %v", pc.LocalAddr())
+	}
+	self := netip.AddrPortFrom(advertise, ua.AddrPort().Port())
+	api := ""
+	if o.apiAddr != "" {
+		if _, port, err := net.SplitHostPort(o.apiAddr); err == nil {
+			api = net.JoinHostPort(advertise.String(), port)
+		}
+	}
+	return sfu.New(sfu.Config{Router: router, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
+		Store: store, Activity: activity, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
+		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
+		// --reattach-timeout 0 ends them at once.
+		ReattachTimeout: max(o.reattach, time.Nanosecond),
+		Write: func(p []byte, to netip.AddrPort) (int, error) {
+			if r := relay.Load(); r != nil {
+				return r.WriteToUDPAddrPort(p, to)
+			}
+			return 0, webrtc.ErrClosed
+		}})
+}
+
+var (
+	descRTCViewers   = prometheus.NewDesc(ns+"_rtc_fanout_viewers", "WebRTC viewers answered at this node (--rtc-fanout).", nil, nil)
+	descRTCUpstreams = prometheus.NewDesc(ns+"_rtc_fanout_upstreams", "WebRTC upstreams of this node's viewers: one WHEP session at an origin per stream and query.", nil, nil)
+	descRTCRatio     = prometheus.NewDesc(ns+"_rtc_fanout_ratio", "WebRTC viewers per upstream on this node.", nil, nil)
+	descRTCNacks     = prometheus.NewDesc(ns+"_rtc_fanout_nacks_total", "Packets WebRTC viewers asked again for (NACK), by result: served (from the node's cache), missed (no longer cached).",
+		[]string{"result"}, nil)
+	descRTCKeyframes = prometheus.NewDesc(ns+"_rtc_fanout_keyframe_requests_total", "Keyframe needs of WebRTC viewers (PLI, FIR, new viewers, skips), by where they went: upstream (a PLI sent to the origin), aggregated (within the rate limit of one already sent).",
+		[]string{"result"}, nil)
+	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "What WebRTC fan-out dropped, by action: skipped (a viewer that fell behind dropped video to the next keyframe), kicked (a viewer disconnected for falling behind again), packets (RTP packets dropped from full viewer queues), port (viewers' packets dropped before the node read them), integrity (Binding requests from a new address without a valid MESSAGE-INTEGRITY).",
+		[]string{"action"}, nil)
+	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed.",
+		[]string{"result"}, nil)
+	descRTCPackets = prometheus.NewDesc(ns+"_rtc_fanout_packets_total", "RTP packets of WebRTC fan-out, by direction: origin_to_node (upstreams), node_to_client (viewers).",
+		[]string{"direction"}, nil)
+)
+
+// collectRTCFanOut reports the fan-out's counters.
+func collectRTCFanOut(ch chan<- prometheus.Metric, st sfu.Stats) {
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	gauge(descRTCViewers, float64(st.Viewers))
+	gauge(descRTCUpstreams, float64(st.Upstreams))
+	gauge(descRTCRatio, st.Ratio)
+	counter(descRTCNacks, st.NACKsServed, "served")
+	counter(descRTCNacks, st.NACKs-min(st.NACKs, st.NACKsServed), "missed")
+	counter(descRTCKeyframes, st.PLIsUpstream, "upstream")
+	counter(descRTCKeyframes, st.KeyframeRequests-min(st.KeyframeRequests, st.PLIsUpstream), "aggregated")
+	counter(descRTCDropped, st.Skipped, "skipped")
+	counter(descRTCDropped, st.Kicked, "kicked")
+	counter(descRTCDropped, st.QueueDrops, "packets")
+	counter(descRTCDropped, st.PortDrops, "port")
+	counter(descRTCDropped, st.Integrity, "integrity")
+	counter(descRTCReattaches, st.Reattaches, "ok")
+	counter(descRTCReattaches, st.UpstreamFailures, "failed")
+	counter(descRTCPackets, st.PacketsIn, "origin_to_node")
+	counter(descRTCPackets, st.PacketsOut, "node_to_client")
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package udpbatch
+
+import "net"
+
+// Elsewhere than Linux, every read and write takes one datagram.
+
+type sysReader = *noReader
+
+type sysWriter = *noWriter
+
+type noReader struct{}
+
+func newSysReader(*net.UDPConn, []Msg) *noReader { return nil }
+
+func (*noReader) read() (int, error) { return 0, nil }
+
+func (*noReader) dropped() uint64 { return 0 }
+
+type noWriter struct{}
+
+func newSysWriter(*net.UDPConn, int, bool) *noWriter { return nil }
+
+func (*noWriter) write([]Msg) (int, int, error) { return 0, 0, nil }
+
+func bufferSizes(*net.UDPConn) (int, int, error) { return 0, 0, errUnknownSize }

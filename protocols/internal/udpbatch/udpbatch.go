@@ -1,0 +1,146 @@
+// Package udpbatch reads and writes UDP sockets many datagrams per system
+// call: recvmmsg and sendmmsg on Linux, one datagram per call elsewhere and
+// on sockets that are not a *net.UDPConn. It also sizes socket buffers and
+// reads the kernel's count of datagrams a socket dropped because its
+// receive buffer was full (SO_RXQ_OVFL), so that a relay can tell its own
+// loss from the network's.
+//
+// A Reader and a Writer each belong to one goroutine; a socket may have one
+// Reader and any number of Writers. Neither allocates per datagram nor
+// starts goroutines.
+package udpbatch
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Msg is one datagram of a batch.
+type Msg struct {
+	// Buf is the datagram's buffer. A Reader owns it and reads up to
+	// len(Buf) bytes into it; a Writer sends Buf[:N].
+	Buf []byte
+	// N is the datagram's length.
+	N int
+	// Addr is the sender (read) or the destination (write; ignored on a
+	// connected socket).
+	Addr netip.AddrPort
+}
+
+// Payload returns Buf[:N].
+func (m *Msg) Payload() []byte { return m.Buf[:m.N] }
+
+// Conn is the socket as a Reader or Writer uses it when it cannot batch.
+// *net.UDPConn satisfies it; with one, Linux batches.
+type Conn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// Reader reads datagrams from one socket into its own buffers, up to a
+// batch per call. It belongs to one goroutine.
+type Reader struct {
+	c    Conn
+	msgs []Msg
+	sys  sysReader // nil when the socket cannot be batched
+}
+
+// NewReader returns a Reader of c with batch buffers of size bytes each.
+// batch below 1 is 1. On Linux, with a *net.UDPConn, reads are batched
+// and the socket's kernel drop counter is enabled (see Dropped).
+func NewReader(c Conn, batch, size int) *Reader {
+	batch = max(batch, 1)
+	r := &Reader{c: c, msgs: make([]Msg, batch)}
+	mem := make([]byte, batch*size)
+	for i := range r.msgs {
+		r.msgs[i].Buf = mem[i*size : (i+1)*size : (i+1)*size]
+	}
+	if uc, ok := c.(*net.UDPConn); ok && batch > 1 {
+		r.sys = newSysReader(uc, r.msgs)
+	}
+	return r
+}
+
+// Batched reports whether reads take more than one datagram per call.
+func (r *Reader) Batched() bool { return r.sys != nil }
+
+// Read waits for at least one datagram and returns the datagrams read,
+// which stay valid until the next Read. Errors are those of the socket
+// (deadlines, net.ErrClosed, ICMP errors on a connected socket).
+func (r *Reader) Read() ([]Msg, error) {
+	if r.sys != nil {
+		n, err := r.sys.read()
+		return r.msgs[:n], err
+	}
+	m := &r.msgs[0]
+	n, from, err := r.c.ReadFromUDPAddrPort(m.Buf)
+	if err != nil {
+		return nil, err
+	}
+	m.N, m.Addr = n, from
+	return r.msgs[:1], nil
+}
+
+// Dropped returns how many datagrams the kernel dropped on the socket
+// because its receive buffer was full, since the Reader was made, as far as
+// the reads so far have learned (the count arrives with each datagram). It
+// is 0 where the kernel does not report it.
+func (r *Reader) Dropped() uint64 {
+	if r.sys == nil {
+		return 0
+	}
+	return r.sys.dropped()
+}
+
+// Writer sends batches of datagrams on one socket. It belongs to one
+// goroutine; several Writers may share a socket.
+type Writer struct {
+	c         Conn
+	connected *net.UDPConn // c, when it is a connected socket
+	sys       sysWriter    // nil when the socket cannot be batched
+}
+
+// NewWriter returns a Writer of c for batches of up to batch datagrams.
+// On a connected *net.UDPConn every datagram goes to the connected peer.
+func NewWriter(c Conn, batch int) *Writer {
+	w := &Writer{c: c}
+	if uc, ok := c.(*net.UDPConn); ok {
+		if uc.RemoteAddr() != nil {
+			w.connected = uc
+		}
+		if batch > 1 {
+			w.sys = newSysWriter(uc, batch, w.connected != nil)
+		}
+	}
+	return w
+}
+
+// Write sends every datagram of ms, in order, and returns how many were
+// sent and their bytes. A datagram the socket refuses (an ICMP error, a
+// destination it cannot reach) is skipped and its error is returned after
+// the rest were sent; a closed socket stops the batch. A full send buffer
+// waits, as a single write does.
+func (w *Writer) Write(ms []Msg) (sent, bytes int, err error) {
+	if w.sys != nil {
+		return w.sys.write(ms)
+	}
+	for i := range ms {
+		var werr error
+		if w.connected != nil {
+			_, werr = w.connected.Write(ms[i].Payload())
+		} else {
+			_, werr = w.c.WriteToUDPAddrPort(ms[i].Payload(), ms[i].Addr)
+		}
+		if werr != nil {
+			err = werr
+			if errors.Is(werr, net.ErrClosed) {
+				return sent, bytes, err
+			}
+			continue
+		}
+		sent++
+		bytes += ms[i].N
+	}
+	return sent, bytes, err
+}
