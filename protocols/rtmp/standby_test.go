@@ -174,6 +174,8 @@ func (u unassigned) Sources(key stream.Key) (stream.Origin, []stream.Origin, boo
 	return stream.Origin{}, nil, false
 }
 
+func (unassigned) Moving(stream.Key) string { return "" }
+
 func (unassigned) Landed(context.Context, stream.Key, stream.Origin) error { return nil }
 
 // TestBackupPublishNeedsAnAssignment: a refused publisher of a stream the
