@@ -101,4 +101,3 @@ hard limit at start (ulimit -Hn) and printed; past it, players fail to connect
 	f.BoolVar(&perPlayer, "per-player", false, "also print every player's bytes, frames and stalls")
 	return cmd
 }
-
