@@ -197,6 +197,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	} else if note != "" {
 		log.Info(note)
 	}
+	if o.maxRTMPConns <= 0 {
+		return flagError(fmt.Errorf("--max-rtmp-conns must be positive, got %d", o.maxRTMPConns))
+	}
 	lim, err := newHTTPLimits(o)
 	if err != nil {
 		return err
@@ -255,6 +258,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
 	log.Info("where to connect", nodeURLs(lns, cfg.AdvertiseAddr)...)
+	logFileLimit(log, o)
 	if len(cfg.StaticOrigins) == 0 {
 		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
 			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with two origins")
@@ -369,7 +373,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 			return nil, err
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
-			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage})
+			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage, MaxConns: o.maxRTMPConns})
 		if err != nil {
 			return nil, err
 		}
