@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -19,12 +20,14 @@ import (
 const (
 	benchPlayersEnv = "SRS_MESH_BENCH_PLAYERS" // players per protocol, e.g. 1000
 	benchProtosEnv  = "SRS_MESH_BENCH_PROTOS"  // protocols to run: rtmp,flv (the default)
+	benchRateEnv    = "SRS_MESH_BENCH_BITRATE" // the stream's video bitrate, FFmpeg's notation: 4M (the default)
 )
 
 // TestPlayerMemory is the memory-per-player benchmark of docs/benchmarks.md,
 // not a test: it runs only when SRS_MESH_BENCH_PLAYERS names a player count
 // and SRS_MESH_TEST_SRS an SRS binary. One SRS origin holds a 4 Mbit/s
-// stream and one srs-mesh node serves it. For each protocol, one player
+// stream (SRS_MESH_BENCH_BITRATE sets another video bitrate) and one
+// srs-mesh node serves it. For each protocol, one player
 // warms the node's shared upstream; then the load client
 // (loadclient.Run, in this process) adds the players, and once they all
 // play, the node's RSS and Go heap and stacks (its /metrics) are compared
@@ -41,7 +44,7 @@ func TestPlayerMemory(t *testing.T) {
 		protos = []string{"rtmp", "flv"}
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%d players of one 4 Mbit/s stream through one node:\n", players)
+	fmt.Fprintf(&report, "\n%d players of one stream (video %s) through one node:\n", players, cmp.Or(os.Getenv(benchRateEnv), "4M"))
 	fmt.Fprintf(&report, "| protocol | players playing | RSS per player | Go heap+stacks per player | node CPU s per GB | received Mbit/s | stalled players | failed |\n|---|---|---|---|---|---|---|---|\n")
 	for _, proto := range protos {
 		t.Run(proto, func(t *testing.T) { report.WriteString(measurePlayers(t, proto, players)) })
@@ -53,7 +56,11 @@ func TestPlayerMemory(t *testing.T) {
 // node of its own (a node's heap does not shrink at once after a run), and
 // returns its row of the report.
 func measurePlayers(t *testing.T, proto string, players int) string {
-	_, nd := startBenchOrigin(t)
+	bitrate := cmp.Or(os.Getenv(benchRateEnv), "4M")
+	// The node's connection caps above the players, so that none is
+	// refused: the caps are measured elsewhere.
+	caps := strconv.Itoa(players + 100)
+	_, nd := startBenchOriginWith(t, bitrate, "--max-rtmp-conns", caps, "--max-http-conns", caps)
 	pid := nd.Proc().Cmd.Process.Pid
 	goMem := func() int64 { return goMemInUse("http://" + nd.SystemAPI + "/metrics") }
 	{
