@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -163,6 +165,15 @@ func httpsPart(name, label string, ln net.Listener, h http.Handler, lim httpLimi
 	}
 }
 
+// defaultGCPercent is the collector's target of a node whose environment
+// sets no GOGC: the heap may grow by half of what is live between
+// collections, not by all of it (Go's default, 100). A node's live heap is
+// mostly its players' state and its caches, and it allocates little per
+// player (nothing per tag), so collecting twice as often costs little CPU
+// and saves a third of the memory per player (docs/capacity.md). GOGC
+// (and GOMEMLIMIT) in the environment override it.
+const defaultGCPercent = 50
+
 // runServe is the composition root of a node: it opens the listeners, starts
 // the mesh and one part per protocol, and on ctx's end (or a part's failure)
 // drains the parts within --drain-timeout, closes them and leaves the mesh.
@@ -170,6 +181,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	resolveAddrs(&o)
 	if bad := insecurities(o); len(bad) > 0 {
