@@ -24,8 +24,8 @@ func TestMaxRTMPConnsFlag(t *testing.T) {
 	}
 }
 
-// The node logs its file descriptor limit, and warns when its connection
-// caps need more than it.
+// The node logs its file descriptor limit, and warns when one of its
+// connection caps needs more than it.
 func TestLogFileLimit(t *testing.T) {
 	soft, _, err := fileLimit()
 	if err != nil {
@@ -37,6 +37,7 @@ func TestLogFileLimit(t *testing.T) {
 	}{
 		{serveOptions{maxRTMPConns: 1, maxHTTPConns: 1}, soft < 1026},
 		{serveOptions{maxRTMPConns: int(soft), maxHTTPConns: 1}, true},
+		{serveOptions{maxRTMPConns: 1, maxHTTPConns: int(soft)}, true},
 		{serveOptions{maxRTMPConns: 1, maxHTTPConns: 0}, true}, // no HTTP cap: the limit is the only one
 	} {
 		var buf bytes.Buffer
