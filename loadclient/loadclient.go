@@ -1,8 +1,9 @@
 // Package loadclient plays one live stream with many players from one
-// process, to size a node: RTMP, HTTP-FLV and HLS players that parse what
-// they receive (RTMP messages with protocols/rtmp/chunk, FLV tags with
-// protocols/fanout's Reader, HLS playlists and the segments they list), so
-// that a stalled or broken player is counted, not hidden.
+// process, to size a node: RTMP, HTTP-FLV, HLS and WebRTC (WHEP) players
+// that parse what they receive (RTMP messages with protocols/rtmp/chunk,
+// FLV tags with protocols/fanout's Reader, HLS playlists and the segments
+// they list, RTP packets with pion), so that a stalled or broken player is
+// counted, not hidden.
 //
 // Run owns every goroutine it starts: one per player, plus the ramp, all
 // ended and waited for before it returns. Players start at a bounded rate
@@ -36,12 +37,15 @@ const (
 	ProtoRTMP = "rtmp"
 	ProtoFLV  = "http-flv"
 	ProtoHLS  = "hls"
+	ProtoWHEP = "whep"
 )
 
 // Config says what to play and how hard. Zero values take the defaults.
 type Config struct {
 	// URL is the stream: rtmp://host[:port]/app/stream[?query],
-	// http(s)://host/app/stream.flv[?query] or .../stream.m3u8.
+	// http(s)://host/app/stream.flv[?query], .../stream.m3u8, or a WHEP
+	// endpoint (a path with "whep" in it, such as SRS's
+	// /rtc/v1/whep/?app=live&stream=livestream).
 	URL string
 	// Players is how many players to run. It must be positive.
 	Players int
@@ -83,7 +87,7 @@ const (
 
 // Errors.
 var (
-	ErrBadURL     = errors.New("loadclient: unsupported URL (want rtmp://, or http(s):// ending .flv or .m3u8)")
+	ErrBadURL     = errors.New("loadclient: unsupported URL (want rtmp://, or http(s):// ending .flv or .m3u8, or a WHEP endpoint with whep in its path)")
 	ErrBadPlayers = errors.New("loadclient: players must be 1..100000")
 	ErrIdle       = errors.New("loadclient: no data within the idle timeout")
 	ErrBadMedia   = errors.New("loadclient: malformed media")
@@ -102,6 +106,8 @@ func Protocol(rawURL string) (string, error) {
 		return ProtoFLV, nil
 	case (u.Scheme == "http" || u.Scheme == "https") && strings.HasSuffix(u.Path, ".m3u8"):
 		return ProtoHLS, nil
+	case (u.Scheme == "http" || u.Scheme == "https") && strings.Contains(strings.ToLower(u.Path), "whep"):
+		return ProtoWHEP, nil
 	}
 	return "", fmt.Errorf("%w: %s", ErrBadURL, rawURL)
 }
@@ -138,7 +144,8 @@ type PlayerStats struct {
 	Connected bool  `json:"connected"`
 	Bytes     int64 `json:"bytes"`
 	// Frames are video frames (audio frames for a stream without video;
-	// segments for HLS, whose frames are not counted).
+	// segments for HLS, whose frames are not counted; for WHEP, video
+	// packets that end a frame, the RTP marker bit).
 	Frames int64 `json:"frames"`
 	// Stalls are the gaps longer than Config.StallGap; Longest is the
 	// longest gap, an open one included.
@@ -337,6 +344,15 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	switch proto {
 	case ProtoRTMP:
 		play = playRTMP
+	case ProtoWHEP:
+		api, err := newWebRTC()
+		if err != nil {
+			return Summary{}, err
+		}
+		tr := newTransport(&cfg)
+		closeIdle = tr.CloseIdleConnections
+		client := &http.Client{Transport: tr}
+		play = func(ctx context.Context, cfg *Config, p *player) error { return playWHEP(ctx, api, client, cfg, p) }
 	case ProtoFLV, ProtoHLS:
 		tr := newTransport(&cfg)
 		closeIdle = tr.CloseIdleConnections

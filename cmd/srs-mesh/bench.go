@@ -28,13 +28,13 @@ func newBenchPlayCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "play URL",
-		Short: "Play one stream with many players (RTMP, HTTP-FLV, HLS) and report what they saw",
-		Long: `play starts -n players of URL (rtmp://, http(s)://....flv or http(s)://....m3u8)
-at --rate players a second, lets them play for --duration once the last one
+		Short: "Play one stream with many players (RTMP, HTTP-FLV, HLS, WHEP) and report what they saw",
+		Long: `play starts -n players of URL (rtmp://, http(s)://....flv, http(s)://....m3u8, or
+a WHEP endpoint: an http(s) URL with whep in its path) at --rate players a second, lets them play for --duration once the last one
 started, and prints a summary: players connected and failed (with why), bytes,
 frames per second, stalled players and the longest stall. Every player parses
-what it receives (RTMP messages, FLV tags, HLS playlists and TS packets), so a
-broken or stalled player is counted. Progress is printed to stderr every
+what it receives (RTMP messages, FLV tags, HLS playlists and TS packets, RTP
+packets), so a broken or stalled player is counted. Progress is printed to stderr every
 --progress.
 
 Each player holds a file descriptor: the process's soft limit is raised to its
@@ -42,7 +42,8 @@ hard limit at start (ulimit -Hn) and printed; past it, players fail to connect
 ("too many open files") and are counted as failed.`,
 		Example: `  srs-mesh bench play rtmp://127.0.0.1:1935/live/livestream -n 1000 --duration 30s
   srs-mesh bench play http://127.0.0.1:8080/live/livestream.flv -n 1000 --rate 500
-  srs-mesh bench play http://127.0.0.1:8080/live/livestream.m3u8 -n 200 --json`,
+  srs-mesh bench play http://127.0.0.1:8080/live/livestream.m3u8 -n 200 --json
+  srs-mesh bench play 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=livestream' -n 50`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.URL = args[0]
