@@ -126,12 +126,28 @@ func playHLS(ctx context.Context, client *http.Client, cfg *Config, p *player) e
 		next     uint64 // the sequence number of the next segment to fetch
 		started  bool
 		buffered time.Time // when what the player fetched is played out
+		// A playlist that fails is asked again every second, as players
+		// do, until the set-up's deadline (before the first segment) or
+		// the idle timeout since the last playlist has passed.
+		lastOK = time.Now().Add(cfg.ConnectTimeout - cfg.IdleTimeout)
 	)
 	for {
 		b, err := get(ctx, client, u.String(), p, false)
 		if err != nil {
-			return hlsErr(ctx, "playlist", err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(lastOK) > cfg.IdleTimeout {
+				return hlsErr(ctx, "playlist", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
 		}
+		lastOK = time.Now()
 		pl, err := parsePlaylist(b)
 		if err != nil {
 			return err

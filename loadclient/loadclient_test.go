@@ -373,3 +373,36 @@ func TestConfig(t *testing.T) {
 		t.Errorf("%s %s %s %s %v", addr, tc, app, name, err)
 	}
 }
+
+// A playlist that is not there yet is asked again until the set-up's
+// deadline, as players do; one that never comes fails the player.
+func TestHLSPlaylistRetried(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	live := hlsServer(time.Second)
+	defer live.Close()
+	begin := time.Now()
+	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".m3u8") && time.Since(begin) < 1500*time.Millisecond {
+			http.NotFound(w, r)
+			return
+		}
+		http.Redirect(w, r, live.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer late.Close()
+	s, err := Run(context.Background(), Config{URL: late.URL + "/live/s.m3u8", Players: 2, ConnectTimeout: 4 * time.Second, Duration: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Connected != 2 || s.Failed != 0 {
+		t.Fatalf("%s", s)
+	}
+	never := httptest.NewServer(http.NotFoundHandler())
+	defer never.Close()
+	s, err = Run(context.Background(), Config{URL: never.URL + "/live/s.m3u8", Players: 2, ConnectTimeout: 1500 * time.Millisecond, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Failed != 2 || s.Errors["playlist: HTTP 404 Not Found"] != 2 {
+		t.Fatalf("%s", s)
+	}
+}

@@ -14,12 +14,13 @@ import (
 
 	"github.com/srs-mesh/srs-mesh/loadclient"
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // Environment of TestPlayerMemory.
 const (
 	benchPlayersEnv = "SRS_MESH_BENCH_PLAYERS" // players per protocol, e.g. 1000
-	benchProtosEnv  = "SRS_MESH_BENCH_PROTOS"  // protocols to run: rtmp,flv (the default)
+	benchProtosEnv  = "SRS_MESH_BENCH_PROTOS"  // protocols to run: rtmp,flv (the default); hls too
 	benchRateEnv    = "SRS_MESH_BENCH_BITRATE" // the stream's video bitrate, FFmpeg's notation: 4M (the default)
 )
 
@@ -65,8 +66,12 @@ func measurePlayers(t *testing.T, proto string, players int) string {
 	goMem := func() int64 { return goMemInUse("http://" + nd.SystemAPI + "/metrics") }
 	{
 		url := nd.RTMPURL("live/bench")
-		if proto == "flv" {
+		switch proto {
+		case "flv":
 			url = nd.HTTPURL("live/bench.flv")
+		case "hls":
+			url = nd.HTTPURL("live/bench.m3u8")
+			testkit.WaitFor(t, 60*time.Second, "a segment in the playlist", func() bool { return lastSegment(url, "") != "" })
 		}
 		// A warm upstream: the cost of the stream is not a player's.
 		warmCtx, warmStop := context.WithCancel(context.Background())
