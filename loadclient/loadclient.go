@@ -167,12 +167,11 @@ type player struct {
 	longest atomic.Int64 // nanoseconds
 	last    atomic.Int64 // unix nanoseconds of the last frame, 0 before the first
 	first   atomic.Int64 // nanoseconds from start to the first media, 0 before
-	done    atomic.Bool
 	err     atomic.Pointer[string]
 	gap     time.Duration // Config.StallGap
 }
 
-// Read counts bytes read through it (the player's connection).
+// count adds n bytes the player received.
 func (p *player) count(n int) { p.bytes.Add(int64(n)) }
 
 // media records the first media's arrival.
@@ -401,7 +400,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer p.done.Store(true)
 				if err := play(ctx, &cfg, p); err != nil && ctx.Err() == nil {
 					p.fail(err)
 					if cfg.Log != nil && logged.Add(1) <= 10 {
