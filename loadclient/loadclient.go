@@ -165,7 +165,7 @@ type player struct {
 	frames  atomic.Int64
 	stalls  atomic.Int64
 	longest atomic.Int64 // nanoseconds
-	last    atomic.Int64 // unix nanoseconds of the last frame, 0 before the first
+	last    atomic.Int64 // unix nanoseconds of the last frame (HLS: when what it fetched is played out), 0 before
 	first   atomic.Int64 // nanoseconds from start to the first media, 0 before
 	err     atomic.Pointer[string]
 	gap     time.Duration // Config.StallGap
