@@ -232,18 +232,24 @@ func goMemInUse(url string) int64 {
 // startBenchOrigin starts an SRS origin publishing a 4 Mbit/s stream
 // (live/bench, key frames every 2 s) and one srs-mesh node in front of it.
 func startBenchOrigin(t *testing.T) (*harness.SRS, *harness.Node) {
+	return startBenchOriginWith(t, "4M")
+}
+
+// startBenchOriginWith is startBenchOrigin with the video at bitrate
+// (FFmpeg's notation: 4M, 400k) and nodeArgs added to the node's flags.
+func startBenchOriginWith(t *testing.T, bitrate string, nodeArgs ...string) (*harness.SRS, *harness.Node) {
 	harness.Need(t, "ffmpeg")
 	srs := harness.StartSRS(t, harness.SRSOptions{ID: "bench"})
 	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
-	c := startProtocolCluster(t, 1, nil, "--origin",
-		fmt.Sprintf("id=srs,ip=127.0.0.1,rtmp=%s,http=%s,api=%s", port(srs.RTMPAddr), port(srs.HTTPAddr), port(srs.APIAddr)))
+	c := startProtocolCluster(t, 1, nil, append([]string{"--origin",
+		fmt.Sprintf("id=srs,ip=127.0.0.1,rtmp=%s,http=%s,api=%s", port(srs.RTMPAddr), port(srs.HTTPAddr), port(srs.APIAddr))}, nodeArgs...)...)
 	c.waitOriginsHealthy(t, 1)
 	nd := c.nodes[0]
 
-	src := filepath.Join(t.TempDir(), "4mbps.flv")
+	src := filepath.Join(t.TempDir(), "bench.flv")
 	enc := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "20",
-		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "2M",
+		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-minrate", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
 		"-x264-params", "nal-hrd=cbr", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv", src)
 	if out, err := enc.CombinedOutput(); err != nil {
 		t.Fatalf("encode: %v %s", err, out)

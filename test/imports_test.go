@@ -80,6 +80,9 @@ func TestImportRulesFire(t *testing.T) {
 			[]string{"mesh", "mesh/state", "stream/httpjson"}},
 		{"protocols/fanout/sub", []string{modulePrefix + "protocols/webrtc"}, []string{"protocols/webrtc"}},
 		{"mesh", []string{modulePrefix + "protocols/fanout"}, []string{"protocols/fanout"}},
+		// The load client: wire formats only.
+		{"loadclient", []string{modulePrefix + "protocols/rtmp/chunk", modulePrefix + "protocols/fanout", "net/http"}, nil},
+		{"loadclient", []string{modulePrefix + "mesh", modulePrefix + "stream"}, []string{"mesh", "stream"}},
 		// Telemetry: no mesh root, no Raft or gossip; peers knows no document.
 		{"mesh/telemetry", []string{modulePrefix + "mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
 			[]string{"mesh", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"}},
@@ -183,6 +186,8 @@ func importViolations(pkg string, imports []string) []string {
 			report(dep, "protocols do not import each other")
 		case strings.HasPrefix(pkg, "mesh") && strings.HasPrefix(dep, "protocols/"):
 			report(dep, "mesh knows no protocol")
+		case pkg == "loadclient" && (strings.HasPrefix(dep, "mesh") || dep == "stream" || strings.HasPrefix(dep, "stream/")):
+			report(dep, "the load client is a client of nodes: it uses wire formats, never the mesh or the node's model")
 		case !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "test") && strings.HasPrefix(dep, "cmd/"):
 			report(dep, "only commands import commands")
 		}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +167,15 @@ func httpsPart(name, label string, ln net.Listener, h http.Handler, lim httpLimi
 	}
 }
 
+// defaultGCPercent is the collector's target of a node whose environment
+// sets no GOGC: the heap may grow by half of what is live between
+// collections, not by all of it (Go's default, 100). A node's live heap is
+// mostly its players' state and its caches, and it allocates little per
+// player (nothing per tag), so collecting twice as often costs little CPU
+// and saves a third of the memory per player (docs/capacity.md). GOGC
+// (and GOMEMLIMIT) in the environment override it.
+const defaultGCPercent = 50
+
 // runServe is the composition root of a node: it opens the listeners, starts
 // the mesh and one part per protocol, and on ctx's end (or a part's failure)
 // drains the parts within --drain-timeout, closes them and leaves the mesh.
@@ -172,6 +183,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	resolveAddrs(&o)
 	if bad := insecurities(o); len(bad) > 0 {
@@ -198,6 +212,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		log.Warn("INSECURE: running with --insecure although " + note)
 	} else if note != "" {
 		log.Info(note)
+	}
+	if o.maxRTMPConns <= 0 {
+		return flagError(fmt.Errorf("--max-rtmp-conns must be positive, got %d", o.maxRTMPConns))
 	}
 	lim, err := newHTTPLimits(o)
 	if err != nil {
@@ -257,6 +274,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("node started", "system_api", lns.system.Addr().String(), "advertise", cfg.AdvertiseAddr,
 		"gossip", cfg.GossipAddr, "raft", cfg.RaftAddr, "bootstrap_expect", cfg.BootstrapExpect)
 	log.Info("where to connect", nodeURLs(lns, cfg.AdvertiseAddr)...)
+	logFileLimit(log, o)
 	if len(cfg.StaticOrigins) == 0 {
 		log.Info("no --origin given: streams route once an origin registers (SRS: heartbeat.url http://<this node>" +
 			portOf(lns.system.Addr().String()) + "/api/v1/srs/register); `srs-mesh demo` runs a local mesh with two origins")
@@ -381,7 +399,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
 			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage,
-			BackupPublish: o.backupPublish, Standbys: failovers, PublishStall: o.publishStall})
+			BackupPublish: o.backupPublish, Standbys: failovers, PublishStall: o.publishStall, MaxConns: o.maxRTMPConns})
 		if err != nil {
 			return nil, err
 		}

@@ -60,7 +60,7 @@ agree on stream placement with Raft and find each other by gossip.`,
 	root.SetVersionTemplate("srs-mesh {{.Version}}\n")
 	root.SetFlagErrorFunc(suggestFlag)
 	root.AddCommand(newServeCmd(), newTLSCmd(), newStatusCmd(), newOriginsCmd(), newStreamsCmd(),
-		newDrainCmd(true), newDrainCmd(false), newDemoCmd(), newVersionCmd())
+		newDrainCmd(true), newDrainCmd(false), newDemoCmd(), newBenchCmd(), newVersionCmd())
 	return root
 }
 

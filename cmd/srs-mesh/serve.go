@@ -74,6 +74,7 @@ type serveOptions struct {
 	httpReadTimeout  time.Duration
 	httpIdleTimeout  time.Duration
 	maxHTTPConns     int
+	maxRTMPConns     int
 	trustedProxies   []string
 	forwardedHeader  string
 	proxyProtocol    []string
@@ -174,6 +175,7 @@ name; the command line and the environment override it.`,
 	f.DurationVar(&o.httpReadTimeout, "http-read-timeout", 10*time.Second, "on the HTTP ports (--http, --api, --system-api), how long a request's headers and body may take to arrive; responses are not bounded (0: no limit, headers still within 10s)")
 	f.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "on the HTTP ports, how long a keep-alive connection may wait for its next request (0: no limit)")
 	f.IntVar(&o.maxHTTPConns, "max-http-conns", 10000, "connections open at once on each HTTP port; more are answered 503 and closed (0: no cap)")
+	f.IntVar(&o.maxRTMPConns, "max-rtmp-conns", rtmp.DefaultMaxConns, "RTMP client connections open at once (publishers and players, --rtmp and --rtmps together); more are closed at once and counted (srs_mesh_session_failures_total{proto=\"rtmp\",reason=\"too_many_connections\"})")
 	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "CIDR (or IP) of load balancers and reverse proxies whose client address is believed: their --forwarded-header on --http and --api, their PROXY protocol header on the --proxy-protocol listeners; repeatable (default: nobody; every client is its TCP peer)")
 	f.StringVar(&o.forwardedHeader, "forwarded-header", "X-Forwarded-For", "header that --trusted-proxies write on the HTTP ports: X-Forwarded-For or Forwarded (RFC 7239); the client is its rightmost address that is not a trusted proxy, and the other header is ignored")
 	f.StringSliceVar(&o.proxyProtocol, "proxy-protocol", nil, "listeners (rtmp, http, api, https, api-https, rtmps) whose --trusted-proxies peers must start every connection with a PROXY protocol header (v1 or v2) within 5s; a PROXY header from any other peer is refused; repeatable")

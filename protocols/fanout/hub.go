@@ -960,6 +960,13 @@ type Subscriber struct {
 	left     bool
 }
 
+// keepQueue is the largest queue array (in tags) a subscriber keeps between
+// batches: enough for the tags of a live stream between two wake-ups,
+// while a fast start's GOP, hundreds of tags, gets an array that is freed
+// once it is read. It bounds what an idle player holds, in a player count
+// of thousands.
+const keepQueue = 32
+
 // Info returns what the hub's first open returned as Opened.Info.
 func (s *Subscriber) Info() any { return s.h.info }
 
@@ -1006,6 +1013,9 @@ func (s *Subscriber) Next(ctx context.Context, dst net.Buffers) (net.Buffers, er
 			dst = append(dst, s.queue...)
 			clear(s.queue)
 			s.queue, s.queued = s.queue[:0], 0
+			if cap(s.queue) > keepQueue {
+				s.queue = nil // a burst's array (a fast start's GOP) is not kept for the player's lifetime
+			}
 			s.h.mu.Unlock()
 			return dst, nil
 		}
@@ -1043,6 +1053,9 @@ func (s *Subscriber) WriteTo(w io.Writer) (int64, error) {
 		n, werr := out.WriteTo(w)
 		total += n
 		clear(bufs)
+		if cap(bufs) > keepQueue {
+			bufs = nil
+		}
 		if werr != nil {
 			return total, werr
 		}

@@ -163,9 +163,14 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	default: // ErrFull, ErrUpstream, ErrClosed: relay on its own
 		return false
 	}
-	defer sub.Close()
 	end, sent := s.track(key, liveProto(".flv"))
-	defer end()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			sub.Close()
+			end()
+		}
+	}()
 	if h, ok := sub.Info().(http.Header); ok {
 		copyHeader(w.Header(), h)
 	}
@@ -173,7 +178,22 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 	setCORS(w.Header())
 	if r.ProtoMajor == 1 {
 		if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			s.writeFLVRaw(r.Context(), nc, w.Header(), sub, key, sent)
+			// The player is served by a goroutine of the server's that
+			// holds only the connection and the subscription: this
+			// handler returns, so that the HTTP server's buffers, the
+			// request and the handler's stack are freed rather than kept
+			// for the player's lifetime.
+			h := w.Header().Clone()
+			handedOff = true
+			s.wg.Add(1)       // within this request's own count: never from zero
+			s.hijacked.Join() // the HTTP server's Shutdown no longer sees it
+			go func() {
+				defer s.wg.Done()
+				defer s.hijacked.Leave()
+				defer end()
+				defer sub.Close()
+				s.writeFLVRaw(s.ctx, nc, h, sub, key, sent)
+			}()
 			return true
 		}
 	}
@@ -223,14 +243,14 @@ func (s *Server) DrainPlayers(ctx context.Context) error {
 
 // writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:
 // the response head, then the tags with writev on the connection itself
-// until the stream, the client or ctx ends. The body is delimited by the
+// until the stream, the client (a write fails) or ctx ends. It runs on a
+// goroutine of its own, owned by the server (Close waits for it), not on
+// the HTTP server's. The body is delimited by the
 // connection's close (Connection: close), as HTTP/1.0 streams are: no
 // chunked framing, so a player costs one writev per batch of tags and no
 // copy. The body bytes count into sent too when it is not nil (the
 // session's meter). nc is closed on return.
 func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *fanout.Subscriber, key stream.Key, sent *atomic.Uint64) {
-	s.hijacked.Join() // the HTTP server's Shutdown no longer sees it
-	defer s.hijacked.Leave()
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
@@ -269,6 +289,9 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 				sent.Add(uint64(n))
 			}
 			clear(bufs)
+			if cap(bufs) > fanIOV {
+				bufs = nil // a burst's array (a fast start) is not kept for the player's lifetime
+			}
 			if werr != nil {
 				return
 			}
@@ -281,6 +304,10 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 		}
 	}
 }
+
+// fanIOV is the largest buffer list a hijacked player keeps between
+// writes; a longer one (a fast start's GOP) is freed once written.
+const fanIOV = 64
 
 // headBuffer collects a response head (http.Header.Write needs an
 // io.Writer).

@@ -418,3 +418,22 @@ func TestDrainPlayers(t *testing.T) {
 		t.Fatalf("drain after the player left: %v", err)
 	}
 }
+
+// A player on a taken-over connection is served by a goroutine of the
+// server's own (the HTTP handler has returned): Close ends it and waits for
+// it.
+func TestCloseEndsHandedOffPlayers(t *testing.T) {
+	testkit.CheckOwnGoroutines(t, "protocols/httpstream.(*Server)")
+	origin := newFLVOrigin(t, 100, 5*time.Millisecond)
+	s, proxy := fanOutProxy(t, hostOf(origin.Server), nil)
+	p := play(context.Background(), t, proxy.URL+"/live/livestream.flv")
+	testkit.WaitFor(t, 5*time.Second, "tags", func() bool { return p.tags.Load() > 5 })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the player still plays after Close")
+	}
+}

@@ -48,6 +48,13 @@ type conn struct {
 	// clientIn and clientOut count the session's bytes from and to the
 	// client once it relays, for Sessions.
 	clientIn, clientOut atomic.Uint64
+
+	// play, when set by serve, is the rest of a fan-out player's session:
+	// the caller of serve runs it once serve has returned, so that the
+	// set-up's deep frames are off the goroutine's stack for the player's
+	// lifetime (its stack shrinks back, in a player count of thousands).
+	// It does what serve's own ending would have done.
+	play func()
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -112,19 +119,31 @@ func (c *conn) setOrigin(nc net.Conn) bool {
 }
 
 // serve runs the whole session and returns when both connections are closed
-// and every goroutine of the session has ended.
+// and every goroutine of the session has ended; or, for a fan-out player,
+// once it is set up, leaving the rest of the session in c.play for the
+// caller to run (the caller must run it).
 func (c *conn) serve(ctx context.Context) {
 	stop := context.AfterFunc(ctx, c.closeAll)
-	defer stop()
-	defer c.closeAll()
-
 	st := &c.s.stats
 	c.client = newLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)
-	defer func() {
+	end := func() {
+		stop()
+		c.closeAll()
 		// Every goroutine that used the legs has ended by now.
 		c.client.release()
 		if c.origin != nil {
 			c.origin.release()
+		}
+	}
+	defer func() {
+		if c.play == nil {
+			end()
+			return
+		}
+		play := c.play
+		c.play = func() {
+			defer end()
+			play()
 		}
 	}()
 	deadline := time.Now().Add(c.s.cfg.HandshakeTimeout)

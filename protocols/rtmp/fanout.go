@@ -212,70 +212,77 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 		c.refuse(err.Error())
 		return true
 	}
-	defer sub.Close()
 	c.nc.SetDeadline(time.Time{})
 	// The set-up is replayed from up (the hub keeps its opener), never
 	// from c: what a player holds while it plays is only its connection.
 	c.connectObj, c.connectArgs, c.streamCmd = nil, nil, command{}
 
+	end := func() {}
 	if s.cfg.Sessions != nil {
 		// Set before playFrom's goroutines start; they only add.
 		c.client.conn.sessIn, c.client.conn.sessOut = &c.clientIn, &c.clientOut
-		end := s.cfg.Sessions.Track(c.req.Key, "rtmp", stream.KindPlay, &c.clientIn, &c.clientOut)
-		defer end()
+		end = s.cfg.Sessions.Track(c.req.Key, "rtmp", stream.KindPlay, &c.clientIn, &c.clientOut)
 	}
 	st := &s.stats
 	st.players.Add(1)
-	defer st.players.Add(-1)
-	start := time.Now()
 	c.log.Info("playing from shared upstream")
-	err = c.playFrom(ctx, sub)
+	// The play itself runs once serve has returned (conn.play): on the
+	// same goroutine, without the set-up's frames below it.
+	c.play = func() {
+		defer sub.Close()
+		defer end()
+		defer st.players.Add(-1)
+		start := time.Now()
+		c.logEnd(start, c.playFrom(ctx, sub))
+	}
+	return true
+}
+
+// logEnd logs the end of a fan-out player's session. It is not inlined,
+// so that its frame is not part of the frames the player parks under.
+//
+//go:noinline
+func (c *conn) logEnd(start time.Time, err error) {
 	if isClosedErr(err) {
 		err = nil
 	}
 	c.log.Info("session ended", "publish", false, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
-	return true
+}
+
+// fanPlay is what a fan-out player's loop keeps, on the heap: the frames a
+// player parks under stay small, so that its goroutine's stack shrinks to
+// its minimum between writes (a stack is shrunk only when less than a
+// quarter of it is in use).
+type fanPlay struct {
+	poll playerPoll
+	w    fanWriter
+	bufs net.Buffers
 }
 
 // playFrom starts the client's play and writes the hub's tags to it until
 // the stream or the client ends. A goroutine reads the client meanwhile
 // (acknowledgements, pings, closeStream); it ends with the connection.
 func (c *conn) playFrom(ctx context.Context, sub *fanout.Subscriber) error {
+	if err := c.startPlay(); err != nil {
+		return err
+	}
 	cl := c.client
-	sid := c.clientStream
-	cl.mu.Lock()
-	err := cl.w.WriteUserControl(chunk.EventStreamBegin, sid)
-	cl.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	for _, code := range [...]string{codePlayReset, codePlayStart} {
-		if err := cl.writeCommand(csidStream, sid, "onStatus", 0, nil, status(levelStatus, code, "Playing "+c.req.Key.Stream+".")); err != nil {
-			return err
-		}
-	}
-	if err := cl.shrink(); err != nil {
-		return err
-	}
-
-	var poll playerPoll
 	// The media bypasses the leg's counting connection (writev on the raw
 	// one): it counts toward the server's and the session's bytes here.
-	w := fanWriter{l: cl, sid: sid, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}
+	p := &fanPlay{w: fanWriter{l: cl, sid: c.clientStream, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}}
 	var werr error
-	var bufs net.Buffers
 	for {
 		var nerr error
-		bufs, nerr = sub.Next(ctx, bufs[:0])
-		if len(bufs) > 0 {
-			werr = w.write(bufs)
-			clear(bufs)
-			if cap(bufs) > fanIOV {
-				bufs = nil // a burst's array is not kept for the player's lifetime
+		p.bufs, nerr = sub.Next(ctx, p.bufs[:0])
+		if len(p.bufs) > 0 {
+			werr = p.w.write(p.bufs)
+			clear(p.bufs)
+			if cap(p.bufs) > fanIOV {
+				p.bufs = nil // a burst's array is not kept for the player's lifetime
 			}
 			if werr == nil {
-				werr = poll.read(cl.conn.Conn)
+				werr = p.poll.read(cl.conn.Conn)
 			}
 			if werr != nil {
 				break
@@ -292,6 +299,28 @@ func (c *conn) playFrom(ctx context.Context, sub *fanout.Subscriber) error {
 	}
 	c.closeAll()
 	return werr
+}
+
+// startPlay tells the player its play started and drops the leg's set-up
+// buffers. It is not inlined, so that its frame is not part of the frames
+// the player parks under.
+//
+//go:noinline
+func (c *conn) startPlay() error {
+	cl := c.client
+	sid := c.clientStream
+	cl.mu.Lock()
+	err := cl.w.WriteUserControl(chunk.EventStreamBegin, sid)
+	cl.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, code := range [...]string{codePlayReset, codePlayStart} {
+		if err := cl.writeCommand(csidStream, sid, "onStatus", 0, nil, status(levelStatus, code, "Playing "+c.req.Key.Stream+".")); err != nil {
+			return err
+		}
+	}
+	return cl.shrink()
 }
 
 // playerPoll reads what a fan-out player sends, from the goroutine that

@@ -310,7 +310,11 @@ func (s *Server) accept(nc net.Conn) {
 		defer s.wg.Done()
 		defer s.live.Leave()
 		defer s.stats.connsOpen.Add(-1)
-		newConn(s, nc).serve(s.ctx)
+		c := newConn(s, nc)
+		c.serve(s.ctx)
+		if c.play != nil {
+			c.play() // a fan-out player, on a stack without the set-up's frames
+		}
 	}()
 }
 
