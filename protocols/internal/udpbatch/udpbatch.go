@@ -117,11 +117,16 @@ func NewWriter(c Conn, batch int) *Writer {
 }
 
 // Write sends every datagram of ms, in order, and returns how many were
-// sent and their bytes. A datagram the socket refuses (an ICMP error, a
+// sent and their bytes. A Writer of a nil Conn sends nothing and returns
+// net.ErrClosed. A datagram the socket refuses (an ICMP error, a
 // destination it cannot reach) is skipped and its error is returned after
 // the rest were sent; a closed socket stops the batch. A full send buffer
 // waits, as a single write does.
 func (w *Writer) Write(ms []Msg) (sent, bytes int, err error) {
+	if w.c == nil {
+		// No socket (a server that is not serving): nothing is sent.
+		return 0, 0, net.ErrClosed
+	}
 	if w.sys != nil {
 		return w.sys.write(ms)
 	}

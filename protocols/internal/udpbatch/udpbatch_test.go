@@ -277,3 +277,13 @@ func TestUnbatchedConnected(t *testing.T) {
 		t.Fatalf("got %q %q", got[0].Buf, got[1].Buf)
 	}
 }
+
+// A Writer without a socket (a relay that is not serving yet) sends
+// nothing and says the socket is closed, rather than crashing.
+func TestWriterWithoutConn(t *testing.T) {
+	w := NewWriter(nil, 8)
+	sent, n, err := w.Write([]Msg{{Buf: make([]byte, 4), N: 4}})
+	if sent != 0 || n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write without a socket: %d %d %v", sent, n, err)
+	}
+}
