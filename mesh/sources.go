@@ -89,6 +89,11 @@ func (n *Node) OnMoved(fn func(key stream.Key)) {
 // before players switch to it. It fails with ErrUnknownOrigin for an
 // unknown id.
 func (n *Node) Evacuate(ctx context.Context, originID string) error {
+	// The moves need every member to read them: refuse the evacuation,
+	// not only its moves, until they can.
+	if err := n.gate(state.CmdPlanMove); err != nil {
+		return err
+	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
 	if _, err := n.apply(ctx, state.SetDrainingCmd{ID: originID, Draining: true, Move: true}); err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 
@@ -890,7 +891,9 @@ func (f *FSM) Contents() Contents {
 	f.mu.RLock()
 	st.Assignments = make([]KeyAssignment, 0, len(f.assignments))
 	for k, a := range f.assignments {
-		st.Assignments = append(st.Assignments, KeyAssignment{Key: k, Assignment: *a})
+		ka := KeyAssignment{Key: k, Assignment: *a}
+		ka.Replicas = slices.Clone(a.Replicas)
+		st.Assignments = append(st.Assignments, ka)
 	}
 	if len(f.rtc.m) > 0 {
 		st.RTCSessions = make([]stream.RTCSession, 0, len(f.rtc.m))

@@ -108,10 +108,7 @@ func (a *Assignment) holds(id string) bool {
 // dropSource removes id from a's replicas and target (an origin that is
 // gone). The caller adjusts the load counts.
 func (a *Assignment) dropSource(id string) {
-	a.Replicas = slices.DeleteFunc(a.Replicas, func(r string) bool { return r == id })
-	if len(a.Replicas) == 0 {
-		a.Replicas = nil
-	}
+	a.Replicas = withoutOrigin(a.Replicas, id)
 	if a.Target == id {
 		a.Target, a.TargetMs = "", 0
 	}
@@ -183,7 +180,11 @@ func (f *FSM) applyPlanMove(c *PlanMoveCmd) Result {
 		return failResult(codeNoOrigin, fmt.Errorf("%w: move target %s is unhealthy", stream.ErrNoOrigin, to))
 	}
 	a.Target, a.TargetMs = to, c.NowMs
-	if !slices.Contains(a.Replicas, to) {
+	if slices.Contains(a.Replicas, to) {
+		// A replica becomes the target: its count carries over, and an
+		// origin is never both.
+		a.Replicas = withoutOrigin(a.Replicas, to)
+	} else {
 		f.streams[to]++
 	}
 	out := f.origins[to].Origin
@@ -200,9 +201,6 @@ func (f *FSM) applyCompleteMove(c *CompleteMoveCmd) Result {
 		return failResult(codeUnknownOrigin, fmt.Errorf("%w: %q", ErrUnknownOrigin, c.To))
 	}
 	f.decStreams(a.Origin)
-	if slices.Contains(a.Replicas, c.To) {
-		f.decStreams(c.To) // counted as the replica and as the target
-	}
 	a.moved(c.NowMs)
 	a.MoveKind = MovePlanned
 	a.Origin = c.To
@@ -224,9 +222,7 @@ func (f *FSM) applyCancelMove(c *CancelMoveCmd) Result {
 	if a == nil || c.To == "" || a.Target != c.To {
 		return Result{}
 	}
-	if !slices.Contains(a.Replicas, c.To) {
-		f.decStreams(c.To)
-	}
+	f.decStreams(c.To)
 	a.Target, a.TargetMs = "", 0
 	return Result{}
 }
@@ -279,4 +275,17 @@ func (f *FSM) MoveKind(key string) string {
 		return a.MoveKind
 	}
 	return ""
+}
+
+// withoutOrigin returns a new list of the ids but id (nil when none is
+// left): lists are never changed in place, since copies of the state
+// (Contents, snapshots being written) may share them.
+func withoutOrigin(ids []string, id string) []string {
+	var out []string
+	for _, r := range ids {
+		if r != id {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"io"
 	"maps"
 	"slices"
 	"testing"
@@ -163,5 +164,56 @@ func TestReplicasPromoted(t *testing.T) {
 		t.Fatalf("replica on a removed origin kept: %v", reps)
 	}
 	apply(t, f, DeleteAssignmentsCmd{Keys: []string{key}, CutoffMs: 1 << 60})
+	checkCounts(t, f)
+}
+
+// TestPlannedMoveOntoAReplicaCounts: a move whose target is a replica keeps
+// every origin's load right through plan, replica changes, completion and
+// a snapshot's restore, and copies of the state never change under their
+// reader.
+func TestPlannedMoveOntoAReplicaCounts(t *testing.T) {
+	f := fsmWith(t, "o1", "o2", "o3")
+	const key = "v/live/a"
+	primary := assignKey(t, f, key, 1000).Origin.ID
+	var others []string
+	for _, id := range []string{"o1", "o2", "o3"} {
+		if id != primary {
+			others = append(others, id)
+		}
+	}
+	apply(t, f, SetReplicasCmd{Key: key, Replicas: others})
+	copied := f.Contents()
+	r := apply(t, f, PlanMoveCmd{Key: key, From: primary, NowMs: 2000})
+	if r.Err() != nil || r.Origin.ID != others[0] {
+		t.Fatalf("plan: %+v, want the first replica %s", r, others[0])
+	}
+	checkCounts(t, f)
+	if _, reps, tg, _ := f.Sources(key); tg != others[0] || slices.Contains(reps, tg) {
+		t.Fatalf("target %s also a replica: %v", tg, reps)
+	}
+	// A replica change while the move runs.
+	apply(t, f, SetReplicasCmd{Key: key, Replicas: nil})
+	checkCounts(t, f)
+	apply(t, f, RemoveOriginCmd{ID: others[1]})
+	checkCounts(t, f)
+	if got := copied.Assignments[0].Replicas; !slices.Equal(got, others) {
+		t.Fatalf("a copy of the state changed under its reader: %v", got)
+	}
+	sink := &memSink{}
+	snap, _ := f.Snapshot()
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM()
+	if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, g)
+	if !maps.Equal(f.streams, g.streams) {
+		t.Fatalf("restored counts %v, live %v", g.streams, f.streams)
+	}
+	if r := apply(t, f, CompleteMoveCmd{Key: key, To: others[0], NowMs: 3000}); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
 	checkCounts(t, f)
 }

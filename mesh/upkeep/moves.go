@@ -71,6 +71,11 @@ func (u *Upkeep) Sources(ctx context.Context) {
 		from := origins[a.Origin]
 		leave := from.Evacuate || !from.Healthy
 		switch {
+		case a.Target != "" && !leave:
+			// Undrained (or healthy again and not evacuated): the move is
+			// no longer wanted.
+			planned--
+			write(state.CancelMoveCmd{Key: a.Key, To: a.Target})
 		case a.Target != "" && now-a.TargetMs > timeout:
 			planned--
 			u.log.Warn("planned move did not complete in time; moving with a break", "stream", a.Key, "from", a.Origin, "to", a.Target)

@@ -84,12 +84,13 @@ func (c *conn) dialOrigin(ctx context.Context, addr string) (*originLeg, error) 
 // Config.DialTimeout and by ctx. On failure the connection is closed and the
 // leg's buffers are released.
 func (c *conn) openOriginLeg(parent context.Context, addr string) (*originLeg, error) {
-	return c.openLeg(parent, addr, c.setOrigin)
+	return c.openLeg(parent, addr, c.setOrigin, nil)
 }
 
 // openLeg is openOriginLeg with the connection recorded by track (which
-// reports false, having closed it, when the session is closing).
-func (c *conn) openLeg(parent context.Context, addr string, track func(net.Conn) bool) (*originLeg, error) {
+// reports false, having closed it, when the session is closing) and, when
+// the set-up fails, forgotten by untrack (when not nil).
+func (c *conn) openLeg(parent context.Context, addr string, track func(net.Conn) bool, untrack func(net.Conn)) (*originLeg, error) {
 	ctx, cancel := context.WithTimeout(parent, c.s.cfg.DialTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -110,6 +111,9 @@ func (c *conn) openLeg(parent context.Context, addr string, track func(net.Conn)
 	fail := func(err error) (*originLeg, error) {
 		stop()
 		nc.Close()
+		if untrack != nil {
+			untrack(nc)
+		}
 		o.release()
 		return nil, err
 	}

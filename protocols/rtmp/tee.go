@@ -194,7 +194,7 @@ func (p *publisher) openTee(o stream.Origin) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		leg, err := c.openLeg(p.ctx, o.RTMP, c.addTee)
+		leg, err := c.openLeg(p.ctx, o.RTMP, c.addTee, c.dropTee)
 		p.t.opened <- teeOpened{origin: o, leg: leg, err: err}
 	}()
 }
