@@ -208,7 +208,10 @@ func PlayUntil(t testing.TB, url string, dur time.Duration, minFrames int, timeo
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Second)
+		// An attempt whose FFmpeg stalls (seen with a direct nginx-rtmp
+		// play on a loaded machine) is cut short so that another fits in
+		// the timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), min(dur+10*time.Second, max(time.Until(deadline), dur+2*time.Second)))
 		res, err := Play(ctx, url, dur, inputArgs...)
 		cancel()
 		if err == nil && res.VideoFrames >= minFrames {
