@@ -226,7 +226,7 @@ func TestSharedPlayNginx(t *testing.T) {
 	fan := newFanOut(t, fanout.Config{})
 	s, addr := startProxy(t, Config{Router: routeTo(n.RTMPAddr), FanOut: fan})
 	pub := harness.PublishRTMP(t, "rtmp://"+n.RTMPAddr+"/live/s")
-	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", time.Second, 10, 20*time.Second)
+	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", 2*time.Second, 10, 20*time.Second)
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)

@@ -122,10 +122,13 @@ func TestNginxPublishPlay(t *testing.T) {
 	}
 	res := harness.PlayUntil(t, "rtmp://"+addr+"/live/s", 2*time.Second, 20, 20*time.Second)
 	t.Logf("played %d frames through the proxy", res.VideoFrames)
-	res = harness.PlayUntil(t, "rtmp://"+addr+"/live/s?token=xyz", time.Second, 10, 20*time.Second)
+	// Two seconds of media: a play may start just after a key frame (one a
+	// second) and decodes nothing before the next, so one second may hold
+	// fewer than 10 decodable frames.
+	res = harness.PlayUntil(t, "rtmp://"+addr+"/live/s?token=xyz", 2*time.Second, 10, 20*time.Second)
 	t.Logf("played %d frames with a query", res.VideoFrames)
 	// The origin has it under the plain name.
-	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", time.Second, 10, 20*time.Second)
+	harness.PlayUntil(t, "rtmp://"+n.RTMPAddr+"/live/s", 2*time.Second, 10, 20*time.Second)
 	if pub.Exited() {
 		t.Fatalf("publisher exited: %s", pub.Output())
 	}
