@@ -122,24 +122,7 @@ func (l httpLimits) listen(label string, ln net.Listener) net.Listener {
 // http.Server within lim; draining is the server's graceful Shutdown, and
 // then closes run in order.
 func httpPart(name, label string, ln net.Listener, h http.Handler, lim httpLimits, closes ...func()) part {
-	srv := lim.server(h)
-	ln = lim.listen(label, ln)
-	return part{
-		name: name,
-		serve: func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		},
-		drain: srv.Shutdown,
-		close: func() {
-			srv.Close()
-			for _, c := range closes {
-				c()
-			}
-		},
-	}
+	return serverPart(name, lim.server(h), lim.listen(label, ln), closes)
 }
 
 // httpsPart is httpPart over TLS: the connection cap applies to TCP
@@ -148,11 +131,16 @@ func httpPart(name, label string, ln net.Listener, h http.Handler, lim httpLimit
 func httpsPart(name, label string, ln net.Listener, h http.Handler, lim httpLimits, cfg *tls.Config, closes ...func()) part {
 	srv := lim.server(h)
 	srv.TLSConfig = cfg
-	tlsLn := tls.NewListener(lim.listen(label, ln), cfg)
+	return serverPart(name, srv, tls.NewListener(lim.listen(label, ln), cfg), closes)
+}
+
+// serverPart serves srv on ln; draining is the server's graceful Shutdown,
+// and closing closes it, then runs closes in order.
+func serverPart(name string, srv *http.Server, ln net.Listener, closes []func()) part {
 	return part{
 		name: name,
 		serve: func() error {
-			if err := srv.Serve(tlsLn); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
