@@ -492,20 +492,84 @@ func mustKey(t *testing.T, s string) stream.Key {
 	return k
 }
 
-// Followers show when the leader last probed an origin successfully: the
-// leader replicates it.
-func TestFollowersSeeLastProbe(t *testing.T) {
+// lastProbes returns the "last seen alive" (last successful probe, unix ms)
+// of every origin in a node's status.
+func lastProbes(st mesh.Status) map[string]int64 {
+	out := map[string]int64{}
+	for _, o := range st.Origins {
+		out[o.ID] = o.LastProbeUnixMs
+	}
+	return out
+}
+
+// A follower shows the same "last seen alive" for an origin as the leader,
+// within one probe round (its interval, and the little a probe and its
+// replication take), while the origin answers and after it went
+// down: every node shows the replicated time of the leader's last
+// successful probe, which the leader writes every probe round in which it
+// moved and with the change that marks an origin down.
+func TestFollowerLastSeenMatchesLeader(t *testing.T) {
 	c := startCluster(t, 3, nil)
-	registerOrigins(t, c, startOrigin(t, "o1"))
-	follower := (c.Leader() + 1) % 3
-	testkit.WaitFor(t, clusterTimeout, "a follower shows the last probe", func() bool {
+	o1, o2 := startOrigin(t, "o1"), startOrigin(t, "o2")
+	registerOrigins(t, c, o1, o2)
+	leader := c.Leader()
+	follower := (leader + 1) % 3
+	interval := c.Members[leader].Config.ProbeInterval.Milliseconds()
+	// A probe round takes its interval and the time of the probes and of
+	// the write: consecutive probe times are an interval and a little more
+	// apart, and a follower may not have applied the leader's latest yet.
+	round := interval + interval/2
+	testkit.WaitFor(t, clusterTimeout, "the follower shows a last probe of both origins", func() bool {
+		p := lastProbes(c.Node(follower).Status())
+		return p["o1"] > 0 && p["o2"] > 0
+	})
+
+	// Compare the two, a read of the follower between two of the leader,
+	// while the leader's time moves on by 15 probe intervals.
+	first := lastProbes(c.Node(leader).Status())["o1"]
+	reads := 0
+	testkit.WaitFor(t, clusterTimeout, "the leader's last probe moving on", func() bool {
+		l1 := lastProbes(c.Node(leader).Status())
+		f := lastProbes(c.Node(follower).Status())
+		l2 := lastProbes(c.Node(leader).Status())
+		reads++
+		for _, id := range []string{"o1", "o2"} {
+			lo, hi := min(l1[id], l2[id])-round, max(l1[id], l2[id])+round
+			if f[id] < lo || f[id] > hi {
+				t.Fatalf("read %d: %s last seen alive at %d on the follower, between %d and %d on the leader (probe interval %d ms)",
+					reads, id, f[id], l1[id], l2[id], interval)
+			}
+		}
+		return l2["o1"]-first >= 15*interval
+	})
+
+	// o1 stops answering: once the follower shows it down, its last seen
+	// alive is the leader's, within one probe interval before it went.
+	closed := time.Now().UnixMilli()
+	o1.close()
+	testkit.WaitFor(t, clusterTimeout, "the follower shows o1 down", func() bool {
 		for _, o := range c.Node(follower).Status().Origins {
-			if o.ID == "o1" && o.LastProbeUnixMs > 0 {
+			if o.ID == "o1" && !o.Healthy {
 				return true
 			}
 		}
 		return false
 	})
+	testkit.WaitFor(t, clusterTimeout, "the leader shows o1 down", func() bool {
+		for _, o := range c.Node(leader).Status().Origins {
+			if o.ID == "o1" && !o.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	l, f := lastProbes(c.Node(leader).Status())["o1"], lastProbes(c.Node(follower).Status())["o1"]
+	if f != l {
+		t.Errorf("o1 down: last seen alive %d on the follower, %d on the leader", f, l)
+	}
+	if f > closed || f < closed-round {
+		t.Errorf("o1 down: last seen alive %d ms before it stopped answering, want at most one probe round (%d ms)", closed-f, round)
+	}
 }
 
 // TestRerouteMovesOnce: a follower that saw a stream's origin fail moves the

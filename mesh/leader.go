@@ -32,7 +32,6 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	n.upkeep.RegisterStatic(ctx, n.cfg.StaticOrigins)
 	hc := health.New(health.Config{ProbeTimeout: n.cfg.probeTimeout(), OriginTimeout: n.cfg.OriginTimeout,
 		HeartbeatTimeout: n.cfg.HeartbeatTimeout})
-	n.probes.Store(hc)
 	reap := map[string]time.Time{}
 	n.voters.Reconcile(ctx, reap)
 

@@ -47,7 +47,6 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/activity"
 	"github.com/srs-mesh/srs-mesh/mesh/clusterport"
 	"github.com/srs-mesh/srs-mesh/mesh/events"
-	"github.com/srs-mesh/srs-mesh/mesh/health"
 	"github.com/srs-mesh/srs-mesh/mesh/leadership"
 	"github.com/srs-mesh/srs-mesh/mesh/liblog"
 	"github.com/srs-mesh/srs-mesh/mesh/members"
@@ -116,11 +115,6 @@ type Node struct {
 	// tel is the node's telemetry: its event log and history, and the
 	// cluster-wide streams, events and history documents.
 	tel *telemetry.Telemetry
-
-	// probes is the leader's health checker (the last one, once this node
-	// led): its last successful probe per origin is shown in Status without
-	// writing every probe to the log.
-	probes atomic.Pointer[health.Checker]
 
 	// pathTokenIgnored is set once the node has logged that it accepted a
 	// token in a registration path while none is configured.
@@ -588,7 +582,7 @@ func (n *Node) Status() Status {
 	in := view.Input{
 		NodeID: n.cfg.NodeID, RaftState: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		RaftStats: n.raft.Stats(), Replica: n.fsm.Contents(), RTCSessions: n.fsm.RTCSessionCount(),
-		DegradedRoutes: n.degraded.Load(), LastProbe: n.lastProbeOK, NowMs: time.Now().UnixMilli(),
+		DegradedRoutes: n.degraded.Load(), NowMs: time.Now().UnixMilli(),
 		Events: n.tel.Events().Recent(view.MaxRecentEvents), Protocol: n.protocolStatus(),
 	}
 	in.Replica.TokenKey = nil
@@ -651,15 +645,4 @@ func (n *Node) proveMember(id, addr string) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 	defer cancel()
 	return n.port.Dialer().Prove(ctx, id, addr, func(name string) bool { return known[name] })
-}
-
-// lastProbeOK is the last successful probe of an origin by this node while
-// it leads (unix ms).
-func (n *Node) lastProbeOK(id string) (int64, bool) {
-	hc := n.probes.Load()
-	if hc == nil {
-		return 0, false
-	}
-	at, ok := hc.LastOK(id)
-	return at.UnixMilli(), ok
 }

@@ -131,7 +131,13 @@ func (c *Checker) Round(ctx context.Context, origins []state.OriginState) []stat
 		}
 		t.fails++
 		if s.Healthy && (t.fails >= 2 || r.at.Sub(t.failingSince) >= c.cfg.OriginTimeout/2) {
-			changes = append(changes, state.HealthChange{ID: id, Healthy: false,
+			// The change carries the last successful probe, so that every
+			// node shows when the origin was last seen alive.
+			var lastOK int64
+			if at, ok := c.LastOK(id); ok {
+				lastOK = at.UnixMilli()
+			}
+			changes = append(changes, state.HealthChange{ID: id, Healthy: false, ProbeMs: lastOK,
 				Reason: fmt.Sprintf("probe %s failed %d times: %v", state.ProbeEndpoint(s.Origin), t.fails, r.err)})
 		}
 	}
@@ -144,16 +150,13 @@ func (c *Checker) Round(ctx context.Context, origins []state.OriginState) []stat
 	return changes
 }
 
-// ReplicateEvery is how stale the replicated time of an origin's last
-// successful probe may get: Refreshes brings it up to date once it trails
-// the leader's own by more.
-const ReplicateEvery = 10 * time.Second
-
 // Refreshes returns, for each healthy origin whose last successful probe
-// (as this Checker saw it) is more than ReplicateEvery newer than the
-// replicated one, a change that only records that probe time, so that every
-// node can show when an origin was last seen alive. Origins in skip (those
-// with a real change this round) are left out.
+// (as this Checker saw it) is newer than the replicated one, a change that
+// only records that probe time. Written every round, it keeps the
+// replicated time within one probe interval of the leader's own, so that
+// every node shows the same "last seen alive" for an origin (the
+// replicated one). Origins in skip (those with a real change this round)
+// are left out.
 func (c *Checker) Refreshes(origins []state.OriginState, skip []state.HealthChange) []state.HealthChange {
 	var out []state.HealthChange
 	for _, s := range origins {
@@ -161,7 +164,7 @@ func (c *Checker) Refreshes(origins []state.OriginState, skip []state.HealthChan
 			continue
 		}
 		at, ok := c.LastOK(s.Origin.ID)
-		if ok && at.UnixMilli()-s.LastProbeMs > ReplicateEvery.Milliseconds() {
+		if ok && at.UnixMilli() > s.LastProbeMs {
 			out = append(out, state.HealthChange{ID: s.Origin.ID, Healthy: true, ProbeMs: at.UnixMilli()})
 		}
 	}

@@ -113,8 +113,9 @@ func (u *Upkeep) RegisterStatic(ctx context.Context, origins []stream.Origin) {
 }
 
 // Probe runs one health round of the leader and writes the changes.
-// Alongside health changes it replicates, every health.ReplicateEvery, when
-// healthy origins last answered a probe, so that followers show it too.
+// Alongside health changes it replicates when healthy origins last answered
+// a probe, every round in which that moved (one command per probe interval
+// at most), so that every node shows the same "last seen alive".
 func (u *Upkeep) Probe(ctx context.Context, hc *health.Checker) {
 	origins := u.cfg.Replica.Origins()
 	changes := hc.Round(ctx, origins)

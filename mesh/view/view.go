@@ -127,7 +127,9 @@ type Origin struct {
 	// LastHeartbeatUnixMs is the last registration heartbeat (0 for static
 	// origins that never sent one).
 	LastHeartbeatUnixMs int64 `json:"last_heartbeat_unix_ms"`
-	// LastProbeUnixMs is the last successful health probe by the leader.
+	// LastProbeUnixMs is the last successful health probe by the leader,
+	// as replicated: every node shows the same time, within one probe
+	// interval of the leader's last probe.
 	LastProbeUnixMs int64 `json:"last_probe_unix_ms"`
 	// HealthReason says why the origin is unhealthy ("" when healthy).
 	HealthReason string `json:"health_reason,omitempty"`
@@ -191,10 +193,7 @@ type Input struct {
 	Replica        state.Contents
 	RTCSessions    int
 	DegradedRoutes uint64
-	// LastProbe returns a later successful probe of an origin than the
-	// replicated one, when this node knows one (unix ms).
-	LastProbe func(id string) (int64, bool)
-	NowMs     int64
+	NowMs          int64
 	// Events are this node's latest events (events.Log.Recent), oldest
 	// first.
 	Events []events.Event
@@ -265,16 +264,10 @@ func Build(in Input) Status {
 	for _, s := range in.Replica.Origins {
 		o := s.Origin
 		healthy[o.ID] = s.Healthy
-		probe := s.LastProbeMs
-		if in.LastProbe != nil {
-			if at, ok := in.LastProbe(o.ID); ok && at > probe {
-				probe = at
-			}
-		}
 		st.Origins = append(st.Origins, Origin{
 			ID: o.ID, IP: o.IP, RTMP: o.RTMP, HTTP: o.HTTP, API: o.API, SRT: o.SRT, RTC: o.RTC,
 			Static: o.Static, Healthy: s.Healthy, Draining: s.Draining, Evacuating: s.Evacuate, Streams: streams[o.ID],
-			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: probe,
+			Service: o.Service, PID: o.PID, LastHeartbeatUnixMs: s.LastHeartbeatMs, LastProbeUnixMs: s.LastProbeMs,
 			HealthReason: s.Reason, MaxStreams: o.MaxStreams, Weight: max(o.Weight, 1), Load: s.Load,
 			Full: o.MaxStreams > 0 && streams[o.ID] >= o.MaxStreams,
 		})

@@ -32,7 +32,6 @@ func TestBuild(t *testing.T) {
 			Origins:     []state.OriginState{{Origin: stream.Origin{ID: "o1"}, Healthy: true, LastProbeMs: 5}},
 			Assignments: []state.KeyAssignment{{Key: "v/a/b", Assignment: state.Assignment{Origin: "o1"}}},
 		},
-		LastProbe: func(string) (int64, bool) { return 9, true },
 	})
 	if st.Term != 7 || st.AppliedIndex != 42 || len(st.Members) != 3 {
 		t.Fatalf("status %+v", st)
@@ -44,7 +43,7 @@ func TestBuild(t *testing.T) {
 	if st.Members[0].ID != "n1" || roles["n1"] != "voter" || roles["n2"] != "leader" || roles["n3"] != "none" {
 		t.Errorf("members %+v", st.Members)
 	}
-	if o := st.Origins[0]; o.LastProbeUnixMs != 9 || o.Streams != 1 || !st.Assignments[0].OriginHealthy {
+	if o := st.Origins[0]; o.LastProbeUnixMs != 5 || o.Streams != 1 || !st.Assignments[0].OriginHealthy {
 		t.Errorf("origin %+v, assignment %+v", o, st.Assignments[0])
 	}
 }
