@@ -27,7 +27,7 @@ const updateScreenshotEnv = "SRS_MESH_UPDATE_SCREENSHOT"
 var (
 	chartAttrs = regexp.MustCompile(`id="(chart-[a-z]+)" data-points="(\d+)" data-series="(\d+)"`)
 	// A stream row: its name, its origin, then its ingest and egress.
-	streamRow = regexp.MustCompile(`<code>(live/[a-z]+)</code></th><td>[^<]*(?:<span[^>]*>[^<]*</span>)?</td><td class="num"[^>]*>([0-9.]+ [kMG]?b/s)</td><td class="num"[^>]*>([0-9.]+ [kMG]?b/s)</td>`)
+	streamRow = regexp.MustCompile(`<code>(live/[a-z]+)</code></th><td>[^<]*(?:<span[^>]*>[^<]*</span>)?</td><td class="num"[^>]*>([0-9.]+ [kMGT]?bit/s)</td><td class="num"[^>]*>([0-9.]+ [kMGT]?bit/s)</td>`)
 	ageCell   = regexp.MustCompile(`<td class="num" title="[0-9T:.Z-]+">\d+ (s|min)</td>`)
 )
 

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -65,7 +66,9 @@ func fakeDocs(now int64) map[string]any {
 				{"time_unix_ms": now - 700000, "node": "mesh-node-1", "kind": "leader", "member": "mesh-node-1", "detail": "term 3", "seq": 1},
 				{"time_unix_ms": now - 60000, "node": "mesh-node-1", "kind": "origin_down", "origin": "srs-origin-c", "detail": "unhealthy", "seq": 2},
 				{"time_unix_ms": now - 58000, "node": "mesh-node-1", "kind": "stream_moved", "origin": "srs-origin-a", "stream": "__defaultVhost__/live/cam2", "detail": "from srs-origin-c", "seq": 3},
-				{"time_unix_ms": now - 5000, "node": "mesh-node-2", "kind": "origin_drained", "origin": "srs-origin-b", "seq": 1},
+				{"time_unix_ms": now - 30000, "node": "mesh-node-2", "kind": "publisher_lost", "stream": "__defaultVhost__/live/cam3", "detail": "2 players ended after 10s", "seq": 1},
+				{"time_unix_ms": now - 20000, "node": "mesh-node-1", "kind": "publisher_switched", "stream": "__defaultVhost__/live/cam4", "origin": "srs-origin-a", "detail": "the standby publisher 10.0.9.9:50000 took over after 600ms", "seq": 4},
+				{"time_unix_ms": now - 5000, "node": "mesh-node-2", "kind": "origin_drained", "origin": "srs-origin-b", "seq": 2},
 			},
 			"nodes": []map[string]any{{"id": "mesh-node-1", "ok": true}, {"id": "mesh-node-2", "ok": true}, {"id": "mesh-node-3", "ok": false, "error": "no answer within 1s"}},
 		},
@@ -94,7 +97,10 @@ func fakeNode(t *testing.T, docs map[string]any) *httptest.Server {
 	return srv
 }
 
-var chartPoints = regexp.MustCompile(`id="(chart-[a-z]+)" data-points="(\d+)" data-series="(\d+)"`)
+var (
+	chartPoints = regexp.MustCompile(`id="(chart-[a-z]+)" data-points="(\d+)" data-series="(\d+)"`)
+	chartUnit   = regexp.MustCompile(`id="(chart-[a-z]+)"[^>]* data-unit="([^"]*)"`)
+)
 
 // chartsIn returns, per chart id, its points and the series with data.
 func chartsIn(dom string) map[string][2]int {
@@ -124,13 +130,15 @@ func TestChromium(t *testing.T) {
 	for _, want := range []string{
 		"mesh-node-1", "mesh-node-2", "mesh-node-3", ">leader<", "suspect",
 		"srs-origin-a", "srs-origin-b", "draining", "10.0.1.5:1935",
-		">live/livestream<", ">2.5 Mb/s<", ">7.5 Mb/s<", ">10 min<", // ingest, egress, age
+		">live/livestream<", ">2.5 Mbit/s<", ">7.5 Mbit/s<", ">10 min<", // ingest, egress, age
 		">flv</span> <b>3</b>", ">mesh-node-1</span> <b>3</b>", // clients by protocol and by node
 		"≈7 HLS/DASH viewers (estimate)", // a node's estimate, apart from its clients
 		"Origin srs-origin-c went down", "Stream live/cam2 moved to srs-origin-a", "mesh-node-1 became leader",
 		"Origin srs-origin-b drained", "seen by mesh-node-2",
+		`data-kind="publisher_lost"`, "The publisher of live/cam3 was lost", "2 players ended after 10s", // a publisher that dropped
+		"A standby publisher took over live/cam4",
 		"Not answering: mesh-node-3 (no answer within 1s)",
-		">eu-west-1a<", "CPU 12.5% · 42 conns · in 2.5 Mb/s · out 7.5 Mb/s", ">1 / 50<", // zone, load, streams held / max_streams
+		">eu-west-1a<", "CPU 12.5% · 42 conns · in 2.5 Mbit/s · out 7.5 Mbit/s", ">1 / 50<", // zone, load, streams held / max_streams
 		`data-errors="0"`,
 	} {
 		if !strings.Contains(dom, want) {
@@ -143,9 +151,25 @@ func TestChromium(t *testing.T) {
 		}
 	}
 	charts := chartsIn(dom)
-	for id, min := range map[string][2]int{"chart-throughput": {170, 2}, "chart-clients": {170, 3}, "chart-assignments": {170, 1}} {
+	// The clients chart has rtmp, flv and webrtc, and the HLS and DASH
+	// estimates.
+	for id, min := range map[string][2]int{"chart-throughput": {170, 2}, "chart-clients": {170, 5}, "chart-assignments": {170, 1}} {
 		if got := charts[id]; got[0] < min[0] || got[1] < min[1] {
 			t.Errorf("%s has %d points in %d series, want at least %d in %d", id, got[0], got[1], min[0], min[1])
+		}
+	}
+	// The y axes name their units: the throughput (3.5 to 11.3 Mbit/s
+	// summed over the nodes) in Mbit/s.
+	units := map[string]string{}
+	for _, m := range chartUnit.FindAllStringSubmatch(dom, -1) {
+		units[m[1]] = m[2]
+	}
+	if want := map[string]string{"chart-throughput": "Mbit/s", "chart-clients": "clients", "chart-assignments": "assignments/s"}; !maps.Equal(units, want) {
+		t.Errorf("chart units %v, want %v", units, want)
+	}
+	for _, want := range []string{"HLS viewers (estimate)", "DASH viewers (estimate)"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the clients chart lacks %q", want)
 		}
 	}
 	if !strings.Contains(dom, "u-legend") {
@@ -209,7 +233,7 @@ func TestChromiumTokenAndStreams(t *testing.T) {
 		`data-origin="srs-origin-b" data-action="undrain"`,
 		`data-origin="srs-origin-a" data-action="move"`,
 		"replica srs-origin-b", "moving to srs-origin-c",
-		">rtmp</span> <b>1</b>", ">flv</span> <b>3</b>", ">2.5 Mb/s<",
+		">rtmp</span> <b>1</b>", ">flv</span> <b>3</b>", ">2.5 Mbit/s<",
 		"Token set for this tab.",
 	} {
 		if !strings.Contains(dom, want) {

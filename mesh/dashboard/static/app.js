@@ -71,13 +71,30 @@
     return duration(now - ms) + " ago";
   }
 
-  // bits renders a bit rate: "0 b/s", "850 kb/s", "2.4 Mb/s".
-  function bits(bps) {
-    if (!bps || bps < 0) return "0 b/s";
-    const units = ["b/s", "kb/s", "Mb/s", "Gb/s", "Tb/s"];
+  // BIT_UNITS are the units of bit rates, each 1000 times the last.
+  const BIT_UNITS = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"];
+
+  // bitScale returns the index in BIT_UNITS of the unit that shows bps with
+  // one to three digits before the point.
+  function bitScale(bps) {
     let i = 0;
-    while (bps >= 1000 && i < units.length - 1) { bps /= 1000; i++; }
-    return (bps >= 100 || i === 0 ? Math.round(bps) : bps.toFixed(1)) + " " + units[i];
+    while (bps >= 1000 && i < BIT_UNITS.length - 1) { bps /= 1000; i++; }
+    return i;
+  }
+
+  // bits renders a bit rate: "0 bit/s", "850 kbit/s", "2.4 Mbit/s".
+  function bits(bps) {
+    if (!bps || bps < 0) return "0 bit/s";
+    const i = bitScale(bps);
+    const v = bps / Math.pow(1000, i);
+    return (v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)) + " " + BIT_UNITS[i];
+  }
+
+  // tick renders an axis value with no more decimals than the step
+  // between ticks needs.
+  function tick(v, step) {
+    const decimals = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step) - 1e-9));
+    return v.toFixed(decimals);
   }
 
   const iso = (ms) => (ms ? new Date(ms).toISOString() : "");
@@ -512,12 +529,14 @@
         if (s.t < from) continue;
         const b = Math.round(s.t / interval) * interval;
         let m = buckets.get(b);
-        if (!m) { m = { in: 0, out: 0, assign: 0, sessions: {}, nodes: new Set() }; buckets.set(b, m); }
+        if (!m) { m = { in: 0, out: 0, assign: 0, hls: 0, dash: 0, sessions: {}, nodes: new Set() }; buckets.set(b, m); }
         if (m.nodes.has(n.id)) continue; // one sample per node per bucket
         m.nodes.add(n.id);
         m.in += s.in_bps || 0;
         m.out += s.out_bps || 0;
         m.assign += s.assignments_per_s || 0;
+        m.hls += s.hls_viewers_estimated || 0;
+        m.dash += s.dash_viewers_estimated || 0;
         for (const [p, c] of Object.entries(s.sessions || {})) {
           m.sessions[p] = (m.sessions[p] || 0) + c;
           protos.add(p);
@@ -532,6 +551,8 @@
       in: rows.map((r) => r.in),
       out: rows.map((r) => r.out),
       assign: rows.map((r) => r.assign),
+      hls: rows.map((r) => r.hls),
+      dash: rows.map((r) => r.dash),
       protos: protoList,
       sessions: protoList.map((p) => rows.map((r) => r.sessions[p] || 0)),
     };
@@ -555,18 +576,24 @@
   }
 
   // draw creates or updates the uPlot chart in box #id. series are
-  // [{label, color, fill}], data is [x, ...ys]. A change in the series
-  // (a new protocol) rebuilds the chart.
+  // [{label, color, fill, dash}], data is [x, ...ys]. fmt says how values
+  // read: fmt.unit(max) is the y axis's unit for the largest value shown
+  // ("Mbit/s", "clients"), fmt.axis(v, unit, step) a tick in that unit,
+  // fmt.value(v) a value in the legend. A change in the series (a new
+  // protocol) or in the unit rebuilds the chart.
   function draw(id, series, data, fmt) {
     const box = $(id);
     const points = data[0].length;
     box.dataset.points = String(points);
     box.dataset.series = String(series.filter((s, i) => data[i + 1].some((v) => v > 0)).length);
+    const top = Math.max(0, ...data.slice(1).map((ys) => Math.max(0, ...ys.map((v) => v || 0))));
+    const unit = fmt.unit(Math.max(top * 1.1, fmt.minMax || 1));
+    box.dataset.unit = unit;
     if (typeof uPlot !== "function") {
       box.textContent = "Charts unavailable: uPlot did not load.";
       return;
     }
-    const key = JSON.stringify(series.map((s) => s.label));
+    const key = JSON.stringify([series.map((s) => s.label), unit]);
     let c = charts[id];
     if (c && c.key !== key) { c.plot.destroy(); c = null; }
     if (!c) {
@@ -585,11 +612,14 @@
           // One line of wall-clock time per tick: uPlot's default adds a
           // second line with the date, which crowds a small chart.
           Object.assign({}, axis, { space: 70, values: (u, ticks) => ticks.map((t) => hhmm(t, ticks)) }),
-          Object.assign({}, axis, { size: 64, values: (u, vals) => vals.map((v) => fmt.axis(v)) }),
+          // The y axis names its unit (a rate says "/s") and its ticks are
+          // numbers in that unit.
+          Object.assign({}, axis, { size: 52, label: unit, labelSize: 18, labelFont: "12px system-ui, sans-serif",
+            values: (u, vals, ax, space, step) => vals.map((v) => fmt.axis(v, unit, step)) }),
         ],
         series: [{ label: "time", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toLocaleTimeString([], { hour12: false })) }]
           .concat(series.map((s) => ({
-            label: s.label, stroke: s.color, width: 2, fill: s.fill || null, points: { show: false },
+            label: s.label, stroke: s.color, width: 2, fill: s.fill || null, dash: s.dash || undefined, points: { show: false },
             value: (u, v) => (v == null ? "–" : fmt.value(v)),
           }))),
       };
@@ -605,17 +635,32 @@
     const h = mergeHistory(hist);
     const note = $("charts-note");
     note.textContent = h.x.length ? "" : "(collecting: the first samples arrive within 10 seconds)";
-    const rate = { axis: (v) => bits(v).replace("/s", ""), value: bits, minMax: 1000 };
-    const count = { axis: (v) => (Number.isInteger(v) ? String(v) : ""), value: (v) => String(Math.round(v)), minMax: 4 };
-    const perSec = { axis: (v) => (v >= 10 ? Math.round(v) : v.toFixed(1)), value: (v) => v.toFixed(2) + " /s", minMax: 1 };
+    // Bit rates scale to the largest value shown (kbit/s, Mbit/s, ...);
+    // clients are counts; assignments a rate per second.
+    const rate = {
+      unit: (max) => BIT_UNITS[bitScale(max)],
+      axis: (v, unit, step) => { const d = Math.pow(1000, BIT_UNITS.indexOf(unit)); return tick(v / d, step / d); },
+      value: bits, minMax: 1000,
+    };
+    const count = { unit: () => "clients", axis: (v) => (Number.isInteger(v) ? String(v) : ""), value: (v) => String(Math.round(v)), minMax: 4 };
+    const perSec = { unit: () => "assignments/s", axis: (v, unit, step) => tick(v, step), value: (v) => v.toFixed(2) + " /s", minMax: 1 };
     draw("chart-throughput", [
       { label: "in (from clients)", color: "#1f77b4", fill: "rgba(31,119,180,0.12)" },
       { label: "out (to clients)", color: "#2ca02c", fill: "rgba(44,160,44,0.10)" },
     ], [h.x, h.in, h.out], rate);
     const protos = h.protos.length ? h.protos : ["clients"];
     const sessions = h.protos.length ? h.sessions : [h.x.map(() => 0)];
-    draw("chart-clients", protos.map((p, i) => ({ label: p, color: PROTO_COLORS[i % PROTO_COLORS.length] })),
-      [h.x, ...sessions], count);
+    const clientSeries = protos.map((p, i) => ({ label: p, color: PROTO_COLORS[i % PROTO_COLORS.length] }));
+    const clientData = [h.x, ...sessions];
+    // HLS and DASH viewers hold no connection: the nodes estimate them
+    // from the clients that fetched playlists and segments. They are drawn
+    // dashed, apart from the sessions, when there are any.
+    for (const [label, ys] of [["HLS viewers (estimate)", h.hls], ["DASH viewers (estimate)", h.dash]]) {
+      if (!ys.some((v) => v > 0)) continue;
+      clientSeries.push({ label: label, color: PROTO_COLORS[clientSeries.length % PROTO_COLORS.length], dash: [6, 4] });
+      clientData.push(ys);
+    }
+    draw("chart-clients", clientSeries, clientData, count);
     draw("chart-assignments", [{ label: "assignments", color: "#9467bd", fill: "rgba(148,103,189,0.12)" }],
       [h.x, h.assign], perSec);
   }
