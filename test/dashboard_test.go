@@ -29,6 +29,7 @@ var (
 	// A stream row: its name, its origin, then its ingest and egress.
 	streamRow = regexp.MustCompile(`<code>(live/[a-z]+)</code></th><td>[^<]*(?:<span[^>]*>[^<]*</span>)?</td><td class="num"[^>]*>([0-9.]+ [kMGT]?bit/s)</td><td class="num"[^>]*>([0-9.]+ [kMGT]?bit/s)</td>`)
 	ageCell   = regexp.MustCompile(`<td class="num" title="[0-9T:.Z-]+">\d+ (s|min)</td>`)
+	chartUnit = regexp.MustCompile(`id="(chart-[a-z]+)"[^>]* data-unit="([^"]*)"`)
 )
 
 // dashboard renders node's dashboard in headless Chromium and returns the
@@ -226,6 +227,62 @@ func TestDashboardLiveMesh(t *testing.T) {
 	dom = dashboard(ctx, t, bin, n3)
 	if !strings.Contains(dom, "Not answering: n2 (") || !strings.Contains(dom, `data-errors="0"`) || !strings.Contains(dom, "live/bravo") {
 		t.Errorf("page with n2 down:\n%s", dom)
+	}
+}
+
+// TestDashboardPublisherLost: the publisher of a stream played through
+// another node drops (its encoder is killed) and does not come back within
+// --publish-grace: the player's node records publisher_lost, and the
+// dashboard of a third node shows it in its events, with the charts' axes
+// in units per second.
+func TestDashboardPublisherLost(t *testing.T) {
+	harness.Need(t, "ffmpeg")
+	bin := harness.ChromiumBin(t)
+	o1 := harness.StartNginx(t, harness.NginxOptions{})
+	c := startCluster(t, 3, "--origin", originFlag("o1", o1), "--publish-grace", "2s", "--history-interval", "2s")
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	const path, key = "live/drop", "__defaultVhost__/live/drop"
+	pub := harness.PublishRTMP(t, n1.RTMPURL(path))
+	c.waitAssigned(t, key)
+	p := harness.StartPlayer(t, n2.RTMPURL(path))
+	testkit.WaitFor(t, 60*time.Second, "the player decoding", func() bool { return p.Frames() > 25 })
+
+	dropped := time.Now()
+	pub.Kill()
+	var lost events.Event
+	testkit.WaitFor(t, 30*time.Second, "publisher_lost in n3's /mesh/v1/events", func() bool {
+		var ev mesh.Events
+		if err := harness.GetJSON("http://"+n3.SystemAPI+"/mesh/v1/events", &ev); err != nil {
+			return false
+		}
+		for _, e := range ev.Events {
+			if e.Kind == events.PublisherLost && e.Stream == key && e.TimeUnixMs >= dropped.UnixMilli() {
+				lost = e
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("publisher_lost on %s %v after the drop: %s", lost.Node, time.UnixMilli(lost.TimeUnixMs).Sub(dropped).Round(time.Millisecond), lost.Detail)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dom := dashboard(ctx, t, bin, n3)
+	checkPage(t, dom)
+	for _, want := range []string{`data-kind="publisher_lost"`, "The publisher of live/drop was lost", "seen by " + lost.Node} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("events timeline lacks %q", want)
+		}
+	}
+	units := map[string]string{}
+	for _, m := range chartUnit.FindAllStringSubmatch(dom, -1) {
+		units[m[1]] = m[2]
+	}
+	if u := units["chart-throughput"]; !strings.HasSuffix(u, "bit/s") || units["chart-assignments"] != "assignments/s" || units["chart-clients"] != "clients" {
+		t.Errorf("chart units %v", units)
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
 	}
 }
 
