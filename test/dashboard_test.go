@@ -232,7 +232,8 @@ func TestDashboardLiveMesh(t *testing.T) {
 
 // TestDashboardPublisherLost: the publisher of a stream played through
 // another node drops (its encoder is killed) and does not come back within
-// --publish-grace: the player's node records publisher_lost, and the
+// --publish-grace: its own node records publisher_dropped, the player's
+// node publisher_lost, and the
 // dashboard of a third node shows it in its events, with the charts' axes
 // in units per second.
 func TestDashboardPublisherLost(t *testing.T) {
@@ -249,27 +250,36 @@ func TestDashboardPublisherLost(t *testing.T) {
 
 	dropped := time.Now()
 	pub.Kill()
-	var lost events.Event
-	testkit.WaitFor(t, 30*time.Second, "publisher_lost in n3's /mesh/v1/events", func() bool {
+	var lost, drop events.Event
+	testkit.WaitFor(t, 30*time.Second, "publisher_lost and publisher_dropped in n3's /mesh/v1/events", func() bool {
 		var ev mesh.Events
 		if err := harness.GetJSON("http://"+n3.SystemAPI+"/mesh/v1/events", &ev); err != nil {
 			return false
 		}
 		for _, e := range ev.Events {
-			if e.Kind == events.PublisherLost && e.Stream == key && e.TimeUnixMs >= dropped.UnixMilli() {
-				lost = e
-				return true
+			if e.Stream == key && e.TimeUnixMs >= dropped.UnixMilli() {
+				switch e.Kind {
+				case events.PublisherLost:
+					lost = e
+				case events.PublisherDropped:
+					drop = e
+				}
 			}
 		}
-		return false
+		return lost.Kind != "" && drop.Kind != ""
 	})
+	if drop.Node != n1.ID {
+		t.Errorf("publisher_dropped recorded by %s, want the publisher's node %s", drop.Node, n1.ID)
+	}
+	t.Logf("publisher_dropped on %s %v after the drop: %s", drop.Node, time.UnixMilli(drop.TimeUnixMs).Sub(dropped).Round(time.Millisecond), drop.Detail)
 	t.Logf("publisher_lost on %s %v after the drop: %s", lost.Node, time.UnixMilli(lost.TimeUnixMs).Sub(dropped).Round(time.Millisecond), lost.Detail)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dom := dashboard(ctx, t, bin, n3)
 	checkPage(t, dom)
-	for _, want := range []string{`data-kind="publisher_lost"`, "The publisher of live/drop was lost", "seen by " + lost.Node} {
+	for _, want := range []string{`data-kind="publisher_lost"`, "The publisher of live/drop was lost", "seen by " + lost.Node,
+		`data-kind="publisher_dropped"`, "The publisher of live/drop dropped"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("events timeline lacks %q", want)
 		}

@@ -387,7 +387,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
 			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage,
-			BackupPublish: o.backupPublish, Standbys: failovers, PublishStall: o.publishStall, MaxConns: o.maxRTMPConns})
+			BackupPublish: o.backupPublish, Standbys: failovers, PublisherDrops: failovers, PublishStall: o.publishStall, MaxConns: o.maxRTMPConns})
 		if err != nil {
 			return nil, err
 		}

@@ -26,6 +26,8 @@ type failoverMetrics struct {
 	// reaching the origin.
 	standby  *prometheus.CounterVec
 	takeover prometheus.Histogram
+	// drops counts RTMP publishers that dropped (see PublisherDropped).
+	drops prometheus.Counter
 }
 
 func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.Recorder) *failoverMetrics {
@@ -60,10 +62,15 @@ func newFailoverMetrics(reg prometheus.Registerer, log *slog.Logger, ev events.R
 		Help:      "Time from the active publisher's end, as the standby's node saw it, to the standby's media reaching the origin.",
 		Buckets:   []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5},
 	})
+	m.drops = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns,
+		Name:      "publisher_drops_total",
+		Help:      "RTMP publishers of this node whose connection ended without an unpublish (the encoder crashed, lost its network or was killed), not counting publishes the node ended.",
+	})
 	m.standby.WithLabelValues(rtmp.StandbyKept)
 	m.standby.WithLabelValues(rtmp.StandbyPromoted)
 	m.standby.WithLabelValues(rtmp.StandbyStalled)
-	reg.MustRegister(m.total, m.resume, m.gap, m.standby, m.takeover)
+	reg.MustRegister(m.total, m.resume, m.gap, m.standby, m.takeover, m.drops)
 	for _, kind := range []string{fanout.SwitchPlanned, fanout.SwitchFailover, fanout.SwitchPublisher} {
 		m.gap.WithLabelValues("fanout", kind)
 	}
@@ -162,6 +169,24 @@ func (m *failoverMetrics) Standby(ev rtmp.StandbyEvent) {
 }
 
 var _ rtmp.StandbyObserver = (*failoverMetrics)(nil)
+
+// PublisherDropped records an RTMP publisher of this node that dropped
+// (the RTMP server's Config.PublisherDrops): a publisher_dropped event and
+// a count. Players then ride through their publisher grace, which records
+// its own event when it ends.
+func (m *failoverMetrics) PublisherDropped(d rtmp.PublisherDrop) {
+	m.drops.Inc()
+	why := "closed its connection"
+	if d.Err != nil {
+		why = d.Err.Error()
+	}
+	m.log.Info("publisher dropped without unpublishing", "stream", d.Key.String(), "peer", d.Peer, "origin", d.Origin,
+		"published", d.Published.Round(time.Second), "why", why)
+	m.events.Record(events.Event{Kind: events.PublisherDropped, Stream: d.Key.String(), Origin: d.Origin,
+		Detail: fmt.Sprintf("the publisher %s dropped after %v without unpublishing: %s", d.Peer, d.Published.Round(time.Second), why)})
+}
+
+var _ rtmp.PublisherDropObserver = (*failoverMetrics)(nil)
 
 // players is "1 player" or "n players".
 func players(n int) string {

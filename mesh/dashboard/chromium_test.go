@@ -66,6 +66,7 @@ func fakeDocs(now int64) map[string]any {
 				{"time_unix_ms": now - 700000, "node": "mesh-node-1", "kind": "leader", "member": "mesh-node-1", "detail": "term 3", "seq": 1},
 				{"time_unix_ms": now - 60000, "node": "mesh-node-1", "kind": "origin_down", "origin": "srs-origin-c", "detail": "unhealthy", "seq": 2},
 				{"time_unix_ms": now - 58000, "node": "mesh-node-1", "kind": "stream_moved", "origin": "srs-origin-a", "stream": "__defaultVhost__/live/cam2", "detail": "from srs-origin-c", "seq": 3},
+				{"time_unix_ms": now - 32000, "node": "mesh-node-1", "kind": "publisher_dropped", "stream": "__defaultVhost__/live/cam3", "origin": "srs-origin-a", "detail": "the publisher 10.0.9.8:50001 dropped after 2m0s without unpublishing: EOF", "seq": 5},
 				{"time_unix_ms": now - 30000, "node": "mesh-node-2", "kind": "publisher_lost", "stream": "__defaultVhost__/live/cam3", "detail": "2 players ended after 10s", "seq": 1},
 				{"time_unix_ms": now - 20000, "node": "mesh-node-1", "kind": "publisher_switched", "stream": "__defaultVhost__/live/cam4", "origin": "srs-origin-a", "detail": "the standby publisher 10.0.9.9:50000 took over after 600ms", "seq": 4},
 				{"time_unix_ms": now - 5000, "node": "mesh-node-2", "kind": "origin_drained", "origin": "srs-origin-b", "seq": 2},
@@ -136,6 +137,7 @@ func TestChromium(t *testing.T) {
 		"Origin srs-origin-c went down", "Stream live/cam2 moved to srs-origin-a", "mesh-node-1 became leader",
 		"Origin srs-origin-b drained", "seen by mesh-node-2",
 		`data-kind="publisher_lost"`, "The publisher of live/cam3 was lost", "2 players ended after 10s", // a publisher that dropped
+		`data-kind="publisher_dropped"`, "The publisher of live/cam3 dropped", "without unpublishing",
 		"A standby publisher took over live/cam4",
 		"Not answering: mesh-node-3 (no answer within 1s)",
 		">eu-west-1a<", "CPU 12.5% · 42 conns · in 2.5 Mbit/s · out 7.5 Mbit/s", ">1 / 50<", // zone, load, streams held / max_streams

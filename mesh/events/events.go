@@ -61,6 +61,10 @@ const (
 	// publisher that sent no media for --publish-stall was ended.
 	PublisherReturned Kind = "publisher_returned"
 	PublisherLost     Kind = "publisher_lost"
+	// PublisherDropped: a publisher's connection ended without it
+	// unpublishing (Stream, Origin, Detail: who, after how long, why),
+	// recorded by the node it published through.
+	PublisherDropped Kind = "publisher_dropped"
 	// PublisherSwitched: a standby publisher (a backup encoder) took over
 	// a stream whose publisher left (Stream, Origin, Detail: who, after
 	// how long).

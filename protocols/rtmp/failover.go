@@ -142,7 +142,15 @@ type publisher struct {
 
 	// stall: media times are recorded in media for watchStall.
 	stall bool
-	media atomic.Int64
+	// stalled: watchStall ended the session.
+	stalled atomic.Bool
+	// unpublished: the publisher sent FCUnpublish, deleteStream or
+	// closeStream, so its session's end is not a drop.
+	unpublished bool
+	// readErr: the session ended at reading the publisher (not at the
+	// node's end of it: a failover that gave up, a refused message).
+	readErr bool
+	media   atomic.Int64
 
 	// ss and t: the other origins fed a copy of the stream (tee.go).
 	ss SourceSet
@@ -244,10 +252,12 @@ func (c *conn) relayPublish(ctx context.Context, o *originLeg, origin stream.Ori
 	if c.s.cfg.BackupPublish && c.s.cfg.PublishStall > 0 {
 		stopStall = p.watchStall(c.s.cfg.PublishStall)
 	}
+	started := time.Now()
 	err := p.run()
 	stopStall()
 	stopWatch()
 	p.stop()
+	p.reportDrop(err, time.Since(started))
 	if isClosedErr(err) {
 		return nil
 	}
@@ -320,6 +330,7 @@ func (p *publisher) run() error {
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
+			p.readErr = true
 			if err = clientReadErr(err); errors.Is(err, ErrMessageTooLarge) {
 				// Refused at the node, never relayed: the publisher hears
 				// why, and the stream stays where it is.
@@ -340,6 +351,9 @@ func (p *publisher) run() error {
 			}
 		}
 		p.cache.observe(&m)
+		if m.Type == chunk.TypeCommandAMF0 || m.Type == chunk.TypeCommandAMF3 {
+			p.noteCommand(&m)
+		}
 		if p.stall && (m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio) {
 			p.media.Store(time.Now().UnixNano())
 		}

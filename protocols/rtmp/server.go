@@ -109,6 +109,9 @@ type Config struct {
 	BackupPublish bool
 	// Standbys, when not nil, is told about standby publishers.
 	Standbys StandbyObserver
+	// PublisherDrops, when not nil, is told about every publisher whose
+	// connection ended without it unpublishing (see PublisherDrop).
+	PublisherDrops PublisherDropObserver
 	// PublishStall, with BackupPublish, ends a publish whose publisher
 	// sent no audio or video for this long (its connection open), so that
 	// a standby can take over; a lone publisher so ended finds its

@@ -532,6 +532,7 @@ func (p *publisher) watchStall(stall time.Duration) (stop func()) {
 				p.c.log.Warn("publisher stalled: no media; ending its publish so that a standby can take over", "silent", silent.Round(time.Millisecond))
 				p.c.s.stats.stalled.Add(1)
 				p.c.observeStandby(StandbyStalled, p.origin.ID, silent)
+				p.stalled.Store(true)
 				p.c.closeAll()
 				return
 			}

@@ -467,6 +467,7 @@
     players_reattached: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " re-attached" + (e.origin ? " to " + e.origin : ""), "ok"],
     players_lost: (e) => ["Players of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " lost their stream", "bad"],
     publisher_switched: (e) => ["A standby publisher took over " + (e.stream || "").replace(/^__defaultVhost__\//, ""), "warn"],
+    publisher_dropped: (e) => ["The publisher of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " dropped", "bad"],
     publisher_lost: (e) => ["The publisher of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " was lost", "bad"],
     publisher_returned: (e) => ["The publisher of " + (e.stream || "").replace(/^__defaultVhost__\//, "") + " came back in time", "ok"],
     leader: (e) => [e.member + " became leader", "accent"],
