@@ -65,6 +65,21 @@ type Config struct {
 	// The kernel caps it at net.core.rmem_max and net.core.wmem_max; the
 	// server logs once when it got less. 0 leaves the system default.
 	SocketBuffer int
+	// BackupPublish, with Live set, holds a second publisher of a live
+	// stream as the stream's standby on this node instead of relaying it
+	// to the origin, which would close it, and has it take over when the
+	// active publisher leaves (see standby.go).
+	BackupPublish bool
+	// Live tells whether a stream is live on an origin with an active
+	// publisher (BackupPublish); asked before a publish's handshake,
+	// within 700 ms.
+	Live LiveFunc
+	// PublishStall, with BackupPublish, ends an active publish session
+	// whose caller sent no media for that long, so that a standby can
+	// take over. 0: never.
+	PublishStall time.Duration
+	// Standbys, if not nil, is told about standby publishers and stalls.
+	Standbys StandbyObserver
 }
 
 // Defaults.
@@ -169,6 +184,9 @@ type Server struct {
 	toOrigins originBatch
 	// bufferWarned is set once a socket got less buffer than asked.
 	bufferWarned atomic.Bool
+	// standbys is the standby listener and its standbys (BackupPublish).
+	standbys     *standbys
+	standbyStats standbyCounters
 }
 
 type sessKey struct {
@@ -232,6 +250,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.listenerID = binary.BigEndian.Uint32(id[:])&0x3fffffff | 1
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.BackupPublish && cfg.Live != nil {
+		if err := s.startStandbys(); err != nil {
+			s.cancel()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

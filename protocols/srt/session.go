@@ -75,6 +75,14 @@ type session struct {
 	closed    bool
 	closeOnce sync.Once
 
+	// standby is set by holdAsStandby when the session is held as its
+	// stream's standby (standby.go), before the session is established.
+	standby *standby
+	// stallWatch is set while the session is watched for a stall, and
+	// media is when the caller last sent a data packet (standby.go).
+	stallWatch atomic.Bool
+	media      atomic.Int64
+
 	// origin and originAddr are used by run's goroutine only.
 	origin     string
 	originAddr netip.AddrPort
@@ -99,6 +107,7 @@ func newSession(s *Server, key sessKey, info stream.SRTRequestInfo, conclusion [
 // allocate.
 func (ss *session) toOrigin(ms []udpbatch.Msg) {
 	ss.lastSeen.Store(ss.srv.now().UnixNano())
+	ss.noteMedia(ms)
 	sent, n, _ := ss.upW.Write(ms)
 	st := &ss.srv.stats
 	st.pktIn.Add(uint64(sent))
@@ -159,6 +168,7 @@ func (ss *session) run() {
 	defer ss.srv.remove(ss)
 	defer ss.closeUp()
 	defer ss.close("done")
+	defer ss.releaseStandby()
 
 	buf := make([]byte, maxPacket)
 	resp, err := ss.handshake(buf)
@@ -190,7 +200,7 @@ func (ss *session) run() {
 	ss.send(cached)
 	ss.log.Info("srt session established", "origin", ss.origin, "origin_addr", ss.originAddr,
 		"origin_socket", hs.SocketID, "encrypted", hs.HasKM)
-	if t := ss.srv.cfg.Sessions; t != nil {
+	if t := ss.srv.cfg.Sessions; t != nil && ss.standby == nil { // a standby reports itself
 		kind := stream.KindPlay
 		if ss.info.Mode == stream.SRTPublish {
 			kind = stream.KindPublish
@@ -199,7 +209,9 @@ func (ss *session) run() {
 			defer end()
 		}
 	}
+	stopStall := ss.watchStall(hs.SocketID)
 	ss.relay()
+	stopStall()
 	if ss.srv.ctx.Err() != nil {
 		// The server is going away: tell both ends now rather than let
 		// them time out.
@@ -240,8 +252,11 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, routeError{err}
 	}
-	addr, err := resolveUDP(ctx, origin.SRT)
-	if err != nil {
+	held := publish && ss.holdAsStandby(ctx, origin)
+	var addr netip.AddrPort
+	if held {
+		addr = ss.srv.standbys.addr
+	} else if addr, err = resolveUDP(ctx, origin.SRT); err != nil {
 		return nil, err
 	}
 	ss.origin, ss.originAddr = origin.ID, addr
@@ -253,6 +268,9 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	if !ss.setUp(up) {
 		up.Close()
 		return nil, context.Canceled
+	}
+	if held {
+		ss.srv.standbys.expect(ss.standby, upstreamAddr(up))
 	}
 	deadline, _ := ctx.Deadline()
 
@@ -271,7 +289,7 @@ func (ss *session) handshake(buf []byte) ([]byte, error) {
 	resp, hs, err = ss.exchange(conclusion, buf, deadline, func(hs handshake) bool {
 		return hs.Type == packet.HSTYPE_CONCLUSION
 	})
-	if _, rejected := rejectionReason(hs.Type); err != nil || rejected || !publish {
+	if _, rejected := rejectionReason(hs.Type); err != nil || rejected || !publish || held {
 		return resp, err
 	}
 	// The origin accepted the publish: now the mesh may assign the

@@ -1,0 +1,336 @@
+package srt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	gosrt "github.com/datarhei/gosrt"
+
+	"github.com/srs-mesh/srs-mesh/stream"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+func TestBudgetBounds(t *testing.T) {
+	b := budget{max: 3}
+	k := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "a"}
+	now := time.Now()
+	for i := range 3 {
+		if !b.allow(k, now.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("event %d refused", i)
+		}
+	}
+	if b.allow(k, now.Add(3*time.Second)) {
+		t.Fatal("a fourth event within the window was allowed")
+	}
+	b.refund(k, now.Add(2*time.Second))
+	if !b.allow(k, now.Add(4*time.Second)) {
+		t.Fatal("a refunded event still counts")
+	}
+	if !b.allow(k, now.Add(budgetWindow+time.Second)) {
+		t.Fatal("an event past the window still counts")
+	}
+	// The table is bounded in streams.
+	for i := range maxBudgetKeys + 10 {
+		b.allow(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint(i)}, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := len(b.by); n > maxBudgetKeys {
+		t.Fatalf("budget remembers %d streams, more than %d", n, maxBudgetKeys)
+	}
+}
+
+func TestStandbyClaimBounds(t *testing.T) {
+	s, err := New(Config{Router: staticRouter("127.0.0.1:1"), BackupPublish: true,
+		Live: func(context.Context, stream.Key, stream.Origin) (bool, error) { return true, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sess := func(name string) *session {
+		info := stream.SRTRequestInfo{Key: stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: name}, Mode: stream.SRTPublish}
+		return newSession(s, sessKey{}, info, nil)
+	}
+	a := sess("a")
+	if !s.standbys.claim(a, "live/a", stream.Origin{}) {
+		t.Fatal("the first standby of a stream was refused")
+	}
+	if s.standbys.claim(sess("a"), "live/a", stream.Origin{}) {
+		t.Fatal("a second standby of a stream on one node was kept")
+	}
+	for i := 1; i < MaxStandbys; i++ {
+		if !s.standbys.claim(sess(fmt.Sprint(i)), "", stream.Origin{}) {
+			t.Fatalf("standby %d refused below the cap", i)
+		}
+	}
+	if s.standbys.claim(sess("over"), "", stream.Origin{}) {
+		t.Fatalf("a standby past MaxStandbys (%d) was kept", MaxStandbys)
+	}
+	a.releaseStandby()
+	if n := s.standbys.count(); n != MaxStandbys-1 {
+		t.Fatalf("%d standbys after a release, want %d", n, MaxStandbys-1)
+	}
+	if !s.standbys.claim(sess("a"), "live/a", stream.Origin{}) {
+		t.Fatal("a released stream's slot was not free again")
+	}
+}
+
+func TestPlayStreamID(t *testing.T) {
+	for _, tc := range []struct {
+		info stream.SRTRequestInfo
+		want string
+	}{
+		{stream.SRTRequestInfo{Key: stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}}, "#!::r=live/s,m=request"},
+		{stream.SRTRequestInfo{Key: stream.Key{Vhost: "v.example", App: "app", Stream: "s"}, Params: [][2]string{{"secret", "x"}}},
+			"#!::h=v.example,r=app/s,m=request,secret=x"},
+	} {
+		if got := playStreamID(tc.info); got != tc.want {
+			t.Errorf("playStreamID(%v) = %q, want %q", tc.info, got, tc.want)
+		}
+	}
+}
+
+// srsLike is an SRT origin as SRS behaves for one stream: one
+// publisher at a time (a second is accepted and closed at once), players
+// get the publisher's packets and stay connected when it leaves.
+type srsLike struct {
+	ln gosrt.Listener
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	active   gosrt.Conn
+	players  []gosrt.Conn
+	got      [][]byte // payloads published, in order
+	accepted int      // publishes accepted
+}
+
+func startSRSLike(t *testing.T) *srsLike {
+	t.Helper()
+	ln, err := gosrt.Listen("srt", "127.0.0.1:0", gosrt.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &srsLike{ln: ln}
+	o.wg.Add(1)
+	go o.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		o.mu.Lock()
+		for _, p := range o.players {
+			p.Close()
+		}
+		if o.active != nil {
+			o.active.Close()
+		}
+		o.mu.Unlock()
+		o.wg.Wait()
+	})
+	return o
+}
+
+func (o *srsLike) accept() {
+	defer o.wg.Done()
+	for {
+		req, err := o.ln.Accept2()
+		if err != nil {
+			return
+		}
+		info, err := stream.FromSRTStreamID(req.StreamId())
+		if err != nil {
+			req.Reject(gosrt.REJX_BAD_REQUEST)
+			continue
+		}
+		c, err := req.Accept()
+		if err != nil {
+			continue
+		}
+		o.mu.Lock()
+		switch {
+		case info.Mode != stream.SRTPublish:
+			o.players = append(o.players, c)
+			o.mu.Unlock()
+		case o.active != nil: // busy: SRS closes it after the handshake
+			o.mu.Unlock()
+			c.Close()
+		default:
+			o.active = c
+			o.accepted++
+			o.mu.Unlock()
+			o.wg.Add(1)
+			go o.publish(c)
+		}
+	}
+}
+
+func (o *srsLike) publish(c gosrt.Conn) {
+	defer o.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		o.mu.Lock()
+		o.got = append(o.got, append([]byte(nil), buf[:n]...))
+		players := append([]gosrt.Conn(nil), o.players...)
+		o.mu.Unlock()
+		for _, p := range players {
+			p.Write(buf[:n])
+		}
+	}
+	c.Close()
+	o.mu.Lock()
+	if o.active == c {
+		o.active = nil
+	}
+	o.mu.Unlock()
+}
+
+func (o *srsLike) live(context.Context, stream.Key, stream.Origin) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.active != nil, nil
+}
+
+// last returns the last payload published and the publishes accepted.
+func (o *srsLike) last() ([]byte, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.got) == 0 {
+		return nil, o.accepted
+	}
+	return o.got[len(o.got)-1], o.accepted
+}
+
+type standbyRecorder struct {
+	mu  sync.Mutex
+	evs []StandbyEvent
+}
+
+func (r *standbyRecorder) Standby(ev StandbyEvent) {
+	r.mu.Lock()
+	r.evs = append(r.evs, ev)
+	r.mu.Unlock()
+}
+
+func (r *standbyRecorder) count(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.evs {
+		if ev.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// encoder publishes a payload of its own every 10 ms until stopped
+// (stall: it stops sending and stays connected).
+type encoder struct {
+	conn  gosrt.Conn
+	done  chan struct{}
+	stall chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startEncoder(t *testing.T, addr, sid string, tag byte) *encoder {
+	t.Helper()
+	cfg := gosrt.DefaultConfig()
+	cfg.StreamId = sid
+	c, err := gosrt.Dial("srt", addr, cfg)
+	if err != nil {
+		t.Fatalf("encoder %c: %v", tag, err)
+	}
+	e := &encoder{conn: c, done: make(chan struct{}), stall: make(chan struct{})}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		payload := bytes.Repeat([]byte{tag}, 1316)
+		tk := time.NewTicker(10 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-e.done:
+				return
+			case <-e.stall:
+				<-e.done
+				return
+			case <-tk.C:
+				c.Write(payload)
+			}
+		}
+	}()
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *encoder) close() {
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	close(e.done)
+	e.wg.Wait()
+	e.conn.Close()
+}
+
+// TestStandbyTakesOver: a second SRT publisher of a live stream is held at
+// the node as the standby; the origin gets nothing of it until the active
+// publisher stalls (it stays connected and sends nothing), which the node
+// ends after PublishStall; then the standby publishes and the origin gets
+// its payloads.
+func TestStandbyTakesOver(t *testing.T) {
+	origin := startSRSLike(t)
+	rec := &standbyRecorder{}
+	_, addr := startServer(t, Config{Router: staticRouter(origin.ln.Addr().String()), BackupPublish: true,
+		Live: origin.live, PublishStall: 500 * time.Millisecond, Standbys: rec})
+	const sid = "#!::r=live/b,m=publish"
+	a := startEncoder(t, addr.String(), sid, 'A')
+	testkit.WaitFor(t, 10*time.Second, "the origin gets the first encoder", func() bool {
+		p, _ := origin.last()
+		return len(p) > 0 && p[0] == 'A'
+	})
+	b := startEncoder(t, addr.String(), sid, 'B')
+	testkit.WaitFor(t, 10*time.Second, "the second encoder kept as the standby", func() bool { return rec.count(StandbyKept) == 1 })
+	// Give the standby time to send; the origin must get none of it.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if p, n := origin.last(); p[0] != 'A' || n != 1 {
+			t.Fatalf("the origin got the standby's media (%c) or a second publish (%d) while the active one was live", p[0], n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(a.stall)
+	testkit.WaitFor(t, 10*time.Second, "the standby takes over", func() bool {
+		p, _ := origin.last()
+		return len(p) > 0 && p[0] == 'B'
+	})
+	if rec.count(StandbyStalled) != 1 || rec.count(StandbyPromoted) != 1 {
+		t.Fatalf("events: %+v", rec.evs)
+	}
+	if n := rec.count(StandbyKept); n != 1 {
+		t.Fatalf("%d standbys kept", n)
+	}
+	b.close()
+}
+
+// TestStandbyNotLive: with the stream not live, a publisher is relayed to
+// the origin as before, even with backup publishing on.
+func TestStandbyNotLive(t *testing.T) {
+	origin := startSRSLike(t)
+	rec := &standbyRecorder{}
+	_, addr := startServer(t, Config{Router: staticRouter(origin.ln.Addr().String()), BackupPublish: true,
+		Live: origin.live, Standbys: rec})
+	startEncoder(t, addr.String(), "#!::r=live/n,m=publish", 'A')
+	testkit.WaitFor(t, 10*time.Second, "the origin gets the encoder", func() bool {
+		p, _ := origin.last()
+		return len(p) > 0
+	})
+	if n := rec.count(StandbyKept); n != 0 {
+		t.Fatalf("%d standbys kept for a stream that was not live", n)
+	}
+}
