@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/test/harness"
+	"github.com/srs-mesh/srs-mesh/test/testkit"
 )
 
 // publishSRTPattern starts FFmpeg publishing testsrc2 through filter as
@@ -32,9 +33,9 @@ func publishSRTPattern(t *testing.T, addr, path, filter string) *harness.Proc {
 func TestSRSBackupEncoderSRT(t *testing.T) {
 	const stall = 500 * time.Millisecond
 	// An SRT publisher gives no sign when it is killed: the gap is the
-	// stall, the standby's next try, and SRS waiting for the standby's
-	// next key frame (one a second).
-	const srtSwitchGap = stall + 2*time.Second
+	// stall and the standby's try (its cached GOP starts the stream at
+	// once).
+	const srtSwitchGap = stall + time.Second
 	c, _, _ := startSRSMeshWith(t, "--publish-stall", stall.String())
 	harness.NeedFFmpegSRT(t)
 	const path, key = "live/sb1", "__defaultVhost__/live/sb1"
@@ -44,6 +45,18 @@ func TestSRSBackupEncoderSRT(t *testing.T) {
 	w.waitFrames(50, "every player plays the first encoder")
 	b := publishSRTPattern(t, c.nodes[2].SRTAddr, path, "negate")
 	waitStandby(t, c.nodes[2], 1)
+	testkit.WaitFor(t, 30*time.Second, "the stream list shows the standby", func() bool {
+		doc, err := meshStreams(c.nodes[1])
+		if err != nil {
+			return false
+		}
+		for _, s := range doc.Streams {
+			if s.Key == key {
+				return s.Standbys[c.nodes[2].ID] == 1
+			}
+		}
+		return false
+	})
 	w.waitFrames(25, "every player plays with a standby")
 	w.resetGaps()
 	w.check(maxEncoderSwitchGap) // the standby disturbs nobody

@@ -31,16 +31,17 @@ import (
 // listener on 127.0.0.1 owned by the Server, instead of the origin: the
 // caller's SRT connection ends at the node, relayed as any session, and
 // the node holds it as the stream's standby, on this node at most one per
-// stream (MaxStandbys in all). The standby's MPEG-TS is read and dropped
-// while it waits.
+// stream (MaxStandbys in all). The standby's MPEG-TS is read while it
+// waits, and only its last GOP kept (tsgop.go).
 //
 // Meanwhile the node plays the stream from its origin over SRT (the
 // watch). When the watch ends, or carries no media for standbyGap, the
 // standby takes over: the node routes the stream, asks Config.Live again
 // (a stream still live there is busy: the active publisher was only
 // slow), publishes to the origin as an SRT caller with the standby's own
-// stream id, and forwards the standby's TS from then on; SRS starts the
-// stream again at its next key frame. Tries are spaced from
+// stream id, and forwards the standby's TS from then on, its cached GOP
+// first, so that the stream starts again at the standby's last key frame
+// (without a cached GOP, SRS starts it at the next one). Tries are spaced from
 // standbyRetryMin, doubling up to standbyRetryMax while the watch stays
 // silent. An origin leg that ends within standbyRefusal of the publish
 // was refused (SRS closes a busy stream's publisher right after the
@@ -332,23 +333,39 @@ func (h *standby) run(conn gosrt.Conn) {
 	defer h.sbs.release(h)
 	defer conn.Close()
 	defer h.cancel()
-	// The reader: the standby's TS, dropped while it waits, forwarded to
-	// the origin leg once it took over.
+	// The reader: the standby's TS, cached from its last key frame while
+	// it waits, forwarded to the origin leg once it took over, the cache
+	// first.
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		defer h.cancel()
 		buf := make([]byte, maxPacket)
+		var gop gopCache
+		var cur *originLeg
 		for {
 			n, err := conn.Read(buf)
 			if err != nil {
 				return
 			}
-			if l := h.fwd.Load(); l != nil {
-				// gosrt refuses a write when its send queue is full
-				// or the leg closed; the leg's reader tells which.
-				l.conn.Write(buf[:n])
+			l := h.fwd.Load()
+			if l == nil {
+				cur = nil
+				gop.write(buf[:n])
+				continue
 			}
+			// gosrt refuses a write when its send queue is full or
+			// the leg closed; the leg's reader tells which.
+			if l != cur {
+				cur = l
+				var sent int
+				for _, p := range gop.replay() {
+					l.conn.Write(p)
+					sent += len(p)
+				}
+				h.ss.log.Debug("the standby's cached GOP sent first", "bytes", sent)
+			}
+			l.conn.Write(buf[:n])
 		}
 	}()
 	defer func() { <-readDone }()

@@ -334,3 +334,153 @@ func TestStandbyNotLive(t *testing.T) {
 		t.Fatalf("%d standbys kept for a stream that was not live", n)
 	}
 }
+
+// tsPkt builds a 188-byte TS packet of pid with payload, an adaptation
+// field with the random access indicator when rai.
+func tsPkt(pid uint16, pusi, rai bool, payload []byte) []byte {
+	b := make([]byte, 4, tsPacket)
+	b[0] = tsSync
+	b[1] = byte(pid>>8) & 0x1f
+	if pusi {
+		b[1] |= 0x40
+	}
+	b[2] = byte(pid)
+	b[3] = 0x10
+	if rai {
+		b[3] = 0x30
+		b = append(b, 1, 0x40)
+	}
+	b = append(b, payload...)
+	for len(b) < tsPacket {
+		b = append(b, 0xff)
+	}
+	return b[:tsPacket]
+}
+
+// psi is a PSI payload: pointer field, table, 5 header bytes, body, CRC.
+func psi(table byte, body []byte) []byte {
+	n := 5 + len(body) + 4
+	p := []byte{0, table, 0xb0 | byte(n>>8), byte(n), 0, 1, 0xc1, 0, 0}
+	p = append(p, body...)
+	return append(p, 0, 0, 0, 0)
+}
+
+func patPkt(pmt uint16) []byte {
+	return tsPkt(0, true, false, psi(0, []byte{0, 0, 0xe0, 0x10, 0, 1, 0xe0 | byte(pmt>>8), byte(pmt)}))
+}
+
+func pmtPkt(pmt, video, audio uint16) []byte {
+	body := []byte{0xe1, 0x00, 0xf0, 0x00, // PCR PID, no program info
+		0x0f, 0xe0 | byte(audio>>8), byte(audio), 0xf0, 0x00, // AAC
+		0x1b, 0xe0 | byte(video>>8), byte(video), 0xf0, 0x00} // H.264
+	return tsPkt(pmt, true, false, psi(2, body))
+}
+
+func TestParsePSI(t *testing.T) {
+	if pid, ok := parsePAT(tsPayload(patPkt(0x1000))); !ok || pid != 0x1000 {
+		t.Errorf("PAT: %#x %v", pid, ok)
+	}
+	if pid, ok := parsePMT(tsPayload(pmtPkt(0x1000, 0x100, 0x101))); !ok || pid != 0x100 {
+		t.Errorf("PMT: %#x %v", pid, ok)
+	}
+	for name, p := range map[string][]byte{
+		"empty":            nil,
+		"pointer past end": {200},
+		"wrong table":      psi(2, []byte{0, 1, 0xe0, 0x10}),
+		"length past end":  {0, 0, 0xbf, 0xff, 0, 1, 0xc1, 0, 0},
+		"short length":     {0, 0, 0xb0, 0x03, 0, 1, 0xc1},
+		"network only":     psi(0, []byte{0, 0, 0xe0, 0x10}),
+	} {
+		if pid, ok := parsePAT(p); ok {
+			t.Errorf("PAT %s: parsed %#x", name, pid)
+		}
+	}
+	for name, p := range map[string][]byte{
+		"empty":               nil,
+		"no video":            psi(2, []byte{0xe1, 0, 0xf0, 0, 0x0f, 0xe1, 0x01, 0xf0, 0}),
+		"info past end":       psi(2, []byte{0xe1, 0, 0xf0, 0x40}),
+		"es info past end":    psi(2, []byte{0xe1, 0, 0xf0, 0, 0x0f, 0xe1, 0x01, 0xf0, 0x40, 0x1b, 0xe1, 0x00, 0xf0, 0}),
+		"truncated es header": psi(2, []byte{0xe1, 0, 0xf0, 0, 0x1b, 0xe1}),
+	} {
+		if pid, ok := parsePMT(p); ok {
+			t.Errorf("PMT %s: parsed %#x", name, pid)
+		}
+	}
+}
+
+func TestGOPCache(t *testing.T) {
+	var g gopCache
+	pat, pmt := patPkt(0x1000), pmtPkt(0x1000, 0x100, 0x101)
+	key := tsPkt(0x100, true, true, []byte("key"))
+	delta := tsPkt(0x100, true, false, []byte("delta"))
+	audio := tsPkt(0x101, true, true, []byte("audio"))
+	join := func(ps ...[]byte) []byte {
+		var b []byte
+		for _, p := range ps {
+			b = append(b, p...)
+		}
+		return b
+	}
+	g.write(join(pat, pmt, delta, audio)) // no key frame yet
+	if r := g.replay(); r != nil {
+		t.Fatalf("replayed %d payloads before a key frame", len(r))
+	}
+	g.write(join(pat, pmt, delta, key, audio, delta))
+	g.write(join(delta, audio))
+	r := g.replay()
+	want := join(pat, pmt, key, audio, delta, delta, audio)
+	if got := join(r...); !bytes.Equal(got, want) {
+		t.Fatalf("replay: %d bytes, want %d", len(got), len(want))
+	}
+	for _, p := range r {
+		if len(p) > 7*tsPacket || len(p)%tsPacket != 0 {
+			t.Fatalf("a replayed payload of %d bytes", len(p))
+		}
+	}
+	if g.replay() != nil {
+		t.Fatal("a replay did not forget the GOP")
+	}
+	// A payload that is not whole TS packets drops the GOP.
+	g.write(join(pat, pmt, key))
+	g.write(key[:100])
+	if g.replay() != nil {
+		t.Fatal("a GOP survived a broken payload")
+	}
+	// The GOP is bounded: past maxGOPBytes it is dropped until the next
+	// key frame.
+	g.write(join(pat, pmt, key))
+	for range maxGOPBytes/(7*tsPacket) + 10 {
+		g.write(join(delta, delta, delta, delta, delta, delta, delta))
+	}
+	if len(g.gop) > maxGOPBytes || g.replay() != nil {
+		t.Fatalf("a GOP past its bound was kept (%d bytes)", len(g.gop))
+	}
+	g.write(join(key, delta))
+	if got := join(g.replay()...); !bytes.Equal(got, join(pat, pmt, key, delta)) {
+		t.Fatal("the cache did not start again at the next key frame")
+	}
+}
+
+// FuzzGOPCache: any payload leaves the cache within its bound, and a
+// replay of whole TS packets.
+func FuzzGOPCache(f *testing.F) {
+	f.Add(append(append(patPkt(0x1000), pmtPkt(0x1000, 0x100, 0x101)...), tsPkt(0x100, true, true, []byte("key"))...))
+	f.Add(tsPkt(0, true, false, []byte{200}))
+	f.Add(tsPkt(0x1000, true, false, psi(2, []byte{0xe1, 0, 0xf0, 0xff})))
+	f.Add([]byte{tsSync})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var g gopCache
+		g.write(patPkt(0x1000))
+		g.write(pmtPkt(0x1000, 0x100, 0x101))
+		g.write(p)
+		g.write(p)
+		if len(g.gop) > maxGOPBytes {
+			t.Fatalf("GOP of %d bytes", len(g.gop))
+		}
+		for _, r := range g.replay() {
+			if len(r)%tsPacket != 0 || len(r) > 7*tsPacket {
+				t.Fatalf("replayed payload of %d bytes", len(r))
+			}
+		}
+	})
+}
