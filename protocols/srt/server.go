@@ -185,8 +185,7 @@ type Server struct {
 	// bufferWarned is set once a socket got less buffer than asked.
 	bufferWarned atomic.Bool
 	// standbys is the standby listener and its standbys (BackupPublish).
-	standbys     *standbys
-	standbyStats standbyCounters
+	standbys *standbys
 }
 
 type sessKey struct {

@@ -103,9 +103,11 @@ const (
 	// caller resends its conclusion and gives up after about 3 s.
 	liveTimeout = 700 * time.Millisecond
 	// standbyGap is how long the watch may get no media before the
-	// standby tries to publish: longer than an origin's merged writes
-	// and a frame interval, short enough for players to ride through.
-	standbyGap = 500 * time.Millisecond
+	// standby tries to publish: longer than a frame interval (SRS sends
+	// an SRT play its packets as they come), short enough for players to
+	// ride through. A try first asks the origin's API, so a silence that
+	// was not the publisher leaving costs an API read, not a publish.
+	standbyGap = 250 * time.Millisecond
 	// standbyRetryMin and standbyRetryMax space a standby's tries while
 	// the watch stays silent.
 	standbyRetryMin = 200 * time.Millisecond
@@ -113,6 +115,12 @@ const (
 	// standbyRefusal: an origin leg that ends this soon after the
 	// publish was refused, not lost.
 	standbyRefusal = 2 * time.Second
+	// liveRetry spaces a standby's tries that only the origin's API
+	// refused, for liveRetryFor of the watch's silence (a stalled
+	// publisher's node ends it after PublishStall); then the wait
+	// doubles as for any refusal.
+	liveRetry    = 100 * time.Millisecond
+	liveRetryFor = 3 * time.Second
 	// standbyTick is how often a standby checks its watch.
 	standbyTick = 50 * time.Millisecond
 	// maxTakeovers bounds the take-overs of one stream on a node within
@@ -126,8 +134,12 @@ const (
 	minStandbyIdle = time.Second
 )
 
-// errBusy says the origin still has an active publisher.
-var errBusy = errors.New("srt: the stream's publisher still holds it")
+// errBusy says the origin still has an active publisher; errLive that its
+// API said so, before any publish.
+var (
+	errBusy = errors.New("srt: the stream's publisher still holds it")
+	errLive = fmt.Errorf("%w (the origin's API lists it live)", errBusy)
+)
 
 // standbys is a server's standby listener and the standbys it holds.
 type standbys struct {
@@ -238,6 +250,30 @@ func (sb *standbys) release(h *standby) {
 	}
 }
 
+// releaseKey frees the stream's standby slot of a standby that took over.
+func (sb *standbys) releaseKey(h *standby) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.byKey[h.ss.info.Key] == h {
+		delete(sb.byKey, h.ss.info.Key)
+	}
+}
+
+// reclaim takes the stream's standby slot again for h; false when another
+// standby holds it or MaxStandbys are held.
+func (sb *standbys) reclaim(h *standby) bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if cur, ok := sb.byKey[h.ss.info.Key]; ok {
+		return cur == h
+	}
+	if len(sb.byKey) >= MaxStandbys {
+		return false
+	}
+	sb.byKey[h.ss.info.Key] = h
+	return true
+}
+
 // count returns the standbys held.
 func (sb *standbys) count() int {
 	sb.mu.Lock()
@@ -298,6 +334,7 @@ type standby struct {
 	cancel   context.CancelFunc
 
 	watchMedia atomic.Int64 // when the watch last got media, Unix nanoseconds
+	media      atomic.Int64 // when the standby last sent media, Unix nanoseconds
 	fwd        atomic.Pointer[originLeg]
 }
 
@@ -348,6 +385,7 @@ func (h *standby) run(conn gosrt.Conn) {
 			if err != nil {
 				return
 			}
+			h.media.Store(time.Now().UnixNano()) // gosrt reads data packets only
 			l := h.fwd.Load()
 			if l == nil {
 				cur = nil
@@ -373,8 +411,6 @@ func (h *standby) run(conn gosrt.Conn) {
 
 	log.Info("publisher kept as the stream's standby", "origin", h.origin.ID)
 	h.observe(StandbyKept, h.origin.ID, 0)
-	h.ss.srv.standbyStats.held.Add(1)
-	defer h.ss.srv.standbyStats.held.Add(-1)
 	for h.ctx.Err() == nil {
 		end := h.track(ProtoStandby, stream.KindStandby)
 		leg, origin, err := h.wait()
@@ -382,10 +418,17 @@ func (h *standby) run(conn gosrt.Conn) {
 		if err != nil {
 			return
 		}
+		// The active publisher now: the stream's standby slot on this
+		// node is free for another encoder.
+		h.sbs.releaseKey(h)
 		end = h.track("srt", stream.KindPublish)
 		err = h.forward(leg, origin)
 		end()
 		if h.ctx.Err() != nil {
+			return
+		}
+		if !h.sbs.reclaim(h) {
+			log.Info("the standby's origin leg ended, and the stream has another standby on this node: ending", "origin", origin.ID, "err", err)
 			return
 		}
 		log.Info("the standby's origin leg ended; waiting as the standby again", "origin", origin.ID, "err", err)
@@ -444,6 +487,12 @@ func (h *standby) wait() (*originLeg, stream.Origin, error) {
 		if h.ctx.Err() != nil {
 			return nil, h.origin, h.ctx.Err()
 		}
+		if errors.Is(err, errLive) && now.Sub(last) < liveRetryFor {
+			// Only the API was asked, not the origin's publish (nor
+			// its on_publish hook): ask again soon while the active
+			// publisher's node may be ending its stall.
+			retry = liveRetry
+		}
 		log.Debug("standby publish refused; the stream's publisher holds it", "err", err, "silent", now.Sub(last).Round(time.Millisecond))
 		if ended {
 			watch.stop()
@@ -470,7 +519,7 @@ func (h *standby) publish() (*originLeg, stream.Origin, error) {
 	live, err := s.cfg.Live(lctx, h.ss.info.Key, origin)
 	lcancel()
 	if err == nil && live {
-		return nil, origin, errBusy
+		return nil, origin, errLive
 	}
 	conn, err := h.dial(ctx, origin.SRT, h.streamID)
 	if err != nil {
@@ -540,10 +589,33 @@ func (h *standby) forward(leg *originLeg, origin stream.Origin) error {
 		leg.conn.Close()
 		<-readDone
 	}()
-	select {
-	case <-h.ctx.Done():
-		return h.ctx.Err()
-	case <-leg.failed:
+	// A took-over standby that stalls is ended as an active publisher
+	// is (watchStall), its connection with it.
+	stall := h.ss.srv.cfg.PublishStall
+	var tick <-chan time.Time
+	if stall > 0 {
+		t := time.NewTicker(max(stall/4, 10*time.Millisecond))
+		defer t.Stop()
+		tick = t.C
+	}
+	h.media.Store(time.Now().UnixNano())
+wait:
+	for {
+		select {
+		case <-h.ctx.Done():
+			return h.ctx.Err()
+		case <-leg.failed:
+			break wait
+		case <-tick:
+		}
+		silent := time.Since(time.Unix(0, h.media.Load()))
+		if silent < stall || !h.sbs.stalls.allow(h.ss.info.Key, time.Now()) {
+			continue
+		}
+		h.ss.log.Warn("publisher stalled: no media; ending its publish so that a standby can take over", "silent", silent.Round(time.Millisecond))
+		h.observe(StandbyStalled, origin.ID, silent)
+		h.cancel()
+		return errors.New("srt: the standby stalled after it took over")
 	}
 	if time.Since(start) < standbyRefusal {
 		return fmt.Errorf("%w: origin %s closed the publish after %v", errBusy, origin.ID, time.Since(start).Round(time.Millisecond))
@@ -657,7 +729,6 @@ func (ss *session) watchStall(originSocket uint32) (stop func()) {
 				return
 			}
 			ss.log.Warn("publisher stalled: no media; ending its publish so that a standby can take over", "silent", silent.Round(time.Millisecond))
-			s.standbyStats.stalled.Add(1)
 			if ob := s.cfg.Standbys; ob != nil {
 				ob.Standby(StandbyEvent{Key: ss.info.Key, Peer: ss.key.addr.String(), Kind: StandbyStalled, Origin: ss.origin, Gap: silent})
 			}
@@ -686,12 +757,6 @@ func (ss *session) noteMedia(ms []udpbatch.Msg) {
 			return
 		}
 	}
-}
-
-// standbyCounters are the server's backup-publishing counters.
-type standbyCounters struct {
-	held    atomic.Int64
-	stalled atomic.Uint64
 }
 
 // budget remembers, per stream, the times of an event within

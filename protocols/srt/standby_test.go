@@ -282,7 +282,8 @@ func (e *encoder) close() {
 // the node as the standby; the origin gets nothing of it until the active
 // publisher stalls (it stays connected and sends nothing), which the node
 // ends after PublishStall; then the standby publishes and the origin gets
-// its payloads.
+// its payloads. The same again with a third encoder as the standby of
+// the one that took over.
 func TestStandbyTakesOver(t *testing.T) {
 	origin := startSRSLike(t)
 	rec := &standbyRecorder{}
@@ -312,10 +313,22 @@ func TestStandbyTakesOver(t *testing.T) {
 	if rec.count(StandbyStalled) != 1 || rec.count(StandbyPromoted) != 1 {
 		t.Fatalf("events: %+v", rec.evs)
 	}
-	if n := rec.count(StandbyKept); n != 1 {
-		t.Fatalf("%d standbys kept", n)
+
+	// A third encoder is the new standby; the one that took over stalls
+	// too, its node ends it, and the third takes over.
+	startEncoder(t, addr.String(), sid, 'C')
+	testkit.WaitFor(t, 10*time.Second, "the third encoder kept as the standby", func() bool { return rec.count(StandbyKept) == 2 })
+	if p, _ := origin.last(); p[0] != 'B' {
+		t.Fatalf("the origin got %c while the second encoder was active", p[0])
 	}
-	b.close()
+	close(b.stall)
+	testkit.WaitFor(t, 10*time.Second, "the third encoder takes over", func() bool {
+		p, _ := origin.last()
+		return len(p) > 0 && p[0] == 'C'
+	})
+	if rec.count(StandbyStalled) != 2 || rec.count(StandbyPromoted) != 2 {
+		t.Fatalf("events: %+v", rec.evs)
+	}
 }
 
 // TestStandbyNotLive: with the stream not live, a publisher is relayed to
