@@ -104,6 +104,7 @@ type srsLike struct {
 	players  []gosrt.Conn
 	got      [][]byte // payloads published, in order
 	accepted int      // publishes accepted
+	requests int      // connection requests seen
 }
 
 func startSRSLike(t *testing.T) *srsLike {
@@ -137,6 +138,9 @@ func (o *srsLike) accept() {
 		if err != nil {
 			return
 		}
+		o.mu.Lock()
+		o.requests++
+		o.mu.Unlock()
 		info, err := stream.FromSRTStreamID(req.StreamId())
 		if err != nil {
 			req.Reject(gosrt.REJX_BAD_REQUEST)
@@ -496,4 +500,45 @@ func FuzzGOPCache(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStandbyNotEncrypted: an encrypted caller of a live stream is not
+// held (the node could not read its stream): it goes to the origin as
+// before.
+func TestStandbyNotEncrypted(t *testing.T) {
+	origin := startSRSLike(t)
+	rec := &standbyRecorder{}
+	_, addr := startServer(t, Config{Router: staticRouter(origin.ln.Addr().String()), BackupPublish: true,
+		Live: func(context.Context, stream.Key, stream.Origin) (bool, error) { return true, nil }, Standbys: rec})
+	cfg := gosrt.DefaultConfig()
+	cfg.StreamId = "#!::r=live/e,m=publish"
+	cfg.Passphrase = "a passphrase of the caller"
+	cfg.ConnectionTimeout = 2 * time.Second
+	if c, err := gosrt.Dial("srt", addr.String(), cfg); err == nil {
+		c.Close()
+	}
+	if n := rec.count(StandbyKept); n != 0 {
+		t.Fatalf("%d encrypted callers kept as standbys", n)
+	}
+	origin.mu.Lock()
+	defer origin.mu.Unlock()
+	if origin.requests != 1 {
+		t.Fatalf("the origin saw %d connection requests, want the encrypted caller's", origin.requests)
+	}
+}
+
+// TestStandbyListenerRefusesStrangers: the standby listener takes only
+// the connections of the sessions the node holds; a local process that
+// calls it directly, even with a stream's id, is rejected.
+func TestStandbyListenerRefusesStrangers(t *testing.T) {
+	s, _ := startServer(t, Config{Router: staticRouter("127.0.0.1:1"), BackupPublish: true,
+		Live: func(context.Context, stream.Key, stream.Origin) (bool, error) { return true, nil }})
+	cfg := gosrt.DefaultConfig()
+	cfg.StreamId = "#!::r=live/x,m=publish"
+	cfg.ConnectionTimeout = 2 * time.Second
+	c, err := gosrt.Dial("srt", s.standbys.addr.String(), cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("the standby listener accepted a caller it holds no session of")
+	}
 }
