@@ -557,7 +557,11 @@ func (h *standby) dial(ctx context.Context, addr, streamID string) (gosrt.Conn, 
 	case r := <-done:
 		return r.c, r.err
 	case <-ctx.Done():
-		go func() { // the dial ends within its ConnectionTimeout
+		// The dial ends within its ConnectionTimeout; the server waits
+		// for it (its caller, a server goroutine, still counts).
+		h.ss.srv.wg.Add(1)
+		go func() {
+			defer h.ss.srv.wg.Done()
 			if r := <-done; r.c != nil {
 				r.c.Close()
 			}
