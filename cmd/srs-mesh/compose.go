@@ -454,7 +454,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	if lns.srt != nil {
 		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt"),
 			SocketBuffer:  udpBuf,
-			BackupPublish: o.backupPublish, Live: liveOnOrigin(newSRTLiveClient(), creds.get), PublishStall: o.publishStall, Standbys: srtStandbys{failovers}})
+			BackupPublish: o.backupPublish, Live: liveOnOrigin(newSRTLiveClient(), creds.get, node), PublishStall: o.publishStall, Standbys: srtStandbys{failovers}})
 		if err != nil {
 			return nil, err
 		}

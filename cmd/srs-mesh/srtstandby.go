@@ -36,14 +36,26 @@ type srsStreams struct {
 	} `json:"streams"`
 }
 
+// assignments is the mesh's replicated stream table, read locally.
+type assignments interface {
+	Sources(key stream.Key) (primary stream.Origin, others []stream.Origin, ok bool)
+}
+
 // liveOnOrigin answers srt.Config.Live from the origin's SRS HTTP API: the
 // stream is live when the origin lists it (app and name) with an active
-// publisher. The origin's API credentials (--origin's auth) are sent as
-// for the node's own API calls. An origin without an API, or any failure,
-// is an error: the SRT server then relays the publisher to the origin,
-// which decides.
-func liveOnOrigin(client *http.Client, creds func(originID string) string) srt.LiveFunc {
+// publisher. A stream the mesh has no assignment for (a nil assigned
+// asks nothing) was never published: not live, and the origin is not
+// asked. The origin's API credentials (--origin's auth) are sent as for
+// the node's own API calls. An origin without an API, or any failure, is
+// an error: the SRT server then relays the publisher to the origin, which
+// decides.
+func liveOnOrigin(client *http.Client, creds func(originID string) string, assigned assignments) srt.LiveFunc {
 	return func(ctx context.Context, key stream.Key, origin stream.Origin) (bool, error) {
+		if assigned != nil {
+			if _, _, ok := assigned.Sources(key); !ok {
+				return false, nil
+			}
+		}
 		if origin.API == "" {
 			return false, fmt.Errorf("origin %s has no API address", origin.ID)
 		}

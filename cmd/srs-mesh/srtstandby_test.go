@@ -29,7 +29,7 @@ func TestLiveOnOrigin(t *testing.T) {
 		}
 		return ""
 	}
-	live := liveOnOrigin(newSRTLiveClient(), creds)
+	live := liveOnOrigin(newSRTLiveClient(), creds, nil)
 	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
 	origin := stream.Origin{ID: "o1", API: strings.TrimPrefix(srv.URL, "http://")}
 	for _, tc := range []struct {
@@ -58,6 +58,12 @@ func TestLiveOnOrigin(t *testing.T) {
 	if _, err := live(context.Background(), key, stream.Origin{ID: "o2"}); err == nil {
 		t.Error("an origin without an API address read as answered")
 	}
+	// A stream the mesh has not assigned is not live, and costs no read.
+	auth = ""
+	status, body = 200, `{"code":0,"streams":[{"app":"live","name":"s","publish":{"active":true}}]}`
+	if got, err := liveOnOrigin(newSRTLiveClient(), creds, noAssignments{})(context.Background(), key, origin); got || err != nil || auth != "" {
+		t.Errorf("an unassigned stream: live %v, err %v, origin asked %v", got, err, auth != "")
+	}
 	// An origin that does not answer in time is an error within the
 	// caller's context.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -69,4 +75,10 @@ func TestLiveOnOrigin(t *testing.T) {
 	if _, err := live(ctx, key, stream.Origin{ID: "o3", API: strings.TrimPrefix(slow.URL, "http://")}); err == nil {
 		t.Error("a silent origin read as answered")
 	}
+}
+
+type noAssignments struct{}
+
+func (noAssignments) Sources(stream.Key) (stream.Origin, []stream.Origin, bool) {
+	return stream.Origin{}, nil, false
 }
