@@ -29,7 +29,9 @@ func publishSRTPattern(t *testing.T, addr, path, filter string) *harness.Proc {
 // --publish-stall, and the standby takes over: the RTMP and HTTP-FLV
 // players on every node keep their sessions and get frames again, with no
 // frame twice and no timestamp going back. The killed encoder, started
-// again, is held as the standby and never takes over the live stream.
+// again, is held as the standby and never takes over the live stream;
+// killing the second one (its publish now the node's), it takes over in
+// turn, the same way.
 func TestSRSBackupEncoderSRT(t *testing.T) {
 	const stall = 500 * time.Millisecond
 	// An SRT publisher gives no sign when it is killed: the gap is the
@@ -87,5 +89,17 @@ func TestSRSBackupEncoderSRT(t *testing.T) {
 	}
 	if n := strings.Count(c.nodes[0].Logs(), "standby publisher takes over the stream"); n != 0 {
 		t.Errorf("the returned encoder took over a live stream (%d times)", n)
+	}
+
+	// Kill the second encoder, which took over through node 3's standby:
+	// the returned one takes over in turn.
+	b.Kill()
+	w.waitFrames(75, "every player plays the first encoder again")
+	w.check(srtSwitchGap)
+	if a2.Exited() {
+		t.Fatalf("the returned encoder exited: %s", a2.Output())
+	}
+	if !strings.Contains(c.nodes[0].Logs(), "standby publisher takes over the stream") {
+		t.Errorf("node %s did not log the second takeover", c.nodes[0].ID)
 	}
 }
