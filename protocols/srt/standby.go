@@ -130,8 +130,11 @@ const (
 	budgetWindow = time.Minute
 	// maxBudgetKeys bounds the streams a budget remembers.
 	maxBudgetKeys = 4096
-	// minStandbyIdle is the least peer idle timeout of a standby's legs.
-	minStandbyIdle = time.Second
+	// minStandbyIdle is the least peer idle timeout of a standby's legs
+	// (any packet counts, keepalives too, which SRT sends every second
+	// when idle); a took-over standby that stalls is ended on its media
+	// after PublishStall.
+	minStandbyIdle = 3 * time.Second
 )
 
 // errBusy says the origin still has an active publisher; errLive that its
