@@ -542,3 +542,22 @@ func TestStandbyListenerRefusesStrangers(t *testing.T) {
 		t.Fatal("the standby listener accepted a caller it holds no session of")
 	}
 }
+
+// TestStandbyOff: without BackupPublish the server opens no standby
+// listener and asks no origin anything.
+func TestStandbyOff(t *testing.T) {
+	asked := false
+	s, err := New(Config{Router: staticRouter("127.0.0.1:1"),
+		Live: func(context.Context, stream.Key, stream.Origin) (bool, error) { asked = true; return true, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.standbys != nil {
+		t.Fatal("a standby listener without BackupPublish")
+	}
+	ss := newSession(s, sessKey{}, stream.SRTRequestInfo{Key: stream.Key{App: "live", Stream: "s"}, Mode: stream.SRTPublish}, nil)
+	if ss.holdAsStandby(context.Background(), stream.Origin{}) || asked {
+		t.Fatal("a publisher held, or the origin asked, without BackupPublish")
+	}
+}
