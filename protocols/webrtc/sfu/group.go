@@ -544,13 +544,14 @@ func (g *group) forward(t *track, p *rtp.Packet) {
 	pk.hdr.SequenceNumber, pk.hdr.Timestamp = seq, ts
 	pk.hdr.Extension, pk.hdr.Extensions, pk.hdr.ExtensionProfile = false, nil, 0
 	pk.hdr.Padding, pk.hdr.PaddingSize, pk.hdr.CSRC = false, 0, nil
+	pk.size = pk.hdr.MarshalSize() + len(pk.payload)
 	if t.kind == kindVideo && isKeyframe(t.codec, p.Payload) && (!t.hasKey || ts != t.keyTS) {
 		pk.keyframe = true
 		t.lastKey, t.lastKeyAt, t.keyTS, t.hasKey = seq, now, ts, true
 	}
 	t.cache.put(pk)
 	for _, v := range *g.list.Load() {
-		v.push(t.kind, pk)
+		v.push(t.kind, pk, now)
 	}
 }
 

@@ -203,3 +203,17 @@ func (p *Player) Close() {
 		p.wg.Wait()
 	})
 }
+
+// TCPClientAPI is ClientAPI for a peer whose network blocks UDP: its only
+// candidates are active ICE-TCP ones over loopback (RFC 6544).
+func TCPClientAPI() (*pionwebrtc.API, error) {
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelDisabled
+	se := loopbackSettings(lf)
+	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeTCP4})
+	var me pionwebrtc.MediaEngine
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me)), nil
+}
