@@ -79,7 +79,7 @@ var (
 		[]string{"result"}, nil)
 	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "What WebRTC fan-out dropped, by action: skipped (a viewer that fell behind dropped video to the next keyframe), kicked (a viewer disconnected for falling behind again), packets (RTP packets dropped from full viewer queues), bitrate (packets and retransmissions beyond a viewer's --rtc-viewer-bitrate), send_error (packets the socket refused), tcp_refused (ICE-TCP connections closed at once for the connection cap), port (viewers' packets dropped before the node read them), integrity (Binding requests from a new address without a valid MESSAGE-INTEGRITY).",
 		[]string{"action"}, nil)
-	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed.",
+	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed; codec_changed: upstreams whose new origin sent another codec than the viewers play, whose viewers were ended.",
 		[]string{"result"}, nil)
 	descRTCPackets = prometheus.NewDesc(ns+"_rtc_fanout_packets_total", "RTP packets of WebRTC fan-out, by direction: origin_to_node (upstreams), node_to_client (viewers).",
 		[]string{"direction"}, nil)
@@ -111,6 +111,7 @@ func collectRTCFanOut(ch chan<- prometheus.Metric, st sfu.Stats) {
 	counter(descRTCDropped, st.Integrity, "integrity")
 	counter(descRTCReattaches, st.Reattaches, "ok")
 	counter(descRTCReattaches, st.UpstreamFailures, "failed")
+	counter(descRTCReattaches, st.CodecChanges, "codec_changed")
 	counter(descRTCPackets, st.PacketsIn, "origin_to_node")
 	counter(descRTCPackets, st.PacketsOut, "node_to_client")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/stun/v4"
+	pion "github.com/pion/webrtc/v4"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -514,5 +515,27 @@ func TestViewerBitrateCap(t *testing.T) {
 	}
 	if st.kicked.Load() != 1 {
 		t.Errorf("kicked %d", st.kicked.Load())
+	}
+}
+
+func TestSameCodec(t *testing.T) {
+	c := func(mime string, clock uint32, ch uint16, pt uint8, fmtp string) *pion.RTPCodecParameters {
+		return &pion.RTPCodecParameters{PayloadType: pion.PayloadType(pt),
+			RTPCodecCapability: pion.RTPCodecCapability{MimeType: mime, ClockRate: clock, Channels: ch, SDPFmtpLine: fmtp}}
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *pion.RTPCodecParameters
+		want bool
+	}{
+		{"another payload type", c("video/H264", 90000, 0, 96, "packetization-mode=1"), c("video/h264", 90000, 0, 106, "profile-level-id=42e01f"), true},
+		{"another codec", c("video/H264", 90000, 0, 96, ""), c("video/VP8", 90000, 0, 96, ""), false},
+		{"another clock rate", c("audio/opus", 48000, 2, 111, ""), c("audio/opus", 16000, 2, 111, ""), false},
+		{"another channel count", c("audio/opus", 48000, 2, 111, ""), c("audio/opus", 48000, 1, 111, ""), false},
+		{"no channel count is one", c("audio/PCMU", 8000, 0, 0, ""), c("audio/pcmu", 8000, 1, 0, ""), true},
+	} {
+		if got := sameCodec(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -277,7 +277,7 @@ var (
 type counters struct {
 	viewersTotal, kicked, skipped, queueDrops, rateDrops,
 	nacks, nacksServed, nacksMissed, keyframeRequests, plisUpstream,
-	reattaches, upstreamFailures, refused, packetsIn, packetsOut, bytesOut atomic.Uint64
+	reattaches, upstreamFailures, codecChanges, refused, packetsIn, packetsOut, bytesOut atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters.
@@ -300,8 +300,10 @@ type Stats struct {
 	// PLIsUpstream those that reached an upstream.
 	KeyframeRequests, PLIsUpstream uint64
 	// Reattaches counts upstreams re-attached (moves, failures);
-	// UpstreamFailures the attempts that failed.
-	Reattaches, UpstreamFailures uint64
+	// UpstreamFailures the attempts that failed; CodecChanges the
+	// upstreams whose viewers were ended because the stream's new origin
+	// answered another codec.
+	Reattaches, UpstreamFailures, CodecChanges uint64
 	// PacketsIn are RTP packets from upstreams; PacketsOut and BytesOut
 	// RTP sent to viewers.
 	PacketsIn, PacketsOut, BytesOut uint64
@@ -443,7 +445,7 @@ func (s *Server) Stats() Stats {
 		Skipped: c.skipped.Load(), Kicked: c.kicked.Load(), QueueDrops: c.queueDrops.Load(), RateDrops: c.rateDrops.Load(),
 		NACKs: c.nacks.Load(), NACKsServed: c.nacksServed.Load(), NACKsMissed: c.nacksMissed.Load(),
 		KeyframeRequests: c.keyframeRequests.Load(), PLIsUpstream: c.plisUpstream.Load(),
-		Reattaches: c.reattaches.Load(), UpstreamFailures: c.upstreamFailures.Load(),
+		Reattaches: c.reattaches.Load(), UpstreamFailures: c.upstreamFailures.Load(), CodecChanges: c.codecChanges.Load(),
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(), BytesOut: c.bytesOut.Load(),
 		PortDrops: s.port.dropped.Load(), Integrity: s.port.integrity.Load()}
 	if s.tcp != nil {

@@ -444,3 +444,59 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestCodecChangeEndsViewers moves the stream to an origin whose publish
+// carries another video codec: the viewers, who negotiated H.264, cannot
+// be sent VP8, so the upstream is refused, they are ended (not left
+// frozen), the change is counted, and a viewer that plays again is
+// offered the new codec by a new upstream.
+func TestCodecChangeEndsViewers(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startOrigin(t), startOrigin(t)
+	publish(t, api, a, "s")
+	p, err := webrtctest.NewPublisherCodec(api, pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeVP8, ClockRate: 90000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	signal(t, p.PC, "http://"+b.API+"/rtc/v1/whip/?app=live&stream=s")
+	p.Start()
+	testkit.WaitFor(t, 10*time.Second, "b receives the VP8 publish", func() bool { return b.Tracks("live", "s") == 2 })
+
+	router := &switchRouter{o: a.StreamOrigin("a")}
+	n := startNode(t, router, sfu.Config{})
+	v := startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	testkit.WaitFor(t, 10*time.Second, "viewer receives video", func() bool { return v.video.Load() > 20 })
+	router.set(b.StreamOrigin("b"))
+	n.fan.Moved(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"})
+	testkit.WaitFor(t, 10*time.Second, "the H.264 viewer ended", func() bool {
+		st := n.fan.Stats()
+		return st.CodecChanges == 1 && st.Viewers == 0 && st.Upstreams == 0
+	})
+	testkit.WaitFor(t, 10*time.Second, "the viewer's connection closed", func() bool {
+		st := v.pc.ConnectionState()
+		return st == pionwebrtc.PeerConnectionStateClosed || st == pionwebrtc.PeerConnectionStateFailed ||
+			st == pionwebrtc.PeerConnectionStateDisconnected
+	})
+
+	again := startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	if sdp := again.pc.RemoteDescription().SDP; !strings.Contains(sdp, "a=rtpmap:"+firstVideoPT(sdp)+" VP8/90000") {
+		t.Errorf("the new viewer's answer does not put VP8 first:\n%s", sdp)
+	}
+	// The test publisher's video payloads are not VP8 key frames, so the
+	// new viewer's video waits for one; its audio flows.
+	testkit.WaitFor(t, 10*time.Second, "a new viewer receives audio", func() bool { return again.audio.Load() > 20 })
+}
+
+// firstVideoPT is the first payload type of an SDP's video section.
+func firstVideoPT(sdp string) string {
+	for _, l := range strings.Split(sdp, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "m=video" {
+			return f[3]
+		}
+	}
+	return ""
+}
