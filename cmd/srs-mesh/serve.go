@@ -57,6 +57,9 @@ type serveOptions struct {
 	rtcFanOut        bool
 	rtcMaxViewers    int
 	rtcStreamViewers int
+	rtcTCPAddr       string
+	rtcTCPCandidate  string
+	rtcViewerMbps    float64
 	srtAddr          string
 	udpBuffer        byteSize
 	origins          originList
@@ -157,6 +160,9 @@ name; the command line and the environment override it.`,
 	f.BoolVar(&o.rtcFanOut, "rtc-fanout", true, "answer WebRTC viewers (WHEP, SRS's /rtc/v1/play/) at the node, on the --rtc port, from one upstream per stream and query (false: relay each viewer to the origin; publishers are relayed either way)")
 	f.IntVar(&o.rtcMaxViewers, "rtc-max-viewers", sfu.DefaultMaxViewers, "WebRTC viewers one node serves at most with --rtc-fanout; more get 503")
 	f.IntVar(&o.rtcStreamViewers, "rtc-max-stream-viewers", sfu.DefaultMaxViewersPerStream, "WebRTC viewers of one stream one node serves at most with --rtc-fanout; more get 503")
+	f.StringVar(&o.rtcTCPAddr, "rtc-tcp", "", "ICE-TCP listen address for WebRTC viewers whose networks block UDP, e.g. :8000 (TCP may share the --rtc port number; needs --rtc-fanout; empty disables)")
+	f.StringVar(&o.rtcTCPCandidate, "rtc-tcp-candidate", "", "port (or IP:port) announced in WebRTC viewers' TCP candidates (default: the --rtc-candidate IP with the --rtc-tcp port)")
+	f.Float64Var(&o.rtcViewerMbps, "rtc-viewer-bitrate", float64(sfu.DefaultViewerBitrate)/1e6, "Mbit/s one WebRTC viewer is sent at most with --rtc-fanout, retransmissions included; a viewer beyond it skips to the next keyframe, then is disconnected (0: no cap)")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	o.udpBuffer = defaultUDPBuffer
 	f.Var(&o.udpBuffer, "udp-buffer", "receive and send buffer of each SRT and WebRTC relay socket, e.g. 4MiB (0: the system default); the kernel caps it at net.core.rmem_max and net.core.wmem_max, and the node logs a warning when it got less")
@@ -481,6 +487,27 @@ func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.Addr
 		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// rtcTCPCandidate is the address announced in viewers' TCP candidates:
+// --rtc-tcp-candidate (a port, or IP:port), by default the UDP
+// candidate's IP and the --rtc-tcp listener's port.
+func rtcTCPCandidate(flag string, udp netip.AddrPort, ln net.Listener) (netip.AddrPort, error) {
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("--rtc-tcp: not a TCP listener: %v", ln.Addr())
+	}
+	if flag == "" {
+		return netip.AddrPortFrom(udp.Addr(), uint16(ta.Port)), nil
+	}
+	if ap, err := netip.ParseAddrPort(flag); err == nil {
+		return ap, nil
+	}
+	port, err := strconv.ParseUint(flag, 10, 16)
+	if err != nil || port == 0 {
+		return netip.AddrPort{}, fmt.Errorf("--rtc-tcp-candidate: %q is neither a port nor IP:port", flag)
+	}
+	return netip.AddrPortFrom(udp.Addr(), uint16(port)), nil
 }
 
 // defaultUDPBuffer is --udp-buffer's default: about 0.7 s of a 48 Mbit/s
