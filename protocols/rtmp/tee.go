@@ -203,7 +203,7 @@ func (p *publisher) openTee(o stream.Origin) {
 // and sequence headers. Media follow from the next resume point.
 func (p *publisher) adoptTee(r teeOpened) {
 	tl := &teeLeg{origin: r.origin, leg: r.leg, done: make(chan error, 1), waitKey: true}
-	r.leg.conn.writeIdle = teeWriteTimeout
+	setWriteIdle(r.leg.leg, teeWriteTimeout)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -305,7 +305,7 @@ func (p *publisher) landed(o stream.Origin) {
 // the stream for moveLinger.
 func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 	old := &teeLeg{origin: p.origin, leg: p.cur, done: p.curDone, landed: true, closeAt: now.Add(moveLinger)}
-	old.leg.conn.writeIdle = teeWriteTimeout
+	setWriteIdle(old.leg.leg, teeWriteTimeout)
 	delete(p.t.legs, tl.origin.ID)
 	p.t.legs[old.origin.ID] = old
 	p.use(tl)
@@ -314,7 +314,7 @@ func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 
 // use makes tl the current leg.
 func (p *publisher) use(tl *teeLeg) {
-	tl.leg.conn.writeIdle = p.c.s.cfg.IdleTimeout
+	setWriteIdle(tl.leg.leg, p.c.s.cfg.IdleTimeout)
 	p.c.origin = tl.leg
 	p.cur, p.origin, p.curDone = tl.leg, tl.origin, tl.done
 	p.watched.Lock()
@@ -423,4 +423,12 @@ func (p *publisher) sendCur(m *chunk.Message, flush bool) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// setWriteIdle sets l's write timeout under the lock its writers hold: the
+// leg's reader writes to it too (acknowledgements, pongs).
+func setWriteIdle(l *leg, d time.Duration) {
+	l.mu.Lock()
+	l.conn.writeIdle = d
+	l.mu.Unlock()
 }

@@ -3,6 +3,9 @@ package rtmp
 import (
 	"context"
 	"encoding/binary"
+	"io"
+	"net"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"time"
@@ -220,4 +223,35 @@ func TestPlannedMoveOntoAReplica(t *testing.T) {
 		t.Fatal("the replica got a second publish")
 	}
 	s.finish(t)
+}
+
+// TestLegSwitchRace: a publisher makes a tee its leg (use) while the tee's
+// reader answers the origin's pings on the same connection; the write
+// timeout changes under the leg's lock (go test -race).
+func TestLegSwitchRace(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	s := &Server{cfg: Config{IdleTimeout: time.Minute}}
+	var in, out atomic.Uint64
+	l := &originLeg{leg: newLeg(a, &in, &out, DefaultMaxMessageSize, &s.bufs)}
+	p := &publisher{c: &conn{s: s}}
+	tl := &teeLeg{origin: stream.Origin{ID: "o2"}, leg: l}
+	ping := chunk.Message{Type: chunk.TypeUserControl, Payload: []byte{0, byte(chunk.EventPingRequest), 0, 0, 0, 1}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if _, err := l.handleControl(&ping); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 200 {
+		setWriteIdle(l.leg, teeWriteTimeout)
+		p.use(tl)
+	}
+	<-done
 }
