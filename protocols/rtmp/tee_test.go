@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
