@@ -168,6 +168,10 @@ type fakeOrigin struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	// busy: a publish of a name another connection publishes is refused,
+	// as SRS refuses it; publishing holds the names being published.
+	busy       bool
+	publishing map[string]bool
 }
 
 // kill closes the listener and resets every connection the origin accepted,
@@ -234,6 +238,27 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 	return o
 }
 
+// hold records a publish of name; it reports false when o is busy and
+// another connection publishes name.
+func (o *fakeOrigin) hold(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.publishing == nil {
+		o.publishing = map[string]bool{}
+	}
+	if o.busy && o.publishing[name] {
+		return false
+	}
+	o.publishing[name] = true
+	return true
+}
+
+func (o *fakeOrigin) release(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.publishing, name)
+}
+
 func (o *fakeOrigin) serve(nc net.Conn) {
 	defer nc.Close()
 	o.mu.Lock()
@@ -291,7 +316,12 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, o.refuse, "refused by test origin"))
 				continue
 			}
+			if c.Name == "publish" && !o.hold(name) {
+				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, "NetStream.Publish.BadName", "stream busy"))
+				continue
+			}
 			if c.Name == "publish" {
+				defer o.release(name)
 				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePublishStart, "go"))
 				continue
 			}

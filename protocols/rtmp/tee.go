@@ -3,6 +3,7 @@ package rtmp
 import (
 	"context"
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
@@ -47,8 +48,10 @@ const (
 	// teePoll is how often a publisher compares its legs with SourceSet.
 	teePoll = 200 * time.Millisecond
 	// teeRetry is the pause before a tee that failed to open or broke is
-	// tried again.
-	teeRetry = 2 * time.Second
+	// tried again; it doubles with each failure in a row, up to
+	// teeRetryMax, and starts over once the tee landed.
+	teeRetry    = 2 * time.Second
+	teeRetryMax = 30 * time.Second
 	// moveLinger is how long the old origin keeps getting the stream after
 	// a make-before-break move, for the players that still read it to
 	// switch: longer than a fan-out hub's planned switch may take
@@ -75,6 +78,9 @@ type teeLeg struct {
 	landed bool
 	// closeAt, when set, is when an old leg kept after a move closes.
 	closeAt time.Time
+	// fwd: the leg is the publisher's own now; its reader relays what the
+	// origin sends to the client (teeRead).
+	fwd atomic.Bool
 }
 
 // teeOpened is the result of opening a tee.
@@ -86,11 +92,15 @@ type teeOpened struct {
 
 // tees are a publisher's extra origin legs; they belong to its run loop.
 type tees struct {
-	legs    map[string]*teeLeg
-	opening map[string]bool
+	legs map[string]*teeLeg
+	// opening cancels the opens in progress, by origin id.
+	opening map[string]context.CancelFunc
 	opened  chan teeOpened
 	retry   map[string]time.Time
-	next    time.Time
+	// fails counts the failures in a row of the tee to an origin, for
+	// its backoff.
+	fails map[string]int
+	next  time.Time
 	// told is the move target Landed was last called for, so that a
 	// landed tee that becomes a move's target is reported once.
 	told string
@@ -98,8 +108,25 @@ type tees struct {
 
 func (p *publisher) initTees(ss SourceSet) {
 	p.ss = ss
-	p.t = tees{legs: map[string]*teeLeg{}, opening: map[string]bool{}, opened: make(chan teeOpened, maxTees),
-		retry: map[string]time.Time{}}
+	p.t = tees{legs: map[string]*teeLeg{}, opening: map[string]context.CancelFunc{}, opened: make(chan teeOpened, maxTees),
+		retry: map[string]time.Time{}, fails: map[string]int{}}
+}
+
+// backoff sets when the tee to origin id, which failed, is tried again.
+func (t *tees) backoff(id string, now time.Time) {
+	n := t.fails[id]
+	t.fails[id] = n + 1
+	t.retry[id] = now.Add(retryAfter(n))
+}
+
+// retryAfter is the pause before a tee is tried again after n earlier
+// failures in a row.
+func retryAfter(n int) time.Duration {
+	d := teeRetry
+	for ; n > 0 && d < teeRetryMax; n-- {
+		d *= 2
+	}
+	return min(d, teeRetryMax)
 }
 
 // pollTees runs reconcileTees every teePoll; it is called for every message
@@ -123,10 +150,13 @@ func (p *publisher) reconcileTees(now time.Time) {
 	for more := true; more; {
 		select {
 		case r := <-t.opened:
+			if cancel := t.opening[r.origin.ID]; cancel != nil {
+				cancel()
+			}
 			delete(t.opening, r.origin.ID)
 			if r.err != nil {
 				p.c.log.Debug("tee to origin failed to open", "origin", r.origin.ID, "err", r.err)
-				t.retry[r.origin.ID] = now.Add(teeRetry)
+				t.backoff(r.origin.ID, now)
 				continue
 			}
 			p.adoptTee(r)
@@ -139,7 +169,7 @@ func (p *publisher) reconcileTees(now time.Time) {
 		case err := <-tl.done:
 			p.c.log.Info("tee to origin ended", "origin", id, "err", err)
 			p.closeTee(id, true)
-			t.retry[id] = now.Add(teeRetry)
+			t.backoff(id, now)
 			continue
 		default:
 		}
@@ -179,7 +209,7 @@ func (p *publisher) reconcileTees(now time.Time) {
 		}
 	}
 	for id, o := range want {
-		if t.legs[id] != nil || t.opening[id] || now.Before(t.retry[id]) || o.RTMP == "" ||
+		if t.legs[id] != nil || t.opening[id] != nil || now.Before(t.retry[id]) || o.RTMP == "" ||
 			len(t.legs)+len(t.opening) >= maxTees {
 			continue
 		}
@@ -189,12 +219,13 @@ func (p *publisher) reconcileTees(now time.Time) {
 
 // openTee starts opening a tee to o in a goroutine of the publisher.
 func (p *publisher) openTee(o stream.Origin) {
-	p.t.opening[o.ID] = true
+	ctx, cancel := context.WithCancel(p.ctx)
+	p.t.opening[o.ID] = cancel
 	c := p.c
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		leg, err := c.openLeg(p.ctx, o.RTMP, c.addTee, c.dropTee)
+		leg, err := c.openLeg(ctx, o.RTMP, c.addTee, c.dropTee)
 		p.t.opened <- teeOpened{origin: o, leg: leg, err: err}
 	}()
 }
@@ -207,7 +238,7 @@ func (p *publisher) adoptTee(r teeOpened) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		tl.done <- discard(r.leg.leg)
+		tl.done <- teeRead(r.leg, &tl.fwd, p.c.client, p.c.clientStream)
 	}()
 	p.t.legs[r.origin.ID] = tl
 	for _, m := range p.cache.messages() {
@@ -216,6 +247,10 @@ func (p *publisher) adoptTee(r teeOpened) {
 			p.closeTee(r.origin.ID, false)
 			return
 		}
+	}
+	if err := r.leg.flush(); err != nil {
+		p.closeTee(r.origin.ID, false)
+		return
 	}
 	p.c.log.Info("feeding another origin", "origin", r.origin.ID)
 }
@@ -272,11 +307,12 @@ func (p *publisher) teeSend(m *chunk.Message, flush bool) {
 		if err := p.sendOn(tl.leg, m, flush); err != nil {
 			p.c.log.Info("tee to origin failed", "origin", id, "err", err)
 			p.closeTee(id, false)
-			p.t.retry[id] = time.Now().Add(teeRetry)
+			p.t.backoff(id, time.Now())
 			continue
 		}
 		if first {
 			tl.landed = true
+			delete(p.t.fails, id)
 			if p.ss.Moving(p.c.req.Key) == id {
 				p.t.told = id
 			}
@@ -315,6 +351,7 @@ func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
 // use makes tl the current leg.
 func (p *publisher) use(tl *teeLeg) {
 	setWriteIdle(tl.leg.leg, p.c.s.cfg.IdleTimeout)
+	tl.fwd.Store(true)
 	p.c.origin = tl.leg
 	p.cur, p.origin, p.curDone = tl.leg, tl.origin, tl.done
 	p.watched.Lock()
@@ -329,19 +366,7 @@ func (p *publisher) takeOver(from stream.Origin, reason string, received bool) b
 	if p.ss == nil {
 		return false
 	}
-	var pick *teeLeg
-	primary, _, _ := p.ss.Sources(p.c.req.Key)
-	for _, tl := range p.t.legs {
-		if !tl.landed || !tl.closeAt.IsZero() {
-			continue
-		}
-		if h := p.c.s.cfg.OriginHealth; h != nil && !h.OriginHealthy(tl.origin.ID) {
-			continue
-		}
-		if pick == nil || tl.origin.ID == primary.ID {
-			pick = tl
-		}
-	}
+	pick := p.takeOverPick()
 	if pick == nil {
 		return false
 	}
@@ -367,6 +392,82 @@ func (p *publisher) takeOver(from stream.Origin, reason string, received bool) b
 	return true
 }
 
+// takeOverPick is the tee takeOver continues on, nil when none can: a
+// landed tee, not an old leg kept after a move, on a healthy origin. It
+// prefers the target of a planned move, then the stream's primary, then
+// the lowest origin id, so that the choice does not depend on map order.
+func (p *publisher) takeOverPick() *teeLeg {
+	primary, _, _ := p.ss.Sources(p.c.req.Key)
+	target := p.ss.Moving(p.c.req.Key)
+	rank := func(tl *teeLeg) int {
+		switch tl.origin.ID {
+		case target:
+			return 0
+		case primary.ID:
+			return 1
+		}
+		return 2
+	}
+	var pick *teeLeg
+	for _, tl := range p.t.legs {
+		if !tl.landed || !tl.closeAt.IsZero() {
+			continue
+		}
+		if h := p.c.s.cfg.OriginHealth; h != nil && !h.OriginHealthy(tl.origin.ID) {
+			continue
+		}
+		if pick == nil || rank(tl) < rank(pick) || rank(tl) == rank(pick) && tl.origin.ID < pick.origin.ID {
+			pick = tl
+		}
+	}
+	return pick
+}
+
+// dropTees closes every tee and cancels the opens in progress; the
+// publisher's leg failed and no tee could take over. A tee holds the
+// stream's publish on its origin, which would refuse the failover's own
+// publish as a second one if the failover picked it. It returns the ids of
+// those origins. The mesh's sources are fed again once the failover ends.
+func (p *publisher) dropTees() map[string]bool {
+	if p.ss == nil {
+		return nil
+	}
+	ids := make(map[string]bool, len(p.t.legs)+len(p.t.opening))
+	for id := range p.t.legs {
+		ids[id] = true
+		p.closeTee(id, false)
+	}
+	for id, cancel := range p.t.opening {
+		ids[id] = true
+		cancel()
+	}
+	p.t.told = ""
+	return ids
+}
+
+// dropOpened closes the tees that finished opening while a failover runs
+// (dropTees cancelled them, but an open may have completed first).
+func (p *publisher) dropOpened() {
+	if p.ss == nil {
+		return
+	}
+	for {
+		select {
+		case r := <-p.t.opened:
+			if cancel := p.t.opening[r.origin.ID]; cancel != nil {
+				cancel()
+			}
+			delete(p.t.opening, r.origin.ID)
+			if r.leg != nil {
+				p.c.dropTee(r.leg.conn.Conn)
+				r.leg.release()
+			}
+		default:
+			return
+		}
+	}
+}
+
 // sendOn writes m to o, mapping the client's message stream id to o's and
 // back, so that m can be written to several legs.
 func (p *publisher) sendOn(o *originLeg, m *chunk.Message, flush bool) error {
@@ -387,21 +488,40 @@ func (p *publisher) sendOn(o *originLeg, m *chunk.Message, flush bool) error {
 	return err
 }
 
-// discard reads what an origin sends on a tee leg and drops it, answering
-// its control messages, until the leg fails or closes.
-func discard(l *leg) error {
+// teeRead reads what an origin sends on a tee leg, answering its control
+// messages, until the leg fails or closes. While the leg is a tee it drops
+// the rest; once the leg is the publisher's own (fwd), it relays the rest
+// to the client as pump does, so that the publisher hears its new origin's
+// status (an error onStatus, a stream event) as it heard the old one's.
+func teeRead(o *originLeg, fwd *atomic.Bool, client *leg, clientStream uint32) error {
 	for {
-		m, err := l.r.ReadMessage()
+		m, err := o.r.ReadMessage()
 		if err != nil {
 			return err
 		}
-		if err := l.maybeAck(); err != nil {
+		if err := o.maybeAck(); err != nil {
 			return err
 		}
 		if m.Type <= chunk.TypeSetPeerBandwidth {
-			if _, err := l.handleControl(&m); err != nil {
+			handled, err := o.handleControl(&m)
+			if err != nil {
 				return err
 			}
+			if handled || !fwd.Load() {
+				continue
+			}
+			if binary.BigEndian.Uint32(m.Payload[2:]) == o.streamID {
+				binary.BigEndian.PutUint32(m.Payload[2:], clientStream)
+			}
+		}
+		if !fwd.Load() {
+			continue
+		}
+		if m.StreamID == o.streamID {
+			m.StreamID = clientStream
+		}
+		if err := client.write(&m, o.r.Buffered() == 0); err != nil {
+			return err
 		}
 	}
 }

@@ -255,3 +255,139 @@ func TestLegSwitchRace(t *testing.T) {
 	}
 	<-done
 }
+
+// TestFailoverOntoAnUnlandedTee: the publisher feeds a replica that has
+// not landed yet (no key frame went to it) when its origin dies, and the
+// failover picks that replica's origin, which refuses a second publish of
+// a stream while the first holds it (as SRS does). The tee is closed
+// before the failover, whose publish is retried while the origin lets
+// the tee's go: the stream resumes there and the client sees nothing.
+func TestFailoverOntoAnUnlandedTee(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	o2.busy = true
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, others: []stream.Origin{{ID: "o2", RTMP: o2.Addr}},
+		landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil }}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss, Failovers: events})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s4", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	client := watchClient(p)
+	var keys atomic.Bool
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		w := p.w
+		for _, m := range []chunk.Message{
+			{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Payload: []byte{0x17, 0x00, 0, 0, 0, 1, 0x64}},
+		} {
+			if err := w.WriteMessage(&m); err != nil {
+				done <- err
+				return
+			}
+		}
+		tk := time.NewTicker(5 * time.Millisecond)
+		defer tk.Stop()
+		for n := uint32(1); ; n++ {
+			select {
+			case <-stop:
+				done <- w.Flush()
+				return
+			case <-tk.C:
+			}
+			m := chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Timestamp: 5 * n, Payload: []byte{0x27, 0x01, 0, 0, 0, 0, 0}}
+			if keys.Load() && n%10 == 0 {
+				m.Payload[0] = 0x17
+			}
+			binary.BigEndian.PutUint32(m.Payload[2:], n)
+			if err := w.WriteMessage(&m); err != nil {
+				done <- err
+				return
+			}
+			if err := w.Flush(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	recv(t, o1.names)
+	if got := recv(t, o2.names); got != "s4" {
+		t.Fatalf("o2 got %q", got)
+	}
+	if m := waitChan(t, o2.ordered); !isVideoSequenceHeader(&m) {
+		t.Fatalf("the tee sent %v first", &m)
+	}
+	o1.kill()
+	recv(t, r.failed)
+	keys.Store(true)
+	ev := waitChan(t, events)
+	if ev.Result != FailoverOK || ev.To.ID != "o2" {
+		t.Fatalf("event %+v", ev)
+	}
+	for m := waitChan(t, o2.received); !isKeyframe(&m); m = waitChan(t, o2.received) {
+	}
+	select {
+	case got := <-client:
+		t.Fatalf("client saw %s", got)
+	default:
+	}
+	close(stop)
+	if err := waitChan(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTeeRetryBackoff: a tee that keeps failing is tried again after a
+// pause that doubles up to teeRetryMax.
+func TestTeeRetryBackoff(t *testing.T) {
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for n, w := range want {
+		if got := retryAfter(n); got != w {
+			t.Errorf("after %d failures: %v, want %v", n, got, w)
+		}
+	}
+	if got := retryAfter(1000); got != teeRetryMax {
+		t.Errorf("after many failures: %v", got)
+	}
+	var tt tees
+	tt.retry, tt.fails = map[string]time.Time{}, map[string]int{}
+	now := time.Unix(0, 0)
+	tt.backoff("o2", now)
+	tt.backoff("o2", now)
+	if got := tt.retry["o2"].Sub(now); got != 4*time.Second {
+		t.Fatalf("second failure: retry in %v", got)
+	}
+}
+
+// TestTakeOverPick: the tee that takes over is the planned move's target,
+// else the primary, else the lowest origin id; never an unlanded tee or an
+// old leg kept after a move.
+func TestTakeOverPick(t *testing.T) {
+	ss := &sourceSet{primary: stream.Origin{ID: "o3"}}
+	p := &publisher{c: &conn{s: &Server{}}, ss: ss}
+	leg := func(id string, landed bool) *teeLeg {
+		return &teeLeg{origin: stream.Origin{ID: id}, landed: landed}
+	}
+	old := leg("o0", true)
+	old.closeAt = time.Now()
+	p.t.legs = map[string]*teeLeg{"o0": old, "o1": leg("o1", false), "o5": leg("o5", true), "o4": leg("o4", true),
+		"o3": leg("o3", true), "o6": leg("o6", true)}
+	for range 20 {
+		if got := p.takeOverPick().origin.ID; got != "o3" {
+			t.Fatalf("picked %s, want the primary", got)
+		}
+	}
+	ss.set(func(s *sourceSet) { s.target = "o6" })
+	if got := p.takeOverPick().origin.ID; got != "o6" {
+		t.Fatalf("picked %s, want the target", got)
+	}
+	ss.set(func(s *sourceSet) { s.target, s.primary = "", stream.Origin{ID: "o9"} })
+	for range 20 {
+		if got := p.takeOverPick().origin.ID; got != "o3" {
+			t.Fatalf("picked %s, want the lowest id", got)
+		}
+	}
+}
