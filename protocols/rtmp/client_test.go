@@ -297,6 +297,10 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 		if err != nil {
 			return
 		}
+		if c.Name == "sayStatus" {
+			// Test hook: the origin sends the publisher an error status.
+			p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, "NetStream.Test.Said", "said"))
+		}
 		if c.Name == "ping" {
 			// Test hook: the publisher asks the origin to ping the proxy.
 			p.w.WriteUserControl(chunk.EventPingRequest, 1234)

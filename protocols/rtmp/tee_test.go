@@ -391,3 +391,37 @@ func TestTakeOverPick(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaTakesOverRelaysStatus: once a warm replica took over, what
+// its origin tells the publisher (an error onStatus) reaches the client,
+// as the first origin's did.
+func TestReplicaTakesOverRelaysStatus(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, others: []stream.Origin{{ID: "o2", RTMP: o2.Addr}},
+		landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{ID: "o2", RTMP: o2.Addr}, nil }}
+	events := make(failoverEvents, 4)
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss, Failovers: events})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s5", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	client := watchClient(p)
+	s := startSender(p, 20)
+	recv(t, o2.names)
+	expectStart(t, o2)
+	recv(t, ss.landed)
+	o1.kill()
+	if ev := waitChan(t, events); ev.Result != FailoverOK || ev.To.ID != "o2" {
+		t.Fatalf("event %+v", ev)
+	}
+	s.finish(t)
+	if err := p.command(3, 1, "sayStatus", 0.0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, client); got != "error status: NetStream.Test.Said said" {
+		t.Fatalf("client saw %q", got)
+	}
+}
