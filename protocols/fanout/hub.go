@@ -178,7 +178,7 @@ type Registry struct {
 	// byStream indexes hubs by StreamOf(key), for Switch.
 	byStream map[string]map[*hub]struct{}
 	closed   bool
-	wg     sync.WaitGroup // one per hub not yet closed
+	wg       sync.WaitGroup // one per hub not yet closed
 
 	subs       atomic.Int64
 	dropped    atomic.Uint64
