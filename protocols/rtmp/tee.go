@@ -1,8 +1,11 @@
 package rtmp
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,17 +62,25 @@ const (
 	moveLinger = 5 * time.Second
 	// landedTimeout bounds the write a landed tee makes.
 	landedTimeout = 5 * time.Second
-	// teeWriteTimeout bounds one write to a tee: the publisher's own
-	// origin gets each message after every tee took it, so an origin that
-	// stalls costs the stream at most this once, then its tee is closed
-	// (and tried again after teeRetry, in the background).
+	// teeWriteTimeout bounds one write of a tee's writer: an origin that
+	// stalls longer loses its tee (tried again after its backoff).
 	teeWriteTimeout = time.Second
+	// teeQueueBytes and teeQueueMessages bound what a tee's writer has
+	// not written yet (payload bytes, messages). The publisher queues
+	// each message for every tee and goes on at once; a tee whose origin
+	// falls that far behind is closed (and tried again after its
+	// backoff), so that a slow origin never slows the publisher.
+	teeQueueBytes    = 4 << 20
+	teeQueueMessages = 1024
 )
 
 // teeLeg is an origin leg of a publisher other than its current one.
 type teeLeg struct {
 	origin stream.Origin
 	leg    *originLeg
+	// w writes the leg's messages while it is a tee (nil once it is the
+	// publisher's own leg).
+	w *teeWriter
 	// done receives the error that ended the leg's reader.
 	done chan error
 	// waitKey: no media has gone yet; it starts at a resume point.
@@ -104,6 +115,8 @@ type tees struct {
 	// told is the move target Landed was last called for, so that a
 	// landed tee that becomes a move's target is reported once.
 	told string
+	// stopping: the publisher stopped; closeTee waits for readers itself.
+	stopping bool
 }
 
 func (p *publisher) initTees(ss SourceSet) {
@@ -240,23 +253,23 @@ func (p *publisher) adoptTee(r teeOpened) {
 		defer p.wg.Done()
 		tl.done <- teeRead(r.leg, &tl.fwd, p.c.client, p.c.clientStream)
 	}()
+	tl.w = p.startWriter(r.leg)
 	p.t.legs[r.origin.ID] = tl
-	for _, m := range p.cache.messages() {
-		cp := *m
-		if err := p.sendOn(r.leg, &cp, false); err != nil {
+	msgs := p.cache.messages()
+	for i, m := range msgs {
+		if err := tl.w.put(m, i == len(msgs)-1, false); err != nil {
 			p.closeTee(r.origin.ID, false)
 			return
 		}
 	}
-	if err := r.leg.flush(); err != nil {
-		p.closeTee(r.origin.ID, false)
-		return
-	}
 	p.c.log.Info("feeding another origin", "origin", r.origin.ID)
 }
 
-// closeTee closes a tee and waits for its reader (unless received: the
-// reader already returned).
+// closeTee closes a tee: its connection, then its writer, which it waits
+// for. Its reader (unless received: the reader already returned) may be
+// writing to the client (an old leg's pump), so a goroutine of the
+// publisher waits for it and releases the leg; once the publisher stops,
+// closeTee waits itself.
 func (p *publisher) closeTee(id string, received bool) {
 	tl := p.t.legs[id]
 	if tl == nil {
@@ -264,10 +277,24 @@ func (p *publisher) closeTee(id string, received bool) {
 	}
 	delete(p.t.legs, id)
 	p.c.dropTee(tl.leg.conn.Conn)
-	if !received {
-		<-tl.done
+	if tl.w != nil {
+		tl.w.close()
 	}
-	tl.leg.release()
+	if received {
+		tl.leg.release()
+		return
+	}
+	if p.t.stopping {
+		<-tl.done
+		tl.leg.release()
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		<-tl.done
+		tl.leg.release()
+	}()
 }
 
 // stopTees closes every tee and the legs still opening; the publisher's
@@ -276,6 +303,7 @@ func (p *publisher) stopTees() {
 	if p.ss == nil {
 		return
 	}
+	p.t.stopping = true
 	for id := range p.t.legs {
 		p.closeTee(id, false)
 	}
@@ -292,8 +320,9 @@ func (p *publisher) stopTees() {
 	}
 }
 
-// teeSend writes m to every tee, from a resume point on; a tee that fails
-// is closed (the session goes on).
+// teeSend queues m for every tee, from a resume point on; a tee that
+// failed or fell behind is closed (the session goes on). A tee has landed
+// once its writer wrote its first resume point.
 func (p *publisher) teeSend(m *chunk.Message, flush bool) {
 	for id, tl := range p.t.legs {
 		media := m.Type == chunk.TypeVideo || m.Type == chunk.TypeAudio
@@ -304,13 +333,13 @@ func (p *publisher) teeSend(m *chunk.Message, flush bool) {
 			}
 			tl.waitKey, first = false, true
 		}
-		if err := p.sendOn(tl.leg, m, flush); err != nil {
-			p.c.log.Info("tee to origin failed", "origin", id, "err", err)
+		if err := tl.w.put(m, flush, first); err != nil {
+			p.c.log.Info("tee to origin failed or fell behind; closed", "origin", id, "err", err)
 			p.closeTee(id, false)
 			p.t.backoff(id, time.Now())
 			continue
 		}
-		if first {
+		if !tl.landed && tl.w.wrote.Load() {
 			tl.landed = true
 			delete(p.t.fails, id)
 			if p.ss.Moving(p.c.req.Key) == id {
@@ -340,8 +369,15 @@ func (p *publisher) landed(o stream.Origin) {
 // tl's origin, which has the stream. The old leg becomes a tee that keeps
 // the stream for moveLinger.
 func (p *publisher) switchTo(tl *teeLeg, now time.Time) {
+	if !p.takeWriter(tl) {
+		p.c.log.Info("tee to the stream's new origin failed; not moving to it", "origin", tl.origin.ID)
+		p.closeTee(tl.origin.ID, false)
+		p.t.backoff(tl.origin.ID, now)
+		return
+	}
 	old := &teeLeg{origin: p.origin, leg: p.cur, done: p.curDone, landed: true, closeAt: now.Add(moveLinger)}
 	setWriteIdle(old.leg.leg, teeWriteTimeout)
+	old.w = p.startWriter(old.leg)
 	delete(p.t.legs, tl.origin.ID)
 	p.t.legs[old.origin.ID] = old
 	p.use(tl)
@@ -366,7 +402,16 @@ func (p *publisher) takeOver(from stream.Origin, reason string, received bool) b
 	if p.ss == nil {
 		return false
 	}
-	pick := p.takeOverPick()
+	var pick *teeLeg
+	for pick = p.takeOverPick(); pick != nil; pick = p.takeOverPick() {
+		if p.takeWriter(pick) {
+			break
+		}
+		// Its writer failed: it cannot continue the stream without a gap.
+		p.c.log.Info("tee could not take over", "origin", pick.origin.ID)
+		p.closeTee(pick.origin.ID, false)
+		p.t.backoff(pick.origin.ID, time.Now())
+	}
 	if pick == nil {
 		return false
 	}
@@ -551,4 +596,164 @@ func setWriteIdle(l *leg, d time.Duration) {
 	l.mu.Lock()
 	l.conn.writeIdle = d
 	l.mu.Unlock()
+}
+
+// takeWriter ends tl's writer and writes what it had queued itself, so
+// that tl can become the publisher's leg with nothing lost or reordered;
+// it waits for the write the writer has in hand (bounded by
+// teeWriteTimeout). It reports false when the tee failed.
+func (p *publisher) takeWriter(tl *teeLeg) bool {
+	rest, ok := tl.w.retire()
+	if !ok {
+		return false
+	}
+	for i := range rest {
+		if err := p.sendOn(tl.leg, &rest[i].m, rest[i].flush || i == len(rest)-1); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// errTeeClosed is a message queued for a tee whose writer ended.
+var errTeeClosed = errors.New("rtmp: tee closed")
+
+// errTeeBehind is a tee whose origin fell teeQueueBytes or
+// teeQueueMessages behind the publisher.
+var errTeeBehind = errors.New("rtmp: tee fell behind the publisher")
+
+// teeWriter writes a tee's messages in a goroutine of its own, so that an
+// origin slow to take them never holds up the publisher: the publisher
+// queues copies, bounded by teeQueueBytes and teeQueueMessages. The
+// goroutine belongs to the tee: closeTee (close) or a take-over (retire)
+// ends it and waits for it.
+type teeWriter struct {
+	wake chan struct{} // a token when there is something to do
+	done chan struct{} // closed when the goroutine returns
+	// wrote: the first resume point queued (put's first) was written.
+	wrote atomic.Bool
+
+	mu    sync.Mutex
+	q     []teeMsg
+	spare []teeMsg
+	bytes int  // payload bytes queued or being written
+	held  int  // messages being written
+	stop  bool // the goroutine returns (or has)
+	err   error
+}
+
+// teeMsg is a queued copy of a message for a tee.
+type teeMsg struct {
+	m     chunk.Message
+	flush bool
+	first bool
+}
+
+// startWriter starts the writer of the tee leg o.
+func (p *publisher) startWriter(o *originLeg) *teeWriter {
+	w := &teeWriter{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go w.run(p, o)
+	return w
+}
+
+func (w *teeWriter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// put queues a copy of m; flush asks for a flush after it, first marks the
+// tee's first resume point (wrote). It fails when the writer ended or the
+// queue is full.
+func (w *teeWriter) put(m *chunk.Message, flush, first bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.stop:
+		return errTeeClosed
+	case len(w.q)+w.held >= teeQueueMessages || w.bytes+len(m.Payload) > teeQueueBytes:
+		return errTeeBehind
+	}
+	cp := *m
+	cp.Payload = bytes.Clone(m.Payload)
+	w.q = append(w.q, teeMsg{m: cp, flush: flush, first: first})
+	w.bytes += len(m.Payload)
+	w.signal()
+	return nil
+}
+
+// run is the writer's goroutine.
+func (w *teeWriter) run(p *publisher, o *originLeg) {
+	defer close(w.done)
+	for {
+		w.mu.Lock()
+		for len(w.q) == 0 && !w.stop {
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		if w.stop {
+			w.mu.Unlock()
+			return
+		}
+		batch := w.q
+		w.q, w.spare = w.spare[:0], nil
+		w.held = len(batch)
+		w.mu.Unlock()
+		n := 0
+		var err error
+		for i := range batch {
+			t := &batch[i]
+			n += len(t.m.Payload)
+			if err = p.sendOn(o, &t.m, t.flush || i == len(batch)-1); err != nil {
+				break
+			}
+			if t.first {
+				w.wrote.Store(true)
+			}
+		}
+		clear(batch)
+		w.mu.Lock()
+		w.bytes -= n
+		w.held = 0
+		w.spare = batch[:0]
+		if err != nil {
+			w.err, w.stop = err, true
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+// close ends the writer and waits for it; the caller closed the leg's
+// connection, which ends a write in progress.
+func (w *teeWriter) close() {
+	w.mu.Lock()
+	w.stop = true
+	w.mu.Unlock()
+	w.signal()
+	<-w.done
+}
+
+// retire ends the writer, waiting for the write it has in hand, and
+// returns what it had not taken yet; ok is false when it failed. The
+// caller writes to the leg itself from then on.
+func (w *teeWriter) retire() (rest []teeMsg, ok bool) {
+	w.mu.Lock()
+	if w.stop || w.err != nil {
+		w.mu.Unlock()
+		return nil, false
+	}
+	w.stop = true
+	w.mu.Unlock()
+	w.signal()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rest, w.q = w.q, nil
+	return rest, w.err == nil
 }

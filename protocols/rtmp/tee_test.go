@@ -3,6 +3,7 @@ package rtmp
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -423,5 +424,45 @@ func TestReplicaTakesOverRelaysStatus(t *testing.T) {
 	}
 	if got := recv(t, client); got != "error status: NetStream.Test.Said said" {
 		t.Fatalf("client saw %q", got)
+	}
+}
+
+// TestTeeQueueBounds: a tee whose origin takes nothing holds at most
+// teeQueueMessages messages and teeQueueBytes payload bytes; past them
+// put fails at once (the publisher drops the tee) rather than waiting.
+func TestTeeQueueBounds(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		payload int
+		max     int // puts that fit, queued or in the writer's hand
+	}{
+		{"messages", 10, teeQueueMessages},
+		{"bytes", 1 << 20, teeQueueBytes / (1 << 20)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := net.Pipe() // b never reads: every write blocks
+			defer b.Close()
+			s := &Server{}
+			var in, out atomic.Uint64
+			l := &originLeg{leg: newLeg(a, &in, &out, DefaultMaxMessageSize, &s.bufs)}
+			p := &publisher{c: &conn{s: s}}
+			w := p.startWriter(l)
+			m := chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Payload: make([]byte, tt.payload)}
+			n := 0
+			var err error
+			for ; n <= tt.max+1; n++ {
+				if err = w.put(&m, true, false); err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, errTeeBehind) || n != tt.max {
+				t.Fatalf("%d puts, then %v; want %d then errTeeBehind", n, err, tt.max)
+			}
+			a.Close()
+			w.close()
+			if err := w.put(&m, true, false); err == nil {
+				t.Fatal("put after close")
+			}
+		})
 	}
 }
