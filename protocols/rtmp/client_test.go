@@ -172,6 +172,8 @@ type fakeOrigin struct {
 	// as SRS refuses it; publishing holds the names being published.
 	busy       bool
 	publishing map[string]bool
+	// stall: after accepting a publish, the origin reads nothing more.
+	stall bool
 }
 
 // kill closes the listener and resets every connection the origin accepted,
@@ -327,6 +329,10 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 			if c.Name == "publish" {
 				defer o.release(name)
 				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePublishStart, "go"))
+				if o.stall {
+					<-o.done
+					return
+				}
 				continue
 			}
 			p.w.WriteUserControl(chunk.EventStreamBegin, m.StreamID)

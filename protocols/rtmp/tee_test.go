@@ -466,3 +466,74 @@ func TestTeeQueueBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledTeeDropped: a replica's origin that stops reading does not
+// slow the publisher: the primary gets every frame, in order, while the
+// tee's queue fills; the tee is dropped and opened again later.
+func TestStalledTeeDropped(t *testing.T) {
+	o1, o2 := startFakeOrigin(t, ""), startFakeOrigin(t, "")
+	o2.stall = true
+	ss := &sourceSet{primary: stream.Origin{ID: "o1", RTMP: o1.Addr}, others: []stream.Origin{{ID: "o2", RTMP: o2.Addr}},
+		landed: make(chan string, 4)}
+	r := &failoverRouter{first: ss.primary, failed: make(chan string, 4),
+		reroute: func(stream.Origin) (stream.Origin, error) { return stream.Origin{}, stream.ErrNoOrigin }}
+	_, addr := startProxy(t, Config{Router: r, Rerouter: r, Sources: ss})
+	p := dialTestPeer(t, addr)
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if info, err := p.start("rtmp://"+addr+"/live", "s6", true); err != nil || info.String("code") != codePublishStart {
+		t.Fatalf("%v %v", info, err)
+	}
+	client := watchClient(p)
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		w := p.w
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for n := uint32(1); ; n++ {
+			select {
+			case <-stop:
+				done <- w.Flush()
+				return
+			case <-tk.C:
+			}
+			m := chunk.Message{CSID: 6, Type: chunk.TypeVideo, StreamID: 1, Timestamp: 5 * n, Payload: make([]byte, 32<<10)}
+			m.Payload[0], m.Payload[1] = 0x27, 1
+			if n%20 == 1 {
+				m.Payload[0] = 0x17
+			}
+			binary.BigEndian.PutUint32(m.Payload[2:], n)
+			if err := w.WriteMessage(&m); err != nil {
+				done <- err
+				return
+			}
+			if err := w.Flush(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	recv(t, o2.names)
+	// The primary gets every frame until the tee is opened again.
+	deadline := time.Now().Add(15 * time.Second)
+	for n := uint32(0); len(o2.names) == 0; n++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled tee was never opened again")
+		}
+		m := waitChan(t, o1.ordered)
+		if k := frameNumber(&m); k != n+1 {
+			t.Fatalf("after frame %d the primary got frame %d", n, k)
+		}
+	}
+	if got := recv(t, o2.names); got != "s6" {
+		t.Fatalf("reopened with %q", got)
+	}
+	close(stop)
+	if err := waitChan(t, done); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-client:
+		t.Fatalf("client saw %s", got)
+	default:
+	}
+}
