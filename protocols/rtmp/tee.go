@@ -708,7 +708,9 @@ func (w *teeWriter) run(p *publisher, o *originLeg) {
 		for i := range batch {
 			t := &batch[i]
 			n += len(t.m.Payload)
-			if err = p.sendOn(o, &t.m, t.flush || i == len(batch)-1); err != nil {
+			// One flush per batch: when the origin is slower than the
+			// publisher, batches grow and writes coalesce.
+			if err = p.sendOn(o, &t.m, i == len(batch)-1); err != nil {
 				break
 			}
 			if t.first {
