@@ -127,8 +127,9 @@ type standbyPub struct {
 	out    [2]*pion.TrackLocalStaticRTP
 	origin *pion.PeerConnection // the promoted standby's session at the origin
 
-	active atomic.Bool // promoted: RTP is forwarded
-	wg     sync.WaitGroup
+	active    atomic.Bool // promoted: RTP is forwarded
+	connected atomic.Bool // the encoder's session connected
+	wg        sync.WaitGroup
 }
 
 // switchBudget remembers, per stream, when its standbys took over,
@@ -284,7 +285,10 @@ func (sb *standbyPub) answer(ctx context.Context, offer []byte) ([]byte, error) 
 	}
 	sb.pc = pc
 	pc.OnConnectionStateChange(func(st pion.PeerConnectionState) {
-		if st == pion.PeerConnectionStateFailed || st == pion.PeerConnectionStateClosed {
+		switch st {
+		case pion.PeerConnectionStateConnected:
+			sb.connected.Store(true)
+		case pion.PeerConnectionStateFailed, pion.PeerConnectionStateClosed:
 			sb.stop()
 		}
 	})
@@ -422,6 +426,7 @@ func (sb *standbyPub) run(w *watch) {
 	var lastTry time.Time
 	retry := standbyRetryMin
 	held := false
+	start := time.Now()
 	for pub == nil {
 		select {
 		case <-s.ctx.Done():
@@ -434,6 +439,11 @@ func (sb *standbyPub) run(w *watch) {
 		case <-tick.C:
 		}
 		now := time.Now()
+		if !sb.connected.Load() && now.Sub(start) > s.cfg.ConnectTimeout {
+			end()
+			log.Info("standby publisher did not connect", "after", s.cfg.ConnectTimeout)
+			return
+		}
 		last := w.last()
 		if w.live() && now.Sub(last) < standbyGap || now.Sub(lastTry) < retry {
 			continue
