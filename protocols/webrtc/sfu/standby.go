@@ -351,6 +351,9 @@ func (sb *standbyPub) forward(k int, tr *pion.TrackRemote) {
 	var out *pion.TrackLocalStaticRTP
 	for {
 		n, _, err := tr.Read(buf)
+		if errors.Is(err, io.ErrShortBuffer) {
+			continue // larger than any path's MTU: dropped
+		}
 		if err != nil {
 			return
 		}
@@ -485,6 +488,10 @@ func (sb *standbyPub) run(w *watch) {
 		w = nil
 		log.Info("the stream's publisher left; the WHIP standby publishes", "origin", p.origin.ID, "gap", gap.Round(time.Millisecond))
 		sb.observe(StandbyPromoted, p.origin.ID, gap)
+	}
+	if s.cfg.Sessions != nil {
+		// From now on the node publishes the stream for the encoder.
+		defer s.cfg.Sessions.Track(sb.key, "webrtc", stream.KindPublish, nil, nil)()
 	}
 	select {
 	case <-s.ctx.Done():
@@ -653,6 +660,9 @@ func (sb *standbyPub) relayRTCP(snd *pion.RTPSender, src uint32) {
 	buf := make([]byte, rtpBuf)
 	for {
 		n, _, err := snd.Read(buf)
+		if errors.Is(err, io.ErrShortBuffer) {
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -737,7 +747,7 @@ func (s *Server) openWatch(ctx context.Context, key stream.Key, query string) (*
 			defer w.wg.Done()
 			buf := make([]byte, rtpBuf)
 			for {
-				if _, _, err := tr.Read(buf); err != nil {
+				if _, _, err := tr.Read(buf); err != nil && !errors.Is(err, io.ErrShortBuffer) {
 					return
 				}
 				w.media.Store(time.Now().UnixNano())
