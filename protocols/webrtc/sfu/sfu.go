@@ -268,6 +268,7 @@ type Server struct {
 	// standbys are the WHIP publishers held as their stream's standby,
 	// one per stream; switches their promotions.
 	standbys map[stream.Key]*standbyPub
+	promoted map[string]*standbyPub // by id, until they end
 	switches switchBudget
 	nViewer  int // viewers admitted, connected or not
 	// shards write the viewers' queues, one goroutine per CPU; a viewer
@@ -341,7 +342,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("proto", "webrtc", "fanout", true),
-		groups: map[string]*group{}, byID: map[string]*viewer{}, standbys: map[stream.Key]*standbyPub{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
+		groups: map[string]*group{}, byID: map[string]*viewer{}, standbys: map[stream.Key]*standbyPub{}, promoted: map[string]*standbyPub{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
 	write := cfg.Write
 	if cfg.Conn != nil {
 		s.send = newSender(cfg.Conn)

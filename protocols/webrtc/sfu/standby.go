@@ -244,7 +244,7 @@ func (s *Server) Standby(ctx context.Context, key stream.Key, q url.Values, offe
 // stopStandby ends the standby id and reports whether this node had it.
 func (s *Server) stopStandby(id string) bool {
 	s.mu.Lock()
-	var sb *standbyPub
+	sb := s.promoted[id]
 	for _, c := range s.standbys {
 		if c.id == id {
 			sb = c
@@ -258,7 +258,8 @@ func (s *Server) stopStandby(id string) bool {
 	return true
 }
 
-// Standbys returns the standby publishers the node holds.
+// Standbys returns the standby publishers the node holds (not counting
+// the promoted ones, which publish).
 func (s *Server) Standbys() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -415,6 +416,7 @@ func (sb *standbyPub) run(w *watch) {
 		if s.standbys[sb.key] == sb {
 			delete(s.standbys, sb.key)
 		}
+		delete(s.promoted, sb.id)
 		s.mu.Unlock()
 	}()
 	end := func() {}
@@ -482,6 +484,14 @@ func (sb *standbyPub) run(w *watch) {
 		}
 		pub = p
 		s.switches.record(sb.key, now)
+		// No longer the stream's standby: another refused publisher
+		// through this node may be.
+		s.mu.Lock()
+		if s.standbys[sb.key] == sb {
+			delete(s.standbys, sb.key)
+		}
+		s.promoted[sb.id] = sb
+		s.mu.Unlock()
 		gap := time.Since(last)
 		end()
 		w.close()
