@@ -457,6 +457,16 @@ func (s *Server) touch() {
 				live = append(live, v.session)
 			}
 		}
+		for _, sb := range s.standbys {
+			if sb.session != "" {
+				live = append(live, sb.session)
+			}
+		}
+		for _, sb := range s.promoted {
+			if sb.session != "" {
+				live = append(live, sb.session)
+			}
+		}
 		s.mu.Unlock()
 		if len(live) > 0 {
 			s.cfg.Activity.TouchRTCSessions(live)

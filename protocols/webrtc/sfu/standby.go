@@ -116,11 +116,14 @@ type standbyPub struct {
 	s     *Server
 	id    string
 	ufrag string
-	key   stream.Key
-	query string // the WHIP query sent to the origin
-	pc    *pion.PeerConnection
-	done  chan struct{} // closed when the standby ends
-	once  sync.Once
+	// session is the encoder's ICE session in Config.Store, "" when not
+	// stored; set once, with the Server's mu held.
+	session string
+	key     stream.Key
+	query   string // the WHIP query sent to the origin
+	pc      *pion.PeerConnection
+	done    chan struct{} // closed when the standby ends
+	once    sync.Once
 
 	mu     sync.Mutex
 	remote [2]*pion.TrackRemote // the encoder's tracks, as they arrive
@@ -238,7 +241,7 @@ func (s *Server) Standby(ctx context.Context, key stream.Key, q url.Values, offe
 	ok = true
 	s.wg.Add(1)
 	go sb.run(w)
-	return webrtc.ViewerAnswer{SDP: ans, ID: sb.id}, nil
+	return webrtc.ViewerAnswer{SDP: ans, ID: sb.id, Session: sb.session}, nil
 }
 
 // stopStandby ends the standby id and reports whether this node had it.
@@ -340,6 +343,24 @@ func (sb *standbyPub) answer(ctx context.Context, offer []byte) ([]byte, error) 
 		return fail(err)
 	}
 	s.port.add(sb.ufrag, webrtc.ICEPwd(local))
+	if s.cfg.Store != nil && s.cfg.NodeRTC.IsValid() {
+		// As a viewer's: a node the encoder's UDP reaches relays it here,
+		// and a DELETE through another node is forwarded here.
+		if peer, err := webrtc.ParseSDP(offer); err == nil {
+			rec := stream.RTCSession{Ufrag: sb.ufrag + ":" + peer, OriginID: "node:" + s.cfg.NodeID, OriginRTC: s.cfg.NodeRTC.String(),
+				Key: sb.key.String(), Pwd: webrtc.ICEPwd(local), CreatedUnixMs: time.Now().UnixMilli()}
+			if s.cfg.NodeAPI != "" {
+				rec.Resource = "http://" + s.cfg.NodeAPI + webrtc.PathSession + "?" + webrtc.ViewerParam + "=" + sb.id
+			}
+			if err := s.cfg.Store.PutRTCSession(ctx, rec); err != nil {
+				s.log.Warn("standby's session not stored: its UDP must reach this node", "stream", sb.key.String(), "err", err)
+			} else {
+				s.mu.Lock() // touch reads it
+				sb.session = rec.Ufrag
+				s.mu.Unlock()
+			}
+		}
+	}
 	return webrtc.RewriteSDP(local, s.cfg.Candidate), nil
 }
 
@@ -412,6 +433,13 @@ func (sb *standbyPub) run(w *watch) {
 			pub.close(s)
 		}
 		s.port.remove(sb.ufrag)
+		if sb.session != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), webrtc.DefaultHTTPTimeout)
+			if err := s.cfg.Store.DeleteRTCSession(ctx, sb.session); err != nil {
+				log.Warn("standby's session not deleted from the store", "err", err)
+			}
+			cancel()
+		}
 		s.mu.Lock()
 		if s.standbys[sb.key] == sb {
 			delete(s.standbys, sb.key)
