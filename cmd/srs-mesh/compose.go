@@ -477,10 +477,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
-			if fan, err = newRTCFanOut(o, lns.rtc, lns.rtcTCP, router, sessions, store, node, candidate, advertise, &relay, log); err != nil {
+			if fan, err = newRTCFanOut(o, lns.rtc, lns.rtcTCP, router, sessions, store, node, candidate, advertise, &relay, sfuBackup{router, node, whipStandbys{failovers}}, log); err != nil {
 				return nil, err
 			}
 			cfg.Viewers, cfg.Tap = fan, fan
+			if o.backupPublish {
+				cfg.Standbys = fan
+			}
 			collector.rtcFanOut = fan
 		}
 		s, err := webrtc.New(cfg)

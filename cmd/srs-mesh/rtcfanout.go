@@ -25,7 +25,7 @@ import (
 // here. tcp, when not nil, is the --rtc-tcp listener (ICE-TCP); the
 // fan-out owns it.
 func newRTCFanOut(o serveOptions, pc net.PacketConn, tcp net.Listener, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
-	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
+	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], backup sfuBackup, log *slog.Logger) (*sfu.Server, error) {
 	if o.rtcMaxViewers < 1 || o.rtcStreamViewers < 1 {
 		return nil, fmt.Errorf("--rtc-max-viewers and --rtc-max-stream-viewers must be at least 1")
 	}
@@ -60,12 +60,23 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, tcp net.Listener, router st
 		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
 		// --reattach-timeout 0 ends them at once.
 		ReattachTimeout: max(o.reattach, time.Nanosecond),
+		// Backup WHIP publishers (--backup-publish).
+		Publisher: backup.publisher, Assignments: backup.assignments, Standbys: backup.observer,
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {
 				return r.WriteToUDPAddrPort(p, to)
 			}
 			return 0, webrtc.ErrClosed
 		}})
+}
+
+// sfuBackup is what the fan-out's backup WHIP publishers need from the
+// node: publish routing, the streams' assignments and the standby
+// reporting.
+type sfuBackup struct {
+	publisher   stream.Publisher
+	assignments sfu.Assignments
+	observer    sfu.StandbyObserver
 }
 
 var (

@@ -524,11 +524,14 @@ func (g *group) detach(up *upstreamSession) {
 	g.deleteResource(up.resource)
 }
 
-func (g *group) deleteResource(resource string) {
+func (g *group) deleteResource(resource string) { g.s.deleteResource(resource) }
+
+// deleteResource ends a WHIP or WHEP resource at an origin, best effort,
+// in the background (owned by the Server's wait group).
+func (s *Server) deleteResource(resource string) {
 	if resource == "" {
 		return
 	}
-	s := g.s
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

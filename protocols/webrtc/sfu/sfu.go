@@ -41,6 +41,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	pion "github.com/pion/webrtc/v4"
 
@@ -140,6 +141,15 @@ type Config struct {
 	// OfferTimeout bounds the upstream's signalling and the wait for the
 	// stream's codecs when a viewer's offer needs a new upstream.
 	OfferTimeout time.Duration
+
+	// Backup WHIP publishers (Server.Standby, see standby.go). Publisher,
+	// when not nil, routes a promoted standby's publish and records it
+	// once the origin accepted (nil: Router.Route). Assignments, when not
+	// nil, keeps standbys only of streams the mesh assigned. Standbys,
+	// when not nil, is told about standby publishers.
+	Publisher   stream.Publisher
+	Assignments Assignments
+	Standbys    StandbyObserver
 }
 
 // Defaults for Config.
@@ -244,17 +254,23 @@ type Server struct {
 	tcpMux   ice.TCPMux
 	viewers  *pion.API // ICE-lite on the shared port, no NACK responder
 	upstream *pion.API // full ICE, NACK generator
+	publish  *pion.API // full ICE, frequent sender reports (standby.go)
 	live     drain.Group
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	closed  bool
-	groups  map[string]*group
-	byID    map[string]*viewer
-	nViewer int // viewers admitted, connected or not
+	mu     sync.Mutex
+	closed bool
+	groups map[string]*group
+	byID   map[string]*viewer
+	// standbys are the WHIP publishers held as their stream's standby,
+	// one per stream; switches their promotions.
+	standbys map[stream.Key]*standbyPub
+	promoted map[string]*standbyPub // by id, until they end
+	switches switchBudget
+	nViewer  int // viewers admitted, connected or not
 	// shards write the viewers' queues, one goroutine per CPU; a viewer
 	// gets the next one.
 	shards    []*shard
@@ -270,8 +286,9 @@ type Server struct {
 }
 
 var (
-	_ webrtc.Viewers = (*Server)(nil)
-	_ webrtc.Tap     = (*Server)(nil)
+	_ webrtc.Viewers  = (*Server)(nil)
+	_ webrtc.Tap      = (*Server)(nil)
+	_ webrtc.Standbys = (*Server)(nil)
 )
 
 type counters struct {
@@ -325,7 +342,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("proto", "webrtc", "fanout", true),
-		groups: map[string]*group{}, byID: map[string]*viewer{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
+		groups: map[string]*group{}, byID: map[string]*viewer{}, standbys: map[stream.Key]*standbyPub{}, promoted: map[string]*standbyPub{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
 	write := cfg.Write
 	if cfg.Conn != nil {
 		s.send = newSender(cfg.Conn)
@@ -376,6 +393,27 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.upstream = pion.NewAPI(pion.WithMediaEngine(&ume), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(uir))
+
+	// A promoted standby publishes to its origin as a client: sender
+	// reports come often, since an origin bridging WebRTC to RTMP (SRS)
+	// starts a publish's frames only once sender reports timed its
+	// tracks; NACKs are passed to the encoder, not answered here.
+	var pme pion.MediaEngine
+	if err := pme.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	pir := &interceptor.Registry{}
+	sr, err := report.NewSenderInterceptor(report.SenderInterval(standbyReportInterval))
+	if err != nil {
+		return nil, err
+	}
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	pir.Add(sr)
+	pir.Add(rr)
+	s.publish = pion.NewAPI(pion.WithMediaEngine(&pme), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(pir))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.send != nil {
 		s.wg.Add(1)
@@ -417,6 +455,16 @@ func (s *Server) touch() {
 		for _, v := range s.byID {
 			if v.session != "" {
 				live = append(live, v.session)
+			}
+		}
+		for _, sb := range s.standbys {
+			if sb.session != "" {
+				live = append(live, sb.session)
+			}
+		}
+		for _, sb := range s.promoted {
+			if sb.session != "" {
+				live = append(live, sb.session)
 			}
 		}
 		s.mu.Unlock()
@@ -580,8 +628,12 @@ func (s *Server) forget(id string) {
 }
 
 // Stop implements webrtc.Viewers. A viewer that ended shortly before (its
-// client closed the connection first) counts as this node's.
+// client closed the connection first) counts as this node's. It ends a
+// standby publisher (Standby) of that id as well.
 func (s *Server) Stop(id string) bool {
+	if s.stopStandby(id) {
+		return true
+	}
 	s.mu.Lock()
 	v := s.byID[id]
 	_, ended := s.ended[id]

@@ -77,8 +77,12 @@ func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := webrtc.New(webrtc.Config{Router: router, Store: store, Candidate: local,
-		Viewers: fan, Tap: fan, OfferRate: -1})
+	rcfg := webrtc.Config{Router: router, Store: store, Candidate: local,
+		Viewers: fan, Tap: fan, OfferRate: -1}
+	if cfg.Standbys != nil {
+		rcfg.Standbys = fan
+	}
+	rs, err := webrtc.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
