@@ -3,7 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -341,4 +344,45 @@ func srsClientTypes(t *testing.T, s *harness.SRS, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestWebRTCFanOutOverTCP plays through a node's --rtc-tcp listener with a
+// pion viewer that has no UDP (only active ICE-TCP candidates), as a
+// viewer behind a network that blocks UDP: the node's answer carries its
+// passive TCP candidate, the viewer receives a keyframe, video and audio,
+// and the node counts the TCP connection.
+func TestWebRTCFanOutOverTCP(t *testing.T) {
+	origin, err := webrtctest.Start(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Close() })
+	tcpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.UniquePort(t, false)))
+	c := startProtocolCluster(t, 1, nil, "--origin", "id=rtc1,ip=127.0.0.1,api="+portOf(origin.API)+",rtc="+portOf(origin.RTC),
+		"--rtc-tcp", tcpAddr)
+	c.waitOriginsHealthy(t, 1)
+	nd := c.nodes[0]
+	const query = "?app=live&stream=tcpfan"
+	pub := startRTCPublisher(t, rtcClientAPI(t), "http://"+nd.APIAddr+"/rtc/v1/whip/"+query, nd, nd)
+	defer pub.close()
+	testkit.WaitFor(t, 20*time.Second, "origin receives both published tracks", func() bool {
+		return origin.Tracks("live", "tcpfan") == 2 && origin.PublishedPackets() > 50
+	})
+	tcpAPI, err := webrtctest.TCPClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startFanViewer(t, tcpAPI, "http://"+nd.APIAddr+"/rtc/v1/whep/"+query, nd)
+	host, port, _ := net.SplitHostPort(tcpAddr)
+	if want := " " + host + " " + port + " typ host tcptype passive"; !strings.Contains(v.pc.RemoteDescription().SDP, want) {
+		t.Fatalf("answer without the node's TCP candidate %q:\n%s", want, v.pc.RemoteDescription().SDP)
+	}
+	v.waitMedia(t, 20, "TCP-only viewer")
+	if n := nodeMetric(t, nd, "srs_mesh_rtc_fanout_tcp_connections"); n != 1 {
+		t.Errorf("node reports %v ICE-TCP connections, want 1", n)
+	}
+	v.Close()
+	testkit.WaitFor(t, 20*time.Second, "the viewer and its TCP connection gone", func() bool {
+		return nodeMetric(t, nd, "srs_mesh_rtc_fanout_viewers") == 0 && nodeMetric(t, nd, "srs_mesh_rtc_fanout_tcp_connections") == 0
+	})
 }

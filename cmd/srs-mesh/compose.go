@@ -221,6 +221,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if (o.httpsAddr != "" || o.apiHTTPSAddr != "" || o.rtmpsAddr != "") && (o.httpsCertFile == "" || o.httpsKeyFile == "") {
 		return errors.New("--https, --api-https and --rtmps need --https-cert-file and --https-key-file")
 	}
+	if o.rtcTCPAddr != "" && (o.rtcAddr == "" || !o.rtcFanOut) {
+		return errors.New("--rtc-tcp needs --rtc and --rtc-fanout")
+	}
 	var candidate netip.AddrPort
 	if o.rtcAddr != "" {
 		// Clients reach the media port, not the cluster: a node whose
@@ -475,10 +478,13 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
-			if fan, err = newRTCFanOut(o, lns.rtc, router, sessions, store, node, candidate, advertise, &relay, log); err != nil {
+			if fan, err = newRTCFanOut(o, lns.rtc, lns.rtcTCP, router, sessions, store, node, candidate, advertise, &relay, sfuBackup{router, node, whipStandbys{failovers}}, log); err != nil {
 				return nil, err
 			}
 			cfg.Viewers, cfg.Tap = fan, fan
+			if o.backupPublish {
+				cfg.Standbys = fan
+			}
 			collector.rtcFanOut = fan
 		}
 		s, err := webrtc.New(cfg)
@@ -592,6 +598,7 @@ type listeners struct {
 	// over them by the parts that serve them.
 	https, apiHTTPS, rtmps net.Listener
 	srt, rtc               net.PacketConn
+	rtcTCP                 net.Listener // ICE-TCP of --rtc-fanout's viewers
 	closers                []interface{ Close() error }
 }
 
@@ -611,6 +618,9 @@ func (l *listeners) open(o serveOptions) error {
 		return errors.New("--system-api must not be empty")
 	}
 	if l.srt, err = l.udp("srt", o.srtAddr); err != nil {
+		return err
+	}
+	if l.rtcTCP, err = l.tcp("rtc-tcp", o.rtcTCPAddr); err != nil {
 		return err
 	}
 	l.rtc, err = l.udp("rtc", o.rtcAddr)

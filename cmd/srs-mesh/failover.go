@@ -10,6 +10,7 @@ import (
 	"github.com/srs-mesh/srs-mesh/mesh/events"
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp"
+	"github.com/srs-mesh/srs-mesh/protocols/webrtc/sfu"
 )
 
 // failoverMetrics counts sessions that rode through an origin failure and
@@ -195,3 +196,14 @@ func players(n int) string {
 	}
 	return fmt.Sprintf("%d players", n)
 }
+
+// whipStandbys reports the WebRTC fan-out's backup WHIP publishers
+// (sfu Config.Standbys) through the RTMP server's standby reporting, so
+// that both count in the same metrics and events.
+type whipStandbys struct{ m *failoverMetrics }
+
+func (w whipStandbys) Standby(ev sfu.StandbyEvent) {
+	w.m.Standby(rtmp.StandbyEvent{Key: ev.Key, Peer: "whip:" + ev.Peer, Kind: ev.Kind, Origin: ev.Origin, Gap: ev.Gap})
+}
+
+var _ sfu.StandbyObserver = whipStandbys{}

@@ -22,9 +22,10 @@ import (
 // session table naming this node (its advertise address with the --rtc
 // and --api ports) as its origin, so that a viewer's UDP reaching another
 // node is relayed here, and a DELETE through another node is forwarded
-// here.
-func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
-	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], log *slog.Logger) (*sfu.Server, error) {
+// here. tcp, when not nil, is the --rtc-tcp listener (ICE-TCP); the
+// fan-out owns it.
+func newRTCFanOut(o serveOptions, pc net.PacketConn, tcp net.Listener, router stream.Router, sessions stream.Sessions, store webrtc.SessionStore,
+	activity webrtc.SessionActivity, candidate netip.AddrPort, advertise netip.Addr, relay *atomic.Pointer[webrtc.Server], backup sfuBackup, log *slog.Logger) (*sfu.Server, error) {
 	if o.rtcMaxViewers < 1 || o.rtcStreamViewers < 1 {
 		return nil, fmt.Errorf("--rtc-max-viewers and --rtc-max-stream-viewers must be at least 1")
 	}
@@ -39,11 +40,28 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessi
 			api = net.JoinHostPort(advertise.String(), port)
 		}
 	}
-	return sfu.New(sfu.Config{Router: router, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
+	if o.rtcViewerMbps < 0 {
+		return nil, fmt.Errorf("--rtc-viewer-bitrate must not be negative")
+	}
+	bitrate := int64(o.rtcViewerMbps * 1e6)
+	if bitrate == 0 {
+		bitrate = -1 // no cap
+	}
+	var tcpCand netip.AddrPort
+	if tcp != nil {
+		var err error
+		if tcpCand, err = rtcTCPCandidate(o.rtcTCPCandidate, candidate, tcp); err != nil {
+			return nil, err
+		}
+	}
+	uc, _ := pc.(*net.UDPConn) // the fan-out writes to it in batches
+	return sfu.New(sfu.Config{Router: router, Conn: uc, TCP: tcp, TCPCandidate: tcpCand, ViewerBitrate: bitrate, Candidate: candidate, LocalAddr: ua.AddrPort(), Sessions: sessions,
 		Store: store, Activity: activity, NodeID: o.nodeID, NodeRTC: self, NodeAPI: api,
 		Logger: log.With("proto", "webrtc"), MaxViewers: o.rtcMaxViewers, MaxViewersPerStream: o.rtcStreamViewers,
 		// --reattach-timeout 0 ends them at once.
 		ReattachTimeout: max(o.reattach, time.Nanosecond),
+		// Backup WHIP publishers (--backup-publish).
+		Publisher: backup.publisher, Assignments: backup.assignments, Standbys: backup.observer,
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {
 				return r.WriteToUDPAddrPort(p, to)
@@ -52,17 +70,27 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, router stream.Router, sessi
 		}})
 }
 
+// sfuBackup is what the fan-out's backup WHIP publishers need from the
+// node: publish routing, the streams' assignments and the standby
+// reporting.
+type sfuBackup struct {
+	publisher   stream.Publisher
+	assignments sfu.Assignments
+	observer    sfu.StandbyObserver
+}
+
 var (
 	descRTCViewers   = prometheus.NewDesc(ns+"_rtc_fanout_viewers", "WebRTC viewers answered at this node (--rtc-fanout).", nil, nil)
 	descRTCUpstreams = prometheus.NewDesc(ns+"_rtc_fanout_upstreams", "WebRTC upstreams of this node's viewers: one WHEP session at an origin per stream and query.", nil, nil)
+	descRTCTCPConns  = prometheus.NewDesc(ns+"_rtc_fanout_tcp_connections", "ICE-TCP connections open on --rtc-tcp.", nil, nil)
 	descRTCRatio     = prometheus.NewDesc(ns+"_rtc_fanout_ratio", "WebRTC viewers per upstream on this node.", nil, nil)
 	descRTCNacks     = prometheus.NewDesc(ns+"_rtc_fanout_nacks_total", "Packets WebRTC viewers asked again for (NACK), by result: served (from the node's cache), missed (no longer cached).",
 		[]string{"result"}, nil)
 	descRTCKeyframes = prometheus.NewDesc(ns+"_rtc_fanout_keyframe_requests_total", "Keyframe needs of WebRTC viewers (PLI, FIR, new viewers, skips), by where they went: upstream (a PLI sent to the origin), aggregated (within the rate limit of one already sent).",
 		[]string{"result"}, nil)
-	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "What WebRTC fan-out dropped, by action: skipped (a viewer that fell behind dropped video to the next keyframe), kicked (a viewer disconnected for falling behind again), packets (RTP packets dropped from full viewer queues), port (viewers' packets dropped before the node read them), integrity (Binding requests from a new address without a valid MESSAGE-INTEGRITY).",
+	descRTCDropped = prometheus.NewDesc(ns+"_rtc_fanout_dropped_total", "What WebRTC fan-out dropped, by action: skipped (a viewer that fell behind dropped video to the next keyframe), kicked (a viewer disconnected for falling behind again), packets (RTP packets dropped from full viewer queues), bitrate (packets and retransmissions beyond a viewer's --rtc-viewer-bitrate), send_error (packets the socket refused), tcp_refused (ICE-TCP connections closed at once for the connection cap), port (viewers' packets dropped before the node read them), integrity (Binding requests from a new address without a valid MESSAGE-INTEGRITY).",
 		[]string{"action"}, nil)
-	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed.",
+	descRTCReattaches = prometheus.NewDesc(ns+"_rtc_fanout_reattaches_total", "WebRTC upstreams re-attached to a stream's origin (moves, failures) while viewers stayed connected; failed: attempts that failed; codec_changed: upstreams whose new origin sent another codec than the viewers play, whose viewers were ended.",
 		[]string{"result"}, nil)
 	descRTCPackets = prometheus.NewDesc(ns+"_rtc_fanout_packets_total", "RTP packets of WebRTC fan-out, by direction: origin_to_node (upstreams), node_to_client (viewers).",
 		[]string{"direction"}, nil)
@@ -86,10 +114,15 @@ func collectRTCFanOut(ch chan<- prometheus.Metric, st sfu.Stats) {
 	counter(descRTCDropped, st.Skipped, "skipped")
 	counter(descRTCDropped, st.Kicked, "kicked")
 	counter(descRTCDropped, st.QueueDrops, "packets")
+	counter(descRTCDropped, st.RateDrops, "bitrate")
+	counter(descRTCDropped, st.SendErrors, "send_error")
+	counter(descRTCDropped, st.TCPRefused, "tcp_refused")
+	gauge(descRTCTCPConns, float64(st.TCPConns))
 	counter(descRTCDropped, st.PortDrops, "port")
 	counter(descRTCDropped, st.Integrity, "integrity")
 	counter(descRTCReattaches, st.Reattaches, "ok")
 	counter(descRTCReattaches, st.UpstreamFailures, "failed")
+	counter(descRTCReattaches, st.CodecChanges, "codec_changed")
 	counter(descRTCPackets, st.PacketsIn, "origin_to_node")
 	counter(descRTCPackets, st.PacketsOut, "node_to_client")
 }

@@ -57,6 +57,9 @@ type serveOptions struct {
 	rtcFanOut        bool
 	rtcMaxViewers    int
 	rtcStreamViewers int
+	rtcTCPAddr       string
+	rtcTCPCandidate  string
+	rtcViewerMbps    float64
 	srtAddr          string
 	udpBuffer        byteSize
 	origins          originList
@@ -157,6 +160,9 @@ name; the command line and the environment override it.`,
 	f.BoolVar(&o.rtcFanOut, "rtc-fanout", true, "answer WebRTC viewers (WHEP, SRS's /rtc/v1/play/) at the node, on the --rtc port, from one upstream per stream and query (false: relay each viewer to the origin; publishers are relayed either way)")
 	f.IntVar(&o.rtcMaxViewers, "rtc-max-viewers", sfu.DefaultMaxViewers, "WebRTC viewers one node serves at most with --rtc-fanout; more get 503")
 	f.IntVar(&o.rtcStreamViewers, "rtc-max-stream-viewers", sfu.DefaultMaxViewersPerStream, "WebRTC viewers of one stream one node serves at most with --rtc-fanout; more get 503")
+	f.StringVar(&o.rtcTCPAddr, "rtc-tcp", "", "ICE-TCP listen address for WebRTC viewers whose networks block UDP, e.g. :8000 (TCP may share the --rtc port number; needs --rtc-fanout; empty disables)")
+	f.StringVar(&o.rtcTCPCandidate, "rtc-tcp-candidate", "", "port (or IP:port) announced in WebRTC viewers' TCP candidates (default: the --rtc-candidate IP with the --rtc-tcp port)")
+	f.Float64Var(&o.rtcViewerMbps, "rtc-viewer-bitrate", float64(sfu.DefaultViewerBitrate)/1e6, "Mbit/s one WebRTC viewer is sent at most with --rtc-fanout, retransmissions included; a viewer beyond it skips to the next keyframe, then is disconnected (0: no cap)")
 	f.StringVar(&o.srtAddr, "srt", ":10080", "SRT UDP address (empty disables)")
 	o.udpBuffer = defaultUDPBuffer
 	f.Var(&o.udpBuffer, "udp-buffer", "receive and send buffer of each SRT and WebRTC relay socket, e.g. 4MiB (0: the system default); the kernel caps it at net.core.rmem_max and net.core.wmem_max, and the node logs a warning when it got less")
@@ -186,7 +192,7 @@ name; the command line and the environment override it.`,
 	f.Var(&o.rtmpMaxMessage, "rtmp-max-message", "largest RTMP message a client may send, e.g. 1MiB; a larger one is refused at the node (publishers get an error onStatus) and never reaches the origin. Keep it at or below what the origins accept (nginx-rtmp's max_message, 1M by default); at most 16MiB-1")
 	f.BoolVar(&o.fanOut, "fanout", true, "serve RTMP and HTTP-FLV players of a stream from one upstream per node and query (false: one origin connection per player)")
 	f.DurationVar(&o.reattach, "reattach-timeout", 10*time.Second, "how long players of a stream whose origin failed wait, connected, for the stream's new origin (0: they are disconnected at once; needs --fanout, or --rtc-fanout for WebRTC viewers)")
-	f.BoolVar(&o.backupPublish, "backup-publish", true, "keep a second RTMP or SRT publisher of a live stream as its standby (a backup encoder) rather than refusing it (stream busy); the standby publishes when the origin ends the stream, and players ride through with --publish-grace (false: the second publisher is refused)")
+	f.BoolVar(&o.backupPublish, "backup-publish", true, "keep a second RTMP, SRT or WHIP publisher of a live stream as its standby (a backup encoder) rather than refusing it (stream busy); the standby publishes when the origin ends the stream, and players ride through with --publish-grace (false: the second publisher is refused; WHIP standbys need --rtc-fanout)")
 	f.DurationVar(&o.publishStall, "publish-stall", 2*time.Second, "with --backup-publish, end an RTMP or SRT publish whose encoder sent no audio or video (SRT: no data packet) for this long, its connection open, so that a standby takes over (0: never)")
 	f.DurationVar(&o.publishGrace, "publish-grace", 10*time.Second, "how long RTMP and HTTP-FLV players of a stream whose publisher stopped wait, connected and sent nothing, for a publisher to publish it again through any node; they then resume on the same sessions (0: they end at once; needs --fanout)")
 	f.StringVar(&o.token, "token", "", "bearer token required by write endpoints (register, drain; on --api, every call but GET/HEAD/OPTIONS and every ?origin= call, which without a token are refused unless --api is on loopback or --insecure is given); also accepted as ?token=, and by register as the last path segment (/api/v1/srs/register/<token>)")
@@ -481,6 +487,27 @@ func rtcCandidate(flag string, advertise netip.Addr, rtcAddr string) (netip.Addr
 		}
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
+}
+
+// rtcTCPCandidate is the address announced in viewers' TCP candidates:
+// --rtc-tcp-candidate (a port, or IP:port), by default the UDP
+// candidate's IP and the --rtc-tcp listener's port.
+func rtcTCPCandidate(flag string, udp netip.AddrPort, ln net.Listener) (netip.AddrPort, error) {
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("--rtc-tcp: not a TCP listener: %v", ln.Addr())
+	}
+	if flag == "" {
+		return netip.AddrPortFrom(udp.Addr(), uint16(ta.Port)), nil
+	}
+	if ap, err := netip.ParseAddrPort(flag); err == nil {
+		return ap, nil
+	}
+	port, err := strconv.ParseUint(flag, 10, 16)
+	if err != nil || port == 0 {
+		return netip.AddrPort{}, fmt.Errorf("--rtc-tcp-candidate: %q is neither a port nor IP:port", flag)
+	}
+	return netip.AddrPortFrom(udp.Addr(), uint16(port)), nil
 }
 
 // defaultUDPBuffer is --udp-buffer's default: about 0.7 s of a 48 Mbit/s

@@ -201,8 +201,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // OnMoved sets fn to be called with a key each time an applied command
 // changes the origin of the key's assignment (a move of any kind, a
-// repair, a promoted replica). fn runs on the goroutine that applies the
-// log, after the state is updated, and must not block.
+// repair, a promoted replica), and for each key whose origin a restored
+// snapshot changes or adds, in key order. fn runs on the goroutine that
+// applies the log (or restores), after the state is updated, and must not
+// block.
 func (f *FSM) OnMoved(fn func(key string)) {
 	f.mu.Lock()
 	f.onMoved = fn
@@ -984,6 +986,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	rtc := buildRTCTable(st.RTCSessions)
 	f.mu.Lock()
+	// The keys whose origin the restore changes (or that it adds) go to
+	// onMoved, in key order, as the commands the snapshot stands for
+	// would have told it.
+	var moved []string
+	for k, a := range assignments {
+		if old := f.assignments[k]; old == nil || old.Origin != a.Origin {
+			moved = append(moved, k)
+		}
+	}
+	slices.Sort(moved)
+	watch := f.onMoved
 	f.origins, f.assignments, f.streams, f.playOnly = origins, assignments, streams, playOnly
 	f.rtc = rtc
 	f.tokenKey = st.TokenKey
@@ -993,6 +1006,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.notifyLocked()
 	f.mu.Unlock()
+	if watch != nil {
+		for _, k := range moved {
+			watch(k)
+		}
+	}
 	return nil
 }
 

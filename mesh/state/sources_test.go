@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"maps"
@@ -216,4 +217,36 @@ func TestPlannedMoveOntoAReplicaCounts(t *testing.T) {
 		t.Fatal(r.Err())
 	}
 	checkCounts(t, f)
+}
+
+// TestRestoreTellsMoved: a node that restores a snapshot learns, through
+// OnMoved and in key order, every stream whose origin the snapshot changes
+// or adds, and nothing of the others.
+func TestRestoreTellsMoved(t *testing.T) {
+	f := fsmWith(t, "o1", "o2")
+	apply(t, f, AssignCmd{Key: "v/live/b", Prefer: "o1", NowMs: 1000})
+	apply(t, f, AssignCmd{Key: "v/live/same", Prefer: "o1", NowMs: 1000})
+	g := fsmWith(t, "o1", "o2")
+	apply(t, g, AssignCmd{Key: "v/live/b", Prefer: "o2", NowMs: 1000})
+	apply(t, g, AssignCmd{Key: "v/live/same", Prefer: "o1", NowMs: 1000})
+	apply(t, g, AssignCmd{Key: "v/live/a", Prefer: "o2", NowMs: 1000})
+	snap, err := g.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	var moved []string
+	f.OnMoved(func(k string) { moved = append(moved, k) })
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(moved, []string{"v/live/a", "v/live/b"}) {
+		t.Fatalf("OnMoved saw %v", moved)
+	}
+	if o, _ := f.Route("v/live/b"); o.ID != "o2" {
+		t.Fatalf("b on %s after restore", o.ID)
+	}
 }

@@ -139,3 +139,74 @@ func TestReplicasKeptUp(t *testing.T) {
 		t.Fatal("Sources wrote with nothing to change")
 	}
 }
+
+// TestCancellationsBeforeUnplaceableStreams: streams of an evacuated
+// origin that no origin can take (the others drain) come first in key
+// order, yet a planned move that is no longer wanted is cancelled in the
+// same call; the unplaceable streams back off, per stream, and are never
+// planned onto a draining origin.
+func TestCancellationsBeforeUnplaceableStreams(t *testing.T) {
+	f := newFSMUpkeep(t, 1, "o1", "o2", "o3")
+	for i := range 6 {
+		f.must(t, state.AssignCmd{Key: fmt.Sprintf("v/live/a%d", i), Prefer: "o1", NowMs: f.clock.UnixMilli()})
+	}
+	f.must(t, state.AssignCmd{Key: "v/live/z", Prefer: "o3", NowMs: f.clock.UnixMilli()})
+	f.must(t, state.PlanMoveCmd{Key: "v/live/z", From: "o3", To: "o2", NowMs: f.clock.UnixMilli()})
+	// o3 drains without moving its streams: z's move is no longer wanted.
+	f.must(t, state.SetDrainingCmd{ID: "o3", Draining: true})
+	f.must(t, state.SetDrainingCmd{ID: "o2", Draining: true})
+	f.must(t, state.SetDrainingCmd{ID: "o1", Draining: true, Move: true})
+	f.Sources(context.Background())
+	for _, a := range f.fsm.Contents().Assignments {
+		if a.Target != "" {
+			t.Fatalf("%s has a planned move to %s", a.Key, a.Target)
+		}
+	}
+	if len(f.plans) != 6 || f.plans["v/live/a0"].fails != 1 {
+		t.Fatalf("backoff %v", f.plans)
+	}
+	// Not tried again before its pause; tried again after it.
+	f.Sources(context.Background())
+	if f.plans["v/live/a0"].fails != 1 {
+		t.Fatalf("retried before the backoff: %v", f.plans["v/live/a0"])
+	}
+	f.clock = f.clock.Add(planRetry * time.Nanosecond)
+	f.Sources(context.Background())
+	if b := f.plans["v/live/a0"]; b.fails != 2 || b.atMs != f.clock.UnixMilli()+2*planRetry/1e6 {
+		t.Fatalf("second backoff %v", b)
+	}
+	// A stream that ends leaves the backoff.
+	f.must(t, state.DeleteAssignmentsCmd{Keys: []string{"v/live/a0"}, CutoffMs: 1 << 60})
+	f.Sources(context.Background())
+	if _, ok := f.plans["v/live/a0"]; ok || len(f.plans) != 5 {
+		t.Fatalf("backoff %v", f.plans)
+	}
+	// An origin that takes streams again gets them.
+	f.must(t, state.SetDrainingCmd{ID: "o2", Draining: false})
+	f.clock = f.clock.Add(planRetryMax * time.Nanosecond)
+	f.Sources(context.Background())
+	targets := 0
+	for _, a := range f.fsm.Contents().Assignments {
+		if a.Target == "o2" {
+			targets++
+		}
+	}
+	if targets != 2 {
+		t.Fatalf("%d planned moves, want MaxPlanned=2", targets)
+	}
+}
+
+// TestPlanSkipsADrainingReplica: a stream of an evacuated origin whose
+// warm replica is on another draining origin moves to an origin that is
+// not draining, not to the replica.
+func TestPlanSkipsADrainingReplica(t *testing.T) {
+	f := newFSMUpkeep(t, 2, "o1", "o2", "o3")
+	f.must(t, state.AssignCmd{Key: "v/live/a", Prefer: "o1", NowMs: f.clock.UnixMilli()})
+	f.must(t, state.SetReplicasCmd{Key: "v/live/a", Replicas: []string{"o2"}})
+	f.must(t, state.SetDrainingCmd{ID: "o2", Draining: true, Move: true})
+	f.must(t, state.SetDrainingCmd{ID: "o1", Draining: true, Move: true})
+	f.Sources(context.Background())
+	if a := f.fsm.Contents().Assignments[0]; a.Target != "o3" {
+		t.Fatalf("planned onto %q, want o3", a.Target)
+	}
+}

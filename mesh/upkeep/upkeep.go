@@ -68,6 +68,10 @@ type Config struct {
 type Upkeep struct {
 	cfg Config
 	log *slog.Logger
+	// plans is the backoff of the streams of evacuated origins that no
+	// origin could take (Sources), by key; it holds only keys that have an
+	// assignment.
+	plans map[string]planBackoff
 }
 
 // New returns the upkeep of cfg.

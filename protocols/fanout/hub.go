@@ -173,10 +173,12 @@ type Stats struct {
 type Registry struct {
 	cfg Config
 
-	mu     sync.Mutex
-	hubs   map[string]*hub
-	closed bool
-	wg     sync.WaitGroup // one per hub not yet closed
+	mu   sync.Mutex
+	hubs map[string]*hub
+	// byStream indexes hubs by StreamOf(key), for Switch.
+	byStream map[string]map[*hub]struct{}
+	closed   bool
+	wg       sync.WaitGroup // one per hub not yet closed
 
 	subs       atomic.Int64
 	dropped    atomic.Uint64
@@ -206,7 +208,7 @@ func NewRegistry(cfg Config) *Registry {
 	if cfg.SwitchTimeout <= 0 {
 		cfg.SwitchTimeout = DefaultSwitchTimeout
 	}
-	return &Registry{cfg: cfg, hubs: make(map[string]*hub), seed: maphash.MakeSeed()}
+	return &Registry{cfg: cfg, hubs: make(map[string]*hub), byStream: map[string]map[*hub]struct{}{}, seed: maphash.MakeSeed()}
 }
 
 // Stats returns the registry's counters.
@@ -241,6 +243,11 @@ func (r *Registry) Subscribe(ctx context.Context, key string, open Opener) (*Sub
 		}
 		h = newHub(r, key)
 		r.hubs[key] = h
+		st := StreamOf(key)
+		if r.byStream[st] == nil {
+			r.byStream[st] = map[*hub]struct{}{}
+		}
+		r.byStream[st][h] = struct{}{}
 		r.wg.Add(1)
 	}
 	s, starter := h.add()
@@ -288,6 +295,11 @@ func (r *Registry) remove(h *hub) {
 	r.mu.Lock()
 	if r.hubs[h.key] == h {
 		delete(r.hubs, h.key)
+		st := StreamOf(h.key)
+		delete(r.byStream[st], h)
+		if len(r.byStream[st]) == 0 {
+			delete(r.byStream, st)
+		}
 	}
 	r.mu.Unlock()
 }

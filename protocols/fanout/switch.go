@@ -79,13 +79,17 @@ var errSameOrigin = errors.New("fanout: the stream has not moved")
 // counted (Stats.Switched). Audio-only streams are not aligned by
 // content (their frames, silence, repeat): they switch as soon as the new
 // upstream has a frame, the way a re-attach does.
+//
+// It finds the hubs through an index by stream, so it costs the hubs of
+// stream only, and each hub's start takes its lock briefly and starts a
+// goroutine: callers may run it on the goroutine that applies the mesh's
+// replicated log.
 func (r *Registry) Switch(stream string) int {
 	r.mu.Lock()
-	var hubs []*hub
-	for key, h := range r.hubs {
-		if StreamOf(key) == stream {
-			hubs = append(hubs, h)
-		}
+	set := r.byStream[stream]
+	hubs := make([]*hub, 0, len(set))
+	for h := range set {
+		hubs = append(hubs, h)
 	}
 	r.mu.Unlock()
 	n := 0

@@ -734,3 +734,26 @@ func TestPlannedSwitchAudioOnly(t *testing.T) {
 		t.Errorf("reports = %+v", rs)
 	}
 }
+
+// TestSwitchIndex: Switch finds the hubs of a stream, whatever their
+// query, through an index by stream that forgets hubs as they close.
+func TestSwitchIndex(t *testing.T) {
+	r := newTestRegistry(t, Config{SwitchTimeout: time.Minute})
+	open := func(ctx context.Context) (Opened, error) { return Opened{Source: newFeed(16)}, nil }
+	xa := subscribe(t, r, "live/x?a", open)
+	subscribe(t, r, "live/x?b", open)
+	subscribe(t, r, "live/y?", open)
+	count := func(st string) int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.byStream[st])
+	}
+	if count("live/x") != 2 || count("live/y") != 1 {
+		t.Fatalf("index %v", r.byStream)
+	}
+	xa.Close()
+	testkit.WaitFor(t, 5*time.Second, "the closed hub leaves the index", func() bool { return count("live/x") == 1 })
+	if n := r.Switch("live/z"); n != 0 {
+		t.Fatalf("Switch of a stream with no hub = %d", n)
+	}
+}

@@ -168,6 +168,12 @@ type fakeOrigin struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	// busy: a publish of a name another connection publishes is refused,
+	// as SRS refuses it; publishing holds the names being published.
+	busy       bool
+	publishing map[string]bool
+	// stall: after accepting a publish, the origin reads nothing more.
+	stall bool
 }
 
 // kill closes the listener and resets every connection the origin accepted,
@@ -234,6 +240,27 @@ func startFakeOrigin(t testing.TB, refuse string) *fakeOrigin {
 	return o
 }
 
+// hold records a publish of name; it reports false when o is busy and
+// another connection publishes name.
+func (o *fakeOrigin) hold(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.publishing == nil {
+		o.publishing = map[string]bool{}
+	}
+	if o.busy && o.publishing[name] {
+		return false
+	}
+	o.publishing[name] = true
+	return true
+}
+
+func (o *fakeOrigin) release(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.publishing, name)
+}
+
 func (o *fakeOrigin) serve(nc net.Conn) {
 	defer nc.Close()
 	o.mu.Lock()
@@ -272,6 +299,10 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 		if err != nil {
 			return
 		}
+		if c.Name == "sayStatus" {
+			// Test hook: the origin sends the publisher an error status.
+			p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, "NetStream.Test.Said", "said"))
+		}
 		if c.Name == "ping" {
 			// Test hook: the publisher asks the origin to ping the proxy.
 			p.w.WriteUserControl(chunk.EventPingRequest, 1234)
@@ -291,8 +322,17 @@ func (o *fakeOrigin) serve(nc net.Conn) {
 				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, o.refuse, "refused by test origin"))
 				continue
 			}
+			if c.Name == "publish" && !o.hold(name) {
+				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelError, "NetStream.Publish.BadName", "stream busy"))
+				continue
+			}
 			if c.Name == "publish" {
+				defer o.release(name)
 				p.command(5, m.StreamID, "onStatus", 0.0, nil, status(levelStatus, codePublishStart, "go"))
+				if o.stall {
+					<-o.done
+					return
+				}
 				continue
 			}
 			p.w.WriteUserControl(chunk.EventStreamBegin, m.StreamID)

@@ -461,6 +461,7 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 		return nil
 	}
 	p.detach(received)
+	released := p.dropTees()
 	c.log.Warn("origin leg failed; failing over", "from", from.ID, "reason", reason, "probe", probeErr)
 	if !p.resuming {
 		// A leg that fails before the stream resumed continues the same
@@ -476,7 +477,7 @@ func (p *publisher) legFailed(legErr error, received bool) error {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		res <- c.failover(ctx, p.rr, from)
+		res <- c.failover(ctx, p.rr, from, released)
 	}()
 	return nil
 }
@@ -503,6 +504,7 @@ func probeOrigin(o stream.Origin) error {
 // should be sent now (a new leg is attached and ready); otherwise m was held
 // or dropped. An error ends the session.
 func (p *publisher) whileDown(m *chunk.Message) (bool, error) {
+	p.dropOpened()
 	select {
 	case r := <-p.pending:
 		p.pending = nil
@@ -603,8 +605,10 @@ func (p *publisher) observe(result string, to stream.Origin, err error) {
 }
 
 // failover finds the stream's new origin and opens a leg to it, replaying
-// the session, until ctx ends. An origin's clean refusal ends it at once.
-func (c *conn) failover(ctx context.Context, rr Rerouter, failed stream.Origin) legResult {
+// the session, until ctx ends. An origin's clean refusal ends it at once,
+// except from an origin in released: the publisher fed it a copy until the
+// failure, and it may take a moment to let the copy's publish go.
+func (c *conn) failover(ctx context.Context, rr Rerouter, failed stream.Origin, released map[string]bool) legResult {
 	var last error
 	for {
 		o, err := rr.Reroute(ctx, c.req.Key, failed)
@@ -616,11 +620,16 @@ func (c *conn) failover(ctx context.Context, rr Rerouter, failed stream.Origin) 
 			if lerr == nil {
 				return legResult{leg: leg, origin: o}
 			}
-			if cleanRefusal(lerr) {
+			switch {
+			case cleanRefusal(lerr) && released[o.ID]:
+				c.log.Debug("failover: origin still holds the copy it was fed", "origin", o.ID, "err", lerr)
+				err = lerr
+			case cleanRefusal(lerr):
 				return legResult{origin: o, err: lerr}
+			default:
+				c.log.Debug("failover: origin leg failed", "origin", o.ID, "err", lerr)
+				failed, err = o, lerr
 			}
-			c.log.Debug("failover: origin leg failed", "origin", o.ID, "err", lerr)
-			failed, err = o, lerr
 		} else if ctx.Err() == nil {
 			c.log.Debug("failover: no origin yet", "err", err)
 		}

@@ -43,6 +43,10 @@ import (
 // the watch stays silent. A second publisher of a stream
 // that is not live is refused as any publisher is. An encoder that comes
 // back after it was replaced is the new standby; nothing switches back.
+// A stream's standbys on a node take over at most maxSwitches times per
+// stallWindow, whatever ended the active publisher (it disconnected, or
+// its node ended it for a stall): past that, the standby waits, still
+// read, until the window frees a switch.
 
 // StandbyEvent reports a standby publisher's start or promotion
 // (Config.Standbys).
@@ -108,10 +112,15 @@ const (
 // errNotStandby says a refused publisher is not kept as a standby.
 var errNotStandby = errors.New("rtmp: not kept as a standby")
 
-// standbys are a server's standby publishers, one per stream.
+// standbys are a server's standby publishers, one per stream, and the
+// switches they made.
 type standbys struct {
 	mu sync.Mutex
 	by map[stream.Key]*conn
+	// switches remembers the promotions of each stream's standbys on
+	// this node (maxSwitches per stallWindow), whatever ended the active
+	// publisher: a disconnect as well as a stall end.
+	switches keyBudget
 }
 
 // claim records c as key's standby; false when key has one on this node
@@ -276,6 +285,7 @@ func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) 
 	defer sb.stopWatch()
 	var lastTry time.Time
 	retry := standbyRetryMin
+	held := false // the switch budget held the standby back; logged once
 	for {
 		m, err := cl.r.ReadMessage()
 		if err != nil {
@@ -315,9 +325,18 @@ func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) 
 		} else {
 			retry = min(2*retry, standbyRetryMax)
 		}
+		if !sb.switchAllowed(now) {
+			if !held {
+				c.log.Warn("the stream's publisher left, but the stream switched too often: the standby waits", "per_minute", maxSwitches)
+				held = true
+			}
+			continue
+		}
+		held = false
 		lastTry = now
 		o, origin, err := sb.publish(ctx)
 		if err == nil {
+			c.s.standby.switches.record(c.req.Key, now)
 			sb.endAt = last
 			c.log.Info("the stream's publisher left; the standby publishes", "silent", now.Sub(last).Round(time.Millisecond), "watch", werr)
 			return o, origin, nil
@@ -332,6 +351,16 @@ func (sb *standby) wait(ctx context.Context) (*originLeg, stream.Origin, error) 
 			}
 		}
 	}
+}
+
+// switchAllowed reports whether the stream's switch budget on this node
+// lets the standby try to take over at now (Config.BackupPublish): at most
+// maxSwitches promotions per stallWindow, whatever ended the active
+// publisher. A held-back standby keeps reading and tries once the window
+// frees a switch; players meanwhile ride on their publisher grace, and end
+// as without a standby when it runs out.
+func (sb *standby) switchAllowed(now time.Time) bool {
+	return !sb.c.s.standby.switches.spent(sb.c.req.Key, now, maxSwitches)
 }
 
 // publish routes the stream and opens the standby's origin leg.
@@ -440,52 +469,110 @@ func (c *conn) serveStandby(ctx context.Context, sb *standby) {
 	c.serveRelay(ctx, o, origin, sb)
 }
 
-// Bounds of stall ends.
+// Bounds of stall ends and switches.
 const (
 	// maxStallEnds bounds the publishes of one stream a node ends for a
 	// stall within stallWindow: two encoders that both stall now and then
 	// would otherwise switch back and forth.
 	maxStallEnds = 3
-	stallWindow  = time.Minute
-	// maxStallKeys bounds the streams whose stall ends are remembered.
+	// maxSwitches bounds the times one stream's standbys on a node take
+	// over within stallWindow, whatever the cause (the active publisher
+	// disconnected, stalled, or was ended by its node): two encoders that
+	// drop in turn would otherwise flap.
+	maxSwitches = 3
+	stallWindow = time.Minute
+	// maxStallKeys bounds the streams whose stall ends (and, apart,
+	// switches) are remembered.
 	maxStallKeys = 4096
+	// maxBudgetTimes bounds the times remembered per stream, above every
+	// limit asked.
+	maxBudgetTimes = 16
 )
 
 // stallBudget remembers, per stream, when a node ended its publishes for
-// stalls, bounded in streams (the oldest forgotten first).
-type stallBudget struct {
-	mu sync.Mutex
-	by map[stream.Key][]time.Time
-}
+// stalls (maxStallEnds per stallWindow).
+type stallBudget struct{ keyBudget }
 
 // allow reports whether key's publisher may be ended for a stall at now,
 // and records it when so.
 func (b *stallBudget) allow(key stream.Key, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.by == nil {
-		b.by = map[stream.Key][]time.Time{}
+	return b.keyBudget.allow(key, now, maxStallEnds)
+}
+
+// keyBudget remembers, per stream, when something happened within the
+// last stallWindow, bounded in streams (maxStallKeys; the oldest forgotten
+// first) and in times per stream (the limit asked).
+type keyBudget struct {
+	mu sync.Mutex
+	by map[stream.Key][]time.Time
+}
+
+// recent drops key's times past the window and returns the rest. Called
+// with mu held.
+func (b *keyBudget) recent(key stream.Key, now time.Time) []time.Time {
+	ts, ok := b.by[key]
+	if !ok {
+		return nil
 	}
-	recent := b.by[key][:0]
-	for _, t := range b.by[key] {
+	recent := ts[:0]
+	for _, t := range ts {
 		if now.Sub(t) < stallWindow {
 			recent = append(recent, t)
 		}
 	}
-	if len(recent) >= maxStallEnds {
-		b.by[key] = recent
+	if len(recent) == 0 {
+		delete(b.by, key)
+		return nil
+	}
+	b.by[key] = recent
+	return recent
+}
+
+// spent reports whether key had limit events within the window before now.
+func (b *keyBudget) spent(key stream.Key, now time.Time, limit int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.recent(key, now)) >= limit
+}
+
+// record remembers an event of key at now.
+func (b *keyBudget) record(key stream.Key, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.add(key, now, b.recent(key, now))
+}
+
+// allow reports whether key had fewer than limit events within the window
+// before now, and records one at now when so.
+func (b *keyBudget) allow(key stream.Key, now time.Time, limit int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	recent := b.recent(key, now)
+	if len(recent) >= limit {
 		return false
+	}
+	b.add(key, now, recent)
+	return true
+}
+
+// add appends now to key's recent times, keeping at most maxStallKeys
+// streams. Called with mu held.
+func (b *keyBudget) add(key stream.Key, now time.Time, recent []time.Time) {
+	if b.by == nil {
+		b.by = map[stream.Key][]time.Time{}
 	}
 	if _, ok := b.by[key]; !ok && len(b.by) >= maxStallKeys {
 		b.evict(now)
 	}
+	if len(recent) >= maxBudgetTimes {
+		recent = recent[1:]
+	}
 	b.by[key] = append(recent, now)
-	return true
 }
 
-// evict forgets the streams whose last stall end is past the window, or,
-// when none is, the one whose last end is oldest. Called with mu held.
-func (b *stallBudget) evict(now time.Time) {
+// evict forgets the streams whose last event is past the window, or,
+// when none is, the one whose last event is oldest. Called with mu held.
+func (b *keyBudget) evict(now time.Time) {
 	var oldest stream.Key
 	var at time.Time
 	for k, ts := range b.by {

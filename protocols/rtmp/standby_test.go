@@ -197,3 +197,48 @@ func TestBackupPublishNeedsAnAssignment(t *testing.T) {
 		t.Errorf("claims %d", s.standby.count())
 	}
 }
+
+// TestSwitchBudget: a stream's standbys on a node take over at most
+// maxSwitches times within stallWindow, whatever ended the active
+// publisher; a held-back standby may switch once the window frees one.
+// Refused tries (the active publisher was only slow) spend nothing.
+func TestSwitchBudget(t *testing.T) {
+	key := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"}
+	other := stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "t"}
+	s := &Server{}
+	sb := &standby{c: &conn{s: s, req: stream.RTMPRequest{Key: key}}}
+	now := time.Unix(1000, 0)
+	for i := range maxSwitches {
+		at := now.Add(time.Duration(i) * time.Second)
+		if !sb.switchAllowed(at) {
+			t.Fatalf("switch %d held back", i+1)
+		}
+		if !sb.switchAllowed(at) {
+			t.Fatalf("switch %d held back after a refused try", i+1)
+		}
+		s.standby.switches.record(key, at)
+	}
+	if sb.switchAllowed(now.Add(30 * time.Second)) {
+		t.Fatalf("switch %d allowed within the window", maxSwitches+1)
+	}
+	if !(&standby{c: &conn{s: s, req: stream.RTMPRequest{Key: other}}}).switchAllowed(now.Add(30 * time.Second)) {
+		t.Fatal("another stream's switch held back")
+	}
+	if !sb.switchAllowed(now.Add(stallWindow + time.Second)) {
+		t.Fatal("no switch allowed once the first left the window")
+	}
+	// The budget is bounded in streams and in times per stream.
+	var b keyBudget
+	for i := range maxStallKeys + 10 {
+		b.record(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: fmt.Sprint("k", i)}, now)
+	}
+	for i := range 2 * maxBudgetTimes {
+		b.record(key, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := len(b.by); n > maxStallKeys {
+		t.Errorf("%d streams remembered, bound %d", n, maxStallKeys)
+	}
+	if n := len(b.by[key]); n > maxBudgetTimes {
+		t.Errorf("%d times of one stream remembered, bound %d", n, maxBudgetTimes)
+	}
+}

@@ -26,6 +26,58 @@ type Viewers interface {
 	Stop(id string) bool
 }
 
+// Standbys keeps a WHIP publisher as its stream's standby (a backup
+// encoder, Config.Standbys) when the origin refused its publish because the
+// stream is live there: the node answers the offer itself, holds the
+// session, and publishes it to the origin when the active publisher ends.
+// Package sfu implements it. A standby is ended with Viewers.Stop (its
+// ViewerParam).
+type Standbys interface {
+	// Standby answers a refused publisher's offer for key at the node and
+	// keeps it as key's standby. query is the WHIP request's query, sent
+	// on to the origin when the standby publishes. Errors wrap
+	// ErrNotStandby when the publisher is not kept (the stream is not live
+	// at its origin, or has a standby on this node, or the node keeps as
+	// many as it may): the origin's refusal then stands.
+	Standby(ctx context.Context, key stream.Key, query url.Values, offer []byte) (ViewerAnswer, error)
+}
+
+// ErrNotStandby says a refused publisher is not kept as a standby.
+var ErrNotStandby = errors.New("webrtc: not kept as a standby")
+
+// keepStandby offers a WHIP publish that the origin refused (status; 0:
+// the origin closed the request unanswered, as SRS does for a busy stream)
+// to Config.Standbys. It reports whether it answered the client: false
+// leaves the origin's refusal to be passed on. Refusals of authorization
+// (401, 403) and other 4xx but 400 and 409 are not a busy stream and are
+// passed on at once.
+func (s *Server) keepStandby(w http.ResponseWriter, r *http.Request, ex offerExchange, sdpOffer []byte, status int) bool {
+	if s.cfg.Standbys == nil || ex.play || pathOf(r) != PathWHIP {
+		return false
+	}
+	if status/100 == 4 && status != http.StatusConflict && status != http.StatusBadRequest {
+		return false
+	}
+	ans, err := s.cfg.Standbys.Standby(r.Context(), ex.offer.key, r.URL.Query(), sdpOffer)
+	if err != nil {
+		if !errors.Is(err, ErrNotStandby) {
+			ex.log.Warn("refused publisher not kept as a standby", "err", err)
+		}
+		return false
+	}
+	s.st.answers.Add(1)
+	rq := ViewerParam + "=" + url.QueryEscape(ans.ID)
+	if ans.Session != "" {
+		rq += "&" + SessionParam + "=" + url.QueryEscape(ans.Session)
+	}
+	ex.log.Info("publisher kept at the node as the stream's standby", "standby", ans.ID)
+	w.Header().Set("Location", (&url.URL{Path: PathSession, RawQuery: rq}).String())
+	w.Header().Set("Content-Type", "application/sdp")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(ans.SDP)
+	return true
+}
+
 // ViewerAnswer is what Viewers.Play answered.
 type ViewerAnswer struct {
 	// SDP is the answer, with the node's candidate.

@@ -107,6 +107,11 @@ type Config struct {
 	// the node: viewers are fanned out from one upstream per stream
 	// instead of relayed to the origin. Publishes are relayed either way.
 	Viewers Viewers
+	// Standbys, when not nil, keeps a WHIP publisher that the origin
+	// refused while its stream is live there as the stream's standby
+	// (backup encoders); nil: the origin's refusal is passed on. Its
+	// peers' UDP flows must reach the Tap.
+	Standbys Standbys
 	// Tap, when not nil, takes the UDP flows of the Viewers' peers off
 	// the relay's port: the relay offers it every Binding request before
 	// looking its session up, and every packet from an address it does

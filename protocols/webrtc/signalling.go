@@ -162,6 +162,11 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, sdpOffer, body
 	log := s.log.With("stream", of.key.String(), "origin", o.ID, "peer", r.RemoteAddr)
 	resp, ans, err := s.forward(r, o, body)
 	if err != nil {
+		// SRS closes the request of a second WHIP publisher of a live
+		// stream without an answer ("stream busy").
+		if s.keepStandby(w, r, offerExchange{offer: of, play: play, origin: o, log: log}, sdpOffer, 0) {
+			return offerExchange{}, false
+		}
 		log.Warn("origin signalling failed", "err", err)
 		s.fail(w, http.StatusBadGateway, "origin: "+err.Error())
 		return offerExchange{}, false
@@ -288,6 +293,9 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	}
 	o, resp, ans, log := ex.origin, ex.resp, ex.answer, ex.log
 	if resp.StatusCode/100 != 2 {
+		if s.keepStandby(w, r, ex, body, resp.StatusCode) {
+			return
+		}
 		// The origin refused: pass its answer through.
 		copyHeader(w.Header(), resp.Header, "Content-Type")
 		w.WriteHeader(resp.StatusCode)

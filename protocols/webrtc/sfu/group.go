@@ -196,11 +196,55 @@ func (g *group) run() {
 		g.lastPacket.Store(time.Now().UnixNano())
 		g.requestKeyframe(true)
 		lost = time.Time{}
-		reason := g.watch(up, failed)
+		reason, changed := g.watch(up, failed)
 		g.detach(up)
 		log.Info("upstream detached", "reason", reason)
+		if changed != nil {
+			// The viewers cannot play the stream any more: they end,
+			// and play again from a new upstream with the new codec.
+			s.st.codecChanges.Add(1)
+			log.Warn("stream's codec changed at its origin; ending its viewers", "err", changed)
+			g.retire()
+			g.stopViewers(changed.Error() + "; play again")
+			for !g.empty() {
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-g.wakeCh:
+				}
+			}
+			return
+		}
 		lost, backoff = time.Now(), 100*time.Millisecond
 	}
+}
+
+// retire takes the group out of the Server's table, so that new viewers
+// of its stream and query get a new group, and admits nobody more.
+func (g *group) retire() {
+	g.s.mu.Lock()
+	defer g.s.mu.Unlock()
+	g.ended = true
+	if g.s.groups[g.id] == g {
+		delete(g.s.groups, g.id)
+	}
+}
+
+// ErrCodecChanged is why an upstream is refused when the stream's origin
+// answers another codec than the one its viewers play.
+var ErrCodecChanged = errors.New("sfu: the stream's codec changed")
+
+// sameCodec reports whether a and b are one codec (MIME type, clock rate,
+// audio channels), whatever their payload types and format parameters.
+func sameCodec(a, b *pion.RTPCodecParameters) bool {
+	ca, cb := a.Channels, b.Channels
+	if ca == 0 {
+		ca = 1
+	}
+	if cb == 0 {
+		cb = 1
+	}
+	return strings.EqualFold(a.MimeType, b.MimeType) && a.ClockRate == b.ClockRate && ca == cb
 }
 
 // stopViewers ends every viewer of the group.
@@ -210,31 +254,34 @@ func (g *group) stopViewers(reason string) {
 	}
 }
 
-// watch waits until the upstream should end and says why.
-func (g *group) watch(up *upstreamSession, failed <-chan struct{}) string {
+// watch waits until the upstream should end and says why; changed is
+// set when it ends because the stream's codec changed (ErrCodecChanged).
+func (g *group) watch(up *upstreamSession, failed <-chan struct{}) (reason string, changed error) {
 	s := g.s
 	tick := time.NewTicker(s.cfg.UpstreamSilence / 3)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
-			return "closed"
+			return "closed", nil
 		case <-failed:
-			return "failed"
+			return "failed", nil
+		case err := <-up.changed:
+			return "codec changed", err
 		case <-g.wakeCh:
 			if g.empty() {
-				return "no viewers"
+				return "no viewers", nil
 			}
 			// A move: follow at once when the route changed.
 			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.OfferTimeout)
 			o, err := s.cfg.Router.RoutePlay(ctx, g.key)
 			cancel()
 			if err == nil && o.ID != up.origin.ID {
-				return "moved to " + o.ID
+				return "moved to " + o.ID, nil
 			}
 		case now := <-tick.C:
 			if time.Duration(now.UnixNano()-g.lastPacket.Load()) > s.cfg.UpstreamSilence {
-				return "silent"
+				return "silent", nil
 			}
 		}
 	}
@@ -247,6 +294,7 @@ type upstreamSession struct {
 	resource string
 	wg       sync.WaitGroup // track readers
 	arrived  chan struct{}  // a track arrived
+	changed  chan error     // a track's codec is not the viewers' (ErrCodecChanged)
 	mu       sync.Mutex
 	codecs   [2]*pion.RTPCodecParameters // of the tracks that arrived
 }
@@ -272,7 +320,7 @@ func (g *group) attach() (*upstreamSession, <-chan struct{}, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	up := &upstreamSession{pc: pc, origin: o, arrived: make(chan struct{}, 1)}
+	up := &upstreamSession{pc: pc, origin: o, arrived: make(chan struct{}, 1), changed: make(chan error, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -298,8 +346,21 @@ func (g *group) attach() (*upstreamSession, <-chan struct{}, error) {
 			k = kindVideo
 		}
 		t := g.tracks[k]
-		t.ssrc.Store(uint32(tr.SSRC()))
 		c := tr.Codec()
+		if g.readyDone() && g.codecs[k] != nil && !sameCodec(&c, g.codecs[k]) {
+			// Viewers negotiated the stream's codecs and cannot be
+			// offered others (WHEP has no offer from the server): the
+			// upstream is refused and its packets never forwarded.
+			// Another payload type for the same codec is fine, as pion
+			// writes each viewer's own.
+			select {
+			case up.changed <- fmt.Errorf("origin %s: %w: viewers play %s/%d, the origin sends %s/%d", o.ID, ErrCodecChanged,
+				g.codecs[k].MimeType, g.codecs[k].ClockRate, c.MimeType, c.ClockRate):
+			default:
+			}
+			return
+		}
+		t.ssrc.Store(uint32(tr.SSRC()))
 		_, sub, _ := strings.Cut(c.MimeType, "/")
 		t.mu.Lock()
 		t.codec, t.tl.clock = strings.ToLower(sub), c.ClockRate
@@ -463,11 +524,14 @@ func (g *group) detach(up *upstreamSession) {
 	g.deleteResource(up.resource)
 }
 
-func (g *group) deleteResource(resource string) {
+func (g *group) deleteResource(resource string) { g.s.deleteResource(resource) }
+
+// deleteResource ends a WHIP or WHEP resource at an origin, best effort,
+// in the background (owned by the Server's wait group).
+func (s *Server) deleteResource(resource string) {
 	if resource == "" {
 		return
 	}
-	s := g.s
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -544,13 +608,14 @@ func (g *group) forward(t *track, p *rtp.Packet) {
 	pk.hdr.SequenceNumber, pk.hdr.Timestamp = seq, ts
 	pk.hdr.Extension, pk.hdr.Extensions, pk.hdr.ExtensionProfile = false, nil, 0
 	pk.hdr.Padding, pk.hdr.PaddingSize, pk.hdr.CSRC = false, 0, nil
+	pk.size = pk.hdr.MarshalSize() + len(pk.payload)
 	if t.kind == kindVideo && isKeyframe(t.codec, p.Payload) && (!t.hasKey || ts != t.keyTS) {
 		pk.keyframe = true
 		t.lastKey, t.lastKeyAt, t.keyTS, t.hasKey = seq, now, ts, true
 	}
 	t.cache.put(pk)
 	for _, v := range *g.list.Load() {
-		v.push(t.kind, pk)
+		v.push(t.kind, pk, now)
 	}
 }
 

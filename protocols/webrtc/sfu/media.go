@@ -13,6 +13,7 @@ type packet struct {
 	hdr      rtp.Header
 	payload  []byte
 	keyframe bool // the first packet of a keyframe (video only)
+	size     int  // bytes on the wire before SRTP: header and payload
 }
 
 // timeline maps the RTP sequence numbers and timestamps of one track of a

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/stun/v4"
+	pion "github.com/pion/webrtc/v4"
 	"github.com/srs-mesh/srs-mesh/stream"
 )
 
@@ -420,4 +421,121 @@ func BenchmarkForward(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/viewer")
+}
+
+// bigVideo forwards a video packet of upstream sequence number seq with
+// an n-byte payload.
+func bigVideo(g *group, seq uint16, key bool, n int) {
+	payload := make([]byte, n)
+	payload[0] = 0x41
+	if key {
+		payload[0] = 0x65
+	}
+	g.forward(g.tracks[kindVideo], &rtp.Packet{Header: rtp.Header{SSRC: 9, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: payload})
+}
+
+// TestViewerQueueBytesBound: a viewer's queue holds at most QueueBytes,
+// however many packets it has room for; beyond, its video skips to the
+// next keyframe, and a viewer that keeps overflowing is kicked.
+func TestViewerQueueBytesBound(t *testing.T) {
+	g, _ := testGroup(Config{QueueBytes: 10_000, ViewerBitrate: -1, KeyframeInterval: time.Nanosecond})
+	v := testViewer(g, 1024)
+	bigVideo(g, 1, true, 1000)
+	g.start(g.tracks[kindVideo], v)
+	for seq := uint16(2); seq < 20; seq++ {
+		bigVideo(g, seq, false, 1000)
+	}
+	st := &g.s.st
+	if q := v.qbytes.Load(); q > 10_000 || q < 9_000 {
+		t.Fatalf("queue holds %d bytes, want at most 10000 and close to it", q)
+	}
+	if st.queueDrops.Load() == 0 || st.skipped.Load() != 1 {
+		t.Fatalf("drops %d skips %d after overflowing the queue's bytes", st.queueDrops.Load(), st.skipped.Load())
+	}
+	var n int64
+	for _, q := range drainQueue(v) {
+		n += int64(q.p.size)
+	}
+	v.qbytes.Add(-n) // as the shard's flush does
+	for seq := uint16(20); seq < 200; seq++ {
+		bigVideo(g, seq, true, 1000)
+	}
+	select {
+	case <-v.done:
+	default:
+		t.Fatal("a viewer that keeps overflowing its queue's bytes was not kicked")
+	}
+	if st.kicked.Load() != 1 {
+		t.Errorf("kicked %d", st.kicked.Load())
+	}
+}
+
+// TestViewerBitrateCap: a viewer that drains its queue at once still gets
+// no more than its bitrate (after the burst): packets beyond are dropped
+// and counted, its video skips to the next keyframe, retransmissions are
+// refused, and a viewer that keeps exceeding it is kicked.
+func TestViewerBitrateCap(t *testing.T) {
+	g, _ := testGroup(Config{ViewerBitrate: 8_000, KeyframeInterval: time.Nanosecond}) // 1000 bytes/s
+	v := testViewer(g, 1024)
+	v.rate = newBucket(g.s.cfg.ViewerBitrate, g.s.cfg.viewerBurst())
+	bigVideo(g, 1, true, 1000)
+	g.start(g.tracks[kindVideo], v)
+	st := &g.s.st
+	var got int
+	seq := uint16(2)
+	for ; st.rateDrops.Load() == 0 && seq < 1000; seq++ {
+		bigVideo(g, seq, false, 1000)
+		for _, q := range drainQueue(v) {
+			v.qbytes.Add(-int64(q.p.size))
+			got += q.p.size
+		}
+	}
+	if st.rateDrops.Load() == 0 {
+		t.Fatal("a viewer was sent 1 MB beyond its 1000-byte/s cap")
+	}
+	if got > minBurst+1000 || got < minBurst-2000 {
+		t.Errorf("sent %d bytes before the cap, want its burst of %d", got, minBurst)
+	}
+	if st.skipped.Load() != 1 || st.queueDrops.Load() != 0 {
+		t.Errorf("skips %d queue drops %d", st.skipped.Load(), st.queueDrops.Load())
+	}
+	drops := st.rateDrops.Load()
+	g.resend(v, kindVideo, seq-3)
+	if st.rateDrops.Load() != drops+1 || st.nacksServed.Load() != 0 {
+		t.Errorf("a retransmission beyond the cap: rate drops %d, served %d", st.rateDrops.Load()-drops, st.nacksServed.Load())
+	}
+	for i := 0; i < 10; i++ {
+		bigVideo(g, seq, true, 1000)
+		seq++
+	}
+	select {
+	case <-v.done:
+	default:
+		t.Fatal("a viewer that keeps exceeding its bitrate was not kicked")
+	}
+	if st.kicked.Load() != 1 {
+		t.Errorf("kicked %d", st.kicked.Load())
+	}
+}
+
+func TestSameCodec(t *testing.T) {
+	c := func(mime string, clock uint32, ch uint16, pt uint8, fmtp string) *pion.RTPCodecParameters {
+		return &pion.RTPCodecParameters{PayloadType: pion.PayloadType(pt),
+			RTPCodecCapability: pion.RTPCodecCapability{MimeType: mime, ClockRate: clock, Channels: ch, SDPFmtpLine: fmtp}}
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *pion.RTPCodecParameters
+		want bool
+	}{
+		{"another payload type", c("video/H264", 90000, 0, 96, "packetization-mode=1"), c("video/h264", 90000, 0, 106, "profile-level-id=42e01f"), true},
+		{"another codec", c("video/H264", 90000, 0, 96, ""), c("video/VP8", 90000, 0, 96, ""), false},
+		{"another clock rate", c("audio/opus", 48000, 2, 111, ""), c("audio/opus", 16000, 2, 111, ""), false},
+		{"another channel count", c("audio/opus", 48000, 2, 111, ""), c("audio/opus", 48000, 1, 111, ""), false},
+		{"no channel count is one", c("audio/PCMU", 8000, 0, 0, ""), c("audio/pcmu", 8000, 1, 0, ""), true},
+	} {
+		if got := sameCodec(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	pion "github.com/pion/webrtc/v4"
 
@@ -66,6 +67,21 @@ type Config struct {
 	// Write sends a packet from the shared UDP port (the relay's
 	// webrtc.Server.WriteToUDPAddrPort). Required.
 	Write func(p []byte, to netip.AddrPort) (int, error)
+	// Conn, when not nil, is the shared UDP port's socket: the Server
+	// then writes to it itself, many packets per system call (sendmmsg on
+	// Linux) from one goroutine, and Write is not used.
+	Conn *net.UDPConn
+	// TCP, when not nil, is a listener for viewers whose networks block
+	// UDP (ICE-TCP, RFC 6544): answers then also carry TCPCandidate, a
+	// passive TCP host candidate. Anyone may connect, as to the UDP port;
+	// a connection is handed to a viewer only by a STUN Binding request
+	// naming that viewer's ICE ufrag, and is closed when none comes within
+	// TCPHandshakeTimeout. MaxTCPConns caps the connections at a time
+	// (more are closed at once). The Server closes TCP on Close.
+	TCP                 net.Listener
+	TCPCandidate        netip.AddrPort
+	MaxTCPConns         int
+	TCPHandshakeTimeout time.Duration
 	// Sessions, when not nil, is told about every viewer and upstream.
 	Sessions stream.Sessions
 	// Store, when not nil, is the mesh's ICE session table: each viewer's
@@ -93,8 +109,17 @@ type Config struct {
 	// one upstream, MaxUpstreams the upstreams. Beyond them offers get
 	// webrtc.ErrViewerLimit.
 	MaxViewers, MaxViewersPerStream, MaxUpstreams int
-	// QueueLen is each viewer's send queue, in packets.
-	QueueLen int
+	// QueueLen is each viewer's send queue, in packets, and QueueBytes
+	// in bytes.
+	QueueLen   int
+	QueueBytes int
+	// ViewerBitrate caps what the node sends one viewer, in bits a
+	// second, retransmissions included, with bursts of up to half a
+	// second of it (at least minBurst bytes). A viewer beyond it is treated
+	// as one whose queue overflowed: its video skips to the next
+	// keyframe, and one that keeps exceeding it is kicked. Negative: no
+	// cap.
+	ViewerBitrate int64
 	// CacheSize is the packets cached per track of a stream, for NACKs
 	// and a new viewer's start.
 	CacheSize int
@@ -116,6 +141,15 @@ type Config struct {
 	// OfferTimeout bounds the upstream's signalling and the wait for the
 	// stream's codecs when a viewer's offer needs a new upstream.
 	OfferTimeout time.Duration
+
+	// Backup WHIP publishers (Server.Standby, see standby.go). Publisher,
+	// when not nil, routes a promoted standby's publish and records it
+	// once the origin accepted (nil: Router.Route). Assignments, when not
+	// nil, keeps standbys only of streams the mesh assigned. Standbys,
+	// when not nil, is told about standby publishers.
+	Publisher   stream.Publisher
+	Assignments Assignments
+	Standbys    StandbyObserver
 }
 
 // Defaults for Config.
@@ -124,6 +158,8 @@ const (
 	DefaultMaxViewersPerStream = 1000
 	DefaultMaxUpstreams        = 256
 	DefaultQueueLen            = 1024
+	DefaultQueueBytes          = 2 << 20
+	DefaultViewerBitrate       = 50_000_000
 	DefaultCacheSize           = 1024
 	DefaultKeyframeInterval    = 500 * time.Millisecond
 	DefaultCachedStart         = 2 * time.Second
@@ -132,20 +168,23 @@ const (
 	DefaultConnectTimeout      = 20 * time.Second
 	DefaultOfferTimeout        = 8 * time.Second
 	DefaultTouchInterval       = 5 * time.Second
+	DefaultTCPHandshakeTimeout = 10 * time.Second
 )
 
 // Configuration errors.
 var (
 	ErrNoRouter    = errors.New("sfu: Config.Router is required")
-	ErrNoCandidate = errors.New("sfu: Config.Candidate, LocalAddr and Write are required")
+	ErrNoCandidate = errors.New("sfu: Config.Candidate, LocalAddr and Write or Conn are required")
 	ErrClosed      = errors.New("sfu: server closed")
+
+	ErrNoTCPCandidate = errors.New("sfu: Config.TCPCandidate is required with Config.TCP")
 )
 
 func (c *Config) setDefaults() error {
 	if c.Router == nil {
 		return ErrNoRouter
 	}
-	if !c.Candidate.IsValid() || !c.LocalAddr.IsValid() || c.Write == nil {
+	if !c.Candidate.IsValid() || !c.LocalAddr.IsValid() || (c.Write == nil && c.Conn == nil) {
 		return ErrNoCandidate
 	}
 	if c.Logger == nil {
@@ -165,6 +204,10 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxUpstreams, DefaultMaxUpstreams)
 	def(&c.QueueLen, DefaultQueueLen)
 	def(&c.CacheSize, DefaultCacheSize)
+	def(&c.QueueBytes, DefaultQueueBytes)
+	if c.ViewerBitrate == 0 {
+		c.ViewerBitrate = DefaultViewerBitrate
+	}
 	defd := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -177,7 +220,26 @@ func (c *Config) setDefaults() error {
 	defd(&c.ConnectTimeout, DefaultConnectTimeout)
 	defd(&c.OfferTimeout, DefaultOfferTimeout)
 	defd(&c.TouchInterval, DefaultTouchInterval)
+	defd(&c.TCPHandshakeTimeout, DefaultTCPHandshakeTimeout)
+	def(&c.MaxTCPConns, c.MaxViewers)
+	if c.TCP != nil && !c.TCPCandidate.IsValid() {
+		return ErrNoTCPCandidate
+	}
 	return nil
+}
+
+// tcpWriteBuffer bounds what pion buffers for one ICE-TCP connection
+// whose peer reads slowly; beyond, packets are dropped.
+const tcpWriteBuffer = 512 << 10
+
+// minBurst is the least burst of a viewer's bitrate cap, in bytes: a
+// keyframe's first packets go at once.
+const minBurst = 64 << 10
+
+// viewerBurst is the bytes a viewer may be sent at once beyond its
+// bitrate: half a second of it, at least minBurst.
+func (c *Config) viewerBurst() int {
+	return int(max(c.ViewerBitrate/16, minBurst))
 }
 
 // Server is one node's WebRTC fan-out. It implements webrtc.Viewers and
@@ -186,20 +248,29 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	port     *port
+	send     *sender // nil without Config.Conn
 	mux      ice.UDPMux
+	tcp      *capListener // nil without Config.TCP
+	tcpMux   ice.TCPMux
 	viewers  *pion.API // ICE-lite on the shared port, no NACK responder
 	upstream *pion.API // full ICE, NACK generator
+	publish  *pion.API // full ICE, frequent sender reports (standby.go)
 	live     drain.Group
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	closed  bool
-	groups  map[string]*group
-	byID    map[string]*viewer
-	nViewer int // viewers admitted, connected or not
+	mu     sync.Mutex
+	closed bool
+	groups map[string]*group
+	byID   map[string]*viewer
+	// standbys are the WHIP publishers held as their stream's standby,
+	// one per stream; switches their promotions.
+	standbys map[stream.Key]*standbyPub
+	promoted map[string]*standbyPub // by id, until they end
+	switches switchBudget
+	nViewer  int // viewers admitted, connected or not
 	// shards write the viewers' queues, one goroutine per CPU; a viewer
 	// gets the next one.
 	shards    []*shard
@@ -215,14 +286,15 @@ type Server struct {
 }
 
 var (
-	_ webrtc.Viewers = (*Server)(nil)
-	_ webrtc.Tap     = (*Server)(nil)
+	_ webrtc.Viewers  = (*Server)(nil)
+	_ webrtc.Tap      = (*Server)(nil)
+	_ webrtc.Standbys = (*Server)(nil)
 )
 
 type counters struct {
-	viewersTotal, kicked, skipped, queueDrops,
+	viewersTotal, kicked, skipped, queueDrops, rateDrops,
 	nacks, nacksServed, nacksMissed, keyframeRequests, plisUpstream,
-	reattaches, upstreamFailures, refused, packetsIn, packetsOut, bytesOut atomic.Uint64
+	reattaches, upstreamFailures, codecChanges, refused, packetsIn, packetsOut, bytesOut atomic.Uint64
 }
 
 // Stats is a snapshot of a Server's counters.
@@ -235,8 +307,9 @@ type Stats struct {
 	ViewersTotal, Refused uint64
 	// Skipped counts the times a viewer's queue overflowed and its video
 	// skipped to the next keyframe, Kicked the viewers ended for it,
-	// QueueDrops the packets dropped.
-	Skipped, Kicked, QueueDrops uint64
+	// QueueDrops the packets dropped for a full queue, RateDrops those
+	// (and retransmissions) beyond a viewer's bitrate.
+	Skipped, Kicked, QueueDrops, RateDrops uint64
 	// NACKs: sequence numbers viewers asked for, the ones the cache
 	// served, the ones it no longer held.
 	NACKs, NACKsServed, NACKsMissed uint64
@@ -244,8 +317,10 @@ type Stats struct {
 	// PLIsUpstream those that reached an upstream.
 	KeyframeRequests, PLIsUpstream uint64
 	// Reattaches counts upstreams re-attached (moves, failures);
-	// UpstreamFailures the attempts that failed.
-	Reattaches, UpstreamFailures uint64
+	// UpstreamFailures the attempts that failed; CodecChanges the
+	// upstreams whose viewers were ended because the stream's new origin
+	// answered another codec.
+	Reattaches, UpstreamFailures, CodecChanges uint64
 	// PacketsIn are RTP packets from upstreams; PacketsOut and BytesOut
 	// RTP sent to viewers.
 	PacketsIn, PacketsOut, BytesOut uint64
@@ -253,6 +328,12 @@ type Stats struct {
 	// Integrity the Binding requests from a new address that failed the
 	// MESSAGE-INTEGRITY check.
 	PortDrops, Integrity uint64
+	// TCPConns are the ICE-TCP connections open now, TCPRefused those
+	// closed at once for Config.MaxTCPConns.
+	TCPConns   int
+	TCPRefused uint64
+	// SendErrors are packets to viewers the socket refused (Config.Conn).
+	SendErrors uint64
 }
 
 // New validates cfg and returns a Server.
@@ -261,8 +342,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("proto", "webrtc", "fanout", true),
-		groups: map[string]*group{}, byID: map[string]*viewer{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
-	s.port = newPort(net.UDPAddrFromAddrPort(cfg.LocalAddr), cfg.Write)
+		groups: map[string]*group{}, byID: map[string]*viewer{}, standbys: map[stream.Key]*standbyPub{}, promoted: map[string]*standbyPub{}, ended: map[string]struct{}{}, endedRing: make([]string, maxEnded)}
+	write := cfg.Write
+	if cfg.Conn != nil {
+		s.send = newSender(cfg.Conn)
+		write = s.send.send
+	}
+	s.port = newPort(net.UDPAddrFromAddrPort(cfg.LocalAddr), write)
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelDisabled
 	s.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: s.port, Logger: lf.NewLogger("mux")})
@@ -276,6 +362,14 @@ func New(cfg Config) (*Server, error) {
 	vse.SetLite(true)
 	vse.SetICEUDPMux(s.mux)
 	vse.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4, pion.NetworkTypeUDP6})
+	if cfg.TCP != nil {
+		s.tcp = &capListener{Listener: cfg.TCP, max: int64(cfg.MaxTCPConns)}
+		s.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: s.tcp, Logger: lf.NewLogger("tcpmux"),
+			ReadBufferSize: 32, WriteBufferSize: tcpWriteBuffer,
+			FirstStunBindTimeout: cfg.TCPHandshakeTimeout, AliveDurationForConnFromStun: cfg.TCPHandshakeTimeout})
+		vse.SetICETCPMux(s.tcpMux)
+		vse.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4, pion.NetworkTypeUDP6, pion.NetworkTypeTCP4, pion.NetworkTypeTCP6})
+	}
 	vse.SetIncludeLoopbackCandidate(true)
 	vse.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	vir := &interceptor.Registry{}
@@ -299,7 +393,35 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.upstream = pion.NewAPI(pion.WithMediaEngine(&ume), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(uir))
+
+	// A promoted standby publishes to its origin as a client: sender
+	// reports come often, since an origin bridging WebRTC to RTMP (SRS)
+	// starts a publish's frames only once sender reports timed its
+	// tracks; NACKs are passed to the encoder, not answered here.
+	var pme pion.MediaEngine
+	if err := pme.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	pir := &interceptor.Registry{}
+	sr, err := report.NewSenderInterceptor(report.SenderInterval(standbyReportInterval))
+	if err != nil {
+		return nil, err
+	}
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	pir.Add(sr)
+	pir.Add(rr)
+	s.publish = pion.NewAPI(pion.WithMediaEngine(&pme), pion.WithSettingEngine(use), pion.WithInterceptorRegistry(pir))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.send != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.send.run(s.ctx.Done())
+		}()
+	}
 	for range max(runtime.GOMAXPROCS(0), 1) {
 		sh := newShard()
 		s.shards = append(s.shards, sh)
@@ -335,6 +457,16 @@ func (s *Server) touch() {
 				live = append(live, v.session)
 			}
 		}
+		for _, sb := range s.standbys {
+			if sb.session != "" {
+				live = append(live, sb.session)
+			}
+		}
+		for _, sb := range s.promoted {
+			if sb.session != "" {
+				live = append(live, sb.session)
+			}
+		}
 		s.mu.Unlock()
 		if len(live) > 0 {
 			s.cfg.Activity.TouchRTCSessions(live)
@@ -358,12 +490,18 @@ func (s *Server) Stats() Stats {
 	c := &s.st
 	st := Stats{Viewers: v, Upstreams: u,
 		ViewersTotal: c.viewersTotal.Load(), Refused: c.refused.Load(),
-		Skipped: c.skipped.Load(), Kicked: c.kicked.Load(), QueueDrops: c.queueDrops.Load(),
+		Skipped: c.skipped.Load(), Kicked: c.kicked.Load(), QueueDrops: c.queueDrops.Load(), RateDrops: c.rateDrops.Load(),
 		NACKs: c.nacks.Load(), NACKsServed: c.nacksServed.Load(), NACKsMissed: c.nacksMissed.Load(),
 		KeyframeRequests: c.keyframeRequests.Load(), PLIsUpstream: c.plisUpstream.Load(),
-		Reattaches: c.reattaches.Load(), UpstreamFailures: c.upstreamFailures.Load(),
+		Reattaches: c.reattaches.Load(), UpstreamFailures: c.upstreamFailures.Load(), CodecChanges: c.codecChanges.Load(),
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(), BytesOut: c.bytesOut.Load(),
 		PortDrops: s.port.dropped.Load(), Integrity: s.port.integrity.Load()}
+	if s.tcp != nil {
+		st.TCPConns, st.TCPRefused = int(s.tcp.open.Load()), s.tcp.refused.Load()
+	}
+	if s.send != nil {
+		st.SendErrors = s.send.failed.Load()
+	}
 	if u > 0 {
 		st.Ratio = float64(v) / float64(u)
 	}
@@ -490,8 +628,12 @@ func (s *Server) forget(id string) {
 }
 
 // Stop implements webrtc.Viewers. A viewer that ended shortly before (its
-// client closed the connection first) counts as this node's.
+// client closed the connection first) counts as this node's. It ends a
+// standby publisher (Standby) of that id as well.
 func (s *Server) Stop(id string) bool {
+	if s.stopStandby(id) {
+		return true
+	}
 	s.mu.Lock()
 	v := s.byID[id]
 	_, ended := s.ended[id]
@@ -528,6 +670,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.mux.Close()
+	if s.tcpMux != nil {
+		s.tcpMux.Close() // closes the listener
+	}
 	s.port.Close()
 	return nil
 }

@@ -2,6 +2,7 @@ package sfu_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -71,12 +72,17 @@ func startNode(t *testing.T, router stream.Router, cfg sfu.Config) *node {
 		cfg.TouchInterval = 20 * time.Millisecond
 	}
 	cfg.Write = func(p []byte, to netip.AddrPort) (int, error) { return relay.Load().WriteToUDPAddrPort(p, to) }
+	cfg.Conn = pc // the fan-out writes to the socket itself, in batches
 	fan, err := sfu.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := webrtc.New(webrtc.Config{Router: router, Store: store, Candidate: local,
-		Viewers: fan, Tap: fan, OfferRate: -1})
+	rcfg := webrtc.Config{Router: router, Store: store, Candidate: local,
+		Viewers: fan, Tap: fan, OfferRate: -1}
+	if cfg.Standbys != nil {
+		rcfg.Standbys = fan
+	}
+	rs, err := webrtc.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,4 +375,132 @@ func TestViewersEndWhenStreamLost(t *testing.T) {
 	if st := n.fan.Stats(); st.UpstreamFailures == 0 {
 		t.Errorf("no failed re-attach counted: %+v", st)
 	}
+}
+
+// TestFanOutOverTCP plays through a node's ICE-TCP listener with a client
+// that has no UDP: the answer offers the node's TCP candidate, and the
+// viewer receives media over TCP. The listener's connection cap closes a
+// connection beyond it at once, and a connection that sends no STUN
+// Binding request is closed after the handshake timeout.
+func TestFanOutOverTCP(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpAPI, err := webrtctest.TCPClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOrigin(t)
+	publish(t, api, o, "s")
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, &switchRouter{o: o.StreamOrigin("o1")}, sfu.Config{TCP: ln,
+		TCPCandidate: ln.Addr().(*net.TCPAddr).AddrPort(), MaxTCPConns: 2, TCPHandshakeTimeout: 500 * time.Millisecond})
+	v := startViewer(t, tcpAPI, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	if !strings.Contains(v.pc.RemoteDescription().SDP, "tcp") {
+		t.Fatalf("answer without a TCP candidate:\n%s", v.pc.RemoteDescription().SDP)
+	}
+	testkit.WaitFor(t, 15*time.Second, "TCP viewer receives video and audio", func() bool {
+		return v.video.Load() > 20 && v.audio.Load() > 20
+	})
+	pair, err := v.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err == nil && pair != nil && pair.Local.Protocol != pionwebrtc.ICEProtocolTCP {
+		t.Errorf("media over %v, want TCP", pair.Local.Protocol)
+	}
+	if st := n.fan.Stats(); st.TCPConns != 1 {
+		t.Errorf("%d TCP connections open, want 1", st.TCPConns)
+	}
+
+	// An idle connection takes the last slot and is closed after the
+	// handshake timeout; one beyond the cap is closed at once.
+	idle, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	testkit.WaitFor(t, 5*time.Second, "the idle connection is counted", func() bool { return n.fan.Stats().TCPConns == 2 })
+	over, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("a connection beyond the cap stayed open: %v", err)
+	}
+	if st := n.fan.Stats(); st.TCPRefused != 1 {
+		t.Errorf("refused %d, want 1", st.TCPRefused)
+	}
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("a connection without a Binding request stayed open: %v", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, "the idle connection's slot is free", func() bool { return n.fan.Stats().TCPConns == 1 })
+	if v.video.Load() == 0 {
+		t.Error("no video")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestCodecChangeEndsViewers moves the stream to an origin whose publish
+// carries another video codec: the viewers, who negotiated H.264, cannot
+// be sent VP8, so the upstream is refused, they are ended (not left
+// frozen), the change is counted, and a viewer that plays again is
+// offered the new codec by a new upstream.
+func TestCodecChangeEndsViewers(t *testing.T) {
+	api, err := webrtctest.ClientAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startOrigin(t), startOrigin(t)
+	publish(t, api, a, "s")
+	p, err := webrtctest.NewPublisherCodec(api, pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeVP8, ClockRate: 90000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	signal(t, p.PC, "http://"+b.API+"/rtc/v1/whip/?app=live&stream=s")
+	p.Start()
+	testkit.WaitFor(t, 10*time.Second, "b receives the VP8 publish", func() bool { return b.Tracks("live", "s") == 2 })
+
+	router := &switchRouter{o: a.StreamOrigin("a")}
+	n := startNode(t, router, sfu.Config{})
+	v := startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	testkit.WaitFor(t, 10*time.Second, "viewer receives video", func() bool { return v.video.Load() > 20 })
+	router.set(b.StreamOrigin("b"))
+	n.fan.Moved(stream.Key{Vhost: stream.DefaultVhost, App: "live", Stream: "s"})
+	testkit.WaitFor(t, 10*time.Second, "the H.264 viewer ended", func() bool {
+		st := n.fan.Stats()
+		return st.CodecChanges == 1 && st.Viewers == 0 && st.Upstreams == 0
+	})
+	testkit.WaitFor(t, 10*time.Second, "the viewer's connection closed", func() bool {
+		st := v.pc.ConnectionState()
+		return st == pionwebrtc.PeerConnectionStateClosed || st == pionwebrtc.PeerConnectionStateFailed ||
+			st == pionwebrtc.PeerConnectionStateDisconnected
+	})
+
+	again := startViewer(t, api, n.url+"/rtc/v1/whep/?app=live&stream=s")
+	if sdp := again.pc.RemoteDescription().SDP; !strings.Contains(sdp, "a=rtpmap:"+firstVideoPT(sdp)+" VP8/90000") {
+		t.Errorf("the new viewer's answer does not put VP8 first:\n%s", sdp)
+	}
+	// The test publisher's video payloads are not VP8 key frames, so the
+	// new viewer's video waits for one; its audio flows.
+	testkit.WaitFor(t, 10*time.Second, "a new viewer receives audio", func() bool { return again.audio.Load() > 20 })
+}
+
+// firstVideoPT is the first payload type of an SDP's video section.
+func firstVideoPT(sdp string) string {
+	for _, l := range strings.Split(sdp, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "m=video" {
+			return f[3]
+		}
+	}
+	return ""
 }

@@ -45,6 +45,10 @@ type viewer struct {
 	skipped [2]uint16 // output = cache sequence number - skipped
 	strikes int
 	lastHit time.Time
+	rate    bucket // the viewer's bitrate cap (Config.ViewerBitrate)
+	// qbytes are the bytes in q (Config.QueueBytes). Queueing adds under
+	// mu; the shard's flush subtracts.
+	qbytes atomic.Int64
 }
 
 // queued is one packet for a viewer, with its sequence number.
@@ -52,6 +56,56 @@ type queued struct {
 	p    *packet
 	seq  uint16
 	kind uint8
+}
+
+// bucket is a token bucket of bytes: rate bytes a second, up to burst.
+// A zero rate lets everything through. It is not safe for concurrent use.
+type bucket struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func newBucket(bitsPerSecond int64, burst int) bucket {
+	return bucket{rate: float64(bitsPerSecond) / 8, burst: float64(burst), tokens: float64(burst)}
+}
+
+// take reports whether n bytes may go at now, and if so takes them.
+func (b *bucket) take(n int, now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		if d := now.Sub(b.last); d > 0 {
+			b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		}
+	}
+	b.last = now
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+// enqueue queues p as seq unless that would exceed the queue's packets or
+// bytes, or the viewer's bitrate; it reports whether it did and, if not,
+// whether the bitrate was the cause. v.mu is held.
+func (v *viewer) enqueue(k int, p *packet, seq uint16, now time.Time) (ok, overRate bool) {
+	cfg := &v.g.s.cfg
+	if v.qbytes.Load()+int64(p.size) > int64(cfg.QueueBytes) || len(v.q) == cap(v.q) {
+		return false, false
+	}
+	if !v.rate.take(p.size, now) {
+		return false, true
+	}
+	select {
+	case v.q <- queued{p: p, seq: seq, kind: uint8(k)}:
+		v.qbytes.Add(int64(p.size))
+		return true, false
+	default:
+		return false, false
+	}
 }
 
 // answer creates a viewer of g for offer and returns its answer.
@@ -70,7 +124,8 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 	if err != nil {
 		return nil, nil, err
 	}
-	v := &viewer{g: g, id: newID(), pc: pc, q: make(chan queued, s.cfg.QueueLen), done: make(chan struct{}), out: new(atomic.Uint64)}
+	v := &viewer{g: g, id: newID(), pc: pc, q: make(chan queued, s.cfg.QueueLen), done: make(chan struct{}), out: new(atomic.Uint64),
+		rate: newBucket(s.cfg.ViewerBitrate, s.cfg.viewerBurst())}
 	fail := func(err error) (*viewer, []byte, error) {
 		pc.Close()
 		if v.ufrag != "" {
@@ -122,6 +177,9 @@ func (s *Server) answer(ctx context.Context, g *group, offer []byte) (*viewer, [
 	}
 	s.port.add(v.ufrag, webrtc.ICEPwd(local))
 	answer := webrtc.RewriteSDP(local, s.cfg.Candidate)
+	if s.tcp != nil {
+		answer = addTCPCandidate(answer, s.cfg.TCPCandidate)
+	}
 	if s.cfg.Store != nil && s.cfg.NodeRTC.IsValid() {
 		if peer, err := webrtc.ParseSDP(offer); err == nil {
 			rec := stream.RTCSession{Ufrag: v.ufrag + ":" + peer, OriginID: "node:" + s.cfg.NodeID, OriginRTC: s.cfg.NodeRTC.String(),
@@ -258,11 +316,9 @@ func (v *viewer) begin(k int, pks []*packet) {
 	if k == kindVideo {
 		v.waitKey = len(pks) == 0
 	}
+	now := time.Now()
 	for _, p := range pks {
-		select {
-		case v.q <- queued{p: p, seq: p.hdr.SequenceNumber - v.skipped[k], kind: uint8(k)}:
-		default:
-		}
+		v.enqueue(k, p, p.hdr.SequenceNumber-v.skipped[k], now)
 	}
 	v.signal()
 }
@@ -274,10 +330,11 @@ func (v *viewer) signal() {
 	}
 }
 
-// push queues a live packet of kind k. It runs on the upstream's reader
-// and never blocks: a full queue makes video skip to the next keyframe,
-// and a viewer that keeps overflowing is kicked.
-func (v *viewer) push(k int, p *packet) {
+// push queues a live packet of kind k that arrived at now. It runs on the
+// upstream's reader and never blocks: a full queue (in packets or bytes)
+// or a packet beyond the viewer's bitrate makes video skip to the next
+// keyframe, and a viewer that keeps overflowing is kicked.
+func (v *viewer) push(k int, p *packet, now time.Time) {
 	v.mu.Lock()
 	if !v.active {
 		v.mu.Unlock()
@@ -291,21 +348,23 @@ func (v *viewer) push(k int, p *packet) {
 		}
 		v.waitKey = false
 	}
-	select {
-	case v.q <- queued{p: p, seq: p.hdr.SequenceNumber - v.skipped[k], kind: uint8(k)}:
+	ok, overRate := v.enqueue(k, p, p.hdr.SequenceNumber-v.skipped[k], now)
+	if ok {
 		v.mu.Unlock()
 		v.signal()
 		return
-	default:
 	}
 	st := &v.g.s.st
-	st.queueDrops.Add(1)
+	if overRate {
+		st.rateDrops.Add(1)
+	} else {
+		st.queueDrops.Add(1)
+	}
 	v.skipped[k]++
 	if k != kindVideo {
 		v.mu.Unlock()
 		return
 	}
-	now := time.Now()
 	if now.Sub(v.lastHit) > kickWindow {
 		v.strikes = 0
 	}
@@ -334,15 +393,20 @@ func (v *viewer) offset(k int) uint16 {
 }
 
 // resend queues a retransmission of p as the viewer's seq; false when the
-// queue is full.
+// queue is full or the viewer is at its bitrate (a retransmission counts
+// against it like any packet, so NACKs cannot make the node send a viewer
+// more than its cap).
 func (v *viewer) resend(k int, p *packet, seq uint16) bool {
-	select {
-	case v.q <- queued{p: p, seq: seq, kind: uint8(k)}:
-		v.signal()
-		return true
-	default:
-		return false
+	v.mu.Lock()
+	ok, overRate := v.enqueue(k, p, seq, time.Now())
+	v.mu.Unlock()
+	if overRate {
+		v.g.s.st.rateDrops.Add(1)
 	}
+	if ok {
+		v.signal()
+	}
+	return ok
 }
 
 // readRTCP handles the viewer's feedback on the sender of kind k: NACKs

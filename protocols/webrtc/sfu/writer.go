@@ -83,6 +83,7 @@ func (v *viewer) flush(pkt *rtp.Packet, st *counters) int {
 	for i := 0; i < flushBatch; i++ {
 		select {
 		case q := <-v.q:
+			v.qbytes.Add(-int64(q.p.size))
 			tr := v.tracks[q.kind]
 			if tr == nil {
 				continue

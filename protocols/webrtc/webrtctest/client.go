@@ -49,13 +49,19 @@ type Publisher struct {
 
 // NewPublisher creates the peer connection and its two tracks.
 func NewPublisher(api *pionwebrtc.API) (*Publisher, error) {
+	return NewPublisherCodec(api, pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"})
+}
+
+// NewPublisherCodec is NewPublisher with its video track declared as
+// video (its payloads stay the synthetic H.264 ones).
+func NewPublisherCodec(api *pionwebrtc.API, video pionwebrtc.RTPCodecCapability) (*Publisher, error) {
 	pc, err := api.NewPeerConnection(pionwebrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
 	p := &Publisher{PC: pc, stop: make(chan struct{}), done: make(chan struct{})}
-	p.video, err = pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
+	p.video, err = pionwebrtc.NewTrackLocalStaticRTP(video, "video", "pub")
 	if err == nil {
 		p.audio, err = pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
 	}
@@ -202,4 +208,18 @@ func (p *Player) Close() {
 		p.PC.Close()
 		p.wg.Wait()
 	})
+}
+
+// TCPClientAPI is ClientAPI for a peer whose network blocks UDP: its only
+// candidates are active ICE-TCP ones over loopback (RFC 6544).
+func TCPClientAPI() (*pionwebrtc.API, error) {
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelDisabled
+	se := loopbackSettings(lf)
+	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeTCP4})
+	var me pionwebrtc.MediaEngine
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me)), nil
 }

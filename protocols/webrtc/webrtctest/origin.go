@@ -28,6 +28,9 @@ type Options struct {
 	// FullICE makes the origin a full ICE agent; by default it is ICE-lite,
 	// like SRS.
 	FullICE bool
+	// RefuseBusy makes the origin refuse a publish of a stream that has a
+	// publisher as SRS does: it closes the request unanswered.
+	RefuseBusy bool
 }
 
 // Origin is a running test origin. Its HTTP API serves
@@ -43,11 +46,12 @@ type Origin struct {
 	// "127.0.0.1:port".
 	API, RTC string
 
-	pion *pionwebrtc.API
-	mux  *ice.UDPMuxDefault
-	udp  *net.UDPConn
-	http *http.Server
-	ln   net.Listener
+	pion       *pionwebrtc.API
+	mux        *ice.UDPMuxDefault
+	refuseBusy bool
+	udp        *net.UDPConn
+	http       *http.Server
+	ln         net.Listener
 
 	mu       sync.Mutex
 	closed   bool
@@ -90,14 +94,15 @@ func Start(opts Options) (*Origin, error) {
 		return nil, err
 	}
 	o := &Origin{
-		API:      ln.Addr().String(),
-		RTC:      udp.LocalAddr().String(),
-		pion:     pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me)),
-		mux:      mux,
-		udp:      udp,
-		ln:       ln,
-		sessions: make(map[string]*session),
-		streams:  make(map[string][]*pionwebrtc.TrackLocalStaticRTP),
+		refuseBusy: opts.RefuseBusy,
+		API:        ln.Addr().String(),
+		RTC:        udp.LocalAddr().String(),
+		pion:       pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(&me)),
+		mux:        mux,
+		udp:        udp,
+		ln:         ln,
+		sessions:   make(map[string]*session),
+		streams:    make(map[string][]*pionwebrtc.TrackLocalStaticRTP),
 	}
 	o.http = &http.Server{Handler: http.HandlerFunc(o.serveHTTP), ReadHeaderTimeout: 5 * time.Second}
 	o.wg.Add(1)
@@ -210,7 +215,17 @@ func (o *Origin) serveOffer(w http.ResponseWriter, r *http.Request, publish bool
 	}
 	o.mu.Lock()
 	tracks := append([]*pionwebrtc.TrackLocalStaticRTP(nil), o.streams[key]...)
+	busy := false
+	for _, s := range o.sessions {
+		busy = busy || s.publisher && s.stream == key
+	}
 	o.mu.Unlock()
+	if publish && busy && o.refuseBusy {
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+		return
+	}
 	if !publish && len(tracks) == 0 {
 		fail(w, http.StatusNotFound, "stream not published: "+key)
 		return
