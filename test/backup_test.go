@@ -259,3 +259,43 @@ func TestNginxBackupEncoder(t *testing.T) {
 		t.Fatalf("the standby encoder exited: %s", b.Output())
 	}
 }
+
+// TestNginxThirdEncoderRefused: a stream key has at most two publishers in
+// the mesh. With an active encoder through one node and its standby
+// through another, a third encoder of the key through the third node is
+// refused as busy, as the origin would refuse it, and the mesh still lists
+// one standby.
+func TestNginxThirdEncoderRefused(t *testing.T) {
+	_, flags := twoNginx(t)
+	c := startCluster(t, 3, flags...)
+	c.waitOriginsHealthy(t, 2)
+	const path, key = "live/b4", "__defaultVhost__/live/b4"
+	a := publishPattern(t, c.nodes[0].RTMPURL(path), "null")
+	c.waitAssigned(t, key)
+	p := harness.StartPlayer(t, c.nodes[0].RTMPURL(path))
+	testkit.WaitFor(t, 60*time.Second, "the player decoding", func() bool { return p.Frames() > 25 })
+	b := publishPattern(t, c.nodes[1].RTMPURL(path), "negate")
+	waitStandby(t, c.nodes[1], 1)
+	third := publishPattern(t, c.nodes[2].RTMPURL(path), "hflip")
+	testkit.WaitFor(t, 30*time.Second, "the third encoder refused", third.Exited)
+	if !strings.Contains(c.nodes[2].Logs(), "has a standby publisher already") {
+		t.Errorf("node 3 did not say why it refused the third encoder:\n%s", c.nodes[2].Logs())
+	}
+	var cs struct {
+		Streams []struct {
+			Key      string         `json:"key"`
+			Standbys map[string]int `json:"standbys"`
+		} `json:"streams"`
+	}
+	if err := harness.GetJSON("http://"+c.nodes[2].SystemAPI+"/mesh/v1/streams", &cs); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cs.Streams {
+		if s.Key == key && (len(s.Standbys) != 1 || s.Standbys[c.nodes[1].ID] != 1) {
+			t.Errorf("standbys of %s: %v, want one on %s", key, s.Standbys, c.nodes[1].ID)
+		}
+	}
+	if a.Exited() || b.Exited() {
+		t.Fatalf("the active or the standby encoder exited: %s %s", a.Output(), b.Output())
+	}
+}

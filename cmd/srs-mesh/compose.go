@@ -375,6 +375,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	failovers *failoverMetrics, fan *fanout.Registry, candidate netip.AddrPort, advertise netip.Addr, creds originCredentials, log *slog.Logger) ([]part, error) {
 	var parts []part
 	sessions := nodeSessions{node}
+	standbyGate := meshStandbyGate{tel: node.Telemetry(), log: log.With("part", "standby")}
 	var certs *certReloader
 	if lns.https != nil || lns.apiHTTPS != nil || lns.rtmps != nil {
 		var err error
@@ -390,7 +391,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		}
 		s, err := rtmp.New(rtmp.Config{Router: router, Publisher: router, Sessions: sessions, Rerouter: router, OriginHealth: router, Sources: node,
 			Logger: log.With("proto", "rtmp"), FanOut: fan, Failovers: failovers, MaxMessageSize: maxMessage,
-			BackupPublish: o.backupPublish, Standbys: failovers, PublisherDrops: failovers, PublishStall: o.publishStall, MaxConns: o.maxRTMPConns})
+			BackupPublish: o.backupPublish, Standbys: failovers, StandbyGate: standbyGate, PublisherDrops: failovers, PublishStall: o.publishStall, MaxConns: o.maxRTMPConns})
 		if err != nil {
 			return nil, err
 		}
@@ -457,7 +458,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 	if lns.srt != nil {
 		s, err := srt.New(srt.Config{Router: router, Publisher: router, Sessions: sessions, Logger: log.With("proto", "srt"),
 			SocketBuffer:  udpBuf,
-			BackupPublish: o.backupPublish, Live: liveOnOrigin(newSRTLiveClient(), creds.get, node), PublishStall: o.publishStall, Standbys: srtStandbys{failovers}})
+			BackupPublish: o.backupPublish, Live: liveOnOrigin(newSRTLiveClient(), creds.get, node), PublishStall: o.publishStall, Standbys: srtStandbys{failovers}, StandbyGate: standbyGate})
 		if err != nil {
 			return nil, err
 		}
@@ -478,7 +479,7 @@ func clientParts(o serveOptions, lns listeners, lim httpLimits, clients clientAd
 		var fan *sfu.Server
 		var relay atomic.Pointer[webrtc.Server]
 		if o.rtcFanOut {
-			if fan, err = newRTCFanOut(o, lns.rtc, lns.rtcTCP, router, sessions, store, node, candidate, advertise, &relay, sfuBackup{router, node, whipStandbys{failovers}}, log); err != nil {
+			if fan, err = newRTCFanOut(o, lns.rtc, lns.rtcTCP, router, sessions, store, node, candidate, advertise, &relay, sfuBackup{router, node, whipStandbys{failovers}, standbyGate}, log); err != nil {
 				return nil, err
 			}
 			cfg.Viewers, cfg.Tap = fan, fan

@@ -61,7 +61,7 @@ func newRTCFanOut(o serveOptions, pc net.PacketConn, tcp net.Listener, router st
 		// --reattach-timeout 0 ends them at once.
 		ReattachTimeout: max(o.reattach, time.Nanosecond),
 		// Backup WHIP publishers (--backup-publish).
-		Publisher: backup.publisher, Assignments: backup.assignments, Standbys: backup.observer,
+		Publisher: backup.publisher, Assignments: backup.assignments, Standbys: backup.observer, StandbyGate: backup.gate,
 		Write: func(p []byte, to netip.AddrPort) (int, error) {
 			if r := relay.Load(); r != nil {
 				return r.WriteToUDPAddrPort(p, to)
@@ -77,6 +77,7 @@ type sfuBackup struct {
 	publisher   stream.Publisher
 	assignments sfu.Assignments
 	observer    sfu.StandbyObserver
+	gate        sfu.StandbyGate
 }
 
 var (

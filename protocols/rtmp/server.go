@@ -109,6 +109,9 @@ type Config struct {
 	BackupPublish bool
 	// Standbys, when not nil, is told about standby publishers.
 	Standbys StandbyObserver
+	// StandbyGate, when not nil, is asked before a publisher is kept as a
+	// standby (nil: one standby per stream on this node).
+	StandbyGate StandbyGate
 	// PublisherDrops, when not nil, is told about every publisher whose
 	// connection ended without it unpublishing (see PublisherDrop).
 	PublisherDrops PublisherDropObserver

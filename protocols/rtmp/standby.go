@@ -79,6 +79,15 @@ const (
 	StandbyStalled = "stalled"
 )
 
+// StandbyGate decides whether this node may keep a standby publisher of
+// a stream. The mesh keeps at most one standby of a stream, whichever node
+// and protocol holds it, so that a stream key has at most two publishers;
+// false refuses the publisher as the origin would. It is asked once the
+// node found the stream live, and may take a few hundred milliseconds.
+type StandbyGate interface {
+	MayHoldStandby(ctx context.Context, key stream.Key) bool
+}
+
 // StandbyObserver is told about standby publishers; it is called from the
 // session's goroutines and must not block.
 type StandbyObserver interface {
@@ -191,6 +200,11 @@ func (c *conn) keepStandby(ctx context.Context, origin stream.Origin, dialErr er
 	}
 	sb := &standby{c: c, origin: origin}
 	live, err := sb.watch(ctx, true)
+	if err == nil && live && s.cfg.StandbyGate != nil && !s.cfg.StandbyGate.MayHoldStandby(ctx, c.req.Key) {
+		c.log.Info("the stream has a standby publisher elsewhere in the mesh; refusing another")
+		sb.stopWatch()
+		live = false
+	}
 	if err != nil || !live {
 		s.standby.release(c.req.Key, c)
 		return nil, errNotStandby

@@ -80,6 +80,9 @@ type Config struct {
 	PublishStall time.Duration
 	// Standbys, if not nil, is told about standby publishers and stalls.
 	Standbys StandbyObserver
+	// StandbyGate, if not nil, is asked before a publisher is held as a
+	// standby (nil: one standby per stream on this node).
+	StandbyGate StandbyGate
 }
 
 // Defaults.

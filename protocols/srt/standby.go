@@ -284,6 +284,15 @@ func (sb *standbys) count() int {
 	return len(sb.byKey)
 }
 
+// StandbyGate decides whether this node may keep a standby publisher of
+// a stream. The mesh keeps at most one standby of a stream, whichever node
+// and protocol holds it, so that a stream key has at most two publishers;
+// false refuses the publisher as the origin would. It is asked once the
+// node found the stream live, and may take a few hundred milliseconds.
+type StandbyGate interface {
+	MayHoldStandby(ctx context.Context, key stream.Key) bool
+}
+
 // holdAsStandby decides, before a publish session's handshake, whether
 // the session is held as its stream's standby: backup publishing is on,
 // the caller is not encrypted, the stream is live on origin, and the node
@@ -306,6 +315,15 @@ func (ss *session) holdAsStandby(ctx context.Context, origin stream.Origin) bool
 	}
 	if !live {
 		return false
+	}
+	if g := s.cfg.StandbyGate; g != nil {
+		gctx, cancel := context.WithTimeout(ctx, liveTimeout)
+		may := g.MayHoldStandby(gctx, ss.info.Key)
+		cancel()
+		if !may {
+			ss.log.Info("the stream is live and has a standby publisher elsewhere in the mesh; publishing", "origin", origin.ID)
+			return false
+		}
 	}
 	if !s.standbys.claim(ss, hs.StreamID, origin) {
 		ss.log.Info("the stream is live and has a standby on this node (or the node holds its most); publishing", "origin", origin.ID)

@@ -150,6 +150,9 @@ type Config struct {
 	Publisher   stream.Publisher
 	Assignments Assignments
 	Standbys    StandbyObserver
+	// StandbyGate, when not nil, is asked before a publisher is kept as a
+	// standby (nil: one standby per stream on this node).
+	StandbyGate StandbyGate
 }
 
 // Defaults for Config.

@@ -187,6 +187,15 @@ func (b *switchBudget) record(key stream.Key, now time.Time) {
 	b.by[key] = append(recent, now)
 }
 
+// StandbyGate decides whether this node may keep a standby publisher of
+// a stream. The mesh keeps at most one standby of a stream, whichever node
+// and protocol holds it, so that a stream key has at most two publishers;
+// false refuses the publisher as the origin would. It is asked once the
+// node found the stream live, and may take a few hundred milliseconds.
+type StandbyGate interface {
+	MayHoldStandby(ctx context.Context, key stream.Key) bool
+}
+
 // Standby implements webrtc.Standbys.
 func (s *Server) Standby(ctx context.Context, key stream.Key, q url.Values, offer []byte) (webrtc.ViewerAnswer, error) {
 	if as := s.cfg.Assignments; as != nil {
@@ -232,6 +241,10 @@ func (s *Server) Standby(ctx context.Context, key stream.Key, q url.Values, offe
 	if !w.probe(pctx, standbyProbe) {
 		w.close()
 		return webrtc.ViewerAnswer{}, fmt.Errorf("%w: stream %s carries no media at origin %s", webrtc.ErrNotStandby, key, w.origin.ID)
+	}
+	if g := s.cfg.StandbyGate; g != nil && !g.MayHoldStandby(pctx, key) {
+		w.close()
+		return webrtc.ViewerAnswer{}, fmt.Errorf("%w: stream %s has a standby publisher elsewhere in the mesh", webrtc.ErrNotStandby, key)
 	}
 	ans, err := sb.answer(pctx, offer)
 	if err != nil {
