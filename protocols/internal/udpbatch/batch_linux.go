@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,8 +47,8 @@ type linuxReader struct {
 	drops     uint64
 }
 
-func newSysReader(uc *net.UDPConn, msgs []Msg) *linuxReader {
-	rc, err := uc.SyscallConn()
+func newSysReader(sc syscallConn, msgs []Msg) *linuxReader {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
@@ -107,10 +108,22 @@ func (r *linuxReader) read() (int, error) {
 	return r.n, nil
 }
 
+// wait sleeps d in the kernel. The thread keeps its P while it sleeps (the
+// runtime hands it to another thread only if other goroutines wait for
+// one), so waking costs one return from nanosleep rather than a timer
+// firing, a netpoll and a goroutine switch. A signal may cut the sleep
+// short, which only makes the batch smaller.
+func (r *linuxReader) wait(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Nanosleep(&ts, nil)
+}
+
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (r *linuxReader) recv(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), 0, 0, 0)
+		// MSG_WAITFORONE: on a blocking socket (a Socket), wait for
+		// the first datagram only.
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_WAITFORONE, 0, 0)
 		switch e {
 		case 0:
 			r.n = int(n)
@@ -184,8 +197,8 @@ type linuxWriter struct {
 	errno    syscall.Errno
 }
 
-func newSysWriter(uc *net.UDPConn, batch int, connected bool) *linuxWriter {
-	rc, err := uc.SyscallConn()
+func newSysWriter(sc syscallConn, batch int, connected bool) *linuxWriter {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}

@@ -2,7 +2,10 @@
 
 package udpbatch
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Elsewhere than Linux, every read and write takes one datagram.
 
@@ -12,15 +15,17 @@ type sysWriter = *noWriter
 
 type noReader struct{}
 
-func newSysReader(*net.UDPConn, []Msg) *noReader { return nil }
+func newSysReader(syscallConn, []Msg) *noReader { return nil }
 
 func (*noReader) read() (int, error) { return 0, nil }
 
 func (*noReader) dropped() uint64 { return 0 }
 
+func (*noReader) wait(time.Duration) {}
+
 type noWriter struct{}
 
-func newSysWriter(*net.UDPConn, int, bool) *noWriter { return nil }
+func newSysWriter(syscallConn, int, bool) *noWriter { return nil }
 
 func (*noWriter) write([]Msg) (int, int, error) { return 0, 0, nil }
 

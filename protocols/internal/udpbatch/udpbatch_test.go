@@ -287,3 +287,98 @@ func TestWriterWithoutConn(t *testing.T) {
 		t.Fatalf("Write without a socket: %d %d %v", sent, n, err)
 	}
 }
+
+// TestCoalesce: after a small batch the next Read waits and takes what
+// arrived meanwhile in one batch; a batch of below or more, or a Reader
+// without coalescing, is followed by no wait.
+func TestCoalesce(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := NewReader(srv, 8, 64)
+	if !r.Batched() {
+		t.Skip("reads are not batched on this platform")
+	}
+	r.Coalesce(300*time.Millisecond, 3)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	send := func(n int) {
+		for i := range n {
+			if _, err := cli.Write([]byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	send(1)
+	if ms, err := r.Read(); err != nil || len(ms) != 1 || !r.pending {
+		t.Fatalf("first read: %d datagrams, %v, wait next %v", len(ms), err, r.pending)
+	}
+	// The next Read waits 300 ms: the three datagrams sent as it starts
+	// come in one batch.
+	got := make(chan int, 1)
+	go func() {
+		ms, err := r.Read()
+		if err != nil {
+			t.Error(err)
+		}
+		got <- len(ms)
+	}()
+	send(3)
+	if n := <-got; n != 3 {
+		t.Fatalf("read after a small batch took %d datagrams, want the 3 that arrived during the wait", n)
+	}
+	if r.pending {
+		t.Fatal("a batch of below datagrams is followed by a wait")
+	}
+
+	// Off: no wait after small batches.
+	r.Coalesce(0, 3)
+	send(1)
+	if ms, err := r.Read(); err != nil || len(ms) != 1 || r.pending {
+		t.Fatalf("read without coalescing: %d datagrams, %v, wait next %v", len(ms), err, r.pending)
+	}
+
+	// below is capped at the batch size, and a deadline that passes during
+	// the wait ends the Read.
+	r.Coalesce(50*time.Millisecond, 100)
+	if r.below != 8 {
+		t.Fatalf("below = %d, want the batch size 8", r.below)
+	}
+	send(1)
+	if _, err := r.Read(); err != nil || !r.pending {
+		t.Fatalf("read: %v, wait next %v", err, r.pending)
+	}
+	srv.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	var ne net.Error
+	if _, err := r.Read(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+}
+
+// TestCoalesceAllocs: waiting allocates nothing.
+func TestCoalesceAllocs(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := NewReader(srv, 8, 64)
+	r.Coalesce(100*time.Microsecond, 4)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	p := []byte("x")
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := cli.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Read(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per coalesced read, want 0", allocs)
+	}
+}
