@@ -82,14 +82,6 @@ const (
 	sessionBatch = 16
 )
 
-// coalesceWindow is how long the listener lets packets accumulate after a
-// read that found less than half a batch (see udpbatch.Reader.Coalesce): a paced feed of a few thousand
-// packets per second is then read and relayed a few packets per wakeup
-// instead of one. It delays a packet by at most this much, against SRT
-// latencies of 120 ms and more, and holds at 1 Gbit/s under 90 KB in a
-// socket buffer.
-const coalesceWindow = 700 * time.Microsecond
-
 // Errors returned by New and Serve.
 var (
 	ErrNoRouter      = errors.New("srt: config has no Router")
@@ -291,11 +283,6 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	if u, ok := pc.(*net.UDPConn); ok {
 		c = u
 		s.sizeBuffers(u, "listener")
-		// The listener reads out of the runtime's poller, so that
-		// coalescing a paced feed's packets wakes no other thread.
-		if sock, err := udpbatch.Detach(u); err == nil {
-			c = sock
-		}
 	} else {
 		c = genericConn{pc}
 	}
@@ -340,24 +327,24 @@ func (s *Server) Serve(pc net.PacketConn) error {
 // session, and never waits on an origin.
 func (s *Server) readLoop(c packetConn) error {
 	r := udpbatch.NewReader(c, listenBatch, maxPacket)
-	r.Coalesce(coalesceWindow, listenBatch/2)
-	for {
-		ms, err := r.Read()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
+	handle := func(ms []udpbatch.Msg) bool {
 		for i := range ms {
 			s.route(ms[i].Payload(), ms[i].Addr)
 		}
 		s.flush()
 		s.stats.listenOverflow.Store(r.Dropped())
+		return true
+	}
+	for {
+		err := r.ReadEach(handle)
+		if s.ctx.Err() != nil {
+			return ErrServerClosed
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		return err
 	}
 }
 

@@ -2,10 +2,7 @@
 
 package udpbatch
 
-import (
-	"net"
-	"time"
-)
+import "net"
 
 // Elsewhere than Linux, every read and write takes one datagram.
 
@@ -15,17 +12,17 @@ type sysWriter = *noWriter
 
 type noReader struct{}
 
-func newSysReader(syscallConn, []Msg) *noReader { return nil }
+func newSysReader(*net.UDPConn, []Msg) *noReader { return nil }
 
 func (*noReader) read() (int, error) { return 0, nil }
 
 func (*noReader) dropped() uint64 { return 0 }
 
-func (*noReader) wait(time.Duration) {}
+func (*noReader) each(func(int) bool) error { return nil }
 
 type noWriter struct{}
 
-func newSysWriter(syscallConn, int, bool) *noWriter { return nil }
+func newSysWriter(*net.UDPConn, int, bool) *noWriter { return nil }
 
 func (*noWriter) write([]Msg) (int, int, error) { return 0, 0, nil }
 

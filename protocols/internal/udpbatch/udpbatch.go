@@ -14,8 +14,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"syscall"
-	"time"
 )
 
 // Msg is one datagram of a batch.
@@ -46,12 +44,6 @@ type Reader struct {
 	c    Conn
 	msgs []Msg
 	sys  sysReader // nil when the socket cannot be batched
-
-	// Coalescing (see Coalesce): after a Read of fewer than below
-	// datagrams, the next Read first waits window.
-	window  time.Duration
-	below   int
-	pending bool
 }
 
 // NewReader returns a Reader of c with batch buffers of size bytes each.
@@ -64,8 +56,8 @@ func NewReader(c Conn, batch, size int) *Reader {
 	for i := range r.msgs {
 		r.msgs[i].Buf = mem[i*size : (i+1)*size : (i+1)*size]
 	}
-	if sc := batchable(c); sc != nil && batch > 1 {
-		r.sys = newSysReader(sc, r.msgs)
+	if uc, ok := c.(*net.UDPConn); ok && batch > 1 {
+		r.sys = newSysReader(uc, r.msgs)
 	}
 	return r
 }
@@ -78,11 +70,7 @@ func (r *Reader) Batched() bool { return r.sys != nil }
 // (deadlines, net.ErrClosed, ICMP errors on a connected socket).
 func (r *Reader) Read() ([]Msg, error) {
 	if r.sys != nil {
-		if r.pending {
-			r.sys.wait(r.window)
-		}
 		n, err := r.sys.read()
-		r.pending = r.window > 0 && n > 0 && n < r.below
 		return r.msgs[:n], err
 	}
 	m := &r.msgs[0]
@@ -94,27 +82,28 @@ func (r *Reader) Read() ([]Msg, error) {
 	return r.msgs[:1], nil
 }
 
-// Coalesce lets datagrams of a paced feed accumulate so that they are read
-// and handled several per wakeup rather than one: after a Read that
-// returned fewer than below datagrams (below is capped at the batch size),
-// the next Read first waits window and then takes everything that arrived
-// meanwhile, or waits for the next datagram as usual when none did. The
-// wait is a sleep in the kernel by the reading thread, which costs less
-// than the Go runtime's timers and netpoller wakeups it replaces. A Read
-// that fills below or more of the batch is followed by no wait, so a busy
-// socket is drained at full speed.
-//
-// A datagram is thus delayed by at most window (plus the kernel's timer
-// slack, about 50 µs). While it waits, the socket's receive buffer must
-// hold window's worth of traffic; at rates where a window's worth exceeds
-// below datagrams the reads fill the batch and no longer wait. A window of
-// 0 (the default) turns coalescing off. Coalescing applies where reads are
-// batched (Batched); elsewhere Coalesce has no effect. A deadline set on
-// the socket is noticed once the wait ends.
-func (r *Reader) Coalesce(window time.Duration, below int) {
-	r.window = max(window, 0)
-	r.below = min(max(below, 1), len(r.msgs))
-	r.pending = false
+// ReadEach reads datagrams as Read does and hands every batch to handle,
+// until handle returns false (ReadEach then returns nil) or the socket
+// fails (ReadEach returns the error Read would). The batch handed to handle
+// is valid until handle returns. Where reads are batched, a batch that did
+// not fill the Reader's buffers means the socket was empty, so ReadEach
+// waits for the next datagram straight away instead of first asking the
+// socket once more as a loop around Read does: for a feed that arrives a
+// datagram at a time that saves one of the three system calls per datagram
+// (read, relay, read again to find nothing).
+func (r *Reader) ReadEach(handle func([]Msg) bool) error {
+	if r.sys == nil {
+		for {
+			ms, err := r.Read()
+			if err != nil {
+				return err
+			}
+			if !handle(ms) {
+				return nil
+			}
+		}
+	}
+	return r.sys.each(func(n int) bool { return handle(r.msgs[:n]) })
 }
 
 // Dropped returns how many datagrams the kernel dropped on the socket
@@ -140,35 +129,15 @@ type Writer struct {
 // On a connected *net.UDPConn every datagram goes to the connected peer.
 func NewWriter(c Conn, batch int) *Writer {
 	w := &Writer{c: c}
-	if uc, ok := c.(*net.UDPConn); ok && uc.RemoteAddr() != nil {
-		w.connected = uc
-	}
-	if sc := batchable(c); sc != nil && batch > 1 {
-		w.sys = newSysWriter(sc, batch, w.connected != nil)
+	if uc, ok := c.(*net.UDPConn); ok {
+		if uc.RemoteAddr() != nil {
+			w.connected = uc
+		}
+		if batch > 1 {
+			w.sys = newSysWriter(uc, batch, w.connected != nil)
+		}
 	}
 	return w
-}
-
-// syscallConn is a socket whose descriptor the batched reads and writes
-// use.
-type syscallConn interface {
-	SyscallConn() (syscall.RawConn, error)
-}
-
-// batchable returns c when it is a socket that can be batched: a
-// *net.UDPConn or a *Socket.
-func batchable(c Conn) syscallConn {
-	switch c := c.(type) {
-	case *net.UDPConn:
-		if c != nil {
-			return c
-		}
-	case *Socket:
-		if c != nil {
-			return c
-		}
-	}
-	return nil
 }
 
 // Write sends every datagram of ms, in order, and returns how many were

@@ -288,78 +288,60 @@ func TestWriterWithoutConn(t *testing.T) {
 	}
 }
 
-// TestCoalesce: after a small batch the next Read waits and takes what
-// arrived meanwhile in one batch; a batch of below or more, or a Reader
-// without coalescing, is followed by no wait.
-func TestCoalesce(t *testing.T) {
-	srv := listen(t, "udp4", "127.0.0.1:0")
-	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	r := NewReader(srv, 8, 64)
-	if !r.Batched() {
-		t.Skip("reads are not batched on this platform")
-	}
-	r.Coalesce(300*time.Millisecond, 3)
-	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-	send := func(n int) {
-		for i := range n {
+// TestReadEach: every datagram is handed over in order, in batches of up
+// to the Reader's size, until handle says stop; a deadline ends it with a
+// timeout; unbatched Readers behave the same.
+func TestReadEach(t *testing.T) {
+	for _, batch := range []int{4, 1} {
+		srv := listen(t, "udp4", "127.0.0.1:0")
+		cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		r := NewReader(srv, batch, 64)
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+
+		// Queued before the first read: full batches, then the rest.
+		for i := range 10 {
 			if _, err := cli.Write([]byte{byte(i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-	}
-
-	send(1)
-	if ms, err := r.Read(); err != nil || len(ms) != 1 || !r.pending {
-		t.Fatalf("first read: %d datagrams, %v, wait next %v", len(ms), err, r.pending)
-	}
-	// The next Read waits 300 ms: the three datagrams sent as it starts
-	// come in one batch.
-	got := make(chan int, 1)
-	go func() {
-		ms, err := r.Read()
+		var got []byte
+		err = r.ReadEach(func(ms []Msg) bool {
+			if len(ms) == 0 || len(ms) > batch {
+				t.Errorf("batch of %d, Reader of %d", len(ms), batch)
+			}
+			for _, m := range ms {
+				got = append(got, m.Payload()...)
+			}
+			if len(got) == 4 {
+				// A datagram sent while handling is read too.
+				cli.Write([]byte{10})
+			}
+			return len(got) < 11
+		})
 		if err != nil {
-			t.Error(err)
+			t.Fatalf("batch %d: %v", batch, err)
 		}
-		got <- len(ms)
-	}()
-	send(3)
-	if n := <-got; n != 3 {
-		t.Fatalf("read after a small batch took %d datagrams, want the 3 that arrived during the wait", n)
-	}
-	if r.pending {
-		t.Fatal("a batch of below datagrams is followed by a wait")
-	}
+		for i, b := range got {
+			if int(b) != i {
+				t.Fatalf("batch %d: datagrams %v, want in order", batch, got)
+			}
+		}
 
-	// Off: no wait after small batches.
-	r.Coalesce(0, 3)
-	send(1)
-	if ms, err := r.Read(); err != nil || len(ms) != 1 || r.pending {
-		t.Fatalf("read without coalescing: %d datagrams, %v, wait next %v", len(ms), err, r.pending)
-	}
-
-	// below is capped at the batch size, and a deadline that passes during
-	// the wait ends the Read.
-	r.Coalesce(50*time.Millisecond, 100)
-	if r.below != 8 {
-		t.Fatalf("below = %d, want the batch size 8", r.below)
-	}
-	send(1)
-	if _, err := r.Read(); err != nil || !r.pending {
-		t.Fatalf("read: %v, wait next %v", err, r.pending)
-	}
-	srv.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	var ne net.Error
-	if _, err := r.Read(); !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("read past the deadline: %v, want a timeout", err)
+		srv.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var ne net.Error
+		if err := r.ReadEach(func([]Msg) bool { return true }); !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("batch %d: ReadEach past the deadline: %v", batch, err)
+		}
 	}
 }
 
-// TestCoalesceAllocs: waiting allocates nothing.
-func TestCoalesceAllocs(t *testing.T) {
+// TestReadEachWaits: after a batch that drained the socket, ReadEach waits
+// for datagrams that come later and hands them over.
+func TestReadEachWaits(t *testing.T) {
 	srv := listen(t, "udp4", "127.0.0.1:0")
 	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
 	if err != nil {
@@ -367,18 +349,61 @@ func TestCoalesceAllocs(t *testing.T) {
 	}
 	defer cli.Close()
 	r := NewReader(srv, 8, 64)
-	r.Coalesce(100*time.Microsecond, 4)
 	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-	p := []byte("x")
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := cli.Write(p); err != nil {
-			t.Fatal(err)
+	next := make(chan struct{}, 1)
+	go func() {
+		for i := range 5 {
+			<-next
+			cli.Write([]byte{byte(i)})
 		}
-		if _, err := r.Read(); err != nil {
+	}()
+	next <- struct{}{}
+	n := 0
+	err = r.ReadEach(func(ms []Msg) bool {
+		for _, m := range ms {
+			if int(m.Payload()[0]) != n {
+				t.Errorf("datagram %d is %d", n, m.Payload()[0])
+			}
+			n++
+		}
+		if n < 5 {
+			next <- struct{}{} // the next datagram comes once this one is handled
+		}
+		return n < 5
+	})
+	if err != nil || n != 5 {
+		t.Fatalf("ReadEach: %d datagrams, %v", n, err)
+	}
+}
+
+// TestReadEachAllocs: ReadEach allocates at most once per call, never per
+// datagram.
+func TestReadEachAllocs(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli := listen(t, "udp4", "127.0.0.1:0")
+	r := NewReader(srv, 8, 2048)
+	w := NewWriter(cli, 8)
+	to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
+	batch := make([]Msg, 16)
+	for i := range batch {
+		batch[i] = Msg{Buf: make([]byte, 1316), N: 1316, Addr: to}
+	}
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := 0
+	handle := func(ms []Msg) bool {
+		got += len(ms)
+		return got < len(batch)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if sent, _, err := w.Write(batch); err != nil || sent != len(batch) {
+			t.Fatalf("sent %d: %v", sent, err)
+		}
+		got = 0
+		if err := r.ReadEach(handle); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if allocs != 0 {
-		t.Fatalf("%.1f allocations per coalesced read, want 0", allocs)
+	if allocs > 1 {
+		t.Fatalf("%.1f allocations per ReadEach of %d datagrams, want at most 1", allocs, len(batch))
 	}
 }
