@@ -185,6 +185,10 @@ type Server struct {
 	// toOrigins is the listener loop's batch of caller packets, sent per
 	// session once the batch is dispatched.
 	toOrigins originBatch
+	// lastKey and lastSess are the listener loop's last session lookup
+	// in the current batch: a feed's packets mostly come in runs.
+	lastKey  sessKey
+	lastSess *session
 	// bufferWarned is set once a socket got less buffer than asked.
 	bufferWarned atomic.Bool
 	// standbys is the standby listener and its standbys (BackupPublish).
@@ -349,23 +353,24 @@ func (s *Server) Serve(pc net.PacketConn) error {
 // session, and never waits on an origin.
 func (s *Server) readLoop(c packetConn) error {
 	r := udpbatch.NewReader(c, listenBatch, maxPacket)
-	for {
-		ms, err := r.Read()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
+	handle := func(ms []udpbatch.Msg) bool {
 		for i := range ms {
 			s.route(ms[i].Payload(), ms[i].Addr)
 		}
-		s.toOrigins.flush(s)
+		s.flush()
 		s.stats.listenOverflow.Store(r.Dropped())
+		return true
+	}
+	for {
+		err := r.ReadEach(handle)
+		if s.ctx.Err() != nil {
+			return ErrServerClosed
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		return err
 	}
 }
 
@@ -393,7 +398,13 @@ const maxPacket = 2048
 // does not allocate for packets of an established session.
 func (s *Server) dispatch(b []byte, from netip.AddrPort) {
 	s.route(b, from)
+	s.flush()
+}
+
+// flush sends the batch's packets on and forgets the batch's last lookup.
+func (s *Server) flush() {
 	s.toOrigins.flush(s)
+	s.lastKey, s.lastSess = sessKey{}, nil
 }
 
 // route handles one datagram of a batch from a caller: a packet of an
@@ -407,9 +418,14 @@ func (s *Server) route(b []byte, from netip.AddrPort) {
 	dest := destID(b)
 	hsPkt := isControl(b, packet.CTRLTYPE_HANDSHAKE)
 	if !hsPkt || (dest != 0 && dest != s.listenerID) {
-		s.mu.RLock()
-		ss := s.byPeer[sessKey{from, dest}]
-		s.mu.RUnlock()
+		key := sessKey{from, dest}
+		ss := s.lastSess
+		if ss == nil || s.lastKey != key {
+			s.mu.RLock()
+			ss = s.byPeer[key]
+			s.mu.RUnlock()
+			s.lastKey, s.lastSess = key, ss
+		}
 		if ss != nil {
 			s.toOrigins.add(ss, b)
 			return

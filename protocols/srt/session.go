@@ -360,16 +360,9 @@ func (ss *session) relay() {
 	w := udpbatch.NewWriter(ss.out, sessionBatch)
 	st := &ss.srv.stats
 	var overflow uint64
-	for {
-		ms, err := r.Read()
-		if err != nil {
-			if isRefused(err) && ss.ctx.Err() == nil {
-				continue // a late ICMP error; idle reclaim ends a dead origin
-			}
-			return
-		}
+	shutdown := false
+	handle := func(ms []udpbatch.Msg) bool {
 		ss.lastSeen.Store(ss.srv.now().UnixNano())
-		shutdown := false
 		for i := range ms {
 			ms[i].Addr = ss.key.addr
 			if ms[i].N >= headerLen && isControl(ms[i].Payload(), packet.CTRLTYPE_SHUTDOWN) {
@@ -390,10 +383,18 @@ func (ss *session) relay() {
 			st.upOverflow.Add(d - overflow)
 			overflow = d
 		}
+		return !shutdown
+	}
+	for {
+		err := r.ReadEach(handle)
 		if shutdown {
 			ss.log.Debug("origin shut the session down")
 			return
 		}
+		if err != nil && isRefused(err) && ss.ctx.Err() == nil {
+			continue // a late ICMP error; idle reclaim ends a dead origin
+		}
+		return
 	}
 }
 

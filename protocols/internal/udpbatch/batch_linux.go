@@ -20,6 +20,13 @@ type mmsghdr struct {
 	Len uint32
 }
 
+// The batch system calls are made raw (unix.RawSyscall6), without telling
+// the Go scheduler: the sockets are non-blocking, so recvmmsg and sendmmsg
+// return at once (EAGAIN when they would wait, and the caller waits in the
+// poller). A scheduler-aware call wakes the runtime's monitor thread
+// whenever it sleeps, which on a paced feed is before every datagram and
+// costs more thread switches than the call itself.
+
 // oobSize holds one SO_RXQ_OVFL control message (a uint32).
 var oobSize = unix.CmsgSpace(4)
 
@@ -38,9 +45,11 @@ type linuxReader struct {
 	names []unix.RawSockaddrInet6
 	oob   []byte // oobSize per message, nil without SO_RXQ_OVFL
 	recvF func(fd uintptr) bool
+	eachF func(fd uintptr) bool
 
-	n     int
-	errno syscall.Errno
+	n      int
+	errno  syscall.Errno
+	handle func(n int) bool // each's, while it runs
 
 	lastDrops uint32 // the kernel's counter, as last seen
 	drops     uint64
@@ -76,10 +85,25 @@ func newSysReader(uc *net.UDPConn, msgs []Msg) *linuxReader {
 		}
 	}
 	r.recvF = r.recv
+	r.eachF = r.recvEach
 	return r
 }
 
 func (r *linuxReader) read() (int, error) {
+	r.reset()
+	r.n, r.errno = 0, 0
+	if err := r.rc.Read(r.recvF); err != nil {
+		return 0, err
+	}
+	if r.errno != 0 {
+		return 0, os.NewSyscallError("recvmmsg", r.errno)
+	}
+	r.decode(r.n)
+	return r.n, nil
+}
+
+// reset restores what the kernel overwrote in the headers.
+func (r *linuxReader) reset() {
 	for i := range r.hs {
 		h := &r.hs[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
@@ -89,14 +113,11 @@ func (r *linuxReader) read() (int, error) {
 		h.Flags = 0
 		r.hs[i].Len = 0
 	}
-	r.n, r.errno = 0, 0
-	if err := r.rc.Read(r.recvF); err != nil {
-		return 0, err
-	}
-	if r.errno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", r.errno)
-	}
-	for i := 0; i < r.n; i++ {
+}
+
+// decode fills the first n messages from their headers.
+func (r *linuxReader) decode(n int) {
+	for i := 0; i < n; i++ {
 		m := &r.msgs[i]
 		m.N = int(r.hs[i].Len)
 		m.Addr = sockaddrToAddrPort(&r.names[i], r.hs[i].Hdr.Namelen)
@@ -104,13 +125,55 @@ func (r *linuxReader) read() (int, error) {
 			r.noteDrops(r.oob[i*oobSize : (i+1)*oobSize])
 		}
 	}
-	return r.n, nil
+}
+
+// each reads batches and hands them to handle within one RawConn.Read, so
+// that the poller's readiness is reset only once: after a batch that did
+// not fill the headers (the socket was empty) recvEach asks the poller to
+// wait, and the poller wakes it at once if a datagram came meanwhile.
+func (r *linuxReader) each(handle func(n int) bool) error {
+	r.handle, r.errno = handle, 0
+	err := r.rc.Read(r.eachF)
+	r.handle = nil
+	if err != nil {
+		return err
+	}
+	if r.errno != 0 {
+		return os.NewSyscallError("recvmmsg", r.errno)
+	}
+	return nil
+}
+
+// recvEach is each's RawConn.Read callback: it returns true to end each
+// (handle said stop, or an error), false to wait for the next datagram.
+func (r *linuxReader) recvEach(fd uintptr) bool {
+	for {
+		r.reset()
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), 0, 0, 0)
+		switch e {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			r.errno = e
+			return true
+		}
+		r.decode(int(n))
+		if !r.handle(int(n)) {
+			return true
+		}
+		if int(n) < len(r.hs) {
+			return false // the socket was empty: wait
+		}
+	}
 }
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (r *linuxReader) recv(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), 0, 0, 0)
 		switch e {
 		case 0:
 			r.n = int(n)
@@ -266,7 +329,7 @@ func (w *linuxWriter) release(k int) {
 // send is the RawConn.Write callback: false asks the poller to wait.
 func (w *linuxWriter) send(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hs[w.off])), uintptr(w.end-w.off), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hs[w.off])), uintptr(w.end-w.off), 0, 0, 0)
 		switch e {
 		case 0:
 			w.n = int(n)

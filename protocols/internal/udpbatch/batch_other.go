@@ -18,6 +18,8 @@ func (*noReader) read() (int, error) { return 0, nil }
 
 func (*noReader) dropped() uint64 { return 0 }
 
+func (*noReader) each(func(int) bool) error { return nil }
+
 type noWriter struct{}
 
 func newSysWriter(*net.UDPConn, int, bool) *noWriter { return nil }

@@ -82,6 +82,30 @@ func (r *Reader) Read() ([]Msg, error) {
 	return r.msgs[:1], nil
 }
 
+// ReadEach reads datagrams as Read does and hands every batch to handle,
+// until handle returns false (ReadEach then returns nil) or the socket
+// fails (ReadEach returns the error Read would). The batch handed to handle
+// is valid until handle returns. Where reads are batched, a batch that did
+// not fill the Reader's buffers means the socket was empty, so ReadEach
+// waits for the next datagram straight away instead of first asking the
+// socket once more as a loop around Read does: for a feed that arrives a
+// datagram at a time that saves one of the three system calls per datagram
+// (read, relay, read again to find nothing).
+func (r *Reader) ReadEach(handle func([]Msg) bool) error {
+	if r.sys == nil {
+		for {
+			ms, err := r.Read()
+			if err != nil {
+				return err
+			}
+			if !handle(ms) {
+				return nil
+			}
+		}
+	}
+	return r.sys.each(func(n int) bool { return handle(r.msgs[:n]) })
+}
+
 // Dropped returns how many datagrams the kernel dropped on the socket
 // because its receive buffer was full, since the Reader was made, as far as
 // the reads so far have learned (the count arrives with each datagram). It

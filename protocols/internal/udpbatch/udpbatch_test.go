@@ -287,3 +287,123 @@ func TestWriterWithoutConn(t *testing.T) {
 		t.Fatalf("Write without a socket: %d %d %v", sent, n, err)
 	}
 }
+
+// TestReadEach: every datagram is handed over in order, in batches of up
+// to the Reader's size, until handle says stop; a deadline ends it with a
+// timeout; unbatched Readers behave the same.
+func TestReadEach(t *testing.T) {
+	for _, batch := range []int{4, 1} {
+		srv := listen(t, "udp4", "127.0.0.1:0")
+		cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		r := NewReader(srv, batch, 64)
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+
+		// Queued before the first read: full batches, then the rest.
+		for i := range 10 {
+			if _, err := cli.Write([]byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []byte
+		err = r.ReadEach(func(ms []Msg) bool {
+			if len(ms) == 0 || len(ms) > batch {
+				t.Errorf("batch of %d, Reader of %d", len(ms), batch)
+			}
+			for _, m := range ms {
+				got = append(got, m.Payload()...)
+			}
+			if len(got) == 4 {
+				// A datagram sent while handling is read too.
+				cli.Write([]byte{10})
+			}
+			return len(got) < 11
+		})
+		if err != nil {
+			t.Fatalf("batch %d: %v", batch, err)
+		}
+		for i, b := range got {
+			if int(b) != i {
+				t.Fatalf("batch %d: datagrams %v, want in order", batch, got)
+			}
+		}
+
+		srv.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var ne net.Error
+		if err := r.ReadEach(func([]Msg) bool { return true }); !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("batch %d: ReadEach past the deadline: %v", batch, err)
+		}
+	}
+}
+
+// TestReadEachWaits: after a batch that drained the socket, ReadEach waits
+// for datagrams that come later and hands them over.
+func TestReadEachWaits(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := NewReader(srv, 8, 64)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	next := make(chan struct{}, 1)
+	go func() {
+		for i := range 5 {
+			<-next
+			cli.Write([]byte{byte(i)})
+		}
+	}()
+	next <- struct{}{}
+	n := 0
+	err = r.ReadEach(func(ms []Msg) bool {
+		for _, m := range ms {
+			if int(m.Payload()[0]) != n {
+				t.Errorf("datagram %d is %d", n, m.Payload()[0])
+			}
+			n++
+		}
+		if n < 5 {
+			next <- struct{}{} // the next datagram comes once this one is handled
+		}
+		return n < 5
+	})
+	if err != nil || n != 5 {
+		t.Fatalf("ReadEach: %d datagrams, %v", n, err)
+	}
+}
+
+// TestReadEachAllocs: ReadEach allocates at most once per call, never per
+// datagram.
+func TestReadEachAllocs(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	cli := listen(t, "udp4", "127.0.0.1:0")
+	r := NewReader(srv, 8, 2048)
+	w := NewWriter(cli, 8)
+	to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
+	batch := make([]Msg, 16)
+	for i := range batch {
+		batch[i] = Msg{Buf: make([]byte, 1316), N: 1316, Addr: to}
+	}
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := 0
+	handle := func(ms []Msg) bool {
+		got += len(ms)
+		return got < len(batch)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if sent, _, err := w.Write(batch); err != nil || sent != len(batch) {
+			t.Fatalf("sent %d: %v", sent, err)
+		}
+		got = 0
+		if err := r.ReadEach(handle); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("%.1f allocations per ReadEach of %d datagrams, want at most 1", allocs, len(batch))
+	}
+}
