@@ -399,9 +399,16 @@ func (a addBoth) Add(n uint64) uint64 {
 // headers would not fit is written in several.
 const fanArena = 256
 
-// fanIOV bounds the buffers of one writev, so that a player's iovec stays
-// small after a burst (a fast start's GOP) as well.
+// fanIOV bounds the tag list a player keeps between batches; a longer one
+// (a fast start's GOP) is freed once written.
 const fanIOV = 64
+
+// fanWritev bounds the buffers of one writev (a header and a piece of body
+// each), so that a player's iovec stays small after a burst (a fast
+// start's GOP) as well: the runtime caches a connection's iovec array at
+// the largest size it wrote with, 16 bytes a buffer, for the connection's
+// lifetime.
+const fanWritev = 16
 
 // write writes the tags in bufs (an FLV header among them is skipped).
 func (w *fanWriter) write(bufs net.Buffers) error {
@@ -423,7 +430,7 @@ func (w *fanWriter) write(bufs net.Buffers) error {
 			csid = csidFanVideo
 		}
 		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)
-		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov)+2*pieces > fanIOV {
+		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov) > 0 && len(w.iov)+2*pieces > fanWritev {
 			if err := w.flush(); err != nil {
 				return err
 			}
