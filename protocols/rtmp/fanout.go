@@ -226,14 +226,18 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	st := &s.stats
 	st.players.Add(1)
 	c.log.Info("playing from shared upstream")
-	// The play itself runs once serve has returned (conn.play): on the
-	// same goroutine, without the set-up's frames below it.
+	// A logger with the session's attributes costs a player about half a
+	// KiB for its lifetime: the one line it logs at its end names them.
+	c.log = s.log
+	originID := origin.ID
+	// The play itself runs once serve has returned (conn.play), on a
+	// goroutine of its own (Server.serveConn).
 	c.play = func() {
 		defer sub.Close()
 		defer end()
 		defer st.players.Add(-1)
 		start := time.Now()
-		c.logEnd(start, c.playFrom(ctx, sub))
+		c.logEnd(start, originID, c.playFrom(ctx, sub))
 	}
 	return true
 }
@@ -242,11 +246,11 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 // so that its frame is not part of the frames the player parks under.
 //
 //go:noinline
-func (c *conn) logEnd(start time.Time, err error) {
+func (c *conn) logEnd(start time.Time, origin string, err error) {
 	if isClosedErr(err) {
 		err = nil
 	}
-	c.log.Info("session ended", "publish", false, "duration", time.Since(start).Round(time.Millisecond),
+	c.log.Info("session ended", "peer", c.nc.RemoteAddr().String(), "stream", c.req.Key.String(), "origin", origin, "publish", false, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
 }
 

@@ -198,7 +198,7 @@ func (p *bufPool) put(br *bufio.Reader, bw *bufio.Writer) {
 const leanBufSize = 128
 
 // shrink gives the leg's buffers back to the pool and continues with lean
-// ones, when nothing is buffered in them; it is for a fan-out player, whose
+// ones; it is for a fan-out player, whose
 // media bypasses the buffers, so that a player costs a few KiB.
 func (l *leg) shrink() error {
 	l.mu.Lock()
@@ -206,12 +206,11 @@ func (l *leg) shrink() error {
 	if err := l.w.Flush(); err != nil {
 		return err
 	}
-	if l.r.Buffered() > 0 {
-		return nil
-	}
-	l.pool.put(l.br, l.bw)
 	// Nothing reads through the leg once a fan-out player plays (see
-	// playerPoll): its reader keeps only its byte count.
+	// playerPoll, which discards what the player sends): what the reader
+	// holds (a buffer length, an acknowledgement sent after play) is
+	// dropped with it, and the reader keeps only its byte count.
+	l.pool.put(l.br, l.bw)
 	l.br, l.bw = bufio.NewReaderSize(l.conn, 16), bufio.NewWriterSize(l.conn, leanBufSize)
 	l.r.Reset(l.br)
 	l.r.Forget()
