@@ -100,6 +100,15 @@ type Config struct {
 	// subscriber leaves; a subscriber arriving meanwhile reuses it.
 	// Default DefaultLinger; negative closes the hub at once.
 	Linger time.Duration
+	// WakeEvery is the shortest time between two wake-ups of a hub's
+	// subscribers for new tags: a tag that arrives sooner waits for the
+	// rest of the interval with the ones after it, so that a player
+	// writes a batch of tags with one writev rather than one tag per
+	// wake-up, whatever the stream's tag rate (SRS's own players wait
+	// 350 ms by default: mw_latency). It adds at most this much to the
+	// players' delay. Default DefaultWakeEvery; negative wakes them for
+	// every tag.
+	WakeEvery time.Duration
 	// Reattach is how long a hub whose upstream failed (any error but a
 	// clean end, io.EOF) keeps its subscribers while it runs its Opener
 	// again, retrying, to re-attach them to the stream wherever it now
@@ -140,6 +149,7 @@ const (
 	DefaultQueueBytes  = 8 << 20
 	DefaultBehindBytes = 32 << 20
 	DefaultLinger      = 2 * time.Second
+	DefaultWakeEvery   = 50 * time.Millisecond
 )
 
 // Errors.
@@ -204,6 +214,9 @@ func NewRegistry(cfg Config) *Registry {
 	cfg.GOPBytes = min(cfg.GOPBytes, cfg.QueueBytes)
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
+	}
+	if cfg.WakeEvery == 0 {
+		cfg.WakeEvery = DefaultWakeEvery
 	}
 	if cfg.SwitchTimeout <= 0 {
 		cfg.SwitchTimeout = DefaultSwitchTimeout
@@ -311,6 +324,11 @@ type hub struct {
 	reg *Registry
 	cfg *Config
 	key string
+
+	// Wake-ups of the subscribers (wake), guarded by mu.
+	wokeAt    time.Time
+	wakeDue   bool
+	wakeTimer *time.Timer
 
 	ready   chan struct{} // closed once the Opener has returned
 	openErr error         // set before ready closes
@@ -544,6 +562,7 @@ func (h *hub) read(up Opened) {
 		err = nil
 	}
 	h.close(err)
+	h.stopWakeTimer()
 }
 
 // errGraceOver ends a hub whose publisher did not come back within
@@ -807,6 +826,59 @@ func (h *hub) deliver(t Tag) {
 	for s := range h.subs {
 		h.offer(s, t)
 	}
+	h.wake()
+}
+
+// wake signals the subscribers that have tags queued, at most once per
+// Config.WakeEvery: tags delivered sooner are signalled by the hub's wake
+// timer at the end of the interval. Called with h.mu held.
+func (h *hub) wake() {
+	now := time.Now()
+	if h.cfg.WakeEvery < 0 || now.Sub(h.wokeAt) >= h.cfg.WakeEvery {
+		h.wokeAt = now
+		h.signalQueued()
+		return
+	}
+	if h.wakeDue {
+		return
+	}
+	h.wakeDue = true
+	d := h.wokeAt.Add(h.cfg.WakeEvery).Sub(now)
+	if h.wakeTimer == nil {
+		h.wakeTimer = time.AfterFunc(d, h.timerWake)
+	} else {
+		h.wakeTimer.Reset(d)
+	}
+}
+
+// timerWake is the wake timer's function: see wake.
+func (h *hub) timerWake() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.wakeDue = false
+	h.wokeAt = time.Now()
+	h.signalQueued()
+}
+
+// signalQueued signals the subscribers with tags queued. Called with h.mu
+// held.
+func (h *hub) signalQueued() {
+	for s := range h.subs {
+		if len(s.queue) > 0 {
+			s.signal()
+		}
+	}
+}
+
+// stopWakeTimer stops the wake timer, once the hub has ended: what its
+// subscribers still have queued is read once they see the end.
+func (h *hub) stopWakeTimer() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wakeTimer != nil {
+		h.wakeTimer.Stop()
+	}
+	h.wakeDue = false
 }
 
 // cache updates the cache with t. Called with h.mu held.
@@ -854,7 +926,6 @@ func (h *hub) offer(s *Subscriber, t Tag) {
 		case s.fits(len(t.Data), h.cfg.QueueBytes):
 			s.push(t.Data)
 			s.gen = h.gen
-			s.signal()
 		default:
 			s.dropping, s.drops = true, s.drops+1
 			h.reg.dropped.Add(1)
@@ -880,7 +951,6 @@ func (h *hub) offer(s *Subscriber, t Tag) {
 		return
 	}
 	s.push(t.Data)
-	s.signal()
 }
 
 // behind counts n more bytes s missed, kicking it past BehindBytes.

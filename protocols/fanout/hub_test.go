@@ -510,3 +510,32 @@ func BenchmarkDeliver(b *testing.B) {
 		}
 	}
 }
+
+// TestWakeEvery: tags that arrive within Config.WakeEvery of a wake-up are
+// signalled together by the hub's timer, none lost; with the wake-ups held
+// off for longer than the test runs, the upstream's end still delivers
+// them.
+func TestWakeEvery(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	want := [][]byte{flvHeader, tMeta, tVSeq, tASeq, tKey, tAudio, tInter}
+	for _, tc := range []struct {
+		name string
+		wake time.Duration
+	}{{"timer", 50 * time.Millisecond}, {"end", time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &upstream{}
+			r := newTestRegistry(t, Config{WakeEvery: tc.wake})
+			s := subscribe(t, r, "k", u.opener())
+			u.write(t, want...)
+			if tc.wake == time.Hour {
+				u.end()
+			}
+			got := collect(t, s, len(want))
+			for i := range want {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("buffer %d = %x, want %x", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}

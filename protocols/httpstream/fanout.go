@@ -282,11 +282,19 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 		bufs, nerr = sub.Next(ctx, bufs[:0])
 		if len(bufs) > 0 {
 			raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
-			*out = bufs // WriteTo consumes its receiver; bufs keeps the array
-			n, werr := out.WriteTo(raw)
-			s.fanOutBytes.Add(uint64(n))
-			if sent != nil {
-				sent.Add(uint64(n))
+			var werr error
+			for b := bufs; len(b) > 0 && werr == nil; {
+				// The runtime keeps a connection's largest iovec
+				// array for its lifetime: a writev is kept short.
+				k := min(len(b), fanWritev)
+				*out = b[:k] // WriteTo consumes its receiver; bufs keeps the array
+				var n int64
+				n, werr = out.WriteTo(raw)
+				s.fanOutBytes.Add(uint64(n))
+				if sent != nil {
+					sent.Add(uint64(n))
+				}
+				b = b[k:]
 			}
 			clear(bufs)
 			if cap(bufs) > fanIOV {
@@ -308,6 +316,12 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 // fanIOV is the largest buffer list a hijacked player keeps between
 // writes; a longer one (a fast start's GOP) is freed once written.
 const fanIOV = 64
+
+// fanWritev bounds the buffers of one writev to a hijacked player. The
+// runtime caches a connection's iovec array at the largest size it wrote
+// with (16 bytes a buffer), for the connection's lifetime: a fast start's
+// GOP in one writev would leave each player a few KiB of it.
+const fanWritev = 16
 
 // headBuffer collects a response head (http.Header.Write needs an
 // io.Writer).

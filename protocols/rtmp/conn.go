@@ -125,7 +125,7 @@ func (c *conn) setOrigin(nc net.Conn) bool {
 func (c *conn) serve(ctx context.Context) {
 	stop := context.AfterFunc(ctx, c.closeAll)
 	st := &c.s.stats
-	c.client = newLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)
+	c.client = newClientLeg(c.nc, &st.bytesIn, &st.bytesOut, c.s.cfg.MaxMessageSize, &c.s.bufs)
 	end := func() {
 		stop()
 		c.closeAll()
@@ -190,6 +190,11 @@ func (c *conn) serve(ctx context.Context) {
 	c.log = c.log.With("origin", origin.ID)
 
 	if !c.publish && c.s.hubs != nil && c.playShared(ctx, origin) {
+		return
+	}
+	if err := c.client.grow(); err != nil {
+		st.clientFailures.Add(1)
+		c.log.Info("client set-up failed", "err", err)
 		return
 	}
 

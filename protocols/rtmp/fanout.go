@@ -226,14 +226,18 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	st := &s.stats
 	st.players.Add(1)
 	c.log.Info("playing from shared upstream")
-	// The play itself runs once serve has returned (conn.play): on the
-	// same goroutine, without the set-up's frames below it.
+	// A logger with the session's attributes costs a player about half a
+	// KiB for its lifetime: the one line it logs at its end names them.
+	c.log = s.log
+	originID := origin.ID
+	// The play itself runs once serve has returned (conn.play), on a
+	// goroutine of its own (Server.serveConn).
 	c.play = func() {
 		defer sub.Close()
 		defer end()
 		defer st.players.Add(-1)
 		start := time.Now()
-		c.logEnd(start, c.playFrom(ctx, sub))
+		c.logEnd(start, originID, c.playFrom(ctx, sub))
 	}
 	return true
 }
@@ -242,11 +246,11 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 // so that its frame is not part of the frames the player parks under.
 //
 //go:noinline
-func (c *conn) logEnd(start time.Time, err error) {
+func (c *conn) logEnd(start time.Time, origin string, err error) {
 	if isClosedErr(err) {
 		err = nil
 	}
-	c.log.Info("session ended", "publish", false, "duration", time.Since(start).Round(time.Millisecond),
+	c.log.Info("session ended", "peer", c.nc.RemoteAddr().String(), "stream", c.req.Key.String(), "origin", origin, "publish", false, "duration", time.Since(start).Round(time.Millisecond),
 		"in", c.client.r.BytesRead(), "out", c.client.w.BytesWritten(), "reason", err)
 }
 
@@ -399,9 +403,16 @@ func (a addBoth) Add(n uint64) uint64 {
 // headers would not fit is written in several.
 const fanArena = 256
 
-// fanIOV bounds the buffers of one writev, so that a player's iovec stays
-// small after a burst (a fast start's GOP) as well.
+// fanIOV bounds the tag list a player keeps between batches; a longer one
+// (a fast start's GOP) is freed once written.
 const fanIOV = 64
+
+// fanWritev bounds the buffers of one writev (a header and a piece of body
+// each), so that a player's iovec stays small after a burst (a fast
+// start's GOP) as well: the runtime caches a connection's iovec array at
+// the largest size it wrote with, 16 bytes a buffer, for the connection's
+// lifetime.
+const fanWritev = 16
 
 // write writes the tags in bufs (an FLV header among them is skipped).
 func (w *fanWriter) write(bufs net.Buffers) error {
@@ -423,7 +434,7 @@ func (w *fanWriter) write(bufs net.Buffers) error {
 			csid = csidFanVideo
 		}
 		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)
-		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov)+2*pieces > fanIOV {
+		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov) > 0 && len(w.iov)+2*pieces > fanWritev {
 			if err := w.flush(); err != nil {
 				return err
 			}

@@ -97,6 +97,62 @@ func newLeg(nc net.Conn, in, out *atomic.Uint64, maxMessage uint32, pool *bufPoo
 	}
 }
 
+// Buffer sizes of a client leg during its set-up (connect, createStream,
+// play or publish: commands of a few hundred bytes). A fan-out player
+// never needs more; a session that relays gets the full-size buffers
+// (grow) once its set-up is over. Thousands of players joining at once
+// then cost the node a few KiB each while they set up, not 32.
+const setupBufSize = 2 << 10
+
+// newClientLeg is newLeg with set-up buffers: see setupBufSize.
+func newClientLeg(nc net.Conn, in, out *atomic.Uint64, maxMessage uint32, pool *bufPool) *leg {
+	tc := &timedConn{Conn: nc, in: in, out: out}
+	br, bw := bufio.NewReaderSize(tc, setupBufSize), bufio.NewWriterSize(tc, setupBufSize)
+	return &leg{
+		conn: tc,
+		r:    chunk.NewReader(br, maxMessage, readBufSize),
+		w:    chunk.NewWriter(bw, writeBufSize),
+		pool: pool, br: br, bw: bw,
+	}
+}
+
+// grow gives a leg that set up on small buffers the full-size ones, for a
+// session that relays: what the small reader holds already is read first.
+func (l *leg) grow() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.br.Size() >= readBufSize {
+		return nil
+	}
+	if err := l.w.Flush(); err != nil {
+		return err
+	}
+	br, bw := l.pool.get(l.conn)
+	if n := l.br.Buffered(); n > 0 {
+		held, _ := l.br.Peek(n)
+		br.Reset(&prefixReader{held: append([]byte(nil), held...), r: l.conn})
+	}
+	l.br, l.bw = br, bw
+	l.r.Reset(br)
+	l.w.Reset(bw)
+	return nil
+}
+
+// prefixReader reads held, then r.
+type prefixReader struct {
+	held []byte
+	r    io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.held) > 0 {
+		n := copy(b, p.held)
+		p.held = p.held[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
 // release returns the leg's I/O buffers to the pool. The leg must not be
 // used afterwards.
 func (l *leg) release() {
@@ -142,7 +198,7 @@ func (p *bufPool) put(br *bufio.Reader, bw *bufio.Writer) {
 const leanBufSize = 128
 
 // shrink gives the leg's buffers back to the pool and continues with lean
-// ones, when nothing is buffered in them; it is for a fan-out player, whose
+// ones; it is for a fan-out player, whose
 // media bypasses the buffers, so that a player costs a few KiB.
 func (l *leg) shrink() error {
 	l.mu.Lock()
@@ -150,16 +206,16 @@ func (l *leg) shrink() error {
 	if err := l.w.Flush(); err != nil {
 		return err
 	}
-	if l.r.Buffered() > 0 {
-		return nil
-	}
-	l.pool.put(l.br, l.bw)
 	// Nothing reads through the leg once a fan-out player plays (see
-	// playerPoll): its reader keeps only its byte count.
+	// playerPoll, which discards what the player sends): what the reader
+	// holds (a buffer length, an acknowledgement sent after play) is
+	// dropped with it, and the reader keeps only its byte count.
+	l.pool.put(l.br, l.bw)
 	l.br, l.bw = bufio.NewReaderSize(l.conn, 16), bufio.NewWriterSize(l.conn, leanBufSize)
 	l.r.Reset(l.br)
 	l.r.Forget()
 	l.w.Reset(l.bw)
+	l.scratch = nil // the set-up's commands; endPlay's makes its own
 	return nil
 }
 

@@ -312,15 +312,33 @@ func (s *Server) accept(nc net.Conn) {
 	s.stats.connsAccepted.Add(1)
 	s.wg.Add(1)
 	s.mu.Unlock()
+	go s.serveConn(nc)
+}
+
+// serveConn runs the session of nc, counted in s.wg, s.live and
+// connsOpen until it ends. A fan-out player's play runs on a goroutine of
+// its own, started once the set-up is over: the set-up (handshake, AMF0,
+// routing) grows a goroutine's stack to several times what a player
+// parked between writes uses, and Go shrinks a stack only by half per
+// collection, which a node with little garbage runs seldom; a new
+// goroutine starts at the minimum.
+func (s *Server) serveConn(nc net.Conn) {
+	leave := func() {
+		s.stats.connsOpen.Add(-1)
+		s.live.Leave()
+		s.wg.Done()
+	}
+	c := newConn(s, nc)
+	c.serve(s.ctx)
+	if c.play == nil {
+		leave()
+		return
+	}
+	// This goroutine's count in s.wg is handed to the player's: Close
+	// and Drain wait for it as they waited for this one.
 	go func() {
-		defer s.wg.Done()
-		defer s.live.Leave()
-		defer s.stats.connsOpen.Add(-1)
-		c := newConn(s, nc)
-		c.serve(s.ctx)
-		if c.play != nil {
-			c.play() // a fan-out player, on a stack without the set-up's frames
-		}
+		defer leave()
+		c.play()
 	}()
 }
 
