@@ -124,11 +124,41 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	for i := range c.Members {
-		if err := c.startMember(i, ""); err != nil {
+		err := c.startMember(i, "")
+		// A port that was free when drawn may be taken by another test
+		// process before the node binds it: draw again.
+		for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && try < 5; try++ {
+			c.redraw(i, used)
+			err = c.startMember(i, "")
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	return c
+}
+
+// redraw gives member i new gossip and Raft ports, and the other members'
+// join lists its new gossip address.
+func (c *Cluster) redraw(i int, used map[netip.AddrPort]bool) {
+	m := c.Members[i]
+	old := m.Config.GossipAddr.String()
+	fresh := FastConfig(c.t, m.Config.NodeID, m.Config.DataDir)
+	for used[fresh.GossipAddr] || used[fresh.RaftAddr] || fresh.GossipAddr == fresh.RaftAddr {
+		fresh = FastConfig(c.t, m.Config.NodeID, m.Config.DataDir)
+	}
+	used[fresh.GossipAddr], used[fresh.RaftAddr] = true, true
+	m.Config.GossipAddr, m.Config.RaftAddr = fresh.GossipAddr, fresh.RaftAddr
+	for j, o := range c.Members {
+		if j == i {
+			continue
+		}
+		for k, addr := range o.Config.Join {
+			if addr == old {
+				o.Config.Join[k] = fresh.GossipAddr.String()
+			}
+		}
+	}
 }
 
 // startMember starts node i's API listener (on apiAddr, or a new port) and
