@@ -499,8 +499,15 @@ func (w *linuxWriter) writeGSO(ms []Msg) (sent, bytes int, err error) {
 					retry = w.first[w.off]
 					break
 				}
-				// The datagrams at off were refused; the rest still go.
 				err = os.NewSyscallError("sendmmsg", w.errno)
+				if w.count[w.off] > 1 {
+					// A run was refused (a pending ICMP error, say): as
+					// in a plain batch, its first datagram is lost and
+					// the rest go.
+					retry = w.first[w.off] + 1
+					break
+				}
+				// The datagram at off was refused; the rest still go.
 				w.off++
 				continue
 			}

@@ -324,3 +324,40 @@ func FuzzParseCmsgs(f *testing.F) {
 		}
 	})
 }
+
+// TestGSORefusedRun: a pending ICMP error refuses the run it meets; as in
+// a plain batch, one datagram is lost and the rest go.
+func TestGSORefusedRun(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		gone := listen(t, "udp4", "127.0.0.1:0")
+		cli, err := net.DialUDP("udp4", nil, gone.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		gone.Close()
+		w := NewWriter(cli, 16)
+		if gso {
+			if w = NewWriterGSO(cli, 16); !w.Segmenting() {
+				t.Skip("the kernel has no UDP_SEGMENT")
+			}
+		}
+		ms := segmentBatch(netip.AddrPort{})[:10]
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			sent, _, err := w.Write(ms)
+			if err != nil {
+				if sent != len(ms)-1 {
+					t.Fatalf("gso %v: a refused batch sent %d of %d: %v", gso, sent, len(ms), err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("gso %v: no ICMP error came back", gso)
+			}
+		}
+		if gso && (!w.Segmenting() || w.FellBack()) {
+			t.Fatal("a refused run turned segmentation off")
+		}
+	}
+}
