@@ -361,3 +361,51 @@ func TestGSORefusedRun(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBurst sends bursts of 64 SRT-sized datagrams (1,316 bytes) to
+// one destination over loopback and reads them: plain batches, GSO on
+// send to a plain receiver, and GSO on send with GRO on receive.
+func BenchmarkBurst(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		gso, gro bool
+	}{{"plain", false, false}, {"gso", true, false}, {"gso-gro", true, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := listen(b, "udp4", "127.0.0.1:0")
+			cli := listen(b, "udp4", "127.0.0.1:0")
+			SetBuffers(srv, 4<<20)
+			r, w := NewReader(srv, 64, 2048), NewWriter(cli, 64)
+			if tc.gso {
+				if w = NewWriterGSO(cli, 64); !w.Segmenting() {
+					b.Skip("the kernel has no UDP_SEGMENT")
+				}
+			}
+			if tc.gro {
+				if r = NewReaderGRO(srv, 64, 2048); !r.Coalescing() {
+					b.Skip("the kernel has no UDP_GRO")
+				}
+			}
+			to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
+			ms := make([]Msg, 64)
+			for i := range ms {
+				ms[i] = Msg{Buf: make([]byte, 1316), N: 1316, Addr: to}
+			}
+			srv.SetReadDeadline(time.Now().Add(time.Minute))
+			b.SetBytes(int64(64 * 1316))
+			b.ResetTimer()
+			for range b.N {
+				if sent, _, err := w.Write(ms); err != nil || sent != len(ms) {
+					b.Fatalf("sent %d: %v", sent, err)
+				}
+				for got := 0; got < len(ms); {
+					out, err := r.Read()
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += len(out)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/datagram")
+		})
+	}
+}
