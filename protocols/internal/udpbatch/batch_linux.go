@@ -100,14 +100,16 @@ func newGROReader(uc *net.UDPConn, out []Msg) *linuxReader {
 	if err != nil {
 		return nil
 	}
-	var gerr, oerr error
+	var gerr error
 	if err := rc.Control(func(fd uintptr) {
 		gerr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1)
-		oerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+		if gerr == nil {
+			// Without it the drop count stays 0.
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+		}
 	}); err != nil || gerr != nil {
 		return nil
 	}
-	_ = oerr // without it the drop count stays 0
 	n := min(len(out), groSlots)
 	slots := make([]Msg, n)
 	mem := make([]byte, n*groSlotSize)
