@@ -93,7 +93,8 @@ const (
 )
 
 // Batch sizes: datagrams per recvmmsg/sendmmsg. The listener's buffers
-// (listenBatch × maxPacket) exist once per server; a session's
+// (listenBatch × maxPacket, or udpbatch's bounded 1 MiB of GRO buffers
+// where the kernel coalesces) exist once per server; a session's
 // (sessionBatch × maxPacket) once per established session.
 const (
 	listenBatch  = 64
@@ -146,6 +147,10 @@ type Stats struct {
 	Streams          []StreamDrops
 	Rejects          map[string]uint64 // handshakes refused, by reason
 	HandshakesServed uint64            // induction responses sent
+	// NoGSO counts sessions whose upstream socket sent without UDP GSO:
+	// the kernel has none, or refused a segmented send (the session then
+	// sends its packets one datagram each, in batches).
+	NoGSO uint64
 }
 
 // StreamDrops is one stream's packets the node dropped, over its sessions
@@ -191,6 +196,8 @@ type Server struct {
 	lastSess *session
 	// bufferWarned is set once a socket got less buffer than asked.
 	bufferWarned atomic.Bool
+	// gsoWarned is set once a session's upstream sent without GSO.
+	gsoWarned atomic.Bool
 	// standbys is the standby listener and its standbys (BackupPublish).
 	standbys *standbys
 }
@@ -208,6 +215,7 @@ type counters struct {
 	listenOverflow       atomic.Uint64 // the listener socket's, as last read
 	upOverflow           atomic.Uint64 // every session socket's
 	inductions           atomic.Uint64
+	noGSO                atomic.Uint64
 	rejMu                sync.Mutex
 	rejects              map[string]uint64
 }
@@ -352,7 +360,10 @@ func (s *Server) Serve(pc net.PacketConn) error {
 // dispatch each packet, sends the batch's packets on with one call per
 // session, and never waits on an origin.
 func (s *Server) readLoop(c packetConn) error {
-	r := udpbatch.NewReader(c, listenBatch, maxPacket)
+	r := udpbatch.NewReaderGRO(c, listenBatch, maxPacket)
+	if r.Batched() && !r.Coalescing() {
+		s.log.Info("srt listener reads without UDP GRO: the kernel has no UDP_GRO")
+	}
 	handle := func(ms []udpbatch.Msg) bool {
 		for i := range ms {
 			s.route(ms[i].Payload(), ms[i].Addr)
@@ -385,6 +396,15 @@ func (s *Server) sizeBuffers(uc *net.UDPConn, which string) {
 	if (err != nil || rcv < want || snd < want) && s.bufferWarned.CompareAndSwap(false, true) {
 		s.log.Warn("srt socket buffers smaller than asked; raise net.core.rmem_max and net.core.wmem_max",
 			"socket", which, "want", want, "receive", rcv, "send", snd, "err", err)
+	}
+}
+
+// noteNoGSO counts a session whose upstream socket sends without UDP GSO
+// (each packet its own datagram within a batch), and logs the first.
+func (s *Server) noteNoGSO(why string) {
+	s.stats.noGSO.Add(1)
+	if s.gsoWarned.CompareAndSwap(false, true) {
+		s.log.Info("srt upstream sends without UDP GSO", "reason", why)
 	}
 }
 
@@ -614,6 +634,7 @@ func (s *Server) Stats() Stats {
 		Malformed:        s.stats.malformed.Load(),
 		NoSession:        s.stats.noSession.Load(),
 		HandshakesServed: s.stats.inductions.Load(),
+		NoGSO:            s.stats.noGSO.Load(),
 		Rejects:          make(map[string]uint64),
 	}
 	s.mu.RLock()

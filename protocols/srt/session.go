@@ -71,6 +71,7 @@ type session struct {
 	// listener loop.
 	up        *net.UDPConn
 	upW       *udpbatch.Writer
+	gsoLost   bool // upW stopped segmenting (listener loop's)
 	upMu      sync.Mutex
 	closed    bool
 	closeOnce sync.Once
@@ -109,6 +110,10 @@ func (ss *session) toOrigin(ms []udpbatch.Msg) {
 	ss.lastSeen.Store(ss.srv.now().UnixNano())
 	ss.noteMedia(ms)
 	sent, n, _ := ss.upW.Write(ms)
+	if !ss.gsoLost && ss.upW.FellBack() {
+		ss.gsoLost = true
+		ss.srv.noteNoGSO("the kernel refused a segmented send")
+	}
 	st := &ss.srv.stats
 	st.pktIn.Add(uint64(sent))
 	st.bytesIn.Add(uint64(n))
@@ -191,7 +196,10 @@ func (ss *session) run() {
 		ss.reject(append([]byte(nil), resp...), RejectOriginRejects, fmt.Errorf("origin rejected: %s", hs.Type))
 		return
 	}
-	ss.upW = udpbatch.NewWriter(ss.up, listenBatch)
+	ss.upW = udpbatch.NewWriterGSO(ss.up, listenBatch)
+	if !ss.upW.Segmenting() {
+		ss.srv.noteNoGSO("the kernel has no UDP_SEGMENT")
+	}
 	if !ss.srv.establish(ss, hs.SocketID) {
 		return
 	}

@@ -27,3 +27,13 @@ func newSysWriter(*net.UDPConn, int, bool) *noWriter { return nil }
 func (*noWriter) write([]Msg) (int, int, error) { return 0, 0, nil }
 
 func bufferSizes(*net.UDPConn) (int, int, error) { return 0, 0, errUnknownSize }
+
+func newGROReader(*net.UDPConn, []Msg) *noReader { return nil }
+
+func (*noWriter) enableGSO() bool { return false }
+
+func (*noWriter) segmenting() bool { return false }
+
+func (*noWriter) fellBackGSO() bool { return false }
+
+func (*noReader) coalescing() bool { return false }

@@ -3,7 +3,11 @@
 // on sockets that are not a *net.UDPConn. It also sizes socket buffers and
 // reads the kernel's count of datagrams a socket dropped because its
 // receive buffer was full (SO_RXQ_OVFL), so that a relay can tell its own
-// loss from the network's.
+// loss from the network's. Where the kernel has them, and the caller asks
+// (NewWriterGSO, NewReaderGRO), it also hands runs of same-sized datagrams
+// to one destination to the kernel as one segmented send (UDP GSO), and
+// lets the kernel coalesce what one sender sent (UDP GRO), detected per
+// socket with a fallback to plain batches.
 //
 // A Reader and a Writer each belong to one goroutine; a socket may have one
 // Reader and any number of Writers. Neither allocates per datagram nor
@@ -61,6 +65,29 @@ func NewReader(c Conn, batch, size int) *Reader {
 	}
 	return r
 }
+
+// NewReaderGRO is NewReader with UDP generic receive offload where the
+// kernel has it (Linux 5.0 and later, with a *net.UDPConn and batch above
+// 1): the kernel may then coalesce consecutive datagrams of one sender into
+// one, and the Reader splits them again, so that Read and ReadEach hand
+// over the datagrams as sent, at most batch at a time. The coalesced
+// datagrams are read into the Reader's own buffers: up to 16 of 64 KiB
+// each (1 MiB, instead of batch × size). Where the kernel refuses UDP_GRO
+// it returns NewReader(c, batch, size); Coalescing says which.
+func NewReaderGRO(c Conn, batch, size int) *Reader {
+	batch = max(batch, 1)
+	if uc, ok := c.(*net.UDPConn); ok && batch > 1 {
+		r := &Reader{c: c, msgs: make([]Msg, batch)}
+		if r.sys = newGROReader(uc, r.msgs); r.sys != nil {
+			return r
+		}
+	}
+	return NewReader(c, batch, size)
+}
+
+// Coalescing reports whether the kernel coalesces the datagrams this
+// Reader reads (see NewReaderGRO).
+func (r *Reader) Coalescing() bool { return r.sys != nil && r.sys.coalescing() }
 
 // Batched reports whether reads take more than one datagram per call.
 func (r *Reader) Batched() bool { return r.sys != nil }
@@ -139,6 +166,31 @@ func NewWriter(c Conn, batch int) *Writer {
 	}
 	return w
 }
+
+// NewWriterGSO is NewWriter with UDP generic segmentation offload where
+// the kernel has it (Linux 4.18 and later, with a *net.UDPConn and batch
+// above 1): a run of datagrams of ms to one destination, all of one size
+// but the last which may be shorter, goes to the kernel as one datagram
+// that it cuts into the datagrams sent (at most 64 of them, and 64 KiB).
+// Receivers see the same datagrams as from NewWriter. Support is checked
+// here; if the kernel later refuses a segmented send (a device that cannot
+// checksum it, a path MTU below the datagrams' size) the Writer sends that
+// run and all later ones datagram by datagram, and FellBack reports it.
+func NewWriterGSO(c Conn, batch int) *Writer {
+	w := NewWriter(c, batch)
+	if w.sys != nil {
+		w.sys.enableGSO()
+	}
+	return w
+}
+
+// Segmenting reports whether the Writer currently sends runs of datagrams
+// as one segmented send (see NewWriterGSO).
+func (w *Writer) Segmenting() bool { return w.sys != nil && w.sys.segmenting() }
+
+// FellBack reports whether the Writer segmented until the kernel refused
+// it and now sends datagram by datagram.
+func (w *Writer) FellBack() bool { return w.sys != nil && w.sys.fellBackGSO() }
 
 // Write sends every datagram of ms, in order, and returns how many were
 // sent and their bytes. A Writer of a nil Conn sends nothing and returns
