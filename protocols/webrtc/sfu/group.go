@@ -397,52 +397,15 @@ func (g *group) attach() (*upstreamSession, <-chan struct{}, error) {
 			}
 		}()
 	})
-	offer, err := pc.CreateOffer(nil)
+	answer, resource, err := s.signalOrigin(ctx, pc, o, webrtc.PathWHEP, g.query, rtcAddr)
 	if err != nil {
 		return nil, nil, err
 	}
-	gathered := pion.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, nil, err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-	u := "http://" + o.API + webrtc.PathWHEP + "?" + g.query
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := s.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return nil, nil, err
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, nil, fmt.Errorf("%w: origin %s: %s", webrtc.ErrNoStream, o.ID, bytes.TrimSpace(body))
-	case resp.StatusCode/100 != 2:
-		return nil, nil, fmt.Errorf("origin %s answered %d: %s", o.ID, resp.StatusCode, bytes.TrimSpace(body))
-	case len(body) > maxAnswer:
-		return nil, nil, fmt.Errorf("origin %s answer larger than %d bytes", o.ID, maxAnswer)
-	}
-	if _, err := webrtc.ParseSDP(body); err != nil {
+	up.resource = resource
+	if _, err := webrtc.ParseSDP(answer); err != nil {
+		g.deleteResource(up.resource)
 		return nil, nil, fmt.Errorf("origin %s answer: %w", o.ID, err)
 	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if ref, err := url.Parse(loc); err == nil {
-			up.resource = req.URL.ResolveReference(ref).String()
-		}
-	}
-	// The origin's media address is the one the mesh knows, whatever its
-	// candidates say (as for relayed sessions).
-	answer := webrtc.RewriteSDP(body, rtcAddr)
 	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		g.deleteResource(up.resource)
 		return nil, nil, fmt.Errorf("origin %s answer: %w", o.ID, err)
@@ -706,4 +669,54 @@ func answerCodecs(answer []byte) [2]*pion.RTPCodecParameters {
 		out[k] = p
 	}
 	return out
+}
+
+// signalOrigin offers pc's media to origin o over WHIP or WHEP (path, with
+// query), after gathering its candidates, and returns the origin's answer,
+// its media address rewritten to rtcAddr (the one the mesh knows, whatever
+// the candidates say, as for relayed sessions), and the session's resource
+// URL at the origin ("" when it gave none). A 404 is webrtc.ErrNoStream;
+// an answer over maxAnswer bytes is refused. The caller sets the answer.
+func (s *Server) signalOrigin(ctx context.Context, pc *pion.PeerConnection, o stream.Origin, path, query string, rtcAddr netip.AddrPort) (answer []byte, resource string, err error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return nil, "", err
+	}
+	gathered := pion.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return nil, "", err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+	u := "http://" + o.API + path + "?" + query
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return nil, "", err
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, "", fmt.Errorf("%w: origin %s: %s", webrtc.ErrNoStream, o.ID, bytes.TrimSpace(body))
+	case resp.StatusCode/100 != 2:
+		return nil, "", fmt.Errorf("origin %s answered %d: %s", o.ID, resp.StatusCode, bytes.TrimSpace(body))
+	case len(body) > maxAnswer:
+		return nil, "", fmt.Errorf("origin %s answer larger than %d bytes", o.ID, maxAnswer)
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if ref, err := url.Parse(loc); err == nil {
+			resource = req.URL.ResolveReference(ref).String()
+		}
+	}
+	return webrtc.RewriteSDP(body, rtcAddr), resource, nil
 }

@@ -1,14 +1,11 @@
 package sfu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -639,49 +636,15 @@ func (sb *standbyPub) publish() (*originSession, error) {
 			failOnce.Do(func() { close(up.failed) })
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
+	answer, resource, err := s.signalOrigin(ctx, pc, o, webrtc.PathWHIP, sb.query, rtcAddr)
 	if err != nil {
 		return nil, err
 	}
-	gathered := pion.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	u := "http://" + o.API + webrtc.PathWHIP + "?" + sb.query
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := s.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return nil, err
-	case resp.StatusCode/100 != 2:
-		return nil, fmt.Errorf("origin %s answered %d: %s", o.ID, resp.StatusCode, bytes.TrimSpace(body))
-	case len(body) > maxAnswer:
-		return nil, fmt.Errorf("origin %s answer larger than %d bytes", o.ID, maxAnswer)
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if ref, err := url.Parse(loc); err == nil {
-			up.resource = req.URL.ResolveReference(ref).String()
-		}
-	}
+	up.resource = resource
 	if _, err := route.Accepted(ctx, s.cfg.Publisher, sb.key, o); err != nil {
 		s.deleteResource(up.resource)
 		return nil, fmt.Errorf("publish not recorded: %w", err)
 	}
-	answer := webrtc.RewriteSDP(body, rtcAddr)
 	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		s.deleteResource(up.resource)
 		return nil, fmt.Errorf("origin %s answer: %w", o.ID, err)
@@ -806,45 +769,12 @@ func (s *Server) openWatch(ctx context.Context, key stream.Key, query string) (*
 			}
 		}()
 	})
-	offer, err := pc.CreateOffer(nil)
+	answer, resource, err := s.signalOrigin(ctx, pc, o, webrtc.PathWHEP, query, rtcAddr)
 	if err != nil {
 		return nil, err
 	}
-	gathered := pion.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	u := "http://" + o.API + webrtc.PathWHEP + "?" + query
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := s.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return nil, err
-	case resp.StatusCode/100 != 2:
-		return nil, fmt.Errorf("origin %s answered %d: %s", o.ID, resp.StatusCode, bytes.TrimSpace(body))
-	case len(body) > maxAnswer:
-		return nil, fmt.Errorf("origin %s answer larger than %d bytes", o.ID, maxAnswer)
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if ref, err := url.Parse(loc); err == nil {
-			w.res = req.URL.ResolveReference(ref).String()
-		}
-	}
-	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(webrtc.RewriteSDP(body, rtcAddr))}); err != nil {
+	w.res = resource
+	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		s.deleteResource(w.res)
 		return nil, err
 	}
