@@ -57,6 +57,7 @@ func keyAt(fs []frame, i int) int {
 // feed is a live Source the test feeds tag by tag.
 type feed struct {
 	reads  atomic.Int32 // times ReadTag was called
+	sent   atomic.Int32 // tags taken by the reader
 	ch     chan Tag
 	closed chan struct{}
 	once   sync.Once
@@ -101,11 +102,22 @@ func (f *feed) send(tags ...Tag) bool {
 	for _, t := range tags {
 		select {
 		case f.ch <- t:
+			f.sent.Add(1)
 		case <-f.closed:
 			return false
 		}
 	}
 	return true
+}
+
+// settle waits until the hub's reader of the unbuffered feed f handled
+// every tag sent and waits for the next: a switch started then is decided
+// at the next tag the test sends, not at one the reader still holds.
+func settle(t *testing.T, f *feed) {
+	t.Helper()
+	testkit.WaitFor(t, 5*time.Second, "the reader to handle what was sent", func() bool {
+		return f.reads.Load() == f.sent.Load()+1
+	})
 }
 
 // end ends the source with err (io.EOF: cleanly) after what was fed.
@@ -235,15 +247,15 @@ func (r *reports) get() []Reattach {
 	return append([]Reattach(nil), r.list...)
 }
 
-// pendingOf returns the hub's pending switch once it has its keyframe.
-func waitKey(t *testing.T, h *hub) *pending {
+// waitKey waits until the pending switch p (the hub's, taken when the
+// switch started) has its keyframe, and returns it. The hub may adopt p,
+// and stop listing it, before waitKey first looks.
+func waitKey(t *testing.T, p *pending) *pending {
 	t.Helper()
-	var p *pending
+	if p == nil {
+		t.Fatal("no switch pending")
+	}
 	testkit.WaitFor(t, 5*time.Second, "the new upstream's keyframe", func() bool {
-		p = h.sw.Load()
-		if p == nil {
-			return false
-		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.key
@@ -276,11 +288,13 @@ func TestPlannedSwitch(t *testing.T) {
 			r := newTestRegistry(t, Config{OnSwitch: rep.add, SwitchTimeout: time.Minute})
 			s := subscribe(t, r, "live/x?", src.opener())
 			a.send(copyOf(fs, 0, 0, tt.at)...)
+			settle(t, a)
 			if n := r.Switch("live/x"); n != 1 {
 				t.Fatalf("Switch = %d, want 1", n)
 			}
+			pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 			b.send(withHeads(fs, tt.base, tt.from, 200)...)
-			waitKey(t, s.h)
+			waitKey(t, pn)
 			// The old upstream goes on until the hub switches away from it.
 			for i := tt.at; i < len(fs) && a.send(copyOf(fs, 0, i, i+1)...); i++ {
 			}
@@ -322,9 +336,11 @@ func TestPlannedSwitchTimeout(t *testing.T) {
 	r := newTestRegistry(t, Config{OnSwitch: rep.add, SwitchTimeout: 200 * time.Millisecond})
 	s := subscribe(t, r, "k?q", src.opener())
 	a.send(copyOf(fs, 0, 0, 50)...)
+	settle(t, a)
 	r.Switch("k")
+	pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 	b.send(withHeads(other, 9000, keyAt(other, 30), 150)...)
-	p := waitKey(t, s.h)
+	p := waitKey(t, pn)
 	testkit.WaitFor(t, 5*time.Second, "the switch's deadline", func() bool { return time.Now().After(p.deadline) })
 	last := 50
 	for ; last < len(fs) && a.send(copyOf(fs, 0, last, last+1)...); last++ {
@@ -491,9 +507,11 @@ func TestCloseDuringSwitch(t *testing.T) {
 	r := NewRegistry(Config{})
 	s := subscribe(t, r, "k?", src.opener())
 	a.send(copyOf(fs, 0, 0, 30)...)
+	settle(t, a)
 	r.Switch("k")
+	pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 	b.send(withHeads(fs, 0, keyAt(fs, 40), 100)...)
-	waitKey(t, s.h)
+	waitKey(t, pn)
 	r.Close()
 	if !a.isClosed() || !b.isClosed() {
 		t.Errorf("after Close: old closed %v, new closed %v", a.isClosed(), b.isClosed())
@@ -616,18 +634,21 @@ func TestPlannedSwitchTwice(t *testing.T) {
 	r := newTestRegistry(t, Config{OnSwitch: rep.add, SwitchTimeout: time.Minute})
 	s := subscribe(t, r, "k?", src.opener())
 	a.send(copyOf(fs, 0, 0, 100)...)
+	settle(t, a)
 	r.Switch("k")
+	pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 	from := keyAt(fs, 60)
 	go b.send(withHeads(fs, 4000, from, 150)...) // b is unbuffered: it is fed as the hub reads it
-	waitKey(t, s.h)
+	waitKey(t, pn)
 	for i := 100; a.send(copyOf(fs, 0, i, i+1)...); i++ {
 	}
 	testkit.WaitFor(t, 5*time.Second, "b read to 150", func() bool { return b.reads.Load() == int32(3+150-from+1) })
 	if n := r.Switch("k"); n != 1 {
 		t.Fatalf("second Switch = %d", n)
 	}
+	pn = s.h.sw.Load() // the switch may be adopted before waitKey looks
 	c.send(withHeads(fs, 90000, keyAt(fs, 120), 300)...)
-	waitKey(t, s.h)
+	waitKey(t, pn)
 	for i := 150; b.send(copyOf(fs, 4000, i, i+1)...); i++ {
 	}
 	c.end(io.EOF)
@@ -688,10 +709,12 @@ func TestPlannedSwitchNewHeader(t *testing.T) {
 	r := newTestRegistry(t, Config{SwitchTimeout: time.Minute})
 	s := subscribe(t, r, "k?", src.opener())
 	a.send(copyOf(fs, 0, 0, 100)...)
+	settle(t, a)
 	r.Switch("k")
+	pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 	heads := []Tag{NewTag(TagScript, 50, metadataBody()), NewTag(TagVideo, 50, avcSeq2), NewTag(TagAudio, 50, aacSeq)}
 	b.send(append(heads, copyOf(fs, 50, keyAt(fs, 60), 300)...)...)
-	waitKey(t, s.h)
+	waitKey(t, pn)
 	a.send(copyOf(fs, 0, 100, 101)...) // the hub switches here, instead of delivering it
 	testkit.WaitFor(t, 5*time.Second, "the switch", a.isClosed)
 	b.end(io.EOF)
@@ -716,9 +739,11 @@ func TestPlannedSwitchAudioOnly(t *testing.T) {
 	s := subscribe(t, r, "k?", src.opener())
 	silence := []byte{0xaf, 1, 0}
 	a.send(NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 1000, silence), NewTag(TagAudio, 1023, silence))
+	settle(t, a)
 	r.Switch("k")
+	pn := s.h.sw.Load() // the switch may be adopted before waitKey looks
 	b.send(NewTag(TagAudio, 0, aacSeq), NewTag(TagAudio, 70000, silence), NewTag(TagAudio, 70023, silence))
-	waitKey(t, s.h)
+	waitKey(t, pn)
 	a.send(NewTag(TagAudio, 1046, silence))
 	testkit.WaitFor(t, 5*time.Second, "the switch", a.isClosed)
 	b.end(io.EOF)
