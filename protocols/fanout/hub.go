@@ -196,6 +196,7 @@ type Registry struct {
 	reattached atomic.Uint64
 	switched   atomic.Uint64
 	seed       maphash.Seed // for the hashes that identify frames
+	push       pusher       // the writers of pushed players
 }
 
 // NewRegistry returns an empty Registry.
@@ -299,6 +300,7 @@ func (r *Registry) Close() error {
 	for _, h := range hubs {
 		h.close(ErrClosed)
 	}
+	r.push.close()
 	r.wg.Wait()
 	return nil
 }
@@ -1040,6 +1042,7 @@ type Subscriber struct {
 	drops    int
 	err      error // why it ended, once end is closed; nil at upstream EOF
 	left     bool
+	pusher   *pushed // the writer of a pushed player (Registry.Push)
 }
 
 // keepQueue is the largest queue array (in tags) a subscriber keeps between
@@ -1060,6 +1063,10 @@ func (s *Subscriber) push(b []byte) {
 }
 
 func (s *Subscriber) signal() {
+	if s.pusher != nil {
+		s.pusher.wake()
+		return
+	}
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -1073,6 +1080,9 @@ func (s *Subscriber) finish(err error) {
 	default:
 		s.err = err
 		close(s.end)
+		if s.pusher != nil {
+			s.pusher.wake()
+		}
 	}
 }
 

@@ -187,12 +187,28 @@ func (s *Server) serveFLVFanOut(w http.ResponseWriter, r *http.Request, key stre
 			handedOff = true
 			s.wg.Add(1)       // within this request's own count: never from zero
 			s.hijacked.Join() // the HTTP server's Shutdown no longer sees it
+			over := func() {
+				nc.Close()
+				end()
+				s.hijacked.Leave()
+				s.wg.Done()
+			}
+			if err := s.writeFLVHead(nc, h); err != nil {
+				sub.Close()
+				over()
+				return true
+			}
+			// The registry's writers serve the player (flvPlayer): it
+			// costs no goroutine while it waits for the stream. A
+			// connection without a descriptor (TLS) gets a goroutine.
+			pl := &flvPlayer{s: s, sent: sent, over: over}
+			if s.hubs.Push(s.ctx, sub, nc, pl, fanout.PushOptions{Idle: s.writeTTL, Discard: true}) {
+				return true
+			}
 			go func() {
-				defer s.wg.Done()
-				defer s.hijacked.Leave()
-				defer end()
+				defer over()
 				defer sub.Close()
-				s.writeFLVRaw(s.ctx, nc, h, sub, key, sent)
+				s.writeFLVRaw(s.ctx, nc, sub, key, sent)
 			}()
 			return true
 		}
@@ -241,23 +257,32 @@ func (s *Server) DrainPlayers(ctx context.Context) error {
 	return s.hijacked.Drain(ctx)
 }
 
-// writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection:
-// the response head, then the tags with writev on the connection itself
-// until the stream, the client (a write fails) or ctx ends. It runs on a
-// goroutine of its own, owned by the server (Close waits for it), not on
-// the HTTP server's. The body is delimited by the
-// connection's close (Connection: close), as HTTP/1.0 streams are: no
-// chunked framing, so a player costs one writev per batch of tags and no
-// copy. The body bytes count into sent too when it is not nil (the
-// session's meter). nc is closed on return.
-func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, sub *fanout.Subscriber, key stream.Key, sent *atomic.Uint64) {
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
-	defer stop()
-	raw := nc
-	if u, ok := nc.(interface{ RawConn() net.Conn }); ok {
-		raw = u.RawConn()
+// flvPlayer is an HTTP-FLV player on a hijacked HTTP/1.x connection that
+// the registry's writers serve (fanout.Registry.Push): the body is the
+// shared tags as they are, delimited by the connection's close (see
+// writeFLVHead).
+type flvPlayer struct {
+	s    *Server
+	sent *atomic.Uint64
+	over func()
+}
+
+func (p *flvPlayer) Frame(dst, tags net.Buffers) net.Buffers { return append(dst, tags...) }
+
+func (p *flvPlayer) Wrote(n int) {
+	p.s.fanOutBytes.Add(uint64(n))
+	if p.sent != nil {
+		p.sent.Add(uint64(n))
 	}
+}
+
+func (p *flvPlayer) End(error) { p.over() }
+
+// writeFLVHead writes the response head of a shared FLV stream on a
+// hijacked HTTP/1.x connection. The body is delimited by the connection's
+// close (Connection: close), as HTTP/1.0 streams are: no chunked framing,
+// so a player costs one writev per batch of tags and no copy.
+func (s *Server) writeFLVHead(nc net.Conn, h http.Header) error {
 	h = h.Clone()
 	h.Del("Content-Length")
 	h.Del("Transfer-Encoding")
@@ -271,9 +296,24 @@ func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, h http.Header, su
 	hb.b = head
 	h.Write(&hb)
 	hb.b = append(hb.b, "\r\n"...)
-	raw.SetWriteDeadline(time.Now().Add(s.writeTTL))
-	if _, err := raw.Write(hb.b); err != nil {
-		return
+	nc.SetWriteDeadline(time.Now().Add(s.writeTTL))
+	_, err := nc.Write(hb.b)
+	nc.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// writeFLVRaw serves a shared FLV stream on a hijacked HTTP/1.x connection
+// whose head was written (writeFLVHead): the tags with writev on the
+// connection itself until the stream, the client (a write fails) or ctx
+// ends. It runs on a goroutine of its own, owned by the server, for the
+// connections fanout.Registry.Push does not take (TLS). The body bytes
+// count into sent too when it is not nil (the session's meter).
+func (s *Server) writeFLVRaw(ctx context.Context, nc net.Conn, sub *fanout.Subscriber, key stream.Key, sent *atomic.Uint64) {
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	raw := nc
+	if u, ok := nc.(interface{ RawConn() net.Conn }); ok {
+		raw = u.RawConn()
 	}
 	var bufs net.Buffers
 	out := new(net.Buffers) // one per player: WriteTo's receiver escapes

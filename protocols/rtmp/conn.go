@@ -50,11 +50,10 @@ type conn struct {
 	clientIn, clientOut atomic.Uint64
 
 	// play, when set by serve, is the rest of a fan-out player's session:
-	// the caller of serve runs it once serve has returned, so that the
-	// set-up's deep frames are off the goroutine's stack for the player's
-	// lifetime (its stack shrinks back, in a player count of thousands).
-	// It does what serve's own ending would have done.
-	play func()
+	// the caller of serve runs it once serve has returned, and it calls
+	// done once the session is over, on whichever goroutine ends it. It
+	// does what serve's own ending would have done.
+	play func(done func())
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -141,9 +140,11 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		play := c.play
-		c.play = func() {
-			defer end()
-			play()
+		c.play = func(done func()) {
+			play(func() {
+				end()
+				done()
+			})
 		}
 	}()
 	deadline := time.Now().Add(c.s.cfg.HandshakeTimeout)

@@ -230,16 +230,64 @@ func (c *conn) playShared(ctx context.Context, origin stream.Origin) bool {
 	// KiB for its lifetime: the one line it logs at its end names them.
 	c.log = s.log
 	originID := origin.ID
-	// The play itself runs once serve has returned (conn.play), on a
-	// goroutine of its own (Server.serveConn).
-	c.play = func() {
-		defer sub.Close()
-		defer end()
-		defer st.players.Add(-1)
+	// The play itself runs once serve has returned (conn.play): the
+	// registry's writers serve the player (fanPlayer), or a goroutine of
+	// its own when the connection gives no descriptor (RTMPS).
+	c.play = func(done func()) {
 		start := time.Now()
-		c.logEnd(start, originID, c.playFrom(ctx, sub))
+		over := func(err error) {
+			sub.Close()
+			c.closeAll()
+			c.logEnd(start, originID, err)
+			end()
+			st.players.Add(-1)
+			done()
+		}
+		if err := c.startPlay(); err != nil {
+			over(err)
+			return
+		}
+		p := &fanPlayer{c: c, w: c.newFanWriter(), over: over}
+		if s.hubs.Push(ctx, sub, c.client.conn.Conn, p, fanout.PushOptions{Idle: s.cfg.IdleTimeout, Discard: true}) {
+			return
+		}
+		go func() { over(c.playFrom(ctx, sub)) }()
 	}
 	return true
+}
+
+// fanPlayer is a fan-out player that the registry's writers serve
+// (fanout.Registry.Push): it costs no goroutine while it waits for the
+// stream. Nothing else writes to the client once the play started, and
+// what the player sends is read and discarded by the writers.
+type fanPlayer struct {
+	c    *conn
+	w    fanWriter
+	over func(error)
+}
+
+func (p *fanPlayer) Frame(dst, tags net.Buffers) net.Buffers { return p.w.frame(dst, tags) }
+
+func (p *fanPlayer) Wrote(n int) { p.w.out.Add(uint64(n)) }
+
+// End ends the session; at the stream's clean end the player is told
+// first, as an origin tells its players.
+func (p *fanPlayer) End(err error) {
+	switch {
+	case err == io.EOF:
+		p.c.endPlay()
+		err = nil
+	case errors.Is(err, fanout.ErrGone), errors.Is(err, context.Canceled):
+		err = nil
+	}
+	p.over(err)
+}
+
+// newFanWriter returns the writer of c's fan-out play. The media bypasses
+// the leg's counting connection (writev on the raw one): it counts toward
+// the server's and the session's bytes here.
+func (c *conn) newFanWriter() fanWriter {
+	return fanWriter{l: c.client, sid: c.clientStream, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}
 }
 
 // logEnd logs the end of a fan-out player's session. It is not inlined,
@@ -264,17 +312,13 @@ type fanPlay struct {
 	bufs net.Buffers
 }
 
-// playFrom starts the client's play and writes the hub's tags to it until
-// the stream or the client ends. A goroutine reads the client meanwhile
-// (acknowledgements, pings, closeStream); it ends with the connection.
+// playFrom writes the hub's tags to a client whose play started until the
+// stream or the client ends, on the caller's goroutine, polling what the
+// client sends (playerPoll). It is the play of a connection that
+// fanout.Registry.Push does not take (RTMPS).
 func (c *conn) playFrom(ctx context.Context, sub *fanout.Subscriber) error {
-	if err := c.startPlay(); err != nil {
-		return err
-	}
 	cl := c.client
-	// The media bypasses the leg's counting connection (writev on the raw
-	// one): it counts toward the server's and the session's bytes here.
-	p := &fanPlay{w: fanWriter{l: cl, sid: c.clientStream, idle: c.s.cfg.IdleTimeout, out: addBoth{&c.s.stats.bytesOut, &c.clientOut}}}
+	p := &fanPlay{w: c.newFanWriter()}
 	var werr error
 	for {
 		var nerr error
@@ -301,7 +345,6 @@ func (c *conn) playFrom(ctx context.Context, sub *fanout.Subscriber) error {
 			break
 		}
 	}
-	c.closeAll()
 	return werr
 }
 
@@ -399,8 +442,9 @@ func (a addBoth) Add(n uint64) uint64 {
 	return a.first.Add(n)
 }
 
-// fanArena is the size of a fan-out player's header arena. A batch whose
-// headers would not fit is written in several.
+// fanArena is the size of a fan-out player's header arena between batches;
+// a batch with more headers (a fast start's GOP) gets one of its size,
+// not kept.
 const fanArena = 256
 
 // fanIOV bounds the tag list a player keeps between batches; a longer one
@@ -414,14 +458,55 @@ const fanIOV = 64
 // lifetime.
 const fanWritev = 16
 
-// write writes the tags in bufs (an FLV header among them is skipped).
+// write writes the tags in bufs (an FLV header among them is skipped):
+// first what the leg's Writer holds (control messages, commands), then the
+// media, under the leg's lock.
 func (w *fanWriter) write(bufs net.Buffers) error {
-	if w.arena == nil {
-		w.arena = make([]byte, 0, fanArena)
+	w.iov = w.frame(w.iov[:0], bufs)
+	l := w.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	raw := l.conn.Conn
+	if u, ok := raw.(interface{ RawConn() net.Conn }); ok {
+		raw = u.RawConn() // the TCP connection under a PROXY protocol one
 	}
+	for b := w.iov; len(b) > 0 && err == nil; {
+		k := min(len(b), fanWritev)
+		if w.idle > 0 {
+			raw.SetWriteDeadline(time.Now().Add(w.idle))
+		}
+		w.wr = b[:k]
+		var n int64
+		n, err = w.wr.WriteTo(raw)
+		w.out.Add(uint64(n))
+		b = b[k:]
+	}
+	clear(w.iov)
+	w.iov = w.iov[:0]
+	if cap(w.iov) > 2*fanIOV {
+		w.iov = nil // a burst's array is not kept for the player's lifetime
+	}
+	return err
+}
+
+// frame appends to dst the RTMP messages of tags (an FLV header among them
+// is skipped), without copying them: each is a type 0 chunk header and the
+// tag's body in chunk-size pieces. The headers are built in w.arena, reused
+// by the next call.
+func (w *fanWriter) frame(dst, tags net.Buffers) net.Buffers {
 	chunkSize := int(w.l.w.ChunkSize())
-	w.arena, w.iov = w.arena[:0], w.iov[:0]
-	for _, b := range bufs {
+	need := 0
+	for _, b := range tags {
+		if _, _, body, ok := fanout.TagInfo(b); ok {
+			need += 16 + 5*(max(1, (len(body)+chunkSize-1)/chunkSize)-1)
+		}
+	}
+	if cap(w.arena) < need || cap(w.arena) > fanArena && need <= fanArena {
+		w.arena = make([]byte, 0, max(need, fanArena)) // a burst's is not kept
+	}
+	w.arena = w.arena[:0]
+	for _, b := range tags {
 		typ, ts, body, ok := fanout.TagInfo(b)
 		if !ok {
 			continue // the FLV header
@@ -433,55 +518,19 @@ func (w *fanWriter) write(bufs net.Buffers) error {
 		case fanout.TagVideo:
 			csid = csidFanVideo
 		}
-		pieces := max(1, (len(body)+chunkSize-1)/chunkSize)
-		if need := 16 + 5*(pieces-1); len(w.arena)+need > cap(w.arena) || len(w.iov) > 0 && len(w.iov)+2*pieces > fanWritev {
-			if err := w.flush(); err != nil {
-				return err
-			}
-			if need > cap(w.arena) {
-				w.arena = make([]byte, 0, need)
-			}
-		}
 		start := len(w.arena)
 		w.arena = chunk.AppendHeader(w.arena, csid, typ, w.sid, ts, len(body))
-		w.iov = append(w.iov, w.arena[start:len(w.arena):len(w.arena)])
+		dst = append(dst, w.arena[start:len(w.arena):len(w.arena)])
 		for p := body; len(p) > 0; {
 			n := min(len(p), chunkSize)
-			w.iov = append(w.iov, p[:n])
+			dst = append(dst, p[:n])
 			p = p[n:]
 			if len(p) > 0 {
 				start := len(w.arena)
 				w.arena = chunk.AppendContinuation(w.arena, csid, ts)
-				w.iov = append(w.iov, w.arena[start:len(w.arena):len(w.arena)])
+				dst = append(dst, w.arena[start:len(w.arena):len(w.arena)])
 			}
 		}
 	}
-	return w.flush()
-}
-
-// flush writes the batch: first what the leg's Writer holds (control
-// messages, commands), then the media, under the leg's lock.
-func (w *fanWriter) flush() error {
-	if len(w.iov) == 0 {
-		return nil
-	}
-	l := w.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.w.Flush(); err != nil {
-		return err
-	}
-	raw := l.conn.Conn
-	if u, ok := raw.(interface{ RawConn() net.Conn }); ok {
-		raw = u.RawConn() // the TCP connection under a PROXY protocol one
-	}
-	if w.idle > 0 {
-		raw.SetWriteDeadline(time.Now().Add(w.idle))
-	}
-	w.wr = w.iov
-	n, err := w.wr.WriteTo(raw)
-	w.out.Add(uint64(n))
-	clear(w.iov)
-	w.arena, w.iov = w.arena[:0], w.iov[:0]
-	return err
+	return dst
 }

@@ -334,12 +334,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		leave()
 		return
 	}
-	// This goroutine's count in s.wg is handed to the player's: Close
-	// and Drain wait for it as they waited for this one.
-	go func() {
-		defer leave()
-		c.play()
-	}()
+	// This goroutine's count in s.wg is handed to the player: Close and
+	// Drain wait for its end as they waited for this goroutine.
+	c.play(leave)
 }
 
 // Drain stops accepting (every Serve returns nil) and waits until every
