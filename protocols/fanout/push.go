@@ -325,7 +325,12 @@ func (p *pushed) write(iov []syscall.Iovec) error {
 	return err
 }
 
-// writeFD is write on the connection's descriptor.
+// writeFD is write on the connection's descriptor. The system call is
+// made raw, without telling the Go scheduler: the socket is non-blocking,
+// so writev returns at once (EAGAIN when it would wait). A
+// scheduler-aware call of a large write lets the runtime's monitor thread
+// see the worker "in a system call" and hand its processor to another
+// thread, a wake-up of a thread per write that cost more than the write.
 func (p *pushed) writeFD(fd uintptr, iov []syscall.Iovec) error {
 	for p.sent < len(p.out) {
 		k := 0
@@ -342,7 +347,7 @@ func (p *pushed) writeFD(fd uintptr, iov []syscall.Iovec) error {
 		if k == 0 {
 			break
 		}
-		r, _, errno := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
 		clear(iov[:k]) // no pointer into the player's buffers is kept
 		switch errno {
 		case 0:
@@ -434,7 +439,7 @@ func (p *pushed) drain(w *scratch) error {
 		var n int
 		var errno syscall.Errno
 		if err := p.rc.Read(func(fd uintptr) bool {
-			r, _, e := syscall.Syscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&w.buf[0])), uintptr(len(w.buf)))
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&w.buf[0])), uintptr(len(w.buf)))
 			n, errno = int(r), e
 			return true
 		}); err != nil {
