@@ -88,7 +88,7 @@ func playFLV(ctx context.Context, client *http.Client, cfg *Config, p *player) e
 	}
 	sawVideo := false
 	for {
-		t, err := r.ReadTag()
+		t, err := r.SkipTag() // the body is counted, not kept
 		if err != nil {
 			if err == io.EOF && ctx.Err() == nil {
 				return errors.New("the stream ended")

@@ -81,7 +81,12 @@ type Reader struct {
 	r       io.Reader
 	maxBody int
 	hdr     [tagHeaderSize]byte
+	peek    [classifyBytes]byte // SkipTag's start of a body
 }
+
+// classifyBytes is how much of a body SkipTag reads to classify a tag:
+// more than Classify looks at.
+const classifyBytes = 64
 
 // NewReader returns a Reader of r whose tags' bodies are at most maxBody
 // bytes (clamped to 1..MaxFLVTagSize).
@@ -135,6 +140,38 @@ func (fr *Reader) ReadTag() (Tag, error) {
 		Data:      data,
 	}
 	t.Kind = Classify(t.Type, t.Body())
+	return t, nil
+}
+
+// SkipTag reads the next tag as ReadTag does, but keeps only its type,
+// timestamp and kind: the body is read past, not kept (Data is nil), so a
+// reader that only counts media allocates nothing. A body larger than the
+// bound is an error here too.
+func (fr *Reader) SkipTag() (Tag, error) {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		return Tag{}, err
+	}
+	h := fr.hdr
+	size := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
+	if size > fr.maxBody {
+		return Tag{}, fmt.Errorf("%w: %d > %d bytes", ErrTagTooLarge, size, fr.maxBody)
+	}
+	peek := fr.peek[:min(size, len(fr.peek))]
+	if _, err := io.ReadFull(fr.r, peek); err != nil {
+		return Tag{}, unexpected(err)
+	}
+	rest := size - len(peek) + prevSizeLen
+	var err error
+	if d, ok := fr.r.(interface{ Discard(int) (int, error) }); ok {
+		_, err = d.Discard(rest)
+	} else {
+		_, err = io.CopyN(io.Discard, fr.r, int64(rest))
+	}
+	if err != nil {
+		return Tag{}, unexpected(err)
+	}
+	t := Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])}
+	t.Kind = Classify(t.Type, peek)
 	return t, nil
 }
 

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -168,8 +169,18 @@ func FuzzFLVReader(f *testing.F) {
 		if _, err := fr.ReadHeader(); err != nil {
 			return
 		}
+		// SkipTag sees the same tags, through a bufio.Reader (Discard).
+		sr := NewReader(bufio.NewReaderSize(bytes.NewReader(in), 16), bound)
+		sr.ReadHeader()
 		for {
 			tg, err := fr.ReadTag()
+			st, serr := sr.SkipTag()
+			if (err == nil) != (serr == nil) {
+				t.Fatalf("ReadTag: %v, SkipTag: %v", err, serr)
+			}
+			if err == nil && (st.Type != tg.Type || st.Timestamp != tg.Timestamp || st.Kind != tg.Kind || st.Data != nil) {
+				t.Fatalf("SkipTag %+v, ReadTag %+v", st, tg)
+			}
 			if err != nil {
 				return
 			}
