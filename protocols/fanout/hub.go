@@ -831,12 +831,19 @@ func (h *hub) deliver(t Tag) {
 	h.wake()
 }
 
+// wakeSettle is how long a tag that arrives after a quiet interval waits
+// for the ones right behind it: an origin writes a batch of tags at once
+// (SRS's mw_latency), which the hub reads in several reads, and a player
+// is better written the whole batch than its first tag, then the rest.
+const wakeSettle = 5 * time.Millisecond
+
 // wake signals the subscribers that have tags queued, at most once per
 // Config.WakeEvery: tags delivered sooner are signalled by the hub's wake
-// timer at the end of the interval. Called with h.mu held.
+// timer at the end of the interval, and the first after a quiet interval
+// by the timer too, wakeSettle later. Called with h.mu held.
 func (h *hub) wake() {
 	now := time.Now()
-	if h.cfg.WakeEvery < 0 || now.Sub(h.wokeAt) >= h.cfg.WakeEvery {
+	if h.cfg.WakeEvery < 0 {
 		h.wokeAt = now
 		h.signalQueued()
 		return
@@ -845,7 +852,7 @@ func (h *hub) wake() {
 		return
 	}
 	h.wakeDue = true
-	d := h.wokeAt.Add(h.cfg.WakeEvery).Sub(now)
+	d := max(h.wokeAt.Add(h.cfg.WakeEvery).Sub(now), min(wakeSettle, h.cfg.WakeEvery))
 	if h.wakeTimer == nil {
 		h.wakeTimer = time.AfterFunc(d, h.timerWake)
 	} else {

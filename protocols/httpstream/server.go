@@ -76,6 +76,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/rawio"
+
 	"github.com/srs-mesh/srs-mesh/protocols/fanout"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/drain"
 	"github.com/srs-mesh/srs-mesh/protocols/internal/route"
@@ -301,7 +303,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Transport == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.Transport = &http.Transport{
-			DialContext:           d.DialContext,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return rawio.Wrap(nc), nil
+			},
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: originHeaderTimeout,

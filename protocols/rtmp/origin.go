@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/srs-mesh/srs-mesh/protocols/internal/rawio"
+
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/amf0"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/chunk"
 	"github.com/srs-mesh/srs-mesh/protocols/rtmp/handshake"
@@ -99,6 +101,7 @@ func (c *conn) openLeg(parent context.Context, addr string, track func(net.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrOriginDown, addr, err)
 	}
+	nc = rawio.Wrap(nc)
 	if !track(nc) {
 		return nil, fmt.Errorf("%w: session closed", ErrOriginDown)
 	}
