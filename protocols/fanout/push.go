@@ -145,12 +145,22 @@ func (ps *pusher) add(r *Registry, p *pushed) bool {
 }
 
 // enqueue puts p on the run queue; the caller holds p's turn (see wake).
+// It wakes a worker when the queue was empty: while it is not, a worker
+// is running, and it calls for help once the queue is long (spreadAt).
 func (ps *pusher) enqueue(p *pushed) {
 	ps.mu.Lock()
 	ps.queue = append(ps.queue, p)
+	first := len(ps.queue) == 1
 	ps.mu.Unlock()
-	ps.cond.Signal()
+	if first {
+		ps.cond.Signal()
+	}
 }
+
+// spreadAt is the run queue's length from which a worker wakes another:
+// a hundred players' batches are written sooner by one worker than by two
+// woken for them.
+const spreadAt = 128
 
 // work runs queued players until the pusher closes and no player is live.
 func (ps *pusher) work() {
@@ -171,7 +181,11 @@ func (ps *pusher) work() {
 		if len(ps.queue) == 0 {
 			ps.queue = nil // the array is not kept past a burst
 		}
+		help := len(ps.queue) >= spreadAt
 		ps.mu.Unlock()
+		if help {
+			ps.cond.Signal()
+		}
 		p.run(&w)
 	}
 }
