@@ -160,14 +160,7 @@ func (fr *Reader) SkipTag() (Tag, error) {
 	if _, err := io.ReadFull(fr.r, peek); err != nil {
 		return Tag{}, unexpected(err)
 	}
-	rest := size - len(peek) + prevSizeLen
-	var err error
-	if d, ok := fr.r.(interface{ Discard(int) (int, error) }); ok {
-		_, err = d.Discard(rest)
-	} else {
-		_, err = io.CopyN(io.Discard, fr.r, int64(rest))
-	}
-	if err != nil {
+	if _, err := io.CopyN(io.Discard, fr.r, int64(size-len(peek)+prevSizeLen)); err != nil {
 		return Tag{}, unexpected(err)
 	}
 	t := Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])}

@@ -169,7 +169,7 @@ func FuzzFLVReader(f *testing.F) {
 		if _, err := fr.ReadHeader(); err != nil {
 			return
 		}
-		// SkipTag sees the same tags, through a bufio.Reader (Discard).
+		// SkipTag sees the same tags, read in small pieces.
 		sr := NewReader(bufio.NewReaderSize(bytes.NewReader(in), 16), bound)
 		sr.ReadHeader()
 		for {
