@@ -121,26 +121,31 @@ func (fr *Reader) ReadHeader() ([]byte, error) {
 // ReadTag reads the next tag. It returns io.EOF at a clean end (between
 // tags) and io.ErrUnexpectedEOF inside one.
 func (fr *Reader) ReadTag() (Tag, error) {
-	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+	t, size, err := fr.readTagHeader()
+	if err != nil {
 		return Tag{}, err
+	}
+	t.Data = make([]byte, tagHeaderSize+size+prevSizeLen)
+	copy(t.Data, fr.hdr[:])
+	if _, err := io.ReadFull(fr.r, t.Data[tagHeaderSize:]); err != nil {
+		return Tag{}, unexpected(err)
+	}
+	t.Kind = Classify(t.Type, t.Body())
+	return t, nil
+}
+
+// readTagHeader reads a tag's header into fr.hdr and returns its type and
+// timestamp, and its body's size once it is within the bound.
+func (fr *Reader) readTagHeader() (Tag, int, error) {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		return Tag{}, 0, err
 	}
 	h := fr.hdr
 	size := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
 	if size > fr.maxBody {
-		return Tag{}, fmt.Errorf("%w: %d > %d bytes", ErrTagTooLarge, size, fr.maxBody)
+		return Tag{}, 0, fmt.Errorf("%w: %d > %d bytes", ErrTagTooLarge, size, fr.maxBody)
 	}
-	data := make([]byte, tagHeaderSize+size+prevSizeLen)
-	copy(data, h[:])
-	if _, err := io.ReadFull(fr.r, data[tagHeaderSize:]); err != nil {
-		return Tag{}, unexpected(err)
-	}
-	t := Tag{
-		Type:      h[0] & 0x1f,
-		Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6]),
-		Data:      data,
-	}
-	t.Kind = Classify(t.Type, t.Body())
-	return t, nil
+	return Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])}, size, nil
 }
 
 // SkipTag reads the next tag as ReadTag does, but keeps only its type,
@@ -148,13 +153,9 @@ func (fr *Reader) ReadTag() (Tag, error) {
 // reader that only counts media allocates nothing. A body larger than the
 // bound is an error here too.
 func (fr *Reader) SkipTag() (Tag, error) {
-	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+	t, size, err := fr.readTagHeader()
+	if err != nil {
 		return Tag{}, err
-	}
-	h := fr.hdr
-	size := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
-	if size > fr.maxBody {
-		return Tag{}, fmt.Errorf("%w: %d > %d bytes", ErrTagTooLarge, size, fr.maxBody)
 	}
 	peek := fr.peek[:min(size, len(fr.peek))]
 	if _, err := io.ReadFull(fr.r, peek); err != nil {
@@ -163,7 +164,6 @@ func (fr *Reader) SkipTag() (Tag, error) {
 	if _, err := io.CopyN(io.Discard, fr.r, int64(size-len(peek)+prevSizeLen)); err != nil {
 		return Tag{}, unexpected(err)
 	}
-	t := Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])}
 	t.Kind = Classify(t.Type, peek)
 	return t, nil
 }

@@ -1109,12 +1109,7 @@ func (s *Subscriber) Next(ctx context.Context, dst net.Buffers) (net.Buffers, er
 	for {
 		s.h.mu.Lock()
 		if len(s.queue) > 0 {
-			dst = append(dst, s.queue...)
-			clear(s.queue)
-			s.queue, s.queued = s.queue[:0], 0
-			if cap(s.queue) > keepQueue {
-				s.queue = nil // a burst's array (a fast start's GOP) is not kept for the player's lifetime
-			}
+			dst = s.moveQueue(dst)
 			s.h.mu.Unlock()
 			return dst, nil
 		}

@@ -527,14 +527,7 @@ func (l *pushedList) remove(p *pushed) {
 func (s *Subscriber) take(dst net.Buffers) (net.Buffers, error) {
 	s.h.mu.Lock()
 	defer s.h.mu.Unlock()
-	if len(s.queue) > 0 {
-		dst = append(dst, s.queue...)
-		clear(s.queue)
-		s.queue, s.queued = s.queue[:0], 0
-		if cap(s.queue) > keepQueue {
-			s.queue = nil // a burst's array (a fast start's GOP) is not kept for the player's lifetime
-		}
-	}
+	dst = s.moveQueue(dst)
 	select {
 	case <-s.end:
 		if s.err == nil {
@@ -544,4 +537,19 @@ func (s *Subscriber) take(dst net.Buffers) (net.Buffers, error) {
 	default:
 		return dst, nil
 	}
+}
+
+// moveQueue appends what s has queued to dst and empties the queue.
+// Called with h.mu held.
+func (s *Subscriber) moveQueue(dst net.Buffers) net.Buffers {
+	if len(s.queue) == 0 {
+		return dst
+	}
+	dst = append(dst, s.queue...)
+	clear(s.queue)
+	s.queue, s.queued = s.queue[:0], 0
+	if cap(s.queue) > keepQueue {
+		s.queue = nil // a burst's array (a fast start's GOP) is not kept for the player's lifetime
+	}
+	return dst
 }
