@@ -44,8 +44,11 @@ type PushOptions struct {
 	Idle time.Duration
 	// Discard reads what the player sends, at most once a second, and
 	// throws it away (an RTMP player's acknowledgements, an HTTP player's
-	// pipelined bytes): it keeps the player's socket from filling and sees
-	// a closed connection within a second even while nothing is written.
+	// pipelined bytes): it keeps the player's socket from filling, and it
+	// sees the player close its connection within about two seconds even
+	// while the stream is quiet (a sweep gives such a player a turn). As
+	// net/http does for a request's context, a player that shuts down its
+	// sending side only is taken as gone: the play ends with ErrGone.
 	Discard bool
 }
 
@@ -93,7 +96,12 @@ func (r *Registry) Push(ctx context.Context, sub *Subscriber, nc net.Conn, pl Pl
 		return false
 	}
 	ps := &r.push
-	p := &pushed{ps: ps, sub: sub, nc: nc, rc: rc, pl: pl, idle: o.Idle, discard: o.Discard, read: time.Now()}
+	p := &pushed{ps: ps, sub: sub, nc: nc, rc: rc, pl: pl, idle: o.Idle, discard: o.Discard}
+	p.read.Store(time.Now().UnixNano())
+	// Push holds p's turn while it sets p up: a wake-up meanwhile (the
+	// context's end, the registry's close, the hub's) is counted, not run,
+	// and nothing of p is read before p.stop is set.
+	p.wakes.Store(1)
 	if !ps.add(r, p) {
 		return false
 	}
@@ -106,7 +114,7 @@ func (r *Registry) Push(ctx context.Context, sub *Subscriber, nc net.Conn, pl Pl
 	h.mu.Lock()
 	sub.pusher = p
 	h.mu.Unlock()
-	p.wake() // what was queued before, or the end
+	ps.enqueue(p) // the turn passes on: what was queued before, or the end
 	return true
 }
 
@@ -119,6 +127,7 @@ type pusher struct {
 	live    pushedList
 	started bool
 	closing bool // no new player; the workers end once live is empty
+	sweep   *time.Timer
 	wg      sync.WaitGroup
 	waiting atomic.Int32 // players whose turn is on a goroutine of their own (wait)
 }
@@ -139,6 +148,7 @@ func (ps *pusher) add(r *Registry, p *pushed) bool {
 		for range n {
 			go ps.work()
 		}
+		ps.sweep = time.AfterFunc(discardEvery, ps.sweepQuiet)
 	}
 	ps.live.push(p)
 	return true
@@ -190,6 +200,30 @@ func (ps *pusher) work() {
 	}
 }
 
+// sweepQuiet gives a turn to each player that reads what it is sent
+// (PushOptions.Discard) and has not had one for two discardEvery: a
+// quiet stream wakes none, and a player that left would otherwise stay
+// until the stream spoke again. It runs every discardEvery until close.
+func (ps *pusher) sweepQuiet() {
+	stale := time.Now().Add(-2 * discardEvery).UnixNano()
+	var quiet []*pushed
+	ps.mu.Lock()
+	if ps.closing {
+		ps.mu.Unlock()
+		return
+	}
+	for p := ps.live.head; p != nil; p = p.next {
+		if p.discard && p.read.Load() < stale {
+			quiet = append(quiet, p)
+		}
+	}
+	ps.sweep.Reset(discardEvery)
+	ps.mu.Unlock()
+	for _, p := range quiet {
+		p.wake()
+	}
+}
+
 // close ends every live player (their connections' deadlines pass now)
 // and waits until each has ended and the workers with them. Called by
 // Registry.Close once the hubs are closed.
@@ -200,6 +234,7 @@ func (ps *pusher) close() {
 		ps.mu.Unlock()
 		return
 	}
+	ps.sweep.Stop()
 	var live []*pushed
 	for p := ps.live.head; p != nil; p = p.next {
 		p.cancelled.Store(true)
@@ -243,7 +278,7 @@ type pushed struct {
 	stop    func() bool
 	idle    time.Duration
 	discard bool
-	read    time.Time // the last read of the player's input
+	read    atomic.Int64 // when the player's input was last read, in Unix nanoseconds
 
 	// wakes counts the wake-ups since the player's last turn ended. The
 	// one that raises it from zero queues the player; whoever runs the
@@ -254,9 +289,10 @@ type pushed struct {
 	wakes     atomic.Int32
 	cancelled atomic.Bool // ctx ended, or the registry is closing
 
-	tags net.Buffers // the batch taken from the subscriber
-	out  net.Buffers // what is to be written: Frame's, from out[sent]
-	sent int
+	tags     net.Buffers // the batch taken from the subscriber
+	out      net.Buffers // what is to be written: Frame's, from out[sent]
+	sent     int
+	progress int64 // bytes written to the connection so far
 
 	prev, next *pushed // the pusher's live list
 }
@@ -373,6 +409,7 @@ func (p *pushed) writeFD(fd uintptr, iov []syscall.Iovec) error {
 			return os.NewSyscallError("writev", errno)
 		}
 		p.pl.Wrote(int(r))
+		p.progress += int64(r)
 		p.advance(int(r))
 	}
 	p.reset()
@@ -415,19 +452,30 @@ func (p *pushed) wait(end error) {
 	defer p.ps.waiting.Add(-1)
 	iov := make([]syscall.Iovec, min(len(p.out)-p.sent, maxIOV))
 	for p.sent < len(p.out) {
+		if p.idle > 0 {
+			p.nc.SetWriteDeadline(time.Now().Add(p.idle))
+		}
+		// After the deadline is set: a cancel that set its own passing
+		// deadline before this one is seen here, one after it is not
+		// overwritten.
 		if p.cancelled.Load() {
 			p.end(context.Canceled)
 			return
 		}
-		if p.idle > 0 {
-			p.nc.SetWriteDeadline(time.Now().Add(p.idle))
-		}
 		var err error
 		if rerr := p.rc.Write(func(fd uintptr) bool {
+			before := p.progress
 			err = p.writeFD(fd, iov)
-			return err != errWouldBlock // false: the runtime waits for room
+			// false: the runtime waits for room. A write that made
+			// progress returns, so that Idle bounds each wait, not the
+			// whole batch: a player that reads slowly but steadily is
+			// not cut off.
+			return err != errWouldBlock || p.progress != before
 		}); rerr != nil {
 			err = rerr
+		}
+		if err == errWouldBlock {
+			continue
 		}
 		if err != nil {
 			p.end(err)
@@ -444,11 +492,11 @@ func (p *pushed) wait(end error) {
 
 // drain reads and discards what the player sent, once per discardEvery.
 func (p *pushed) drain(w *scratch) error {
-	now := time.Now()
-	if now.Sub(p.read) < discardEvery {
+	now := time.Now().UnixNano()
+	if now-p.read.Load() < int64(discardEvery) {
 		return nil
 	}
-	p.read = now
+	p.read.Store(now)
 	for range discardReads {
 		var n int
 		var errno syscall.Errno

@@ -315,3 +315,157 @@ func TestPushNeedsDescriptor(t *testing.T) {
 		t.Fatal("Push took a pipe")
 	}
 }
+
+// A player that reads slowly but steadily is written to for as long as
+// it takes: Idle bounds each wait for room, not the whole batch.
+func TestPushIdleBoundsEachWait(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	r := newTestRegistry(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
+	sub := subscribe(t, r, "k", u.opener())
+	srv, cli := tcpPair(t)
+	pl := newMarkPlayer()
+	// The kernel reports room once much of the send buffer is free: at
+	// 5 MB/s that is a few hundred milliseconds, well within idle.
+	const idle = time.Second
+	r.Push(context.Background(), sub, srv, pl, PushOptions{Idle: idle})
+	head := [][]byte{flvHeader, tMeta, tVSeq, tASeq, tKey}
+	u.write(t, head...)
+	readMarked(t, cli, len(head))
+	tags := bigTags(400, 32<<10) // 12.8 MB: read at about 5 MB/s, past idle
+	u.write(t, tags...)
+	testkit.WaitFor(t, 10*time.Second, "the player's write waits for room", func() bool {
+		return r.push.waiting.Load() == 1
+	})
+	ended := make(chan error, 1)
+	go func() { // a play cut off fails the read below, not the test's timeout
+		err := pl.waitEnd(t)
+		if err != io.EOF {
+			cli.Close()
+		}
+		ended <- err
+	}()
+	slow := &pacedReader{r: cli, chunk: 256 << 10, every: 50 * time.Millisecond}
+	got := readMarked(t, slow, len(tags))
+	for i := range tags {
+		if !bytes.Equal(got[i], tags[i]) {
+			t.Fatalf("tag %d differs", i)
+		}
+	}
+	if took := time.Since(slow.start); took < 2*idle {
+		t.Logf("the batch was read in %v, not past the idle timeout: the test proves less", took)
+	}
+	u.end()
+	if err := <-ended; err != io.EOF {
+		t.Fatalf("End(%v), want io.EOF", err)
+	}
+}
+
+// pacedReader reads at most chunk bytes per every from r.
+type pacedReader struct {
+	r     io.Reader
+	chunk int
+	every time.Duration
+	start time.Time
+	left  int
+	next  time.Time
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	now := time.Now()
+	if p.start.IsZero() {
+		p.start, p.next = now, now
+	}
+	if p.left == 0 {
+		if d := p.next.Sub(now); d > 0 {
+			time.Sleep(d) // pacing the reader is the point of the test
+		}
+		p.left, p.next = p.chunk, p.next.Add(p.every)
+	}
+	n, err := p.r.Read(b[:min(len(b), p.left)])
+	p.left -= n
+	return n, err
+}
+
+// Cancelling while the player's write waits, each time the wait goes
+// round, ends the play at once even with a long idle timeout: the cancel's
+// deadline is never overwritten by the wait's.
+func TestPushCancelWhileReading(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	for i := range 10 {
+		u := &upstream{}
+		r := newTestRegistry(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
+		sub := subscribe(t, r, "k", u.opener())
+		srv, cli := tcpPair(t)
+		pl := newMarkPlayer()
+		ctx, cancel := context.WithCancel(context.Background())
+		r.Push(ctx, sub, srv, pl, PushOptions{Idle: time.Hour})
+		u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
+		u.write(t, bigTags(200, 32<<10)...)
+		testkit.WaitFor(t, 10*time.Second, "the player's socket is full", func() bool {
+			return r.push.waiting.Load() == 1
+		})
+		reading := make(chan struct{})
+		go func() { // read in small steps, so the wait goes round
+			defer close(reading)
+			b := make([]byte, 4<<10)
+			for {
+				if _, err := cli.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(i) * time.Millisecond) // cancel at a different point each round
+		cancel()
+		if err := pl.waitEnd(t); err != context.Canceled {
+			t.Fatalf("round %d: End(%v), want context.Canceled", i, err)
+		}
+		cli.Close()
+		<-reading
+	}
+}
+
+// A context that has ended already ends the play at once; Push is safe
+// to call with it.
+func TestPushCancelledContext(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	r := newTestRegistry(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 20 {
+		sub := subscribe(t, r, "k", u.opener())
+		srv, _ := tcpPair(t)
+		pl := newMarkPlayer()
+		if !r.Push(ctx, sub, srv, pl, PushOptions{Discard: true}) {
+			t.Fatal("Push refused a TCP connection")
+		}
+		if err := pl.waitEnd(t); err != context.Canceled {
+			t.Fatalf("End(%v), want context.Canceled", err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, "no subscriber is left", func() bool {
+		return r.Stats().Subscribers == 0
+	})
+}
+
+// A player that leaves while its stream is quiet is seen within a few
+// seconds: nothing wakes it but the registry's sweep.
+func TestPushPlayerLeavesQuietStream(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	r := newTestRegistry(t, Config{})
+	sub := subscribe(t, r, "k", u.opener())
+	srv, cli := tcpPair(t)
+	pl := newMarkPlayer()
+	r.Push(context.Background(), sub, srv, pl, PushOptions{Discard: true})
+	u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
+	readMarked(t, cli, 5)
+	cli.Close() // and the upstream writes nothing more
+	if err := pl.waitEnd(t); err != ErrGone {
+		t.Fatalf("End(%v), want ErrGone", err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the player's subscriber is closed", func() bool {
+		return r.Stats().Subscribers == 0
+	})
+}
