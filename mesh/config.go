@@ -189,13 +189,16 @@ type Config struct {
 	// (Raft randomizes between one and two HeartbeatTimeouts) and elect a
 	// new one within one more ElectionTimeout or so; a leader that cannot
 	// reach a quorum steps down after LeaderLeaseTimeout. Memberlist keeps
-	// its LAN profile (probe every second, 500 ms timeout).
+	// its LAN profile (probe every second, 500 ms timeout, gossip every
+	// 200 ms: each round is a wake-up of an otherwise idle process, so
+	// a faster one costs every node CPU whether or not it has news).
 	RaftHeartbeatTimeout   time.Duration // default 600ms
 	RaftElectionTimeout    time.Duration // default 600ms
 	RaftLeaderLeaseTimeout time.Duration // default 300ms
 	RaftCommitTimeout      time.Duration // default 20ms
 	GossipProbeInterval    time.Duration // default 1s
 	GossipProbeTimeout     time.Duration // default 500ms
+	GossipInterval         time.Duration // default 200ms
 	// RaftNoSync skips fsync of the Raft log. Unsafe; for tests only.
 	RaftNoSync bool
 
@@ -259,6 +262,7 @@ func DefaultConfig() Config {
 		RaftCommitTimeout:      20 * time.Millisecond,
 		GossipProbeInterval:    time.Second,
 		GossipProbeTimeout:     500 * time.Millisecond,
+		GossipInterval:         200 * time.Millisecond,
 	}
 }
 
@@ -391,6 +395,7 @@ func (c *Config) durations(d *Config) []durationField {
 		{"RaftCommitTimeout", &c.RaftCommitTimeout, &d.RaftCommitTimeout},
 		{"GossipProbeInterval", &c.GossipProbeInterval, &d.GossipProbeInterval},
 		{"GossipProbeTimeout", &c.GossipProbeTimeout, &d.GossipProbeTimeout},
+		{"GossipInterval", &c.GossipInterval, &d.GossipInterval},
 	}
 }
 

@@ -295,7 +295,7 @@ func (n *Node) open() error {
 	mc.AdvertisePort = int(cfg.GossipAddr.Port())
 	mc.ProbeInterval = cfg.GossipProbeInterval
 	mc.ProbeTimeout = cfg.GossipProbeTimeout
-	mc.GossipInterval = 100 * time.Millisecond
+	mc.GossipInterval = cfg.GossipInterval
 	mc.PushPullInterval = 15 * time.Second
 	mc.Delegate = gossipDelegate{n}
 	mc.Events = gossipDelegate{n}

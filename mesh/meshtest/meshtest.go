@@ -37,6 +37,7 @@ func FastConfig(t testing.TB, id, dataDir string) mesh.Config {
 	cfg.RaftLeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.RaftCommitTimeout = 5 * time.Millisecond
 	cfg.GossipProbeInterval = 300 * time.Millisecond
+	cfg.GossipInterval = 100 * time.Millisecond
 	cfg.GossipProbeTimeout = 200 * time.Millisecond
 	cfg.ProbeInterval = 200 * time.Millisecond
 	cfg.OriginTimeout = time.Second
