@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,8 +159,9 @@ func serverPart(name string, srv *http.Server, ln net.Listener, closes []func())
 // collections, not by all of it (Go's default, 100). A node's live heap is
 // mostly its players' state and its caches, and it allocates little per
 // player (nothing per tag), so collecting twice as often costs little CPU
-// and saves a third of the memory per player (docs/capacity.md). GOGC
-// (and GOMEMLIMIT) in the environment override it.
+// and saves a third of the memory per player (docs/capacity.md); a small
+// heap is given more room (minHeapGrowth). GOGC (and GOMEMLIMIT) in the
+// environment override both.
 const defaultGCPercent = 50
 
 // runServe is the composition root of a node: it opens the listeners, starts
@@ -173,7 +173,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(defaultGCPercent)
+		defer startGCPacer(defaultGCPercent, minHeapGrowth)()
 	}
 	resolveAddrs(&o)
 	if bad := insecurities(o); len(bad) > 0 {

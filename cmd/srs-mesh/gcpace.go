@@ -1,0 +1,88 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+)
+
+// minHeapGrowth is the least a node's heap may grow between collections
+// whatever its live heap: with defaultGCPercent alone, a node with few
+// players (a live heap of a few MiB) collects every second or two, and
+// each collection wakes every processor of an otherwise idle process. Go's
+// own default (GOGC=100) gives a small heap 4 MiB of room the same way.
+// A node with a live heap over 8 MiB (a few hundred players and up) is
+// left at defaultGCPercent, so the memory per player at scale is not
+// changed.
+const minHeapGrowth = 4 << 20
+
+// gcPacer sets the collector's target after each collection: percent of
+// the live heap, raised so that the heap may grow by at least minGrowth.
+// It runs on the runtime's finalizer goroutine, once per collection, with
+// no timer of its own.
+type gcPacer struct {
+	percent   int
+	minGrowth uint64
+	stopped   atomic.Bool
+	set       int // the target last set
+	sample    []metrics.Sample
+}
+
+// startGCPacer starts pacing the collector (see gcPacer) and returns the
+// function that stops it, leaving the target at percent.
+func startGCPacer(percent int, minGrowth uint64) (stop func()) {
+	p := &gcPacer{percent: percent, minGrowth: minGrowth, set: percent,
+		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	debug.SetGCPercent(percent)
+	p.arm()
+	return func() {
+		if p.stopped.CompareAndSwap(false, true) {
+			debug.SetGCPercent(percent)
+		}
+	}
+}
+
+// sentinel is an object that the next collection finds unreachable: its
+// finalizer runs once that collection is over.
+type sentinel struct{ _ [64]byte } // not a tiny allocation, whose finalizer could wait for its neighbours
+
+func (p *gcPacer) arm() {
+	runtime.SetFinalizer(&sentinel{}, func(*sentinel) { p.collected() })
+}
+
+// collected is called after each collection: it sets the next target
+// from the live heap that collection found.
+func (p *gcPacer) collected() {
+	if p.stopped.Load() {
+		return
+	}
+	metrics.Read(p.sample)
+	if p.sample[0].Value.Kind() == metrics.KindUint64 {
+		if want := gcPercentFor(p.sample[0].Value.Uint64(), p.percent, p.minGrowth); want != p.set {
+			debug.SetGCPercent(want)
+			p.set = want
+		}
+	}
+	p.arm()
+}
+
+// gcPercentFor is the collector's target for a live heap of live bytes:
+// percent, or more so that the heap may grow by minGrowth, at most
+// maxGCPercent. It moves in steps of 10 so that a heap that
+// wavers does not change it at every collection.
+func gcPercentFor(live uint64, percent int, minGrowth uint64) int {
+	if live == 0 {
+		return maxGCPercent
+	}
+	need := int((minGrowth*100 + live - 1) / live)
+	if need <= percent {
+		return percent
+	}
+	need = (need + 9) / 10 * 10
+	return min(need, maxGCPercent)
+}
+
+// maxGCPercent bounds gcPercentFor: a nearly empty heap is not let grow
+// past five times its size.
+const maxGCPercent = 500

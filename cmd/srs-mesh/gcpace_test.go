@@ -1,0 +1,49 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/srs-mesh/srs-mesh/test/testkit"
+)
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, maxGCPercent},
+		{100 << 10, maxGCPercent}, // a nearly empty heap: capped
+		{1 * mib, 400},            // 4 MiB of room is 400%
+		{3 * mib, 140},            // 134%, rounded up to a step of 10
+		{4 * mib, 100},            // exactly 4 MiB of room
+		{8 * mib, 50},             // half of live is the 4 MiB
+		{100 * mib, 50},           // a large heap keeps the percent
+		{8*mib - 1, 60},           // just under: 50.00001% rounds up
+	} {
+		if got := gcPercentFor(tc.live, 50, 4*mib); got != tc.want {
+			t.Errorf("gcPercentFor(%d) = %d, want %d", tc.live, got, tc.want)
+		}
+	}
+}
+
+// The pacer sets the target after a collection and leaves percent once
+// stopped.
+func TestGCPacer(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	stop := startGCPacer(50, 1<<30) // any heap here is far below 1 GiB of room
+	testkit.WaitFor(t, 10*time.Second, "the pacer raises the target after a collection", func() bool {
+		runtime.GC()
+		cur := debug.SetGCPercent(-1)
+		debug.SetGCPercent(cur)
+		return cur == maxGCPercent
+	})
+	stop()
+	if cur := debug.SetGCPercent(100); cur != 50 {
+		t.Errorf("after stop the target is %d, want 50", cur)
+	}
+}
