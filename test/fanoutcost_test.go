@@ -113,12 +113,14 @@ func TestFanOutCost(t *testing.T) {
 			time.Sleep(measure / 2)
 			conns := srsClients(t, srs.APIAddr, "bench") - 1 // less the publisher
 			rss := procRSS(tg.pid)
+			time.Sleep(measure / 2)
+			cpu2, b2, t2 := procCPU(tg.pid), bytes.Load(), time.Now()
+			// Scraped once the CPU is read: the scrape's own cost is not
+			// the serving's (proxy-go is not scraped).
 			goMem := "-"
 			if tg.goMem != nil {
 				goMem = fmt.Sprintf("%.0f KiB", float64(tg.goMem()-mem0)/1024/float64(players))
 			}
-			time.Sleep(measure / 2)
-			cpu2, b2, t2 := procCPU(tg.pid), bytes.Load(), time.Now()
 			cancel()
 			wg.Wait()
 			gb := float64(b2-b1) / 1e9
