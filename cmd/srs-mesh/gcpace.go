@@ -7,14 +7,13 @@ import (
 	"sync/atomic"
 )
 
-// minHeapGrowth is the least a node's heap may grow between collections
-// whatever its live heap: with defaultGCPercent alone, a node with few
-// players (a live heap of a few MiB) collects every second or two, and
-// each collection wakes every processor of an otherwise idle process. Go's
-// own default (GOGC=100) gives a small heap 4 MiB of room the same way.
-// A node with a live heap over 8 MiB (a few hundred players and up) is
-// left at defaultGCPercent, so the memory per player at scale is not
-// changed.
+// minHeapGrowth is how much a node's heap may grow between collections
+// at least, up to what Go's default (GOGC=100) would allow: with
+// defaultGCPercent alone, a node with few players (a live heap of a few
+// MiB) collects every second or two, and each collection wakes every
+// processor of an otherwise idle process. A node with a live heap over
+// 8 MiB (a few hundred players and up) is left at defaultGCPercent, so
+// the memory per player at scale is not changed.
 const minHeapGrowth = 4 << 20
 
 // gcPacer sets the collector's target after each collection: percent of
@@ -83,6 +82,8 @@ func gcPercentFor(live uint64, percent int, minGrowth uint64) int {
 	return min(need, maxGCPercent)
 }
 
-// maxGCPercent bounds gcPercentFor: a nearly empty heap is not let grow
-// past five times its size.
-const maxGCPercent = 500
+// maxGCPercent bounds gcPercentFor at Go's default: a small heap gets no
+// more room than GOGC=100 would give it. More would also raise the
+// runtime's own least heap goal (4 MiB × GOGC/100), which a node with
+// few players would grow into.
+const maxGCPercent = 100

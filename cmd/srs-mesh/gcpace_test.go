@@ -15,14 +15,14 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, maxGCPercent},
-		{100 << 10, maxGCPercent}, // a nearly empty heap: capped
-		{1 * mib, 400},            // 4 MiB of room is 400%
-		{3 * mib, 140},            // 134%, rounded up to a step of 10
-		{4 * mib, 100},            // exactly 4 MiB of room
-		{8 * mib, 50},             // half of live is the 4 MiB
-		{100 * mib, 50},           // a large heap keeps the percent
-		{8*mib - 1, 60},           // just under: 50.00001% rounds up
+		{0, 100},
+		{100 << 10, 100}, // a nearly empty heap: Go's default at most
+		{1 * mib, 100},   // 4 MiB of room would be 400%
+		{5 * mib, 80},    // 80%
+		{6 * mib, 70},    // 66.7%, rounded up to a step of 10
+		{8 * mib, 50},    // half of live is the 4 MiB
+		{100 * mib, 50},  // a large heap keeps the percent
+		{8*mib - 1, 60},  // just under: 50.00001% rounds up
 	} {
 		if got := gcPercentFor(tc.live, 50, 4*mib); got != tc.want {
 			t.Errorf("gcPercentFor(%d) = %d, want %d", tc.live, got, tc.want)
