@@ -4,7 +4,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"sync/atomic"
+	"sync"
 )
 
 // minHeapGrowth is how much a node's heap may grow between collections
@@ -17,13 +17,16 @@ import (
 const minHeapGrowth = 4 << 20
 
 // gcPacer sets the collector's target after each collection: percent of
-// the live heap, raised so that the heap may grow by at least minGrowth.
-// It runs on the runtime's finalizer goroutine, once per collection, with
-// no timer of its own.
+// the live heap, raised so that the heap may grow by minGrowth, up to
+// maxGCPercent (gcPercentFor). It runs on the runtime's finalizer
+// goroutine after a collection (every other one when they come back to
+// back: a sentinel made during marking survives one), with no timer of
+// its own.
 type gcPacer struct {
 	percent   int
 	minGrowth uint64
-	stopped   atomic.Bool
+	mu        sync.Mutex // orders a collection's setting with stop's
+	stopped   bool
 	set       int // the target last set
 	sample    []metrics.Sample
 }
@@ -36,7 +39,10 @@ func startGCPacer(percent int, minGrowth uint64) (stop func()) {
 	debug.SetGCPercent(percent)
 	p.arm()
 	return func() {
-		if p.stopped.CompareAndSwap(false, true) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.stopped {
+			p.stopped = true
 			debug.SetGCPercent(percent)
 		}
 	}
@@ -53,7 +59,9 @@ func (p *gcPacer) arm() {
 // collected is called after each collection: it sets the next target
 // from the live heap that collection found.
 func (p *gcPacer) collected() {
-	if p.stopped.Load() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
 		return
 	}
 	metrics.Read(p.sample)

@@ -222,7 +222,8 @@ func NewRegistry(cfg Config) *Registry {
 	if cfg.SwitchTimeout <= 0 {
 		cfg.SwitchTimeout = DefaultSwitchTimeout
 	}
-	return &Registry{cfg: cfg, hubs: make(map[string]*hub), byStream: map[string]map[*hub]struct{}{}, seed: maphash.MakeSeed()}
+	return &Registry{cfg: cfg, hubs: make(map[string]*hub), byStream: map[string]map[*hub]struct{}{}, seed: maphash.MakeSeed(),
+		push: pusher{epoch: time.Now()}}
 }
 
 // Stats returns the registry's counters.

@@ -45,7 +45,7 @@ type PushOptions struct {
 	// Discard reads what the player sends, at most once a second, and
 	// throws it away (an RTMP player's acknowledgements, an HTTP player's
 	// pipelined bytes): it keeps the player's socket from filling, and it
-	// sees the player close its connection within about two seconds even
+	// sees the player close its connection within three seconds even
 	// while the stream is quiet (a sweep gives such a player a turn). As
 	// net/http does for a request's context, a player that shuts down its
 	// sending side only is taken as gone: the play ends with ErrGone.
@@ -97,7 +97,7 @@ func (r *Registry) Push(ctx context.Context, sub *Subscriber, nc net.Conn, pl Pl
 	}
 	ps := &r.push
 	p := &pushed{ps: ps, sub: sub, nc: nc, rc: rc, pl: pl, idle: o.Idle, discard: o.Discard}
-	p.read.Store(time.Now().UnixNano())
+	p.read.Store(ps.now())
 	// Push holds p's turn while it sets p up: a wake-up meanwhile (the
 	// context's end, the registry's close, the hub's) is counted, not run,
 	// and nothing of p is read before p.stop is set.
@@ -128,6 +128,7 @@ type pusher struct {
 	started bool
 	closing bool // no new player; the workers end once live is empty
 	sweep   *time.Timer
+	epoch   time.Time // the origin of now
 	wg      sync.WaitGroup
 	waiting atomic.Int32 // players whose turn is on a goroutine of their own (wait)
 }
@@ -200,12 +201,18 @@ func (ps *pusher) work() {
 	}
 }
 
+// now is the monotonic time since the pusher was made, in nanoseconds:
+// what a player's read is stamped with, which a step of the wall clock
+// does not move.
+func (ps *pusher) now() int64 { return int64(time.Since(ps.epoch)) }
+
 // sweepQuiet gives a turn to each player that reads what it is sent
-// (PushOptions.Discard) and has not had one for two discardEvery: a
-// quiet stream wakes none, and a player that left would otherwise stay
-// until the stream spoke again. It runs every discardEvery until close.
+// (PushOptions.Discard) and whose input was not read for two
+// discardEvery: a quiet stream wakes none, and a player that left would
+// otherwise stay until the stream spoke again. It runs every
+// discardEvery until close.
 func (ps *pusher) sweepQuiet() {
-	stale := time.Now().Add(-2 * discardEvery).UnixNano()
+	stale := ps.now() - int64(2*discardEvery)
 	var quiet []*pushed
 	ps.mu.Lock()
 	if ps.closing {
@@ -278,7 +285,7 @@ type pushed struct {
 	stop    func() bool
 	idle    time.Duration
 	discard bool
-	read    atomic.Int64 // when the player's input was last read, in Unix nanoseconds
+	read    atomic.Int64 // when the player's input was last read (pusher.now)
 
 	// wakes counts the wake-ups since the player's last turn ended. The
 	// one that raises it from zero queues the player; whoever runs the
@@ -492,7 +499,7 @@ func (p *pushed) wait(end error) {
 
 // drain reads and discards what the player sent, once per discardEvery.
 func (p *pushed) drain(w *scratch) error {
-	now := time.Now().UnixNano()
+	now := p.ps.now()
 	if now-p.read.Load() < int64(discardEvery) {
 		return nil
 	}
