@@ -126,9 +126,10 @@ type pusher struct {
 	queue   []*pushed
 	live    pushedList
 	started bool
-	closing bool // no new player; the workers end once live is empty
-	sweep   *time.Timer
-	epoch   time.Time // the origin of now
+	closing bool        // no new player; the workers end once live is empty
+	sweep   *time.Timer // sweepQuiet's, armed while a Discard player is live
+	armed   bool        // sweep will fire
+	epoch   time.Time   // the origin of now
 	wg      sync.WaitGroup
 	waiting atomic.Int32 // players whose turn is on a goroutine of their own (wait)
 }
@@ -149,7 +150,14 @@ func (ps *pusher) add(r *Registry, p *pushed) bool {
 		for range n {
 			go ps.work()
 		}
-		ps.sweep = time.AfterFunc(discardEvery, ps.sweepQuiet)
+	}
+	if p.discard && !ps.armed {
+		ps.armed = true
+		if ps.sweep == nil {
+			ps.sweep = time.AfterFunc(discardEvery, ps.sweepQuiet)
+		} else {
+			ps.sweep.Reset(discardEvery)
+		}
 	}
 	ps.live.push(p)
 	return true
@@ -210,21 +218,28 @@ func (ps *pusher) now() int64 { return int64(time.Since(ps.epoch)) }
 // (PushOptions.Discard) and whose input was not read for two
 // discardEvery: a quiet stream wakes none, and a player that left would
 // otherwise stay until the stream spoke again. It runs every
-// discardEvery until close.
+// discardEvery while such a player is live, until close.
 func (ps *pusher) sweepQuiet() {
 	stale := ps.now() - int64(2*discardEvery)
 	var quiet []*pushed
 	ps.mu.Lock()
 	if ps.closing {
+		ps.armed = false
 		ps.mu.Unlock()
 		return
 	}
+	found := false
 	for p := ps.live.head; p != nil; p = p.next {
-		if p.discard && p.read.Load() < stale {
-			quiet = append(quiet, p)
+		if p.discard {
+			found = true
+			if p.read.Load() < stale {
+				quiet = append(quiet, p)
+			}
 		}
 	}
-	ps.sweep.Reset(discardEvery)
+	if ps.armed = found; found {
+		ps.sweep.Reset(discardEvery)
+	}
 	ps.mu.Unlock()
 	for _, p := range quiet {
 		p.wake()
@@ -241,7 +256,9 @@ func (ps *pusher) close() {
 		ps.mu.Unlock()
 		return
 	}
-	ps.sweep.Stop()
+	if ps.sweep != nil {
+		ps.sweep.Stop()
+	}
 	var live []*pushed
 	for p := ps.live.head; p != nil; p = p.next {
 		p.cancelled.Store(true)

@@ -469,3 +469,29 @@ func TestPushPlayerLeavesQuietStream(t *testing.T) {
 		return r.Stats().Subscribers == 0
 	})
 }
+
+// The sweep's timer runs only while a player that reads its input is
+// live: a registry whose players have left has no timer firing.
+func TestPushSweepDisarms(t *testing.T) {
+	testkit.CheckGoroutines(t)
+	u := &upstream{}
+	r := newTestRegistry(t, Config{})
+	sub := subscribe(t, r, "k", u.opener())
+	srv, _ := tcpPair(t)
+	pl := newMarkPlayer()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.Push(ctx, sub, srv, pl, PushOptions{Discard: true})
+	armed := func() bool {
+		r.push.mu.Lock()
+		defer r.push.mu.Unlock()
+		return r.push.armed
+	}
+	if !armed() {
+		t.Fatal("the sweep is not armed with a Discard player live")
+	}
+	cancel()
+	if err := pl.waitEnd(t); err != context.Canceled {
+		t.Fatalf("End(%v), want context.Canceled", err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the sweep disarms", func() bool { return !armed() })
+}
