@@ -94,15 +94,23 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
+// pushSetup returns a test upstream, a registry with cfg, a subscriber of
+// it, both ends of a TCP connection for the subscriber's player (the
+// node's side first) and the player, ready to Push.
+func pushSetup(t *testing.T, cfg Config) (*upstream, *Registry, *Subscriber, net.Conn, net.Conn, *markPlayer) {
+	t.Helper()
+	u := &upstream{}
+	r := newTestRegistry(t, cfg)
+	sub := subscribe(t, r, "k", u.opener())
+	srv, cli := tcpPair(t)
+	return u, r, sub, srv, cli, newMarkPlayer()
+}
+
 // A pushed player gets every tag, framed by its Player, in order, and
 // End(io.EOF) once the upstream ends.
 func TestPushWritesTags(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, cli := tcpPair(t)
-	pl := newMarkPlayer()
+	u, r, sub, srv, cli, pl := pushSetup(t, Config{})
 	if !r.Push(context.Background(), sub, srv, pl, PushOptions{Discard: true}) {
 		t.Fatal("Push refused a TCP connection")
 	}
@@ -200,11 +208,7 @@ func TestPushSlowPlayer(t *testing.T) {
 // waiting for room.
 func TestPushCancel(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, _ := tcpPair(t)
-	pl := newMarkPlayer()
+	u, r, sub, srv, _, pl := pushSetup(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Push(ctx, sub, srv, pl, PushOptions{})
 	u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
@@ -222,11 +226,7 @@ func TestPushCancel(t *testing.T) {
 // registry forgets it.
 func TestPushPlayerCloses(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, cli := tcpPair(t)
-	pl := newMarkPlayer()
+	u, r, sub, srv, cli, pl := pushSetup(t, Config{})
 	r.Push(context.Background(), sub, srv, pl, PushOptions{Discard: true, Idle: time.Second})
 	u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
 	readMarked(t, cli, 5)
@@ -320,11 +320,7 @@ func TestPushNeedsDescriptor(t *testing.T) {
 // it takes: Idle bounds each wait for room, not the whole batch.
 func TestPushIdleBoundsEachWait(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, cli := tcpPair(t)
-	pl := newMarkPlayer()
+	u, r, sub, srv, cli, pl := pushSetup(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
 	// The kernel reports room once much of the send buffer is free: at
 	// 5 MB/s that is a few hundred milliseconds, well within idle.
 	const idle = time.Second
@@ -393,11 +389,7 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 func TestPushCancelWhileReading(t *testing.T) {
 	testkit.CheckGoroutines(t)
 	for i := range 10 {
-		u := &upstream{}
-		r := newTestRegistry(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
-		sub := subscribe(t, r, "k", u.opener())
-		srv, cli := tcpPair(t)
-		pl := newMarkPlayer()
+		u, r, sub, srv, cli, pl := pushSetup(t, Config{QueueBytes: 64 << 20, BehindBytes: 128 << 20})
 		ctx, cancel := context.WithCancel(context.Background())
 		r.Push(ctx, sub, srv, pl, PushOptions{Idle: time.Hour})
 		u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
@@ -453,11 +445,7 @@ func TestPushCancelledContext(t *testing.T) {
 // seconds: nothing wakes it but the registry's sweep.
 func TestPushPlayerLeavesQuietStream(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, cli := tcpPair(t)
-	pl := newMarkPlayer()
+	u, r, sub, srv, cli, pl := pushSetup(t, Config{})
 	r.Push(context.Background(), sub, srv, pl, PushOptions{Discard: true})
 	u.write(t, flvHeader, tMeta, tVSeq, tASeq, tKey)
 	readMarked(t, cli, 5)
@@ -474,11 +462,7 @@ func TestPushPlayerLeavesQuietStream(t *testing.T) {
 // live: a registry whose players have left has no timer firing.
 func TestPushSweepDisarms(t *testing.T) {
 	testkit.CheckGoroutines(t)
-	u := &upstream{}
-	r := newTestRegistry(t, Config{})
-	sub := subscribe(t, r, "k", u.opener())
-	srv, _ := tcpPair(t)
-	pl := newMarkPlayer()
+	_, r, sub, srv, _, pl := pushSetup(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Push(ctx, sub, srv, pl, PushOptions{Discard: true})
 	armed := func() bool {
